@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The project's test command (`npm test`): contract checks, type checks, then every test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "vendor buf/validate/validate.proto from @bufbuild/protovalidate"
+node scripts/vendor-validate-proto.mjs
+
+step "buf lint"
+npx --no-install buf lint
+
+step "buf breaking against main"
+# On a branch: compare with main. On main itself: compare with the previous commit.
+against=""
+if git rev-parse --verify -q main >/dev/null && [ "$(git rev-parse HEAD)" != "$(git rev-parse main)" ]; then
+  against=main
+elif git rev-parse --verify -q HEAD~1 >/dev/null; then
+  against=HEAD~1
+fi
+if [ -n "$against" ] && git cat-file -e "$against:buf.yaml" 2>/dev/null; then
+  old=$(mktemp -d)
+  trap 'rm -rf "$old"' EXIT
+  git archive "$against" proto buf.yaml | tar -x -C "$old"
+  cp -r .proto-deps "$old/"
+  (cd "$old" && "$OLDPWD/node_modules/.bin/buf" build -o "$old/image.binpb")
+  npx --no-install buf breaking --against "$old/image.binpb"
+else
+  echo "skipped: no earlier commit with contracts to compare with"
+fi
+
+step "generated code is up to date (buf generate)"
+npx --no-install buf generate
+if ! git diff --quiet --exit-code -- services/shared/src/gen || [ -n "$(git ls-files --others --exclude-standard services/shared/src/gen)" ]; then
+  git status --short -- services/shared/src/gen
+  echo "generated code differs from the committed code: run 'npm run generate' and commit" >&2
+  exit 1
+fi
+
+step "tsc (typecheck and build)"
+npx --no-install tsc -p tsconfig.build.json
+
+step "tests"
+mapfile -t files < <(find dist/services dist/perf -name '*.test.js' 2>/dev/null | sort)
+node --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout="${TEST_TIMEOUT_MS:-300000}" "${files[@]}"
