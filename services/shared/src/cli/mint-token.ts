@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+/**
+ * Mints a development bearer token signed by the local development key (created on first use).
+ *
+ *   node dist/services/shared/src/cli/mint-token.js --scope scans:write --carrier acme --sub gateway-1
+ *
+ * Services started for local development verify these tokens against `<keys>/dev-jwks.json`.
+ */
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { ensureDevKeys, mintToken, parseTtl } from "../auth/dev-keys.js";
+
+const USAGE = `usage: mint-token --scope <scope> [--scope <scope>...] [options]
+
+Prints a development JWT on stdout.
+
+  --scope <scope>   scope to grant (repeatable; a comma- or space-separated list also works)
+  --sub <subject>   sub claim (default: dev)
+  --carrier <code>  carrier claim, for a carrier-gateway token
+  --ttl <span>      lifetime: 90s, 30m, 1h, 7d (default: 1h)
+  --keys <dir>      development key directory, created if missing (default: .dev-keys)
+  --iss <issuer>    iss claim (default: logistics-dev)
+  --aud <audience>  aud claim (default: logistics-mesh)
+  -h, --help        show this help`;
+
+/** Where the CLI writes; injectable so it can be driven in-process. */
+export interface MintTokenCliIo {
+  readonly cwd: string;
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+class UsageError extends Error {}
+
+function parseCliArgs(argv: readonly string[]) {
+  try {
+    return parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        scope: { type: "string", multiple: true },
+        sub: { type: "string", default: "dev" },
+        carrier: { type: "string" },
+        ttl: { type: "string", default: "1h" },
+        keys: { type: "string", default: ".dev-keys" },
+        iss: { type: "string", default: "logistics-dev" },
+        aud: { type: "string", default: "logistics-mesh" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/**
+ * Runs the CLI with `argv` (without the node and script paths) and returns the exit code:
+ * 0 on success or --help, 2 on bad arguments, 1 on other failures.
+ */
+export async function runMintTokenCli(argv: readonly string[], io: MintTokenCliIo): Promise<number> {
+  try {
+    const parsed = parseCliArgs(argv);
+    if (parsed.help) {
+      io.stdout(`${USAGE}\n`);
+      return 0;
+    }
+    const scopes = (parsed.scope ?? []).flatMap((s) => s.split(/[\s,]+/)).filter((s) => s !== "");
+    if (scopes.length === 0) throw new UsageError("at least one --scope is required");
+    for (const [name, value] of [["--sub", parsed.sub], ["--iss", parsed.iss], ["--aud", parsed.aud], ["--keys", parsed.keys]] as const) {
+      if (value.trim() === "") throw new UsageError(`${name} must not be empty`);
+    }
+    if (parsed.carrier !== undefined && parsed.carrier.trim() === "") throw new UsageError("--carrier must not be empty");
+    let ttlSeconds: number;
+    try {
+      ttlSeconds = parseTtl(parsed.ttl);
+    } catch (err) {
+      throw new UsageError(`--ttl: ${(err as Error).message}`);
+    }
+
+    const { privateJwkPath } = await ensureDevKeys(resolve(io.cwd, parsed.keys));
+    const token = await mintToken({
+      privateJwkPath,
+      issuer: parsed.iss,
+      audience: parsed.aud,
+      subject: parsed.sub,
+      scopes,
+      expiresIn: ttlSeconds,
+      ...(parsed.carrier === undefined ? {} : { carrier: parsed.carrier }),
+    });
+    io.stdout(`${token}\n`);
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr(`mint-token: ${err.message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    io.stderr(`mint-token: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+const entry = process.argv[1];
+if (entry !== undefined && import.meta.url === pathToFileURL(entry).href) {
+  process.exitCode = await runMintTokenCli(process.argv.slice(2), {
+    cwd: process.cwd(),
+    stdout: (t) => process.stdout.write(t),
+    stderr: (t) => process.stderr.write(t),
+  });
+}
