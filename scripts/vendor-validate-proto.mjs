@@ -38,10 +38,11 @@ function printMessage(m, ind) {
   for (const n of m.nestedType) lines.push(...printMessage(n, ind + "  "));
   m.oneofDecl.forEach((o, i) => {
     lines.push(`${ind}  oneof ${o.name} {`);
-    for (const f of m.field.filter((x) => x.oneofIndex === i)) lines.push(`${ind}    ${fieldLine(f, false)}`);
+    for (const f of m.field.filter((x) => Object.hasOwn(x, "oneofIndex") && x.oneofIndex === i)) lines.push(`${ind}    ${fieldLine(f, false)}`);
     lines.push(`${ind}  }`);
   });
-  for (const f of m.field.filter((x) => x.oneofIndex === undefined)) lines.push(`${ind}  ${fieldLine(f, true)}`);
+  // An unset proto2 field still reads as its default (0), so presence is checked by own property.
+  for (const f of m.field.filter((x) => !Object.hasOwn(x, "oneofIndex"))) lines.push(`${ind}  ${fieldLine(f, true)}`);
   for (const r of m.extensionRange) lines.push(`${ind}  extensions ${r.start} to ${r.end >= 536870912 ? "max" : r.end - 1};`);
   for (const r of m.reservedRange) lines.push(`${ind}  reserved ${r.start} to ${r.end - 1};`);
   for (const n of m.reservedName) lines.push(`${ind}  reserved "${n}";`);
