@@ -1,0 +1,88 @@
+import {
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JetStreamOptions,
+} from "@nats-io/jetstream";
+import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { silentNatsLog, type NatsLog } from "./nats-log.js";
+
+/** Options for {@link connectNats}. */
+export interface ConnectNatsOptions {
+  /** Server URL(s), e.g. `nats://nats:4222`; list every cluster node you know. */
+  servers: string | string[];
+  /** Client name shown in server monitoring (use the service name). */
+  name: string;
+  logger?: NatsLog;
+  /** Pause between reconnect attempts. Default 1 000 ms. */
+  reconnectTimeWaitMs?: number;
+  /** Anything else to pass to the client; overrides the defaults above. */
+  connection?: Partial<NodeConnectionOptions>;
+}
+
+/**
+ * Connects to NATS with the settings a long-running service wants: reconnect forever
+ * (`maxReconnectAttempts: -1`) with `reconnectTimeWaitMs` between attempts, and keep retrying
+ * the first connect too (`waitOnFirstConnect`), so a service started before NATS waits for it
+ * instead of crashing. Connection status changes (disconnect, reconnect, errors, stale
+ * connection, slow consumer) are logged until the connection closes.
+ *
+ * Shut down with `await nc.drain()` after closing consumers.
+ */
+export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnection> {
+  const log = opts.logger ?? silentNatsLog;
+  const nc = await connect({
+    servers: opts.servers,
+    name: opts.name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: opts.reconnectTimeWaitMs ?? 1000,
+    waitOnFirstConnect: true,
+    ...opts.connection,
+  });
+  log.info({ server: nc.getServer(), name: opts.name }, "connected to NATS");
+  void (async () => {
+    for await (const s of nc.status()) {
+      switch (s.type) {
+        case "disconnect":
+          log.warn({ server: s.server }, "NATS disconnected");
+          break;
+        case "reconnect":
+          log.info({ server: s.server }, "NATS reconnected");
+          break;
+        case "error":
+          log.error({ err: s.error }, "NATS connection error");
+          break;
+        case "staleConnection":
+        case "ldm":
+          log.warn({ status: s.type }, "NATS connection status");
+          break;
+        case "slowConsumer":
+          log.warn({ subject: s.sub.getSubject(), pending: s.pending }, "NATS slow consumer");
+          break;
+        default:
+          log.debug({ status: s.type }, "NATS connection status");
+      }
+    }
+  })();
+  void nc.closed().then((err) => {
+    if (err) log.error({ err }, "NATS connection closed with an error");
+    else log.info({ name: opts.name }, "NATS connection closed");
+  });
+  return nc;
+}
+
+/** The JetStream client and manager of a connection. */
+export interface JetStreamHandles {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+}
+
+/**
+ * JetStream client and manager for `nc`. Rejects when JetStream is not enabled for the account
+ * (the manager checks the JetStream API once).
+ */
+export async function jetstreamFor(nc: NatsConnection, opts?: JetStreamOptions): Promise<JetStreamHandles> {
+  const jsm = await jetstreamManager(nc, opts);
+  return { js: jetstream(nc, opts), jsm };
+}

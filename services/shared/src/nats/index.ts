@@ -1,0 +1,41 @@
+export { connectNats, jetstreamFor, type ConnectNatsOptions, type JetStreamHandles } from "./connect.js";
+export {
+  exponentialRetryDelay,
+  PoisonMessageError,
+  startConsumer,
+  type ConsumerHandle,
+  type ConsumerStats,
+  type MessageMeta,
+  type StartConsumerOptions,
+} from "./consumer.js";
+export { EventHeaders, PROTOBUF_CONTENT_TYPE } from "./event-headers.js";
+export { MESSAGING_SYSTEM_NATS, MessagingAttributes, NATS_TRACER_NAME } from "./messaging-attributes.js";
+export { silentNatsLog, type NatsLog } from "./nats-log.js";
+export {
+  createEventPublisher,
+  type EventPublisher,
+  type EventPublisherOptions,
+  type PublishEventOptions,
+  type PublishEventResult,
+} from "./publisher.js";
+export {
+  ensureConsumer,
+  ensureStreams,
+  ImmutableConfigError,
+  type EnsureAction,
+  type EnsureConsumerOptions,
+  type EnsureConsumerResult,
+  type EnsureStreamResult,
+  type EnsureStreamsOptions,
+} from "./streams.js";
+export {
+  createSubjects,
+  DEFAULT_SUBJECT_PREFIX,
+  subjectFamily,
+  subjectToken,
+  SubjectTokenError,
+  type StreamSpec,
+  type StreamSpecs,
+  type Subjects,
+} from "./subjects.js";
+export { extractTraceContext, injectTraceContext, natsHeaderGetter, natsHeaderSetter } from "./trace-headers.js";

@@ -1,0 +1,14 @@
+export { getFreePort } from "./free-port.js";
+export { removeOnExit, spawnManagedProcess, type ManagedProcess, type ProcessExit } from "./managed-process.js";
+export {
+  startNatsCluster,
+  startNatsServer,
+  type NatsClusterHandle,
+  type NatsClusterOptions,
+  type NatsServerHandle,
+  type NatsServerOptions,
+} from "./nats-server.js";
+export { createTestSchema, DEFAULT_TEST_DATABASE_URL, type TestSchema, type TestSchemaOptions } from "./postgres.js";
+export { startRedisServer, type RedisServerHandle, type RedisServerOptions } from "./redis-server.js";
+export { uniqueName } from "./unique.js";
+export { waitFor, WaitForTimeoutError, type WaitForOptions } from "./wait-for.js";

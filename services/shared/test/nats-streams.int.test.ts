@@ -1,0 +1,139 @@
+import { strict as assert } from "node:assert";
+import { after, before, describe, it } from "node:test";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { connectNats, jetstreamFor } from "../src/nats/connect.js";
+import { ensureConsumer, ensureStreams, ImmutableConfigError } from "../src/nats/streams.js";
+import { createSubjects, subjectFamily, SubjectTokenError } from "../src/nats/subjects.js";
+import { startNatsServer, type NatsServerHandle } from "../src/testing/nats-server.js";
+import { uniqueName } from "../src/testing/unique.js";
+
+describe("createSubjects", () => {
+  it("derives every subject and stream name from the root prefix", () => {
+    const s = createSubjects("t_ab12");
+    assert.equal(s.scanRecorded("eu-west", "DHL"), "t_ab12.scan.recorded.eu-west.DHL");
+    assert.equal(s.shipmentCreated("us"), "t_ab12.shipment.created.us");
+    assert.equal(s.routePlanned("us"), "t_ab12.route.planned.us");
+    assert.equal(s.routeUpdated("us"), "t_ab12.route.updated.us");
+    assert.equal(s.statusChanged("us"), "t_ab12.status.changed.us");
+    assert.equal(s.etaChanged("us"), "t_ab12.eta.changed.us");
+    assert.equal(s.deadLetter("tracking"), "t_ab12.dlq.tracking");
+    assert.equal(s.allScans, "t_ab12.scan.recorded.>");
+    assert.equal(s.scansInRegion("eu"), "t_ab12.scan.recorded.eu.*");
+    assert.deepEqual(
+      s.streamList.map((x) => [x.name, x.subjects]),
+      [
+        ["T_AB12_SCANS", ["t_ab12.scan.>"]],
+        ["T_AB12_SHIPMENTS", ["t_ab12.shipment.>"]],
+        ["T_AB12_ROUTES", ["t_ab12.route.>"]],
+        ["T_AB12_STATUS", ["t_ab12.status.>", "t_ab12.eta.>"]],
+        ["T_AB12_DLQ", ["t_ab12.dlq.>"]],
+      ],
+    );
+    assert.equal(createSubjects().streams.scans.name, "LOGISTICS_SCANS");
+    assert.equal(subjectFamily(s.scanRecorded("eu", "UPS")), "t_ab12.scan.recorded");
+  });
+
+  it("rejects tokens with dots, spaces or wildcards with a SubjectTokenError", () => {
+    const s = createSubjects("t");
+    for (const bad of ["eu.west", "eu west", "*", ">", "", "a".repeat(65)]) {
+      assert.throws(() => s.shipmentCreated(bad), (e: unknown) => e instanceof SubjectTokenError && e.part === "region");
+    }
+    assert.throws(() => s.scanRecorded("eu", "D.HL"), (e: unknown) => e instanceof SubjectTokenError && e.part === "carrier");
+    assert.throws(() => createSubjects("a.b"), SubjectTokenError);
+  });
+});
+
+describe("ensureStreams / ensureConsumer", () => {
+  let server: NatsServerHandle;
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+
+  before(async () => {
+    server = await startNatsServer();
+    nc = await connectNats({ servers: server.url, name: "nats-streams-test" });
+    ({ jsm } = await jetstreamFor(nc));
+  });
+  after(async () => {
+    await nc?.close();
+    await server?.stop();
+  });
+
+  it("creates the streams once and leaves matching ones untouched", async () => {
+    const s = createSubjects(uniqueName("t"));
+    const first = await ensureStreams(jsm, s.streamList, { duplicateWindowMs: 60_000 });
+    assert.deepEqual(first.map((r) => r.action), ["created", "created", "created", "created", "created"]);
+    const info = await jsm.streams.info(s.streams.status.name);
+    assert.deepEqual([...info.config.subjects].sort(), [...s.streams.status.subjects].sort());
+    assert.equal(info.config.duplicate_window, 60_000 * 1_000_000);
+
+    const second = await ensureStreams(jsm, s.streamList, { duplicateWindowMs: 60_000 });
+    assert.deepEqual(second.map((r) => r.action), ["unchanged", "unchanged", "unchanged", "unchanged", "unchanged"]);
+  });
+
+  it("updates a stream whose settings changed", async () => {
+    const s = createSubjects(uniqueName("t"));
+    await ensureStreams(jsm, [s.streams.scans]);
+    const [changed] = await ensureStreams(jsm, [s.streams.scans], { maxAgeMs: 3_600_000, duplicateWindowMs: 30_000 });
+    assert.equal(changed?.action, "updated");
+    const info = await jsm.streams.info(s.streams.scans.name);
+    assert.equal(info.config.max_age, 3_600_000 * 1_000_000);
+    assert.equal(info.config.duplicate_window, 30_000 * 1_000_000);
+    const [again] = await ensureStreams(jsm, [s.streams.scans], { maxAgeMs: 3_600_000, duplicateWindowMs: 30_000 });
+    assert.equal(again?.action, "unchanged");
+  });
+
+  it("refuses to switch an existing stream's storage type", async () => {
+    const s = createSubjects(uniqueName("t"));
+    await ensureStreams(jsm, [s.streams.routes], { storage: "memory" });
+    await assert.rejects(ensureStreams(jsm, [s.streams.routes], { storage: "file" }), ImmutableConfigError);
+  });
+
+  it("creates a durable pull consumer once, updates changed settings and rejects a new filter", async () => {
+    const s = createSubjects(uniqueName("t"));
+    await ensureStreams(jsm, [s.streams.scans]);
+    const stream = s.streams.scans.name;
+    const opts = { durable: "tracking", filterSubject: s.allScans, ackWaitMs: 10_000, maxDeliver: 4 };
+
+    const created = await ensureConsumer(jsm, stream, opts);
+    assert.equal(created.action, "created");
+    assert.equal(created.info.config.ack_policy, "explicit");
+    assert.equal(created.info.config.deliver_subject, undefined);
+    assert.equal(created.info.config.max_ack_pending, 1000);
+    assert.equal(created.info.config.filter_subject, s.allScans);
+
+    assert.equal((await ensureConsumer(jsm, stream, opts)).action, "unchanged");
+
+    const updated = await ensureConsumer(jsm, stream, { ...opts, maxDeliver: 6, maxAckPending: 50, ackWaitMs: 5000 });
+    assert.equal(updated.action, "updated");
+    const info = await jsm.consumers.info(stream, "tracking");
+    assert.equal(info.config.max_deliver, 6);
+    assert.equal(info.config.max_ack_pending, 50);
+    assert.equal(info.config.ack_wait, 5000 * 1_000_000);
+    assert.equal((await ensureConsumer(jsm, stream, { ...opts, maxDeliver: 6, maxAckPending: 50, ackWaitMs: 5000 })).action, "unchanged");
+
+    await assert.rejects(
+      ensureConsumer(jsm, stream, { ...opts, filterSubject: s.scansInRegion("eu") }),
+      ImmutableConfigError,
+    );
+  });
+
+  it("configures a backoff list and checks it is shorter than maxDeliver", async () => {
+    const s = createSubjects(uniqueName("t"));
+    await ensureStreams(jsm, [s.streams.status]);
+    const stream = s.streams.status.name;
+    await assert.rejects(ensureConsumer(jsm, stream, { durable: "notify", maxDeliver: 2, backoffMs: [100, 200] }), RangeError);
+
+    const opts = { durable: "notify", maxDeliver: 4, backoffMs: [1000, 5000, 10_000] };
+    const created = await ensureConsumer(jsm, stream, opts);
+    assert.equal(created.action, "created");
+    assert.deepEqual(created.info.config.backoff, [1e9, 5e9, 10e9]);
+    assert.equal((await ensureConsumer(jsm, stream, opts)).action, "unchanged");
+
+    const cleared = await ensureConsumer(jsm, stream, { durable: "notify", maxDeliver: 4, ackWaitMs: 2000 });
+    assert.equal(cleared.action, "updated");
+    const info = await jsm.consumers.info(stream, "notify");
+    assert.deepEqual(info.config.backoff ?? [], []);
+    assert.equal(info.config.ack_wait, 2000 * 1_000_000);
+  });
+});
