@@ -1,0 +1,26 @@
+export {
+  createClientTracingInterceptor,
+  createServerTracingInterceptor,
+  RPC_TRACER_NAME,
+  RpcAttributes,
+  RpcSystem,
+  type TracingInterceptorOptions,
+} from "./connect-tracing.js";
+export { createLogger, type LogDestination, type Logger, type LoggerOptions } from "./logger.js";
+export {
+  createMetrics,
+  createMetricsInterceptor,
+  DEFAULT_RPC_DURATION_BUCKETS,
+  type MetricsOptions,
+  type RpcDurationLabel,
+  type RpcInFlightLabel,
+  type Metrics,
+} from "./metrics.js";
+export { startMetricsServer, type MetricsServerHandle, type MetricsServerOptions } from "./metrics-server.js";
+export {
+  extractFromGrpcMetadata,
+  grpcMetadataCarrier,
+  headersCarrier,
+  injectIntoGrpcMetadata,
+} from "./trace-carriers.js";
+export { startTelemetry, type TelemetryHandle, type TelemetryLog, type TelemetryOptions } from "./tracing.js";
