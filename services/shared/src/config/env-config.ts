@@ -35,7 +35,11 @@ export interface ConfigDefinition<S extends Spec> {
   parse(env: Readonly<Record<string, string | undefined>>): ConfigOf<S>;
 }
 
-export function defineConfig<S extends Spec>(spec: S): ConfigDefinition<S> {
+/**
+ * Declares a configuration. `check` adds cross-variable rules (e.g. "set both or neither");
+ * its problems are reported together with the per-variable ones.
+ */
+export function defineConfig<S extends Spec>(spec: S, check?: (config: ConfigOf<S>) => string[]): ConfigDefinition<S> {
   return {
     spec,
     names: Object.keys(spec),
@@ -56,6 +60,7 @@ export function defineConfig<S extends Spec>(spec: S): ConfigDefinition<S> {
           problems.push(`${name}=${shown}: ${e instanceof Error ? e.message : String(e)}`);
         }
       }
+      if (!problems.length && check) problems.push(...check(out as ConfigOf<S>));
       if (problems.length) throw new ConfigError(problems);
       return Object.freeze(out) as ConfigOf<S>;
     },

@@ -1,0 +1,69 @@
+import { bool, int, list, oneOf, optional, port, str, url, urlList } from "../config/env-config.js";
+
+/** Defaults that differ per service (so all four can run side by side on one machine). */
+export interface BaseConfigDefaults {
+  port: number;
+  metricsPort: number;
+}
+
+/**
+ * The environment variables every service reads: where it listens, how it authenticates
+ * callers, where NATS is, telemetry and shutdown timing. Services spread this into their own
+ * `defineConfig` spec and add what is theirs.
+ */
+export function baseConfigSpec(d: BaseConfigDefaults) {
+  return {
+    HOST: str({ description: "listen address", default: "0.0.0.0" }),
+    PORT: port({ description: "gRPC / gRPC-Web / Connect port (h2c and HTTP/1.1 on one port)", default: d.port }),
+    METRICS_PORT: port({ description: "Prometheus /metrics port (0 = pick a free port)", default: d.metricsPort }),
+    LOG_LEVEL: oneOf({
+      description: "pino log level",
+      values: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const,
+      default: "info",
+    }),
+    NATS_URL: urlList({
+      description: "NATS servers, comma-separated",
+      protocols: ["nats:", "tls:", "ws:", "wss:"],
+      default: ["nats://127.0.0.1:4222"],
+    }),
+    SUBJECT_PREFIX: str({
+      description: "root token of every NATS subject and stream name",
+      pattern: /^[A-Za-z0-9_-]{1,32}$/,
+      default: "logistics",
+    }),
+    STREAM_REPLICAS: int({ description: "JetStream stream replicas (3 in production)", min: 1, max: 5, default: 1 }),
+    JWT_ISSUER: str({ description: "expected `iss` of bearer tokens", default: "logistics-dev" }),
+    JWT_AUDIENCE: str({ description: "expected `aud` of bearer tokens", default: "logistics-mesh" }),
+    JWT_JWKS_URL: optional(url({ description: "JWKS endpoint with the token signing keys", protocols: ["https:", "http:"] })),
+    JWT_PUBLIC_KEY_FILE: optional(str({ description: "JWKS JSON or PEM public key file with the token signing keys" })),
+    CORS_ORIGINS: list({ description: "browser origins allowed to call (comma-separated, * for any)", default: [] }),
+    TLS_CERT_FILE: optional(str({ description: "PEM certificate; with TLS_KEY_FILE serves TLS (HTTP/2 + HTTP/1.1 via ALPN)" })),
+    TLS_KEY_FILE: optional(str({ description: "PEM private key for TLS_CERT_FILE", secret: true })),
+    OTEL_EXPORTER_OTLP_ENDPOINT: optional(
+      url({ description: "OTLP/HTTP collector base URL for traces", protocols: ["http:", "https:"] }),
+    ),
+    SHUTDOWN_GRACE_MS: int({ description: "time in-flight RPCs and streams get to finish on SIGTERM", min: 0, default: 10_000 }),
+    DRAIN_DELAY_MS: int({
+      description: "wait after turning NOT_SERVING before refusing connections (lets load balancers notice)",
+      min: 0,
+      default: 0,
+    }),
+    ENSURE_STREAMS: bool({ description: "create or update the JetStream streams at start", default: true }),
+  };
+}
+
+type Base = ReturnType<typeof baseConfigSpec>;
+/** Parsed base configuration. */
+export type BaseConfig = { readonly [K in keyof Base]: Base[K] extends { parse(raw: string): infer T } ? T : never };
+
+/** Cross-field checks the per-variable parsers cannot do; returns problems to report. */
+export function checkBaseConfig(c: BaseConfig): string[] {
+  const problems: string[] = [];
+  if (!c.JWT_JWKS_URL && !c.JWT_PUBLIC_KEY_FILE) {
+    problems.push("one of JWT_JWKS_URL or JWT_PUBLIC_KEY_FILE is required (token signing keys)");
+  }
+  if (Boolean(c.TLS_CERT_FILE) !== Boolean(c.TLS_KEY_FILE)) {
+    problems.push("TLS_CERT_FILE and TLS_KEY_FILE must be set together");
+  }
+  return problems;
+}

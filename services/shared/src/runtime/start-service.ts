@@ -1,0 +1,175 @@
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { createValidateInterceptor } from "@connectrpc/validate";
+import { createValidator } from "@bufbuild/protovalidate";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { createAuthInterceptor, createJwtVerifier, type MethodPolicies } from "../auth/index.js";
+import { createSubjects, type Subjects } from "../nats/subjects.js";
+import { ensureStreams } from "../nats/streams.js";
+import { startServer, type ServerHandle } from "../server/serve.js";
+import {
+  createLogger,
+  createMetrics,
+  createMetricsInterceptor,
+  createServerTracingInterceptor,
+  startMetricsServer,
+  startTelemetry,
+  type Logger,
+  type Metrics,
+} from "../telemetry/index.js";
+import type { BaseConfig } from "./base-config.js";
+
+/** What a service's `start` gets: its config and the connections every service shares. */
+export interface ServiceContext<C extends BaseConfig> {
+  readonly config: C;
+  readonly log: Logger;
+  readonly nats: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly subjects: Subjects;
+  readonly metrics: Metrics;
+  /** Aborted when the service starts draining; long-lived streams end when it fires. */
+  readonly drainSignal: AbortSignal;
+}
+
+/** What a service's `start` returns: its handlers, and its own resources to release. */
+export interface ServiceParts {
+  routes(router: ConnectRouter): void;
+  /** Stops consumers and closes the service's own connections; called after RPCs drained. */
+  close?(): Promise<void>;
+}
+
+/** A service, as `startService` runs it. */
+export interface ServiceDefinition<C extends BaseConfig> {
+  /** Short name: "ingest", "routing", "tracking", "notification". */
+  name: string;
+  /** The Protobuf services it serves (reflection, health). */
+  services: readonly DescService[];
+  /** Who may call which method. Methods without a policy are refused. */
+  policies: MethodPolicies;
+  /** Builds handlers and background work from the shared connections. */
+  start(ctx: ServiceContext<C>): Promise<ServiceParts>;
+}
+
+/** A running service. */
+export interface RunningService {
+  readonly name: string;
+  /** Base URL of the RPC port. */
+  readonly url: string;
+  readonly port: number;
+  readonly metricsUrl: string;
+  readonly log: Logger;
+  /** Drains RPCs, stops consumers, closes connections, flushes telemetry. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a service: NATS (+ streams) → the service's own parts → the RPC server and metrics
+ * endpoint. Telemetry is process-wide and started by `runMain` (tests may run several services
+ * in one process and install their own tracer provider). Every request passes tracing → metrics → auth → validation, in that order,
+ * so rejected calls are still traced and counted. Shutdown runs in reverse.
+ */
+export async function startService<C extends BaseConfig>(def: ServiceDefinition<C>, config: C): Promise<RunningService> {
+  const log = createLogger({ service: def.name, level: config.LOG_LEVEL });
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const undo = async () => {
+    for (const c of cleanups.reverse()) await c().catch((e: unknown) => log.error({ err: e }, "cleanup failed"));
+  };
+  try {
+    const verifier = await createJwtVerifier({
+      issuer: config.JWT_ISSUER,
+      audience: config.JWT_AUDIENCE,
+      ...(config.JWT_JWKS_URL ? { jwksUrl: config.JWT_JWKS_URL } : {}),
+      ...(config.JWT_PUBLIC_KEY_FILE ? { keyFile: config.JWT_PUBLIC_KEY_FILE } : {}),
+    });
+    const nats = await connect({
+      servers: [...config.NATS_URL],
+      name: def.name,
+      maxReconnectAttempts: -1,
+      waitOnFirstConnect: true,
+    });
+    cleanups.push(() => nats.drain());
+    const jsm = await jetstreamManager(nats);
+    const js = jetstream(nats);
+    const subjects = createSubjects(config.SUBJECT_PREFIX);
+    if (config.ENSURE_STREAMS) await ensureStreams(jsm, subjects.streamList, { replicas: config.STREAM_REPLICAS });
+
+    const metrics = createMetrics({ service: def.name });
+    const drain = new AbortController();
+    const parts = await def.start({ config, log, nats, js, jsm, subjects, metrics, drainSignal: drain.signal });
+    if (parts.close) cleanups.push(parts.close);
+
+    const interceptors: Interceptor[] = [
+      createServerTracingInterceptor(),
+      createMetricsInterceptor(metrics),
+      createAuthInterceptor({ verifier, policies: def.policies, logger: log }),
+      createValidateInterceptor({ validator: createValidator() }),
+    ];
+    const server: ServerHandle = await startServer({
+      host: config.HOST,
+      port: config.PORT,
+      services: def.services,
+      routes: parts.routes,
+      interceptors,
+      cors: config.CORS_ORIGINS.length ? { allowedOrigins: config.CORS_ORIGINS } : undefined,
+      tls: config.TLS_CERT_FILE && config.TLS_KEY_FILE ? { cert: config.TLS_CERT_FILE, key: config.TLS_KEY_FILE } : undefined,
+      log,
+    });
+    server.drainSignal.addEventListener("abort", () => drain.abort());
+    cleanups.push(() => server.close({ graceMs: config.SHUTDOWN_GRACE_MS, drainDelayMs: config.DRAIN_DELAY_MS }));
+    const metricsServer = await startMetricsServer({ registry: metrics.registry, port: config.METRICS_PORT, host: config.HOST });
+    cleanups.unshift(() => metricsServer.close());
+
+    let closing: Promise<void> | undefined;
+    return {
+      name: def.name,
+      url: server.url,
+      port: server.port,
+      metricsUrl: metricsServer.url,
+      log,
+      close: () => (closing ??= undo()),
+    };
+  } catch (e) {
+    await undo();
+    throw e;
+  }
+}
+
+/**
+ * Process lifecycle for a service's `main.ts`: parse config (exit 2 with every problem listed),
+ * start, then drain and exit 0 on SIGTERM/SIGINT (exit 1 if draining fails).
+ */
+export async function runMain<C extends BaseConfig>(
+  def: ServiceDefinition<C>,
+  parseConfig: (env: NodeJS.ProcessEnv) => C,
+): Promise<void> {
+  let config: C;
+  try {
+    config = parseConfig(process.env);
+  } catch (e) {
+    process.stderr.write(`${def.name}: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(2);
+  }
+  const telemetry = startTelemetry({ serviceName: def.name, otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
+  const svc = await startService(def, config).catch((e: unknown) => {
+    process.stderr.write(`${def.name}: failed to start: ${e instanceof Error ? e.stack : String(e)}\n`);
+    process.exit(1);
+  });
+  svc.log.info({ url: svc.url, metrics: svc.metricsUrl }, `${def.name} ready`);
+  const stop = (signal: string) => {
+    svc.log.info({ signal }, "draining");
+    svc
+      .close()
+      .then(() => telemetry.shutdown())
+      .then(
+      () => process.exit(0),
+      (e: unknown) => {
+        svc.log.error({ err: e }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
+}
