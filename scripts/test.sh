@@ -39,7 +39,7 @@ if ! git diff --quiet --exit-code -- services/shared/src/gen || [ -n "$(git ls-f
 fi
 
 step "tsc (typecheck and build)"
-npx --no-install tsc -p tsconfig.build.json
+npx --no-install tsc -p tsconfig.json
 
 step "tests"
 mapfile -t files < <(find dist/services dist/perf -name '*.test.js' 2>/dev/null | sort)
