@@ -151,7 +151,13 @@ export async function runMain<C extends BaseConfig>(
     process.stderr.write(`${def.name}: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(2);
   }
-  const telemetry = startTelemetry({ serviceName: def.name, otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
+  const telemetryLog = createLogger({ service: def.name, level: config.LOG_LEVEL });
+  const telemetry = startTelemetry({
+    serviceName: def.name,
+    serviceVersion: process.env["npm_package_version"],
+    otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT,
+    log: telemetryLog,
+  });
   const svc = await startService(def, config).catch((e: unknown) => {
     process.stderr.write(`${def.name}: failed to start: ${e instanceof Error ? e.stack : String(e)}\n`);
     process.exit(1);
