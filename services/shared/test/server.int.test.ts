@@ -1,4 +1,9 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
@@ -107,6 +112,31 @@ describe("startServer", () => {
       assert.equal(answers[2]!.messageResponse.case, "errorResponse");
     } finally {
       client.close();
+    }
+  });
+
+  it("serves gRPC over HTTP/2 and Connect over HTTP/1.1 with TLS when a cert and key are given", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tls-"));
+    try {
+      const cert = join(dir, "cert.pem");
+      const key = join(dir, "key.pem");
+      execFileSync("openssl", [
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert,
+      ], { stdio: "ignore" });
+      const s = await startServer({ port: 0, host: "127.0.0.1", services: [], routes: () => {}, tls: { cert, key } });
+      try {
+        assert.ok(s.url.startsWith("https://"));
+        const ca = readFileSync(cert);
+        const h2 = createClient(Health, createGrpcTransport({ baseUrl: s.url, nodeOptions: { ca } }));
+        assert.equal((await h2.check({})).status, ServingStatus.SERVING);
+        const h1 = createClient(Health, createConnectTransport({ baseUrl: s.url, httpVersion: "1.1", nodeOptions: { ca } }));
+        assert.equal((await h1.check({})).status, ServingStatus.SERVING);
+      } finally {
+        await s.close({ graceMs: 1000 });
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
