@@ -1,0 +1,151 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { ensureDevKeys, mintToken } from "../../services/shared/src/auth/index.js";
+import { Health, HealthCheckResponse_ServingStatus } from "../../services/shared/src/gen/grpc/health/v1/health_pb.js";
+import {
+  createTestSchema,
+  getFreePort,
+  startNatsServer,
+  uniqueName,
+  waitFor,
+  type TestSchema,
+} from "../../services/shared/src/testing/index.js";
+
+export type MeshService = "ingest" | "routing" | "tracking" | "notification";
+
+/** The mesh as separate processes (as deployed), for load tests that must not share one event loop. */
+export interface MeshProcesses {
+  readonly ports: Readonly<Record<MeshService, number>>;
+  readonly metricsPorts: Readonly<Record<MeshService, number>>;
+  readonly pids: Readonly<Record<MeshService, number>>;
+  readonly subjectPrefix: string;
+  token(scopes: readonly string[], extra?: { carrier?: string }): Promise<string>;
+  close(): Promise<void>;
+}
+
+const distRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/**
+ * Starts all four services as child processes against a private nats-server, per-service
+ * PostgreSQL schemas, unique Redis key prefixes and temporary signing keys; waits until each
+ * reports SERVING. `env` adds or overrides variables for every service.
+ */
+export async function startMeshProcesses(env: Record<string, string> = {}): Promise<MeshProcesses> {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const children: ChildProcess[] = [];
+  const undo = async () => {
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((r) => {
+            if (c.exitCode !== null || c.signalCode !== null) return r();
+            c.once("exit", () => r());
+            c.kill("SIGTERM");
+            setTimeout(() => c.kill("SIGKILL"), 15_000).unref();
+          }),
+      ),
+    );
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+  };
+  try {
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.stop());
+    const keysDir = await mkdtemp(join(tmpdir(), "perf-keys-"));
+    cleanups.push(() => rm(keysDir, { recursive: true, force: true }));
+    const keys = await ensureDevKeys(keysDir);
+    const id = uniqueName("perf");
+    const schemas: TestSchema[] = [];
+    cleanups.push(async () => {
+      for (const s of schemas) await s.drop();
+    });
+    const schema = async (prefix: string) => {
+      const s = await createTestSchema({ prefix });
+      schemas.push(s);
+      return s;
+    };
+    const names: MeshService[] = ["ingest", "routing", "tracking", "notification"];
+    const ports = {} as Record<MeshService, number>;
+    const metricsPorts = {} as Record<MeshService, number>;
+    const pids = {} as Record<MeshService, number>;
+    for (const name of names) {
+      ports[name] = await getFreePort();
+      metricsPorts[name] = await getFreePort();
+      const e: Record<string, string> = {
+        HOST: "127.0.0.1",
+        PORT: String(ports[name]),
+        METRICS_PORT: String(metricsPorts[name]),
+        LOG_LEVEL: "warn",
+        NATS_URL: nats.url,
+        SUBJECT_PREFIX: id,
+        JWT_PUBLIC_KEY_FILE: keys.jwksPath,
+        SHUTDOWN_GRACE_MS: "5000",
+      };
+      if (name === "ingest") e["INGEST_REDIS_KEY_PREFIX"] = `${id}:ingest:`;
+      if (name === "tracking") {
+        e["DATABASE_URL"] = (await schema("perftrk")).connectionString;
+        e["TRACKING_REDIS_KEY_PREFIX"] = `${id}:tracking:`;
+      }
+      if (name === "routing") e["DATABASE_SCHEMA"] = (await schema("perfrte")).schema;
+      if (name === "notification") {
+        e["NOTIFICATION_DB_SCHEMA"] = (await schema("perfntf")).schema;
+        e["NOTIFICATION_ALLOW_HTTP"] = "true";
+        e["NOTIFICATION_WEBHOOK_ALLOW_HOSTS"] = "127.0.0.1,localhost";
+        e["NOTIFICATION_WEBHOOK_ALLOW_CIDRS"] = "127.0.0.0/8";
+        e["NOTIFICATION_POLL_INTERVAL_MS"] = "50";
+      }
+      const child = spawn(process.execPath, [join(distRoot, "services", name, "src", "main.js")], {
+        env: { ...process.env, ...e, ...env },
+        stdio: ["ignore", "inherit", "inherit"],
+      });
+      children.push(child);
+      pids[name] = child.pid ?? 0;
+    }
+    await Promise.all(
+      names.map((name) => {
+        const client = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${ports[name]}` }));
+        return waitFor(
+          async () => (await client.check({}, { timeoutMs: 1000 })).status === HealthCheckResponse_ServingStatus.SERVING,
+          { timeoutMs: 60_000, intervalMs: 200, message: `${name} SERVING` },
+        );
+      }),
+    );
+    let closing: Promise<void> | undefined;
+    return {
+      ports,
+      metricsPorts,
+      pids,
+      subjectPrefix: id,
+      token: (scopes, extra = {}) =>
+        mintToken({
+          privateJwkPath: keys.privateJwkPath,
+          issuer: "logistics-dev",
+          audience: "logistics-mesh",
+          subject: "perf",
+          scopes,
+          ...extra,
+        }),
+      close: () => (closing ??= undo()),
+    };
+  } catch (e) {
+    await undo();
+    throw e;
+  }
+}
+
+/** Reads one gauge (summed over label sets) from a Prometheus text endpoint. */
+export async function scrapeGauge(metricsPort: number, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  let sum: number | undefined;
+  for (const line of text.split("\n")) {
+    if (line.startsWith(name + " ") || line.startsWith(name + "{")) {
+      const v = Number(line.slice(line.lastIndexOf(" ") + 1));
+      if (Number.isFinite(v)) sum = (sum ?? 0) + v;
+    }
+  }
+  return sum;
+}
