@@ -1,0 +1,286 @@
+import type { EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import type { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import type { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+
+/**
+ * Storage ports of the shipment read model. Everything here is domain-level and JSON-safe: no
+ * driver types, times as ISO-8601 UTC strings (`Date.prototype.toISOString()` form, which also
+ * sorts lexicographically), enums as the generated protobuf enums.
+ */
+
+/** A WGS 84 point in decimal degrees. */
+export interface GeoPointDoc {
+  lat: number;
+  lon: number;
+}
+
+/** A carrier's own status code and text, kept verbatim. */
+export interface CarrierStatusDoc {
+  code: string;
+  text: string;
+}
+
+/** An address reduced to what tracking shows. */
+export interface PlaceDoc {
+  countryCode: string;
+  postalCode?: string;
+  city: string;
+  location?: GeoPointDoc;
+  hubCode?: string;
+}
+
+/** An estimated time of arrival with its window. */
+export interface EtaDoc {
+  estimatedArrival: string;
+  earliest?: string;
+  latest?: string;
+  confidence?: number;
+}
+
+/** Fields every event carries. */
+export interface EventBase {
+  /** Globally unique, stable across redeliveries; the idempotency key. 1..128 chars. */
+  eventId: string;
+  /** `^[A-Z0-9]{8,30}$`. */
+  trackingNumber: string;
+  /** When it happened (ISO-8601); the order key for derivation. */
+  eventTime: string;
+}
+
+/** The shipper's order system created the shipment. */
+export interface ShipmentCreatedInput extends EventBase {
+  type: "shipment_created";
+  shipmentId: string;
+  carrierCode: string;
+  customerId: string;
+  customerReference?: string;
+  origin?: PlaceDoc;
+  destination?: PlaceDoc;
+  serviceLevel: ServiceLevel;
+  weightGrams?: number;
+}
+
+/** A carrier scan, normalized by ingest. */
+export interface ScanInput extends EventBase {
+  type: "scan";
+  carrierCode: string;
+  kind: ScanKind;
+  /**
+   * The normalized status ingest derived, if any. UNSPECIFIED/absent: derived from `kind`.
+   * For CORRECTION scans it is the status the shipment is corrected to.
+   */
+  status?: ShipmentStatus;
+  rawStatus: CarrierStatusDoc;
+  hubCode?: string;
+  location?: GeoPointDoc;
+  note?: string;
+  attributes?: Record<string, string>;
+}
+
+/** Routing planned or re-planned the route; carries the new ETA. */
+export interface RouteInput extends EventBase {
+  type: "route_planned" | "route_updated";
+  eta: EtaDoc;
+  reason?: EtaChangeReason;
+  routeId?: string;
+  detail?: string;
+}
+
+/** Any event the shipment store applies. */
+export type ShipmentEventInput = ShipmentCreatedInput | ScanInput | RouteInput;
+
+/** One status-relevant entry of a shipment's timeline (scans and the creation event). */
+export interface TimelineEntry {
+  eventId: string;
+  eventTime: string;
+  kind: ScanKind;
+  /** Resolved normalized status; UNSPECIFIED for a CORRECTION without an explicit status. */
+  status: ShipmentStatus;
+  carrierStatus?: CarrierStatusDoc;
+  hubCode?: string;
+}
+
+/**
+ * The shipment read-model document. `derivation` is bookkeeping that makes derivation a function
+ * of the SET of applied events (so any arrival order converges, apart from the order recorded in
+ * `eventIds`); readers may ignore it.
+ */
+export interface ShipmentDoc {
+  trackingNumber: string;
+  shipmentId?: string;
+  customerId?: string;
+  customerReference?: string;
+  carrierCode?: string;
+  serviceLevel?: ServiceLevel;
+  origin?: PlaceDoc;
+  destination?: PlaceDoc;
+  weightGrams?: number;
+  status: ShipmentStatus;
+  /** Event time of the scan that set `status`. */
+  statusTime?: string;
+  statusEventId?: string;
+  carrierStatus?: CarrierStatusDoc;
+  hubCode?: string;
+  /** Position of the newest (event time) scan that carried one. */
+  location?: GeoPointDoc;
+  locationTime?: string;
+  locationEventId?: string;
+  eta?: EtaDoc;
+  etaReason?: EtaChangeReason;
+  /** Event time of the route event that set `eta`. */
+  etaTime?: string;
+  etaEventId?: string;
+  /** Newest scan event time applied (the reference for the `late` flag). */
+  lastScanTime?: string;
+  /** Newest event time of any applied event; the sort key of searches. */
+  updatedAt: string;
+  /** Number of distinct events applied; the compare-and-set token. */
+  version: number;
+  derivation: {
+    timeline: TimelineEntry[];
+    /**
+     * Ids of every applied event in the order they were applied (version k is the document after
+     * `eventIds[k - 1]`); the adapter-independent idempotency record. The only part of the
+     * document that depends on arrival order.
+     */
+    eventIds: string[];
+    /** eventTime|eventId of the creation event that set the static fields. */
+    createdKey?: string;
+  };
+}
+
+/** What {@link ShipmentStore.applyEvent} did. */
+export interface ApplyResult {
+  /** The event changed the store (false for duplicates). */
+  applied: boolean;
+  /** The event id had been applied before; nothing changed. */
+  duplicate: boolean;
+  /** An event of the same family with a newer event time had already been applied. */
+  late: boolean;
+  /** The document before the event (absent for a new shipment or a duplicate). */
+  before?: ShipmentDoc;
+  after: ShipmentDoc;
+  statusChanged: boolean;
+  etaChanged: boolean;
+  /** `after.version`. */
+  version: number;
+}
+
+/** An event as kept in a shipment's history. */
+export interface StoredEvent {
+  eventId: string;
+  trackingNumber: string;
+  type: ShipmentEventInput["type"];
+  eventTime: string;
+  /** Arrived after a newer event of its family; kept but did not move the status backwards. */
+  late: boolean;
+  /** When the store applied it (wall clock). */
+  appliedAt: string;
+  event: ShipmentEventInput;
+}
+
+/** A page of results; `nextCursor` is absent on the last page. */
+export interface Page<T> {
+  items: T[];
+  nextCursor?: string;
+}
+
+/** Paging parameters; `pageSize` 1..1000, `cursor` from a previous page. */
+export interface PageRequest {
+  pageSize: number;
+  cursor?: string;
+}
+
+/** Search filters; all optional and ANDed. Results newest `updatedAt` first. */
+export interface ShipmentQuery extends PageRequest {
+  customerId?: string;
+  statuses?: ShipmentStatus[];
+  carrierCode?: string;
+  /** Inclusive lower bound on `updatedAt`. */
+  updatedAfter?: string;
+  /** Exclusive upper bound on `updatedAt`. */
+  updatedBefore?: string;
+  /** Shipments whose `location` is within `radiusKm` (great circle) of the point. */
+  near?: { lat: number; lon: number; radiusKm: number };
+}
+
+/** The shipment read model's durable store. */
+export interface ShipmentStore {
+  /**
+   * Applies one event atomically to the shipment document and its history. Idempotent by
+   * `eventId` (a repeat returns `duplicate: true` and changes nothing) and order-safe (see
+   * derive.ts). Throws InvalidEventError / DocumentTooLargeError with nothing written.
+   */
+  applyEvent(event: ShipmentEventInput): Promise<ApplyResult>;
+  /** The current document, or undefined. */
+  getShipment(trackingNumber: string): Promise<ShipmentDoc | undefined>;
+  /** The shipment's history in (eventTime, eventId) order. */
+  listEvents(trackingNumber: string, page: PageRequest): Promise<Page<StoredEvent>>;
+  /** Filtered search, ordered by (updatedAt desc, trackingNumber desc). */
+  searchShipments(query: ShipmentQuery): Promise<Page<ShipmentDoc>>;
+  /** Releases connections (only those the store created itself). */
+  close(): Promise<void>;
+}
+
+// ---- notification ports (interfaces only; no adapter implements them yet) ----
+
+/** What a subscription listens to. */
+export type SubscriptionScope =
+  | { kind: "shipment"; trackingNumber: string }
+  | { kind: "customer"; customerId: string };
+
+/** A webhook subscription. */
+export interface SubscriptionDoc {
+  id: string;
+  ownerId: string;
+  scope: SubscriptionScope;
+  url: string;
+  /** Which changes to deliver. */
+  events: Array<"status_changed" | "eta_changed">;
+  active: boolean;
+  createdAt: string;
+  deactivatedAt?: string;
+}
+
+/** Subscriptions of the notification service. */
+export interface SubscriptionStore {
+  create(sub: Omit<SubscriptionDoc, "active" | "createdAt" | "deactivatedAt">): Promise<SubscriptionDoc>;
+  get(id: string): Promise<SubscriptionDoc | undefined>;
+  /** Active subscriptions matching a shipment (its own and its customer's). */
+  listForShipment(trackingNumber: string, customerId: string | undefined): Promise<SubscriptionDoc[]>;
+  listByOwner(ownerId: string, page: PageRequest): Promise<Page<SubscriptionDoc>>;
+  /** Idempotent; returns false when no such subscription exists. */
+  deactivate(id: string): Promise<boolean>;
+}
+
+/** Delivery state machine: pending → delivered | retrying → ... → dead_lettered. */
+export type DeliveryState = "pending" | "retrying" | "delivered" | "dead_lettered";
+
+/** One attempt to deliver a webhook. */
+export interface DeliveryAttempt {
+  at: string;
+  httpStatus?: number;
+  error?: string;
+  durationMs: number;
+}
+
+/** One notification to one subscription (unique per subscriptionId + eventId). */
+export interface DeliveryDoc {
+  id: string;
+  subscriptionId: string;
+  eventId: string;
+  state: DeliveryState;
+  attempts: DeliveryAttempt[];
+  nextAttemptAt?: string;
+  createdAt: string;
+}
+
+/** Deliveries of the notification service. */
+export interface DeliveryStore {
+  /** Idempotent per (subscriptionId, eventId). */
+  record(d: Pick<DeliveryDoc, "subscriptionId" | "eventId">): Promise<DeliveryDoc>;
+  addAttempt(id: string, attempt: DeliveryAttempt, next: { state: DeliveryState; nextAttemptAt?: string }): Promise<DeliveryDoc>;
+  listBySubscription(subscriptionId: string, filter: PageRequest & { state?: DeliveryState }): Promise<Page<DeliveryDoc>>;
+  markDeadLettered(id: string): Promise<DeliveryDoc>;
+  listDeadLetters(page: PageRequest): Promise<Page<DeliveryDoc>>;
+}

@@ -1,0 +1,101 @@
+import type pg from "pg";
+
+/** One schema change; `version`s are applied in ascending order, each exactly once. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * Advisory lock key taken (transaction-scoped) around migrations and partition maintenance, so
+ * concurrent replicas starting at once do not race. One key for the whole database, because the
+ * `cube`/`earthdistance` extensions are database-wide.
+ */
+export const STORE_LOCK_KEY = 7_413_260_001;
+
+/**
+ * The store's schema. Tables are created in the connection's current schema (the first entry of
+ * its search_path); the extensions live in `public`, which the search_path must include.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "shipments, events, dedupe",
+    sql: `
+      CREATE EXTENSION IF NOT EXISTS cube WITH SCHEMA public;
+      CREATE EXTENSION IF NOT EXISTS earthdistance WITH SCHEMA public;
+
+      CREATE TABLE shipments (
+        tracking_number text PRIMARY KEY,
+        customer_id     text,
+        carrier_code    text,
+        status          smallint NOT NULL,
+        updated_at      timestamptz NOT NULL,
+        lat             double precision,
+        lon             double precision,
+        version         bigint NOT NULL,
+        doc             jsonb NOT NULL
+      );
+      CREATE INDEX shipments_customer_status_updated_idx
+        ON shipments (customer_id, status, updated_at DESC, tracking_number DESC);
+      CREATE INDEX shipments_carrier_status_idx ON shipments (carrier_code, status);
+      CREATE INDEX shipments_updated_idx ON shipments (updated_at DESC, tracking_number DESC);
+      CREATE INDEX shipments_geo_idx ON shipments USING gist (ll_to_earth(lat, lon))
+        WHERE lat IS NOT NULL AND lon IS NOT NULL;
+
+      -- A partitioned table's unique constraints must include the partition key, so event-id
+      -- dedupe lives in this small unpartitioned table.
+      CREATE TABLE applied_events (
+        event_id        text PRIMARY KEY,
+        tracking_number text NOT NULL,
+        event_time      timestamptz NOT NULL
+      );
+
+      CREATE TABLE shipment_events (
+        event_id        text NOT NULL,
+        tracking_number text NOT NULL,
+        event_time      timestamptz NOT NULL,
+        event_type      text NOT NULL,
+        late            boolean NOT NULL,
+        applied_at      timestamptz NOT NULL DEFAULT now(),
+        payload         jsonb NOT NULL,
+        PRIMARY KEY (event_id, event_time)
+      ) PARTITION BY RANGE (event_time);
+      CREATE INDEX shipment_events_tracking_idx ON shipment_events (tracking_number, event_time, event_id);
+      -- Catches events outside every monthly partition (very old or far future); partition
+      -- maintenance moves its rows into a month's partition when that partition is created.
+      CREATE TABLE shipment_events_default PARTITION OF shipment_events DEFAULT;
+    `,
+  },
+];
+
+/**
+ * Applies pending migrations in one transaction under {@link STORE_LOCK_KEY}; idempotent and
+ * safe to run from many replicas at once. Returns the versions it applied.
+ */
+export async function migrate(pool: pg.Pool, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    await client.query("SELECT pg_advisory_xact_lock($1)", [STORE_LOCK_KEY]);
+    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    const done = await client.query<{ version: number }>("SELECT version FROM schema_migrations");
+    const have = new Set(done.rows.map((r) => r.version));
+    const applied: number[] = [];
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (have.has(m.version)) continue;
+      await client.query(m.sql);
+      await client.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [m.version, m.name]);
+      applied.push(m.version);
+    }
+    await client.query("COMMIT");
+    return applied;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,287 @@
+import pg from "pg";
+import { encodeCursor, checkPageSize, decodeCursor } from "../cursor.js";
+import { applyToDoc, assertSize, MAX_DOCUMENT_BYTES, validateEvent } from "../derive.js";
+import { ConflictError } from "../errors.js";
+import type { ApplyResult, Page, PageRequest, ShipmentDoc, ShipmentEventInput, ShipmentQuery, ShipmentStore, StoredEvent } from "../ports.js";
+import { normalizeQuery, type NormalizedQuery } from "../query.js";
+import { migrate } from "./migrations.js";
+import { detachPartitionsOlderThan, ensurePartitions, type EnsurePartitionsOptions } from "./partitions.js";
+
+/** Options for {@link createPostgresShipmentStore}. */
+export interface PostgresShipmentStoreOptions {
+  /**
+   * Connection string; its search_path decides the schema (tables go to the first entry, and it
+   * must include `public`, where the cube/earthdistance extensions live). Ignored when `pool` is
+   * given.
+   */
+  connectionString?: string;
+  /** An existing pool to use (not closed by `close()`). */
+  pool?: pg.Pool;
+  /** Pool size when the store creates the pool. Default 10. */
+  maxConnections?: number;
+  /** Run migrations and create partitions at start. Default true. */
+  migrate?: boolean;
+  /** Monthly partitions to keep ready ahead of now at start. Default 3. */
+  partitionsAhead?: number;
+  /** Attempts of one apply under version conflicts before ConflictError. Default 50. */
+  maxAttempts?: number;
+  /** Size limit of one document or event (JSON bytes). Default 256 KiB. */
+  maxDocumentBytes?: number;
+  /**
+   * Called when an idle pooled connection fails (server restart, network); the pool replaces it.
+   * Only for a pool the store creates. Default: ignored (the next query reconnects).
+   */
+  onPoolError?: (err: Error) => void;
+}
+
+/** The PostgreSQL shipment store, with its maintenance operations. */
+export interface PostgresShipmentStore extends ShipmentStore {
+  readonly pool: pg.Pool;
+  /** See partitions.ts {@link ensurePartitions}. */
+  ensurePartitions(monthsAhead: number, opts?: EnsurePartitionsOptions): Promise<string[]>;
+  /** See partitions.ts {@link detachPartitionsOlderThan}. */
+  detachPartitionsOlderThan(cutoff: Date): Promise<string[]>;
+}
+
+const RETRYABLE = new Set(["40001", "40P01", "23505"]);
+
+class CasMiss extends Error {}
+
+function pgCode(err: unknown): string | undefined {
+  return typeof err === "object" && err !== null && "code" in err && typeof err.code === "string" ? err.code : undefined;
+}
+
+interface EventRow {
+  event_id: string;
+  tracking_number: string;
+  event_type: StoredEvent["type"];
+  late: boolean;
+  applied_at: Date;
+  payload: ShipmentEventInput;
+}
+
+function toStoredEvent(r: EventRow): StoredEvent {
+  return {
+    eventId: r.event_id,
+    trackingNumber: r.tracking_number,
+    type: r.event_type,
+    eventTime: r.payload.eventTime,
+    late: r.late,
+    appliedAt: r.applied_at.toISOString(),
+    event: r.payload,
+  };
+}
+
+/**
+ * The SQL of a shipment search (exported so tests can EXPLAIN exactly what runs). Fetches
+ * `pageSize + 1` rows to know whether another page exists. The geo filter is the
+ * earthdistance idiom: `earth_box @> ll_to_earth(lat, lon)` (served by the GiST index
+ * shipments_geo_idx) narrowed by the exact `earth_distance`.
+ */
+export function buildSearchSql(q: NormalizedQuery): { text: string; values: unknown[] } {
+  const where: string[] = [];
+  const values: unknown[] = [];
+  const p = (v: unknown) => {
+    values.push(v);
+    return `$${values.length}`;
+  };
+  if (q.customerId !== undefined) where.push(`customer_id = ${p(q.customerId)}`);
+  if (q.carrierCode !== undefined) where.push(`carrier_code = ${p(q.carrierCode)}`);
+  if (q.statuses) where.push(`status = ANY(${p(q.statuses)}::smallint[])`);
+  if (q.updatedAfter !== undefined) where.push(`updated_at >= ${p(q.updatedAfter)}::timestamptz`);
+  if (q.updatedBefore !== undefined) where.push(`updated_at < ${p(q.updatedBefore)}::timestamptz`);
+  if (q.near) {
+    const center = `ll_to_earth(${p(q.near.lat)}::float8, ${p(q.near.lon)}::float8)`;
+    const meters = `${p(q.near.radiusKm * 1000)}::float8`;
+    where.push(
+      "lat IS NOT NULL AND lon IS NOT NULL",
+      `earth_box(${center}, ${meters}) @> ll_to_earth(lat, lon)`,
+      `earth_distance(${center}, ll_to_earth(lat, lon)) <= ${meters}`,
+    );
+  }
+  if (q.after) where.push(`(updated_at, tracking_number) < (${p(q.after[0])}::timestamptz, ${p(q.after[1])})`);
+  const text = `SELECT doc FROM shipments ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+    ORDER BY updated_at DESC, tracking_number DESC LIMIT ${p(q.pageSize + 1)}`;
+  return { text, values };
+}
+
+/**
+ * Creates the PostgreSQL adapter of {@link ShipmentStore}: a `shipments` table (queried fields as
+ * columns + the JSONB document + version), an event history partitioned by month, and an
+ * `applied_events` dedupe table. Each apply is one transaction: claim the event id (a repeat
+ * finds it claimed → duplicate), lock the document, derive (derive.ts), compare-and-set on
+ * `version`, append history. Conflicts (a concurrent first insert, serialization failures,
+ * deadlocks) roll back and retry.
+ */
+export async function createPostgresShipmentStore(options: PostgresShipmentStoreOptions): Promise<PostgresShipmentStore> {
+  const ownPool = options.pool === undefined;
+  const pool =
+    options.pool ??
+    new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.maxConnections ?? 10,
+      application_name: "shipment-store",
+    });
+  // Without a listener an idle connection's error would crash the process.
+  if (ownPool) pool.on("error", options.onPoolError ?? (() => {}));
+  const maxAttempts = options.maxAttempts ?? 50;
+  const maxBytes = options.maxDocumentBytes ?? MAX_DOCUMENT_BYTES;
+
+  if (options.migrate ?? true) {
+    try {
+      await migrate(pool);
+      await ensurePartitions(pool, options.partitionsAhead ?? 3);
+    } catch (err) {
+      if (ownPool) await pool.end();
+      throw err;
+    }
+  }
+
+  async function getShipment(trackingNumber: string): Promise<ShipmentDoc | undefined> {
+    const res = await pool.query<{ doc: ShipmentDoc }>("SELECT doc FROM shipments WHERE tracking_number = $1", [trackingNumber]);
+    return res.rows[0]?.doc;
+  }
+
+  async function applyOnce(client: pg.PoolClient, event: ShipmentEventInput): Promise<ApplyResult> {
+    await client.query("BEGIN");
+    // Claim the event id and lock the document in one round trip. A concurrent claim of the same
+    // id waits for the other transaction, then finds the row (duplicate) or not (it rolled back).
+    const claim = await client.query<{ claimed: number; doc: ShipmentDoc | null }>(
+      `WITH claim AS (
+         INSERT INTO applied_events (event_id, tracking_number, event_time) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING RETURNING event_id)
+       SELECT (SELECT count(*) FROM claim)::int AS claimed,
+              (SELECT doc FROM shipments WHERE tracking_number = $2 FOR UPDATE) AS doc`,
+      [event.eventId, event.trackingNumber, event.eventTime],
+    );
+    const row = claim.rows[0];
+    if (!row || row.claimed === 0) {
+      await client.query("ROLLBACK");
+      const doc = await getShipment(event.trackingNumber);
+      if (!doc) throw new Error(`event ${event.eventId} is recorded as applied but shipment ${event.trackingNumber} is missing`);
+      return { applied: false, duplicate: true, late: false, after: doc, statusChanged: false, etaChanged: false, version: doc.version };
+    }
+    const before = row.doc ?? undefined;
+    const derived = applyToDoc(before, event);
+    if (derived.duplicate) {
+      // Already part of the document (e.g. written before the dedupe row existed): keep the claim.
+      await client.query("COMMIT");
+      return { applied: false, duplicate: true, late: false, after: derived.doc, statusChanged: false, etaChanged: false, version: derived.doc.version };
+    }
+    const doc = derived.doc;
+    assertSize("document", doc, maxBytes);
+    const params = [
+      doc.trackingNumber,
+      doc.customerId ?? null,
+      doc.carrierCode ?? null,
+      doc.status,
+      doc.updatedAt,
+      doc.location?.lat ?? null,
+      doc.location?.lon ?? null,
+      doc.version,
+      JSON.stringify(doc),
+      event.eventId,
+      event.eventTime,
+      event.type,
+      derived.late,
+      JSON.stringify(event),
+    ];
+    // Compare-and-set the document and append history in one statement: the history row is
+    // written only when the CAS matched, so rowCount 1 means both happened.
+    const history = `INSERT INTO shipment_events (event_id, tracking_number, event_time, event_type, late, payload)
+      SELECT $10::text, $1::text, $11::timestamptz, $12::text, $13::boolean, $14::jsonb WHERE EXISTS (SELECT 1 FROM w)`;
+    const write = before
+      ? await client.query(
+          `WITH w AS (
+             UPDATE shipments SET customer_id = $2, carrier_code = $3, status = $4, updated_at = $5, lat = $6, lon = $7,
+               version = $8, doc = $9::jsonb
+             WHERE tracking_number = $1 AND version = $15 RETURNING 1)
+           ${history}`,
+          [...params, before.version],
+        )
+      : await client.query(
+          `WITH w AS (
+             INSERT INTO shipments (tracking_number, customer_id, carrier_code, status, updated_at, lat, lon, version, doc)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) ON CONFLICT (tracking_number) DO NOTHING RETURNING 1)
+           ${history}`,
+          params,
+        );
+    if (write.rowCount !== 1) throw new CasMiss();
+    await client.query("COMMIT");
+    return {
+      applied: true,
+      duplicate: false,
+      late: derived.late,
+      ...(before ? { before } : {}),
+      after: doc,
+      statusChanged: derived.statusChanged,
+      etaChanged: derived.etaChanged,
+      version: doc.version,
+    };
+  }
+
+  return {
+    pool,
+
+    async applyEvent(input: ShipmentEventInput): Promise<ApplyResult> {
+      const event = validateEvent(input, maxBytes);
+      const client = await pool.connect();
+      let broken = false;
+      try {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await applyOnce(client, event);
+          } catch (err) {
+            await client.query("ROLLBACK").catch(() => {
+              broken = true;
+            });
+            const retry = err instanceof CasMiss || RETRYABLE.has(pgCode(err) ?? "");
+            if (!retry || broken) throw err;
+            if (attempt >= maxAttempts) throw new ConflictError(event.trackingNumber, attempt);
+          }
+        }
+      } finally {
+        client.release(broken);
+      }
+    },
+
+    getShipment,
+
+    async listEvents(trackingNumber: string, page: PageRequest): Promise<Page<StoredEvent>> {
+      const size = checkPageSize(page.pageSize);
+      const after = decodeCursor(page.cursor);
+      const params: unknown[] = [trackingNumber, size + 1];
+      let cond = "";
+      if (after) {
+        params.push(after[0], after[1]);
+        cond = "AND (event_time, event_id) > ($3::timestamptz, $4)";
+      }
+      const res = await pool.query<EventRow>(
+        `SELECT event_id, tracking_number, event_type, late, applied_at, payload FROM shipment_events
+          WHERE tracking_number = $1 ${cond} ORDER BY event_time, event_id LIMIT $2`,
+        params,
+      );
+      const items = res.rows.slice(0, size).map(toStoredEvent);
+      const last = items[items.length - 1];
+      return res.rows.length > size && last ? { items, nextCursor: encodeCursor([last.eventTime, last.eventId]) } : { items };
+    },
+
+    async searchShipments(query: ShipmentQuery): Promise<Page<ShipmentDoc>> {
+      const q = normalizeQuery(query);
+      const { text, values } = buildSearchSql(q);
+      const res = await pool.query<{ doc: ShipmentDoc }>(text, values);
+      const items = res.rows.slice(0, q.pageSize).map((r) => r.doc);
+      const last = items[items.length - 1];
+      return res.rows.length > q.pageSize && last
+        ? { items, nextCursor: encodeCursor([last.updatedAt, last.trackingNumber]) }
+        : { items };
+    },
+
+    ensurePartitions: (monthsAhead, opts) => ensurePartitions(pool, monthsAhead, opts),
+    detachPartitionsOlderThan: (cutoff) => detachPartitionsOlderThan(pool, cutoff),
+
+    async close() {
+      if (ownPool) await pool.end();
+    },
+  };
+}

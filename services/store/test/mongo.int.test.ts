@@ -1,0 +1,30 @@
+import { after, before, describe, it } from "node:test";
+import { MongoClient } from "mongodb";
+import { uniqueName } from "../../shared/src/testing/index.js";
+import { createMongoShipmentStore } from "../src/mongo/mongo-shipment-store.js";
+import { runShipmentStoreContract } from "./contract.js";
+
+// No MongoDB server runs on the build machines: the suite runs wherever MONGODB_URL points at one
+// (e.g. MONGODB_URL=mongodb://127.0.0.1:27017) and is skipped, with the reason, otherwise.
+const url = process.env["MONGODB_URL"];
+
+if (!url) {
+  describe("MongoShipmentStore", () => {
+    it("runs the ShipmentStore contract against MongoDB", { skip: "MONGODB_URL is not set; no MongoDB server to test against" }, () => {});
+  });
+} else {
+  describe("MongoShipmentStore", () => {
+    const dbName = uniqueName("store");
+    let client: MongoClient;
+    before(async () => {
+      client = new MongoClient(url, { maxPoolSize: 16 });
+      await client.connect();
+    });
+    after(async () => {
+      await client.db(dbName).dropDatabase();
+      await client.close();
+    });
+
+    runShipmentStoreContract("mongodb", (opts) => createMongoShipmentStore({ client, dbName, ...opts }));
+  });
+}
