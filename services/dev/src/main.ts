@@ -1,18 +1,31 @@
 /**
  * `npm start`: runs the whole mesh locally against the NATS, Redis and PostgreSQL on this
- * machine. Each service runs as its own process (as in production), with dev signing keys, and
- * this runner prints where everything listens. Ctrl-C drains every service and exits.
+ * machine. Each service runs as its own process (as in production), with dev signing keys. The
+ * runner also builds and serves the tracking page (WEB_PORT, default 8080; WEB=off skips it) and
+ * runs a carrier simulator that moves a few parcels along their routes (SIMULATOR=off skips it),
+ * then prints where everything listens and a tracking link to open. Ctrl-C drains every service
+ * and exits.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { ensureDevKeys } from "../../shared/src/auth/index.js";
+import { ensureDevKeys, mintToken, Scope } from "../../shared/src/auth/index.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../shared/src/gen/grpc/health/v1/health_pb.js";
+import { startCarrierSimulator, type CarrierSimulator } from "./carrier-simulator.js";
+import { listWebHubs } from "./hub-directory.js";
+import { buildWebPage } from "./web-build.js";
+import { startWebServer, type WebServerHandle } from "./web-server.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const dist = resolve(here, "..", "..");
+const dist = resolve(here, "..", "..", "..");
+const repoRoot = resolve(dist, "..");
+const webEnabled = process.env["WEB"] !== "off";
+const simulatorEnabled = process.env["SIMULATOR"] !== "off";
+const webHost = process.env["WEB_HOST"] ?? "127.0.0.1";
+const webPort = Number(process.env["WEB_PORT"] ?? 8080);
+const webOrigins = [`http://${webHost}:${webPort}`, `http://localhost:${webPort}`, `http://127.0.0.1:${webPort}`];
 
 interface Planned {
   name: string;
@@ -30,6 +43,15 @@ const services: Planned[] = [
 const keys = await ensureDevKeys(resolve(process.env["DEV_KEYS_DIR"] ?? ".dev-keys"));
 const children = new Map<string, ChildProcess>();
 let stopping = false;
+let web: WebServerHandle | undefined;
+let simulator: CarrierSimulator | undefined;
+// Built while the services start; a failed build only costs the page, not the mesh.
+const pageBuilt: Promise<string | undefined> = webEnabled
+  ? buildWebPage({ repoRoot }).catch((e: unknown) => {
+      process.stderr.write(`tracking page build failed: ${e instanceof Error ? e.message : String(e)}\n`);
+      return undefined;
+    })
+  : Promise.resolve(undefined);
 
 function prefixLines(name: string, stream: NodeJS.ReadableStream, out: NodeJS.WritableStream): void {
   let buf = "";
@@ -48,7 +70,7 @@ for (const s of services) {
   const child = spawn(process.execPath, [join(dist, "services", s.name, "src", "main.js")], {
     env: {
       JWT_PUBLIC_KEY_FILE: keys.jwksPath,
-      CORS_ORIGINS: "*",
+      CORS_ORIGINS: webOrigins.join(","),
       ...process.env,
       PORT: String(s.port),
       METRICS_PORT: String(s.metricsPort),
@@ -73,6 +95,8 @@ async function stop(code: number): Promise<void> {
   if (stopping) return;
   stopping = true;
   process.exitCode = code;
+  await simulator?.close().catch(() => {});
+  await web?.close().catch(() => {});
   for (const child of children.values()) child.kill("SIGTERM");
   if (children.size === 0) process.exit(code);
 }
@@ -101,12 +125,71 @@ try {
   process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
   await stop(1);
 }
+const port = (name: string) => services.find((s) => s.name === name)!.port;
+if (!stopping && webEnabled) {
+  const root = await pageBuilt;
+  if (root) {
+    web = await startWebServer({
+      root,
+      host: webHost,
+      port: webPort,
+      trackingUrl: `http://127.0.0.1:${port("tracking")}`,
+      hubs: listWebHubs(),
+    }).catch((e: unknown) => {
+      process.stderr.write(`tracking page not served: ${e instanceof Error ? e.message : String(e)}\n`);
+      return undefined;
+    });
+  }
+}
+if (!stopping && simulatorEnabled) {
+  const hubs = new Map(listWebHubs().map((h) => [h.code, h]));
+  const carrier = process.env["SIMULATOR_CARRIER"] ?? "acme";
+  const mint = (scopes: string[], extra: { carrier?: string } = {}) =>
+    mintToken({
+      privateJwkPath: keys.privateJwkPath,
+      issuer: process.env["JWT_ISSUER"] ?? "logistics-dev",
+      audience: process.env["JWT_AUDIENCE"] ?? "logistics-mesh",
+      subject: "carrier-simulator",
+      scopes,
+      expiresIn: "30d",
+      ...extra,
+    });
+  simulator = await startCarrierSimulator({
+    ingestUrl: `http://127.0.0.1:${port("ingest")}`,
+    routingUrl: `http://127.0.0.1:${port("routing")}`,
+    scansToken: await mint([Scope.ScansWrite], { carrier }),
+    shipmentsToken: await mint([Scope.ShipmentsWrite]),
+    routesToken: await mint([Scope.RoutesRead]),
+    carrierCode: carrier,
+    shipments: Number(process.env["SIMULATOR_SHIPMENTS"] ?? 3),
+    scanIntervalMs: Number(process.env["SIMULATOR_INTERVAL_MS"] ?? 5000),
+    hubLocation: (code) => hubs.get(code),
+    onEvent: (e) => {
+      const line =
+        e.type === "created"
+          ? `${e.trackingNumber} created, route ${e.hubs.join(" → ")} (${e.route})`
+          : e.type === "scan"
+            ? `${e.trackingNumber} ${e.code}${e.hub ? ` at ${e.hub}` : ""}: ${e.outcome}`
+            : `error: ${e.message}`;
+      process.stdout.write(`${"simulator".padEnd(12)}| ${line}\n`);
+    },
+  }).catch((e: unknown) => {
+    process.stderr.write(`carrier simulator not started: ${e instanceof Error ? e.message : String(e)}\n`);
+    return undefined;
+  });
+}
 if (!stopping) {
+  const first = simulator?.trackingNumbers[0];
   const lines = [
     "",
     "logistics mesh is up:",
     ...services.map((s) => `  ${s.name.padEnd(13)} http://127.0.0.1:${s.port}  (metrics http://127.0.0.1:${s.metricsPort}/metrics)`),
+    ...(web ? [`  ${"web".padEnd(13)} ${web.url}/`] : []),
     "",
+    ...(web && first ? ["  open the tracking page (a simulated parcel moves every few seconds):", `    ${web.url}/?t=${first}`, ""] : []),
+    ...(simulator && simulator.trackingNumbers.length > 1
+      ? [`  other simulated parcels: ${simulator.trackingNumbers.slice(1).join(", ")}`, ""]
+      : []),
     "  grpcurl -plaintext 127.0.0.1:8081 list",
     "  token:  npm run -s token -- --scope scans:write --carrier acme",
     "Ctrl-C stops everything.",

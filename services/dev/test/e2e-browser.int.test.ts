@@ -1,0 +1,189 @@
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { Browser, Page } from "playwright-core";
+import { Scope } from "../../shared/src/auth/index.js";
+import { ServiceLevel } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+import { IngestService, ScanOutcome } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import { TrackingService } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { getFreePort, uniqueName, waitFor } from "../../shared/src/testing/index.js";
+import { openScanStream, type ScanStream } from "../src/scan-stream-client.js";
+import { listWebHubs } from "../src/hub-directory.js";
+import { buildWebPage } from "../src/web-build.js";
+import { startWebServer, type WebServerHandle } from "../src/web-server.js";
+import { startE2eMesh, type E2eMesh } from "./e2e-mesh.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
+const artifacts = join(repoRoot, "test-artifacts");
+const CARRIER = "acme";
+
+const skip = existsSync(CHROMIUM) ? false : `no headless Chromium at ${CHROMIUM} (apt-get install chromium)`;
+if (skip) process.stdout.write(`# skipping the browser end-to-end test: ${skip}\n`);
+
+describe("the tracking page in a real browser, against the whole mesh", { skip }, () => {
+  let mesh: E2eMesh;
+  let web: WebServerHandle;
+  let browser: Browser;
+  let outDir: string;
+  let scans: ScanStream;
+  let trackingNumber: string;
+  let page: Page;
+  let trackingPort: number;
+  let scanNo = 0;
+
+  before(async () => {
+    const webPort = await getFreePort();
+    const origin = `http://127.0.0.1:${webPort}`;
+    outDir = await mkdtemp(join(tmpdir(), "e2e-web-"));
+    await mkdir(artifacts, { recursive: true });
+    const [built, started] = await Promise.all([
+      buildWebPage({ repoRoot, outDir, logLevel: "error" }),
+      startE2eMesh({ services: ["ingest", "routing", "tracking"], optional: ["routing"], env: { CORS_ORIGINS: origin } }),
+    ]);
+    mesh = started;
+    trackingPort = mesh.get("tracking").port;
+    web = await startWebServer({
+      root: built,
+      port: webPort,
+      trackingUrl: mesh.get("tracking").url,
+      hubs: listWebHubs(),
+    });
+    const { chromium } = await import("playwright-core");
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    scans = openScanStream({
+      address: `127.0.0.1:${mesh.get("ingest").port}`,
+      token: await mesh.token([Scope.ScansWrite], { carrier: CARRIER }),
+    });
+  });
+
+  after(async () => {
+    await scans?.close();
+    await browser?.close();
+    await web?.close();
+    await mesh?.close();
+    if (outDir) await rm(outDir, { recursive: true, force: true });
+  });
+
+  async function scan(code: string, hubCode = "", location?: { latitude: number; longitude: number }) {
+    const [ack] = await scans.send([
+      {
+        eventId: `e2e-${trackingNumber}-${++scanNo}`,
+        trackingNumber,
+        carrierCode: CARRIER,
+        rawStatus: { code, text: `e2e ${code}` },
+        eventTime: timestampFromDate(new Date()),
+        hubCode,
+        ...(location ? { location } : {}),
+      },
+    ]);
+    assert.equal(ack?.outcome, ScanOutcome.ACCEPTED, `scan ${code}: ${ack?.detail}`);
+  }
+
+  const statusText = () => page.locator("[data-testid=status]").textContent({ timeout: 1000 });
+  async function waitForStatus(label: string, timeoutMs = 20_000) {
+    await waitFor(async () => (await statusText()) === label, { timeoutMs, message: `page shows status "${label}"` });
+  }
+
+  it("shows a new shipment and each status a scan brings, live, without a reload", async () => {
+    const ingest = createClient(IngestService, createGrpcTransport({ baseUrl: mesh.get("ingest").url }));
+    const created = await ingest.createShipment(
+      {
+        idempotencyKey: uniqueName("e2e-order"),
+        carrierCode: CARRIER,
+        customerId: "e2e-shop",
+        serviceLevel: ServiceLevel.EXPRESS,
+        origin: { countryCode: "DE", city: "Frankfurt", location: { latitude: 50.11, longitude: 8.68 } },
+        destination: { countryCode: "US", city: "Chicago", location: { latitude: 41.88, longitude: -87.63 } },
+        parcel: { weightGrams: 1200 },
+        readyTime: timestampFromDate(new Date()),
+      },
+      { headers: { authorization: `Bearer ${await mesh.token([Scope.ShipmentsWrite])}` } },
+    );
+    trackingNumber = created.trackingNumber;
+    const tracking = createClient(TrackingService, createGrpcTransport({ baseUrl: mesh.get("tracking").url }));
+    await waitFor(() => tracking.getShipment({ trackingNumber }).then(() => true), {
+      timeoutMs: 20_000,
+      message: "tracking knows the new shipment",
+    });
+
+    page = await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 });
+    const consoleErrors: string[] = [];
+    page.on("pageerror", (e) => consoleErrors.push(e.message));
+    await page.goto(`${web.url}/?t=${trackingNumber}`);
+    await waitForStatus("Information received");
+    // A marker that a reload would wipe out.
+    await page.evaluate("window.e2eMarker = 'still-here'");
+
+    await scan("PU", "", { latitude: 50.11, longitude: 8.68 });
+    await waitForStatus("In transit");
+    await scan("AR", "FRA", { latitude: 50.03, longitude: 8.57 });
+    await waitFor(async () => (await page.locator("[data-testid=timeline] li").count()) >= 3, {
+      timeoutMs: 20_000,
+      message: "timeline lists the created event and both scans",
+    });
+    await scan("OD", "", { latitude: 41.88, longitude: -87.63 });
+    await waitForStatus("Out for delivery");
+
+    assert.equal(await page.evaluate("window.e2eMarker"), "still-here", "no reload");
+    const timeline = await page.locator("[data-testid=timeline]").innerText();
+    assert.match(timeline, /Frankfurt \(FRA\)/, "the hub scan names the hub");
+    assert.match(timeline, /at FRA/, "the hub scan shows the hub's local time");
+    assert.equal(await page.locator("svg.world-map").count(), 1, "the route map is drawn");
+    assert.equal(await page.locator("#banner").isHidden(), true, "no error banner while live");
+    assert.deepEqual(consoleErrors, []);
+  });
+
+  it("says the connection is lost while tracking is down, then resumes and shows what it missed", async () => {
+    assert.ok(page, "runs after the first test");
+    await mesh.stop("tracking");
+    await waitFor(async () => (await page.locator("#banner").getAttribute("data-state")) === "retrying", {
+      timeoutMs: 20_000,
+      message: "page shows the retrying state",
+    });
+    assert.match(await page.locator("#banner").innerText(), /Connection lost/);
+    await page.screenshot({ path: join(artifacts, "e2e-browser-retrying.png") });
+
+    // Happens while the page is disconnected: it must arrive after the resume.
+    await scan("DA", "", { latitude: 41.88, longitude: -87.63 });
+    await mesh.restart("tracking", trackingPort);
+    await waitFor(async () => (await page.locator("#banner").getAttribute("data-state")) === "live", {
+      timeoutMs: 30_000,
+      message: "page reconnects",
+    });
+    await waitForStatus("Delivery attempted", 20_000);
+    await scan("DL", "", { latitude: 41.88, longitude: -87.63 });
+    await waitForStatus("Delivered");
+    assert.equal(await page.evaluate("window.e2eMarker"), "still-here", "still no reload");
+    const texts = await page.locator("[data-testid=timeline] li").allInnerTexts();
+    assert.ok(texts.length >= 6, `timeline has every event once: ${JSON.stringify(texts)}`);
+    await mkdir(artifacts, { recursive: true });
+    await page.screenshot({ path: join(artifacts, "e2e-browser-phone.png"), fullPage: true });
+  });
+
+  it("says so when no shipment has the tracking number", async () => {
+    const p = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    try {
+      await p.goto(`${web.url}/?t=NOSUCHPARCEL123`);
+      await waitFor(async () => (await p.locator("#banner").getAttribute("data-state")) === "not-found", {
+        timeoutMs: 15_000,
+        message: "not-found banner",
+      });
+      assert.match(await p.locator("#banner").innerText(), /No shipment with tracking number NOSUCHPARCEL123/);
+      assert.equal(await p.locator("#result").isHidden(), true);
+    } finally {
+      await p.close();
+    }
+  });
+});
