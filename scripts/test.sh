@@ -40,6 +40,7 @@ fi
 
 step "tsc (typecheck and build)"
 npx --no-install tsc -p tsconfig.json
+npx --no-install tsc -p services/web
 
 step "tests"
 mapfile -t files < <(find dist/services dist/perf -name '*.test.js' 2>/dev/null | sort)
