@@ -1,0 +1,37 @@
+import { defineConfig, int, optional, str, url, type ConfigOf } from "../../shared/src/config/env-config.js";
+import { baseConfigSpec, checkBaseConfig } from "../../shared/src/runtime/base-config.js";
+
+/** Environment variables of the routing service (see the README's configuration table). */
+export const routingConfig = defineConfig(
+  {
+    ...baseConfigSpec({ port: 8082, metricsPort: 9102 }),
+    DATABASE_URL: url({
+      description: "PostgreSQL holding routes, ETA history and disruptions",
+      protocols: ["postgres:", "postgresql:"],
+      default: "postgres://postgres@127.0.0.1:5432/test",
+      secret: true,
+    }),
+    DATABASE_SCHEMA: optional(
+      str({
+        description: "schema of the routing tables (created if missing); unset: the connection's search_path",
+        pattern: /^[a-z_][a-z0-9_]{0,62}$/,
+      }),
+    ),
+    PLANNING_HORIZON_DAYS: int({
+      description: "a route must arrive within this many days of the ready time",
+      min: 1,
+      max: 365,
+      default: 60,
+    }),
+    LATE_TOLERANCE_MIN: int({
+      description: "minutes a hub arrival or departure may be late before the route is re-planned",
+      min: 0,
+      max: 1440,
+      default: 30,
+    }),
+    CONSUMER_CONCURRENCY: int({ description: "events handled at once per consumer", min: 1, max: 256, default: 8 }),
+  },
+  checkBaseConfig,
+);
+
+export type RoutingConfig = ConfigOf<typeof routingConfig.spec>;

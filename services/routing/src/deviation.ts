@@ -1,0 +1,109 @@
+/** Deviation of a parcel from its planned route, judged from one hub scan. Pure. */
+import type { Route, RouteLeg } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import { EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import type { Hub, HubNetwork } from "./hub-network.js";
+import { legToProto, msOf } from "./route-mapping.js";
+
+const MIN_MS = 60_000;
+
+/** A hub scan, reduced to what deviation detection needs. */
+export interface HubScan {
+  readonly kind: ScanKind;
+  readonly hub: Hub;
+  /** When the scan happened (epoch ms). */
+  readonly at: number;
+}
+
+/** A deviation and where to re-plan from. */
+export interface Deviation {
+  readonly reason: EtaChangeReason;
+  readonly detail: string;
+  /** Hub the new plan starts at. */
+  readonly origin: Hub;
+  /** When the parcel is (or will be) at `origin` (epoch ms). */
+  readonly readyAt: number;
+  /** The parcel needs no more processing at `origin` (it was scanned leaving it). */
+  readonly originProcessed: boolean;
+  /** Legs already travelled, kept in front of the new plan. */
+  readonly prefix: readonly RouteLeg[];
+}
+
+/**
+ * Compares a hub scan with the route:
+ * - an arrival at a hub that is not on the route → UNPLANNED_HUB, re-plan from there;
+ * - an arrival later than the planned arrival plus `toleranceMs` → LATE_ARRIVAL, re-plan from
+ *   that hub at the scan time, keeping the legs up to it;
+ * - a departure from a hub that is not on the route → UNPLANNED_HUB;
+ * - a departure later than the planned departure plus `toleranceMs` → MISSED_CUTOFF: the parcel
+ *   left on a later departure of the same lane, so the leg is moved to the scan time and the
+ *   rest is re-planned from the next hub at the new arrival.
+ * Anything else (on time, early, other scan kinds) is no deviation.
+ */
+export function detectDeviation(network: HubNetwork, route: Route, scan: HubScan, toleranceMs: number): Deviation | undefined {
+  const { hub, at } = scan;
+  const legs = route.legs;
+  if (scan.kind === ScanKind.HUB_ARRIVAL) {
+    const j = legs.findIndex((l) => l.toHub === hub.code);
+    if (j < 0) {
+      if (legs[0]?.fromHub === hub.code) return undefined;
+      return {
+        reason: EtaChangeReason.UNPLANNED_HUB,
+        detail: `scanned at ${hub.code}, which is not on the planned route`,
+        origin: hub,
+        readyAt: at,
+        originProcessed: false,
+        prefix: [],
+      };
+    }
+    const plannedArrival = msOf(legs[j]!.plannedArrival);
+    if (at <= plannedArrival + toleranceMs) return undefined;
+    return {
+      reason: EtaChangeReason.LATE_ARRIVAL,
+      detail: `arrived at ${hub.code} ${Math.round((at - plannedArrival) / MIN_MS)} min after the planned arrival`,
+      origin: hub,
+      readyAt: at,
+      originProcessed: false,
+      prefix: legs.slice(0, j + 1),
+    };
+  }
+  if (scan.kind !== ScanKind.HUB_DEPARTURE) return undefined;
+  const j = legs.findIndex((l) => l.fromHub === hub.code);
+  if (j < 0) {
+    return {
+      reason: EtaChangeReason.UNPLANNED_HUB,
+      detail: `departed from ${hub.code}, which is not on the planned route`,
+      origin: hub,
+      readyAt: at,
+      originProcessed: true,
+      prefix: [],
+    };
+  }
+  const planned = legs[j]!;
+  if (at <= msOf(planned.plannedDeparture) + toleranceMs) return undefined;
+  const detail = `missed cut-off of departure ${planned.departureId} at ${hub.code}`;
+  const next = network.hub(planned.toHub);
+  const lane = next && network.outgoing[hub.index]!.find((l) => l.to === next.index);
+  if (!next || !lane) {
+    return { reason: EtaChangeReason.MISSED_CUTOFF, detail, origin: hub, readyAt: at, originProcessed: true, prefix: legs.slice(0, j) };
+  }
+  const arrival = at + lane.transitMin * MIN_MS;
+  const moved = legToProto({
+    lane,
+    from: hub,
+    to: next,
+    readyAt: at,
+    cutoff: at,
+    departure: at,
+    arrival,
+    departureId: `${planned.departureId}-late`.slice(0, 64),
+  });
+  return {
+    reason: EtaChangeReason.MISSED_CUTOFF,
+    detail,
+    origin: next,
+    readyAt: arrival,
+    originProcessed: false,
+    prefix: [...legs.slice(0, j), moved],
+  };
+}

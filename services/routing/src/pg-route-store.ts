@@ -1,0 +1,331 @@
+import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import pg from "pg";
+import { EtaSchema, RouteSchema, type EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import { DisruptionSchema } from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
+import type { ServiceLevelName } from "./planner.js";
+import {
+  ConcurrentUpdateError,
+  type RouteRevision,
+  type RouteStore,
+  type ShipmentRoute,
+  type StoredDisruption,
+  type StoredEtaRevision,
+} from "./route-store.js";
+
+/** Options for {@link createPgRouteStore}. */
+export interface PgRouteStoreOptions {
+  /** PostgreSQL connection string. */
+  connectionString: string;
+  /**
+   * Schema holding the tables; created if missing. Default: none, i.e. the connection's
+   * `search_path` decides (tests pass a per-test schema that way).
+   */
+  schema?: string;
+  /** Pool size. Default 10. */
+  maxConnections?: number;
+}
+
+/** The PostgreSQL route store with its pool. */
+export interface PgRouteStore extends RouteStore {
+  /** Ends the pool. */
+  close(): Promise<void>;
+}
+
+/**
+ * A {@link RouteStore} on PostgreSQL: `routing_shipments` (current route as JSONB, the hub codes
+ * it touches in a GIN-indexed array), `routing_eta_history` (one row per revision) and
+ * `routing_disruptions`. Tables are created idempotently at start under an advisory lock, so
+ * replicas starting together do not race. Revisions are written with optimistic concurrency
+ * (`WHERE revision = expected`).
+ */
+export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgRouteStore> {
+  if (opts.schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(opts.schema)) {
+    throw new Error(`invalid schema name ${JSON.stringify(opts.schema)}`);
+  }
+  const q = (table: string) => (opts.schema ? `"${opts.schema}".${table}` : table);
+  const pool = new pg.Pool({ connectionString: opts.connectionString, max: opts.maxConnections ?? 10 });
+  const S = q("routing_shipments");
+  const H = q("routing_eta_history");
+  const D = q("routing_disruptions");
+
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    await client.query("SELECT pg_advisory_xact_lock(hashtext('routing-schema'))");
+    if (opts.schema) await client.query(`CREATE SCHEMA IF NOT EXISTS "${opts.schema}"`);
+    await client.query(`
+      CREATE TABLE IF NOT EXISTS ${S} (
+        tracking_number text PRIMARY KEY,
+        region text NOT NULL,
+        route_id text NOT NULL,
+        revision integer NOT NULL,
+        origin_hub text NOT NULL,
+        destination_hub text NOT NULL,
+        service_level text NOT NULL,
+        ready_at timestamptz NOT NULL,
+        route jsonb,
+        hubs text[] NOT NULL DEFAULT '{}',
+        delivered boolean NOT NULL DEFAULT false,
+        last_event_id text,
+        last_reason integer NOT NULL DEFAULT 0,
+        last_detail text NOT NULL DEFAULT '',
+        previous_eta jsonb,
+        avoided_disruptions text[] NOT NULL DEFAULT '{}',
+        updated_at timestamptz NOT NULL DEFAULT now()
+      )`);
+    await client.query(`CREATE INDEX IF NOT EXISTS routing_shipments_hubs_idx ON ${S} USING gin (hubs) WHERE NOT delivered`);
+    await client.query(
+      `CREATE INDEX IF NOT EXISTS routing_shipments_avoided_idx ON ${S} USING gin (avoided_disruptions) WHERE NOT delivered`,
+    );
+    await client.query(`
+      CREATE TABLE IF NOT EXISTS ${H} (
+        tracking_number text NOT NULL,
+        revision integer NOT NULL,
+        eta jsonb,
+        reason integer NOT NULL,
+        detail text NOT NULL,
+        revised_at timestamptz NOT NULL,
+        PRIMARY KEY (tracking_number, revision)
+      )`);
+    await client.query(`
+      CREATE TABLE IF NOT EXISTS ${D} (
+        disruption_id text PRIMARY KEY,
+        hubs text[] NOT NULL,
+        starts_at timestamptz NOT NULL,
+        ends_at timestamptz,
+        cleared_at timestamptz,
+        body jsonb NOT NULL
+      )`);
+    await client.query("COMMIT");
+  } catch (e) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw e;
+  } finally {
+    client.release();
+  }
+
+  const hubsOf = (r: RouteRevision | undefined): string[] => {
+    if (!r) return [];
+    const codes = new Set<string>();
+    for (const leg of r.route.legs) codes.add(leg.fromHub).add(leg.toHub);
+    return [...codes];
+  };
+  const etaJson = (r: RouteRevision) => (r.route.eta ? toJson(EtaSchema, r.route.eta) : null);
+
+  return {
+    async get(trackingNumber) {
+      const res = await pool.query(`SELECT * FROM ${S} WHERE tracking_number = $1`, [trackingNumber]);
+      return res.rows[0] ? rowToShipment(res.rows[0] as ShipmentRow) : undefined;
+    },
+
+    async create(s, first) {
+      const c = await pool.connect();
+      try {
+        await c.query("BEGIN");
+        const res = await c.query(
+          `INSERT INTO ${S} (tracking_number, region, route_id, revision, origin_hub, destination_hub, service_level,
+             ready_at, route, hubs, last_event_id, last_reason, last_detail, avoided_disruptions)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)
+           ON CONFLICT (tracking_number) DO NOTHING`,
+          [
+            s.trackingNumber,
+            s.region,
+            s.routeId,
+            first ? 1 : 0,
+            s.originHub,
+            s.destinationHub,
+            s.serviceLevel,
+            s.readyAt,
+            first ? toJson(RouteSchema, first.route) : null,
+            hubsOf(first),
+            s.lastEventId ?? null,
+            first?.reason ?? 0,
+            first?.detail ?? "",
+            [...(first?.avoidedDisruptions ?? [])],
+          ],
+        );
+        if (res.rowCount === 1 && first) {
+          await c.query(`INSERT INTO ${H} (tracking_number, revision, eta, reason, detail, revised_at) VALUES ($1,1,$2,$3,$4,$5)`, [
+            s.trackingNumber,
+            etaJson(first),
+            first.reason,
+            first.detail,
+            first.revisedAt,
+          ]);
+        }
+        await c.query("COMMIT");
+        return res.rowCount === 1;
+      } catch (e) {
+        await c.query("ROLLBACK").catch(() => {});
+        throw e;
+      } finally {
+        c.release();
+      }
+    },
+
+    async saveRevision(trackingNumber, expectedRevision, r) {
+      const c = await pool.connect();
+      try {
+        await c.query("BEGIN");
+        const res = await c.query(
+          `UPDATE ${S} SET revision = revision + 1, route = $3, hubs = $4, last_event_id = $5, last_reason = $6,
+             last_detail = $7, previous_eta = route -> 'eta', avoided_disruptions = $8,
+             delivered = delivered OR $9, updated_at = now()
+           WHERE tracking_number = $1 AND revision = $2`,
+          [
+            trackingNumber,
+            expectedRevision,
+            toJson(RouteSchema, r.route),
+            hubsOf(r),
+            r.eventId,
+            r.reason,
+            r.detail,
+            [...r.avoidedDisruptions],
+            r.delivered ?? false,
+          ],
+        );
+        if (res.rowCount !== 1) throw new ConcurrentUpdateError(trackingNumber);
+        await c.query(`INSERT INTO ${H} (tracking_number, revision, eta, reason, detail, revised_at) VALUES ($1,$2,$3,$4,$5,$6)`, [
+          trackingNumber,
+          expectedRevision + 1,
+          etaJson(r),
+          r.reason,
+          r.detail,
+          r.revisedAt,
+        ]);
+        await c.query("COMMIT");
+      } catch (e) {
+        await c.query("ROLLBACK").catch(() => {});
+        throw e;
+      } finally {
+        c.release();
+      }
+    },
+
+    async etaHistory(trackingNumber) {
+      const res = await pool.query(`SELECT * FROM ${H} WHERE tracking_number = $1 ORDER BY revision`, [trackingNumber]);
+      return (res.rows as HistoryRow[]).map(
+        (row): StoredEtaRevision => ({
+          revision: row.revision,
+          eta: row.eta === null ? undefined : fromJson(EtaSchema, row.eta),
+          reason: row.reason as EtaChangeReason,
+          detail: row.detail,
+          revisedAt: row.revised_at,
+        }),
+      );
+    },
+
+    async findTouchingHubs(hubCodes) {
+      const res = await pool.query(`SELECT * FROM ${S} WHERE NOT delivered AND hubs && $1::text[] ORDER BY tracking_number`, [
+        [...hubCodes],
+      ]);
+      return (res.rows as ShipmentRow[]).map(rowToShipment);
+    },
+
+    async findAvoiding(disruptionId) {
+      const res = await pool.query(
+        `SELECT * FROM ${S} WHERE NOT delivered AND avoided_disruptions @> ARRAY[$1]::text[] ORDER BY tracking_number`,
+        [disruptionId],
+      );
+      return (res.rows as ShipmentRow[]).map(rowToShipment);
+    },
+
+    async saveDisruption({ disruption, hubCodes }) {
+      await pool.query(
+        `INSERT INTO ${D} (disruption_id, hubs, starts_at, ends_at, cleared_at, body) VALUES ($1,$2,$3,$4,$5,$6)
+         ON CONFLICT (disruption_id) DO NOTHING`,
+        [
+          disruption.disruptionId,
+          [...hubCodes],
+          tsDate(disruption.startsAt),
+          disruption.endsAt ? tsDate(disruption.endsAt) : null,
+          disruption.clearedAt ? tsDate(disruption.clearedAt) : null,
+          toJson(DisruptionSchema, disruption),
+        ],
+      );
+    },
+
+    async getDisruption(id) {
+      const res = await pool.query(`SELECT * FROM ${D} WHERE disruption_id = $1`, [id]);
+      return res.rows[0] ? rowToDisruption(res.rows[0] as DisruptionRow) : undefined;
+    },
+
+    async clearDisruption(id, at) {
+      const res = await pool.query(
+        `UPDATE ${D} SET cleared_at = $2,
+           body = jsonb_set(body, '{clearedAt}', to_jsonb($3::text))
+         WHERE disruption_id = $1 AND cleared_at IS NULL RETURNING *`,
+        [id, at, at.toISOString()],
+      );
+      if (res.rows[0]) return { disruption: rowToDisruption(res.rows[0] as DisruptionRow), changed: true };
+      const existing = await pool.query(`SELECT * FROM ${D} WHERE disruption_id = $1`, [id]);
+      return existing.rows[0] ? { disruption: rowToDisruption(existing.rows[0] as DisruptionRow), changed: false } : undefined;
+    },
+
+    async activeDisruptions(at) {
+      const res = await pool.query(`SELECT * FROM ${D} WHERE cleared_at IS NULL AND (ends_at IS NULL OR ends_at > $1)`, [at]);
+      return (res.rows as DisruptionRow[]).map(rowToDisruption);
+    },
+
+    close: () => pool.end(),
+  };
+}
+
+interface ShipmentRow {
+  tracking_number: string;
+  region: string;
+  route_id: string;
+  revision: number;
+  origin_hub: string;
+  destination_hub: string;
+  service_level: string;
+  ready_at: Date;
+  route: JsonValue | null;
+  delivered: boolean;
+  last_event_id: string | null;
+  last_reason: number;
+  last_detail: string;
+  previous_eta: JsonValue | null;
+  avoided_disruptions: string[];
+}
+
+interface HistoryRow {
+  revision: number;
+  eta: JsonValue | null;
+  reason: number;
+  detail: string;
+  revised_at: Date;
+}
+
+interface DisruptionRow {
+  hubs: string[];
+  body: JsonValue;
+}
+
+function rowToShipment(row: ShipmentRow): ShipmentRoute {
+  return {
+    trackingNumber: row.tracking_number,
+    region: row.region,
+    routeId: row.route_id,
+    revision: row.revision,
+    originHub: row.origin_hub,
+    destinationHub: row.destination_hub,
+    serviceLevel: row.service_level as ServiceLevelName,
+    readyAt: row.ready_at,
+    route: row.route === null ? undefined : fromJson(RouteSchema, row.route),
+    delivered: row.delivered,
+    lastEventId: row.last_event_id ?? undefined,
+    lastReason: row.last_reason as EtaChangeReason,
+    lastDetail: row.last_detail,
+    previousEta: row.previous_eta === null ? undefined : fromJson(EtaSchema, row.previous_eta),
+    avoidedDisruptions: row.avoided_disruptions,
+  };
+}
+
+function rowToDisruption(row: DisruptionRow): StoredDisruption {
+  return { disruption: fromJson(DisruptionSchema, row.body), hubCodes: row.hubs };
+}
+
+function tsDate(ts: { seconds: bigint; nanos: number } | undefined): Date | null {
+  return ts ? new Date(Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6)) : null;
+}

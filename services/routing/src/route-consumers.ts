@@ -1,0 +1,90 @@
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { ScanRecordedSchema, ShipmentCreatedSchema } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
+import { startConsumer, type ConsumerHandle } from "../../shared/src/nats/consumer.js";
+import type { NatsLog } from "../../shared/src/nats/nats-log.js";
+import { ensureConsumer } from "../../shared/src/nats/streams.js";
+import type { Subjects } from "../../shared/src/nats/subjects.js";
+import type { RouteKeeper } from "./route-keeper.js";
+
+/** Durable consumer names of the routing service. */
+export const ROUTING_CONSUMERS = Object.freeze({
+  shipmentsCreated: "routing-shipments-created",
+  scans: "routing-scans",
+});
+
+/** Options for {@link startRouteConsumers}. */
+export interface RouteConsumersOptions {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  subjects: Subjects;
+  keeper: RouteKeeper;
+  logger?: NatsLog;
+  /** Handlers running at once per consumer. Default 8. */
+  concurrency?: number;
+}
+
+/** The running consumers. */
+export interface RouteConsumers {
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the two durable consumers: shipment-created events (plan the first route, publish
+ * RoutePlanned) and scans (re-plan on deviation, publish RouteUpdated). Messages of the same
+ * shipment are handled one at a time, in stream order; failures are retried with backoff and
+ * dead-lettered after the last delivery.
+ */
+export async function startRouteConsumers(opts: RouteConsumersOptions): Promise<RouteConsumers> {
+  const { subjects, keeper } = opts;
+  const concurrency = opts.concurrency ?? 8;
+  const common = { ackWaitMs: 30_000, maxDeliver: 6, backoffMs: [1_000, 5_000, 15_000, 30_000, 60_000] };
+  await ensureConsumer(opts.jsm, subjects.streams.shipments.name, {
+    durable: ROUTING_CONSUMERS.shipmentsCreated,
+    filterSubject: subjects.allShipmentsCreated,
+    description: "routing: plan the first route of each new shipment",
+    ...common,
+  });
+  await ensureConsumer(opts.jsm, subjects.streams.scans.name, {
+    durable: ROUTING_CONSUMERS.scans,
+    filterSubject: subjects.allScans,
+    description: "routing: compare scans with the plan and re-plan on deviation",
+    ...common,
+  });
+  const handles: ConsumerHandle[] = [];
+  try {
+    handles.push(
+      await startConsumer({
+        js: opts.js,
+        nc: opts.nc,
+        stream: subjects.streams.shipments.name,
+        durable: ROUTING_CONSUMERS.shipmentsCreated,
+        schema: ShipmentCreatedSchema,
+        concurrency,
+        keyOf: (m) => m.trackingNumber,
+        deadLetter: { subject: subjects.deadLetter(ROUTING_CONSUMERS.shipmentsCreated) },
+        ...(opts.logger ? { logger: opts.logger } : {}),
+        handler: (m, meta) => keeper.onShipmentCreated(m, meta.subject.split(".").at(-1) ?? "default"),
+      }),
+    );
+    handles.push(
+      await startConsumer({
+        js: opts.js,
+        nc: opts.nc,
+        stream: subjects.streams.scans.name,
+        durable: ROUTING_CONSUMERS.scans,
+        schema: ScanRecordedSchema,
+        concurrency,
+        keyOf: (m) => m.scan?.trackingNumber,
+        deadLetter: { subject: subjects.deadLetter(ROUTING_CONSUMERS.scans) },
+        ...(opts.logger ? { logger: opts.logger } : {}),
+        handler: (m) => keeper.onScan(m),
+      }),
+    );
+  } catch (e) {
+    await Promise.all(handles.map((h) => h.close()));
+    throw e;
+  }
+  return { close: async () => void (await Promise.all(handles.map((h) => h.close()))) };
+}

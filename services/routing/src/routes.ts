@@ -1,0 +1,18 @@
+import type { ConnectRouter } from "@connectrpc/connect";
+import { RoutingService } from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
+import { policiesForService, Scope } from "../../shared/src/auth/index.js";
+import type { RoutingServiceHandlers } from "./routing-service.js";
+
+/** Who may call each RPC of RoutingService. */
+export const routingPolicies = policiesForService(RoutingService, {
+  planRoute: { scopes: [Scope.RoutesWrite] },
+  getRoute: { scopes: [Scope.RoutesRead, Scope.ShipmentsRead] },
+  nearestHubs: { scopes: [Scope.RoutesRead] },
+  reportDisruption: { scopes: [Scope.RoutesWrite] },
+  clearDisruption: { scopes: [Scope.RoutesWrite] },
+});
+
+/** Registers the handlers on a Connect router. */
+export function registerRoutingRoutes(router: ConnectRouter, handlers: RoutingServiceHandlers): void {
+  router.service(RoutingService, handlers);
+}

@@ -1,0 +1,80 @@
+import { randomUUID } from "node:crypto";
+import { Counter } from "prom-client";
+import { EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import { RoutingService } from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
+import { createEventPublisher } from "../../shared/src/nats/publisher.js";
+import type { ServiceDefinition } from "../../shared/src/runtime/start-service.js";
+import type { RoutingConfig } from "./config.js";
+import { hubNetworkData } from "./data/hub-network-data.js";
+import { createHubNetwork } from "./hub-network.js";
+import { createPgRouteStore } from "./pg-route-store.js";
+import { createPlanner } from "./planner.js";
+import { startRouteConsumers } from "./route-consumers.js";
+import { createRouteKeeper } from "./route-keeper.js";
+import { createRoutingService } from "./routing-service.js";
+import { routingPolicies, registerRoutingRoutes } from "./routes.js";
+import { createSpatialIndex } from "./spatial-index.js";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** The routing service as the runtime starts it (from main.ts, the dev runner and tests). */
+export const routingService: ServiceDefinition<RoutingConfig> = {
+  name: "routing",
+  services: [RoutingService],
+  policies: routingPolicies,
+  async start(ctx) {
+    const { config, log } = ctx;
+    const network = createHubNetwork(hubNetworkData);
+    const planner = createPlanner(network);
+    const spatial = createSpatialIndex(network.hubs);
+    const store = await createPgRouteStore({
+      connectionString: config.DATABASE_URL,
+      ...(config.DATABASE_SCHEMA ? { schema: config.DATABASE_SCHEMA } : {}),
+    });
+    const clock = () => new Date();
+    const newId = () => randomUUID().replace(/-/g, "");
+    const revisions = new Counter({
+      name: "logistics_route_revisions_total",
+      help: "Route revisions stored, by reason (INITIAL_PLAN, LATE_ARRIVAL, DISRUPTION...)",
+      labelNames: ["reason"] as const,
+      registers: [ctx.metrics.registry],
+    });
+    const keeper = createRouteKeeper({
+      network,
+      planner,
+      spatial,
+      store,
+      publisher: createEventPublisher({ js: ctx.js, logger: log }),
+      subjects: ctx.subjects,
+      clock,
+      newId,
+      horizonMs: config.PLANNING_HORIZON_DAYS * DAY_MS,
+      lateToleranceMs: config.LATE_TOLERANCE_MIN * 60_000,
+      onRevision: (reason) => revisions.inc({ reason: EtaChangeReason[reason] ?? String(reason) }),
+    });
+    let consumers: Awaited<ReturnType<typeof startRouteConsumers>>;
+    try {
+      consumers = await startRouteConsumers({
+        nc: ctx.nats,
+        js: ctx.js,
+        jsm: ctx.jsm,
+        subjects: ctx.subjects,
+        keeper,
+        logger: log,
+        concurrency: config.CONSUMER_CONCURRENCY,
+      });
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+    log.info({ hubs: network.hubs.length, lanes: network.lanes.length }, "hub network loaded");
+    const handlers = createRoutingService({ network, spatial, routeStore: store, keeper, clock, newId });
+    return {
+      routes: (router) => registerRoutingRoutes(router, handlers),
+      async close() {
+        await consumers.close();
+        await store.close();
+      },
+    };
+  },
+};
