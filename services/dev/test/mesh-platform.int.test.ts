@@ -12,6 +12,9 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import * as grpc from "@grpc/grpc-js";
 import { ensureDevKeys, mintToken, Scope } from "../../shared/src/auth/index.js";
+import type { RunningService } from "../../shared/src/runtime/start-service.js";
+import { uniqueName, waitFor } from "../../shared/src/testing/index.js";
+import { startE2eMesh, type E2eMesh } from "./e2e-mesh.js";
 import {
   HealthCheckRequestSchema,
   HealthCheckResponse_ServingStatus as ServingStatus,
@@ -30,16 +33,6 @@ import {
 import { NotificationService } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
 import { RoutingService } from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
 import { TrackingService } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
-import { startService, type RunningService } from "../../shared/src/runtime/start-service.js";
-import { startNatsServer, uniqueName, waitFor, type NatsServerHandle } from "../../shared/src/testing/index.js";
-import { ingestConfig } from "../../ingest/src/config.js";
-import { ingestService } from "../../ingest/src/ingest.js";
-import { notificationConfig } from "../../notification/src/config.js";
-import { notificationService } from "../../notification/src/notification.js";
-import { routingConfig } from "../../routing/src/config.js";
-import { routingService } from "../../routing/src/routing.js";
-import { trackingConfig } from "../../tracking/src/config.js";
-import { trackingService } from "../../tracking/src/tracking.js";
 
 const distRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const ISSUER = "logistics-dev";
@@ -59,39 +52,22 @@ function validShipment() {
 }
 
 describe("the mesh platform (all four services over real sockets)", () => {
-  let nats: NatsServerHandle;
+  let mesh: E2eMesh;
   let keysDir: string;
   let privateJwkPath: string;
-  let env: Record<string, string>;
   const running: RunningService[] = [];
   const token = (scopes: string[], extra: { carrier?: string; expiresIn?: string | number } = {}) =>
     mintToken({ privateJwkPath, issuer: ISSUER, audience: AUDIENCE, subject: "test", scopes, ...extra });
 
   before(async () => {
-    nats = await startNatsServer();
     keysDir = await mkdtemp(join(tmpdir(), "mesh-keys-"));
     const keys = await ensureDevKeys(keysDir);
     privateJwkPath = keys.privateJwkPath;
-    env = {
-      HOST: "127.0.0.1",
-      PORT: "0",
-      METRICS_PORT: "0",
-      LOG_LEVEL: "silent",
-      NATS_URL: nats.url,
-      SUBJECT_PREFIX: uniqueName("mesh"),
-      JWT_PUBLIC_KEY_FILE: keys.jwksPath,
-      SHUTDOWN_GRACE_MS: "5000",
-    };
-    running.push(
-      await startService(ingestService, ingestConfig.parse(env)),
-      await startService(routingService, routingConfig.parse(env)),
-      await startService(trackingService, trackingConfig.parse(env)),
-      await startService(notificationService, notificationConfig.parse(env)),
-    );
+    mesh = await startE2eMesh({ env: { JWT_PUBLIC_KEY_FILE: keys.jwksPath, SHUTDOWN_GRACE_MS: "5000" } });
+    running.push(...mesh.services.values());
   });
   after(async () => {
-    await Promise.all(running.map((s) => s.close()));
-    await nats?.stop();
+    await mesh?.close();
     if (keysDir) await rm(keysDir, { recursive: true, force: true });
   });
   const svc = (name: string) => running.find((s) => s.name === name)!;
@@ -238,7 +214,7 @@ describe("the mesh platform (all four services over real sockets)", () => {
 
   it("on SIGTERM turns NOT_SERVING, ends an open stream cleanly and exits 0", async () => {
     const child = spawn(process.execPath, [join(distRoot, "services", "ingest", "src", "main.js")], {
-      env: { ...process.env, ...env, LOG_LEVEL: "info", PORT: "0" },
+      env: { ...process.env, ...mesh.env, LOG_LEVEL: "info", PORT: "0" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
