@@ -1,11 +1,77 @@
-import { defineConfig, type ConfigOf } from "../../shared/src/config/env-config.js";
+import { bool, defineConfig, int, str, url, type ConfigOf } from "../../shared/src/config/env-config.js";
 import { baseConfigSpec, checkBaseConfig } from "../../shared/src/runtime/base-config.js";
-
 
 /** Environment variables of the tracking service (see the README's configuration table). */
 export const trackingConfig = defineConfig(
   {
     ...baseConfigSpec({ port: 8083, metricsPort: 9103 }),
+    DATABASE_URL: url({
+      description: "PostgreSQL of the shipment store (its search_path selects the schema)",
+      protocols: ["postgres:", "postgresql:"],
+      default: "postgres://postgres@127.0.0.1:5432/test",
+    }),
+    REDIS_URL: url({
+      description: "Redis for the shipment snapshot cache (tracking answers from the store when it is down)",
+      protocols: ["redis:", "rediss:"],
+      default: "redis://127.0.0.1:6379",
+    }),
+    TRACKING_REDIS_KEY_PREFIX: str({
+      description: "prefix of every Redis key tracking writes",
+      pattern: /^[A-Za-z0-9_:.-]{0,64}$/,
+      default: "tracking:",
+    }),
+    TRACKING_REDIS_TIMEOUT_MS: int({
+      description: "timeout of one Redis command; on expiry the read goes to the store",
+      min: 10,
+      max: 10_000,
+      default: 250,
+    }),
+    TRACKING_CACHE_TTL_SECONDS: int({
+      description: "lifetime of a cached shipment snapshot (bounds staleness after a Redis outage)",
+      min: 1,
+      max: 7 * 86_400,
+      default: 3600,
+    }),
+    TRACKING_DB_POOL_SIZE: int({ description: "PostgreSQL connections of this process", min: 1, max: 200, default: 20 }),
+    TRACKING_DB_MIGRATE: bool({ description: "run store migrations and create partitions at start", default: true }),
+    TRACKING_PROJECTOR_ENABLED: bool({
+      description: "run the projector (event consumers) in this process; API-only replicas set false",
+      default: true,
+    }),
+    TRACKING_CONSUMER_PREFIX: str({
+      description: "prefix of the projector's durable consumer names (shared by all replicas)",
+      pattern: /^[A-Za-z0-9_-]{1,40}$/,
+      default: "tracking",
+    }),
+    TRACKING_PROJECTOR_CONCURRENCY: int({
+      description: "events each projector consumer applies at once (one shipment's events stay in order)",
+      min: 1,
+      max: 1024,
+      default: 32,
+    }),
+    TRACKING_ACK_WAIT_MS: int({
+      description: "redelivery timeout of an event a projector took and did not acknowledge",
+      min: 1000,
+      max: 600_000,
+      default: 10_000,
+    }),
+    TRACKING_MAX_DELIVER: int({ description: "deliveries of one event before it is dead-lettered", min: 2, max: 100, default: 8 }),
+    TRACKING_REGION: str({
+      description: "region token for status/ETA changes whose source event names none",
+      pattern: /^[A-Za-z0-9_-]{1,64}$/,
+      default: "global",
+    }),
+    TRACKING_WATCH_HEARTBEAT_MS: int({
+      description: "idle time before a WatchShipment stream gets a heartbeat (and re-reads the store)",
+      min: 100,
+      max: 300_000,
+      default: 15_000,
+    }),
+    TRACKING_WATCH_MAX_LIFETIME_MS: int({
+      description: "a WatchShipment stream ends with OK after this long; clients resume",
+      min: 1000,
+      default: 1_800_000,
+    }),
   },
   checkBaseConfig,
 );

@@ -1,13 +1,235 @@
-import type { ServiceImpl } from "@connectrpc/connect";
-import type { TrackingService } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { createHash } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { hasAnyScope, principalKey, Scope } from "../../shared/src/auth/index.js";
+import {
+  ListShipmentEventsResponseSchema,
+  SearchShipmentsResponseSchema,
+  WatchShipmentResponseSchema,
+  WatchUpdateKind,
+  type TrackingService,
+  type WatchShipmentResponse,
+} from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { drainSignalKey } from "../../shared/src/server/serve.js";
+import { StoreError } from "../../store/src/errors.js";
+import type { ShipmentDoc, ShipmentQuery, ShipmentStore } from "../../store/src/ports.js";
+import type { LiveHub } from "./live-updates.js";
+import { docAtVersion, HistoryGapError, loadHistory, stepsBetween, type VersionStep } from "./shipment-history.js";
+import type { ShipmentReader } from "./shipment-reader.js";
+import { publicShipment, publicShipmentEvent, shipmentEventMessage, shipmentMessage } from "./shipment-view.js";
+import type { TrackingMetrics } from "./tracking-metrics.js";
 
 /** The RPC handlers; methods not implemented yet answer Unimplemented. */
 export type TrackingServiceHandlers = Partial<ServiceImpl<typeof TrackingService>>;
 
-/** Dependencies of the tracking handlers (narrow interfaces, built by main.ts). */
-export interface TrackingServiceDeps {}
+/** Dependencies of the tracking handlers (narrow interfaces, built by tracking.ts). */
+export interface TrackingServiceDeps {
+  store: Pick<ShipmentStore, "getShipment" | "listEvents" | "searchShipments">;
+  /** Current shipments, cache first (GetShipment). */
+  reader: ShipmentReader;
+  /** Cross-replica change notices; without it watchers only see changes on their periodic re-read. */
+  live?: LiveHub;
+  metrics: Pick<TrackingMetrics, "watchers">;
+  /** Idle time after which a watch stream gets a heartbeat (and re-reads the store). Default 15 000 ms. */
+  heartbeatMs?: number;
+  /** A watch stream ends with OK after this long (clients resume). Default 30 minutes. */
+  maxStreamLifetimeMs?: number;
+}
+
+/** Page size when a request leaves it 0. */
+export const DEFAULT_PAGE_SIZE = 50;
+
+/** Maps store errors to Connect codes; the one place this happens. */
+function toConnectError(err: unknown): unknown {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof StoreError) {
+    switch (err.code) {
+      case "INVALID_EVENT":
+      case "INVALID_QUERY":
+        return new ConnectError(err.message, Code.InvalidArgument);
+      case "DOCUMENT_TOO_LARGE":
+        return new ConnectError(err.message, Code.ResourceExhausted);
+      case "CONFLICT":
+        return new ConnectError(err.message, Code.Aborted);
+    }
+  }
+  if (err instanceof HistoryGapError) return new ConnectError(err.message, Code.Internal);
+  return err;
+}
+
+async function mapped<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw toConnectError(err);
+  }
+}
+
+/** True when the caller may see internal fields. */
+function fullAccess(ctx: HandlerContext): boolean {
+  return hasAnyScope(ctx.values.get(principalKey), [Scope.ShipmentsRead]);
+}
+
+function notFound(trackingNumber: string): ConnectError {
+  return new ConnectError(`no shipment with tracking number ${trackingNumber}`, Code.NotFound);
+}
+
+/**
+ * Page tokens wrap the store's cursor with a digest of what the request was bound to (the
+ * tracking number, or the search filters), so a token used with other parameters is rejected
+ * with InvalidArgument instead of silently paging through something else.
+ */
+function digest(binding: unknown): string {
+  return createHash("sha256").update(JSON.stringify(binding)).digest("base64url").slice(0, 16);
+}
+
+function encodePageToken(binding: unknown, cursor: string | undefined): string {
+  return cursor === undefined ? "" : Buffer.from(JSON.stringify([digest(binding), cursor]), "utf8").toString("base64url");
+}
+
+function decodePageToken(binding: unknown, token: string): string | undefined {
+  if (token === "") return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+  } catch {
+    parsed = undefined;
+  }
+  if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[1] !== "string" || parsed[0] !== digest(binding)) {
+    throw new ConnectError("page_token is malformed or belongs to another request", Code.InvalidArgument);
+  }
+  return parsed[1];
+}
+
+/** Waits for a wake-up, a timeout or an abort. */
+function pause(ms: number, signal: AbortSignal, register: (wake: () => void) => void): Promise<"wake" | "timeout" | "abort"> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve("abort");
+    const done = (outcome: "wake" | "timeout" | "abort") => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      register(() => {});
+      resolve(outcome);
+    };
+    const onAbort = () => done("abort");
+    const timer = setTimeout(() => done("timeout"), Math.max(0, ms));
+    signal.addEventListener("abort", onAbort, { once: true });
+    register(() => done("wake"));
+  });
+}
 
 /** Creates the TrackingService handlers. */
-export function createTrackingService(_deps: TrackingServiceDeps): TrackingServiceHandlers {
-  return {};
+export function createTrackingService(deps: TrackingServiceDeps): TrackingServiceHandlers {
+  const { store, reader, live, metrics } = deps;
+  const heartbeatMs = deps.heartbeatMs ?? 15_000;
+  const maxLifetimeMs = deps.maxStreamLifetimeMs ?? 30 * 60_000;
+
+  return {
+    async getShipment(req, ctx) {
+      const shipment = await mapped(() => reader.get(req.trackingNumber));
+      if (!shipment) throw notFound(req.trackingNumber);
+      return { shipment: fullAccess(ctx) ? shipment : publicShipment(shipment) };
+    },
+
+    async listShipmentEvents(req, ctx) {
+      const full = fullAccess(ctx);
+      const cursor = decodePageToken(["events", req.trackingNumber], req.pageToken);
+      const page = await mapped(() =>
+        store.listEvents(req.trackingNumber, { pageSize: req.pageSize || DEFAULT_PAGE_SIZE, ...(cursor ? { cursor } : {}) }),
+      );
+      if (page.items.length === 0 && cursor === undefined) throw notFound(req.trackingNumber);
+      return create(ListShipmentEventsResponseSchema, {
+        events: page.items.map((e) => (full ? shipmentEventMessage(e) : publicShipmentEvent(shipmentEventMessage(e)))),
+        nextPageToken: encodePageToken(["events", req.trackingNumber], page.nextCursor),
+      });
+    },
+
+    async searchShipments(req, ctx) {
+      const filters = {
+        ...(req.customerId ? { customerId: req.customerId } : {}),
+        ...(req.carrierCode ? { carrierCode: req.carrierCode } : {}),
+        ...(req.statuses.length > 0 ? { statuses: [...req.statuses] } : {}),
+        ...(req.updatedAfter ? { updatedAfter: timestampDate(req.updatedAfter).toISOString() } : {}),
+        ...(req.updatedBefore ? { updatedBefore: timestampDate(req.updatedBefore).toISOString() } : {}),
+        ...(req.near
+          ? { near: { lat: req.near.center?.latitude ?? 0, lon: req.near.center?.longitude ?? 0, radiusKm: req.near.radiusKm } }
+          : {}),
+      } satisfies Omit<ShipmentQuery, "pageSize" | "cursor">;
+      const cursor = decodePageToken(["search", filters], req.pageToken);
+      const page = await mapped(() =>
+        store.searchShipments({ ...filters, pageSize: req.pageSize || DEFAULT_PAGE_SIZE, ...(cursor ? { cursor } : {}) }),
+      );
+      const full = fullAccess(ctx);
+      return create(SearchShipmentsResponseSchema, {
+        shipments: page.items.map((d) => (full ? shipmentMessage(d) : publicShipment(shipmentMessage(d)))),
+        nextPageToken: encodePageToken(["search", filters], page.nextCursor),
+      });
+    },
+
+    async *watchShipment(req, ctx) {
+      const tn = req.trackingNumber;
+      const full = fullAccess(ctx);
+      const render = (doc: ShipmentDoc) => (full ? shipmentMessage(doc) : publicShipment(shipmentMessage(doc)));
+      const change = (step: VersionStep): WatchShipmentResponse =>
+        create(WatchShipmentResponseSchema, {
+          sequence: BigInt(step.version),
+          kind: WatchUpdateKind.CHANGE,
+          shipment: render(step.doc),
+          cause: full ? shipmentEventMessage(step.cause) : publicShipmentEvent(shipmentEventMessage(step.cause)),
+        });
+      const signal = AbortSignal.any([ctx.signal, ctx.values.get(drainSignalKey), AbortSignal.timeout(maxLifetimeMs)]);
+
+      // Listen before the first read so that no change between the read and the wait is missed.
+      let noticed = false;
+      let wake: () => void = () => {};
+      const stopListening = live?.listen(tn, () => {
+        noticed = true;
+        wake();
+      });
+      metrics.watchers.inc();
+      try {
+        let state = await mapped(() => store.getShipment(tn));
+        if (!state) throw notFound(tn);
+        const after = Number(req.afterSequence);
+        if (after > state.version) {
+          throw new ConnectError(`after_sequence ${after} is beyond the shipment's version ${state.version}`, Code.OutOfRange);
+        }
+        if (after === 0) {
+          yield create(WatchShipmentResponseSchema, {
+            sequence: BigInt(state.version),
+            kind: WatchUpdateKind.SNAPSHOT,
+            shipment: render(state),
+          });
+        } else if (after < state.version) {
+          const target = state;
+          const steps = await mapped(async () => {
+            const history = await loadHistory(store, tn);
+            return stepsBetween(docAtVersion(target, after, history), target, history);
+          });
+          for (const step of steps) yield change(step);
+        }
+        let last = state.version;
+
+        while (!signal.aborted) {
+          const outcome = noticed ? "wake" : await pause(heartbeatMs, signal, (w) => (wake = w));
+          if (outcome === "abort") return;
+          noticed = false;
+          const current = await mapped(() => store.getShipment(tn));
+          if (current && current.version > last) {
+            const from = state;
+            const steps = await mapped(async () => stepsBetween(from, current, await loadHistory(store, tn)));
+            for (const step of steps) yield change(step);
+            state = current;
+            last = current.version;
+          } else if (outcome === "timeout") {
+            yield create(WatchShipmentResponseSchema, { sequence: BigInt(last), kind: WatchUpdateKind.HEARTBEAT });
+          }
+        }
+      } finally {
+        stopListening?.();
+        metrics.watchers.dec();
+      }
+    },
+  };
 }

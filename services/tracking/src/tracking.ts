@@ -1,16 +1,104 @@
+import { Redis } from "ioredis";
 import { TrackingService } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { createEventPublisher } from "../../shared/src/nats/publisher.js";
 import type { ServiceDefinition } from "../../shared/src/runtime/start-service.js";
+import { createPostgresShipmentStore } from "../../store/src/postgres/postgres-shipment-store.js";
 import type { TrackingConfig } from "./config.js";
-import { createTrackingService } from "./tracking-service.js";
+import { createLiveHub, createLiveNotifier } from "./live-updates.js";
+import { startProjector, type Projector } from "./projector.js";
 import { trackingPolicies, registerTrackingRoutes } from "./routes.js";
+import { createRedisShipmentCache } from "./shipment-cache.js";
+import { createShipmentReader } from "./shipment-reader.js";
+import { createTrackingMetrics } from "./tracking-metrics.js";
+import { createTrackingService } from "./tracking-service.js";
 
-/** The tracking service as the runtime starts it (from main.ts, the dev runner and tests). */
+/** Minimum pause between two warnings about the cache being unavailable. */
+const CACHE_WARN_INTERVAL_MS = 30_000;
+
+/**
+ * The tracking service as the runtime starts it (from main.ts, the dev runner and tests): the
+ * PostgreSQL shipment store, the Redis snapshot cache, the projector (unless
+ * TRACKING_PROJECTOR_ENABLED=false) and the TrackingService handlers.
+ */
 export const trackingService: ServiceDefinition<TrackingConfig> = {
   name: "tracking",
   services: [TrackingService],
   policies: trackingPolicies,
-  async start() {
-    const handlers = createTrackingService({});
-    return { routes: (router) => registerTrackingRoutes(router, handlers) };
+  async start(ctx) {
+    const { config, log } = ctx;
+    const metrics = createTrackingMetrics(ctx.metrics.registry);
+    const store = await createPostgresShipmentStore({
+      connectionString: config.DATABASE_URL,
+      maxConnections: config.TRACKING_DB_POOL_SIZE,
+      migrate: config.TRACKING_DB_MIGRATE,
+    });
+    const redis = new Redis(config.REDIS_URL, {
+      keyPrefix: config.TRACKING_REDIS_KEY_PREFIX,
+      // Fail fast instead of queueing while disconnected: reads fall back to the store.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: config.TRACKING_REDIS_TIMEOUT_MS,
+      connectTimeout: 2000,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    });
+    let lastWarned = 0;
+    const onCacheError = (op: string, err: unknown) => {
+      const now = Date.now();
+      if (now - lastWarned < CACHE_WARN_INTERVAL_MS) return;
+      lastWarned = now;
+      log.warn({ op, err }, "shipment cache unavailable; serving from the store");
+    };
+    redis.on("error", (err: unknown) => onCacheError("connection", err));
+    const cache = createRedisShipmentCache({ redis, ttlSeconds: config.TRACKING_CACHE_TTL_SECONDS });
+    const reader = createShipmentReader({ store, cache, metrics, onCacheError });
+    const live = createLiveHub(ctx.nats, ctx.subjects);
+
+    let projector: Projector | undefined;
+    try {
+      if (config.TRACKING_PROJECTOR_ENABLED) {
+        projector = await startProjector({
+          js: ctx.js,
+          jsm: ctx.jsm,
+          nc: ctx.nats,
+          subjects: ctx.subjects,
+          store,
+          cache,
+          notifier: createLiveNotifier(ctx.nats, ctx.subjects),
+          publisher: createEventPublisher({ js: ctx.js, logger: log }),
+          metrics,
+          durablePrefix: config.TRACKING_CONSUMER_PREFIX,
+          concurrency: config.TRACKING_PROJECTOR_CONCURRENCY,
+          // Leaves the other half of the pool to the RPCs (and to the store's nested reads).
+          maxConcurrentApplies: Math.max(1, Math.floor(config.TRACKING_DB_POOL_SIZE / 2)),
+          ackWaitMs: config.TRACKING_ACK_WAIT_MS,
+          maxDeliver: config.TRACKING_MAX_DELIVER,
+          defaultRegion: config.TRACKING_REGION,
+          logger: log,
+        });
+      }
+    } catch (err) {
+      live.close();
+      redis.disconnect();
+      await store.close();
+      throw err;
+    }
+
+    const handlers = createTrackingService({
+      store,
+      reader,
+      live,
+      metrics,
+      heartbeatMs: config.TRACKING_WATCH_HEARTBEAT_MS,
+      maxStreamLifetimeMs: config.TRACKING_WATCH_MAX_LIFETIME_MS,
+    });
+    return {
+      routes: (router) => registerTrackingRoutes(router, handlers),
+      async close() {
+        await projector?.close();
+        live.close();
+        redis.disconnect();
+        await store.close();
+      },
+    };
   },
 };

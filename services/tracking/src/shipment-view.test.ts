@@ -1,0 +1,134 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+import { ShipmentEventKind } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { applyToDoc } from "../../store/src/derive.js";
+import type { ShipmentDoc, ShipmentEventInput } from "../../store/src/ports.js";
+import { docAtVersion, HistoryGapError, stepsBetween } from "./shipment-history.js";
+import { describeEvent, publicShipment, publicShipmentEvent, shipmentEventMessage, shipmentMessage } from "./shipment-view.js";
+
+const TN = "ABCD12345678";
+const created: ShipmentEventInput = {
+  type: "shipment_created",
+  eventId: "c1",
+  trackingNumber: TN,
+  eventTime: "2026-11-20T08:00:00.000Z",
+  shipmentId: "s1",
+  carrierCode: "acme",
+  customerId: "cust-1",
+  customerReference: "order-9",
+  serviceLevel: ServiceLevel.EXPRESS,
+  origin: { countryCode: "DE", city: "Frankfurt", postalCode: "60311", location: { lat: 50.11, lon: 8.68 } },
+  destination: { countryCode: "FR", city: "Paris", postalCode: "75001", location: { lat: 48.86, lon: 2.35 } },
+};
+const scan = (id: string, hour: number, kind: ScanKind, hubCode?: string): ShipmentEventInput => ({
+  type: "scan",
+  eventId: id,
+  trackingNumber: TN,
+  eventTime: new Date(Date.UTC(2026, 10, 20, hour)).toISOString(),
+  carrierCode: "acme",
+  kind,
+  rawStatus: { code: `K${kind}`, text: "raw" },
+  ...(hubCode ? { hubCode, location: { lat: 50.0333, lon: 8.5706 } } : {}),
+  note: "left with neighbour",
+});
+
+function fold(events: ShipmentEventInput[]): ShipmentDoc {
+  let doc: ShipmentDoc | undefined;
+  for (const e of events) doc = applyToDoc(doc, e).doc;
+  return doc as ShipmentDoc;
+}
+
+describe("shipmentMessage / publicShipment", () => {
+  const doc = fold([created, scan("s1", 9, ScanKind.PICKUP), scan("s2", 10, ScanKind.HUB_ARRIVAL, "FRA")]);
+
+  it("renders every field of the document for internal callers", () => {
+    const s = shipmentMessage(doc);
+    assert.equal(s.customerId, "cust-1");
+    assert.equal(s.customerReference, "order-9");
+    assert.equal(s.status, ShipmentStatus.IN_TRANSIT);
+    assert.equal(s.currentHubCode, "FRA");
+    assert.equal(s.version, 3n);
+    assert.equal(s.eventCount, 3);
+    assert.equal(s.destination?.postalCode, "75001");
+    assert.equal(s.currentLocation?.latitude, 50.0333);
+  });
+
+  it("strips internal fields and coarsens places and position for the public view", () => {
+    const p = publicShipment(shipmentMessage(doc));
+    assert.equal(p.trackingNumber, TN);
+    assert.equal(p.customerId, "");
+    assert.equal(p.customerReference, "");
+    assert.equal(p.shipmentId, "");
+    assert.equal(p.carrierCode, "");
+    assert.equal(p.createdAt, undefined);
+    assert.equal(p.eventCount, 0);
+    assert.equal(p.destination?.postalCode, "");
+    assert.equal(p.destination?.location, undefined);
+    assert.equal(p.destination?.city, "Paris");
+    assert.equal(p.currentLocation?.latitude, 50);
+    assert.equal(p.currentLocation?.longitude, 8.6);
+    assert.equal(p.status, ShipmentStatus.IN_TRANSIT);
+    assert.equal(p.version, 3n);
+  });
+
+  it("strips event ids, recorded times and late flags from public events", () => {
+    const e = shipmentEventMessage({
+      eventId: "s2",
+      trackingNumber: TN,
+      type: "scan",
+      eventTime: "2026-11-20T10:00:00.000Z",
+      late: true,
+      appliedAt: "2026-11-20T10:00:01.000Z",
+      event: scan("s2", 10, ScanKind.HUB_ARRIVAL, "FRA"),
+    });
+    assert.equal(e.kind, ShipmentEventKind.SCAN);
+    assert.equal(e.description, "Arrived at hub FRA");
+    assert.equal(e.status, ShipmentStatus.IN_TRANSIT);
+    const p = publicShipmentEvent(e);
+    assert.equal(p.eventId, "");
+    assert.equal(p.late, false);
+    assert.equal(p.recordedAt, undefined);
+    assert.equal(p.hubCode, "FRA");
+    assert.equal(p.location?.latitude, 50);
+  });
+
+  it("describes a correction as STATUS_CORRECTED", () => {
+    assert.equal(describeEvent(scan("x", 1, ScanKind.CORRECTION)), "Status corrected");
+  });
+});
+
+describe("shipment history replay", () => {
+  // Applied out of event-time order: the delivery scan arrived before the hub scan.
+  const applied = [created, scan("s3", 12, ScanKind.DELIVERED), scan("s1", 9, ScanKind.PICKUP), scan("s2", 10, ScanKind.HUB_ARRIVAL, "FRA")];
+  const target = fold(applied);
+  const history = new Map(
+    applied.map((e) => [e.eventId, { eventId: e.eventId, trackingNumber: TN, type: e.type, eventTime: e.eventTime, late: false, appliedAt: e.eventTime, event: e }]),
+  );
+
+  it("rebuilds every intermediate version in applied order", () => {
+    const steps = stepsBetween(undefined, target, history);
+    assert.deepEqual(steps.map((s) => s.version), [1, 2, 3, 4]);
+    assert.deepEqual(steps.map((s) => s.cause.eventId), ["c1", "s3", "s1", "s2"]);
+    assert.deepEqual(steps.map((s) => s.doc.status), [
+      ShipmentStatus.INFO_RECEIVED,
+      ShipmentStatus.DELIVERED,
+      ShipmentStatus.DELIVERED,
+      ShipmentStatus.DELIVERED,
+    ]);
+    assert.deepEqual(steps.at(-1)?.doc, target);
+  });
+
+  it("continues from a given version without repeating it", () => {
+    const at2 = docAtVersion(target, 2, history);
+    assert.equal(at2.version, 2);
+    assert.deepEqual(stepsBetween(at2, target, history).map((s) => s.version), [3, 4]);
+  });
+
+  it("reports a history that lacks an applied event", () => {
+    const partial = new Map(history);
+    partial.delete("s1");
+    assert.throws(() => stepsBetween(undefined, target, partial), HistoryGapError);
+  });
+});

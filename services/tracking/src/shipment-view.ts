@@ -1,0 +1,233 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { PlaceSchema, type GeoPoint, type Place } from "../../shared/src/gen/logistics/common/v1/geo_pb.js";
+import { EtaChangeReason, type Eta } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+import {
+  ShipmentEventKind,
+  ShipmentEventSchema,
+  ShipmentSchema,
+  type Shipment,
+  type ShipmentEvent,
+} from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { statusForKind } from "../../store/src/derive.js";
+import type { EtaDoc, GeoPointDoc, PlaceDoc, ShipmentDoc, ShipmentEventInput, StoredEvent } from "../../store/src/ports.js";
+
+/**
+ * Rendering of the store's documents as the TrackingService's messages, and the public view
+ * anonymous callers get. Pure: no I/O.
+ */
+
+/** Anonymous callers see positions rounded to this many degrees (about 11 km of latitude). */
+export const PUBLIC_LOCATION_PRECISION_DEG = 0.1;
+
+function ts(iso: string | undefined): Timestamp | undefined {
+  return iso === undefined ? undefined : timestampFromDate(new Date(iso));
+}
+
+function point(p: GeoPointDoc | undefined): GeoPoint | undefined {
+  return p ? { $typeName: "logistics.common.v1.GeoPoint", latitude: p.lat, longitude: p.lon } : undefined;
+}
+
+function place(p: PlaceDoc | undefined): Place | undefined {
+  if (!p) return undefined;
+  const location = point(p.location);
+  return create(PlaceSchema, {
+    countryCode: p.countryCode,
+    city: p.city,
+    postalCode: p.postalCode ?? "",
+    hubCode: p.hubCode ?? "",
+    ...(location ? { location } : {}),
+  });
+}
+
+function eta(e: EtaDoc | undefined): Eta | undefined {
+  if (!e) return undefined;
+  return {
+    $typeName: "logistics.common.v1.Eta",
+    estimatedArrival: ts(e.estimatedArrival),
+    earliest: ts(e.earliest),
+    latest: ts(e.latest),
+    confidence: e.confidence ?? 0,
+  };
+}
+
+/** The hub of the newest (event time) timeline entry that had one. */
+function currentHub(doc: ShipmentDoc): string {
+  const timeline = doc.derivation.timeline;
+  for (let i = timeline.length - 1; i >= 0; i--) {
+    const hub = timeline[i]?.hubCode;
+    if (hub) return hub;
+  }
+  return doc.hubCode ?? "";
+}
+
+/** The full (internal) Shipment message for a store document. */
+export function shipmentMessage(doc: ShipmentDoc): Shipment {
+  const createdAt = doc.derivation.createdKey?.split("|")[0];
+  const delivered = doc.status === ShipmentStatus.DELIVERED;
+  return create(ShipmentSchema, {
+    trackingNumber: doc.trackingNumber,
+    shipmentId: doc.shipmentId ?? "",
+    carrierCode: doc.carrierCode ?? "",
+    customerId: doc.customerId ?? "",
+    customerReference: doc.customerReference ?? "",
+    serviceLevel: doc.serviceLevel ?? ServiceLevel.UNSPECIFIED,
+    origin: place(doc.origin),
+    destination: place(doc.destination),
+    status: doc.status,
+    lastCarrierStatus: doc.carrierStatus ? { code: doc.carrierStatus.code, text: doc.carrierStatus.text } : undefined,
+    statusTime: ts(doc.statusTime),
+    currentHubCode: currentHub(doc),
+    currentLocation: point(doc.location),
+    // Routing's ETA is closed by the delivery; the proto leaves it unset after delivery.
+    eta: delivered ? undefined : eta(doc.eta),
+    createdAt: ts(createdAt),
+    updatedAt: ts(doc.updatedAt),
+    deliveredAt: delivered ? ts(doc.statusTime) : undefined,
+    version: BigInt(doc.version),
+    eventCount: doc.derivation.eventIds.length,
+  });
+}
+
+function roundCoord(v: number): number {
+  return Math.round(v / PUBLIC_LOCATION_PRECISION_DEG) * PUBLIC_LOCATION_PRECISION_DEG;
+}
+
+function publicPoint(p: GeoPoint | undefined): GeoPoint | undefined {
+  return p ? { ...p, latitude: Number(roundCoord(p.latitude).toFixed(1)), longitude: Number(roundCoord(p.longitude).toFixed(1)) } : undefined;
+}
+
+function publicPlace(p: Place | undefined): Place | undefined {
+  return p ? create(PlaceSchema, { countryCode: p.countryCode, city: p.city, hubCode: p.hubCode }) : undefined;
+}
+
+/**
+ * The public view of a Shipment (what anonymous callers and callers without `shipments:read`
+ * get): internal fields emptied, places reduced to country, city and hub, the position rounded
+ * to {@link PUBLIC_LOCATION_PRECISION_DEG}. Returns a new message.
+ */
+export function publicShipment(s: Shipment): Shipment {
+  return create(ShipmentSchema, {
+    trackingNumber: s.trackingNumber,
+    serviceLevel: s.serviceLevel,
+    origin: publicPlace(s.origin),
+    destination: publicPlace(s.destination),
+    status: s.status,
+    lastCarrierStatus: s.lastCarrierStatus,
+    statusTime: s.statusTime,
+    currentHubCode: s.currentHubCode,
+    currentLocation: publicPoint(s.currentLocation),
+    eta: s.eta,
+    route: s.route ? { ...s.route, routeId: "" } : undefined,
+    updatedAt: s.updatedAt,
+    deliveredAt: s.deliveredAt,
+    version: s.version,
+  });
+}
+
+const SCAN_TEXT: Readonly<Record<ScanKind, string>> = {
+  [ScanKind.UNSPECIFIED]: "Carrier update",
+  [ScanKind.PICKUP]: "Picked up",
+  [ScanKind.HUB_ARRIVAL]: "Arrived at hub",
+  [ScanKind.HUB_DEPARTURE]: "Departed hub",
+  [ScanKind.OUT_FOR_DELIVERY]: "Out for delivery",
+  [ScanKind.DELIVERY_ATTEMPT]: "Delivery attempted",
+  [ScanKind.DELIVERED]: "Delivered",
+  [ScanKind.PICKUP_POINT_ARRIVAL]: "Available for pickup",
+  [ScanKind.EXCEPTION]: "Exception",
+  [ScanKind.CUSTOMS]: "Customs",
+  [ScanKind.RETURN_TO_SENDER]: "Returned to sender",
+  [ScanKind.CORRECTION]: "Status corrected",
+  [ScanKind.INFO]: "Shipment information received",
+};
+
+const REASON_TEXT: Partial<Record<EtaChangeReason, string>> = {
+  [EtaChangeReason.MISSED_CUTOFF]: "missed cut-off",
+  [EtaChangeReason.LATE_ARRIVAL]: "late arrival",
+  [EtaChangeReason.UNPLANNED_HUB]: "unplanned hub",
+  [EtaChangeReason.DISRUPTION]: "disruption",
+  [EtaChangeReason.DISRUPTION_CLEARED]: "disruption cleared",
+  [EtaChangeReason.DELIVERED]: "delivered",
+};
+
+function day(iso: string): string {
+  return new Date(iso).toLocaleDateString("en-GB", { day: "numeric", month: "short", timeZone: "UTC" });
+}
+
+/** A one-line English summary of an event ("Arrived at hub FRA", "ETA moved to 14 Mar: missed cut-off"). */
+export function describeEvent(e: ShipmentEventInput): string {
+  switch (e.type) {
+    case "shipment_created":
+      return "Shipment information received";
+    case "scan": {
+      const text = SCAN_TEXT[e.kind] ?? "Carrier update";
+      return e.hubCode && (e.kind === ScanKind.HUB_ARRIVAL || e.kind === ScanKind.HUB_DEPARTURE) ? `${text} ${e.hubCode}` : text;
+    }
+    case "route_planned":
+      return `Route planned: ETA ${day(e.eta.estimatedArrival)}`;
+    case "route_updated": {
+      const reason = e.reason !== undefined ? REASON_TEXT[e.reason] : undefined;
+      return `ETA moved to ${day(e.eta.estimatedArrival)}${reason ? `: ${reason}` : ""}`;
+    }
+  }
+}
+
+function eventKind(e: ShipmentEventInput): ShipmentEventKind {
+  switch (e.type) {
+    case "shipment_created":
+      return ShipmentEventKind.CREATED;
+    case "scan":
+      return e.kind === ScanKind.CORRECTION ? ShipmentEventKind.STATUS_CORRECTED : ShipmentEventKind.SCAN;
+    case "route_planned":
+      return ShipmentEventKind.ROUTE_PLANNED;
+    case "route_updated":
+      return ShipmentEventKind.ROUTE_UPDATED;
+  }
+}
+
+function eventStatus(e: ShipmentEventInput): ShipmentStatus {
+  switch (e.type) {
+    case "shipment_created":
+      return ShipmentStatus.INFO_RECEIVED;
+    case "scan":
+      if (e.kind === ScanKind.INFO) return ShipmentStatus.INFO_RECEIVED;
+      return e.status !== undefined && e.status !== ShipmentStatus.UNSPECIFIED ? e.status : statusForKind(e.kind);
+    default:
+      return ShipmentStatus.UNSPECIFIED;
+  }
+}
+
+/** The full (internal) ShipmentEvent message for a history entry. */
+export function shipmentEventMessage(s: StoredEvent): ShipmentEvent {
+  const e = s.event;
+  const scan = e.type === "scan" ? e : undefined;
+  return create(ShipmentEventSchema, {
+    eventId: s.eventId,
+    kind: eventKind(e),
+    eventTime: ts(s.eventTime),
+    recordedAt: ts(s.appliedAt),
+    status: eventStatus(e),
+    scanKind: scan?.kind ?? ScanKind.UNSPECIFIED,
+    carrierStatus: scan ? { code: scan.rawStatus.code, text: scan.rawStatus.text } : undefined,
+    hubCode: scan?.hubCode ?? "",
+    location: point(scan?.location),
+    late: s.late,
+    description: describeEvent(e),
+  });
+}
+
+/** The public view of a ShipmentEvent: event id, recorded time and late flag emptied, position rounded. */
+export function publicShipmentEvent(e: ShipmentEvent): ShipmentEvent {
+  return create(ShipmentEventSchema, {
+    kind: e.kind,
+    eventTime: e.eventTime,
+    status: e.status,
+    scanKind: e.scanKind,
+    carrierStatus: e.carrierStatus,
+    hubCode: e.hubCode,
+    location: publicPoint(e.location),
+    description: e.description,
+  });
+}

@@ -1,0 +1,302 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { ensureDevKeys, mintToken } from "../../shared/src/auth/index.js";
+import { startService, type RunningService } from "../../shared/src/runtime/start-service.js";
+import { createTestSchema, startNatsServer, uniqueName, type NatsServerHandle, type TestSchema } from "../../shared/src/testing/index.js";
+import { trackingConfig } from "../src/config.js";
+import { trackingService } from "../src/tracking.js";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import { ServiceLevel } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+import {
+  ScanRecordedSchema,
+  ShipmentCreatedSchema,
+  type ScanRecorded,
+  type ShipmentCreated,
+} from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
+import { RoutePlannedSchema, type RoutePlanned } from "../../shared/src/gen/logistics/events/v1/routing_events_pb.js";
+import type { EventPublisher } from "../../shared/src/nats/publisher.js";
+import { createSubjects, type Subjects } from "../../shared/src/nats/subjects.js";
+import { applyToDoc, compareKeys, validateEvent } from "../../store/src/derive.js";
+import type { ShipmentDoc, ShipmentEventInput } from "../../store/src/ports.js";
+import { routePlannedInput, scanInput, shipmentCreatedInput } from "../src/event-inputs.js";
+
+/** One event of a generated data set, as published and as the store sees it. */
+export type FixtureEvent =
+  | { kind: "scan"; message: ScanRecorded; input: ShipmentEventInput }
+  | { kind: "created"; message: ShipmentCreated; input: ShipmentEventInput }
+  | { kind: "route"; message: RoutePlanned; input: ShipmentEventInput };
+
+export const REGION = "eu-west";
+export const CARRIER = "acme";
+
+/** A deterministic PRNG (mulberry32), so a failing data set can be regenerated. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function shuffle<T>(items: T[], random: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [items[i], items[j]] = [items[j] as T, items[i] as T];
+  }
+  return items;
+}
+
+export function trackingNumber(tag: string, i: number): string {
+  return `${tag.toUpperCase().replace(/[^A-Z0-9]/g, "").slice(0, 12)}${String(i).padStart(8, "0")}`;
+}
+
+const HUBS = [
+  { code: "FRA", lat: 50.03, lon: 8.57 },
+  { code: "CDG", lat: 49.0, lon: 2.55 },
+  { code: "AMS", lat: 52.31, lon: 4.76 },
+  { code: "MAD", lat: 40.47, lon: -3.56 },
+];
+
+export function createdEvent(tn: string, at: Date, customerId = "cust-1"): FixtureEvent {
+  const message = create(ShipmentCreatedSchema, {
+    eventId: `created.${tn}`,
+    trackingNumber: tn,
+    shipmentId: `shp_${tn}`,
+    carrierCode: CARRIER,
+    customerId,
+    customerReference: `order-${tn}`,
+    origin: { countryCode: "DE", city: "Frankfurt", postalCode: "60311", location: { latitude: 50.11, longitude: 8.68 } },
+    destination: { countryCode: "FR", city: "Paris", postalCode: "75001", location: { latitude: 48.86, longitude: 2.35 } },
+    serviceLevel: ServiceLevel.STANDARD,
+    createdAt: timestampFromDate(at),
+    readyTime: timestampFromDate(at),
+    weightGrams: 1200,
+  });
+  return { kind: "created", message, input: shipmentCreatedInput(message) };
+}
+
+export function scanEvent(tn: string, n: number, kind: ScanKind, at: Date, hub?: (typeof HUBS)[number]): FixtureEvent {
+  const message = create(ScanRecordedSchema, {
+    eventId: `scan.${tn}.${n}`,
+    scan: {
+      eventId: `c-${tn}-${n}`,
+      trackingNumber: tn,
+      carrierCode: CARRIER,
+      rawStatus: { code: `K${kind}`, text: ScanKind[kind] },
+      eventTime: timestampFromDate(at),
+      hubCode: hub?.code ?? "",
+      location: hub ? { latitude: hub.lat, longitude: hub.lon } : undefined,
+      note: "internal remark",
+    },
+    kind,
+    recordedAt: timestampFromDate(new Date()),
+    region: REGION,
+  });
+  return { kind: "scan", message, input: scanInput(message) };
+}
+
+export function routeEvent(tn: string, at: Date, eta: Date): FixtureEvent {
+  const message = create(RoutePlannedSchema, {
+    eventId: `route.${tn}.1`,
+    trackingNumber: tn,
+    route: { routeId: `r_${tn}`, trackingNumber: tn, revision: 1, eta: { estimatedArrival: timestampFromDate(eta) }, plannedAt: timestampFromDate(at) },
+    plannedAt: timestampFromDate(at),
+  });
+  return { kind: "route", message, input: routePlannedInput(message) };
+}
+
+const JOURNEY: ScanKind[] = [
+  ScanKind.PICKUP,
+  ScanKind.HUB_ARRIVAL,
+  ScanKind.HUB_DEPARTURE,
+  ScanKind.OUT_FOR_DELIVERY,
+  ScanKind.DELIVERY_ATTEMPT,
+  ScanKind.DELIVERED,
+];
+
+/**
+ * A data set for `count` shipments: each a creation event, 2-4 scans along a journey (some with
+ * an exception, some ending delivered), and for one in five a route plan.
+ */
+export function generateDataSet(tag: string, count: number, seed: number): FixtureEvent[] {
+  const random = rng(seed);
+  const base = Date.UTC(2026, 10, 20, 8, 0, 0);
+  const events: FixtureEvent[] = [];
+  for (let i = 0; i < count; i++) {
+    const tn = trackingNumber(tag, i);
+    const t0 = base + i * 1000;
+    events.push(createdEvent(tn, new Date(t0), `cust-${i % 7}`));
+    const scans = 2 + Math.floor(random() * 3);
+    for (let s = 0; s < scans; s++) {
+      let kind = JOURNEY[Math.min(s + Math.floor(random() * 2), JOURNEY.length - 1)] as ScanKind;
+      if (random() < 0.05) kind = ScanKind.EXCEPTION;
+      const hub = HUBS[Math.floor(random() * HUBS.length)];
+      events.push(scanEvent(tn, s, kind, new Date(t0 + (s + 1) * 3_600_000), kind === ScanKind.HUB_ARRIVAL || kind === ScanKind.HUB_DEPARTURE ? hub : undefined));
+    }
+    if (i % 5 === 0) events.push(routeEvent(tn, new Date(t0 + 60_000), new Date(t0 + 3 * 86_400_000)));
+  }
+  return events;
+}
+
+/** Publishes one fixture event with the shared publisher; `msgId` defaults to the event id. */
+export async function publishFixture(publisher: EventPublisher, subjects: Subjects, e: FixtureEvent, msgId?: string): Promise<void> {
+  const id = msgId ?? e.message.eventId;
+  switch (e.kind) {
+    case "scan":
+      await publisher.publish(subjects.scanRecorded(REGION, CARRIER), ScanRecordedSchema, e.message, { msgId: id });
+      return;
+    case "created":
+      await publisher.publish(subjects.shipmentCreated(REGION), ShipmentCreatedSchema, e.message, { msgId: id });
+      return;
+    case "route":
+      await publisher.publish(subjects.routePlanned(REGION), RoutePlannedSchema, e.message, { msgId: id });
+      return;
+  }
+}
+
+/**
+ * Publishes every event, plus a second copy of a `duplicateRate` share of them under another
+ * `Nats-Msg-Id` (so JetStream stores both and the projector must dedupe), in a shuffled order.
+ */
+export async function publishShuffled(
+  publisher: EventPublisher,
+  subjects: Subjects,
+  events: readonly FixtureEvent[],
+  opts: { seed: number; duplicateRate: number; concurrency?: number },
+): Promise<number> {
+  const random = rng(opts.seed);
+  const sends: Array<{ e: FixtureEvent; msgId: string }> = [];
+  for (const e of events) {
+    sends.push({ e, msgId: e.message.eventId });
+    if (random() < opts.duplicateRate) sends.push({ e, msgId: `${e.message.eventId}.copy` });
+  }
+  shuffle(sends, random);
+  let next = 0;
+  const worker = async () => {
+    while (next < sends.length) {
+      const s = sends[next++] as (typeof sends)[number];
+      await publishFixture(publisher, subjects, s.e, s.msgId);
+    }
+  };
+  await Promise.all(Array.from({ length: opts.concurrency ?? 64 }, worker));
+  return sends.length;
+}
+
+/** The sequential oracle: each shipment's events applied one by one in event-time order. */
+export function oracle(events: readonly FixtureEvent[]): Map<string, ShipmentDoc> {
+  const byTn = new Map<string, ShipmentEventInput[]>();
+  for (const e of events) {
+    const input = validateEvent(e.input);
+    const list = byTn.get(input.trackingNumber) ?? [];
+    list.push(input);
+    byTn.set(input.trackingNumber, list);
+  }
+  const out = new Map<string, ShipmentDoc>();
+  for (const [tn, list] of byTn) {
+    list.sort((a, b) => compareKeys(a.eventTime, a.eventId, b.eventTime, b.eventId));
+    let doc: ShipmentDoc | undefined;
+    for (const input of list) doc = applyToDoc(doc, input).doc;
+    if (doc) out.set(tn, doc);
+  }
+  return out;
+}
+
+/** A document without the arrival-order bookkeeping (applied-id order), for equality checks. */
+export function comparable(doc: ShipmentDoc): unknown {
+  return { ...doc, derivation: { ...doc.derivation, eventIds: [...doc.derivation.eventIds].sort() } };
+}
+
+// ---- running tracking replicas in-process ----
+
+/** A private nats-server, schema, keys and Redis key prefix for tracking replicas under test. */
+export interface TrackingTestEnv {
+  nats: NatsServerHandle;
+  schema: TestSchema;
+  subjects: Subjects;
+  /** Base environment of a replica (PORT=0, unique prefixes...). */
+  env: Record<string, string>;
+  /** Starts a replica with `overrides` on top of `env`. */
+  start(overrides?: Record<string, string>): Promise<RunningService>;
+  /** A bearer token with `scopes`. */
+  token(scopes: string[]): Promise<string>;
+  /** Stops every replica started, then the server, schema, keys and Redis keys. */
+  close(): Promise<void>;
+}
+
+export async function createTrackingTestEnv(opts: { redisUrl?: string } = {}): Promise<TrackingTestEnv> {
+  const nats = await startNatsServer();
+  const schema = await createTestSchema({ prefix: "trk" });
+  const keysDir = await mkdtemp(join(tmpdir(), "tracking-keys-"));
+  const keys = await ensureDevKeys(keysDir);
+  const prefix = uniqueName("trk");
+  const redisPrefix = `${uniqueName("trk")}:`;
+  const redisUrl = opts.redisUrl ?? "redis://127.0.0.1:6379";
+  const env: Record<string, string> = {
+    HOST: "127.0.0.1",
+    PORT: "0",
+    METRICS_PORT: "0",
+    LOG_LEVEL: "silent",
+    NATS_URL: nats.url,
+    SUBJECT_PREFIX: prefix,
+    JWT_PUBLIC_KEY_FILE: keys.jwksPath,
+    SHUTDOWN_GRACE_MS: "3000",
+    DATABASE_URL: schema.connectionString,
+    REDIS_URL: redisUrl,
+    TRACKING_REDIS_KEY_PREFIX: redisPrefix,
+    TRACKING_ACK_WAIT_MS: "2000",
+    TRACKING_DB_POOL_SIZE: "10",
+  };
+  const running: RunningService[] = [];
+  return {
+    nats,
+    schema,
+    subjects: createSubjects(prefix),
+    env,
+    async start(overrides = {}) {
+      const svc = await startService(trackingService, trackingConfig.parse({ ...env, ...overrides }));
+      running.push(svc);
+      return svc;
+    },
+    token: (scopes) =>
+      mintToken({ privateJwkPath: keys.privateJwkPath, issuer: "logistics-dev", audience: "logistics-mesh", subject: "test", scopes }),
+    async close() {
+      await Promise.allSettled(running.map((s) => s.close()));
+      await nats.stop();
+      await schema.drop();
+      await rm(keysDir, { recursive: true, force: true });
+      if (!opts.redisUrl) await deleteKeys(redisUrl, redisPrefix);
+    },
+  };
+}
+
+/** Deletes every key under `prefix` (test cleanup on the shared Redis). */
+export async function deleteKeys(url: string, prefix: string): Promise<void> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500);
+      if (keys.length > 0) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** The sum of a metric's samples (over all label sets) from a Prometheus text exposition. */
+export async function readCounter(metricsUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(metricsUrl, { signal: AbortSignal.timeout(5000) })).text();
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+}
