@@ -1,13 +1,197 @@
-import type { ServiceImpl } from "@connectrpc/connect";
-import type { NotificationService } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+import { createHash, randomBytes } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { requirePrincipal } from "../../shared/src/auth/index.js";
+import {
+  DeliverySchema,
+  SubscriptionSchema,
+  type NotificationService,
+  type Subscription,
+} from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+import type { DeliveryRecord, NotificationStore, SubscriptionRecord, SubscriptionScope } from "./notification-store.js";
+import { resolveWebhookTarget, WebhookUrlError, type WebhookTargetPolicy } from "./webhook-target.js";
 
-/** The RPC handlers; methods not implemented yet answer Unimplemented. */
+/** The RPC handlers of NotificationService. */
 export type NotificationServiceHandlers = Partial<ServiceImpl<typeof NotificationService>>;
 
-/** Dependencies of the notification handlers (narrow interfaces, built by main.ts). */
-export interface NotificationServiceDeps {}
+/** Dependencies of the notification handlers (narrow interfaces, built by notification.ts). */
+export interface NotificationServiceDeps {
+  store: Pick<
+    NotificationStore,
+    "createSubscription" | "findByIdempotencyKey" | "unsubscribe" | "listSubscriptions" | "listDeliveries" | "redrive"
+  >;
+  /** Where webhook URLs may point (checked at Subscribe). */
+  targetPolicy: WebhookTargetPolicy;
+  /** Called after RedriveDeadLetters moved deliveries (e.g. to wake the delivery worker). */
+  onRedriven?: (count: number) => void;
+}
 
-/** Creates the NotificationService handlers. */
-export function createNotificationService(_deps: NotificationServiceDeps): NotificationServiceHandlers {
-  return {};
+/** Default and maximum page sizes of the list RPCs (the maximum is enforced by the proto). */
+export const DEFAULT_PAGE_SIZE = 50;
+
+/** A generated signing secret: 32 random bytes, base64url (43 characters). */
+export function generateSigningSecret(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+/**
+ * Creates the NotificationService handlers. Requests reach them authenticated, authorized and
+ * validated (protovalidate); they add what the proto rules cannot express: webhook URL checks
+ * (https, public address), idempotency replay, pagination tokens and the store.
+ *
+ * Idempotency keys are scoped to the caller (the token subject): the same key from another caller
+ * creates another subscription. A replay returns the original subscription and secret even if the
+ * request differs.
+ */
+export function createNotificationService(deps: NotificationServiceDeps): NotificationServiceHandlers {
+  const { store } = deps;
+  return {
+    async subscribe(req, ctx) {
+      const owner = ownerOf(ctx);
+      if (req.scope.case === undefined) throw new ConnectError("scope is required", Code.InvalidArgument);
+      const scope: SubscriptionScope = { kind: req.scope.case, value: req.scope.value };
+      if (req.idempotencyKey) {
+        const existing = await store.findByIdempotencyKey(owner, req.idempotencyKey);
+        if (existing) return { subscription: toSubscription(existing.subscription), signingSecret: existing.secret };
+      }
+      let url: URL;
+      try {
+        url = (await resolveWebhookTarget(req.webhookUrl, deps.targetPolicy)).url;
+      } catch (err) {
+        if (err instanceof WebhookUrlError) {
+          throw new ConnectError(err.message, err.problem === "forbidden" ? Code.PermissionDenied : Code.InvalidArgument);
+        }
+        throw err;
+      }
+      const { subscription, secret } = await store.createSubscription({
+        id: `sub_${randomBytes(12).toString("base64url")}`,
+        owner,
+        scope,
+        eventTypes: [...new Set(req.eventTypes)],
+        webhookUrl: url.toString(),
+        origin: url.origin,
+        secret: req.secret || generateSigningSecret(),
+        idempotencyKey: req.idempotencyKey || undefined,
+      });
+      return { subscription: toSubscription(subscription), signingSecret: secret };
+    },
+
+    async unsubscribe(req) {
+      const outcome = await store.unsubscribe(req.subscriptionId);
+      if (outcome === "not_found") {
+        throw new ConnectError(`subscription ${req.subscriptionId} not found`, Code.NotFound);
+      }
+      return {};
+    },
+
+    async listSubscriptions(req) {
+      const filter = {
+        ...(req.trackingNumber ? { trackingNumber: req.trackingNumber } : {}),
+        ...(req.customerId ? { customerId: req.customerId } : {}),
+        ...(req.carrierCode ? { carrierCode: req.carrierCode } : {}),
+      };
+      const pageSize = req.pageSize || DEFAULT_PAGE_SIZE;
+      const after = readPageToken(req.pageToken, filter);
+      const rows = await store.listSubscriptions(filter, pageSize + 1, after);
+      const page = rows.slice(0, pageSize);
+      const last = page[page.length - 1];
+      return {
+        subscriptions: page.map(toSubscription),
+        nextPageToken: rows.length > pageSize && last ? pageToken(last.seq, filter) : "",
+      };
+    },
+
+    async listDeliveries(req) {
+      const filter = {
+        ...(req.subscriptionId ? { subscriptionId: req.subscriptionId } : {}),
+        ...(req.trackingNumber ? { trackingNumber: req.trackingNumber } : {}),
+        ...(req.state ? { state: req.state } : {}),
+      };
+      const pageSize = req.pageSize || DEFAULT_PAGE_SIZE;
+      const after = readPageToken(req.pageToken, filter);
+      const rows = await store.listDeliveries(filter, pageSize + 1, after);
+      const page = rows.slice(0, pageSize);
+      const last = page[page.length - 1];
+      return {
+        deliveries: page.map(toDelivery),
+        nextPageToken: rows.length > pageSize && last ? pageToken(last.seq, filter) : "",
+      };
+    },
+
+    async redriveDeadLetters(req) {
+      const redriven = await store.redrive({
+        ...(req.subscriptionId ? { subscriptionId: req.subscriptionId } : {}),
+        ...(req.deliveryIds.length ? { deliveryIds: req.deliveryIds } : {}),
+      });
+      if (redriven > 0) deps.onRedriven?.(redriven);
+      return { redriven };
+    },
+  };
+}
+
+function ownerOf(ctx: HandlerContext): string {
+  const p = requirePrincipal(ctx);
+  return p.subject;
+}
+
+function toSubscription(s: SubscriptionRecord): Subscription {
+  return create(SubscriptionSchema, {
+    subscriptionId: s.id,
+    scope: { case: s.scope.kind, value: s.scope.value },
+    eventTypes: [...s.eventTypes],
+    webhookUrl: s.webhookUrl,
+    createdAt: timestampFromDate(s.createdAt),
+    active: s.active,
+  });
+}
+
+function toDelivery(d: DeliveryRecord) {
+  return create(DeliverySchema, {
+    deliveryId: d.id,
+    subscriptionId: d.subscriptionId,
+    eventId: d.eventId,
+    trackingNumber: d.trackingNumber,
+    eventType: d.eventType,
+    state: d.state,
+    attemptCount: d.attemptCount,
+    attempts: d.attempts.map((a) => ({
+      attemptedAt: timestampFromDate(a.attemptedAt),
+      httpStatus: a.httpStatus,
+      error: a.error,
+      duration: durationFromMs(a.durationMs),
+      responseExcerpt: a.responseExcerpt,
+    })),
+    ...(d.nextAttemptAt ? { nextAttemptAt: timestampFromDate(d.nextAttemptAt) } : {}),
+    lastError: d.lastError,
+    createdAt: timestampFromDate(d.createdAt),
+    ...(d.deliveredAt ? { deliveredAt: timestampFromDate(d.deliveredAt) } : {}),
+  });
+}
+
+/** Page tokens: the last row's sequence plus a fingerprint of the filters they were issued for. */
+function pageToken(seq: string, filter: object): string {
+  return Buffer.from(JSON.stringify({ s: seq, f: fingerprint(filter) })).toString("base64url");
+}
+
+function readPageToken(token: string, filter: object): string | undefined {
+  if (!token) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+  } catch {
+    throw new ConnectError("page_token is not a token issued by this service", Code.InvalidArgument);
+  }
+  const { s, f } = (typeof parsed === "object" && parsed !== null ? parsed : {}) as Record<string, unknown>;
+  if (typeof s !== "string" || !/^\d{1,19}$/.test(s) || typeof f !== "string") {
+    throw new ConnectError("page_token is not a token issued by this service", Code.InvalidArgument);
+  }
+  if (f !== fingerprint(filter)) {
+    throw new ConnectError("page_token was issued for different filters", Code.InvalidArgument);
+  }
+  return s;
+}
+
+function fingerprint(filter: object): string {
+  return createHash("sha256").update(JSON.stringify(filter)).digest("base64url").slice(0, 16);
 }

@@ -1,16 +1,108 @@
-import { NotificationService } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+import { Counter, Histogram } from "prom-client";
+import { DeliveryState, NotificationService } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
 import type { ServiceDefinition } from "../../shared/src/runtime/start-service.js";
 import type { NotificationConfig } from "./config.js";
+import { startDeliveryWorker, type DeliveryWorker } from "./delivery-worker.js";
+import { startEventIntake } from "./event-intake.js";
 import { createNotificationService } from "./notification-service.js";
+import { createNotificationStore } from "./notification-store.js";
 import { notificationPolicies, registerNotificationRoutes } from "./routes.js";
+import type { WebhookTargetPolicy } from "./webhook-target.js";
 
-/** The notification service as the runtime starts it (from main.ts, the dev runner and tests). */
+const OUTCOME: Readonly<Record<number, string>> = {
+  [DeliveryState.DELIVERED]: "delivered",
+  [DeliveryState.RETRYING]: "retry",
+  [DeliveryState.DEAD_LETTERED]: "dead_letter",
+};
+
+/**
+ * The notification service as the runtime starts it (from main.ts, the dev runner and tests):
+ * the PostgreSQL store (tables created at start), the RPC handlers, the event intake (durable
+ * consumers of StatusChanged / EtaChanged) and, unless disabled, the delivery worker.
+ */
 export const notificationService: ServiceDefinition<NotificationConfig> = {
   name: "notification",
   services: [NotificationService],
   policies: notificationPolicies,
-  async start() {
-    const handlers = createNotificationService({});
-    return { routes: (router) => registerNotificationRoutes(router, handlers) };
+  async start(ctx) {
+    const { config } = ctx;
+    const store = createNotificationStore({
+      connectionString: config.DATABASE_URL,
+      schema: config.NOTIFICATION_DB_SCHEMA,
+      poolSize: config.NOTIFICATION_DB_POOL_SIZE,
+      orderWindowMs: config.NOTIFICATION_ORDER_WINDOW_MS,
+    });
+    const closers: Array<() => Promise<void>> = [() => store.close()];
+    const closeAll = async () => {
+      for (const c of closers.splice(0).reverse()) {
+        await c().catch((err: unknown) => ctx.log.error({ err }, "notification shutdown step failed"));
+      }
+    };
+    try {
+      await store.migrate();
+      const targetPolicy: WebhookTargetPolicy = {
+        allowHttp: config.NOTIFICATION_ALLOW_HTTP,
+        allow: { hosts: config.NOTIFICATION_WEBHOOK_ALLOW_HOSTS, cidrs: config.NOTIFICATION_WEBHOOK_ALLOW_CIDRS },
+      };
+      const attempts = new Counter({
+        name: "logistics_webhook_attempts_total",
+        help: "Webhook attempts by what they led to (delivered, retry, dead_letter)",
+        labelNames: ["outcome"],
+        registers: [ctx.metrics.registry],
+      });
+      const duration = new Histogram({
+        name: "logistics_webhook_attempt_duration_seconds",
+        help: "Time from sending a webhook to its response headers (or failure)",
+        buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+        registers: [ctx.metrics.registry],
+      });
+      let worker: DeliveryWorker | undefined;
+      if (config.NOTIFICATION_WORKER_ENABLED) {
+        worker = startDeliveryWorker({
+          store,
+          targetPolicy,
+          retry: {
+            baseMs: config.NOTIFICATION_RETRY_BASE_MS,
+            maxMs: config.NOTIFICATION_RETRY_MAX_MS,
+            maxAttempts: config.NOTIFICATION_MAX_ATTEMPTS,
+            jitter: config.NOTIFICATION_RETRY_JITTER,
+          },
+          timeoutMs: config.NOTIFICATION_DELIVERY_TIMEOUT_MS,
+          leaseMs: config.NOTIFICATION_LEASE_MS,
+          concurrency: config.NOTIFICATION_CONCURRENCY,
+          endpointConcurrency: config.NOTIFICATION_ENDPOINT_CONCURRENCY,
+          pollIntervalMs: config.NOTIFICATION_POLL_INTERVAL_MS,
+          breaker: {
+            failureThreshold: config.NOTIFICATION_BREAKER_FAILURES,
+            cooldownMs: config.NOTIFICATION_BREAKER_COOLDOWN_MS,
+          },
+          log: ctx.log,
+          onAttempt: (r) => {
+            attempts.inc({ outcome: OUTCOME[r.next] ?? "other" });
+            duration.observe(r.durationMs / 1000);
+          },
+        });
+        const w = worker;
+        closers.push(() => w.close());
+      }
+      const intake = await startEventIntake({
+        js: ctx.js,
+        jsm: ctx.jsm,
+        nc: ctx.nats,
+        subjects: ctx.subjects,
+        store,
+        logger: ctx.log,
+        // New deliveries become due after the order window: look for them then.
+        onDeliveriesCreated: () => {
+          if (worker) setTimeout(() => worker?.wake(), config.NOTIFICATION_ORDER_WINDOW_MS + 5).unref();
+        },
+      });
+      closers.push(() => intake.close());
+      const handlers = createNotificationService({ store, targetPolicy, onRedriven: () => worker?.wake() });
+      return { routes: (router) => registerNotificationRoutes(router, handlers), close: closeAll };
+    } catch (err) {
+      await closeAll();
+      throw err;
+    }
   },
 };

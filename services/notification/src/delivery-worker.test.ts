@@ -1,0 +1,148 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { DeliveryState } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+import { waitFor } from "../../shared/src/testing/wait-for.js";
+import { startDeliveryWorker, type DeliveryWorkerOptions } from "./delivery-worker.js";
+import type { AttemptRecord, ClaimedDelivery, ClaimOptions, DeliveryTransition } from "./notification-store.js";
+import { verifyWebhookSignature } from "./signature.js";
+import type { WebhookRequest, WebhookResult } from "./webhook-sender.js";
+
+/** An in-memory stand-in for the store's claim/record pair: every delivery is due at once. */
+function fakeStore(deliveries: ClaimedDelivery[]) {
+  const queue = [...deliveries];
+  const recorded: Array<{ id: string; attempt: AttemptRecord; next: DeliveryTransition }> = [];
+  return {
+    recorded,
+    store: {
+      async claimDue(o: ClaimOptions) {
+        return queue.splice(0, o.limit).map((d) => ({ ...d, leaseToken: o.leaseToken }));
+      },
+      async recordAttempt(d: ClaimedDelivery, attempt: AttemptRecord, next: DeliveryTransition) {
+        recorded.push({ id: d.id, attempt, next });
+        if (next.state === DeliveryState.RETRYING) queue.push({ ...d, attemptsInBudget: d.attemptsInBudget + 1 });
+        return true;
+      },
+    },
+  };
+}
+
+const delivery = (over: Partial<ClaimedDelivery> = {}): ClaimedDelivery => ({
+  id: "dlv_1",
+  leaseToken: "",
+  subscriptionId: "sub_1",
+  eventId: "evt-1",
+  trackingNumber: "ABCD12345678",
+  body: '{"id":"evt-1"}',
+  traceContext: {},
+  attemptsInBudget: 0,
+  origin: "https://hooks.example.com",
+  webhookUrl: "https://hooks.example.com/x",
+  secret: "s".repeat(43),
+  ...over,
+});
+
+const options = (over: Partial<DeliveryWorkerOptions>): DeliveryWorkerOptions => ({
+  store: fakeStore([]).store,
+  targetPolicy: {
+    allowHttp: false,
+    allow: { hosts: [], cidrs: [] },
+    resolve: async () => [{ address: "93.184.216.34", family: 4 }],
+  },
+  retry: { baseMs: 1, maxMs: 2, maxAttempts: 10 },
+  timeoutMs: 1000,
+  leaseMs: 5000,
+  concurrency: 4,
+  endpointConcurrency: 2,
+  pollIntervalMs: 10,
+  breaker: { failureThreshold: 3, cooldownMs: 60_000 },
+  log: { warn() {}, error() {}, debug() {} },
+  ...over,
+});
+
+const answer = (status: number): WebhookResult => ({ status, error: "", durationMs: 1, excerpt: "", retryAfter: undefined });
+
+describe("startDeliveryWorker", () => {
+  it("signs the body and sends the event id, then records the delivery", async () => {
+    const { store, recorded } = fakeStore([delivery()]);
+    const sent: WebhookRequest[] = [];
+    const worker = startDeliveryWorker(options({ store, send: async (r) => (sent.push(r), answer(200)) }));
+    try {
+      await waitFor(() => recorded.length === 1);
+      const req = sent[0] as WebhookRequest;
+      assert.equal(req.headers["Logistics-Event-Id"], "evt-1");
+      assert.equal(req.target.address, "93.184.216.34", "connects to the checked address");
+      assert.ok(verifyWebhookSignature({ body: req.body, header: req.headers["Logistics-Signature"] ?? "", secret: "s".repeat(43) }));
+      assert.equal(recorded[0]?.next.state, DeliveryState.DELIVERED);
+    } finally {
+      await worker.close();
+    }
+  });
+
+  it("re-checks the address before every attempt: a host rebound to a private address is not contacted", async () => {
+    const { store, recorded } = fakeStore([delivery()]);
+    let sends = 0;
+    const worker = startDeliveryWorker(
+      options({
+        store,
+        targetPolicy: { allowHttp: false, allow: { hosts: [], cidrs: [] }, resolve: async () => [{ address: "10.0.0.7", family: 4 }] },
+        send: async () => (sends++, answer(200)),
+      }),
+    );
+    try {
+      await waitFor(() => recorded.length >= 1);
+      assert.equal(sends, 0);
+      assert.equal(recorded[0]?.next.state, DeliveryState.RETRYING);
+      assert.match(recorded[0]?.attempt.error ?? "", /refused: .*10\.0\.0\.7.*not a public address/);
+    } finally {
+      await worker.close();
+    }
+  });
+
+  it("opens the endpoint's circuit after repeated failures and stops sending to it, not to others", async () => {
+    const dead = Array.from({ length: 4 }, (_, i) => delivery({ id: `dead_${i}`, trackingNumber: `DEAD000000${i}` }));
+    const healthy = delivery({ id: "ok_1", origin: "https://ok.example.com", webhookUrl: "https://ok.example.com/x" });
+    const { store, recorded } = fakeStore([...dead, healthy]);
+    const sentTo: string[] = [];
+    const worker = startDeliveryWorker(
+      options({
+        store,
+        // One at a time, so no request is already in flight when the circuit opens.
+        concurrency: 1,
+        endpointConcurrency: 1,
+        retry: { baseMs: 1, maxMs: 1, maxAttempts: 3 },
+        send: async (r) => (sentTo.push(r.target.url.origin), answer(r.target.url.host === "ok.example.com" ? 200 : 503)),
+      }),
+    );
+    try {
+      await waitFor(() => recorded.filter((r) => r.next.state === DeliveryState.DEAD_LETTERED).length === 4);
+      const deadSends = sentTo.filter((o) => o === "https://hooks.example.com").length;
+      assert.equal(deadSends, 3, "only the first three failures reached the endpoint");
+      assert.equal(worker.breakers.state("https://hooks.example.com"), "open");
+      assert.ok(recorded.some((r) => /circuit open/.test(r.attempt.error)));
+      assert.ok(recorded.some((r) => r.id === "ok_1" && r.next.state === DeliveryState.DELIVERED));
+    } finally {
+      await worker.close();
+    }
+  });
+
+  it("dead-letters after the last attempt and honours Retry-After", async () => {
+    const { store, recorded } = fakeStore([delivery()]);
+    const worker = startDeliveryWorker(
+      options({
+        store,
+        retry: { baseMs: 1, maxMs: 10_000, maxAttempts: 2 },
+        send: async () => ({ ...answer(429), retryAfter: "3" }),
+      }),
+    );
+    try {
+      await waitFor(() => recorded.length === 2);
+      const first = recorded[0]?.next;
+      assert.equal(first?.state, DeliveryState.RETRYING);
+      assert.equal(first?.state === DeliveryState.RETRYING ? first.delayMs : -1, 3000);
+      assert.equal(recorded[1]?.next.state, DeliveryState.DEAD_LETTERED);
+      assert.equal(recorded[1]?.attempt.error, "HTTP 429");
+    } finally {
+      await worker.close();
+    }
+  });
+});

@@ -1,0 +1,262 @@
+import { randomBytes } from "node:crypto";
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { DeliveryState } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+import { createCircuitBreakers, type CircuitBreakerOptions, type CircuitBreakers } from "./circuit-breaker.js";
+import type { ClaimedDelivery, DeliveryTransition, NotificationStore } from "./notification-store.js";
+import { classifyStatus, nextRetryDelayMs, parseRetryAfter, type RetryPolicyOptions } from "./retry-policy.js";
+import { signatureHeader, SIGNATURE_HEADER } from "./signature.js";
+import { sendWebhook, type WebhookRequest, type WebhookResult } from "./webhook-sender.js";
+import { resolveWebhookTarget, type WebhookTargetPolicy } from "./webhook-target.js";
+
+/** Header naming the event (receivers deduplicate by it). */
+export const EVENT_ID_HEADER = "Logistics-Event-Id";
+/** Header naming the delivery (stable across its attempts). */
+export const DELIVERY_ID_HEADER = "Logistics-Delivery-Id";
+/** Header with the 1-based attempt number of the delivery. */
+export const ATTEMPT_HEADER = "Logistics-Delivery-Attempt";
+
+/** Log methods the worker uses (pino's shape). */
+export interface WorkerLog {
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+/** The outcome of one attempt, for metrics. */
+export interface AttemptReport {
+  readonly deliveryId: string;
+  readonly origin: string;
+  readonly httpStatus: number;
+  readonly durationMs: number;
+  readonly next: DeliveryState;
+}
+
+/** Options of {@link startDeliveryWorker}. */
+export interface DeliveryWorkerOptions {
+  store: Pick<NotificationStore, "claimDue" | "recordAttempt">;
+  /** Where requests may go (re-checked before every attempt: DNS rebinding). */
+  targetPolicy: WebhookTargetPolicy;
+  retry: RetryPolicyOptions;
+  /** Per-attempt time limit. */
+  timeoutMs: number;
+  /** Lease on claimed deliveries; must exceed `timeoutMs`. */
+  leaseMs: number;
+  /** Requests in flight in this worker. */
+  concurrency: number;
+  /** Requests in flight per endpoint (origin) in this worker. */
+  endpointConcurrency: number;
+  /** Idle polling period. */
+  pollIntervalMs: number;
+  breaker: CircuitBreakerOptions;
+  log: WorkerLog;
+  /** Called after every recorded attempt. */
+  onAttempt?: (report: AttemptReport) => void;
+  /** HTTP client. Default {@link sendWebhook}. */
+  send?: (req: WebhookRequest) => Promise<WebhookResult>;
+  /** Tracer for the CLIENT span of each attempt. Default `trace.getTracer("logistics.notification")`. */
+  tracer?: Tracer;
+}
+
+/** A running delivery worker. */
+export interface DeliveryWorker {
+  /** Looks for due deliveries now (call after creating some). */
+  wake(): void;
+  /** Stops claiming and waits for in-flight attempts to be recorded. Idempotent. */
+  close(): Promise<void>;
+  /** Attempts in flight, per origin (for tests and metrics). */
+  inFlight(): ReadonlyMap<string, number>;
+  /** The endpoint circuit breakers. */
+  readonly breakers: CircuitBreakers;
+}
+
+/**
+ * Starts the loop that sends due deliveries. Several replicas may run it against one database:
+ * deliveries are leased with `FOR UPDATE SKIP LOCKED` and a lease timeout (a crashed replica's
+ * deliveries are taken over once their lease expires). Requests run concurrently, bounded by
+ * `concurrency` overall and `endpointConcurrency` per origin, so a slow endpoint can occupy at
+ * most its own quota and never holds up deliveries to other endpoints. An endpoint whose circuit
+ * breaker is open is not contacted: the attempt is recorded as failed ("circuit open") and
+ * rescheduled with the normal backoff, so the retry schedule keeps its wall-clock length.
+ */
+export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker {
+  const send = opts.send ?? sendWebhook;
+  const tracer = opts.tracer ?? trace.getTracer("logistics.notification");
+  const breakers = createCircuitBreakers(opts.breaker);
+  const workerId = randomBytes(6).toString("base64url");
+  let claims = 0;
+  const perOrigin = new Map<string, number>();
+  const running = new Set<Promise<void>>();
+  let stopped = false;
+  let wakeUp: (() => void) | undefined;
+  let wakePending = false;
+
+  const wake = () => {
+    wakePending = true;
+    wakeUp?.();
+  };
+  const idle = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (wakePending || stopped) {
+        wakePending = false;
+        resolve();
+        return;
+      }
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        wakeUp = undefined;
+        wakePending = false;
+        resolve();
+      }
+      wakeUp = done;
+    });
+
+  const attempt = async (d: ClaimedDelivery): Promise<void> => {
+    const attemptedAt = new Date();
+    const n = d.attemptsInBudget + 1;
+    let result: WebhookResult;
+    const permit = breakers.acquire(d.origin);
+    if (permit === "open") {
+      result = notSent("circuit open: the endpoint failed repeatedly; request not sent");
+    } else {
+      result = await sendTraced(d, n);
+      breakers.record(d.origin, classifyStatus(result.status) !== "retry");
+    }
+    const outcome = result.status === 0 ? "retry" : classifyStatus(result.status);
+    let next: DeliveryTransition;
+    if (outcome === "delivered") next = { state: DeliveryState.DELIVERED };
+    else if (outcome === "reject" || n >= opts.retry.maxAttempts) next = { state: DeliveryState.DEAD_LETTERED };
+    else {
+      const retryAfter = parseRetryAfter(result.retryAfter, Date.now());
+      next = { state: DeliveryState.RETRYING, delayMs: nextRetryDelayMs(n, opts.retry, retryAfter) };
+    }
+    const error = outcome === "delivered" ? "" : result.error || `HTTP ${result.status}`;
+    const written = await opts.store.recordAttempt(
+      d,
+      { attemptedAt, httpStatus: result.status, error, durationMs: result.durationMs, responseExcerpt: result.excerpt },
+      next,
+    );
+    if (!written) {
+      opts.log.warn({ deliveryId: d.id }, "delivery lease lost or delivery cancelled; attempt not recorded");
+    } else if (next.state === DeliveryState.DEAD_LETTERED) {
+      opts.log.warn({ deliveryId: d.id, origin: d.origin, attempts: n, error }, "webhook delivery dead-lettered");
+    }
+    opts.onAttempt?.({ deliveryId: d.id, origin: d.origin, httpStatus: result.status, durationMs: result.durationMs, next: next.state });
+  };
+
+  const sendTraced = async (d: ClaimedDelivery, n: number): Promise<WebhookResult> => {
+    const parent = propagation.extract(ROOT_CONTEXT, d.traceContext);
+    const span = tracer.startSpan(
+      "webhook deliver",
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          "http.request.method": "POST",
+          "server.address": safeHost(d.webhookUrl),
+          "logistics.delivery_id": d.id,
+          "logistics.event_id": d.eventId,
+          "logistics.delivery_attempt": n,
+        },
+      },
+      parent,
+    );
+    try {
+      let target;
+      try {
+        target = await resolveWebhookTarget(d.webhookUrl, opts.targetPolicy);
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        span.setStatus({ code: SpanStatusCode.ERROR, message });
+        return notSent(`refused: ${message}`);
+      }
+      const t = Math.floor(Date.now() / 1000);
+      const headers: Record<string, string> = {
+        "Content-Type": "application/json",
+        "User-Agent": "logistics-webhooks/2026-11-01",
+        [EVENT_ID_HEADER]: d.eventId,
+        [DELIVERY_ID_HEADER]: d.id,
+        [ATTEMPT_HEADER]: String(n),
+        [SIGNATURE_HEADER]: signatureHeader(d.secret, t, d.body),
+      };
+      propagation.inject(trace.setSpan(context.active(), span), headers);
+      const result = await send({ target, body: d.body, headers, timeoutMs: opts.timeoutMs });
+      if (result.status) span.setAttribute("http.response.status_code", result.status);
+      if (classifyStatus(result.status) !== "delivered") {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: result.error || `HTTP ${result.status}` });
+      }
+      return result;
+    } finally {
+      span.end();
+    }
+  };
+
+  const start = (d: ClaimedDelivery) => {
+    perOrigin.set(d.origin, (perOrigin.get(d.origin) ?? 0) + 1);
+    const p: Promise<void> = attempt(d)
+      .catch((err: unknown) => opts.log.error({ deliveryId: d.id, err }, "delivery attempt failed to record; lease will expire"))
+      .finally(() => {
+        const left = (perOrigin.get(d.origin) ?? 1) - 1;
+        if (left > 0) perOrigin.set(d.origin, left);
+        else perOrigin.delete(d.origin);
+        running.delete(p);
+        wake();
+      });
+    running.add(p);
+  };
+
+  const loop = async () => {
+    while (!stopped) {
+      const free = opts.concurrency - running.size;
+      let claimed: ClaimedDelivery[] = [];
+      if (free > 0) {
+        try {
+          claimed = await opts.store.claimDue({
+            leaseToken: `${workerId}.${++claims}`,
+            leaseMs: opts.leaseMs,
+            limit: free,
+            perOriginLimit: opts.endpointConcurrency,
+            inFlightByOrigin: perOrigin,
+          });
+        } catch (err) {
+          opts.log.error({ err }, "claiming due deliveries failed");
+        }
+        if (stopped) {
+          // Leases of claimed-but-unstarted deliveries simply expire; nothing was sent.
+          break;
+        }
+        for (const d of claimed) start(d);
+      }
+      if (free > 0 && claimed.length === free) continue;
+      await idle(opts.pollIntervalMs);
+    }
+  };
+
+  const looping = loop();
+  let closing: Promise<void> | undefined;
+  return {
+    wake,
+    inFlight: () => new Map(perOrigin),
+    breakers,
+    close() {
+      closing ??= (async () => {
+        stopped = true;
+        wakeUp?.();
+        await looping;
+        while (running.size) await Promise.allSettled([...running]);
+      })();
+      return closing;
+    },
+  };
+}
+
+function notSent(error: string): WebhookResult {
+  return { status: 0, error, durationMs: 0, excerpt: "", retryAfter: undefined };
+}
+
+function safeHost(url: string): string {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return "";
+  }
+}

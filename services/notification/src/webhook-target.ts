@@ -1,0 +1,98 @@
+import { lookup as dnsLookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import { isAllowedHost, isPermittedAddress, stripBrackets, type AddressAllowList } from "./address-policy.js";
+
+/** Why a webhook URL is refused. */
+export type WebhookUrlProblem =
+  /** Not an absolute http(s) URL, http while only https is allowed, credentials in the URL, or a host that does not resolve. */
+  | "invalid"
+  /** The host is or resolves to a non-public address (server-side request forgery protection). */
+  | "forbidden";
+
+/** A webhook URL that may not be used; the service layer maps `problem` to a Connect code. */
+export class WebhookUrlError extends Error {
+  override readonly name = "WebhookUrlError";
+  constructor(
+    readonly problem: WebhookUrlProblem,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Resolves a host name to every address (like `dns.lookup(host, { all: true })`). */
+export type HostResolver = (host: string) => Promise<ReadonlyArray<{ address: string; family: number }>>;
+
+/** Where webhooks may go. */
+export interface WebhookTargetPolicy {
+  /** Accept http:// (local development). Default false: https only. */
+  allowHttp: boolean;
+  /** Hosts and ranges exempt from the public-address rule. */
+  allow: AddressAllowList;
+  /** DNS resolver. Default: `dns.lookup` with `all: true` (the system resolver, as connections use). */
+  resolve?: HostResolver;
+}
+
+/** The address a request must connect to, checked against the policy. */
+export interface ResolvedTarget {
+  readonly url: URL;
+  /**
+   * The checked address to connect to (requests pin it, so a second DNS answer cannot differ
+   * from the checked one), or undefined for allow-listed hosts, which resolve normally.
+   */
+  readonly address: string | undefined;
+  readonly family: 4 | 6 | undefined;
+}
+
+const defaultResolve: HostResolver = (host) => dnsLookup(host, { all: true, verbatim: true });
+
+/** Parses and checks the form of a webhook URL (scheme, credentials); no DNS. */
+export function parseWebhookUrl(raw: string, policy: Pick<WebhookTargetPolicy, "allowHttp">): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new WebhookUrlError("invalid", "webhook_url is not an absolute URL");
+  }
+  if (url.protocol !== "https:" && !(policy.allowHttp && url.protocol === "http:")) {
+    throw new WebhookUrlError("invalid", `webhook_url must use https (got ${url.protocol.slice(0, -1)})`);
+  }
+  if (url.username || url.password) {
+    throw new WebhookUrlError("invalid", "webhook_url must not contain credentials");
+  }
+  if (!url.hostname) throw new WebhookUrlError("invalid", "webhook_url has no host");
+  return url;
+}
+
+/**
+ * Checks a webhook URL and resolves its host: every address it resolves to must be public (or
+ * allow-listed), otherwise {@link WebhookUrlError} "forbidden". Called at Subscribe and again
+ * before every attempt, so a host re-pointed at an internal address after subscribing (DNS
+ * rebinding) is refused at delivery time.
+ */
+export async function resolveWebhookTarget(raw: string | URL, policy: WebhookTargetPolicy): Promise<ResolvedTarget> {
+  const url = typeof raw === "string" ? parseWebhookUrl(raw, policy) : raw;
+  const host = stripBrackets(url.hostname);
+  if (isAllowedHost(host, policy.allow)) return { url, address: undefined, family: undefined };
+  const literal = isIP(host);
+  let addresses: ReadonlyArray<{ address: string; family: number }>;
+  if (literal) addresses = [{ address: host, family: literal }];
+  else {
+    try {
+      addresses = await (policy.resolve ?? defaultResolve)(host);
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      throw new WebhookUrlError("invalid", `webhook host ${host} does not resolve (${String(code ?? err)})`);
+    }
+    if (addresses.length === 0) throw new WebhookUrlError("invalid", `webhook host ${host} does not resolve`);
+  }
+  const refused = addresses.find((a) => !isPermittedAddress(a.address, policy.allow));
+  if (refused) {
+    throw new WebhookUrlError(
+      "forbidden",
+      `webhook host ${host} resolves to ${refused.address}, which is not a public address`,
+    );
+  }
+  const first = addresses[0] as { address: string; family: number };
+  return { url, address: first.address, family: first.family === 6 ? 6 : 4 };
+}

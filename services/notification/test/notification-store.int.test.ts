@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+import { StatusChangedSchema } from "../../shared/src/gen/logistics/events/v1/tracking_events_pb.js";
+import { DeliveryState, NotificationEventType } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+import { createTestSchema, uniqueName, waitFor, type TestSchema } from "../../shared/src/testing/index.js";
+import { createNotificationStore, type ClaimOptions, type NotificationStore } from "../src/notification-store.js";
+import { statusChangedEvent } from "../src/webhook-payload.js";
+
+const attempt = { attemptedAt: new Date(), httpStatus: 500, error: "HTTP 500", durationMs: 3, responseExcerpt: "" };
+
+describe("createNotificationStore (PostgreSQL)", () => {
+  let schema: TestSchema;
+  let store: NotificationStore;
+  let other: NotificationStore;
+
+  before(async () => {
+    schema = await createTestSchema({ prefix: "nstore" });
+    store = createNotificationStore({ connectionString: schema.connectionString, schema: schema.schema });
+    other = createNotificationStore({ connectionString: schema.connectionString, schema: schema.schema });
+    // Two replicas migrating at once, then again: idempotent.
+    await Promise.all([store.migrate(), other.migrate()]);
+    await store.migrate();
+  });
+  after(async () => {
+    await store?.close();
+    await other?.close();
+    await schema?.drop();
+  });
+
+  let origin = 0;
+  const subscribe = async (tn: string, types = [NotificationEventType.STATUS_CHANGED]) => {
+    const o = `http://127.0.0.1:${++origin}`;
+    const { subscription } = await store.createSubscription({
+      id: uniqueName("sub"),
+      owner: "test",
+      scope: { kind: "trackingNumber", value: tn },
+      eventTypes: types,
+      webhookUrl: `${o}/x`,
+      origin: o,
+      secret: "s".repeat(43),
+      idempotencyKey: undefined,
+    });
+    return subscription.id;
+  };
+  const event = (tn: string, version: number, status = ShipmentStatus.IN_TRANSIT) =>
+    statusChangedEvent(
+      create(StatusChangedSchema, {
+        eventId: uniqueName("evt"),
+        trackingNumber: tn,
+        customerId: "c",
+        carrierCode: "acme",
+        status,
+        version: BigInt(version),
+        statusTime: timestampFromDate(new Date(Date.now() + version)),
+      }),
+    );
+  const claim = (s: NotificationStore, over: Partial<ClaimOptions> = {}) =>
+    s.claimDue({ leaseToken: uniqueName("lease"), leaseMs: 60_000, limit: 100, perOriginLimit: 100, inFlightByOrigin: new Map(), ...over });
+  const mine = <T extends { subscriptionId: string }>(rows: T[], sub: string): T[] => rows.filter((r) => r.subscriptionId === sub);
+
+  it("creates a delivery once per (subscription, event), choosing the first matching type", async () => {
+    const tn = uniqueName("T").toUpperCase().replace(/_/g, "");
+    const both = await subscribe(tn, [NotificationEventType.STATUS_CHANGED, NotificationEventType.EXCEPTION]);
+    const exceptionOnly = await subscribe(tn, [NotificationEventType.EXCEPTION]);
+    const eta = await subscribe(tn, [NotificationEventType.ETA_CHANGED]);
+    const e = event(tn, 1, ShipmentStatus.EXCEPTION);
+    assert.equal(await store.insertDeliveries(e, {}), 2);
+    assert.equal(await store.insertDeliveries(e, {}), 0, "a redelivered event creates nothing");
+    const [b] = await store.listDeliveries({ subscriptionId: both }, 10, undefined);
+    const [x] = await store.listDeliveries({ subscriptionId: exceptionOnly }, 10, undefined);
+    assert.equal(b?.eventType, NotificationEventType.STATUS_CHANGED);
+    assert.equal(x?.eventType, NotificationEventType.EXCEPTION);
+    assert.equal((await store.listDeliveries({ subscriptionId: eta }, 10, undefined)).length, 0);
+    assert.equal(await store.insertDeliveries(event(tn, 2), {}), 1, "a non-exception status reaches STATUS_CHANGED only");
+  });
+
+  it("never hands the same delivery to two concurrent claims, and lets another take over after the lease expires", async () => {
+    const subs: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const tn = uniqueName("L").toUpperCase().replace(/_/g, "");
+      subs.push(await subscribe(tn));
+      await store.insertDeliveries(event(tn, 1), {});
+    }
+    const claims = await Promise.all([claim(store), claim(other), claim(store), claim(other)]);
+    const ids = claims.flat().filter((d) => subs.includes(d.subscriptionId)).map((d) => d.id);
+    assert.equal(ids.length, 6, "each due delivery claimed once");
+    assert.equal(new Set(ids).size, 6, "never twice");
+
+    const tn = uniqueName("L").toUpperCase().replace(/_/g, "");
+    const sub = await subscribe(tn);
+    await store.insertDeliveries(event(tn, 1), {});
+    const [first] = mine(await claim(store, { leaseMs: 300 }), sub);
+    assert.ok(first);
+    assert.equal(mine(await claim(other), sub).length, 0, "leased");
+    const takeover = await waitFor(async () => mine(await claim(other), sub)[0], { message: "the lease to expire" });
+    assert.equal(takeover.id, first.id);
+    assert.equal(await store.recordAttempt(first, attempt, { state: DeliveryState.DELIVERED }), false, "a lost lease writes nothing");
+    assert.equal(await other.recordAttempt(takeover, attempt, { state: DeliveryState.DELIVERED }), true);
+  });
+
+  it("respects the per-origin quota, counting requests already in flight", async () => {
+    const o = `http://127.0.0.1:${++origin}`;
+    const subIds: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const tn = uniqueName("Q").toUpperCase().replace(/_/g, "");
+      const { subscription } = await store.createSubscription({
+        id: uniqueName("sub"),
+        owner: "test",
+        scope: { kind: "trackingNumber", value: tn },
+        eventTypes: [NotificationEventType.STATUS_CHANGED],
+        webhookUrl: `${o}/x`,
+        origin: o,
+        secret: "s".repeat(43),
+        idempotencyKey: undefined,
+      });
+      subIds.push(subscription.id);
+      await store.insertDeliveries(event(tn, 1), {});
+    }
+    const got = (await claim(store, { perOriginLimit: 3, inFlightByOrigin: new Map([[o, 1]]) })).filter((d) => d.origin === o);
+    assert.equal(got.length, 2);
+    const more = (await claim(store, { perOriginLimit: 3, inFlightByOrigin: new Map([[o, 3]]) })).filter((d) => d.origin === o);
+    assert.equal(more.length, 0);
+  });
+
+  it("holds a shipment's later deliveries behind an earlier open one, but not behind a dead letter", async () => {
+    const tn = uniqueName("O").toUpperCase().replace(/_/g, "");
+    const sub = await subscribe(tn);
+    // Inserted out of order: version 2 first.
+    await store.insertDeliveries(event(tn, 2), {});
+    await store.insertDeliveries(event(tn, 1), {});
+    const [v1, ...rest] = mine(await claim(store), sub);
+    assert.equal(rest.length, 0, "only the earliest is due");
+    assert.ok(v1);
+    await store.recordAttempt(v1, attempt, { state: DeliveryState.RETRYING, delayMs: 0 });
+    const [again] = mine(await claim(store), sub);
+    assert.ok(again);
+    assert.equal(again.id, v1.id, "the retry of version 1 comes before version 2");
+    await store.recordAttempt(again, attempt, { state: DeliveryState.DEAD_LETTERED });
+    const [v2] = mine(await claim(store), sub);
+    assert.ok(v2 && v2.id !== v1.id, "a dead letter does not block later events");
+    assert.equal(await store.redrive({ subscriptionId: sub }), 1);
+    const [redriven] = await store.listDeliveries({ subscriptionId: sub, state: DeliveryState.PENDING }, 10, undefined);
+    assert.equal(redriven?.id, v1.id);
+    assert.equal(redriven?.attemptCount, 2, "attempt history is kept");
+  });
+});
