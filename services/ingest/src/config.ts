@@ -1,0 +1,83 @@
+import { defineConfig, int, str, url, type ConfigOf } from "../../shared/src/config/env-config.js";
+import { baseConfigSpec, checkBaseConfig } from "../../shared/src/runtime/base-config.js";
+
+/** Environment variables of the ingest service (see the README's configuration table). */
+export const ingestConfig = defineConfig(
+  {
+    ...baseConfigSpec({ port: 8081, metricsPort: 9101 }),
+    REDIS_URL: url({
+      description: "Redis for scan dedupe, rate limits and CreateShipment idempotency (ingest keeps serving when it is down)",
+      protocols: ["redis:", "rediss:"],
+      default: "redis://127.0.0.1:6379",
+    }),
+    INGEST_REDIS_KEY_PREFIX: str({
+      description: "prefix of every Redis key ingest writes",
+      pattern: /^[A-Za-z0-9_:.-]{0,64}$/,
+      default: "ingest:",
+    }),
+    INGEST_REDIS_TIMEOUT_MS: int({
+      description: "timeout of one Redis command; on expiry ingest carries on without Redis (fail-open)",
+      min: 10,
+      max: 10_000,
+      default: 250,
+    }),
+    INGEST_REGION: str({
+      description: "region token of this deployment, put on every event and subject (e.g. eu-west)",
+      pattern: /^[A-Za-z0-9_-]{1,64}$/,
+      default: "global",
+    }),
+    INGEST_MAX_INFLIGHT: int({
+      description: "scans this process deduplicates and publishes at once, over all calls",
+      min: 1,
+      max: 1_000_000,
+      default: 10_000,
+    }),
+    INGEST_STREAM_WINDOW: int({
+      description: "request messages of one StreamScans call processed at once; beyond it the stream is not read",
+      min: 1,
+      max: 64,
+      default: 16,
+    }),
+    INGEST_PUBLISH_DEADLINE_MS: int({
+      description: "time a scan's event gets to be stored (retries included) before it is rejected as UNAVAILABLE",
+      min: 100,
+      max: 60_000,
+      default: 5000,
+    }),
+    INGEST_RATE_PER_SEC: int({ description: "scans per second per carrier (token bucket refill)", min: 1, default: 2000 }),
+    INGEST_RATE_BURST: int({
+      description: "token bucket size per carrier, in scans (at least one full SubmitScans batch)",
+      min: 1000,
+      default: 10_000,
+    }),
+    INGEST_SCAN_MAX_AGE_HOURS: int({
+      description: "oldest event_time accepted, in hours before now (older: REJECT_REASON_TOO_LATE)",
+      min: 1,
+      default: 720,
+    }),
+    INGEST_SCAN_MAX_AHEAD_MINUTES: int({
+      description: "furthest event_time accepted in the future, in minutes (scanner clock skew)",
+      min: 0,
+      default: 60,
+    }),
+    INGEST_DEDUPE_TTL_DAYS: int({
+      description: "days a stored scan id stays in the Redis dedupe set (JetStream's own window is 2 minutes)",
+      min: 1,
+      max: 365,
+      default: 7,
+    }),
+    INGEST_IDEMPOTENCY_TTL_HOURS: int({
+      description: "hours CreateShipment idempotency keys are remembered",
+      min: 24,
+      default: 48,
+    }),
+    INGEST_TRACKING_NUMBER_TTL_DAYS: int({
+      description: "days a tracking number stays claimed by its shipment (AlreadyExists for others)",
+      min: 1,
+      default: 180,
+    }),
+  },
+  checkBaseConfig,
+);
+
+export type IngestConfig = ConfigOf<typeof ingestConfig.spec>;

@@ -1,0 +1,60 @@
+import { createHash } from "node:crypto";
+
+const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text, "utf8").digest();
+}
+
+/** RFC 4648 base32 alphabet (upper case, no padding) of the first `chars` characters. */
+function base32(bytes: Uint8Array, chars: number): string {
+  let out = "";
+  let bits = 0;
+  let value = 0;
+  for (const b of bytes) {
+    value = (value << 8) | b;
+    bits += 8;
+    while (bits >= 5 && out.length < chars) {
+      out += BASE32[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+    value &= (1 << bits) - 1;
+    if (out.length >= chars) break;
+  }
+  return out;
+}
+
+/**
+ * The mesh-wide id of a scan event: `sc-` + the first 32 hex digits (128 bits) of
+ * `sha256(carrierCode + ":" + eventId)`. Deterministic, so a resent scan gets the same id, which
+ * is both the JetStream `Nats-Msg-Id` (stream dedupe) and the key of the longer-lived dedupe set.
+ * The separator cannot occur in a carrier code, so distinct pairs never share an input.
+ */
+export function recordedEventId(carrierCode: string, eventId: string): string {
+  return `sc-${sha256(`${carrierCode}:${eventId}`).subarray(0, 16).toString("hex")}`;
+}
+
+/**
+ * The id of the ShipmentCreated event of one CreateShipment request: `sh-` + 32 hex digits of
+ * `sha256(callerSubject + "\n" + idempotencyKey)`. Deterministic, so a retried request can never
+ * publish two different creation events (JetStream drops the second by `Nats-Msg-Id`).
+ */
+export function shipmentEventId(callerSubject: string, idempotencyKey: string): string {
+  return `sh-${sha256(`${callerSubject}\n${idempotencyKey}`).subarray(0, 16).toString("hex")}`;
+}
+
+/** The internal shipment id for one CreateShipment request: `shp_` + 26 base32 characters (130 bits), lower-cased. */
+export function shipmentIdFor(callerSubject: string, idempotencyKey: string): string {
+  return `shp_${base32(sha256(`shipment\n${callerSubject}\n${idempotencyKey}`), 26).toLowerCase()}`;
+}
+
+/**
+ * A tracking number the mesh assigns: `LM` + 10 base32 characters (50 bits), matching
+ * `^[A-Z0-9]{8,30}$`. Derived from the caller, the idempotency key and an attempt counter rather
+ * than drawn at random, so that a retried request yields the same number even when the
+ * idempotency store is unavailable; `attempt` moves to the next candidate when a number is
+ * already taken. Tracking numbers are identifiers, not secrets.
+ */
+export function assignedTrackingNumber(callerSubject: string, idempotencyKey: string, attempt = 0): string {
+  return `LM${base32(sha256(`tracking\n${callerSubject}\n${idempotencyKey}\n${attempt}`), 10)}`;
+}

@@ -1,0 +1,164 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, createRouterTransport, type Interceptor } from "@connectrpc/connect";
+import { Registry } from "prom-client";
+import { ANONYMOUS, principalKey, type Principal } from "../../shared/src/auth/index.js";
+import { ScanSchema, type Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import {
+  IngestService,
+  RejectReason,
+  ScanAckSchema,
+  ScanOutcome,
+  type StreamScansRequest,
+} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import { createIngestMetrics } from "./ingest-metrics.js";
+import { createIngestService, type IngestServiceDeps } from "./ingest-service.js";
+import type { RateLimiter } from "./redis-rate-limiter.js";
+import type { ScanIngestor } from "./scan-ingestor.js";
+
+const carrierPrincipal = (carrier: string): Principal => ({ ...ANONYMOUS, anonymous: false, subject: `gw-${carrier}`, carrier });
+
+function scan(id: string, carrierCode = "acme"): Scan {
+  return create(ScanSchema, {
+    eventId: id,
+    trackingNumber: "ABCD12345678",
+    carrierCode,
+    rawStatus: { code: "AR" },
+    eventTime: timestampFromMs(Date.now()),
+  });
+}
+
+/** An ingestor of our own interface: accepts everything, each batch after `delayMs(batch)`. */
+function echoIngestor(delayMs: (firstId: string) => number = () => 0): ScanIngestor & { calls: number } {
+  const self = {
+    calls: 0,
+    async ingest(scans: readonly Scan[]) {
+      self.calls++;
+      await new Promise((r) => setTimeout(r, delayMs(scans[0]?.eventId ?? "")));
+      return scans.map((s) => create(ScanAckSchema, { eventId: s.eventId, outcome: ScanOutcome.ACCEPTED }));
+    },
+  };
+  return self;
+}
+
+const allow: RateLimiter = { take: async () => ({ allowed: true, retryAfterMs: 0 }) };
+
+function clientFor(principal: Principal, deps: Partial<IngestServiceDeps>) {
+  const setPrincipal: Interceptor = (next) => (req) => {
+    req.contextValues.set(principalKey, principal);
+    return next(req);
+  };
+  const handlers = createIngestService({
+    ingestor: echoIngestor(),
+    rateLimiter: allow,
+    createShipment: async () => {
+      throw new ConnectError("not used", Code.Unimplemented);
+    },
+    metrics: createIngestMetrics(new Registry()),
+    drainSignal: new AbortController().signal,
+    ...deps,
+  });
+  const transport = createRouterTransport((r) => r.service(IngestService, handlers), { router: { interceptors: [setPrincipal] } });
+  return createClient(IngestService, transport);
+}
+
+async function* messages(batches: Scan[][]): AsyncIterable<StreamScansRequest> {
+  for (const scans of batches) yield { $typeName: "logistics.ingest.v1.StreamScansRequest", scans };
+}
+
+describe("IngestService handlers", () => {
+  it("answers stream messages in request order even when later ones finish first", async () => {
+    const ingestor = echoIngestor((id) => (id === "m0" ? 80 : 1));
+    const client = clientFor(carrierPrincipal("acme"), { ingestor, streamWindow: 4 });
+    const batches = [0, 1, 2, 3, 4, 5].map((i) => [scan(`m${i}`), scan(`m${i}-b`)]);
+    const got: string[][] = [];
+    for await (const res of client.streamScans(messages(batches))) got.push(res.acks.map((a) => a.eventId));
+    assert.deepEqual(got, batches.map((b) => b.map((s) => s.eventId)));
+  });
+
+  it("handles no more than the window of messages at once when answers are not ready", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = 0;
+    const ingestor: ScanIngestor = {
+      async ingest(scans) {
+        started++;
+        await gate;
+        return scans.map((s) => create(ScanAckSchema, { eventId: s.eventId, outcome: ScanOutcome.ACCEPTED }));
+      },
+    };
+    const client = clientFor(carrierPrincipal("acme"), { ingestor, streamWindow: 2 });
+    const batches = Array.from({ length: 10 }, (_, i) => [scan(`w${i}`)]);
+    const done = (async () => {
+      let n = 0;
+      for await (const _ of client.streamScans(messages(batches))) n++;
+      return n;
+    })();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(started, 2);
+    release();
+    assert.equal(await done, 10);
+  });
+
+  it("fails the stream with PermissionDenied when a carrier sends another carrier's scan, after earlier acks", async () => {
+    const client = clientFor(carrierPrincipal("acme"), { streamWindow: 1 });
+    const got: number[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const res of client.streamScans(messages([[scan("ok1")], [scan("bad", "ups")], [scan("ok2")]]))) got.push(res.acks.length);
+      })(),
+      (e: unknown) => ConnectError.from(e).code === Code.PermissionDenied,
+    );
+    assert.deepEqual(got, [1]);
+  });
+
+  it("rejects SubmitScans for another carrier with PermissionDenied and lets internal callers submit any carrier", async () => {
+    const carrier = clientFor(carrierPrincipal("acme"), {});
+    await assert.rejects(carrier.submitScans({ scans: [scan("a"), scan("b", "ups")] }), (e: unknown) => ConnectError.from(e).code === Code.PermissionDenied);
+    const internal = clientFor({ ...ANONYMOUS, anonymous: false, subject: "svc" }, {});
+    const res = await internal.submitScans({ scans: [scan("a"), scan("b", "ups")] });
+    assert.equal(res.acks.length, 2);
+  });
+
+  it("answers SubmitScans over the rate limit with ResourceExhausted and a retry-after hint", async () => {
+    const deny: RateLimiter = { take: async () => ({ allowed: false, retryAfterMs: 1500 }) };
+    const client = clientFor(carrierPrincipal("acme"), { rateLimiter: deny });
+    const err = await client.submitScans({ scans: [scan("a")] }).then(
+      () => assert.fail("expected ResourceExhausted"),
+      (e: unknown) => ConnectError.from(e),
+    );
+    assert.equal(err.code, Code.ResourceExhausted);
+    assert.equal(err.metadata.get("retry-after"), "2");
+  });
+
+  it("answers stream messages over the rate limit with RATE_LIMITED acks and keeps the stream open", async () => {
+    let n = 0;
+    const limiter: RateLimiter = { take: async () => (n++ === 0 ? { allowed: false, retryAfterMs: 300 } : { allowed: true, retryAfterMs: 0 }) };
+    const client = clientFor(carrierPrincipal("acme"), { rateLimiter: limiter, streamWindow: 1 });
+    const got = [];
+    for await (const res of client.streamScans(messages([[scan("r1")], [scan("r2")]]))) got.push(res.acks[0]);
+    assert.equal(got[0]?.rejectReason, RejectReason.RATE_LIMITED);
+    assert.match(got[0]?.detail ?? "", /retry after 300 ms/);
+    assert.equal(got[1]?.outcome, ScanOutcome.ACCEPTED);
+  });
+
+  it("ends an open stream normally when the server drains", async () => {
+    const drain = new AbortController();
+    const client = clientFor(carrierPrincipal("acme"), { drainSignal: drain.signal });
+    let sendMore!: () => void;
+    const more = new Promise<void>((r) => (sendMore = r));
+    async function* open(): AsyncIterable<StreamScansRequest> {
+      yield { $typeName: "logistics.ingest.v1.StreamScansRequest", scans: [scan("d1")] };
+      await more;
+    }
+    const got: string[] = [];
+    for await (const res of client.streamScans(open())) {
+      got.push(res.acks[0]?.eventId ?? "");
+      drain.abort();
+    }
+    sendMore();
+    assert.deepEqual(got, ["d1"]);
+  });
+});

@@ -1,0 +1,192 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { assertCarrier, principalKey, type Principal } from "../../shared/src/auth/index.js";
+import type { Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import {
+  RejectReason,
+  StreamScansResponseSchema,
+  type IngestService,
+  type StreamScansRequest,
+  type StreamScansResponse,
+} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import type { IngestMetrics } from "./ingest-metrics.js";
+import type { RateLimiter } from "./redis-rate-limiter.js";
+import { countAcks, rejectAck, type ScanIngestor } from "./scan-ingestor.js";
+import type { ShipmentCreator } from "./shipment-creator.js";
+
+/** The RPC handlers of IngestService. */
+export type IngestServiceHandlers = Partial<ServiceImpl<typeof IngestService>>;
+
+/** Dependencies of the ingest handlers (narrow interfaces, built by the service definition). */
+export interface IngestServiceDeps {
+  ingestor: ScanIngestor;
+  rateLimiter: RateLimiter;
+  createShipment: ShipmentCreator;
+  metrics: IngestMetrics;
+  /**
+   * Request messages of one StreamScans call processed at once (INGEST_STREAM_WINDOW). While
+   * that many are unanswered the handler reads no further message, so HTTP/2 flow control
+   * pushes back on the gateway. Default 16.
+   */
+  streamWindow?: number;
+  /** Aborts when the server drains: open streams finish what they read and end normally. */
+  drainSignal: AbortSignal;
+}
+
+/** The header (and, for gRPC errors, trailer) carrying the rate-limit retry hint in whole seconds. */
+export const RETRY_AFTER_HEADER = "retry-after";
+
+/**
+ * Creates the IngestService handlers.
+ *
+ * Carrier authorization is request-level: a carrier token (one with a `carrier` claim) that sends
+ * any scan whose non-empty carrier_code is another carrier's fails the whole call with
+ * PermissionDenied (StreamScans: acks for messages read before it are still sent, then the stream
+ * fails). Such a request is a misconfigured or compromised gateway, not bad data, so it is not
+ * answered scan by scan with REJECT_REASON_WRONG_CARRIER. Internal principals (no carrier claim)
+ * may submit scans of any carrier.
+ *
+ * Rate limits are per caller (the carrier claim, else the token subject), one token per scan:
+ * SubmitScans fails with ResourceExhausted and a `retry-after` hint (seconds) in the error
+ * metadata; on StreamScans the message's scans are answered REJECTED/RATE_LIMITED with the hint
+ * in `detail`, and the stream stays open.
+ */
+export function createIngestService(deps: IngestServiceDeps): IngestServiceHandlers {
+  const window = Math.max(1, deps.streamWindow ?? 16);
+  const { ingestor, metrics } = deps;
+
+  const bucketOf = (p: Principal) => (p.carrier !== undefined ? `carrier:${p.carrier}` : `sub:${p.subject}`);
+
+  return {
+    async submitScans(req, ctx) {
+      const principal = ctx.values.get(principalKey);
+      authorizeScans(principal, req.scans);
+      const decision = await deps.rateLimiter.take(bucketOf(principal), req.scans.length);
+      if (!decision.allowed) {
+        metrics.rateLimited.inc({ route: "submit" });
+        const seconds = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+        throw new ConnectError(
+          `scan rate limit exhausted for ${bucketOf(principal)}; retry after ${seconds} s`,
+          Code.ResourceExhausted,
+          { [RETRY_AFTER_HEADER]: String(seconds) },
+        );
+      }
+      return { acks: await ingestor.ingest(req.scans, ctx.signal) };
+    },
+
+    async *streamScans(requests, ctx) {
+      const principal = ctx.values.get(principalKey);
+      const bucket = bucketOf(principal);
+      const answer = async (req: StreamScansRequest): Promise<StreamScansResponse> => {
+        const decision = await deps.rateLimiter.take(bucket, req.scans.length);
+        if (!decision.allowed) {
+          metrics.rateLimited.inc({ route: "stream" });
+          const acks = req.scans.map((s) =>
+            rejectAck(s, RejectReason.RATE_LIMITED, `scan rate limit exhausted; retry after ${decision.retryAfterMs} ms`, []),
+          );
+          countAcks(metrics, req.scans, acks);
+          return create(StreamScansResponseSchema, { acks });
+        }
+        return create(StreamScansResponseSchema, { acks: await ingestor.ingest(req.scans, ctx.signal) });
+      };
+      yield* pipeline(requests, window, deps.drainSignal, (req) => {
+        authorizeScans(principal, req.scans);
+        return answer(req);
+      });
+    },
+
+    async createShipment(req, ctx) {
+      const principal = ctx.values.get(principalKey);
+      const res = await deps.createShipment(req, principal.subject);
+      metrics.shipments.inc({ result: res.replayed ? "replayed" : "created" });
+      return res;
+    },
+  };
+}
+
+/** PermissionDenied if a carrier principal sends another carrier's scan (see createIngestService). */
+function authorizeScans(principal: Principal, scans: readonly Scan[]): void {
+  for (const s of scans) {
+    if (s.carrierCode !== "") assertCarrier(principal, s.carrierCode);
+  }
+}
+
+type Step<Res> =
+  | { tag: "request"; result: IteratorResult<StreamScansRequest> }
+  | { tag: "readError"; error: unknown }
+  | { tag: "answered"; response: Res }
+  | { tag: "drain" };
+
+/**
+ * Reads request messages in order and answers each with `handle`'s response, in request order,
+ * with at most `window` messages being handled at once. No message is read while the window is
+ * full, and no response is produced while the consumer of this generator (the HTTP/2 writer) has
+ * not taken the previous one, so a slow reader of responses stops the reading of requests.
+ *
+ * `handle` throwing synchronously (authorization) or a failing read stops reading; responses for
+ * messages already started are still yielded, then the error ends the stream. On drain it stops
+ * reading, yields what is in progress, and returns normally.
+ */
+async function* pipeline<Res>(
+  requests: AsyncIterable<StreamScansRequest>,
+  window: number,
+  drainSignal: AbortSignal,
+  handle: (req: StreamScansRequest) => Promise<Res>,
+): AsyncGenerator<Res> {
+  const it = requests[Symbol.asyncIterator]();
+  const inProgress: Array<Promise<Step<Res>>> = [];
+  let reading: Promise<Step<Res>> | undefined;
+  let readingDone = false;
+  let failure: { error: unknown } | undefined;
+  const drained = new Promise<Step<Res>>((resolve) => {
+    if (drainSignal.aborted) resolve({ tag: "drain" });
+    else drainSignal.addEventListener("abort", () => resolve({ tag: "drain" }), { once: true });
+  });
+  try {
+    for (;;) {
+      if (!readingDone && !failure && !reading && inProgress.length < window) {
+        reading = it.next().then(
+          (result): Step<Res> => ({ tag: "request", result }),
+          (error: unknown): Step<Res> => ({ tag: "readError", error }),
+        );
+      }
+      const racers: Array<Promise<Step<Res>>> = inProgress.slice(0, 1);
+      if (reading) racers.push(reading, drained);
+      if (racers.length === 0) break;
+      const step = await Promise.race(racers);
+      switch (step.tag) {
+        case "answered":
+          inProgress.shift();
+          yield step.response;
+          break;
+        case "request":
+          reading = undefined;
+          if (step.result.done) {
+            readingDone = true;
+            break;
+          }
+          try {
+            const answered = handle(step.result.value).then((response): Step<Res> => ({ tag: "answered", response }));
+            // Handled when it reaches the head of the queue; until then keep a rejection from counting as unhandled.
+            answered.catch(() => {});
+            inProgress.push(answered);
+          } catch (error) {
+            failure = { error };
+          }
+          break;
+        case "readError":
+          reading = undefined;
+          failure = { error: step.error };
+          break;
+        case "drain":
+          // Stop reading; the pending read is abandoned (the stream is closed by the server).
+          reading = undefined;
+          readingDone = true;
+          break;
+      }
+    }
+    if (failure) throw failure.error;
+  } finally {
+    if (!readingDone || failure) void it.return?.().catch(() => {});
+  }
+}

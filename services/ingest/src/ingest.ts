@@ -1,0 +1,101 @@
+import { createValidator } from "@bufbuild/protovalidate";
+import { Redis } from "ioredis";
+import { IngestService } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import { createEventPublisher } from "../../shared/src/nats/publisher.js";
+import type { ServiceDefinition } from "../../shared/src/runtime/start-service.js";
+import type { IngestConfig } from "./config.js";
+import { createIngestMetrics } from "./ingest-metrics.js";
+import { createIngestService } from "./ingest-service.js";
+import { createRedisRateLimiter } from "./redis-rate-limiter.js";
+import { createRedisScanDedupe } from "./redis-scan-dedupe.js";
+import { createRedisShipmentStore } from "./redis-shipment-store.js";
+import { ingestPolicies, registerIngestRoutes } from "./routes.js";
+import { createScanCheck } from "./scan-check.js";
+import { createScanIngestor } from "./scan-ingestor.js";
+import { createSemaphore } from "./semaphore.js";
+import { createShipmentCreator } from "./shipment-creator.js";
+
+/** Minimum pause between two warnings about the same failing Redis operation. */
+const REDIS_WARN_INTERVAL_MS = 10_000;
+
+/**
+ * The ingest service as the runtime starts it (from main.ts, the dev runner and tests): scan
+ * ingest (validation, carrier authorization, dedupe, durable publish) and shipment creation,
+ * with Redis for the dedupe set, rate limits and idempotency. Redis is optional at run time:
+ * every Redis use fails open (see the adapters), so a Redis outage degrades dedupe and rate
+ * limiting but never stops ingest.
+ */
+export const ingestService: ServiceDefinition<IngestConfig> = {
+  name: "ingest",
+  services: [IngestService],
+  policies: ingestPolicies,
+  async start(ctx) {
+    const { config, log } = ctx;
+    const metrics = createIngestMetrics(ctx.metrics.registry);
+    const redis = new Redis(config.REDIS_URL, {
+      keyPrefix: config.INGEST_REDIS_KEY_PREFIX,
+      // Fail fast instead of queueing while disconnected: ingest goes on without Redis.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: config.INGEST_REDIS_TIMEOUT_MS,
+      connectTimeout: 2000,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    });
+    const lastWarned = new Map<string, number>();
+    redis.on("error", (err: unknown) => onRedisError("connection", err));
+    function onRedisError(op: string, err: unknown): void {
+      metrics.redisErrors.inc({ op });
+      const now = Date.now();
+      if (now - (lastWarned.get(op) ?? 0) < REDIS_WARN_INTERVAL_MS) return;
+      lastWarned.set(op, now);
+      log.warn({ op, err }, "redis unavailable; continuing without it (fail-open)");
+    }
+
+    const publisher = createEventPublisher({ js: ctx.js, logger: log });
+    const ingestor = createScanIngestor({
+      publisher,
+      scanSubject: (region, carrier) => ctx.subjects.scanRecorded(region, carrier),
+      region: config.INGEST_REGION,
+      check: createScanCheck({
+        validator: createValidator(),
+        maxAgeMs: config.INGEST_SCAN_MAX_AGE_HOURS * 3600_000,
+        maxAheadMs: config.INGEST_SCAN_MAX_AHEAD_MINUTES * 60_000,
+      }),
+      dedupe: createRedisScanDedupe({ redis, ttlSeconds: config.INGEST_DEDUPE_TTL_DAYS * 86_400, onError: onRedisError }),
+      inflight: createSemaphore(config.INGEST_MAX_INFLIGHT),
+      metrics,
+      log,
+      publishDeadlineMs: config.INGEST_PUBLISH_DEADLINE_MS,
+    });
+    const handlers = createIngestService({
+      ingestor,
+      rateLimiter: createRedisRateLimiter({
+        redis,
+        ratePerSec: config.INGEST_RATE_PER_SEC,
+        burst: config.INGEST_RATE_BURST,
+        onError: onRedisError,
+      }),
+      createShipment: createShipmentCreator({
+        publisher,
+        shipmentSubject: (region) => ctx.subjects.shipmentCreated(region),
+        region: config.INGEST_REGION,
+        store: createRedisShipmentStore({
+          redis,
+          idempotencyTtlSeconds: config.INGEST_IDEMPOTENCY_TTL_HOURS * 3600,
+          trackingNumberTtlSeconds: config.INGEST_TRACKING_NUMBER_TTL_DAYS * 86_400,
+        }),
+        publishDeadlineMs: config.INGEST_PUBLISH_DEADLINE_MS,
+        onStoreError: onRedisError,
+      }),
+      metrics,
+      streamWindow: config.INGEST_STREAM_WINDOW,
+      drainSignal: ctx.drainSignal,
+    });
+    return {
+      routes: (router) => registerIngestRoutes(router, handlers),
+      async close() {
+        redis.disconnect();
+      },
+    };
+  },
+};

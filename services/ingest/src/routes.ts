@@ -1,0 +1,16 @@
+import type { ConnectRouter } from "@connectrpc/connect";
+import { IngestService } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import { policiesForService, Scope } from "../../shared/src/auth/index.js";
+import type { IngestServiceHandlers } from "./ingest-service.js";
+
+/** Who may call each RPC of IngestService. */
+export const ingestPolicies = policiesForService(IngestService, {
+  streamScans: { scopes: [Scope.ScansWrite], carrierAllowed: true },
+  submitScans: { scopes: [Scope.ScansWrite], carrierAllowed: true },
+  createShipment: { scopes: [Scope.ShipmentsWrite] },
+});
+
+/** Registers the handlers on a Connect router. */
+export function registerIngestRoutes(router: ConnectRouter, handlers: IngestServiceHandlers): void {
+  router.service(IngestService, handlers);
+}

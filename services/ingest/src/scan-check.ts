@@ -1,0 +1,97 @@
+import { create } from "@bufbuild/protobuf";
+import { pathToString } from "@bufbuild/protobuf/reflect";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { Validator } from "@bufbuild/protovalidate";
+import { ScanSchema, type Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import {
+  RejectReason,
+  ScanFieldViolationSchema,
+  type ScanFieldViolation,
+} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import { recordedEventId } from "./event-ids.js";
+import { normalizeStatus, type NormalizedStatus } from "./normalize.js";
+
+/** A scan that passed every check and may be published. */
+export interface AcceptableScan {
+  readonly ok: true;
+  readonly scan: Scan;
+  /** See {@link recordedEventId}. */
+  readonly recordedEventId: string;
+  readonly normalized: NormalizedStatus;
+}
+
+/** A scan that must be answered with a REJECTED ack. */
+export interface RejectedScan {
+  readonly ok: false;
+  readonly scan: Scan;
+  readonly reason: RejectReason;
+  readonly detail: string;
+  readonly violations: readonly ScanFieldViolation[];
+}
+
+/** The verdict on one scan. */
+export type ScanVerdict = AcceptableScan | RejectedScan;
+
+/** Options of {@link createScanCheck}. */
+export interface ScanCheckOptions {
+  /** A protovalidate validator (`createValidator()`); compiled rules are cached inside it. */
+  validator: Validator;
+  /** How far event_time may lie in the past. Default 30 days. */
+  maxAgeMs?: number;
+  /** How far event_time may lie in the future (scanner clock skew). Default 1 hour. */
+  maxAheadMs?: number;
+}
+
+/** Judges scans one by one. */
+export type ScanCheck = (scan: Scan, nowMs: number) => ScanVerdict;
+
+/**
+ * Creates the per-scan check: protovalidate rules of `logistics.common.v1.Scan` (every failing
+ * field reported, path in proto field names, e.g. `raw_status.code`) → REJECT_REASON_INVALID;
+ * then the event-time window → REJECT_REASON_TOO_LATE. A scan passing both gets its recorded
+ * event id and normalized status. Carrier authorization is not part of it: it is a request-level
+ * decision (see the service). Pure apart from the validator's rule cache.
+ */
+export function createScanCheck(opts: ScanCheckOptions): ScanCheck {
+  const maxAgeMs = opts.maxAgeMs ?? 30 * 24 * 3600_000;
+  const maxAheadMs = opts.maxAheadMs ?? 3600_000;
+  return (scan, nowMs) => {
+    const result = opts.validator.validate(ScanSchema, scan);
+    if (result.kind === "invalid") {
+      const violations = result.violations.map((v) =>
+        create(ScanFieldViolationSchema, { field: pathToString(v.field), rule: v.ruleId, message: v.message }),
+      );
+      return {
+        ok: false,
+        scan,
+        reason: RejectReason.INVALID,
+        detail: `${violations.length} field violation${violations.length === 1 ? "" : "s"}`,
+        violations,
+      };
+    }
+    if (result.kind === "error") {
+      return { ok: false, scan, reason: RejectReason.INVALID, detail: `validation failed: ${result.error.message}`, violations: [] };
+    }
+    // Required by the rules above, so present here.
+    const eventMs = scan.eventTime ? timestampMs(scan.eventTime) : Number.NaN;
+    if (!(eventMs >= nowMs - maxAgeMs)) {
+      return { ok: false, scan, reason: RejectReason.TOO_LATE, detail: `event_time is more than ${describeMs(maxAgeMs)} in the past`, violations: [] };
+    }
+    if (eventMs > nowMs + maxAheadMs) {
+      return { ok: false, scan, reason: RejectReason.TOO_LATE, detail: `event_time is more than ${describeMs(maxAheadMs)} in the future`, violations: [] };
+    }
+    return {
+      ok: true,
+      scan,
+      recordedEventId: recordedEventId(scan.carrierCode, scan.eventId),
+      normalized: normalizeStatus(scan.carrierCode, scan.rawStatus?.code ?? ""),
+    };
+  };
+}
+
+function describeMs(ms: number): string {
+  if (ms % 86_400_000 === 0) return `${ms / 86_400_000} days`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000} hours`;
+  if (ms % 60_000 === 0) return `${ms / 60_000} minutes`;
+  return `${ms} ms`;
+}

@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { createValidator } from "@bufbuild/protovalidate";
+import { Registry } from "prom-client";
+import { ScanSchema, type Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import type { ScanRecorded } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
+import { RejectReason, ScanOutcome } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import type { PublishEventOptions, PublishEventResult } from "../../shared/src/nats/publisher.js";
+import { recordedEventId } from "./event-ids.js";
+import { createIngestMetrics } from "./ingest-metrics.js";
+import { createScanCheck } from "./scan-check.js";
+import { createScanIngestor, type ScanDedupe } from "./scan-ingestor.js";
+import { createSemaphore } from "./semaphore.js";
+
+const validator = createValidator();
+const silent = { warn() {} };
+
+function scan(id: string, over: Omit<Partial<Scan>, "$typeName" | "rawStatus"> & { rawStatus?: { code: string; text?: string } } = {}): Scan {
+  return create(ScanSchema, {
+    eventId: id,
+    trackingNumber: "ABCD12345678",
+    carrierCode: "acme",
+    rawStatus: { code: "AR" },
+    eventTime: timestampFromMs(Date.now() - 1000),
+    ...over,
+  });
+}
+
+/** A stream stand-in of our own publisher interface: stores by msgId like JetStream's window. */
+function fakeStream(opts: { failFirst?: number; failAlways?: boolean } = {}) {
+  const stored = new Map<string, number>();
+  const events: ScanRecorded[] = [];
+  let failures = 0;
+  return {
+    stored,
+    events,
+    publisher: {
+      async publish<D extends DescMessage>(_subject: string, _schema: D, message: MessageShape<D>, o: PublishEventOptions): Promise<PublishEventResult> {
+        if (opts.failAlways || failures < (opts.failFirst ?? 0)) {
+          failures++;
+          throw new Error("503 no responders");
+        }
+        const seq = stored.get(o.msgId);
+        if (seq !== undefined) return { seq, duplicate: true, stream: "S" };
+        stored.set(o.msgId, stored.size + 1);
+        events.push(message as unknown as ScanRecorded);
+        return { seq: stored.size, duplicate: false, stream: "S" };
+      },
+    },
+  };
+}
+
+function memoryDedupe(): ScanDedupe & { ids: Set<string> } {
+  const ids = new Set<string>();
+  return {
+    ids,
+    async seen(list) {
+      return new Set(list.filter((i) => ids.has(i)));
+    },
+    async remember(list) {
+      for (const i of list) ids.add(i);
+    },
+  };
+}
+
+function ingestorFor(stream: ReturnType<typeof fakeStream>, dedupe: ScanDedupe, deadlineMs = 2000) {
+  return createScanIngestor({
+    publisher: stream.publisher,
+    scanSubject: (r, c) => `p.scan.recorded.${r}.${c}`,
+    region: "eu-west",
+    check: createScanCheck({ validator }),
+    dedupe,
+    inflight: createSemaphore(100),
+    metrics: createIngestMetrics(new Registry()),
+    log: silent,
+    publishDeadlineMs: deadlineMs,
+  });
+}
+
+describe("createScanIngestor", () => {
+  it("answers one ack per scan in order: accepted, invalid, in-batch duplicate", async () => {
+    const stream = fakeStream();
+    const acks = await ingestorFor(stream, memoryDedupe()).ingest([scan("a"), scan("b", { trackingNumber: "x" }), scan("a")]);
+    assert.deepEqual(acks.map((a) => a.outcome), [ScanOutcome.ACCEPTED, ScanOutcome.REJECTED, ScanOutcome.DUPLICATE]);
+    assert.equal(acks[1]?.rejectReason, RejectReason.INVALID);
+    assert.equal(acks[0]?.streamSequence, 1n);
+    assert.equal(acks[0]?.recordedEventId, recordedEventId("acme", "a"));
+    assert.equal(acks[2]?.recordedEventId, acks[0]?.recordedEventId);
+    assert.equal(acks[2]?.streamSequence, 0n);
+    assert.equal(stream.events.length, 1);
+    assert.equal(stream.events[0]?.region, "eu-west");
+  });
+
+  it("answers DUPLICATE from the dedupe set without publishing", async () => {
+    const stream = fakeStream();
+    const dedupe = memoryDedupe();
+    dedupe.ids.add(recordedEventId("acme", "old"));
+    const acks = await ingestorFor(stream, dedupe).ingest([scan("old")]);
+    assert.equal(acks[0]?.outcome, ScanOutcome.DUPLICATE);
+    assert.equal(stream.events.length, 0);
+  });
+
+  it("remembers stored scans so a later resend is a DUPLICATE", async () => {
+    const dedupe = memoryDedupe();
+    const ingestor = ingestorFor(fakeStream(), dedupe);
+    await ingestor.ingest([scan("c")]);
+    assert.ok(dedupe.ids.has(recordedEventId("acme", "c")));
+    assert.equal((await ingestor.ingest([scan("c")]))[0]?.outcome, ScanOutcome.DUPLICATE);
+  });
+
+  it("retries a failing publish within the deadline", async () => {
+    const stream = fakeStream({ failFirst: 3 });
+    const acks = await ingestorFor(stream, memoryDedupe()).ingest([scan("d")]);
+    assert.equal(acks[0]?.outcome, ScanOutcome.ACCEPTED);
+  });
+
+  it("rejects as UNAVAILABLE when no PubAck arrives within the deadline, and remembers nothing", async () => {
+    const dedupe = memoryDedupe();
+    const acks = await ingestorFor(fakeStream({ failAlways: true }), dedupe, 200).ingest([scan("e"), scan("e")]);
+    assert.deepEqual(acks.map((a) => [a.outcome, a.rejectReason]), [
+      [ScanOutcome.REJECTED, RejectReason.UNAVAILABLE],
+      [ScanOutcome.REJECTED, RejectReason.UNAVAILABLE],
+    ]);
+    assert.equal(dedupe.ids.size, 0);
+  });
+});

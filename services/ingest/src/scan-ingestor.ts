@@ -1,0 +1,271 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { SpanStatusCode, trace } from "@opentelemetry/api";
+import { setTimeout as delay } from "node:timers/promises";
+import { ScanRecordedSchema } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
+import type { Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import {
+  RejectReason,
+  ScanAckSchema,
+  ScanOutcome,
+  type ScanAck,
+} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import type { EventPublisher } from "../../shared/src/nats/publisher.js";
+import type { IngestMetrics } from "./ingest-metrics.js";
+import type { AcceptableScan, ScanCheck } from "./scan-check.js";
+import type { Semaphore } from "./semaphore.js";
+
+/**
+ * The longer-lived scan dedupe set (beyond JetStream's duplicate window). Implementations fail
+ * open: when the store is unreachable, `seen` answers "none seen" and `remember` does nothing,
+ * leaving dedupe to JetStream's window.
+ */
+export interface ScanDedupe {
+  /** Which of `ids` (recorded event ids) were stored before. */
+  seen(ids: readonly string[]): Promise<ReadonlySet<string>>;
+  /** Records `ids` as stored (called only after their PubAck). */
+  remember(ids: readonly string[]): Promise<void>;
+}
+
+/** The narrow logger the ingestor reports to (pino satisfies it). */
+export interface IngestLog {
+  warn(obj: object, msg?: string): void;
+}
+
+/** Dependencies of {@link createScanIngestor}. */
+export interface ScanIngestorOptions {
+  publisher: Pick<EventPublisher, "publish">;
+  /** Builds the subject of a scan event, e.g. `subjects.scanRecorded`. */
+  scanSubject(region: string, carrier: string): string;
+  /** Region token of this deployment, e.g. "eu-west" (INGEST_REGION). */
+  region: string;
+  check: ScanCheck;
+  dedupe: ScanDedupe;
+  /** Bounds scans being processed in the whole process (INGEST_MAX_INFLIGHT). */
+  inflight: Semaphore;
+  metrics: IngestMetrics;
+  log: IngestLog;
+  /** Time budget per scan for a durable PubAck, retries included. Default 5 000 ms. */
+  publishDeadlineMs?: number;
+  /** Clock in epoch ms. Default Date.now. */
+  now?: () => number;
+}
+
+/** Turns batches of scans into acks. */
+export interface ScanIngestor {
+  /**
+   * Validates, deduplicates and publishes `scans` and resolves with exactly one ack per scan, in
+   * order. Never rejects for a single scan's problem: invalid scans get REJECTED/INVALID or
+   * TOO_LATE, scans whose PubAck did not arrive within the deadline REJECTED/UNAVAILABLE. An ACCEPTED
+   * ack is produced only after the event's PubAck. Rejects only if `signal` aborts while waiting
+   * for in-flight capacity (nothing was published then).
+   */
+  ingest(scans: readonly Scan[], signal?: AbortSignal): Promise<ScanAck[]>;
+}
+
+type Slot =
+  | { kind: "reject"; ack: ScanAck }
+  | { kind: "publish"; scan: AcceptableScan }
+  | { kind: "copy"; of: number; scan: AcceptableScan };
+
+const tracer = () => trace.getTracer("logistics.ingest");
+
+/**
+ * Creates the scan pipeline shared by SubmitScans and StreamScans:
+ * 1. check every scan (validation, event-time window);
+ * 2. a scan repeated inside the batch is published once; its copies get DUPLICATE;
+ * 3. ids already in the dedupe set get DUPLICATE without publishing;
+ * 4. the rest are published concurrently (holding one in-flight permit per scan), each retried
+ *    until the publish deadline; PubAck `duplicate` → DUPLICATE, else ACCEPTED with the stream
+ *    sequence; no PubAck in time → REJECTED/UNAVAILABLE (safe to resend: a stored one comes back
+ *    as DUPLICATE);
+ * 5. stored ids are added to the dedupe set.
+ * The batch runs in one span `ingest scans`; each publish makes its own producer span under it.
+ */
+export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
+  const deadlineMs = opts.publishDeadlineMs ?? 5000;
+  const now = opts.now ?? Date.now;
+  const { metrics } = opts;
+
+  const publishDurably = async (a: AcceptableScan, recordedAt: Timestamp): Promise<{ seq: number; duplicate: boolean } | Error> => {
+    const event = create(ScanRecordedSchema, {
+      eventId: a.recordedEventId,
+      scan: a.scan,
+      status: a.normalized.status,
+      kind: a.normalized.kind,
+      recordedAt,
+      region: opts.region,
+    });
+    const subject = opts.scanSubject(opts.region, a.scan.carrierCode);
+    const started = performance.now();
+    const deadline = started + deadlineMs;
+    let backoff = 25;
+    let lastError: Error = new Error("publish deadline elapsed");
+    for (;;) {
+      const remaining = Math.floor(deadline - performance.now());
+      if (remaining <= 0) break;
+      try {
+        const ack = await opts.publisher.publish(subject, ScanRecordedSchema, event, {
+          msgId: a.recordedEventId,
+          timeoutMs: remaining,
+        });
+        metrics.publishDuration.observe({ result: "ok" }, (performance.now() - started) / 1000);
+        return ack;
+      } catch (err) {
+        lastError = err instanceof Error ? err : new Error(String(err));
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      // No responders (JetStream restarting) or a broken connection: wait a little, then retry.
+      await delay(Math.min(backoff, left));
+      backoff = Math.min(backoff * 2, 500);
+    }
+    metrics.publishDuration.observe({ result: "unavailable" }, (performance.now() - started) / 1000);
+    return lastError;
+  };
+
+  const ingestBatch = async (scans: readonly Scan[], signal?: AbortSignal): Promise<ScanAck[]> => {
+    const nowMs = now();
+    const slots: Slot[] = [];
+    const firstIndex = new Map<string, number>();
+    for (let i = 0; i < scans.length; i++) {
+      const verdict = opts.check(scans[i] as Scan, nowMs);
+      if (!verdict.ok) {
+        slots.push({ kind: "reject", ack: rejectAck(verdict.scan, verdict.reason, verdict.detail, verdict.violations) });
+        continue;
+      }
+      if (!verdict.normalized.mapped) metrics.unmappedStatus.inc({ carrier: verdict.scan.carrierCode });
+      const first = firstIndex.get(verdict.recordedEventId);
+      if (first === undefined) {
+        firstIndex.set(verdict.recordedEventId, i);
+        slots.push({ kind: "publish", scan: verdict });
+      } else {
+        slots.push({ kind: "copy", of: first, scan: verdict });
+      }
+    }
+
+    const toPublish = slots.flatMap((s, i) => (s.kind === "publish" ? [i] : []));
+    const results = new Map<number, { seq: number; duplicate: boolean } | Error | "seen">();
+    if (toPublish.length > 0) {
+      const release = await opts.inflight.acquire(toPublish.length, signal);
+      metrics.inflight.inc(toPublish.length);
+      try {
+        const ids = toPublish.map((i) => (slots[i] as { scan: AcceptableScan }).scan.recordedEventId);
+        const seen = await opts.dedupe.seen(ids);
+        const recordedAt = timestampFromMs(now());
+        await Promise.all(
+          toPublish.map(async (i) => {
+            const a = (slots[i] as { scan: AcceptableScan }).scan;
+            results.set(i, seen.has(a.recordedEventId) ? "seen" : await publishDurably(a, recordedAt));
+          }),
+        );
+        const stored = toPublish.flatMap((i) => {
+          const r = results.get(i);
+          return r !== undefined && r !== "seen" && !(r instanceof Error)
+            ? [(slots[i] as { scan: AcceptableScan }).scan.recordedEventId]
+            : [];
+        });
+        // Not awaited: the ack does not depend on it (a resend racing it is caught by JetStream's
+        // window), and the adapter never rejects (it fails open).
+        if (stored.length > 0) void opts.dedupe.remember(stored);
+      } finally {
+        metrics.inflight.dec(toPublish.length);
+        release();
+      }
+    }
+
+    let unavailable: Error | undefined;
+    const acks = slots.map((slot, i): ScanAck => {
+      if (slot.kind === "reject") return slot.ack;
+      const r = results.get(slot.kind === "copy" ? slot.of : i);
+      const scan = slot.scan.scan;
+      if (r instanceof Error || r === undefined) {
+        unavailable ??= r;
+        return rejectAck(scan, RejectReason.UNAVAILABLE, "the event stream did not confirm storage in time; resend the scan", []);
+      }
+      if (slot.kind === "copy" || r === "seen" || r.duplicate) {
+        return create(ScanAckSchema, {
+          eventId: scan.eventId,
+          trackingNumber: scan.trackingNumber,
+          outcome: ScanOutcome.DUPLICATE,
+          recordedEventId: slot.scan.recordedEventId,
+        });
+      }
+      return create(ScanAckSchema, {
+        eventId: scan.eventId,
+        trackingNumber: scan.trackingNumber,
+        outcome: ScanOutcome.ACCEPTED,
+        recordedEventId: slot.scan.recordedEventId,
+        streamSequence: BigInt(r.seq),
+      });
+    });
+    if (unavailable) opts.log.warn({ err: unavailable }, "scans rejected as unavailable: no PubAck within the publish deadline");
+    countAcks(metrics, scans, acks, slots);
+    return acks;
+  };
+
+  return {
+    ingest(scans, signal) {
+      return tracer().startActiveSpan("ingest scans", { attributes: { "logistics.scan.count": scans.length } }, async (span) => {
+        try {
+          const acks = await ingestBatch(scans, signal);
+          span.setAttribute("logistics.scan.accepted", acks.filter((a) => a.outcome === ScanOutcome.ACCEPTED).length);
+          return acks;
+        } catch (err) {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+          throw err;
+        } finally {
+          span.end();
+        }
+      });
+    },
+  };
+}
+
+/** A REJECTED ack for `scan`. */
+export function rejectAck(
+  scan: Scan,
+  reason: RejectReason,
+  detail: string,
+  violations: readonly ScanAck["violations"][number][],
+): ScanAck {
+  return create(ScanAckSchema, {
+    eventId: scan.eventId,
+    trackingNumber: scan.trackingNumber,
+    outcome: ScanOutcome.REJECTED,
+    rejectReason: reason,
+    detail,
+    violations: [...violations],
+  });
+}
+
+const OUTCOME_LABEL: Partial<Record<ScanOutcome, string>> = {
+  [ScanOutcome.ACCEPTED]: "accepted",
+  [ScanOutcome.DUPLICATE]: "duplicate",
+  [ScanOutcome.REJECTED]: "rejected",
+};
+
+/**
+ * Counts acks in `logistics_ingest_scans_total`, one increment per label set (not per scan). The
+ * carrier label is the scan's only when the scan passed the checks, keeping label values bounded.
+ */
+export function countAcks(
+  metrics: IngestMetrics,
+  scans: readonly Scan[],
+  acks: readonly ScanAck[],
+  slots?: ReadonlyArray<{ kind: string }>,
+): void {
+  const counts = new Map<string, { carrier: string; outcome: string; reason: string; n: number }>();
+  for (let i = 0; i < acks.length; i++) {
+    const ack = acks[i] as ScanAck;
+    const checked = slots ? slots[i]?.kind !== "reject" : ack.rejectReason !== RejectReason.INVALID;
+    const carrier = checked ? (scans[i] as Scan).carrierCode : "_invalid";
+    const outcome = OUTCOME_LABEL[ack.outcome] ?? "unknown";
+    const reason = ack.outcome === ScanOutcome.REJECTED ? (RejectReason[ack.rejectReason] ?? "UNKNOWN").toLowerCase() : "";
+    const key = `${carrier}\n${outcome}\n${reason}`;
+    const c = counts.get(key);
+    if (c) c.n++;
+    else counts.set(key, { carrier, outcome, reason, n: 1 });
+  }
+  for (const { n, ...labels } of counts.values()) metrics.scans.inc(labels, n);
+}

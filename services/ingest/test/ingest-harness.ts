@@ -1,0 +1,251 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import * as grpc from "@grpc/grpc-js";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { ensureDevKeys, mintToken, Scope } from "../../shared/src/auth/index.js";
+import { ScanSchema, type Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import {
+  StreamScansRequestSchema,
+  StreamScansResponseSchema,
+  SubmitScansRequestSchema,
+  SubmitScansResponseSchema,
+  type StreamScansRequest,
+  type StreamScansResponse,
+  type SubmitScansResponse,
+} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import { createSubjects, type Subjects } from "../../shared/src/nats/subjects.js";
+import { startService, type RunningService } from "../../shared/src/runtime/start-service.js";
+import {
+  startNatsServer,
+  startRedisServer,
+  uniqueName,
+  type NatsServerHandle,
+  type RedisServerHandle,
+} from "../../shared/src/testing/index.js";
+import { ingestConfig } from "../src/config.js";
+import { ingestService } from "../src/ingest.js";
+
+const ISSUER = "logistics-dev";
+const AUDIENCE = "logistics-mesh";
+
+/** A private nats-server and redis-server with an ingest service in this process. */
+export interface IngestHarness {
+  readonly nats: NatsServerHandle;
+  readonly redis: RedisServerHandle;
+  readonly svc: RunningService;
+  readonly subjects: Subjects;
+  /** A bearer token: a carrier gateway's (`carrier` set) or an internal one. */
+  token(opts: { carrier?: string; scopes?: string[]; subject?: string }): Promise<string>;
+  /** A grpc-js client of the service (closed by `close`). */
+  grpcClient(): grpc.Client;
+  /** Sum of a counter or gauge on the service's /metrics, optionally only samples whose labels include `match`. */
+  metric(name: string, match?: string): Promise<number>;
+  /** Recorded event ids (`Nats-Msg-Id`) of every message in the scans stream, read with a private connection. */
+  storedScanIds(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** Starts the harness; `env` overrides the service's environment. */
+export async function startIngestHarness(env: Record<string, string> = {}): Promise<IngestHarness> {
+  const nats = await startNatsServer();
+  const redis = await startRedisServer();
+  const keysDir = await mkdtemp(join(tmpdir(), "ingest-keys-"));
+  const keys = await ensureDevKeys(keysDir);
+  const prefix = uniqueName("ingest");
+  const subjects = createSubjects(prefix);
+  const clients: grpc.Client[] = [];
+  let svc: RunningService;
+  try {
+    svc = await startService(
+      ingestService,
+      ingestConfig.parse({
+        HOST: "127.0.0.1",
+        PORT: "0",
+        METRICS_PORT: "0",
+        LOG_LEVEL: "silent",
+        NATS_URL: nats.url,
+        SUBJECT_PREFIX: prefix,
+        JWT_PUBLIC_KEY_FILE: keys.jwksPath,
+        SHUTDOWN_GRACE_MS: "3000",
+        REDIS_URL: redis.url,
+        INGEST_REDIS_KEY_PREFIX: `${prefix}:`,
+        ...env,
+      }),
+    );
+  } catch (err) {
+    await redis.stop();
+    await nats.stop();
+    await rm(keysDir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    nats,
+    redis,
+    svc,
+    subjects,
+    token: (o) =>
+      mintToken({
+        privateJwkPath: keys.privateJwkPath,
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        subject: o.subject ?? (o.carrier ? `gateway-${o.carrier}` : "order-system"),
+        scopes: o.scopes ?? [Scope.ScansWrite],
+        ...(o.carrier ? { carrier: o.carrier } : {}),
+      }),
+    grpcClient() {
+      const c = new grpc.Client(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure());
+      clients.push(c);
+      return c;
+    },
+    async metric(name, match) {
+      const text = await (await fetch(svc.metricsUrl)).text();
+      let sum = 0;
+      for (const line of text.split("\n")) {
+        if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+        if (match && !line.includes(match)) continue;
+        sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+      }
+      return sum;
+    },
+    async storedScanIds() {
+      const nc: NatsConnection = await connect({ servers: nats.url });
+      try {
+        const jsm = await jetstreamManager(nc);
+        const stream = subjects.streams.scans.name;
+        const total = (await jsm.streams.info(stream)).state.messages;
+        const ids: string[] = [];
+        if (total === 0) return ids;
+        const consumer = await jetstream(nc).consumers.get(stream);
+        const messages = await consumer.consume({ max_messages: 2000 });
+        for await (const m of messages) {
+          ids.push(m.headers?.get("Nats-Msg-Id") ?? "");
+          if (ids.length >= total) break;
+        }
+        return ids;
+      } finally {
+        await nc.close();
+      }
+    },
+    async close() {
+      for (const c of clients) c.close();
+      await svc.close();
+      await redis.stop();
+      await nats.stop();
+      await rm(keysDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A valid scan of `carrier` with event id `id` (event time: a minute ago). */
+export function validScan(carrier: string, id: string, over: Partial<MessageInitShape<typeof ScanSchema>> = {}): Scan {
+  return create(ScanSchema, {
+    eventId: id,
+    trackingNumber: `TN${(hash(id) % 1e10).toString().padStart(10, "0")}`,
+    carrierCode: carrier,
+    rawStatus: { code: "AR", text: "Arrived at hub" },
+    eventTime: timestampFromMs(Date.now() - 60_000),
+    hubCode: "FRA",
+    ...over,
+  } as MessageInitShape<typeof ScanSchema>);
+}
+
+function hash(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
+  return h;
+}
+
+/** Bearer metadata for grpc-js. */
+export function bearer(token: string): grpc.Metadata {
+  const md = new grpc.Metadata();
+  md.set("authorization", `Bearer ${token}`);
+  return md;
+}
+
+/** Opens a StreamScans bidi call with protobuf-es (de)serializers. */
+export function openScanStream(
+  client: grpc.Client,
+  md: grpc.Metadata,
+): grpc.ClientDuplexStream<StreamScansRequest, StreamScansResponse> {
+  return client.makeBidiStreamRequest(
+    "/logistics.ingest.v1.IngestService/StreamScans",
+    (m: StreamScansRequest) => Buffer.from(toBinary(StreamScansRequestSchema, m)),
+    (b: Buffer) => fromBinary(StreamScansResponseSchema, b),
+    md,
+  );
+}
+
+/** A StreamScans request message. */
+export function scanMessage(scans: Scan[]): StreamScansRequest {
+  return create(StreamScansRequestSchema, { scans });
+}
+
+/** Calls SubmitScans; resolves with the response and the trailing metadata, or rejects with the ServiceError. */
+export function submitScans(client: grpc.Client, md: grpc.Metadata, scans: Scan[]): Promise<SubmitScansResponse> {
+  return new Promise((resolve, reject) =>
+    client.makeUnaryRequest(
+      "/logistics.ingest.v1.IngestService/SubmitScans",
+      (m: ReturnType<typeof create<typeof SubmitScansRequestSchema>>) => Buffer.from(toBinary(SubmitScansRequestSchema, m)),
+      (b: Buffer) => fromBinary(SubmitScansResponseSchema, b),
+      create(SubmitScansRequestSchema, { scans }),
+      md,
+      (err, res) => (err || !res ? reject(err) : resolve(res)),
+    ),
+  );
+}
+
+/** Outcome of {@link streamAll}. */
+export interface StreamRun {
+  /** One response per request message, in order. */
+  readonly responses: StreamScansResponse[];
+  /** gRPC status the call ended with. */
+  readonly status: grpc.StatusObject;
+}
+
+/**
+ * Streams `messages` over `call` like a well-behaved gateway: at most `maxUnacked` request
+ * messages without a response, and no write while grpc-js reports a full buffer. `onResponse`
+ * sees every response as it arrives (index = request message). Resolves when the call ends.
+ */
+export function streamAll(
+  call: grpc.ClientDuplexStream<StreamScansRequest, StreamScansResponse>,
+  messages: readonly StreamScansRequest[],
+  maxUnacked: number,
+  onResponse?: (res: StreamScansResponse, index: number) => void,
+): Promise<StreamRun> {
+  return new Promise((resolve, reject) => {
+    const responses: StreamScansResponse[] = [];
+    let sent = 0;
+    let needDrain = false;
+    let ended = false;
+    const pump = () => {
+      while (!needDrain && sent < messages.length && sent - responses.length < maxUnacked) {
+        needDrain = !call.write(messages[sent++]);
+      }
+      if (sent === messages.length && !ended) {
+        ended = true;
+        call.end();
+      }
+    };
+    call.on("data", (res: StreamScansResponse) => {
+      responses.push(res);
+      onResponse?.(res, responses.length - 1);
+      pump();
+    });
+    call.on("drain", () => {
+      needDrain = false;
+      pump();
+    });
+    call.on("error", () => {});
+    call.on("status", (status: grpc.StatusObject) => resolve({ responses, status }));
+    try {
+      pump();
+    } catch (err) {
+      reject(err);
+    }
+  });
+}
