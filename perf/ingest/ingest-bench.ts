@@ -76,7 +76,8 @@ async function main(): Promise<void> {
   const natsUrl = process.env["NATS_URL"] ?? (nats?.url as string);
   const redisUrl = process.env["REDIS_URL"] ?? (redis?.url as string);
   const keysDir = await mkdtemp(join(tmpdir(), "ingest-bench-keys-"));
-  const nc = await connect({ servers: natsUrl });
+  // Same client settings as the service (connectNats), so the baseline is the best raw publisher.
+  const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   const rawSubjects = createSubjects(uniqueName("raw"));

@@ -26,7 +26,8 @@ export interface ConnectNatsOptions {
  * (`maxReconnectAttempts: -1`) with `reconnectTimeWaitMs` between attempts, and keep retrying
  * the first connect too (`waitOnFirstConnect`), so a service started before NATS waits for it
  * instead of crashing. Connection status changes (disconnect, reconnect, errors, stale
- * connection, slow consumer) are logged until the connection closes.
+ * connection, slow consumer) are logged until the connection closes. Async stack traces on
+ * request errors are off (`noAsyncTraces`): they cost an allocation per JetStream publish.
  *
  * Shut down with `await nc.drain()` after closing consumers.
  */
@@ -38,6 +39,9 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
     maxReconnectAttempts: -1,
     reconnectTimeWait: opts.reconnectTimeWaitMs ?? 1000,
     waitOnFirstConnect: true,
+    // Without this, every request (each JetStream publish) allocates an Error to capture the
+    // caller's stack; profiles of ingest showed about a quarter of its CPU spent there.
+    noAsyncTraces: true,
     ...opts.connection,
   });
   log.info({ server: nc.getServer(), name: opts.name }, "connected to NATS");

@@ -3,7 +3,8 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { createValidator } from "@bufbuild/protovalidate";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { connectNats } from "../nats/connect.js";
 import { createAuthInterceptor, createJwtVerifier, type MethodPolicies } from "../auth/index.js";
 import { createSubjects, type Subjects } from "../nats/subjects.js";
 import { ensureStreams } from "../nats/streams.js";
@@ -83,12 +84,7 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
       ...(config.JWT_JWKS_URL ? { jwksUrl: config.JWT_JWKS_URL } : {}),
       ...(config.JWT_PUBLIC_KEY_FILE ? { keyFile: config.JWT_PUBLIC_KEY_FILE } : {}),
     });
-    const nats = await connect({
-      servers: [...config.NATS_URL],
-      name: def.name,
-      maxReconnectAttempts: -1,
-      waitOnFirstConnect: true,
-    });
+    const nats = await connectNats({ servers: [...config.NATS_URL], name: def.name, logger: log });
     cleanups.push(() => nats.drain());
     const jsm = await jetstreamManager(nats);
     const js = jetstream(nats);
