@@ -25,7 +25,8 @@ if [ -n "$against" ] && git cat-file -e "$against:buf.yaml" 2>/dev/null; then
   git archive "$against" proto buf.yaml | tar -x -C "$old"
   cp -r .proto-deps "$old/"
   (cd "$old" && "$OLDPWD/node_modules/.bin/buf" build -o "$old/image.binpb")
-  npx --no-install buf breaking --against "$old/image.binpb"
+  npx --no-install buf build -o "$old/new.binpb"
+  npx --no-install buf breaking "$old/new.binpb" --against "$old/image.binpb"
 else
   echo "skipped: no earlier commit with contracts to compare with"
 fi
