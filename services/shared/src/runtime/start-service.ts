@@ -8,6 +8,7 @@ import { connectNats } from "../nats/connect.js";
 import { createAuthInterceptor, createJwtVerifier, type MethodPolicies } from "../auth/index.js";
 import { createSubjects, type Subjects } from "../nats/subjects.js";
 import { ensureStreams } from "../nats/streams.js";
+import { ServingStatus } from "../server/health.js";
 import { startServer, type ServerHandle } from "../server/serve.js";
 import {
   createLogger,
@@ -74,6 +75,7 @@ export interface RunningService {
 export async function startService<C extends BaseConfig>(def: ServiceDefinition<C>, config: C): Promise<RunningService> {
   const log = createLogger({ service: def.name, level: config.LOG_LEVEL });
   const cleanups: Array<() => Promise<unknown>> = [];
+  let closing: Promise<void> | undefined;
   const undo = async () => {
     for (const c of cleanups.reverse()) await c().catch((e: unknown) => log.error({ err: e }, "cleanup failed"));
   };
@@ -113,11 +115,17 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
       log,
     });
     server.drainSignal.addEventListener("abort", () => drain.abort());
+    // A connection NATS closed for good (auth revoked, retries given up) leaves consumers and
+    // publishers dead: report it so the orchestrator replaces this replica.
+    void nats.closed().then((err) => {
+      if (closing) return;
+      log.error({ err }, "NATS connection closed; reporting NOT_SERVING");
+      server.health.setAll(ServingStatus.NOT_SERVING);
+    });
     cleanups.push(() => server.close({ graceMs: config.SHUTDOWN_GRACE_MS, drainDelayMs: config.DRAIN_DELAY_MS }));
     const metricsServer = await startMetricsServer({ registry: metrics.registry, port: config.METRICS_PORT, host: config.HOST });
     cleanups.unshift(() => metricsServer.close());
 
-    let closing: Promise<void> | undefined;
     return {
       name: def.name,
       url: server.url,
@@ -147,31 +155,49 @@ export async function runMain<C extends BaseConfig>(
     process.stderr.write(`${def.name}: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(2);
   }
-  const telemetryLog = createLogger({ service: def.name, level: config.LOG_LEVEL });
+  const log = createLogger({ service: def.name, level: config.LOG_LEVEL });
+  // Signals are caught from the first moment: one that arrives while the service is still
+  // starting (the port may already answer health checks) drains it as soon as it is up.
+  let signalled: string | undefined;
+  let svc: RunningService | undefined;
+  const onSignal = (signal: string) => {
+    if (signalled) return;
+    signalled = signal;
+    if (svc) stop(svc, signal);
+  };
+  process.once("SIGTERM", () => onSignal("SIGTERM"));
+  process.once("SIGINT", () => onSignal("SIGINT"));
+
   const telemetry = startTelemetry({
     serviceName: def.name,
     serviceVersion: process.env["npm_package_version"],
     otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT,
-    log: telemetryLog,
+    log,
   });
-  const svc = await startService(def, config).catch((e: unknown) => {
-    process.stderr.write(`${def.name}: failed to start: ${e instanceof Error ? e.stack : String(e)}\n`);
-    process.exit(1);
-  });
-  svc.log.info({ url: svc.url, metrics: svc.metricsUrl }, `${def.name} ready`);
-  const stop = (signal: string) => {
-    svc.log.info({ signal }, "draining");
-    svc
+  const stop = (running: RunningService, signal: string) => {
+    log.info({ signal }, "draining");
+    // A handler that never finishes must not keep the process alive past the grace period.
+    setTimeout(() => {
+      log.error({ signal }, "shutdown did not finish in time; exiting");
+      process.exit(1);
+    }, config.SHUTDOWN_GRACE_MS + config.DRAIN_DELAY_MS + 20_000).unref();
+    running
       .close()
       .then(() => telemetry.shutdown())
       .then(
-      () => process.exit(0),
-      (e: unknown) => {
-        svc.log.error({ err: e }, "shutdown failed");
-        process.exit(1);
-      },
-    );
+        () => process.exit(0),
+        (e: unknown) => {
+          log.error({ err: e }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
-  process.once("SIGTERM", () => stop("SIGTERM"));
-  process.once("SIGINT", () => stop("SIGINT"));
+  try {
+    svc = await startService(def, config);
+  } catch (e) {
+    process.stderr.write(`${def.name}: failed to start: ${e instanceof Error ? e.stack : String(e)}\n`);
+    process.exit(1);
+  }
+  svc.log.info({ url: svc.url, metrics: svc.metricsUrl }, `${def.name} ready`);
+  if (signalled) stop(svc, signalled);
 }

@@ -160,17 +160,26 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
       const deadline = Date.now() + graceMs;
       const until = <T>(p: Promise<T>) =>
         Promise.race([p, new Promise<"timeout">((r) => setTimeout(() => r("timeout"), Math.max(0, deadline - Date.now())).unref())]);
-      for (const s of sessions) s.close(); // GOAWAY: no new streams; in-flight ones finish
       h1?.closeIdleConnections();
       drain.abort();
       const drained = inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => (idle = r));
       if ((await until(drained)) === "timeout") {
         options.log?.warn({ inFlight }, "grace period over; closing remaining connections");
       }
-      // Sessions closed gracefully flush their last frames (trailers) before the socket goes.
-      const sessionsGone = Promise.all([...sessions].map((s) => new Promise((r) => (s.closed ? r(null) : s.once("close", r)))));
-      await until(sessionsGone);
+      // GOAWAY goes out only once every stream has ended: grpc-js clients that get it while a
+      // stream is finishing can drop that stream's trailers (seen as UNAVAILABLE "Connection
+      // dropped"). Health already says NOT_SERVING, and new long-lived streams end at once.
+      // A short linger lets clients read the last trailers before the connection closes.
+      const sessionsGone = () =>
+        Promise.all([...sessions].map((s) => new Promise((r) => (s.closed || s.destroyed ? r(null) : s.once("close", r)))));
+      await Promise.race([sessionsGone(), new Promise((r) => setTimeout(r, Math.min(500, Math.max(0, deadline - Date.now()))).unref())]);
+      for (const s of sessions) if (!s.closed) s.close();
+      await until(sessionsGone());
       h1?.closeAllConnections();
+      // A closed session may still have its last frames (trailers) queued on the socket:
+      // let the sockets flush and close on their own; destroy only what outlives the grace.
+      for (const s of sockets) if (!s.destroyed) s.end();
+      await until(Promise.all([...sockets].map((s) => new Promise((r) => (s.destroyed ? r(null) : s.once("close", r))))));
       for (const s of sessions) s.destroy();
       for (const s of sockets) s.destroy();
       await closed;
