@@ -71,11 +71,12 @@ export async function startEventIntake(opts: EventIntakeOptions): Promise<EventI
         durable,
         filterSubject,
         ackWaitMs: 30_000,
-        maxDeliver: 10,
+        maxDeliver: 20,
         maxAckPending: 1000,
         description: "notification: create webhook deliveries",
       });
     }
+    // Each handle is kept as soon as it exists, so a failure starting the next one closes it.
     handles.push(
       await startConsumer({
         ...common,
@@ -85,6 +86,8 @@ export async function startEventIntake(opts: EventIntakeOptions): Promise<EventI
         keyOf: (m) => m.trackingNumber,
         handler: async (message) => created(await opts.store.insertDeliveries(statusChangedEvent(message), traceContext())),
       }),
+    );
+    handles.push(
       await startConsumer({
         ...common,
         durable: ETA_CONSUMER,

@@ -39,7 +39,9 @@ export interface RouteConsumers {
 export async function startRouteConsumers(opts: RouteConsumersOptions): Promise<RouteConsumers> {
   const { subjects, keeper } = opts;
   const concurrency = opts.concurrency ?? 8;
-  const common = { ackWaitMs: 30_000, maxDeliver: 6, backoffMs: [1_000, 5_000, 15_000, 30_000, 60_000] };
+  // Retry delays come from the shared consumer's nak schedule (0.5 s doubling to 60 s); a server
+  // backoff list would also shorten ack_wait to its first step, which a CPU-bound plan can exceed.
+  const common = { ackWaitMs: 30_000, maxDeliver: 20 };
   await ensureConsumer(opts.jsm, subjects.streams.shipments.name, {
     durable: ROUTING_CONSUMERS.shipmentsCreated,
     filterSubject: subjects.allShipmentsCreated,

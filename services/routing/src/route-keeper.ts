@@ -319,10 +319,21 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
     return true;
   };
 
-  const withRetry = async (trackingNumber: string, fn: (s: ShipmentRoute) => Promise<boolean>): Promise<boolean> => {
+  const withRetry = async (
+    trackingNumber: string,
+    fn: (s: ShipmentRoute) => Promise<boolean>,
+    eventId?: string,
+  ): Promise<boolean> => {
     for (let attempt = 0; ; attempt++) {
       const s = await store.get(trackingNumber);
-      if (!s || s.delivered) return false;
+      if (!s) return false;
+      // A redelivered event whose revision was stored but not published (the publish failed)
+      // is republished even when that revision delivered the shipment.
+      if (eventId !== undefined && s.lastEventId === eventId) {
+        await republishCurrent(s);
+        return false;
+      }
+      if (s.delivered) return false;
       try {
         return await fn(s);
       } catch (e) {
@@ -480,7 +491,7 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
           prefix: replan.prefix,
         });
         return true;
-      });
+      }, ev.eventId);
     },
 
     async reportDisruption(input) {

@@ -55,7 +55,12 @@ export const trackingConfig = defineConfig(
       max: 600_000,
       default: 10_000,
     }),
-    TRACKING_MAX_DELIVER: int({ description: "deliveries of one event before it is dead-lettered", min: 2, max: 100, default: 8 }),
+    TRACKING_MAX_DELIVER: int({
+      description: "deliveries of one event before it is dead-lettered (with 0.5 s doubling retries up to 60 s: about 14 minutes at 20)",
+      min: 2,
+      max: 100,
+      default: 20,
+    }),
     TRACKING_REGION: str({
       description: "region token for status/ETA changes whose source event names none",
       pattern: /^[A-Za-z0-9_-]{1,64}$/,

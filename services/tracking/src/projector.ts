@@ -206,7 +206,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
       durable,
       filterSubject,
       ackWaitMs: opts.ackWaitMs ?? 10_000,
-      maxDeliver: opts.maxDeliver ?? 8,
+      maxDeliver: opts.maxDeliver ?? 20,
       maxAckPending: Math.max(1000, concurrency * 4),
       description: `tracking projector: ${suffix}`,
     });

@@ -66,9 +66,13 @@ async function mapped<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** True when the caller may see internal fields. */
+/**
+ * True when the caller may see internal fields: an internal principal with shipments:read.
+ * Carrier tokens see the public view on these anonymous-capable methods whatever their scopes.
+ */
 function fullAccess(ctx: HandlerContext): boolean {
-  return hasAnyScope(ctx.values.get(principalKey), [Scope.ShipmentsRead]);
+  const p = ctx.values.get(principalKey);
+  return !p.carrier && hasAnyScope(p, [Scope.ShipmentsRead]);
 }
 
 function notFound(trackingNumber: string): ConnectError {

@@ -56,7 +56,7 @@ export function defineConfig<S extends Spec>(spec: S, check?: (config: ConfigOf<
         try {
           out[name] = v.parse(raw.trim());
         } catch (e) {
-          const shown = v.secret ? "<secret>" : JSON.stringify(raw);
+          const shown = v.secret ? "<secret>" : JSON.stringify(redactCredentials(raw));
           problems.push(`${name}=${shown}: ${e instanceof Error ? e.message : String(e)}`);
         }
       }
@@ -65,6 +65,11 @@ export function defineConfig<S extends Spec>(spec: S, check?: (config: ConfigOf<
       return Object.freeze(out) as ConfigOf<S>;
     },
   };
+}
+
+/** Hides the password of anything that looks like a URL with credentials (connection strings). */
+export function redactCredentials(raw: string): string {
+  return raw.replace(/\/\/([^/@\s:]*):[^/@\s]*@/g, "//$1:***@");
 }
 
 interface Common<T> {

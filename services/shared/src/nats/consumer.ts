@@ -94,7 +94,7 @@ export interface StartConsumerOptions<Desc extends DescMessage> {
    * one replica handles each advisory.
    */
   nc?: NatsConnection;
-  /** Nak delay after a failed delivery. Default: {@link exponentialRetryDelay}() (100 ms doubling, max 30 s). */
+  /** Nak delay after a failed delivery. Default: {@link exponentialRetryDelay}(500, 60 000) (500 ms doubling, max 60 s). */
   retryDelayMs?: (deliveryCount: number) => number;
   logger?: NatsLog;
   /** Called for every handler failure (after it is logged), e.g. to count errors. */
@@ -167,7 +167,9 @@ export async function startConsumer<Desc extends DescMessage>(
   const log = opts.logger ?? silentNatsLog;
   const concurrency = Math.max(1, opts.concurrency ?? 16);
   const batch = Math.max(1, opts.batch ?? concurrency);
-  const retryDelayMs = opts.retryDelayMs ?? exponentialRetryDelay();
+  // Long enough, with the consumers' max_deliver, to ride out a database restart or failover
+  // (minutes) before a message that is not itself bad is dead-lettered.
+  const retryDelayMs = opts.retryDelayMs ?? exponentialRetryDelay(500, 60_000);
   const tracer = opts.tracer ?? trace.getTracer(NATS_TRACER_NAME);
 
   const consumer = await js.consumers.get(stream, durable);
