@@ -1,12 +1,19 @@
 /**
  * Store apply benchmark: events/s through the PostgreSQL shipment store (validate, dedupe, lock,
- * derive, CAS, history, one transaction per event) versus a raw multi-row INSERT (unnest arrays)
- * of the same history rows into an equivalent plain table, same run, same server, same
- * concurrency. The ratio is the figure to watch; absolute rates on shared machines are noise.
- * A second reference inserts the same rows one autocommitted row at a time: the adapter commits
- * once per event (durably), so that commit cost, not the adapter's own work, bounds its rate.
+ * derive, CAS, history) in two modes — `applyEvent` (one transaction per event) and
+ * `applyEvents` (group commit: one transaction per batch) — versus a raw multi-row INSERT
+ * (unnest arrays) of the same history rows into an equivalent plain table, same run, same
+ * server. The ratios are the figures to watch; absolute rates on shared machines are noise.
+ * A further reference inserts the same rows one autocommitted row at a time: the per-event mode
+ * commits once per event (durably), so that commit cost, not the adapter's own work, bounds it.
  *
  *   node dist/perf/store/apply-bench.js [--events 20000] [--concurrency 8] [--batch 500]
+ *     [--apply-batch 100] [--apply-concurrency 4]
+ *
+ * --concurrency: workers of the per-event mode and of both raw references; --batch: rows per raw
+ * multi-row INSERT; --apply-batch / --apply-concurrency: events per applyEvents call and
+ * concurrent calls of the batched mode (which applies its own copy of the events, under other
+ * tracking numbers, into the same tables).
  *
  * DATABASE_URL selects the server (default: the local test database). Works in a unique schema
  * that it drops afterwards. Prints one JSON line, then one human-readable line.
@@ -95,19 +102,30 @@ async function main(): Promise<void> {
       events: { type: "string", default: "20000" },
       concurrency: { type: "string", default: "8" },
       batch: { type: "string", default: "500" },
+      "apply-batch": { type: "string", default: "100" },
+      "apply-concurrency": { type: "string", default: "4" },
     },
   });
   const total = Number(values.events);
   const concurrency = Number(values.concurrency);
   const batch = Number(values.batch);
+  const applyBatch = Number(values["apply-batch"]);
+  const applyConcurrency = Number(values["apply-concurrency"]);
   const schema = await createTestSchema({
     connectionString: process.env["DATABASE_URL"] ?? DEFAULT_TEST_DATABASE_URL,
     prefix: "bench_store",
   });
   try {
-    const events = generate(total, Date.now().toString(36).toUpperCase().slice(-6));
-    const store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: concurrency });
+    const runId = Date.now().toString(36).toUpperCase().slice(-6);
+    const events = generate(total, runId);
+    // The batched mode's own copy: same shapes, other tracking numbers ("C" instead of "B").
+    const batchedEvents = events.map((e) => JSON.parse(JSON.stringify(e).replaceAll(`"B${runId}`, `"C${runId}`)) as ShipmentEventInput);
+    const store = await createPostgresShipmentStore({
+      connectionString: schema.connectionString,
+      maxConnections: Math.max(concurrency, applyConcurrency),
+    });
     let adapterSeconds: number;
+    let batchedSeconds: number;
     let rawSeconds: number;
     let singleSeconds: number;
     try {
@@ -117,6 +135,14 @@ async function main(): Promise<void> {
         if (!r.applied) duplicates++;
       });
       if (duplicates > 0) throw new Error(`benchmark data produced ${duplicates} duplicates`);
+
+      // Group commit: the same kind of events through applyEvents, one transaction per batch.
+      const applyBatches = Math.ceil(batchedEvents.length / applyBatch);
+      batchedSeconds = await runWorkers(applyConcurrency, applyBatches, async (b) => {
+        const results = await store.applyEvents(batchedEvents.slice(b * applyBatch, (b + 1) * applyBatch));
+        for (const r of results) if (!r.applied) duplicates++;
+      });
+      if (duplicates > 0) throw new Error(`batched mode reported ${duplicates} duplicates`);
 
       // Baseline: the same history rows, written as raw multi-row inserts into a plain table.
       await store.pool.query(`CREATE TABLE raw_events (
@@ -154,8 +180,9 @@ async function main(): Promise<void> {
         `SELECT (SELECT count(*) FROM shipment_events) AS a, (SELECT count(*) FROM raw_events) AS r,
                 (SELECT count(*) FROM raw_events_single) AS s`,
       );
-      if ([check.rows[0]?.a, check.rows[0]?.r, check.rows[0]?.s].some((n) => Number(n) !== events.length)) {
-        throw new Error(`row counts differ from ${events.length}: ${JSON.stringify(check.rows[0])}`);
+      const expected = [2 * events.length, events.length, events.length];
+      if ([check.rows[0]?.a, check.rows[0]?.r, check.rows[0]?.s].some((n, i) => Number(n) !== expected[i])) {
+        throw new Error(`row counts differ from ${JSON.stringify(expected)}: ${JSON.stringify(check.rows[0])}`);
       }
     } finally {
       await store.close();
@@ -164,15 +191,25 @@ async function main(): Promise<void> {
     const rawRate = events.length / rawSeconds;
     const ratio = adapterRate / rawRate;
     const singleRate = events.length / singleSeconds;
+    const batchedRate = events.length / batchedSeconds;
     process.stdout.write(
       `${JSON.stringify({
         bench: "store-apply",
         events: events.length,
         shipments: new Set(events.map((e) => e.trackingNumber)).size,
         concurrency,
-        adapter: { seconds: round(adapterSeconds), eventsPerSec: round(adapterRate) },
-        rawInsert: { batch, seconds: round(rawSeconds), rowsPerSec: round(rawRate) },
+        adapter: { mode: "applyEvent", concurrency, seconds: round(adapterSeconds), eventsPerSec: round(adapterRate) },
+        adapterBatched: {
+          mode: "applyEvents",
+          batch: applyBatch,
+          concurrency: applyConcurrency,
+          seconds: round(batchedSeconds),
+          eventsPerSec: round(batchedRate),
+        },
+        rawInsert: { batch, concurrency, seconds: round(rawSeconds), rowsPerSec: round(rawRate) },
         ratio: round(ratio, 4),
+        ratioBatchedVsRaw: round(batchedRate / rawRate, 4),
+        ratioBatchedVsPerEvent: round(batchedRate / adapterRate, 2),
         rawSingleRowCommits: { seconds: round(singleSeconds), rowsPerSec: round(singleRate) },
         ratioVsSingleRowCommits: round(adapterRate / singleRate, 4),
       })}\n`,
@@ -181,7 +218,9 @@ async function main(): Promise<void> {
       `store apply: ${events.length} events, concurrency ${concurrency}: adapter ${adapterRate.toFixed(0)} events/s ` +
         `(${adapterSeconds.toFixed(2)} s), raw unnest INSERT (batches of ${batch}) ${rawRate.toFixed(0)} rows/s ` +
         `(${rawSeconds.toFixed(2)} s); adapter = ${(ratio * 100).toFixed(2)}% of raw; ` +
-        `one-row-per-commit INSERT ${singleRate.toFixed(0)} rows/s, adapter = ${((adapterRate / singleRate) * 100).toFixed(1)}% of that\n`,
+        `one-row-per-commit INSERT ${singleRate.toFixed(0)} rows/s, adapter = ${((adapterRate / singleRate) * 100).toFixed(1)}% of that; ` +
+        `applyEvents (batches of ${applyBatch}, concurrency ${applyConcurrency}) ${batchedRate.toFixed(0)} events/s ` +
+        `(${batchedSeconds.toFixed(2)} s) = ${(batchedRate / adapterRate).toFixed(1)}x per-event, ${((batchedRate / rawRate) * 100).toFixed(1)}% of raw\n`,
     );
   } finally {
     await schema.drop();

@@ -8,6 +8,11 @@ export type StoreErrorCode = "INVALID_EVENT" | "DOCUMENT_TOO_LARGE" | "INVALID_Q
  */
 export class StoreError extends Error {
   override readonly name: string = "StoreError";
+  /**
+   * Set when the error comes from `applyEvents`: the position in the batch of the event that
+   * caused it (see {@link ShipmentStore.applyEvents}). Undefined for single-event calls.
+   */
+  batchIndex: number | undefined = undefined;
   constructor(
     readonly code: StoreErrorCode,
     message: string,
@@ -15,6 +20,18 @@ export class StoreError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/**
+ * Marks `err` as caused by the event at `index` of an `applyEvents` batch (sets `batchIndex` and
+ * prefixes the message) and returns it; other errors are returned unchanged.
+ */
+export function atBatchIndex<E>(err: E, index: number): E {
+  if (err instanceof StoreError && err.batchIndex === undefined) {
+    err.batchIndex = index;
+    err.message = `batch event ${index}: ${err.message}`;
+  }
+  return err;
 }
 
 /** The event is malformed: `field` names the offending field (dotted path). */

@@ -212,6 +212,25 @@ export interface ShipmentStore {
    * derive.ts). Throws InvalidEventError / DocumentTooLargeError with nothing written.
    */
   applyEvent(event: ShipmentEventInput): Promise<ApplyResult>;
+  /**
+   * Applies a batch of events; the group-commit form of {@link applyEvent}. Returns one result
+   * per input, in input order, equal to what calling `applyEvent` for each event in input order
+   * would have returned: idempotent by `eventId` (against earlier batches and within the batch:
+   * a repeat later in the same batch is `duplicate: true`), order-safe, and several events of one
+   * shipment are applied in input order (`before` of each is the `after` of the previous one).
+   * An empty batch returns `[]`.
+   *
+   * Every event is validated before anything is written. A StoreError caused by one event
+   * (InvalidEventError, DocumentTooLargeError) is thrown with `batchIndex` set to that event's
+   * position, so the caller can split the batch: apply `events.slice(0, i)` and
+   * `events.slice(i + 1)` and deal with `events[i]` alone. Because applying is idempotent,
+   * re-applying events that did get written is always safe. Adapter atomicity:
+   * - PostgreSQL: one transaction per batch; when it throws, nothing of the batch was written.
+   * - MongoDB: validation up front (an invalid event writes nothing), then events are applied one
+   *   by one in order; a DocumentTooLargeError or ConflictError at index i leaves events before i
+   *   applied.
+   */
+  applyEvents(events: readonly ShipmentEventInput[]): Promise<ApplyResult[]>;
   /** The current document, or undefined. */
   getShipment(trackingNumber: string): Promise<ShipmentDoc | undefined>;
   /** The shipment's history in (eventTime, eventId) order. */

@@ -314,6 +314,169 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
       });
     });
 
+    describe("applyEvents", () => {
+      /** `x` with every occurrence of the tracking number `from` replaced by `to` (same length). */
+      const rename = <T>(x: T, from: string, to: string): T => JSON.parse(JSON.stringify(x).replaceAll(from, to)) as T;
+
+      it("returns [] for an empty batch", async () => {
+        assert.deepEqual(await store.applyEvents([]), []);
+      });
+
+      it("returns exactly what sequential applyEvent calls return, including in-batch repeats and several events per shipment", async () => {
+        const seed = Math.floor(Math.random() * 2 ** 31);
+        const rnd = prng(seed);
+        const customer = `eq-${uniqueTrackingNumber()}`;
+        const t0 = now - 5 * 24 * HOUR;
+        const pairs = Array.from({ length: 4 }, () => [uniqueTrackingNumber(), uniqueTrackingNumber()] as const);
+        const seq: ShipmentEventInput[] = [];
+        pairs.forEach(([a], i) => seq.push(...lifecycle(a, i, t0 + i * 60_000, customer)));
+        const withRepeats = [...seq, ...seq.filter(() => rnd() < 0.3)];
+        for (let i = withRepeats.length - 1; i > 0; i--) {
+          const j = Math.floor(rnd() * (i + 1));
+          [withRepeats[i], withRepeats[j]] = [withRepeats[j] as ShipmentEventInput, withRepeats[i] as ShipmentEventInput];
+        }
+        const toB = <T>(x: T): T => pairs.reduce((acc, [a, b]) => rename(acc, a, b), x);
+        // One event already applied before the batch: a duplicate across calls on both paths.
+        const pre = withRepeats[0] as ShipmentEventInput;
+        const preA = await store.applyEvent(pre);
+        const preB = await store.applyEvent(toB(pre));
+        assert.deepEqual(toB(preA), preB);
+
+        const sequential: ApplyResult[] = [];
+        for (const e of withRepeats) sequential.push(await store.applyEvent(e));
+        const batched = await store.applyEvents(withRepeats.map(toB));
+        const msg = `seed ${seed}`;
+        assert.equal(batched.length, withRepeats.length, msg);
+        assert.deepEqual(batched, toB(sequential), msg);
+        assert.ok(batched.some((r) => r.duplicate) && batched.some((r) => r.late), `the batch exercises repeats and late events (${msg})`);
+        for (const [a, b] of pairs) {
+          assert.deepEqual(await store.getShipment(b), toB(await store.getShipment(a)), `${b} (${msg})`);
+          assert.deepEqual(
+            (await allEvents(store, b)).map((h) => [h.eventId, h.late, h.event]),
+            toB((await allEvents(store, a)).map((h) => [h.eventId, h.late, h.event])),
+            `${b} history (${msg})`,
+          );
+        }
+      });
+
+      it("applies several events of one shipment in input order, each result chaining to the next", async () => {
+        const tn = uniqueTrackingNumber();
+        const events = lifecycle(tn, 1, now - 3 * 24 * HOUR, "cust-chain").reverse();
+        const results = await store.applyEvents(events);
+        assert.deepEqual(results.map((r) => r.version), events.map((_, i) => i + 1));
+        assert.equal(results[0]?.before, undefined);
+        for (let i = 1; i < results.length; i++) assert.deepEqual(results[i]?.before, results[i - 1]?.after);
+        assert.ok(results.slice(1).some((r) => r.late), "older events after newer ones are flagged late");
+        const doc = await store.getShipment(tn);
+        assert.deepEqual(doc, results[results.length - 1]?.after);
+        assert.deepEqual(doc?.derivation.eventIds, events.map((e) => e.eventId));
+        assert.deepEqual(withSortedIds(doc as ShipmentDoc), withSortedIds(sequentialDoc(events) as ShipmentDoc));
+      });
+
+      it("reports events applied by an earlier batch or applyEvent as duplicates and applies only the new ones", async () => {
+        const tn = uniqueTrackingNumber();
+        const [c, r, s1, s2, s3] = lifecycle(tn, 3, now - 2 * 24 * HOUR, "cust-dup") as [
+          ShipmentEventInput,
+          ShipmentEventInput,
+          ShipmentEventInput,
+          ShipmentEventInput,
+          ShipmentEventInput,
+        ];
+        const first = await store.applyEvents([c, r]);
+        assert.deepEqual(first.map((x) => x.applied), [true, true]);
+        await store.applyEvent(s1);
+        const second = await store.applyEvents([r, s2, s1, c, s2, s3]);
+        assert.deepEqual(
+          second.map((x) => [x.applied, x.duplicate]),
+          [
+            [false, true],
+            [true, false],
+            [false, true],
+            [false, true],
+            [false, true],
+            [true, false],
+          ],
+        );
+        assert.deepEqual(second.map((x) => x.version), [3, 4, 4, 4, 4, 5]);
+        const again = await store.applyEvents([c, r, s1, s2, s3]);
+        assert.ok(again.every((x) => x.duplicate && x.version === 5));
+        assert.equal((await store.getShipment(tn))?.version, 5);
+        assert.equal((await allEvents(store, tn)).length, 5);
+      });
+
+      it("rejects a batch with an invalid event naming its index, writing nothing", async () => {
+        const tn = uniqueTrackingNumber();
+        const good = [scan(tn, `${tn}-1`, now - 3 * HOUR, ScanKind.PICKUP), scan(tn, `${tn}-2`, now - 2 * HOUR, ScanKind.HUB_ARRIVAL)];
+        const bad = { ...scan(tn, `${tn}-3`, now - HOUR, ScanKind.HUB_DEPARTURE), location: { lat: 91, lon: 0 } };
+        await assert.rejects(
+          store.applyEvents([good[0] as ShipmentEventInput, good[1] as ShipmentEventInput, bad]),
+          (err: unknown) => err instanceof InvalidEventError && err.batchIndex === 2 && err.field === "location.lat",
+        );
+        assert.equal(await store.getShipment(tn), undefined);
+        assert.deepEqual((await store.listEvents(tn, { pageSize: 10 })).items, []);
+        const ok = await store.applyEvents(good);
+        assert.deepEqual(ok.map((r) => r.applied), [true, true], "the valid events were not consumed");
+      });
+
+      it("ends in the event-time-ordered state after 8 concurrent appliers of shuffled, duplicated batches of 1-50", async () => {
+        const seed = Math.floor(Math.random() * 2 ** 31);
+        const rnd = prng(seed);
+        const customer = `convb-${uniqueTrackingNumber()}`;
+        const byShipment = new Map<string, ShipmentEventInput[]>();
+        const t0 = now - 12 * 24 * HOUR;
+        for (let i = 0; i < 200; i++) {
+          const tn = uniqueTrackingNumber();
+          byShipment.set(tn, lifecycle(tn, i, t0 + i * 60_000, customer));
+        }
+        const unique = [...byShipment.values()].flat();
+        const deliveries = [...unique, ...unique.filter(() => rnd() < 0.25)];
+        for (let i = deliveries.length - 1; i > 0; i--) {
+          const j = Math.floor(rnd() * (i + 1));
+          [deliveries[i], deliveries[j]] = [deliveries[j] as ShipmentEventInput, deliveries[i] as ShipmentEventInput];
+        }
+        const batches: ShipmentEventInput[][] = [];
+        for (let k = 0; k < deliveries.length; ) {
+          const size = 1 + Math.floor(rnd() * 50);
+          batches.push(deliveries.slice(k, k + size));
+          k += size;
+        }
+        let next = 0;
+        const results: ApplyResult[] = [];
+        await Promise.all(
+          Array.from({ length: 8 }, async () => {
+            for (let k = next++; k < batches.length; k = next++) {
+              const batch = batches[k] as ShipmentEventInput[];
+              const got = await store.applyEvents(batch);
+              assert.equal(got.length, batch.length);
+              got.forEach((r, i) => assert.equal(r.after.trackingNumber, batch[i]?.trackingNumber, "results are in input order"));
+              results.push(...got);
+            }
+          }),
+        );
+        const msg = `seed ${seed}`;
+        assert.equal(results.filter((r) => r.applied).length, unique.length, msg);
+        assert.equal(results.filter((r) => r.duplicate).length, deliveries.length - unique.length, msg);
+        for (const [tn, events] of byShipment) {
+          const expected = sequentialDoc(events) as ShipmentDoc;
+          const got = await store.getShipment(tn);
+          assert.ok(got, `${tn} exists (${msg})`);
+          assert.deepEqual(withSortedIds(got), withSortedIds(expected), `${tn} (${msg})`);
+          const byId = new Map(events.map((e) => [e.eventId, e]));
+          const replayed = got.derivation.eventIds.reduce<ShipmentDoc | undefined>(
+            (doc, id) => applyToDoc(doc, byId.get(id) as ShipmentEventInput).doc,
+            undefined,
+          );
+          assert.deepEqual(replayed, got, `${tn}: replaying eventIds in order rebuilds the document (${msg})`);
+          const history = await allEvents(store, tn, 20);
+          assert.deepEqual(
+            history.map((h) => h.eventId),
+            [...events].sort(bySortKey).map((e) => e.eventId),
+            `${tn} history (${msg})`,
+          );
+        }
+      });
+    });
+
     describe("listEvents", () => {
       it("pages through history in event-time order with cursors", async () => {
         const tn = uniqueTrackingNumber();

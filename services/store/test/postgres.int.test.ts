@@ -7,6 +7,7 @@ import { createTestSchema, type TestSchema } from "../../shared/src/testing/inde
 import { listPartitions } from "../src/postgres/partitions.js";
 import { runPartitionsCli } from "../src/postgres/partitions-cli.js";
 import { buildSearchSql, createPostgresShipmentStore, type PostgresShipmentStore } from "../src/postgres/postgres-shipment-store.js";
+import { DocumentTooLargeError } from "../src/errors.js";
 import type { ScanInput } from "../src/ports.js";
 import { normalizeQuery } from "../src/query.js";
 import { runShipmentStoreContract, uniqueTrackingNumber } from "./contract.js";
@@ -37,6 +38,55 @@ describe("PostgresShipmentStore", () => {
   runShipmentStoreContract("postgres", (opts) =>
     createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 10, ...opts }),
   );
+
+  describe("applyEvents (group commit)", () => {
+    let store: PostgresShipmentStore;
+    before(async () => {
+      store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 2, maxDocumentBytes: 8192 });
+    });
+    after(async () => {
+      await store.close();
+    });
+
+    it("rejects the whole batch when one event grows a document past the limit, naming the first such event", async () => {
+      const other = uniqueTrackingNumber();
+      const tn = uniqueTrackingNumber();
+      const t0 = Date.now() - 3_600_000;
+      const big = (i: number): ScanInput => ({
+        ...scan(tn, `${tn}-${i}`, new Date(t0 + i * 1000).toISOString()),
+        rawStatus: { code: "HUB", text: "x".repeat(1500) },
+      });
+      const batch = [scan(other, `${other}-1`, new Date(t0).toISOString()), ...Array.from({ length: 12 }, (_, i) => big(i))];
+      let error: unknown;
+      await store.applyEvents(batch).catch((err: unknown) => {
+        error = err;
+      });
+      assert.ok(error instanceof DocumentTooLargeError, `expected DocumentTooLargeError, got ${String(error)}`);
+      const index = error.batchIndex ?? -1;
+      assert.ok(index > 1 && index < batch.length, `batchIndex ${index}`);
+      assert.equal(await store.getShipment(other), undefined, "nothing of the batch was written");
+      assert.equal(await store.getShipment(tn), undefined);
+      const ok = await store.applyEvents(batch.slice(0, index));
+      assert.ok(ok.every((r) => r.applied));
+      assert.equal((await store.getShipment(tn))?.version, index - 1);
+      await assert.rejects(store.applyEvents(batch.slice(index)), (err: unknown) => err instanceof DocumentTooLargeError && err.batchIndex === 0);
+    });
+
+    it("writes a batch of many shipments in one transaction", async () => {
+      const tns = Array.from({ length: 50 }, () => uniqueTrackingNumber());
+      const t = new Date().toISOString();
+      const results = await store.applyEvents(tns.map((tn) => scan(tn, `${tn}-1`, t, ScanKind.PICKUP)));
+      assert.ok(results.every((r) => r.applied && r.version === 1));
+      const xids = await store.pool.query<{ n: number }>(
+        `SELECT count(DISTINCT xmin::text)::int AS n FROM (
+           SELECT xmin FROM shipments WHERE tracking_number = ANY($1)
+           UNION ALL SELECT xmin FROM shipment_events WHERE tracking_number = ANY($1)
+           UNION ALL SELECT xmin FROM applied_events WHERE tracking_number = ANY($1)) x`,
+        [tns],
+      );
+      assert.equal(xids.rows[0]?.n, 1, "documents, history and dedupe rows share one transaction id");
+    });
+  });
 
   describe("query plans", () => {
     let store: PostgresShipmentStore;

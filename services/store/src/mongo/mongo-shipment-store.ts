@@ -1,7 +1,7 @@
 import { MongoClient, MongoServerError, type Collection, type Filter } from "mongodb";
 import { checkPageSize, decodeCursor, encodeCursor } from "../cursor.js";
 import { applyToDoc, assertSize, MAX_DOCUMENT_BYTES, validateEvent } from "../derive.js";
-import { ConflictError } from "../errors.js";
+import { atBatchIndex, ConflictError } from "../errors.js";
 import type { ApplyResult, Page, PageRequest, ShipmentDoc, ShipmentEventInput, ShipmentQuery, ShipmentStore, StoredEvent } from "../ports.js";
 import { normalizeQuery } from "../query.js";
 
@@ -128,7 +128,7 @@ export async function createMongoShipmentStore(options: MongoShipmentStoreOption
     }
   }
 
-  return {
+  const store: ShipmentStore = {
     async applyEvent(input: ShipmentEventInput): Promise<ApplyResult> {
       const event = validateEvent(input, maxBytes);
       for (let attempt = 1; attempt <= maxAttempts; attempt++) {
@@ -165,6 +165,31 @@ export async function createMongoShipmentStore(options: MongoShipmentStoreOption
         };
       }
       throw new ConflictError(event.trackingNumber, maxAttempts);
+    },
+
+    /**
+     * Validates every event first (an invalid one throws with `batchIndex`, nothing written),
+     * then applies them one by one, in order, through applyEvent: MongoDB has no cheap
+     * multi-document commit to group, and each apply is already its own CAS. An error at index i
+     * (DocumentTooLargeError, ConflictError) leaves the events before i applied.
+     */
+    async applyEvents(inputs: readonly ShipmentEventInput[]): Promise<ApplyResult[]> {
+      inputs.forEach((e, i) => {
+        try {
+          validateEvent(e, maxBytes);
+        } catch (err) {
+          throw atBatchIndex(err, i);
+        }
+      });
+      const results: ApplyResult[] = [];
+      for (const [i, e] of inputs.entries()) {
+        try {
+          results.push(await store.applyEvent(e));
+        } catch (err) {
+          throw atBatchIndex(err, i);
+        }
+      }
+      return results;
     },
 
     getShipment,
@@ -230,4 +255,5 @@ export async function createMongoShipmentStore(options: MongoShipmentStoreOption
       if (ownClient) await client.close();
     },
   };
+  return store;
 }

@@ -1,7 +1,7 @@
 import pg from "pg";
 import { encodeCursor, checkPageSize, decodeCursor } from "../cursor.js";
 import { applyToDoc, assertSize, MAX_DOCUMENT_BYTES, validateEvent } from "../derive.js";
-import { ConflictError } from "../errors.js";
+import { atBatchIndex, ConflictError } from "../errors.js";
 import type { ApplyResult, Page, PageRequest, ShipmentDoc, ShipmentEventInput, ShipmentQuery, ShipmentStore, StoredEvent } from "../ports.js";
 import { normalizeQuery, type NormalizedQuery } from "../query.js";
 import { migrate } from "./migrations.js";
@@ -46,6 +46,15 @@ export interface PostgresShipmentStore extends ShipmentStore {
 const RETRYABLE = new Set(["40001", "40P01", "23505"]);
 
 class CasMiss extends Error {}
+
+function duplicateResult(doc: ShipmentDoc): ApplyResult {
+  return { applied: false, duplicate: true, late: false, after: doc, statusChanged: false, etaChanged: false, version: doc.version };
+}
+
+/** Several tracking numbers, shortened for an error message. */
+function describeShipments(tns: readonly string[]): string {
+  return tns.length <= 3 ? tns.join(",") : `${tns.slice(0, 3).join(",")} (+${tns.length - 3} more)`;
+}
 
 function pgCode(err: unknown): string | undefined {
   return typeof err === "object" && err !== null && "code" in err && typeof err.code === "string" ? err.code : undefined;
@@ -110,8 +119,9 @@ export function buildSearchSql(q: NormalizedQuery): { text: string; values: unkn
  * columns + the JSONB document + version), an event history partitioned by month, and an
  * `applied_events` dedupe table. Each apply is one transaction: claim the event id (a repeat
  * finds it claimed → duplicate), lock the document, derive (derive.ts), compare-and-set on
- * `version`, append history. Conflicts (a concurrent first insert, serialization failures,
- * deadlocks) roll back and retry.
+ * `version`, append history. `applyEvents` does the same for a whole batch in one transaction
+ * (group commit: one durable commit for many events). Conflicts (a concurrent first insert,
+ * serialization failures, deadlocks) roll back and retry (a batch as a whole).
  */
 export async function createPostgresShipmentStore(options: PostgresShipmentStoreOptions): Promise<PostgresShipmentStore> {
   const ownPool = options.pool === undefined;
@@ -220,6 +230,146 @@ export async function createPostgresShipmentStore(options: PostgresShipmentStore
     };
   }
 
+  /**
+   * One attempt at a whole batch in one transaction (see {@link ShipmentStore.applyEvents}):
+   * 1. claim every distinct event id in `applied_events` with one multi-row INSERT ... ON
+   *    CONFLICT DO NOTHING (ids sorted, so concurrent batches claim in the same order); an id
+   *    not returned was applied by a committed transaction → duplicate;
+   * 2. lock every affected document with one SELECT ... FOR UPDATE in tracking-number order
+   *    (the same order in every batch, so batches cannot deadlock on documents);
+   * 3. derive in memory, in input order (a repeat within the batch is a duplicate);
+   * 4. write every changed document (UPDATE compare-and-set for locked rows, INSERT ... ON
+   *    CONFLICT DO NOTHING for new ones) and every history row in one statement.
+   * A shipment created by a concurrent transaction after step 2 makes the INSERT miss: CasMiss,
+   * and the caller retries the whole batch, which then finds and locks the row.
+   */
+  async function applyBatchOnce(client: pg.PoolClient, events: readonly ShipmentEventInput[]): Promise<ApplyResult[]> {
+    await client.query("BEGIN");
+    const firstOf = new Map<string, ShipmentEventInput>();
+    for (const e of events) if (!firstOf.has(e.eventId)) firstOf.set(e.eventId, e);
+    const toClaim = [...firstOf.values()].sort((a, b) => (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0));
+    const tns = [...new Set(events.map((e) => e.trackingNumber))].sort();
+    // Two statements on purpose: the lock must see shipments created by a transaction whose
+    // commit the claim waited for (a new statement takes a new snapshot under READ COMMITTED).
+    const claim = await client.query<{ event_id: string }>(
+      `INSERT INTO applied_events (event_id, tracking_number, event_time)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) ORDER BY 1
+       ON CONFLICT DO NOTHING RETURNING event_id`,
+      [toClaim.map((e) => e.eventId), toClaim.map((e) => e.trackingNumber), toClaim.map((e) => e.eventTime)],
+    );
+    const claimed = new Set(claim.rows.map((r) => r.event_id));
+    const locked = await client.query<{ tracking_number: string; doc: ShipmentDoc }>(
+      `SELECT tracking_number, doc FROM shipments WHERE tracking_number = ANY($1::text[])
+        ORDER BY tracking_number FOR UPDATE`,
+      [tns],
+    );
+    const initial = new Map(locked.rows.map((r) => [r.tracking_number, r.doc]));
+    const current = new Map<string, ShipmentDoc>(initial);
+    const seen = new Set<string>();
+    const results: ApplyResult[] = [];
+    const history: Array<{ event: ShipmentEventInput; late: boolean }> = [];
+    for (const event of events) {
+      const before = current.get(event.trackingNumber);
+      const repeat = seen.has(event.eventId);
+      seen.add(event.eventId);
+      if (repeat || !claimed.has(event.eventId)) {
+        if (!before) throw new Error(`event ${event.eventId} is recorded as applied but shipment ${event.trackingNumber} is missing`);
+        results.push(duplicateResult(before));
+        continue;
+      }
+      const derived = applyToDoc(before, event);
+      // Already part of the document (e.g. written before the dedupe row existed): keep the claim.
+      if (derived.duplicate) {
+        results.push(duplicateResult(derived.doc));
+        continue;
+      }
+      current.set(event.trackingNumber, derived.doc);
+      history.push({ event, late: derived.late });
+      results.push({
+        applied: true,
+        duplicate: false,
+        late: derived.late,
+        ...(before ? { before } : {}),
+        after: derived.doc,
+        statusChanged: derived.statusChanged,
+        etaChanged: derived.etaChanged,
+        version: derived.doc.version,
+      });
+    }
+    const changed = [...current.values()].filter((doc) => doc !== initial.get(doc.trackingNumber));
+    changed.sort((a, b) => (a.trackingNumber < b.trackingNumber ? -1 : 1));
+    checkBatchSizes(events, results, changed);
+    if (changed.length > 0) {
+      const write = await client.query<{ docs: number }>(
+        `WITH d AS (
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::timestamptz[],
+                                $6::float8[], $7::float8[], $8::bigint[], $9::jsonb[], $10::bigint[])
+             AS d(tracking_number, customer_id, carrier_code, status, updated_at, lat, lon, version, doc, prev)),
+         upd AS (
+           UPDATE shipments s SET customer_id = d.customer_id, carrier_code = d.carrier_code, status = d.status,
+             updated_at = d.updated_at, lat = d.lat, lon = d.lon, version = d.version, doc = d.doc
+           FROM d WHERE d.prev >= 0 AND s.tracking_number = d.tracking_number AND s.version = d.prev RETURNING 1),
+         ins AS (
+           INSERT INTO shipments (tracking_number, customer_id, carrier_code, status, updated_at, lat, lon, version, doc)
+           SELECT tracking_number, customer_id, carrier_code, status, updated_at, lat, lon, version, doc
+             FROM d WHERE d.prev < 0 ORDER BY tracking_number
+           ON CONFLICT (tracking_number) DO NOTHING RETURNING 1),
+         hist AS (
+           INSERT INTO shipment_events (event_id, tracking_number, event_time, event_type, late, payload)
+           SELECT * FROM unnest($11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::boolean[], $16::jsonb[])
+           RETURNING 1)
+         SELECT ((SELECT count(*) FROM upd) + (SELECT count(*) FROM ins))::int AS docs, (SELECT count(*) FROM hist)::int AS events`,
+        [
+          changed.map((d) => d.trackingNumber),
+          changed.map((d) => d.customerId ?? null),
+          changed.map((d) => d.carrierCode ?? null),
+          changed.map((d) => d.status),
+          changed.map((d) => d.updatedAt),
+          changed.map((d) => d.location?.lat ?? null),
+          changed.map((d) => d.location?.lon ?? null),
+          changed.map((d) => d.version),
+          changed.map((d) => JSON.stringify(d)),
+          changed.map((d) => initial.get(d.trackingNumber)?.version ?? -1),
+          history.map((h) => h.event.eventId),
+          history.map((h) => h.event.trackingNumber),
+          history.map((h) => h.event.eventTime),
+          history.map((h) => h.event.type),
+          history.map((h) => h.late),
+          history.map((h) => JSON.stringify(h.event)),
+        ],
+      );
+      if (write.rows[0]?.docs !== changed.length) throw new CasMiss();
+    }
+    await client.query("COMMIT");
+    return results;
+  }
+
+  /**
+   * Size limit of the batch's final documents; when one is over, finds the first event (in input
+   * order) whose document crossed the limit and throws DocumentTooLargeError with its index.
+   */
+  function checkBatchSizes(events: readonly ShipmentEventInput[], results: readonly ApplyResult[], changed: readonly ShipmentDoc[]): void {
+    const over = new Set<string>();
+    for (const doc of changed) {
+      try {
+        assertSize("document", doc, maxBytes);
+      } catch {
+        over.add(doc.trackingNumber);
+      }
+    }
+    if (over.size === 0) return;
+    results.forEach((r, i) => {
+      if (r.applied && over.has(r.after.trackingNumber)) {
+        try {
+          assertSize("document", r.after, maxBytes);
+        } catch (err) {
+          throw atBatchIndex(err, i);
+        }
+      }
+    });
+    throw new Error(`document over the size limit but no event of ${events.length} crossed it`);
+  }
+
   return {
     pool,
 
@@ -238,6 +388,37 @@ export async function createPostgresShipmentStore(options: PostgresShipmentStore
             const retry = err instanceof CasMiss || RETRYABLE.has(pgCode(err) ?? "");
             if (!retry || broken) throw err;
             if (attempt >= maxAttempts) throw new ConflictError(event.trackingNumber, attempt);
+          }
+        }
+      } finally {
+        client.release(broken);
+      }
+    },
+
+    async applyEvents(inputs: readonly ShipmentEventInput[]): Promise<ApplyResult[]> {
+      const events = inputs.map((e, i) => {
+        try {
+          return validateEvent(e, maxBytes);
+        } catch (err) {
+          throw atBatchIndex(err, i);
+        }
+      });
+      if (events.length === 0) return [];
+      const client = await pool.connect();
+      let broken = false;
+      try {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await applyBatchOnce(client, events);
+          } catch (err) {
+            await client.query("ROLLBACK").catch(() => {
+              broken = true;
+            });
+            const retry = err instanceof CasMiss || RETRYABLE.has(pgCode(err) ?? "");
+            if (!retry || broken) throw err;
+            if (attempt >= maxAttempts) {
+              throw new ConflictError(describeShipments([...new Set(events.map((e) => e.trackingNumber))].sort()), attempt);
+            }
           }
         }
       } finally {
