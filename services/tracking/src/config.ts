@@ -44,10 +44,10 @@ export const trackingConfig = defineConfig(
       default: "tracking",
     }),
     TRACKING_PROJECTOR_CONCURRENCY: int({
-      description: "events each projector consumer applies at once (one shipment's events stay in order)",
+      description: "events each projector consumer applies at once (one shipment's events stay in order); they share transactions",
       min: 1,
       max: 1024,
-      default: 32,
+      default: 128,
     }),
     TRACKING_ACK_WAIT_MS: int({
       description: "redelivery timeout of an event a projector took and did not acknowledge",

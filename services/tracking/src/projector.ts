@@ -6,12 +6,20 @@ import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipmen
 import { ScanRecordedSchema, ShipmentCreatedSchema } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "../../shared/src/gen/logistics/events/v1/routing_events_pb.js";
 import { EtaChangedSchema, StatusChangedSchema } from "../../shared/src/gen/logistics/events/v1/tracking_events_pb.js";
-import { startConsumer, type ConsumerHandle, type ConsumerStats, type MessageMeta } from "../../shared/src/nats/consumer.js";
+import {
+  PoisonMessageError,
+  startConsumer,
+  type ConsumerHandle,
+  type ConsumerStats,
+  type MessageMeta,
+} from "../../shared/src/nats/consumer.js";
 import { silentNatsLog, type NatsLog } from "../../shared/src/nats/nats-log.js";
 import type { EventPublisher } from "../../shared/src/nats/publisher.js";
 import { ensureConsumer } from "../../shared/src/nats/streams.js";
 import type { Subjects } from "../../shared/src/nats/subjects.js";
+import { StoreError } from "../../store/src/errors.js";
 import type { ShipmentDoc, ShipmentEventInput, ShipmentStore } from "../../store/src/ports.js";
+import { createApplyBatcher } from "./apply-batcher.js";
 import {
   regionOfSubject,
   routePlannedInput,
@@ -32,7 +40,7 @@ export interface ProjectorOptions {
   /** The connection of `js`: used for the max-deliveries advisory (dead-lettering crashed deliveries). */
   nc: NatsConnection;
   subjects: Subjects;
-  store: Pick<ShipmentStore, "applyEvent" | "listEvents">;
+  store: Pick<ShipmentStore, "applyEvents" | "listEvents">;
   publisher: EventPublisher;
   metrics: TrackingMetrics;
   /** Snapshot cache to refresh after each commit (optional). */
@@ -44,15 +52,15 @@ export interface ProjectorOptions {
   /** Handlers per consumer at once (one shipment's events stay serialized). Default 32. */
   concurrency?: number;
   /**
-   * `store.applyEvent` calls at once over all consumers. Keep it at most half the store's
-   * connection pool: an apply that finds a duplicate reads the document on a second pooled
-   * connection while holding its first, so more applies than half the pool can starve each
-   * other. Default 8.
+   * Apply transactions in flight at once (each batch holds one database connection while it
+   * commits). Default 4.
    */
   maxConcurrentApplies?: number;
+  /** Most events committed in one transaction. Default 200. */
+  maxBatch?: number;
   /** Redelivery timeout of an unacknowledged message. Default 10 000 ms. */
   ackWaitMs?: number;
-  /** Deliveries before a message is dead-lettered. Default 8. */
+  /** Deliveries before a message is dead-lettered. Default 20. */
   maxDeliver?: number;
   /** Region token for changes whose source event names none. Default "global". */
   defaultRegion?: string;
@@ -98,7 +106,11 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
   const concurrency = opts.concurrency ?? 32;
   const now = opts.now ?? (() => new Date());
   const defaultRegion = opts.defaultRegion ?? "global";
-  const applySlots = createSemaphore(Math.max(1, opts.maxConcurrentApplies ?? 8));
+  // Group commit: concurrent applies share transactions (see apply-batcher.ts).
+  const batcher = createApplyBatcher(store, {
+    maxConcurrentBatches: Math.max(1, opts.maxConcurrentApplies ?? 4),
+    maxBatch: opts.maxBatch ?? 200,
+  });
 
   /** The change an already-applied event made, rebuilt from the history (redeliveries only). */
   const rebuildChange = async (after: ShipmentDoc, eventId: string): Promise<Change | undefined> => {
@@ -171,7 +183,13 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
   };
 
   const project = async (input: ShipmentEventInput, meta: MessageMeta, region: string, recordedAt?: Date) => {
-    const result = await applySlots.run(() => store.applyEvent(input));
+    const result = await batcher.apply(input).catch((err: unknown) => {
+      // Bad data never applies, however often it is retried: dead-letter it at once.
+      if (err instanceof StoreError && (err.code === "INVALID_EVENT" || err.code === "DOCUMENT_TOO_LARGE")) {
+        throw new PoisonMessageError(err.message, { cause: err });
+      }
+      throw err;
+    });
     metrics.projectedEvents.inc({ type: input.type, outcome: result.applied ? "applied" : "duplicate" });
     if (result.applied && recordedAt) {
       metrics.ackToVisible.observe(Math.max(0, (now().getTime() - recordedAt.getTime()) / 1000));
@@ -267,25 +285,6 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     },
     stats() {
       return Object.fromEntries(consumers.map((c) => [c.durable, c.handle.stats()]));
-    },
-  };
-}
-
-/** A counting semaphore. */
-function createSemaphore(size: number): { run<T>(fn: () => Promise<T>): Promise<T> } {
-  let free = size;
-  const waiters: Array<() => void> = [];
-  return {
-    async run(fn) {
-      if (free > 0) free--;
-      else await new Promise<void>((resolve) => waiters.push(resolve));
-      try {
-        return await fn();
-      } finally {
-        const next = waiters.shift();
-        if (next) next();
-        else free++;
-      }
     },
   };
 }

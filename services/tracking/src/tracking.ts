@@ -69,7 +69,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
           durablePrefix: config.TRACKING_CONSUMER_PREFIX,
           concurrency: config.TRACKING_PROJECTOR_CONCURRENCY,
           // Leaves the other half of the pool to the RPCs (and to the store's nested reads).
-          maxConcurrentApplies: Math.max(1, Math.floor(config.TRACKING_DB_POOL_SIZE / 2)),
+          maxConcurrentApplies: Math.max(1, Math.min(4, Math.floor(config.TRACKING_DB_POOL_SIZE / 2))),
           ackWaitMs: config.TRACKING_ACK_WAIT_MS,
           maxDeliver: config.TRACKING_MAX_DELIVER,
           defaultRegion: config.TRACKING_REGION,

@@ -302,7 +302,9 @@ export async function startConsumer<Desc extends DescMessage>(
         span.setAttribute("logistics.outcome", "ack");
       } catch (err) {
         fail(span, err);
-        const last = meta.deliveryCount >= maxDeliver;
+        // A handler that knows the message can never succeed (bad data) says so with
+        // PoisonMessageError: dead-letter it now instead of retrying for minutes.
+        const last = meta.deliveryCount >= maxDeliver || err instanceof PoisonMessageError;
         const { seq, subject, msgId, deliveryCount } = meta;
         log.warn(
           { stream, durable, seq, subject, msgId, deliveryCount, err },
@@ -315,7 +317,10 @@ export async function startConsumer<Desc extends DescMessage>(
         }
         if (last) {
           span.setAttribute("logistics.outcome", "dead_letter");
-          const reason = `handler failed after ${meta.deliveryCount} deliveries: ${errorText(err)}`;
+          const reason =
+            err instanceof PoisonMessageError
+              ? `poison: ${errorText(err)}`
+              : `handler failed after ${meta.deliveryCount} deliveries: ${errorText(err)}`;
           if (await deadLetter(settleable(m, meta), reason, () => m.working())) m.term();
           else m.nak(retryDelayMs(meta.deliveryCount));
         } else {
