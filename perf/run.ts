@@ -43,8 +43,8 @@ function asLoad(h: hdr.Histogram, durationMs: number, ok: number): LoadResult {
 }
 
 /** Runs a compiled bench script and returns the last JSON object it printed. */
-async function runBench(script: string, env: Record<string, string> = {}): Promise<Record<string, unknown>> {
-  const child = spawn(process.execPath, [join(repoRoot, "dist", script)], {
+async function runBench(script: string, args: string[] = [], env: Record<string, string> = {}): Promise<Record<string, unknown>> {
+  const child = spawn(process.execPath, [join(repoRoot, "dist", script), ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -71,16 +71,17 @@ async function runBench(script: string, env: Record<string, string> = {}): Promi
 interface BenchSpec {
   name: string;
   script: string;
+  args?: string[];
   env?: Record<string, string>;
   target: string;
 }
 
 /** Micro-benchmarks owned by each service, each comparing against its own same-run baseline. */
 const BENCHES: BenchSpec[] = [
-  { name: "ingest", script: "perf/ingest/ingest-bench.js", env: { BENCH_SCANS: "20000" }, target: "accepted rate >= 70% of raw JetStream publish" },
-  { name: "get-shipment", script: "perf/tracking/get-shipment-bench.js", env: { BENCH_DURATION_MS: "10000" }, target: "GetShipment (cache hit) >= 70% of a bare echo RPC" },
-  { name: "route-planning", script: "perf/routing/plan-bench.js", target: "earliest-arrival planning vs static Dijkstra (reported)" },
-  { name: "store-apply", script: "perf/store/apply-bench.js", target: "apply throughput vs raw multi-row INSERT (reported)" },
+  { name: "ingest", script: "perf/ingest/ingest-bench.js", args: ["--scans", "20000", "--rounds", "3"], target: "accepted rate >= 70% of raw JetStream publish" },
+  { name: "get-shipment", script: "perf/tracking/get-shipment-bench.js", env: { BENCH_SECONDS: "5", BENCH_ROUNDS: "3" }, target: "GetShipment (cache hit) >= 70% of a bare echo RPC" },
+  { name: "route-planning", script: "perf/routing/plan-bench.js", args: ["5000"], target: "earliest-arrival planning vs static Dijkstra over the same graph (reported)" },
+  { name: "store-apply", script: "perf/store/apply-bench.js", args: ["--events", "10000"], target: "batched and per-event apply vs raw multi-row INSERT (reported)" },
 ];
 
 async function shortRun(): Promise<void> {
@@ -90,7 +91,7 @@ async function shortRun(): Promise<void> {
   for (const b of BENCHES) {
     if (args.only && !args.only.split(",").includes(b.name)) continue;
     try {
-      const j = await runBench(b.script, b.env);
+      const j = await runBench(b.script, b.args, b.env);
       benchJson[b.name] = j;
       extra.push(`### ${b.name}`, "", `Target: ${b.target}`, "", "```json", JSON.stringify(j, null, 2), "```", "");
     } catch (e) {
@@ -105,7 +106,7 @@ async function shortRun(): Promise<void> {
     try {
       const results: E2eResult[] = [];
       const e2e = async (rate: number) => {
-        const r = await runE2e(mesh, { rate, durationMs: 20_000, shipments: 200 });
+        const r = await runE2e(mesh, { rate, durationMs: 15_000, shipments: 200, settleMs: 10_000 });
         results.push(r);
         process.stdout.write(
           `e2e ${rate}/s: accepted ${r.accepted}/${r.sent} (${r.achievedRate.toFixed(0)}/s), visible ${r.visible}, ` +
@@ -119,7 +120,7 @@ async function shortRun(): Promise<void> {
         // Find the highest sustained rate between the original peak and 3,000/s.
         let lo = 300;
         let hi = 3000;
-        for (let i = 0; i < 3; i++) {
+        for (let i = 0; i < 2; i++) {
           const mid = Math.round((lo + hi) / 2 / 50) * 50;
           if ((await e2e(mid)).sustained) lo = mid;
           else hi = mid;

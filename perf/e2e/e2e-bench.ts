@@ -111,14 +111,25 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
   const visibleAt = new Map<string, { t: number; version: bigint; tn: string }>();
   const watching = new AbortController();
   const watchers = numbers.map(async (tn) => {
-    try {
-      for await (const u of tracking.watchShipment({ trackingNumber: tn }, { signal: watching.signal })) {
-        if (u.cause?.eventId) visibleAt.set(u.cause.eventId, { t: performance.now(), version: u.sequence, tn });
+    // A new shipment becomes visible once the projector applied it; until then the watch
+    // answers NotFound, so retry. Internal scope: the public view carries no event ids.
+    while (!watching.signal.aborted) {
+      try {
+        for await (const u of tracking.watchShipment({ trackingNumber: tn }, { signal: watching.signal, headers })) {
+          if (u.cause?.eventId) visibleAt.set(u.cause.eventId, { t: performance.now(), version: u.sequence, tn });
+        }
+      } catch {
+        if (!watching.signal.aborted) await new Promise((r) => setTimeout(r, 100));
       }
-    } catch {
-      // aborted at the end
     }
   });
+  // Start the clock only when every shipment is visible (its first snapshot arrived).
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const ok = await Promise.all(numbers.map((tn) => tracking.getShipment({ trackingNumber: tn }, { headers }).then(() => true, () => false)));
+    if (ok.every(Boolean)) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
 
   // Carrier stream (standard grpc-js client, as a gateway would use).
   const client = new grpc.Client(`127.0.0.1:${mesh.ports.ingest}`, grpc.credentials.createInsecure());
