@@ -1,11 +1,11 @@
 import * as assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import { EtaChangeReason, TransportMode } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import { applyToDoc, assertSize, compareKeys, validateEvent } from "./derive.js";
+import { applyToDoc, assertSize, compareKeys, MAX_ROUTE_LEGS, validateEvent } from "./derive.js";
 import { DocumentTooLargeError, InvalidEventError } from "./errors.js";
-import type { ScanInput, ShipmentDoc, ShipmentEventInput } from "./ports.js";
+import type { RouteInput, RouteLegDoc, ScanInput, ShipmentDoc, ShipmentEventInput } from "./ports.js";
 
 const TN = "TN00000001";
 const t = (minute: number) => new Date(Date.UTC(2026, 10, 1, 8, minute)).toISOString();
@@ -20,6 +20,24 @@ function scan(id: string, minute: number, kind: ScanKind, extra: Partial<ScanInp
     kind,
     rawStatus: { code: ScanKind[kind], text: "" },
     ...extra,
+  };
+}
+
+function leg(fromHub: string, toHub: string, depart: number, arrive: number): RouteLegDoc {
+  return { fromHub, toHub, mode: TransportMode.ROAD, plannedDeparture: t(depart), plannedArrival: t(arrive), departureId: `${fromHub}-${toHub}` };
+}
+
+function routed(id: string, minute: number, eta: number, legs: RouteLegDoc[], revision: number): RouteInput {
+  return {
+    type: revision === 1 ? "route_planned" : "route_updated",
+    eventId: id,
+    trackingNumber: TN,
+    eventTime: t(minute),
+    eta: { estimatedArrival: t(eta) },
+    routeId: "r-1",
+    legs,
+    revision,
+    plannedAt: t(minute),
   };
 }
 
@@ -121,6 +139,24 @@ describe("applyToDoc", () => {
     assert.equal(r2.doc.eta?.estimatedArrival, t(50));
   });
 
+  it("keeps the route plan of the newest route event, together with its ETA", () => {
+    const planned = routed("r1", 1, 50, [leg("FRA", "CDG", 2, 10), leg("CDG", "PAR1", 12, 20)], 1);
+    const replanned = routed("r3", 6, 55, [leg("FRA", "AMS", 7, 15), leg("AMS", "PAR1", 16, 25)], 3);
+    const r1 = applyToDoc(undefined, planned);
+    assert.deepEqual(r1.doc.route, { routeId: "r-1", revision: 1, plannedAt: t(1), legs: planned.legs });
+    const r2 = applyToDoc(r1.doc, replanned);
+    assert.deepEqual(r2.doc.route?.legs.map((l) => [l.fromHub, l.toHub]), [["FRA", "AMS"], ["AMS", "PAR1"]]);
+    assert.equal(r2.doc.route?.revision, 3);
+    const older = applyToDoc(r2.doc, routed("r2", 4, 99, [leg("FRA", "MAD", 5, 9)], 2));
+    assert.equal(older.late, true);
+    assert.deepEqual(older.doc.route, r2.doc.route, "an older route event does not replace the newer plan");
+    assert.equal(older.doc.eta?.estimatedArrival, t(55));
+    const planless: RouteInput = { type: "route_updated", eventId: "r4", trackingNumber: TN, eventTime: t(8), eta: { estimatedArrival: t(60) } };
+    const r4 = applyToDoc(r2.doc, planless);
+    assert.equal(r4.doc.route, undefined, "a newer route event without a plan leaves no stale legs");
+    assert.equal(r4.doc.eta?.estimatedArrival, t(60));
+  });
+
   it("converges to the event-time-ordered result for every arrival order", () => {
     const events: ShipmentEventInput[] = [
       scan("p", 1, ScanKind.PICKUP, { location: { lat: 1, lon: 1 } }),
@@ -128,10 +164,12 @@ describe("applyToDoc", () => {
       scan("h", 7, ScanKind.HUB_ARRIVAL),
       scan("c", 8, ScanKind.CORRECTION, { status: ShipmentStatus.EXCEPTION }),
       scan("o", 3, ScanKind.OUT_FOR_DELIVERY, { location: { lat: 3, lon: 3 } }),
-      { type: "route_planned", eventId: "r", trackingNumber: TN, eventTime: t(0), eta: { estimatedArrival: t(60) } },
+      routed("r", 0, 60, [leg("FRA", "CDG", 1, 4)], 1),
+      routed("u", 6, 70, [leg("FRA", "AMS", 1, 4), leg("AMS", "CDG", 5, 9)], 2),
     ];
     const expected = fold(sortedByTime(events));
     assert.equal(expected?.status, ShipmentStatus.EXCEPTION);
+    assert.equal(expected?.route?.revision, 2);
     for (const order of permutations(events)) {
       const got = fold(order) as ShipmentDoc;
       assert.deepEqual(withSortedIds(got), withSortedIds(expected as ShipmentDoc));
@@ -168,6 +206,34 @@ describe("validateEvent", () => {
     assert.throws(() => validateEvent({ ...scan("a b", 1, ScanKind.PICKUP) }), InvalidEventError);
     assert.throws(() => validateEvent({ ...scan("a", 1, ScanKind.PICKUP), eventTime: "yesterday" }), InvalidEventError);
     assert.throws(() => validateEvent({ type: "nope" }), InvalidEventError);
+  });
+
+  it("normalizes route legs and rejects bad hub codes, modes, times and too many legs", () => {
+    const good = routed("r", 1, 50, [leg("FRA", "CDG", 2, 10)], 1);
+    const e = validateEvent({
+      ...good,
+      legs: [{ fromHub: "FRA", toHub: "CDG", plannedDeparture: "2026-11-01T09:02:00+01:00", extra: true }],
+    }) as RouteInput;
+    assert.deepEqual(e.legs, [{ fromHub: "FRA", toHub: "CDG", mode: TransportMode.UNSPECIFIED, plannedDeparture: t(2) }]);
+    assert.equal(e.revision, 1);
+    assert.equal(e.plannedAt, t(1));
+    assert.deepEqual((validateEvent({ ...good, legs: [] }) as RouteInput).legs, [], "an empty plan stays an empty list");
+    const rejects = (legs: unknown, field: string) =>
+      assert.throws(() => validateEvent({ ...good, legs }), (err: unknown) => {
+        assert.ok(err instanceof InvalidEventError, String(err));
+        assert.equal(err.field, field);
+        return true;
+      });
+    rejects([{ ...leg("FRA", "CDG", 2, 10), fromHub: "fra" }], "legs[0].fromHub");
+    rejects([leg("FRA", "CDG", 2, 10), { ...leg("CDG", "PAR1", 2, 10), toHub: "" }], "legs[1].toHub");
+    rejects([{ ...leg("FRA", "CDG", 2, 10), mode: 42 }], "legs[0].mode");
+    rejects([{ ...leg("FRA", "CDG", 2, 10), plannedArrival: "soon" }], "legs[0].plannedArrival");
+    rejects([{ ...leg("FRA", "CDG", 2, 10), departureId: "has space" }], "legs[0].departureId");
+    rejects("FRA-CDG", "legs");
+    rejects(Array.from({ length: MAX_ROUTE_LEGS + 1 }, () => leg("FRA", "CDG", 2, 10)), "legs");
+    assert.equal((validateEvent({ ...good, legs: Array.from({ length: MAX_ROUTE_LEGS }, () => leg("FRA", "CDG", 2, 10)) }) as RouteInput).legs?.length, MAX_ROUTE_LEGS);
+    assert.throws(() => validateEvent({ ...good, revision: -1 }), InvalidEventError);
+    assert.throws(() => validateEvent({ ...good, revision: 1.5 }), InvalidEventError);
   });
 
   it("rejects an event larger than the size limit", () => {

@@ -1,4 +1,4 @@
-import { EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import { EtaChangeReason, TransportMode } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
 import { DocumentTooLargeError, InvalidEventError } from "./errors.js";
@@ -7,6 +7,9 @@ import type {
   EtaDoc,
   GeoPointDoc,
   PlaceDoc,
+  RouteDoc,
+  RouteInput,
+  RouteLegDoc,
   ShipmentDoc,
   ShipmentEventInput,
   TimelineEntry,
@@ -25,7 +28,9 @@ import type {
  * - otherwise the newer scan's status wins.
  * Because the fold runs over event time, an older scan arriving after newer ones (flagged `late`)
  * never moves a shipment backwards; a late terminal scan still makes the shipment terminal, as it
- * would have in event-time order. ETA: the route event with the newest (eventTime, eventId) wins.
+ * would have in event-time order. ETA and route plan: the route event with the newest
+ * (eventTime, eventId) wins, for both together (its legs replace the previous plan's; an event
+ * without a plan removes `route`).
  * Location: the newest scan carrying one. So any arrival order of the same events converges to
  * the document an event-time-ordered apply produces (version = number of distinct events), except
  * `derivation.eventIds`, which records the order the events were applied in: version k is the
@@ -34,6 +39,9 @@ import type {
 
 /** Default limit for one stored document or event, in UTF-8 bytes of its JSON. */
 export const MAX_DOCUMENT_BYTES = 256 * 1024;
+
+/** The most legs a route event may carry. */
+export const MAX_ROUTE_LEGS = 64;
 
 const TERMINAL: ReadonlySet<ShipmentStatus> = new Set([
   ShipmentStatus.DELIVERED,
@@ -191,6 +199,7 @@ export function applyToDoc(current: ShipmentDoc | undefined, event: ShipmentEven
       if (newer) {
         doc.eta = event.eta;
         setOptional(doc, "etaReason", event.reason);
+        setOptional(doc, "route", routeOf(event));
         doc.etaTime = event.eventTime;
         doc.etaEventId = event.eventId;
       }
@@ -215,6 +224,17 @@ export function applyToDoc(current: ShipmentDoc | undefined, event: ShipmentEven
     late,
     statusChanged: beforeStatus !== doc.status,
     etaChanged: JSON.stringify(current?.eta ?? null) !== JSON.stringify(doc.eta ?? null),
+  };
+}
+
+/** The route plan a route event carries, or undefined when it carries none. */
+function routeOf(event: RouteInput): RouteDoc | undefined {
+  if (event.legs === undefined && event.revision === undefined && event.plannedAt === undefined) return undefined;
+  return {
+    legs: event.legs ?? [],
+    ...(event.routeId !== undefined ? { routeId: event.routeId } : {}),
+    ...(event.revision !== undefined ? { revision: event.revision } : {}),
+    ...(event.plannedAt !== undefined ? { plannedAt: event.plannedAt } : {}),
   };
 }
 
@@ -334,6 +354,31 @@ function eta(v: unknown, path: string): EtaDoc {
   };
 }
 
+const HUB_CODE = /^[A-Z0-9]{3,8}$/;
+const DEPARTURE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+function routeLeg(v: unknown, path: string): RouteLegDoc {
+  if (!isRecord(v)) throw new InvalidEventError(path, "must be an object");
+  const plannedDeparture = optTime(v, "plannedDeparture", `${path}.plannedDeparture`);
+  const plannedArrival = optTime(v, "plannedArrival", `${path}.plannedArrival`);
+  const departureId = str(v, "departureId", `${path}.departureId`, { re: DEPARTURE_ID, optional: true });
+  return {
+    fromHub: reqStr(v, "fromHub", `${path}.fromHub`, { re: HUB_CODE }),
+    toHub: reqStr(v, "toHub", `${path}.toHub`, { re: HUB_CODE }),
+    mode: enumValue<TransportMode>(TransportMode, v["mode"] ?? TransportMode.UNSPECIFIED, `${path}.mode`, false) as TransportMode,
+    ...(plannedDeparture !== undefined ? { plannedDeparture } : {}),
+    ...(plannedArrival !== undefined ? { plannedArrival } : {}),
+    ...(departureId !== undefined ? { departureId } : {}),
+  };
+}
+
+function routeLegs(v: unknown, path: string): RouteLegDoc[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw new InvalidEventError(path, "must be an array");
+  if (v.length > MAX_ROUTE_LEGS) throw new InvalidEventError(path, `must have at most ${MAX_ROUTE_LEGS} legs`);
+  return v.map((leg: unknown, i) => routeLeg(leg, `${path}[${i}]`));
+}
+
 function carrierStatus(v: unknown, path: string): CarrierStatusDoc {
   if (!isRecord(v)) throw new InvalidEventError(path, "is required");
   const text = v["text"] ?? "";
@@ -379,7 +424,7 @@ export function validateEvent(input: unknown, maxBytes = MAX_DOCUMENT_BYTES): Sh
     }
     case "scan": {
       const status = enumValue<ShipmentStatus>(ShipmentStatus, input["status"], "status", true);
-      const hubCode = str(input, "hubCode", "hubCode", { re: /^[A-Z0-9]{3,8}$/, optional: true });
+      const hubCode = str(input, "hubCode", "hubCode", { re: HUB_CODE, optional: true });
       const note = str(input, "note", "note", { optional: true });
       const attrs = input["attributes"];
       let attributes: Record<string, string> | undefined;
@@ -410,6 +455,12 @@ export function validateEvent(input: unknown, maxBytes = MAX_DOCUMENT_BYTES): Sh
       const reason = enumValue<EtaChangeReason>(EtaChangeReason, input["reason"], "reason", true);
       const routeId = str(input, "routeId", "routeId", { optional: true, max: 128 });
       const detail = str(input, "detail", "detail", { optional: true });
+      const legs = routeLegs(input["legs"], "legs");
+      const revision = input["revision"];
+      if (revision !== undefined && (typeof revision !== "number" || !Number.isInteger(revision) || revision < 0 || revision > 0xffffffff)) {
+        throw new InvalidEventError("revision", "must be a non-negative 32-bit integer");
+      }
+      const plannedAt = optTime(input, "plannedAt", "plannedAt");
       out = {
         type: input["type"],
         ...base,
@@ -417,6 +468,9 @@ export function validateEvent(input: unknown, maxBytes = MAX_DOCUMENT_BYTES): Sh
         ...(reason !== undefined ? { reason } : {}),
         ...(routeId !== undefined ? { routeId } : {}),
         ...(detail !== undefined ? { detail } : {}),
+        ...(legs !== undefined ? { legs } : {}),
+        ...(revision !== undefined ? { revision: revision as number } : {}),
+        ...(plannedAt !== undefined ? { plannedAt } : {}),
       };
       break;
     }

@@ -7,6 +7,7 @@ export {
   deriveStatus,
   isTerminal,
   MAX_DOCUMENT_BYTES,
+  MAX_ROUTE_LEGS,
   statusForKind,
   validateEvent,
   validatePoint,

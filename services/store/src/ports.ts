@@ -1,4 +1,4 @@
-import type { EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import type { EtaChangeReason, TransportMode } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
 import type { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import type { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
 
@@ -35,6 +35,32 @@ export interface EtaDoc {
   earliest?: string;
   latest?: string;
   confidence?: number;
+}
+
+/** One leg of a planned route: a scheduled movement between two hubs. */
+export interface RouteLegDoc {
+  /** Hub code the leg departs from, `^[A-Z0-9]{3,8}$`. */
+  fromHub: string;
+  /** Hub code the leg arrives at, `^[A-Z0-9]{3,8}$`. */
+  toHub: string;
+  mode: TransportMode;
+  plannedDeparture?: string;
+  plannedArrival?: string;
+  /** The schedule entry (flight, sailing, train or truck departure), `^[A-Za-z0-9_-]{1,64}$`. */
+  departureId?: string;
+}
+
+/**
+ * The route plan of the newest route event (the same event that set the ETA). `legs` are in
+ * travel order; empty when origin and destination are served by the same hub.
+ */
+export interface RouteDoc {
+  routeId?: string;
+  /** Routing's revision of the shipment's route (1 for the first plan). */
+  revision?: number;
+  /** When routing planned this revision. */
+  plannedAt?: string;
+  legs: RouteLegDoc[];
 }
 
 /** Fields every event carries. */
@@ -77,14 +103,26 @@ export interface ScanInput extends EventBase {
   attributes?: Record<string, string>;
 }
 
-/** Routing planned or re-planned the route; carries the new ETA. */
+/**
+ * Routing planned or re-planned the route; carries the new ETA and, when routing sent them, the
+ * route's legs (at most `MAX_ROUTE_LEGS`, see derive.ts), revision and planning time. An event without
+ * `legs`, `revision` and `plannedAt` carries no route plan: it still sets the ETA, and the
+ * document keeps no `route` while it is the newest route event.
+ */
 export interface RouteInput extends EventBase {
   type: "route_planned" | "route_updated";
   eta: EtaDoc;
   reason?: EtaChangeReason;
   routeId?: string;
   detail?: string;
+  /** The legs in travel order (an empty list is a plan without legs). */
+  legs?: RouteLegDoc[];
+  /** Routing's revision of the route, a non-negative integer. */
+  revision?: number;
+  /** When routing planned this revision. */
+  plannedAt?: string;
 }
+
 
 /** Any event the shipment store applies. */
 export type ShipmentEventInput = ShipmentCreatedInput | ScanInput | RouteInput;
@@ -130,6 +168,8 @@ export interface ShipmentDoc {
   /** Event time of the route event that set `eta`. */
   etaTime?: string;
   etaEventId?: string;
+  /** Route plan of the route event that set `eta` (absent when that event carried none). */
+  route?: RouteDoc;
   /** Newest scan event time applied (the reference for the `late` flag). */
   lastScanTime?: string;
   /** Newest event time of any applied event; the sort key of searches. */

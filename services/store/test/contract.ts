@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import { EtaChangeReason, TransportMode } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
 import { applyToDoc, compareKeys } from "../src/derive.js";
@@ -10,6 +10,7 @@ import type {
   ApplyResult,
   GeoPointDoc,
   RouteInput,
+  RouteLegDoc,
   ScanInput,
   ShipmentCreatedInput,
   ShipmentDoc,
@@ -76,6 +77,19 @@ function route(tn: string, id: string, ms: number, etaMs: number, type: RouteInp
   };
 }
 
+/** A route event carrying a plan: one leg per consecutive pair of `hubs`, an hour each. */
+function routeWithLegs(tn: string, id: string, ms: number, etaMs: number, hubs: string[], revision: number): RouteInput {
+  const legs: RouteLegDoc[] = hubs.slice(1).map((toHub, i) => ({
+    fromHub: hubs[i] as string,
+    toHub,
+    mode: i % 2 === 0 ? TransportMode.ROAD : TransportMode.AIR,
+    plannedDeparture: iso(ms + (2 * i + 1) * HOUR),
+    plannedArrival: iso(ms + (2 * i + 2) * HOUR),
+    departureId: `dep_${hubs[i]}_${toHub}`,
+  }));
+  return { ...route(tn, id, ms, etaMs, revision === 1 ? "route_planned" : "route_updated"), routeId: `r_${tn}`, legs, revision, plannedAt: iso(ms) };
+}
+
 function bySortKey(a: ShipmentEventInput, b: ShipmentEventInput): number {
   return compareKeys(a.eventTime, a.eventId, b.eventTime, b.eventId);
 }
@@ -124,7 +138,7 @@ function lifecycle(tn: string, i: number, t0: number, customerId: string): Shipm
     scan(tn, `${tn}-03`, t0 + HOUR, ScanKind.PICKUP, { location: at(52.5, 13.4) }),
     scan(tn, `${tn}-04`, t0 + 3 * HOUR, ScanKind.HUB_ARRIVAL, { hubCode: "BER1" }),
     scan(tn, `${tn}-05`, t0 + 5 * HOUR, ScanKind.HUB_DEPARTURE, { hubCode: "BER1" }),
-    route(tn, `${tn}-06`, t0 + 5.5 * HOUR, t0 + 30 * HOUR),
+    routeWithLegs(tn, `${tn}-06`, t0 + 5.5 * HOUR, t0 + 30 * HOUR, ["BER1", "HAM1"], 2),
     scan(tn, `${tn}-07`, t0 + 8 * HOUR, ScanKind.HUB_ARRIVAL, { hubCode: "HAM1", location: at(53.55, 9.99) }),
     scan(tn, `${tn}-08`, t0 + 20 * HOUR, ScanKind.OUT_FOR_DELIVERY),
     scan(tn, `${tn}-09`, t0 + 24 * HOUR, ScanKind.DELIVERED, { location: at(53.56 + (i % 10) / 100, 10.0) }),
@@ -259,6 +273,56 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         assert.equal(older.etaChanged, false);
         assert.equal(older.late, true);
         assert.equal(older.after.eta?.estimatedArrival, iso(now + 30 * HOUR));
+      });
+    });
+
+    describe("route plans", () => {
+      it("stores the newest route event's legs and does not let an older update replace them", async () => {
+        const tn = uniqueTrackingNumber();
+        const planned = routeWithLegs(tn, `${tn}-r1`, now - 5 * HOUR, now + 40 * HOUR, ["FRA1", "CDG", "MAD"], 1);
+        const first = await store.applyEvent(planned);
+        assert.deepEqual(first.after.route, { routeId: `r_${tn}`, revision: 1, plannedAt: planned.plannedAt, legs: planned.legs });
+        assert.deepEqual((await store.getShipment(tn))?.route, first.after.route, "the legs are stored, not only returned");
+
+        const replanned = routeWithLegs(tn, `${tn}-r3`, now - 2 * HOUR, now + 30 * HOUR, ["FRA1", "AMS", "LHR", "MAD"], 3);
+        await store.applyEvent(replanned);
+        const older = routeWithLegs(tn, `${tn}-r2`, now - 3 * HOUR, now + 99 * HOUR, ["FRA1", "ZRH", "MAD"], 2);
+        const late = await store.applyEvent(older);
+        assert.equal(late.late, true);
+        assert.equal(late.etaChanged, false);
+        const doc = await store.getShipment(tn);
+        assert.deepEqual(doc?.route?.legs.map((l) => [l.fromHub, l.toHub]), [["FRA1", "AMS"], ["AMS", "LHR"], ["LHR", "MAD"]]);
+        assert.equal(doc?.route?.revision, 3);
+        assert.deepEqual(doc?.route?.legs, replanned.legs);
+        assert.equal(doc?.eta?.estimatedArrival, iso(now + 30 * HOUR));
+        const history = await allEvents(store, tn);
+        assert.deepEqual(
+          history.find((h) => h.eventId === older.eventId)?.event,
+          older,
+          "the history keeps the late update's legs",
+        );
+      });
+
+      it("applies route legs in a batch exactly as sequential applyEvent calls do", async () => {
+        const tn = uniqueTrackingNumber();
+        const events = [
+          routeWithLegs(tn, `${tn}-r2`, now - 2 * HOUR, now + 30 * HOUR, ["FRA1", "AMS", "MAD"], 2),
+          routeWithLegs(tn, `${tn}-r1`, now - 4 * HOUR, now + 40 * HOUR, ["FRA1", "CDG", "MAD"], 1),
+        ];
+        const results = await store.applyEvents(events);
+        assert.deepEqual(results.map((r) => r.late), [false, true]);
+        assert.deepEqual(results[1]?.after.route?.legs, events[0]?.legs);
+        assert.deepEqual(await store.getShipment(tn), results[1]?.after);
+        assert.deepEqual(withSortedIds(results[1]?.after as ShipmentDoc), withSortedIds(sequentialDoc(events) as ShipmentDoc));
+      });
+
+      it("rejects a route event with a malformed hub code, writing nothing", async () => {
+        const tn = uniqueTrackingNumber();
+        const good = routeWithLegs(tn, `${tn}-r1`, now - 2 * HOUR, now + 30 * HOUR, ["FRA1", "AMS", "MAD"], 1);
+        const bad = { ...good, legs: [good.legs?.[0] as RouteLegDoc, { ...(good.legs?.[1] as RouteLegDoc), toHub: "mad" }] };
+        await assert.rejects(store.applyEvent(bad), (err: unknown) => err instanceof InvalidEventError && err.field === "legs[1].toHub");
+        assert.equal(await store.getShipment(tn), undefined);
+        assert.equal((await store.applyEvent(good)).applied, true, "the rejected event id was not consumed");
       });
     });
 

@@ -1,6 +1,6 @@
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { GeoPoint, Place } from "../../shared/src/gen/logistics/common/v1/geo_pb.js";
-import { EtaChangeReason, type Eta } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import { EtaChangeReason, type Eta, type Route } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
 import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
 import type { ScanRecorded, ShipmentCreated } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
 import type { RoutePlanned, RouteUpdated } from "../../shared/src/gen/logistics/events/v1/routing_events_pb.js";
@@ -9,6 +9,7 @@ import type {
   GeoPointDoc,
   PlaceDoc,
   RouteInput,
+  RouteLegDoc,
   ScanInput,
   ShipmentCreatedInput,
 } from "../../store/src/ports.js";
@@ -65,6 +66,32 @@ function etaDoc(e: Eta | undefined): EtaDoc | undefined {
   };
 }
 
+/**
+ * The plan part of a route event's Route: its legs (hub codes as sent; the store rejects
+ * malformed ones), revision (when non-zero) and planning time. Empty when there is no Route.
+ */
+function routePlan(r: Route | undefined): Pick<RouteInput, "legs" | "revision" | "plannedAt"> {
+  if (!r) return {};
+  const legs = r.legs.map((leg): RouteLegDoc => {
+    const plannedDeparture = iso(leg.plannedDeparture);
+    const plannedArrival = iso(leg.plannedArrival);
+    return {
+      fromHub: leg.fromHub,
+      toHub: leg.toHub,
+      mode: leg.mode,
+      ...(plannedDeparture ? { plannedDeparture } : {}),
+      ...(plannedArrival ? { plannedArrival } : {}),
+      ...(leg.departureId ? { departureId: leg.departureId } : {}),
+    };
+  });
+  const plannedAt = iso(r.plannedAt);
+  return {
+    legs,
+    ...(r.revision ? { revision: r.revision } : {}),
+    ...(plannedAt ? { plannedAt } : {}),
+  };
+}
+
 /** A ScanRecorded event as a store input (event time = when the scan happened at the carrier). */
 export function scanInput(e: ScanRecorded): ScanInput {
   const scan = e.scan;
@@ -114,7 +141,10 @@ export function shipmentCreatedInput(e: ShipmentCreated, fallbackTime?: Date): S
   };
 }
 
-/** A RoutePlanned event as a store input (event time = planned_at; reason INITIAL_PLAN). */
+/**
+ * A RoutePlanned event as a store input (event time = planned_at; reason INITIAL_PLAN), with the
+ * route's legs, revision and planning time.
+ */
 export function routePlannedInput(e: RoutePlanned, fallbackTime?: Date): RouteInput {
   const eventTime = iso(e.plannedAt) ?? iso(e.route?.plannedAt) ?? fallbackTime?.toISOString();
   if (!eventTime) throw new UnusableEventError("RoutePlanned", "planned_at");
@@ -128,10 +158,11 @@ export function routePlannedInput(e: RoutePlanned, fallbackTime?: Date): RouteIn
     eta,
     reason: EtaChangeReason.INITIAL_PLAN,
     ...(e.route?.routeId ? { routeId: e.route.routeId } : {}),
+    ...routePlan(e.route),
   };
 }
 
-/** A RouteUpdated event as a store input (event time = updated_at). */
+/** A RouteUpdated event as a store input (event time = updated_at), with the new route's legs, revision and planning time. */
 export function routeUpdatedInput(e: RouteUpdated, fallbackTime?: Date): RouteInput {
   const eventTime = iso(e.updatedAt) ?? iso(e.route?.plannedAt) ?? fallbackTime?.toISOString();
   if (!eventTime) throw new UnusableEventError("RouteUpdated", "updated_at");
@@ -146,6 +177,7 @@ export function routeUpdatedInput(e: RouteUpdated, fallbackTime?: Date): RouteIn
     ...(e.reason !== EtaChangeReason.UNSPECIFIED ? { reason: e.reason } : {}),
     ...(e.route?.routeId ? { routeId: e.route.routeId } : {}),
     ...(e.detail ? { detail: e.detail } : {}),
+    ...routePlan(e.route),
   };
 }
 

@@ -1,10 +1,15 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { EtaChangeReason, TransportMode } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+import { RoutePlannedSchema, RouteUpdatedSchema } from "../../shared/src/gen/logistics/events/v1/routing_events_pb.js";
 import { ShipmentEventKind } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
-import { applyToDoc } from "../../store/src/derive.js";
+import { applyToDoc, validateEvent } from "../../store/src/derive.js";
 import type { ShipmentDoc, ShipmentEventInput } from "../../store/src/ports.js";
+import { routePlannedInput, routeUpdatedInput } from "./event-inputs.js";
 import { docAtVersion, HistoryGapError, stepsBetween } from "./shipment-history.js";
 import { describeEvent, publicShipment, publicShipmentEvent, shipmentEventMessage, shipmentMessage } from "./shipment-view.js";
 
@@ -96,6 +101,82 @@ describe("shipmentMessage / publicShipment", () => {
 
   it("describes a correction as STATUS_CORRECTED", () => {
     assert.equal(describeEvent(scan("x", 1, ScanKind.CORRECTION)), "Status corrected");
+  });
+});
+
+describe("route plans from routing events to the Shipment message", () => {
+  const at = (hour: number) => timestampFromDate(new Date(Date.UTC(2026, 10, 20, hour)));
+  const leg = (fromHub: string, toHub: string, mode: TransportMode, depart: number, arrive: number) => ({
+    fromHub,
+    toHub,
+    mode,
+    plannedDeparture: at(depart),
+    plannedArrival: at(arrive),
+    departureId: `${fromHub}_${toHub}`,
+  });
+  const planned = create(RoutePlannedSchema, {
+    eventId: "route.1",
+    trackingNumber: TN,
+    route: {
+      routeId: "r_secret",
+      trackingNumber: TN,
+      legs: [leg("FRA", "CDG", TransportMode.AIR, 11, 13), leg("CDG", "PAR1", TransportMode.ROAD, 14, 16)],
+      eta: { estimatedArrival: at(30) },
+      revision: 1,
+      plannedAt: at(8),
+    },
+    plannedAt: at(8),
+  });
+  const updated = create(RouteUpdatedSchema, {
+    eventId: "route.2",
+    trackingNumber: TN,
+    route: {
+      routeId: "r_secret",
+      trackingNumber: TN,
+      legs: [leg("FRA", "AMS", TransportMode.RAIL, 12, 15), leg("AMS", "PAR1", TransportMode.ROAD, 16, 20)],
+      eta: { estimatedArrival: at(34) },
+      revision: 2,
+      plannedAt: at(10),
+    },
+    reason: EtaChangeReason.MISSED_CUTOFF,
+    updatedAt: at(10),
+  });
+
+  it("maps a RoutePlanned's legs into the store input, which the store accepts unchanged", () => {
+    const input = routePlannedInput(planned);
+    assert.deepEqual(input.legs, [
+      { fromHub: "FRA", toHub: "CDG", mode: TransportMode.AIR, plannedDeparture: "2026-11-20T11:00:00.000Z", plannedArrival: "2026-11-20T13:00:00.000Z", departureId: "FRA_CDG" },
+      { fromHub: "CDG", toHub: "PAR1", mode: TransportMode.ROAD, plannedDeparture: "2026-11-20T14:00:00.000Z", plannedArrival: "2026-11-20T16:00:00.000Z", departureId: "CDG_PAR1" },
+    ]);
+    assert.equal(input.revision, 1);
+    assert.equal(input.plannedAt, "2026-11-20T08:00:00.000Z");
+    assert.deepEqual(validateEvent(input), input);
+    assert.equal(routeUpdatedInput(updated).revision, 2);
+  });
+
+  it("renders the newest route's legs, revision and ETA, and keeps them (without route_id) in the public view", () => {
+    // The update arrives first; the older plan arriving afterwards must not replace its legs.
+    const doc = fold([created, routeUpdatedInput(updated), routePlannedInput(planned)]);
+    const s = shipmentMessage(doc);
+    assert.equal(s.route?.routeId, "r_secret");
+    assert.equal(s.route?.trackingNumber, TN);
+    assert.equal(s.route?.revision, 2);
+    assert.deepEqual(s.route?.legs.map((l) => [l.fromHub, l.toHub, l.mode, l.departureId]), [
+      ["FRA", "AMS", TransportMode.RAIL, "FRA_AMS"],
+      ["AMS", "PAR1", TransportMode.ROAD, "AMS_PAR1"],
+    ]);
+    assert.deepEqual(s.route?.legs[0]?.plannedDeparture, at(12));
+    assert.deepEqual(s.route?.legs[1]?.plannedArrival, at(20));
+    assert.deepEqual(s.route?.eta?.estimatedArrival, at(34));
+    assert.deepEqual(s.route?.plannedAt, at(10));
+    const p = publicShipment(s);
+    assert.equal(p.route?.routeId, "");
+    assert.deepEqual(p.route?.legs, s.route?.legs);
+    assert.deepEqual(p.route?.eta, s.route?.eta);
+  });
+
+  it("leaves the route unset before routing planned one", () => {
+    assert.equal(shipmentMessage(fold([created])).route, undefined);
   });
 });
 

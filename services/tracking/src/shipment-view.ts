@@ -1,7 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { PlaceSchema, type GeoPoint, type Place } from "../../shared/src/gen/logistics/common/v1/geo_pb.js";
-import { EtaChangeReason, type Eta } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import {
+  EtaChangeReason,
+  RouteLegSchema,
+  RouteSchema,
+  type Eta,
+  type Route,
+} from "../../shared/src/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
 import {
@@ -12,7 +18,7 @@ import {
   type ShipmentEvent,
 } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
 import { statusForKind } from "../../store/src/derive.js";
-import type { EtaDoc, GeoPointDoc, PlaceDoc, ShipmentDoc, ShipmentEventInput, StoredEvent } from "../../store/src/ports.js";
+import type { EtaDoc, GeoPointDoc, PlaceDoc, RouteDoc, ShipmentDoc, ShipmentEventInput, StoredEvent } from "../../store/src/ports.js";
 
 /**
  * Rendering of the store's documents as the TrackingService's messages, and the public view
@@ -53,6 +59,28 @@ function eta(e: EtaDoc | undefined): Eta | undefined {
   };
 }
 
+/** The route plan with the ETA it came with (the document's `eta` is that same route event's). */
+function route(r: RouteDoc | undefined, trackingNumber: string, e: EtaDoc | undefined): Route | undefined {
+  if (!r) return undefined;
+  return create(RouteSchema, {
+    routeId: r.routeId ?? "",
+    trackingNumber,
+    legs: r.legs.map((leg) =>
+      create(RouteLegSchema, {
+        fromHub: leg.fromHub,
+        toHub: leg.toHub,
+        mode: leg.mode,
+        plannedDeparture: ts(leg.plannedDeparture),
+        plannedArrival: ts(leg.plannedArrival),
+        departureId: leg.departureId ?? "",
+      }),
+    ),
+    eta: eta(e),
+    revision: r.revision ?? 0,
+    plannedAt: ts(r.plannedAt),
+  });
+}
+
 /** The hub of the newest (event time) timeline entry that had one. */
 function currentHub(doc: ShipmentDoc): string {
   const timeline = doc.derivation.timeline;
@@ -83,6 +111,7 @@ export function shipmentMessage(doc: ShipmentDoc): Shipment {
     currentLocation: point(doc.location),
     // Routing's ETA is closed by the delivery; the proto leaves it unset after delivery.
     eta: delivered ? undefined : eta(doc.eta),
+    route: route(doc.route, doc.trackingNumber, doc.eta),
     createdAt: ts(createdAt),
     updatedAt: ts(doc.updatedAt),
     deliveredAt: delivered ? ts(doc.statusTime) : undefined,

@@ -9,6 +9,7 @@ import { trackingConfig } from "../src/config.js";
 import { trackingService } from "../src/tracking.js";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { TransportMode } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
 import {
@@ -102,11 +103,23 @@ export function scanEvent(tn: string, n: number, kind: ScanKind, at: Date, hub?:
   return { kind: "scan", message, input: scanInput(message) };
 }
 
+/** A RoutePlanned (revision 1) FRA → CDG → AMS by road then air, with the given ETA. */
 export function routeEvent(tn: string, at: Date, eta: Date): FixtureEvent {
+  const hour = (h: number) => timestampFromDate(new Date(at.getTime() + h * 3_600_000));
   const message = create(RoutePlannedSchema, {
     eventId: `route.${tn}.1`,
     trackingNumber: tn,
-    route: { routeId: `r_${tn}`, trackingNumber: tn, revision: 1, eta: { estimatedArrival: timestampFromDate(eta) }, plannedAt: timestampFromDate(at) },
+    route: {
+      routeId: `r_${tn}`,
+      trackingNumber: tn,
+      legs: [
+        { fromHub: "FRA", toHub: "CDG", mode: TransportMode.ROAD, plannedDeparture: hour(2), plannedArrival: hour(8), departureId: "road_fra_cdg" },
+        { fromHub: "CDG", toHub: "AMS", mode: TransportMode.AIR, plannedDeparture: hour(10), plannedArrival: hour(11), departureId: "AF1240" },
+      ],
+      revision: 1,
+      eta: { estimatedArrival: timestampFromDate(eta) },
+      plannedAt: timestampFromDate(at),
+    },
     plannedAt: timestampFromDate(at),
   });
   return { kind: "route", message, input: routePlannedInput(message) };

@@ -5,6 +5,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { Scope } from "../../shared/src/auth/index.js";
+import { TransportMode } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
 import {
@@ -23,6 +24,7 @@ import {
   createdEvent,
   createTrackingTestEnv,
   publishFixture,
+  routeEvent,
   scanEvent,
   trackingNumber,
   type TrackingTestEnv,
@@ -214,6 +216,34 @@ describe("TrackingService.WatchShipment (real servers, grpc-js and Connect over 
     const found = await grpcClient.searchShipments({ customerId: "cust-1", statuses: [ShipmentStatus.DELIVERED] }, { headers });
     assert.deepEqual(found.shipments.map((s) => s.trackingNumber).sort(), [trackingNumber(tag, 1), trackingNumber(tag, 2)]);
     await assert.rejects(grpcClient.searchShipments({ customerId: "cust-1" }), (e: unknown) => ConnectError.from(e).code === Code.Unauthenticated);
+  });
+
+  it("serves the projected RoutePlanned's legs in GetShipment, to internal and anonymous callers", async () => {
+    const tn = trackingNumber(tag, 3);
+    const t0 = new Date(Date.UTC(2026, 10, 22, 8, 0, 0));
+    await publishFixture(publisher, env.subjects, createdEvent(tn, t0, "cust-route"));
+    const planned = routeEvent(tn, new Date(t0.getTime() + 60_000), new Date(t0.getTime() + 2 * 86_400_000));
+    const plannedRoute = planned.kind === "route" ? planned.message.route : undefined;
+    assert.ok(plannedRoute && plannedRoute.legs.length === 2);
+    await publishFixture(publisher, env.subjects, planned);
+    await waitFor(async () => (await version(tn)) === 2n, { message: "route applied" });
+    const headers = { authorization: `Bearer ${await env.token([Scope.ShipmentsRead])}` };
+    const full = (await connectClient.getShipment({ trackingNumber: tn }, { headers })).shipment?.route;
+    assert.equal(full?.routeId, `r_${tn}`);
+    assert.equal(full?.revision, 1);
+    assert.deepEqual(
+      full?.legs.map((l) => [l.fromHub, l.toHub, l.mode, l.departureId]),
+      [
+        ["FRA", "CDG", TransportMode.ROAD, "road_fra_cdg"],
+        ["CDG", "AMS", TransportMode.AIR, "AF1240"],
+      ],
+    );
+    assert.deepEqual(full?.legs.map((l) => [l.plannedDeparture, l.plannedArrival]), plannedRoute.legs.map((l) => [l.plannedDeparture, l.plannedArrival]));
+    assert.deepEqual(full?.eta?.estimatedArrival, plannedRoute.eta?.estimatedArrival);
+    const anonymous = (await connectClient.getShipment({ trackingNumber: tn })).shipment;
+    assert.equal(anonymous?.customerId, "");
+    assert.equal(anonymous?.route?.routeId, "", "route_id is internal");
+    assert.deepEqual(anonymous?.route?.legs, full?.legs, "route hubs, modes and times are public");
   });
 
   it("ends open watch streams normally when the server drains", async () => {
