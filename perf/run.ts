@@ -56,13 +56,18 @@ async function runBench(script: string, args: string[] = [], env: Record<string,
   });
   const code = await new Promise<number | null>((r) => child.once("exit", r));
   if (code !== 0) throw new Error(`${script} exited with ${code}`);
-  const lines = out.trim().split("\n").reverse();
-  for (const l of lines) {
-    try {
-      const j = JSON.parse(l) as unknown;
-      if (j && typeof j === "object") return j as Record<string, unknown>;
-    } catch {
-      // not JSON
+  // The last JSON object printed, on one line or pretty-printed over several.
+  const lines = out.trim().split("\n");
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (!lines[i]!.startsWith("{")) continue;
+    for (let j = i; j < lines.length; j++) {
+      if (!lines[j]!.startsWith("}") && j !== i) continue;
+      try {
+        const v = JSON.parse(lines.slice(i, j + 1).join("\n")) as unknown;
+        if (v && typeof v === "object") return v as Record<string, unknown>;
+      } catch {
+        // not a complete object yet
+      }
     }
   }
   throw new Error(`${script} printed no JSON summary`);
@@ -102,52 +107,59 @@ async function shortRun(): Promise<void> {
 
   const scenarios: ScenarioResult[] = [];
   if (!args.only || args.only.split(",").includes("e2e")) {
-    const mesh = await startMeshProcesses();
-    try {
-      const results: E2eResult[] = [];
-      const e2e = async (rate: number) => {
+    const results: E2eResult[] = [];
+    // A fresh mesh per rate: an overloaded run leaves a backlog that would pollute the next.
+    const e2e = async (rate: number) => {
+      const mesh = await startMeshProcesses();
+      try {
         const r = await runE2e(mesh, { rate, durationMs: 15_000, shipments: 200, settleMs: 10_000 });
         results.push(r);
         process.stdout.write(
           `e2e ${rate}/s: accepted ${r.accepted}/${r.sent} (${r.achievedRate.toFixed(0)}/s), visible ${r.visible}, ` +
-            `p99 ack→visible ${(r.ackToVisible.getValueAtPercentile(99) / 1000).toFixed(1)} ms, webhooks ${r.webhooks}\n`,
+            `p99 ack→visible ${(r.ackToVisible.getValueAtPercentile(99) / 1000).toFixed(1)} ms, webhooks ${r.webhooks}, sustained ${r.sustained}\n`,
         );
         return r;
-      };
-      await e2e(300);
-      const at3000 = await e2e(3000);
-      if (!at3000.sustained) {
-        // Find the highest sustained rate between the original peak and 3,000/s.
-        let lo = 300;
-        let hi = 3000;
-        for (let i = 0; i < 2; i++) {
-          const mid = Math.round((lo + hi) / 2 / 50) * 50;
-          if ((await e2e(mid)).sustained) lo = mid;
-          else hi = mid;
-        }
+      } finally {
+        await mesh.close();
       }
-      const best = results.filter((r) => r.sustained).sort((a, b) => b.rate - a.rate)[0];
-      for (const r of results) {
-        const label = r === best && r.rate !== 300 && r.rate !== 3000 ? `e2e-${r.rate}-highest-sustained` : `e2e-${r.rate}`;
-        const p99 = r.ackToVisible.getValueAtPercentile(99) / 1000;
-        scenarios.push({
-          name: label,
-          description:
-            `Scans streamed by a grpc-js carrier client at ${r.rate}/s (open loop) for ${r.durationMs / 1000} s over 200 shipments, ` +
-            `each watched through WatchShipment, with a webhook subscription for the carrier. Latencies from the carrier's ACCEPTED ack.`,
-          result: asLoad(r.ackToVisible, r.durationMs, r.visible),
-          baseline: { name: `${label} ack→webhook`, result: asLoad(r.ackToWebhook, r.durationMs, r.webhooks) },
-          target: { text: "ack → visible p99 <= 250 ms", met: p99 <= 250 && r.sustained, value: `${p99.toFixed(1)} ms${r.sustained ? "" : ", rate not sustained"}` },
-          notes: [
-            `sent ${r.sent}, accepted ${r.accepted} (${r.achievedRate.toFixed(0)}/s), rejected ${r.rejected}`,
-            `visible ${r.visible} (${((r.visible / Math.max(1, r.accepted)) * 100).toFixed(1)}%), webhooks received ${r.webhooks}`,
-            `ack→webhook p50 ${(r.ackToWebhook.getValueAtPercentile(50) / 1000).toFixed(1)} ms, p99 ${(r.ackToWebhook.getValueAtPercentile(99) / 1000).toFixed(1)} ms`,
-            `sustained: ${r.sustained}`,
-          ],
-        });
+    };
+    const at300 = await e2e(300);
+    const at3000 = await e2e(3000);
+    if (!at3000.sustained) {
+      // Bisect for the highest rate this machine sustains (between 25/s and 3,000/s).
+      let lo = at300.sustained ? 300 : 25;
+      let hi = at300.sustained ? 3000 : 300;
+      for (let i = 0; i < 3; i++) {
+        const mid = Math.round((lo + hi) / 2 / 25) * 25;
+        if (mid === lo || mid === hi) break;
+        if ((await e2e(mid)).sustained) lo = mid;
+        else hi = mid;
       }
-    } finally {
-      await mesh.close();
+    }
+    const best = results.filter((r) => r.sustained).sort((a, b) => b.rate - a.rate)[0];
+    for (const r of results) {
+      const label = r === best && r.rate !== 300 && r.rate !== 3000 ? `e2e-${r.rate}-highest-sustained` : `e2e-${r.rate}`;
+      const p99 = r.ackToVisible.getValueAtPercentile(99) / 1000;
+      scenarios.push({
+        name: label,
+        description:
+          `Scans streamed by a grpc-js carrier client at ${r.rate}/s (open loop) for ${r.durationMs / 1000} s over 200 shipments, ` +
+          `each watched through WatchShipment, with a webhook subscription for the carrier; all four services as separate ` +
+          `processes on this machine with NATS, PostgreSQL and Redis. Latencies from the carrier's ACCEPTED ack.`,
+        result: asLoad(r.ackToVisible, r.durationMs, r.visible),
+        baseline: { name: `${label} ack→webhook`, result: asLoad(r.ackToWebhook, r.durationMs, r.webhooks) },
+        target: {
+          text: "ack → visible p99 <= 250 ms",
+          met: p99 <= 250 && r.sustained,
+          value: `${p99.toFixed(1)} ms${r.sustained ? "" : ", rate not sustained"}`,
+        },
+        notes: [
+          `sent ${r.sent}, accepted ${r.accepted} (${r.achievedRate.toFixed(0)}/s), rejected ${r.rejected}`,
+          `visible ${r.visible} (${((r.visible / Math.max(1, r.accepted)) * 100).toFixed(1)}%), webhooks received ${r.webhooks}`,
+          `ack→webhook p50 ${(r.ackToWebhook.getValueAtPercentile(50) / 1000).toFixed(1)} ms, p99 ${(r.ackToWebhook.getValueAtPercentile(99) / 1000).toFixed(1)} ms`,
+          `sustained (≥95% of the offered rate accepted and ≥99% of accepted scans visible before the settle deadline): ${r.sustained}`,
+        ],
+      });
     }
   }
   const machine = [`Machine: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}.`];
