@@ -1,7 +1,6 @@
 import * as assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import * as http from "node:http";
-import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +10,7 @@ import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { FileDescriptorProtoSchema, file_google_protobuf_wrappers, StringValueSchema } from "@bufbuild/protobuf/wkt";
 import type { StringValue } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext, type Interceptor, type Transport } from "@connectrpc/connect";
-import { connectNodeAdapter, createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { exportJWK, exportSPKI, generateKeyPair, type CryptoKey, type JWK } from "jose";
 import { assertCarrier, createAuthInterceptor, principalKey, requirePrincipal, type AuthLog } from "../src/auth/auth-interceptor.js";
 import { mintToken } from "../src/auth/dev-keys.js";
@@ -19,6 +18,7 @@ import { createJwtVerifier, type JwtVerifier } from "../src/auth/jwt-verifier.js
 import type { MethodPolicy } from "../src/auth/method-policy.js";
 import { Scope } from "../src/auth/scopes.js";
 import { Health, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema } from "../src/gen/grpc/health/v1/health_pb.js";
+import { startTestConnectServer, type TestConnectServer } from "../src/testing/connect-server.js";
 
 const ISSUER = "auth-test-issuer";
 const AUDIENCE = "auth-test-audience";
@@ -107,31 +107,10 @@ function routes(router: ConnectRouter): void {
 
 // ---- server, clients, keys ----
 
-interface RunningServer {
-  readonly baseUrl: string;
-  close(): Promise<void>;
-}
+type RunningServer = TestConnectServer;
 
-async function startServer(interceptors: Interceptor[]): Promise<RunningServer> {
-  const server = http2.createServer(connectNodeAdapter({ routes, interceptors }));
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (s) => {
-    sessions.add(s);
-    s.once("close", () => sessions.delete(s));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  return {
-    baseUrl: `http://127.0.0.1:${port}`,
-    close: async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of sessions) s.close();
-      await closed;
-    },
-  };
+function startServer(interceptors: Interceptor[]): Promise<RunningServer> {
+  return startTestConnectServer(routes, interceptors);
 }
 
 interface Clients {

@@ -1,13 +1,11 @@
 import * as assert from "node:assert/strict";
-import * as http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { create, createFileRegistry, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { FileDescriptorProtoSchema, file_google_protobuf_wrappers, StringValueSchema } from "@bufbuild/protobuf/wkt";
 import type { StringValue } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type ConnectRouter, type Interceptor, type Transport } from "@connectrpc/connect";
-import { connectNodeAdapter, createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan } from "@opentelemetry/sdk-trace";
@@ -24,6 +22,7 @@ import {
   type TelemetryHandle,
 } from "../src/telemetry/index.js";
 import { waitFor } from "../src/testing/wait-for.js";
+import { startTestConnectServer, type TestConnectServer } from "../src/testing/connect-server.js";
 
 // ---- a test service built at runtime from a descriptor, with StringValue in and out ----
 
@@ -112,31 +111,10 @@ function routes(router: ConnectRouter): void {
 
 // ---- server and clients over real HTTP/2 sockets ----
 
-interface RunningServer {
-  readonly baseUrl: string;
-  close(): Promise<void>;
-}
+type RunningServer = TestConnectServer;
 
-async function startServer(interceptors: Interceptor[]): Promise<RunningServer> {
-  const server = http2.createServer(connectNodeAdapter({ routes, interceptors }));
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (s) => {
-    sessions.add(s);
-    s.once("close", () => sessions.delete(s));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  return {
-    baseUrl: `http://127.0.0.1:${port}`,
-    close: async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of sessions) s.close();
-      await closed;
-    },
-  };
+function startServer(interceptors: Interceptor[]): Promise<RunningServer> {
+  return startTestConnectServer(routes, interceptors);
 }
 
 type Client = ReturnType<typeof createClient<TestService>>;

@@ -1,3 +1,4 @@
+export { startTestConnectServer, type TestConnectServer } from "./connect-server.js";
 export { getFreePort } from "./free-port.js";
 export { removeOnExit, spawnManagedProcess, type ManagedProcess, type ProcessExit } from "./managed-process.js";
 export {
