@@ -83,10 +83,10 @@ interface BenchSpec {
 
 /** Micro-benchmarks owned by each service, each comparing against its own same-run baseline. */
 const BENCHES: BenchSpec[] = [
-  { name: "ingest", script: "perf/ingest/ingest-bench.js", args: ["--scans", "20000", "--rounds", "3"], target: "accepted rate >= 70% of raw JetStream publish" },
-  { name: "get-shipment", script: "perf/tracking/get-shipment-bench.js", env: { BENCH_SECONDS: "5", BENCH_ROUNDS: "3" }, target: "GetShipment (cache hit) >= 70% of a bare echo RPC" },
-  { name: "route-planning", script: "perf/routing/plan-bench.js", args: ["5000"], target: "earliest-arrival planning vs static Dijkstra over the same graph (reported)" },
-  { name: "store-apply", script: "perf/store/apply-bench.js", args: ["--events", "10000"], target: "batched and per-event apply vs raw multi-row INSERT (reported)" },
+  { name: "ingest", script: "perf/ingest/ingest-bench.js", args: ["--scans", "15000", "--rounds", "3"], target: "accepted rate >= 70% of raw JetStream publish" },
+  { name: "get-shipment", script: "perf/tracking/get-shipment-bench.js", env: { BENCH_SECONDS: "4", BENCH_ROUNDS: "3" }, target: "GetShipment (cache hit) >= 70% of a bare echo RPC" },
+  { name: "route-planning", script: "perf/routing/plan-bench.js", args: ["3000"], target: "earliest-arrival planning vs static Dijkstra over the same graph (reported)" },
+  { name: "store-apply", script: "perf/store/apply-bench.js", args: ["--events", "6000"], target: "batched and per-event apply vs raw multi-row INSERT (reported)" },
 ];
 
 async function shortRun(): Promise<void> {
@@ -112,7 +112,7 @@ async function shortRun(): Promise<void> {
     const e2e = async (rate: number) => {
       const mesh = await startMeshProcesses();
       try {
-        const r = await runE2e(mesh, { rate, durationMs: 15_000, shipments: 200, settleMs: 10_000 });
+        const r = await runE2e(mesh, { rate, durationMs: 10_000, shipments: 100, settleMs: 8_000 });
         results.push(r);
         process.stdout.write(
           `e2e ${rate}/s: accepted ${r.accepted}/${r.sent} (${r.achievedRate.toFixed(0)}/s), visible ${r.visible}, ` +
@@ -129,7 +129,7 @@ async function shortRun(): Promise<void> {
       // Bisect for the highest rate this machine sustains (between 25/s and 3,000/s).
       let lo = at300.sustained ? 300 : 25;
       let hi = at300.sustained ? 3000 : 300;
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 2; i++) {
         const mid = Math.round((lo + hi) / 2 / 25) * 25;
         if (mid === lo || mid === hi) break;
         if ((await e2e(mid)).sustained) lo = mid;
@@ -143,7 +143,7 @@ async function shortRun(): Promise<void> {
       scenarios.push({
         name: label,
         description:
-          `Scans streamed by a grpc-js carrier client at ${r.rate}/s (open loop) for ${r.durationMs / 1000} s over 200 shipments, ` +
+          `Scans streamed by a grpc-js carrier client at ${r.rate}/s (open loop) for ${r.durationMs / 1000} s over 100 shipments, ` +
           `each watched through WatchShipment, with a webhook subscription for the carrier; all four services as separate ` +
           `processes on this machine with NATS, PostgreSQL and Redis. Latencies from the carrier's ACCEPTED ack.`,
         result: asLoad(r.ackToVisible, r.durationMs, r.visible),

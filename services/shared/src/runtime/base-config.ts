@@ -32,6 +32,11 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
       default: "logistics",
     }),
     STREAM_REPLICAS: int({ description: "JetStream stream replicas (3 in production)", min: 1, max: 5, default: 1 }),
+    STREAM_MAX_AGE_HOURS: int({
+      description: "how long JetStream keeps events (0 = until other limits); consumers must catch up within it",
+      min: 0,
+      default: 168,
+    }),
     JWT_ISSUER: str({ description: "expected `iss` of bearer tokens", default: "logistics-dev" }),
     JWT_AUDIENCE: str({ description: "expected `aud` of bearer tokens", default: "logistics-mesh" }),
     JWT_JWKS_URL: optional(url({ description: "JWKS endpoint with the token signing keys", protocols: ["https:", "http:"] })),

@@ -91,7 +91,12 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
     const jsm = await jetstreamManager(nats);
     const js = jetstream(nats);
     const subjects = createSubjects(config.SUBJECT_PREFIX);
-    if (config.ENSURE_STREAMS) await ensureStreams(jsm, subjects.streamList, { replicas: config.STREAM_REPLICAS });
+    if (config.ENSURE_STREAMS) {
+      await ensureStreams(jsm, subjects.streamList, {
+        replicas: config.STREAM_REPLICAS,
+        maxAgeMs: config.STREAM_MAX_AGE_HOURS * 3_600_000,
+      });
+    }
 
     const metrics = createMetrics({ service: def.name });
     const drain = new AbortController();
