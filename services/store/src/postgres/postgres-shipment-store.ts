@@ -167,7 +167,10 @@ export async function createPostgresShipmentStore(options: PostgresShipmentStore
     const row = claim.rows[0];
     if (!row || row.claimed === 0) {
       await client.query("ROLLBACK");
-      const doc = await getShipment(event.trackingNumber);
+      // Read on the connection already held: taking a second pooled connection here could
+      // starve the pool when every connection is waiting the same way.
+      const doc = (await client.query<{ doc: ShipmentDoc }>("SELECT doc FROM shipments WHERE tracking_number = $1", [event.trackingNumber]))
+        .rows[0]?.doc;
       if (!doc) throw new Error(`event ${event.eventId} is recorded as applied but shipment ${event.trackingNumber} is missing`);
       return { applied: false, duplicate: true, late: false, after: doc, statusChanged: false, etaChanged: false, version: doc.version };
     }
