@@ -1,22 +1,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { ensureDevKeys, mintToken } from "../../services/shared/src/auth/index.js";
+import { createMeshEnvironment, type MeshServiceName } from "../../services/dev/src/mesh-environment.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../services/shared/src/gen/grpc/health/v1/health_pb.js";
-import {
-  createTestSchema,
-  getFreePort,
-  startNatsServer,
-  uniqueName,
-  waitFor,
-  type TestSchema,
-} from "../../services/shared/src/testing/index.js";
+import { getFreePort, waitFor } from "../../services/shared/src/testing/index.js";
 
-export type MeshService = "ingest" | "routing" | "tracking" | "notification";
+export type MeshService = MeshServiceName;
 
 /** The mesh as separate processes (as deployed), for load tests that must not share one event loop. */
 export interface MeshProcesses {
@@ -53,21 +44,8 @@ export async function startMeshProcesses(env: Record<string, string> = {}): Prom
     for (const c of cleanups.reverse()) await c().catch(() => {});
   };
   try {
-    const nats = await startNatsServer();
-    cleanups.push(() => nats.stop());
-    const keysDir = await mkdtemp(join(tmpdir(), "perf-keys-"));
-    cleanups.push(() => rm(keysDir, { recursive: true, force: true }));
-    const keys = await ensureDevKeys(keysDir);
-    const id = uniqueName("perf");
-    const schemas: TestSchema[] = [];
-    cleanups.push(async () => {
-      for (const s of schemas) await s.drop();
-    });
-    const schema = async (prefix: string) => {
-      const s = await createTestSchema({ prefix });
-      schemas.push(s);
-      return s;
-    };
+    const mesh = await createMeshEnvironment({ idPrefix: "perf", base: { LOG_LEVEL: "warn", SHUTDOWN_GRACE_MS: "5000" } });
+    cleanups.push(() => mesh.close());
     const names: MeshService[] = ["ingest", "routing", "tracking", "notification"];
     const ports = {} as Record<MeshService, number>;
     const metricsPorts = {} as Record<MeshService, number>;
@@ -75,29 +53,11 @@ export async function startMeshProcesses(env: Record<string, string> = {}): Prom
     for (const name of names) {
       ports[name] = await getFreePort();
       metricsPorts[name] = await getFreePort();
-      const e: Record<string, string> = {
-        HOST: "127.0.0.1",
+      const e = await mesh.envFor(name, {
         PORT: String(ports[name]),
         METRICS_PORT: String(metricsPorts[name]),
-        LOG_LEVEL: "warn",
-        NATS_URL: nats.url,
-        SUBJECT_PREFIX: id,
-        JWT_PUBLIC_KEY_FILE: keys.jwksPath,
-        SHUTDOWN_GRACE_MS: "5000",
-      };
-      if (name === "ingest") e["INGEST_REDIS_KEY_PREFIX"] = `${id}:ingest:`;
-      if (name === "tracking") {
-        e["DATABASE_URL"] = (await schema("perftrk")).connectionString;
-        e["TRACKING_REDIS_KEY_PREFIX"] = `${id}:tracking:`;
-      }
-      if (name === "routing") e["DATABASE_SCHEMA"] = (await schema("perfrte")).schema;
-      if (name === "notification") {
-        e["NOTIFICATION_DB_SCHEMA"] = (await schema("perfntf")).schema;
-        e["NOTIFICATION_ALLOW_HTTP"] = "true";
-        e["NOTIFICATION_WEBHOOK_ALLOW_HOSTS"] = "127.0.0.1,localhost";
-        e["NOTIFICATION_WEBHOOK_ALLOW_CIDRS"] = "127.0.0.0/8";
-        e["NOTIFICATION_POLL_INTERVAL_MS"] = "50";
-      }
+        ...(name === "notification" ? { NOTIFICATION_POLL_INTERVAL_MS: "50" } : {}),
+      });
       const child = spawn(process.execPath, [join(distRoot, "services", name, "src", "main.js")], {
         env: { ...process.env, ...e, ...env },
         stdio: ["ignore", "inherit", "inherit"],
@@ -119,16 +79,8 @@ export async function startMeshProcesses(env: Record<string, string> = {}): Prom
       ports,
       metricsPorts,
       pids,
-      subjectPrefix: id,
-      token: (scopes, extra = {}) =>
-        mintToken({
-          privateJwkPath: keys.privateJwkPath,
-          issuer: "logistics-dev",
-          audience: "logistics-mesh",
-          subject: "perf",
-          scopes,
-          ...extra,
-        }),
+      subjectPrefix: mesh.id,
+      token: (scopes, extra) => mesh.token(scopes, extra),
       close: () => (closing ??= undo()),
     };
   } catch (e) {

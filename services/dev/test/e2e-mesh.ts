@@ -1,15 +1,5 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { ensureDevKeys, mintToken } from "../../shared/src/auth/index.js";
 import { startService, type RunningService } from "../../shared/src/runtime/start-service.js";
-import {
-  createTestSchema,
-  startNatsServer,
-  uniqueName,
-  type NatsServerHandle,
-  type TestSchema,
-} from "../../shared/src/testing/index.js";
+import { createMeshEnvironment, type MeshServiceName } from "../src/mesh-environment.js";
 import { ingestConfig } from "../../ingest/src/config.js";
 import { ingestService } from "../../ingest/src/ingest.js";
 import { notificationConfig } from "../../notification/src/config.js";
@@ -19,8 +9,7 @@ import { routingService } from "../../routing/src/routing.js";
 import { trackingConfig } from "../../tracking/src/config.js";
 import { trackingService } from "../../tracking/src/tracking.js";
 
-/** A service of the mesh. */
-export type MeshServiceName = "ingest" | "routing" | "tracking" | "notification";
+export type { MeshServiceName };
 
 /** Options for {@link startE2eMesh}. */
 export interface E2eMeshOptions {
@@ -57,64 +46,21 @@ export interface E2eMesh {
  */
 export async function startE2eMesh(o: E2eMeshOptions = {}): Promise<E2eMesh> {
   const names = o.services ?? ["ingest", "routing", "tracking", "notification"];
-  const cleanups: Array<() => Promise<unknown>> = [];
   const running = new Map<MeshServiceName, RunningService>();
   const failed = new Map<MeshServiceName, string>();
   const envs = new Map<MeshServiceName, Record<string, string>>();
+  const mesh = await createMeshEnvironment({
+    idPrefix: "e2e",
+    base: { LOG_LEVEL: "silent", SHUTDOWN_GRACE_MS: "2000", ...o.env },
+  });
   const undo = async () => {
     for (const s of running.values()) await s.close().catch(() => {});
     running.clear();
-    for (const c of cleanups.reverse()) await c().catch(() => {});
+    await mesh.close();
   };
   try {
-    const nats: NatsServerHandle = await startNatsServer();
-    cleanups.push(() => nats.stop());
-    const keysDir = await mkdtemp(join(tmpdir(), "e2e-keys-"));
-    cleanups.push(() => rm(keysDir, { recursive: true, force: true }));
-    const keys = await ensureDevKeys(keysDir);
-    const id = uniqueName("e2e");
-    const schemas: TestSchema[] = [];
-    cleanups.push(async () => {
-      for (const s of schemas) await s.drop();
-    });
-    const schema = async (prefix: string) => {
-      const s = await createTestSchema({ prefix });
-      schemas.push(s);
-      return s;
-    };
-    const base: Record<string, string> = {
-      HOST: "127.0.0.1",
-      PORT: "0",
-      METRICS_PORT: "0",
-      LOG_LEVEL: "silent",
-      NATS_URL: nats.url,
-      SUBJECT_PREFIX: id,
-      JWT_PUBLIC_KEY_FILE: keys.jwksPath,
-      SHUTDOWN_GRACE_MS: "2000",
-      ...o.env,
-    };
     for (const name of names) {
-      const env: Record<string, string> = { ...base };
-      if (name === "ingest") env["INGEST_REDIS_KEY_PREFIX"] = `${id}:ingest:`;
-      if (name === "tracking") {
-        const s = await schema("e2etrk");
-        env["DATABASE_URL"] = s.connectionString;
-        env["TRACKING_REDIS_KEY_PREFIX"] = `${id}:tracking:`;
-        env["TRACKING_WATCH_HEARTBEAT_MS"] = "2000";
-      }
-      if (name === "routing") {
-        const s = await schema("e2erte");
-        env["DATABASE_SCHEMA"] = s.schema;
-      }
-      if (name === "notification") {
-        const s = await schema("e2entf");
-        env["NOTIFICATION_DB_SCHEMA"] = s.schema;
-        env["NOTIFICATION_ALLOW_HTTP"] = "true";
-        env["NOTIFICATION_WEBHOOK_ALLOW_HOSTS"] = "127.0.0.1,localhost";
-        env["NOTIFICATION_WEBHOOK_ALLOW_CIDRS"] = "127.0.0.0/8";
-        env["NOTIFICATION_RETRY_BASE_MS"] = "200";
-        env["NOTIFICATION_POLL_INTERVAL_MS"] = "100";
-      }
+      const env = await mesh.envFor(name, TEST_OVERRIDES[name]);
       envs.set(name, env);
       try {
         running.set(name, await start(name, env));
@@ -125,7 +71,7 @@ export async function startE2eMesh(o: E2eMeshOptions = {}): Promise<E2eMesh> {
     }
     let closing: Promise<void> | undefined;
     return {
-      env: base,
+      env: mesh.base,
       services: running,
       failed,
       get(name) {
@@ -145,15 +91,7 @@ export async function startE2eMesh(o: E2eMeshOptions = {}): Promise<E2eMesh> {
         running.set(name, s);
         return s;
       },
-      token: (scopes, extra = {}) =>
-        mintToken({
-          privateJwkPath: keys.privateJwkPath,
-          issuer: "logistics-dev",
-          audience: "logistics-mesh",
-          subject: "e2e",
-          scopes,
-          ...extra,
-        }),
+      token: (scopes, extra) => mesh.token(scopes, extra),
       close: () => (closing ??= undo()),
     };
   } catch (e) {
@@ -161,6 +99,12 @@ export async function startE2eMesh(o: E2eMeshOptions = {}): Promise<E2eMesh> {
     throw e;
   }
 }
+
+/** Faster heartbeats and retries than production, so tests observe them within their deadlines. */
+const TEST_OVERRIDES: Partial<Record<MeshServiceName, Record<string, string>>> = {
+  tracking: { TRACKING_WATCH_HEARTBEAT_MS: "2000" },
+  notification: { NOTIFICATION_RETRY_BASE_MS: "200", NOTIFICATION_POLL_INTERVAL_MS: "100" },
+};
 
 function start(name: MeshServiceName, env: Record<string, string>): Promise<RunningService> {
   switch (name) {

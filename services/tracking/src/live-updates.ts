@@ -1,20 +1,13 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { subjectToken, type Subjects } from "../../shared/src/nats/subjects.js";
+import type { Subjects } from "../../shared/src/nats/subjects.js";
 
-/**
- * Cross-replica "shipment changed" notices over core NATS. The projector that commits a change
- * publishes the new version on `<prefix>.live.shipment.<tracking number>`; every API replica with
- * watchers of that shipment subscribes and re-reads the store. Notices are hints, not data: a
- * lost notice only delays a watcher until its next periodic re-read, and the watcher always
- * derives what it sends from the store, so replicas can never disagree.
- *
- * The subject is spelled here (and only here) because the shared subject module does not yet
- * define a live-notice subject; it sits under the root prefix, outside every stream's subjects
- * (`<p>.scan.>`, `<p>.status.>`...), so notices are never persisted.
+/*
+ * Cross-replica "shipment changed" notices over core NATS (`subjects.liveShipment`). The projector
+ * that commits a change publishes the new version; every API replica with watchers of that
+ * shipment subscribes and re-reads the store. Notices are hints, not data: a lost notice only
+ * delays a watcher until its next periodic re-read, and the watcher always derives what it sends
+ * from the store, so replicas can never disagree.
  */
-export function liveShipmentSubject(subjects: Pick<Subjects, "prefix">, trackingNumber: string): string {
-  return `${subjects.prefix}.live.shipment.${subjectToken("tracking number", trackingNumber)}`;
-}
 
 /** Publishes change notices. */
 export interface LiveNotifier {
@@ -23,11 +16,11 @@ export interface LiveNotifier {
 }
 
 /** Creates the notifier the projector uses. */
-export function createLiveNotifier(nc: NatsConnection, subjects: Pick<Subjects, "prefix">): LiveNotifier {
+export function createLiveNotifier(nc: NatsConnection, subjects: Pick<Subjects, "liveShipment">): LiveNotifier {
   return {
     notify(trackingNumber, version) {
       try {
-        nc.publish(liveShipmentSubject(subjects, trackingNumber), String(version));
+        nc.publish(subjects.liveShipment(trackingNumber), String(version));
       } catch {
         // A closed or draining connection: watchers catch up on their next periodic re-read.
       }
@@ -47,14 +40,14 @@ export interface LiveHub {
 }
 
 /** Creates the hub an API replica's WatchShipment handlers share. */
-export function createLiveHub(nc: NatsConnection, subjects: Pick<Subjects, "prefix">): LiveHub {
+export function createLiveHub(nc: NatsConnection, subjects: Pick<Subjects, "liveShipment">): LiveHub {
   const entries = new Map<string, { sub: Subscription; listeners: Set<(version: number) => void> }>();
   return {
     listen(trackingNumber, listener) {
       let entry = entries.get(trackingNumber);
       if (!entry) {
         const listeners = new Set<(version: number) => void>();
-        const sub = nc.subscribe(liveShipmentSubject(subjects, trackingNumber), {
+        const sub = nc.subscribe(subjects.liveShipment(trackingNumber), {
           callback: (err, msg) => {
             if (err) return;
             const version = Number(new TextDecoder().decode(msg.data));

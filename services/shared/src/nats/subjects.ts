@@ -14,6 +14,7 @@
  * | `<p>.status.changed.<region>`             | `<P>_STATUS`    |
  * | `<p>.eta.changed.<region>`                | `<P>_STATUS`    |
  * | `<p>.dlq.<consumer>`                      | `<P>_DLQ`       |
+ * | `<p>.live.shipment.<tracking number>`     | none (core NATS notices, never stored) |
  *
  * The first three tokens name the event family (used for span names and metrics); the trailing
  * tokens partition it so consumers can filter by region (and carrier) without decoding payloads.
@@ -74,6 +75,11 @@ export interface Subjects {
   etaChanged(region: string): string;
   /** Dead letters of one consumer (by durable name): `<p>.dlq.<consumer>`. */
   deadLetter(consumer: string): string;
+  /**
+   * Live "shipment changed" notice between tracking replicas: `<p>.live.shipment.<tracking>`.
+   * Core NATS only: no stream captures it, so notices are never stored.
+   */
+  liveShipment(trackingNumber: string): string;
   /** Scans of one region, any carrier: `<p>.scan.recorded.<region>.*`. */
   scansInRegion(region: string): string;
   /** Every scan: `<p>.scan.recorded.>`. */
@@ -146,6 +152,7 @@ export function createSubjects(prefix: string = DEFAULT_SUBJECT_PREFIX): Subject
     statusChanged: (r: string) => `${p}.status.changed.${region(r)}`,
     etaChanged: (r: string) => `${p}.eta.changed.${region(r)}`,
     deadLetter: (consumer: string) => `${p}.dlq.${subjectToken("consumer", consumer)}`,
+    liveShipment: (trackingNumber: string) => `${p}.live.shipment.${subjectToken("tracking number", trackingNumber)}`,
     scansInRegion: (r: string) => `${p}.scan.recorded.${region(r)}.*`,
     allScans: `${p}.scan.recorded.>`,
     allShipmentsCreated: `${p}.shipment.created.>`,
