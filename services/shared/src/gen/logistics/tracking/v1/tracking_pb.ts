@@ -674,9 +674,13 @@ export const WatchUpdateKindSchema: GenEnum<WatchUpdateKind> = /*@__PURE__*/
  *
  * Access: GetShipment, ListShipmentEvents and WatchShipment may be called without credentials
  * (the public tracking page); anonymous callers receive only the public fields of Shipment and
- * ShipmentEvent (the others are left empty). Callers with the `shipments:read` scope receive all
- * fields; SearchShipments requires it (Unauthenticated without a token, PermissionDenied without
- * the scope).
+ * ShipmentEvent (the others are left empty). All fields go to internal callers with the
+ * `shipments:read` scope, to operators, and to a customer token (one bound to a customer account)
+ * with `shipments:read` for that customer's own shipments only; a customer token reading another
+ * customer's shipment, and every carrier token, get the public fields. SearchShipments requires
+ * `shipments:read` (Unauthenticated without a token, PermissionDenied without the scope); a
+ * customer token searches only its own shipments (customer_id empty or its own, else
+ * PermissionDenied) and carrier tokens may not search (PermissionDenied).
  *
  * @generated from service logistics.tracking.v1.TrackingService
  */
