@@ -15,7 +15,7 @@ export interface MeshProcesses {
   readonly metricsPorts: Readonly<Record<MeshService, number>>;
   readonly pids: Readonly<Record<MeshService, number>>;
   readonly subjectPrefix: string;
-  token(scopes: readonly string[], extra?: { carrier?: string }): Promise<string>;
+  token(scopes: readonly string[], extra?: { carrier?: string; customer?: string }): Promise<string>;
   close(): Promise<void>;
 }
 

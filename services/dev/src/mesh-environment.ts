@@ -26,7 +26,7 @@ export interface MeshEnvironment {
    */
   envFor(name: MeshServiceName, overrides?: Readonly<Record<string, string>>): Promise<Record<string, string>>;
   /** Mints a bearer token signed with this environment's key. */
-  token(scopes: readonly string[], extra?: { carrier?: string }): Promise<string>;
+  token(scopes: readonly string[], extra?: { carrier?: string; customer?: string }): Promise<string>;
   /** Stops nats-server, drops the schemas and removes the keys. Stop the services first. */
   close(): Promise<void>;
 }

@@ -34,7 +34,7 @@ export interface E2eMesh {
   /** Starts `name` again with the same configuration, on `port` (default: a new free port). */
   restart(name: MeshServiceName, port?: number): Promise<RunningService>;
   /** Mints a bearer token signed with the mesh's test key. */
-  token(scopes: readonly string[], extra?: { carrier?: string }): Promise<string>;
+  token(scopes: readonly string[], extra?: { carrier?: string; customer?: string }): Promise<string>;
   /** Stops everything and removes what was created (schemas, keys, nats-server). */
   close(): Promise<void>;
 }

@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport, type Interceptor } from "@connectrpc/connect";
 import { Registry } from "prom-client";
-import { ANONYMOUS, principalKey, type Principal } from "../../shared/src/auth/index.js";
+import { derivePrincipal, principalKey, type Principal } from "../../shared/src/auth/index.js";
 import { ScanSchema, type Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import {
   IngestService,
@@ -18,7 +18,7 @@ import { createIngestService, type IngestServiceDeps } from "./ingest-service.js
 import type { RateLimiter } from "./redis-rate-limiter.js";
 import type { ScanIngestor } from "./scan-ingestor.js";
 
-const carrierPrincipal = (carrier: string): Principal => ({ ...ANONYMOUS, anonymous: false, subject: `gw-${carrier}`, carrier });
+const carrierPrincipal = (carrier: string): Principal => derivePrincipal({ sub: `gw-${carrier}`, scope: "scans:write", carrier });
 
 function scan(id: string, carrierCode = "acme"): Scan {
   return create(ScanSchema, {
@@ -117,7 +117,7 @@ describe("IngestService handlers", () => {
   it("rejects SubmitScans for another carrier with PermissionDenied and lets internal callers submit any carrier", async () => {
     const carrier = clientFor(carrierPrincipal("acme"), {});
     await assert.rejects(carrier.submitScans({ scans: [scan("a"), scan("b", "ups")] }), (e: unknown) => ConnectError.from(e).code === Code.PermissionDenied);
-    const internal = clientFor({ ...ANONYMOUS, anonymous: false, subject: "svc" }, {});
+    const internal = clientFor(derivePrincipal({ sub: "svc", scope: "scans:write" }), {});
     const res = await internal.submitScans({ scans: [scan("a"), scan("b", "ups")] });
     assert.equal(res.acks.length, 2);
   });

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { assertCarrier, principalKey, type Principal } from "../../shared/src/auth/index.js";
+import { principalKey, type Principal } from "../../shared/src/auth/index.js";
 import type { Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import {
   RejectReason,
@@ -107,7 +107,12 @@ export function createIngestService(deps: IngestServiceDeps): IngestServiceHandl
 /** PermissionDenied if a carrier principal sends another carrier's scan (see createIngestService). */
 function authorizeScans(principal: Principal, scans: readonly Scan[]): void {
   for (const s of scans) {
-    if (s.carrierCode !== "") assertCarrier(principal, s.carrierCode);
+    if (s.carrierCode !== "" && principal.carrier !== undefined && principal.carrier !== s.carrierCode) {
+      throw new ConnectError(
+        `credentials of carrier ${JSON.stringify(principal.carrier)} may not act for carrier ${JSON.stringify(s.carrierCode)}`,
+        Code.PermissionDenied,
+      );
+    }
   }
 }
 

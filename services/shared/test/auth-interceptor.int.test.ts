@@ -12,10 +12,11 @@ import type { StringValue } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { exportJWK, exportSPKI, generateKeyPair, type CryptoKey, type JWK } from "jose";
-import { assertCarrier, createAuthInterceptor, principalKey, requirePrincipal, type AuthLog } from "../src/auth/auth-interceptor.js";
+import { createAuthInterceptor, principalKey, requirePrincipal, type AuthLog } from "../src/auth/auth-interceptor.js";
 import { mintToken } from "../src/auth/dev-keys.js";
 import { createJwtVerifier, type JwtVerifier } from "../src/auth/jwt-verifier.js";
 import type { MethodPolicy } from "../src/auth/method-policy.js";
+import type { Principal } from "../src/auth/principal.js";
 import { Scope } from "../src/auth/scopes.js";
 import { Health, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema } from "../src/gen/grpc/health/v1/health_pb.js";
 import { startTestConnectServer, type TestConnectServer } from "../src/testing/connect-server.js";
@@ -72,10 +73,18 @@ const policies: Record<string, MethodPolicy> = {
   [rpc("ScanStream")]: { scopes: [Scope.ScansWrite], carrierAllowed: true },
 };
 
-/** What a handler saw: "subject|carrier|anonymous". */
+/** What a handler saw: "subject|carrier|anonymous", plus "|role|customer" for customer tokens. */
 function describePrincipal(ctx: HandlerContext): string {
   const p = ctx.values.get(principalKey);
-  return `${p.subject}|${p.carrier ?? "-"}|${p.anonymous}`;
+  const base = `${p.subject}|${p.carrier ?? "-"}|${p.anonymous}`;
+  return p.customer === undefined ? base : `${base}|${p.role}|${p.customer}`;
+}
+
+/** The test service's ownership rule: a carrier principal acts only for its own carrier. */
+function assertCarrier(principal: Principal, carrier: string): void {
+  if (principal.carrier !== undefined && principal.carrier !== carrier) {
+    throw new ConnectError(`carrier ${JSON.stringify(principal.carrier)} may not act for carrier ${JSON.stringify(carrier)}`, Code.PermissionDenied);
+  }
 }
 
 function sv(value: string): StringValue {
@@ -189,7 +198,16 @@ describe("createAuthInterceptor (Connect server, JWKS key file)", () => {
   let clients: Clients;
   const log = recordingLog();
 
-  const token = (o: { scopes: string[]; carrier?: string; subject?: string; expiresIn?: number; issuer?: string; audience?: string; signWith?: TestKey }) =>
+  const token = (o: {
+    scopes: string[];
+    carrier?: string;
+    customer?: string;
+    subject?: string;
+    expiresIn?: number;
+    issuer?: string;
+    audience?: string;
+    signWith?: TestKey;
+  }) =>
     mintToken({
       privateKey: (o.signWith ?? key).privateKey,
       kid: (o.signWith ?? key).kid,
@@ -198,6 +216,7 @@ describe("createAuthInterceptor (Connect server, JWKS key file)", () => {
       subject: o.subject ?? "test-subject",
       scopes: o.scopes,
       ...(o.carrier === undefined ? {} : { carrier: o.carrier }),
+      ...(o.customer === undefined ? {} : { customer: o.customer }),
       ...(o.expiresIn === undefined ? {} : { expiresIn: o.expiresIn }),
     });
 
@@ -326,6 +345,31 @@ describe("createAuthInterceptor (Connect server, JWKS key file)", () => {
   it("refuses a carrier token on a method that does not allow carriers, even with the scope", async () => {
     const t = await token({ scopes: [Scope.ShipmentsRead, Scope.ScansWrite], carrier: "acme" });
     await expectCode(clients.connect.whoAmI({}, bearer(t)), Code.PermissionDenied, /carrier credentials may not call/);
+  });
+
+  it("refuses a token that combines admin with a carrier claim at authentication, on every method", async () => {
+    const t = await token({ scopes: [Scope.Admin, Scope.ScansWrite], carrier: "acme" });
+    await expectCode(clients.connect.whoAmI({}, bearer(t)), Code.Unauthenticated, /bound to a carrier may not carry the admin scope/);
+    await expectCode(clients.grpc.submitScan(sv("globex"), bearer(t)), Code.Unauthenticated, /admin/);
+    await expectCode(clients.connect.publicInfo({}, bearer(t)), Code.Unauthenticated, /admin/);
+  });
+
+  it("refuses a token that combines admin with a customer claim, or carries both claims", async () => {
+    const adminCustomer = await token({ scopes: [Scope.Admin], customer: "cust-1" });
+    await expectCode(clients.connect.whoAmI({}, bearer(adminCustomer)), Code.Unauthenticated, /bound to a customer may not carry the admin scope/);
+    const both = await token({ scopes: [Scope.ShipmentsRead], customer: "cust-1", carrier: "acme" });
+    await expectCode(clients.connect.whoAmI({}, bearer(both)), Code.Unauthenticated, /both a "carrier" and a "customer" claim/);
+  });
+
+  it("refuses customer tokens on methods that do not allow them, and derives their role once", async () => {
+    const t = await token({ scopes: [Scope.ShipmentsRead], customer: "cust-1", subject: "cust-1-portal" });
+    await expectCode(clients.connect.whoAmI({}, bearer(t)), Code.PermissionDenied, /customer credentials may not call/);
+    assert.equal((await clients.connect.publicInfo({}, bearer(t))).value, "cust-1-portal|-|false|customer|cust-1");
+  });
+
+  it("refuses a malformed carrier claim rather than trusting it", async () => {
+    const t = await token({ scopes: [Scope.ScansWrite], carrier: "ACME*" });
+    await expectCode(clients.grpc.submitScan(sv("ACME*"), bearer(t)), Code.Unauthenticated, /"carrier" claim must be a carrier code/);
   });
 
   it("authenticates a bidi stream before reading it", async () => {

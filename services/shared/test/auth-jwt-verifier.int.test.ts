@@ -81,13 +81,28 @@ describe("createJwtVerifier", () => {
   describe("principal", () => {
     it("carries subject, scopes from scope and scp, the carrier and all claims", async () => {
       const p = await verifier.verify(
-        await sign(es.privateKey, { kid: "k1", claims: { sub: "gw-1", scope: "scans:write routes:read", scp: ["admin"], carrier: "acme", zone: "eu" } }),
+        await sign(es.privateKey, { kid: "k1", claims: { sub: "gw-1", scope: "scans:write routes:read", scp: ["shipments:read"], carrier: "acme", zone: "eu" } }),
       );
       assert.equal(p.subject, "gw-1");
       assert.equal(p.anonymous, false);
       assert.equal(p.carrier, "acme");
-      assert.deepEqual([...p.scopes].sort(), ["admin", "routes:read", "scans:write"]);
+      assert.equal(p.role, "carrier");
+      assert.deepEqual([...p.scopes].sort(), ["routes:read", "scans:write", "shipments:read"]);
       assert.equal(p.claims["zone"], "eu");
+    });
+
+    it("carries the customer claim of a tenant token", async () => {
+      const p = await verifier.verify(await sign(es.privateKey, { kid: "k1", claims: { scope: "subscriptions:read", customer: "cust-9" } }));
+      assert.equal(p.role, "customer");
+      assert.equal(p.customer, "cust-9");
+    });
+
+    it("rejects admin in a token bound to a carrier, even when it arrives through scp", async () => {
+      await rejectsWith(
+        verifier.verify(await sign(es.privateKey, { kid: "k1", claims: { scope: "scans:write", scp: ["admin"], carrier: "acme" } })),
+        "unauthenticated",
+        /bound to a carrier may not carry the admin scope/,
+      );
     });
 
     it("has no carrier when the token has no carrier claim", async () => {
@@ -109,11 +124,11 @@ describe("createJwtVerifier", () => {
       await rejectsWith(verifier.verify(await sign(es.privateKey, { kid: "k1", omit: ["exp"] })), "unauthenticated", /^token has no "exp" claim$/);
     });
 
-    it("rejects a carrier claim that is not a non-empty string", async () => {
+    it("rejects a carrier claim that is not a carrier code", async () => {
       await rejectsWith(
         verifier.verify(await sign(es.privateKey, { kid: "k1", claims: { carrier: 7 } })),
         "unauthenticated",
-        /"carrier" claim must be a non-empty string/,
+        /"carrier" claim must be a carrier code/,
       );
     });
 

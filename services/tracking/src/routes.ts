@@ -3,13 +3,17 @@ import { TrackingService } from "../../shared/src/gen/logistics/tracking/v1/trac
 import { policiesForService, Scope } from "../../shared/src/auth/index.js";
 import type { TrackingServiceHandlers } from "./tracking-service.js";
 
-/** Who may call each RPC of TrackingService. */
+/**
+ * Who may call each RPC of TrackingService. Which view a caller gets, and whose shipments it may
+ * search, is decided by tracking-access.ts.
+ */
 export const trackingPolicies = policiesForService(TrackingService, {
-  // Public tracking by tracking number: anonymous callers get the public fields only.
+  // Public tracking by tracking number: anyone; the view depends on who asks and whose shipment it is.
   getShipment: { scopes: [Scope.ShipmentsRead], anonymous: true },
   listShipmentEvents: { scopes: [Scope.ShipmentsRead], anonymous: true },
   watchShipment: { scopes: [Scope.ShipmentsRead], anonymous: true },
-  searchShipments: { scopes: [Scope.ShipmentsRead] },
+  // Customers search their own shipments only; carrier tokens may not search.
+  searchShipments: { scopes: [Scope.ShipmentsRead], customerAllowed: true },
 });
 
 /** Registers the handlers on a Connect router. */

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { hasAnyScope, principalKey, Scope } from "../../shared/src/auth/index.js";
+import { principalKey } from "../../shared/src/auth/index.js";
 import {
   ListShipmentEventsResponseSchema,
   SearchShipmentsResponseSchema,
@@ -18,6 +18,7 @@ import type { LiveHub } from "./live-updates.js";
 import { docAtVersion, HistoryGapError, loadHistory, stepsBetween, type VersionStep } from "./shipment-history.js";
 import type { ShipmentReader } from "./shipment-reader.js";
 import { publicShipment, publicShipmentEvent, shipmentEventMessage, shipmentMessage } from "./shipment-view.js";
+import { searchCustomerFor, shipmentViewFor, viewDependsOnOwner } from "./tracking-access.js";
 import type { TrackingMetrics } from "./tracking-metrics.js";
 
 /** The RPC handlers; methods not implemented yet answer Unimplemented. */
@@ -66,13 +67,9 @@ async function mapped<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/**
- * True when the caller may see internal fields: an internal principal with shipments:read.
- * Carrier tokens see the public view on these anonymous-capable methods whatever their scopes.
- */
-function fullAccess(ctx: HandlerContext): boolean {
-  const p = ctx.values.get(principalKey);
-  return !p.carrier && hasAnyScope(p, [Scope.ShipmentsRead]);
+/** True when the caller may see the internal fields of a shipment of `customerId` (see tracking-access.ts). */
+function fullAccess(ctx: HandlerContext, customerId: string | undefined): boolean {
+  return shipmentViewFor(ctx.values.get(principalKey), customerId) === "full";
 }
 
 function notFound(trackingNumber: string): ConnectError {
@@ -133,11 +130,15 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
     async getShipment(req, ctx) {
       const shipment = await mapped(() => reader.get(req.trackingNumber));
       if (!shipment) throw notFound(req.trackingNumber);
-      return { shipment: fullAccess(ctx) ? shipment : publicShipment(shipment) };
+      return { shipment: fullAccess(ctx, shipment.customerId || undefined) ? shipment : publicShipment(shipment) };
     },
 
     async listShipmentEvents(req, ctx) {
-      const full = fullAccess(ctx);
+      // A customer's view depends on whose shipment it is: read it (cache first) before deciding.
+      const owner = viewDependsOnOwner(ctx.values.get(principalKey))
+        ? ((await mapped(() => reader.get(req.trackingNumber)))?.customerId ?? undefined)
+        : undefined;
+      const full = fullAccess(ctx, owner || undefined);
       const cursor = decodePageToken(["events", req.trackingNumber], req.pageToken);
       const page = await mapped(() =>
         store.listEvents(req.trackingNumber, { pageSize: req.pageSize || DEFAULT_PAGE_SIZE, ...(cursor ? { cursor } : {}) }),
@@ -150,8 +151,9 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
     },
 
     async searchShipments(req, ctx) {
+      const customerId = searchCustomerFor(ctx.values.get(principalKey), req.customerId);
       const filters = {
-        ...(req.customerId ? { customerId: req.customerId } : {}),
+        ...(customerId ? { customerId } : {}),
         ...(req.carrierCode ? { carrierCode: req.carrierCode } : {}),
         ...(req.statuses.length > 0 ? { statuses: [...req.statuses] } : {}),
         ...(req.updatedAfter ? { updatedAfter: timestampDate(req.updatedAfter).toISOString() } : {}),
@@ -164,16 +166,16 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
       const page = await mapped(() =>
         store.searchShipments({ ...filters, pageSize: req.pageSize || DEFAULT_PAGE_SIZE, ...(cursor ? { cursor } : {}) }),
       );
-      const full = fullAccess(ctx);
       return create(SearchShipmentsResponseSchema, {
-        shipments: page.items.map((d) => (full ? shipmentMessage(d) : publicShipment(shipmentMessage(d)))),
+        shipments: page.items.map((d) => (fullAccess(ctx, d.customerId) ? shipmentMessage(d) : publicShipment(shipmentMessage(d)))),
         nextPageToken: encodePageToken(["search", filters], page.nextCursor),
       });
     },
 
     async *watchShipment(req, ctx) {
       const tn = req.trackingNumber;
-      const full = fullAccess(ctx);
+      // Decided from the first read (a shipment's customer never changes).
+      let full = false;
       const render = (doc: ShipmentDoc) => (full ? shipmentMessage(doc) : publicShipment(shipmentMessage(doc)));
       const change = (step: VersionStep): WatchShipmentResponse =>
         create(WatchShipmentResponseSchema, {
@@ -195,6 +197,7 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
       try {
         let state = await mapped(() => store.getShipment(tn));
         if (!state) throw notFound(tn);
+        full = fullAccess(ctx, state.customerId);
         const after = Number(req.afterSequence);
         if (after > state.version) {
           throw new ConnectError(`after_sequence ${after} is beyond the shipment's version ${state.version}`, Code.OutOfRange);

@@ -55,10 +55,13 @@ const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
  * - header not `Bearer <token>`, or token fails verification → `Unauthenticated` with the reason
  *   (`Unavailable` when the signing keys cannot be loaded); a bad token is refused even on
  *   anonymous methods, so a client learns its credentials are wrong;
- * - verified but without a required scope (and without `admin`), or a carrier token on a method
- *   that does not allow carriers → `PermissionDenied` naming what is needed.
+ * - a token with malformed `carrier`/`customer` claims, both claims, or `admin` together with
+ *   either claim → `Unauthenticated` (see `derivePrincipal`);
+ * - verified but without a required scope (operators pass), or a carrier/customer token on a
+ *   method that does not allow it → `PermissionDenied` naming what is needed.
  *
- * On success the principal is stored under {@link principalKey} in the call's context values.
+ * On success the principal (derived once, here) is stored under {@link principalKey} in the
+ * call's context values; the service's ownership policy reads it from there.
  */
 export function createAuthInterceptor(opts: AuthInterceptorOptions): Interceptor {
   const policies = normalizePolicies(opts.policies);
@@ -103,7 +106,7 @@ export function createAuthInterceptor(opts: AuthInterceptorOptions): Interceptor
     if (!decision.allow) {
       if (policy !== undefined) {
         logger?.info(
-          { rpc, sub: principal.subject, carrier: principal.carrier, reason: decision.reason },
+          { rpc, sub: principal.subject, role: principal.role, carrier: principal.carrier, customer: principal.customer, reason: decision.reason },
           "rejected call: not authorized",
         );
       }
@@ -123,21 +126,4 @@ export function requirePrincipal(ctx: { readonly values: ContextValues }): Princ
   const principal = ctx.values.get(principalKey);
   if (principal.anonymous) throw new ConnectError("missing bearer token", Code.Unauthenticated);
   return principal;
-}
-
-/**
- * Checks that `principal` may act for `carrierCode` (compared exactly). A carrier-gateway
- * principal (with a `carrier` claim) may act only for its own carrier; an internal principal
- * (no carrier claim) may act for any carrier — its scope was already checked by the interceptor.
- * Ingest calls this for every scan.
- * @throws ConnectError `PermissionDenied` for another carrier's data; `Unauthenticated` for ANONYMOUS.
- */
-export function assertCarrier(principal: Principal, carrierCode: string): void {
-  if (principal.anonymous) throw new ConnectError("missing bearer token", Code.Unauthenticated);
-  if (principal.carrier !== undefined && principal.carrier !== carrierCode) {
-    throw new ConnectError(
-      `credentials of carrier ${JSON.stringify(principal.carrier)} may not act for carrier ${JSON.stringify(carrierCode)}`,
-      Code.PermissionDenied,
-    );
-  }
 }

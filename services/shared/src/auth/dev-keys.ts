@@ -113,6 +113,8 @@ export type MintTokenOptions = MintTokenKey & {
   readonly scopes: readonly string[];
   /** `carrier` claim, for carrier-gateway tokens. */
   readonly carrier?: string;
+  /** `customer` claim, for customer (tenant) tokens. */
+  readonly customer?: string;
   /**
    * Lifetime: a span like "90s", "30m", "1h", "7d", or a number of seconds (negative numbers
    * mint an already expired token, for tests). Default "1h".
@@ -139,7 +141,7 @@ export function parseTtl(text: string): number {
 
 /**
  * Signs a JWT access token (compact JWS with a `kid` header) carrying `iss`, `aud`, `sub`,
- * `scope`, optional `carrier`, `iat`, `exp` and a random `jti`. For development and tests;
+ * `scope`, optional `carrier` or `customer`, `iat`, `exp` and a random `jti`. For development and tests;
  * production tokens come from the identity provider.
  */
 export async function mintToken(opts: MintTokenOptions): Promise<string> {
@@ -167,6 +169,7 @@ export async function mintToken(opts: MintTokenOptions): Promise<string> {
 
   const claims: Record<string, unknown> = { scope: opts.scopes.join(" ") };
   if (opts.carrier !== undefined) claims["carrier"] = opts.carrier;
+  if (opts.customer !== undefined) claims["customer"] = opts.customer;
   return new SignJWT(claims)
     .setProtectedHeader(kid === undefined ? { alg, typ: "JWT" } : { alg, typ: "JWT", kid })
     .setIssuer(opts.issuer)

@@ -1,6 +1,5 @@
 export { AuthError, type AuthErrorKind } from "./auth-error.js";
 export {
-  assertCarrier,
   createAuthInterceptor,
   DEFAULT_ANONYMOUS_SERVICES,
   principalKey,
@@ -29,5 +28,5 @@ export {
   type MethodPolicies,
   type MethodPolicy,
 } from "./method-policy.js";
-export { ANONYMOUS, hasAnyScope, type Principal } from "./principal.js";
+export { ANONYMOUS, derivePrincipal, hasAnyScope, isConfined, type Principal, type PrincipalRole } from "./principal.js";
 export { ALL_SCOPES, parseScopes, Scope, type ScopeName } from "./scopes.js";

@@ -15,8 +15,7 @@ import {
   type JWTVerifyOptions,
 } from "jose";
 import { AuthError } from "./auth-error.js";
-import type { Principal } from "./principal.js";
-import { parseScopes } from "./scopes.js";
+import { derivePrincipal, type Principal } from "./principal.js";
 
 /** Signature algorithms accepted unless {@link JwtVerifierOptions.algorithms} says otherwise. */
 export const DEFAULT_ALGORITHMS: readonly string[] = Object.freeze(["ES256", "RS256", "EdDSA"]);
@@ -104,29 +103,9 @@ export async function createJwtVerifier(opts: JwtVerifierOptions): Promise<JwtVe
       } catch (err) {
         throw toAuthError(err);
       }
-      return toPrincipal(payload);
+      return derivePrincipal(payload);
     },
   };
-}
-
-/** Builds the principal from verified claims; rejects claims of the wrong shape. */
-function toPrincipal(claims: JWTPayload): Principal {
-  const subject = claims.sub;
-  if (typeof subject !== "string" || subject === "") {
-    throw new AuthError("unauthenticated", 'token "sub" claim must be a non-empty string');
-  }
-  const carrier: unknown = claims["carrier"];
-  if (carrier !== undefined && (typeof carrier !== "string" || carrier === "")) {
-    throw new AuthError("unauthenticated", 'token "carrier" claim must be a non-empty string');
-  }
-  const principal: Principal = {
-    subject,
-    scopes: parseScopes(claims),
-    anonymous: false,
-    claims,
-    ...(carrier === undefined ? {} : { carrier }),
-  };
-  return Object.freeze(principal);
 }
 
 /**

@@ -4,18 +4,18 @@ import { create, createFileRegistry } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, file_google_protobuf_wrappers } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { authorize, normalizePolicies, policiesForService, unprotectedMethods, type MethodPolicy } from "./method-policy.js";
-import { ANONYMOUS, type Principal } from "./principal.js";
+import { AuthError } from "./auth-error.js";
+import { ANONYMOUS, derivePrincipal, type Principal } from "./principal.js";
 
 const RPC = "/logistics.test.v1.TestService/DoThing";
 
-function principal(scopes: string[], carrier?: string): Principal {
-  return {
-    subject: "caller",
-    scopes: new Set(scopes),
-    anonymous: false,
-    claims: {},
+function principal(scopes: string[], carrier?: string, customer?: string): Principal {
+  return derivePrincipal({
+    sub: "caller",
+    scope: scopes.join(" "),
     ...(carrier === undefined ? {} : { carrier }),
-  };
+    ...(customer === undefined ? {} : { customer }),
+  });
 }
 
 function denial(policy: MethodPolicy | undefined, who: Principal): { code: Code; reason: string } {
@@ -77,6 +77,42 @@ describe("authorize", () => {
       allow: true,
     });
     assert.equal(denial({ scopes: ["scans:write"], carrierAllowed: true }, principal([], "acme")).code, Code.PermissionDenied);
+  });
+
+  it("refuses customer tokens on methods that do not allow customers, and admits them where allowed", () => {
+    const customer = principal(["subscriptions:read"], undefined, "cust-1");
+    assert.match(denial({ scopes: ["subscriptions:read"] }, customer).reason, /customer credentials may not call/);
+    assert.deepEqual(authorize({ scopes: ["subscriptions:read"], customerAllowed: true }, customer, RPC), { allow: true });
+  });
+
+  it("never lets admin lift confinement, even on a principal built by hand", () => {
+    const forged: Principal = { ...principal(["scans:write"], "acme"), scopes: new Set(["admin", "scans:write"]) };
+    assert.match(denial({ scopes: ["shipments:read"] }, forged).reason, /carrier credentials may not call/);
+    assert.match(denial({ scopes: ["shipments:read"], carrierAllowed: true }, forged).reason, /requires scope shipments:read/);
+  });
+});
+
+describe("derivePrincipal", () => {
+  it("derives one role per token", () => {
+    assert.equal(principal(["admin"]).role, "operator");
+    assert.equal(principal(["shipments:read"]).role, "internal");
+    assert.equal(principal(["scans:write"], "acme").role, "carrier");
+    assert.equal(principal(["subscriptions:read"], undefined, "cust-1").customer, "cust-1");
+  });
+
+  it("refuses admin together with a carrier or customer claim, and both claims together", () => {
+    assert.throws(() => principal(["admin"], "acme"), (e: unknown) => e instanceof AuthError && /admin/.test(e.message));
+    assert.throws(() => principal(["admin"], undefined, "cust-1"), (e: unknown) => e instanceof AuthError && /admin/.test(e.message));
+    assert.throws(() => principal([], "acme", "cust-1"), (e: unknown) => e instanceof AuthError && /both/.test(e.message));
+  });
+
+  it("refuses claims that are not carrier codes or customer ids", () => {
+    for (const bad of ["", "ACME", "a", "acme.>", 42]) {
+      assert.throws(() => derivePrincipal({ sub: "x", carrier: bad }), AuthError, String(bad));
+    }
+    for (const bad of ["", "cust 1", "x".repeat(65), ["cust-1"]]) {
+      assert.throws(() => derivePrincipal({ sub: "x", customer: bad }), AuthError, String(bad));
+    }
   });
 });
 

@@ -1,19 +1,21 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { hasAnyScope, type Principal } from "./principal.js";
-import { Scope } from "./scopes.js";
 
 /**
  * Who may call one RPC.
  *
  * Decision order (see {@link authorize}): `anonymous` lets anyone in, with or without a valid
  * token; otherwise a verified token is required; a carrier token (one with a `carrier` claim)
- * is refused unless `carrierAllowed`; then any one of `scopes` (or `admin`) grants access.
+ * is refused unless `carrierAllowed`, a customer token (a `customer` claim) unless
+ * `customerAllowed`; then any one of `scopes` grants access (an operator, `admin` without a
+ * carrier/customer claim, always passes this step). Ownership of the objects a call touches is
+ * the service's ownership policy's business, after this.
  */
 export interface MethodPolicy {
   /**
-   * Any one of these scopes grants access; the `admin` scope always does. An empty list admits
-   * every authenticated principal.
+   * Any one of these scopes grants access; an operator (`admin`, unconfined) always passes. An
+   * empty list admits every authenticated principal that the confinement flags let in.
    */
   readonly scopes: readonly string[];
   /** Allow calls without a token (the handler sees the ANONYMOUS principal). Default false. */
@@ -25,6 +27,12 @@ export interface MethodPolicy {
    * with `assertCarrier`.
    */
   readonly carrierAllowed?: boolean;
+  /**
+   * Allow customer (tenant) tokens (those with a `customer` claim) to call this method. Default
+   * false. Handlers of such methods confine the call to the token's customer through the
+   * service's ownership policy.
+   */
+  readonly customerAllowed?: boolean;
 }
 
 /**
@@ -108,9 +116,12 @@ export function authorize(policy: MethodPolicy | undefined, principal: Principal
   if (principal.anonymous) {
     return { allow: false, code: Code.Unauthenticated, reason: "missing bearer token" };
   }
-  const admin = principal.scopes.has(Scope.Admin);
-  if (principal.carrier !== undefined && policy.carrierAllowed !== true && !admin) {
+  // Confinement first: `admin` never lifts it (such tokens are refused at authentication anyway).
+  if (principal.role === "carrier" && policy.carrierAllowed !== true) {
     return { allow: false, code: Code.PermissionDenied, reason: `carrier credentials may not call ${path}` };
+  }
+  if (principal.role === "customer" && policy.customerAllowed !== true) {
+    return { allow: false, code: Code.PermissionDenied, reason: `customer credentials may not call ${path}` };
   }
   if (policy.scopes.length === 0 || hasAnyScope(principal, policy.scopes)) return { allow: true };
   const needed = policy.scopes.length === 1 ? `scope ${policy.scopes[0]}` : `one of the scopes ${policy.scopes.join(", ")}`;

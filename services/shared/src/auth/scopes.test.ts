@@ -1,10 +1,10 @@
 import * as assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ANONYMOUS, hasAnyScope, type Principal } from "./principal.js";
+import { ANONYMOUS, derivePrincipal, hasAnyScope, type Principal } from "./principal.js";
 import { ALL_SCOPES, parseScopes, Scope } from "./scopes.js";
 
 function principal(scopes: string[]): Principal {
-  return { subject: "svc", scopes: new Set(scopes), anonymous: false, claims: {} };
+  return derivePrincipal({ sub: "svc", scope: scopes.join(" ") });
 }
 
 describe("parseScopes", () => {

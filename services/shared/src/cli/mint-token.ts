@@ -18,6 +18,7 @@ Prints a development JWT on stdout.
   --scope <scope>   scope to grant (repeatable; a comma- or space-separated list also works)
   --sub <subject>   sub claim (default: dev)
   --carrier <code>  carrier claim, for a carrier-gateway token
+  --customer <id>   customer claim, for a customer (tenant) token
   --ttl <span>      lifetime: 90s, 30m, 1h, 7d (default: 1h)
   --keys <dir>      development key directory, created if missing (default: .dev-keys)
   --iss <issuer>    iss claim (default: logistics-dev)
@@ -43,6 +44,7 @@ function parseCliArgs(argv: readonly string[]) {
         scope: { type: "string", multiple: true },
         sub: { type: "string", default: "dev" },
         carrier: { type: "string" },
+        customer: { type: "string" },
         ttl: { type: "string", default: "1h" },
         keys: { type: "string", default: ".dev-keys" },
         iss: { type: "string", default: "logistics-dev" },
@@ -72,6 +74,10 @@ export async function runMintTokenCli(argv: readonly string[], io: MintTokenCliI
       if (value.trim() === "") throw new UsageError(`${name} must not be empty`);
     }
     if (parsed.carrier !== undefined && parsed.carrier.trim() === "") throw new UsageError("--carrier must not be empty");
+    if (parsed.customer !== undefined && parsed.customer.trim() === "") throw new UsageError("--customer must not be empty");
+    if (parsed.carrier !== undefined && parsed.customer !== undefined) {
+      throw new UsageError("a token is bound to a carrier or to a customer, not both");
+    }
     let ttlSeconds: number;
     try {
       ttlSeconds = parseTtl(parsed.ttl);
@@ -88,6 +94,7 @@ export async function runMintTokenCli(argv: readonly string[], io: MintTokenCliI
       scopes,
       expiresIn: ttlSeconds,
       ...(parsed.carrier === undefined ? {} : { carrier: parsed.carrier }),
+      ...(parsed.customer === undefined ? {} : { customer: parsed.customer }),
     });
     io.stdout(`${token}\n`);
     return 0;
