@@ -5,7 +5,8 @@ import {
   type JetStreamManager,
   type JetStreamOptions,
 } from "@nats-io/jetstream";
-import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
+import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { silentNatsLog, type NatsLog } from "./nats-log.js";
 
 /** Options for {@link connectNats}. */
@@ -74,6 +75,44 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
     else log.info({ name: opts.name }, "NATS connection closed");
   });
   return nc;
+}
+
+/** How a client proves who it is to NATS and checks the servers' certificates; every field optional. */
+export interface NatsCredentials {
+  /** User name and password (server `authorization`/`accounts` users). */
+  user?: string;
+  password?: string;
+  /** A credentials file (user JWT + nkey seed) for servers in operator/JWT mode. Read at connect time. */
+  credsFile?: string;
+  /** PEM CA bundle of the servers' certificates; the client then requires TLS. */
+  tlsCaFile?: string;
+  /** PEM client certificate and key, for servers that verify clients (`verify: true`). */
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+}
+
+/**
+ * Connection options for {@link connectNats}'s `connection` from credentials (e.g. a service's
+ * `NATS_USER`/`NATS_PASSWORD`, `NATS_CREDS_FILE`, `NATS_TLS_*` variables). Nothing set yields `{}`:
+ * an anonymous, plaintext connection, as to a local development server. The creds file is re-read
+ * on every (re)connect, so a rotated Secret takes effect without a restart.
+ */
+export function natsConnectionOptions(c: NatsCredentials): Partial<NodeConnectionOptions> {
+  const opts: Partial<NodeConnectionOptions> = {};
+  if (c.user !== undefined) {
+    opts.user = c.user;
+    if (c.password !== undefined) opts.pass = c.password;
+  }
+  const credsFile = c.credsFile;
+  if (credsFile !== undefined) opts.authenticator = credsAuthenticator(() => readFileSync(credsFile));
+  if (c.tlsCaFile !== undefined || c.tlsCertFile !== undefined) {
+    opts.tls = {
+      ...(c.tlsCaFile !== undefined ? { caFile: c.tlsCaFile } : {}),
+      ...(c.tlsCertFile !== undefined ? { certFile: c.tlsCertFile } : {}),
+      ...(c.tlsKeyFile !== undefined ? { keyFile: c.tlsKeyFile } : {}),
+    };
+  }
+  return opts;
 }
 
 /** The JetStream client and manager of a connection. */

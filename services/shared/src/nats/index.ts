@@ -1,4 +1,11 @@
-export { connectNats, jetstreamFor, type ConnectNatsOptions, type JetStreamHandles } from "./connect.js";
+export {
+  connectNats,
+  jetstreamFor,
+  natsConnectionOptions,
+  type ConnectNatsOptions,
+  type JetStreamHandles,
+  type NatsCredentials,
+} from "./connect.js";
 export {
   exponentialRetryDelay,
   PoisonMessageError,

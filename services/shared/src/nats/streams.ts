@@ -27,6 +27,13 @@ export interface EnsureStreamsOptions {
   duplicateWindowMs?: number;
   /** Maximum message age; 0 keeps messages until other limits apply. Default 0. */
   maxAgeMs?: number;
+  /**
+   * Bytes each stream may hold; 0 means no byte limit. Default 0. Streams discard new messages
+   * when full: a publish is refused (ingest answers its caller, who retries) instead of the
+   * oldest, possibly unconsumed, events being dropped. The server reserves this space on every
+   * replica, so the sum over all streams must fit in each server's `max_file_store`.
+   */
+  maxBytes?: number;
   /** Storage backend. Default "file". It cannot be changed on an existing stream. */
   storage?: "file" | "memory";
 }
@@ -50,9 +57,10 @@ const STREAM_NAME_IN_USE = 10058;
 
 /**
  * Creates each stream, or brings an existing one in line with the spec and options: a stream
- * whose subjects, description, replicas, duplicate window or max age differ is updated; one that
- * already matches is left untouched (no API write), so every replica of every service can call
- * this at start-up. Streams use limits retention and discard-old.
+ * whose subjects, description, replicas, duplicate window, max age, max bytes or discard policy
+ * differ is updated; one that already matches is left untouched (no API write), so every replica
+ * of every service can call this at start-up. Streams use limits retention and discard-new (see
+ * {@link EnsureStreamsOptions.maxBytes}).
  *
  * Throws {@link ImmutableConfigError} when an existing stream uses a different storage type
  * (the server cannot convert it in place).
@@ -79,6 +87,8 @@ async function ensureStream(
     num_replicas: opts.replicas ?? 1,
     duplicate_window: nanos(opts.duplicateWindowMs ?? 120_000),
     max_age: nanos(opts.maxAgeMs ?? 0),
+    max_bytes: opts.maxBytes ? opts.maxBytes : -1,
+    discard: DiscardPolicy.New,
   } satisfies Partial<StreamConfig>;
 
   let existing = await streamInfo(jsm, spec.name);
@@ -89,7 +99,6 @@ async function ensureStream(
         name: spec.name,
         storage,
         retention: RetentionPolicy.Limits,
-        discard: DiscardPolicy.Old,
       });
       return { name: spec.name, action: "created", info };
     } catch (err) {
@@ -111,7 +120,9 @@ async function ensureStream(
     (cfg.description ?? "") === wanted.description &&
     cfg.num_replicas === wanted.num_replicas &&
     millis(cfg.duplicate_window) === millis(wanted.duplicate_window) &&
-    millis(cfg.max_age) === millis(wanted.max_age);
+    millis(cfg.max_age) === millis(wanted.max_age) &&
+    cfg.max_bytes === wanted.max_bytes &&
+    cfg.discard === wanted.discard;
   if (same) return { name: spec.name, action: "unchanged", info: existing };
   const info = await jsm.streams.update(spec.name, { ...cfg, ...wanted });
   return { name: spec.name, action: "updated", info };

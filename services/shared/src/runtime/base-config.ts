@@ -37,6 +37,18 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
       min: 0,
       default: 168,
     }),
+    STREAM_MAX_BYTES: int({
+      description:
+        "bytes each JetStream stream may hold (0 = no byte limit); a full stream refuses new publishes rather than dropping unconsumed events",
+      min: 0,
+      default: 0,
+    }),
+    NATS_USER: optional(str({ description: "NATS user name (with NATS_PASSWORD)" })),
+    NATS_PASSWORD: optional(str({ description: "NATS password of NATS_USER", secret: true })),
+    NATS_CREDS_FILE: optional(str({ description: "NATS credentials file (user JWT and nkey seed) for decentralized auth" })),
+    NATS_TLS_CA_FILE: optional(str({ description: "PEM CA bundle that signed the NATS servers' certificates" })),
+    NATS_TLS_CERT_FILE: optional(str({ description: "PEM client certificate for NATS servers that verify clients (with NATS_TLS_KEY_FILE)" })),
+    NATS_TLS_KEY_FILE: optional(str({ description: "PEM private key file of NATS_TLS_CERT_FILE" })),
     JWT_ISSUER: str({ description: "expected `iss` of bearer tokens", default: "logistics-dev" }),
     JWT_AUDIENCE: str({ description: "expected `aud` of bearer tokens", default: "logistics-mesh" }),
     JWT_JWKS_URL: optional(url({ description: "JWKS endpoint with the token signing keys", protocols: ["https:", "http:"] })),
@@ -47,11 +59,23 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
     OTEL_EXPORTER_OTLP_ENDPOINT: optional(
       url({ description: "OTLP/HTTP collector base URL for traces", protocols: ["http:", "https:"] }),
     ),
+    OTEL_RESOURCE_ATTRIBUTES: optional(
+      str({
+        description: "more OpenTelemetry resource attributes, key=value pairs separated by commas (read by the SDK)",
+        pattern: /^[^=,\s]+=[^,]*(,[^=,\s]+=[^,]*)*$/,
+      }),
+    ),
     SHUTDOWN_GRACE_MS: int({ description: "time in-flight RPCs and streams get to finish on SIGTERM", min: 0, default: 10_000 }),
     DRAIN_DELAY_MS: int({
       description: "wait after turning NOT_SERVING before refusing connections (lets load balancers notice)",
       min: 0,
       default: 0,
+    }),
+    SHUTDOWN_CLOSE_MS: int({
+      description:
+        "after in-flight RPCs end: time to stop consumers, drain NATS and flush telemetry before the process exits anyway",
+      min: 1000,
+      default: 10_000,
     }),
     ENSURE_STREAMS: bool({ description: "create or update the JetStream streams at start", default: true }),
   };
@@ -69,6 +93,15 @@ export function checkBaseConfig(c: BaseConfig): string[] {
   }
   if (Boolean(c.TLS_CERT_FILE) !== Boolean(c.TLS_KEY_FILE)) {
     problems.push("TLS_CERT_FILE and TLS_KEY_FILE must be set together");
+  }
+  if (Boolean(c.NATS_USER) !== Boolean(c.NATS_PASSWORD)) {
+    problems.push("NATS_USER and NATS_PASSWORD must be set together");
+  }
+  if (c.NATS_USER && c.NATS_CREDS_FILE) {
+    problems.push("set NATS_USER/NATS_PASSWORD or NATS_CREDS_FILE, not both");
+  }
+  if (Boolean(c.NATS_TLS_CERT_FILE) !== Boolean(c.NATS_TLS_KEY_FILE)) {
+    problems.push("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together");
   }
   return problems;
 }

@@ -4,7 +4,7 @@ import { createValidateInterceptor } from "@connectrpc/validate";
 import { createValidator } from "@bufbuild/protovalidate";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { connectNats } from "../nats/connect.js";
+import { connectNats, natsConnectionOptions } from "../nats/connect.js";
 import { createAuthInterceptor, createJwtVerifier, type MethodPolicies } from "../auth/index.js";
 import { createSubjects, type Subjects } from "../nats/subjects.js";
 import { ensureStreams } from "../nats/streams.js";
@@ -21,6 +21,7 @@ import {
   type Metrics,
 } from "../telemetry/index.js";
 import type { BaseConfig } from "./base-config.js";
+import { buildVersion } from "./build-version.js";
 
 /** What a service's `start` gets: its config and the connections every service shares. */
 export interface ServiceContext<C extends BaseConfig> {
@@ -86,7 +87,19 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
       ...(config.JWT_JWKS_URL ? { jwksUrl: config.JWT_JWKS_URL } : {}),
       ...(config.JWT_PUBLIC_KEY_FILE ? { keyFile: config.JWT_PUBLIC_KEY_FILE } : {}),
     });
-    const nats = await connectNats({ servers: [...config.NATS_URL], name: def.name, logger: log });
+    const nats = await connectNats({
+      servers: [...config.NATS_URL],
+      name: def.name,
+      logger: log,
+      connection: natsConnectionOptions({
+        user: config.NATS_USER,
+        password: config.NATS_PASSWORD,
+        credsFile: config.NATS_CREDS_FILE,
+        tlsCaFile: config.NATS_TLS_CA_FILE,
+        tlsCertFile: config.NATS_TLS_CERT_FILE,
+        tlsKeyFile: config.NATS_TLS_KEY_FILE,
+      }),
+    });
     cleanups.push(() => nats.drain());
     const jsm = await jetstreamManager(nats);
     const js = jetstream(nats);
@@ -95,6 +108,7 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
       await ensureStreams(jsm, subjects.streamList, {
         replicas: config.STREAM_REPLICAS,
         maxAgeMs: config.STREAM_MAX_AGE_HOURS * 3_600_000,
+        maxBytes: config.STREAM_MAX_BYTES,
       });
     }
 
@@ -175,17 +189,19 @@ export async function runMain<C extends BaseConfig>(
 
   const telemetry = startTelemetry({
     serviceName: def.name,
-    serviceVersion: process.env["npm_package_version"],
+    serviceVersion: buildVersion(),
     otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT,
     log,
   });
   const stop = (running: RunningService, signal: string) => {
     log.info({ signal }, "draining");
-    // A handler that never finishes must not keep the process alive past the grace period.
+    // A handler or close step that never finishes must not keep the process alive: exit on our
+    // own, before the orchestrator's SIGKILL (the Helm chart sets terminationGracePeriodSeconds
+    // above this sum), so the exit is logged.
     setTimeout(() => {
       log.error({ signal }, "shutdown did not finish in time; exiting");
       process.exit(1);
-    }, config.SHUTDOWN_GRACE_MS + config.DRAIN_DELAY_MS + 20_000).unref();
+    }, config.DRAIN_DELAY_MS + config.SHUTDOWN_GRACE_MS + config.SHUTDOWN_CLOSE_MS).unref();
     running
       .close()
       .then(() => telemetry.shutdown())

@@ -39,6 +39,13 @@ export interface Metrics {
   readonly rpcDuration: Histogram<RpcDurationLabel>;
   /** `<prefix>rpc_server_in_flight`: calls started and not yet complete. Labels `service`, `method`. */
   readonly rpcInFlight: Gauge<RpcInFlightLabel>;
+  /**
+   * `<prefix>rpc_server_open_streams`: streaming calls (client, server or bidi) open on this
+   * replica. Labels `service`, `method`. Long-lived streams stay on the replica that accepted
+   * them, so this (not CPU) is the load signal an autoscaler follows for streaming services
+   * (see charts/README.md, "Autoscaling").
+   */
+  readonly rpcOpenStreams: Gauge<RpcInFlightLabel>;
 }
 
 /**
@@ -64,23 +71,34 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     labelNames: ["service", "method"],
     registers: [registry],
   });
-  return { registry, rpcDuration, rpcInFlight };
+  const rpcOpenStreams = new Gauge<RpcInFlightLabel>({
+    name: `${prefix}rpc_server_open_streams`,
+    help: "Streaming RPCs open on this server",
+    labelNames: ["service", "method"],
+    registers: [registry],
+  });
+  return { registry, rpcDuration, rpcInFlight, rpcOpenStreams };
 }
 
 /**
- * A Connect server interceptor recording every call in `metrics`: the in-flight gauge while it
- * runs and, once complete, its duration and outcome code in the histogram. A streaming call is
+ * A Connect server interceptor recording every call in `metrics`: the in-flight gauge (and, for
+ * streaming calls, the open-streams gauge) while it runs and, once complete, its duration and outcome code in the histogram. A streaming call is
  * complete when its response stream ends, fails or is abandoned (`canceled`); errors that are not
  * ConnectErrors count as `internal`, as the server answers them.
  */
-export function createMetricsInterceptor(metrics: Pick<Metrics, "rpcDuration" | "rpcInFlight">): Interceptor {
+export function createMetricsInterceptor(
+  metrics: Pick<Metrics, "rpcDuration" | "rpcInFlight"> & Partial<Pick<Metrics, "rpcOpenStreams">>,
+): Interceptor {
   return (next) => async (req) => {
     const labels = { service: req.service.typeName, method: req.method.name };
     const stream = req.stream ? "true" : "false";
+    const openStreams = req.method.methodKind !== "unary" ? metrics.rpcOpenStreams : undefined;
     const started = process.hrtime.bigint();
     metrics.rpcInFlight.inc(labels);
+    openStreams?.inc(labels);
     const done = (err: unknown) => {
       metrics.rpcInFlight.dec(labels);
+      openStreams?.dec(labels);
       const code = err === undefined ? 0 : codeOf(err, Code.Internal);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       metrics.rpcDuration.observe({ ...labels, code: codeName(code), stream }, seconds);

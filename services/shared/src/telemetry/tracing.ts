@@ -15,6 +15,7 @@ import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } 
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import {
   defaultResource,
+  envDetector,
   hostDetector,
   processDetector,
   resourceFromAttributes,
@@ -144,7 +145,8 @@ export function startTelemetry(opts: TelemetryOptions): TelemetryHandle {
         ...(opts.serviceVersion !== undefined ? { [ATTR_SERVICE_VERSION]: opts.serviceVersion } : {}),
       }),
     ),
-    resourceDetectors: [hostDetector, processDetector, serviceInstanceIdDetector],
+    // envDetector: OTEL_RESOURCE_ATTRIBUTES (the Helm chart puts the pod, namespace and node there).
+    resourceDetectors: [envDetector, hostDetector, processDetector, serviceInstanceIdDetector],
     contextManager: new AsyncLocalStorageContextManager(),
     textMapPropagator: new CompositePropagator({
       propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()],
