@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command (`npm test`): contract checks, type checks, then every test suite.
+# The project's test command (`npm test`): contract checks, type checks, then every test (Vitest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,10 +39,12 @@ if ! git diff --quiet --exit-code -- services/shared/src/gen || [ -n "$(git ls-f
   exit 1
 fi
 
-step "tsc (typecheck and build)"
-npx --no-install tsc -p tsconfig.json
+step "tsc --noEmit (typecheck: services, tests, perf; the web page)"
+npx --no-install tsc --noEmit
 npx --no-install tsc -p services/web
 
-step "tests"
-mapfile -t files < <(find dist/services dist/perf -name '*.test.js' 2>/dev/null | sort)
-node --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout="${TEST_TIMEOUT_MS:-300000}" "${files[@]}"
+step "tests: vitest (unit, integration, browser) with coverage"
+# Runs the TypeScript sources directly; the integration project compiles the services once
+# (tsc -p tsconfig.build.json) for the tests that start an entry point as its own process.
+# The last line is the plain count: `N passed, N failed, N skipped`.
+npx --no-install vitest run --coverage

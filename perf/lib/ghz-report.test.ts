@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { toGhzReport } from "./ghz-report.js";
 import { runLoad } from "./load-generator.js";
 

@@ -8,7 +8,7 @@
  * GetShipment is called anonymously for shipments whose snapshots are in Redis, so every call is
  * a cache hit (checked with the hit/miss counters). Target: GetShipment ≥ 70% of echo's rate.
  *
- * Run (after `npx tsc -p tsconfig.json`): `node dist/perf/tracking/get-shipment-bench.js`
+ * Run (after `npx tsc -p perf/tsconfig.json`): `node dist/perf/tracking/get-shipment-bench.js`
  * Environment: BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3),
  * BENCH_CONCURRENCY (default 32), REDIS_URL, DATABASE_URL (the default local services).
  */

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { startWebServer, type WebServerHandle } from "./web-server.js";
 
 /** A raw GET (no URL normalisation by the client, so `..` reaches the server as sent). */
@@ -33,7 +33,7 @@ describe("startWebServer", () => {
   let root: string;
   let web: WebServerHandle;
 
-  before(async () => {
+  beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "web-server-"));
     root = join(dir, "site");
     await mkdir(join(root, "assets"), { recursive: true });
@@ -47,7 +47,7 @@ describe("startWebServer", () => {
       hubs: [{ code: "FRA", name: "Frankfurt", city: "Frankfurt", countryCode: "DE", latitude: 50, longitude: 8.5, timeZone: "Europe/Berlin" }],
     });
   });
-  after(async () => {
+  afterAll(async () => {
     await web?.close();
     await rm(dir, { recursive: true, force: true });
   });

@@ -3,13 +3,14 @@ import { execFile } from "node:child_process";
 import { cp, mkdtemp, rm } from "node:fs/promises";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, join, resolve } from "node:path";
-import { describe, it } from "node:test";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { delimiter, join } from "node:path";
+import { describe, it } from "vitest";
+import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { Ajv, type ValidateFunction } from "ajv";
 import { parse as parseYaml } from "yaml";
 import type { ConfigDefinition, EnvVar } from "../../shared/src/config/env-config.js";
+import { repoRoot } from "../../shared/src/testing/index.js";
 
 /*
  * Checks of the Helm chart (charts/logistics-mesh) and the Dockerfile against the code they
@@ -20,19 +21,7 @@ import type { ConfigDefinition, EnvVar } from "../../shared/src/config/env-confi
 
 const run = promisify(execFile);
 
-/** The repository root: the nearest ancestor holding this project's package.json. */
-function findRepoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, "package.json");
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, "utf8")) as { name?: unknown }).name === "logistics-mesh") return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error("repository root (package.json of logistics-mesh) not found");
-    dir = up;
-  }
-}
-
-const root = findRepoRoot();
+const root = repoRoot;
 const chartDir = join(root, "charts", "logistics-mesh");
 const read = (...p: string[]) => readFileSync(join(...p), "utf8");
 
@@ -108,10 +97,10 @@ function chartManagedNames(): string[] {
 
 type AnyConfig = ConfigDefinition<Record<string, EnvVar<unknown>>>;
 
-/** A service's `<name>Config` export from services/<name>/src/config.ts (compiled next to this test). */
+/** A service's `<name>Config` export from services/<name>/src/config.ts. */
 async function loadConfig(service: string): Promise<AnyConfig> {
-  const file = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", service, "src", "config.js");
-  assert.ok(existsSync(file), `services.${service}: no services/${service}/src/config.ts (compiled to ${file})`);
+  const file = join(root, "services", service, "src", "config.ts");
+  assert.ok(existsSync(file), `services.${service}: no services/${service}/src/config.ts`);
   const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   const config: unknown = mod[`${service}Config`];
   const ok = typeof config === "object" && config !== null && Array.isArray((config as { names?: unknown }).names);
@@ -363,11 +352,9 @@ describe("helm", () => {
     .map((d) => join(d, "helm"))
     .find((p) => existsSync(p));
 
-  it("lints and renders the chart (default and production values)", async (t) => {
-    if (!helm) {
-      t.skip("no helm binary on PATH: helm lint / helm template not run");
-      return;
-    }
+  const title = "lints and renders the chart (default and production values)";
+  it.skipIf(!helm)(helm ? title : `${title} (skipped: no helm binary on PATH, helm lint / helm template not run)`, async (t) => {
+    assert.ok(helm);
     const work = await mkdtemp(join(tmpdir(), "chart-"));
     try {
       const chart = join(work, "logistics-mesh");
@@ -376,7 +363,6 @@ describe("helm", () => {
         await run(helm, ["dependency", "build", chart], { timeout: 120_000 });
       } catch (e) {
         t.skip(`helm dependency build failed (the NATS chart repository is unreachable?): ${String(e)}`);
-        return;
       }
       const prod = join(chartDir, "examples", "production.yaml");
       await run(helm, ["lint", "--strict", chart]);

@@ -2,9 +2,8 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -13,7 +12,7 @@ import { Scope } from "../../shared/src/auth/index.js";
 import { ServiceLevel } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
 import { IngestService, ScanOutcome } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
 import { TrackingService } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
-import { getFreePort, uniqueName, waitFor } from "../../shared/src/testing/index.js";
+import { getFreePort, repoRoot, uniqueName, waitFor } from "../../shared/src/testing/index.js";
 import { openScanStream, type ScanStream } from "../src/scan-stream-client.js";
 import { listWebHubs } from "../src/hub-directory.js";
 import { buildWebPage } from "../src/web-build.js";
@@ -21,14 +20,13 @@ import { startWebServer, type WebServerHandle } from "../src/web-server.js";
 import { startE2eMesh, type E2eMesh } from "./e2e-mesh.js";
 
 const CHROMIUM = "/usr/bin/chromium";
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
 const artifacts = join(repoRoot, "test-artifacts");
 const CARRIER = "acme";
 
-const skip = existsSync(CHROMIUM) ? false : `no headless Chromium at ${CHROMIUM} (apt-get install chromium)`;
-if (skip) process.stdout.write(`# skipping the browser end-to-end test: ${skip}\n`);
+const skip = existsSync(CHROMIUM) ? undefined : `no headless Chromium at ${CHROMIUM} (apt-get install chromium)`;
+const title = "the tracking page in a real browser, against the whole mesh";
 
-describe("the tracking page in a real browser, against the whole mesh", { skip }, () => {
+describe.skipIf(skip !== undefined)(skip === undefined ? title : `${title} (skipped: ${skip})`, () => {
   let mesh: E2eMesh;
   let web: WebServerHandle;
   let browser: Browser;
@@ -39,7 +37,7 @@ describe("the tracking page in a real browser, against the whole mesh", { skip }
   let trackingPort: number;
   let scanNo = 0;
 
-  before(async () => {
+  beforeAll(async () => {
     const webPort = await getFreePort();
     const origin = `http://127.0.0.1:${webPort}`;
     outDir = await mkdtemp(join(tmpdir(), "e2e-web-"));
@@ -68,7 +66,7 @@ describe("the tracking page in a real browser, against the whole mesh", { skip }
     });
   });
 
-  after(async () => {
+  afterAll(async () => {
     await scans?.close();
     await browser?.close();
     await web?.close();

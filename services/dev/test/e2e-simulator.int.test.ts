@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Scope } from "../../shared/src/auth/index.js";
@@ -15,10 +15,10 @@ describe("the carrier simulator of the local runner", () => {
   let sim: CarrierSimulator | undefined;
   const events: SimulatorEvent[] = [];
 
-  before(async () => {
+  beforeAll(async () => {
     mesh = await startE2eMesh({ services: ["ingest", "routing", "tracking"] });
   });
-  after(async () => {
+  afterAll(async () => {
     await sim?.close();
     await mesh?.close();
   });

@@ -2,9 +2,8 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { dirname, join, resolve } from "node:path";
-import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -19,12 +18,11 @@ import {
 } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
 import { TrackingService } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
 import { startTelemetry, type TelemetryHandle } from "../../shared/src/telemetry/index.js";
-import { uniqueName, waitFor } from "../../shared/src/testing/index.js";
+import { repoRoot, uniqueName, waitFor } from "../../shared/src/testing/index.js";
 import { openScanStream } from "../src/scan-stream-client.js";
 import { startE2eMesh, type E2eMesh, type MeshServiceName } from "./e2e-mesh.js";
 
 const CARRIER = "acme";
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
 
 /** One hop of a scan's journey and how to recognise its span. */
 interface Hop {
@@ -79,7 +77,7 @@ describe("observability across the whole mesh", () => {
   let hookUrl: string;
   const received: Array<{ headers: IncomingHttpHeaders; body: string }> = [];
 
-  before(async () => {
+  beforeAll(async () => {
     telemetry = startTelemetry({ serviceName: "e2e-trace", spanExporter: exporter });
     hook = createServer((req, res) => {
       let body = "";
@@ -95,7 +93,7 @@ describe("observability across the whole mesh", () => {
     mesh = await startE2eMesh({ optional: ["routing", "notification"] });
   });
 
-  after(async () => {
+  afterAll(async () => {
     await mesh?.close();
     await new Promise<void>((ok) => (hook ? hook.close(() => ok()) : ok()));
     hook?.closeAllConnections();
@@ -162,7 +160,7 @@ describe("observability across the whole mesh", () => {
 
     const expected = HOPS.filter((h) => mesh.services.has(h.needs));
     const missing = HOPS.filter((h) => !mesh.services.has(h.needs));
-    for (const h of missing) t.diagnostic(`hop not checked (${h.needs} did not start: ${mesh.failed.get(h.needs)}): ${h.name}`);
+    for (const h of missing) await t.annotate(`hop not checked (${h.needs} did not start: ${mesh.failed.get(h.needs)}): ${h.name}`);
     const inTrace = () => exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId);
     const found = await waitFor(
       () => {
@@ -221,7 +219,7 @@ describe("observability across the whole mesh", () => {
       });
       assert.ok(hit.body.includes(trackingNumber), "the webhook is about our shipment");
     }
-    t.diagnostic(`trace ${traceId}: ${inTrace().length} spans, hops checked: ${expected.map((h) => h.name).join(" → ")}`);
+    await t.annotate(`trace ${traceId}: ${inTrace().length} spans, hops checked: ${expected.map((h) => h.name).join(" → ")}`);
   });
 
   it("exports every metric the Grafana dashboard queries", async () => {

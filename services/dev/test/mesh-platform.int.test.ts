@@ -2,9 +2,8 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -13,7 +12,7 @@ import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/valid
 import * as grpc from "@grpc/grpc-js";
 import { ensureDevKeys, mintToken, Scope } from "../../shared/src/auth/index.js";
 import type { RunningService } from "../../shared/src/runtime/start-service.js";
-import { uniqueName, waitFor } from "../../shared/src/testing/index.js";
+import { compiledEntry, uniqueName, waitFor } from "../../shared/src/testing/index.js";
 import { startE2eMesh, type E2eMesh } from "./e2e-mesh.js";
 import {
   HealthCheckRequestSchema,
@@ -34,7 +33,6 @@ import { NotificationService } from "../../shared/src/gen/logistics/notification
 import { RoutingService } from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
 import { TrackingService } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
 
-const distRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const ISSUER = "logistics-dev";
 const AUDIENCE = "logistics-mesh";
 
@@ -59,14 +57,14 @@ describe("the mesh platform (all four services over real sockets)", () => {
   const token = (scopes: string[], extra: { carrier?: string; expiresIn?: string | number } = {}) =>
     mintToken({ privateJwkPath, issuer: ISSUER, audience: AUDIENCE, subject: "test", scopes, ...extra });
 
-  before(async () => {
+  beforeAll(async () => {
     keysDir = await mkdtemp(join(tmpdir(), "mesh-keys-"));
     const keys = await ensureDevKeys(keysDir);
     privateJwkPath = keys.privateJwkPath;
     mesh = await startE2eMesh({ env: { JWT_PUBLIC_KEY_FILE: keys.jwksPath, SHUTDOWN_GRACE_MS: "5000" } });
     running.push(...mesh.services.values());
   });
-  after(async () => {
+  afterAll(async () => {
     await mesh?.close();
     if (keysDir) await rm(keysDir, { recursive: true, force: true });
   });
@@ -213,7 +211,7 @@ describe("the mesh platform (all four services over real sockets)", () => {
   });
 
   it("on SIGTERM turns NOT_SERVING, ends an open stream cleanly and exits 0", async () => {
-    const child = spawn(process.execPath, [join(distRoot, "services", "ingest", "src", "main.js")], {
+    const child = spawn(process.execPath, [compiledEntry("services/ingest/src/main.ts")], {
       env: { ...process.env, ...mesh.env, LOG_LEVEL: "info", PORT: "0" },
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { assignedTrackingNumber, recordedEventId, shipmentEventId, shipmentIdFor } from "./event-ids.js";
 
 describe("recordedEventId", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
 import { normalizeStatus, statusTableFor, UNMAPPED_STATUS } from "./normalize.js";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -43,10 +43,10 @@ function shipment(key: string, over: { customerId?: string; trackingNumber?: str
 
 describe("IngestService edges over real sockets (auth, rate limits, idempotency, Redis outage)", () => {
   let h: IngestHarness;
-  before(async () => {
+  beforeAll(async () => {
     h = await startIngestHarness({ INGEST_RATE_PER_SEC: "1", INGEST_RATE_BURST: "1000" });
   });
-  after(async () => {
+  afterAll(async () => {
     await h?.close();
   });
   const ingestClient = async (scopes: string[]) => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import type { Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import {
@@ -17,14 +17,14 @@ const idOf = (s: Scan) => recordedEventId(s.carrierCode, s.eventId);
 
 describe("StreamScans when the broker restarts (real nats-server, stopped and restarted mid-stream)", () => {
   let h: IngestHarness;
-  before(async () => {
+  beforeAll(async () => {
     h = await startIngestHarness({ INGEST_PUBLISH_DEADLINE_MS: "1500", INGEST_RATE_PER_SEC: "1000000", INGEST_RATE_BURST: "1000000" });
   });
-  after(async () => {
+  afterAll(async () => {
     await h?.close();
   });
 
-  it("loses no acknowledged scan: every ACCEPTED scan is in the stream after the restart", { timeout: 90_000 }, async () => {
+  it("loses no acknowledged scan: every ACCEPTED scan is in the stream after the restart", async () => {
     const scans = Array.from({ length: 3000 }, (_, i) => validScan("acme", `r-${i}`));
     const messages: StreamScansRequest[] = [];
     for (let i = 0; i < scans.length; i += 50) messages.push(scanMessage(scans.slice(i, i + 50)));
@@ -74,14 +74,14 @@ describe("StreamScans when the broker restarts (real nats-server, stopped and re
 
 describe("StreamScans with a gateway that stops reading acks", () => {
   let h: IngestHarness;
-  before(async () => {
+  beforeAll(async () => {
     h = await startIngestHarness({ INGEST_STREAM_WINDOW: "2", INGEST_RATE_PER_SEC: "1000000", INGEST_RATE_BURST: "1000000" });
   });
-  after(async () => {
+  afterAll(async () => {
     await h?.close();
   });
 
-  it("stops reading its requests, so the gateway's writes block and server memory stays bounded", { timeout: 90_000 }, async () => {
+  it("stops reading its requests, so the gateway's writes block and server memory stays bounded", async () => {
     const CAP = 2000; // messages of 100 scans; far more than the buffers between client and server hold
     const call = openScanStream(h.grpcClient(), bearer(await h.token({ carrier: "acme" })));
     let written = 0;

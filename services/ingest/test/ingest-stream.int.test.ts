@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import type { Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import { RejectReason, ScanOutcome, type StreamScansRequest } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
@@ -12,14 +12,14 @@ const BATCH = 100;
 
 describe("StreamScans over grpc-js (real nats-server and redis-server)", () => {
   let h: IngestHarness;
-  before(async () => {
+  beforeAll(async () => {
     h = await startIngestHarness({ INGEST_RATE_PER_SEC: "1000000", INGEST_RATE_BURST: "1000000" });
   });
-  after(async () => {
+  afterAll(async () => {
     await h?.close();
   });
 
-  it(`acks each of ${TOTAL} scans exactly once and stores exactly the valid unique ones`, { timeout: 120_000 }, async () => {
+  it(`acks each of ${TOTAL} scans exactly once and stores exactly the valid unique ones`, async () => {
     // 5 % resends of earlier scans, 2 % invalid (bad tracking number), the rest new and valid.
     const scans: Scan[] = [];
     const kinds: Array<"new" | "dup" | "invalid"> = [];

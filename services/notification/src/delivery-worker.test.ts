@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { DeliveryState } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
 import { waitFor } from "../../shared/src/testing/wait-for.js";
 import { startDeliveryWorker, type DeliveryWorkerOptions } from "./delivery-worker.js";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { classifyStatus, delayCeilingMs, nextRetryDelayMs, parseRetryAfter, scheduleCeilingMs } from "./retry-policy.js";
 
 describe("classifyStatus", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { computeSignature, signatureHeader, verifyWebhookSignature } from "./signature.js";
 
 const secret = "whsec_0123456789abcdefghijklmnopqrstuv";

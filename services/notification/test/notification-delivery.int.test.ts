@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { context, propagation, SpanKind, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
@@ -49,7 +49,7 @@ describe("notification webhook delivery (nats-server, PostgreSQL, node:http rece
   const exporter = new InMemorySpanExporter();
   const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
 
-  before(async () => {
+  beforeAll(async () => {
     trace.setGlobalTracerProvider(provider);
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -66,7 +66,7 @@ describe("notification webhook delivery (nats-server, PostgreSQL, node:http rece
       NOTIFICATION_BREAKER_FAILURES: "1000",
     });
   });
-  after(async () => {
+  afterAll(async () => {
     await Promise.all(receivers.map((r) => r.close()));
     await h?.close();
     await provider.shutdown();
@@ -189,7 +189,7 @@ describe("notification webhook delivery (nats-server, PostgreSQL, node:http rece
     gaps.forEach((g, i) => assert.ok(g >= (BASE_MS * 2 ** i) / 2 - 5, `wait ${i + 1} (${g.toFixed(0)} ms) respects its floor`));
     // Wait 5 is at least 400 ms, wait 1 at most 50 ms (plus the same polling overhead in both).
     assert.ok((gaps[4] as number) - (gaps[0] as number) >= 200, `delays grow: ${gaps.map((g) => g.toFixed(0)).join(", ")} ms`);
-    t.diagnostic(`waits between attempts: ${gaps.map((g) => g.toFixed(0)).join(", ")} ms`);
+    await t.annotate(`waits between attempts: ${gaps.map((g) => g.toFixed(0)).join(", ")} ms`);
     const [d] = (await h.client.listDeliveries({ subscriptionId: sub.id })).deliveries;
     assert.equal(d?.state, DeliveryState.DELIVERED);
     assert.equal(d?.attemptCount, 6);
@@ -263,7 +263,7 @@ describe("notification webhook delivery (nats-server, PostgreSQL, node:http rece
     }
     await waitFor(() => fast.accepted.length === n, { timeoutMs: 20_000, message: "the fast receiver to get everything" });
     const slowDone = slow.accepted.length;
-    t.diagnostic(`fast receiver got all ${n} while the slow one had answered ${slowDone}`);
+    await t.annotate(`fast receiver got all ${n} while the slow one had answered ${slowDone}`);
     assert.ok(slowDone <= 4, `the fast receiver finished while the slow one had answered only ${slowDone} of ${n}`);
     await waitFor(() => slow.accepted.length === n, { timeoutMs: 30_000, message: "the slow receiver to get everything" });
     assert.ok(slow.maxConcurrent <= 2, `per-endpoint concurrency held (${slow.maxConcurrent})`);

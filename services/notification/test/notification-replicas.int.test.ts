@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import type { RunningService } from "../../shared/src/runtime/start-service.js";
 import { uniqueName, waitFor } from "../../shared/src/testing/index.js";
 import { NotificationEventType } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
@@ -26,7 +26,7 @@ describe("notification with two replicas on one database and one durable consume
   let second: RunningService;
   const receivers: TestReceiver[] = [];
 
-  before(async () => {
+  beforeAll(async () => {
     h = await startNotificationHarness({
       NOTIFICATION_RETRY_BASE_MS: "20",
       NOTIFICATION_RETRY_MAX_MS: "200",
@@ -37,7 +37,7 @@ describe("notification with two replicas on one database and one durable consume
     });
     second = await h.startReplica();
   });
-  after(async () => {
+  afterAll(async () => {
     await Promise.all(receivers.map((r) => r.close()));
     await h?.close();
   });
@@ -83,6 +83,6 @@ describe("notification with two replicas on one database and one durable consume
       return (counts[0] ?? 0) + (counts[1] ?? 0) === requests ? counts : undefined;
     });
     assert.equal((a ?? 0) + (b ?? 0), requests, "every request was made by exactly one replica's attempt");
-    t.diagnostic(`replica split of ${requests} attempts: ${a} / ${b}`);
+    await t.annotate(`replica split of ${requests} attempts: ${a} / ${b}`);
   });
 });

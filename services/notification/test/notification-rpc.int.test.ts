@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Scope } from "../../shared/src/auth/index.js";
@@ -25,7 +25,7 @@ describe("NotificationService RPCs (https required, SSRF protection)", () => {
   let closedPort: number;
   const STATUS = [NotificationEventType.STATUS_CHANGED];
 
-  before(async () => {
+  beforeAll(async () => {
     h = await startNotificationHarness({
       NOTIFICATION_ALLOW_HTTP: "false",
       NOTIFICATION_RETRY_BASE_MS: "60000",
@@ -36,7 +36,7 @@ describe("NotificationService RPCs (https required, SSRF protection)", () => {
     closedPort = probe.port;
     await probe.close();
   });
-  after(async () => {
+  afterAll(async () => {
     await h?.close();
   });
 

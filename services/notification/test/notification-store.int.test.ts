@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
@@ -16,7 +16,7 @@ describe("createNotificationStore (PostgreSQL)", () => {
   let store: NotificationStore;
   let other: NotificationStore;
 
-  before(async () => {
+  beforeAll(async () => {
     schema = await createTestSchema({ prefix: "nstore" });
     store = createNotificationStore({ connectionString: schema.connectionString, schema: schema.schema });
     other = createNotificationStore({ connectionString: schema.connectionString, schema: schema.schema });
@@ -24,7 +24,7 @@ describe("createNotificationStore (PostgreSQL)", () => {
     await Promise.all([store.migrate(), other.migrate()]);
     await store.migrate();
   });
-  after(async () => {
+  afterAll(async () => {
     await store?.close();
     await other?.close();
     await schema?.drop();

@@ -1,7 +1,8 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { repoRoot } from "../../shared/src/testing/index.js";
 
 /** The README's verification function. */
 export type ReadmeVerifier = (
@@ -17,9 +18,7 @@ export type ReadmeVerifier = (
  * writes it to a temporary module and imports it, so tests run exactly what receivers copy.
  */
 export async function loadReadmeVerifier(): Promise<ReadmeVerifier> {
-  // Compiled to dist/services/notification/test/: the repository root is four levels up.
-  const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
-  const readme = await readFile(join(root, "services", "notification", "README.md"), "utf8");
+  const readme = await readFile(join(repoRoot, "services", "notification", "README.md"), "utf8");
   const match = /<!-- signature-snippet:start -->\s*```js\n([\s\S]*?)```\s*<!-- signature-snippet:end -->/.exec(readme);
   if (!match?.[1]) throw new Error("README has no signature snippet between the markers");
   const dir = await mkdtemp(join(tmpdir(), "readme-snippet-"));

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { createHubNetwork, nextDeparture, type HubNetworkData, type HubRecord, type LaneRecord } from "./hub-network.js";
 import { createPlanner, MODES_BY_SERVICE_LEVEL, NoRouteError } from "./planner.js";
 

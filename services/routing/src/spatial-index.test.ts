@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { hubNetworkData } from "./data/hub-network-data.js";
 import { haversineKm } from "./geo.js";
 import { createHubNetwork } from "./hub-network.js";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
@@ -60,7 +60,7 @@ describe("routing service (real nats-server, real PostgreSQL, real sockets)", ()
   let seq = 0;
   const trackingNumber = () => `RT${Date.now().toString(36).toUpperCase()}${(++seq).toString().padStart(4, "0")}`;
 
-  before(async () => {
+  beforeAll(async () => {
     nats = await startNatsServer();
     schema = await createTestSchema({ prefix: "routing" });
     keysDir = await mkdtemp(join(tmpdir(), "routing-keys-"));
@@ -102,7 +102,7 @@ describe("routing service (real nats-server, real PostgreSQL, real sockets)", ()
     headers = { authorization: `Bearer ${token}` };
   });
 
-  after(async () => {
+  afterAll(async () => {
     sub?.unsubscribe();
     await nc?.close();
     await svc?.close();

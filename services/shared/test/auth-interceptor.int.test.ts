@@ -4,7 +4,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { create, createFileRegistry } from "@bufbuild/protobuf";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { FileDescriptorProtoSchema, file_google_protobuf_wrappers, StringValueSchema } from "@bufbuild/protobuf/wkt";
@@ -220,7 +220,7 @@ describe("createAuthInterceptor (Connect server, JWKS key file)", () => {
       ...(o.expiresIn === undefined ? {} : { expiresIn: o.expiresIn }),
     });
 
-  before(async () => {
+  beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "auth-interceptor-"));
     key = await newKey("key-1");
     const jwksPath = join(dir, "jwks.json");
@@ -230,7 +230,7 @@ describe("createAuthInterceptor (Connect server, JWKS key file)", () => {
     clients = connectClients(server.baseUrl);
   });
 
-  after(async () => {
+  afterAll(async () => {
     clients?.close();
     await server?.close();
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
@@ -394,7 +394,7 @@ describe("createAuthInterceptor (Connect server, PEM public key file)", () => {
   let clients: Clients;
   let signer: CryptoKey;
 
-  before(async () => {
+  beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "auth-interceptor-pem-"));
     const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
     signer = privateKey;
@@ -405,7 +405,7 @@ describe("createAuthInterceptor (Connect server, PEM public key file)", () => {
     clients = connectClients(server.baseUrl);
   });
 
-  after(async () => {
+  afterAll(async () => {
     clients?.close();
     await server?.close();
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
@@ -433,7 +433,7 @@ describe("createAuthInterceptor (Connect server, JWKS URL)", () => {
   let key: TestKey;
   let verifier: JwtVerifier;
 
-  before(async () => {
+  beforeAll(async () => {
     key = await newKey("remote-1");
     jwksServer = http.createServer((req, res) => {
       if (req.url !== "/.well-known/jwks.json") {
@@ -450,7 +450,7 @@ describe("createAuthInterceptor (Connect server, JWKS URL)", () => {
     clients = connectClients(server.baseUrl);
   });
 
-  after(async () => {
+  afterAll(async () => {
     clients?.close();
     await server?.close();
     jwksServer?.closeAllConnections();

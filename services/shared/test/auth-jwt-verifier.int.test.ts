@@ -4,7 +4,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import {
   base64url,
   exportJWK,
@@ -67,14 +67,14 @@ describe("createJwtVerifier", () => {
     return path;
   };
 
-  before(async () => {
+  beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "jwt-verifier-"));
     es = await keyPair("ES256");
     const jwks = await file("jwks.json", JSON.stringify({ keys: [await publicJwk(es, { kid: "k1", alg: "ES256" })] }));
     verifier = await createJwtVerifier({ keyFile: jwks, issuer: ISSUER, audience: AUDIENCE });
   });
 
-  after(async () => {
+  afterAll(async () => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
@@ -244,7 +244,7 @@ describe("createJwtVerifier", () => {
     let jwksBody: string;
     let status = 200;
 
-    before(async () => {
+    beforeAll(async () => {
       jwksBody = JSON.stringify({ keys: [await publicJwk(es, { kid: "r1", alg: "ES256" })] });
       server = http.createServer((req, res) => {
         if (req.url === "/garbage") {
@@ -257,7 +257,7 @@ describe("createJwtVerifier", () => {
       base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     });
 
-    after(async () => {
+    afterAll(async () => {
       server?.closeAllConnections();
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     });

@@ -3,13 +3,13 @@ import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, stat, unlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { decodeProtectedHeader } from "jose";
 import { DEV_JWKS_FILE, DEV_PRIVATE_JWK_FILE, ensureDevKeys, mintToken } from "../src/auth/dev-keys.js";
 import { createJwtVerifier } from "../src/auth/jwt-verifier.js";
+import { compiledEntry } from "../src/testing/index.js";
 
-const CLI = fileURLToPath(new URL("../src/cli/mint-token.js", import.meta.url));
+const CLI = compiledEntry("services/shared/src/cli/mint-token.ts");
 
 interface CliResult {
   readonly code: number;
@@ -32,11 +32,11 @@ function runCli(cwd: string, args: string[]): Promise<CliResult> {
 describe("ensureDevKeys", () => {
   let dir: string;
 
-  before(async () => {
+  beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "dev-keys-"));
   });
 
-  after(async () => {
+  afterAll(async () => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
@@ -82,11 +82,11 @@ describe("ensureDevKeys", () => {
 describe("mintToken", () => {
   let dir: string;
 
-  before(async () => {
+  beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "mint-token-"));
   });
 
-  after(async () => {
+  afterAll(async () => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
@@ -118,11 +118,11 @@ describe("mintToken", () => {
 describe("mint-token CLI", () => {
   let cwd: string;
 
-  before(async () => {
+  beforeAll(async () => {
     cwd = await mkdtemp(join(tmpdir(), "mint-token-cli-"));
   });
 
-  after(async () => {
+  afterAll(async () => {
     if (cwd !== undefined) await rm(cwd, { recursive: true, force: true });
   });
 

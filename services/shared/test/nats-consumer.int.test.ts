@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { setTimeout as delay } from "node:timers/promises";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { StringValueSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
@@ -30,13 +30,13 @@ describe("startConsumer", () => {
   let publisher: EventPublisher;
   const handles: ConsumerHandle[] = [];
 
-  before(async () => {
+  beforeAll(async () => {
     server = await startNatsServer();
     nc = await connectNats({ servers: server.url, name: "nats-consumer-test" });
     ({ js, jsm } = await jetstreamFor(nc));
     publisher = createEventPublisher({ js });
   });
-  after(async () => {
+  afterAll(async () => {
     await Promise.all(handles.map((h) => h.close()));
     await nc?.drain();
     await server?.stop();

@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { StringValueSchema } from "@bufbuild/protobuf/wkt";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
@@ -18,12 +18,12 @@ describe("createEventPublisher", () => {
   let js: JetStreamClient;
   let jsm: JetStreamManager;
 
-  before(async () => {
+  beforeAll(async () => {
     server = await startNatsServer();
     nc = await connectNats({ servers: server.url, name: "nats-publisher-test" });
     ({ js, jsm } = await jetstreamFor(nc));
   });
-  after(async () => {
+  afterAll(async () => {
     await nc?.close();
     await server?.stop();
   });

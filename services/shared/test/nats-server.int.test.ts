@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import { access } from "node:fs/promises";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { StringValueSchema } from "@bufbuild/protobuf/wkt";
 import type { NatsConnection } from "@nats-io/transport-node";

@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { connectNats, jetstreamFor } from "../src/nats/connect.js";
@@ -49,12 +49,12 @@ describe("ensureStreams / ensureConsumer", () => {
   let nc: NatsConnection;
   let jsm: JetStreamManager;
 
-  before(async () => {
+  beforeAll(async () => {
     server = await startNatsServer();
     nc = await connectNats({ servers: server.url, name: "nats-streams-test" });
     ({ jsm } = await jetstreamFor(nc));
   });
-  after(async () => {
+  afterAll(async () => {
     await nc?.close();
     await server?.stop();
   });

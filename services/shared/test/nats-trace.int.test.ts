@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { StringValueSchema } from "@bufbuild/protobuf/wkt";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
@@ -27,7 +27,7 @@ describe("trace context over NATS headers", () => {
   let jsm: JetStreamManager;
   let consumer: ConsumerHandle | undefined;
 
-  before(async () => {
+  beforeAll(async () => {
     assert.ok(trace.setGlobalTracerProvider(provider), "no other tracer provider registered");
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -35,7 +35,7 @@ describe("trace context over NATS headers", () => {
     nc = await connectNats({ servers: server.url, name: "nats-trace-test" });
     ({ js, jsm } = await jetstreamFor(nc));
   });
-  after(async () => {
+  afterAll(async () => {
     await consumer?.close();
     await nc?.drain();
     await server?.stop();

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
@@ -37,10 +37,10 @@ function grpcUnary<I, O>(address: string, path: string, encode: (m: I) => Uint8A
 
 describe("startServer", () => {
   let server: ServerHandle;
-  before(async () => {
+  beforeAll(async () => {
     server = await startServer({ port: 0, host: "127.0.0.1", services: [], routes: () => {} });
   });
-  after(() => server.close({ graceMs: 1000 }));
+  afterAll(() => server.close({ graceMs: 1000 }));
 
   it("answers grpc.health.v1 Check from a grpc-js client over h2c", async () => {
     const c = grpcUnary(

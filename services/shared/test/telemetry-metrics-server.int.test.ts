@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import * as http from "node:http";
 import * as net from "node:net";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { Counter, Registry } from "prom-client";
 import { startMetricsServer } from "../src/telemetry/metrics-server.js";
 import { createMetrics } from "../src/telemetry/metrics.js";

@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { trace } from "@opentelemetry/api";
 import { startTelemetry, type TelemetryLog } from "../src/telemetry/tracing.js";
 import { waitFor } from "../src/testing/wait-for.js";

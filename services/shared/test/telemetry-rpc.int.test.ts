@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { after, before, beforeEach, describe, it } from "node:test";
+import { afterAll, beforeAll, beforeEach, describe, it } from "vitest";
 import { create, createFileRegistry, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { FileDescriptorProtoSchema, file_google_protobuf_wrappers, StringValueSchema } from "@bufbuild/protobuf/wkt";
@@ -208,14 +208,14 @@ async function oneSpan(method: string, kind: SpanKind = SpanKind.SERVER): Promis
   return spans[0]!;
 }
 
-before(async () => {
+beforeAll(async () => {
   telemetry = startTelemetry({ serviceName: "telemetry-rpc-test", serviceVersion: "1.2.3", spanExporter: exporter });
   metrics = createMetrics({ service: "telemetry-rpc-test" });
   server = await startServer([createServerTracingInterceptor(), createMetricsInterceptor(metrics)]);
   clients = connectClients(server.baseUrl);
 });
 
-after(async () => {
+afterAll(async () => {
   clients?.close();
   await server?.close();
   await telemetry?.shutdown();

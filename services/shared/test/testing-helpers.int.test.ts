@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import * as net from "node:net";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { getFreePort } from "../src/testing/free-port.js";

@@ -1,6 +1,6 @@
 import * as assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { EtaChangeReason, TransportMode } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
@@ -174,10 +174,10 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
     };
     const now = Date.now();
 
-    before(async () => {
+    beforeAll(async () => {
       store = await make();
     });
-    after(async () => {
+    afterAll(async () => {
       for (const s of stores) await s.close();
     });
 
@@ -575,7 +575,7 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
       const tns: string[] = [];
       const t0 = now - 48 * HOUR;
 
-      before(async () => {
+      beforeAll(async () => {
         // Six shipments of one customer, updated one hour apart; odd ones delivered, carriers alternate.
         for (let i = 0; i < 6; i++) {
           const tn = uniqueTrackingNumber();

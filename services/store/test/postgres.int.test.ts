@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import pg from "pg";
 import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
@@ -28,10 +28,10 @@ async function withClient<T>(connectionString: string, fn: (c: pg.Client) => Pro
 
 describe("PostgresShipmentStore", () => {
   let schema: TestSchema;
-  before(async () => {
+  beforeAll(async () => {
     schema = await createTestSchema({ prefix: "store" });
   });
-  after(async () => {
+  afterAll(async () => {
     await schema.drop();
   });
 
@@ -41,10 +41,10 @@ describe("PostgresShipmentStore", () => {
 
   describe("applyEvents (group commit)", () => {
     let store: PostgresShipmentStore;
-    before(async () => {
+    beforeAll(async () => {
       store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 2, maxDocumentBytes: 8192 });
     });
-    after(async () => {
+    afterAll(async () => {
       await store.close();
     });
 
@@ -90,11 +90,11 @@ describe("PostgresShipmentStore", () => {
 
   describe("query plans", () => {
     let store: PostgresShipmentStore;
-    before(async () => {
+    beforeAll(async () => {
       store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 2 });
       await store.pool.query("ANALYZE shipments");
     });
-    after(async () => {
+    afterAll(async () => {
       await store.close();
     });
 
@@ -164,10 +164,10 @@ describe("PostgresShipmentStore", () => {
 
   describe("partition maintenance", () => {
     let store: PostgresShipmentStore;
-    before(async () => {
+    beforeAll(async () => {
       store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 2 });
     });
-    after(async () => {
+    afterAll(async () => {
       await store.close();
     });
 

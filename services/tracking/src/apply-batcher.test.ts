@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import type { ApplyResult, ShipmentEventInput } from "../../store/src/ports.js";
 import { createApplyBatcher } from "./apply-batcher.js";
 

@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ANONYMOUS, derivePrincipal } from "../../shared/src/auth/index.js";
 import { searchCustomerFor, shipmentViewFor, viewDependsOnOwner } from "./tracking-access.js";

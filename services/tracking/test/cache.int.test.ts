@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstream } from "@nats-io/jetstream";
@@ -36,7 +36,7 @@ describe("the tracking snapshot cache (real Redis that goes away and comes back)
   /** A GetShipment that must answer within 3 s whatever state Redis is in. */
   const get = () => client.getShipment({ trackingNumber: tn }, { signal: AbortSignal.timeout(3000) });
 
-  before(async () => {
+  beforeAll(async () => {
     redis = await startRedisServer();
     env = await createTrackingTestEnv({ redisUrl: redis.url });
     svc = await env.start({ TRACKING_REDIS_TIMEOUT_MS: "200" });
@@ -47,7 +47,7 @@ describe("the tracking snapshot cache (real Redis that goes away and comes back)
     await publishFixture(publisher, env.subjects, scanEvent(tn, 1, ScanKind.PICKUP, at(1)));
     await waitFor(async () => (await get()).shipment?.version === 2n, { timeoutMs: 30_000, message: "version 2 visible" });
   });
-  after(async () => {
+  afterAll(async () => {
     await nc?.drain();
     await env?.close();
     await redis?.stop();

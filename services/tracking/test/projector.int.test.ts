@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { fromBinary } from "@bufbuild/protobuf";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -74,7 +74,7 @@ describe("the tracking projector (real nats-server and PostgreSQL)", () => {
     return true;
   };
 
-  before(async () => {
+  beforeAll(async () => {
     nats = await startNatsServer();
     schema = await createTestSchema({ prefix: "trk_proj" });
     store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 30 });
@@ -106,7 +106,7 @@ describe("the tracking projector (real nats-server and PostgreSQL)", () => {
     });
   });
 
-  after(async () => {
+  afterAll(async () => {
     for (const p of projectors) await p.close().catch(() => {});
     for (const nc of connections) if (!nc.isClosed()) await nc.drain().catch(() => {});
     await admin?.drain();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstream } from "@nats-io/jetstream";
@@ -30,7 +30,7 @@ describe("tracking replicas (two projectors, API replicas apart from them)", () 
   let nc: NatsConnection;
   const tag = uniqueName("r").replace(/_/g, "").toUpperCase().slice(0, 10);
 
-  before(async () => {
+  beforeAll(async () => {
     env = await createTrackingTestEnv();
     // The API-only replica never applies an event: whatever its watchers see came from the others.
     apiOnly = await env.start({ TRACKING_PROJECTOR_ENABLED: "false", TRACKING_WATCH_HEARTBEAT_MS: "60000" });
@@ -38,7 +38,7 @@ describe("tracking replicas (two projectors, API replicas apart from them)", () 
     projectorC = await env.start({ TRACKING_WATCH_HEARTBEAT_MS: "60000" });
     nc = await connect({ servers: env.nats.url });
   });
-  after(async () => {
+  afterAll(async () => {
     await nc?.drain();
     await env?.close();
   });

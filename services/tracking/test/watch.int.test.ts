@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -79,14 +79,14 @@ describe("TrackingService.WatchShipment (real servers, grpc-js and Connect over 
   let connectClient: Client<typeof TrackingService>;
   const tag = uniqueName("w").replace(/_/g, "").toUpperCase().slice(0, 10);
 
-  before(async () => {
+  beforeAll(async () => {
     env = await createTrackingTestEnv();
     svc = await env.start({ TRACKING_WATCH_HEARTBEAT_MS: "400" });
     nc = await connect({ servers: env.nats.url });
     publisher = createEventPublisher({ js: jetstream(nc) });
     connectClient = createClient(TrackingService, createConnectTransport({ baseUrl: svc.url, httpVersion: "1.1" }));
   });
-  after(async () => {
+  afterAll(async () => {
     await nc?.drain();
     await env?.close();
   });

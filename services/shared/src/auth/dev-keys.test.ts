@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { parseTtl } from "./dev-keys.js";
 
 describe("parseTtl", () => {

@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { ANONYMOUS, derivePrincipal, hasAnyScope, type Principal } from "./principal.js";
 import { ALL_SCOPES, parseScopes, Scope } from "./scopes.js";
 

@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { trace } from "@opentelemetry/api";
 import { createLogger, type LogDestination } from "./logger.js";
 import { startTelemetry } from "./tracing.js";

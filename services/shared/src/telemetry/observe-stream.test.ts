@@ -1,6 +1,6 @@
 import * as assert from "node:assert/strict";
 import { setImmediate as tick } from "node:timers/promises";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { context, createContextKey, ROOT_CONTEXT } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";

@@ -1,6 +1,6 @@
 import * as assert from "node:assert/strict";
 import { setImmediate as tick } from "node:timers/promises";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { context, isSpanContextValid, propagation, ROOT_CONTEXT, trace, TraceFlags } from "@opentelemetry/api";
 import { InMemorySpanExporter } from "@opentelemetry/sdk-trace";
 import { headersCarrier } from "./trace-carriers.js";

@@ -13,3 +13,4 @@ export { createTestSchema, DEFAULT_TEST_DATABASE_URL, type TestSchema, type Test
 export { startRedisServer, type RedisServerHandle, type RedisServerOptions } from "./redis-server.js";
 export { uniqueName } from "./unique.js";
 export { waitFor, WaitForTimeoutError, type WaitForOptions } from "./wait-for.js";
+export { compiledEntry, repoRoot } from "./repo-paths.js";

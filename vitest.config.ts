@@ -1,0 +1,66 @@
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vitest/config";
+import { SummaryReporter } from "./scripts/vitest/summary-reporter.js";
+
+const root = fileURLToPath(new URL(".", import.meta.url)).replace(/\/$/, "");
+const exclude = ["**/node_modules/**", "dist/**", "coverage/**"];
+/** The browser tests: Chromium (playwright-core) against the whole mesh. */
+const browserTests = "services/*/test/**/*browser.int.test.ts";
+
+export default defineConfig({
+  test: {
+    // Two cores: two test files at a time across all projects, each file in its own process or
+    // thread (module state such as the global OpenTelemetry provider never leaks between files).
+    maxWorkers: 2,
+    reporters: ["default", new SummaryReporter(root)],
+    coverage: {
+      provider: "v8",
+      include: ["services/*/src/**/*.ts"],
+      exclude: [
+        "**/*.test.ts",
+        "services/shared/src/gen/**",
+        "services/shared/src/testing/**",
+        "services/web/**",
+      ],
+      // The per-service table comes from SummaryReporter; the JSON is for other tools.
+      reporter: ["json-summary"],
+      reportsDirectory: "coverage",
+    },
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "unit",
+          include: ["services/*/src/**/*.test.ts", "perf/**/*.test.ts"],
+          exclude,
+          pool: "threads",
+          testTimeout: 20_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "integration",
+          include: ["services/*/test/**/*.int.test.ts"],
+          exclude: [...exclude, browserTests],
+          pool: "forks",
+          globalSetup: ["scripts/vitest/build-services.ts"],
+          // Real servers on a small shared machine: generous, and the same for every file.
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "browser",
+          include: [browserTests],
+          exclude,
+          pool: "forks",
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+        },
+      },
+    ],
+  },
+});
