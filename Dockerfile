@@ -3,48 +3,71 @@
 # One image for every service of the mesh. The service is chosen at run time by the script path
 # given as the container's arguments (the Helm chart sets `args`), e.g.
 #   docker run logistics-mesh dist/services/routing/src/main.js
+# Node options may come first (the chart passes the heap limit that way):
+#   docker run logistics-mesh --max-old-space-size=384 dist/services/routing/src/main.js
 # Why one image: one build, one vulnerability scan, one layer cache; the services share nearly all
 # of their code and dependencies (see charts/README.md).
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node.js 24 LTS on Debian 12, pinned by digest so a rebuild cannot pick up a different base
+# silently. This digest is node:24-bookworm-slim as published in July 2026 (Node 24.18.0).
+# Refresh it deliberately (security updates of Node or Debian), then rebuild and test:
+#   docker buildx imagetools inspect node:24-bookworm-slim    # prints the current index digest
+ARG NODE_IMAGE=node:24-bookworm-slim@sha256:6f7b03f7c2c8e2e784dcf9295400527b9b1270fd37b7e9a7285cf83b6951452d
 
-# ---- build: install everything, compile TypeScript, drop dev dependencies ----
+# ---- deps: production dependencies only. Depends on the lockfile alone, so this layer (the
+# largest one of the runtime image) is reused by every build that changes only code. ----
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+ENV npm_config_update_notifier=false \
+    npm_config_fund=false \
+    npm_config_audit=false
+COPY package.json package-lock.json ./
+# Install scripts are skipped: no production dependency needs one.
+RUN npm ci --omit=dev --ignore-scripts \
+ && npm cache clean --force
+
+# ---- build: every dependency, compile TypeScript, drop compiled tests ----
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 ENV NODE_ENV=development \
     npm_config_update_notifier=false \
     npm_config_fund=false \
     npm_config_audit=false
-
-# Dependencies first so the layer is reused while only sources change.
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
-
 # Generated Protobuf code is committed under services/shared/src/gen, so no buf step is needed.
 COPY tsconfig.json tsconfig.build.json ./
 COPY services ./services
 RUN npm run build \
  && find dist -type f \( -name '*.test.js' -o -name '*.test.js.map' \) -delete \
- && find dist -type d -name test -prune -exec rm -rf {} + \
- && npm prune --omit=dev --ignore-scripts \
- && npm cache clean --force
+ && find dist -type d -name test -prune -exec rm -rf {} +
 
 # ---- runtime: compiled code and production dependencies only, as a non-root user ----
 FROM ${NODE_IMAGE} AS runtime
+ARG NODE_IMAGE
+LABEL org.opencontainers.image.title="logistics-mesh" \
+      org.opencontainers.image.base.name="${NODE_IMAGE}"
 ENV NODE_ENV=production \
     NODE_OPTIONS=--enable-source-maps
-WORKDIR /app
-RUN groupadd --system --gid 10001 app \
+# No package manager at run time: the services never install anything, and npm, corepack and
+# yarn (with their own dependency trees) would only add attack surface and scanner findings.
+RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+           /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
+           /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* \
+ && groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
+WORKDIR /app
+# package.json carries the build's version: the services report it as service.version.
 COPY --from=build --chown=root:root /app/package.json ./package.json
-COPY --from=build --chown=root:root /app/node_modules ./node_modules
+COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
 # Numeric so Kubernetes' runAsNonRoot can verify it without resolving the name.
 USER 10001:10001
 # gRPC / gRPC-Web / Connect (ingest's default; each service has its own) and Prometheus metrics.
 EXPOSE 8081 9101
 # SIGTERM goes straight to node (PID 1): the services drain on it (health NOT_SERVING, stop
-# accepting, finish in-flight RPCs and streams) and exit.
+# accepting, finish in-flight RPCs and streams, close consumers and NATS, flush telemetry) and
+# exit before SHUTDOWN_CLOSE_MS runs out.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node"]
 CMD ["dist/services/ingest/src/main.js"]

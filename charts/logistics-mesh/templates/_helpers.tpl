@@ -80,23 +80,39 @@ Call with (dict "name" $name "svc" $svc).
 {{- end }}
 
 {{/*
-NATS_URL: `natsUrl` when set, else the client Service of the bundled NATS chart (named the way
-that chart names it).
+Full name of the bundled NATS chart's objects (its Service, its pods' instance), named the way
+that chart names them.
+*/}}
+{{- define "logistics-mesh.natsFullname" -}}
+{{- $chart := default "nats" .Values.nats.nameOverride -}}
+{{- if .Values.nats.fullnameOverride -}}
+{{- .Values.nats.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains $chart .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $chart | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Labels of the bundled NATS chart's server pods (its nats.selectorLabels).
+*/}}
+{{- define "logistics-mesh.natsSelectorLabels" -}}
+app.kubernetes.io/name: {{ default "nats" .Values.nats.nameOverride | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: nats
+{{- end }}
+
+{{/*
+NATS_URL: `natsUrl` when set, else the client Service of the bundled NATS chart, tls:// when the
+services verify the servers' certificates.
 */}}
 {{- define "logistics-mesh.natsUrl" -}}
 {{- if .Values.natsUrl -}}
 {{- .Values.natsUrl -}}
 {{- else if .Values.nats.enabled -}}
-{{- $chart := default "nats" .Values.nats.nameOverride -}}
-{{- $full := "" -}}
-{{- if .Values.nats.fullnameOverride -}}
-{{- $full = .Values.nats.fullnameOverride | trunc 63 | trimSuffix "-" -}}
-{{- else if contains $chart .Release.Name -}}
-{{- $full = .Release.Name | trunc 63 | trimSuffix "-" -}}
-{{- else -}}
-{{- $full = printf "%s-%s" .Release.Name $chart | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
-{{- printf "nats://%s.%s.svc:%v" $full .Release.Namespace (((.Values.nats.config).nats).port | default 4222) -}}
+{{- $scheme := ternary "tls" "nats" .Values.natsClient.tls.enabled -}}
+{{- printf "%s://%s.%s.svc:%v" $scheme (include "logistics-mesh.natsFullname" .) .Release.Namespace (((.Values.nats.config).nats).port | default 4222) -}}
 {{- else -}}
 {{- fail "natsUrl is required when nats.enabled is false (the services need NATS JetStream)" -}}
 {{- end -}}
@@ -119,14 +135,49 @@ Cross-value checks JSON Schema cannot express; fails the install with a clear me
 {{- if and (not .Values.auth.jwksUrl) (not .Values.auth.keysSecret.name) -}}
 {{- fail "set auth.jwksUrl or auth.keysSecret.name: the services verify bearer tokens with those keys" -}}
 {{- end -}}
+{{- if and .Values.natsClient.tls.enabled (not .Values.natsClient.tls.caSecret.name) -}}
+{{- fail "natsClient.tls.enabled needs natsClient.tls.caSecret.name (the CA of the NATS servers' certificates)" -}}
+{{- end -}}
 {{- end }}
 
 {{/*
-terminationGracePeriodSeconds: the drain delay plus the shutdown grace, rounded up to whole
-seconds, plus a margin for closing NATS and flushing telemetry. Always above
-SHUTDOWN_GRACE_MS + DRAIN_DELAY_MS, so the kubelet never kills a service mid-drain.
+The service's own shutdown deadline in milliseconds (drain delay + grace + close), after which it
+exits by itself.
+*/}}
+{{- define "logistics-mesh.shutdownDeadlineMs" -}}
+{{- add (int .Values.shutdown.drainDelayMs) (int .Values.shutdown.graceMs) (int .Values.shutdown.closeMs) -}}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: the service's own deadline rounded up to whole seconds, plus
+`shutdown.marginSeconds` (>= 1), so the kubelet's SIGKILL always comes after the service has
+exited by itself (or logged why it could not).
 */}}
 {{- define "logistics-mesh.terminationGracePeriodSeconds" -}}
-{{- $ms := add (int .Values.shutdown.graceMs) (int .Values.shutdown.drainDelayMs) -}}
+{{- $ms := include "logistics-mesh.shutdownDeadlineMs" . | int -}}
 {{- add (div (add $ms 999) 1000) (int .Values.shutdown.marginSeconds) -}}
+{{- end }}
+
+{{/*
+Seconds a classic (non-native) mesh sidecar waits after SIGTERM: the service's deadline rounded
+up, so the proxy outlives the service's drain but stays below terminationGracePeriodSeconds.
+*/}}
+{{- define "logistics-mesh.proxyWaitSeconds" -}}
+{{- $ms := include "logistics-mesh.shutdownDeadlineMs" . | int -}}
+{{- div (add $ms 999) 1000 -}}
+{{- end }}
+
+{{/*
+Node.js heap limit in MiB: heapPercentOfMemoryLimit of the memory limit (Mi or Gi). Empty when
+the container has no memory limit. Call with (dict "resources" $resources "percent" $percent).
+*/}}
+{{- define "logistics-mesh.heapMiB" -}}
+{{- $mem := ((.resources).limits).memory | default "" | toString -}}
+{{- if $mem -}}
+{{- $n := regexFind "^[0-9]+" $mem | int -}}
+{{- if hasSuffix "Gi" $mem -}}
+{{- $n = mul $n 1024 -}}
+{{- end -}}
+{{- div (mul $n (int .percent)) 100 -}}
+{{- end -}}
 {{- end }}

@@ -29,6 +29,11 @@ export interface NatsServerOptions {
   cluster?: { name: string; port: number; routes: readonly number[] };
   /** How long to wait for the server to become ready. Default 15 000 ms. */
   startTimeoutMs?: number;
+  /**
+   * A configuration file (`-c`), e.g. with `accounts` and users; the options above are command
+   * line flags and win over the file's settings.
+   */
+  configFile?: string;
 }
 
 /** A running nats-server started by {@link startNatsServer}. */
@@ -87,7 +92,8 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   let removed = false;
 
   const args = () => {
-    const a = ["-a", LOOPBACK, "-p", String(port), "-m", String(httpPort), "--server_name", serverName];
+    const a = opts.configFile !== undefined ? ["-c", opts.configFile] : [];
+    a.push("-a", LOOPBACK, "-p", String(port), "-m", String(httpPort), "--server_name", serverName);
     if (jetstream) a.push("-js", "-sd", storeDir);
     if (opts.cluster) {
       const routes = opts.cluster.routes.filter((p) => p !== opts.cluster?.port);
