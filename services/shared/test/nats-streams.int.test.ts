@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { JetStreamManager } from "@nats-io/jetstream";
+import { DiscardPolicy, jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { connectNats, jetstreamFor } from "../src/nats/connect.js";
 import { ensureConsumer, ensureStreams, ImmutableConfigError } from "../src/nats/streams.js";
 import { createSubjects, subjectFamily, SubjectTokenError } from "../src/nats/subjects.js";
@@ -81,6 +81,44 @@ describe("ensureStreams / ensureConsumer", () => {
     assert.equal(info.config.duplicate_window, 30_000 * 1_000_000);
     const [again] = await ensureStreams(jsm, [s.streams.scans], { maxAgeMs: 3_600_000, duplicateWindowMs: 30_000 });
     assert.equal(again?.action, "unchanged");
+  });
+
+  it("bounds a stream by bytes and refuses new messages once it is full, keeping the stored ones", async () => {
+    const s = createSubjects(uniqueName("t"));
+    const [created] = await ensureStreams(jsm, [s.streams.shipments], { maxBytes: 4096 });
+    assert.equal(created?.info.config.max_bytes, 4096);
+    assert.equal(created?.info.config.discard, DiscardPolicy.New);
+    const js = jetstream(nc);
+    const payload = new Uint8Array(512);
+    let refused: unknown;
+    let stored = 0;
+    for (let i = 0; i < 64 && refused === undefined; i++) {
+      try {
+        await js.publish(s.shipmentCreated("eu"), payload);
+        stored++;
+      } catch (e) {
+        refused = e;
+      }
+    }
+    assert.ok(refused !== undefined && stored > 0, "publishing past max_bytes is refused");
+    assert.match(String(refused), /maximum bytes exceeded/i);
+    const info = await jsm.streams.info(s.streams.shipments.name);
+    assert.equal(info.state.messages, stored, "nothing already stored was dropped");
+    assert.equal(info.state.first_seq, 1);
+  });
+
+  it("moves an existing discard-old stream without byte limit to discard-new with the limit", async () => {
+    const s = createSubjects(uniqueName("t"));
+    const spec = s.streams.routes;
+    await jsm.streams.add({ name: spec.name, subjects: [...spec.subjects], description: spec.description, discard: DiscardPolicy.Old });
+    const [updated] = await ensureStreams(jsm, [spec], { maxBytes: 1 << 20 });
+    assert.equal(updated?.action, "updated");
+    assert.equal(updated?.info.config.discard, DiscardPolicy.New);
+    assert.equal(updated?.info.config.max_bytes, 1 << 20);
+    const [again] = await ensureStreams(jsm, [spec], { maxBytes: 1 << 20 });
+    assert.equal(again?.action, "unchanged");
+    const [unlimited] = await ensureStreams(jsm, [spec], { maxBytes: 0 });
+    assert.equal(unlimited?.info.config.max_bytes, -1);
   });
 
   it("refuses to switch an existing stream's storage type", async () => {

@@ -49,6 +49,7 @@ describe("createMetrics", () => {
     const textB = await b.registry.metrics();
     assert.match(textA, /^# TYPE logistics_rpc_server_duration_seconds histogram$/m);
     assert.match(textA, /^# TYPE logistics_rpc_server_in_flight gauge$/m);
+    assert.match(textA, /^# TYPE logistics_rpc_server_open_streams gauge$/m);
     assert.match(textB, /^# TYPE test_rpc_server_duration_seconds histogram$/m);
     assert.match(textA, /^process_resident_memory_bytes\{app="ingest"\} \d+/m);
     assert.match(textB, /^process_resident_memory_bytes\{app="routing"\} \d+/m);
@@ -56,6 +57,22 @@ describe("createMetrics", () => {
 });
 
 describe("createMetricsInterceptor", () => {
+  it("counts a streaming call in the open-streams gauge while it runs, and unary calls never", async () => {
+    const metrics = createMetrics({ service: "unit" });
+    const client = healthClient(metrics);
+    const open = async () => {
+      const { values } = await metrics.rpcOpenStreams.get();
+      return values.find((v) => v.labels["method"] === "Watch")?.value ?? 0;
+    };
+    await client.check({});
+    assert.equal((await metrics.rpcOpenStreams.get()).values.filter((v) => v.value !== 0).length, 0);
+    const stream = client.watch({})[Symbol.asyncIterator]();
+    await stream.next();
+    assert.equal(await open(), 1, "one Watch stream open");
+    for (let r = await stream.next(); !r.done; r = await stream.next());
+    assert.equal(await open(), 0, "closed again when the stream ended");
+  });
+
   it("counts unary calls by service, method and code", async () => {
     const metrics = createMetrics({ service: "unit" });
     const client = healthClient(metrics);
