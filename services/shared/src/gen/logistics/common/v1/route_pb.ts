@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file logistics/common/v1/route.proto.
  */
 export const file_logistics_common_v1_route: GenFile = /*@__PURE__*/
-  fileDesc("Ch9sb2dpc3RpY3MvY29tbW9uL3YxL3JvdXRlLnByb3RvEhNsb2dpc3RpY3MuY29tbW9uLnYxIsMBCgNFdGESNQoRZXN0aW1hdGVkX2Fycml2YWwYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVhcmxpZXN0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgZsYXRlc3QYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCmNvbmZpZGVuY2UYBCABKAFCF7pIFBISGQAAAAAAAPA/KQAAAAAAAAAAIuABCghSb3V0ZUxlZxIQCghmcm9tX2h1YhgBIAEoCRIOCgZ0b19odWIYAiABKAkSMAoEbW9kZRgDIAEoDjIiLmxvZ2lzdGljcy5jb21tb24udjEuVHJhbnNwb3J0TW9kZRI1ChFwbGFubmVkX2RlcGFydHVyZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPcGxhbm5lZF9hcnJpdmFsGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxkZXBhcnR1cmVfaWQYBiABKAkiyAEKBVJvdXRlEhAKCHJvdXRlX2lkGAEgASgJEhcKD3RyYWNraW5nX251bWJlchgCIAEoCRIrCgRsZWdzGAMgAygLMh0ubG9naXN0aWNzLmNvbW1vbi52MS5Sb3V0ZUxlZxIlCgNldGEYBCABKAsyGC5sb2dpc3RpY3MuY29tbW9uLnYxLkV0YRIQCghyZXZpc2lvbhgFIAEoDRIuCgpwbGFubmVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCqRAQoNVHJhbnNwb3J0TW9kZRIeChpUUkFOU1BPUlRfTU9ERV9VTlNQRUNJRklFRBAAEhYKElRSQU5TUE9SVF9NT0RFX0FJUhABEhYKElRSQU5TUE9SVF9NT0RFX1NFQRACEhcKE1RSQU5TUE9SVF9NT0RFX1JPQUQQAxIXChNUUkFOU1BPUlRfTU9ERV9SQUlMEAQqswIKD0V0YUNoYW5nZVJlYXNvbhIhCh1FVEFfQ0hBTkdFX1JFQVNPTl9VTlNQRUNJRklFRBAAEiIKHkVUQV9DSEFOR0VfUkVBU09OX0lOSVRJQUxfUExBThABEiMKH0VUQV9DSEFOR0VfUkVBU09OX01JU1NFRF9DVVRPRkYQAhIiCh5FVEFfQ0hBTkdFX1JFQVNPTl9MQVRFX0FSUklWQUwQAxIjCh9FVEFfQ0hBTkdFX1JFQVNPTl9VTlBMQU5ORURfSFVCEAQSIAocRVRBX0NIQU5HRV9SRUFTT05fRElTUlVQVElPThAFEigKJEVUQV9DSEFOR0VfUkVBU09OX0RJU1JVUFRJT05fQ0xFQVJFRBAGEh8KG0VUQV9DSEFOR0VfUkVBU09OX0RFTElWRVJFRBAHYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("Ch9sb2dpc3RpY3MvY29tbW9uL3YxL3JvdXRlLnByb3RvEhNsb2dpc3RpY3MuY29tbW9uLnYxIsMBCgNFdGESNQoRZXN0aW1hdGVkX2Fycml2YWwYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVhcmxpZXN0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgZsYXRlc3QYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCmNvbmZpZGVuY2UYBCABKAFCF7pIFBISGQAAAAAAAPA/KQAAAAAAAAAAIpkECghSb3V0ZUxlZxIQCghmcm9tX2h1YhgBIAEoCRIOCgZ0b19odWIYAiABKAkSMAoEbW9kZRgDIAEoDjIiLmxvZ2lzdGljcy5jb21tb24udjEuVHJhbnNwb3J0TW9kZRI1ChFwbGFubmVkX2RlcGFydHVyZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPcGxhbm5lZF9hcnJpdmFsGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxkZXBhcnR1cmVfaWQYBiABKAkSNAoQYWN0dWFsX2RlcGFydHVyZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOYWN0dWFsX2Fycml2YWwYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wOswBukjIARrFAQolYWN0dWFsX2Fycml2YWxfYWZ0ZXJfYWN0dWFsX2RlcGFydHVyZRIyYWN0dWFsX2Fycml2YWwgbXVzdCBub3QgYmUgYmVmb3JlIGFjdHVhbF9kZXBhcnR1cmUaaCFoYXModGhpcy5hY3R1YWxfZGVwYXJ0dXJlKSB8fCAhaGFzKHRoaXMuYWN0dWFsX2Fycml2YWwpIHx8IHRoaXMuYWN0dWFsX2Fycml2YWwgPj0gdGhpcy5hY3R1YWxfZGVwYXJ0dXJlIsgBCgVSb3V0ZRIQCghyb3V0ZV9pZBgBIAEoCRIXCg90cmFja2luZ19udW1iZXIYAiABKAkSKwoEbGVncxgDIAMoCzIdLmxvZ2lzdGljcy5jb21tb24udjEuUm91dGVMZWcSJQoDZXRhGAQgASgLMhgubG9naXN0aWNzLmNvbW1vbi52MS5FdGESEAoIcmV2aXNpb24YBSABKA0SLgoKcGxhbm5lZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqkQEKDVRyYW5zcG9ydE1vZGUSHgoaVFJBTlNQT1JUX01PREVfVU5TUEVDSUZJRUQQABIWChJUUkFOU1BPUlRfTU9ERV9BSVIQARIWChJUUkFOU1BPUlRfTU9ERV9TRUEQAhIXChNUUkFOU1BPUlRfTU9ERV9ST0FEEAMSFwoTVFJBTlNQT1JUX01PREVfUkFJTBAEKv8CCg9FdGFDaGFuZ2VSZWFzb24SIQodRVRBX0NIQU5HRV9SRUFTT05fVU5TUEVDSUZJRUQQABIiCh5FVEFfQ0hBTkdFX1JFQVNPTl9JTklUSUFMX1BMQU4QARIjCh9FVEFfQ0hBTkdFX1JFQVNPTl9NSVNTRURfQ1VUT0ZGEAISIgoeRVRBX0NIQU5HRV9SRUFTT05fTEFURV9BUlJJVkFMEAMSIwofRVRBX0NIQU5HRV9SRUFTT05fVU5QTEFOTkVEX0hVQhAEEiAKHEVUQV9DSEFOR0VfUkVBU09OX0RJU1JVUFRJT04QBRIoCiRFVEFfQ0hBTkdFX1JFQVNPTl9ESVNSVVBUSU9OX0NMRUFSRUQQBhIfChtFVEFfQ0hBTkdFX1JFQVNPTl9ERUxJVkVSRUQQBxIjCh9FVEFfQ0hBTkdFX1JFQVNPTl9FQVJMWV9BUlJJVkFMEAgSJQohRVRBX0NIQU5HRV9SRUFTT05fRUFSTFlfREVQQVJUVVJFEAliBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * An estimated time of arrival at the destination, with its uncertainty window.
@@ -63,6 +63,10 @@ export const EtaSchema: GenMessage<Eta> = /*@__PURE__*/
 /**
  * One leg of a route: a scheduled movement between two hubs.
  *
+ * A leg the parcel has travelled (or is travelling) carries the actual times the carrier's scans
+ * showed; the planned times stay as they were planned, so a reader can compare both. A leg without
+ * actual times is still ahead of the parcel.
+ *
  * @generated from message logistics.common.v1.RouteLeg
  */
 export type RouteLeg = Message<"logistics.common.v1.RouteLeg"> & {
@@ -109,6 +113,24 @@ export type RouteLeg = Message<"logistics.common.v1.RouteLeg"> & {
    * @generated from field: string departure_id = 6;
    */
   departureId: string;
+
+  /**
+   * When a scan showed the parcel leaving from_hub on this leg; unset until then (or when no
+   * departure scan was seen). Routing sets it on the travelled legs it keeps in front of a re-plan
+   * (from the scans that caused re-plans); tracking's Shipment.route sets it from every applied
+   * hub-departure scan.
+   *
+   * @generated from field: google.protobuf.Timestamp actual_departure = 7;
+   */
+  actualDeparture?: Timestamp | undefined;
+
+  /**
+   * When a scan showed the parcel arriving at to_hub on this leg; unset until then. Set like
+   * actual_departure, from hub-arrival scans. Not before actual_departure when both are set.
+   *
+   * @generated from field: google.protobuf.Timestamp actual_arrival = 8;
+   */
+  actualArrival?: Timestamp | undefined;
 };
 
 /**
@@ -144,6 +166,8 @@ export type Route = Message<"logistics.common.v1.Route"> & {
    * The legs in travel order: legs[0].from_hub is the origin hub, the last leg's to_hub the
    * destination hub, and each leg's to_hub is the next leg's from_hub. Final delivery from the
    * destination hub is not a leg. Empty when origin and destination are served by the same hub.
+   * After a re-plan the legs already travelled come first (with their actual times), then the
+   * newly planned ones.
    *
    * @generated from field: repeated logistics.common.v1.RouteLeg legs = 3;
    */
@@ -255,7 +279,7 @@ export enum EtaChangeReason {
   MISSED_CUTOFF = 2,
 
   /**
-   * The parcel arrived at a hub later (or earlier) than planned, shifting the rest of the route.
+   * The parcel arrived at a hub later than planned, shifting the rest of the route.
    *
    * @generated from enum value: ETA_CHANGE_REASON_LATE_ARRIVAL = 3;
    */
@@ -290,6 +314,22 @@ export enum EtaChangeReason {
    * @generated from enum value: ETA_CHANGE_REASON_DELIVERED = 7;
    */
   DELIVERED = 7,
+
+  /**
+   * The parcel arrived at a hub earlier than planned; the rest of the route was re-planned from
+   * there and may catch an earlier departure.
+   *
+   * @generated from enum value: ETA_CHANGE_REASON_EARLY_ARRIVAL = 8;
+   */
+  EARLY_ARRIVAL = 8,
+
+  /**
+   * The parcel left a hub earlier than planned (an earlier departure of the same lane); the leg was
+   * moved to the scan time and the rest of the route re-planned from the next hub.
+   *
+   * @generated from enum value: ETA_CHANGE_REASON_EARLY_DEPARTURE = 9;
+   */
+  EARLY_DEPARTURE = 9,
 }
 
 /**
