@@ -35,7 +35,8 @@ const TOL = 30 * 60_000;
 describe("detectDeviation", () => {
   it("ignores arrivals and departures within the tolerance", () => {
     assert.equal(detectDeviation(network, route, { kind: ScanKind.HUB_ARRIVAL, hub: at("BBB"), at: T + 12 * H + TOL }, TOL), undefined);
-    assert.equal(detectDeviation(network, route, { kind: ScanKind.HUB_DEPARTURE, hub: at("BBB"), at: T + 14 * H - H }, TOL), undefined);
+    assert.equal(detectDeviation(network, route, { kind: ScanKind.HUB_DEPARTURE, hub: at("BBB"), at: T + 14 * H - TOL }, TOL), undefined);
+    assert.equal(detectDeviation(network, route, { kind: ScanKind.HUB_ARRIVAL, hub: at("BBB"), at: T + 12 * H - TOL }, TOL), undefined);
     assert.equal(detectDeviation(network, route, { kind: ScanKind.HUB_ARRIVAL, hub: at("AAA"), at: T + 9 * H }, TOL), undefined);
     assert.equal(detectDeviation(network, route, { kind: ScanKind.CUSTOMS, hub: at("XXX"), at: T }, TOL), undefined);
   });
@@ -47,6 +48,36 @@ describe("detectDeviation", () => {
     assert.equal(d.readyAt, T + 13 * H);
     assert.equal(d.prefix.length, 1);
     assert.match(d.detail, /60 min after/);
+  });
+
+  it("reports an early arrival, keeping the arrived leg with its actual arrival", () => {
+    const d = detectDeviation(network, route, { kind: ScanKind.HUB_ARRIVAL, hub: at("BBB"), at: T + 10.5 * H }, TOL)!;
+    assert.equal(d.reason, EtaChangeReason.EARLY_ARRIVAL);
+    assert.equal(d.origin.code, "BBB");
+    assert.equal(d.readyAt, T + 10.5 * H);
+    assert.match(d.detail, /90 min before the planned arrival/);
+    assert.equal(d.prefix.length, 1);
+    assert.equal(msOf(d.prefix[0]!.actualArrival), T + 10.5 * H);
+    assert.equal(msOf(d.prefix[0]!.plannedArrival), T + 12 * H, "the plan stays for comparison");
+    assert.equal(route.legs[0]!.actualArrival, undefined, "the stored route is not modified");
+  });
+
+  it("sets the actual arrival on a late arrival's leg too, keeping earlier actual times", () => {
+    const departed = create(RouteSchema, { legs: [{ ...route.legs[0]!, actualDeparture: timestampFromMs(T + 10 * H) }, route.legs[1]!] });
+    const d = detectDeviation(network, departed, { kind: ScanKind.HUB_ARRIVAL, hub: at("BBB"), at: T + 13 * H }, TOL)!;
+    assert.equal(msOf(d.prefix[0]!.actualDeparture), T + 10 * H);
+    assert.equal(msOf(d.prefix[0]!.actualArrival), T + 13 * H);
+  });
+
+  it("moves an early departure to the scan time and re-plans from the next hub", () => {
+    const d = detectDeviation(network, route, { kind: ScanKind.HUB_DEPARTURE, hub: at("BBB"), at: T + 12.5 * H }, TOL)!;
+    assert.equal(d.reason, EtaChangeReason.EARLY_DEPARTURE);
+    assert.match(d.detail, /left BBB 90 min before departure BBB-CCC-ROAD-x/);
+    assert.equal(d.origin.code, "CCC");
+    assert.equal(d.readyAt, T + 12.5 * H + 90 * 60_000);
+    assert.equal(d.prefix.length, 2);
+    assert.equal(msOf(d.prefix[1]!.actualDeparture), T + 12.5 * H);
+    assert.equal(d.prefix[1]!.departureId, "BBB-CCC-ROAD-x-early");
   });
 
   it("reports an unplanned hub for an arrival or departure off the route", () => {
@@ -67,5 +98,6 @@ describe("detectDeviation", () => {
     assert.equal(d.readyAt, T + 20 * H + 90 * 60_000);
     assert.equal(d.prefix.length, 2);
     assert.equal(msOf(d.prefix[1]!.plannedDeparture), T + 20 * H);
+    assert.equal(msOf(d.prefix[1]!.actualDeparture), T + 20 * H);
   });
 });

@@ -1,6 +1,7 @@
 /** Deviation of a parcel from its planned route, judged from one hub scan. Pure. */
-import type { Route, RouteLeg } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { EtaChangeReason, RouteLegSchema, type Route, type RouteLeg } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import type { Hub, HubNetwork } from "./hub-network.js";
 import { legToProto, msOf } from "./route-mapping.js";
@@ -25,20 +26,32 @@ export interface Deviation {
   readonly readyAt: number;
   /** The parcel needs no more processing at `origin` (it was scanned leaving it). */
   readonly originProcessed: boolean;
-  /** Legs already travelled, kept in front of the new plan. */
+  /**
+   * Legs already travelled, kept in front of the new plan, with the actual time of the scan that
+   * caused the re-plan set on its leg (actual times of earlier re-plans are kept).
+   */
   readonly prefix: readonly RouteLeg[];
+}
+
+/** A copy of `leg` with its actual arrival set (not when it would precede the leg's actual departure). */
+function arrived(leg: RouteLeg, at: number): RouteLeg {
+  if (leg.actualDeparture && msOf(leg.actualDeparture) > at) return leg;
+  return create(RouteLegSchema, { ...leg, actualArrival: timestampFromMs(at) });
 }
 
 /**
  * Compares a hub scan with the route:
  * - an arrival at a hub that is not on the route → UNPLANNED_HUB, re-plan from there;
- * - an arrival later than the planned arrival plus `toleranceMs` → LATE_ARRIVAL, re-plan from
- *   that hub at the scan time, keeping the legs up to it;
+ * - an arrival later than the planned arrival plus `toleranceMs` → LATE_ARRIVAL, and one earlier
+ *   than the planned arrival minus `toleranceMs` → EARLY_ARRIVAL: re-plan from that hub at the
+ *   scan time, keeping the legs up to it (the arrived leg with its actual arrival);
  * - a departure from a hub that is not on the route → UNPLANNED_HUB;
- * - a departure later than the planned departure plus `toleranceMs` → MISSED_CUTOFF: the parcel
- *   left on a later departure of the same lane, so the leg is moved to the scan time and the
- *   rest is re-planned from the next hub at the new arrival.
- * Anything else (on time, early, other scan kinds) is no deviation.
+ * - a departure later than the planned departure plus `toleranceMs` → MISSED_CUTOFF, and one
+ *   earlier than the planned departure minus `toleranceMs` → EARLY_DEPARTURE: the parcel left on
+ *   another departure of the same lane, so the leg is moved to the scan time (with its actual
+ *   departure) and the rest is re-planned from the next hub at the new arrival.
+ * Anything else (within the tolerance either way, other scan kinds) is no deviation: an early
+ * parcel is re-planned as surely as a late one, so the ETA never lags behind the scans.
  */
 export function detectDeviation(network: HubNetwork, route: Route, scan: HubScan, toleranceMs: number): Deviation | undefined {
   const { hub, at } = scan;
@@ -57,14 +70,16 @@ export function detectDeviation(network: HubNetwork, route: Route, scan: HubScan
       };
     }
     const plannedArrival = msOf(legs[j]!.plannedArrival);
-    if (at <= plannedArrival + toleranceMs) return undefined;
+    const late = at > plannedArrival + toleranceMs;
+    if (!late && at >= plannedArrival - toleranceMs) return undefined;
+    const minutes = Math.round(Math.abs(at - plannedArrival) / MIN_MS);
     return {
-      reason: EtaChangeReason.LATE_ARRIVAL,
-      detail: `arrived at ${hub.code} ${Math.round((at - plannedArrival) / MIN_MS)} min after the planned arrival`,
+      reason: late ? EtaChangeReason.LATE_ARRIVAL : EtaChangeReason.EARLY_ARRIVAL,
+      detail: `arrived at ${hub.code} ${minutes} min ${late ? "after" : "before"} the planned arrival`,
       origin: hub,
       readyAt: at,
       originProcessed: false,
-      prefix: legs.slice(0, j + 1),
+      prefix: [...legs.slice(0, j), arrived(legs[j]!, at)],
     };
   }
   if (scan.kind !== ScanKind.HUB_DEPARTURE) return undefined;
@@ -80,12 +95,17 @@ export function detectDeviation(network: HubNetwork, route: Route, scan: HubScan
     };
   }
   const planned = legs[j]!;
-  if (at <= msOf(planned.plannedDeparture) + toleranceMs) return undefined;
-  const detail = `missed cut-off of departure ${planned.departureId} at ${hub.code}`;
+  const plannedDeparture = msOf(planned.plannedDeparture);
+  const late = at > plannedDeparture + toleranceMs;
+  if (!late && at >= plannedDeparture - toleranceMs) return undefined;
+  const reason = late ? EtaChangeReason.MISSED_CUTOFF : EtaChangeReason.EARLY_DEPARTURE;
+  const detail = late
+    ? `missed cut-off of departure ${planned.departureId} at ${hub.code}`
+    : `left ${hub.code} ${Math.round((plannedDeparture - at) / MIN_MS)} min before departure ${planned.departureId}`;
   const next = network.hub(planned.toHub);
   const lane = next && network.outgoing[hub.index]!.find((l) => l.to === next.index);
   if (!next || !lane) {
-    return { reason: EtaChangeReason.MISSED_CUTOFF, detail, origin: hub, readyAt: at, originProcessed: true, prefix: legs.slice(0, j) };
+    return { reason, detail, origin: hub, readyAt: at, originProcessed: true, prefix: legs.slice(0, j) };
   }
   const arrival = at + lane.transitMin * MIN_MS;
   const moved = legToProto({
@@ -96,10 +116,11 @@ export function detectDeviation(network: HubNetwork, route: Route, scan: HubScan
     cutoff: at,
     departure: at,
     arrival,
-    departureId: `${planned.departureId}-late`.slice(0, 64),
+    departureId: `${planned.departureId}-${late ? "late" : "early"}`.slice(0, 64),
   });
+  moved.actualDeparture = timestampFromMs(at);
   return {
-    reason: EtaChangeReason.MISSED_CUTOFF,
+    reason,
     detail,
     origin: next,
     readyAt: arrival,

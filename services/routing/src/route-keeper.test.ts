@@ -180,6 +180,30 @@ describe("createRouteKeeper", () => {
     assert.equal(msOf(u?.previousEta?.estimatedArrival), at(1, 18));
   });
 
+  it("re-plans an early parcel that caught an earlier departure, moving the ETA earlier", async () => {
+    const t = setup();
+    // Ready 09:30 (+60 min processing) misses AAA's 10:00 truck: planned on the 18:00 one, ETA day 2.
+    const s = await t.ship("TN00000009", "AAA", at(1, 9.5));
+    assert.equal(msOf(s.route?.legs[0]?.plannedDeparture), at(1, 18));
+    // It made the 10:00 truck after all.
+    await t.scan("TN00000009", 1, ScanKind.HUB_DEPARTURE, "AAA", at(1, 10));
+    const [u] = t.updates();
+    assert.equal(u?.reason, EtaChangeReason.EARLY_DEPARTURE);
+    assert.ok(msOf(u?.route?.eta?.estimatedArrival) < msOf(u?.previousEta?.estimatedArrival), "the ETA moved earlier");
+    assert.deepEqual(u?.route?.legs.map((l) => `${l.fromHub}>${l.toHub}`), ["AAA>BBB", "BBB>DDD"]);
+    assert.equal(msOf(u?.route?.legs[0]?.actualDeparture), at(1, 10), "the travelled leg carries its actual departure");
+    assert.equal(u?.route?.legs[1]?.actualDeparture, undefined, "the leg ahead is planned only");
+    assert.equal(msOf(u?.route?.legs[1]?.plannedDeparture), at(1, 14));
+  });
+
+  it("keeps the plan when an early parcel still waits for its planned departure", async () => {
+    const t = setup();
+    await t.ship("TN00000010");
+    // Planned at BBB 12:00, onward 14:00 (the only departure): arriving at 11:00 changes nothing.
+    await t.scan("TN00000010", 1, ScanKind.HUB_ARRIVAL, "BBB", at(1, 11));
+    assert.equal(t.updates().length, 0);
+  });
+
   it("re-plans exactly the shipments touching an area disruption, then restores them when it clears", async () => {
     const t = setup();
     await t.ship("TN00000005"); // via BBB

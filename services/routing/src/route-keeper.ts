@@ -283,12 +283,14 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
   /** Where the parcel will next be processed, and the legs already behind it. */
   const position = (s: ShipmentRoute, now: number): { hub: Hub; readyAt: number; prefix: RouteLeg[] } | undefined => {
     const legs = s.route?.legs ?? [];
-    const i = legs.findIndex((l) => msOf(l.plannedDeparture) > now);
+    // A leg with an actual departure has been taken, whatever its plan said.
+    const i = legs.findIndex((l) => !l.actualDeparture && msOf(l.plannedDeparture) > now);
     if (i < 0) return undefined;
     const leg = legs[i]!;
     const hub = network.hub(leg.fromHub);
     if (!hub) return undefined;
-    const arrivedAt = i === 0 ? s.readyAt.getTime() : msOf(legs[i - 1]!.plannedArrival);
+    const before = legs[i - 1];
+    const arrivedAt = before ? msOf(before.actualArrival ?? before.plannedArrival) : s.readyAt.getTime();
     // Processing already under way counts: the planner adds processing, so the parcel is ready at
     // max(arrival + processing, now).
     const readyAt = Math.max(arrivedAt, now - hub.processingMin * MIN_MS);
