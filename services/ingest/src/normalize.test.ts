@@ -22,7 +22,14 @@ describe("normalizeStatus", () => {
   it("maps FedEx scan codes", () => {
     assert.deepEqual(pick(normalizeStatus("fedex", "OD")), [ShipmentStatus.OUT_FOR_DELIVERY, ScanKind.OUT_FOR_DELIVERY]);
     assert.deepEqual(pick(normalizeStatus("fedex", "DE")), [ShipmentStatus.FAILED_ATTEMPT, ScanKind.DELIVERY_ATTEMPT]);
-    assert.deepEqual(pick(normalizeStatus("fedex", "CD")), [ShipmentStatus.EXCEPTION, ScanKind.EXCEPTION]);
+    assert.deepEqual(pick(normalizeStatus("fedex", "SE")), [ShipmentStatus.EXCEPTION, ScanKind.EXCEPTION]);
+  });
+
+  it("maps customs holds to exceptions of kind CUSTOMS, so readers can tell them from other problems", () => {
+    for (const [carrier, code] of [["ups", "CH"], ["dhl", "HP"], ["fedex", "CD"], ["acme", "CH"]] as const) {
+      assert.deepEqual(pick(normalizeStatus(carrier, code)), [ShipmentStatus.EXCEPTION, ScanKind.CUSTOMS], `${carrier} ${code}`);
+    }
+    assert.deepEqual(pick(normalizeStatus("acme", "CU")), [ShipmentStatus.IN_TRANSIT, ScanKind.CUSTOMS], "a customs event alone is no hold");
   });
 
   it("uses the generic table for every other carrier", () => {

@@ -56,7 +56,7 @@ const UPS: Table = Object.freeze({
   KB: m(S.AVAILABLE_FOR_PICKUP, K.PICKUP_POINT_ARRIVAL), // Delivered to UPS Access Point, awaiting pickup
   FS: m(S.DELIVERED, K.DELIVERED), // Delivered
   "9E": m(S.DELIVERED, K.DELIVERED), // Delivered to a safe place
-  CH: m(S.EXCEPTION, K.EXCEPTION), // Customs hold: documents required
+  CH: m(S.EXCEPTION, K.CUSTOMS), // Customs hold: documents required
   AD: m(S.EXCEPTION, K.EXCEPTION), // Address incorrect / incomplete
   DM: m(S.EXCEPTION, K.EXCEPTION), // Damage reported
   RS: m(S.RETURNED_TO_SENDER, K.RETURN_TO_SENDER), // Returned to shipper
@@ -81,7 +81,7 @@ const DHL: Table = Object.freeze({
   OK: m(S.DELIVERED, K.DELIVERED), // Delivered
   BA: m(S.EXCEPTION, K.EXCEPTION), // Bad address
   OH: m(S.EXCEPTION, K.EXCEPTION), // On hold
-  HP: m(S.EXCEPTION, K.EXCEPTION), // Held for payment (duties and taxes)
+  HP: m(S.EXCEPTION, K.CUSTOMS), // Held for payment (duties and taxes)
   MS: m(S.EXCEPTION, K.EXCEPTION), // Misrouted
   RT: m(S.RETURNED_TO_SENDER, K.RETURN_TO_SENDER), // Returned to shipper
   RD: m(S.IN_TRANSIT, K.CORRECTION), // Record corrected
@@ -101,7 +101,7 @@ const FEDEX: Table = Object.freeze({
   HP: m(S.AVAILABLE_FOR_PICKUP, K.PICKUP_POINT_ARRIVAL), // Ready for recipient pickup
   HL: m(S.AVAILABLE_FOR_PICKUP, K.PICKUP_POINT_ARRIVAL), // Held at location
   DL: m(S.DELIVERED, K.DELIVERED), // Delivered
-  CD: m(S.EXCEPTION, K.EXCEPTION), // Clearance delay
+  CD: m(S.EXCEPTION, K.CUSTOMS), // Clearance delay
   SE: m(S.EXCEPTION, K.EXCEPTION), // Shipment exception
   DY: m(S.EXCEPTION, K.EXCEPTION), // Delay
   RS: m(S.RETURNED_TO_SENDER, K.RETURN_TO_SENDER), // Return to shipper
@@ -116,6 +116,7 @@ const GENERIC: Table = Object.freeze({
   DP: m(S.IN_TRANSIT, K.HUB_DEPARTURE), // Departed hub
   IT: m(S.IN_TRANSIT, K.HUB_DEPARTURE), // In transit
   CU: m(S.IN_TRANSIT, K.CUSTOMS), // Customs event
+  CH: m(S.EXCEPTION, K.CUSTOMS), // Held at customs
   OD: m(S.OUT_FOR_DELIVERY, K.OUT_FOR_DELIVERY), // Out for delivery
   DA: m(S.FAILED_ATTEMPT, K.DELIVERY_ATTEMPT), // Delivery attempted
   PP: m(S.AVAILABLE_FOR_PICKUP, K.PICKUP_POINT_ARRIVAL), // At pickup point
@@ -144,8 +145,9 @@ export function statusTableFor(carrierCode: string): string {
  * Maps a carrier's raw status code onto the mesh's (ShipmentStatus, ScanKind).
  *
  * `ups`, `dhl` (alias `dhl-express`) and `fedex` (aliases `fedex-ground`, `fedex-express`) have
- * tables of their own; every other carrier uses the generic table (IN, PU, AR, DP, IT, CU, OD,
- * DA, PP, DL, EX, RS, CR). Codes are looked up trimmed and upper-cased. A code the table does
+ * tables of their own; every other carrier uses the generic table (IN, PU, AR, DP, IT, CU, CH,
+ * OD, DA, PP, DL, EX, RS, CR). A customs hold is an exception of kind CUSTOMS (not EXCEPTION), so
+ * readers can tell "held at customs" from other problems. Codes are looked up trimmed and upper-cased. A code the table does
  * not know maps to {@link UNMAPPED_STATUS} with `mapped: false`; the caller keeps the raw code
  * and text either way. Pure: no I/O, no clock.
  */

@@ -362,6 +362,8 @@ function routeLeg(v: unknown, path: string): RouteLegDoc {
   const plannedDeparture = optTime(v, "plannedDeparture", `${path}.plannedDeparture`);
   const plannedArrival = optTime(v, "plannedArrival", `${path}.plannedArrival`);
   const departureId = str(v, "departureId", `${path}.departureId`, { re: DEPARTURE_ID, optional: true });
+  const actualDeparture = optTime(v, "actualDeparture", `${path}.actualDeparture`);
+  const actualArrival = optTime(v, "actualArrival", `${path}.actualArrival`);
   return {
     fromHub: reqStr(v, "fromHub", `${path}.fromHub`, { re: HUB_CODE }),
     toHub: reqStr(v, "toHub", `${path}.toHub`, { re: HUB_CODE }),
@@ -369,6 +371,8 @@ function routeLeg(v: unknown, path: string): RouteLegDoc {
     ...(plannedDeparture !== undefined ? { plannedDeparture } : {}),
     ...(plannedArrival !== undefined ? { plannedArrival } : {}),
     ...(departureId !== undefined ? { departureId } : {}),
+    ...(actualDeparture !== undefined ? { actualDeparture } : {}),
+    ...(actualArrival !== undefined ? { actualArrival } : {}),
   };
 }
 

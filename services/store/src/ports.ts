@@ -48,6 +48,10 @@ export interface RouteLegDoc {
   plannedArrival?: string;
   /** The schedule entry (flight, sailing, train or truck departure), `^[A-Za-z0-9_-]{1,64}$`. */
   departureId?: string;
+  /** When routing saw the parcel leave `fromHub` on this leg (travelled legs kept in a re-plan). */
+  actualDeparture?: string;
+  /** When routing saw the parcel arrive at `toHub` on this leg. */
+  actualArrival?: string;
 }
 
 /**

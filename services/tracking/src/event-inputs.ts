@@ -75,6 +75,8 @@ function routePlan(r: Route | undefined): Pick<RouteInput, "legs" | "revision" |
   const legs = r.legs.map((leg): RouteLegDoc => {
     const plannedDeparture = iso(leg.plannedDeparture);
     const plannedArrival = iso(leg.plannedArrival);
+    const actualDeparture = iso(leg.actualDeparture);
+    const actualArrival = iso(leg.actualArrival);
     return {
       fromHub: leg.fromHub,
       toHub: leg.toHub,
@@ -82,6 +84,8 @@ function routePlan(r: Route | undefined): Pick<RouteInput, "legs" | "revision" |
       ...(plannedDeparture ? { plannedDeparture } : {}),
       ...(plannedArrival ? { plannedArrival } : {}),
       ...(leg.departureId ? { departureId: leg.departureId } : {}),
+      ...(actualDeparture ? { actualDeparture } : {}),
+      ...(actualArrival ? { actualArrival } : {}),
     };
   });
   const plannedAt = iso(r.plannedAt);

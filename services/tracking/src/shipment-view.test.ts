@@ -11,7 +11,15 @@ import { applyToDoc, validateEvent } from "../../store/src/derive.js";
 import type { ShipmentDoc, ShipmentEventInput } from "../../store/src/ports.js";
 import { routePlannedInput, routeUpdatedInput } from "./event-inputs.js";
 import { docAtVersion, HistoryGapError, stepsBetween } from "./shipment-history.js";
-import { describeEvent, publicShipment, publicShipmentEvent, shipmentEventMessage, shipmentMessage } from "./shipment-view.js";
+import {
+  describeEvent,
+  isPublicEvent,
+  legActualsFromScans,
+  publicShipment,
+  publicShipmentEvent,
+  shipmentEventMessage,
+  shipmentMessage,
+} from "./shipment-view.js";
 
 const TN = "ABCD12345678";
 const created: ShipmentEventInput = {
@@ -99,6 +107,33 @@ describe("shipmentMessage / publicShipment", () => {
     assert.equal(p.location?.latitude, 50);
   });
 
+  it("keeps the carrier's text but not its raw code in the public view", () => {
+    const s = shipmentMessage(doc);
+    assert.equal(s.lastCarrierStatus?.code, `K${ScanKind.HUB_ARRIVAL}`);
+    const p = publicShipment(s);
+    assert.equal(p.lastCarrierStatus?.text, "raw");
+    assert.equal(p.lastCarrierStatus?.code, "");
+    const e = shipmentEventMessage({
+      eventId: "s2", trackingNumber: TN, type: "scan", eventTime: "2026-11-20T10:00:00.000Z", late: false,
+      appliedAt: "2026-11-20T10:00:01.000Z", event: scan("s2", 10, ScanKind.HUB_ARRIVAL, "FRA"),
+    });
+    assert.equal(e.carrierStatus?.code, `K${ScanKind.HUB_ARRIVAL}`);
+    assert.equal(publicShipmentEvent(e).carrierStatus?.code, "");
+    assert.equal(publicShipmentEvent(e).carrierStatus?.text, "raw");
+  });
+
+  it("keeps routing's events out of the public history", () => {
+    assert.equal(isPublicEvent({ kind: ShipmentEventKind.ROUTE_PLANNED }), false);
+    assert.equal(isPublicEvent({ kind: ShipmentEventKind.ROUTE_UPDATED }), false);
+    assert.equal(isPublicEvent({ kind: ShipmentEventKind.SCAN }), true);
+    assert.equal(isPublicEvent({ kind: ShipmentEventKind.CREATED }), true);
+    assert.equal(isPublicEvent({ kind: ShipmentEventKind.STATUS_CORRECTED }), true);
+  });
+
+  it("calls a customs exception a hold at customs", () => {
+    assert.equal(describeEvent({ ...scan("h", 1, ScanKind.CUSTOMS, "FRA"), status: ShipmentStatus.EXCEPTION } as ShipmentEventInput), "Held at customs");
+  });
+
   it("describes a correction as STATUS_CORRECTED", () => {
     assert.equal(describeEvent(scan("x", 1, ScanKind.CORRECTION)), "Status corrected");
   });
@@ -175,8 +210,89 @@ describe("route plans from routing events to the Shipment message", () => {
     assert.deepEqual(p.route?.eta, s.route?.eta);
   });
 
+  it("gives travelled legs their actual times from the scans, and says why the ETA changed", () => {
+    const doc = fold([
+      created,
+      routeUpdatedInput(updated),
+      scan("d1", 11, ScanKind.HUB_DEPARTURE, "FRA"),
+      scan("a1", 14, ScanKind.HUB_ARRIVAL, "AMS"),
+      scan("d2", 15, ScanKind.HUB_DEPARTURE, "AMS"),
+    ]);
+    const s = shipmentMessage(doc);
+    assert.equal(s.etaChangeReason, EtaChangeReason.MISSED_CUTOFF);
+    assert.deepEqual(s.route?.legs[0]?.actualDeparture, at(11));
+    assert.deepEqual(s.route?.legs[0]?.actualArrival, at(14));
+    assert.deepEqual(s.route?.legs[1]?.actualDeparture, at(15));
+    assert.equal(s.route?.legs[1]?.actualArrival, undefined, "not arrived yet");
+    assert.deepEqual(s.route?.legs[0]?.plannedDeparture, at(12), "planned times stay for comparison");
+    const p = publicShipment(s);
+    assert.equal(p.etaChangeReason, EtaChangeReason.MISSED_CUTOFF);
+    assert.deepEqual(p.route?.legs, s.route?.legs);
+  });
+
+  it("keeps routing's actual times where no scan shows them", () => {
+    const withActual = create(RouteUpdatedSchema, {
+      ...updated,
+      eventId: "route.3",
+      route: { ...updated.route!, legs: [{ ...updated.route!.legs[0]!, actualArrival: at(13) }, updated.route!.legs[1]!] },
+    });
+    const input = routeUpdatedInput(withActual);
+    assert.equal(input.legs?.[0]?.actualArrival, "2026-11-20T13:00:00.000Z");
+    assert.deepEqual(validateEvent(input), input);
+    const s = shipmentMessage(fold([created, input]));
+    assert.deepEqual(s.route?.legs[0]?.actualArrival, at(13));
+  });
+
   it("leaves the route unset before routing planned one", () => {
     assert.equal(shipmentMessage(fold([created])).route, undefined);
+  });
+});
+
+describe("legActualsFromScans", () => {
+  const leg = (fromHub: string, toHub: string) => ({ fromHub, toHub, mode: TransportMode.AIR });
+  const entry = (eventId: string, hour: number, kind: ScanKind, hubCode: string) => ({
+    eventId,
+    eventTime: new Date(Date.UTC(2026, 10, 20, hour)).toISOString(),
+    kind,
+    status: ShipmentStatus.IN_TRANSIT,
+    hubCode,
+  });
+  const hour = (h: number) => new Date(Date.UTC(2026, 10, 20, h)).toISOString();
+
+  it("matches departures and arrivals to legs in travel order", () => {
+    const timeline = [
+      entry("1", 1, ScanKind.HUB_ARRIVAL, "FRA"),
+      entry("2", 2, ScanKind.HUB_DEPARTURE, "FRA"),
+      entry("3", 5, ScanKind.HUB_ARRIVAL, "JFK"),
+      entry("4", 6, ScanKind.CUSTOMS, "JFK"),
+      entry("5", 8, ScanKind.HUB_DEPARTURE, "JFK"),
+    ];
+    assert.deepEqual(legActualsFromScans([leg("FRA", "JFK"), leg("JFK", "ORD"), leg("ORD", "CHI1")], timeline), [
+      { departure: hour(2), arrival: hour(5) },
+      { departure: hour(8) },
+      {},
+    ]);
+  });
+
+  it("does not take a later visit's scans for an earlier leg through the same hub", () => {
+    // A → B → A → C: the second departure from A belongs to the third leg.
+    const timeline = [
+      entry("1", 1, ScanKind.HUB_DEPARTURE, "AAA"),
+      entry("2", 2, ScanKind.HUB_ARRIVAL, "BBB"),
+      entry("3", 3, ScanKind.HUB_DEPARTURE, "BBB"),
+      entry("4", 4, ScanKind.HUB_ARRIVAL, "AAA"),
+      entry("5", 5, ScanKind.HUB_DEPARTURE, "AAA"),
+    ];
+    assert.deepEqual(legActualsFromScans([leg("AAA", "BBB"), leg("BBB", "AAA"), leg("AAA", "CCC")], timeline), [
+      { departure: hour(1), arrival: hour(2) },
+      { departure: hour(3), arrival: hour(4) },
+      { departure: hour(5) },
+    ]);
+  });
+
+  it("leaves a leg without scans empty (an arrival alone still counts)", () => {
+    assert.deepEqual(legActualsFromScans([leg("FRA", "JFK")], [entry("1", 5, ScanKind.HUB_ARRIVAL, "JFK")]), [{ arrival: hour(5) }]);
+    assert.deepEqual(legActualsFromScans([leg("FRA", "JFK")], []), [{}]);
   });
 });
 

@@ -8,7 +8,7 @@ import {
   type Eta,
   type Route,
 } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import { CarrierStatusSchema, ScanKind, type CarrierStatus } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
 import {
   ShipmentEventKind,
@@ -18,7 +18,17 @@ import {
   type ShipmentEvent,
 } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
 import { statusForKind } from "../../store/src/derive.js";
-import type { EtaDoc, GeoPointDoc, PlaceDoc, RouteDoc, ShipmentDoc, ShipmentEventInput, StoredEvent } from "../../store/src/ports.js";
+import type {
+  EtaDoc,
+  GeoPointDoc,
+  PlaceDoc,
+  RouteDoc,
+  RouteLegDoc,
+  ShipmentDoc,
+  ShipmentEventInput,
+  StoredEvent,
+  TimelineEntry,
+} from "../../store/src/ports.js";
 
 /**
  * Rendering of the store's documents as the TrackingService's messages, and the public view
@@ -59,13 +69,52 @@ function eta(e: EtaDoc | undefined): Eta | undefined {
   };
 }
 
-/** The route plan with the ETA it came with (the document's `eta` is that same route event's). */
-function route(r: RouteDoc | undefined, trackingNumber: string, e: EtaDoc | undefined): Route | undefined {
+/** Actual times of one leg, as ISO strings. */
+export interface LegActuals {
+  departure?: string;
+  arrival?: string;
+}
+
+/**
+ * The actual times of a route's legs, read from the shipment's hub scans. The timeline (event-time
+ * order) and the legs (travel order) are walked together: a leg's arrival is the first arrival scan
+ * at its `toHub` after the previous leg's match, its departure the first departure scan at its
+ * `fromHub` before that arrival. A leg without matching scans gets neither; a leg the parcel left but
+ * has not reached yet gets only its departure. Pure.
+ */
+export function legActualsFromScans(legs: readonly RouteLegDoc[], timeline: readonly TimelineEntry[]): LegActuals[] {
+  let from = 0;
+  return legs.map((leg) => {
+    const find = (kind: ScanKind, hub: string, start: number, end: number) => {
+      for (let k = start; k < end; k++) {
+        const e = timeline[k]!;
+        if (e.kind === kind && e.hubCode === hub) return k;
+      }
+      return -1;
+    };
+    const arr = find(ScanKind.HUB_ARRIVAL, leg.toHub, from, timeline.length);
+    const dep = find(ScanKind.HUB_DEPARTURE, leg.fromHub, from, arr < 0 ? timeline.length : arr);
+    const out: LegActuals = {};
+    if (dep >= 0) out.departure = timeline[dep]!.eventTime;
+    if (arr >= 0) out.arrival = timeline[arr]!.eventTime;
+    if (arr >= 0) from = arr + 1;
+    else if (dep >= 0) from = dep + 1;
+    return out;
+  });
+}
+
+/**
+ * The route plan with the ETA it came with (the document's `eta` is that same route event's). Each
+ * leg's actual times come from the scans (see {@link legActualsFromScans}), falling back to what
+ * routing recorded.
+ */
+function route(r: RouteDoc | undefined, trackingNumber: string, e: EtaDoc | undefined, timeline: readonly TimelineEntry[]): Route | undefined {
   if (!r) return undefined;
+  const actuals = legActualsFromScans(r.legs, timeline);
   return create(RouteSchema, {
     routeId: r.routeId ?? "",
     trackingNumber,
-    legs: r.legs.map((leg) =>
+    legs: r.legs.map((leg, i) =>
       create(RouteLegSchema, {
         fromHub: leg.fromHub,
         toHub: leg.toHub,
@@ -73,6 +122,8 @@ function route(r: RouteDoc | undefined, trackingNumber: string, e: EtaDoc | unde
         plannedDeparture: ts(leg.plannedDeparture),
         plannedArrival: ts(leg.plannedArrival),
         departureId: leg.departureId ?? "",
+        actualDeparture: ts(actuals[i]?.departure ?? leg.actualDeparture),
+        actualArrival: ts(actuals[i]?.arrival ?? leg.actualArrival),
       }),
     ),
     eta: eta(e),
@@ -111,7 +162,8 @@ export function shipmentMessage(doc: ShipmentDoc): Shipment {
     currentLocation: point(doc.location),
     // Routing's ETA is closed by the delivery; the proto leaves it unset after delivery.
     eta: delivered ? undefined : eta(doc.eta),
-    route: route(doc.route, doc.trackingNumber, doc.eta),
+    route: route(doc.route, doc.trackingNumber, doc.eta, doc.derivation.timeline),
+    etaChangeReason: doc.etaReason ?? EtaChangeReason.UNSPECIFIED,
     createdAt: ts(createdAt),
     updatedAt: ts(doc.updatedAt),
     deliveredAt: delivered ? ts(doc.statusTime) : undefined,
@@ -132,10 +184,15 @@ function publicPlace(p: Place | undefined): Place | undefined {
   return p ? create(PlaceSchema, { countryCode: p.countryCode, city: p.city, hubCode: p.hubCode }) : undefined;
 }
 
+/** The carrier's text without its raw code (carrier jargon stays internal). */
+function publicCarrierStatus(c: CarrierStatus | undefined): CarrierStatus | undefined {
+  return c ? create(CarrierStatusSchema, { text: c.text }) : undefined;
+}
+
 /**
  * The public view of a Shipment (what anonymous callers and callers without `shipments:read`
  * get): internal fields emptied, places reduced to country, city and hub, the position rounded
- * to {@link PUBLIC_LOCATION_PRECISION_DEG}. Returns a new message.
+ * to {@link PUBLIC_LOCATION_PRECISION_DEG}, the carrier's raw code dropped. Returns a new message.
  */
 export function publicShipment(s: Shipment): Shipment {
   return create(ShipmentSchema, {
@@ -144,11 +201,12 @@ export function publicShipment(s: Shipment): Shipment {
     origin: publicPlace(s.origin),
     destination: publicPlace(s.destination),
     status: s.status,
-    lastCarrierStatus: s.lastCarrierStatus,
+    lastCarrierStatus: publicCarrierStatus(s.lastCarrierStatus),
     statusTime: s.statusTime,
     currentHubCode: s.currentHubCode,
     currentLocation: publicPoint(s.currentLocation),
     eta: s.eta,
+    etaChangeReason: s.etaChangeReason,
     route: s.route ? { ...s.route, routeId: "" } : undefined,
     updatedAt: s.updatedAt,
     deliveredAt: s.deliveredAt,
@@ -179,6 +237,8 @@ const REASON_TEXT: Partial<Record<EtaChangeReason, string>> = {
   [EtaChangeReason.DISRUPTION]: "disruption",
   [EtaChangeReason.DISRUPTION_CLEARED]: "disruption cleared",
   [EtaChangeReason.DELIVERED]: "delivered",
+  [EtaChangeReason.EARLY_ARRIVAL]: "early arrival",
+  [EtaChangeReason.EARLY_DEPARTURE]: "early departure",
 };
 
 function day(iso: string): string {
@@ -191,6 +251,7 @@ export function describeEvent(e: ShipmentEventInput): string {
     case "shipment_created":
       return "Shipment information received";
     case "scan": {
+      if (e.kind === ScanKind.CUSTOMS && e.status === ShipmentStatus.EXCEPTION) return "Held at customs";
       const text = SCAN_TEXT[e.kind] ?? "Carrier update";
       return e.hubCode && (e.kind === ScanKind.HUB_ARRIVAL || e.kind === ScanKind.HUB_DEPARTURE) ? `${text} ${e.hubCode}` : text;
     }
@@ -247,14 +308,25 @@ export function shipmentEventMessage(s: StoredEvent): ShipmentEvent {
   });
 }
 
-/** The public view of a ShipmentEvent: event id, recorded time and late flag emptied, position rounded. */
+/**
+ * True for the events customers see: creation, scans and corrections. Route planning events are
+ * internal (customers see the shipment's current ETA instead of routing's revisions).
+ */
+export function isPublicEvent(e: Pick<ShipmentEvent, "kind">): boolean {
+  return e.kind !== ShipmentEventKind.ROUTE_PLANNED && e.kind !== ShipmentEventKind.ROUTE_UPDATED;
+}
+
+/**
+ * The public view of a ShipmentEvent: event id, recorded time, late flag and the carrier's raw code
+ * emptied, position rounded. Callers leave out events that are not {@link isPublicEvent}.
+ */
 export function publicShipmentEvent(e: ShipmentEvent): ShipmentEvent {
   return create(ShipmentEventSchema, {
     kind: e.kind,
     eventTime: e.eventTime,
     status: e.status,
     scanKind: e.scanKind,
-    carrierStatus: e.carrierStatus,
+    carrierStatus: publicCarrierStatus(e.carrierStatus),
     hubCode: e.hubCode,
     location: publicPoint(e.location),
     description: e.description,

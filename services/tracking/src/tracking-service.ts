@@ -17,7 +17,7 @@ import type { ShipmentDoc, ShipmentQuery, ShipmentStore } from "../../store/src/
 import type { LiveHub } from "./live-updates.js";
 import { docAtVersion, HistoryGapError, loadHistory, stepsBetween, type VersionStep } from "./shipment-history.js";
 import type { ShipmentReader } from "./shipment-reader.js";
-import { publicShipment, publicShipmentEvent, shipmentEventMessage, shipmentMessage } from "./shipment-view.js";
+import { isPublicEvent, publicShipment, publicShipmentEvent, shipmentEventMessage, shipmentMessage } from "./shipment-view.js";
 import { searchCustomerFor, shipmentViewFor, viewDependsOnOwner } from "./tracking-access.js";
 import type { TrackingMetrics } from "./tracking-metrics.js";
 
@@ -145,7 +145,9 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
       );
       if (page.items.length === 0 && cursor === undefined) throw notFound(req.trackingNumber);
       return create(ListShipmentEventsResponseSchema, {
-        events: page.items.map((e) => (full ? shipmentEventMessage(e) : publicShipmentEvent(shipmentEventMessage(e)))),
+        events: full
+          ? page.items.map(shipmentEventMessage)
+          : page.items.map(shipmentEventMessage).filter(isPublicEvent).map(publicShipmentEvent),
         nextPageToken: encodePageToken(["events", req.trackingNumber], page.nextCursor),
       });
     },
@@ -177,13 +179,15 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
       // Decided from the first read (a shipment's customer never changes).
       let full = false;
       const render = (doc: ShipmentDoc) => (full ? shipmentMessage(doc) : publicShipment(shipmentMessage(doc)));
-      const change = (step: VersionStep): WatchShipmentResponse =>
-        create(WatchShipmentResponseSchema, {
+      const change = (step: VersionStep): WatchShipmentResponse => {
+        const cause = shipmentEventMessage(step.cause);
+        return create(WatchShipmentResponseSchema, {
           sequence: BigInt(step.version),
           kind: WatchUpdateKind.CHANGE,
           shipment: render(step.doc),
-          cause: full ? shipmentEventMessage(step.cause) : publicShipmentEvent(shipmentEventMessage(step.cause)),
+          ...(full ? { cause } : isPublicEvent(cause) ? { cause: publicShipmentEvent(cause) } : {}),
         });
+      };
       const signal = AbortSignal.any([ctx.signal, ctx.values.get(drainSignalKey), AbortSignal.timeout(maxLifetimeMs)]);
 
       // Listen before the first read so that no change between the read and the wait is missed.
