@@ -1,17 +1,17 @@
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { TrackingService } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { TrackingService, WatchUpdateKind } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { CATALOGS, catalogFor, createLocalizer, pickLocale, type Localizer } from "./i18n.js";
 import { loadPageConfig } from "./page-config.js";
-import { renderBanner, renderShipment } from "./render.js";
+import { currentEta, progressOf } from "./progress.js";
+import { eventText, renderBanner, renderShipment, statusText } from "./render.js";
 import { createShipmentModel, type ShipmentModelStore } from "./shipment-model.js";
 import { watchShipment, type WatchState } from "./shipment-watch.js";
+import { EXAMPLE_TRACKING_NUMBER, isTrackingNumber, normalizeTrackingNumber } from "./tracking-number.js";
+import { createRouteMap } from "./world-map.js";
 
-const TRACKING_NUMBER = /^[A-Z0-9]{8,30}$/;
-
-/** Upper-cases and strips spaces and dashes, as carriers print numbers in groups. */
-function normalizeTrackingNumber(raw: string): string {
-  return raw.toUpperCase().replace(/[\s-]+/g, "");
-}
+const LANG_KEY = "lang";
 
 function byId<T extends HTMLElement>(id: string): T {
   const e = document.getElementById(id);
@@ -19,87 +19,196 @@ function byId<T extends HTMLElement>(id: string): T {
   return e as T;
 }
 
+/** `?lang=` first, then the reader's earlier choice, then the browser's languages. */
+function initialLocale(): string {
+  const available = CATALOGS.map((c) => c.locale);
+  const fromUrl = new URL(window.location.href).searchParams.get("lang");
+  let saved: string | null = null;
+  try {
+    saved = window.localStorage.getItem(LANG_KEY);
+  } catch {
+    // Storage disabled: the browser's languages decide.
+  }
+  return pickLocale([...(fromUrl ? [fromUrl] : []), ...(saved ? [saved] : []), ...navigator.languages], available);
+}
+
 async function main(): Promise<void> {
   const form = byId<HTMLFormElement>("track-form");
   const input = byId<HTMLInputElement>("tracking-number");
+  const fieldError = byId<HTMLElement>("tn-error");
   const banner = byId<HTMLElement>("banner");
+  const announcer = byId<HTMLElement>("announcer");
   const result = byId<HTMLElement>("result");
+  const langSelect = byId<HTMLSelectElement>("lang-select");
   const config = await loadPageConfig();
   const client = createClient(TrackingService, createConnectTransport({ baseUrl: config.trackingUrl }));
+  const map = createRouteMap();
 
+  let l: Localizer = createLocalizer(catalogFor(initialLocale()));
   let current: AbortController | undefined;
+  let trackingNumber = "";
+  let model: ShipmentModelStore | undefined;
   let state: WatchState = { kind: "stopped" };
   let countdown: ReturnType<typeof setInterval> | undefined;
+  let invalidInput: string | undefined;
+  let announced: { status: string; eta: number } | undefined;
 
-  function track(trackingNumber: string): void {
+  for (const c of CATALOGS) {
+    const option = document.createElement("option");
+    option.value = c.locale;
+    option.lang = c.locale;
+    option.textContent = c.name;
+    langSelect.append(option);
+  }
+
+  /** Texts of the static part of the page, in the current language. */
+  const applyStatic = () => {
+    document.documentElement.lang = l.locale;
+    byId("page-title").textContent = l.m.pageTitle;
+    byId("lang-label").textContent = l.m.languageLabel;
+    byId("tn-label").textContent = l.m.trackingNumberLabel;
+    byId("track-button").textContent = l.m.trackButton;
+    input.placeholder = l.m.trackingNumberPlaceholder(EXAMPLE_TRACKING_NUMBER);
+    langSelect.value = l.locale;
+    document.title = trackingNumber ? l.m.documentTitle(trackingNumber) : l.m.pageTitle;
+    if (invalidInput !== undefined) fieldError.textContent = l.m.invalidTrackingNumber(invalidInput, EXAMPLE_TRACKING_NUMBER);
+  };
+
+  const render = () => {
+    if (!model || current?.signal.aborted) return;
+    if (state.kind === "not-found" || state.kind === "error") {
+      result.hidden = true;
+      return;
+    }
+    const m = model.get();
+    const now = Date.now();
+    renderShipment(result, m, { l, hubs: config.hubs, live: state.kind === "live", map, now });
+    const s = m.shipment;
+    if (!s) return;
+    // Tell screen readers what changed, once per change (not on every redraw).
+    const status = statusText(progressOf(s, m.events, now), l);
+    const eta = currentEta(s)?.estimatedArrival;
+    const etaMs = eta ? timestampMs(eta) : 0;
+    if (announced && announced.status !== status) {
+      const latest = m.events[m.events.length - 1];
+      const hubs = config.hubs;
+      announcer.textContent = l.m.announceStatus(status, latest ? eventText(latest, { l, hubs, live: true, map, now }) : "");
+    } else if (announced && etaMs && announced.eta !== etaMs) {
+      announcer.textContent = l.m.announceEta(l.date(etaMs));
+    }
+    announced = { status, eta: etaMs };
+  };
+
+  const showBanner = () => {
+    if (trackingNumber && invalidInput === undefined) renderBanner(banner, state, trackingNumber, l);
+  };
+
+  const setInvalid = (raw: string | undefined) => {
+    invalidInput = raw;
+    fieldError.hidden = raw === undefined;
+    fieldError.textContent = raw === undefined ? "" : l.m.invalidTrackingNumber(raw, EXAMPLE_TRACKING_NUMBER);
+    if (raw === undefined) input.removeAttribute("aria-invalid");
+    else input.setAttribute("aria-invalid", "true");
+  };
+
+  function track(tn: string): void {
     current?.abort();
     const ctl = new AbortController();
     current = ctl;
-    const model: ShipmentModelStore = createShipmentModel();
+    trackingNumber = tn;
+    model = createShipmentModel();
+    announced = undefined;
+    const store = model;
     const url = new URL(window.location.href);
-    url.searchParams.set("t", trackingNumber);
+    url.searchParams.set("t", tn);
     window.history.replaceState(null, "", url);
-    document.title = `${trackingNumber} · Track a parcel`;
+    document.title = l.m.documentTitle(tn);
     result.replaceChildren();
     result.hidden = true;
 
-    const render = () => {
-      if (!ctl.signal.aborted) renderShipment(result, model.get(), config.hubs, state.kind === "live");
-    };
     const loadHistory = async () => {
       try {
         let pageToken = "";
         for (let page = 0; page < 20; page++) {
-          const res = await client.listShipmentEvents({ trackingNumber, pageSize: 200, pageToken }, { signal: ctl.signal });
-          model.setHistory(res.events);
+          const res = await client.listShipmentEvents({ trackingNumber: tn, pageSize: 200, pageToken }, { signal: ctl.signal });
+          store.setHistory(res.events);
           pageToken = res.nextPageToken;
           if (!pageToken) break;
         }
         render();
       } catch {
-        // The live stream still shows every change; the next snapshot retries the listing.
+        // The live stream still shows every change; the next snapshot lists the history again.
       }
     };
 
     void watchShipment({
       client,
-      trackingNumber,
+      trackingNumber: tn,
       signal: ctl.signal,
       onUpdate(update) {
-        model.applyUpdate(update);
+        store.applyUpdate(update);
         render();
-        if (!update.cause) void loadHistory();
+        if (update.kind === WatchUpdateKind.SNAPSHOT) void loadHistory();
       },
       onState(next) {
         if (ctl.signal.aborted) return;
         state = next;
         clearInterval(countdown);
-        renderBanner(banner, next, trackingNumber);
-        if (next.kind === "retrying") {
-          countdown = setInterval(() => renderBanner(banner, next, trackingNumber), 1000);
-        }
-        if (next.kind === "not-found" || next.kind === "error") result.hidden = true;
-        else render();
+        showBanner();
+        if (next.kind === "retrying") countdown = setInterval(showBanner, 1000);
+        render();
       },
     });
   }
 
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    const tn = normalizeTrackingNumber(input.value);
-    input.value = tn;
-    if (!TRACKING_NUMBER.test(tn)) {
+    const raw = input.value.trim();
+    const tn = normalizeTrackingNumber(raw);
+    if (!isTrackingNumber(tn)) {
       current?.abort();
-      renderBanner(banner, { kind: "error", message: "a tracking number has 8 to 30 letters and digits" }, tn);
+      trackingNumber = "";
+      banner.hidden = true;
       result.hidden = true;
+      setInvalid(raw);
+      input.focus();
       return;
     }
+    setInvalid(undefined);
+    input.value = tn;
     track(tn);
   });
+  input.addEventListener("input", () => {
+    if (invalidInput !== undefined) setInvalid(undefined);
+  });
 
+  langSelect.addEventListener("change", () => {
+    l = createLocalizer(catalogFor(langSelect.value));
+    try {
+      window.localStorage.setItem(LANG_KEY, l.locale);
+    } catch {
+      // Not remembered; the choice still holds for this page.
+    }
+    const url = new URL(window.location.href);
+    if (url.searchParams.has("lang")) {
+      url.searchParams.set("lang", l.locale);
+      window.history.replaceState(null, "", url);
+    }
+    applyStatic();
+    showBanner();
+    announced = undefined;
+    render();
+  });
+
+  // Relative times ("in 2 days", "updated 5 minutes ago") stay true without updates.
+  setInterval(() => {
+    if (!result.hidden) render();
+  }, 60_000);
+
+  applyStatic();
   const fromUrl = new URL(window.location.href).searchParams.get("t");
   if (fromUrl) {
-    input.value = normalizeTrackingNumber(fromUrl);
+    input.value = fromUrl;
     form.requestSubmit();
   }
   document.body.dataset["ready"] = "true";
@@ -110,6 +219,7 @@ void main().catch((e: unknown) => {
   if (banner) {
     banner.hidden = false;
     banner.className = "banner bad";
-    banner.textContent = `The page could not start: ${e instanceof Error ? e.message : String(e)}`;
+    const detail = e instanceof Error ? e.message : String(e);
+    banner.textContent = createLocalizer(catalogFor(initialLocale())).m.pageFailed(detail);
   }
 });
