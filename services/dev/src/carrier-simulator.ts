@@ -69,7 +69,7 @@ export interface CarrierSimulatorOptions {
   readonly shipmentsToken: string;
   /** Token with `routes:read` (needed with routingUrl). */
   readonly routesToken?: string;
-  /** Carrier code; it uses the generic status codes (PU, AR, DP, CU, OD, DL). Default "acme". */
+  /** Carrier code; it uses the generic status codes (PU, AR, DP, CH, CU, OD, DL). Default "acme". */
   readonly carrierCode?: string;
   /** Shipments moving at once; each delivered one is replaced by a new one. Default 3. */
   readonly shipments?: number;
@@ -96,10 +96,11 @@ export interface CarrierSimulator {
  * A carrier gateway for local development: creates shipments through ingest's CreateShipment,
  * asks routing for each one's planned route (falling back to the lane's fixed hubs), then walks
  * every parcel along it — pickup, arrival and departure at each hub, customs at the first hub in
- * the destination country, out for delivery, delivered — streaming one scan per interval over a
- * grpc-js StreamScans call (reopened after a failure). Scans carry the time they are sent as
- * event time, so the tracking page moves in real time; a delivered shipment is replaced by a
- * new one until {@link CarrierSimulator.close}.
+ * the destination country (sometimes held there first), out for delivery, delivered — streaming
+ * one scan per interval over a grpc-js StreamScans call (reopened after a failure). Scans carry
+ * the time they are sent as event time, so the tracking page moves in real time (and routing
+ * re-plans each parcel as running early); a delivered shipment is replaced by a new one until
+ * {@link CarrierSimulator.close}.
  */
 export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise<CarrierSimulator> {
   const carrier = o.carrierCode ?? "acme";
@@ -172,6 +173,9 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
       steps.push({ code: "AR", text: "Arrived at hub", hub });
       const hubCountry = countryOfHubIndex(i, hubs.length, lane);
       if (i > 0 && hubCountry === lane.destination.countryCode && lane.origin.countryCode !== lane.destination.countryCode) {
+        // About one parcel in four is held at customs for a while first, so the page's exception
+        // state shows up in a demo.
+        if (Math.random() < 0.25) steps.push({ code: "CH", text: "Held at customs: import duties to be confirmed", hub });
         steps.push({ code: "CU", text: "Customs clearance completed", hub });
       }
       if (i < hubs.length - 1) steps.push({ code: "DP", text: "Departed hub", hub });

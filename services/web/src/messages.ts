@@ -106,14 +106,17 @@ export interface Messages {
   readonly legDone: string;
   readonly legCurrent: string;
   readonly legUpcoming: string;
+  /** An actual departure, from a scan. */
   departed(time: string): string;
+  /** A scheduled departure (worded so it reads right before and after the time). */
   departs(time: string): string;
+  /** An actual arrival, from a scan. */
   arrived(time: string): string;
+  /** A scheduled arrival. */
   arrives(time: string): string;
   /** `by` is a duration, e.g. "3 hours". */
   early(by: string): string;
   late(by: string): string;
-  readonly plannedTag: string;
   readonly noRoute: string;
   readonly scannedPathOnly: string;
   readonly youAreHere: string;

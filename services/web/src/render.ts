@@ -228,7 +228,6 @@ function legTimeLine(kind: "departure" | "arrival", t: LegTime, c: RenderContext
     const early = t.deltaMs < 0;
     line.append(" · ", h("span", early ? "early" : "late", early ? l.m.early(l.duration(t.deltaMs)) : l.m.late(l.duration(t.deltaMs))));
   }
-  if (!t.actual) line.append(" ", h("span", "tag", l.m.plannedTag));
   return line;
 }
 

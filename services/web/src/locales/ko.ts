@@ -90,7 +90,6 @@ const ko: Catalog = {
     arrives: (t) => `${t} 도착 예정`,
     early: (by) => `${by} 빠름`,
     late: (by) => `${by} 늦음`,
-    plannedTag: "계획",
     noRoute: "경로가 정해지면 여기에 표시됩니다.",
     scannedPathOnly: "지도에는 지금까지 소포가 거쳐 온 곳이 표시됩니다.",
     youAreHere: "마지막 확인 위치",
