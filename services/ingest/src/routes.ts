@@ -8,6 +8,8 @@ export const ingestPolicies = policiesForService(IngestService, {
   streamScans: { scopes: [Scope.ScansWrite], carrierAllowed: true },
   submitScans: { scopes: [Scope.ScansWrite], carrierAllowed: true },
   createShipment: { scopes: [Scope.ShipmentsWrite] },
+  // Carrier tokens only for shipments their carrier carries (checked by the handler).
+  handOverShipment: { scopes: [Scope.ScansWrite, Scope.ShipmentsWrite], carrierAllowed: true },
 });
 
 /** Registers the handlers on a Connect router. */

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file logistics/events/v1/ingest_events.proto.
  */
 export const file_logistics_events_v1_ingest_events: GenFile = /*@__PURE__*/
-  fileDesc("Cidsb2dpc3RpY3MvZXZlbnRzL3YxL2luZ2VzdF9ldmVudHMucHJvdG8SE2xvZ2lzdGljcy5ldmVudHMudjEi7AEKDFNjYW5SZWNvcmRlZBIQCghldmVudF9pZBgBIAEoCRInCgRzY2FuGAIgASgLMhkubG9naXN0aWNzLmNvbW1vbi52MS5TY2FuEjMKBnN0YXR1cxgDIAEoDjIjLmxvZ2lzdGljcy5jb21tb24udjEuU2hpcG1lbnRTdGF0dXMSKwoEa2luZBgEIAEoDjIdLmxvZ2lzdGljcy5jb21tb24udjEuU2NhbktpbmQSLwoLcmVjb3JkZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlZ2lvbhgGIAEoCSKlAwoPU2hpcG1lbnRDcmVhdGVkEhAKCGV2ZW50X2lkGAEgASgJEhcKD3RyYWNraW5nX251bWJlchgCIAEoCRITCgtzaGlwbWVudF9pZBgDIAEoCRIUCgxjYXJyaWVyX2NvZGUYBCABKAkSEwoLY3VzdG9tZXJfaWQYBSABKAkSGgoSY3VzdG9tZXJfcmVmZXJlbmNlGAYgASgJEioKBm9yaWdpbhgHIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUGxhY2USLwoLZGVzdGluYXRpb24YCCABKAsyGi5sb2dpc3RpY3MuY29tbW9uLnYxLlBsYWNlEjgKDXNlcnZpY2VfbGV2ZWwYCSABKA4yIS5sb2dpc3RpY3MuY29tbW9uLnYxLlNlcnZpY2VMZXZlbBIuCgpyZWFkeV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgx3ZWlnaHRfZ3JhbXMYDCABKA1iBnByb3RvMw", [file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_scan, file_logistics_common_v1_shipment]);
+  fileDesc("Cidsb2dpc3RpY3MvZXZlbnRzL3YxL2luZ2VzdF9ldmVudHMucHJvdG8SE2xvZ2lzdGljcy5ldmVudHMudjEi7AEKDFNjYW5SZWNvcmRlZBIQCghldmVudF9pZBgBIAEoCRInCgRzY2FuGAIgASgLMhkubG9naXN0aWNzLmNvbW1vbi52MS5TY2FuEjMKBnN0YXR1cxgDIAEoDjIjLmxvZ2lzdGljcy5jb21tb24udjEuU2hpcG1lbnRTdGF0dXMSKwoEa2luZBgEIAEoDjIdLmxvZ2lzdGljcy5jb21tb24udjEuU2NhbktpbmQSLwoLcmVjb3JkZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlZ2lvbhgGIAEoCSLEAwoPU2hpcG1lbnRDcmVhdGVkEhAKCGV2ZW50X2lkGAEgASgJEhcKD3RyYWNraW5nX251bWJlchgCIAEoCRITCgtzaGlwbWVudF9pZBgDIAEoCRIUCgxjYXJyaWVyX2NvZGUYBCABKAkSEwoLY3VzdG9tZXJfaWQYBSABKAkSGgoSY3VzdG9tZXJfcmVmZXJlbmNlGAYgASgJEioKBm9yaWdpbhgHIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUGxhY2USLwoLZGVzdGluYXRpb24YCCABKAsyGi5sb2dpc3RpY3MuY29tbW9uLnYxLlBsYWNlEjgKDXNlcnZpY2VfbGV2ZWwYCSABKA4yIS5sb2dpc3RpY3MuY29tbW9uLnYxLlNlcnZpY2VMZXZlbBIuCgpyZWFkeV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgx3ZWlnaHRfZ3JhbXMYDCABKA0SHQoVcGFydG5lcl9jYXJyaWVyX2NvZGVzGA0gAygJIoECChJTaGlwbWVudEhhbmRlZE92ZXISEAoIZXZlbnRfaWQYASABKAkSFwoPdHJhY2tpbmdfbnVtYmVyGAIgASgJEhMKC3NoaXBtZW50X2lkGAMgASgJEhQKDGNhcnJpZXJfY29kZRgEIAEoCRIcChRwYXJ0bmVyX2NhcnJpZXJfY29kZRgFIAEoCRIQCghodWJfY29kZRgGIAEoCRIyCg5oYW5kZWRfb3Zlcl9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoZcmVxdWVzdGVkX2J5X2NhcnJpZXJfY29kZRgIIAEoCRIOCgZyZWdpb24YCSABKAliBnByb3RvMw", [file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_scan, file_logistics_common_v1_shipment]);
 
 /**
  * A carrier scan accepted by ingest. Published by ingest before it acknowledges the scan, as
@@ -176,6 +176,13 @@ export type ShipmentCreated = Message<"logistics.events.v1.ShipmentCreated"> & {
    * @generated from field: uint32 weight_grams = 12;
    */
   weightGrams: number;
+
+  /**
+   * Partner carriers named at creation (CreateShipmentRequest.partner_carrier_codes).
+   *
+   * @generated from field: repeated string partner_carrier_codes = 13;
+   */
+  partnerCarrierCodes: string[];
 };
 
 /**
@@ -184,4 +191,85 @@ export type ShipmentCreated = Message<"logistics.events.v1.ShipmentCreated"> & {
  */
 export const ShipmentCreatedSchema: GenMessage<ShipmentCreated> = /*@__PURE__*/
   messageDesc(file_logistics_events_v1_ingest_events, 1);
+
+/**
+ * A shipment was handed over to a partner carrier (IngestService.HandOverShipment): from now on the
+ * partner's scans of it are accepted too. Published by ingest on the subject family
+ * `logistics.shipment.handed_over.<region>`, with event_id as the JetStream message id, after the
+ * shipment directory recorded the partner and before the RPC answers.
+ *
+ * @generated from message logistics.events.v1.ShipmentHandedOver
+ */
+export type ShipmentHandedOver = Message<"logistics.events.v1.ShipmentHandedOver"> & {
+  /**
+   * Mesh-wide event id: opaque, deterministic from the tracking number and the partner, so a
+   * repeated handover publishes the same event.
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * Tracking number of the shipment.
+   *
+   * @generated from field: string tracking_number = 2;
+   */
+  trackingNumber: string;
+
+  /**
+   * Opaque internal shipment id.
+   *
+   * @generated from field: string shipment_id = 3;
+   */
+  shipmentId: string;
+
+  /**
+   * The shipment's carrier.
+   *
+   * @generated from field: string carrier_code = 4;
+   */
+  carrierCode: string;
+
+  /**
+   * The carrier that took over.
+   *
+   * @generated from field: string partner_carrier_code = 5;
+   */
+  partnerCarrierCode: string;
+
+  /**
+   * Hub where the parcel changed hands; empty when not at a hub or unknown.
+   *
+   * @generated from field: string hub_code = 6;
+   */
+  hubCode: string;
+
+  /**
+   * When ingest recorded the handover.
+   *
+   * @generated from field: google.protobuf.Timestamp handed_over_at = 7;
+   */
+  handedOverAt?: Timestamp | undefined;
+
+  /**
+   * The carrier whose credentials requested the handover; empty for an internal service.
+   *
+   * @generated from field: string requested_by_carrier_code = 8;
+   */
+  requestedByCarrierCode: string;
+
+  /**
+   * Region of the ingest deployment that recorded it; a subject token.
+   *
+   * @generated from field: string region = 9;
+   */
+  region: string;
+};
+
+/**
+ * Describes the message logistics.events.v1.ShipmentHandedOver.
+ * Use `create(ShipmentHandedOverSchema)` to create a new message.
+ */
+export const ShipmentHandedOverSchema: GenMessage<ShipmentHandedOver> = /*@__PURE__*/
+  messageDesc(file_logistics_events_v1_ingest_events, 2);
 

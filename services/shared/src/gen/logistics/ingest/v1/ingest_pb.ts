@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file logistics/ingest/v1/ingest.proto.
  */
 export const file_logistics_ingest_v1_ingest: GenFile = /*@__PURE__*/
-  fileDesc("CiBsb2dpc3RpY3MvaW5nZXN0L3YxL2luZ2VzdC5wcm90bxITbG9naXN0aWNzLmluZ2VzdC52MSJQChJTdHJlYW1TY2Fuc1JlcXVlc3QSOgoFc2NhbnMYASADKAsyGS5sb2dpc3RpY3MuY29tbW9uLnYxLlNjYW5CELpIDZIBCggBEPQDIgPYAQMiQQoTU3RyZWFtU2NhbnNSZXNwb25zZRIqCgRhY2tzGAEgAygLMhwubG9naXN0aWNzLmluZ2VzdC52MS5TY2FuQWNrIlAKElN1Ym1pdFNjYW5zUmVxdWVzdBI6CgVzY2FucxgBIAMoCzIZLmxvZ2lzdGljcy5jb21tb24udjEuU2NhbkIQukgNkgEKCAEQ6AciA9gBAyJBChNTdWJtaXRTY2Fuc1Jlc3BvbnNlEioKBGFja3MYASADKAsyHC5sb2dpc3RpY3MuaW5nZXN0LnYxLlNjYW5BY2siQgoSU2NhbkZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEgwKBHJ1bGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSKiAgoHU2NhbkFjaxIQCghldmVudF9pZBgBIAEoCRIXCg90cmFja2luZ19udW1iZXIYAiABKAkSMQoHb3V0Y29tZRgDIAEoDjIgLmxvZ2lzdGljcy5pbmdlc3QudjEuU2Nhbk91dGNvbWUSOAoNcmVqZWN0X3JlYXNvbhgEIAEoDjIhLmxvZ2lzdGljcy5pbmdlc3QudjEuUmVqZWN0UmVhc29uEg4KBmRldGFpbBgFIAEoCRI7Cgp2aW9sYXRpb25zGAYgAygLMicubG9naXN0aWNzLmluZ2VzdC52MS5TY2FuRmllbGRWaW9sYXRpb24SGQoRcmVjb3JkZWRfZXZlbnRfaWQYByABKAkSFwoPc3RyZWFtX3NlcXVlbmNlGAggASgEIoEBCgZQYXJjZWwSIQoMd2VpZ2h0X2dyYW1zGAEgASgNQgu6SAgqBhjAhD0oARIbCglsZW5ndGhfbW0YAiABKA1CCLpIBSoDGIgnEhoKCHdpZHRoX21tGAMgASgNQgi6SAUqAxiIJxIbCgloZWlnaHRfbW0YBCABKA1CCLpIBSoDGIgnIpoEChVDcmVhdGVTaGlwbWVudFJlcXVlc3QSIwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJQgq6SAdyBRAIGIABEjMKD3RyYWNraW5nX251bWJlchgCIAEoCUIaukgX2AEBchIyEF5bQS1aMC05XXs4LDMwfSQSMwoMY2Fycmllcl9jb2RlGAMgASgJQh26SBpyGDIWXlthLXpdW2EtejAtOS1dezEsMzF9JBIzCgtjdXN0b21lcl9pZBgEIAEoCUIeukgbchkyF15bQS1aYS16MC05Ll86LV17MSw2NH0kEiQKEmN1c3RvbWVyX3JlZmVyZW5jZRgFIAEoCUIIukgFcgMYgAESMgoGb3JpZ2luGAYgASgLMhoubG9naXN0aWNzLmNvbW1vbi52MS5QbGFjZUIGukgDyAEBEjcKC2Rlc3RpbmF0aW9uGAcgASgLMhoubG9naXN0aWNzLmNvbW1vbi52MS5QbGFjZUIGukgDyAEBEkUKDXNlcnZpY2VfbGV2ZWwYCCABKA4yIS5sb2dpc3RpY3MuY29tbW9uLnYxLlNlcnZpY2VMZXZlbEILukgIyAEBggECEAESMwoGcGFyY2VsGAkgASgLMhsubG9naXN0aWNzLmluZ2VzdC52MS5QYXJjZWxCBrpIA8gBARIuCgpyZWFkeV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKIAQoWQ3JlYXRlU2hpcG1lbnRSZXNwb25zZRIXCg90cmFja2luZ19udW1iZXIYASABKAkSEwoLc2hpcG1lbnRfaWQYAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmVwbGF5ZWQYBCABKAgqfQoLU2Nhbk91dGNvbWUSHAoYU0NBTl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGQoVU0NBTl9PVVRDT01FX0FDQ0VQVEVEEAESGgoWU0NBTl9PVVRDT01FX0RVUExJQ0FURRACEhkKFVNDQU5fT1VUQ09NRV9SRUpFQ1RFRBADKugBCgxSZWplY3RSZWFzb24SHQoZUkVKRUNUX1JFQVNPTl9VTlNQRUNJRklFRBAAEhkKFVJFSkVDVF9SRUFTT05fSU5WQUxJRBABEh8KG1JFSkVDVF9SRUFTT05fV1JPTkdfQ0FSUklFUhACEiIKHlJFSkVDVF9SRUFTT05fVU5LTk9XTl9TSElQTUVOVBADEh4KGlJFSkVDVF9SRUFTT05fUkFURV9MSU1JVEVEEAQSHQoZUkVKRUNUX1JFQVNPTl9VTkFWQUlMQUJMRRAFEhoKFlJFSkVDVF9SRUFTT05fVE9PX0xBVEUQBjLCAgoNSW5nZXN0U2VydmljZRJkCgtTdHJlYW1TY2FucxInLmxvZ2lzdGljcy5pbmdlc3QudjEuU3RyZWFtU2NhbnNSZXF1ZXN0GigubG9naXN0aWNzLmluZ2VzdC52MS5TdHJlYW1TY2Fuc1Jlc3BvbnNlKAEwARJgCgtTdWJtaXRTY2FucxInLmxvZ2lzdGljcy5pbmdlc3QudjEuU3VibWl0U2NhbnNSZXF1ZXN0GigubG9naXN0aWNzLmluZ2VzdC52MS5TdWJtaXRTY2Fuc1Jlc3BvbnNlEmkKDkNyZWF0ZVNoaXBtZW50EioubG9naXN0aWNzLmluZ2VzdC52MS5DcmVhdGVTaGlwbWVudFJlcXVlc3QaKy5sb2dpc3RpY3MuaW5nZXN0LnYxLkNyZWF0ZVNoaXBtZW50UmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_scan, file_logistics_common_v1_shipment]);
+  fileDesc("CiBsb2dpc3RpY3MvaW5nZXN0L3YxL2luZ2VzdC5wcm90bxITbG9naXN0aWNzLmluZ2VzdC52MSJQChJTdHJlYW1TY2Fuc1JlcXVlc3QSOgoFc2NhbnMYASADKAsyGS5sb2dpc3RpY3MuY29tbW9uLnYxLlNjYW5CELpIDZIBCggBEPQDIgPYAQMiQQoTU3RyZWFtU2NhbnNSZXNwb25zZRIqCgRhY2tzGAEgAygLMhwubG9naXN0aWNzLmluZ2VzdC52MS5TY2FuQWNrIlAKElN1Ym1pdFNjYW5zUmVxdWVzdBI6CgVzY2FucxgBIAMoCzIZLmxvZ2lzdGljcy5jb21tb24udjEuU2NhbkIQukgNkgEKCAEQ6AciA9gBAyJBChNTdWJtaXRTY2Fuc1Jlc3BvbnNlEioKBGFja3MYASADKAsyHC5sb2dpc3RpY3MuaW5nZXN0LnYxLlNjYW5BY2siQgoSU2NhbkZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEgwKBHJ1bGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSKiAgoHU2NhbkFjaxIQCghldmVudF9pZBgBIAEoCRIXCg90cmFja2luZ19udW1iZXIYAiABKAkSMQoHb3V0Y29tZRgDIAEoDjIgLmxvZ2lzdGljcy5pbmdlc3QudjEuU2Nhbk91dGNvbWUSOAoNcmVqZWN0X3JlYXNvbhgEIAEoDjIhLmxvZ2lzdGljcy5pbmdlc3QudjEuUmVqZWN0UmVhc29uEg4KBmRldGFpbBgFIAEoCRI7Cgp2aW9sYXRpb25zGAYgAygLMicubG9naXN0aWNzLmluZ2VzdC52MS5TY2FuRmllbGRWaW9sYXRpb24SGQoRcmVjb3JkZWRfZXZlbnRfaWQYByABKAkSFwoPc3RyZWFtX3NlcXVlbmNlGAggASgEIoEBCgZQYXJjZWwSIQoMd2VpZ2h0X2dyYW1zGAEgASgNQgu6SAgqBhjAhD0oARIbCglsZW5ndGhfbW0YAiABKA1CCLpIBSoDGIgnEhoKCHdpZHRoX21tGAMgASgNQgi6SAUqAxiIJxIbCgloZWlnaHRfbW0YBCABKA1CCLpIBSoDGIgnIuEEChVDcmVhdGVTaGlwbWVudFJlcXVlc3QSIwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJQgq6SAdyBRAIGIABEjMKD3RyYWNraW5nX251bWJlchgCIAEoCUIaukgX2AEBchIyEF5bQS1aMC05XXs4LDMwfSQSMwoMY2Fycmllcl9jb2RlGAMgASgJQh26SBpyGDIWXlthLXpdW2EtejAtOS1dezEsMzF9JBIzCgtjdXN0b21lcl9pZBgEIAEoCUIeukgbchkyF15bQS1aYS16MC05Ll86LV17MSw2NH0kEiQKEmN1c3RvbWVyX3JlZmVyZW5jZRgFIAEoCUIIukgFcgMYgAESMgoGb3JpZ2luGAYgASgLMhoubG9naXN0aWNzLmNvbW1vbi52MS5QbGFjZUIGukgDyAEBEjcKC2Rlc3RpbmF0aW9uGAcgASgLMhoubG9naXN0aWNzLmNvbW1vbi52MS5QbGFjZUIGukgDyAEBEkUKDXNlcnZpY2VfbGV2ZWwYCCABKA4yIS5sb2dpc3RpY3MuY29tbW9uLnYxLlNlcnZpY2VMZXZlbEILukgIyAEBggECEAESMwoGcGFyY2VsGAkgASgLMhsubG9naXN0aWNzLmluZ2VzdC52MS5QYXJjZWxCBrpIA8gBARIuCgpyZWFkeV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBJFChVwYXJ0bmVyX2NhcnJpZXJfY29kZXMYCyADKAlCJrpII5IBIBAIGAEiGnIYMhZeW2Etel1bYS16MC05LV17MSwzMX0kIogBChZDcmVhdGVTaGlwbWVudFJlc3BvbnNlEhcKD3RyYWNraW5nX251bWJlchgBIAEoCRITCgtzaGlwbWVudF9pZBgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXBsYXllZBgEIAEoCCK1AQoXSGFuZE92ZXJTaGlwbWVudFJlcXVlc3QSMAoPdHJhY2tpbmdfbnVtYmVyGAEgASgJQhe6SBRyEjIQXltBLVowLTldezgsMzB9JBI7ChRwYXJ0bmVyX2NhcnJpZXJfY29kZRgCIAEoCUIdukgachgyFl5bYS16XVthLXowLTktXXsxLDMxfSQSKwoIaHViX2NvZGUYAyABKAlCGbpIFtgBAXIRMg9eW0EtWjAtOV17Myw4fSQieQoYSGFuZE92ZXJTaGlwbWVudFJlc3BvbnNlEhcKD3RyYWNraW5nX251bWJlchgBIAEoCRIUCgxjYXJyaWVyX2NvZGUYAiABKAkSHQoVcGFydG5lcl9jYXJyaWVyX2NvZGVzGAMgAygJEg8KB2NoYW5nZWQYBCABKAgqfQoLU2Nhbk91dGNvbWUSHAoYU0NBTl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGQoVU0NBTl9PVVRDT01FX0FDQ0VQVEVEEAESGgoWU0NBTl9PVVRDT01FX0RVUExJQ0FURRACEhkKFVNDQU5fT1VUQ09NRV9SRUpFQ1RFRBADKugBCgxSZWplY3RSZWFzb24SHQoZUkVKRUNUX1JFQVNPTl9VTlNQRUNJRklFRBAAEhkKFVJFSkVDVF9SRUFTT05fSU5WQUxJRBABEh8KG1JFSkVDVF9SRUFTT05fV1JPTkdfQ0FSUklFUhACEiIKHlJFSkVDVF9SRUFTT05fVU5LTk9XTl9TSElQTUVOVBADEh4KGlJFSkVDVF9SRUFTT05fUkFURV9MSU1JVEVEEAQSHQoZUkVKRUNUX1JFQVNPTl9VTkFWQUlMQUJMRRAFEhoKFlJFSkVDVF9SRUFTT05fVE9PX0xBVEUQBjKzAwoNSW5nZXN0U2VydmljZRJkCgtTdHJlYW1TY2FucxInLmxvZ2lzdGljcy5pbmdlc3QudjEuU3RyZWFtU2NhbnNSZXF1ZXN0GigubG9naXN0aWNzLmluZ2VzdC52MS5TdHJlYW1TY2Fuc1Jlc3BvbnNlKAEwARJgCgtTdWJtaXRTY2FucxInLmxvZ2lzdGljcy5pbmdlc3QudjEuU3VibWl0U2NhbnNSZXF1ZXN0GigubG9naXN0aWNzLmluZ2VzdC52MS5TdWJtaXRTY2Fuc1Jlc3BvbnNlEmkKDkNyZWF0ZVNoaXBtZW50EioubG9naXN0aWNzLmluZ2VzdC52MS5DcmVhdGVTaGlwbWVudFJlcXVlc3QaKy5sb2dpc3RpY3MuaW5nZXN0LnYxLkNyZWF0ZVNoaXBtZW50UmVzcG9uc2USbwoQSGFuZE92ZXJTaGlwbWVudBIsLmxvZ2lzdGljcy5pbmdlc3QudjEuSGFuZE92ZXJTaGlwbWVudFJlcXVlc3QaLS5sb2dpc3RpY3MuaW5nZXN0LnYxLkhhbmRPdmVyU2hpcG1lbnRSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_scan, file_logistics_common_v1_shipment]);
 
 /**
  * One message on a StreamScans request stream: one scan or a batch.
@@ -339,6 +339,15 @@ export type CreateShipmentRequest = Message<"logistics.ingest.v1.CreateShipmentR
    * @generated from field: google.protobuf.Timestamp ready_time = 10;
    */
   readyTime?: Timestamp | undefined;
+
+  /**
+   * Partner carriers that will also scan the parcel (for example the last-mile carrier in the
+   * destination country), each matching `^[a-z][a-z0-9-]{1,31}$`, at most 8, distinct. Optional;
+   * more can be added later with HandOverShipment.
+   *
+   * @generated from field: repeated string partner_carrier_codes = 11;
+   */
+  partnerCarrierCodes: string[];
 };
 
 /**
@@ -390,6 +399,84 @@ export type CreateShipmentResponse = Message<"logistics.ingest.v1.CreateShipment
  */
 export const CreateShipmentResponseSchema: GenMessage<CreateShipmentResponse> = /*@__PURE__*/
   messageDesc(file_logistics_ingest_v1_ingest, 8);
+
+/**
+ * A handover of a shipment to a partner carrier.
+ *
+ * @generated from message logistics.ingest.v1.HandOverShipmentRequest
+ */
+export type HandOverShipmentRequest = Message<"logistics.ingest.v1.HandOverShipmentRequest"> & {
+  /**
+   * Tracking number of the shipment, pattern `^[A-Z0-9]{8,30}$`. Required.
+   *
+   * @generated from field: string tracking_number = 1;
+   */
+  trackingNumber: string;
+
+  /**
+   * The carrier taking over, pattern `^[a-z][a-z0-9-]{1,31}$`. Required.
+   *
+   * @generated from field: string partner_carrier_code = 2;
+   */
+  partnerCarrierCode: string;
+
+  /**
+   * Hub where the parcel changes hands, pattern `^[A-Z0-9]{3,8}$`; empty when not at a hub or
+   * unknown.
+   *
+   * @generated from field: string hub_code = 3;
+   */
+  hubCode: string;
+};
+
+/**
+ * Describes the message logistics.ingest.v1.HandOverShipmentRequest.
+ * Use `create(HandOverShipmentRequestSchema)` to create a new message.
+ */
+export const HandOverShipmentRequestSchema: GenMessage<HandOverShipmentRequest> = /*@__PURE__*/
+  messageDesc(file_logistics_ingest_v1_ingest, 9);
+
+/**
+ * Who carries the shipment after the handover.
+ *
+ * @generated from message logistics.ingest.v1.HandOverShipmentResponse
+ */
+export type HandOverShipmentResponse = Message<"logistics.ingest.v1.HandOverShipmentResponse"> & {
+  /**
+   * Tracking number of the shipment.
+   *
+   * @generated from field: string tracking_number = 1;
+   */
+  trackingNumber: string;
+
+  /**
+   * The shipment's carrier (from CreateShipment; a handover does not change it).
+   *
+   * @generated from field: string carrier_code = 2;
+   */
+  carrierCode: string;
+
+  /**
+   * Every partner carrier of the shipment, in the order they were added.
+   *
+   * @generated from field: repeated string partner_carrier_codes = 3;
+   */
+  partnerCarrierCodes: string[];
+
+  /**
+   * False when the partner already carried the shipment (nothing changed).
+   *
+   * @generated from field: bool changed = 4;
+   */
+  changed: boolean;
+};
+
+/**
+ * Describes the message logistics.ingest.v1.HandOverShipmentResponse.
+ * Use `create(HandOverShipmentResponseSchema)` to create a new message.
+ */
+export const HandOverShipmentResponseSchema: GenMessage<HandOverShipmentResponse> = /*@__PURE__*/
+  messageDesc(file_logistics_ingest_v1_ingest, 10);
 
 /**
  * The fate of one submitted scan.
@@ -455,15 +542,17 @@ export enum RejectReason {
   INVALID = 1,
 
   /**
-   * The scan's carrier_code is not the carrier of the calling credentials. Not retryable.
+   * The scan's carrier_code is not the carrier of the calling credentials, or not a carrier of the
+   * shipment (neither its carrier nor a partner it was handed over to). Not retryable as is; a
+   * partner's scan is accepted once the shipment was handed over to it (HandOverShipment).
    *
    * @generated from enum value: REJECT_REASON_WRONG_CARRIER = 2;
    */
   WRONG_CARRIER = 2,
 
   /**
-   * The tracking number is not known to the mesh and this deployment does not create shipments
-   * from scans. Retry after the shipment was created.
+   * The tracking number is not known to the mesh: shipments are created with CreateShipment before
+   * their first scan, never from scans. Retry after the shipment was created.
    *
    * @generated from enum value: REJECT_REASON_UNKNOWN_SHIPMENT = 3;
    */
@@ -477,8 +566,9 @@ export enum RejectReason {
   RATE_LIMITED = 4,
 
   /**
-   * The event stream did not confirm durable storage within the ingest deadline. Safe to retry:
-   * if the scan was in fact stored, the retry is answered with DUPLICATE.
+   * The event stream did not confirm durable storage within the ingest deadline, or the shipment
+   * directory that decides ownership could not be read. Safe to retry: if the scan was in fact
+   * stored, the retry is answered with DUPLICATE.
    *
    * @generated from enum value: REJECT_REASON_UNAVAILABLE = 5;
    */
@@ -510,9 +600,17 @@ export const RejectReasonSchema: GenEnum<RejectReason> = /*@__PURE__*/
  * not acknowledged as ACCEPTED or DUPLICATE may be resent safely: resending is idempotent.
  *
  * Authentication: a bearer token in the `authorization` header. Scan RPCs need the `scans:write`
- * scope; a carrier gateway's token is additionally bound to one carrier code and may submit only
- * that carrier's scans. CreateShipment needs `shipments:write`. Missing or invalid tokens fail
- * with Unauthenticated, missing scopes with PermissionDenied.
+ * scope; a carrier gateway's token is additionally bound to one carrier code. CreateShipment needs
+ * `shipments:write` and is closed to carrier and customer tokens. HandOverShipment needs
+ * `scans:write` or `shipments:write`. Missing or invalid tokens fail with Unauthenticated, missing
+ * scopes with PermissionDenied.
+ *
+ * Ownership: a scan is accepted only for a shipment the mesh knows (created with CreateShipment)
+ * and only from a carrier of that shipment: its carrier, or a partner carrier it was handed over
+ * to (CreateShipment's partner_carrier_codes, HandOverShipment). The shipment decides, not the
+ * scan: a scan whose carrier_code is not a carrier of the shipment is REJECTED with
+ * REJECT_REASON_WRONG_CARRIER, and so is a scan whose carrier_code is not the carrier of the
+ * calling credentials. Both are answered scan by scan; they never fail the call.
  *
  * @generated from service logistics.ingest.v1.IngestService
  */
@@ -573,11 +671,14 @@ export const IngestService: GenService<{
    * the first result with `replayed = true` and creates nothing. Keys are remembered for at least
    * 24 hours.
    *
+   * When the call succeeds, scans for the shipment's tracking number are accepted from its carrier
+   * (and partner carriers) on every ingest replica.
+   *
    * Errors: InvalidArgument (field violations, or an unknown hub code in a place),
    * AlreadyExists (the requested tracking number already belongs to another shipment),
    * FailedPrecondition (the idempotency key was used before with different request fields),
-   * Unavailable (the event stream could not store the event in time; safe to retry with the same
-   * key).
+   * Unavailable (the event stream or the shipment directory could not store the shipment in time;
+   * safe to retry with the same key).
    *
    * @generated from rpc logistics.ingest.v1.IngestService.CreateShipment
    */
@@ -585,6 +686,29 @@ export const IngestService: GenService<{
     methodKind: "unary";
     input: typeof CreateShipmentRequestSchema;
     output: typeof CreateShipmentResponseSchema;
+  },
+  /**
+   * Hands a shipment over to a partner carrier (for example a last-mile carrier in the destination
+   * country): from the answer on, scans of the partner for this shipment are accepted, besides
+   * those of the shipment's carrier and earlier partners (a handover adds a carrier; it never
+   * removes one, so the original carrier can still scan returns and corrections). Publishes a
+   * ShipmentHandedOver event. Idempotent: handing over to a carrier that already carries the
+   * shipment changes nothing and answers the same.
+   *
+   * Callable by a carrier token of a carrier that carries the shipment (its carrier or a partner),
+   * or by an internal service with `scans:write` or `shipments:write`.
+   *
+   * Errors: NotFound (no shipment with this tracking number), PermissionDenied (a carrier token
+   * of a carrier that does not carry the shipment, or a customer token), FailedPrecondition (the
+   * shipment already has the maximum of 8 partner carriers), Unavailable (the shipment directory
+   * or the event stream did not answer in time; safe to retry).
+   *
+   * @generated from rpc logistics.ingest.v1.IngestService.HandOverShipment
+   */
+  handOverShipment: {
+    methodKind: "unary";
+    input: typeof HandOverShipmentRequestSchema;
+    output: typeof HandOverShipmentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_logistics_ingest_v1_ingest, 0);
