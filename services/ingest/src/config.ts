@@ -72,9 +72,27 @@ export const ingestConfig = defineConfig(
       default: 48,
     }),
     INGEST_TRACKING_NUMBER_TTL_DAYS: int({
-      description: "days a tracking number stays claimed by its shipment (AlreadyExists for others)",
+      description: "days a shipment stays in the shipment directory after its last change: its tracking number stays claimed (AlreadyExists for others) and its carriers' scans accepted",
       min: 1,
       default: 180,
+    }),
+    INGEST_SHIPMENT_CACHE_SIZE: int({
+      description: "shipments whose carriers this process keeps in memory (LRU), so scans of a hot shipment need no directory read",
+      min: 1,
+      max: 10_000_000,
+      default: 200_000,
+    }),
+    INGEST_SHIPMENT_CACHE_TTL_SECONDS: int({
+      description: "seconds a cached shipment directory entry is trusted before it is read again",
+      min: 1,
+      max: 86_400,
+      default: 600,
+    }),
+    INGEST_DIRECTORY_TIMEOUT_MS: int({
+      description: "timeout of one shipment directory (JetStream key-value) request; on expiry scans get REJECTED/UNAVAILABLE",
+      min: 100,
+      max: 30_000,
+      default: 2000,
     }),
   },
   checkBaseConfig,

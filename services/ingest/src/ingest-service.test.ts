@@ -16,7 +16,7 @@ import {
 import { createIngestMetrics } from "./ingest-metrics.js";
 import { createIngestService, type IngestServiceDeps } from "./ingest-service.js";
 import type { RateLimiter } from "./redis-rate-limiter.js";
-import type { ScanIngestor } from "./scan-ingestor.js";
+import type { ScanCaller, ScanIngestor } from "./scan-ingestor.js";
 
 const carrierPrincipal = (carrier: string): Principal => derivePrincipal({ sub: `gw-${carrier}`, scope: "scans:write", carrier });
 
@@ -30,12 +30,14 @@ function scan(id: string, carrierCode = "acme"): Scan {
   });
 }
 
-/** An ingestor of our own interface: accepts everything, each batch after `delayMs(batch)`. */
-function echoIngestor(delayMs: (firstId: string) => number = () => 0): ScanIngestor & { calls: number } {
+/** An ingestor of our own interface: accepts everything, each batch after `delayMs(batch)`; records callers. */
+function echoIngestor(delayMs: (firstId: string) => number = () => 0): ScanIngestor & { calls: number; callers: ScanCaller[] } {
   const self = {
     calls: 0,
-    async ingest(scans: readonly Scan[]) {
+    callers: [] as ScanCaller[],
+    async ingest(scans: readonly Scan[], caller: ScanCaller) {
       self.calls++;
+      self.callers.push(caller);
       await new Promise((r) => setTimeout(r, delayMs(scans[0]?.eventId ?? "")));
       return scans.map((s) => create(ScanAckSchema, { eventId: s.eventId, outcome: ScanOutcome.ACCEPTED }));
     },
@@ -54,6 +56,9 @@ function clientFor(principal: Principal, deps: Partial<IngestServiceDeps>) {
     ingestor: echoIngestor(),
     rateLimiter: allow,
     createShipment: async () => {
+      throw new ConnectError("not used", Code.Unimplemented);
+    },
+    handOver: async () => {
       throw new ConnectError("not used", Code.Unimplemented);
     },
     metrics: createIngestMetrics(new Registry()),
@@ -102,24 +107,22 @@ describe("IngestService handlers", () => {
     assert.equal(await done, 10);
   });
 
-  it("fails the stream with PermissionDenied when a carrier sends another carrier's scan, after earlier acks", async () => {
-    const client = clientFor(carrierPrincipal("acme"), { streamWindow: 1 });
+  it("hands every stream message to the ingestor with the token's carrier, never failing the stream for a foreign scan", async () => {
+    const ingestor = echoIngestor();
+    const client = clientFor(carrierPrincipal("acme"), { ingestor, streamWindow: 1 });
     const got: number[] = [];
-    await assert.rejects(
-      (async () => {
-        for await (const res of client.streamScans(messages([[scan("ok1")], [scan("bad", "ups")], [scan("ok2")]]))) got.push(res.acks.length);
-      })(),
-      (e: unknown) => ConnectError.from(e).code === Code.PermissionDenied,
-    );
-    assert.deepEqual(got, [1]);
+    for await (const res of client.streamScans(messages([[scan("ok1")], [scan("other", "ups")], [scan("ok2")]]))) got.push(res.acks.length);
+    assert.deepEqual(got, [1, 1, 1]);
+    assert.deepEqual(ingestor.callers, [{ carrier: "acme" }, { carrier: "acme" }, { carrier: "acme" }]);
   });
 
-  it("rejects SubmitScans for another carrier with PermissionDenied and lets internal callers submit any carrier", async () => {
-    const carrier = clientFor(carrierPrincipal("acme"), {});
-    await assert.rejects(carrier.submitScans({ scans: [scan("a"), scan("b", "ups")] }), (e: unknown) => ConnectError.from(e).code === Code.PermissionDenied);
-    const internal = clientFor(derivePrincipal({ sub: "svc", scope: "scans:write" }), {});
-    const res = await internal.submitScans({ scans: [scan("a"), scan("b", "ups")] });
-    assert.equal(res.acks.length, 2);
+  it("hands SubmitScans to the ingestor with the carrier claim, and without one for internal callers", async () => {
+    const ingestor = echoIngestor();
+    const carrier = clientFor(carrierPrincipal("acme"), { ingestor });
+    assert.equal((await carrier.submitScans({ scans: [scan("a"), scan("b", "ups")] })).acks.length, 2);
+    const internal = clientFor(derivePrincipal({ sub: "svc", scope: "scans:write" }), { ingestor });
+    assert.equal((await internal.submitScans({ scans: [scan("a"), scan("b", "ups")] })).acks.length, 2);
+    assert.deepEqual(ingestor.callers, [{ carrier: "acme" }, {}]);
   });
 
   it("answers SubmitScans over the rate limit with ResourceExhausted and a retry-after hint", async () => {

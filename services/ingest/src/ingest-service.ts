@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { principalKey, type Principal } from "../../shared/src/auth/index.js";
-import type { Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
 import {
   RejectReason,
   StreamScansResponseSchema,
@@ -13,6 +12,7 @@ import type { IngestMetrics } from "./ingest-metrics.js";
 import type { RateLimiter } from "./redis-rate-limiter.js";
 import { countAcks, rejectAck, type ScanIngestor } from "./scan-ingestor.js";
 import type { ShipmentCreator } from "./shipment-creator.js";
+import type { ShipmentHandover } from "./shipment-handover.js";
 
 /** The RPC handlers of IngestService. */
 export type IngestServiceHandlers = Partial<ServiceImpl<typeof IngestService>>;
@@ -22,6 +22,7 @@ export interface IngestServiceDeps {
   ingestor: ScanIngestor;
   rateLimiter: RateLimiter;
   createShipment: ShipmentCreator;
+  handOver: ShipmentHandover;
   metrics: IngestMetrics;
   /**
    * Request messages of one StreamScans call processed at once (INGEST_STREAM_WINDOW). While
@@ -39,12 +40,10 @@ export const RETRY_AFTER_HEADER = "retry-after";
 /**
  * Creates the IngestService handlers.
  *
- * Carrier authorization is request-level: a carrier token (one with a `carrier` claim) that sends
- * any scan whose non-empty carrier_code is another carrier's fails the whole call with
- * PermissionDenied (StreamScans: acks for messages read before it are still sent, then the stream
- * fails). Such a request is a misconfigured or compromised gateway, not bad data, so it is not
- * answered scan by scan with REJECT_REASON_WRONG_CARRIER. Internal principals (no carrier claim)
- * may submit scans of any carrier.
+ * Ownership is per scan (scan-ownership.ts, applied by the ingestor): a scan whose carrier_code is
+ * not the carrier token's own, or not a carrier of the shipment, is answered REJECTED/WRONG_CARRIER;
+ * a scan for an unknown tracking number REJECTED/UNKNOWN_SHIPMENT. The call itself fails only for
+ * request-level problems (credentials, scopes, rate limits, message size).
  *
  * Rate limits are per caller (the carrier claim, else the token subject), one token per scan:
  * SubmitScans fails with ResourceExhausted and a `retry-after` hint (seconds) in the error
@@ -60,7 +59,6 @@ export function createIngestService(deps: IngestServiceDeps): IngestServiceHandl
   return {
     async submitScans(req, ctx) {
       const principal = ctx.values.get(principalKey);
-      authorizeScans(principal, req.scans);
       const decision = await deps.rateLimiter.take(bucketOf(principal), req.scans.length);
       if (!decision.allowed) {
         metrics.rateLimited.inc({ route: "submit" });
@@ -71,7 +69,7 @@ export function createIngestService(deps: IngestServiceDeps): IngestServiceHandl
           { [RETRY_AFTER_HEADER]: String(seconds) },
         );
       }
-      return { acks: await ingestor.ingest(req.scans, ctx.signal) };
+      return { acks: await ingestor.ingest(req.scans, callerOf(principal), ctx.signal) };
     },
 
     async *streamScans(requests, ctx) {
@@ -87,12 +85,10 @@ export function createIngestService(deps: IngestServiceDeps): IngestServiceHandl
           countAcks(metrics, req.scans, acks);
           return create(StreamScansResponseSchema, { acks });
         }
-        return create(StreamScansResponseSchema, { acks: await ingestor.ingest(req.scans, ctx.signal) });
+        return create(StreamScansResponseSchema, { acks: await ingestor.ingest(req.scans, caller, ctx.signal) });
       };
-      yield* pipeline(requests, window, deps.drainSignal, (req) => {
-        authorizeScans(principal, req.scans);
-        return answer(req);
-      });
+      const caller = callerOf(principal);
+      yield* pipeline(requests, window, deps.drainSignal, answer);
     },
 
     async createShipment(req, ctx) {
@@ -101,19 +97,16 @@ export function createIngestService(deps: IngestServiceDeps): IngestServiceHandl
       metrics.shipments.inc({ result: res.replayed ? "replayed" : "created" });
       return res;
     },
+
+    async handOverShipment(req, ctx) {
+      return deps.handOver(req, ctx.values.get(principalKey));
+    },
   };
 }
 
-/** PermissionDenied if a carrier principal sends another carrier's scan (see createIngestService). */
-function authorizeScans(principal: Principal, scans: readonly Scan[]): void {
-  for (const s of scans) {
-    if (s.carrierCode !== "" && principal.carrier !== undefined && principal.carrier !== s.carrierCode) {
-      throw new ConnectError(
-        `credentials of carrier ${JSON.stringify(principal.carrier)} may not act for carrier ${JSON.stringify(s.carrierCode)}`,
-        Code.PermissionDenied,
-      );
-    }
-  }
+/** What the ingestor needs to know about the caller. */
+function callerOf(p: Principal): { carrier?: string } {
+  return p.carrier === undefined ? {} : { carrier: p.carrier };
 }
 
 type Step<Res> =

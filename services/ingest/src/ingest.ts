@@ -1,6 +1,8 @@
 import { createValidator } from "@bufbuild/protovalidate";
+import { jetstream } from "@nats-io/jetstream";
 import { Redis } from "ioredis";
 import { IngestService } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import { ensureKeyValue, openKeyValue } from "../../shared/src/nats/key-value.js";
 import { createEventPublisher } from "../../shared/src/nats/publisher.js";
 import type { ServiceDefinition } from "../../shared/src/runtime/start-service.js";
 import type { IngestConfig } from "./config.js";
@@ -14,16 +16,21 @@ import { createScanCheck } from "./scan-check.js";
 import { createScanIngestor } from "./scan-ingestor.js";
 import { createSemaphore } from "./semaphore.js";
 import { createShipmentCreator } from "./shipment-creator.js";
+import { createKvShipmentDirectory } from "./shipment-directory.js";
+import { createShipmentHandover } from "./shipment-handover.js";
 
 /** Minimum pause between two warnings about the same failing Redis operation. */
 const REDIS_WARN_INTERVAL_MS = 10_000;
 
 /**
  * The ingest service as the runtime starts it (from main.ts, the dev runner and tests): scan
- * ingest (validation, carrier authorization, dedupe, durable publish) and shipment creation,
- * with Redis for the dedupe set, rate limits and idempotency. Redis is optional at run time:
- * every Redis use fails open (see the adapters), so a Redis outage degrades dedupe and rate
- * limiting but never stops ingest.
+ * ingest (validation, ownership, dedupe, durable publish), shipment creation and handover, with
+ * the shipment directory (a JetStream key-value bucket, created at start with the streams when
+ * ENSURE_STREAMS is on) deciding which carriers may scan which shipment, and Redis for the dedupe
+ * set, rate limits and idempotency. Redis is optional at run time: every Redis use fails open
+ * (see the adapters), so a Redis outage degrades dedupe and rate limiting but never stops
+ * ingest. The directory is not optional: without it scans are REJECTED/UNAVAILABLE, never
+ * accepted unchecked.
  */
 export const ingestService: ServiceDefinition<IngestConfig> = {
   name: "ingest",
@@ -52,10 +59,27 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
     }
 
     const publisher = createEventPublisher({ js: ctx.js, logger: log });
+    // Its own JetStream context, so a directory request gives up after INGEST_DIRECTORY_TIMEOUT_MS.
+    const directoryJs = jetstream(ctx.nats, { timeout: config.INGEST_DIRECTORY_TIMEOUT_MS });
+    const bucket = ctx.subjects.buckets.shipmentParties;
+    const kv = config.ENSURE_STREAMS
+      ? (
+          await ensureKeyValue(directoryJs, ctx.jsm, bucket, {
+            replicas: config.STREAM_REPLICAS,
+            maxAgeMs: config.INGEST_TRACKING_NUMBER_TTL_DAYS * 86_400_000,
+          })
+        ).kv
+      : await openKeyValue(directoryJs, bucket);
+    const directory = createKvShipmentDirectory({
+      kv,
+      cacheSize: config.INGEST_SHIPMENT_CACHE_SIZE,
+      cacheTtlMs: config.INGEST_SHIPMENT_CACHE_TTL_SECONDS * 1000,
+    });
     const ingestor = createScanIngestor({
       publisher,
       scanSubject: (region, carrier) => ctx.subjects.scanRecorded(region, carrier),
       region: config.INGEST_REGION,
+      directory,
       check: createScanCheck({
         validator: createValidator(),
         maxAgeMs: config.INGEST_SCAN_MAX_AGE_HOURS * 3600_000,
@@ -79,13 +103,17 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
         publisher,
         shipmentSubject: (region) => ctx.subjects.shipmentCreated(region),
         region: config.INGEST_REGION,
-        store: createRedisShipmentStore({
-          redis,
-          idempotencyTtlSeconds: config.INGEST_IDEMPOTENCY_TTL_HOURS * 3600,
-          trackingNumberTtlSeconds: config.INGEST_TRACKING_NUMBER_TTL_DAYS * 86_400,
-        }),
+        store: createRedisShipmentStore({ redis, idempotencyTtlSeconds: config.INGEST_IDEMPOTENCY_TTL_HOURS * 3600 }),
+        directory,
         publishDeadlineMs: config.INGEST_PUBLISH_DEADLINE_MS,
         onStoreError: onRedisError,
+      }),
+      handOver: createShipmentHandover({
+        directory,
+        publisher,
+        handedOverSubject: (region) => ctx.subjects.shipmentHandedOver(region),
+        region: config.INGEST_REGION,
+        publishDeadlineMs: config.INGEST_PUBLISH_DEADLINE_MS,
       }),
       metrics,
       streamWindow: config.INGEST_STREAM_WINDOW,

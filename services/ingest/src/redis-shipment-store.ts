@@ -6,14 +6,12 @@ export interface RedisShipmentStoreOptions {
   redis: Redis;
   /** Lifetime of idempotency records in seconds (INGEST_IDEMPOTENCY_TTL_HOURS × 3 600; at least 24 h). */
   idempotencyTtlSeconds: number;
-  /** Lifetime of tracking-number claims in seconds (INGEST_TRACKING_NUMBER_TTL_DAYS × 86 400). */
-  trackingNumberTtlSeconds: number;
 }
 
 /**
- * CreateShipment's idempotency records (`idem:<event id>` → JSON, `SET NX EX`) and
- * tracking-number claims (`tn:<number>` → shipment id, `SET NX EX`) in Redis. Every failure is
- * raised as {@link StoreUnavailableError}, which the creator treats as "store down".
+ * CreateShipment's idempotency records (`idem:<event id>` → JSON, `SET NX EX`) in Redis. Every
+ * failure is raised as {@link StoreUnavailableError}, which the creator treats as "store down".
+ * (Tracking numbers are claimed in the shipment directory, not here.)
  */
 export function createRedisShipmentStore(opts: RedisShipmentStoreOptions): ShipmentStore {
   const { redis } = opts;
@@ -40,13 +38,6 @@ export function createRedisShipmentStore(opts: RedisShipmentStoreOptions): Shipm
     update: (key, record) =>
       guard("update", async () => {
         await redis.set(idem(key), JSON.stringify(record), "KEEPTTL", "XX");
-      }),
-    claimTrackingNumber: (trackingNumber, shipmentId) =>
-      guard("claim", async () => {
-        const key = `tn:${trackingNumber}`;
-        const ok = await redis.set(key, shipmentId, "EX", opts.trackingNumberTtlSeconds, "NX");
-        if (ok === "OK") return true;
-        return (await redis.get(key)) === shipmentId;
       }),
   };
 }

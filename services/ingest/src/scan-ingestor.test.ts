@@ -12,7 +12,9 @@ import { recordedEventId } from "./event-ids.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
 import { createScanCheck } from "./scan-check.js";
 import { createScanIngestor, type ScanDedupe } from "./scan-ingestor.js";
+import type { ShipmentParties } from "./scan-ownership.js";
 import { createSemaphore } from "./semaphore.js";
+import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";
 
 const validator = createValidator();
 const silent = { warn() {} };
@@ -65,11 +67,41 @@ function memoryDedupe(): ScanDedupe & { ids: Set<string> } {
   };
 }
 
-function ingestorFor(stream: ReturnType<typeof fakeStream>, dedupe: ScanDedupe, deadlineMs = 2000) {
+const parties = (carrier: string, partners: string[] = []): ShipmentParties => ({ shipmentId: "shp_1", carrier, partners, customer: "cust-1" });
+
+/**
+ * A directory of our own interface: `stored` is the truth, `cached` what a replica still believes
+ * (read unless `fresh`); `down` makes every read fail.
+ */
+function memoryDirectory(stored: Record<string, ShipmentParties> = { ABCD12345678: parties("acme") }) {
+  const dir = {
+    stored: new Map(Object.entries(stored)),
+    cached: new Map<string, ShipmentParties>(),
+    down: false,
+    reads: [] as Array<{ tns: string[]; fresh: boolean }>,
+    async lookup(tns: readonly string[], fresh = false) {
+      dir.reads.push({ tns: [...tns], fresh });
+      if (dir.down) throw new DirectoryUnavailableError("nats down");
+      const found = new Map<string, ShipmentParties>();
+      for (const tn of tns) {
+        const p = (!fresh ? dir.cached.get(tn) : undefined) ?? dir.stored.get(tn);
+        if (p) {
+          found.set(tn, p);
+          dir.cached.set(tn, p);
+        }
+      }
+      return found;
+    },
+  } satisfies Pick<ShipmentDirectory, "lookup"> & Record<string, unknown>;
+  return dir;
+}
+
+function ingestorFor(stream: ReturnType<typeof fakeStream>, dedupe: ScanDedupe, deadlineMs = 2000, directory = memoryDirectory()) {
   return createScanIngestor({
     publisher: stream.publisher,
     scanSubject: (r, c) => `p.scan.recorded.${r}.${c}`,
     region: "eu-west",
+    directory,
     check: createScanCheck({ validator }),
     dedupe,
     inflight: createSemaphore(100),
@@ -82,7 +114,7 @@ function ingestorFor(stream: ReturnType<typeof fakeStream>, dedupe: ScanDedupe, 
 describe("createScanIngestor", () => {
   it("answers one ack per scan in order: accepted, invalid, in-batch duplicate", async () => {
     const stream = fakeStream();
-    const acks = await ingestorFor(stream, memoryDedupe()).ingest([scan("a"), scan("b", { trackingNumber: "x" }), scan("a")]);
+    const acks = await ingestorFor(stream, memoryDedupe()).ingest([scan("a"), scan("b", { trackingNumber: "x" }), scan("a")], {});
     assert.deepEqual(acks.map((a) => a.outcome), [ScanOutcome.ACCEPTED, ScanOutcome.REJECTED, ScanOutcome.DUPLICATE]);
     assert.equal(acks[1]?.rejectReason, RejectReason.INVALID);
     assert.equal(acks[0]?.streamSequence, 1n);
@@ -97,7 +129,7 @@ describe("createScanIngestor", () => {
     const stream = fakeStream();
     const dedupe = memoryDedupe();
     dedupe.ids.add(recordedEventId("acme", "old"));
-    const acks = await ingestorFor(stream, dedupe).ingest([scan("old")]);
+    const acks = await ingestorFor(stream, dedupe).ingest([scan("old")], {});
     assert.equal(acks[0]?.outcome, ScanOutcome.DUPLICATE);
     assert.equal(stream.events.length, 0);
   });
@@ -105,24 +137,79 @@ describe("createScanIngestor", () => {
   it("remembers stored scans so a later resend is a DUPLICATE", async () => {
     const dedupe = memoryDedupe();
     const ingestor = ingestorFor(fakeStream(), dedupe);
-    await ingestor.ingest([scan("c")]);
+    await ingestor.ingest([scan("c")], {});
     assert.ok(dedupe.ids.has(recordedEventId("acme", "c")));
-    assert.equal((await ingestor.ingest([scan("c")]))[0]?.outcome, ScanOutcome.DUPLICATE);
+    assert.equal((await ingestor.ingest([scan("c")], {}))[0]?.outcome, ScanOutcome.DUPLICATE);
   });
 
   it("retries a failing publish within the deadline", async () => {
     const stream = fakeStream({ failFirst: 3 });
-    const acks = await ingestorFor(stream, memoryDedupe()).ingest([scan("d")]);
+    const acks = await ingestorFor(stream, memoryDedupe()).ingest([scan("d")], {});
     assert.equal(acks[0]?.outcome, ScanOutcome.ACCEPTED);
   });
 
   it("rejects as UNAVAILABLE when no PubAck arrives within the deadline, and remembers nothing", async () => {
     const dedupe = memoryDedupe();
-    const acks = await ingestorFor(fakeStream({ failAlways: true }), dedupe, 200).ingest([scan("e"), scan("e")]);
+    const acks = await ingestorFor(fakeStream({ failAlways: true }), dedupe, 200).ingest([scan("e"), scan("e")], {});
     assert.deepEqual(acks.map((a) => [a.outcome, a.rejectReason]), [
       [ScanOutcome.REJECTED, RejectReason.UNAVAILABLE],
       [ScanOutcome.REJECTED, RejectReason.UNAVAILABLE],
     ]);
     assert.equal(dedupe.ids.size, 0);
+  });
+
+  it("rejects a scan naming another carrier than the token's as WRONG_CARRIER, alone, without reading the directory", async () => {
+    const stream = fakeStream();
+    const directory = memoryDirectory();
+    const acks = await ingestorFor(stream, memoryDedupe(), 2000, directory).ingest([scan("own"), scan("foreign", { carrierCode: "ups" })], {
+      carrier: "acme",
+    });
+    assert.deepEqual(acks.map((a) => [a.outcome, a.rejectReason]), [
+      [ScanOutcome.ACCEPTED, RejectReason.UNSPECIFIED],
+      [ScanOutcome.REJECTED, RejectReason.WRONG_CARRIER],
+    ]);
+    assert.match(acks[1]?.detail ?? "", /does not match the credentials' carrier "acme"/);
+    assert.deepEqual(directory.reads.map((r) => r.tns), [["ABCD12345678"]]);
+    assert.equal(stream.events.length, 1);
+  });
+
+  it("rejects a scan for another carrier's shipment as WRONG_CARRIER, for carrier tokens and internal callers alike", async () => {
+    const directory = memoryDirectory({ ABCD12345678: parties("globex") });
+    const stream = fakeStream();
+    const ingestor = ingestorFor(stream, memoryDedupe(), 2000, directory);
+    for (const caller of [{ carrier: "acme" }, {}]) {
+      const [ack] = await ingestor.ingest([scan("steal")], caller);
+      assert.equal(ack?.rejectReason, RejectReason.WRONG_CARRIER);
+      assert.match(ack?.detail ?? "", /not carried by "acme"/);
+    }
+    assert.equal(stream.events.length, 0);
+  });
+
+  it("rejects a scan for a tracking number the mesh never registered as UNKNOWN_SHIPMENT", async () => {
+    const stream = fakeStream();
+    const [ack] = await ingestorFor(stream, memoryDedupe(), 2000, memoryDirectory({})).ingest([scan("early")], { carrier: "acme" });
+    assert.equal(ack?.rejectReason, RejectReason.UNKNOWN_SHIPMENT);
+    assert.equal(stream.events.length, 0);
+  });
+
+  it("rejects as UNAVAILABLE, never accepting unchecked, when the directory cannot be read", async () => {
+    const directory = memoryDirectory();
+    directory.down = true;
+    const stream = fakeStream();
+    const acks = await ingestorFor(stream, memoryDedupe(), 2000, directory).ingest([scan("x1"), scan("x2", { carrierCode: "ups" })], {
+      carrier: "acme",
+    });
+    assert.deepEqual(acks.map((a) => a.rejectReason), [RejectReason.UNAVAILABLE, RejectReason.WRONG_CARRIER]);
+    assert.equal(stream.events.length, 0);
+  });
+
+  it("accepts a partner's scan that a stale cached entry would refuse, after a fresh read", async () => {
+    const directory = memoryDirectory();
+    const ingestor = ingestorFor(fakeStream(), memoryDedupe(), 2000, directory);
+    await ingestor.ingest([scan("first")], { carrier: "acme" });
+    directory.stored.set("ABCD12345678", parties("acme", ["lastmile"]));
+    const [ack] = await ingestor.ingest([scan("p1", { carrierCode: "lastmile" })], { carrier: "lastmile" });
+    assert.equal(ack?.outcome, ScanOutcome.ACCEPTED);
+    assert.deepEqual(directory.reads.slice(-2).map((r) => r.fresh), [false, true]);
   });
 });

@@ -13,7 +13,9 @@ import {
 import type { EventPublisher } from "../../shared/src/nats/publisher.js";
 import type { IngestMetrics } from "./ingest-metrics.js";
 import type { AcceptableScan, ScanCheck } from "./scan-check.js";
+import { checkCallerCarrier, judgeScanOwnership, type OwnershipVerdict, type PartiesLookup } from "./scan-ownership.js";
 import type { Semaphore } from "./semaphore.js";
+import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";
 
 /**
  * The longer-lived scan dedupe set (beyond JetStream's duplicate window). Implementations fail
@@ -40,6 +42,8 @@ export interface ScanIngestorOptions {
   /** Region token of this deployment, e.g. "eu-west" (INGEST_REGION). */
   region: string;
   check: ScanCheck;
+  /** Who carries each shipment: decides ownership (see scan-ownership.ts). */
+  directory: Pick<ShipmentDirectory, "lookup">;
   dedupe: ScanDedupe;
   /** Bounds scans being processed in the whole process (INGEST_MAX_INFLIGHT). */
   inflight: Semaphore;
@@ -51,16 +55,24 @@ export interface ScanIngestorOptions {
   now?: () => number;
 }
 
+/** Who sent a batch, as far as ownership is concerned. */
+export interface ScanCaller {
+  /** The carrier claim of a carrier-gateway token; undefined for internal callers. */
+  readonly carrier?: string;
+}
+
 /** Turns batches of scans into acks. */
 export interface ScanIngestor {
   /**
-   * Validates, deduplicates and publishes `scans` and resolves with exactly one ack per scan, in
-   * order. Never rejects for a single scan's problem: invalid scans get REJECTED/INVALID or
-   * TOO_LATE, scans whose PubAck did not arrive within the deadline REJECTED/UNAVAILABLE. An ACCEPTED
-   * ack is produced only after the event's PubAck. Rejects only if `signal` aborts while waiting
-   * for in-flight capacity (nothing was published then).
+   * Validates, authorizes, deduplicates and publishes `scans` and resolves with exactly one ack
+   * per scan, in order. Never rejects for a single scan's problem: invalid scans get
+   * REJECTED/INVALID or TOO_LATE, scans the caller or the shipment does not own WRONG_CARRIER or
+   * UNKNOWN_SHIPMENT, scans whose ownership could not be read or whose PubAck did not arrive
+   * within the deadline REJECTED/UNAVAILABLE. An ACCEPTED ack is produced only after the event's
+   * PubAck. Rejects only if `signal` aborts while waiting for in-flight capacity (nothing was
+   * published then).
    */
-  ingest(scans: readonly Scan[], signal?: AbortSignal): Promise<ScanAck[]>;
+  ingest(scans: readonly Scan[], caller: ScanCaller, signal?: AbortSignal): Promise<ScanAck[]>;
 }
 
 type Slot =
@@ -73,13 +85,16 @@ const tracer = () => trace.getTracer("logistics.ingest");
 /**
  * Creates the scan pipeline shared by SubmitScans and StreamScans:
  * 1. check every scan (validation, event-time window);
- * 2. a scan repeated inside the batch is published once; its copies get DUPLICATE;
- * 3. ids already in the dedupe set get DUPLICATE without publishing;
- * 4. the rest are published concurrently (holding one in-flight permit per scan), each retried
+ * 2. ownership (scan-ownership.ts): the caller's carrier claim, then the shipment's carriers from
+ *    the directory (one cached lookup per distinct tracking number; a rejection is confirmed
+ *    with a fresh read, since a cached entry may predate a handover);
+ * 3. a scan repeated inside the batch is published once; its copies get DUPLICATE;
+ * 4. ids already in the dedupe set get DUPLICATE without publishing;
+ * 5. the rest are published concurrently (holding one in-flight permit per scan), each retried
  *    until the publish deadline; PubAck `duplicate` → DUPLICATE, else ACCEPTED with the stream
  *    sequence; no PubAck in time → REJECTED/UNAVAILABLE (safe to resend: a stored one comes back
  *    as DUPLICATE);
- * 5. stored ids are added to the dedupe set.
+ * 6. stored ids are added to the dedupe set.
  * The batch runs in one span `ingest scans`; each publish makes its own producer span under it.
  */
 export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
@@ -124,14 +139,57 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
     return lastError;
   };
 
-  const ingestBatch = async (scans: readonly Scan[], signal?: AbortSignal): Promise<ScanAck[]> => {
+  /** Ownership of every checked scan (undefined where `checked` is not acceptable). */
+  const ownership = async (checked: ReturnType<ScanCheck>[], caller: ScanCaller): Promise<Array<OwnershipVerdict | undefined>> => {
+    const verdicts: Array<OwnershipVerdict | undefined> = checked.map((v) =>
+      v.ok ? checkCallerCarrier(caller.carrier, v.scan.carrierCode) : undefined,
+    );
+    const pending = checked.flatMap((v, i) => (v.ok && verdicts[i] === undefined ? [i] : []));
+    if (pending.length === 0) return verdicts;
+    const tnOf = (i: number) => (checked[i] as AcceptableScan).scan.trackingNumber;
+    const lookups = new Map<string, PartiesLookup>();
+    const read = async (tns: string[], fresh: boolean) => {
+      try {
+        const found = await opts.directory.lookup(tns, fresh);
+        for (const tn of tns) lookups.set(tn, found.get(tn) ?? "unknown");
+      } catch (err) {
+        if (!(err instanceof DirectoryUnavailableError)) throw err;
+        opts.log.warn({ err }, "scans rejected as unavailable: the shipment directory could not be read");
+        for (const tn of tns) lookups.set(tn, "unavailable");
+      }
+    };
+    const judge = () => {
+      for (const i of pending) {
+        const a = checked[i] as AcceptableScan;
+        verdicts[i] = judgeScanOwnership(a.scan.trackingNumber, a.scan.carrierCode, lookups.get(tnOf(i)) ?? "unknown");
+      }
+    };
+    await read([...new Set(pending.map(tnOf))], false);
+    judge();
+    // A cached entry may predate a handover: confirm every WRONG_CARRIER against the store.
+    const doubtful = new Set(pending.filter((i) => verdicts[i]?.ok === false && verdicts[i]?.reason === RejectReason.WRONG_CARRIER).map(tnOf));
+    if (doubtful.size > 0) {
+      await read([...doubtful], true);
+      judge();
+    }
+    return verdicts;
+  };
+
+  const ingestBatch = async (scans: readonly Scan[], caller: ScanCaller, signal?: AbortSignal): Promise<ScanAck[]> => {
     const nowMs = now();
+    const checked = scans.map((s) => opts.check(s, nowMs));
+    const owned = await ownership(checked, caller);
     const slots: Slot[] = [];
     const firstIndex = new Map<string, number>();
     for (let i = 0; i < scans.length; i++) {
-      const verdict = opts.check(scans[i] as Scan, nowMs);
+      const verdict = checked[i] as ReturnType<ScanCheck>;
       if (!verdict.ok) {
         slots.push({ kind: "reject", ack: rejectAck(verdict.scan, verdict.reason, verdict.detail, verdict.violations) });
+        continue;
+      }
+      const own = owned[i];
+      if (own && !own.ok) {
+        slots.push({ kind: "reject", ack: rejectAck(verdict.scan, own.reason, own.detail, []) });
         continue;
       }
       if (!verdict.normalized.mapped) metrics.unmappedStatus.inc({ carrier: verdict.scan.carrierCode });
@@ -205,10 +263,10 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
   };
 
   return {
-    ingest(scans, signal) {
+    ingest(scans, caller, signal) {
       return tracer().startActiveSpan("ingest scans", { attributes: { "logistics.scan.count": scans.length } }, async (span) => {
         try {
-          const acks = await ingestBatch(scans, signal);
+          const acks = await ingestBatch(scans, caller, signal);
           span.setAttribute("logistics.scan.accepted", acks.filter((a) => a.outcome === ScanOutcome.ACCEPTED).length);
           return acks;
         } catch (err) {

@@ -11,6 +11,8 @@ import {
 } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
 import type { EventPublisher } from "../../shared/src/nats/publisher.js";
 import { assignedTrackingNumber, shipmentEventId, shipmentIdFor } from "./event-ids.js";
+import type { ShipmentParties } from "./scan-ownership.js";
+import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";
 
 /** What the idempotency store keeps per (caller, idempotency key): the first result. */
 export interface ShipmentRecord {
@@ -28,7 +30,7 @@ export class StoreUnavailableError extends Error {
   override readonly name = "StoreUnavailableError";
 }
 
-/** Idempotency records and tracking-number claims (Redis in production). */
+/** Idempotency records (Redis in production). */
 export interface ShipmentStore {
   /** The record under `key`, if any. */
   get(key: string): Promise<ShipmentRecord | undefined>;
@@ -36,8 +38,6 @@ export interface ShipmentStore {
   reserve(key: string, record: ShipmentRecord): Promise<ShipmentRecord | undefined>;
   /** Overwrites the record under `key` (keeping its expiry), e.g. to mark it published. */
   update(key: string, record: ShipmentRecord): Promise<void>;
-  /** Claims `trackingNumber` for `shipmentId`: true when free or already this shipment's. */
-  claimTrackingNumber(trackingNumber: string, shipmentId: string): Promise<boolean>;
 }
 
 /** Dependencies of {@link createShipmentCreator}. */
@@ -47,6 +47,8 @@ export interface ShipmentCreatorOptions {
   shipmentSubject(region: string): string;
   region: string;
   store: ShipmentStore;
+  /** Where the shipment's carriers are registered (and tracking numbers claimed) before the call answers. */
+  directory: Pick<ShipmentDirectory, "register">;
   /** How long to wait for the event's PubAck. Default 5 000 ms. */
   publishDeadlineMs?: number;
   now?: () => number;
@@ -64,17 +66,22 @@ const MAX_ASSIGN_ATTEMPTS = 8;
  * number are all derived from (caller subject, idempotency key), so every retry of one request
  * produces the same event, and JetStream's duplicate window drops repeats.
  *
- * With the store (Redis): the first result is kept 24 h+ under the key; a repeat with the same
- * request returns it with `replayed = true` (re-publishing the event if the first attempt never
- * got its PubAck), a repeat with different fields fails with FailedPrecondition, and tracking
- * numbers are claimed so a requested number owned by another shipment fails with AlreadyExists
- * (an assigned one moves to the next candidate).
+ * The tracking number is claimed in the shipment directory (JetStream key-value, create-if-absent,
+ * so the claim is atomic across replicas and does not depend on Redis): a requested number owned
+ * by another shipment fails with AlreadyExists, an assigned one moves to the next candidate. The
+ * directory entry (carrier, partners, customer) is written before the event is published and
+ * before the call answers, so a scan sent after a successful CreateShipment finds its shipment on
+ * every replica. Directory unreachable → Unavailable (retry with the same key).
  *
- * Without the store (Redis down): the request is still served: the event is published with the
- * same deterministic ids, so a retry within JetStream's duplicate window (2 min) creates nothing
- * new, but it is answered with `replayed = false`, a changed request under a used key is not
- * detected and tracking-number conflicts are not checked. Publish failure → Unavailable (retry
- * with the same key).
+ * With the idempotency store (Redis): the first result is kept 24 h+ under the key; a repeat with
+ * the same request returns it with `replayed = true` (re-publishing the event if the first attempt
+ * never got its PubAck), a repeat with different fields fails with FailedPrecondition.
+ *
+ * Without the store (Redis down): the request is still served with the same deterministic ids, so
+ * a retry creates nothing new (the directory already holds the same shipment; JetStream drops the
+ * repeated event within its 2-minute window), but it is answered with `replayed = false` and a
+ * changed request under a used key is not detected. Publish failure → Unavailable (retry with
+ * the same key).
  */
 export function createShipmentCreator(opts: ShipmentCreatorOptions): ShipmentCreator {
   const now = opts.now ?? Date.now;
@@ -95,6 +102,7 @@ export function createShipmentCreator(opts: ShipmentCreatorOptions): ShipmentCre
       readyTime: req.readyTime ?? createdAt,
       createdAt,
       weightGrams: req.parcel?.weightGrams ?? 0,
+      partnerCarrierCodes: [...new Set(req.partnerCarrierCodes)].filter((c) => c !== req.carrierCode),
     });
     try {
       await opts.publisher.publish(opts.shipmentSubject(opts.region), ShipmentCreatedSchema, event, { msgId: eventId, timeoutMs });
@@ -116,12 +124,38 @@ export function createShipmentCreator(opts: ShipmentCreatorOptions): ShipmentCre
       replayed,
     });
 
+  const partiesOf = (req: CreateShipmentRequest, shipmentId: string): ShipmentParties => ({
+    shipmentId,
+    carrier: req.carrierCode,
+    partners: [...new Set(req.partnerCarrierCodes)].filter((c) => c !== req.carrierCode),
+    customer: req.customerId,
+  });
+  /** Registers the shipment under `trackingNumber`; false when another shipment holds the number. */
+  const register = async (trackingNumber: string, parties: ShipmentParties): Promise<boolean> => {
+    try {
+      return (await opts.directory.register(trackingNumber, parties)).shipmentId === parties.shipmentId;
+    } catch (err) {
+      if (!(err instanceof DirectoryUnavailableError)) throw err;
+      throw new ConnectError(
+        "the shipment directory did not answer in time; retry with the same idempotency key",
+        Code.Unavailable,
+        undefined,
+        undefined,
+        err,
+      );
+    }
+  };
+
   const replay = async (req: CreateShipmentRequest, key: string, existing: ShipmentRecord, hash: string, eventId: string) => {
     if (existing.requestHash !== hash) {
       throw new ConnectError(
         "idempotency key was already used with different request fields",
         Code.FailedPrecondition,
       );
+    }
+    // The first attempt may have stopped before registering; registering again is a no-op.
+    if (!(await register(existing.trackingNumber, partiesOf(req, existing.shipmentId)))) {
+      throw new ConnectError(`tracking number ${existing.trackingNumber} belongs to another shipment`, Code.AlreadyExists);
     }
     if (!existing.published) {
       await publish(req, existing, eventId);
@@ -135,35 +169,41 @@ export function createShipmentCreator(opts: ShipmentCreatorOptions): ShipmentCre
     const key = shipmentEventId(caller, req.idempotencyKey);
     const eventId = key;
     const shipmentId = shipmentIdFor(caller, req.idempotencyKey);
-    let record: ShipmentRecord = {
-      requestHash: hash,
-      trackingNumber: req.trackingNumber || assignedTrackingNumber(caller, req.idempotencyKey),
-      shipmentId,
-      createdAtMs: now(),
-      published: false,
-    };
+    const parties = partiesOf(req, shipmentId);
 
     let storeUp = true;
     try {
       const existing = await opts.store.get(key);
       if (existing) return await replay(req, key, existing, hash, eventId);
-      let claimed = await opts.store.claimTrackingNumber(record.trackingNumber, shipmentId);
-      for (let attempt = 1; !claimed && !req.trackingNumber && attempt < MAX_ASSIGN_ATTEMPTS; attempt++) {
-        record = { ...record, trackingNumber: assignedTrackingNumber(caller, req.idempotencyKey, attempt) };
-        claimed = await opts.store.claimTrackingNumber(record.trackingNumber, shipmentId);
-      }
-      if (!claimed) {
-        throw new ConnectError(
-          req.trackingNumber ? `tracking number ${req.trackingNumber} belongs to another shipment` : "no free tracking number could be assigned",
-          req.trackingNumber ? Code.AlreadyExists : Code.Unavailable,
-        );
-      }
-      const raced = await opts.store.reserve(key, record);
-      if (raced) return await replay(req, key, raced, hash, eventId);
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
       opts.onStoreError("idempotency", err);
       storeUp = false;
+    }
+
+    let trackingNumber = req.trackingNumber || assignedTrackingNumber(caller, req.idempotencyKey);
+    let claimed = await register(trackingNumber, parties);
+    for (let attempt = 1; !claimed && !req.trackingNumber && attempt < MAX_ASSIGN_ATTEMPTS; attempt++) {
+      trackingNumber = assignedTrackingNumber(caller, req.idempotencyKey, attempt);
+      claimed = await register(trackingNumber, parties);
+    }
+    if (!claimed) {
+      throw new ConnectError(
+        req.trackingNumber ? `tracking number ${req.trackingNumber} belongs to another shipment` : "no free tracking number could be assigned",
+        req.trackingNumber ? Code.AlreadyExists : Code.Unavailable,
+      );
+    }
+    let record: ShipmentRecord = { requestHash: hash, trackingNumber, shipmentId, createdAtMs: now(), published: false };
+
+    if (storeUp) {
+      try {
+        const raced = await opts.store.reserve(key, record);
+        if (raced) return await replay(req, key, raced, hash, eventId);
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError)) throw err;
+        opts.onStoreError("idempotency", err);
+        storeUp = false;
+      }
     }
 
     await publish(req, record, eventId);

@@ -12,6 +12,7 @@ import { ServiceLevel } from "../../shared/src/gen/logistics/common/v1/shipment_
 import {
   CreateShipmentRequestSchema,
   IngestService,
+  RejectReason,
   ScanOutcome,
   type CreateShipmentRequest,
 } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
@@ -45,6 +46,7 @@ describe("IngestService edges over real sockets (auth, rate limits, idempotency,
   let h: IngestHarness;
   beforeAll(async () => {
     h = await startIngestHarness({ INGEST_RATE_PER_SEC: "1", INGEST_RATE_BURST: "1000" });
+    await Promise.all(["acme", "slowco", "globex"].map((c) => h.createShipments(c)));
   });
   afterAll(async () => {
     await h?.close();
@@ -63,23 +65,87 @@ describe("IngestService edges over real sockets (auth, rate limits, idempotency,
     }
   };
 
-  it("fails SubmitScans with PermissionDenied when a carrier sends another carrier's scan, storing nothing", async () => {
+  it("answers a scan naming another carrier than the token's with a per-scan WRONG_CARRIER, storing only the own scan", async () => {
     const md = bearer(await h.token({ carrier: "acme" }));
-    const err = await submitScans(h.grpcClient(), md, [validScan("acme", "p-1"), validScan("ups", "p-2")]).then(
-      () => assert.fail("expected PermissionDenied"),
-      (e: grpc.ServiceError) => e,
-    );
-    assert.equal(err.code, grpc.status.PERMISSION_DENIED);
-    assert.match(err.details, /"acme" may not act for carrier "ups"/);
-    assert.equal(await storedCount(h.subjects.streams.scans.name), 0);
+    const before = await storedCount(h.subjects.streams.scans.name);
+    const res = await submitScans(h.grpcClient(), md, [validScan("acme", "p-1"), validScan("globex", "p-2")]);
+    assert.deepEqual(res.acks.map((a) => [a.outcome, a.rejectReason]), [
+      [ScanOutcome.ACCEPTED, RejectReason.UNSPECIFIED],
+      [ScanOutcome.REJECTED, RejectReason.WRONG_CARRIER],
+    ]);
+    assert.match(res.acks[1]?.detail ?? "", /does not match the credentials' carrier "acme"/);
+    assert.equal(await storedCount(h.subjects.streams.scans.name), before + 1);
   });
 
-  it("ends StreamScans with PermissionDenied when a carrier sends another carrier's scan", async () => {
+  it("keeps StreamScans open after a foreign scan and answers it alone", async () => {
     const call = openScanStream(h.grpcClient(), bearer(await h.token({ carrier: "acme" })));
-    const run = await streamAll(call, [scanMessage([validScan("acme", "q-1")]), scanMessage([validScan("dhl", "q-2")])], 1);
-    assert.equal(run.status.code, grpc.status.PERMISSION_DENIED);
-    assert.equal(run.responses.length, 1, "the message before the foreign scan is still answered");
-    assert.equal(run.responses[0]?.acks[0]?.outcome, ScanOutcome.ACCEPTED);
+    const run = await streamAll(call, [scanMessage([validScan("acme", "q-1")]), scanMessage([validScan("globex", "q-2")]), scanMessage([validScan("acme", "q-3")])], 1);
+    assert.equal(run.status.code, grpc.status.OK);
+    assert.deepEqual(run.responses.map((r) => r.acks[0]?.rejectReason), [RejectReason.UNSPECIFIED, RejectReason.WRONG_CARRIER, RejectReason.UNSPECIFIED]);
+  });
+
+  it("refuses a DELIVERED scan for another carrier's shipment even when the scan names the attacker's own carrier", async () => {
+    // The attack: a valid acme token, carrier_code "acme", a tracking number of globex's shipment.
+    const victim = await h.createShipment("globex");
+    const before = await storedCount(h.subjects.streams.scans.name);
+    const md = bearer(await h.token({ carrier: "acme" }));
+    const forged = validScan("acme", "forged-delivery", { trackingNumber: victim, rawStatus: { code: "DL", text: "Delivered" } });
+    const res = await submitScans(h.grpcClient(), md, [forged]);
+    assert.equal(res.acks[0]?.outcome, ScanOutcome.REJECTED);
+    assert.equal(res.acks[0]?.rejectReason, RejectReason.WRONG_CARRIER);
+    const streamed = await streamAll(openScanStream(h.grpcClient(), md), [scanMessage([forged])], 1);
+    assert.equal(streamed.responses[0]?.acks[0]?.rejectReason, RejectReason.WRONG_CARRIER);
+    // An internal backfill job cannot write it either: the shipment decides, not the caller.
+    const internal = await submitScans(h.grpcClient(), bearer(await h.token({ scopes: [Scope.ScansWrite], subject: "backfill" })), [forged]);
+    assert.equal(internal.acks[0]?.rejectReason, RejectReason.WRONG_CARRIER);
+    assert.equal(await storedCount(h.subjects.streams.scans.name), before, "nothing stored");
+    // The rightful carrier's scan is accepted.
+    const own = await submitScans(h.grpcClient(), bearer(await h.token({ carrier: "globex" })), [validScan("globex", "real-1", { trackingNumber: victim })]);
+    assert.equal(own.acks[0]?.outcome, ScanOutcome.ACCEPTED);
+  });
+
+  it("answers a scan for a tracking number the mesh never saw with UNKNOWN_SHIPMENT, and accepts it once the shipment exists", async () => {
+    const md = bearer(await h.token({ carrier: "acme" }));
+    const early = validScan("acme", "early-1", { trackingNumber: "ACMENEW00001" });
+    const first = await submitScans(h.grpcClient(), md, [early]);
+    assert.equal(first.acks[0]?.rejectReason, RejectReason.UNKNOWN_SHIPMENT);
+    await h.createShipment("acme", { trackingNumber: "ACMENEW00001" });
+    const again = await submitScans(h.grpcClient(), md, [early]);
+    assert.equal(again.acks[0]?.outcome, ScanOutcome.ACCEPTED, "the scan right after CreateShipment finds its shipment");
+  });
+
+  it("accepts a partner's scans only after a handover by the shipment's carrier, and publishes the handover", async () => {
+    const tn = await h.createShipment("acme");
+    const partnerMd = bearer(await h.token({ carrier: "lastmile" }));
+    const before = await submitScans(h.grpcClient(), partnerMd, [validScan("lastmile", "lm-1", { trackingNumber: tn })]);
+    assert.equal(before.acks[0]?.rejectReason, RejectReason.WRONG_CARRIER);
+
+    const transport = createGrpcTransport({ baseUrl: h.svc.url });
+    const client = createClient(IngestService, transport);
+    const as = async (o: { carrier?: string; scopes?: string[] }) => ({ headers: { authorization: `Bearer ${await h.token(o)}` } });
+    // Neither the partner itself nor another carrier may hand the shipment over.
+    for (const carrier of ["lastmile", "globex"]) {
+      const denied = await client
+        .handOverShipment({ trackingNumber: tn, partnerCarrierCode: "lastmile" }, await as({ carrier }))
+        .catch((e: unknown) => ConnectError.from(e));
+      assert.ok(denied instanceof ConnectError && denied.code === Code.PermissionDenied, `${carrier}: ${String(denied)}`);
+    }
+    const unknown = await client
+      .handOverShipment({ trackingNumber: "NOSUCH000001", partnerCarrierCode: "lastmile" }, await as({ carrier: "acme" }))
+      .catch((e: unknown) => ConnectError.from(e));
+    assert.ok(unknown instanceof ConnectError && unknown.code === Code.NotFound);
+
+    const events = await storedCount(h.subjects.streams.shipments.name);
+    const res = await client.handOverShipment({ trackingNumber: tn, partnerCarrierCode: "lastmile", hubCode: "ORD" }, await as({ carrier: "acme" }));
+    assert.deepEqual([res.carrierCode, res.partnerCarrierCodes, res.changed], ["acme", ["lastmile"], true]);
+    const repeat = await client.handOverShipment({ trackingNumber: tn, partnerCarrierCode: "lastmile" }, await as({ carrier: "acme" }));
+    assert.equal(repeat.changed, false);
+    assert.equal(await storedCount(h.subjects.streams.shipments.name), events + 1, "one ShipmentHandedOver event");
+
+    const after = await submitScans(h.grpcClient(), partnerMd, [validScan("lastmile", "lm-2", { trackingNumber: tn })]);
+    assert.equal(after.acks[0]?.outcome, ScanOutcome.ACCEPTED);
+    const original = await submitScans(h.grpcClient(), bearer(await h.token({ carrier: "acme" })), [validScan("acme", "acme-after", { trackingNumber: tn })]);
+    assert.equal(original.acks[0]?.outcome, ScanOutcome.ACCEPTED, "the original carrier still scans returns and corrections");
   });
 
   it("answers SubmitScans over the carrier's rate with ResourceExhausted and a retry-after trailer", async () => {

@@ -3,12 +3,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { ensureDevKeys, mintToken, Scope } from "../../shared/src/auth/index.js";
 import { ScanSchema, type Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import { ServiceLevel } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
 import {
+  IngestService,
   StreamScansRequestSchema,
   StreamScansResponseSchema,
   SubmitScansRequestSchema,
@@ -40,6 +44,13 @@ export interface IngestHarness {
   readonly subjects: Subjects;
   /** A bearer token: a carrier gateway's (`carrier` set) or an internal one. */
   token(opts: { carrier?: string; scopes?: string[]; subject?: string }): Promise<string>;
+  /**
+   * Creates (once per carrier, through CreateShipment) the shipments {@link validScan} scans of
+   * `carrier` refer to, so their scans are owned; resolves with their tracking numbers.
+   */
+  createShipments(carrier: string): Promise<readonly string[]>;
+  /** Creates one shipment of `carrier` (tracking number assigned unless given), as an order system would. */
+  createShipment(carrier: string, o?: { trackingNumber?: string; customerId?: string; partners?: string[] }): Promise<string>;
   /** A grpc-js client of the service (closed by `close`). */
   grpcClient(): grpc.Client;
   /** Sum of a counter or gauge on the service's /metrics, optionally only samples whose labels include `match`. */
@@ -82,20 +93,51 @@ export async function startIngestHarness(env: Record<string, string> = {}): Prom
     await rm(keysDir, { recursive: true, force: true });
     throw err;
   }
+  const token = (o: { carrier?: string; scopes?: string[]; subject?: string }) =>
+    mintToken({
+      privateJwkPath: keys.privateJwkPath,
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      subject: o.subject ?? (o.carrier ? `gateway-${o.carrier}` : "order-system"),
+      scopes: o.scopes ?? [Scope.ScansWrite],
+      ...(o.carrier ? { carrier: o.carrier } : {}),
+    });
+  const orders = createClient(IngestService, createGrpcTransport({ baseUrl: svc.url }));
+  let orderCount = 0;
+  const createShipment = async (carrier: string, o: { trackingNumber?: string; customerId?: string; partners?: string[] } = {}) => {
+    const headers = { authorization: `Bearer ${await token({ scopes: [Scope.ShipmentsWrite], subject: "order-system" })}` };
+    const res = await orders.createShipment(
+      {
+        idempotencyKey: `order-${prefix}-${++orderCount}`,
+        trackingNumber: o.trackingNumber ?? "",
+        carrierCode: carrier,
+        customerId: o.customerId ?? "cust-1",
+        partnerCarrierCodes: o.partners ?? [],
+        serviceLevel: ServiceLevel.STANDARD,
+        origin: { countryCode: "DE", city: "Frankfurt", location: { latitude: 50.11, longitude: 8.68 } },
+        destination: { countryCode: "US", city: "Chicago", location: { latitude: 41.88, longitude: -87.63 } },
+        parcel: { weightGrams: 1200 },
+      },
+      { headers },
+    );
+    return res.trackingNumber;
+  };
+  const created = new Map<string, Promise<readonly string[]>>();
   return {
     nats,
     redis,
     svc,
     subjects,
-    token: (o) =>
-      mintToken({
-        privateJwkPath: keys.privateJwkPath,
-        issuer: ISSUER,
-        audience: AUDIENCE,
-        subject: o.subject ?? (o.carrier ? `gateway-${o.carrier}` : "order-system"),
-        scopes: o.scopes ?? [Scope.ScansWrite],
-        ...(o.carrier ? { carrier: o.carrier } : {}),
-      }),
+    token,
+    createShipment,
+    createShipments(carrier) {
+      let p = created.get(carrier);
+      if (!p) {
+        p = Promise.all(Array.from({ length: SHIPMENTS_PER_CARRIER }, (_, k) => createShipment(carrier, { trackingNumber: poolTrackingNumber(carrier, k) })));
+        created.set(carrier, p);
+      }
+      return p;
+    },
     grpcClient() {
       const c = new grpc.Client(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure());
       clients.push(c);
@@ -140,11 +182,22 @@ export async function startIngestHarness(env: Record<string, string> = {}): Prom
   };
 }
 
-/** A valid scan of `carrier` with event id `id` (event time: a minute ago). */
+/** Shipments per carrier that {@link validScan}'s scans are spread over. */
+export const SHIPMENTS_PER_CARRIER = 32;
+
+/** The k-th tracking number of `carrier`'s pool (`ACMETN000007` for acme): distinct per carrier. */
+export function poolTrackingNumber(carrier: string, k: number): string {
+  return `${carrier.toUpperCase().replace(/[^A-Z0-9]/g, "")}TN${String(k).padStart(6, "0")}`;
+}
+
+/**
+ * A valid scan of `carrier` with event id `id` (event time: a minute ago), for one of the
+ * carrier's pool shipments (create them first with `IngestHarness.createShipments`).
+ */
 export function validScan(carrier: string, id: string, over: Partial<MessageInitShape<typeof ScanSchema>> = {}): Scan {
   return create(ScanSchema, {
     eventId: id,
-    trackingNumber: `TN${(hash(id) % 1e10).toString().padStart(10, "0")}`,
+    trackingNumber: poolTrackingNumber(carrier, hash(id) % SHIPMENTS_PER_CARRIER),
     carrierCode: carrier,
     rawStatus: { code: "AR", text: "Arrived at hub" },
     eventTime: timestampFromMs(Date.now() - 60_000),

@@ -19,6 +19,7 @@ describe("StreamScans when the broker restarts (real nats-server, stopped and re
   let h: IngestHarness;
   beforeAll(async () => {
     h = await startIngestHarness({ INGEST_PUBLISH_DEADLINE_MS: "1500", INGEST_RATE_PER_SEC: "1000000", INGEST_RATE_BURST: "1000000" });
+    await h.createShipments("acme");
   });
   afterAll(async () => {
     await h?.close();
@@ -76,6 +77,7 @@ describe("StreamScans with a gateway that stops reading acks", () => {
   let h: IngestHarness;
   beforeAll(async () => {
     h = await startIngestHarness({ INGEST_STREAM_WINDOW: "2", INGEST_RATE_PER_SEC: "1000000", INGEST_RATE_BURST: "1000000" });
+    await h.createShipments("acme");
   });
   afterAll(async () => {
     await h?.close();

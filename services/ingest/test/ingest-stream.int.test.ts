@@ -22,6 +22,7 @@ describe("StreamScans over grpc-js (real nats-server and redis-server)", () => {
       INGEST_RATE_BURST: "1000000",
       INGEST_REDIS_TIMEOUT_MS: "10000",
     });
+    await h.createShipments("acme");
   });
   afterAll(async () => {
     await h?.close();

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DiscardPolicy, jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { connectNats, jetstreamFor } from "../src/nats/connect.js";
+import { ensureKeyValue } from "../src/nats/key-value.js";
 import { ensureConsumer, ensureStreams, ImmutableConfigError } from "../src/nats/streams.js";
 import { createSubjects, subjectFamily, SubjectTokenError } from "../src/nats/subjects.js";
 import { startNatsServer, type NatsServerHandle } from "../src/testing/nats-server.js";
@@ -13,6 +14,8 @@ describe("createSubjects", () => {
     const s = createSubjects("t_ab12");
     assert.equal(s.scanRecorded("eu-west", "DHL"), "t_ab12.scan.recorded.eu-west.DHL");
     assert.equal(s.shipmentCreated("us"), "t_ab12.shipment.created.us");
+    assert.equal(s.shipmentHandedOver("us"), "t_ab12.shipment.handed_over.us");
+    assert.equal(s.buckets.shipmentParties.name, "T_AB12_SHIPMENT_PARTIES");
     assert.equal(s.routePlanned("us"), "t_ab12.route.planned.us");
     assert.equal(s.routeUpdated("us"), "t_ab12.route.updated.us");
     assert.equal(s.statusChanged("us"), "t_ab12.status.changed.us");
@@ -57,6 +60,23 @@ describe("ensureStreams / ensureConsumer", () => {
   afterAll(async () => {
     await nc?.close();
     await server?.stop();
+  });
+
+  it("creates a key-value bucket once, leaves a matching one untouched and updates a changed one", async () => {
+    const s = createSubjects(uniqueName("t"));
+    const { js } = await jetstreamFor(nc);
+    const spec = s.buckets.shipmentParties;
+    const first = await ensureKeyValue(js, jsm, spec, { maxAgeMs: 3_600_000 });
+    assert.equal(first.action, "created");
+    await first.kv.put("TN12345678", "v1");
+    const again = await ensureKeyValue(js, jsm, spec, { maxAgeMs: 3_600_000 });
+    assert.equal(again.action, "unchanged");
+    assert.equal((await again.kv.get("TN12345678"))?.string(), "v1", "the data is kept");
+    const changed = await ensureKeyValue(js, jsm, spec, { maxAgeMs: 7_200_000 });
+    assert.equal(changed.action, "updated");
+    const info = await jsm.streams.info(`KV_${spec.name}`);
+    assert.equal(info.config.max_age, 7_200_000 * 1_000_000);
+    assert.equal(info.config.description, spec.description);
   });
 
   it("creates the streams once and leaves matching ones untouched", async () => {

@@ -15,6 +15,7 @@ export {
   type MessageMeta,
   type StartConsumerOptions,
 } from "./consumer.js";
+export { ensureKeyValue, openKeyValue, type EnsureKeyValueOptions, type EnsureKeyValueResult } from "./key-value.js";
 export { EventHeaders, PROTOBUF_CONTENT_TYPE } from "./event-headers.js";
 export { MESSAGING_SYSTEM_NATS, MessagingAttributes, NATS_TRACER_NAME } from "./messaging-attributes.js";
 export { silentNatsLog, type NatsLog } from "./nats-log.js";
@@ -41,6 +42,8 @@ export {
   subjectFamily,
   subjectToken,
   SubjectTokenError,
+  type BucketSpec,
+  type BucketSpecs,
   type StreamSpec,
   type StreamSpecs,
   type Subjects,

@@ -9,6 +9,7 @@
  * |-------------------------------------------|--------------|
  * | `<p>.scan.recorded.<region>.<carrier>`    | `<P>_SCANS`     |
  * | `<p>.shipment.created.<region>`           | `<P>_SHIPMENTS` |
+ * | `<p>.shipment.handed_over.<region>`       | `<P>_SHIPMENTS` |
  * | `<p>.route.planned.<region>`              | `<P>_ROUTES`    |
  * | `<p>.route.updated.<region>`              | `<P>_ROUTES`    |
  * | `<p>.status.changed.<region>`             | `<P>_STATUS`    |
@@ -18,6 +19,12 @@
  *
  * The first three tokens name the event family (used for span names and metrics); the trailing
  * tokens partition it so consumers can filter by region (and carrier) without decoding payloads.
+ *
+ * JetStream key-value buckets are named here too:
+ *
+ * | bucket                     | keys → values | written by / read by |
+ * |----------------------------|---------------|----------------------|
+ * | `<P>_SHIPMENT_PARTIES`     | tracking number → the shipment's carrier, partner carriers and customer | ingest (CreateShipment, HandOverShipment) / ingest (every scan) |
  */
 
 /** The production root prefix. */
@@ -57,6 +64,18 @@ export interface StreamSpecs {
   readonly deadLetters: StreamSpec;
 }
 
+/** A JetStream key-value bucket, as {@link ensureKeyValue} takes it. */
+export interface BucketSpec {
+  readonly name: string;
+  readonly description: string;
+}
+
+/** The key-value buckets of the mesh, by role. */
+export interface BucketSpecs {
+  /** Tracking number → who carries the shipment and whose it is (ingest's source of truth for scan ownership). */
+  readonly shipmentParties: BucketSpec;
+}
+
 /** Subject builders and stream descriptions for one root prefix. */
 export interface Subjects {
   /** The root prefix every subject starts with. */
@@ -65,6 +84,8 @@ export interface Subjects {
   scanRecorded(region: string, carrier: string): string;
   /** A shipment created by an order system: `<p>.shipment.created.<region>`. */
   shipmentCreated(region: string): string;
+  /** A shipment handed over to a partner carrier: `<p>.shipment.handed_over.<region>`. */
+  shipmentHandedOver(region: string): string;
   /** A first route plan: `<p>.route.planned.<region>`. */
   routePlanned(region: string): string;
   /** A re-plan (new ETA after a deviation or disruption): `<p>.route.updated.<region>`. */
@@ -86,6 +107,8 @@ export interface Subjects {
   readonly allScans: string;
   /** Every shipment-created event: `<p>.shipment.created.>`. */
   readonly allShipmentsCreated: string;
+  /** Every handover event: `<p>.shipment.handed_over.>`. */
+  readonly allShipmentsHandedOver: string;
   /** Every route event (planned and updated): `<p>.route.>`. */
   readonly allRouteEvents: string;
   /** Every route-planned event: `<p>.route.planned.>`. */
@@ -102,6 +125,8 @@ export interface Subjects {
   readonly streams: StreamSpecs;
   /** All stream specs, for `ensureStreams`. */
   readonly streamList: readonly StreamSpec[];
+  /** The key-value buckets, by role. */
+  readonly buckets: BucketSpecs;
 }
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -125,7 +150,7 @@ export function subjectFamily(subject: string): string {
  * consumer tokens are validated: 1-64 characters from `[A-Za-z0-9_-]`; anything else (dots,
  * spaces, `*`, `>`) throws a {@link SubjectTokenError} rather than producing a subject that
  * would land in the wrong place. Stream names are the prefix uppercased (`-` becomes `_`) plus
- * a role suffix, e.g. `LOGISTICS_SCANS`.
+ * a role suffix, e.g. `LOGISTICS_SCANS`; bucket names likewise (`LOGISTICS_SHIPMENT_PARTIES`).
  */
 export function createSubjects(prefix: string = DEFAULT_SUBJECT_PREFIX): Subjects {
   const p = subjectToken("prefix", prefix);
@@ -141,12 +166,19 @@ export function createSubjects(prefix: string = DEFAULT_SUBJECT_PREFIX): Subject
     status: stream("STATUS", [`${p}.status.>`, `${p}.eta.>`], "Normalized status and ETA changes"),
     deadLetters: stream("DLQ", [`${p}.dlq.>`], "Messages consumers gave up on, with the reason in headers"),
   });
+  const buckets: BucketSpecs = Object.freeze({
+    shipmentParties: Object.freeze({
+      name: `${P}_SHIPMENT_PARTIES`,
+      description: "Tracking number to the shipment's carrier, partner carriers and customer",
+    }),
+  });
 
   return Object.freeze({
     prefix: p,
     scanRecorded: (r: string, carrier: string) =>
       `${p}.scan.recorded.${region(r)}.${subjectToken("carrier", carrier)}`,
     shipmentCreated: (r: string) => `${p}.shipment.created.${region(r)}`,
+    shipmentHandedOver: (r: string) => `${p}.shipment.handed_over.${region(r)}`,
     routePlanned: (r: string) => `${p}.route.planned.${region(r)}`,
     routeUpdated: (r: string) => `${p}.route.updated.${region(r)}`,
     statusChanged: (r: string) => `${p}.status.changed.${region(r)}`,
@@ -156,6 +188,7 @@ export function createSubjects(prefix: string = DEFAULT_SUBJECT_PREFIX): Subject
     scansInRegion: (r: string) => `${p}.scan.recorded.${region(r)}.*`,
     allScans: `${p}.scan.recorded.>`,
     allShipmentsCreated: `${p}.shipment.created.>`,
+    allShipmentsHandedOver: `${p}.shipment.handed_over.>`,
     allRouteEvents: `${p}.route.>`,
     allRoutesPlanned: `${p}.route.planned.>`,
     allRoutesUpdated: `${p}.route.updated.>`,
@@ -164,5 +197,6 @@ export function createSubjects(prefix: string = DEFAULT_SUBJECT_PREFIX): Subject
     allDeadLetters: `${p}.dlq.>`,
     streams,
     streamList: Object.freeze(Object.values(streams)),
+    buckets,
   });
 }

@@ -1,0 +1,128 @@
+import { RejectReason } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+
+/**
+ * Ingest's ownership policy: who may write scans for which shipment. Pure; the one place these
+ * rules live. The shipment decides, never the scan alone:
+ *
+ * 1. a carrier token writes only scans whose `carrier_code` is its own carrier;
+ * 2. a scan is accepted only for a shipment the mesh knows (CreateShipment registered it in the
+ *    shipment directory before answering) — unknown tracking numbers are REJECTED/UNKNOWN_SHIPMENT;
+ * 3. and only when its `carrier_code` is a carrier of that shipment: the shipment's carrier or a
+ *    partner it was handed over to — otherwise REJECTED/WRONG_CARRIER.
+ *
+ * Rule 1 applies to carrier tokens; rules 2 and 3 to every caller (an internal backfill job
+ * writes only scans the shipment's carriers could have written).
+ */
+
+/** Most partner carriers one shipment can have. */
+export const MAX_PARTNER_CARRIERS = 8;
+
+/** Who carries a shipment and whose it is: the shipment directory's value per tracking number. */
+export interface ShipmentParties {
+  readonly shipmentId: string;
+  /** The carrier named at creation. */
+  readonly carrier: string;
+  /** Partner carriers (creation, then handovers), in the order they were added; never removed. */
+  readonly partners: readonly string[];
+  /** The shipper's customer account. */
+  readonly customer: string;
+}
+
+/** The decision on one scan: accept, or a per-scan rejection. */
+export type OwnershipVerdict =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: RejectReason; readonly detail: string };
+
+/** What the directory said about a scan's tracking number. */
+export type PartiesLookup = ShipmentParties | "unknown" | "unavailable";
+
+const ACCEPT: OwnershipVerdict = Object.freeze({ ok: true });
+
+/** True when `carrier` carries the shipment (its carrier or a partner). */
+export function carriesShipment(parties: ShipmentParties, carrier: string): boolean {
+  return parties.carrier === carrier || parties.partners.includes(carrier);
+}
+
+/**
+ * Rule 1 alone, decidable without the directory: a carrier token's scan must name its carrier.
+ * Undefined when it passes (or the caller is not a carrier token).
+ */
+export function checkCallerCarrier(callerCarrier: string | undefined, scanCarrier: string): OwnershipVerdict | undefined {
+  if (callerCarrier === undefined || callerCarrier === scanCarrier) return undefined;
+  return {
+    ok: false,
+    reason: RejectReason.WRONG_CARRIER,
+    detail: `carrier_code ${JSON.stringify(scanCarrier)} does not match the credentials' carrier ${JSON.stringify(callerCarrier)}`,
+  };
+}
+
+/** Rules 2 and 3 for a scan of `scanCarrier` on `trackingNumber`, given what the directory said. */
+export function judgeScanOwnership(trackingNumber: string, scanCarrier: string, lookup: PartiesLookup): OwnershipVerdict {
+  if (lookup === "unavailable") {
+    return { ok: false, reason: RejectReason.UNAVAILABLE, detail: "the shipment directory could not be read; resend the scan" };
+  }
+  if (lookup === "unknown") {
+    return {
+      ok: false,
+      reason: RejectReason.UNKNOWN_SHIPMENT,
+      detail: `no shipment with tracking number ${trackingNumber}; resend after it was created`,
+    };
+  }
+  if (!carriesShipment(lookup, scanCarrier)) {
+    return {
+      ok: false,
+      reason: RejectReason.WRONG_CARRIER,
+      detail: `shipment ${trackingNumber} is not carried by ${JSON.stringify(scanCarrier)}`,
+    };
+  }
+  return ACCEPT;
+}
+
+/**
+ * May the caller hand the shipment over? A carrier token only for a shipment its carrier carries;
+ * internal callers (their scope already checked) always.
+ */
+export function mayHandOver(callerCarrier: string | undefined, parties: ShipmentParties): boolean {
+  return callerCarrier === undefined || carriesShipment(parties, callerCarrier);
+}
+
+/**
+ * The parties with `partner` added: "unchanged" when it already carries the shipment, "full" when
+ * {@link MAX_PARTNER_CARRIERS} partners are recorded.
+ */
+export function withPartner(parties: ShipmentParties, partner: string): ShipmentParties | "unchanged" | "full" {
+  if (carriesShipment(parties, partner)) return "unchanged";
+  if (parties.partners.length >= MAX_PARTNER_CARRIERS) return "full";
+  return { ...parties, partners: [...parties.partners, partner] };
+}
+
+/** The stored form of parties (JSON, versioned so the format can evolve). */
+export function encodeParties(p: ShipmentParties): Uint8Array {
+  return new TextEncoder().encode(
+    JSON.stringify({ v: 1, shipmentId: p.shipmentId, carrier: p.carrier, partners: p.partners, customer: p.customer }),
+  );
+}
+
+/** Reads stored parties back; undefined for anything that is not a version-1 record. */
+export function decodeParties(bytes: Uint8Array): ShipmentParties | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== "object" || v === null) return undefined;
+  const o = v as Record<string, unknown>;
+  const partners = o["partners"];
+  if (
+    o["v"] !== 1 ||
+    typeof o["shipmentId"] !== "string" ||
+    typeof o["carrier"] !== "string" ||
+    typeof o["customer"] !== "string" ||
+    !Array.isArray(partners) ||
+    !partners.every((x): x is string => typeof x === "string")
+  ) {
+    return undefined;
+  }
+  return { shipmentId: o["shipmentId"], carrier: o["carrier"], partners, customer: o["customer"] };
+}

@@ -1,0 +1,161 @@
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { LRUCache } from "lru-cache";
+import { decodeParties, encodeParties, withPartner, type ShipmentParties } from "./scan-ownership.js";
+
+/** The directory could not be read or written (NATS down, timeout); callers answer Unavailable. */
+export class DirectoryUnavailableError extends Error {
+  override readonly name = "DirectoryUnavailableError";
+}
+
+/** A handover the policy refused; the handler maps it to a Connect code. */
+export class HandOverRefusedError extends Error {
+  override readonly name = "HandOverRefusedError";
+  constructor(readonly why: "not_carrier" | "full") {
+    super(why === "full" ? "the shipment has the maximum number of partner carriers" : "the caller's carrier does not carry the shipment");
+  }
+}
+
+/** Outcome of {@link ShipmentDirectory.addPartner}. */
+export interface HandOverResult {
+  readonly parties: ShipmentParties;
+  readonly changed: boolean;
+}
+
+/**
+ * Tracking number → {@link ShipmentParties}, shared by every ingest replica: the source of truth
+ * for scan ownership. Written by CreateShipment (before it answers) and HandOverShipment.
+ */
+export interface ShipmentDirectory {
+  /**
+   * The parties of every registered tracking number among `trackingNumbers` (unregistered ones are
+   * absent). From the in-process cache when there; `fresh` skips the cache (and refreshes it).
+   * @throws DirectoryUnavailableError when the store cannot be read.
+   */
+  lookup(trackingNumbers: readonly string[], fresh?: boolean): Promise<ReadonlyMap<string, ShipmentParties>>;
+  /**
+   * Registers `parties` under `trackingNumber` unless the number is taken; resolves with what is
+   * stored now (equal to `parties`' shipment when this call or an earlier retry registered it).
+   * @throws DirectoryUnavailableError
+   */
+  register(trackingNumber: string, parties: ShipmentParties): Promise<ShipmentParties>;
+  /**
+   * Adds `partner` to the shipment, atomically (compare-and-set on the entry's revision);
+   * `authorize` sees the current parties first and throws to refuse. Undefined when the tracking
+   * number is not registered.
+   * @throws HandOverRefusedError, DirectoryUnavailableError
+   */
+  addPartner(trackingNumber: string, partner: string, authorize: (current: ShipmentParties) => void): Promise<HandOverResult | undefined>;
+}
+
+/** Options of {@link createKvShipmentDirectory}. */
+export interface KvShipmentDirectoryOptions {
+  /** The bucket (`subjects.buckets.shipmentParties`), bound with a JetStream client whose timeout bounds each operation. */
+  kv: KV;
+  /** Entries kept in the in-process cache (INGEST_SHIPMENT_CACHE_SIZE). */
+  cacheSize: number;
+  /** How long a cached entry is trusted (INGEST_SHIPMENT_CACHE_TTL_SECONDS × 1000). */
+  cacheTtlMs: number;
+}
+
+const CAS_ATTEMPTS = 8;
+
+/**
+ * The directory on a JetStream key-value bucket, with a bounded LRU cache of positive entries in
+ * front of reads, so a hot shipment costs no round trip per scan.
+ *
+ * Staleness: parties only ever grow (a handover adds a carrier, never removes one), so a cached
+ * entry can be missing a partner but never holds a carrier the shipment does not have. A stale
+ * entry can therefore cause a false rejection, never a false acceptance; the ingestor re-reads
+ * with `fresh` before rejecting a scan as WRONG_CARRIER, which also refreshes the cache.
+ * Unregistered numbers are never cached, so a scan right after CreateShipment always finds its
+ * shipment. Entries expire from the cache after `cacheTtlMs` (the bucket's own max age bounds
+ * how long a shipment stays registered).
+ */
+export function createKvShipmentDirectory(opts: KvShipmentDirectoryOptions): ShipmentDirectory {
+  const { kv } = opts;
+  const cache = new LRUCache<string, ShipmentParties>({ max: opts.cacheSize, ttl: opts.cacheTtlMs });
+  const reading = new Map<string, Promise<{ parties: ShipmentParties; revision: number } | undefined>>();
+
+  const unavailable = (op: string, err: unknown) =>
+    new DirectoryUnavailableError(`shipment directory ${op} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+
+  const readEntry = async (tn: string) => {
+    let entry;
+    try {
+      entry = await kv.get(tn);
+    } catch (err) {
+      throw unavailable("read", err);
+    }
+    if (!entry || entry.operation !== "PUT") return undefined;
+    const parties = decodeParties(entry.value);
+    if (!parties) return undefined;
+    cache.set(tn, parties);
+    return { parties, revision: entry.revision };
+  };
+  // Concurrent reads of one number (many scans of a shipment that just left the cache) share one request.
+  const read = (tn: string) => {
+    let p = reading.get(tn);
+    if (!p) {
+      p = readEntry(tn).finally(() => reading.delete(tn));
+      reading.set(tn, p);
+    }
+    return p;
+  };
+
+  return {
+    async lookup(trackingNumbers, fresh = false) {
+      const found = new Map<string, ShipmentParties>();
+      const misses: string[] = [];
+      for (const tn of new Set(trackingNumbers)) {
+        const hit = fresh ? undefined : cache.get(tn);
+        if (hit) found.set(tn, hit);
+        else misses.push(tn);
+      }
+      if (misses.length > 0) {
+        const entries = await Promise.all(misses.map((tn) => (fresh ? readEntry(tn) : read(tn))));
+        misses.forEach((tn, i) => {
+          const e = entries[i];
+          if (e) found.set(tn, e.parties);
+        });
+      }
+      return found;
+    },
+
+    async register(tn, parties) {
+      try {
+        await kv.create(tn, encodeParties(parties));
+        cache.set(tn, parties);
+        return parties;
+      } catch (err) {
+        const taken =
+          err instanceof JetStreamApiError &&
+          (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+        if (!taken) throw unavailable("register", err);
+      }
+      const existing = await readEntry(tn);
+      if (!existing) throw new DirectoryUnavailableError(`shipment directory entry ${tn} is taken but unreadable`);
+      return existing.parties;
+    },
+
+    async addPartner(tn, partner, authorize) {
+      for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+        const current = await readEntry(tn);
+        if (!current) return undefined;
+        authorize(current.parties);
+        const next = withPartner(current.parties, partner);
+        if (next === "unchanged") return { parties: current.parties, changed: false };
+        if (next === "full") throw new HandOverRefusedError("full");
+        try {
+          await kv.update(tn, encodeParties(next), current.revision);
+          cache.set(tn, next);
+          return { parties: next, changed: true };
+        } catch (err) {
+          const raced = err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
+          if (!raced) throw unavailable("update", err);
+        }
+      }
+      throw new DirectoryUnavailableError(`shipment directory entry ${tn} kept changing; retry the handover`);
+    },
+  };
+}

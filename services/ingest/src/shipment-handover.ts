@@ -1,0 +1,95 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createHash } from "node:crypto";
+import type { Principal } from "../../shared/src/auth/index.js";
+import { ShipmentHandedOverSchema } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
+import {
+  HandOverShipmentResponseSchema,
+  type HandOverShipmentRequest,
+  type HandOverShipmentResponse,
+} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import type { EventPublisher } from "../../shared/src/nats/publisher.js";
+import { mayHandOver } from "./scan-ownership.js";
+import { DirectoryUnavailableError, HandOverRefusedError, type ShipmentDirectory } from "./shipment-directory.js";
+
+/** Dependencies of {@link createShipmentHandover}. */
+export interface ShipmentHandoverOptions {
+  directory: Pick<ShipmentDirectory, "addPartner">;
+  publisher: Pick<EventPublisher, "publish">;
+  /** Subject of the handover event for a region (`subjects.shipmentHandedOver`). */
+  handedOverSubject(region: string): string;
+  region: string;
+  /** How long to wait for the event's PubAck. Default 5 000 ms. */
+  publishDeadlineMs?: number;
+  now?: () => number;
+}
+
+/** HandOverShipment's logic, for an authenticated caller whose scope the interceptor checked. */
+export type ShipmentHandover = (req: HandOverShipmentRequest, caller: Principal) => Promise<HandOverShipmentResponse>;
+
+/** The handover event id: `ho-` + 32 hex digits of sha256(tracking number, partner); repeats dedupe. */
+export function handoverEventId(trackingNumber: string, partner: string): string {
+  return `ho-${createHash("sha256").update(`handover\n${trackingNumber}\n${partner}`).digest().subarray(0, 16).toString("hex")}`;
+}
+
+/**
+ * HandOverShipment: the directory records the partner first (compare-and-set, so concurrent
+ * handovers never lose one), then the ShipmentHandedOver event is published, then the call is
+ * answered; scans of the partner are accepted from the answer on. A repeat (the partner already
+ * carries the shipment) publishes the same event again (same id: JetStream drops it within its
+ * window), so a retry after a failed publish completes the handover.
+ */
+export function createShipmentHandover(opts: ShipmentHandoverOptions): ShipmentHandover {
+  const now = opts.now ?? Date.now;
+  return async (req, caller) => {
+    const callerCarrier = caller.carrier;
+    let result;
+    try {
+      result = await opts.directory.addPartner(req.trackingNumber, req.partnerCarrierCode, (parties) => {
+        if (!mayHandOver(callerCarrier, parties)) throw new HandOverRefusedError("not_carrier");
+      });
+    } catch (err) {
+      if (err instanceof HandOverRefusedError) {
+        throw err.why === "full"
+          ? new ConnectError(`shipment ${req.trackingNumber} already has the maximum number of partner carriers`, Code.FailedPrecondition)
+          : new ConnectError(
+              `credentials of carrier ${JSON.stringify(callerCarrier)} may not hand over shipment ${req.trackingNumber}: it is not carried by that carrier`,
+              Code.PermissionDenied,
+            );
+      }
+      if (err instanceof DirectoryUnavailableError) throw new ConnectError(err.message, Code.Unavailable, undefined, undefined, err);
+      throw err;
+    }
+    if (!result) throw new ConnectError(`no shipment with tracking number ${req.trackingNumber}`, Code.NotFound);
+    const { parties, changed } = result;
+    if (parties.carrier !== req.partnerCarrierCode) {
+      const eventId = handoverEventId(req.trackingNumber, req.partnerCarrierCode);
+      const event = create(ShipmentHandedOverSchema, {
+        eventId,
+        trackingNumber: req.trackingNumber,
+        shipmentId: parties.shipmentId,
+        carrierCode: parties.carrier,
+        partnerCarrierCode: req.partnerCarrierCode,
+        hubCode: req.hubCode,
+        handedOverAt: timestampFromMs(now()),
+        requestedByCarrierCode: callerCarrier ?? "",
+        region: opts.region,
+      });
+      try {
+        await opts.publisher.publish(opts.handedOverSubject(opts.region), ShipmentHandedOverSchema, event, {
+          msgId: eventId,
+          timeoutMs: opts.publishDeadlineMs ?? 5000,
+        });
+      } catch (err) {
+        throw new ConnectError("the event stream did not confirm the handover in time; retry", Code.Unavailable, undefined, undefined, err);
+      }
+    }
+    return create(HandOverShipmentResponseSchema, {
+      trackingNumber: req.trackingNumber,
+      carrierCode: parties.carrier,
+      partnerCarrierCodes: [...parties.partners],
+      changed,
+    });
+  };
+}

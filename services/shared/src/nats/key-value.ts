@@ -1,0 +1,75 @@
+import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import { millis, nanos } from "@nats-io/transport-node";
+import type { EnsureAction } from "./streams.js";
+import type { BucketSpec } from "./subjects.js";
+
+/** Options of {@link ensureKeyValue}. */
+export interface EnsureKeyValueOptions {
+  /** Replicas of the bucket's stream (3 in production, like the streams). Default 1. */
+  replicas?: number;
+  /** How long an entry lives after its last write; 0 keeps entries forever. Default 0. */
+  maxAgeMs?: number;
+  /** Values kept per key (1 = latest only). Default 1. */
+  history?: number;
+}
+
+/** The outcome of {@link ensureKeyValue}. */
+export interface EnsureKeyValueResult {
+  readonly name: string;
+  readonly action: EnsureAction;
+  readonly kv: KV;
+}
+
+/** JetStream's "stream name already in use" (another replica created it with another config). */
+const STREAM_NAME_IN_USE = 10058;
+
+/**
+ * Creates a key-value bucket, or brings an existing one in line with the spec and options: a
+ * bucket whose replicas, max age or description differ is updated in place; a matching one is
+ * left untouched, so every replica can call this at start-up (like `ensureStreams`). Resolves
+ * with a handle bound through `js` (its request timeout applies to every operation).
+ */
+export async function ensureKeyValue(
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  spec: BucketSpec,
+  opts: EnsureKeyValueOptions = {},
+): Promise<EnsureKeyValueResult> {
+  const replicas = opts.replicas ?? 1;
+  const maxAgeMs = opts.maxAgeMs ?? 0;
+  const stream = `KV_${spec.name}`;
+  const kvm = new Kvm(js);
+  const before = await streamExists(jsm, stream);
+  let kv: KV;
+  try {
+    kv = await kvm.create(spec.name, { replicas, ttl: maxAgeMs, history: opts.history ?? 1, description: spec.description });
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError && err.code === STREAM_NAME_IN_USE)) throw err;
+    kv = await kvm.open(spec.name);
+  }
+  if (!before) return { name: spec.name, action: "created", kv };
+  const cfg = (await jsm.streams.info(stream)).config;
+  const same = cfg.num_replicas === replicas && millis(cfg.max_age) === maxAgeMs && (cfg.description ?? "") === spec.description;
+  if (same) return { name: spec.name, action: "unchanged", kv };
+  await jsm.streams.update(stream, { ...cfg, num_replicas: replicas, max_age: nanos(maxAgeMs), description: spec.description });
+  return { name: spec.name, action: "updated", kv };
+}
+
+/**
+ * Binds to an existing bucket without creating it (for deployments that run with
+ * ENSURE_STREAMS=false). Binding does not contact the server; operations on a missing bucket fail.
+ */
+export function openKeyValue(js: JetStreamClient, spec: BucketSpec): Promise<KV> {
+  return new Kvm(js).open(spec.name);
+}
+
+async function streamExists(jsm: JetStreamManager, name: string): Promise<boolean> {
+  try {
+    await jsm.streams.info(name);
+    return true;
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return false;
+    throw err;
+  }
+}
