@@ -694,7 +694,16 @@ export const DeliveryStateSchema: GenEnum<DeliveryState> = /*@__PURE__*/
  *
  * Authentication: a bearer token. Subscribe and Unsubscribe need `subscriptions:write`;
  * ListSubscriptions and ListDeliveries need `subscriptions:read`; RedriveDeadLetters needs
- * `deliveries:admin`. Carrier gateway credentials are refused (PermissionDenied).
+ * `deliveries:admin`.
+ *
+ * Ownership: a subscription belongs to the customer or carrier whose token created it (none for
+ * internal services and operators). A customer token sees, lists, unsubscribes and redrives only
+ * its own subscriptions and their deliveries; another owner's subscription id is answered with
+ * NotFound and left out of listings. A customer token may subscribe to its own customer_id or to
+ * tracking numbers (PermissionDenied for another customer_id or a carrier_code), and its
+ * subscriptions receive events of its own shipments only, whatever their scope. A carrier token
+ * may subscribe only to its own carrier_code; its webhooks carry no customer_id or shipment_id.
+ * Internal services and operators see and manage every subscription.
  *
  * @generated from service logistics.notification.v1.NotificationService
  */
