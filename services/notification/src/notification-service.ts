@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { requirePrincipal } from "../../shared/src/auth/index.js";
 import {
   DeliverySchema,
@@ -9,6 +9,7 @@ import {
   type NotificationService,
   type Subscription,
 } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+import { checkSubscriptionScope, idempotencyScope, ownerOf } from "./notification-access.js";
 import type { DeliveryRecord, NotificationStore, SubscriptionRecord, SubscriptionScope } from "./notification-store.js";
 import { resolveWebhookTarget, WebhookUrlError, type WebhookTargetPolicy } from "./webhook-target.js";
 
@@ -37,20 +38,24 @@ export function generateSigningSecret(): string {
 
 /**
  * Creates the NotificationService handlers. Requests reach them authenticated, authorized and
- * validated (protovalidate); they add what the proto rules cannot express: webhook URL checks
- * (https, public address), idempotency replay, pagination tokens and the store.
+ * validated (protovalidate); they add what the proto rules cannot express: ownership
+ * (notification-access.ts: a customer or carrier sees and changes only its own subscriptions,
+ * deliveries and dead letters), webhook URL checks (https, public address), idempotency replay,
+ * pagination tokens and the store.
  *
- * Idempotency keys are scoped to the caller (the token subject): the same key from another caller
- * creates another subscription. A replay returns the original subscription and secret even if the
- * request differs.
+ * Idempotency keys are scoped to the caller (the token subject, qualified by its customer or
+ * carrier): the same key from another caller creates another subscription. A replay returns the
+ * original subscription and secret even if the request differs.
  */
 export function createNotificationService(deps: NotificationServiceDeps): NotificationServiceHandlers {
   const { store } = deps;
   return {
     async subscribe(req, ctx) {
-      const owner = ownerOf(ctx);
+      const principal = requirePrincipal(ctx);
+      const owner = idempotencyScope(principal);
       if (req.scope.case === undefined) throw new ConnectError("scope is required", Code.InvalidArgument);
       const scope: SubscriptionScope = { kind: req.scope.case, value: req.scope.value };
+      checkSubscriptionScope(principal, scope);
       if (req.idempotencyKey) {
         const existing = await store.findByIdempotencyKey(owner, req.idempotencyKey);
         if (existing) return { subscription: toSubscription(existing.subscription), signingSecret: existing.secret };
@@ -67,6 +72,7 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
       const { subscription, secret } = await store.createSubscription({
         id: `sub_${randomBytes(12).toString("base64url")}`,
         owner,
+        ownedBy: ownerOf(principal),
         scope,
         eventTypes: [...new Set(req.eventTypes)],
         webhookUrl: url.toString(),
@@ -77,15 +83,16 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
       return { subscription: toSubscription(subscription), signingSecret: secret };
     },
 
-    async unsubscribe(req) {
-      const outcome = await store.unsubscribe(req.subscriptionId);
+    async unsubscribe(req, ctx) {
+      const outcome = await store.unsubscribe(req.subscriptionId, ownerOf(requirePrincipal(ctx)));
       if (outcome === "not_found") {
         throw new ConnectError(`subscription ${req.subscriptionId} not found`, Code.NotFound);
       }
       return {};
     },
 
-    async listSubscriptions(req) {
+    async listSubscriptions(req, ctx) {
+      const ownedBy = ownerOf(requirePrincipal(ctx));
       const filter = {
         ...(req.trackingNumber ? { trackingNumber: req.trackingNumber } : {}),
         ...(req.customerId ? { customerId: req.customerId } : {}),
@@ -93,7 +100,7 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
       };
       const pageSize = req.pageSize || DEFAULT_PAGE_SIZE;
       const after = readPageToken(req.pageToken, filter);
-      const rows = await store.listSubscriptions(filter, pageSize + 1, after);
+      const rows = await store.listSubscriptions({ ...filter, ...(ownedBy ? { ownedBy } : {}) }, pageSize + 1, after);
       const page = rows.slice(0, pageSize);
       const last = page[page.length - 1];
       return {
@@ -102,7 +109,8 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
       };
     },
 
-    async listDeliveries(req) {
+    async listDeliveries(req, ctx) {
+      const ownedBy = ownerOf(requirePrincipal(ctx));
       const filter = {
         ...(req.subscriptionId ? { subscriptionId: req.subscriptionId } : {}),
         ...(req.trackingNumber ? { trackingNumber: req.trackingNumber } : {}),
@@ -110,7 +118,7 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
       };
       const pageSize = req.pageSize || DEFAULT_PAGE_SIZE;
       const after = readPageToken(req.pageToken, filter);
-      const rows = await store.listDeliveries(filter, pageSize + 1, after);
+      const rows = await store.listDeliveries({ ...filter, ...(ownedBy ? { ownedBy } : {}) }, pageSize + 1, after);
       const page = rows.slice(0, pageSize);
       const last = page[page.length - 1];
       return {
@@ -119,8 +127,10 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
       };
     },
 
-    async redriveDeadLetters(req) {
+    async redriveDeadLetters(req, ctx) {
+      const ownedBy = ownerOf(requirePrincipal(ctx));
       const redriven = await store.redrive({
+        ...(ownedBy ? { ownedBy } : {}),
         ...(req.subscriptionId ? { subscriptionId: req.subscriptionId } : {}),
         ...(req.deliveryIds.length ? { deliveryIds: req.deliveryIds } : {}),
       });
@@ -128,11 +138,6 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
       return { redriven };
     },
   };
-}
-
-function ownerOf(ctx: HandlerContext): string {
-  const p = requirePrincipal(ctx);
-  return p.subject;
 }
 
 function toSubscription(s: SubscriptionRecord): Subscription {

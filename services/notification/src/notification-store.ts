@@ -25,6 +25,14 @@ export type SubscriptionScope =
   | { readonly kind: "customerId"; readonly value: string }
   | { readonly kind: "carrierCode"; readonly value: string };
 
+/**
+ * The customer or carrier a subscription belongs to (the caller that created it, when that caller
+ * was confined to one); neither for subscriptions of internal services and operators.
+ */
+export type SubscriptionOwner =
+  | { readonly customerId: string; readonly carrierCode?: undefined }
+  | { readonly carrierCode: string; readonly customerId?: undefined };
+
 /** A stored subscription (without its secret). */
 export interface SubscriptionRecord {
   readonly id: string;
@@ -35,12 +43,17 @@ export interface SubscriptionRecord {
   readonly active: boolean;
   /** Listing order key (newest = largest). */
   readonly seq: string;
+  /** Whose it is; undefined for internal and operator subscriptions. */
+  readonly ownedBy: SubscriptionOwner | undefined;
 }
 
 /** A new subscription. */
 export interface NewSubscription {
   readonly id: string;
+  /** The idempotency scope (the caller's identity): keys are unique per value. */
   readonly owner: string;
+  /** The customer or carrier it belongs to; undefined for internal and operator callers. */
+  readonly ownedBy: SubscriptionOwner | undefined;
   readonly scope: SubscriptionScope;
   readonly eventTypes: readonly number[];
   readonly webhookUrl: string;
@@ -105,6 +118,8 @@ export interface SubscriptionFilter {
   readonly trackingNumber?: string;
   readonly customerId?: string;
   readonly carrierCode?: string;
+  /** Only subscriptions of this owner; unset: every subscription (internal callers, operators). */
+  readonly ownedBy?: SubscriptionOwner;
 }
 
 /** Filters of {@link NotificationStore.listDeliveries}. */
@@ -112,6 +127,8 @@ export interface DeliveryFilter {
   readonly subscriptionId?: string;
   readonly trackingNumber?: string;
   readonly state?: DeliveryState;
+  /** Only deliveries of this owner's subscriptions; unset: every delivery. */
+  readonly ownedBy?: SubscriptionOwner;
 }
 
 /** Parameters of {@link NotificationStore.claimDue}. */
@@ -140,15 +157,18 @@ export interface NotificationStore {
   findByIdempotencyKey(owner: string, key: string): Promise<{ subscription: SubscriptionRecord; secret: string } | undefined>;
   /**
    * Deactivates a subscription and cancels its pending deliveries (they become dead-lettered with
-   * the reason "subscription deleted" and are never redriven). "not_found" if the id never existed.
+   * the reason "subscription deleted" and are never redriven). "not_found" if the id never existed
+   * or, with `ownedBy`, belongs to someone else (callers learn nothing about others' ids).
    */
-  unsubscribe(id: string): Promise<"deleted" | "already_deleted" | "not_found">;
+  unsubscribe(id: string, ownedBy?: SubscriptionOwner): Promise<"deleted" | "already_deleted" | "not_found">;
   /** Subscriptions newest first, after the `afterSeq` cursor. */
   listSubscriptions(filter: SubscriptionFilter, limit: number, afterSeq: string | undefined): Promise<SubscriptionRecord[]>;
   /**
    * Creates one PENDING delivery, due after the order window, per active subscription matching the event (scope and
    * event type); a subscription gets the first matching type of `event.bodies`. Idempotent per
-   * (subscription, event id). Returns how many rows were inserted.
+   * (subscription, event id). A subscription owned by a customer matches only events of that
+   * customer's shipments, one owned by a carrier only that carrier's (so a guessed tracking number
+   * yields nothing), and gets the body variant for its owner. Returns how many rows were inserted.
    */
   insertDeliveries(event: WebhookEvent, traceContext: Readonly<Record<string, string>>): Promise<number>;
   /**
@@ -174,7 +194,7 @@ export interface NotificationStore {
    * Moves DEAD_LETTERED deliveries of active subscriptions back to PENDING, due now, with a fresh
    * attempt budget. Returns how many moved.
    */
-  redrive(target: { subscriptionId?: string; deliveryIds?: readonly string[] }): Promise<number>;
+  redrive(target: { subscriptionId?: string; deliveryIds?: readonly string[]; ownedBy?: SubscriptionOwner }): Promise<number>;
   /** Closes the pool. */
   close(): Promise<void>;
 }
@@ -211,20 +231,29 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
       createdAt: r.created_at as Date,
       active: Boolean(r.active),
       seq: String(r.seq),
+      ownedBy:
+        r.owner_customer_id != null
+          ? { customerId: String(r.owner_customer_id) }
+          : r.owner_carrier_code != null
+            ? { carrierCode: String(r.owner_carrier_code) }
+            : undefined,
     };
   };
+  /** The SQL condition (on a subscriptions alias) and its argument for an owner filter. */
+  const ownerCondition = (alias: string, o: SubscriptionOwner): [string, string] =>
+    o.customerId !== undefined ? [`${alias}owner_customer_id = ?`, o.customerId] : [`${alias}owner_carrier_code = ?`, o.carrierCode];
 
-  const SUB_COLUMNS = "id, seq, tracking_number, customer_id, carrier_code, event_types, webhook_url, created_at, active";
-
-  return {
-    async migrate() {
-      const client = await pool.connect();
-      try {
-        await client.query("BEGIN");
-        // Serializes concurrent start-ups: CREATE ... IF NOT EXISTS can still race on catalogs.
-        await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`notification-migrate:${opts.schema}`]);
-        await client.query(`CREATE SCHEMA IF NOT EXISTS ${q}`);
-        await client.query(`
+  /**
+   * The schema's versioned migrations, applied in order under the advisory lock, each recorded in
+   * `schema_migrations`. Version 1 is the original schema (written with IF NOT EXISTS, so a
+   * database created before versioning is adopted as is); later versions only ALTER.
+   */
+  const migrations = (run: (sql: string) => Promise<unknown>): Array<{ version: number; description: string; apply(): Promise<void> }> => [
+    {
+      version: 1,
+      description: "subscriptions, deliveries, delivery attempts",
+      async apply() {
+        await run(`
           CREATE TABLE IF NOT EXISTS ${subs} (
             id text PRIMARY KEY,
             seq bigserial NOT NULL,
@@ -242,14 +271,14 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
             deleted_at timestamptz,
             CHECK (num_nonnulls(tracking_number, customer_id, carrier_code) = 1)
           )`);
-        await client.query(
+        await run(
           `CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_idempotency ON ${subs} (owner, idempotency_key) WHERE idempotency_key IS NOT NULL`,
         );
-        await client.query(`CREATE INDEX IF NOT EXISTS subscriptions_seq ON ${subs} (seq DESC)`);
+        await run(`CREATE INDEX IF NOT EXISTS subscriptions_seq ON ${subs} (seq DESC)`);
         for (const col of ["tracking_number", "customer_id", "carrier_code"]) {
-          await client.query(`CREATE INDEX IF NOT EXISTS subscriptions_${col} ON ${subs} (${col}) WHERE ${col} IS NOT NULL`);
+          await run(`CREATE INDEX IF NOT EXISTS subscriptions_${col} ON ${subs} (${col}) WHERE ${col} IS NOT NULL`);
         }
-        await client.query(`
+        await run(`
           CREATE TABLE IF NOT EXISTS ${dels} (
             id text PRIMARY KEY,
             seq bigserial NOT NULL,
@@ -273,17 +302,17 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
             delivered_at timestamptz,
             UNIQUE (subscription_id, event_id)
           )`);
-        await client.query(
+        await run(
           `CREATE INDEX IF NOT EXISTS deliveries_due ON ${dels} (next_attempt_at) WHERE state IN (${PENDING}, ${RETRYING})`,
         );
-        await client.query(
+        await run(
           `CREATE INDEX IF NOT EXISTS deliveries_open_order ON ${dels} (subscription_id, tracking_number, shipment_version, event_time, seq) WHERE state IN (${PENDING}, ${RETRYING})`,
         );
-        await client.query(`CREATE INDEX IF NOT EXISTS deliveries_seq ON ${dels} (seq DESC)`);
-        await client.query(`CREATE INDEX IF NOT EXISTS deliveries_subscription ON ${dels} (subscription_id, seq DESC)`);
-        await client.query(`CREATE INDEX IF NOT EXISTS deliveries_tracking ON ${dels} (tracking_number, seq DESC)`);
-        await client.query(`CREATE INDEX IF NOT EXISTS deliveries_state ON ${dels} (state, seq DESC)`);
-        await client.query(`
+        await run(`CREATE INDEX IF NOT EXISTS deliveries_seq ON ${dels} (seq DESC)`);
+        await run(`CREATE INDEX IF NOT EXISTS deliveries_subscription ON ${dels} (subscription_id, seq DESC)`);
+        await run(`CREATE INDEX IF NOT EXISTS deliveries_tracking ON ${dels} (tracking_number, seq DESC)`);
+        await run(`CREATE INDEX IF NOT EXISTS deliveries_state ON ${dels} (state, seq DESC)`);
+        await run(`
           CREATE TABLE IF NOT EXISTS ${atts} (
             delivery_id text NOT NULL REFERENCES ${dels} (id),
             n integer NOT NULL,
@@ -294,6 +323,44 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
             response_excerpt text NOT NULL,
             PRIMARY KEY (delivery_id, n)
           )`);
+      },
+    },
+    {
+      version: 2,
+      description: "subscription owners: the customer or carrier a subscription belongs to",
+      async apply() {
+        await run(`ALTER TABLE ${subs} ADD COLUMN IF NOT EXISTS owner_customer_id text, ADD COLUMN IF NOT EXISTS owner_carrier_code text`);
+        await run(`CREATE INDEX IF NOT EXISTS subscriptions_owner_customer ON ${subs} (owner_customer_id, seq DESC) WHERE owner_customer_id IS NOT NULL`);
+        await run(`CREATE INDEX IF NOT EXISTS subscriptions_owner_carrier ON ${subs} (owner_carrier_code, seq DESC) WHERE owner_carrier_code IS NOT NULL`);
+      },
+    },
+  ];
+
+  const SUB_COLUMNS =
+    "id, seq, tracking_number, customer_id, carrier_code, event_types, webhook_url, created_at, active, owner_customer_id, owner_carrier_code";
+
+  return {
+    async migrate() {
+      const client = await pool.connect();
+      try {
+        await client.query("BEGIN");
+        // Serializes concurrent start-ups: CREATE ... IF NOT EXISTS can still race on catalogs.
+        await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`notification-migrate:${opts.schema}`]);
+        await client.query(`CREATE SCHEMA IF NOT EXISTS ${q}`);
+        await client.query(`
+          CREATE TABLE IF NOT EXISTS ${q}.schema_migrations (
+            version integer PRIMARY KEY,
+            description text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+          )`);
+        const done = await client.query(`SELECT version FROM ${q}.schema_migrations`);
+        const applied = new Set((done.rows as Array<{ version: number }>).map((r) => Number(r.version)));
+        const run = (sql: string) => client.query(sql);
+        for (const m of migrations(run)) {
+          if (applied.has(m.version)) continue;
+          await m.apply();
+          await client.query(`INSERT INTO ${q}.schema_migrations (version, description) VALUES ($1, $2)`, [m.version, m.description]);
+        }
         await client.query("COMMIT");
       } catch (err) {
         await client.query("ROLLBACK").catch(() => {});
@@ -306,11 +373,23 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
     async createSubscription(s) {
       const scopeCol = { trackingNumber: "tracking_number", customerId: "customer_id", carrierCode: "carrier_code" }[s.scope.kind];
       const res = await pool.query(
-        `INSERT INTO ${subs} (id, owner, ${scopeCol}, event_types, webhook_url, origin, secret, idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        `INSERT INTO ${subs} (id, owner, ${scopeCol}, event_types, webhook_url, origin, secret, idempotency_key,
+                              owner_customer_id, owner_carrier_code)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING ${SUB_COLUMNS}, secret`,
-        [s.id, s.owner, s.scope.value, [...s.eventTypes], s.webhookUrl, s.origin, s.secret, s.idempotencyKey ?? null],
+        [
+          s.id,
+          s.owner,
+          s.scope.value,
+          [...s.eventTypes],
+          s.webhookUrl,
+          s.origin,
+          s.secret,
+          s.idempotencyKey ?? null,
+          s.ownedBy?.customerId ?? null,
+          s.ownedBy?.carrierCode ?? null,
+        ],
       );
       const row = res.rows[0] as Record<string, unknown> | undefined;
       if (row) return { subscription: toSubscription(row), secret: String(row.secret), created: true };
@@ -328,11 +407,15 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
       return row ? { subscription: toSubscription(row), secret: String(row.secret) } : undefined;
     },
 
-    async unsubscribe(id) {
+    async unsubscribe(id, ownedBy) {
       const client = await pool.connect();
       try {
         await client.query("BEGIN");
-        const found = await client.query(`SELECT active FROM ${subs} WHERE id = $1 FOR UPDATE`, [id]);
+        const [cond, arg] = ownedBy ? ownerCondition("", ownedBy) : ["true", null];
+        const found = await client.query(
+          `SELECT active FROM ${subs} WHERE id = $1 AND (${cond.replace("?", "$2")} OR $2::text IS NULL) FOR UPDATE`,
+          [id, arg],
+        );
         const row = found.rows[0] as { active: boolean } | undefined;
         if (!row) {
           await client.query("ROLLBACK");
@@ -369,6 +452,7 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
       if (filter.trackingNumber) add("tracking_number = ?", filter.trackingNumber);
       if (filter.customerId) add("customer_id = ?", filter.customerId);
       if (filter.carrierCode) add("carrier_code = ?", filter.carrierCode);
+      if (filter.ownedBy) add(...ownerCondition("", filter.ownedBy));
       if (afterSeq !== undefined) add("seq < ?", afterSeq);
       args.push(limit);
       const res = await pool.query(
@@ -385,16 +469,19 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
       const client = await pool.connect();
       try {
         await client.query("BEGIN");
-        for (const { type, body } of event.bodies) {
+        for (const { type, body, carrierBody } of event.bodies) {
           // A subscription to several matching types gets one delivery, of the first type listed.
           const res = await client.query(
             `INSERT INTO ${dels} (id, subscription_id, event_id, event_type, tracking_number, shipment_version,
                                   event_time, origin, body, trace_context, state, next_attempt_at)
-             SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), s.id, $1, $2, $3, $4, $5, s.origin, $6, $7,
+             SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), s.id, $1, $2, $3, $4, $5, s.origin,
+                    CASE WHEN s.owner_carrier_code IS NOT NULL THEN $12 ELSE $6 END, $7,
                     ${PENDING}, now() + $11::integer * interval '1 millisecond'
              FROM ${subs} s
              WHERE s.active
                AND (s.tracking_number = $3 OR s.customer_id = $8 OR s.carrier_code = $9)
+               AND (s.owner_customer_id IS NULL OR s.owner_customer_id = $8)
+               AND (s.owner_carrier_code IS NULL OR s.owner_carrier_code = $9)
                AND $2 = ANY (s.event_types)
                AND NOT (s.event_types && $10::smallint[])
              ON CONFLICT (subscription_id, event_id) DO NOTHING`,
@@ -410,6 +497,7 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
               event.carrierCode,
               seen,
               opts.orderWindowMs ?? 0,
+              carrierBody,
             ],
           );
           inserted += res.rowCount ?? 0;
@@ -513,6 +601,10 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
       if (filter.subscriptionId) add("subscription_id = ?", filter.subscriptionId);
       if (filter.trackingNumber) add("tracking_number = ?", filter.trackingNumber);
       if (filter.state) add("state = ?", filter.state);
+      if (filter.ownedBy) {
+        const [cond, arg] = ownerCondition("", filter.ownedBy);
+        add(`subscription_id IN (SELECT id FROM ${subs} WHERE ${cond})`, arg);
+      }
       if (afterSeq !== undefined) add("seq < ?", afterSeq);
       args.push(limit);
       const res = await pool.query(
@@ -570,8 +662,15 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
          FROM ${subs} s
          WHERE s.id = d.subscription_id AND s.active AND d.state = ${DEAD}
            AND ($1::text IS NULL OR d.subscription_id = $1)
-           AND ($2::text[] IS NULL OR d.id = ANY ($2))`,
-        [target.subscriptionId || null, target.deliveryIds?.length ? [...target.deliveryIds] : null],
+           AND ($2::text[] IS NULL OR d.id = ANY ($2))
+           AND ($3::text IS NULL OR s.owner_customer_id = $3)
+           AND ($4::text IS NULL OR s.owner_carrier_code = $4)`,
+        [
+          target.subscriptionId || null,
+          target.deliveryIds?.length ? [...target.deliveryIds] : null,
+          target.ownedBy?.customerId ?? null,
+          target.ownedBy?.carrierCode ?? null,
+        ],
       );
       return res.rowCount ?? 0;
     },

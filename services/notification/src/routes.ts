@@ -3,13 +3,17 @@ import { NotificationService } from "../../shared/src/gen/logistics/notification
 import { policiesForService, Scope } from "../../shared/src/auth/index.js";
 import type { NotificationServiceHandlers } from "./notification-service.js";
 
-/** Who may call each RPC of NotificationService. */
+/**
+ * Who may call each RPC of NotificationService. Customer and carrier tokens are let in; whose
+ * subscriptions, deliveries and dead letters they see and change is decided by
+ * notification-access.ts.
+ */
 export const notificationPolicies = policiesForService(NotificationService, {
-  subscribe: { scopes: [Scope.SubscriptionsWrite] },
-  unsubscribe: { scopes: [Scope.SubscriptionsWrite] },
-  listSubscriptions: { scopes: [Scope.SubscriptionsRead] },
-  listDeliveries: { scopes: [Scope.SubscriptionsRead] },
-  redriveDeadLetters: { scopes: [Scope.DeliveriesAdmin] },
+  subscribe: { scopes: [Scope.SubscriptionsWrite], carrierAllowed: true, customerAllowed: true },
+  unsubscribe: { scopes: [Scope.SubscriptionsWrite], carrierAllowed: true, customerAllowed: true },
+  listSubscriptions: { scopes: [Scope.SubscriptionsRead], carrierAllowed: true, customerAllowed: true },
+  listDeliveries: { scopes: [Scope.SubscriptionsRead], carrierAllowed: true, customerAllowed: true },
+  redriveDeadLetters: { scopes: [Scope.DeliveriesAdmin], carrierAllowed: true, customerAllowed: true },
 });
 
 /** Registers the handlers on a Connect router. */

@@ -40,8 +40,22 @@ export interface WebhookEvent {
   readonly version: bigint;
   /** Event time of the change (status_time / changed_at), for ordering ties. */
   readonly eventTime: Date;
-  /** The notification types this event can be delivered as, in preference order, with their bodies. */
-  readonly bodies: ReadonlyArray<{ readonly type: NotificationEventType; readonly body: string }>;
+  /**
+   * The notification types this event can be delivered as, in preference order, with their bodies:
+   * `body` for subscriptions of the shipment's customer, internal services and operators,
+   * `carrierBody` (without the shipper's `customer_id` and the internal `shipment_id`) for
+   * subscriptions owned by a carrier.
+   */
+  readonly bodies: ReadonlyArray<{ readonly type: NotificationEventType; readonly body: string; readonly carrierBody: string }>;
+}
+
+/** The `data` fields a carrier's subscription never receives: the shipper's account and internal ids. */
+const NOT_FOR_CARRIERS = ["customer_id", "shipment_id"] as const;
+
+function forCarrier(data: Record<string, unknown>): Record<string, unknown> {
+  const copy = { ...data };
+  for (const k of NOT_FOR_CARRIERS) delete copy[k];
+  return copy;
 }
 
 /** The webhook event(s) of a StatusChanged: status_changed always, exception when the new status is exceptional. */
@@ -69,7 +83,11 @@ export function statusChangedEvent(e: StatusChanged): WebhookEvent {
     carrierCode: e.carrierCode,
     version: e.version,
     eventTime: e.statusTime ? timestampDate(e.statusTime) : new Date(0),
-    bodies: types.map((type) => ({ type, body: envelope(e.eventId, type, created, data) })),
+    bodies: types.map((type) => ({
+      type,
+      body: envelope(e.eventId, type, created, data),
+      carrierBody: envelope(e.eventId, type, created, forCarrier(data)),
+    })),
   };
 }
 
@@ -93,7 +111,9 @@ export function etaChangedEvent(e: EtaChanged): WebhookEvent {
     carrierCode: e.carrierCode,
     version: e.version,
     eventTime: e.changedAt ? timestampDate(e.changedAt) : new Date(0),
-    bodies: [{ type, body: envelope(e.eventId, type, iso(e.changedAt), data) }],
+    bodies: [
+      { type, body: envelope(e.eventId, type, iso(e.changedAt), data), carrierBody: envelope(e.eventId, type, iso(e.changedAt), forCarrier(data)) },
+    ],
   };
 }
 

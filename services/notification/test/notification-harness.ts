@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -122,8 +122,8 @@ export interface NotificationHarness {
   readonly publisher: EventPublisher;
   /** Client authorized for every notification RPC. */
   readonly client: Client<typeof NotificationService>;
-  /** Mints a token with the given scopes. */
-  token(scopes: string[], subject?: string): Promise<string>;
+  /** Mints a token with the given scopes (a customer or carrier token with `extra`). */
+  token(scopes: string[], subject?: string, extra?: { customer?: string; carrier?: string }): Promise<string>;
   /** Starts another replica of the service on the same NATS server, prefix and schema. */
   startReplica(): Promise<RunningService>;
   publishStatus(e: StatusEventInput): Promise<void>;
@@ -190,8 +190,8 @@ export async function startNotificationHarness(env: Record<string, string>): Pro
     cleanups.push(() => nc.drain());
     const subjects = createSubjects(prefix);
     const publisher = createEventPublisher({ js: jetstream(nc) });
-    const token = (scopes: string[], subject = "test-client") =>
-      mintToken({ privateJwkPath: keys.privateJwkPath, issuer: "logistics-dev", audience: "logistics-mesh", subject, scopes });
+    const token = (scopes: string[], subject = "test-client", extra: { customer?: string; carrier?: string } = {}) =>
+      mintToken({ privateJwkPath: keys.privateJwkPath, issuer: "logistics-dev", audience: "logistics-mesh", subject, scopes, ...extra });
     const adminToken = await token([Scope.SubscriptionsWrite, Scope.SubscriptionsRead, Scope.DeliveriesAdmin]);
     const client = createClient(
       NotificationService,
@@ -261,4 +261,14 @@ export async function startNotificationHarness(env: Record<string, string>): Pro
 /** A tracking number unique to this run: 12 uppercase alphanumerics. */
 export function trackingNumber(): string {
   return uniqueName("t").replace(/[^a-z0-9]/g, "").toUpperCase().slice(-12).padStart(12, "X");
+}
+
+/** "ok" when `p` resolves, else the Connect code it failed with. */
+export async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
+  try {
+    await p;
+    return "ok";
+  } catch (e) {
+    return ConnectError.from(e).code;
+  }
 }

@@ -6,7 +6,13 @@ import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipmen
 import { StatusChangedSchema } from "../../shared/src/gen/logistics/events/v1/tracking_events_pb.js";
 import { DeliveryState, NotificationEventType } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
 import { createTestSchema, uniqueName, waitFor, type TestSchema } from "../../shared/src/testing/index.js";
-import { createNotificationStore, type ClaimOptions, type NotificationStore } from "../src/notification-store.js";
+import pg from "pg";
+import {
+  createNotificationStore,
+  type ClaimOptions,
+  type NotificationStore,
+  type SubscriptionOwner,
+} from "../src/notification-store.js";
 import { statusChangedEvent } from "../src/webhook-payload.js";
 
 const attempt = { attemptedAt: new Date(), httpStatus: 500, error: "HTTP 500", durationMs: 3, responseExcerpt: "" };
@@ -31,11 +37,12 @@ describe("createNotificationStore (PostgreSQL)", () => {
   });
 
   let origin = 0;
-  const subscribe = async (tn: string, types = [NotificationEventType.STATUS_CHANGED]) => {
+  const subscribe = async (tn: string, types = [NotificationEventType.STATUS_CHANGED], ownedBy?: SubscriptionOwner) => {
     const o = `http://127.0.0.1:${++origin}`;
     const { subscription } = await store.createSubscription({
       id: uniqueName("sub"),
       owner: "test",
+      ownedBy,
       scope: { kind: "trackingNumber", value: tn },
       eventTypes: types,
       webhookUrl: `${o}/x`,
@@ -45,12 +52,13 @@ describe("createNotificationStore (PostgreSQL)", () => {
     });
     return subscription.id;
   };
-  const event = (tn: string, version: number, status = ShipmentStatus.IN_TRANSIT) =>
+  const event = (tn: string, version: number, status = ShipmentStatus.IN_TRANSIT, customerId = "c") =>
     statusChangedEvent(
       create(StatusChangedSchema, {
         eventId: uniqueName("evt"),
         trackingNumber: tn,
-        customerId: "c",
+        customerId,
+        shipmentId: "shp_internal",
         carrierCode: "acme",
         status,
         version: BigInt(version),
@@ -109,6 +117,7 @@ describe("createNotificationStore (PostgreSQL)", () => {
       const { subscription } = await store.createSubscription({
         id: uniqueName("sub"),
         owner: "test",
+        ownedBy: undefined,
         scope: { kind: "trackingNumber", value: tn },
         eventTypes: [NotificationEventType.STATUS_CHANGED],
         webhookUrl: `${o}/x`,
@@ -145,5 +154,67 @@ describe("createNotificationStore (PostgreSQL)", () => {
     const [redriven] = await store.listDeliveries({ subscriptionId: sub, state: DeliveryState.PENDING }, 10, undefined);
     assert.equal(redriven?.id, v1.id);
     assert.equal(redriven?.attemptCount, 2, "attempt history is kept");
+  });
+
+  it("delivers a customer's tracking-number subscription only events of that customer's shipments", async () => {
+    const tn = uniqueName("W").toUpperCase().replace(/_/g, "");
+    const guessed = await subscribe(tn, [NotificationEventType.STATUS_CHANGED], { customerId: "intruder" });
+    const own = await subscribe(tn, [NotificationEventType.STATUS_CHANGED], { customerId: "c" });
+    const internal = await subscribe(tn, [NotificationEventType.STATUS_CHANGED]);
+    assert.equal(await store.insertDeliveries(event(tn, 1), {}), 2);
+    assert.equal((await store.listDeliveries({ subscriptionId: guessed }, 10, undefined)).length, 0, "a guessed number yields nothing");
+    assert.equal((await store.listDeliveries({ subscriptionId: own }, 10, undefined)).length, 1);
+    assert.equal((await store.listDeliveries({ subscriptionId: internal }, 10, undefined)).length, 1);
+    // Listing, unsubscribing and redriving are confined to the owner.
+    assert.deepEqual(
+      (await store.listDeliveries({ trackingNumber: tn, ownedBy: { customerId: "c" } }, 10, undefined)).map((d) => d.subscriptionId),
+      [own],
+    );
+    assert.deepEqual((await store.listSubscriptions({ trackingNumber: tn, ownedBy: { customerId: "c" } }, 10, undefined)).map((x) => x.id), [own]);
+    assert.equal(await store.unsubscribe(own, { customerId: "intruder" }), "not_found");
+    assert.equal(await store.unsubscribe(own, { customerId: "c" }), "deleted");
+  });
+
+  it("sends a carrier's subscription the body without the shipper's account and internal ids", async () => {
+    const tn = uniqueName("K").toUpperCase().replace(/_/g, "");
+    const carrierSub = await subscribe(tn, [NotificationEventType.STATUS_CHANGED], { carrierCode: "acme" });
+    const otherCarrier = await subscribe(tn, [NotificationEventType.STATUS_CHANGED], { carrierCode: "globex" });
+    await store.insertDeliveries(event(tn, 1), {});
+    assert.equal((await store.listDeliveries({ subscriptionId: otherCarrier }, 10, undefined)).length, 0);
+    const [d] = mine(await claim(store), carrierSub);
+    assert.ok(d);
+    const data = (JSON.parse(d.body) as { data: Record<string, unknown> }).data;
+    assert.equal(data["tracking_number"], tn);
+    assert.equal("customer_id" in data, false);
+    assert.equal("shipment_id" in data, false);
+  });
+});
+
+describe("notification schema migrations (PostgreSQL)", () => {
+  it("adopts a schema created before versioning and adds the owner columns once", async () => {
+    const schema = await createTestSchema({ prefix: "nmigr" });
+    const store = createNotificationStore({ connectionString: schema.connectionString, schema: schema.schema });
+    const pool = new pg.Pool({ connectionString: schema.connectionString, max: 1 });
+    try {
+      await store.migrate();
+      // Back to the shape of a database from before versioned migrations, with a subscription in it.
+      const q = `"${schema.schema}"`;
+      await pool.query(`ALTER TABLE ${q}.subscriptions DROP COLUMN owner_customer_id, DROP COLUMN owner_carrier_code`);
+      await pool.query(`DROP TABLE ${q}.schema_migrations`);
+      await pool.query(
+        `INSERT INTO ${q}.subscriptions (id, owner, tracking_number, event_types, webhook_url, origin, secret)
+         VALUES ('sub_legacy', 'old-client', 'LEGACY000001', '{1}', 'https://example.com/', 'https://example.com', 's')`,
+      );
+      await Promise.all([store.migrate(), store.migrate()]);
+      const versions = await pool.query(`SELECT version FROM ${q}.schema_migrations ORDER BY version`);
+      assert.deepEqual(versions.rows.map((r: { version: number }) => r.version), [1, 2]);
+      const [legacy] = await store.listSubscriptions({ trackingNumber: "LEGACY000001" }, 10, undefined);
+      assert.equal(legacy?.id, "sub_legacy");
+      assert.equal(legacy?.ownedBy, undefined, "subscriptions from before owners belong to no customer");
+    } finally {
+      await pool.end();
+      await store.close();
+      await schema.drop();
+    }
   });
 });

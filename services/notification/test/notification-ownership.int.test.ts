@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { Code, createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { Scope } from "../../shared/src/auth/index.js";
+import { NotificationEventType, NotificationService } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+import { waitFor } from "../../shared/src/testing/index.js";
+import { codeOf, startNotificationHarness, startReceiver, trackingNumber, type NotificationHarness, type TestReceiver } from "./notification-harness.js";
+
+const STATUS = [NotificationEventType.STATUS_CHANGED];
+const CUSTOMER_SCOPES = [Scope.SubscriptionsWrite, Scope.SubscriptionsRead, Scope.DeliveriesAdmin];
+
+describe("notification ownership: a customer touches only its own subscriptions (real tokens, PostgreSQL, webhooks)", () => {
+  let h: NotificationHarness;
+  const receivers: TestReceiver[] = [];
+  let clientFor: (extra: { customer?: string; carrier?: string }, scopes?: string[]) => Promise<Client<typeof NotificationService>>;
+
+  before(async () => {
+    h = await startNotificationHarness({ NOTIFICATION_ORDER_WINDOW_MS: "0" });
+    clientFor = async (extra, scopes = CUSTOMER_SCOPES) => {
+      const token = await h.token(scopes, `${extra.customer ?? extra.carrier}-portal`, extra);
+      return createClient(
+        NotificationService,
+        createConnectTransport({
+          baseUrl: h.svc.url,
+          httpVersion: "1.1",
+          interceptors: [
+            (next) => (req) => {
+              req.header.set("authorization", `Bearer ${token}`);
+              return next(req);
+            },
+          ],
+        }),
+      );
+    };
+  });
+  after(async () => {
+    for (const r of receivers) await r.close();
+    await h?.close();
+  });
+  const receiver = async () => {
+    const r = await startReceiver();
+    receivers.push(r);
+    return r;
+  };
+
+  it("keeps another customer's subscriptions, webhook URLs, deliveries and dead letters out of reach", async () => {
+    const alice = await clientFor({ customer: "alice" });
+    const mallory = await clientFor({ customer: "mallory" });
+    const aliceHook = await receiver();
+    const tn = trackingNumber();
+    const sub = await alice.subscribe({ scope: { case: "customerId", value: "alice" }, eventTypes: STATUS, webhookUrl: `${aliceHook.url}/alice` });
+    const id = sub.subscription?.subscriptionId ?? "";
+    await h.publishStatus({ eventId: `ev-${tn}`, trackingNumber: tn, version: 1, customerId: "alice" });
+    await waitFor(() => aliceHook.accepted.length === 1, { message: "alice's webhook receives her shipment's event" });
+
+    const listed = await mallory.listSubscriptions({});
+    assert.deepEqual(listed.subscriptions, [], "no other customer's subscriptions or webhook URLs");
+    assert.deepEqual((await mallory.listSubscriptions({ customerId: "alice" })).subscriptions, []);
+    assert.deepEqual((await mallory.listDeliveries({ subscriptionId: id })).deliveries, []);
+    assert.deepEqual((await mallory.listDeliveries({ trackingNumber: tn })).deliveries, []);
+    assert.equal((await mallory.redriveDeadLetters({ subscriptionId: id })).redriven, 0);
+    assert.equal(await codeOf(mallory.unsubscribe({ subscriptionId: id })), Code.NotFound, "answered as if it did not exist");
+
+    assert.deepEqual((await alice.listSubscriptions({})).subscriptions.map((s) => s.subscriptionId), [id]);
+    assert.equal((await alice.listDeliveries({ subscriptionId: id })).deliveries.length, 1);
+    const all = await h.client.listSubscriptions({});
+    assert.ok(all.subscriptions.some((s) => s.subscriptionId === id), "internal callers and operators see every subscription");
+    assert.equal(await codeOf(alice.unsubscribe({ subscriptionId: id })), "ok");
+  });
+
+  it("refuses a subscription to another customer's account or to a carrier, and delivers nothing for a guessed tracking number", async () => {
+    const alice = await clientFor({ customer: "alice" });
+    const mallory = await clientFor({ customer: "mallory" });
+    const hook = await receiver();
+    assert.equal(
+      await codeOf(mallory.subscribe({ scope: { case: "customerId", value: "alice" }, eventTypes: STATUS, webhookUrl: `${hook.url}/m` })),
+      Code.PermissionDenied,
+    );
+    assert.equal(
+      await codeOf(mallory.subscribe({ scope: { case: "carrierCode", value: "acme" }, eventTypes: STATUS, webhookUrl: `${hook.url}/m` })),
+      Code.PermissionDenied,
+    );
+    // Mallory guesses the tracking number of Alice's parcel; Alice subscribes to it too.
+    const tn = trackingNumber();
+    const aliceHook = await receiver();
+    await alice.subscribe({ scope: { case: "trackingNumber", value: tn }, eventTypes: STATUS, webhookUrl: `${aliceHook.url}/a` });
+    const guessed = await mallory.subscribe({ scope: { case: "trackingNumber", value: tn }, eventTypes: STATUS, webhookUrl: `${hook.url}/m` });
+    await h.publishStatus({ eventId: `ev-g-${tn}`, trackingNumber: tn, version: 1, customerId: "alice" });
+    await waitFor(() => aliceHook.accepted.length === 1, { message: "the owner is notified" });
+    // Both subscriptions were matched in the same transaction: if Mallory's had matched, its delivery would exist now.
+    assert.deepEqual((await h.client.listDeliveries({ subscriptionId: guessed.subscription?.subscriptionId ?? "" })).deliveries, []);
+    assert.equal(hook.requests.length, 0, "the guesser's webhook receives nothing");
+  });
+
+  it("lets a carrier token subscribe to its own carrier only, and sends it no shipper data", async () => {
+    const acme = await clientFor({ carrier: "acme" });
+    const hook = await receiver();
+    assert.equal(
+      await codeOf(acme.subscribe({ scope: { case: "carrierCode", value: "globex" }, eventTypes: STATUS, webhookUrl: `${hook.url}/x` })),
+      Code.PermissionDenied,
+    );
+    assert.equal(
+      await codeOf(acme.subscribe({ scope: { case: "customerId", value: "alice" }, eventTypes: STATUS, webhookUrl: `${hook.url}/x` })),
+      Code.PermissionDenied,
+    );
+    await acme.subscribe({ scope: { case: "carrierCode", value: "acme" }, eventTypes: STATUS, webhookUrl: `${hook.url}/acme` });
+    const tn = trackingNumber();
+    await h.publishStatus({ eventId: `ev-c-${tn}`, trackingNumber: tn, version: 1, customerId: "alice", carrierCode: "acme" });
+    await waitFor(() => hook.accepted.some((r) => r.json.data.tracking_number === tn), { message: "the carrier's webhook is called" });
+    const body = hook.accepted.find((r) => r.json.data.tracking_number === tn)?.json.data as unknown as Record<string, unknown>;
+    assert.equal("customer_id" in body, false);
+    assert.equal("shipment_id" in body, false);
+  });
+});
