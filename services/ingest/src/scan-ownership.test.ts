@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "vitest";
 import { RejectReason } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
 import {
   checkCallerCarrier,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Scope } from "../../shared/src/auth/index.js";
@@ -15,7 +15,7 @@ describe("notification ownership: a customer touches only its own subscriptions 
   const receivers: TestReceiver[] = [];
   let clientFor: (extra: { customer?: string; carrier?: string }, scopes?: string[]) => Promise<Client<typeof NotificationService>>;
 
-  before(async () => {
+  beforeAll(async () => {
     h = await startNotificationHarness({ NOTIFICATION_ORDER_WINDOW_MS: "0" });
     clientFor = async (extra, scopes = CUSTOMER_SCOPES) => {
       const token = await h.token(scopes, `${extra.customer ?? extra.carrier}-portal`, extra);
@@ -34,7 +34,7 @@ describe("notification ownership: a customer touches only its own subscriptions 
       );
     };
   });
-  after(async () => {
+  afterAll(async () => {
     for (const r of receivers) await r.close();
     await h?.close();
   });
