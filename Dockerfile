@@ -2,9 +2,9 @@
 #
 # One image for every service of the mesh. The service is chosen at run time by the script path
 # given as the container's arguments (the Helm chart sets `args`), e.g.
-#   docker run logistics-mesh dist/services/routing/src/main.js
+#   docker run logistics-mesh services/routing/dist/main.js
 # Node options may come first (the chart passes the heap limit that way):
-#   docker run logistics-mesh --max-old-space-size=384 dist/services/routing/src/main.js
+#   docker run logistics-mesh --max-old-space-size=384 services/routing/dist/main.js
 # Why one image: one build, one vulnerability scan, one layer cache; the services share nearly all
 # of their code and dependencies (see charts/README.md).
 
@@ -22,11 +22,20 @@ ENV npm_config_update_notifier=false \
     npm_config_fund=false \
     npm_config_audit=false
 COPY package.json package-lock.json ./
+# The workspace packages' manifests (npm links them into node_modules/@logistics).
+COPY services/shared/package.json services/shared/
+COPY services/ingest/package.json services/ingest/
+COPY services/routing/package.json services/routing/
+COPY services/tracking/package.json services/tracking/
+COPY services/notification/package.json services/notification/
+COPY services/web/package.json services/web/
+COPY dev/package.json dev/
+COPY perf/package.json perf/
 # Install scripts are skipped: no production dependency needs one.
 RUN npm ci --omit=dev --ignore-scripts \
  && npm cache clean --force
 
-# ---- build: every dependency, compile TypeScript, drop compiled tests ----
+# ---- build: every dependency, compile the four services and the shared package ----
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 ENV NODE_ENV=development \
@@ -34,13 +43,15 @@ ENV NODE_ENV=development \
     npm_config_fund=false \
     npm_config_audit=false
 COPY package.json package-lock.json ./
+COPY --from=deps /app/services ./services
+COPY --from=deps /app/dev ./dev
+COPY --from=deps /app/perf ./perf
 RUN npm ci --ignore-scripts
 # Generated Protobuf code is committed under services/shared/src/gen, so no buf step is needed.
-COPY tsconfig.json tsconfig.build.json ./
+# Each package compiles its src/ (tests excluded) into its own dist/.
+COPY tsconfig.base.json ./
 COPY services ./services
-RUN npm run build \
- && find dist -type f \( -name '*.test.js' -o -name '*.test.js.map' \) -delete \
- && find dist -type d -name test -prune -exec rm -rf {} +
+RUN npm run build:services
 
 # ---- runtime: compiled code and production dependencies only, as a non-root user ----
 FROM ${NODE_IMAGE} AS runtime
@@ -60,7 +71,16 @@ WORKDIR /app
 # package.json carries the build's version: the services report it as service.version.
 COPY --from=build --chown=root:root /app/package.json ./package.json
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
-COPY --from=build --chown=root:root /app/dist ./dist
+COPY --from=build --chown=root:root /app/services/shared/package.json ./services/shared/package.json
+COPY --from=build --chown=root:root /app/services/shared/dist ./services/shared/dist
+COPY --from=build --chown=root:root /app/services/ingest/package.json ./services/ingest/package.json
+COPY --from=build --chown=root:root /app/services/ingest/dist ./services/ingest/dist
+COPY --from=build --chown=root:root /app/services/routing/package.json ./services/routing/package.json
+COPY --from=build --chown=root:root /app/services/routing/dist ./services/routing/dist
+COPY --from=build --chown=root:root /app/services/tracking/package.json ./services/tracking/package.json
+COPY --from=build --chown=root:root /app/services/tracking/dist ./services/tracking/dist
+COPY --from=build --chown=root:root /app/services/notification/package.json ./services/notification/package.json
+COPY --from=build --chown=root:root /app/services/notification/dist ./services/notification/dist
 # Numeric so Kubernetes' runAsNonRoot can verify it without resolving the name.
 USER 10001:10001
 # gRPC / gRPC-Web / Connect (ingest's default; each service has its own) and Prometheus metrics.
@@ -70,4 +90,4 @@ EXPOSE 8081 9101
 # exit before SHUTDOWN_CLOSE_MS runs out.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node"]
-CMD ["dist/services/ingest/src/main.js"]
+CMD ["services/ingest/dist/main.js"]

@@ -1,20 +1,24 @@
 import { fileURLToPath } from "node:url";
+import { defaultServerConditions } from "vite";
 import { defineConfig } from "vitest/config";
 import { SummaryReporter } from "./scripts/vitest/summary-reporter.js";
 
 const root = fileURLToPath(new URL(".", import.meta.url)).replace(/\/$/, "");
-const exclude = ["**/node_modules/**", "dist/**", "coverage/**"];
+const exclude = ["**/node_modules/**", "**/dist/**", "coverage/**"];
 /** The browser tests: Chromium (playwright-core) against the whole mesh. */
-const browserTests = "services/*/test/**/*browser.int.test.ts";
+const browserTests = "{services/*,dev}/test/**/*browser.int.test.ts";
 
 export default defineConfig({
+  // Workspace packages resolve to their TypeScript sources (the `source` export condition), so
+  // tests never need a build of the packages they import.
+  ssr: { resolve: { conditions: ["source", ...defaultServerConditions] } },
   test: {
     // Two cores: two test files at a time across all projects.
     maxWorkers: 2,
     reporters: ["default", new SummaryReporter(root)],
     coverage: {
       provider: "v8",
-      include: ["services/*/src/**/*.ts"],
+      include: ["services/*/src/**/*.ts", "dev/src/**/*.ts"],
       exclude: [
         "**/*.test.ts",
         "services/shared/src/gen/**",
@@ -30,8 +34,8 @@ export default defineConfig({
         extends: true,
         test: {
           name: "unit",
-          include: ["services/*/src/**/*.test.ts", "perf/**/*.test.ts"],
-          exclude,
+          include: ["{services/*,dev,perf}/src/**/*.test.ts", "dev/test/**/*.test.ts"],
+          exclude: [...exclude, "**/*.int.test.ts"],
           pool: "threads",
           // Unit files share a worker's module cache (imports once per worker instead of once per
           // file: the unit run takes a third of the time). So a unit test must leave no global
@@ -44,7 +48,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: "integration",
-          include: ["services/*/test/**/*.int.test.ts"],
+          include: ["{services/*,dev}/test/**/*.int.test.ts"],
           exclude: [...exclude, browserTests],
           // Each file in its own process, as deployed: servers, signal handlers and the global
           // OpenTelemetry providers never leak between files.

@@ -43,7 +43,7 @@ step "tsc --noEmit (typecheck: services, tests, perf; the web page)"
 # Meanwhile (tsc is single-threaded, the machines have two cores) compile the services for the
 # integration tests that start an entry point as its own process; their global setup then finds
 # the build up to date. Same command as scripts/vitest/build-services.ts.
-npx --no-install tsc -p tsconfig.build.json --incremental --tsBuildInfoFile dist/.tsbuildinfo &
+npx --no-install tsc -b tsconfig.build.json &
 build=$!
 npx --no-install tsc --noEmit
 npx --no-install tsc -p services/web

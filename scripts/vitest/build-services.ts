@@ -1,10 +1,10 @@
 /**
- * Global setup of the `integration` test project: compiles the services (`tsc -p tsconfig.build.json`,
+ * Global setup of the `integration` test project: compiles the packages (`tsc -b tsconfig.build.json`,
  * as `npm run build` and the Docker image do) before any integration test runs. A few tests start
- * an entry point as its own process, exactly as deployed (`node dist/services/<name>/src/main.js`,
+ * an entry point as its own process, exactly as deployed (`node services/<name>/dist/main.js`,
  * the token CLI), and the chart test checks that the image's entry points exist. Everything else
- * runs from the TypeScript sources. Incremental: the build info lives in dist/, so an unchanged tree
- * rebuilds in a few seconds and deleting dist/ starts afresh.
+ * runs from the TypeScript sources. Incremental (project references): an unchanged tree
+ * rebuilds in a few seconds.
  */
 import { execFile } from "node:child_process";
 import { createRequire } from "node:module";
@@ -15,10 +15,10 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 export default async function buildServices(): Promise<void> {
   const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
-  const args = [tsc, "-p", "tsconfig.build.json", "--incremental", "--tsBuildInfoFile", "dist/.tsbuildinfo"];
+  const args = [tsc, "-b", "tsconfig.build.json"];
   await new Promise<void>((resolve, reject) => {
     execFile(process.execPath, args, { cwd: root, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`tsc -p tsconfig.build.json failed:\n${stdout}${stderr}`));
+      if (err) reject(new Error(`tsc -b tsconfig.build.json failed:\n${stdout}${stderr}`));
       else resolve();
     });
   });

@@ -37,7 +37,7 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ")).join("\n");
 }
 
-/** Coverage per `services/<name>` folder, and the files with the most uncovered lines. */
+/** Coverage per workspace package (`services/<name>`, `dev`), and the files with the most uncovered lines. */
 export function coverageReport(map: CoverageMapLike, root: string): string {
   const perService = new Map<string, FileSummary & { files: number }>();
   const files: Array<{ file: string; s: FileSummary }> = [];
@@ -45,7 +45,7 @@ export function coverageReport(map: CoverageMapLike, root: string): string {
     const rel = relative(root, file);
     const s = map.fileCoverageFor(file).toSummary();
     files.push({ file: rel, s });
-    const name = /^services\/([^/]+)\//.exec(rel)?.[1] ?? "(other)";
+    const name = /^(services\/[^/]+|dev|perf)\//.exec(rel)?.[1] ?? "(other)";
     const acc = perService.get(name) ?? {
       files: 0,
       lines: { total: 0, covered: 0 },
@@ -61,9 +61,9 @@ export function coverageReport(map: CoverageMapLike, root: string): string {
     perService.set(name, acc);
   }
   const all = { lines: { total: 0, covered: 0 }, statements: { total: 0, covered: 0 }, branches: { total: 0, covered: 0 }, functions: { total: 0, covered: 0 } };
-  const rows = [["service", "files", "% stmts", "% branch", "% funcs", "% lines"]];
+  const rows = [["package", "files", "% stmts", "% branch", "% funcs", "% lines"]];
   for (const [name, s] of [...perService].sort(([a], [b]) => a.localeCompare(b))) {
-    rows.push([`services/${name}`, String(s.files), ...METRICS.map((m) => pct(s[m]))]);
+    rows.push([name, String(s.files), ...METRICS.map((m) => pct(s[m]))]);
     for (const m of METRICS) {
       all[m].total += s[m].total;
       all[m].covered += s[m].covered;

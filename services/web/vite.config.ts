@@ -1,15 +1,17 @@
-import { defineConfig } from "vite";
+import { defaultClientConditions, defineConfig } from "vite";
 
 /**
- * Builds the tracking page into `<repo>/dist/web` (gitignored). Run with the page's folder as the
+ * Builds the tracking page into `services/web/dist` (gitignored). Run with the page's folder as the
  * root: `npx vite build services/web` (the local runner does the same through Vite's API).
- * The generated Protobuf code is imported from `services/shared/src/gen` with `.js` specifiers;
- * Vite maps those onto the `.ts` sources.
+ * The generated Protobuf code comes from `@logistics/shared/gen/...`, resolved to its TypeScript
+ * sources through the package's `source` export condition.
  */
 export default defineConfig({
   base: "./",
+  // Workspace packages (the generated contracts in @logistics/shared) resolve to their sources.
+  resolve: { conditions: ["source", ...defaultClientConditions] },
   build: {
-    outDir: "../../dist/web",
+    outDir: "dist",
     emptyOutDir: true,
     target: "es2022",
     sourcemap: true,

@@ -76,7 +76,7 @@ block may name another with `main`.
 Call with (dict "name" $name "svc" $svc).
 */}}
 {{- define "logistics-mesh.mainScript" -}}
-{{- .svc.main | default (printf "dist/services/%s/src/main.js" .name) -}}
+{{- .svc.main | default (printf "services/%s/dist/main.js" .name) -}}
 {{- end }}
 
 {{/*

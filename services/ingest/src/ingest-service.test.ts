@@ -4,15 +4,15 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport, type Interceptor } from "@connectrpc/connect";
 import { Registry } from "prom-client";
-import { derivePrincipal, principalKey, type Principal } from "../../shared/src/auth/index.js";
-import { ScanSchema, type Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import { derivePrincipal, principalKey, type Principal } from "@logistics/shared/auth";
+import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import {
   IngestService,
   RejectReason,
   ScanAckSchema,
   ScanOutcome,
   type StreamScansRequest,
-} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+} from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
 import { createIngestService, type IngestServiceDeps } from "./ingest-service.js";
 import type { RateLimiter } from "./redis-rate-limiter.js";

@@ -1,13 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { principalKey, type Principal } from "../../shared/src/auth/index.js";
+import { principalKey, type Principal } from "@logistics/shared/auth";
 import {
   RejectReason,
   StreamScansResponseSchema,
   type IngestService,
   type StreamScansRequest,
   type StreamScansResponse,
-} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+} from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import type { IngestMetrics } from "./ingest-metrics.js";
 import type { RateLimiter } from "./redis-rate-limiter.js";
 import { countAcks, rejectAck, type ScanIngestor } from "./scan-ingestor.js";

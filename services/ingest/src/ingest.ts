@@ -1,10 +1,9 @@
 import { createValidator } from "@bufbuild/protovalidate";
 import { jetstream } from "@nats-io/jetstream";
 import { Redis } from "ioredis";
-import { IngestService } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
-import { ensureKeyValue, openKeyValue } from "../../shared/src/nats/key-value.js";
-import { createEventPublisher } from "../../shared/src/nats/publisher.js";
-import type { ServiceDefinition } from "../../shared/src/runtime/start-service.js";
+import { IngestService } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { ensureKeyValue, openKeyValue, createEventPublisher } from "@logistics/shared/nats";
+import type { ServiceDefinition } from "@logistics/shared/runtime";
 import type { IngestConfig } from "./config.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
 import { createIngestService } from "./ingest-service.js";

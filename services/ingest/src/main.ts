@@ -1,4 +1,4 @@
-import { runMain } from "../../shared/src/runtime/start-service.js";
+import { runMain } from "@logistics/shared/runtime";
 import { ingestConfig } from "./config.js";
 import { ingestService } from "./ingest.js";
 

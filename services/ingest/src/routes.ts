@@ -1,6 +1,6 @@
 import type { ConnectRouter } from "@connectrpc/connect";
-import { IngestService } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
-import { policiesForService, Scope } from "../../shared/src/auth/index.js";
+import { IngestService } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { policiesForService, Scope } from "@logistics/shared/auth";
 import type { IngestServiceHandlers } from "./ingest-service.js";
 
 /** Who may call each RPC of IngestService. */

@@ -3,9 +3,9 @@ import { describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createValidator } from "@bufbuild/protovalidate";
-import { ScanKind, ScanSchema, type Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import { RejectReason } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import { ScanKind, ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { RejectReason } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { recordedEventId } from "./event-ids.js";
 import { createScanCheck } from "./scan-check.js";
 

@@ -2,12 +2,12 @@ import { create } from "@bufbuild/protobuf";
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Validator } from "@bufbuild/protovalidate";
-import { ScanSchema, type Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import {
   RejectReason,
   ScanFieldViolationSchema,
   type ScanFieldViolation,
-} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+} from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { recordedEventId } from "./event-ids.js";
 import { normalizeStatus, type NormalizedStatus } from "./normalize.js";
 

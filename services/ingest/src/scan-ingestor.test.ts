@@ -4,10 +4,10 @@ import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf"
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createValidator } from "@bufbuild/protovalidate";
 import { Registry } from "prom-client";
-import { ScanSchema, type Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import type { ScanRecorded } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
-import { RejectReason, ScanOutcome } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
-import type { PublishEventOptions, PublishEventResult } from "../../shared/src/nats/publisher.js";
+import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import type { ScanRecorded } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import { RejectReason, ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import type { PublishEventOptions, PublishEventResult } from "@logistics/shared/nats";
 import { recordedEventId } from "./event-ids.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
 import { createScanCheck } from "./scan-check.js";

@@ -2,15 +2,15 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { SpanStatusCode, trace } from "@opentelemetry/api";
 import { setTimeout as delay } from "node:timers/promises";
-import { ScanRecordedSchema } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
-import type { Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import { ScanRecordedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import type { Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import {
   RejectReason,
   ScanAckSchema,
   ScanOutcome,
   type ScanAck,
-} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
-import type { EventPublisher } from "../../shared/src/nats/publisher.js";
+} from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import type { EventPublisher } from "@logistics/shared/nats";
 import type { IngestMetrics } from "./ingest-metrics.js";
 import type { AcceptableScan, ScanCheck } from "./scan-check.js";
 import { checkCallerCarrier, judgeScanOwnership, type OwnershipVerdict, type PartiesLookup } from "./scan-ownership.js";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
-import { RejectReason } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import { RejectReason } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import {
   checkCallerCarrier,
   decodeParties,

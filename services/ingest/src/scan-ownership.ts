@@ -1,4 +1,4 @@
-import { RejectReason } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import { RejectReason } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 
 /**
  * Ingest's ownership policy: who may write scans for which shipment. Pure; the one place these

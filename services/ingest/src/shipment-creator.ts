@@ -2,14 +2,14 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createHash } from "node:crypto";
-import { ShipmentCreatedSchema } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
+import { ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import {
   CreateShipmentRequestSchema,
   CreateShipmentResponseSchema,
   type CreateShipmentRequest,
   type CreateShipmentResponse,
-} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
-import type { EventPublisher } from "../../shared/src/nats/publisher.js";
+} from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import type { EventPublisher } from "@logistics/shared/nats";
 import { assignedTrackingNumber, shipmentEventId, shipmentIdFor } from "./event-ids.js";
 import type { ShipmentParties } from "./scan-ownership.js";
 import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";

@@ -2,14 +2,14 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createHash } from "node:crypto";
-import type { Principal } from "../../shared/src/auth/index.js";
-import { ShipmentHandedOverSchema } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
+import type { Principal } from "@logistics/shared/auth";
+import { ShipmentHandedOverSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import {
   HandOverShipmentResponseSchema,
   type HandOverShipmentRequest,
   type HandOverShipmentResponse,
-} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
-import type { EventPublisher } from "../../shared/src/nats/publisher.js";
+} from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import type { EventPublisher } from "@logistics/shared/nats";
 import { mayHandOver } from "./scan-ownership.js";
 import { DirectoryUnavailableError, HandOverRefusedError, type ShipmentDirectory } from "./shipment-directory.js";
 

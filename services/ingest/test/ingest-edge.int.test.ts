@@ -7,19 +7,19 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { Scope } from "../../shared/src/auth/index.js";
-import { ServiceLevel } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+import { Scope } from "@logistics/shared/auth";
+import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import {
   CreateShipmentRequestSchema,
   IngestService,
   RejectReason,
   ScanOutcome,
   type CreateShipmentRequest,
-} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
-import { waitFor } from "../../shared/src/testing/index.js";
+} from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { waitFor } from "@logistics/shared/testing";
 import {
   bearer,
-  openScanStream,
+  openScanCall,
   scanMessage,
   startIngestHarness,
   streamAll,
@@ -78,7 +78,7 @@ describe("IngestService edges over real sockets (auth, rate limits, idempotency,
   });
 
   it("keeps StreamScans open after a foreign scan and answers it alone", async () => {
-    const call = openScanStream(h.grpcClient(), bearer(await h.token({ carrier: "acme" })));
+    const call = openScanCall(h.grpcClient(), bearer(await h.token({ carrier: "acme" })));
     const run = await streamAll(call, [scanMessage([validScan("acme", "q-1")]), scanMessage([validScan("globex", "q-2")]), scanMessage([validScan("acme", "q-3")])], 1);
     assert.equal(run.status.code, grpc.status.OK);
     assert.deepEqual(run.responses.map((r) => r.acks[0]?.rejectReason), [RejectReason.UNSPECIFIED, RejectReason.WRONG_CARRIER, RejectReason.UNSPECIFIED]);
@@ -93,7 +93,7 @@ describe("IngestService edges over real sockets (auth, rate limits, idempotency,
     const res = await submitScans(h.grpcClient(), md, [forged]);
     assert.equal(res.acks[0]?.outcome, ScanOutcome.REJECTED);
     assert.equal(res.acks[0]?.rejectReason, RejectReason.WRONG_CARRIER);
-    const streamed = await streamAll(openScanStream(h.grpcClient(), md), [scanMessage([forged])], 1);
+    const streamed = await streamAll(openScanCall(h.grpcClient(), md), [scanMessage([forged])], 1);
     assert.equal(streamed.responses[0]?.acks[0]?.rejectReason, RejectReason.WRONG_CARRIER);
     // An internal backfill job cannot write it either: the shipment decides, not the caller.
     const internal = await submitScans(h.grpcClient(), bearer(await h.token({ scopes: [Scope.ScansWrite], subject: "backfill" })), [forged]);

@@ -1,35 +1,26 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ensureDevKeys, mintToken, Scope } from "../../shared/src/auth/index.js";
-import { ScanSchema, type Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import { ServiceLevel } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import {
-  IngestService,
-  StreamScansRequestSchema,
-  StreamScansResponseSchema,
-  SubmitScansRequestSchema,
-  SubmitScansResponseSchema,
-  type StreamScansRequest,
-  type StreamScansResponse,
-  type SubmitScansResponse,
-} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
-import { createSubjects, type Subjects } from "../../shared/src/nats/subjects.js";
-import { startService, type RunningService } from "../../shared/src/runtime/start-service.js";
+import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
+import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { IngestService } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { createSubjects, type Subjects } from "@logistics/shared/nats";
+import { startService, type RunningService } from "@logistics/shared/runtime";
 import {
   startNatsServer,
   startRedisServer,
   uniqueName,
   type NatsServerHandle,
   type RedisServerHandle,
-} from "../../shared/src/testing/index.js";
+} from "@logistics/shared/testing";
 import { ingestConfig } from "../src/config.js";
 import { ingestService } from "../src/ingest.js";
 
@@ -212,93 +203,4 @@ function hash(s: string): number {
   return h;
 }
 
-/** Bearer metadata for grpc-js. */
-export function bearer(token: string): grpc.Metadata {
-  const md = new grpc.Metadata();
-  md.set("authorization", `Bearer ${token}`);
-  return md;
-}
-
-/** Opens a StreamScans bidi call with protobuf-es (de)serializers. */
-export function openScanStream(
-  client: grpc.Client,
-  md: grpc.Metadata,
-): grpc.ClientDuplexStream<StreamScansRequest, StreamScansResponse> {
-  return client.makeBidiStreamRequest(
-    "/logistics.ingest.v1.IngestService/StreamScans",
-    (m: StreamScansRequest) => Buffer.from(toBinary(StreamScansRequestSchema, m)),
-    (b: Buffer) => fromBinary(StreamScansResponseSchema, b),
-    md,
-  );
-}
-
-/** A StreamScans request message. */
-export function scanMessage(scans: Scan[]): StreamScansRequest {
-  return create(StreamScansRequestSchema, { scans });
-}
-
-/** Calls SubmitScans; resolves with the response and the trailing metadata, or rejects with the ServiceError. */
-export function submitScans(client: grpc.Client, md: grpc.Metadata, scans: Scan[]): Promise<SubmitScansResponse> {
-  return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(
-      "/logistics.ingest.v1.IngestService/SubmitScans",
-      (m: ReturnType<typeof create<typeof SubmitScansRequestSchema>>) => Buffer.from(toBinary(SubmitScansRequestSchema, m)),
-      (b: Buffer) => fromBinary(SubmitScansResponseSchema, b),
-      create(SubmitScansRequestSchema, { scans }),
-      md,
-      (err, res) => (err || !res ? reject(err) : resolve(res)),
-    ),
-  );
-}
-
-/** Outcome of {@link streamAll}. */
-export interface StreamRun {
-  /** One response per request message, in order. */
-  readonly responses: StreamScansResponse[];
-  /** gRPC status the call ended with. */
-  readonly status: grpc.StatusObject;
-}
-
-/**
- * Streams `messages` over `call` like a well-behaved gateway: at most `maxUnacked` request
- * messages without a response, and no write while grpc-js reports a full buffer. `onResponse`
- * sees every response as it arrives (index = request message). Resolves when the call ends.
- */
-export function streamAll(
-  call: grpc.ClientDuplexStream<StreamScansRequest, StreamScansResponse>,
-  messages: readonly StreamScansRequest[],
-  maxUnacked: number,
-  onResponse?: (res: StreamScansResponse, index: number) => void,
-): Promise<StreamRun> {
-  return new Promise((resolve, reject) => {
-    const responses: StreamScansResponse[] = [];
-    let sent = 0;
-    let needDrain = false;
-    let ended = false;
-    const pump = () => {
-      while (!needDrain && sent < messages.length && sent - responses.length < maxUnacked) {
-        needDrain = !call.write(messages[sent++]);
-      }
-      if (sent === messages.length && !ended) {
-        ended = true;
-        call.end();
-      }
-    };
-    call.on("data", (res: StreamScansResponse) => {
-      responses.push(res);
-      onResponse?.(res, responses.length - 1);
-      pump();
-    });
-    call.on("drain", () => {
-      needDrain = false;
-      pump();
-    });
-    call.on("error", () => {});
-    call.on("status", (status: grpc.StatusObject) => resolve({ responses, status }));
-    try {
-      pump();
-    } catch (err) {
-      reject(err);
-    }
-  });
-}
+export { bearer, openScanCall, scanMessage, streamAll, submitScans, type StreamRun } from "../src/scan-client.js";

@@ -1,17 +1,17 @@
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
-import type { Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import type { Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import {
   RejectReason,
   ScanOutcome,
   type ScanAck,
   type StreamScansRequest,
   type StreamScansResponse,
-} from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
-import { waitFor } from "../../shared/src/testing/index.js";
+} from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { waitFor } from "@logistics/shared/testing";
 import { recordedEventId } from "../src/event-ids.js";
-import { bearer, openScanStream, scanMessage, startIngestHarness, streamAll, validScan, type IngestHarness } from "./ingest-harness.js";
+import { bearer, openScanCall, scanMessage, startIngestHarness, streamAll, validScan, type IngestHarness } from "./ingest-harness.js";
 
 const idOf = (s: Scan) => recordedEventId(s.carrierCode, s.eventId);
 
@@ -31,7 +31,7 @@ describe("StreamScans when the broker restarts (real nats-server, stopped and re
     for (let i = 0; i < scans.length; i += 50) messages.push(scanMessage(scans.slice(i, i + 50)));
     let unavailable = 0;
     let outage: Promise<void> | undefined;
-    const call = openScanStream(h.grpcClient(), bearer(await h.token({ carrier: "acme" })));
+    const call = openScanCall(h.grpcClient(), bearer(await h.token({ carrier: "acme" })));
     const run = await streamAll(call, messages, 4, (res: StreamScansResponse, index) => {
       unavailable += res.acks.filter((a) => a.rejectReason === RejectReason.UNAVAILABLE).length;
       if (index === 10) {
@@ -64,7 +64,7 @@ describe("StreamScans when the broker restarts (real nats-server, stopped and re
     // The gateway resends what was not acknowledged; afterwards every scan is stored exactly once.
     const resend = [];
     for (let i = 0; i < retry.length; i += 50) resend.push(scanMessage(retry.slice(i, i + 50)));
-    const again = await streamAll(openScanStream(h.grpcClient(), bearer(await h.token({ carrier: "acme" }))), resend, 4);
+    const again = await streamAll(openScanCall(h.grpcClient(), bearer(await h.token({ carrier: "acme" }))), resend, 4);
     assert.ok(again.responses.flatMap((r) => r.acks).every((a) => a.outcome === ScanOutcome.ACCEPTED || a.outcome === ScanOutcome.DUPLICATE));
     const finalIds = await h.storedScanIds();
     assert.equal(finalIds.length, scans.length);
@@ -85,7 +85,7 @@ describe("StreamScans with a gateway that stops reading acks", () => {
 
   it("stops reading its requests, so the gateway's writes block and server memory stays bounded", async () => {
     const CAP = 2000; // messages of 100 scans; far more than the buffers between client and server hold
-    const call = openScanStream(h.grpcClient(), bearer(await h.token({ carrier: "acme" })));
+    const call = openScanCall(h.grpcClient(), bearer(await h.token({ carrier: "acme" })));
     let written = 0;
     let ended = false;
     let finish = false;

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
-import type { Scan } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import { RejectReason, ScanOutcome, type StreamScansRequest } from "../../shared/src/gen/logistics/ingest/v1/ingest_pb.js";
+import type { Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { RejectReason, ScanOutcome, type StreamScansRequest } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { recordedEventId } from "../src/event-ids.js";
-import { bearer, openScanStream, scanMessage, startIngestHarness, streamAll, validScan, type IngestHarness } from "./ingest-harness.js";
+import { bearer, openScanCall, scanMessage, startIngestHarness, streamAll, validScan, type IngestHarness } from "./ingest-harness.js";
 
 /** Scans streamed by the volume test; INGEST_TEST_SCANS overrides the default 50,000. */
 const TOTAL = Number(process.env["INGEST_TEST_SCANS"] ?? 50_000);
@@ -53,7 +53,7 @@ describe("StreamScans over grpc-js (real nats-server and redis-server)", () => {
     const messages: StreamScansRequest[] = [];
     for (let i = 0; i < scans.length; i += BATCH) messages.push(scanMessage(scans.slice(i, i + BATCH)));
 
-    const call = openScanStream(h.grpcClient(), bearer(await h.token({ carrier: "acme" })));
+    const call = openScanCall(h.grpcClient(), bearer(await h.token({ carrier: "acme" })));
     const started = performance.now();
     const run = await streamAll(call, messages, 32);
     const seconds = (performance.now() - started) / 1000;

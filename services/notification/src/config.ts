@@ -1,5 +1,5 @@
-import { bool, defineConfig, int, list, oneOf, str, type ConfigOf } from "../../shared/src/config/env-config.js";
-import { baseConfigSpec, checkBaseConfig } from "../../shared/src/runtime/base-config.js";
+import { bool, defineConfig, int, list, oneOf, str, type ConfigOf } from "@logistics/shared/config";
+import { baseConfigSpec, checkBaseConfig } from "@logistics/shared/runtime";
 import { parseCidr } from "./address-policy.js";
 
 /**

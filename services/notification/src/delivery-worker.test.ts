@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
-import { DeliveryState } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
-import { waitFor } from "../../shared/src/testing/wait-for.js";
+import { DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { waitFor } from "@logistics/shared/testing";
 import { startDeliveryWorker, type DeliveryWorkerOptions } from "./delivery-worker.js";
 import type { AttemptRecord, ClaimedDelivery, ClaimOptions, DeliveryTransition } from "./notification-store.js";
 import { verifyWebhookSignature } from "./signature.js";

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
-import { DeliveryState } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+import { DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { createCircuitBreakers, type CircuitBreakerOptions, type CircuitBreakers } from "./circuit-breaker.js";
 import type { ClaimedDelivery, DeliveryTransition, NotificationStore } from "./notification-store.js";
 import { classifyStatus, nextRetryDelayMs, parseRetryAfter, type RetryPolicyOptions } from "./retry-policy.js";

@@ -1,11 +1,9 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { context, propagation } from "@opentelemetry/api";
-import { EtaChangedSchema, StatusChangedSchema } from "../../shared/src/gen/logistics/events/v1/tracking_events_pb.js";
-import { startConsumer, type ConsumerHandle } from "../../shared/src/nats/consumer.js";
-import type { NatsLog } from "../../shared/src/nats/nats-log.js";
-import { ensureConsumer } from "../../shared/src/nats/streams.js";
-import type { Subjects } from "../../shared/src/nats/subjects.js";
+import { EtaChangedSchema, StatusChangedSchema } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
+import { startConsumer, type ConsumerHandle, ensureConsumer } from "@logistics/shared/nats";
+import type { NatsLog, Subjects } from "@logistics/shared/nats";
 import type { NotificationStore } from "./notification-store.js";
 import { etaChangedEvent, statusChangedEvent } from "./webhook-payload.js";
 

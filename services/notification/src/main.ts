@@ -1,4 +1,4 @@
-import { runMain } from "../../shared/src/runtime/start-service.js";
+import { runMain } from "@logistics/shared/runtime";
 import { notificationConfig } from "./config.js";
 import { notificationService } from "./notification.js";
 

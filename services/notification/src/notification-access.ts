@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Principal } from "../../shared/src/auth/index.js";
+import type { Principal } from "@logistics/shared/auth";
 import type { SubscriptionOwner, SubscriptionScope } from "./notification-store.js";
 
 /**

@@ -2,13 +2,13 @@ import { createHash, randomBytes } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { requirePrincipal } from "../../shared/src/auth/index.js";
+import { requirePrincipal } from "@logistics/shared/auth";
 import {
   DeliverySchema,
   SubscriptionSchema,
   type NotificationService,
   type Subscription,
-} from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+} from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { checkSubscriptionScope, idempotencyScope, ownerOf } from "./notification-access.js";
 import type { DeliveryRecord, NotificationStore, SubscriptionRecord, SubscriptionScope } from "./notification-store.js";
 import { resolveWebhookTarget, WebhookUrlError, type WebhookTargetPolicy } from "./webhook-target.js";

@@ -1,5 +1,5 @@
 import pg from "pg";
-import { DeliveryState } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+import { DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import type { WebhookEvent } from "./webhook-payload.js";
 
 /** Options of {@link createNotificationStore}. */

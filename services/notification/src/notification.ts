@@ -1,6 +1,6 @@
 import { Counter, Histogram } from "prom-client";
-import { DeliveryState, NotificationService } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
-import type { ServiceDefinition } from "../../shared/src/runtime/start-service.js";
+import { DeliveryState, NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import type { ServiceDefinition } from "@logistics/shared/runtime";
 import type { NotificationConfig } from "./config.js";
 import { startDeliveryWorker, type DeliveryWorker } from "./delivery-worker.js";
 import { startEventIntake } from "./event-intake.js";

@@ -1,6 +1,6 @@
 import type { ConnectRouter } from "@connectrpc/connect";
-import { NotificationService } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
-import { policiesForService, Scope } from "../../shared/src/auth/index.js";
+import { NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { policiesForService, Scope } from "@logistics/shared/auth";
 import type { NotificationServiceHandlers } from "./notification-service.js";
 
 /**

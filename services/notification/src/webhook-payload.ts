@@ -1,10 +1,10 @@
 import type { DescEnum } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import type { Eta } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { EtaChangeReasonSchema } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { ShipmentStatus, ShipmentStatusSchema } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import type { EtaChanged, StatusChanged } from "../../shared/src/gen/logistics/events/v1/tracking_events_pb.js";
-import { NotificationEventType } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+import type { Eta } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { EtaChangeReasonSchema } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { ShipmentStatus, ShipmentStatusSchema } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import type { EtaChanged, StatusChanged } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
+import { NotificationEventType } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 
 /**
  * The JSON bodies POSTed to webhooks (documented in the README). Pure: events in, strings out.

@@ -4,10 +4,10 @@ import { context, propagation, SpanKind, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
-import { MessagingAttributes } from "../../shared/src/nats/messaging-attributes.js";
-import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import { DeliveryState, NotificationEventType } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
-import { uniqueName, waitFor } from "../../shared/src/testing/index.js";
+import { MessagingAttributes } from "@logistics/shared/nats";
+import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { DeliveryState, NotificationEventType } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { uniqueName, waitFor } from "@logistics/shared/testing";
 import { signatureHeader, verifyWebhookSignature } from "../src/signature.js";
 import {
   startNotificationHarness,

@@ -1,6 +1,4 @@
 import { mkdtemp, rm } from "node:fs/promises";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -9,108 +7,26 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ensureDevKeys, mintToken, Scope } from "../../shared/src/auth/index.js";
-import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
+import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import {
   EtaChangedSchema,
   StatusChangedSchema,
-} from "../../shared/src/gen/logistics/events/v1/tracking_events_pb.js";
-import { NotificationService } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
-import { createEventPublisher, type EventPublisher } from "../../shared/src/nats/publisher.js";
-import { createSubjects, type Subjects } from "../../shared/src/nats/subjects.js";
-import { startService, type RunningService } from "../../shared/src/runtime/start-service.js";
+} from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
+import { NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { createEventPublisher, type EventPublisher, createSubjects, type Subjects } from "@logistics/shared/nats";
+import { startService, type RunningService } from "@logistics/shared/runtime";
 import {
   createTestSchema,
   startNatsServer,
   uniqueName,
   type NatsServerHandle,
   type TestSchema,
-} from "../../shared/src/testing/index.js";
+} from "@logistics/shared/testing";
 import { notificationConfig } from "../src/config.js";
 import { notificationService } from "../src/notification.js";
 
-/** A request a test receiver got. */
-export interface ReceivedRequest {
-  readonly at: number;
-  readonly headers: http.IncomingHttpHeaders;
-  readonly body: Buffer;
-  readonly json: { id: string; type: string; data: { tracking_number: string; shipment_version: number } };
-}
-
-/** What a test receiver answers. */
-export interface ReceiverReply {
-  status: number;
-  delayMs?: number;
-  body?: string;
-  headers?: Record<string, string>;
-}
-
-/** A real node:http webhook receiver on 127.0.0.1. */
-export interface TestReceiver {
-  readonly url: string;
-  readonly port: number;
-  /** Every request, in arrival order. */
-  readonly requests: ReceivedRequest[];
-  /** Requests answered 2xx, in answer order. */
-  readonly accepted: ReceivedRequest[];
-  /** Most requests handled at once. */
-  maxConcurrent: number;
-  close(): Promise<void>;
-}
-
-/** Starts a receiver answering each request with `reply(request, index)`. */
-export async function startReceiver(
-  reply: (r: ReceivedRequest, index: number) => ReceiverReply = () => ({ status: 204 }),
-  port = 0,
-): Promise<TestReceiver> {
-  let active = 0;
-  const sockets = new Set<import("node:net").Socket>();
-  const receiver: TestReceiver = {
-    url: "",
-    port: 0,
-    requests: [],
-    accepted: [],
-    maxConcurrent: 0,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks);
-      const r: ReceivedRequest = { at: performance.now(), headers: req.headers, body, json: JSON.parse(body.toString("utf8")) };
-      const index = receiver.requests.length;
-      receiver.requests.push(r);
-      active++;
-      receiver.maxConcurrent = Math.max(receiver.maxConcurrent, active);
-      const answer = reply(r, index);
-      const send = () => {
-        active--;
-        if (res.destroyed) return;
-        if (answer.status >= 200 && answer.status < 300) receiver.accepted.push(r);
-        res.writeHead(answer.status, answer.headers ?? {});
-        res.end(answer.body ?? "");
-      };
-      if (answer.delayMs) setTimeout(send, answer.delayMs);
-      else send();
-    });
-  });
-  server.on("connection", (s) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => resolve());
-  });
-  const p = (server.address() as AddressInfo).port;
-  Object.assign(receiver, { url: `http://127.0.0.1:${p}/hooks`, port: p });
-  return receiver;
-}
+export { startReceiver, type ReceivedRequest, type ReceiverReply, type TestReceiver } from "@logistics/shared/testing";
 
 /** A notification service with its own NATS server and PostgreSQL schema. */
 export interface NotificationHarness {

@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { Scope } from "../../shared/src/auth/index.js";
-import { NotificationEventType, NotificationService } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
-import { waitFor } from "../../shared/src/testing/index.js";
+import { Scope } from "@logistics/shared/auth";
+import { NotificationEventType, NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { waitFor } from "@logistics/shared/testing";
 import { codeOf, startNotificationHarness, startReceiver, trackingNumber, type NotificationHarness, type TestReceiver } from "./notification-harness.js";
 
 const STATUS = [NotificationEventType.STATUS_CHANGED];

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import type { RunningService } from "../../shared/src/runtime/start-service.js";
-import { uniqueName, waitFor } from "../../shared/src/testing/index.js";
-import { NotificationEventType } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
+import type { RunningService } from "@logistics/shared/runtime";
+import { uniqueName, waitFor } from "@logistics/shared/testing";
+import { NotificationEventType } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import {
   startNotificationHarness,
   startReceiver,

@@ -2,13 +2,13 @@ import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { Scope } from "../../shared/src/auth/index.js";
+import { Scope } from "@logistics/shared/auth";
 import {
   DeliveryState,
   NotificationEventType,
   NotificationService,
-} from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
-import { uniqueName, waitFor } from "../../shared/src/testing/index.js";
+} from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { uniqueName, waitFor } from "@logistics/shared/testing";
 import { codeOf, startNotificationHarness, startReceiver, trackingNumber, type NotificationHarness } from "./notification-harness.js";
 
 describe("NotificationService RPCs (https required, SSRF protection)", () => {

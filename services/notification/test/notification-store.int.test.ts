@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import { StatusChangedSchema } from "../../shared/src/gen/logistics/events/v1/tracking_events_pb.js";
-import { DeliveryState, NotificationEventType } from "../../shared/src/gen/logistics/notification/v1/notification_pb.js";
-import { createTestSchema, uniqueName, waitFor, type TestSchema } from "../../shared/src/testing/index.js";
+import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { StatusChangedSchema } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
+import { DeliveryState, NotificationEventType } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { createTestSchema, uniqueName, waitFor, type TestSchema } from "@logistics/shared/testing";
 import pg from "pg";
 import {
   createNotificationStore,

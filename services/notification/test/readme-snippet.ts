@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { repoRoot } from "../../shared/src/testing/index.js";
+import { repoRoot } from "@logistics/shared/testing";
 
 /** The README's verification function. */
 export type ReadmeVerifier = (

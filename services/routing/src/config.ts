@@ -1,5 +1,5 @@
-import { defineConfig, int, optional, str, url, type ConfigOf } from "../../shared/src/config/env-config.js";
-import { baseConfigSpec, checkBaseConfig } from "../../shared/src/runtime/base-config.js";
+import { defineConfig, int, optional, str, url, type ConfigOf } from "@logistics/shared/config";
+import { baseConfigSpec, checkBaseConfig } from "@logistics/shared/runtime";
 
 /** Environment variables of the routing service (see the README's configuration table). */
 export const routingConfig = defineConfig(

@@ -1,8 +1,8 @@
 /** Deviation of a parcel from its planned route, judged from one hub scan. Pure. */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { EtaChangeReason, RouteLegSchema, type Route, type RouteLeg } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
+import { EtaChangeReason, RouteLegSchema, type Route, type RouteLeg } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import type { Hub, HubNetwork } from "./hub-network.js";
 import { legToProto, msOf } from "./route-mapping.js";
 

@@ -1,4 +1,4 @@
-import { runMain } from "../../shared/src/runtime/start-service.js";
+import { runMain } from "@logistics/shared/runtime";
 import { routingConfig } from "./config.js";
 import { routingService } from "./routing.js";
 

@@ -1,7 +1,7 @@
 import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import pg from "pg";
-import { EtaSchema, RouteSchema, type EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { DisruptionSchema } from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
+import { EtaSchema, RouteSchema, type EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { DisruptionSchema } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import type { ServiceLevelName } from "./planner.js";
 import {
   ConcurrentUpdateError,

@@ -1,10 +1,8 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { ScanRecordedSchema, ShipmentCreatedSchema } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
-import { startConsumer, type ConsumerHandle } from "../../shared/src/nats/consumer.js";
-import type { NatsLog } from "../../shared/src/nats/nats-log.js";
-import { ensureConsumer } from "../../shared/src/nats/streams.js";
-import type { Subjects } from "../../shared/src/nats/subjects.js";
+import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import { startConsumer, type ConsumerHandle, ensureConsumer } from "@logistics/shared/nats";
+import type { NatsLog, Subjects } from "@logistics/shared/nats";
 import type { RouteKeeper } from "./route-keeper.js";
 
 /** Durable consumer names of the routing service. */

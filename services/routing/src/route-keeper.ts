@@ -13,17 +13,16 @@ import {
   type Eta,
   type Route,
   type RouteLeg,
-} from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import type { Place } from "../../shared/src/gen/logistics/common/v1/geo_pb.js";
-import type { ScanRecorded, ShipmentCreated } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
+} from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import type { Place } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
+import type { ScanRecorded, ShipmentCreated } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import {
   RoutePlannedSchema,
   RouteUpdatedSchema,
-} from "../../shared/src/gen/logistics/events/v1/routing_events_pb.js";
-import { DisruptionSchema, type Disruption, type DisruptionCause } from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
-import type { EventPublisher } from "../../shared/src/nats/publisher.js";
-import type { Subjects } from "../../shared/src/nats/subjects.js";
+} from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
+import { DisruptionSchema, type Disruption, type DisruptionCause } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
+import type { EventPublisher, Subjects } from "@logistics/shared/nats";
 import type { Hub, HubNetwork } from "./hub-network.js";
 import {
   DEFAULT_HORIZON_MS,

@@ -9,9 +9,9 @@ import {
   type Eta,
   type Route,
   type RouteLeg,
-} from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { ServiceLevel } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import { HubKind, HubSchema, type Hub as HubMessage } from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
+} from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { HubKind, HubSchema, type Hub as HubMessage } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import type { Hub, HubKindName, ModeName } from "./hub-network.js";
 import type { EtaEstimate, PlannedLeg, PlannedRoute, ServiceLevelName } from "./planner.js";
 

@@ -1,5 +1,5 @@
-import type { Eta, EtaChangeReason, Route } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import type { Disruption } from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
+import type { Eta, EtaChangeReason, Route } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import type { Disruption } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import type { ServiceLevelName } from "./planner.js";
 
 /** A shipment routing knows about, with its current route. */

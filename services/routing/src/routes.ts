@@ -1,6 +1,6 @@
 import type { ConnectRouter } from "@connectrpc/connect";
-import { RoutingService } from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
-import { policiesForService, Scope } from "../../shared/src/auth/index.js";
+import { RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
+import { policiesForService, Scope } from "@logistics/shared/auth";
 import type { RoutingServiceHandlers } from "./routing-service.js";
 
 /** Who may call each RPC of RoutingService. */

@@ -10,7 +10,7 @@ import {
   PlanRouteResponseSchema,
   ReportDisruptionResponseSchema,
   type RoutingService,
-} from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
+} from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import type { Hub, HubNetwork } from "./hub-network.js";
 import { NoRouteError } from "./planner.js";
 import { hubKindFromProto, hubToProto, msOf, routeToProto, serviceLevelName } from "./route-mapping.js";

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { Counter } from "prom-client";
-import { EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { RoutingService } from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
-import { createEventPublisher } from "../../shared/src/nats/publisher.js";
-import type { ServiceDefinition } from "../../shared/src/runtime/start-service.js";
+import { EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
+import { createEventPublisher } from "@logistics/shared/nats";
+import type { ServiceDefinition } from "@logistics/shared/runtime";
 import type { RoutingConfig } from "./config.js";
 import { hubNetworkData } from "./data/hub-network-data.js";
 import { createHubNetwork } from "./hub-network.js";

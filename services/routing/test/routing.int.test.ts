@@ -10,22 +10,26 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import pg from "pg";
-import { ensureDevKeys, mintToken, Scope } from "../../shared/src/auth/index.js";
-import { EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import { ScanRecordedSchema, ShipmentCreatedSchema } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
+import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
+import { EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import {
   RoutePlannedSchema,
   RouteUpdatedSchema,
   type RoutePlanned,
   type RouteUpdated,
-} from "../../shared/src/gen/logistics/events/v1/routing_events_pb.js";
-import { DisruptionCause, HubKind, RoutingService } from "../../shared/src/gen/logistics/routing/v1/routing_pb.js";
-import { EventHeaders } from "../../shared/src/nats/event-headers.js";
-import { createEventPublisher, type EventPublisher } from "../../shared/src/nats/publisher.js";
-import { createSubjects, type Subjects } from "../../shared/src/nats/subjects.js";
-import { startService, type RunningService } from "../../shared/src/runtime/start-service.js";
+} from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
+import { DisruptionCause, HubKind, RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
+import {
+  EventHeaders,
+  createEventPublisher,
+  type EventPublisher,
+  createSubjects,
+  type Subjects,
+} from "@logistics/shared/nats";
+import { startService, type RunningService } from "@logistics/shared/runtime";
 import {
   createTestSchema,
   startNatsServer,
@@ -33,7 +37,7 @@ import {
   waitFor,
   type NatsServerHandle,
   type TestSchema,
-} from "../../shared/src/testing/index.js";
+} from "@logistics/shared/testing";
 import { routingConfig } from "../src/config.js";
 import { routingService } from "../src/routing.js";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
-import type { ApplyResult, ShipmentEventInput } from "../../store/src/ports.js";
+import type { ApplyResult, ShipmentEventInput } from "./store/ports.js";
 import { createApplyBatcher } from "./apply-batcher.js";
 
 const event = (id: string) => ({ eventId: id, trackingNumber: `TN${id}` }) as unknown as ShipmentEventInput;

@@ -1,4 +1,4 @@
-import type { ApplyResult, ShipmentEventInput } from "../../store/src/ports.js";
+import type { ApplyResult, ShipmentEventInput } from "./store/ports.js";
 
 /** What the batcher needs from the store. */
 export interface BatchApplyStore {

@@ -1,5 +1,5 @@
-import { bool, defineConfig, int, str, url, type ConfigOf } from "../../shared/src/config/env-config.js";
-import { baseConfigSpec, checkBaseConfig } from "../../shared/src/runtime/base-config.js";
+import { bool, defineConfig, int, str, url, type ConfigOf } from "@logistics/shared/config";
+import { baseConfigSpec, checkBaseConfig } from "@logistics/shared/runtime";
 
 /** Environment variables of the tracking service (see the README's configuration table). */
 export const trackingConfig = defineConfig(

@@ -1,9 +1,9 @@
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import type { GeoPoint, Place } from "../../shared/src/gen/logistics/common/v1/geo_pb.js";
-import { EtaChangeReason, type Eta, type Route } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import type { ScanRecorded, ShipmentCreated } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
-import type { RoutePlanned, RouteUpdated } from "../../shared/src/gen/logistics/events/v1/routing_events_pb.js";
+import type { GeoPoint, Place } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
+import { EtaChangeReason, type Eta, type Route } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import type { ScanRecorded, ShipmentCreated } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import type { RoutePlanned, RouteUpdated } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import type {
   EtaDoc,
   GeoPointDoc,
@@ -12,7 +12,7 @@ import type {
   RouteLegDoc,
   ScanInput,
   ShipmentCreatedInput,
-} from "../../store/src/ports.js";
+} from "./store/ports.js";
 
 /**
  * Translation of the mesh's Protobuf events into the shipment store's inputs. Pure: no I/O.

@@ -1,5 +1,5 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import type { Subjects } from "../../shared/src/nats/subjects.js";
+import type { Subjects } from "@logistics/shared/nats";
 
 /*
  * Cross-replica "shipment changed" notices over core NATS (`subjects.liveShipment`). The projector

@@ -1,4 +1,4 @@
-import { runMain } from "../../shared/src/runtime/start-service.js";
+import { runMain } from "@logistics/shared/runtime";
 import { trackingConfig } from "./config.js";
 import { trackingService } from "./tracking.js";
 

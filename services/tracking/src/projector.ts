@@ -2,23 +2,23 @@ import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf"
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import { ScanRecordedSchema, ShipmentCreatedSchema } from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
-import { RoutePlannedSchema, RouteUpdatedSchema } from "../../shared/src/gen/logistics/events/v1/routing_events_pb.js";
-import { EtaChangedSchema, StatusChangedSchema } from "../../shared/src/gen/logistics/events/v1/tracking_events_pb.js";
+import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
+import { EtaChangedSchema, StatusChangedSchema } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
 import {
   PoisonMessageError,
   startConsumer,
   type ConsumerHandle,
   type ConsumerStats,
   type MessageMeta,
-} from "../../shared/src/nats/consumer.js";
-import { silentNatsLog, type NatsLog } from "../../shared/src/nats/nats-log.js";
-import type { EventPublisher } from "../../shared/src/nats/publisher.js";
-import { ensureConsumer } from "../../shared/src/nats/streams.js";
-import type { Subjects } from "../../shared/src/nats/subjects.js";
-import { StoreError } from "../../store/src/errors.js";
-import type { ShipmentDoc, ShipmentEventInput, ShipmentStore } from "../../store/src/ports.js";
+  silentNatsLog,
+  type NatsLog,
+  ensureConsumer,
+} from "@logistics/shared/nats";
+import type { EventPublisher, Subjects } from "@logistics/shared/nats";
+import { StoreError } from "./store/errors.js";
+import type { ShipmentDoc, ShipmentEventInput, ShipmentStore } from "./store/ports.js";
 import { createApplyBatcher } from "./apply-batcher.js";
 import {
   regionOfSubject,

@@ -1,6 +1,6 @@
 import type { ConnectRouter } from "@connectrpc/connect";
-import { TrackingService } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
-import { policiesForService, Scope } from "../../shared/src/auth/index.js";
+import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { policiesForService, Scope } from "@logistics/shared/auth";
 import type { TrackingServiceHandlers } from "./tracking-service.js";
 
 /**

@@ -1,6 +1,6 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
-import { ShipmentSchema, type Shipment } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { ShipmentSchema, type Shipment } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 
 /** The shipment snapshot cache tracking reads through. */
 export interface ShipmentCache {

@@ -1,5 +1,5 @@
-import { applyToDoc } from "../../store/src/derive.js";
-import type { ShipmentDoc, ShipmentStore, StoredEvent } from "../../store/src/ports.js";
+import { applyToDoc } from "./store/derive.js";
+import type { ShipmentDoc, ShipmentStore, StoredEvent } from "./store/ports.js";
 
 /**
  * Reconstructs a shipment's document at any past version. `ShipmentDoc.derivation.eventIds` lists

@@ -1,5 +1,5 @@
-import type { Shipment } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
-import type { ShipmentStore } from "../../store/src/ports.js";
+import type { Shipment } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import type { ShipmentStore } from "./store/ports.js";
 import type { ShipmentCache } from "./shipment-cache.js";
 import { shipmentMessage } from "./shipment-view.js";
 import type { TrackingMetrics } from "./tracking-metrics.js";

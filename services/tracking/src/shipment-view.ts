@@ -1,23 +1,23 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { PlaceSchema, type GeoPoint, type Place } from "../../shared/src/gen/logistics/common/v1/geo_pb.js";
+import { PlaceSchema, type GeoPoint, type Place } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
 import {
   EtaChangeReason,
   RouteLegSchema,
   RouteSchema,
   type Eta,
   type Route,
-} from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { CarrierStatusSchema, ScanKind, type CarrierStatus } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+} from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { CarrierStatusSchema, ScanKind, type CarrierStatus } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import {
   ShipmentEventKind,
   ShipmentEventSchema,
   ShipmentSchema,
   type Shipment,
   type ShipmentEvent,
-} from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
-import { statusForKind } from "../../store/src/derive.js";
+} from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { statusForKind } from "./store/derive.js";
 import type {
   EtaDoc,
   GeoPointDoc,
@@ -28,7 +28,7 @@ import type {
   ShipmentEventInput,
   StoredEvent,
   TimelineEntry,
-} from "../../store/src/ports.js";
+} from "./store/ports.js";
 
 /**
  * Rendering of the store's documents as the TrackingService's messages, and the public view

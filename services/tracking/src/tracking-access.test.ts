@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import { describe, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ANONYMOUS, derivePrincipal } from "../../shared/src/auth/index.js";
+import { ANONYMOUS, derivePrincipal } from "@logistics/shared/auth";
 import { searchCustomerFor, shipmentViewFor, viewDependsOnOwner } from "./tracking-access.js";
 
 const customer = (id: string, scope = "shipments:read") => derivePrincipal({ sub: `${id}-portal`, scope, customer: id });

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { hasAnyScope, Scope, type Principal } from "../../shared/src/auth/index.js";
+import { hasAnyScope, Scope, type Principal } from "@logistics/shared/auth";
 
 /**
  * Tracking's ownership policy: the one place that decides which view of a shipment a caller gets

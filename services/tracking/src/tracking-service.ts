@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { principalKey } from "../../shared/src/auth/index.js";
+import { principalKey } from "@logistics/shared/auth";
 import {
   ListShipmentEventsResponseSchema,
   SearchShipmentsResponseSchema,
@@ -10,10 +10,10 @@ import {
   WatchUpdateKind,
   type TrackingService,
   type WatchShipmentResponse,
-} from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
-import { drainSignalKey } from "../../shared/src/server/serve.js";
-import { StoreError } from "../../store/src/errors.js";
-import type { ShipmentDoc, ShipmentQuery, ShipmentStore } from "../../store/src/ports.js";
+} from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { drainSignalKey } from "@logistics/shared/server";
+import { StoreError } from "./store/errors.js";
+import type { ShipmentDoc, ShipmentQuery, ShipmentStore } from "./store/ports.js";
 import type { LiveHub } from "./live-updates.js";
 import { docAtVersion, HistoryGapError, loadHistory, stepsBetween, type VersionStep } from "./shipment-history.js";
 import type { ShipmentReader } from "./shipment-reader.js";

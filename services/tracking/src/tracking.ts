@@ -1,8 +1,8 @@
 import { Redis } from "ioredis";
-import { TrackingService } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
-import { createEventPublisher } from "../../shared/src/nats/publisher.js";
-import type { ServiceDefinition } from "../../shared/src/runtime/start-service.js";
-import { createPostgresShipmentStore } from "../../store/src/postgres/postgres-shipment-store.js";
+import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { createEventPublisher } from "@logistics/shared/nats";
+import type { ServiceDefinition } from "@logistics/shared/runtime";
+import { createPostgresShipmentStore } from "./store/postgres/postgres-shipment-store.js";
 import type { TrackingConfig } from "./config.js";
 import { createLiveHub, createLiveNotifier } from "./live-updates.js";
 import { startProjector, type Projector } from "./projector.js";

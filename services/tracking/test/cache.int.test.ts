@@ -4,12 +4,12 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import { TrackingService } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
-import { createEventPublisher, type EventPublisher } from "../../shared/src/nats/publisher.js";
-import type { RunningService } from "../../shared/src/runtime/start-service.js";
-import { startRedisServer, uniqueName, waitFor, type RedisServerHandle } from "../../shared/src/testing/index.js";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { createEventPublisher, type EventPublisher } from "@logistics/shared/nats";
+import type { RunningService } from "@logistics/shared/runtime";
+import { startRedisServer, uniqueName, waitFor, type RedisServerHandle } from "@logistics/shared/testing";
 import {
   createdEvent,
   createTrackingTestEnv,

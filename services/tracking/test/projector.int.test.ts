@@ -3,11 +3,9 @@ import { afterAll, beforeAll, describe, it } from "vitest";
 import { fromBinary } from "@bufbuild/protobuf";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { StatusChangedSchema, type StatusChanged } from "../../shared/src/gen/logistics/events/v1/tracking_events_pb.js";
-import { createEventPublisher } from "../../shared/src/nats/publisher.js";
-import { ensureStreams } from "../../shared/src/nats/streams.js";
-import { createSubjects, type Subjects } from "../../shared/src/nats/subjects.js";
-import { createMetrics } from "../../shared/src/telemetry/metrics.js";
+import { StatusChangedSchema, type StatusChanged } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
+import { createEventPublisher, ensureStreams, createSubjects, type Subjects } from "@logistics/shared/nats";
+import { createMetrics } from "@logistics/shared/telemetry";
 import {
   createTestSchema,
   startNatsServer,
@@ -15,9 +13,9 @@ import {
   waitFor,
   type NatsServerHandle,
   type TestSchema,
-} from "../../shared/src/testing/index.js";
-import { createPostgresShipmentStore, type PostgresShipmentStore } from "../../store/src/postgres/postgres-shipment-store.js";
-import type { ShipmentDoc } from "../../store/src/ports.js";
+} from "@logistics/shared/testing";
+import { createPostgresShipmentStore, type PostgresShipmentStore } from "../src/store/postgres/postgres-shipment-store.js";
+import type { ShipmentDoc } from "../src/store/ports.js";
 import { startProjector, type Projector } from "../src/projector.js";
 import { createTrackingMetrics } from "../src/tracking-metrics.js";
 import { comparable, generateDataSet, oracle, publishShuffled, type FixtureEvent } from "./tracking-fixtures.js";

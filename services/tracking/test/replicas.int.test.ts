@@ -4,11 +4,11 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import { TrackingService, WatchUpdateKind, type WatchShipmentResponse } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
-import { createEventPublisher } from "../../shared/src/nats/publisher.js";
-import type { RunningService } from "../../shared/src/runtime/start-service.js";
-import { uniqueName, waitFor } from "../../shared/src/testing/index.js";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { TrackingService, WatchUpdateKind, type WatchShipmentResponse } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { createEventPublisher } from "@logistics/shared/nats";
+import type { RunningService } from "@logistics/shared/runtime";
+import { uniqueName, waitFor } from "@logistics/shared/testing";
 import {
   createdEvent,
   createTrackingTestEnv,

@@ -2,27 +2,27 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { ensureDevKeys, mintToken } from "../../shared/src/auth/index.js";
-import { startService, type RunningService } from "../../shared/src/runtime/start-service.js";
-import { createTestSchema, startNatsServer, uniqueName, type NatsServerHandle, type TestSchema } from "../../shared/src/testing/index.js";
+import { ensureDevKeys, mintToken } from "@logistics/shared/auth";
+import { startService, type RunningService } from "@logistics/shared/runtime";
+import { createTestSchema, startNatsServer, uniqueName, type NatsServerHandle, type TestSchema } from "@logistics/shared/testing";
 import { trackingConfig } from "../src/config.js";
 import { trackingService } from "../src/tracking.js";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { TransportMode } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import { ServiceLevel } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+import { TransportMode } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import {
   ScanRecordedSchema,
   ShipmentCreatedSchema,
   type ScanRecorded,
   type ShipmentCreated,
-} from "../../shared/src/gen/logistics/events/v1/ingest_events_pb.js";
-import { RoutePlannedSchema, type RoutePlanned } from "../../shared/src/gen/logistics/events/v1/routing_events_pb.js";
-import type { EventPublisher } from "../../shared/src/nats/publisher.js";
-import { createSubjects, type Subjects } from "../../shared/src/nats/subjects.js";
-import { applyToDoc, compareKeys, validateEvent } from "../../store/src/derive.js";
-import type { ShipmentDoc, ShipmentEventInput } from "../../store/src/ports.js";
+} from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import { RoutePlannedSchema, type RoutePlanned } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
+import type { EventPublisher } from "@logistics/shared/nats";
+import { createSubjects, type Subjects } from "@logistics/shared/nats";
+import { applyToDoc, compareKeys, validateEvent } from "../src/store/derive.js";
+import type { ShipmentDoc, ShipmentEventInput } from "../src/store/ports.js";
 import { routePlannedInput, scanInput, shipmentCreatedInput } from "../src/event-inputs.js";
 
 /** One event of a generated data set, as published and as the store sees it. */

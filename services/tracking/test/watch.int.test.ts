@@ -4,20 +4,20 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
-import { Scope } from "../../shared/src/auth/index.js";
-import { TransportMode } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+import { Scope } from "@logistics/shared/auth";
+import { TransportMode } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import {
   TrackingService,
   WatchShipmentRequestSchema,
   WatchShipmentResponseSchema,
   WatchUpdateKind,
   type WatchShipmentResponse,
-} from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
-import { createEventPublisher, type EventPublisher } from "../../shared/src/nats/publisher.js";
-import type { RunningService } from "../../shared/src/runtime/start-service.js";
-import { uniqueName, waitFor } from "../../shared/src/testing/index.js";
+} from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { createEventPublisher, type EventPublisher } from "@logistics/shared/nats";
+import type { RunningService } from "@logistics/shared/runtime";
+import { uniqueName, waitFor } from "@logistics/shared/testing";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {

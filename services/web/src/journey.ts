@@ -1,7 +1,7 @@
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { TransportMode, type Route } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import type { Shipment, ShipmentEvent } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { TransportMode, type Route } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import type { Shipment, ShipmentEvent } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import type { ModeId } from "./messages.js";
 import type { HubInfo } from "./page-config.js";
 

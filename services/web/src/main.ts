@@ -1,7 +1,7 @@
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { TrackingService, WatchUpdateKind } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { TrackingService, WatchUpdateKind } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { CATALOGS, catalogFor, createLocalizer, pickLocale, type Localizer } from "./i18n.js";
 import { loadPageConfig } from "./page-config.js";
 import { currentEta, progressOf } from "./progress.js";

@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { EtaChangeReason } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import { ShipmentEventSchema, ShipmentSchema } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { ShipmentEventSchema, ShipmentSchema } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { etaReasonOf, progressOf } from "./progress.js";
 
 const NOW = Date.UTC(2026, 11, 2, 12);

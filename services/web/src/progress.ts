@@ -1,7 +1,7 @@
-import { EtaChangeReason, type Eta } from "../../shared/src/gen/logistics/common/v1/route_pb.js";
-import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import { ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
-import type { Shipment, ShipmentEvent } from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+import { EtaChangeReason, type Eta } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import type { Shipment, ShipmentEvent } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { EtaReasonId, ExceptionId, StepId } from "./messages.js";
 

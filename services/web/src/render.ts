@@ -1,11 +1,11 @@
 import { timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
-import { ScanKind } from "../../shared/src/gen/logistics/common/v1/scan_pb.js";
-import { ServiceLevel, ShipmentStatus } from "../../shared/src/gen/logistics/common/v1/shipment_pb.js";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import {
   ShipmentEventKind,
   type Shipment,
   type ShipmentEvent,
-} from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+} from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import type { Localizer } from "./i18n.js";
 import { legsOf, mapModelOf, type LegTime, type LegView } from "./journey.js";
 import type { ServiceId } from "./messages.js";

@@ -4,7 +4,7 @@ import {
   type Shipment,
   type ShipmentEvent,
   type WatchShipmentResponse,
-} from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+} from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 
 /** What the page shows for one shipment. */
 export interface ShipmentModel {

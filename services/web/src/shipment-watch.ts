@@ -3,7 +3,7 @@ import {
   WatchUpdateKind,
   type TrackingService,
   type WatchShipmentResponse,
-} from "../../shared/src/gen/logistics/tracking/v1/tracking_pb.js";
+} from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 
 /** Where a watch stands; drives the banner on the page. */
 export type WatchState =

@@ -2,7 +2,7 @@
 /**
  * Mints a development bearer token signed by the local development key (created on first use).
  *
- *   node dist/services/shared/src/cli/mint-token.js --scope scans:write --carrier acme --sub gateway-1
+ *   node services/shared/dist/cli/mint-token.js --scope scans:write --carrier acme --sub gateway-1
  *
  * Services started for local development verify these tokens against `<keys>/dev-jwks.json`.
  */

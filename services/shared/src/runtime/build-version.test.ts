@@ -11,12 +11,12 @@ describe("buildVersion", () => {
   it("reads the version of the project's package.json above the module, as the image lays it out", async () => {
     const dir = await mkdtemp(join(tmpdir(), "build-version-"));
     try {
-      // /app/package.json and /app/dist/services/shared/src/runtime/start-service.js, as in the image.
-      const runtime = join(dir, "dist", "services", "shared", "src", "runtime");
+      // /app/package.json and /app/services/shared/dist/runtime/start-service.js, as in the image.
+      const runtime = join(dir, "services", "shared", "dist", "runtime");
       await mkdir(runtime, { recursive: true });
       await writeFile(join(dir, "package.json"), JSON.stringify({ name: "logistics-mesh", version: "1.4.2" }));
-      // A package.json of another package on the way up is skipped.
-      await writeFile(join(dir, "dist", "package.json"), JSON.stringify({ name: "other", version: "9.9.9" }));
+      // The workspace package's own package.json on the way up is skipped.
+      await writeFile(join(dir, "services", "shared", "package.json"), JSON.stringify({ name: "@logistics/shared", version: "9.9.9" }));
       assert.equal(buildVersion(pathToFileURL(join(runtime, "start-service.js")).href), "1.4.2");
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
  * The version of the build this process runs: `version` of the project's package.json, found by
  * walking up from this module (in the container image that is `/app/package.json`, copied in by
  * the same build that compiled the code). It does not depend on how the process was started:
- * `node dist/.../main.js`, as the image runs it, sets no `npm_package_version`. Undefined when no
+ * `node services/<name>/dist/main.js`, as the image runs it, sets no `npm_package_version`. Undefined when no
  * package.json named `logistics-mesh` is found.
  */
 export function buildVersion(from: string = import.meta.url): string | undefined {

@@ -14,3 +14,4 @@ export { startRedisServer, type RedisServerHandle, type RedisServerOptions } fro
 export { uniqueName } from "./unique.js";
 export { waitFor, WaitForTimeoutError, type WaitForOptions } from "./wait-for.js";
 export { compiledEntry, repoRoot } from "./repo-paths.js";
+export { startReceiver, type ReceivedRequest, type ReceiverReply, type TestReceiver } from "./webhook-receiver.js";

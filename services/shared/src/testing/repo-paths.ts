@@ -19,12 +19,14 @@ export const repoRoot: string = (() => {
 
 /**
  * The compiled JavaScript of a source file, for tests that start an entry point as its own
- * process (as deployed): `services/ingest/src/main.ts` → `<root>/dist/services/ingest/src/main.js`.
+ * process (as deployed): `services/ingest/src/main.ts` → `<root>/services/ingest/dist/main.js` (each
+ * workspace package builds its `src/` into its own `dist/`).
  * `npm run build` produces it; the integration test project builds once before its tests run.
  */
 export function compiledEntry(sourcePath: string): string {
-  if (!/^services\/[^/]+\/src\/.+\.ts$/.test(sourcePath)) throw new Error(`not a service source file: ${sourcePath}`);
-  const file = join(repoRoot, "dist", sourcePath.replace(/\.ts$/, ".js"));
+  const m = /^((?:services\/[^/]+|dev|perf))\/src\/(.+)\.ts$/.exec(sourcePath);
+  if (!m) throw new Error(`not a package source file: ${sourcePath}`);
+  const file = join(repoRoot, m[1] as string, "dist", `${m[2] as string}.js`);
   if (!existsSync(file)) throw new Error(`${file} does not exist: run \`npm run build\` first`);
   return file;
 }

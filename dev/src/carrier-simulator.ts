@@ -1,0 +1,259 @@
+import { randomUUID } from "node:crypto";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { PlaceSchema } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
+import type { ScanSchema } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { IngestService, ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
+import { openScanStream, type ScanStream } from "@logistics/ingest/client";
+
+type PlaceInit = MessageInitShape<typeof PlaceSchema>;
+type ScanInit = MessageInitShape<typeof ScanSchema>;
+type LatLon = { latitude: number; longitude: number };
+
+/** An origin–destination pair the simulator ships along, with hubs to use when routing has no plan. */
+export interface SimulatedLane {
+  readonly origin: PlaceInit & { location: LatLon };
+  readonly destination: PlaceInit & { location: LatLon };
+  /** Hubs from origin to destination, used when routing cannot be asked or has no route yet. */
+  readonly fallbackHubs: readonly string[];
+  readonly serviceLevel: ServiceLevel;
+}
+
+/** A handful of intercontinental lanes through hubs of the routing network. */
+export const DEFAULT_LANES: readonly SimulatedLane[] = [
+  {
+    origin: { countryCode: "DE", city: "Frankfurt", postalCode: "60311", location: { latitude: 50.11, longitude: 8.68 } },
+    destination: { countryCode: "US", city: "Chicago", postalCode: "60601", location: { latitude: 41.88, longitude: -87.63 } },
+    fallbackHubs: ["FRA", "JFK", "ORD"],
+    serviceLevel: ServiceLevel.EXPRESS,
+  },
+  {
+    origin: { countryCode: "CN", city: "Shanghai", location: { latitude: 31.23, longitude: 121.47 } },
+    destination: { countryCode: "GB", city: "London", postalCode: "EC1A 1BB", location: { latitude: 51.51, longitude: -0.13 } },
+    fallbackHubs: ["PVG", "DXB", "LHR"],
+    serviceLevel: ServiceLevel.STANDARD,
+  },
+  {
+    origin: { countryCode: "BR", city: "São Paulo", location: { latitude: -23.55, longitude: -46.63 } },
+    destination: { countryCode: "JP", city: "Tokyo", location: { latitude: 35.68, longitude: 139.69 } },
+    fallbackHubs: ["GRU", "LAX", "NRT"],
+    serviceLevel: ServiceLevel.EXPRESS,
+  },
+  {
+    origin: { countryCode: "AU", city: "Sydney", location: { latitude: -33.87, longitude: 151.21 } },
+    destination: { countryCode: "ZA", city: "Johannesburg", location: { latitude: -26.2, longitude: 28.05 } },
+    fallbackHubs: ["SYD", "SIN", "JNB"],
+    serviceLevel: ServiceLevel.STANDARD,
+  },
+];
+
+/** Something the simulator did, for the runner's log. */
+export type SimulatorEvent =
+  | { readonly type: "created"; readonly trackingNumber: string; readonly route: "routing" | "fallback"; readonly hubs: readonly string[] }
+  | { readonly type: "scan"; readonly trackingNumber: string; readonly code: string; readonly hub: string; readonly outcome: string }
+  | { readonly type: "error"; readonly message: string };
+
+/** Options for {@link startCarrierSimulator}. */
+export interface CarrierSimulatorOptions {
+  /** Ingest's base URL, e.g. "http://127.0.0.1:8081" (CreateShipment and StreamScans go there). */
+  readonly ingestUrl: string;
+  /** Routing's base URL; without it every shipment follows its lane's fallback hubs. */
+  readonly routingUrl?: string;
+  /** Token with `scans:write` and the carrier claim. */
+  readonly scansToken: string;
+  /** Token with `shipments:write`. */
+  readonly shipmentsToken: string;
+  /** Token with `routes:read` (needed with routingUrl). */
+  readonly routesToken?: string;
+  /** Carrier code; it uses the generic status codes (PU, AR, DP, CH, CU, OD, DL). Default "acme". */
+  readonly carrierCode?: string;
+  /** Shipments moving at once; each delivered one is replaced by a new one. Default 3. */
+  readonly shipments?: number;
+  /** Wall-clock pause between two scans of one shipment. Default 5000 ms. */
+  readonly scanIntervalMs?: number;
+  /** How long to wait for routing to plan a new shipment's route. Default 10 000 ms. */
+  readonly routeWaitMs?: number;
+  /** Position of a hub by code (the scans carry it). */
+  readonly hubLocation?: (code: string) => LatLon | undefined;
+  /** Lanes to pick from, round robin. Default {@link DEFAULT_LANES}. */
+  readonly lanes?: readonly SimulatedLane[];
+  readonly onEvent?: (e: SimulatorEvent) => void;
+}
+
+/** A running simulator. */
+export interface CarrierSimulator {
+  /** The shipments of the first batch, in creation order. */
+  readonly trackingNumbers: readonly string[];
+  /** Stops sending scans and closes the stream. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * A carrier gateway for local development: creates shipments through ingest's CreateShipment,
+ * asks routing for each one's planned route (falling back to the lane's fixed hubs), then walks
+ * every parcel along it — pickup, arrival and departure at each hub, customs at the first hub in
+ * the destination country (sometimes held there first), out for delivery, delivered — streaming
+ * one scan per interval over a grpc-js StreamScans call (reopened after a failure). Scans carry
+ * the time they are sent as event time, so the tracking page moves in real time (and routing
+ * re-plans each parcel as running early); a delivered shipment is replaced by a new one until
+ * {@link CarrierSimulator.close}.
+ */
+export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise<CarrierSimulator> {
+  const carrier = o.carrierCode ?? "acme";
+  const lanes = o.lanes ?? DEFAULT_LANES;
+  const interval = o.scanIntervalMs ?? 5000;
+  const emit = o.onEvent ?? (() => {});
+  const stop = new AbortController();
+  const ingest = createClient(IngestService, createGrpcTransport({ baseUrl: o.ingestUrl }));
+  const routing = o.routingUrl ? createClient(RoutingService, createGrpcTransport({ baseUrl: o.routingUrl })) : undefined;
+  const address = new URL(o.ingestUrl).host;
+  let stream: ScanStream | undefined;
+  let laneIndex = 0;
+
+  async function send(scan: ScanInit): Promise<string> {
+    for (let attempt = 0; ; attempt++) {
+      if (!stream || stream.closed) stream = openScanStream({ address, token: o.scansToken });
+      try {
+        const [ack] = await stream.send([scan]);
+        return ack ? ScanOutcome[ack.outcome] + (ack.detail ? ` (${ack.detail})` : "") : "NO_ACK";
+      } catch (e) {
+        if (attempt >= 2 || stop.signal.aborted) throw e;
+        await sleep(500 * (attempt + 1), stop.signal);
+      }
+    }
+  }
+
+  async function createShipment(): Promise<{ trackingNumber: string; lane: SimulatedLane }> {
+    const lane = lanes[laneIndex++ % lanes.length]!;
+    const res = await ingest.createShipment(
+      {
+        idempotencyKey: `sim-${randomUUID()}`,
+        carrierCode: carrier,
+        customerId: "demo-shop",
+        customerReference: `order-${Math.floor(Math.random() * 1e6)}`,
+        origin: lane.origin,
+        destination: lane.destination,
+        serviceLevel: lane.serviceLevel,
+        parcel: { weightGrams: 500 + Math.floor(Math.random() * 5000), lengthMm: 300, widthMm: 200, heightMm: 150 },
+        readyTime: timestampFromDate(new Date()),
+      },
+      { headers: { authorization: `Bearer ${o.shipmentsToken}` }, signal: stop.signal },
+    );
+    return { trackingNumber: res.trackingNumber, lane };
+  }
+
+  async function plannedHubs(trackingNumber: string, lane: SimulatedLane): Promise<{ hubs: string[]; from: "routing" | "fallback" }> {
+    if (routing && o.routesToken) {
+      const deadline = Date.now() + (o.routeWaitMs ?? 10_000);
+      while (Date.now() < deadline && !stop.signal.aborted) {
+        try {
+          const res = await routing.getRoute(
+            { trackingNumber },
+            { headers: { authorization: `Bearer ${o.routesToken}` }, timeoutMs: 2000, signal: stop.signal },
+          );
+          const legs = res.route?.legs ?? [];
+          if (legs.length) return { hubs: [legs[0]!.fromHub, ...legs.map((l) => l.toHub)], from: "routing" };
+        } catch {
+          // Not planned yet (NotFound) or routing not up: ask again shortly.
+        }
+        await sleep(500, stop.signal);
+      }
+    }
+    return { hubs: [...lane.fallbackHubs], from: "fallback" };
+  }
+
+  function script(trackingNumber: string, lane: SimulatedLane, hubs: readonly string[]): Array<() => ScanInit> {
+    const steps: Array<{ code: string; text: string; hub?: string; at?: LatLon }> = [];
+    steps.push({ code: "PU", text: "Picked up", at: lane.origin.location });
+    hubs.forEach((hub, i) => {
+      steps.push({ code: "AR", text: "Arrived at hub", hub });
+      const hubCountry = countryOfHubIndex(i, hubs.length, lane);
+      if (i > 0 && hubCountry === lane.destination.countryCode && lane.origin.countryCode !== lane.destination.countryCode) {
+        // About one parcel in four is held at customs for a while first, so the page's exception
+        // state shows up in a demo.
+        if (Math.random() < 0.25) steps.push({ code: "CH", text: "Held at customs: import duties to be confirmed", hub });
+        steps.push({ code: "CU", text: "Customs clearance completed", hub });
+      }
+      if (i < hubs.length - 1) steps.push({ code: "DP", text: "Departed hub", hub });
+    });
+    steps.push({ code: "OD", text: "Out for delivery", at: lane.destination.location });
+    steps.push({ code: "DL", text: "Delivered", at: lane.destination.location });
+    return steps.map((s, i) => () => {
+      const location = s.hub ? o.hubLocation?.(s.hub) : s.at;
+      return {
+        eventId: `sim-${trackingNumber}-${i}`,
+        trackingNumber,
+        carrierCode: carrier,
+        rawStatus: { code: s.code, text: s.text },
+        eventTime: timestampFromDate(new Date()),
+        hubCode: s.hub ?? "",
+        ...(location ? { location } : {}),
+      };
+    });
+  }
+
+  async function runSlot(first: { trackingNumber: string; lane: SimulatedLane }, delayMs: number): Promise<void> {
+    let current: { trackingNumber: string; lane: SimulatedLane } | undefined = first;
+    await sleep(delayMs, stop.signal);
+    while (!stop.signal.aborted) {
+      try {
+        current ??= await createShipment();
+        const { trackingNumber, lane } = current;
+        const plan = await plannedHubs(trackingNumber, lane);
+        emit({ type: "created", trackingNumber, route: plan.from, hubs: plan.hubs });
+        for (const next of script(trackingNumber, lane, plan.hubs)) {
+          await sleep(interval, stop.signal);
+          if (stop.signal.aborted) return;
+          const scan = next();
+          const outcome = await send(scan);
+          emit({ type: "scan", trackingNumber, code: scan.rawStatus?.code ?? "", hub: scan.hubCode ?? "", outcome });
+        }
+      } catch (e) {
+        if (stop.signal.aborted) return;
+        emit({ type: "error", message: e instanceof Error ? e.message : String(e) });
+        await sleep(interval, stop.signal);
+      }
+      current = undefined;
+    }
+  }
+
+  const count = o.shipments ?? 3;
+  const firstBatch: Array<{ trackingNumber: string; lane: SimulatedLane }> = [];
+  for (let i = 0; i < count; i++) firstBatch.push(await createShipment());
+  const slots = firstBatch.map((s, i) => runSlot(s, Math.round((interval * i) / count)));
+  let closing: Promise<void> | undefined;
+  return {
+    trackingNumbers: firstBatch.map((s) => s.trackingNumber),
+    close: () =>
+      (closing ??= (async () => {
+        stop.abort();
+        await Promise.allSettled(slots);
+        await stream?.close();
+      })()),
+  };
+}
+
+/** Rough guess of which country hub i of n is in: the first hub is in the origin country, the last in the destination's. */
+function countryOfHubIndex(i: number, n: number, lane: SimulatedLane): string {
+  if (i === n - 1) return lane.destination.countryCode ?? "";
+  if (i === 0) return lane.origin.countryCode ?? "";
+  return "";
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+

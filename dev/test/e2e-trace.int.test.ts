@@ -1,0 +1,250 @@
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { propagation, ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
+import { InMemorySpanExporter, type ReadableSpan } from "@opentelemetry/sdk-trace";
+import { Scope } from "@logistics/shared/auth";
+import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { IngestService, ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import {
+  NotificationEventType,
+  NotificationService,
+} from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { startTelemetry, type TelemetryHandle } from "@logistics/shared/telemetry";
+import { repoRoot, uniqueName, waitFor } from "@logistics/shared/testing";
+import { openScanStream } from "@logistics/ingest/client";
+import { startE2eMesh, type E2eMesh, type MeshServiceName } from "./e2e-mesh.js";
+
+const CARRIER = "acme";
+
+/** One hop of a scan's journey and how to recognise its span. */
+interface Hop {
+  readonly name: string;
+  /** The service that must be running for this hop to exist. */
+  readonly needs: MeshServiceName;
+  readonly match: (s: ReadableSpan) => boolean;
+}
+
+const attr = (s: ReadableSpan, k: string) => s.attributes[k];
+const dest = (s: ReadableSpan) => String(attr(s, "messaging.destination.name") ?? "");
+const group = (s: ReadableSpan) => String(attr(s, "messaging.consumer.group.name") ?? "");
+
+const HOPS: readonly Hop[] = [
+  {
+    name: "ingest StreamScans server span",
+    needs: "ingest",
+    match: (s) => s.kind === SpanKind.SERVER && s.name === "logistics.ingest.v1.IngestService/StreamScans",
+  },
+  {
+    name: "JetStream publish of the scan event",
+    needs: "ingest",
+    match: (s) => s.kind === SpanKind.PRODUCER && s.name.endsWith(".scan.recorded publish") && dest(s).includes(".scan.recorded."),
+  },
+  {
+    name: "tracking projector processes the scan",
+    needs: "tracking",
+    match: (s) => s.kind === SpanKind.CONSUMER && dest(s).includes(".scan.recorded.") && group(s).startsWith("tracking"),
+  },
+  {
+    name: "tracking publishes status changed",
+    needs: "tracking",
+    match: (s) => s.kind === SpanKind.PRODUCER && dest(s).includes(".status.changed."),
+  },
+  {
+    name: "notification consumes status changed",
+    needs: "notification",
+    match: (s) => s.kind === SpanKind.CONSUMER && dest(s).includes(".status.changed."),
+  },
+  {
+    name: "notification delivers the webhook",
+    needs: "notification",
+    match: (s) => s.kind === SpanKind.CLIENT && s.name === "webhook deliver",
+  },
+];
+
+describe("observability across the whole mesh", () => {
+  const exporter = new InMemorySpanExporter();
+  let telemetry: TelemetryHandle;
+  let mesh: E2eMesh;
+  let hook: Server;
+  let hookUrl: string;
+  const received: Array<{ headers: IncomingHttpHeaders; body: string }> = [];
+
+  beforeAll(async () => {
+    telemetry = startTelemetry({ serviceName: "e2e-trace", spanExporter: exporter });
+    hook = createServer((req, res) => {
+      let body = "";
+      req.setEncoding("utf8");
+      req.on("data", (c: string) => (body += c));
+      req.on("end", () => {
+        received.push({ headers: req.headers, body });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((ok) => hook.listen(0, "127.0.0.1", ok));
+    hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hooks/tracking`;
+    mesh = await startE2eMesh({ optional: ["routing", "notification"] });
+  });
+
+  afterAll(async () => {
+    await mesh?.close();
+    await new Promise<void>((ok) => (hook ? hook.close(() => ok()) : ok()));
+    hook?.closeAllConnections();
+    await telemetry?.shutdown();
+  });
+
+  it("links carrier stream → ingest → JetStream → tracking → status changed → notification → webhook", async (t) => {
+    const ingest = createClient(IngestService, createGrpcTransport({ baseUrl: mesh.get("ingest").url }));
+    const created = await ingest.createShipment(
+      {
+        idempotencyKey: uniqueName("trace-order"),
+        carrierCode: CARRIER,
+        customerId: "trace-shop",
+        serviceLevel: ServiceLevel.STANDARD,
+        origin: { countryCode: "DE", city: "Frankfurt", location: { latitude: 50.11, longitude: 8.68 } },
+        destination: { countryCode: "FR", city: "Paris", location: { latitude: 48.86, longitude: 2.35 } },
+        parcel: { weightGrams: 800 },
+        readyTime: timestampFromDate(new Date()),
+      },
+      { headers: { authorization: `Bearer ${await mesh.token([Scope.ShipmentsWrite])}` } },
+    );
+    const trackingNumber = created.trackingNumber;
+    const tracking = createClient(TrackingService, createGrpcTransport({ baseUrl: mesh.get("tracking").url }));
+    await waitFor(() => tracking.getShipment({ trackingNumber }).then(() => true), {
+      timeoutMs: 20_000,
+      message: "tracking knows the shipment",
+    });
+    const notifying = mesh.services.has("notification");
+    if (notifying) {
+      const notification = createClient(NotificationService, createGrpcTransport({ baseUrl: mesh.get("notification").url }));
+      await notification.subscribe(
+        { scope: { case: "trackingNumber", value: trackingNumber }, eventTypes: [NotificationEventType.STATUS_CHANGED], webhookUrl: hookUrl },
+        { headers: { authorization: `Bearer ${await mesh.token([Scope.SubscriptionsWrite])}` } },
+      );
+    }
+
+    // The carrier gateway's own span; its context travels in the gRPC metadata.
+    const gateway = trace.getTracer("carrier-gateway");
+    const root = gateway.startSpan("carrier-gateway send scans", { kind: SpanKind.CLIENT, attributes: { "logistics.carrier": CARRIER } });
+    const traceId = root.spanContext().traceId;
+    const metadata: Record<string, string> = {};
+    propagation.inject(trace.setSpan(ROOT_CONTEXT, root), metadata);
+    assert.ok(metadata["traceparent"], "the gateway sends a traceparent");
+    const stream = openScanStream({
+      address: `127.0.0.1:${mesh.get("ingest").port}`,
+      token: await mesh.token([Scope.ScansWrite], { carrier: CARRIER }),
+      metadata,
+    });
+    try {
+      const [ack] = await stream.send([
+        {
+          eventId: uniqueName("trace-scan"),
+          trackingNumber,
+          carrierCode: CARRIER,
+          rawStatus: { code: "PU", text: "Picked up" },
+          eventTime: timestampFromDate(new Date()),
+        },
+      ]);
+      assert.equal(ack?.outcome, ScanOutcome.ACCEPTED, ack?.detail);
+    } finally {
+      await stream.close();
+      root.end();
+    }
+
+    const expected = HOPS.filter((h) => mesh.services.has(h.needs));
+    const missing = HOPS.filter((h) => !mesh.services.has(h.needs));
+    for (const h of missing) await t.annotate(`hop not checked (${h.needs} did not start: ${mesh.failed.get(h.needs)}): ${h.name}`);
+    const inTrace = () => exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId);
+    const found = await waitFor(
+      () => {
+        const spans = inTrace();
+        const hits = expected.map((h) => ({ hop: h, span: spans.find(h.match) }));
+        return hits.every((x) => x.span) ? hits : undefined;
+      },
+      {
+        timeoutMs: 30_000,
+        message: `spans of every hop in trace ${traceId}`,
+      },
+    ).catch((e: unknown) => {
+      const spans = inTrace();
+      const absent = expected.filter((h) => !spans.some(h.match)).map((h) => h.name);
+      const seen = spans.map((s) => `${SpanKind[s.kind]} ${s.name} ${dest(s)}`);
+      throw new Error(`missing hops: ${absent.join("; ")}\nspans in the trace:\n  ${seen.join("\n  ")}`, { cause: e });
+    });
+
+    const span = (name: string) => found.find((x) => x.hop.name === name)?.span;
+    const byId = new Map(inTrace().map((s) => [s.spanContext().spanId, s]));
+    const parentId = (s: ReadableSpan) => s.parentSpanContext?.spanId;
+    const server = span("ingest StreamScans server span")!;
+    assert.equal(parentId(server), root.spanContext().spanId, "ingest's server span is the gateway span's child");
+    assert.equal(attr(server, "rpc.service"), "logistics.ingest.v1.IngestService");
+    assert.equal(attr(server, "rpc.method"), "StreamScans");
+
+    const publish = span("JetStream publish of the scan event")!;
+    assert.equal(attr(publish, "messaging.system"), "nats");
+    assert.ok(attr(publish, "messaging.message.id"), "the publish names its Nats-Msg-Id");
+    assert.ok(attr(publish, "messaging.nats.stream"), "the publish records the stream that stored it");
+    let ancestor: ReadableSpan | undefined = publish;
+    while (ancestor && ancestor !== server) ancestor = byId.get(parentId(ancestor) ?? "");
+    assert.equal(ancestor, server, "the publish runs inside ingest's server span");
+
+    if (mesh.services.has("tracking")) {
+      const projector = span("tracking projector processes the scan")!;
+      assert.equal(parentId(projector), publish.spanContext().spanId, "the projector's span is the publish span's child");
+      assert.ok(
+        projector.links.some((l) => l.context.spanId === publish.spanContext().spanId),
+        "the projector's span also links to the producer",
+      );
+      assert.equal(attr(projector, "messaging.operation.type"), "process");
+      const status = span("tracking publishes status changed")!;
+      ancestor = status;
+      while (ancestor && ancestor !== projector) ancestor = byId.get(parentId(ancestor) ?? "");
+      assert.equal(ancestor, projector, "status changed is published while the projector handles the scan");
+    }
+    if (notifying) {
+      const consumer = span("notification consumes status changed")!;
+      assert.equal(parentId(consumer), span("tracking publishes status changed")!.spanContext().spanId);
+      const deliver = span("notification delivers the webhook")!;
+      assert.ok(String(attr(deliver, "server.address") ?? "").startsWith("127.0.0.1"), "the delivery names its target");
+      const hit = await waitFor(() => received.find((r) => String(r.headers["traceparent"] ?? "").includes(traceId)), {
+        timeoutMs: 10_000,
+        message: "the webhook request carries the trace",
+      });
+      assert.ok(hit.body.includes(trackingNumber), "the webhook is about our shipment");
+    }
+    await t.annotate(`trace ${traceId}: ${inTrace().length} spans, hops checked: ${expected.map((h) => h.name).join(" → ")}`);
+  });
+
+  it("exports every metric the Grafana dashboard queries", async () => {
+    const dashboard: unknown = JSON.parse(await readFile(join(repoRoot, "charts", "dashboards", "logistics-mesh.json"), "utf8"));
+    const exprs: string[] = [];
+    const walk = (v: unknown): void => {
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (v && typeof v === "object") {
+        for (const [k, x] of Object.entries(v)) {
+          if (k === "expr" && typeof x === "string") exprs.push(x);
+          else walk(x);
+        }
+      }
+    };
+    walk(dashboard);
+    assert.ok(exprs.length >= 20, `the dashboard has queries (${exprs.length})`);
+    const queried = new Set(
+      exprs.flatMap((e) => [...e.matchAll(/\b((?:logistics|process|nodejs)_[a-z0-9_]+)/g)].map((m) => m[1]!.replace(/_(bucket|count|sum)$/, ""))),
+    );
+    const exported = new Set<string>();
+    for (const s of mesh.services.values()) {
+      const text = await (await fetch(s.metricsUrl)).text();
+      for (const m of text.matchAll(/^# TYPE (\S+) /gm)) exported.add(m[1]!);
+    }
+    const unknown = [...queried].filter((n) => !exported.has(n));
+    assert.deepEqual(unknown, [], `metrics the dashboard queries that no running service exports (running: ${[...mesh.services.keys()].join(", ")})`);
+  });
+});

@@ -1,0 +1,277 @@
+/**
+ * Ingest acceptance benchmark: accepted scans/s through StreamScans (grpc-js bidi client →
+ * in-process ingest service on port 0 → validation, ownership (shipment directory, cached), Redis dedupe and rate limit,
+ * JetStream publish with PubAck; the gateway client runs in a worker thread) versus a raw JetStream async publish of the same ScanRecorded
+ * bytes (same `Nats-Msg-Id`s, the same stream configuration from `ensureStreams`) in the same run,
+ * against the same nats-server. Raw and ingest runs are paired in rounds (order alternating, to even out
+ * drift on a shared machine); the median per-round ratio is the figure to watch (target ≥ 70%).
+ *
+ *   node dist/perf/ingest/ingest-bench.js [--scans 20000] [--shipments 2000] [--batch 100] [--streams 2] [--unacked 32] [--rounds 3] [--window 16]
+ *
+ * The scans are spread over `--shipments` shipments created first through CreateShipment (10 scans
+ * per shipment by default, like the design's sizing); the warm-up run reads each shipment's
+ * carriers from the directory once, so the measured rounds are the hot path (cache hits, no
+ * directory round trip per scan).
+ *
+ * Starts a private nats-server and redis-server (or uses NATS_URL / REDIS_URL when set). Prints
+ * one JSON line, then one human-readable line.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
+import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ScanRecordedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { IngestService, ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { ensureStreams, createSubjects } from "@logistics/shared/nats";
+import { startService } from "@logistics/shared/runtime";
+import { startNatsServer, startRedisServer, uniqueName } from "@logistics/shared/testing";
+import { ingestConfig, recordedEventId, ingestService, normalizeStatus } from "@logistics/ingest";
+import { bearer, openScanCall, scanMessage, streamAll } from "@logistics/ingest/client";
+
+const { values: args } = parseArgs({
+  options: {
+    scans: { type: "string", default: "20000" },
+    shipments: { type: "string", default: "2000" },
+    batch: { type: "string", default: "100" },
+    streams: { type: "string", default: "2" },
+    unacked: { type: "string", default: "32" },
+    rounds: { type: "string", default: "3" },
+    window: { type: "string", default: "16" },
+  },
+});
+const TOTAL = Number(args.scans);
+const SHIPMENTS = Number(args.shipments);
+const BATCH = Number(args.batch);
+const STREAMS = Number(args.streams);
+const UNACKED = Number(args.unacked);
+const ROUNDS = Number(args.rounds);
+/** Request messages the service processes at once per stream (INGEST_STREAM_WINDOW). */
+const WINDOW = Number(args.window);
+const CARRIER = "acme";
+const REGION = "global";
+
+function trackingNumber(k: number): string {
+  return `TN${String(k).padStart(10, "0")}`;
+}
+
+function scans(run: string, total: number): Scan[] {
+  const now = Date.now();
+  return Array.from({ length: total }, (_, i) =>
+    create(ScanSchema, {
+      eventId: `${run}-${i}`,
+      trackingNumber: trackingNumber(i % SHIPMENTS),
+      carrierCode: CARRIER,
+      rawStatus: { code: ["PU", "AR", "DP", "OD", "DL"][i % 5] as string, text: "bench" },
+      eventTime: timestampFromMs(now - 60_000),
+      hubCode: "FRA",
+      note: "benchmark scan",
+    }),
+  );
+}
+
+async function main(): Promise<void> {
+  const nats = process.env["NATS_URL"] ? undefined : await startNatsServer();
+  const redis = process.env["REDIS_URL"] ? undefined : await startRedisServer();
+  const natsUrl = process.env["NATS_URL"] ?? (nats?.url as string);
+  const redisUrl = process.env["REDIS_URL"] ?? (redis?.url as string);
+  const keysDir = await mkdtemp(join(tmpdir(), "ingest-bench-keys-"));
+  // Same client settings as the service (connectNats), so the baseline is the best raw publisher.
+  const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  const rawSubjects = createSubjects(uniqueName("raw"));
+  const svcSubjects = createSubjects(uniqueName("bench"));
+  await ensureStreams(jsm, [rawSubjects.streams.scans]);
+
+  const keys = await ensureDevKeys(keysDir);
+  const svc = await startService(
+    ingestService,
+    ingestConfig.parse({
+      HOST: "127.0.0.1",
+      PORT: "0",
+      METRICS_PORT: "0",
+      LOG_LEVEL: "silent",
+      NATS_URL: natsUrl,
+      SUBJECT_PREFIX: svcSubjects.prefix,
+      JWT_PUBLIC_KEY_FILE: keys.jwksPath,
+      REDIS_URL: redisUrl,
+      INGEST_REDIS_KEY_PREFIX: `${svcSubjects.prefix}:`,
+      INGEST_REGION: REGION,
+      INGEST_RATE_PER_SEC: "100000000",
+      INGEST_RATE_BURST: "100000000",
+      INGEST_STREAM_WINDOW: String(WINDOW),
+    }),
+  );
+  try {
+    // Raw: the bytes ingest would publish for the same scans, same window of unacknowledged scans.
+    const rawRun = async (run: string) => {
+      const subject = rawSubjects.scanRecorded(REGION, CARRIER);
+      const events = scans(run, TOTAL).map((scan) => {
+        const id = recordedEventId(scan.carrierCode, scan.eventId);
+        const n = normalizeStatus(scan.carrierCode, scan.rawStatus?.code ?? "");
+        const bytes = toBinary(
+          ScanRecordedSchema,
+          create(ScanRecordedSchema, { eventId: id, scan, status: n.status, kind: n.kind, recordedAt: timestampFromMs(Date.now()), region: REGION }),
+        );
+        return { id, bytes };
+      });
+      // The same number of scans awaiting a PubAck as the service has at most: streams × window × batch.
+      const window = STREAMS * WINDOW * BATCH;
+      let next = 0;
+      let stored = 0;
+      const started = performance.now();
+      await Promise.all(
+        Array.from({ length: Math.min(window, events.length) }, async () => {
+          while (next < events.length) {
+            const e = events[next++]!;
+            const ack = await js.publish(subject, e.bytes, { msgID: e.id });
+            if (!ack.duplicate) stored++;
+          }
+        }),
+      );
+      const seconds = (performance.now() - started) / 1000;
+      if (stored !== events.length) throw new Error(`raw run stored ${stored} of ${events.length}`);
+      return stored / seconds;
+    };
+
+    const token = await mintToken({
+      privateJwkPath: keys.privateJwkPath,
+      issuer: "logistics-dev",
+      audience: "logistics-mesh",
+      subject: "bench",
+      scopes: [Scope.ScansWrite],
+      carrier: CARRIER,
+    });
+    // The gateway runs in a worker thread, as a separate gateway process would: its encoding
+    // work does not share the service's event loop.
+    const ingestRun = (run: string) =>
+      new Promise<number>((resolve, reject) => {
+        const job: GatewayJob = { port: svc.port, token, run, total: TOTAL, batch: BATCH, streams: STREAMS, unacked: UNACKED };
+        const worker = new Worker(new URL(import.meta.url), { workerData: job });
+        worker.once("message", (m: { accepted: number; seconds: number }) => {
+          if (m.accepted !== TOTAL) reject(new Error(`ingest accepted ${m.accepted} of ${TOTAL}`));
+          else resolve(m.accepted / m.seconds);
+        });
+        worker.once("error", reject);
+      });
+
+    // The shipments the scans belong to, created as an order system would.
+    const orders = createClient(IngestService, createGrpcTransport({ baseUrl: svc.url }));
+    const orderHeaders = {
+      authorization: `Bearer ${await mintToken({
+        privateJwkPath: keys.privateJwkPath,
+        issuer: "logistics-dev",
+        audience: "logistics-mesh",
+        subject: "bench-orders",
+        scopes: [Scope.ShipmentsWrite],
+      })}`,
+    };
+    let nextShipment = 0;
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (nextShipment < SHIPMENTS) {
+          const k = nextShipment++;
+          await orders.createShipment(
+            {
+              idempotencyKey: `bench-order-${k}`,
+              trackingNumber: trackingNumber(k),
+              carrierCode: CARRIER,
+              customerId: "bench-customer",
+              serviceLevel: ServiceLevel.STANDARD,
+              origin: { countryCode: "DE", city: "Frankfurt", location: { latitude: 50.11, longitude: 8.68 } },
+              destination: { countryCode: "US", city: "Chicago", location: { latitude: 41.88, longitude: -87.63 } },
+              parcel: { weightGrams: 1000 },
+            },
+            { headers: orderHeaders },
+          );
+        }
+      }),
+    );
+
+    await rawRun(uniqueName("warm_raw"));
+    await ingestRun(uniqueName("warm_ingest"));
+    const rounds: Array<{ raw: number; ingest: number; ratio: number }> = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      // Alternate the order so drift on a shared machine does not favour one side.
+      const first = r % 2 === 0 ? await rawRun(uniqueName("raw")) : await ingestRun(uniqueName("ing"));
+      const second = r % 2 === 0 ? await ingestRun(uniqueName("ing")) : await rawRun(uniqueName("raw"));
+      const raw = r % 2 === 0 ? first : second;
+      const ingest = r % 2 === 0 ? second : first;
+      rounds.push({ raw: Math.round(raw), ingest: Math.round(ingest), ratio: Number((ingest / raw).toFixed(3)) });
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+    const report = {
+      name: "ingest-stream-scans-vs-raw-jetstream",
+      scans: TOTAL,
+      shipments: SHIPMENTS,
+      batch: BATCH,
+      streams: STREAMS,
+      unackedMessagesPerStream: UNACKED,
+      serviceWindow: WINDOW,
+      rounds,
+      rawPublishPerSec: median(rounds.map((x) => x.raw)),
+      ingestAcceptedPerSec: median(rounds.map((x) => x.ingest)),
+      ratio: median(rounds.map((x) => x.ratio)),
+      target: 0.7,
+    };
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    process.stdout.write(
+      `ingest StreamScans ${report.ingestAcceptedPerSec} accepted scans/s vs raw JetStream publish ${report.rawPublishPerSec}/s ` +
+        `(medians of ${ROUNDS} paired rounds): ratio ${(report.ratio * 100).toFixed(1)}% (target >= 70%); ` +
+        `per round ${rounds.map((x) => `${(x.ratio * 100).toFixed(0)}%`).join(", ")}\n`,
+    );
+  } finally {
+    await svc.close();
+    await nc.close();
+    await redis?.stop();
+    await nats?.stop();
+    await rm(keysDir, { recursive: true, force: true });
+  }
+}
+
+/** What a gateway worker streams. */
+interface GatewayJob {
+  port: number;
+  token: string;
+  run: string;
+  total: number;
+  batch: number;
+  streams: number;
+  unacked: number;
+}
+
+/** Gateway worker: streams the run's scans over `streams` StreamScans calls and reports accepted scans and seconds. */
+async function gateway(job: GatewayJob): Promise<void> {
+  const all = scans(job.run, job.total);
+  const perStream = Math.ceil(all.length / job.streams);
+  const plans = Array.from({ length: job.streams }, (_, s) => {
+    const mine = all.slice(s * perStream, (s + 1) * perStream);
+    const messages = [];
+    for (let i = 0; i < mine.length; i += job.batch) messages.push(scanMessage(mine.slice(i, i + job.batch)));
+    return messages;
+  });
+  const client = new grpc.Client(`127.0.0.1:${job.port}`, grpc.credentials.createInsecure());
+  try {
+    const started = performance.now();
+    const runs = await Promise.all(plans.map((messages) => streamAll(openScanCall(client, bearer(job.token)), messages, job.unacked)));
+    const seconds = (performance.now() - started) / 1000;
+    const accepted = runs.flatMap((r) => r.responses.flatMap((x) => x.acks)).filter((a) => a.outcome === ScanOutcome.ACCEPTED).length;
+    parentPort?.postMessage({ accepted, seconds });
+  } finally {
+    client.close();
+  }
+}
+
+if (isMainThread) await main();
+else await gateway(workerData as GatewayJob);

@@ -1,0 +1,100 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createMeshEnvironment, serviceEntry, type MeshServiceName } from "@logistics/dev";
+import { Health, HealthCheckResponse_ServingStatus } from "@logistics/shared/gen/grpc/health/v1/health_pb.js";
+import { getFreePort, waitFor } from "@logistics/shared/testing";
+
+export type MeshService = MeshServiceName;
+
+/** The mesh as separate processes (as deployed), for load tests that must not share one event loop. */
+export interface MeshProcesses {
+  readonly ports: Readonly<Record<MeshService, number>>;
+  readonly metricsPorts: Readonly<Record<MeshService, number>>;
+  readonly pids: Readonly<Record<MeshService, number>>;
+  readonly subjectPrefix: string;
+  token(scopes: readonly string[], extra?: { carrier?: string; customer?: string }): Promise<string>;
+  close(): Promise<void>;
+}
+
+
+/**
+ * Starts all four services as child processes against a private nats-server, per-service
+ * PostgreSQL schemas, unique Redis key prefixes and temporary signing keys; waits until each
+ * reports SERVING. `env` adds or overrides variables for every service.
+ */
+export async function startMeshProcesses(env: Record<string, string> = {}): Promise<MeshProcesses> {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const children: ChildProcess[] = [];
+  const undo = async () => {
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((r) => {
+            if (c.exitCode !== null || c.signalCode !== null) return r();
+            c.once("exit", () => r());
+            c.kill("SIGTERM");
+            setTimeout(() => c.kill("SIGKILL"), 15_000).unref();
+          }),
+      ),
+    );
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+  };
+  try {
+    const mesh = await createMeshEnvironment({ idPrefix: "perf", base: { LOG_LEVEL: "warn", SHUTDOWN_GRACE_MS: "5000" } });
+    cleanups.push(() => mesh.close());
+    const names: MeshService[] = ["ingest", "routing", "tracking", "notification"];
+    const ports = {} as Record<MeshService, number>;
+    const metricsPorts = {} as Record<MeshService, number>;
+    const pids = {} as Record<MeshService, number>;
+    for (const name of names) {
+      ports[name] = await getFreePort();
+      metricsPorts[name] = await getFreePort();
+      const e = await mesh.envFor(name, {
+        PORT: String(ports[name]),
+        METRICS_PORT: String(metricsPorts[name]),
+        ...(name === "notification" ? { NOTIFICATION_POLL_INTERVAL_MS: "50" } : {}),
+      });
+      const child = spawn(process.execPath, [serviceEntry(name)], {
+        env: { ...process.env, ...e, ...env },
+        stdio: ["ignore", "inherit", "inherit"],
+      });
+      children.push(child);
+      pids[name] = child.pid ?? 0;
+    }
+    await Promise.all(
+      names.map((name) => {
+        const client = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${ports[name]}` }));
+        return waitFor(
+          async () => (await client.check({}, { timeoutMs: 1000 })).status === HealthCheckResponse_ServingStatus.SERVING,
+          { timeoutMs: 60_000, intervalMs: 200, message: `${name} SERVING` },
+        );
+      }),
+    );
+    let closing: Promise<void> | undefined;
+    return {
+      ports,
+      metricsPorts,
+      pids,
+      subjectPrefix: mesh.id,
+      token: (scopes, extra) => mesh.token(scopes, extra),
+      close: () => (closing ??= undo()),
+    };
+  } catch (e) {
+    await undo();
+    throw e;
+  }
+}
+
+/** Reads one gauge (summed over label sets) from a Prometheus text endpoint. */
+export async function scrapeGauge(metricsPort: number, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  let sum: number | undefined;
+  for (const line of text.split("\n")) {
+    if (line.startsWith(name + " ") || line.startsWith(name + "{")) {
+      const v = Number(line.slice(line.lastIndexOf(" ") + 1));
+      if (Number.isFinite(v)) sum = (sum ?? 0) + v;
+    }
+  }
+  return sum;
+}

@@ -1,0 +1,136 @@
+/**
+ * Planner benchmark: time-dependent earliest-arrival planning (what PlanRoute does per request:
+ * nearest-hub lookup for both places, then the scheduled search) against a plain static Dijkstra
+ * over the same graph, in the same process and run, on the same random origin/destination pairs
+ * (fixed seed). Absolute numbers depend on the machine; the ratio is the figure to compare.
+ *
+ *   npm run build && node perf/dist/routing/plan-bench.js [pairs]
+ */
+import { performance } from "node:perf_hooks";
+import {
+  hubNetworkData,
+  createHubNetwork,
+  createPlanner,
+  MODES_BY_SERVICE_LEVEL,
+  NoRouteError,
+  type ServiceLevelName,
+  createSpatialIndex,
+} from "@logistics/routing";
+
+/** mulberry32: a small deterministic generator. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Stats {
+  name: string;
+  ops: number;
+  opsPerSec: number;
+  p50Us: number;
+  p99Us: number;
+  meanUs: number;
+}
+
+/**
+ * Runs the operations interleaved (op 0 on pair i, op 1 on pair i, ...) so that load from other
+ * processes on a shared machine hits every operation alike, and times each call.
+ */
+function measureInterleaved(names: readonly string[], n: number, ops: readonly ((i: number) => void)[]): Stats[] {
+  const warm = Math.min(500, n);
+  for (let i = 0; i < warm; i++) for (const op of ops) op(i);
+  const times = ops.map(() => new Float64Array(n));
+  for (let i = 0; i < n; i++) {
+    for (let k = 0; k < ops.length; k++) {
+      const s = performance.now();
+      ops[k]!(i);
+      times[k]![i] = performance.now() - s;
+    }
+  }
+  return times.map((t, k) => {
+    const total = t.reduce((a, b) => a + b, 0);
+    t.sort();
+    const q = (p: number) => t[Math.min(n - 1, Math.floor(p * n))]! * 1000;
+    return { name: names[k]!, ops: n, opsPerSec: (n / total) * 1000, p50Us: q(0.5), p99Us: q(0.99), meanUs: (total / n) * 1000 };
+  });
+}
+
+const pairs = Number(process.argv[2] ?? 5000);
+const network = createHubNetwork(hubNetworkData);
+const planner = createPlanner(network);
+const spatial = createSpatialIndex(network.hubs);
+const rnd = random(20261125);
+const levels: ServiceLevelName[] = ["ECONOMY", "STANDARD", "EXPRESS", "OVERNIGHT"];
+const readyBase = Date.UTC(2026, 10, 25, 0, 0);
+const od = Array.from({ length: pairs }, () => {
+  const o = network.hubs[Math.floor(rnd() * network.hubs.length)]!;
+  const d = network.hubs[Math.floor(rnd() * network.hubs.length)]!;
+  const jitter = () => (rnd() - 0.5) * 0.4;
+  return {
+    origin: { lat: o.lat + jitter(), lon: o.lon + jitter() },
+    destination: { lat: d.lat + jitter(), lon: d.lon + jitter() },
+    level: levels[Math.floor(rnd() * levels.length)]!,
+    readyAt: readyBase + Math.floor(rnd() * 7 * 24 * 60) * 60_000,
+  };
+});
+const hubsOf = od.map((q) => ({
+  o: spatial.nearest(q.origin, { limit: 1 })[0]!.item.index,
+  d: spatial.nearest(q.destination, { limit: 1 })[0]!.item.index,
+}));
+
+let noRoute = 0;
+const planOnce = (i: number, alternatives: number) => {
+  const q = od[i]!;
+  const o = spatial.nearest(q.origin, { limit: 1 })[0]!.item;
+  const d = spatial.nearest(q.destination, { limit: 1 })[0]!.item;
+  try {
+    planner.planAlternatives({ origin: o.index, destination: d.index, readyAt: q.readyAt, modes: MODES_BY_SERVICE_LEVEL[q.level] }, alternatives);
+  } catch (e) {
+    if (!(e instanceof NoRouteError)) throw e;
+    noRoute++;
+  }
+};
+
+const staticOnce = (i: number) => {
+  planner.staticShortestPath(hubsOf[i]!.o, hubsOf[i]!.d, MODES_BY_SERVICE_LEVEL[od[i]!.level]);
+};
+const results = measureInterleaved(
+  ["static Dijkstra (transit-time weights)", "PlanRoute planner (time-dependent, best route)"],
+  pairs,
+  [staticOnce, (i) => planOnce(i, 0)],
+);
+const noRouteBest = noRoute;
+const altPairs = Math.max(1, Math.floor(pairs / 5));
+results.push(
+  ...measureInterleaved(
+    ["static Dijkstra (paired with the next row)", "PlanRoute planner (best + 2 alternatives)"],
+    altPairs,
+    [staticOnce, (i) => planOnce(i, 2)],
+  ),
+);
+
+process.stdout.write(
+  `hub network: ${network.hubs.length} hubs, ${network.lanes.length} lanes; ${pairs} random O/D pairs (seed 20261125), node ${process.version}\n`,
+);
+const ratios: number[] = [];
+results.forEach((r, i) => {
+  // Rows come in pairs (static, planner) measured interleaved; the ratio is planner / static.
+  const base = results[i - (i % 2)]!;
+  const ratio = r.opsPerSec / base.opsPerSec;
+  ratios.push(ratio);
+  process.stdout.write(
+    `${r.name.padEnd(50)} ${r.opsPerSec.toFixed(0).padStart(8)} ops/s  p50 ${r.p50Us.toFixed(0).padStart(6)} µs  ` +
+      `p99 ${r.p99Us.toFixed(0).padStart(6)} µs  ratio to static: ops/s ${ratio.toFixed(3)}, ` +
+      `p50 ${(base.p50Us / r.p50Us).toFixed(3)}\n`,
+  );
+});
+process.stdout.write(`planner calls without a route within the horizon (best-route run, incl. warm-up): ${noRouteBest}\n`);
+process.stdout.write(
+  `${JSON.stringify({ network: { hubs: network.hubs.length, lanes: network.lanes.length }, pairs, results: results.map((r, i) => ({ ...r, ratioToStatic: ratios[i] })) })}\n`,
+);

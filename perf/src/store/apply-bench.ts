@@ -1,0 +1,238 @@
+/**
+ * Store apply benchmark: events/s through the PostgreSQL shipment store (validate, dedupe, lock,
+ * derive, CAS, history) in two modes — `applyEvent` (one transaction per event) and
+ * `applyEvents` (group commit: one transaction per batch) — versus a raw multi-row INSERT
+ * (unnest arrays) of the same history rows into an equivalent plain table, same run, same
+ * server. The ratios are the figures to watch; absolute rates on shared machines are noise.
+ * A further reference inserts the same rows one autocommitted row at a time: the per-event mode
+ * commits once per event (durably), so that commit cost, not the adapter's own work, bounds it.
+ *
+ *   node perf/dist/store/apply-bench.js [--events 20000] [--concurrency 8] [--batch 500]
+ *     [--apply-batch 100] [--apply-concurrency 4]
+ *
+ * --concurrency: workers of the per-event mode and of both raw references; --batch: rows per raw
+ * multi-row INSERT; --apply-batch / --apply-concurrency: events per applyEvents call and
+ * concurrent calls of the batched mode (which applies its own copy of the events, under other
+ * tracking numbers, into the same tables).
+ *
+ * DATABASE_URL selects the server (default: the local test database). Works in a unique schema
+ * that it drops afterwards. Prints one JSON line, then one human-readable line.
+ */
+import { parseArgs } from "node:util";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { createTestSchema, DEFAULT_TEST_DATABASE_URL } from "@logistics/shared/testing";
+import type { ShipmentEventInput } from "@logistics/tracking/store";
+import { createPostgresShipmentStore } from "@logistics/tracking/store";
+
+const HOUR = 3_600_000;
+const KINDS = [
+  ScanKind.PICKUP,
+  ScanKind.HUB_ARRIVAL,
+  ScanKind.HUB_DEPARTURE,
+  ScanKind.HUB_ARRIVAL,
+  ScanKind.HUB_DEPARTURE,
+  ScanKind.HUB_ARRIVAL,
+  ScanKind.OUT_FOR_DELIVERY,
+  ScanKind.DELIVERED,
+];
+
+/** Ten events per shipment: created, route planned, eight scans; returned interleaved across shipments. */
+function generate(total: number, runId: string): ShipmentEventInput[] {
+  const shipments = Math.ceil(total / 10);
+  const t0 = Date.now() - 5 * 24 * HOUR;
+  const perShipment: ShipmentEventInput[][] = [];
+  for (let s = 0; s < shipments; s++) {
+    const tn = `B${runId}${String(s).padStart(8, "0")}`;
+    const start = t0 + s * 1000;
+    const ev: ShipmentEventInput[] = [
+      {
+        type: "shipment_created",
+        eventId: `${tn}-0`,
+        trackingNumber: tn,
+        eventTime: new Date(start).toISOString(),
+        shipmentId: `s-${tn}`,
+        carrierCode: "acme",
+        customerId: `cust-${s % 500}`,
+        serviceLevel: ServiceLevel.STANDARD,
+      },
+      {
+        type: "route_planned",
+        eventId: `${tn}-1`,
+        trackingNumber: tn,
+        eventTime: new Date(start + 60_000).toISOString(),
+        eta: { estimatedArrival: new Date(start + 48 * HOUR).toISOString() },
+      },
+    ];
+    KINDS.forEach((kind, i) =>
+      ev.push({
+        type: "scan",
+        eventId: `${tn}-${i + 2}`,
+        trackingNumber: tn,
+        eventTime: new Date(start + (i + 1) * 3 * HOUR).toISOString(),
+        carrierCode: "acme",
+        kind,
+        rawStatus: { code: ScanKind[kind], text: "scanned" },
+        location: { lat: 48 + (s % 100) / 10, lon: 2 + i / 2 },
+        ...(kind === ScanKind.HUB_ARRIVAL || kind === ScanKind.HUB_DEPARTURE ? { hubCode: "HUB1" } : {}),
+      }),
+    );
+    perShipment.push(ev);
+  }
+  // Round-robin over shipments: each shipment's events stay in order, shipments interleave.
+  const out: ShipmentEventInput[] = [];
+  for (let i = 0; i < 10; i++) for (const ev of perShipment) if (ev[i]) out.push(ev[i] as ShipmentEventInput);
+  return out.slice(0, total);
+}
+
+async function runWorkers(concurrency: number, count: number, job: (i: number) => Promise<void>): Promise<number> {
+  let next = 0;
+  const started = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let i = next++; i < count; i = next++) await job(i);
+    }),
+  );
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      events: { type: "string", default: "20000" },
+      concurrency: { type: "string", default: "8" },
+      batch: { type: "string", default: "500" },
+      "apply-batch": { type: "string", default: "100" },
+      "apply-concurrency": { type: "string", default: "4" },
+    },
+  });
+  const total = Number(values.events);
+  const concurrency = Number(values.concurrency);
+  const batch = Number(values.batch);
+  const applyBatch = Number(values["apply-batch"]);
+  const applyConcurrency = Number(values["apply-concurrency"]);
+  const schema = await createTestSchema({
+    connectionString: process.env["DATABASE_URL"] ?? DEFAULT_TEST_DATABASE_URL,
+    prefix: "bench_store",
+  });
+  try {
+    const runId = Date.now().toString(36).toUpperCase().slice(-6);
+    const events = generate(total, runId);
+    // The batched mode's own copy: same shapes, other tracking numbers ("C" instead of "B").
+    const batchedEvents = events.map((e) => JSON.parse(JSON.stringify(e).replaceAll(`"B${runId}`, `"C${runId}`)) as ShipmentEventInput);
+    const store = await createPostgresShipmentStore({
+      connectionString: schema.connectionString,
+      maxConnections: Math.max(concurrency, applyConcurrency),
+    });
+    let adapterSeconds: number;
+    let batchedSeconds: number;
+    let rawSeconds: number;
+    let singleSeconds: number;
+    try {
+      let duplicates = 0;
+      adapterSeconds = await runWorkers(concurrency, events.length, async (i) => {
+        const r = await store.applyEvent(events[i] as ShipmentEventInput);
+        if (!r.applied) duplicates++;
+      });
+      if (duplicates > 0) throw new Error(`benchmark data produced ${duplicates} duplicates`);
+
+      // Group commit: the same kind of events through applyEvents, one transaction per batch.
+      const applyBatches = Math.ceil(batchedEvents.length / applyBatch);
+      batchedSeconds = await runWorkers(applyConcurrency, applyBatches, async (b) => {
+        const results = await store.applyEvents(batchedEvents.slice(b * applyBatch, (b + 1) * applyBatch));
+        for (const r of results) if (!r.applied) duplicates++;
+      });
+      if (duplicates > 0) throw new Error(`batched mode reported ${duplicates} duplicates`);
+
+      // Baseline: the same history rows, written as raw multi-row inserts into a plain table.
+      await store.pool.query(`CREATE TABLE raw_events (
+        event_id text PRIMARY KEY, tracking_number text NOT NULL, event_time timestamptz NOT NULL,
+        event_type text NOT NULL, late boolean NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), payload jsonb NOT NULL)`);
+      await store.pool.query("CREATE INDEX raw_events_tracking_idx ON raw_events (tracking_number, event_time, event_id)");
+      const batches = Math.ceil(events.length / batch);
+      rawSeconds = await runWorkers(concurrency, batches, async (b) => {
+        const rows = events.slice(b * batch, (b + 1) * batch);
+        await store.pool.query(
+          `INSERT INTO raw_events (event_id, tracking_number, event_time, event_type, late, payload)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::boolean[], $6::jsonb[])`,
+          [
+            rows.map((e) => e.eventId),
+            rows.map((e) => e.trackingNumber),
+            rows.map((e) => e.eventTime),
+            rows.map((e) => e.type),
+            rows.map(() => false),
+            rows.map((e) => JSON.stringify(e)),
+          ],
+        );
+      });
+      // Second reference: the same rows, one autocommitted INSERT each (one commit per event, like
+      // the adapter), to separate the cost of a commit per event from the adapter's own work.
+      await store.pool.query("CREATE TABLE raw_events_single (LIKE raw_events INCLUDING ALL)");
+      singleSeconds = await runWorkers(concurrency, events.length, async (i) => {
+        const e = events[i] as ShipmentEventInput;
+        await store.pool.query(
+          `INSERT INTO raw_events_single (event_id, tracking_number, event_time, event_type, late, payload)
+           VALUES ($1, $2, $3, $4, false, $5::jsonb)`,
+          [e.eventId, e.trackingNumber, e.eventTime, e.type, JSON.stringify(e)],
+        );
+      });
+      const check = await store.pool.query<{ a: string; r: string; s: string }>(
+        `SELECT (SELECT count(*) FROM shipment_events) AS a, (SELECT count(*) FROM raw_events) AS r,
+                (SELECT count(*) FROM raw_events_single) AS s`,
+      );
+      const expected = [2 * events.length, events.length, events.length];
+      if ([check.rows[0]?.a, check.rows[0]?.r, check.rows[0]?.s].some((n, i) => Number(n) !== expected[i])) {
+        throw new Error(`row counts differ from ${JSON.stringify(expected)}: ${JSON.stringify(check.rows[0])}`);
+      }
+    } finally {
+      await store.close();
+    }
+    const adapterRate = events.length / adapterSeconds;
+    const rawRate = events.length / rawSeconds;
+    const ratio = adapterRate / rawRate;
+    const singleRate = events.length / singleSeconds;
+    const batchedRate = events.length / batchedSeconds;
+    process.stdout.write(
+      `${JSON.stringify({
+        bench: "store-apply",
+        events: events.length,
+        shipments: new Set(events.map((e) => e.trackingNumber)).size,
+        concurrency,
+        adapter: { mode: "applyEvent", concurrency, seconds: round(adapterSeconds), eventsPerSec: round(adapterRate) },
+        adapterBatched: {
+          mode: "applyEvents",
+          batch: applyBatch,
+          concurrency: applyConcurrency,
+          seconds: round(batchedSeconds),
+          eventsPerSec: round(batchedRate),
+        },
+        rawInsert: { batch, concurrency, seconds: round(rawSeconds), rowsPerSec: round(rawRate) },
+        ratio: round(ratio, 4),
+        ratioBatchedVsRaw: round(batchedRate / rawRate, 4),
+        ratioBatchedVsPerEvent: round(batchedRate / adapterRate, 2),
+        rawSingleRowCommits: { seconds: round(singleSeconds), rowsPerSec: round(singleRate) },
+        ratioVsSingleRowCommits: round(adapterRate / singleRate, 4),
+      })}\n`,
+    );
+    process.stdout.write(
+      `store apply: ${events.length} events, concurrency ${concurrency}: adapter ${adapterRate.toFixed(0)} events/s ` +
+        `(${adapterSeconds.toFixed(2)} s), raw unnest INSERT (batches of ${batch}) ${rawRate.toFixed(0)} rows/s ` +
+        `(${rawSeconds.toFixed(2)} s); adapter = ${(ratio * 100).toFixed(2)}% of raw; ` +
+        `one-row-per-commit INSERT ${singleRate.toFixed(0)} rows/s, adapter = ${((adapterRate / singleRate) * 100).toFixed(1)}% of that; ` +
+        `applyEvents (batches of ${applyBatch}, concurrency ${applyConcurrency}) ${batchedRate.toFixed(0)} events/s ` +
+        `(${batchedSeconds.toFixed(2)} s) = ${(batchedRate / adapterRate).toFixed(1)}x per-event, ${((batchedRate / rawRate) * 100).toFixed(1)}% of raw\n`,
+    );
+  } finally {
+    await schema.drop();
+  }
+}
+
+function round(x: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exitCode = 1;
+});

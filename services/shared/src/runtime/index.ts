@@ -1,0 +1,2 @@
+export * from "./base-config.js";
+export * from "./start-service.js";

@@ -1,0 +1,4 @@
+export * from "./cors.js";
+export * from "./health.js";
+export * from "./reflection.js";
+export * from "./serve.js";

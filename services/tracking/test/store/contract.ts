@@ -1,0 +1,695 @@
+import * as assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { EtaChangeReason, TransportMode } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { applyToDoc, compareKeys } from "../../src/store/derive.js";
+import { DocumentTooLargeError, InvalidEventError, InvalidQueryError } from "../../src/store/errors.js";
+import type {
+  ApplyResult,
+  GeoPointDoc,
+  RouteInput,
+  RouteLegDoc,
+  ScanInput,
+  ShipmentCreatedInput,
+  ShipmentDoc,
+  ShipmentEventInput,
+  ShipmentStore,
+  StoredEvent,
+} from "../../src/store/ports.js";
+
+/** Options the contract asks a store factory for. */
+export interface ContractStoreOptions {
+  /** Size limit to configure (small, to exercise DocumentTooLargeError). */
+  maxDocumentBytes?: number;
+}
+
+/** Creates a store over the adapter's test fixture; the contract closes every store it makes. */
+export type MakeStore = (opts: ContractStoreOptions) => Promise<ShipmentStore>;
+
+const HOUR = 3_600_000;
+
+/** A tracking number no other test run uses: "T" + 15 upper-case base-36 characters. */
+export function uniqueTrackingNumber(): string {
+  return `T${BigInt(`0x${randomBytes(10).toString("hex")}`).toString(36).toUpperCase().padStart(15, "0").slice(-15)}`;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function scan(tn: string, id: string, ms: number, kind: ScanKind, extra: Partial<ScanInput> = {}): ScanInput {
+  return {
+    type: "scan",
+    eventId: id,
+    trackingNumber: tn,
+    eventTime: iso(ms),
+    carrierCode: "acme",
+    kind,
+    rawStatus: { code: ScanKind[kind], text: `scan ${ScanKind[kind]}` },
+    ...extra,
+  };
+}
+
+function created(tn: string, id: string, ms: number, customerId: string, carrierCode = "acme"): ShipmentCreatedInput {
+  return {
+    type: "shipment_created",
+    eventId: id,
+    trackingNumber: tn,
+    eventTime: iso(ms),
+    shipmentId: `s-${tn}`,
+    carrierCode,
+    customerId,
+    serviceLevel: ServiceLevel.STANDARD,
+    origin: { countryCode: "DE", city: "Berlin", location: { lat: 52.52, lon: 13.405 } },
+  };
+}
+
+function route(tn: string, id: string, ms: number, etaMs: number, type: RouteInput["type"] = "route_updated"): RouteInput {
+  return {
+    type,
+    eventId: id,
+    trackingNumber: tn,
+    eventTime: iso(ms),
+    eta: { estimatedArrival: iso(etaMs) },
+    reason: type === "route_planned" ? EtaChangeReason.INITIAL_PLAN : EtaChangeReason.LATE_ARRIVAL,
+  };
+}
+
+/** A route event carrying a plan: one leg per consecutive pair of `hubs`, an hour each. */
+function routeWithLegs(tn: string, id: string, ms: number, etaMs: number, hubs: string[], revision: number): RouteInput {
+  const legs: RouteLegDoc[] = hubs.slice(1).map((toHub, i) => ({
+    fromHub: hubs[i] as string,
+    toHub,
+    mode: i % 2 === 0 ? TransportMode.ROAD : TransportMode.AIR,
+    plannedDeparture: iso(ms + (2 * i + 1) * HOUR),
+    plannedArrival: iso(ms + (2 * i + 2) * HOUR),
+    departureId: `dep_${hubs[i]}_${toHub}`,
+  }));
+  return { ...route(tn, id, ms, etaMs, revision === 1 ? "route_planned" : "route_updated"), routeId: `r_${tn}`, legs, revision, plannedAt: iso(ms) };
+}
+
+function bySortKey(a: ShipmentEventInput, b: ShipmentEventInput): number {
+  return compareKeys(a.eventTime, a.eventId, b.eventTime, b.eventId);
+}
+
+/** What an event-time-ordered sequential apply of `events` (deduplicated) yields. */
+function sequentialDoc(events: readonly ShipmentEventInput[]): ShipmentDoc | undefined {
+  let doc: ShipmentDoc | undefined;
+  for (const e of [...events].sort(bySortKey)) doc = applyToDoc(doc, e).doc;
+  return doc;
+}
+
+/** The document with `eventIds` (the only arrival-order-dependent part) sorted, for comparisons. */
+function withSortedIds(doc: ShipmentDoc): ShipmentDoc {
+  return { ...doc, derivation: { ...doc.derivation, eventIds: [...doc.derivation.eventIds].sort() } };
+}
+
+/** Deterministic PRNG (mulberry32) so a failing shuffle can be reproduced from its seed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function allEvents(store: ShipmentStore, tn: string, pageSize = 100): Promise<StoredEvent[]> {
+  const out: StoredEvent[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await store.listEvents(tn, { pageSize, ...(cursor ? { cursor } : {}) });
+    out.push(...page.items);
+    cursor = page.nextCursor;
+  } while (cursor);
+  return out;
+}
+
+/** The ten events of one shipment in the convergence test; the last one varies. */
+function lifecycle(tn: string, i: number, t0: number, customerId: string): ShipmentEventInput[] {
+  const at = (lat: number, lon: number): GeoPointDoc => ({ lat, lon });
+  const e: ShipmentEventInput[] = [
+    created(tn, `${tn}-01`, t0, customerId),
+    route(tn, `${tn}-02`, t0 + 60_000, t0 + 48 * HOUR, "route_planned"),
+    scan(tn, `${tn}-03`, t0 + HOUR, ScanKind.PICKUP, { location: at(52.5, 13.4) }),
+    scan(tn, `${tn}-04`, t0 + 3 * HOUR, ScanKind.HUB_ARRIVAL, { hubCode: "BER1" }),
+    scan(tn, `${tn}-05`, t0 + 5 * HOUR, ScanKind.HUB_DEPARTURE, { hubCode: "BER1" }),
+    routeWithLegs(tn, `${tn}-06`, t0 + 5.5 * HOUR, t0 + 30 * HOUR, ["BER1", "HAM1"], 2),
+    scan(tn, `${tn}-07`, t0 + 8 * HOUR, ScanKind.HUB_ARRIVAL, { hubCode: "HAM1", location: at(53.55, 9.99) }),
+    scan(tn, `${tn}-08`, t0 + 20 * HOUR, ScanKind.OUT_FOR_DELIVERY),
+    scan(tn, `${tn}-09`, t0 + 24 * HOUR, ScanKind.DELIVERED, { location: at(53.56 + (i % 10) / 100, 10.0) }),
+  ];
+  switch (i % 4) {
+    case 0:
+      e.push(scan(tn, `${tn}-10`, t0 + 30 * HOUR, ScanKind.CORRECTION, { status: ShipmentStatus.EXCEPTION }));
+      break;
+    case 1:
+      e.push(scan(tn, `${tn}-10`, t0 + 26 * HOUR, ScanKind.HUB_ARRIVAL, { hubCode: "HAM1" }));
+      break;
+    case 2:
+      e.push(scan(tn, `${tn}-10`, t0 + 2 * HOUR, ScanKind.EXCEPTION));
+      break;
+    default:
+      e.push(scan(tn, `${tn}-10`, t0 + 22 * HOUR, ScanKind.DELIVERY_ATTEMPT));
+  }
+  return e;
+}
+
+/**
+ * The behaviour every {@link ShipmentStore} adapter must show. Call inside a `describe` that owns
+ * the fixture (schema, database); every store made through `makeStore` is closed at the end.
+ */
+export function runShipmentStoreContract(name: string, makeStore: MakeStore): void {
+  describe(`ShipmentStore contract (${name})`, () => {
+    let store: ShipmentStore;
+    const stores: ShipmentStore[] = [];
+    const make = async (opts: ContractStoreOptions = {}) => {
+      const s = await makeStore(opts);
+      stores.push(s);
+      return s;
+    };
+    const now = Date.now();
+
+    beforeAll(async () => {
+      store = await make();
+    });
+    afterAll(async () => {
+      for (const s of stores) await s.close();
+    });
+
+    describe("applyEvent idempotency", () => {
+      it("applies an event once and reports a repeat as a duplicate without changing anything", async () => {
+        const tn = uniqueTrackingNumber();
+        const e = scan(tn, `${tn}-a`, now - HOUR, ScanKind.PICKUP);
+        const first = await store.applyEvent(e);
+        assert.equal(first.applied, true);
+        assert.equal(first.duplicate, false);
+        assert.equal(first.before, undefined);
+        assert.equal(first.statusChanged, true);
+        assert.equal(first.after.status, ShipmentStatus.IN_TRANSIT);
+        const again = await store.applyEvent(e);
+        assert.equal(again.applied, false);
+        assert.equal(again.duplicate, true);
+        assert.equal(again.statusChanged, false);
+        assert.equal(again.version, first.version);
+        assert.deepEqual(await store.getShipment(tn), first.after);
+        assert.deepEqual((await allEvents(store, tn)).map((x) => x.eventId), [e.eventId]);
+      });
+
+      it("applies an event exactly once when eight appliers deliver it at the same time", async () => {
+        const tn = uniqueTrackingNumber();
+        await store.applyEvent(created(tn, `${tn}-c`, now - 2 * HOUR, "cust-x"));
+        const e = scan(tn, `${tn}-s`, now - HOUR, ScanKind.HUB_ARRIVAL);
+        const results = await Promise.all(Array.from({ length: 8 }, () => store.applyEvent(e)));
+        assert.equal(results.filter((r) => r.applied).length, 1);
+        assert.equal(results.filter((r) => r.duplicate).length, 7);
+        assert.equal((await store.getShipment(tn))?.version, 2);
+        assert.equal((await allEvents(store, tn)).length, 2);
+      });
+    });
+
+    describe("applyEvent ordering", () => {
+      it("keeps an older scan arriving after a newer one in history, flagged late, without regressing status", async () => {
+        const tn = uniqueTrackingNumber();
+        await store.applyEvent(scan(tn, `${tn}-ofd`, now - HOUR, ScanKind.OUT_FOR_DELIVERY));
+        const late = await store.applyEvent(scan(tn, `${tn}-hub`, now - 5 * HOUR, ScanKind.HUB_ARRIVAL));
+        assert.equal(late.applied, true);
+        assert.equal(late.late, true);
+        assert.equal(late.statusChanged, false);
+        assert.equal(late.after.status, ShipmentStatus.OUT_FOR_DELIVERY);
+        assert.equal(late.before?.status, ShipmentStatus.OUT_FOR_DELIVERY);
+        const history = await allEvents(store, tn);
+        assert.deepEqual(
+          history.map((h) => [h.eventId, h.late]),
+          [
+            [`${tn}-hub`, true],
+            [`${tn}-ofd`, false],
+          ],
+          "history is in event-time order and the late event is flagged",
+        );
+      });
+
+      it("keeps DELIVERED against newer scans and reopens it only with a newer CORRECTION", async () => {
+        const tn = uniqueTrackingNumber();
+        await store.applyEvent(scan(tn, `${tn}-d`, now - 10 * HOUR, ScanKind.DELIVERED));
+        const hub = await store.applyEvent(scan(tn, `${tn}-h`, now - 9 * HOUR, ScanKind.HUB_ARRIVAL));
+        assert.equal(hub.after.status, ShipmentStatus.DELIVERED);
+        assert.equal(hub.statusChanged, false);
+        const oldFix = await store.applyEvent(
+          scan(tn, `${tn}-c0`, now - 11 * HOUR, ScanKind.CORRECTION, { status: ShipmentStatus.EXCEPTION }),
+        );
+        assert.equal(oldFix.after.status, ShipmentStatus.DELIVERED, "a correction older than the delivery does not reopen");
+        const fix = await store.applyEvent(
+          scan(tn, `${tn}-c1`, now - 8 * HOUR, ScanKind.CORRECTION, { status: ShipmentStatus.OUT_FOR_DELIVERY }),
+        );
+        assert.equal(fix.statusChanged, true);
+        assert.equal(fix.after.status, ShipmentStatus.OUT_FOR_DELIVERY);
+        assert.equal(fix.after.statusEventId, `${tn}-c1`);
+      });
+
+      it("keeps RETURNED_TO_SENDER and EXPIRED terminal", async () => {
+        const tn = uniqueTrackingNumber();
+        await store.applyEvent(scan(tn, `${tn}-r`, now - 10 * HOUR, ScanKind.RETURN_TO_SENDER));
+        const r = await store.applyEvent(scan(tn, `${tn}-o`, now - 9 * HOUR, ScanKind.OUT_FOR_DELIVERY));
+        assert.equal(r.after.status, ShipmentStatus.RETURNED_TO_SENDER);
+        const tn2 = uniqueTrackingNumber();
+        await store.applyEvent(scan(tn2, `${tn2}-x`, now - 10 * HOUR, ScanKind.UNSPECIFIED, { status: ShipmentStatus.EXPIRED }));
+        const r2 = await store.applyEvent(scan(tn2, `${tn2}-p`, now - 9 * HOUR, ScanKind.PICKUP));
+        assert.equal(r2.after.status, ShipmentStatus.EXPIRED);
+      });
+
+      it("reports ETA changes only for the newest route event", async () => {
+        const tn = uniqueTrackingNumber();
+        const planned = await store.applyEvent(route(tn, `${tn}-r1`, now - 5 * HOUR, now + 40 * HOUR, "route_planned"));
+        assert.equal(planned.etaChanged, true);
+        const newer = await store.applyEvent(route(tn, `${tn}-r3`, now - 2 * HOUR, now + 30 * HOUR));
+        assert.equal(newer.etaChanged, true);
+        assert.equal(newer.after.eta?.estimatedArrival, iso(now + 30 * HOUR));
+        const older = await store.applyEvent(route(tn, `${tn}-r2`, now - 3 * HOUR, now + 99 * HOUR));
+        assert.equal(older.etaChanged, false);
+        assert.equal(older.late, true);
+        assert.equal(older.after.eta?.estimatedArrival, iso(now + 30 * HOUR));
+      });
+    });
+
+    describe("route plans", () => {
+      it("stores the newest route event's legs and does not let an older update replace them", async () => {
+        const tn = uniqueTrackingNumber();
+        const planned = routeWithLegs(tn, `${tn}-r1`, now - 5 * HOUR, now + 40 * HOUR, ["FRA1", "CDG", "MAD"], 1);
+        const first = await store.applyEvent(planned);
+        assert.deepEqual(first.after.route, { routeId: `r_${tn}`, revision: 1, plannedAt: planned.plannedAt, legs: planned.legs });
+        assert.deepEqual((await store.getShipment(tn))?.route, first.after.route, "the legs are stored, not only returned");
+
+        const replanned = routeWithLegs(tn, `${tn}-r3`, now - 2 * HOUR, now + 30 * HOUR, ["FRA1", "AMS", "LHR", "MAD"], 3);
+        await store.applyEvent(replanned);
+        const older = routeWithLegs(tn, `${tn}-r2`, now - 3 * HOUR, now + 99 * HOUR, ["FRA1", "ZRH", "MAD"], 2);
+        const late = await store.applyEvent(older);
+        assert.equal(late.late, true);
+        assert.equal(late.etaChanged, false);
+        const doc = await store.getShipment(tn);
+        assert.deepEqual(doc?.route?.legs.map((l) => [l.fromHub, l.toHub]), [["FRA1", "AMS"], ["AMS", "LHR"], ["LHR", "MAD"]]);
+        assert.equal(doc?.route?.revision, 3);
+        assert.deepEqual(doc?.route?.legs, replanned.legs);
+        assert.equal(doc?.eta?.estimatedArrival, iso(now + 30 * HOUR));
+        const history = await allEvents(store, tn);
+        assert.deepEqual(
+          history.find((h) => h.eventId === older.eventId)?.event,
+          older,
+          "the history keeps the late update's legs",
+        );
+      });
+
+      it("applies route legs in a batch exactly as sequential applyEvent calls do", async () => {
+        const tn = uniqueTrackingNumber();
+        const events = [
+          routeWithLegs(tn, `${tn}-r2`, now - 2 * HOUR, now + 30 * HOUR, ["FRA1", "AMS", "MAD"], 2),
+          routeWithLegs(tn, `${tn}-r1`, now - 4 * HOUR, now + 40 * HOUR, ["FRA1", "CDG", "MAD"], 1),
+        ];
+        const results = await store.applyEvents(events);
+        assert.deepEqual(results.map((r) => r.late), [false, true]);
+        assert.deepEqual(results[1]?.after.route?.legs, events[0]?.legs);
+        assert.deepEqual(await store.getShipment(tn), results[1]?.after);
+        assert.deepEqual(withSortedIds(results[1]?.after as ShipmentDoc), withSortedIds(sequentialDoc(events) as ShipmentDoc));
+      });
+
+      it("rejects a route event with a malformed hub code, writing nothing", async () => {
+        const tn = uniqueTrackingNumber();
+        const good = routeWithLegs(tn, `${tn}-r1`, now - 2 * HOUR, now + 30 * HOUR, ["FRA1", "AMS", "MAD"], 1);
+        const bad = { ...good, legs: [good.legs?.[0] as RouteLegDoc, { ...(good.legs?.[1] as RouteLegDoc), toHub: "mad" }] };
+        await assert.rejects(store.applyEvent(bad), (err: unknown) => err instanceof InvalidEventError && err.field === "legs[1].toHub");
+        assert.equal(await store.getShipment(tn), undefined);
+        assert.equal((await store.applyEvent(good)).applied, true, "the rejected event id was not consumed");
+      });
+    });
+
+    describe("applyEvent convergence", () => {
+      it("ends in the event-time-ordered state after 8 concurrent appliers of a shuffled, duplicated set", async () => {
+        const seed = Math.floor(Math.random() * 2 ** 31);
+        const rnd = prng(seed);
+        const customer = `conv-${uniqueTrackingNumber()}`;
+        const byShipment = new Map<string, ShipmentEventInput[]>();
+        const t0 = now - 10 * 24 * HOUR;
+        for (let i = 0; i < 200; i++) {
+          const tn = uniqueTrackingNumber();
+          byShipment.set(tn, lifecycle(tn, i, t0 + i * 60_000, customer));
+        }
+        const unique = [...byShipment.values()].flat();
+        const deliveries = [...unique, ...unique.filter(() => rnd() < 0.25)];
+        for (let i = deliveries.length - 1; i > 0; i--) {
+          const j = Math.floor(rnd() * (i + 1));
+          [deliveries[i], deliveries[j]] = [deliveries[j] as ShipmentEventInput, deliveries[i] as ShipmentEventInput];
+        }
+        let next = 0;
+        const results: ApplyResult[] = [];
+        await Promise.all(
+          Array.from({ length: 8 }, async () => {
+            for (let k = next++; k < deliveries.length; k = next++) {
+              results.push(await store.applyEvent(deliveries[k] as ShipmentEventInput));
+            }
+          }),
+        );
+        const msg = `seed ${seed}`;
+        assert.equal(results.filter((r) => r.applied).length, unique.length, msg);
+        assert.equal(results.filter((r) => r.duplicate).length, deliveries.length - unique.length, msg);
+        for (const [tn, events] of byShipment) {
+          const expected = sequentialDoc(events) as ShipmentDoc;
+          const got = await store.getShipment(tn);
+          assert.ok(got, `${tn} exists (${msg})`);
+          assert.deepEqual(withSortedIds(got), withSortedIds(expected), `${tn} (${msg})`);
+          const byId = new Map(events.map((e) => [e.eventId, e]));
+          const replayed = got.derivation.eventIds.reduce<ShipmentDoc | undefined>(
+            (doc, id) => applyToDoc(doc, byId.get(id) as ShipmentEventInput).doc,
+            undefined,
+          );
+          assert.deepEqual(replayed, got, `${tn}: replaying eventIds in order rebuilds the document (${msg})`);
+          const history = await allEvents(store, tn, 4);
+          assert.deepEqual(
+            history.map((h) => h.eventId),
+            [...events].sort(bySortKey).map((e) => e.eventId),
+            `${tn} history (${msg})`,
+          );
+        }
+        const statuses = new Set([...byShipment.keys()].map((tn) => sequentialDoc(byShipment.get(tn) ?? [])?.status));
+        assert.ok(statuses.has(ShipmentStatus.DELIVERED) && statuses.has(ShipmentStatus.EXCEPTION), "the set exercises terminal and correction rules");
+      });
+    });
+
+    describe("applyEvents", () => {
+      /** `x` with every occurrence of the tracking number `from` replaced by `to` (same length). */
+      const rename = <T>(x: T, from: string, to: string): T => JSON.parse(JSON.stringify(x).replaceAll(from, to)) as T;
+
+      it("returns [] for an empty batch", async () => {
+        assert.deepEqual(await store.applyEvents([]), []);
+      });
+
+      it("returns exactly what sequential applyEvent calls return, including in-batch repeats and several events per shipment", async () => {
+        const seed = Math.floor(Math.random() * 2 ** 31);
+        const rnd = prng(seed);
+        const customer = `eq-${uniqueTrackingNumber()}`;
+        const t0 = now - 5 * 24 * HOUR;
+        const pairs = Array.from({ length: 4 }, () => [uniqueTrackingNumber(), uniqueTrackingNumber()] as const);
+        const seq: ShipmentEventInput[] = [];
+        pairs.forEach(([a], i) => seq.push(...lifecycle(a, i, t0 + i * 60_000, customer)));
+        const withRepeats = [...seq, ...seq.filter(() => rnd() < 0.3)];
+        for (let i = withRepeats.length - 1; i > 0; i--) {
+          const j = Math.floor(rnd() * (i + 1));
+          [withRepeats[i], withRepeats[j]] = [withRepeats[j] as ShipmentEventInput, withRepeats[i] as ShipmentEventInput];
+        }
+        const toB = <T>(x: T): T => pairs.reduce((acc, [a, b]) => rename(acc, a, b), x);
+        // One event already applied before the batch: a duplicate across calls on both paths.
+        const pre = withRepeats[0] as ShipmentEventInput;
+        const preA = await store.applyEvent(pre);
+        const preB = await store.applyEvent(toB(pre));
+        assert.deepEqual(toB(preA), preB);
+
+        const sequential: ApplyResult[] = [];
+        for (const e of withRepeats) sequential.push(await store.applyEvent(e));
+        const batched = await store.applyEvents(withRepeats.map(toB));
+        const msg = `seed ${seed}`;
+        assert.equal(batched.length, withRepeats.length, msg);
+        assert.deepEqual(batched, toB(sequential), msg);
+        assert.ok(batched.some((r) => r.duplicate) && batched.some((r) => r.late), `the batch exercises repeats and late events (${msg})`);
+        for (const [a, b] of pairs) {
+          assert.deepEqual(await store.getShipment(b), toB(await store.getShipment(a)), `${b} (${msg})`);
+          assert.deepEqual(
+            (await allEvents(store, b)).map((h) => [h.eventId, h.late, h.event]),
+            toB((await allEvents(store, a)).map((h) => [h.eventId, h.late, h.event])),
+            `${b} history (${msg})`,
+          );
+        }
+      });
+
+      it("applies several events of one shipment in input order, each result chaining to the next", async () => {
+        const tn = uniqueTrackingNumber();
+        const events = lifecycle(tn, 1, now - 3 * 24 * HOUR, "cust-chain").reverse();
+        const results = await store.applyEvents(events);
+        assert.deepEqual(results.map((r) => r.version), events.map((_, i) => i + 1));
+        assert.equal(results[0]?.before, undefined);
+        for (let i = 1; i < results.length; i++) assert.deepEqual(results[i]?.before, results[i - 1]?.after);
+        assert.ok(results.slice(1).some((r) => r.late), "older events after newer ones are flagged late");
+        const doc = await store.getShipment(tn);
+        assert.deepEqual(doc, results[results.length - 1]?.after);
+        assert.deepEqual(doc?.derivation.eventIds, events.map((e) => e.eventId));
+        assert.deepEqual(withSortedIds(doc as ShipmentDoc), withSortedIds(sequentialDoc(events) as ShipmentDoc));
+      });
+
+      it("reports events applied by an earlier batch or applyEvent as duplicates and applies only the new ones", async () => {
+        const tn = uniqueTrackingNumber();
+        const [c, r, s1, s2, s3] = lifecycle(tn, 3, now - 2 * 24 * HOUR, "cust-dup") as [
+          ShipmentEventInput,
+          ShipmentEventInput,
+          ShipmentEventInput,
+          ShipmentEventInput,
+          ShipmentEventInput,
+        ];
+        const first = await store.applyEvents([c, r]);
+        assert.deepEqual(first.map((x) => x.applied), [true, true]);
+        await store.applyEvent(s1);
+        const second = await store.applyEvents([r, s2, s1, c, s2, s3]);
+        assert.deepEqual(
+          second.map((x) => [x.applied, x.duplicate]),
+          [
+            [false, true],
+            [true, false],
+            [false, true],
+            [false, true],
+            [false, true],
+            [true, false],
+          ],
+        );
+        assert.deepEqual(second.map((x) => x.version), [3, 4, 4, 4, 4, 5]);
+        const again = await store.applyEvents([c, r, s1, s2, s3]);
+        assert.ok(again.every((x) => x.duplicate && x.version === 5));
+        assert.equal((await store.getShipment(tn))?.version, 5);
+        assert.equal((await allEvents(store, tn)).length, 5);
+      });
+
+      it("rejects a batch with an invalid event naming its index, writing nothing", async () => {
+        const tn = uniqueTrackingNumber();
+        const good = [scan(tn, `${tn}-1`, now - 3 * HOUR, ScanKind.PICKUP), scan(tn, `${tn}-2`, now - 2 * HOUR, ScanKind.HUB_ARRIVAL)];
+        const bad = { ...scan(tn, `${tn}-3`, now - HOUR, ScanKind.HUB_DEPARTURE), location: { lat: 91, lon: 0 } };
+        await assert.rejects(
+          store.applyEvents([good[0] as ShipmentEventInput, good[1] as ShipmentEventInput, bad]),
+          (err: unknown) => err instanceof InvalidEventError && err.batchIndex === 2 && err.field === "location.lat",
+        );
+        assert.equal(await store.getShipment(tn), undefined);
+        assert.deepEqual((await store.listEvents(tn, { pageSize: 10 })).items, []);
+        const ok = await store.applyEvents(good);
+        assert.deepEqual(ok.map((r) => r.applied), [true, true], "the valid events were not consumed");
+      });
+
+      it("ends in the event-time-ordered state after 8 concurrent appliers of shuffled, duplicated batches of 1-50", async () => {
+        const seed = Math.floor(Math.random() * 2 ** 31);
+        const rnd = prng(seed);
+        const customer = `convb-${uniqueTrackingNumber()}`;
+        const byShipment = new Map<string, ShipmentEventInput[]>();
+        const t0 = now - 12 * 24 * HOUR;
+        for (let i = 0; i < 200; i++) {
+          const tn = uniqueTrackingNumber();
+          byShipment.set(tn, lifecycle(tn, i, t0 + i * 60_000, customer));
+        }
+        const unique = [...byShipment.values()].flat();
+        const deliveries = [...unique, ...unique.filter(() => rnd() < 0.25)];
+        for (let i = deliveries.length - 1; i > 0; i--) {
+          const j = Math.floor(rnd() * (i + 1));
+          [deliveries[i], deliveries[j]] = [deliveries[j] as ShipmentEventInput, deliveries[i] as ShipmentEventInput];
+        }
+        const batches: ShipmentEventInput[][] = [];
+        for (let k = 0; k < deliveries.length; ) {
+          const size = 1 + Math.floor(rnd() * 50);
+          batches.push(deliveries.slice(k, k + size));
+          k += size;
+        }
+        let next = 0;
+        const results: ApplyResult[] = [];
+        await Promise.all(
+          Array.from({ length: 8 }, async () => {
+            for (let k = next++; k < batches.length; k = next++) {
+              const batch = batches[k] as ShipmentEventInput[];
+              const got = await store.applyEvents(batch);
+              assert.equal(got.length, batch.length);
+              got.forEach((r, i) => assert.equal(r.after.trackingNumber, batch[i]?.trackingNumber, "results are in input order"));
+              results.push(...got);
+            }
+          }),
+        );
+        const msg = `seed ${seed}`;
+        assert.equal(results.filter((r) => r.applied).length, unique.length, msg);
+        assert.equal(results.filter((r) => r.duplicate).length, deliveries.length - unique.length, msg);
+        for (const [tn, events] of byShipment) {
+          const expected = sequentialDoc(events) as ShipmentDoc;
+          const got = await store.getShipment(tn);
+          assert.ok(got, `${tn} exists (${msg})`);
+          assert.deepEqual(withSortedIds(got), withSortedIds(expected), `${tn} (${msg})`);
+          const byId = new Map(events.map((e) => [e.eventId, e]));
+          const replayed = got.derivation.eventIds.reduce<ShipmentDoc | undefined>(
+            (doc, id) => applyToDoc(doc, byId.get(id) as ShipmentEventInput).doc,
+            undefined,
+          );
+          assert.deepEqual(replayed, got, `${tn}: replaying eventIds in order rebuilds the document (${msg})`);
+          const history = await allEvents(store, tn, 20);
+          assert.deepEqual(
+            history.map((h) => h.eventId),
+            [...events].sort(bySortKey).map((e) => e.eventId),
+            `${tn} history (${msg})`,
+          );
+        }
+      });
+    });
+
+    describe("listEvents", () => {
+      it("pages through history in event-time order with cursors", async () => {
+        const tn = uniqueTrackingNumber();
+        const events = Array.from({ length: 25 }, (_, i) =>
+          scan(tn, `${tn}-${String(i).padStart(2, "0")}`, now - (i % 2 === 0 ? i : 100 - i) * 60_000, ScanKind.HUB_ARRIVAL),
+        );
+        for (const e of events) await store.applyEvent(e);
+        const sizes: number[] = [];
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await store.listEvents(tn, { pageSize: 10, ...(cursor ? { cursor } : {}) });
+          sizes.push(page.items.length);
+          seen.push(...page.items.map((x) => x.eventId));
+          cursor = page.nextCursor;
+        } while (cursor);
+        assert.deepEqual(sizes, [10, 10, 5]);
+        assert.deepEqual(seen, [...events].sort(bySortKey).map((e) => e.eventId));
+        assert.deepEqual((await store.listEvents(uniqueTrackingNumber(), { pageSize: 10 })).items, []);
+      });
+
+      it("rejects a malformed cursor and page size with InvalidQueryError", async () => {
+        await assert.rejects(store.listEvents("TN00000000", { pageSize: 10, cursor: "garbage!" }), InvalidQueryError);
+        await assert.rejects(store.listEvents("TN00000000", { pageSize: 0 }), InvalidQueryError);
+      });
+    });
+
+    describe("searchShipments", () => {
+      const customer = `cust-${uniqueTrackingNumber().toLowerCase()}`;
+      const carrierA = `a${uniqueTrackingNumber().toLowerCase().slice(0, 12)}`;
+      const carrierB = `b${uniqueTrackingNumber().toLowerCase().slice(0, 12)}`;
+      const tns: string[] = [];
+      const t0 = now - 48 * HOUR;
+
+      beforeAll(async () => {
+        // Six shipments of one customer, updated one hour apart; odd ones delivered, carriers alternate.
+        for (let i = 0; i < 6; i++) {
+          const tn = uniqueTrackingNumber();
+          tns.push(tn);
+          await store.applyEvent(created(tn, `${tn}-c`, t0, customer, i % 2 === 0 ? carrierA : carrierB));
+          await store.applyEvent(scan(tn, `${tn}-s`, t0 + (i + 1) * HOUR, i % 2 === 1 ? ScanKind.DELIVERED : ScanKind.HUB_ARRIVAL));
+        }
+      });
+
+      it("filters by customer and returns newest updates first, paged by cursor", async () => {
+        const first = await store.searchShipments({ customerId: customer, pageSize: 4 });
+        assert.equal(first.items.length, 4);
+        assert.ok(first.nextCursor);
+        const second = await store.searchShipments({ customerId: customer, pageSize: 4, cursor: first.nextCursor });
+        assert.equal(second.nextCursor, undefined);
+        assert.deepEqual([...first.items, ...second.items].map((d) => d.trackingNumber), [...tns].reverse());
+      });
+
+      it("filters by status, carrier and update window", async () => {
+        const delivered = await store.searchShipments({ customerId: customer, statuses: [ShipmentStatus.DELIVERED], pageSize: 10 });
+        assert.deepEqual(delivered.items.map((d) => d.trackingNumber), [tns[5], tns[3], tns[1]]);
+        const byCarrier = await store.searchShipments({ carrierCode: carrierA, pageSize: 10 });
+        assert.deepEqual(byCarrier.items.map((d) => d.trackingNumber), [tns[4], tns[2], tns[0]]);
+        const both = await store.searchShipments({
+          carrierCode: carrierB,
+          statuses: [ShipmentStatus.DELIVERED, ShipmentStatus.IN_TRANSIT],
+          pageSize: 10,
+        });
+        assert.deepEqual(both.items.map((d) => d.trackingNumber), [tns[5], tns[3], tns[1]]);
+        const window = await store.searchShipments({
+          customerId: customer,
+          updatedAfter: iso(t0 + 2 * HOUR),
+          updatedBefore: iso(t0 + 5 * HOUR),
+          pageSize: 10,
+        });
+        assert.deepEqual(window.items.map((d) => d.trackingNumber), [tns[3], tns[2], tns[1]]);
+      });
+
+      it("finds shipments within a radius of a point", async () => {
+        const places: Array<[string, GeoPointDoc]> = [
+          ["santiago", { lat: -33.4489, lon: -70.6693 }],
+          ["valparaiso", { lat: -33.0472, lon: -71.6127 }], // ~97 km from Santiago
+          ["rancagua", { lat: -34.1708, lon: -70.7444 }], // ~80 km
+          ["buenos-aires", { lat: -34.6037, lon: -58.3816 }], // ~1140 km
+        ];
+        const ids = new Map<string, string>();
+        for (const [place, location] of places) {
+          const tn = uniqueTrackingNumber();
+          ids.set(place, tn);
+          await store.applyEvent(scan(tn, `${tn}-g`, now - HOUR, ScanKind.HUB_ARRIVAL, { location }));
+        }
+        const santiago = { lat: -33.4489, lon: -70.6693 };
+        const near = await store.searchShipments({ near: { ...santiago, radiusKm: 120 }, pageSize: 10 });
+        assert.deepEqual(
+          near.items.map((d) => d.trackingNumber).sort(),
+          ["santiago", "valparaiso", "rancagua"].map((p) => ids.get(p)).sort(),
+        );
+        const close = await store.searchShipments({ near: { ...santiago, radiusKm: 90 }, pageSize: 10 });
+        assert.deepEqual(close.items.map((d) => d.trackingNumber).sort(), ["santiago", "rancagua"].map((p) => ids.get(p)).sort());
+        const tiny = await store.searchShipments({ near: { ...santiago, radiusKm: 1 }, pageSize: 10 });
+        assert.deepEqual(tiny.items.map((d) => d.trackingNumber), [ids.get("santiago")]);
+      });
+
+      it("rejects bad filters with InvalidQueryError", async () => {
+        await assert.rejects(store.searchShipments({ statuses: [99 as ShipmentStatus], pageSize: 10 }), InvalidQueryError);
+        await assert.rejects(store.searchShipments({ near: { lat: 0, lon: 0, radiusKm: -1 }, pageSize: 10 }), InvalidQueryError);
+        await assert.rejects(store.searchShipments({ pageSize: 10, cursor: "bm9wZQ" }), InvalidQueryError);
+      });
+    });
+
+    describe("bad data", () => {
+      it("rejects an unknown enum value with InvalidEventError and writes nothing", async () => {
+        const tn = uniqueTrackingNumber();
+        const bad = { ...scan(tn, `${tn}-bad`, now, ScanKind.PICKUP), kind: 77 as ScanKind };
+        await assert.rejects(store.applyEvent(bad), (err: unknown) => err instanceof InvalidEventError && err.field === "kind");
+        assert.equal(await store.getShipment(tn), undefined);
+        assert.deepEqual((await store.listEvents(tn, { pageSize: 10 })).items, []);
+        const ok = await store.applyEvent({ ...bad, kind: ScanKind.PICKUP });
+        assert.equal(ok.applied, true, "the rejected event id was not consumed");
+      });
+
+      it("rejects invalid coordinates and leaves the existing document untouched", async () => {
+        const tn = uniqueTrackingNumber();
+        const first = await store.applyEvent(scan(tn, `${tn}-1`, now - HOUR, ScanKind.PICKUP));
+        for (const location of [{ lat: 95, lon: 0 }, { lat: 0, lon: 200 }, { lat: Number.NaN, lon: 1 }]) {
+          await assert.rejects(store.applyEvent(scan(tn, `${tn}-2`, now, ScanKind.HUB_ARRIVAL, { location })), InvalidEventError);
+        }
+        assert.deepEqual(await store.getShipment(tn), first.after);
+        assert.equal((await allEvents(store, tn)).length, 1);
+      });
+
+      it("rejects an event that would grow the document past the size limit, writing nothing", async () => {
+        const small = await make({ maxDocumentBytes: 8192 });
+        const tn = uniqueTrackingNumber();
+        const big = (i: number) =>
+          scan(tn, `${tn}-${i}`, now - (20 - i) * 60_000, ScanKind.HUB_ARRIVAL, { rawStatus: { code: "HUB", text: "x".repeat(1500) } });
+        let last: ApplyResult | undefined;
+        let i = 0;
+        let error: unknown;
+        for (; i < 20; i++) {
+          try {
+            last = await small.applyEvent(big(i));
+          } catch (err) {
+            error = err;
+            break;
+          }
+        }
+        assert.ok(error instanceof DocumentTooLargeError, `expected DocumentTooLargeError, got ${String(error)}`);
+        assert.equal(error.what, "document");
+        assert.ok(last && last.version >= 2);
+        assert.deepEqual(await small.getShipment(tn), last?.after);
+        assert.equal((await allEvents(small, tn)).length, i);
+        await assert.rejects(small.applyEvent(big(i)), DocumentTooLargeError, "a retry is rejected again, not taken for a duplicate");
+      });
+    });
+  });
+}

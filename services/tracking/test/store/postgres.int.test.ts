@@ -1,0 +1,229 @@
+import * as assert from "node:assert/strict";
+import { afterAll, beforeAll, describe, it } from "vitest";
+import pg from "pg";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { createTestSchema, type TestSchema } from "@logistics/shared/testing";
+import { listPartitions } from "../../src/store/postgres/partitions.js";
+import { runPartitionsCli } from "../../src/store/postgres/partitions-cli.js";
+import { buildSearchSql, createPostgresShipmentStore, type PostgresShipmentStore } from "../../src/store/postgres/postgres-shipment-store.js";
+import { DocumentTooLargeError } from "../../src/store/errors.js";
+import type { ScanInput } from "../../src/store/ports.js";
+import { normalizeQuery } from "../../src/store/query.js";
+import { runShipmentStoreContract, uniqueTrackingNumber } from "./contract.js";
+
+function scan(tn: string, id: string, time: string, kind = ScanKind.HUB_ARRIVAL): ScanInput {
+  return { type: "scan", eventId: id, trackingNumber: tn, eventTime: time, carrierCode: "acme", kind, rawStatus: { code: "X", text: "" } };
+}
+
+async function withClient<T>(connectionString: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+describe("PostgresShipmentStore", () => {
+  let schema: TestSchema;
+  beforeAll(async () => {
+    schema = await createTestSchema({ prefix: "store" });
+  });
+  afterAll(async () => {
+    await schema.drop();
+  });
+
+  runShipmentStoreContract("postgres", (opts) =>
+    createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 10, ...opts }),
+  );
+
+  describe("applyEvents (group commit)", () => {
+    let store: PostgresShipmentStore;
+    beforeAll(async () => {
+      store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 2, maxDocumentBytes: 8192 });
+    });
+    afterAll(async () => {
+      await store.close();
+    });
+
+    it("rejects the whole batch when one event grows a document past the limit, naming the first such event", async () => {
+      const other = uniqueTrackingNumber();
+      const tn = uniqueTrackingNumber();
+      const t0 = Date.now() - 3_600_000;
+      const big = (i: number): ScanInput => ({
+        ...scan(tn, `${tn}-${i}`, new Date(t0 + i * 1000).toISOString()),
+        rawStatus: { code: "HUB", text: "x".repeat(1500) },
+      });
+      const batch = [scan(other, `${other}-1`, new Date(t0).toISOString()), ...Array.from({ length: 12 }, (_, i) => big(i))];
+      let error: unknown;
+      await store.applyEvents(batch).catch((err: unknown) => {
+        error = err;
+      });
+      assert.ok(error instanceof DocumentTooLargeError, `expected DocumentTooLargeError, got ${String(error)}`);
+      const index = error.batchIndex ?? -1;
+      assert.ok(index > 1 && index < batch.length, `batchIndex ${index}`);
+      assert.equal(await store.getShipment(other), undefined, "nothing of the batch was written");
+      assert.equal(await store.getShipment(tn), undefined);
+      const ok = await store.applyEvents(batch.slice(0, index));
+      assert.ok(ok.every((r) => r.applied));
+      assert.equal((await store.getShipment(tn))?.version, index - 1);
+      await assert.rejects(store.applyEvents(batch.slice(index)), (err: unknown) => err instanceof DocumentTooLargeError && err.batchIndex === 0);
+    });
+
+    it("writes a batch of many shipments in one transaction", async () => {
+      const tns = Array.from({ length: 50 }, () => uniqueTrackingNumber());
+      const t = new Date().toISOString();
+      const results = await store.applyEvents(tns.map((tn) => scan(tn, `${tn}-1`, t, ScanKind.PICKUP)));
+      assert.ok(results.every((r) => r.applied && r.version === 1));
+      const xids = await store.pool.query<{ n: number }>(
+        `SELECT count(DISTINCT xmin::text)::int AS n FROM (
+           SELECT xmin FROM shipments WHERE tracking_number = ANY($1)
+           UNION ALL SELECT xmin FROM shipment_events WHERE tracking_number = ANY($1)
+           UNION ALL SELECT xmin FROM applied_events WHERE tracking_number = ANY($1)) x`,
+        [tns],
+      );
+      assert.equal(xids.rows[0]?.n, 1, "documents, history and dedupe rows share one transaction id");
+    });
+  });
+
+  describe("query plans", () => {
+    let store: PostgresShipmentStore;
+    beforeAll(async () => {
+      store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 2 });
+      await store.pool.query("ANALYZE shipments");
+    });
+    afterAll(async () => {
+      await store.close();
+    });
+
+    async function plan(sql: string, values: unknown[]): Promise<string> {
+      return withClient(schema.connectionString, async (c) => {
+        await c.query("SET enable_seqscan = off");
+        const res = await c.query<{ "QUERY PLAN": string }>(`EXPLAIN ${sql}`, values);
+        return res.rows.map((r) => r["QUERY PLAN"]).join("\n");
+      });
+    }
+
+    it("looks a shipment up by tracking number through the primary key", async () => {
+      const p = await plan("SELECT doc FROM shipments WHERE tracking_number = $1", ["TN12345678"]);
+      assert.match(p, /shipments_pkey/, p);
+    });
+
+    it("serves customer + status + updated searches from the compound index", async () => {
+      const q = buildSearchSql(
+        normalizeQuery({
+          customerId: "cust-1",
+          statuses: [ShipmentStatus.IN_TRANSIT],
+          updatedAfter: "2026-01-01T00:00:00Z",
+          pageSize: 20,
+        }),
+      );
+      const p = await plan(q.text, q.values);
+      assert.match(p, /shipments_customer_status_updated_idx/, p);
+    });
+
+    it("serves radius searches from the GiST earthdistance index", async () => {
+      const q = buildSearchSql(normalizeQuery({ near: { lat: 48.85, lon: 2.35, radiusKm: 25 }, pageSize: 20 }));
+      const p = await plan(q.text, q.values);
+      assert.match(p, /shipments_geo_idx/, p);
+    });
+
+    it("reads a shipment's history through the tracking-number index of the partitions", async () => {
+      const p = await plan(
+        "SELECT payload FROM shipment_events WHERE tracking_number = $1 ORDER BY event_time, event_id LIMIT 11",
+        ["TN12345678"],
+      );
+      assert.match(p, /Index (Only )?Scan using shipment_events_\w+_tracking_number_event_time_event_id_idx/, p);
+      assert.doesNotMatch(p, /Seq Scan/, p);
+    });
+  });
+
+  describe("migrations", () => {
+    it("are applied once when several replicas start at the same time", async () => {
+      const fresh = await createTestSchema({ prefix: "store_mig" });
+      try {
+        const stores = await Promise.all(
+          Array.from({ length: 3 }, () => createPostgresShipmentStore({ connectionString: fresh.connectionString, maxConnections: 2 })),
+        );
+        try {
+          const rows = await stores[0]?.pool.query<{ version: number }>("SELECT version FROM schema_migrations");
+          assert.deepEqual(rows?.rows.map((r) => r.version), [1]);
+          const tn = uniqueTrackingNumber();
+          const r = await stores[2]?.applyEvent(scan(tn, `${tn}-1`, new Date().toISOString()));
+          assert.equal(r?.applied, true);
+        } finally {
+          for (const s of stores) await s.close();
+        }
+      } finally {
+        await fresh.drop();
+      }
+    });
+  });
+
+  describe("partition maintenance", () => {
+    let store: PostgresShipmentStore;
+    beforeAll(async () => {
+      store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 2 });
+    });
+    afterAll(async () => {
+      await store.close();
+    });
+
+    const count = async (table: string, tn: string) =>
+      Number((await store.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE tracking_number = $1`, [tn])).rows[0]?.n);
+
+    it("keeps monthly partitions ready ahead of time", async () => {
+      const now = new Date();
+      const ahead = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 3, 1));
+      const name = `shipment_events_p${ahead.getUTCFullYear()}${String(ahead.getUTCMonth() + 1).padStart(2, "0")}`;
+      assert.ok((await listPartitions(store.pool)).includes(name), "the store created three months ahead at start");
+      const created = await store.ensurePartitions(6);
+      assert.equal(created.length, 3);
+      assert.deepEqual(await store.ensurePartitions(6), [], "idempotent");
+    });
+
+    it("moves events out of the default partition when their month's partition is created", async () => {
+      const tn = uniqueTrackingNumber();
+      await store.applyEvent(scan(tn, `${tn}-old`, "2019-06-10T10:00:00.000Z"));
+      assert.equal(await count("shipment_events_default", tn), 1);
+      const created = await store.ensurePartitions(0, { now: new Date("2019-06-15T00:00:00Z"), monthsBehind: 0 });
+      assert.deepEqual(created, ["shipment_events_p201906"]);
+      assert.equal(await count("shipment_events_default", tn), 0);
+      assert.equal(await count("shipment_events_p201906", tn), 1);
+    });
+
+    it("detaches old months into archive tables while hot data stays queryable", async () => {
+      await store.ensurePartitions(1, { now: new Date("2020-02-15T00:00:00Z"), monthsBehind: 1 });
+      const tn = uniqueTrackingNumber();
+      const recent = new Date().toISOString();
+      await store.applyEvent(scan(tn, `${tn}-jan`, "2020-01-10T10:00:00.000Z", ScanKind.PICKUP));
+      await store.applyEvent(scan(tn, `${tn}-now`, recent, ScanKind.OUT_FOR_DELIVERY));
+      assert.equal(await count("shipment_events_p202001", tn), 1);
+
+      const archived = await store.detachPartitionsOlderThan(new Date("2020-02-01T00:00:00Z"));
+      assert.ok(archived.includes("shipment_events_archive_202001"), String(archived));
+      assert.ok(archived.includes("shipment_events_archive_201906"), String(archived));
+      assert.ok(!(await listPartitions(store.pool)).some((p) => p <= "shipment_events_p202001"));
+      assert.ok((await listPartitions(store.pool)).includes("shipment_events_p202002"), "a month ending after the cutoff stays");
+      assert.equal(await count("shipment_events_archive_202001", tn), 1, "old data kept in the archive table");
+
+      const history = await store.listEvents(tn, { pageSize: 10 });
+      assert.deepEqual(history.items.map((e) => e.eventId), [`${tn}-now`]);
+      assert.equal((await store.getShipment(tn))?.status, ShipmentStatus.OUT_FOR_DELIVERY);
+      const more = await store.applyEvent(scan(tn, `${tn}-next`, new Date(Date.parse(recent) + 1000).toISOString(), ScanKind.DELIVERED));
+      assert.equal(more.after.status, ShipmentStatus.DELIVERED);
+      assert.deepEqual(await store.detachPartitionsOlderThan(new Date("2020-02-01T00:00:00Z")), []);
+    });
+
+    it("runs from the command line", async () => {
+      const out: string[] = [];
+      const io = { stdout: (l: string) => out.push(l), stderr: (l: string) => out.push(l) };
+      assert.equal(await runPartitionsCli(["ensure", "1"], { DATABASE_URL: schema.connectionString }, io), 0);
+      assert.deepEqual(JSON.parse(out[0] ?? "{}"), { command: "ensure", created: [] });
+      assert.equal(await runPartitionsCli(["detach-older-than", "2019-01-01"], { DATABASE_URL: schema.connectionString }, io), 0);
+      assert.equal(await runPartitionsCli(["bogus"], { DATABASE_URL: schema.connectionString }, io), 2);
+    });
+  });
+});
