@@ -1,8 +1,8 @@
 import { createValidator } from "@bufbuild/protovalidate";
 import { jetstream } from "@nats-io/jetstream";
-import { Redis } from "ioredis";
 import { IngestService } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { ensureKeyValue, openKeyValue, createEventPublisher } from "@logistics/shared/nats";
+import { createFailOpenRedis } from "@logistics/shared/redis";
 import type { ServiceDefinition } from "@logistics/shared/runtime";
 import type { IngestConfig } from "./config.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
@@ -17,9 +17,6 @@ import { createSemaphore } from "./semaphore.js";
 import { createShipmentCreator } from "./shipment-creator.js";
 import { createKvShipmentDirectory } from "./shipment-directory.js";
 import { createShipmentHandover } from "./shipment-handover.js";
-
-/** Minimum pause between two warnings about the same failing Redis operation. */
-const REDIS_WARN_INTERVAL_MS = 10_000;
 
 /**
  * The ingest service as the runtime starts it (from main.ts, the dev runner and tests): scan
@@ -38,24 +35,14 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
   async start(ctx) {
     const { config, log } = ctx;
     const metrics = createIngestMetrics(ctx.metrics.registry);
-    const redis = new Redis(config.REDIS_URL, {
+    const { redis, reportError: onRedisError, close: closeRedis } = createFailOpenRedis({
+      url: config.REDIS_URL,
       keyPrefix: config.INGEST_REDIS_KEY_PREFIX,
-      // Fail fast instead of queueing while disconnected: ingest goes on without Redis.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: config.INGEST_REDIS_TIMEOUT_MS,
-      connectTimeout: 2000,
-      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+      commandTimeoutMs: config.INGEST_REDIS_TIMEOUT_MS,
+      log,
+      degradedBehaviour: "ingest goes on without dedupe hints and rate limits",
+      onError: (op) => metrics.redisErrors.inc({ op }),
     });
-    const lastWarned = new Map<string, number>();
-    redis.on("error", (err: unknown) => onRedisError("connection", err));
-    function onRedisError(op: string, err: unknown): void {
-      metrics.redisErrors.inc({ op });
-      const now = Date.now();
-      if (now - (lastWarned.get(op) ?? 0) < REDIS_WARN_INTERVAL_MS) return;
-      lastWarned.set(op, now);
-      log.warn({ op, err }, "redis unavailable; continuing without it (fail-open)");
-    }
 
     const publisher = createEventPublisher({ js: ctx.js, logger: log });
     // Its own JetStream context, so a directory request gives up after INGEST_DIRECTORY_TIMEOUT_MS.
@@ -121,7 +108,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
     return {
       routes: (router) => registerIngestRoutes(router, handlers),
       async close() {
-        redis.disconnect();
+        closeRedis();
       },
     };
   },

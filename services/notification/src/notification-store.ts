@@ -1,4 +1,4 @@
-import pg from "pg";
+import { createPgPool, migrate, type Migration } from "@logistics/shared/postgres";
 import { DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import type { WebhookEvent } from "./webhook-payload.js";
 
@@ -207,10 +207,7 @@ const DELIVERED = DeliveryState.DELIVERED;
 /** Creates the PostgreSQL store. Connects lazily (the pool opens connections on first use). */
 export function createNotificationStore(opts: NotificationStoreOptions): NotificationStore {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.schema)) throw new RangeError(`invalid schema name ${opts.schema}`);
-  const pool = new pg.Pool({ connectionString: opts.connectionString, max: opts.poolSize ?? 10 });
-  pool.on("error", () => {
-    // Idle client errors (server restart): the pool replaces the client; queries report their own errors.
-  });
+  const pool = createPgPool({ connectionString: opts.connectionString, max: opts.poolSize ?? 10, applicationName: "notification" });
   const q = `"${opts.schema}"`;
   const subs = `${q}.subscriptions`;
   const dels = `${q}.deliveries`;
@@ -248,11 +245,12 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
    * `schema_migrations`. Version 1 is the original schema (written with IF NOT EXISTS, so a
    * database created before versioning is adopted as is); later versions only ALTER.
    */
-  const migrations = (run: (sql: string) => Promise<unknown>): Array<{ version: number; description: string; apply(): Promise<void> }> => [
+  const migrations: Migration[] = [
     {
       version: 1,
-      description: "subscriptions, deliveries, delivery attempts",
-      async apply() {
+      name: "subscriptions, deliveries, delivery attempts",
+      async up(client) {
+        const run = (sql: string) => client.query(sql);
         await run(`
           CREATE TABLE IF NOT EXISTS ${subs} (
             id text PRIMARY KEY,
@@ -327,8 +325,9 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
     },
     {
       version: 2,
-      description: "subscription owners: the customer or carrier a subscription belongs to",
-      async apply() {
+      name: "subscription owners: the customer or carrier a subscription belongs to",
+      async up(client) {
+        const run = (sql: string) => client.query(sql);
         await run(`ALTER TABLE ${subs} ADD COLUMN IF NOT EXISTS owner_customer_id text, ADD COLUMN IF NOT EXISTS owner_carrier_code text`);
         await run(`CREATE INDEX IF NOT EXISTS subscriptions_owner_customer ON ${subs} (owner_customer_id, seq DESC) WHERE owner_customer_id IS NOT NULL`);
         await run(`CREATE INDEX IF NOT EXISTS subscriptions_owner_carrier ON ${subs} (owner_carrier_code, seq DESC) WHERE owner_carrier_code IS NOT NULL`);
@@ -341,33 +340,7 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
 
   return {
     async migrate() {
-      const client = await pool.connect();
-      try {
-        await client.query("BEGIN");
-        // Serializes concurrent start-ups: CREATE ... IF NOT EXISTS can still race on catalogs.
-        await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`notification-migrate:${opts.schema}`]);
-        await client.query(`CREATE SCHEMA IF NOT EXISTS ${q}`);
-        await client.query(`
-          CREATE TABLE IF NOT EXISTS ${q}.schema_migrations (
-            version integer PRIMARY KEY,
-            description text NOT NULL,
-            applied_at timestamptz NOT NULL DEFAULT now()
-          )`);
-        const done = await client.query(`SELECT version FROM ${q}.schema_migrations`);
-        const applied = new Set((done.rows as Array<{ version: number }>).map((r) => Number(r.version)));
-        const run = (sql: string) => client.query(sql);
-        for (const m of migrations(run)) {
-          if (applied.has(m.version)) continue;
-          await m.apply();
-          await client.query(`INSERT INTO ${q}.schema_migrations (version, description) VALUES ($1, $2)`, [m.version, m.description]);
-        }
-        await client.query("COMMIT");
-      } catch (err) {
-        await client.query("ROLLBACK").catch(() => {});
-        throw err;
-      } finally {
-        client.release();
-      }
+      await migrate(pool, { lockName: `notification-migrate:${opts.schema}`, schema: opts.schema, migrations });
     },
 
     async createSubscription(s) {

@@ -1,7 +1,7 @@
 import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
-import pg from "pg";
 import { EtaSchema, RouteSchema, type EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { DisruptionSchema } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
+import { createPgPool, migrate, qualify, type Migration } from "@logistics/shared/postgres";
 import type { ServiceLevelName } from "./planner.js";
 import {
   ConcurrentUpdateError,
@@ -34,74 +34,22 @@ export interface PgRouteStore extends RouteStore {
 /**
  * A {@link RouteStore} on PostgreSQL: `routing_shipments` (current route as JSONB, the hub codes
  * it touches in a GIN-indexed array), `routing_eta_history` (one row per revision) and
- * `routing_disruptions`. Tables are created idempotently at start under an advisory lock, so
+ * `routing_disruptions`. The schema is versioned and migrated at start under an advisory lock, so
  * replicas starting together do not race. Revisions are written with optimistic concurrency
  * (`WHERE revision = expected`).
  */
 export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgRouteStore> {
-  if (opts.schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(opts.schema)) {
-    throw new Error(`invalid schema name ${JSON.stringify(opts.schema)}`);
-  }
-  const q = (table: string) => (opts.schema ? `"${opts.schema}".${table}` : table);
-  const pool = new pg.Pool({ connectionString: opts.connectionString, max: opts.maxConnections ?? 10 });
+  const q = (table: string) => qualify(opts.schema, table);
   const S = q("routing_shipments");
   const H = q("routing_eta_history");
   const D = q("routing_disruptions");
-
-  const client = await pool.connect();
+  const pool = createPgPool({ connectionString: opts.connectionString, max: opts.maxConnections ?? 10, applicationName: "routing" });
   try {
-    await client.query("BEGIN");
-    await client.query("SELECT pg_advisory_xact_lock(hashtext('routing-schema'))");
-    if (opts.schema) await client.query(`CREATE SCHEMA IF NOT EXISTS "${opts.schema}"`);
-    await client.query(`
-      CREATE TABLE IF NOT EXISTS ${S} (
-        tracking_number text PRIMARY KEY,
-        region text NOT NULL,
-        route_id text NOT NULL,
-        revision integer NOT NULL,
-        origin_hub text NOT NULL,
-        destination_hub text NOT NULL,
-        service_level text NOT NULL,
-        ready_at timestamptz NOT NULL,
-        route jsonb,
-        hubs text[] NOT NULL DEFAULT '{}',
-        delivered boolean NOT NULL DEFAULT false,
-        last_event_id text,
-        last_reason integer NOT NULL DEFAULT 0,
-        last_detail text NOT NULL DEFAULT '',
-        previous_eta jsonb,
-        avoided_disruptions text[] NOT NULL DEFAULT '{}',
-        updated_at timestamptz NOT NULL DEFAULT now()
-      )`);
-    await client.query(`CREATE INDEX IF NOT EXISTS routing_shipments_hubs_idx ON ${S} USING gin (hubs) WHERE NOT delivered`);
-    await client.query(
-      `CREATE INDEX IF NOT EXISTS routing_shipments_avoided_idx ON ${S} USING gin (avoided_disruptions) WHERE NOT delivered`,
-    );
-    await client.query(`
-      CREATE TABLE IF NOT EXISTS ${H} (
-        tracking_number text NOT NULL,
-        revision integer NOT NULL,
-        eta jsonb,
-        reason integer NOT NULL,
-        detail text NOT NULL,
-        revised_at timestamptz NOT NULL,
-        PRIMARY KEY (tracking_number, revision)
-      )`);
-    await client.query(`
-      CREATE TABLE IF NOT EXISTS ${D} (
-        disruption_id text PRIMARY KEY,
-        hubs text[] NOT NULL,
-        starts_at timestamptz NOT NULL,
-        ends_at timestamptz,
-        cleared_at timestamptz,
-        body jsonb NOT NULL
-      )`);
-    await client.query("COMMIT");
+    // Routing may share a schema with other owners (no DATABASE_SCHEMA): its own ledger table.
+    await migrate(pool, { lockName: "routing-schema", ledger: "routing_schema_migrations", ...(opts.schema ? { schema: opts.schema } : {}), migrations: routingMigrations(S, H, D) });
   } catch (e) {
-    await client.query("ROLLBACK").catch(() => {});
+    await pool.end();
     throw e;
-  } finally {
-    client.release();
   }
 
   const hubsOf = (r: RouteRevision | undefined): string[] => {
@@ -328,4 +276,57 @@ function rowToDisruption(row: DisruptionRow): StoredDisruption {
 
 function tsDate(ts: { seconds: bigint; nanos: number } | undefined): Date | null {
   return ts ? new Date(Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6)) : null;
+}
+
+/**
+ * Routing's schema, versioned (see `migrate` in @logistics/shared/postgres). Version 1 is the
+ * original schema, written with IF NOT EXISTS so a database created before versioning is adopted
+ * as it is; later versions only ALTER.
+ */
+function routingMigrations(S: string, H: string, D: string): Migration[] {
+  return [
+    {
+      version: 1,
+      name: "routes, ETA history, disruptions",
+      sql: `
+        CREATE TABLE IF NOT EXISTS ${S} (
+          tracking_number text PRIMARY KEY,
+          region text NOT NULL,
+          route_id text NOT NULL,
+          revision integer NOT NULL,
+          origin_hub text NOT NULL,
+          destination_hub text NOT NULL,
+          service_level text NOT NULL,
+          ready_at timestamptz NOT NULL,
+          route jsonb,
+          hubs text[] NOT NULL DEFAULT '{}',
+          delivered boolean NOT NULL DEFAULT false,
+          last_event_id text,
+          last_reason integer NOT NULL DEFAULT 0,
+          last_detail text NOT NULL DEFAULT '',
+          previous_eta jsonb,
+          avoided_disruptions text[] NOT NULL DEFAULT '{}',
+          updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS routing_shipments_hubs_idx ON ${S} USING gin (hubs) WHERE NOT delivered;
+        CREATE INDEX IF NOT EXISTS routing_shipments_avoided_idx ON ${S} USING gin (avoided_disruptions) WHERE NOT delivered;
+        CREATE TABLE IF NOT EXISTS ${H} (
+          tracking_number text NOT NULL,
+          revision integer NOT NULL,
+          eta jsonb,
+          reason integer NOT NULL,
+          detail text NOT NULL,
+          revised_at timestamptz NOT NULL,
+          PRIMARY KEY (tracking_number, revision)
+        );
+        CREATE TABLE IF NOT EXISTS ${D} (
+          disruption_id text PRIMARY KEY,
+          hubs text[] NOT NULL,
+          starts_at timestamptz NOT NULL,
+          ends_at timestamptz,
+          cleared_at timestamptz,
+          body jsonb NOT NULL
+        );`,
+    },
+  ];
 }

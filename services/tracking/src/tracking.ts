@@ -1,6 +1,6 @@
-import { Redis } from "ioredis";
 import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { createEventPublisher } from "@logistics/shared/nats";
+import { createFailOpenRedis } from "@logistics/shared/redis";
 import type { ServiceDefinition } from "@logistics/shared/runtime";
 import { createPostgresShipmentStore } from "./store/postgres/postgres-shipment-store.js";
 import type { TrackingConfig } from "./config.js";
@@ -32,23 +32,14 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
       maxConnections: config.TRACKING_DB_POOL_SIZE,
       migrate: config.TRACKING_DB_MIGRATE,
     });
-    const redis = new Redis(config.REDIS_URL, {
+    const { redis, reportError: onCacheError, close: closeRedis } = createFailOpenRedis({
+      url: config.REDIS_URL,
       keyPrefix: config.TRACKING_REDIS_KEY_PREFIX,
-      // Fail fast instead of queueing while disconnected: reads fall back to the store.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: config.TRACKING_REDIS_TIMEOUT_MS,
-      connectTimeout: 2000,
-      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+      commandTimeoutMs: config.TRACKING_REDIS_TIMEOUT_MS,
+      log,
+      degradedBehaviour: "shipment reads are served from the store",
+      warnIntervalMs: CACHE_WARN_INTERVAL_MS,
     });
-    let lastWarned = 0;
-    const onCacheError = (op: string, err: unknown) => {
-      const now = Date.now();
-      if (now - lastWarned < CACHE_WARN_INTERVAL_MS) return;
-      lastWarned = now;
-      log.warn({ op, err }, "shipment cache unavailable; serving from the store");
-    };
-    redis.on("error", (err: unknown) => onCacheError("connection", err));
     const cache = createRedisShipmentCache({ redis, ttlSeconds: config.TRACKING_CACHE_TTL_SECONDS });
     const reader = createShipmentReader({ store, cache, metrics, onCacheError });
     const live = createLiveHub(ctx.nats, ctx.subjects);
@@ -78,7 +69,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
       }
     } catch (err) {
       live.close();
-      redis.disconnect();
+      closeRedis();
       await store.close();
       throw err;
     }
@@ -96,7 +87,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
       async close() {
         await projector?.close();
         live.close();
-        redis.disconnect();
+        closeRedis();
         await store.close();
       },
     };

@@ -15,7 +15,7 @@ export {
 } from "./derive.js";
 export { decodeCursor, encodeCursor, MAX_PAGE_SIZE } from "./cursor.js";
 export { normalizeQuery, type NormalizedQuery } from "./query.js";
-export { MIGRATIONS, migrate, STORE_LOCK_KEY, type Migration } from "./postgres/migrations.js";
+export { MIGRATIONS, migrate, STORE_LOCK_NAME, type Migration } from "./postgres/migrations.js";
 export { archiveName, detachPartitionsOlderThan, ensurePartitions, listPartitions, partitionName, type EnsurePartitionsOptions } from "./postgres/partitions.js";
 export {
   buildSearchSql,

@@ -1,18 +1,14 @@
 import type pg from "pg";
+import { migrate as migrateSchema, type Migration } from "@logistics/shared/postgres";
 
-/** One schema change; `version`s are applied in ascending order, each exactly once. */
-export interface Migration {
-  version: number;
-  name: string;
-  sql: string;
-}
+export type { Migration };
 
 /**
- * Advisory lock key taken (transaction-scoped) around migrations and partition maintenance, so
- * concurrent replicas starting at once do not race. One key for the whole database, because the
+ * Advisory lock name taken (transaction-scoped) around migrations and partition maintenance, so
+ * concurrent replicas starting at once do not race. One lock for the whole database, because the
  * `cube`/`earthdistance` extensions are database-wide.
  */
-export const STORE_LOCK_KEY = 7_413_260_001;
+export const STORE_LOCK_NAME = "shipment-store";
 
 /**
  * The store's schema. Tables are created in the connection's current schema (the first entry of
@@ -71,31 +67,9 @@ export const MIGRATIONS: readonly Migration[] = [
 ];
 
 /**
- * Applies pending migrations in one transaction under {@link STORE_LOCK_KEY}; idempotent and
- * safe to run from many replicas at once. Returns the versions it applied.
+ * Applies the store's pending migrations (see {@link MIGRATIONS}) under {@link STORE_LOCK_NAME};
+ * idempotent and safe to run from many replicas at once. Returns the versions it applied.
  */
-export async function migrate(pool: pg.Pool, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
-    await client.query("SELECT pg_advisory_xact_lock($1)", [STORE_LOCK_KEY]);
-    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
-      version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
-    const done = await client.query<{ version: number }>("SELECT version FROM schema_migrations");
-    const have = new Set(done.rows.map((r) => r.version));
-    const applied: number[] = [];
-    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
-      if (have.has(m.version)) continue;
-      await client.query(m.sql);
-      await client.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [m.version, m.name]);
-      applied.push(m.version);
-    }
-    await client.query("COMMIT");
-    return applied;
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+export function migrate(pool: pg.Pool, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  return migrateSchema(pool, { lockName: STORE_LOCK_NAME, migrations });
 }

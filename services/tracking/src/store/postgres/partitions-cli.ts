@@ -1,4 +1,4 @@
-import pg from "pg";
+import { createPgPool } from "@logistics/shared/postgres";
 import { migrate } from "./migrations.js";
 import { detachPartitionsOlderThan, ensurePartitions } from "./partitions.js";
 
@@ -27,7 +27,7 @@ export async function runPartitionsCli(
     io.stderr(`${USAGE}\n`);
     return 2;
   }
-  const pool = new pg.Pool({ connectionString: url, max: 1, application_name: "shipment-store-partitions" });
+  const pool = createPgPool({ connectionString: url, max: 1, applicationName: "shipment-store-partitions" });
   try {
     // Pending migrations first, so the CLI also works on a database no store has started on.
     await migrate(pool);

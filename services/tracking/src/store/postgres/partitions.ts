@@ -1,5 +1,6 @@
 import type pg from "pg";
-import { STORE_LOCK_KEY } from "./migrations.js";
+import { inTransaction } from "@logistics/shared/postgres";
+import { STORE_LOCK_NAME } from "./migrations.js";
 
 /** Options for {@link ensurePartitions}. */
 export interface EnsurePartitionsOptions {
@@ -25,20 +26,8 @@ function monthStart(year: number, month0: number): Date {
   return new Date(Date.UTC(year, month0, 1));
 }
 
-async function inLockedTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
-    await client.query("SELECT pg_advisory_xact_lock($1)", [STORE_LOCK_KEY]);
-    const out = await fn(client);
-    await client.query("COMMIT");
-    return out;
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+function inLockedTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  return inTransaction(pool, fn, { lockName: STORE_LOCK_NAME });
 }
 
 /** Names of the current monthly partitions of shipment_events (in the current schema). */

@@ -1,4 +1,5 @@
-import pg from "pg";
+import type pg from "pg";
+import { createPgPool } from "@logistics/shared/postgres";
 import { encodeCursor, checkPageSize, decodeCursor } from "../cursor.js";
 import { applyToDoc, assertSize, MAX_DOCUMENT_BYTES, validateEvent } from "../derive.js";
 import { atBatchIndex, ConflictError } from "../errors.js";
@@ -127,13 +128,12 @@ export async function createPostgresShipmentStore(options: PostgresShipmentStore
   const ownPool = options.pool === undefined;
   const pool =
     options.pool ??
-    new pg.Pool({
-      connectionString: options.connectionString,
+    createPgPool({
+      ...(options.connectionString !== undefined ? { connectionString: options.connectionString } : {}),
       max: options.maxConnections ?? 10,
-      application_name: "shipment-store",
+      applicationName: "shipment-store",
+      ...(options.onPoolError ? { onIdleError: options.onPoolError } : {}),
     });
-  // Without a listener an idle connection's error would crash the process.
-  if (ownPool) pool.on("error", options.onPoolError ?? (() => {}));
   const maxAttempts = options.maxAttempts ?? 50;
   const maxBytes = options.maxDocumentBytes ?? MAX_DOCUMENT_BYTES;
 
