@@ -305,11 +305,12 @@ export async function deleteKeys(url: string, prefix: string): Promise<void> {
   }
 }
 
-/** The sum of a metric's samples (over all label sets) from a Prometheus text exposition. */
-export async function readCounter(metricsUrl: string, name: string): Promise<number> {
+/** The sum of a metric's samples (over all label sets, or those whose labels include `match`) from a Prometheus text exposition. */
+export async function readCounter(metricsUrl: string, name: string, match?: string): Promise<number> {
   const text = await (await fetch(metricsUrl, { signal: AbortSignal.timeout(5000) })).text();
   return text
     .split("\n")
     .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+    .filter((l) => match === undefined || l.includes(match))
     .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
 }
