@@ -50,7 +50,7 @@ npx --no-install tsc -p services/web
 wait "$build"
 
 step "tests: vitest (unit, integration, browser) with coverage"
-# Runs the TypeScript sources directly; the integration project compiles the services once
-# (tsc -p tsconfig.build.json) for the tests that start an entry point as its own process.
+# Runs the TypeScript sources directly; the integration project's global setup checks the
+# build above is up to date (tsc -b tsconfig.build.json) for the tests that start an entry point.
 # The last line is the plain count: `N passed, N failed, N skipped`.
 npx --no-install vitest run --coverage
