@@ -5,7 +5,11 @@ export type ScanOutcomeLabel = "accepted" | "duplicate" | "rejected";
 
 /** The ingest service's own instruments. */
 export interface IngestMetrics {
-  /** `logistics_ingest_scans_total{carrier, outcome, reason}`: one per ack sent. */
+  /**
+   * `logistics_ingest_scans_total{carrier, outcome, reason}`: one per ack sent. `carrier` is the
+   * token's carrier for carrier gateways; for internal callers the scan's carrier once the
+   * shipment directory confirmed it, else `_invalid` / `_unverified` (see `carrierLabel`).
+   */
   readonly scans: Counter<"carrier" | "outcome" | "reason">;
   /** `logistics_ingest_publish_duration_seconds{result}`: publish of one event until its PubAck (all attempts). */
   readonly publishDuration: Histogram<"result">;

@@ -10,7 +10,7 @@ import {
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import type { IngestMetrics } from "./ingest-metrics.js";
 import type { RateLimiter } from "./redis-rate-limiter.js";
-import { countAcks, rejectAck, type ScanIngestor } from "./scan-ingestor.js";
+import { countAcks, rejectAck, UNVERIFIED_CARRIER_LABEL, type ScanIngestor } from "./scan-ingestor.js";
 import type { ShipmentCreator } from "./shipment-creator.js";
 import type { ShipmentHandover } from "./shipment-handover.js";
 
@@ -82,7 +82,7 @@ export function createIngestService(deps: IngestServiceDeps): IngestServiceHandl
           const acks = req.scans.map((s) =>
             rejectAck(s, RejectReason.RATE_LIMITED, `scan rate limit exhausted; retry after ${decision.retryAfterMs} ms`, []),
           );
-          countAcks(metrics, req.scans, acks);
+          countAcks(metrics, acks, () => caller.carrier ?? UNVERIFIED_CARRIER_LABEL);
           return create(StreamScansResponseSchema, { acks });
         }
         return create(StreamScansResponseSchema, { acks: await ingestor.ingest(req.scans, caller, ctx.signal) });

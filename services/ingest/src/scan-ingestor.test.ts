@@ -96,7 +96,13 @@ function memoryDirectory(stored: Record<string, ShipmentParties> = { ABCD1234567
   return dir;
 }
 
-function ingestorFor(stream: ReturnType<typeof fakeStream>, dedupe: ScanDedupe, deadlineMs = 2000, directory = memoryDirectory()) {
+function ingestorFor(
+  stream: ReturnType<typeof fakeStream>,
+  dedupe: ScanDedupe,
+  deadlineMs = 2000,
+  directory = memoryDirectory(),
+  metrics = createIngestMetrics(new Registry()),
+) {
   return createScanIngestor({
     publisher: stream.publisher,
     scanSubject: (r, c) => `p.scan.recorded.${r}.${c}`,
@@ -105,7 +111,7 @@ function ingestorFor(stream: ReturnType<typeof fakeStream>, dedupe: ScanDedupe, 
     check: createScanCheck({ validator }),
     dedupe,
     inflight: createSemaphore(100),
-    metrics: createIngestMetrics(new Registry()),
+    metrics,
     log: silent,
     publishDeadlineMs: deadlineMs,
   });
@@ -211,5 +217,33 @@ describe("createScanIngestor", () => {
     const [ack] = await ingestor.ingest([scan("p1", { carrierCode: "lastmile" })], { carrier: "lastmile" });
     assert.equal(ack?.outcome, ScanOutcome.ACCEPTED);
     assert.deepEqual(directory.reads.slice(-2).map((r) => r.fresh), [false, true]);
+  });
+
+  it("counts every ack under a carrier the mesh vouches for: the token's, a confirmed carrier_code, or a placeholder", async () => {
+    const registry = new Registry();
+    const metrics = createIngestMetrics(registry);
+    const ingestor = ingestorFor(fakeStream(), memoryDedupe(), 2000, memoryDirectory(), metrics);
+    const tooOld = { eventTime: timestampFromMs(Date.now() - 40 * 86_400_000) };
+    // A carrier gateway: its token's carrier labels every outcome, a too-late scan included.
+    await ingestor.ingest([scan("g1"), scan("g2", tooOld), scan("g3", { trackingNumber: "x" })], { carrier: "acme" });
+    // An internal caller: the scan's carrier_code only once the directory confirmed it.
+    await ingestor.ingest(
+      [scan("i1"), scan("i2", tooOld), scan("i3", { trackingNumber: "x" }), scan("i4", { carrierCode: "made-up-carrier-77" })],
+      {},
+    );
+    const values = (await registry.getSingleMetric("logistics_ingest_scans_total")!.get()).values;
+    const count = (carrier: string, outcome: string, reason: string) =>
+      values.find((v) => v.labels.carrier === carrier && v.labels.outcome === outcome && v.labels.reason === reason)?.value ?? 0;
+    assert.equal(count("acme", "accepted", ""), 2);
+    assert.equal(count("acme", "rejected", "too_late"), 1);
+    assert.equal(count("acme", "rejected", "invalid"), 1);
+    assert.equal(count("_unverified", "rejected", "too_late"), 1);
+    assert.equal(count("_invalid", "rejected", "invalid"), 1);
+    assert.equal(count("_unverified", "rejected", "wrong_carrier"), 1);
+    assert.deepEqual(
+      [...new Set(values.map((v) => v.labels.carrier))].sort(),
+      ["_invalid", "_unverified", "acme"],
+      "no carrier label value comes from an unconfirmed carrier_code",
+    );
   });
 });

@@ -12,7 +12,7 @@ import {
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import type { EventPublisher } from "@logistics/shared/nats";
 import type { IngestMetrics } from "./ingest-metrics.js";
-import type { AcceptableScan, ScanCheck } from "./scan-check.js";
+import type { AcceptableScan, ScanCheck, ScanVerdict } from "./scan-check.js";
 import { checkCallerCarrier, judgeScanOwnership, type OwnershipVerdict, type PartiesLookup } from "./scan-ownership.js";
 import type { Semaphore } from "./semaphore.js";
 import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";
@@ -258,7 +258,10 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       });
     });
     if (unavailable) opts.log.warn({ err: unavailable }, "scans rejected as unavailable: no PubAck within the publish deadline");
-    countAcks(metrics, scans, acks, slots);
+    countAcks(metrics, acks, (i) => {
+      const v = checked[i] as ScanVerdict;
+      return carrierLabel(caller, v.scan, { valid: v.ok || v.reason !== RejectReason.INVALID, ownerConfirmed: owned[i]?.ok === true });
+    });
     return acks;
   };
 
@@ -303,21 +306,34 @@ const OUTCOME_LABEL: Partial<Record<ScanOutcome, string>> = {
   [ScanOutcome.REJECTED]: "rejected",
 };
 
+/** `carrier` label of scans that failed validation and came from an internal caller. */
+export const INVALID_CARRIER_LABEL = "_invalid";
+/** `carrier` label of scans from an internal caller whose carrier the shipment directory did not confirm. */
+export const UNVERIFIED_CARRIER_LABEL = "_unverified";
+
 /**
- * Counts acks in `logistics_ingest_scans_total`, one increment per label set (not per scan). The
- * carrier label is the scan's only when the scan passed the checks, keeping label values bounded.
+ * The `carrier` label of one scan's ack, from carriers the mesh vouches for only, so the label's
+ * values stay bounded whatever callers send: a carrier gateway's scans (any outcome, a too-late
+ * or invalid scan included) count under the carrier of its token; an internal caller's scans
+ * under their `carrier_code` when the shipment directory confirmed it is a carrier of the
+ * shipment, else {@link INVALID_CARRIER_LABEL} (failed validation) or
+ * {@link UNVERIFIED_CARRIER_LABEL} (too late, unknown shipment, wrong carrier, rate limited).
  */
-export function countAcks(
-  metrics: IngestMetrics,
-  scans: readonly Scan[],
-  acks: readonly ScanAck[],
-  slots?: ReadonlyArray<{ kind: string }>,
-): void {
+export function carrierLabel(caller: ScanCaller, scan: Scan, verdict: { valid: boolean; ownerConfirmed: boolean }): string {
+  if (caller.carrier) return caller.carrier;
+  if (!verdict.valid) return INVALID_CARRIER_LABEL;
+  return verdict.ownerConfirmed ? scan.carrierCode : UNVERIFIED_CARRIER_LABEL;
+}
+
+/**
+ * Counts acks in `logistics_ingest_scans_total`, one increment per label set (not per scan);
+ * `carrierOf(i)` is the carrier label of the i-th ack (see {@link carrierLabel}).
+ */
+export function countAcks(metrics: IngestMetrics, acks: readonly ScanAck[], carrierOf: (index: number) => string): void {
   const counts = new Map<string, { carrier: string; outcome: string; reason: string; n: number }>();
   for (let i = 0; i < acks.length; i++) {
     const ack = acks[i] as ScanAck;
-    const checked = slots ? slots[i]?.kind !== "reject" : ack.rejectReason !== RejectReason.INVALID;
-    const carrier = checked ? (scans[i] as Scan).carrierCode : "_invalid";
+    const carrier = carrierOf(i);
     const outcome = OUTCOME_LABEL[ack.outcome] ?? "unknown";
     const reason = ack.outcome === ScanOutcome.REJECTED ? (RejectReason[ack.rejectReason] ?? "UNKNOWN").toLowerCase() : "";
     const key = `${carrier}\n${outcome}\n${reason}`;
