@@ -147,7 +147,7 @@ describe("IngestService handlers", () => {
     assert.equal(got[1]?.outcome, ScanOutcome.ACCEPTED);
   });
 
-  it("ends an open stream normally when the server drains", async () => {
+  it("ends an open stream with Unavailable when the server drains, after answering every message it read", async () => {
     const drain = new AbortController();
     const client = clientFor(carrierPrincipal("acme"), { drainSignal: drain.signal });
     let sendMore!: () => void;
@@ -155,13 +155,33 @@ describe("IngestService handlers", () => {
     async function* open(): AsyncIterable<StreamScansRequest> {
       yield { $typeName: "logistics.ingest.v1.StreamScansRequest", scans: [scan("d1")] };
       await more;
+      yield { $typeName: "logistics.ingest.v1.StreamScansRequest", scans: [scan("d2")] };
     }
     const got: string[] = [];
-    for await (const res of client.streamScans(open())) {
+    const err = await (async () => {
+      for await (const res of client.streamScans(open())) {
+        got.push(res.acks[0]?.eventId ?? "");
+        drain.abort();
+        sendMore();
+      }
+    })().then(
+      () => assert.fail("a drained stream must not end with OK: d2 may have been sent and never answered"),
+      (e: unknown) => ConnectError.from(e),
+    );
+    assert.deepEqual(got, ["d1"]);
+    assert.equal(err.code, Code.Unavailable);
+    assert.match(err.rawMessage, /resend/);
+  });
+
+  it("ends with OK on drain when the gateway had half-closed and every message was answered", async () => {
+    const drain = new AbortController();
+    const ingestor = echoIngestor(() => 30);
+    const client = clientFor(carrierPrincipal("acme"), { drainSignal: drain.signal, ingestor, streamWindow: 4 });
+    const got: string[] = [];
+    for await (const res of client.streamScans(messages([[scan("h1")], [scan("h2")]]))) {
       got.push(res.acks[0]?.eventId ?? "");
       drain.abort();
     }
-    sendMore();
-    assert.deepEqual(got, ["d1"]);
+    assert.deepEqual(got, ["h1", "h2"]);
   });
 });

@@ -30,9 +30,21 @@ export interface IngestServiceDeps {
    * pushes back on the gateway. Default 16.
    */
   streamWindow?: number;
-  /** Aborts when the server drains: open streams finish what they read and end normally. */
+  /**
+   * Aborts when the server drains: open streams stop reading, answer every message they read, then
+   * end with Unavailable (the gateway may have sent scans the server never read; see
+   * {@link STREAM_DRAINED_MESSAGE}), unless the gateway had already half-closed.
+   */
   drainSignal: AbortSignal;
 }
+
+/**
+ * The message of the Unavailable status that ends a StreamScans call when the server drains. A
+ * server cannot know what the gateway sent after the last message it read (those bytes sit in
+ * socket and HTTP/2 buffers), so a drained stream never ends with OK: OK would tell a gateway
+ * that trusts a clean end that every sent scan was answered.
+ */
+export const STREAM_DRAINED_MESSAGE = "server is shutting down; reconnect and resend every scan that was not acknowledged";
 
 /** The header (and, for gRPC errors, trailer) carrying the rate-limit retry hint in whole seconds. */
 export const RETRY_AFTER_HEADER = "retry-after";
@@ -123,7 +135,9 @@ type Step<Res> =
  *
  * `handle` throwing synchronously (authorization) or a failing read stops reading; responses for
  * messages already started are still yielded, then the error ends the stream. On drain it stops
- * reading, yields what is in progress, and returns normally.
+ * reading, yields what is in progress, then ends the stream with Unavailable: messages the client
+ * sent but the server did not read get no response, and the status says so. A client that had
+ * half-closed before the drain had every message read and answered: its stream ends with OK.
  */
 async function* pipeline<Res>(
   requests: AsyncIterable<StreamScansRequest>,
@@ -136,6 +150,7 @@ async function* pipeline<Res>(
   let reading: Promise<Step<Res>> | undefined;
   let readingDone = false;
   let failure: { error: unknown } | undefined;
+  let drainedOpen = false;
   const drained = new Promise<Step<Res>>((resolve) => {
     if (drainSignal.aborted) resolve({ tag: "drain" });
     else drainSignal.addEventListener("abort", () => resolve({ tag: "drain" }), { once: true });
@@ -180,10 +195,12 @@ async function* pipeline<Res>(
           // Stop reading; the pending read is abandoned (the stream is closed by the server).
           reading = undefined;
           readingDone = true;
+          drainedOpen = true;
           break;
       }
     }
     if (failure) throw failure.error;
+    if (drainedOpen) throw new ConnectError(STREAM_DRAINED_MESSAGE, Code.Unavailable);
   } finally {
     if (!readingDone || failure) void it.return?.().catch(() => {});
   }

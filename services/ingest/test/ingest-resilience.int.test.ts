@@ -148,3 +148,39 @@ describe("StreamScans with a gateway that stops reading acks", () => {
     assert.ok(responses.every((r) => r.acks.length === 100 && r.acks.every((a) => a.outcome === ScanOutcome.ACCEPTED)));
   });
 });
+
+describe("StreamScans when ingest drains (SIGTERM) while a gateway streams", () => {
+  let h: IngestHarness;
+  beforeAll(async () => {
+    // A window of one message keeps most of what the gateway sent unread when the drain starts.
+    h = await startIngestHarness({ INGEST_STREAM_WINDOW: "1", INGEST_RATE_PER_SEC: "1000000", INGEST_RATE_BURST: "1000000" });
+    await h.createShipments("acme");
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("ends the stream with UNAVAILABLE, never OK, when sent scans were left unanswered", async () => {
+    const scans = Array.from({ length: 40 }, (_, i) => validScan("acme", `drain-${i}`));
+    const call = openScanCall(h.grpcClient(), bearer(await h.token({ carrier: "acme" })));
+    const answered: ScanAck[] = [];
+    let closing: Promise<void> | undefined;
+    const status = await new Promise<grpc.StatusObject>((resolve) => {
+      call.on("data", (res: StreamScansResponse) => {
+        answered.push(...res.acks);
+        closing ??= h.svc.close();
+      });
+      call.on("error", () => {});
+      call.on("status", resolve);
+      for (const s of scans) call.write(scanMessage([s]));
+    });
+    await closing;
+    assert.ok(answered.length < scans.length, `the drain left scans unanswered (${answered.length} of ${scans.length} answered)`);
+    assert.equal(status.code, grpc.status.UNAVAILABLE, `status ${grpc.status[status.code]}: ${status.details}`);
+    assert.match(status.details, /resend/);
+    assert.ok(answered.every((a) => a.outcome === ScanOutcome.ACCEPTED), "what was read was answered before the end");
+    // Everything answered is stored, and nothing the gateway must resend is lost by trusting the status.
+    const stored = new Set(await h.storedScanIds());
+    for (const a of answered) assert.ok(stored.has(a.recordedEventId));
+  });
+});
