@@ -2,11 +2,8 @@ import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/proto
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import {
   ClosedConnectionError,
-  headers as createHeaders,
   millis,
-  type MsgHdrs,
   type NatsConnection,
-  type Subscription,
 } from "@nats-io/transport-node";
 import {
   context,
@@ -18,8 +15,9 @@ import {
   type Span,
   type Tracer,
 } from "@opentelemetry/api";
+import { createDeadLetterer, errorText, watchMaxDeliveries } from "./dead-letters.js";
 import { EventHeaders } from "./event-headers.js";
-import { MESSAGING_SYSTEM_NATS, MessagingAttributes, NATS_TRACER_NAME } from "./messaging-attributes.js";
+import { MessagingAttributes, NATS_TRACER_NAME, processSpanAttributes } from "./messaging-attributes.js";
 import { silentNatsLog, type NatsLog } from "./nats-log.js";
 import { subjectFamily } from "./subjects.js";
 import { extractTraceContext } from "./trace-headers.js";
@@ -193,50 +191,15 @@ export async function startConsumer<Desc extends DescMessage>(
   const stopController = new AbortController();
   let messages: ConsumerMessages | undefined;
 
-  /** Publishes a dead letter (retrying briefly); true once it is stored or deliberately dropped. */
-  const deadLetter = async (
-    original: { data: Uint8Array; headers: MsgHdrs | undefined; subject: string; seq: number; deliveryCount: number },
-    reason: string,
-    keepAlive: () => void = () => {},
-  ): Promise<boolean> => {
-    const msgId = original.headers?.get(EventHeaders.MsgId) || undefined;
-    const details = { stream, durable, seq: original.seq, subject: original.subject, msgId, reason };
-    if (!opts.deadLetter) {
-      stats.dropped++;
-      log.error(details, "message dropped: no dead-letter subject configured");
-      return true;
-    }
-    const h = createHeaders();
-    for (const [k, values] of original.headers ?? []) {
-      const lower = k.toLowerCase();
-      if (lower === EventHeaders.MsgId.toLowerCase() || lower.startsWith("nats-expected")) continue;
-      for (const v of values) h.append(k, v);
-    }
-    h.set(EventHeaders.DlqReason, headerSafe(reason));
-    h.set(EventHeaders.DlqStream, stream);
-    h.set(EventHeaders.DlqSeq, String(original.seq));
-    h.set(EventHeaders.DlqDeliveries, String(original.deliveryCount));
-    h.set(EventHeaders.DlqSubject, original.subject);
-    h.set(EventHeaders.DlqConsumer, durable);
-    if (msgId) h.set(EventHeaders.DlqMsgId, msgId);
-    for (let attempt = 1; attempt <= 3; attempt++) {
-      try {
-        // Derived id: dead-lettering the same message twice (two replicas, a retry) stores it once.
-        const ack = await js.publish(opts.deadLetter.subject, original.data, {
-          headers: h,
-          msgID: `${stream}.${durable}.${original.seq}`,
-          timeout: 5000,
-        });
-        if (!ack.duplicate) stats.deadLettered++;
-        log.warn(details, "message dead-lettered");
-        return true;
-      } catch (err) {
-        log.error({ ...details, err, attempt }, "dead-letter publish failed");
-        keepAlive();
-      }
-    }
-    return false;
-  };
+  const deadLetter = createDeadLetterer({
+    js,
+    stream,
+    durable,
+    subject: opts.deadLetter?.subject,
+    log,
+    onDeadLettered: () => stats.deadLettered++,
+    onDropped: () => stats.dropped++,
+  });
 
   const runHandler = async (message: MessageShape<Desc>, meta: MessageMeta): Promise<void> => {
     const key = opts.keyOf?.(message, meta);
@@ -267,14 +230,8 @@ export async function startConsumer<Desc extends DescMessage>(
         kind: SpanKind.CONSUMER,
         links,
         attributes: {
-          [MessagingAttributes.SYSTEM]: MESSAGING_SYSTEM_NATS,
-          [MessagingAttributes.OPERATION_TYPE]: "process",
-          [MessagingAttributes.OPERATION_NAME]: "process",
-          [MessagingAttributes.DESTINATION_NAME]: m.subject,
-          [MessagingAttributes.SUBSCRIPTION_NAME]: durable,
-          [MessagingAttributes.CONSUMER_GROUP_NAME]: durable,
+          ...processSpanAttributes(m.subject, durable, stream),
           [MessagingAttributes.BODY_SIZE]: m.data.byteLength,
-          [MessagingAttributes.NATS_STREAM]: stream,
           [MessagingAttributes.NATS_STREAM_SEQUENCE]: meta.seq,
           [MessagingAttributes.NATS_DELIVERY_COUNT]: meta.deliveryCount,
           ...(meta.msgId ? { [MessagingAttributes.MESSAGE_ID]: meta.msgId } : {}),
@@ -395,37 +352,8 @@ export async function startConsumer<Desc extends DescMessage>(
     }
   };
 
-  const advisoryTasks = new Set<Promise<void>>();
-  const advisories = opts.nc && opts.deadLetter ? watchMaxDeliveries(opts.nc) : undefined;
-  function watchMaxDeliveries(nc: NatsConnection): Subscription {
-    const subject = `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${durable}`;
-    return nc.subscribe(subject, {
-      queue: durable,
-      callback: (err, msg) => {
-        if (err) {
-          log.error({ stream, durable, err }, "max-deliveries advisory subscription failed");
-          return;
-        }
-        const task = (async () => {
-          const advisory = parseMaxDeliveries(msg.data);
-          if (!advisory) return;
-          const stored = await (await js.streams.get(stream)).getMessage({ seq: advisory.seq }).catch(() => null);
-          if (!stored) {
-            log.error({ stream, durable, seq: advisory.seq }, "max deliveries exceeded; message no longer in stream");
-            return;
-          }
-          const { data, header: headers, subject, seq } = stored;
-          await deadLetter(
-            { data, headers, subject, seq, deliveryCount: advisory.deliveries },
-            `max deliveries (${advisory.deliveries}) exceeded without the message being settled`,
-          );
-        })()
-          .catch((e: unknown) => log.error({ stream, durable, err: e }, "dead-lettering from advisory failed"))
-          .finally(() => advisoryTasks.delete(task));
-        advisoryTasks.add(task);
-      },
-    });
-  }
+  const advisories =
+    opts.nc && opts.deadLetter ? watchMaxDeliveries({ nc: opts.nc, js, stream, durable, deadLetter, log }) : undefined;
 
   const loop = pullLoop();
   let closing: Promise<void> | undefined;
@@ -434,10 +362,11 @@ export async function startConsumer<Desc extends DescMessage>(
       closing ??= (async () => {
         stopController.abort();
         slots.close();
-        advisories?.unsubscribe();
+        const advisoriesClosed = advisories?.close();
         await messages?.close();
         await loop;
-        while (inFlight.size > 0 || advisoryTasks.size > 0) await Promise.allSettled([...inFlight, ...advisoryTasks]);
+        while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+        await advisoriesClosed;
       })();
       return closing;
     },
@@ -461,18 +390,6 @@ function settleable(m: JsMsg, meta: MessageMeta) {
   return { data: m.data, headers: m.headers, subject: m.subject, seq: meta.seq, deliveryCount: meta.deliveryCount };
 }
 
-/** Reads `stream_seq` and `deliveries` from a `io.nats.jetstream.advisory.v1.max_deliver` advisory. */
-function parseMaxDeliveries(data: Uint8Array): { seq: number; deliveries: number } | undefined {
-  try {
-    const parsed: unknown = JSON.parse(new TextDecoder().decode(data));
-    if (typeof parsed !== "object" || parsed === null) return undefined;
-    const { stream_seq: seq, deliveries } = parsed as Record<string, unknown>;
-    return typeof seq === "number" && typeof deliveries === "number" ? { seq, deliveries } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function metaOf(m: JsMsg): MessageMeta {
   const headers: Record<string, string> = {};
   for (const [k, values] of m.headers ?? []) if (values[0] !== undefined) headers[k] = values[0];
@@ -492,15 +409,6 @@ function metaOf(m: JsMsg): MessageMeta {
 function fail(span: Span, err: unknown): void {
   span.recordException(err instanceof Error ? err : String(err));
   span.setStatus({ code: SpanStatusCode.ERROR, message: errorText(err) });
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** Header values cannot carry CR/LF; keep them short too. */
-function headerSafe(text: string): string {
-  return text.replace(/[\r\n]+/g, " ").slice(0, 1000);
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -12,6 +12,8 @@ export const MessagingAttributes = Object.freeze({
   CONSUMER_GROUP_NAME: "messaging.consumer.group.name",
   MESSAGE_ID: "messaging.message.id",
   BODY_SIZE: "messaging.message.body.size",
+  /** Messages in a batch (a batch publish or a batch a consumer processed). */
+  BATCH_MESSAGE_COUNT: "messaging.batch.message_count",
   // NATS-specific details (no convention exists for them).
   NATS_STREAM: "messaging.nats.stream",
   NATS_STREAM_SEQUENCE: "messaging.nats.stream.sequence",
@@ -24,3 +26,16 @@ export const MESSAGING_SYSTEM_NATS = "nats";
 
 /** The tracer name every NATS span is created with. */
 export const NATS_TRACER_NAME = "logistics.nats";
+
+/** The attributes every CONSUMER span of a durable consumer carries. */
+export function processSpanAttributes(destination: string, durable: string, stream: string): Record<string, string> {
+  return {
+    [MessagingAttributes.SYSTEM]: MESSAGING_SYSTEM_NATS,
+    [MessagingAttributes.OPERATION_TYPE]: "process",
+    [MessagingAttributes.OPERATION_NAME]: "process",
+    [MessagingAttributes.DESTINATION_NAME]: destination,
+    [MessagingAttributes.SUBSCRIPTION_NAME]: durable,
+    [MessagingAttributes.CONSUMER_GROUP_NAME]: durable,
+    [MessagingAttributes.NATS_STREAM]: stream,
+  };
+}

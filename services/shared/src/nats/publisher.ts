@@ -92,26 +92,23 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
         },
         async (span) => {
           try {
-            const h = createHeaders();
-            for (const [k, v] of Object.entries(publishOpts.headers ?? {})) h.set(k, v);
-            h.set(EventHeaders.ContentType, PROTOBUF_CONTENT_TYPE);
-            h.set(EventHeaders.MessageType, schema.typeName);
-            injectTraceContext(h);
-            const ack = await js.publish(subject, payload, {
-              msgID: publishOpts.msgId,
-              headers: h,
-              timeout: publishOpts.timeoutMs ?? defaultTimeoutMs,
+            const ack = await sendEvent(js, {
+              subject,
+              typeName: schema.typeName,
+              payload,
+              msgId: publishOpts.msgId,
+              ...(publishOpts.headers ? { headers: publishOpts.headers } : {}),
+              timeoutMs: publishOpts.timeoutMs ?? defaultTimeoutMs,
             });
-            const duplicate = ack.duplicate === true;
             span.setAttributes({
               [MessagingAttributes.NATS_STREAM]: ack.stream,
               [MessagingAttributes.NATS_STREAM_SEQUENCE]: ack.seq,
-              [MessagingAttributes.NATS_DUPLICATE]: duplicate,
+              [MessagingAttributes.NATS_DUPLICATE]: ack.duplicate,
             });
-            if (duplicate) {
+            if (ack.duplicate) {
               log.debug({ subject, msgId: publishOpts.msgId, seq: ack.seq }, "duplicate publish ignored by stream");
             }
-            return { seq: ack.seq, duplicate, stream: ack.stream };
+            return ack;
           } catch (err) {
             span.recordException(err instanceof Error ? err : String(err));
             span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
@@ -124,4 +121,31 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
       );
     },
   };
+}
+
+/** One encoded event, as {@link sendEvent} publishes it. */
+export interface EncodedEvent {
+  subject: string;
+  /** Fully qualified Protobuf type name (`Logistics-Type`). */
+  typeName: string;
+  payload: Uint8Array;
+  /** `Nats-Msg-Id`. */
+  msgId: string;
+  /** Extra headers; they cannot override the content type, type name or trace headers. */
+  headers?: Readonly<Record<string, string>>;
+  timeoutMs: number;
+}
+
+/**
+ * Publishes an already encoded event with the mesh's headers (content type, type name, the
+ * active trace context) and resolves with its PubAck. The one place event headers are written.
+ */
+export async function sendEvent(js: JetStreamClient, e: EncodedEvent): Promise<PublishEventResult> {
+  const h = createHeaders();
+  for (const [k, v] of Object.entries(e.headers ?? {})) h.set(k, v);
+  h.set(EventHeaders.ContentType, PROTOBUF_CONTENT_TYPE);
+  h.set(EventHeaders.MessageType, e.typeName);
+  injectTraceContext(h);
+  const ack = await js.publish(e.subject, e.payload, { msgID: e.msgId, headers: h, timeout: e.timeoutMs });
+  return { seq: ack.seq, duplicate: ack.duplicate === true, stream: ack.stream };
 }

@@ -156,6 +156,11 @@ export interface EnsureConsumerOptions {
   maxAckPending?: number;
   /** Human-readable purpose. */
   description?: string;
+  /**
+   * Stream sequence a NEW consumer starts at (instead of the start of the stream). Ignored for an
+   * existing consumer.
+   */
+  startSequence?: number;
 }
 
 /** The outcome of {@link ensureConsumer}. */
@@ -165,7 +170,8 @@ export interface EnsureConsumerResult {
 }
 
 /**
- * Creates a durable pull consumer with explicit acks (delivering from the start of the stream),
+ * Creates a durable pull consumer with explicit acks (delivering from the start of the stream, or
+ * from `startSequence`),
  * or updates an existing one whose ack wait, max deliver, backoff, max ack pending or
  * description differ; an identical one is left untouched.
  *
@@ -202,7 +208,9 @@ export async function ensureConsumer(
       ...updatable,
       durable_name: opts.durable,
       ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
+      ...(opts.startSequence !== undefined && opts.startSequence > 1
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.startSequence }
+        : { deliver_policy: DeliverPolicy.All }),
       replay_policy: ReplayPolicy.Instant,
       ...(opts.filterSubject ? { filter_subject: opts.filterSubject } : {}),
     });

@@ -6,7 +6,8 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, natsConnectionOptions } from "../nats/connect.js";
 import { createAuthInterceptor, createJwtVerifier, type MethodPolicies } from "../auth/index.js";
-import { createSubjects, type Subjects } from "../nats/subjects.js";
+import { createEventCatalog, type EventCatalog } from "../events/catalog.js";
+import type { Subjects } from "../nats/subjects.js";
 import { ensureStreams } from "../nats/streams.js";
 import { ServingStatus } from "../server/health.js";
 import { startServer, type ServerHandle } from "../server/serve.js";
@@ -31,6 +32,8 @@ export interface ServiceContext<C extends BaseConfig> {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly subjects: Subjects;
+  /** The event catalog for this deployment's subject prefix (`catalog.subjects` is `subjects`). */
+  readonly catalog: EventCatalog;
   readonly metrics: Metrics;
   /** Aborted when the service starts draining; long-lived streams end when it fires. */
   readonly drainSignal: AbortSignal;
@@ -103,7 +106,8 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
     cleanups.push(() => nats.drain());
     const jsm = await jetstreamManager(nats);
     const js = jetstream(nats);
-    const subjects = createSubjects(config.SUBJECT_PREFIX);
+    const catalog = createEventCatalog(config.SUBJECT_PREFIX);
+    const subjects = catalog.subjects;
     if (config.ENSURE_STREAMS) {
       await ensureStreams(jsm, subjects.streamList, {
         replicas: config.STREAM_REPLICAS,
@@ -114,7 +118,7 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
 
     const metrics = createMetrics({ service: def.name });
     const drain = new AbortController();
-    const parts = await def.start({ config, log, nats, js, jsm, subjects, metrics, drainSignal: drain.signal });
+    const parts = await def.start({ config, log, nats, js, jsm, subjects, catalog, metrics, drainSignal: drain.signal });
     if (parts.close) cleanups.push(parts.close);
 
     const interceptors: Interceptor[] = [

@@ -1,0 +1,499 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Link, type Tracer } from "@opentelemetry/api";
+import { exponentialRetryDelay } from "../nats/consumer.js";
+import { createDeadLetterer, errorText, watchMaxDeliveries, type MaxDeliveriesWatch } from "../nats/dead-letters.js";
+import { EventHeaders } from "../nats/event-headers.js";
+import { MessagingAttributes, NATS_TRACER_NAME, processSpanAttributes } from "../nats/messaging-attributes.js";
+import { silentNatsLog, type NatsLog } from "../nats/nats-log.js";
+import { extractTraceContext } from "../nats/trace-headers.js";
+import type { AnyEventDef, ConsumerDef, EventCatalog, MessageOf } from "./catalog.js";
+
+/** One decoded message of a batch. For a consumer of several events, `type` narrows `message`. */
+export type BatchItem<E extends AnyEventDef = AnyEventDef> = E extends AnyEventDef
+  ? {
+      /** The catalog name of the event (`route.planned`). */
+      readonly type: E["name"];
+      readonly event: E;
+      readonly message: MessageOf<E>;
+      /** The ordering key (tracking number). */
+      readonly key: string;
+      /** The event id. */
+      readonly id: string;
+      readonly subject: string;
+      /** The region token of the subject. */
+      readonly region: string;
+      /** The carrier token (scans only). */
+      readonly carrier: string | undefined;
+      /** Sequence in the stream: the order of messages, stable across redeliveries. */
+      readonly seq: number;
+      /** 1 on first delivery. */
+      readonly deliveryCount: number;
+      readonly redelivered: boolean;
+      /** When the stream stored the message. */
+      readonly timestamp: Date;
+    }
+  : never;
+
+/**
+ * What the handler decided for one item:
+ * - `ack`: done (committed); the message is acknowledged;
+ * - `retry`: redeliver after `delayMs` (default: the consumer's backoff for its delivery count);
+ *   on the consumer's last delivery it is dead-lettered instead;
+ * - `poison`: it can never succeed (bad data): dead-lettered at once with the reason.
+ */
+export type Outcome =
+  | { readonly kind: "ack" }
+  | { readonly kind: "retry"; readonly reason: string; readonly delayMs?: number }
+  | { readonly kind: "poison"; readonly reason: string };
+
+/** Outcome constructors. */
+export const Outcomes = Object.freeze({
+  ack: Object.freeze({ kind: "ack" }) as Outcome,
+  retry: (reason: string, delayMs?: number): Outcome => (delayMs === undefined ? { kind: "retry", reason } : { kind: "retry", reason, delayMs }),
+  poison: (reason: string): Outcome => ({ kind: "poison", reason }),
+});
+
+/**
+ * Processes a batch and returns one outcome per item, in item order, after its commit. Throwing
+ * retries the whole batch (each item with its own backoff). Items arrive in stream order; see
+ * {@link startBatchConsumer} for the ordering rule the handler can rely on.
+ */
+export type BatchHandler<E extends AnyEventDef> = (items: ReadonlyArray<BatchItem<E>>) => Promise<readonly Outcome[]>;
+
+/** Counters of a running batch consumer. */
+export interface BatchConsumerStats {
+  /** Messages taken from the stream (including redeliveries). */
+  received: number;
+  /** Batches handed to the handler. */
+  batches: number;
+  acked: number;
+  /** Negatively acknowledged for a later redelivery. */
+  retried: number;
+  /** Stored in the dead-letter stream (poison and last deliveries). */
+  deadLettered: number;
+  /** Undecodable, wrongly typed or handler-declared poison (a subset of `deadLettered`). */
+  poison: number;
+  /** Messages held by this consumer now (waiting or in a batch). */
+  held: number;
+  /** Keys waiting for a retried message's redelivery. */
+  parkedKeys: number;
+}
+
+/** A finished batch, for metrics. */
+export interface BatchSummary {
+  readonly size: number;
+  readonly acked: number;
+  readonly retried: number;
+  readonly deadLettered: number;
+  readonly durationMs: number;
+  /** The handler threw (every item was retried or dead-lettered). */
+  readonly failed: boolean;
+}
+
+/** Options of {@link startBatchConsumer}. */
+export interface BatchConsumerOptions<E extends AnyEventDef> {
+  js: JetStreamClient;
+  /**
+   * The connection of `js`. With it, the consumer also listens for the server's max-deliveries
+   * advisory and dead-letters messages whose last delivery was never settled (a crashed holder).
+   */
+  nc?: NatsConnection;
+  /** Parses subjects (`catalog.parse`). */
+  catalog: Pick<EventCatalog, "parse">;
+  /** The consumer (from `catalog.consumer(...)`); create it first with `ensureCatalogConsumer`. */
+  consumer: ConsumerDef<E>;
+  handler: BatchHandler<E>;
+  /** Most items per batch. Default 256. */
+  maxBatch?: number;
+  /** Batches handed to the handler at once. Default 2 (one commits while the next one's side effects run). */
+  maxInFlightBatches?: number;
+  /**
+   * How long a batch may wait to fill up. Default 0: a batch closes as soon as no more messages
+   * are immediately available (a lone message is not delayed); under load batches fill up while
+   * earlier ones are in flight.
+   */
+  lingerMs?: number;
+  /** Redelivery delay after the n-th failed delivery. Default: 500 ms doubling to 60 s. */
+  retryDelayMs?: (deliveryCount: number) => number;
+  /** Expiry of one pull request. Default 5 000 ms. */
+  pullExpiresMs?: number;
+  logger?: NatsLog;
+  /** Tracer for the batch spans. Default: `trace.getTracer("logistics.nats")`. */
+  tracer?: Tracer;
+  /** Called after every batch is settled (e.g. to feed metrics). */
+  onBatch?: (summary: BatchSummary) => void;
+}
+
+/** A running batch consumer. */
+export interface BatchConsumer {
+  /**
+   * Stops pulling, returns messages not yet in a batch to the server (nak, for immediate
+   * redelivery) and resolves once every in-flight batch is settled. Idempotent.
+   */
+  close(): Promise<void>;
+  stats(): BatchConsumerStats;
+}
+
+/** Most producer links on one batch span. */
+const MAX_LINKS = 128;
+
+interface Held {
+  readonly m: JsMsg;
+  readonly item: BatchItem;
+}
+
+/**
+ * Runs a durable JetStream pull consumer that hands the handler whole batches.
+ *
+ * Pulling: fetch requests for as many messages as there is room for (`maxBatch ×
+ * maxInFlightBatches` held at most), so the client never buffers more than it can work on. Every
+ * message is decoded once, by its subject (a whole-stream consumer decodes each event type with
+ * its own schema): a subject that is not one of the consumer's events, a `Logistics-Type` header
+ * naming another type or an undecodable payload is poison and dead-lettered at once.
+ *
+ * Ordering rule (per key = the event's ordering key, the tracking number):
+ * 1. a batch holds a key's messages in stream-sequence order;
+ * 2. a message is not put in a batch while its key is in an in-flight batch: it waits, and
+ *    joins a later batch after that batch settled;
+ * 3. when the handler retries an item, its key is parked: later messages of the key wait (they
+ *    are not handed to the handler) until every retried message of the key is back in this
+ *    replica, where it goes first (rule 1); a park also ends after the retry delay plus the ack
+ *    wait, for a redelivery that went to another replica or was dead-lettered;
+ * 4. a poison item does not park its key (it is gone for good; later messages proceed).
+ * The rule holds within one replica. Replicas sharing the durable split the stream between them
+ * without key affinity (nats-server 2.9 has no partitioned consumers), so across replicas only
+ * the handler's own order-independence (tracking derives state from event time) keeps the result
+ * correct; the handler must also not commit a key's later item in a batch when it retries an
+ * earlier one of the same key.
+ *
+ * Settling: the handler's outcomes are applied after it returns (i.e. after its commit): acks,
+ * naks with delay, dead letters (poison at once; retries on the consumer's last delivery) with
+ * the reason in `Logistics-Dlq-*` headers and a `Nats-Msg-Id` derived from stream, consumer and
+ * sequence. One in-progress ack timer per consumer (every ack_wait/3) keeps every held message
+ * alive, whether waiting or in a batch; there are no per-message timers.
+ *
+ * Tracing: one CONSUMER span `<durable> process` per batch, child of the first message's
+ * producer context (a batch of one keeps a single trace) and linked to the producers of up to
+ * 128 messages; the handler runs inside it.
+ */
+export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsumerOptions<E>): Promise<BatchConsumer> {
+  const { js, consumer: def, handler } = opts;
+  const { durable } = def;
+  const stream = def.stream.name;
+  const log = opts.logger ?? silentNatsLog;
+  const maxBatch = Math.max(1, opts.maxBatch ?? 256);
+  const maxInFlight = Math.max(1, opts.maxInFlightBatches ?? 2);
+  const capacity = maxBatch * maxInFlight;
+  const lingerMs = Math.max(0, opts.lingerMs ?? 0);
+  const retryDelayMs = opts.retryDelayMs ?? exponentialRetryDelay(500, 60_000);
+  const tracer = opts.tracer ?? trace.getTracer(NATS_TRACER_NAME);
+  const events = new Map<string, E>(def.events.map((e) => [e.name, e]));
+
+  const consumer = await js.consumers.get(stream, durable);
+  const { config } = await consumer.info(true);
+  const maxDeliver = config.max_deliver !== undefined && config.max_deliver > 0 ? config.max_deliver : Infinity;
+  const ackWaitMs = config.ack_wait ? Math.round(config.ack_wait / 1e6) : def.ackWaitMs;
+
+  const stats: BatchConsumerStats = { received: 0, batches: 0, acked: 0, retried: 0, deadLettered: 0, poison: 0, held: 0, parkedKeys: 0 };
+  const deadLetter = createDeadLetterer({
+    js,
+    stream,
+    durable,
+    subject: def.deadLetterSubject,
+    log,
+    onDeadLettered: () => stats.deadLettered++,
+  });
+
+  /** Messages waiting for a batch, in stream-sequence order. */
+  const waiting: Held[] = [];
+  /** Messages in batches the handler has. */
+  const inBatches = new Set<Held>();
+  /** Keys of in-flight batches, with how many of their items each holds. */
+  const busy = new Map<string, number>();
+  /** Parked keys → the retried sequences still to come back, and the latest end of the park (epoch ms). */
+  const parked = new Map<string, { seqs: Set<number>; until: number }>();
+  const running = new Set<Promise<void>>();
+  const sideTasks = new Set<Promise<unknown>>();
+  let stopped = false;
+  let fetchIter: ConsumerMessages | undefined;
+  let flushTimer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined;
+  let parkTimer: ReturnType<typeof setTimeout> | undefined;
+  let roomWaiter: (() => void) | undefined;
+
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    sideTasks.add(p);
+    void p.finally(() => sideTasks.delete(p)).catch(() => {});
+    return p;
+  };
+  const source = (h: Held) => ({ data: h.m.data, headers: h.m.headers, subject: h.m.subject, seq: h.item.seq, deliveryCount: h.item.deliveryCount });
+
+  /** Dead-letters one message and terminates it; naks it when the dead-letter publish failed. */
+  const bury = async (h: Held, reason: string): Promise<boolean> => {
+    if (await deadLetter(source(h), reason, () => h.m.working())) {
+      h.m.term();
+      return true;
+    }
+    h.m.nak(retryDelayMs(h.item.deliveryCount));
+    return false;
+  };
+
+  const decode = (m: JsMsg): BatchItem | string => {
+    const parsed = opts.catalog.parse(m.subject);
+    const event = parsed ? events.get(parsed.event.name) : undefined;
+    if (!parsed || !event) return `subject ${m.subject} is not an event of consumer ${durable}`;
+    const type = m.headers?.get(EventHeaders.MessageType);
+    if (type && type !== event.schema.typeName) return `payload type ${type} is not ${event.schema.typeName}`;
+    let message: MessageOf<E>;
+    try {
+      message = fromBinary(event.schema, m.data) as MessageOf<E>;
+    } catch (err) {
+      return `cannot decode ${event.schema.typeName}: ${errorText(err)}`;
+    }
+    const info = m.info;
+    return {
+      type: event.name,
+      event,
+      message,
+      key: event.key(message),
+      id: event.id(message),
+      subject: m.subject,
+      region: parsed.region,
+      carrier: parsed.carrier,
+      seq: m.seq,
+      deliveryCount: info.deliveryCount,
+      redelivered: info.deliveryCount > 1,
+      timestamp: new Date(Math.floor(info.timestampNanos / 1e6)),
+    } as BatchItem;
+  };
+
+  const accept = (m: JsMsg) => {
+    stats.received++;
+    if (stopped) {
+      m.nak();
+      return;
+    }
+    const item = decode(m);
+    if (typeof item === "string") {
+      stats.poison++;
+      const seq = m.seq;
+      const deliveryCount = m.info.deliveryCount;
+      const h = { m, item: { seq, deliveryCount } as BatchItem };
+      track(bury(h, `poison: ${item}`)).catch((err: unknown) => log.error({ stream, durable, seq, err }, "could not dead-letter poison"));
+      return;
+    }
+    const park = parked.get(item.key);
+    if (park?.seqs.delete(item.seq) && park.seqs.size === 0) parked.delete(item.key);
+    // Sorted insert from the end: new messages are almost always the highest sequence.
+    let i = waiting.length;
+    while (i > 0 && (waiting[i - 1] as Held).item.seq > item.seq) i--;
+    waiting.splice(i, 0, { m, item });
+    scheduleFlush();
+  };
+
+  const scheduleFlush = () => {
+    if (waiting.length >= maxBatch) pump();
+    if (flushTimer !== undefined) return;
+    const run = () => {
+      flushTimer = undefined;
+      pump();
+    };
+    flushTimer = lingerMs > 0 ? setTimeout(run, lingerMs) : setImmediate(run);
+  };
+
+  /** Takes the next batch from `waiting` under the ordering rule. */
+  const takeBatch = (): Held[] => {
+    const now = Date.now();
+    const blocked = new Set<string>();
+    const batch: Held[] = [];
+    const rest: Held[] = [];
+    for (const h of waiting) {
+      const key = h.item.key;
+      const park = parked.get(key);
+      if (park !== undefined && park.until <= now) parked.delete(key);
+      if (batch.length >= maxBatch || blocked.has(key) || busy.has(key) || parked.has(key)) {
+        blocked.add(key);
+        rest.push(h);
+      } else batch.push(h);
+    }
+    waiting.length = 0;
+    waiting.push(...rest);
+    return batch;
+  };
+
+  const pump = () => {
+    while (!stopped && running.size < maxInFlight && waiting.length > 0) {
+      const batch = takeBatch();
+      if (batch.length === 0) break;
+      for (const h of batch) {
+        inBatches.add(h);
+        busy.set(h.item.key, (busy.get(h.item.key) ?? 0) + 1);
+      }
+      const p = runBatch(batch).finally(() => {
+        for (const h of batch) {
+          inBatches.delete(h);
+          const n = (busy.get(h.item.key) ?? 1) - 1;
+          if (n > 0) busy.set(h.item.key, n);
+          else busy.delete(h.item.key);
+        }
+        running.delete(p);
+        roomWaiter?.();
+        pump();
+      });
+      running.add(p);
+    }
+    armParkTimer();
+  };
+
+  /** One timer for the earliest park end, so parked keys' messages move on without a new arrival. */
+  const armParkTimer = () => {
+    if (parkTimer !== undefined || parked.size === 0 || stopped) return;
+    let next = Infinity;
+    for (const p of parked.values()) next = Math.min(next, p.until);
+    parkTimer = setTimeout(() => {
+      parkTimer = undefined;
+      pump();
+    }, Math.max(1, next - Date.now()));
+  };
+
+  const runBatch = async (batch: Held[]): Promise<void> => {
+    stats.batches++;
+    const started = performance.now();
+    const links: Link[] = [];
+    let parent = ROOT_CONTEXT;
+    for (let i = 0; i < batch.length && i < MAX_LINKS; i++) {
+      const ctx = extractTraceContext((batch[i] as Held).m.headers, ROOT_CONTEXT);
+      const sc = trace.getSpanContext(ctx);
+      if (i === 0) parent = ctx;
+      if (sc) links.push({ context: sc });
+    }
+    const span = tracer.startSpan(
+      `${durable} process`,
+      {
+        kind: SpanKind.CONSUMER,
+        links,
+        attributes: {
+          ...processSpanAttributes(def.filterSubject ?? def.stream.subjects.join(","), durable, stream),
+          [MessagingAttributes.BATCH_MESSAGE_COUNT]: batch.length,
+        },
+      },
+      parent,
+    );
+    let outcomes: readonly Outcome[];
+    let failed = false;
+    try {
+      const items = batch.map((h) => h.item) as unknown as ReadonlyArray<BatchItem<E>>;
+      outcomes = await context.with(trace.setSpan(parent, span), () => handler(items));
+      if (outcomes.length !== batch.length) throw new Error(`handler returned ${outcomes.length} outcomes for ${batch.length} items`);
+    } catch (err) {
+      failed = true;
+      span.recordException(err instanceof Error ? err : String(err));
+      span.setStatus({ code: SpanStatusCode.ERROR, message: errorText(err) });
+      log.warn({ stream, durable, size: batch.length, err }, "batch handler failed; retrying its items");
+      outcomes = batch.map(() => Outcomes.retry(`batch failed: ${errorText(err)}`));
+    }
+    let acked = 0;
+    let retried = 0;
+    let buried = 0;
+    const burials: Promise<boolean>[] = [];
+    batch.forEach((h, i) => {
+      const o = outcomes[i] as Outcome;
+      try {
+        if (o.kind === "ack") {
+          h.m.ack();
+          acked++;
+        } else if (o.kind === "poison") {
+          stats.poison++;
+          buried++;
+          burials.push(bury(h, `poison: ${o.reason}`));
+        } else if (h.item.deliveryCount >= maxDeliver) {
+          buried++;
+          burials.push(bury(h, `handler failed after ${h.item.deliveryCount} deliveries: ${o.reason}`));
+        } else {
+          const delay = o.delayMs ?? retryDelayMs(h.item.deliveryCount);
+          h.m.nak(delay);
+          retried++;
+          const park = parked.get(h.item.key) ?? { seqs: new Set<number>(), until: 0 };
+          park.seqs.add(h.item.seq);
+          park.until = Math.max(park.until, Date.now() + delay + ackWaitMs);
+          parked.set(h.item.key, park);
+        }
+      } catch (err) {
+        // Only when the connection is gone: the server redelivers after the ack wait.
+        log.error({ stream, durable, seq: h.item.seq, err }, "could not settle message");
+      }
+    });
+    await Promise.allSettled(burials);
+    stats.acked += acked;
+    stats.retried += retried;
+    span.setAttributes({ "logistics.acked": acked, "logistics.retried": retried, "logistics.dead_lettered": buried });
+    span.end();
+    try {
+      opts.onBatch?.({ size: batch.length, acked, retried, deadLettered: buried, durationMs: performance.now() - started, failed });
+    } catch (err) {
+      log.error({ stream, durable, err }, "onBatch hook threw");
+    }
+  };
+  const progress = setInterval(
+    () => {
+      for (const h of waiting) h.m.working();
+      for (const h of inBatches) h.m.working();
+    },
+    Math.max(100, Math.floor(ackWaitMs / 3)),
+  );
+  progress.unref();
+
+  const advisories: MaxDeliveriesWatch | undefined = opts.nc ? watchMaxDeliveries({ nc: opts.nc, js, stream, durable, deadLetter, log }) : undefined;
+
+  const pullLoop = async () => {
+    while (!stopped) {
+      const room = capacity - waiting.length - inBatches.size;
+      if (room <= 0) {
+        await new Promise<void>((resolve) => (roomWaiter = resolve));
+        roomWaiter = undefined;
+        continue;
+      }
+      try {
+        const iter = await consumer.fetch({ max_messages: room, expires: opts.pullExpiresMs ?? 5000 });
+        fetchIter = iter;
+        if (stopped) {
+          iter.stop();
+          break;
+        }
+        for await (const m of iter) accept(m);
+      } catch (err) {
+        if (stopped) break;
+        log.error({ stream, durable, err }, "pull failed; retrying");
+        await new Promise((r) => setTimeout(r, 1000));
+      } finally {
+        fetchIter = undefined;
+      }
+    }
+  };
+  const loop = pullLoop();
+
+  let closing: Promise<void> | undefined;
+  return {
+    close() {
+      closing ??= (async () => {
+        stopped = true;
+        fetchIter?.stop();
+        roomWaiter?.();
+        if (flushTimer !== undefined) {
+          clearTimeout(flushTimer as ReturnType<typeof setTimeout>);
+          clearImmediate(flushTimer as ReturnType<typeof setImmediate>);
+        }
+        if (parkTimer !== undefined) clearTimeout(parkTimer);
+        await loop;
+        for (const h of waiting.splice(0)) h.m.nak();
+        while (running.size > 0) await Promise.allSettled([...running]);
+        while (sideTasks.size > 0) await Promise.allSettled([...sideTasks]);
+        clearInterval(progress);
+        await advisories?.close();
+      })();
+      return closing;
+    },
+    stats: () => ({ ...stats, held: waiting.length + inBatches.size, parkedKeys: parked.size }),
+  };
+}
