@@ -61,7 +61,7 @@ export const ingestConfig = defineConfig(
       default: 60,
     }),
     INGEST_DEDUPE_TTL_DAYS: int({
-      description: "days a stored scan id stays in the Redis dedupe set (JetStream's own window is 2 minutes)",
+      description: "days a stored scan id stays in the Redis dedupe set (JetStream's own window on the scans stream, which holds without Redis, is SCAN_DUPLICATE_WINDOW_MINUTES)",
       min: 1,
       max: 365,
       default: 7,

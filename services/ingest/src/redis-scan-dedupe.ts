@@ -16,7 +16,8 @@ export interface RedisScanDedupeOptions {
  * (`SET … 1 NX EX ttl` after its PubAck), looked up with one `MGET` per batch before publishing.
  *
  * Fail-open by design: when Redis is unreachable or slow, `seen` reports nothing seen and
- * `remember` is skipped, so scans are still published and JetStream's duplicate window (keyed by
+ * `remember` is skipped, so scans are still published and the scans stream's JetStream duplicate
+ * window (SCAN_DUPLICATE_WINDOW_MINUTES, an hour by default; keyed by
  * the same id as `Nats-Msg-Id`) remains the dedupe of last resort. Ingest never refuses a scan
  * because Redis is down; a resend older than the stream's duplicate window may then be stored
  * twice, and consumers apply events idempotently by event id.

@@ -195,6 +195,16 @@ describe("IngestService edges over real sockets (auth, rate limits, idempotency,
   });
 
   it("keeps ingesting while Redis is down (fail-open), with JetStream deduplicating resends", async () => {
+    // JetStream's window is the dedupe that holds without Redis (a Redis restart also empties the
+    // set): the scans stream keeps ids for SCAN_DUPLICATE_WINDOW_MINUTES (60), not 2 minutes.
+    const nc = await connect({ servers: h.nats.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      assert.equal((await jsm.streams.info(h.subjects.streams.scans.name)).config.duplicate_window, 60 * 60_000 * 1_000_000);
+      assert.equal((await jsm.streams.info(h.subjects.streams.shipments.name)).config.duplicate_window, 120_000 * 1_000_000);
+    } finally {
+      await nc.close();
+    }
     await h.redis.kill();
     try {
       const md = bearer(await h.token({ carrier: "acme" }));

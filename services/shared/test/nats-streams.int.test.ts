@@ -8,6 +8,7 @@ import { ensureConsumer, ensureStreams, ImmutableConfigError } from "../src/nats
 import { createSubjects, subjectFamily, SubjectTokenError } from "../src/nats/subjects.js";
 import { startNatsServer, type NatsServerHandle } from "../src/testing/nats-server.js";
 import { uniqueName } from "../src/testing/unique.js";
+import { waitFor } from "../src/testing/wait-for.js";
 
 describe("createSubjects", () => {
   it("derives every subject and stream name from the root prefix", () => {
@@ -101,6 +102,29 @@ describe("ensureStreams / ensureConsumer", () => {
     assert.equal(info.config.duplicate_window, 30_000 * 1_000_000);
     const [again] = await ensureStreams(jsm, [s.streams.scans], { maxAgeMs: 3_600_000, duplicateWindowMs: 30_000 });
     assert.equal(again?.action, "unchanged");
+  });
+
+  it("keeps a longer duplicate window on one stream: a repeated id is still a duplicate there after the others forgot it", async () => {
+    const s = createSubjects(uniqueName("t"));
+    const results = await ensureStreams(jsm, [s.streams.scans, s.streams.shipments], {
+      duplicateWindowMs: 1000,
+      duplicateWindowMsByStream: { [s.streams.scans.name]: 3_600_000 },
+    });
+    assert.deepEqual(results.map((r) => r.info.config.duplicate_window), [3_600_000 * 1_000_000, 1000 * 1_000_000]);
+    const js = jetstream(nc);
+    const data = new TextEncoder().encode("x");
+    assert.equal((await js.publish(s.scanRecorded("eu", "acme"), data, { msgID: "sc-1" })).duplicate, false);
+    assert.equal((await js.publish(s.shipmentCreated("eu"), data, { msgID: "sh-1" })).duplicate, false);
+    // Wait until the short window has passed (the shipments stream stores the same id anew)...
+    await waitFor(async () => !(await js.publish(s.shipmentCreated("eu"), data, { msgID: "sh-1" })).duplicate, {
+      timeoutMs: 10_000,
+      intervalMs: 250,
+      message: "the 1-second window to forget sh-1",
+    });
+    // ...then the scans stream, with its hour, still recognises its id.
+    const again = await js.publish(s.scanRecorded("eu", "acme"), data, { msgID: "sc-1" });
+    assert.equal(again.duplicate, true);
+    assert.equal((await jsm.streams.info(s.streams.scans.name)).state.messages, 1);
   });
 
   it("bounds a stream by bytes and refuses new messages once it is full, keeping the stored ones", async () => {

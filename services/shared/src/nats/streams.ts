@@ -25,6 +25,13 @@ export interface EnsureStreamsOptions {
   replicas?: number;
   /** Window for `Nats-Msg-Id` publish dedupe. Default 120 000 ms (2 minutes). */
   duplicateWindowMs?: number;
+  /**
+   * Per-stream duplicate windows by stream name, overriding `duplicateWindowMs` (e.g. the scans
+   * stream keeps ids for an hour so a resend is DUPLICATE without Redis). The server holds every
+   * id inside the window in memory on every replica: about 200 B per message
+   * (perf/src/ingest/dedupe-window-bench.ts).
+   */
+  duplicateWindowMsByStream?: Readonly<Record<string, number>>;
   /** Maximum message age; 0 keeps messages until other limits apply. Default 0. */
   maxAgeMs?: number;
   /**
@@ -85,7 +92,7 @@ async function ensureStream(
     subjects: [...spec.subjects],
     description: spec.description,
     num_replicas: opts.replicas ?? 1,
-    duplicate_window: nanos(opts.duplicateWindowMs ?? 120_000),
+    duplicate_window: nanos(opts.duplicateWindowMsByStream?.[spec.name] ?? opts.duplicateWindowMs ?? 120_000),
     max_age: nanos(opts.maxAgeMs ?? 0),
     max_bytes: opts.maxBytes ? opts.maxBytes : -1,
     discard: DiscardPolicy.New,

@@ -37,6 +37,13 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
       min: 0,
       default: 168,
     }),
+    SCAN_DUPLICATE_WINDOW_MINUTES: int({
+      description:
+        "JetStream duplicate window of the scans stream: a scan resent within it is DUPLICATE even while Redis is down (costs about 200 B of server memory per scan held, on every replica)",
+      min: 2,
+      max: 1440,
+      default: 60,
+    }),
     STREAM_MAX_BYTES: int({
       description:
         "bytes each JetStream stream may hold (0 = no byte limit); a full stream refuses new publishes rather than dropping unconsumed events",
@@ -102,6 +109,9 @@ export function checkBaseConfig(c: BaseConfig): string[] {
   }
   if (Boolean(c.NATS_TLS_CERT_FILE) !== Boolean(c.NATS_TLS_KEY_FILE)) {
     problems.push("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together");
+  }
+  if (c.STREAM_MAX_AGE_HOURS > 0 && c.SCAN_DUPLICATE_WINDOW_MINUTES > c.STREAM_MAX_AGE_HOURS * 60) {
+    problems.push("SCAN_DUPLICATE_WINDOW_MINUTES must not exceed STREAM_MAX_AGE_HOURS (JetStream keeps ids only as long as messages)");
   }
   return problems;
 }

@@ -113,6 +113,8 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
         replicas: config.STREAM_REPLICAS,
         maxAgeMs: config.STREAM_MAX_AGE_HOURS * 3_600_000,
         maxBytes: config.STREAM_MAX_BYTES,
+        // Every service ensures the streams with the same setting, so none reverts another's.
+        duplicateWindowMsByStream: { [subjects.streams.scans.name]: config.SCAN_DUPLICATE_WINDOW_MINUTES * 60_000 },
       });
     }
 

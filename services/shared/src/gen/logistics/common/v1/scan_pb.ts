@@ -52,7 +52,10 @@ export const CarrierStatusSchema: GenMessage<CarrierStatus> = /*@__PURE__*/
  * One parcel scan as a carrier reports it: the unit of ingest.
  *
  * Scans are deduplicated on (carrier_code, event_id): sending the same scan again, on any
- * connection or RPC, is answered with a DUPLICATE acknowledgement and changes nothing. Scans may
+ * connection or RPC, is answered with a DUPLICATE acknowledgement and changes nothing. The
+ * deduplication window is a deployment setting: at least one hour whatever the state of the
+ * mesh's caches, seven days by default. A resend after the window is stored again and still
+ * applied to the shipment only once. Scans may
  * arrive late and out of order; the shipment's status is derived from event_time.
  *
  * @generated from message logistics.common.v1.Scan
