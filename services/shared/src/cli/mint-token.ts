@@ -8,8 +8,8 @@
  */
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
 import { ensureDevKeys, mintToken, parseTtl } from "../auth/dev-keys.js";
+import { parseCommandLine, UsageError } from "./cli-args.js";
 
 const USAGE = `usage: mint-token --scope <scope> [--scope <scope>...] [options]
 
@@ -32,29 +32,23 @@ export interface MintTokenCliIo {
   stderr(text: string): void;
 }
 
-class UsageError extends Error {}
-
 function parseCliArgs(argv: readonly string[]) {
-  try {
-    return parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        scope: { type: "string", multiple: true },
-        sub: { type: "string", default: "dev" },
-        carrier: { type: "string" },
-        customer: { type: "string" },
-        ttl: { type: "string", default: "1h" },
-        keys: { type: "string", default: ".dev-keys" },
-        iss: { type: "string", default: "logistics-dev" },
-        aud: { type: "string", default: "logistics-mesh" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }).values;
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  return parseCommandLine({
+    args: [...argv],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      scope: { type: "string", multiple: true },
+      sub: { type: "string", default: "dev" },
+      carrier: { type: "string" },
+      customer: { type: "string" },
+      ttl: { type: "string", default: "1h" },
+      keys: { type: "string", default: ".dev-keys" },
+      iss: { type: "string", default: "logistics-dev" },
+      aud: { type: "string", default: "logistics-mesh" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  }).values;
 }
 
 /**
