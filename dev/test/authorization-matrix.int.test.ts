@@ -12,6 +12,7 @@ import {
   NotificationEventType,
   NotificationService,
 } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { EventDeadLetterService } from "@logistics/shared/gen/logistics/operations/v1/dead_letters_pb.js";
 import { DisruptionCause, RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import { TrackingService, type Shipment } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { startReceiver, uniqueName, waitFor, type TestReceiver } from "@logistics/shared/testing";
@@ -38,7 +39,7 @@ import { startE2eMesh, type E2eMesh } from "./e2e-mesh.js";
 type Role = "anonymous" | "carrier" | "customer" | "internal" | "operator";
 type Side = "own" | "other";
 const ROLES: readonly Role[] = ["anonymous", "carrier", "customer", "internal", "operator"];
-const SERVICES: readonly DescService[] = [IngestService, TrackingService, RoutingService, NotificationService];
+const SERVICES: readonly DescService[] = [IngestService, TrackingService, RoutingService, NotificationService, EventDeadLetterService];
 
 /** Expected outcome per role, as [own, other]. */
 type Row = Readonly<Record<Role, readonly [string, string]>>;
@@ -58,6 +59,13 @@ const INTERNAL_ONLY = (outcome: string): Row => ({
   carrier: DENIED,
   customer: DENIED,
   internal: both(outcome),
+  operator: both(outcome),
+});
+const OPERATOR_ONLY = (outcome: string): Row => ({
+  anonymous: UNAUTH,
+  carrier: DENIED,
+  customer: DENIED,
+  internal: DENIED,
   operator: both(outcome),
 });
 const OWNED_LISTING: Row = {
@@ -132,6 +140,10 @@ const EXPECTED: Readonly<Record<string, Row>> = {
     internal: both("redriven"),
     operator: both("redriven"),
   },
+  // The mesh's JetStream dead letters hold every tenant's events: operators only.
+  "logistics.operations.v1.EventDeadLetterService/ListEventDeadLetters": OPERATOR_ONLY("allowed"),
+  "logistics.operations.v1.EventDeadLetterService/RedriveEventDeadLetters": OPERATOR_ONLY("allowed"),
+  "logistics.operations.v1.EventDeadLetterService/PurgeEventDeadLetters": OPERATOR_ONLY("allowed"),
 };
 
 /** What a case needs: clients as the role, and the resource. */
@@ -142,6 +154,7 @@ interface Ctx {
   readonly tracking: Client<typeof TrackingService>;
   readonly routing: Client<typeof RoutingService>;
   readonly notification: Client<typeof NotificationService>;
+  readonly deadLetters: Client<typeof EventDeadLetterService>;
 }
 
 /** One side's objects. */
@@ -280,6 +293,18 @@ describe("authorization matrix: every RPC × every role × own/other resource, a
       const { redriven } = await c.notification.redriveDeadLetters({ subscriptionId: subOf(c, "subscriptions") });
       if (redriven > 0) await settleDeadLetters();
       return redriven > 0 ? "redriven" : "none";
+    },
+    "logistics.operations.v1.EventDeadLetterService/ListEventDeadLetters": async (c) => {
+      await c.deadLetters.listEventDeadLetters({ filter: { consumer: "tracking-scans" } });
+      return "allowed";
+    },
+    "logistics.operations.v1.EventDeadLetterService/RedriveEventDeadLetters": async (c) => {
+      await c.deadLetters.redriveEventDeadLetters({ filter: { consumer: "tracking-scans" }, dryRun: true });
+      return "allowed";
+    },
+    "logistics.operations.v1.EventDeadLetterService/PurgeEventDeadLetters": async (c) => {
+      await c.deadLetters.purgeEventDeadLetters({ filter: { consumer: "tracking-scans" }, dryRun: true });
+      return "allowed";
     },
   };
 
@@ -458,6 +483,7 @@ describe("authorization matrix: every RPC × every role × own/other resource, a
       tracking: createClient(TrackingService, transport("tracking")),
       routing: createClient(RoutingService, transport("routing")),
       notification: createClient(NotificationService, transport("notification")),
+      deadLetters: createClient(EventDeadLetterService, transport("notification")),
     };
   }
 });

@@ -1,8 +1,11 @@
 import { Counter, Histogram } from "prom-client";
 import { DeliveryState, NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { EventDeadLetterService } from "@logistics/shared/gen/logistics/operations/v1/dead_letters_pb.js";
+import { createDeadLetterAdmin } from "@logistics/shared/operations";
 import type { ServiceDefinition } from "@logistics/shared/runtime";
 import type { NotificationConfig } from "./config.js";
 import { startDeliveryWorker, type DeliveryWorker } from "./delivery-worker.js";
+import { createEventDeadLetterService } from "./event-dead-letter-service.js";
 import { startEventIntake } from "./event-intake.js";
 import { createNotificationService } from "./notification-service.js";
 import { createNotificationStore } from "./notification-store.js";
@@ -18,11 +21,12 @@ const OUTCOME: Readonly<Record<number, string>> = {
 /**
  * The notification service as the runtime starts it (from main.ts, the dev runner and tests):
  * the PostgreSQL store (tables created at start), the RPC handlers, the event intake (durable
- * consumers of StatusChanged / EtaChanged) and, unless disabled, the delivery worker.
+ * consumers of StatusChanged / EtaChanged) and, unless disabled, the delivery worker. It also
+ * serves EventDeadLetterService, the operators' RPCs over the mesh's JetStream dead letters.
  */
 export const notificationService: ServiceDefinition<NotificationConfig> = {
   name: "notification",
-  services: [NotificationService],
+  services: [NotificationService, EventDeadLetterService],
   policies: notificationPolicies,
   async start(ctx) {
     const { config } = ctx;
@@ -99,7 +103,15 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
       });
       closers.push(() => intake.close());
       const handlers = createNotificationService({ store, targetPolicy, onRedriven: () => worker?.wake() });
-      return { routes: (router) => registerNotificationRoutes(router, handlers), close: closeAll };
+      const deadLetters = createEventDeadLetterService({
+        admin: createDeadLetterAdmin({
+          js: ctx.js,
+          jsm: ctx.jsm,
+          subjects: ctx.subjects,
+          audit: (entry) => ctx.log.info({ audit: "dead-letters", ...entry }, "dead-letter action"),
+        }),
+      });
+      return { routes: (router) => registerNotificationRoutes(router, handlers, deadLetters), close: closeAll };
     } catch (err) {
       await closeAll();
       throw err;
