@@ -1,3 +1,3 @@
 /** The local runner's public entry: the isolated mesh environment used by end-to-end tests and perf runs. */
-export { createMeshEnvironment, type MeshEnvironment } from "./mesh-environment.js";
+export { createMeshEnvironment, type MeshEnvironment, type MeshEnvironmentOptions } from "./mesh-environment.js";
 export { MESH_SERVICES, serviceEntry, type MeshServiceName } from "./service-entry.js";

@@ -30,12 +30,27 @@ export interface MeshEnvironment {
   close(): Promise<void>;
 }
 
+/** Options for {@link createMeshEnvironment}. */
+export interface MeshEnvironmentOptions {
+  /** Prefix of the unique id (subject prefix, Redis key prefixes, schema names). */
+  idPrefix: string;
+  /** Variables every service gets, added to the defaults. */
+  base?: Readonly<Record<string, string>>;
+  /**
+   * PostgreSQL server for the services' schemas (every service gets `DATABASE_URL` on it).
+   * Default: the local test server. Perf runs pass a private cluster so its CPU is the mesh's alone.
+   */
+  databaseUrl?: string;
+  /** Redis for every service (`REDIS_URL`). Default: each service's configured default (the local Redis). */
+  redisUrl?: string;
+}
+
 /**
  * Creates an isolated mesh environment: a private nats-server, a unique subject prefix, a
- * PostgreSQL schema per service (on the local server), unique Redis key prefixes on the local
- * Redis and development signing keys in a temporary folder.
+ * PostgreSQL schema per service (on the local server unless `databaseUrl`), unique Redis key
+ * prefixes (on the local Redis unless `redisUrl`) and development signing keys in a temporary folder.
  */
-export async function createMeshEnvironment(o: { idPrefix: string; base?: Readonly<Record<string, string>> }): Promise<MeshEnvironment> {
+export async function createMeshEnvironment(o: MeshEnvironmentOptions): Promise<MeshEnvironment> {
   const cleanups: Array<() => Promise<unknown>> = [];
   const undo = async () => {
     for (const c of cleanups.reverse()) await c().catch(() => {});
@@ -53,7 +68,7 @@ export async function createMeshEnvironment(o: { idPrefix: string; base?: Readon
       for (const s of schemas) await s.drop();
     });
     const schema = async (suffix: string) => {
-      const s = await createTestSchema({ prefix: `${o.idPrefix}${suffix}` });
+      const s = await createTestSchema({ prefix: `${o.idPrefix}${suffix}`, ...(o.databaseUrl ? { connectionString: o.databaseUrl } : {}) });
       schemas.push(s);
       return s;
     };
@@ -64,6 +79,8 @@ export async function createMeshEnvironment(o: { idPrefix: string; base?: Readon
       NATS_URL: nats.url,
       SUBJECT_PREFIX: id,
       JWT_PUBLIC_KEY_FILE: keys.jwksPath,
+      ...(o.databaseUrl ? { DATABASE_URL: o.databaseUrl } : {}),
+      ...(o.redisUrl ? { REDIS_URL: o.redisUrl } : {}),
       ...o.base,
     };
     let closing: Promise<void> | undefined;

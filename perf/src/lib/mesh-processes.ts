@@ -13,17 +13,27 @@ export interface MeshProcesses {
   readonly metricsPorts: Readonly<Record<MeshService, number>>;
   readonly pids: Readonly<Record<MeshService, number>>;
   readonly subjectPrefix: string;
+  /** The mesh's private nats-server: its process id (for /proc CPU) and monitoring URL (/jsz). */
+  readonly nats: { readonly pid: number | undefined; readonly monitorUrl: string };
   token(scopes: readonly string[], extra?: { carrier?: string; customer?: string }): Promise<string>;
   close(): Promise<void>;
 }
 
+
+/** Where the mesh keeps its state; defaults are the machine's shared PostgreSQL and Redis. */
+export interface MeshStores {
+  /** PostgreSQL server for the services' schemas (a private cluster makes its CPU attributable). */
+  databaseUrl?: string;
+  /** Redis for ingest and tracking. */
+  redisUrl?: string;
+}
 
 /**
  * Starts all four services as child processes against a private nats-server, per-service
  * PostgreSQL schemas, unique Redis key prefixes and temporary signing keys; waits until each
  * reports SERVING. `env` adds or overrides variables for every service.
  */
-export async function startMeshProcesses(env: Record<string, string> = {}): Promise<MeshProcesses> {
+export async function startMeshProcesses(env: Record<string, string> = {}, stores: MeshStores = {}): Promise<MeshProcesses> {
   const cleanups: Array<() => Promise<unknown>> = [];
   const children: ChildProcess[] = [];
   const undo = async () => {
@@ -41,7 +51,12 @@ export async function startMeshProcesses(env: Record<string, string> = {}): Prom
     for (const c of cleanups.reverse()) await c().catch(() => {});
   };
   try {
-    const mesh = await createMeshEnvironment({ idPrefix: "perf", base: { LOG_LEVEL: "warn", SHUTDOWN_GRACE_MS: "5000" } });
+    const mesh = await createMeshEnvironment({
+      idPrefix: "perf",
+      base: { LOG_LEVEL: "warn", SHUTDOWN_GRACE_MS: "5000" },
+      ...(stores.databaseUrl ? { databaseUrl: stores.databaseUrl } : {}),
+      ...(stores.redisUrl ? { redisUrl: stores.redisUrl } : {}),
+    });
     cleanups.push(() => mesh.close());
     const names: MeshService[] = ["ingest", "routing", "tracking", "notification"];
     const ports = {} as Record<MeshService, number>;
@@ -77,6 +92,7 @@ export async function startMeshProcesses(env: Record<string, string> = {}): Prom
       metricsPorts,
       pids,
       subjectPrefix: mesh.id,
+      nats: { pid: mesh.nats.pid, monitorUrl: mesh.nats.monitorUrl },
       token: (scopes, extra) => mesh.token(scopes, extra),
       close: () => (closing ??= undo()),
     };

@@ -13,14 +13,28 @@ export interface ScenarioResult {
   /** The target as a sentence and whether it was met, e.g. "rate >= 70% of baseline". */
   target?: { text: string; met: boolean; value: string };
   notes?: string[];
+  /**
+   * Plots of its own, written next to the standard ones; one named `<name>-throughput.svg`
+   * replaces the standard throughput plot.
+   */
+  plots?: Array<{ file: string; svg: string; title: string }>;
 }
 
-/** Writes ghz JSON, SVG plots and a Markdown summary for every scenario into `dir`. */
-export async function writeReport(dir: string, title: string, scenarios: readonly ScenarioResult[], extra: string[] = []): Promise<string> {
+/**
+ * Writes ghz JSON, SVG plots and a Markdown summary for every scenario into `dir`: `head` lines
+ * after the title, then the scenario table and sections, then `extra`.
+ */
+export async function writeReport(
+  dir: string,
+  title: string,
+  scenarios: readonly ScenarioResult[],
+  extra: string[] = [],
+  head: string[] = [],
+): Promise<string> {
   await mkdir(dir, { recursive: true });
-  const md: string[] = [`# ${title}`, "", `Date: ${new Date().toISOString()}`, ""];
-  md.push("| scenario | mode | rate (calls/s) | p50 ms | p99 ms | errors | baseline rate | ratio | target |");
-  md.push("|---|---|---|---|---|---|---|---|---|");
+  const md: string[] = [`# ${title}`, "", `Date: ${new Date().toISOString()}`, "", ...head];
+  if (scenarios.length > 0) md.push("| scenario | mode | rate (calls/s) | p50 ms | p99 ms | errors | baseline rate | ratio | target |");
+  if (scenarios.length > 0) md.push("|---|---|---|---|---|---|---|---|---|");
   for (const s of scenarios) {
     const reports: Array<[string, GhzReport]> = [[s.name, toGhzReport(s.name, s.result)]];
     if (s.baseline) reports.push([`${s.name}.baseline`, toGhzReport(s.baseline.name, s.baseline.result)]);
@@ -51,19 +65,24 @@ export async function writeReport(dir: string, title: string, scenarios: readonl
         { title: `${s.name}: latency by percentile (x = 1/(1-p): 2 = p50, 100 = p99)`, xLabel: "1/(1-p)", yLabel: "ms", logX: true },
       ),
     );
-    await writeFile(
-      join(dir, `${s.name}-throughput.svg`),
-      linePlot(
-        runs.map(({ label, r }) => ({ label, points: r.timeline.map((t) => [t.second, t.count] as const) })),
-        { title: `${s.name}: completed calls per second`, xLabel: "second", yLabel: "calls/s" },
-      ),
-    );
+    const own = new Set((s.plots ?? []).map((p) => p.file));
+    if (!own.has(`${s.name}-throughput.svg`)) {
+      await writeFile(
+        join(dir, `${s.name}-throughput.svg`),
+        linePlot(
+          runs.map(({ label, r }) => ({ label, points: r.timeline.map((t) => [t.second, t.count] as const) })),
+          { title: `${s.name}: completed calls per second`, xLabel: "second", yLabel: "calls/s" },
+        ),
+      );
+    }
+    for (const p of s.plots ?? []) await writeFile(join(dir, p.file), p.svg);
   }
   md.push("");
   for (const s of scenarios) {
     md.push(`## ${s.name}`, "", s.description, "");
     for (const n of s.notes ?? []) md.push(`- ${n}`);
-    md.push("", `![latency](${s.name}-latency.svg) ![percentiles](${s.name}-percentiles.svg) ![throughput](${s.name}-throughput.svg)`, "");
+    const others = (s.plots ?? []).filter((p) => p.file !== `${s.name}-throughput.svg`).map((p) => ` ![${p.title}](${p.file})`);
+    md.push("", `![latency](${s.name}-latency.svg) ![percentiles](${s.name}-percentiles.svg) ![throughput](${s.name}-throughput.svg)${others.join("")}`, "");
   }
   md.push(...extra);
   const path = join(dir, "summary.md");

@@ -10,7 +10,8 @@
  *
  * Run (after `npm run build`): `node perf/dist/tracking/get-shipment-bench.js`
  * Environment: BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3),
- * BENCH_CONCURRENCY (default 32), REDIS_URL, DATABASE_URL (the default local services).
+ * BENCH_CONCURRENCY (default 32), BENCH_SHIPMENTS (cached shipments read, default 200), REDIS_URL,
+ * DATABASE_URL (the default local services).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -47,7 +48,7 @@ import {
 const SECONDS = Number(process.env["BENCH_SECONDS"] ?? 5);
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 3);
 const CONCURRENCY = Number(process.env["BENCH_CONCURRENCY"] ?? 32);
-const SHIPMENTS = 200;
+const SHIPMENTS = Number(process.env["BENCH_SHIPMENTS"] ?? 200);
 
 interface RunResult {
   calls: number;
