@@ -5,13 +5,14 @@
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { file_logistics_common_v1_validation } from "./validation_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file logistics/common/v1/geo.proto.
  */
 export const file_logistics_common_v1_geo: GenFile = /*@__PURE__*/
-  fileDesc("Ch1sb2dpc3RpY3MvY29tbW9uL3YxL2dlby5wcm90bxITbG9naXN0aWNzLmNvbW1vbi52MSJhCghHZW9Qb2ludBIpCghsYXRpdHVkZRgBIAEoAUIXukgUEhIZAAAAAACAVkApAAAAAACAVsASKgoJbG9uZ2l0dWRlGAIgASgBQhe6SBQSEhkAAAAAAIBmQCkAAAAAAIBmwCJpCgRBcmVhEjUKBmNlbnRlchgBIAEoCzIdLmxvZ2lzdGljcy5jb21tb24udjEuR2VvUG9pbnRCBrpIA8gBARIqCglyYWRpdXNfa20YAiABKAFCF7pIFBISGQAAAAAAiNNAIQAAAAAAAAAAIs4BCgVQbGFjZRInCgxjb3VudHJ5X2NvZGUYASABKAlCEbpIDnIMMgpeW0EtWl17Mn0kEhwKC3Bvc3RhbF9jb2RlGAIgASgJQge6SARyAhgQEhgKBGNpdHkYAyABKAlCCrpIB3IFEAEYgAESNwoIbG9jYXRpb24YBCABKAsyHS5sb2dpc3RpY3MuY29tbW9uLnYxLkdlb1BvaW50Qga6SAPIAQESKwoIaHViX2NvZGUYBSABKAlCGbpIFtgBAXIRMg9eW0EtWjAtOV17Myw4fSRiBnByb3RvMw", [file_buf_validate_validate]);
+  fileDesc("Ch1sb2dpc3RpY3MvY29tbW9uL3YxL2dlby5wcm90bxITbG9naXN0aWNzLmNvbW1vbi52MSJhCghHZW9Qb2ludBIpCghsYXRpdHVkZRgBIAEoAUIXukgUEhIZAAAAAACAVkApAAAAAACAVsASKgoJbG9uZ2l0dWRlGAIgASgBQhe6SBQSEhkAAAAAAIBmQCkAAAAAAIBmwCJpCgRBcmVhEjUKBmNlbnRlchgBIAEoCzIdLmxvZ2lzdGljcy5jb21tb24udjEuR2VvUG9pbnRCBrpIA8gBARIqCglyYWRpdXNfa20YAiABKAFCF7pIFBISGQAAAAAAiNNAIQAAAAAAAAAAItYBCgVQbGFjZRInCgxjb3VudHJ5X2NvZGUYASABKAlCEbpIDnIMMgpeW0EtWl17Mn0kEiAKC3Bvc3RhbF9jb2RlGAIgASgJQgu6SAhyBsjSIwEYEBIcCgRjaXR5GAMgASgJQg66SAtyCcjSIwEQARiAARI3Cghsb2NhdGlvbhgEIAEoCzIdLmxvZ2lzdGljcy5jb21tb24udjEuR2VvUG9pbnRCBrpIA8gBARIrCghodWJfY29kZRgFIAEoCUIZukgW2AEBchEyD15bQS1aMC05XXszLDh9JGIGcHJvdG8z", [file_buf_validate_validate, file_logistics_common_v1_validation]);
 
 /**
  * A point on the Earth's surface in WGS 84 decimal degrees (the datum GPS reports).
@@ -91,14 +92,15 @@ export type Place = Message<"logistics.common.v1.Place"> & {
 
   /**
    * Postal code as written in the country's format, e.g. "10115" or "SW1A 1AA"; 0 to 16
-   * characters. Empty for countries without postal codes.
+   * characters of free text (no NUL, see logistics.common.v1.text). Empty for countries without
+   * postal codes.
    *
    * @generated from field: string postal_code = 2;
    */
   postalCode: string;
 
   /**
-   * City or locality name, 1 to 128 characters, e.g. "Rotterdam".
+   * City or locality name, 1 to 128 characters of free text (no NUL), e.g. "Rotterdam".
    *
    * @generated from field: string city = 3;
    */

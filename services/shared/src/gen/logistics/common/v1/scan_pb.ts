@@ -9,13 +9,14 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { GeoPoint } from "./geo_pb.js";
 import { file_logistics_common_v1_geo } from "./geo_pb.js";
+import { file_logistics_common_v1_validation } from "./validation_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file logistics/common/v1/scan.proto.
  */
 export const file_logistics_common_v1_scan: GenFile = /*@__PURE__*/
-  fileDesc("Ch5sb2dpc3RpY3MvY29tbW9uL3YxL3NjYW4ucHJvdG8SE2xvZ2lzdGljcy5jb21tb24udjEiQAoNQ2FycmllclN0YXR1cxIXCgRjb2RlGAEgASgJQgm6SAZyBBABGEASFgoEdGV4dBgCIAEoCUIIukgFcgMYgAQimQQKBFNjYW4SMQoIZXZlbnRfaWQYASABKAlCH7pIHHIaMhheW0EtWmEtejAtOS5fOi1dezEsMTI4fSQSMAoPdHJhY2tpbmdfbnVtYmVyGAIgASgJQhe6SBRyEjIQXltBLVowLTldezgsMzB9JBIzCgxjYXJyaWVyX2NvZGUYAyABKAlCHbpIGnIYMhZeW2Etel1bYS16MC05LV17MSwzMX0kEj4KCnJhd19zdGF0dXMYBCABKAsyIi5sb2dpc3RpY3MuY29tbW9uLnYxLkNhcnJpZXJTdGF0dXNCBrpIA8gBARI2CgpldmVudF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEisKCGh1Yl9jb2RlGAYgASgJQhm6SBbYAQFyETIPXltBLVowLTldezMsOH0kEi8KCGxvY2F0aW9uGAcgASgLMh0ubG9naXN0aWNzLmNvbW1vbi52MS5HZW9Qb2ludBIWCgRub3RlGAggASgJQgi6SAVyAxiABBJWCgphdHRyaWJ1dGVzGAkgAygLMikubG9naXN0aWNzLmNvbW1vbi52MS5TY2FuLkF0dHJpYnV0ZXNFbnRyeUIXukgUmgEREBAiBnIEEAEYQCoFcgMYgAIaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEq7gIKCFNjYW5LaW5kEhkKFVNDQU5fS0lORF9VTlNQRUNJRklFRBAAEhQKEFNDQU5fS0lORF9QSUNLVVAQARIZChVTQ0FOX0tJTkRfSFVCX0FSUklWQUwQAhIbChdTQ0FOX0tJTkRfSFVCX0RFUEFSVFVSRRADEh4KGlNDQU5fS0lORF9PVVRfRk9SX0RFTElWRVJZEAQSHgoaU0NBTl9LSU5EX0RFTElWRVJZX0FUVEVNUFQQBRIXChNTQ0FOX0tJTkRfREVMSVZFUkVEEAYSIgoeU0NBTl9LSU5EX1BJQ0tVUF9QT0lOVF9BUlJJVkFMEAcSFwoTU0NBTl9LSU5EX0VYQ0VQVElPThAIEhUKEVNDQU5fS0lORF9DVVNUT01TEAkSHgoaU0NBTl9LSU5EX1JFVFVSTl9UT19TRU5ERVIQChIYChRTQ0FOX0tJTkRfQ09SUkVDVElPThALEhIKDlNDQU5fS0lORF9JTkZPEAxiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_logistics_common_v1_geo]);
+  fileDesc("Ch5sb2dpc3RpY3MvY29tbW9uL3YxL3NjYW4ucHJvdG8SE2xvZ2lzdGljcy5jb21tb24udjEiSAoNQ2FycmllclN0YXR1cxIbCgRjb2RlGAEgASgJQg26SApyCMjSIwEQARhAEhoKBHRleHQYAiABKAlCDLpICXIHyNIjARiABCKsBAoEU2NhbhIxCghldmVudF9pZBgBIAEoCUIfukgcchoyGF5bQS1aYS16MC05Ll86LV17MSwxMjh9JBIwCg90cmFja2luZ19udW1iZXIYAiABKAlCF7pIFHISMhBeW0EtWjAtOV17OCwzMH0kEjMKDGNhcnJpZXJfY29kZRgDIAEoCUIdukgachgyFl5bYS16XVthLXowLTktXXsxLDMxfSQSPgoKcmF3X3N0YXR1cxgEIAEoCzIiLmxvZ2lzdGljcy5jb21tb24udjEuQ2FycmllclN0YXR1c0IGukgDyAEBEj0KCmV2ZW50X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQg26SArIAQGyAQTQ0iMBEisKCGh1Yl9jb2RlGAYgASgJQhm6SBbYAQFyETIPXltBLVowLTldezMsOH0kEi8KCGxvY2F0aW9uGAcgASgLMh0ubG9naXN0aWNzLmNvbW1vbi52MS5HZW9Qb2ludBIaCgRub3RlGAggASgJQgy6SAlyB8jSIwEYgAQSXgoKYXR0cmlidXRlcxgJIAMoCzIpLmxvZ2lzdGljcy5jb21tb24udjEuU2Nhbi5BdHRyaWJ1dGVzRW50cnlCH7pIHJoBGRAQIgpyCMjSIwEQARhAKglyB8jSIwEYgAIaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEq7gIKCFNjYW5LaW5kEhkKFVNDQU5fS0lORF9VTlNQRUNJRklFRBAAEhQKEFNDQU5fS0lORF9QSUNLVVAQARIZChVTQ0FOX0tJTkRfSFVCX0FSUklWQUwQAhIbChdTQ0FOX0tJTkRfSFVCX0RFUEFSVFVSRRADEh4KGlNDQU5fS0lORF9PVVRfRk9SX0RFTElWRVJZEAQSHgoaU0NBTl9LSU5EX0RFTElWRVJZX0FUVEVNUFQQBRIXChNTQ0FOX0tJTkRfREVMSVZFUkVEEAYSIgoeU0NBTl9LSU5EX1BJQ0tVUF9QT0lOVF9BUlJJVkFMEAcSFwoTU0NBTl9LSU5EX0VYQ0VQVElPThAIEhUKEVNDQU5fS0lORF9DVVNUT01TEAkSHgoaU0NBTl9LSU5EX1JFVFVSTl9UT19TRU5ERVIQChIYChRTQ0FOX0tJTkRfQ09SUkVDVElPThALEhIKDlNDQU5fS0lORF9JTkZPEAxiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_validation]);
 
 /**
  * A carrier's own status code and text, exactly as the carrier reported them. Always kept next to
@@ -25,16 +26,17 @@ export const file_logistics_common_v1_scan: GenFile = /*@__PURE__*/
  */
 export type CarrierStatus = Message<"logistics.common.v1.CarrierStatus"> & {
   /**
-   * The carrier's status code, 1 to 64 characters, e.g. "DL", "A07" or "HUB_IN". Case and
-   * format are the carrier's.
+   * The carrier's status code, 1 to 64 characters of free text (no NUL), e.g. "DL", "A07" or
+   * "HUB_IN". Case and format are the carrier's.
    *
    * @generated from field: string code = 1;
    */
   code: string;
 
   /**
-   * The carrier's human-readable text for the code, 0 to 512 characters, e.g. "Delivered to
-   * neighbour". Shown to end customers as-is, so carriers should not put personal data in it.
+   * The carrier's human-readable text for the code, 0 to 512 characters of free text (no NUL),
+   * e.g. "Delivered to neighbour". Shown to end customers as-is, so carriers should not put
+   * personal data in it.
    *
    * @generated from field: string text = 2;
    */
@@ -97,7 +99,9 @@ export type Scan = Message<"logistics.common.v1.Scan"> & {
   /**
    * When the scan happened at the carrier (not when it was sent). Required. May be hours or days
    * in the past for late scans, and scans need not arrive in event-time order. Scans outside the
-   * ingest service's accepted time window are rejected with REJECT_REASON_TOO_LATE.
+   * ingest service's accepted time window are rejected with REJECT_REASON_TOO_LATE; values outside
+   * the mesh's time range (see logistics.common.v1.mesh_time) or with nanos outside 0 to
+   * 999,999,999 fail validation.
    *
    * @generated from field: google.protobuf.Timestamp event_time = 5;
    */
@@ -119,8 +123,8 @@ export type Scan = Message<"logistics.common.v1.Scan"> & {
   location?: GeoPoint | undefined;
 
   /**
-   * Free-text remark from the carrier, 0 to 512 characters (e.g. "left with neighbour at no. 12").
-   * Internal only: not shown on the public tracking page.
+   * Free-text remark from the carrier, 0 to 512 characters (no NUL; e.g. "left with neighbour at
+   * no. 12"). Internal only: not shown on the public tracking page.
    *
    * @generated from field: string note = 8;
    */
@@ -128,7 +132,7 @@ export type Scan = Message<"logistics.common.v1.Scan"> & {
 
   /**
    * Additional carrier-specific data, kept verbatim and not interpreted by the mesh: at most 16
-   * pairs, keys 1 to 64 characters, values 0 to 256 characters.
+   * pairs, keys 1 to 64 characters, values 0 to 256 characters, both free text (no NUL).
    *
    * @generated from field: map<string, string> attributes = 9;
    */
