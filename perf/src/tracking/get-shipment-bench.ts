@@ -17,7 +17,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { createValidator } from "@bufbuild/protovalidate";
 import type { Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import * as grpc from "@grpc/grpc-js";
@@ -34,6 +33,7 @@ import {
 import { startServer } from "@logistics/shared/server";
 import { createMetrics, createMetricsInterceptor, createServerTracingInterceptor } from "@logistics/shared/telemetry";
 import { createTestSchema, uniqueName } from "@logistics/shared/testing";
+import { createMeshValidator } from "@logistics/shared/validation";
 import { createPostgresShipmentStore } from "@logistics/tracking/store";
 import {
   registerTrackingRoutes,
@@ -167,7 +167,7 @@ async function main(): Promise<void> {
       createServerTracingInterceptor(),
       createMetricsInterceptor(metrics),
       createAuthInterceptor({ verifier, policies }),
-      createValidateInterceptor({ validator: createValidator() }),
+      createValidateInterceptor({ validator: createMeshValidator() }),
     ];
     const handlers = createTrackingService({ store, reader, metrics: tm });
     const server = await startServer({

@@ -1,9 +1,9 @@
-import { createValidator } from "@bufbuild/protovalidate";
 import { jetstream } from "@nats-io/jetstream";
 import { IngestService } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { ensureKeyValue, openKeyValue, createEventPublisher } from "@logistics/shared/nats";
 import { createFailOpenRedis } from "@logistics/shared/redis";
 import type { ServiceDefinition } from "@logistics/shared/runtime";
+import { createMeshValidator } from "@logistics/shared/validation";
 import type { IngestConfig } from "./config.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
 import { createIngestService } from "./ingest-service.js";
@@ -67,7 +67,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       region: config.INGEST_REGION,
       directory,
       check: createScanCheck({
-        validator: createValidator(),
+        validator: createMeshValidator(),
         maxAgeMs: config.INGEST_SCAN_MAX_AGE_HOURS * 3600_000,
         maxAheadMs: config.INGEST_SCAN_MAX_AHEAD_MINUTES * 60_000,
       }),

@@ -2,15 +2,15 @@ import assert from "node:assert/strict";
 import { describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { createValidator } from "@bufbuild/protovalidate";
 import { ScanKind, ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { RejectReason } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { createMeshValidator } from "@logistics/shared/validation";
 import { recordedEventId } from "./event-ids.js";
 import { createScanCheck } from "./scan-check.js";
 
 const NOW = Date.UTC(2026, 0, 15, 12);
-const check = createScanCheck({ validator: createValidator(), maxAgeMs: 30 * 86_400_000, maxAheadMs: 3_600_000 });
+const check = createScanCheck({ validator: createMeshValidator(), maxAgeMs: 30 * 86_400_000, maxAheadMs: 3_600_000 });
 
 function scan(over: Omit<Partial<Scan>, "$typeName" | "rawStatus"> & { rawStatus?: { code: string; text?: string } } = {}): Scan {
   return create(ScanSchema, {

@@ -34,7 +34,7 @@ export type ScanVerdict = AcceptableScan | RejectedScan;
 
 /** Options of {@link createScanCheck}. */
 export interface ScanCheckOptions {
-  /** A protovalidate validator (`createValidator()`); compiled rules are cached inside it. */
+  /** The mesh validator (`createMeshValidator()`); compiled rules are cached inside it. */
   validator: Validator;
   /** How far event_time may lie in the past. Default 30 days. */
   maxAgeMs?: number;

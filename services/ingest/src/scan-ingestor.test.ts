@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { describe, it } from "vitest";
 import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { createValidator } from "@bufbuild/protovalidate";
 import { Registry } from "prom-client";
 import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import type { ScanRecorded } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RejectReason, ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import type { PublishEventOptions, PublishEventResult } from "@logistics/shared/nats";
+import { createMeshValidator } from "@logistics/shared/validation";
 import { recordedEventId } from "./event-ids.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
 import { createScanCheck } from "./scan-check.js";
@@ -16,7 +16,7 @@ import type { ShipmentParties } from "./scan-ownership.js";
 import { createSemaphore } from "./semaphore.js";
 import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";
 
-const validator = createValidator();
+const validator = createMeshValidator();
 const silent = { warn() {} };
 
 function scan(id: string, over: Omit<Partial<Scan>, "$typeName" | "rawStatus"> & { rawStatus?: { code: string; text?: string } } = {}): Scan {

@@ -1,7 +1,6 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
-import { createValidator } from "@bufbuild/protovalidate";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, natsConnectionOptions } from "../nats/connect.js";
@@ -11,6 +10,7 @@ import type { Subjects } from "../nats/subjects.js";
 import { ensureStreams } from "../nats/streams.js";
 import { ServingStatus } from "../server/health.js";
 import { startServer, type ServerHandle } from "../server/serve.js";
+import { createMeshValidator } from "../validation/mesh-validator.js";
 import {
   createLogger,
   createMetrics,
@@ -127,7 +127,7 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
       createServerTracingInterceptor(),
       createMetricsInterceptor(metrics),
       createAuthInterceptor({ verifier, policies: def.policies, logger: log }),
-      createValidateInterceptor({ validator: createValidator() }),
+      createValidateInterceptor({ validator: createMeshValidator() }),
     ];
     const server: ServerHandle = await startServer({
       host: config.HOST,

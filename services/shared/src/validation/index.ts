@@ -1,0 +1,1 @@
+export { createMeshValidator, meshRuleRegistry } from "./mesh-validator.js";
