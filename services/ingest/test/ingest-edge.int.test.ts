@@ -1,46 +1,28 @@
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { Scope } from "@logistics/shared/auth";
-import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import {
-  CreateShipmentRequestSchema,
   IngestService,
   RejectReason,
   ScanOutcome,
-  type CreateShipmentRequest,
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { waitFor } from "@logistics/shared/testing";
 import {
   bearer,
   openScanCall,
   scanMessage,
+  shipmentRequest,
   startIngestHarness,
   streamAll,
   submitScans,
   validScan,
   type IngestHarness,
 } from "./ingest-harness.js";
-
-function shipment(key: string, over: { customerId?: string; trackingNumber?: string } = {}): CreateShipmentRequest {
-  return create(CreateShipmentRequestSchema, {
-    idempotencyKey: key,
-    carrierCode: "acme",
-    customerId: "cust-1",
-    serviceLevel: ServiceLevel.STANDARD,
-    origin: { countryCode: "DE", city: "Frankfurt", location: { latitude: 50.11, longitude: 8.68 } },
-    destination: { countryCode: "US", city: "Chicago", location: { latitude: 41.88, longitude: -87.63 } },
-    parcel: { weightGrams: 1200 },
-    readyTime: timestampFromDate(new Date("2026-01-01T00:00:00Z")),
-    ...over,
-  });
-}
 
 describe("IngestService edges over real sockets (auth, rate limits, idempotency, Redis outage)", () => {
   let h: IngestHarness;
@@ -168,27 +150,27 @@ describe("IngestService edges over real sockets (auth, rate limits, idempotency,
   it("creates a shipment once per idempotency key and replays the first result", async () => {
     const { client, headers } = await ingestClient([Scope.ShipmentsWrite]);
     const before = await storedCount(h.subjects.streams.shipments.name);
-    const first = await client.createShipment(shipment("order-0001"), { headers });
+    const first = await client.createShipment(shipmentRequest("order-0001"), { headers });
     assert.match(first.trackingNumber, /^LM[A-Z2-7]{10}$/);
     assert.equal(first.replayed, false);
-    const again = await client.createShipment(shipment("order-0001"), { headers });
+    const again = await client.createShipment(shipmentRequest("order-0001"), { headers });
     assert.equal(again.replayed, true);
     assert.equal(again.trackingNumber, first.trackingNumber);
     assert.equal(again.shipmentId, first.shipmentId);
     assert.deepEqual(again.createdAt, first.createdAt);
     assert.equal(await storedCount(h.subjects.streams.shipments.name), before + 1, "one ShipmentCreated event");
 
-    const changed = await client.createShipment(shipment("order-0001", { customerId: "cust-2" }), { headers }).catch((e: unknown) => ConnectError.from(e));
+    const changed = await client.createShipment(shipmentRequest("order-0001", { customerId: "cust-2" }), { headers }).catch((e: unknown) => ConnectError.from(e));
     assert.ok(changed instanceof ConnectError);
     assert.equal(changed.code, Code.FailedPrecondition);
   });
 
   it("keeps a requested tracking number to the shipment that has it (AlreadyExists)", async () => {
     const { client, headers } = await ingestClient([Scope.ShipmentsWrite]);
-    const mine = await client.createShipment(shipment("order-tn-1", { trackingNumber: "ACME00000001" }), { headers });
+    const mine = await client.createShipment(shipmentRequest("order-tn-1", { trackingNumber: "ACME00000001" }), { headers });
     assert.equal(mine.trackingNumber, "ACME00000001");
     const theirs = await client
-      .createShipment(shipment("order-tn-2", { trackingNumber: "ACME00000001" }), { headers })
+      .createShipment(shipmentRequest("order-tn-2", { trackingNumber: "ACME00000001" }), { headers })
       .catch((e: unknown) => ConnectError.from(e));
     assert.ok(theirs instanceof ConnectError);
     assert.equal(theirs.code, Code.AlreadyExists);
@@ -215,7 +197,7 @@ describe("IngestService edges over real sockets (auth, rate limits, idempotency,
       assert.deepEqual(resent.acks.map((a) => a.outcome), [ScanOutcome.DUPLICATE, ScanOutcome.DUPLICATE]);
 
       const { client, headers } = await ingestClient([Scope.ShipmentsWrite]);
-      const created = await client.createShipment(shipment("order-down-1"), { headers });
+      const created = await client.createShipment(shipmentRequest("order-down-1"), { headers });
       assert.equal(created.replayed, false);
       assert.ok(await h.metric("logistics_ingest_redis_errors_total") > 0, "the outage is counted");
     } finally {

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
@@ -11,7 +11,11 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
 import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
-import { IngestService } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import {
+  CreateShipmentRequestSchema,
+  IngestService,
+  type CreateShipmentRequest,
+} from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { createSubjects, type Subjects } from "@logistics/shared/nats";
 import { startService, type RunningService } from "@logistics/shared/runtime";
 import {
@@ -195,6 +199,24 @@ export function validScan(carrier: string, id: string, over: Partial<MessageInit
     hubCode: "FRA",
     ...over,
   } as MessageInitShape<typeof ScanSchema>);
+}
+
+/**
+ * A valid CreateShipment request of carrier acme under idempotency key `key`; `over` replaces
+ * fields (fixed ready time, so two calls with the same arguments are the same request).
+ */
+export function shipmentRequest(key: string, over: Partial<MessageInitShape<typeof CreateShipmentRequestSchema>> = {}): CreateShipmentRequest {
+  return create(CreateShipmentRequestSchema, {
+    idempotencyKey: key,
+    carrierCode: "acme",
+    customerId: "cust-1",
+    serviceLevel: ServiceLevel.STANDARD,
+    origin: { countryCode: "DE", city: "Frankfurt", location: { latitude: 50.11, longitude: 8.68 } },
+    destination: { countryCode: "US", city: "Chicago", location: { latitude: 41.88, longitude: -87.63 } },
+    parcel: { weightGrams: 1200 },
+    readyTime: timestampFromDate(new Date("2026-01-01T00:00:00Z")),
+    ...over,
+  } as MessageInitShape<typeof CreateShipmentRequestSchema>);
 }
 
 function hash(s: string): number {

@@ -1,9 +1,22 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
-import { startConsumer, type ConsumerHandle, ensureConsumer } from "@logistics/shared/nats";
+import { PoisonMessageError, startConsumer, type ConsumerHandle, ensureConsumer } from "@logistics/shared/nats";
 import type { NatsLog, Subjects } from "@logistics/shared/nats";
-import type { RouteKeeper } from "./route-keeper.js";
+import { InvalidRequestError, UnknownHubError, type RouteKeeper } from "./route-keeper.js";
+
+/**
+ * Runs a keeper step for one event; an event routing can never plan (a hub not in the network, a
+ * time it cannot plan with) is poison: dead-lettered at once with the reason, not retried.
+ */
+async function applyOrPoison(step: () => Promise<void>): Promise<void> {
+  try {
+    await step();
+  } catch (e) {
+    if (e instanceof UnknownHubError || e instanceof InvalidRequestError) throw new PoisonMessageError(e.message, { cause: e });
+    throw e;
+  }
+}
 
 /** Durable consumer names of the routing service. */
 export const ROUTING_CONSUMERS = Object.freeze({
@@ -32,7 +45,8 @@ export interface RouteConsumers {
  * Starts the two durable consumers: shipment-created events (plan the first route, publish
  * RoutePlanned) and scans (re-plan on deviation, publish RouteUpdated). Messages of the same
  * shipment are handled one at a time, in stream order; failures are retried with backoff and
- * dead-lettered after the last delivery.
+ * dead-lettered after the last delivery, except events that can never be planned (unknown hub,
+ * unusable time, data the store rejects), which are dead-lettered at once.
  */
 export async function startRouteConsumers(opts: RouteConsumersOptions): Promise<RouteConsumers> {
   const { subjects, keeper } = opts;
@@ -65,7 +79,7 @@ export async function startRouteConsumers(opts: RouteConsumersOptions): Promise<
         keyOf: (m) => m.trackingNumber,
         deadLetter: { subject: subjects.deadLetter(ROUTING_CONSUMERS.shipmentsCreated) },
         ...(opts.logger ? { logger: opts.logger } : {}),
-        handler: (m, meta) => keeper.onShipmentCreated(m, meta.subject.split(".").at(-1) ?? "default"),
+        handler: (m, meta) => applyOrPoison(() => keeper.onShipmentCreated(m, meta.subject.split(".").at(-1) ?? "default")),
       }),
     );
     handles.push(
@@ -79,7 +93,7 @@ export async function startRouteConsumers(opts: RouteConsumersOptions): Promise<
         keyOf: (m) => m.scan?.trackingNumber,
         deadLetter: { subject: subjects.deadLetter(ROUTING_CONSUMERS.scans) },
         ...(opts.logger ? { logger: opts.logger } : {}),
-        handler: (m) => keeper.onScan(m),
+        handler: (m) => applyOrPoison(() => keeper.onScan(m)),
       }),
     );
   } catch (e) {

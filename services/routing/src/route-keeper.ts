@@ -5,7 +5,7 @@
  * any event.
  */
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   EtaChangeReason,
   EtaSchema,
@@ -60,6 +60,22 @@ export class NotFoundError extends Error {
 export class InvalidRequestError extends Error {
   override readonly name = "InvalidRequestError";
 }
+
+/**
+ * Epoch milliseconds of an event's timestamp, checked: routing plans from it and publishes times
+ * after it, all of which must stay representable (RFC 3339 ends with year 9999). Events that
+ * passed the edge's rules always pass; InvalidRequestError otherwise (a consumer dead-letters it).
+ */
+export function plannableMs(ts: Timestamp, field: string): number {
+  const ms = msOf(ts);
+  if (!(ts.nanos >= 0 && ts.nanos <= 999_999_999) || !(ms >= 0 && ms < PLANNABLE_UNTIL_MS)) {
+    throw new InvalidRequestError(`${field} (${ts.seconds} s, ${ts.nanos} ns) is not a time routing can plan with`);
+  }
+  return ms;
+}
+
+/** Start of year 9000: far enough from year 9999 for any planning horizon. */
+const PLANNABLE_UNTIL_MS = Date.UTC(9000, 0, 1);
 
 /** What a disruption targets. */
 export type DisruptionTarget =
@@ -386,7 +402,7 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
       const level = serviceLevelName(ev.serviceLevel) ?? "STANDARD";
       const origin = resolvePlace(ev.origin, "origin");
       const destination = resolvePlace(ev.destination, "destination");
-      const readyAt = ev.readyTime ? msOf(ev.readyTime) : clock().getTime();
+      const readyAt = ev.readyTime ? plannableMs(ev.readyTime, "ready_time") : clock().getTime();
       const now = clock();
       const shipment = {
         trackingNumber: ev.trackingNumber,
@@ -443,7 +459,7 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
           return false;
         }
         if (!s.route) return false;
-        const t = msOf(scan.eventTime);
+        const t = scan.eventTime ? plannableMs(scan.eventTime, "scan.event_time") : clock().getTime();
         const destination = hubOrThrow(s.destinationHub, "destination");
 
         if (ev.kind === ScanKind.DELIVERED) {

@@ -246,8 +246,14 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
       logger: log,
       onError: () => metrics.projectorFailures.inc({ type: suffix }),
       handler: async (m, meta) => {
-        const { input, region, recordedAt } = toInput(m, meta);
-        await project(input, meta, region, recordedAt);
+        let converted: ReturnType<typeof toInput>;
+        try {
+          converted = toInput(m, meta);
+        } catch (err) {
+          // A required part missing, or a time no date can hold: no retry can change that.
+          throw new PoisonMessageError(err instanceof Error ? err.message : String(err), { cause: err });
+        }
+        await project(converted.input, meta, converted.region, converted.recordedAt);
       },
     });
     consumers.push({ durable, handle });
@@ -258,7 +264,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     await start("scans", subjects.streams.scans.name, subjects.allScans, ScanRecordedSchema, (m, meta) => ({
       input: scanInput(m),
       region: regionOf(meta, m.region),
-      ...(m.recordedAt ? { recordedAt: timestampDate(m.recordedAt) } : {}),
+      ...(m.recordedAt && Number.isFinite(timestampDate(m.recordedAt).getTime()) ? { recordedAt: timestampDate(m.recordedAt) } : {}),
     }));
     await start("shipments", subjects.streams.shipments.name, subjects.allShipmentsCreated, ShipmentCreatedSchema, (m, meta) => ({
       input: shipmentCreatedInput(m, meta.timestamp),

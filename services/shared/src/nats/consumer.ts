@@ -19,6 +19,7 @@ import { createDeadLetterer, errorText, watchMaxDeliveries } from "./dead-letter
 import { EventHeaders } from "./event-headers.js";
 import { MessagingAttributes, NATS_TRACER_NAME, processSpanAttributes } from "./messaging-attributes.js";
 import { silentNatsLog, type NatsLog } from "./nats-log.js";
+import { permanentFailureReason } from "./permanent-failure.js";
 import { subjectFamily } from "./subjects.js";
 import { extractTraceContext } from "./trace-headers.js";
 
@@ -49,7 +50,10 @@ export interface ConsumerStats {
   retried: number;
   /** Published to the dead-letter subject and terminated (poison messages included). */
   deadLettered: number;
-  /** Undecodable or wrongly typed messages (a subset of `deadLettered` when a DLQ is set). */
+  /**
+   * Messages given up at once as poison: undecodable or wrongly typed, or data a handler can never
+   * apply (a subset of `deadLettered` when a DLQ is set).
+   */
   poison: number;
   /** Terminated without a dead-letter subject configured (logged as errors). */
   dropped: number;
@@ -68,7 +72,10 @@ export interface StartConsumerOptions<Desc extends DescMessage> {
   schema: Desc;
   /**
    * Processes one message. Resolve to acknowledge; throw to have it redelivered after a backoff
-   * (or dead-lettered on the consumer's last delivery). Runs inside the message's CONSUMER span,
+   * (or dead-lettered on the consumer's last delivery). Throw {@link PoisonMessageError} for a
+   * message that can never be applied; errors that {@link permanentFailureReason} recognises
+   * (PostgreSQL data exceptions, Protobuf encode errors, RangeErrors) count as poison too. Runs
+   * inside the message's CONSUMER span,
    * so spans it starts join the publisher's trace. Must be idempotent: JetStream delivers at
    * least once.
    */
@@ -121,7 +128,11 @@ export function exponentialRetryDelay(initialMs = 100, maxMs = 30_000): (deliver
   return (n) => Math.min(maxMs, initialMs * 2 ** Math.max(0, Math.min(n - 1, 30)));
 }
 
-/** Raised for a message that can never be processed: wrong type header or undecodable payload. */
+/**
+ * Raised for a message that can never be processed (wrong type header, undecodable payload, or
+ * data a handler knows it can never apply): it is dead-lettered at once, with this message as
+ * the reason, instead of being retried.
+ */
 export class PoisonMessageError extends Error {
   override readonly name = "PoisonMessageError";
   constructor(message: string, options?: { cause?: unknown }) {
@@ -137,8 +148,11 @@ export class PoisonMessageError extends Error {
  * - a payload that does not decode as `schema` (or whose `Logistics-Type` header names another
  *   type) is poison: it goes to the dead-letter subject at once and is terminated;
  * - handler resolves → ack;
- * - handler throws → nak with `retryDelayMs(deliveryCount)`, unless this was the consumer's last
- *   delivery (`max_deliver`), in which case the original payload and headers are published to
+ * - handler throws {@link PoisonMessageError}, or an error {@link permanentFailureReason} calls
+ *   permanent (the message's data can never be stored or encoded) → dead-lettered at once with
+ *   reason `poison: ...`;
+ * - handler throws anything else → nak with `retryDelayMs(deliveryCount)`, unless this was the
+ *   consumer's last delivery (`max_deliver`), in which case the original payload and headers are published to
  *   the dead-letter subject with `Logistics-Dlq-*` headers (reason, stream, seq, deliveries,
  *   subject, consumer) and the message is terminated. A dead letter is only terminated after its
  *   PubAck; it is published with a `Nats-Msg-Id` derived from stream, consumer and sequence, so
@@ -259,13 +273,15 @@ export async function startConsumer<Desc extends DescMessage>(
         span.setAttribute("logistics.outcome", "ack");
       } catch (err) {
         fail(span, err);
-        // A handler that knows the message can never succeed (bad data) says so with
-        // PoisonMessageError: dead-letter it now instead of retrying for minutes.
-        const last = meta.deliveryCount >= maxDeliver || err instanceof PoisonMessageError;
+        // A message that can never succeed (bad data) is dead-lettered now instead of being
+        // retried for minutes: the handler says so with PoisonMessageError, or the error itself
+        // shows it (a data exception from the database, a value that cannot be encoded).
+        const poison = err instanceof PoisonMessageError ? errorText(err) : permanentFailureReason(err);
+        const last = meta.deliveryCount >= maxDeliver || poison !== undefined;
         const { seq, subject, msgId, deliveryCount } = meta;
         log.warn(
           { stream, durable, seq, subject, msgId, deliveryCount, err },
-          last ? "handler failed on the last delivery" : "handler failed; will retry",
+          poison !== undefined ? "message can never be applied" : last ? "handler failed on the last delivery" : "handler failed; will retry",
         );
         try {
           opts.onError?.(err, meta);
@@ -275,9 +291,10 @@ export async function startConsumer<Desc extends DescMessage>(
         if (last) {
           span.setAttribute("logistics.outcome", "dead_letter");
           const reason =
-            err instanceof PoisonMessageError
-              ? `poison: ${errorText(err)}`
+            poison !== undefined
+              ? `poison: ${poison}`
               : `handler failed after ${meta.deliveryCount} deliveries: ${errorText(err)}`;
+          if (poison !== undefined) stats.poison++;
           if (await deadLetter(settleable(m, meta), reason, () => m.working())) m.term();
           else m.nak(retryDelayMs(meta.deliveryCount));
         } else {

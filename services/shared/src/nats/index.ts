@@ -17,6 +17,7 @@ export {
 } from "./consumer.js";
 export { ensureKeyValue, openKeyValue, type EnsureKeyValueOptions, type EnsureKeyValueResult } from "./key-value.js";
 export { EventHeaders, PROTOBUF_CONTENT_TYPE } from "./event-headers.js";
+export { permanentFailureReason } from "./permanent-failure.js";
 export { MESSAGING_SYSTEM_NATS, MessagingAttributes, NATS_TRACER_NAME } from "./messaging-attributes.js";
 export { silentNatsLog, type NatsLog } from "./nats-log.js";
 export {

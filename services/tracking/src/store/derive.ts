@@ -276,6 +276,18 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/**
+ * NUL (U+0000) and unpaired UTF-16 surrogates: PostgreSQL text and jsonb cannot hold them (jsonb
+ * rejects `\u0000` with "unsupported Unicode escape sequence"), so an event carrying one could
+ * never be written. The edge rejects them (logistics.common.v1.text); the store names the field.
+ */
+const UNSTORABLE = /[\u0000\p{Cs}]/u;
+
+function storable(v: string, path: string): string {
+  if (UNSTORABLE.test(v)) throw new InvalidEventError(path, "must not contain NUL characters or unpaired surrogates");
+  return v;
+}
+
 function str(o: Record<string, unknown>, field: string, path: string, opts: { re?: RegExp; max?: number; optional?: boolean } = {}): string | undefined {
   const v = o[field];
   if (v === undefined || v === null || v === "") {
@@ -285,7 +297,7 @@ function str(o: Record<string, unknown>, field: string, path: string, opts: { re
   if (typeof v !== "string") throw new InvalidEventError(path, "must be a string");
   if (opts.re && !opts.re.test(v)) throw new InvalidEventError(path, `must match ${String(opts.re)}`);
   if (opts.max !== undefined && v.length > opts.max) throw new InvalidEventError(path, `must be at most ${opts.max} characters`);
-  return v;
+  return storable(v, path);
 }
 
 function reqStr(o: Record<string, unknown>, field: string, path: string, opts: { re?: RegExp; max?: number } = {}): string {
@@ -387,7 +399,7 @@ function carrierStatus(v: unknown, path: string): CarrierStatusDoc {
   if (!isRecord(v)) throw new InvalidEventError(path, "is required");
   const text = v["text"] ?? "";
   if (typeof text !== "string") throw new InvalidEventError(`${path}.text`, "must be a string");
-  return { code: reqStr(v, "code", `${path}.code`, { max: 64 }), text };
+  return { code: reqStr(v, "code", `${path}.code`, { max: 64 }), text: storable(text, `${path}.text`) };
 }
 
 /**
@@ -436,8 +448,10 @@ export function validateEvent(input: unknown, maxBytes = MAX_DOCUMENT_BYTES): Sh
         if (!isRecord(attrs)) throw new InvalidEventError("attributes", "must be a string map");
         attributes = {};
         for (const [k, val] of Object.entries(attrs)) {
-          if (typeof val !== "string") throw new InvalidEventError(`attributes.${k}`, "must be a string");
-          attributes[k] = val;
+          const path = `attributes[${JSON.stringify(k)}]`;
+          if (typeof val !== "string") throw new InvalidEventError(path, "must be a string");
+          storable(k, path);
+          attributes[k] = storable(val, path);
         }
       }
       out = {

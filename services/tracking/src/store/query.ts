@@ -17,7 +17,10 @@ export interface NormalizedQuery {
 
 function isoTime(v: string, field: string): string {
   const ms = Date.parse(v);
-  if (!Number.isFinite(ms)) throw new InvalidQueryError(field, "is not a valid time");
+  // Every store parses ISO-8601 with a four-digit year; JavaScript dates reach year 275760.
+  if (!(ms >= Date.parse("0001-01-01T00:00:00Z") && ms <= Date.parse("9999-12-31T23:59:59.999Z"))) {
+    throw new InvalidQueryError(field, "is not a valid time");
+  }
   return new Date(ms).toISOString();
 }
 
