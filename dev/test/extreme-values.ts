@@ -215,11 +215,11 @@ function scalarValue(scalar: ScalarType, rules: FieldRules | undefined, o: Extre
 function stringValue(r: StringRules | undefined, o: ExtremeOptions, path: string): string {
   const min = Number(r?.minLen ?? 0n);
   const max = r?.maxLen ? Number(r.maxLen) : 256;
-  if (r?.pattern) return fromPattern(r.pattern, o, path);
   if (r?.wellKnown.case === "uri" && r.wellKnown.value) {
     const base = "https://hooks.example.com/";
     return o.extreme === "max" ? base + "p%C3%A9/".repeat(Math.floor((max - base.length) / 8)) : base;
   }
+  if (r?.pattern) return fromPattern(r.pattern, o, path);
   const free = !r || (hasExtension(r, text) && getExtension(r, text));
   if (!free) throw new Error(`${path}: no way to derive a value for string rules ${JSON.stringify(r)}`);
   const length = o.extreme === "max" ? max : Math.max(min, 0);

@@ -1,31 +1,21 @@
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
 import { Scope } from "@logistics/shared/auth";
+import { violationPaths } from "@logistics/shared/testing";
 import {
+  CreateShipmentRequestSchema,
+  CreateShipmentResponseSchema,
   IngestService,
   RejectReason,
   ScanOutcome,
+  type CreateShipmentRequest,
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { bearer, shipmentRequest, startIngestHarness, submitScans, validScan, type IngestHarness } from "./ingest-harness.js";
-
-/** `a.b[0].c` paths of the buf.validate.Violations detail of an InvalidArgument error. */
-export function violationPaths(err: ConnectError): string[] {
-  return err.findDetails(ViolationsSchema).flatMap((v) =>
-    v.violations.map((x) =>
-      (x.field?.elements ?? [])
-        .map((e) => {
-          const s = e.subscript;
-          const sub = s.case === undefined ? "" : s.case === "stringKey" ? `[${JSON.stringify(s.value)}]` : `[${String(s.value)}]`;
-          return `${e.fieldName}${sub}`;
-        })
-        .join("."),
-    ),
-  );
-}
 
 /**
  * The attacks of the hostile-input report, replayed against ingest over real sockets: values that
@@ -94,6 +84,28 @@ describe("ingest refuses values no store downstream can hold", () => {
     assert.equal(body.code, "invalid_argument");
     assert.match(body.message, /Scan\.note .*invalid UTF8/);
     assert.equal((await h.storedScanIds()).length, before);
+  });
+
+  it("lets a grpc-js gateway read error messages as written (no %3A or %2F left in them)", async () => {
+    const client = h.grpcClient();
+    const createShipment = (md: grpc.Metadata) =>
+      new Promise<grpc.ServiceError>((resolve, reject) =>
+        client.makeUnaryRequest(
+          "/logistics.ingest.v1.IngestService/CreateShipment",
+          (m: CreateShipmentRequest) => Buffer.from(toBinary(CreateShipmentRequestSchema, m)),
+          (b: Buffer) => fromBinary(CreateShipmentResponseSchema, b),
+          shipmentRequest("short"),
+          md,
+          (e) => (e ? resolve(e) : reject(new Error("expected an error"))),
+        ),
+      );
+    const invalid = await createShipment(bearer(await h.token({ scopes: [Scope.ShipmentsWrite] })));
+    assert.equal(invalid.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(invalid.details, /^idempotency_key: .*\[string\.min_len\]$/);
+    const denied = await createShipment(bearer(await h.token({ carrier: "acme" })));
+    assert.equal(denied.code, grpc.status.PERMISSION_DENIED);
+    assert.match(denied.details, / \/logistics\.ingest\.v1\.IngestService\/CreateShipment\b/);
+    assert.doesNotMatch(`${invalid.details} ${denied.details}`, /%[0-9A-F]{2}/);
   });
 
   describe("CreateShipment", () => {

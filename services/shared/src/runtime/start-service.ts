@@ -12,6 +12,7 @@ import { ServingStatus } from "../server/health.js";
 import { startServer, type ServerHandle } from "../server/serve.js";
 import { createMeshValidator } from "../validation/mesh-validator.js";
 import {
+  createErrorLogInterceptor,
   createLogger,
   createMetrics,
   createMetricsInterceptor,
@@ -73,7 +74,7 @@ export interface RunningService {
 /**
  * Starts a service: NATS (+ streams) → the service's own parts → the RPC server and metrics
  * endpoint. Telemetry is process-wide and started by `runMain` (tests may run several services
- * in one process and install their own tracer provider). Every request passes tracing → metrics → auth → validation, in that order,
+ * in one process and install their own tracer provider). Every request passes tracing → metrics → internal-error log → auth → validation, in that order,
  * so rejected calls are still traced and counted. Shutdown runs in reverse.
  */
 export async function startService<C extends BaseConfig>(def: ServiceDefinition<C>, config: C): Promise<RunningService> {
@@ -126,6 +127,7 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
     const interceptors: Interceptor[] = [
       createServerTracingInterceptor(),
       createMetricsInterceptor(metrics),
+      createErrorLogInterceptor(log),
       createAuthInterceptor({ verifier, policies: def.policies, logger: log }),
       createValidateInterceptor({ validator: createMeshValidator() }),
     ];

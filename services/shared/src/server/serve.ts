@@ -7,6 +7,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createContextKey, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { applyCors, type CorsOptions } from "./cors.js";
+import { fixGrpcMessageHeader } from "./grpc-message.js";
 import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./health.js";
 import { registerReflection } from "./reflection.js";
 
@@ -99,6 +100,10 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
       return values.set(drainSignalKey, drain.signal);
     },
     readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
+    // Strict JSON: an unknown field or an unknown enum name is InvalidArgument. protobuf-es ties
+    // both to one switch, and ignoring them (connect-es's default) silently dropped unknown
+    // `statuses` from a search filter, so the filter was ignored and everything returned.
+    jsonOptions: { ignoreUnknownFields: false },
   });
 
   let inFlight = 0;
@@ -108,6 +113,7 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
     res: http.ServerResponse | http2.Http2ServerResponse,
   ) => {
     if (options.cors && applyCors(options.cors, req, res)) return;
+    if (isGrpcOverHttp2(req)) encodeGrpcMessageBySpec(res);
     inFlight++;
     res.once("close", () => {
       inFlight--;
@@ -196,6 +202,24 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
     drainSignal: drain.signal,
     close,
   };
+}
+
+/** gRPC proper (`application/grpc`, `application/grpc+proto`...), not gRPC-Web. */
+function isGrpcOverHttp2(req: http.IncomingMessage | http2.Http2ServerRequest): boolean {
+  const type = req.headers["content-type"];
+  return typeof type === "string" && type.startsWith("application/grpc") && !type.startsWith("application/grpc-web");
+}
+
+/**
+ * Makes the response write `grpc-message` as the gRPC specification says (see grpc-message.ts):
+ * connect-es percent-encodes it like a URI component, which grpc-js clients show half-decoded.
+ */
+function encodeGrpcMessageBySpec(res: http.ServerResponse | http2.Http2ServerResponse): void {
+  const r = res as unknown as { addTrailers(h: unknown): void; writeHead(...args: unknown[]): unknown };
+  const addTrailers = r.addTrailers.bind(r);
+  const writeHead = r.writeHead.bind(r);
+  r.addTrailers = (headers) => addTrailers(fixGrpcMessageHeader(headers));
+  r.writeHead = (...args) => writeHead(...args.map(fixGrpcMessageHeader));
 }
 
 /**

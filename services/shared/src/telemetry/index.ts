@@ -6,6 +6,7 @@ export {
   RpcSystem,
   type TracingInterceptorOptions,
 } from "./connect-tracing.js";
+export { createErrorLogInterceptor, type ErrorLog } from "./error-log.js";
 export { createLogger, type LogDestination, type Logger, type LoggerOptions } from "./logger.js";
 export {
   createMetrics,

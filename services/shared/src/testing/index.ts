@@ -12,6 +12,7 @@ export {
 export { createTestSchema, DEFAULT_TEST_DATABASE_URL, type TestSchema, type TestSchemaOptions } from "./postgres.js";
 export { startRedisServer, type RedisServerHandle, type RedisServerOptions } from "./redis-server.js";
 export { uniqueName } from "./unique.js";
+export { violationPaths } from "./violations.js";
 export { waitFor, WaitForTimeoutError, type WaitForOptions } from "./wait-for.js";
 export { compiledEntry, repoRoot } from "./repo-paths.js";
 export { startReceiver, type ReceivedRequest, type ReceiverReply, type TestReceiver } from "./webhook-receiver.js";

@@ -1,0 +1,29 @@
+import assert from "node:assert/strict";
+import { describe, it } from "vitest";
+import { fixGrpcMessageHeader, reencodeGrpcMessage, specEncodeGrpcMessage } from "./grpc-message.js";
+
+describe("grpc-message encoding", () => {
+  const samples = ["plain: a/b c,d=e", "100% done", "Zürich → 東京 😀", "tab\tnewline\nCR\r", "~!@#$^&*()_+{}|\"<>?", ""];
+
+  it("percent-encodes only bytes outside 0x20-0x7E and '%', as the gRPC specification writes it", () => {
+    assert.equal(specEncodeGrpcMessage("idempotency_key: must be 8/128"), "idempotency_key: must be 8/128");
+    assert.equal(specEncodeGrpcMessage("50% ü\n"), "50%25 %C3%BC%0A");
+  });
+
+  it("decodes back to the message with decodeURI (grpc-js) and decodeURIComponent (connect-es) alike", () => {
+    for (const m of samples) {
+      const encoded = specEncodeGrpcMessage(m);
+      assert.match(encoded, /^[\x20-\x7e]*$/);
+      assert.equal(decodeURI(encoded), m);
+      assert.equal(decodeURIComponent(encoded), m);
+    }
+  });
+
+  it("re-encodes what encodeURIComponent wrote, and rewrites only the grpc-message entry of a header object", () => {
+    for (const m of samples) assert.equal(reencodeGrpcMessage(encodeURIComponent(m)), specEncodeGrpcMessage(m));
+    assert.equal(reencodeGrpcMessage("%E0%A4%A"), "%25E0%25A4%25A");
+    const headers = { "grpc-status": "3", "Grpc-Message": encodeURIComponent("a: b/c"), other: "x%3A" };
+    assert.deepEqual(fixGrpcMessageHeader(headers), { "grpc-status": "3", "Grpc-Message": "a: b/c", other: "x%3A" });
+    assert.equal(fixGrpcMessageHeader(200), 200);
+  });
+});

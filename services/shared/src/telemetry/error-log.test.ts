@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { describe, it } from "vitest";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { createErrorLogInterceptor } from "./error-log.js";
+
+describe("createErrorLogInterceptor", () => {
+  function setup(fail: (service: string) => unknown) {
+    const logged: Array<{ obj: Record<string, unknown>; msg?: string }> = [];
+    const transport = createRouterTransport(
+      (router) =>
+        router.service(Health, {
+          check: (req) => {
+            throw fail(req.service);
+          },
+          async *watch(req) {
+            yield { status: 1 };
+            throw fail(req.service);
+          },
+        }),
+      { router: { interceptors: [createErrorLogInterceptor({ error: (obj, msg) => logged.push({ obj: obj as Record<string, unknown>, msg }) })] } },
+    );
+    return { client: createClient(Health, transport), logged };
+  }
+
+  it("logs a handler's unexpected error (answered Internal) with the method and the cause", async () => {
+    const boom = new TypeError("cannot read properties of undefined");
+    const { client, logged } = setup(() => boom);
+    await assert.rejects(client.check({ service: "x" }), (e: unknown) => ConnectError.from(e).code === Code.Internal);
+    assert.equal(logged.length, 1);
+    assert.equal(logged[0]?.obj["rpc"], "/grpc.health.v1.Health/Check");
+    assert.equal(logged[0]?.obj["err"], boom);
+  });
+
+  it("logs a stream that fails midway, and nothing for errors that answer the caller precisely", async () => {
+    const { client, logged } = setup((s) => (s === "bad" ? new Error("lost") : new ConnectError("no such service", Code.NotFound)));
+    await assert.rejects(async () => {
+      for await (const _ of client.watch({ service: "bad" })) void _;
+    });
+    assert.equal(logged.length, 1);
+    assert.equal(logged[0]?.obj["rpc"], "/grpc.health.v1.Health/Watch");
+    await assert.rejects(client.check({ service: "missing" }), (e: unknown) => ConnectError.from(e).code === Code.NotFound);
+    assert.equal(logged.length, 1);
+  });
+});

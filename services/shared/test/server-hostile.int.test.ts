@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import { EchoRequestSchema, EchoResponseSchema, EchoService } from "../src/gen/logistics/perf/v1/echo_pb.js";
+import { TrackingService } from "../src/gen/logistics/tracking/v1/tracking_pb.js";
+import { startServer, type ServerHandle } from "../src/server/serve.js";
+
+/** Messages that each trip a different part of header encoding. */
+const MESSAGES = [
+  "idempotency_key: value length must be at least 8 characters [string.min_len]",
+  "/logistics.ingest.v1.IngestService/SubmitScans requires scope scans:write",
+  "100% sure, 50%25 not: a=b&c=d?e#f",
+  "Zürich → 東京 😀",
+  "tab\there, newline\nthere, CR\rthere",
+  "%",
+  "",
+];
+
+/**
+ * The shared port against hostile or unusual clients: a real server on a real socket, with stub
+ * handlers where a service is needed (what is under test is the server, not the handler).
+ */
+describe("startServer facing hostile clients", () => {
+  let server: ServerHandle;
+  beforeAll(async () => {
+    server = await startServer({
+      port: 0,
+      host: "127.0.0.1",
+      services: [EchoService, TrackingService],
+      routes: (router) => {
+        router.service(EchoService, {
+          echo(req) {
+            const i = req.payload[0] ?? 0;
+            if (i < MESSAGES.length) throw new ConnectError(MESSAGES[i]!, Code.InvalidArgument);
+            return { payload: req.payload };
+          },
+        });
+        router.service(TrackingService, {
+          // Echoes the filter as it was parsed, so a test sees what the server understood.
+          searchShipments: (req) => ({ shipments: [], nextPageToken: JSON.stringify(req.statuses) }),
+        });
+      },
+    });
+  });
+  afterAll(() => server?.close({ graceMs: 1000 }));
+
+  it("writes grpc-message so that grpc-js reads every error message exactly as it was thrown", async () => {
+    const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+    try {
+      for (const [i, message] of MESSAGES.entries()) {
+        const err = await new Promise<grpc.ServiceError>((resolve, reject) =>
+          client.makeUnaryRequest(
+            "/logistics.perf.v1.EchoService/Echo",
+            (m: ReturnType<typeof create<typeof EchoRequestSchema>>) => Buffer.from(toBinary(EchoRequestSchema, m)),
+            (b: Buffer) => fromBinary(EchoResponseSchema, b),
+            create(EchoRequestSchema, { payload: new Uint8Array([i]) }),
+            (e, res) => (e ? resolve(e) : reject(new Error(`expected an error, got ${String(res)}`))),
+          ),
+        );
+        assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+        assert.equal(err.details, message);
+      }
+    } finally {
+      client.close();
+    }
+  });
+
+  it("rejects an unknown enum name in Connect JSON with InvalidArgument instead of dropping the filter", async () => {
+    const search = (body: string) =>
+      fetch(`${server.url}/logistics.tracking.v1.TrackingService/SearchShipments`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+    const ok = await search('{"customerId":"c","statuses":["SHIPMENT_STATUS_DELIVERED", 7]}');
+    assert.equal(ok.status, 200);
+    assert.equal(((await ok.json()) as { nextPageToken: string }).nextPageToken, "[6,7]");
+
+    for (const body of [
+      '{"customerId":"c","statuses":["NOT_A_STATUS"]}',
+      '{"customerId":"c","statuses":["SHIPMENT_STATUS_DELIVERED","NOT_A_STATUS"]}',
+      '{"customerId":"c","nearby":{"radiusKm":1}}',
+    ]) {
+      const res = await search(body);
+      assert.equal(res.status, 400, body);
+      const err = (await res.json()) as { code: string; message: string };
+      assert.equal(err.code, "invalid_argument", body);
+      assert.match(err.message, /NOT_A_STATUS|"nearby" is unknown/);
+    }
+  });
+});
