@@ -26,6 +26,7 @@ describe("ingest refuses values no store downstream can hold", () => {
   let h: IngestHarness;
   beforeAll(async () => {
     h = await startIngestHarness();
+    await h.createShipments("acme");
   });
   afterAll(async () => {
     await h?.close();
