@@ -84,4 +84,29 @@ describe("PostgreSQL toolkit (real PostgreSQL)", () => {
       await admin.end();
     }
   });
+
+  it("survives the server dropping a checked-out connection between two queries of a transaction (no unhandled 'error' event)", async () => {
+    const app = uniqueName("kitbusy");
+    const pool = createPgPool({ connectionString: db.connectionString, max: 1, applicationName: app });
+    const admin = createPgPool({ connectionString: db.connectionString, max: 1 });
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on("uncaughtException", onUncaught);
+    try {
+      const client = await pool.connect();
+      await client.query("BEGIN");
+      // The server goes away while the transaction is between statements (as pg_ctl stop -m fast does).
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [app]);
+      await waitFor(() => !(client as unknown as { _queryable: boolean })._queryable, { timeoutMs: 10_000, message: "the client to notice" });
+      await assert.rejects(client.query("SELECT 1"), "the next statement reports the loss itself");
+      client.release();
+      const again = await pool.query<{ one: number }>("SELECT 1 AS one");
+      assert.equal(again.rows[0]?.one, 1, "the dead client was dropped and the pool reconnects");
+      assert.deepEqual(uncaught, [], "nothing reached the process as an uncaught error");
+    } finally {
+      process.off("uncaughtException", onUncaught);
+      await pool.end();
+      await admin.end();
+    }
+  });
 });

@@ -19,10 +19,13 @@ export interface PgPoolOptions {
 }
 
 /**
- * A `pg.Pool` with the one setting every service needs: a listener for errors of idle
- * connections. Without it, an idle connection's error (a database restart) is an unhandled
- * 'error' event that crashes the process; with it, queries report their own errors and the pool
- * reconnects.
+ * A `pg.Pool` with what every service needs to survive a database restart: listeners for errors
+ * of idle connections (the pool's `error` event) and of checked-out ones. pg-pool removes its
+ * idle listener while a client is checked out, so a connection that dies between two queries of
+ * a transaction (`pg_ctl stop -m fast`, a failover) emitted an unhandled 'error' event and
+ * crashed the process; a stopped PostgreSQL took down every replica of tracking, routing and
+ * notification at once. Now the client's next query fails with its own error, the client is
+ * dropped on release (it is no longer queryable), and the pool reconnects.
  */
 export function createPgPool(o: PgPoolOptions): pg.Pool {
   const pool = new pg.Pool({
@@ -31,5 +34,7 @@ export function createPgPool(o: PgPoolOptions): pg.Pool {
     ...(o.applicationName ? { application_name: o.applicationName } : {}),
   });
   pool.on("error", o.onIdleError ?? (() => {}));
+  // Reported by the failing query; while idle the pool's own listener reports it.
+  pool.on("connect", (client) => client.on("error", () => {}));
   return pool;
 }
