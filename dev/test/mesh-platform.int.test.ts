@@ -31,6 +31,7 @@ import {
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
+import { EventDeadLetterService } from "@logistics/shared/gen/logistics/operations/v1/dead_letters_pb.js";
 import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 
 const ISSUER = "logistics-dev";
@@ -119,7 +120,7 @@ describe("the mesh platform (all four services over real sockets)", () => {
     });
   });
 
-  it("lists each service through reflection: four services across the mesh", async () => {
+  it("lists each service through reflection: four services and the dead-letter admin service across the mesh", async () => {
     const listed = new Set<string>();
     for (const s of running) {
       const client = new grpc.Client(`127.0.0.1:${s.port}`, grpc.credentials.createInsecure());
@@ -146,7 +147,13 @@ describe("the mesh platform (all four services over real sockets)", () => {
     }
     assert.deepEqual(
       [...listed].sort(),
-      [IngestService.typeName, NotificationService.typeName, RoutingService.typeName, TrackingService.typeName].sort(),
+      [
+        IngestService.typeName,
+        NotificationService.typeName,
+        RoutingService.typeName,
+        TrackingService.typeName,
+        EventDeadLetterService.typeName,
+      ].sort(),
     );
   });
 
