@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -9,6 +10,10 @@ import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment
 import { IngestService, ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import { openScanStream, type ScanStream } from "@logistics/ingest/client";
+
+/** Waits `ms`, or less when `signal` aborts (then resolves instead of rejecting). */
+const pause = (ms: number, signal: AbortSignal): Promise<void> =>
+  sleep(ms, undefined, { signal }).catch(() => undefined);
 
 type PlaceInit = MessageInitShape<typeof PlaceSchema>;
 type ScanInit = MessageInitShape<typeof ScanSchema>;
@@ -122,7 +127,7 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
         return ack ? ScanOutcome[ack.outcome] + (ack.detail ? ` (${ack.detail})` : "") : "NO_ACK";
       } catch (e) {
         if (attempt >= 2 || stop.signal.aborted) throw e;
-        await sleep(500 * (attempt + 1), stop.signal);
+        await pause(500 * (attempt + 1), stop.signal);
       }
     }
   }
@@ -160,7 +165,7 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
         } catch {
           // Not planned yet (NotFound) or routing not up: ask again shortly.
         }
-        await sleep(500, stop.signal);
+        await pause(500, stop.signal);
       }
     }
     return { hubs: [...lane.fallbackHubs], from: "fallback" };
@@ -198,7 +203,7 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
 
   async function runSlot(first: { trackingNumber: string; lane: SimulatedLane }, delayMs: number): Promise<void> {
     let current: { trackingNumber: string; lane: SimulatedLane } | undefined = first;
-    await sleep(delayMs, stop.signal);
+    await pause(delayMs, stop.signal);
     while (!stop.signal.aborted) {
       try {
         current ??= await createShipment();
@@ -206,7 +211,7 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
         const plan = await plannedHubs(trackingNumber, lane);
         emit({ type: "created", trackingNumber, route: plan.from, hubs: plan.hubs });
         for (const next of script(trackingNumber, lane, plan.hubs)) {
-          await sleep(interval, stop.signal);
+          await pause(interval, stop.signal);
           if (stop.signal.aborted) return;
           const scan = next();
           const outcome = await send(scan);
@@ -215,7 +220,7 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
       } catch (e) {
         if (stop.signal.aborted) return;
         emit({ type: "error", message: e instanceof Error ? e.message : String(e) });
-        await sleep(interval, stop.signal);
+        await pause(interval, stop.signal);
       }
       current = undefined;
     }
@@ -244,16 +249,4 @@ function countryOfHubIndex(i: number, n: number, lane: SimulatedLane): string {
   return "";
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
 

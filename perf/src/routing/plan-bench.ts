@@ -16,18 +16,7 @@ import {
   type ServiceLevelName,
   createSpatialIndex,
 } from "@logistics/routing";
-
-/** mulberry32: a small deterministic generator. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "@logistics/shared/testing";
 
 interface Stats {
   name: string;
@@ -65,7 +54,7 @@ const pairs = Number(process.argv[2] ?? 5000);
 const network = createHubNetwork(hubNetworkData);
 const planner = createPlanner(network);
 const spatial = createSpatialIndex(network.hubs);
-const rnd = random(20261125);
+const rnd = seededRandom(20261125);
 const levels: ServiceLevelName[] = ["ECONOMY", "STANDARD", "EXPRESS", "OVERNIGHT"];
 const readyBase = Date.UTC(2026, 10, 25, 0, 0);
 const od = Array.from({ length: pairs }, () => {

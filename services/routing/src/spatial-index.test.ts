@@ -4,21 +4,10 @@ import { hubNetworkData } from "./data/hub-network-data.js";
 import { haversineKm } from "./geo.js";
 import { createHubNetwork } from "./hub-network.js";
 import { createSpatialIndex } from "./spatial-index.js";
+import { seededRandom } from "@logistics/shared/testing";
 
 const network = createHubNetwork(hubNetworkData);
 const index = createSpatialIndex(network.hubs);
-
-/** A deterministic pseudo-random sequence (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("createSpatialIndex", () => {
   it("finds Frankfurt airport nearest to Frankfurt's city centre", () => {
@@ -28,7 +17,7 @@ describe("createSpatialIndex", () => {
   });
 
   it("agrees with a brute-force scan for random points, limits and kinds", () => {
-    const rnd = random(42);
+    const rnd = seededRandom(42);
     for (let i = 0; i < 300; i++) {
       const point = { lat: rnd() * 180 - 90, lon: rnd() * 360 - 180 };
       const limit = 1 + Math.floor(rnd() * 10);

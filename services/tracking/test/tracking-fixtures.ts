@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { ensureDevKeys, mintToken } from "@logistics/shared/auth";
 import { startService, type RunningService } from "@logistics/shared/runtime";
-import { createTestSchema, startNatsServer, uniqueName, type NatsServerHandle, type TestSchema } from "@logistics/shared/testing";
+import { createTestSchema, seededRandom, startNatsServer, uniqueName, type NatsServerHandle, type TestSchema } from "@logistics/shared/testing";
 import { trackingConfig } from "../src/config.js";
 import { trackingService } from "../src/tracking.js";
 import { create } from "@bufbuild/protobuf";
@@ -33,18 +33,6 @@ export type FixtureEvent =
 
 export const REGION = "eu-west";
 export const CARRIER = "acme";
-
-/** A deterministic PRNG (mulberry32), so a failing data set can be regenerated. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function shuffle<T>(items: T[], random: () => number): T[] {
   for (let i = items.length - 1; i > 0; i--) {
@@ -139,7 +127,7 @@ const JOURNEY: ScanKind[] = [
  * an exception, some ending delivered), and for one in five a route plan.
  */
 export function generateDataSet(tag: string, count: number, seed: number): FixtureEvent[] {
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const base = Date.UTC(2026, 10, 20, 8, 0, 0);
   const events: FixtureEvent[] = [];
   for (let i = 0; i < count; i++) {
@@ -184,7 +172,7 @@ export async function publishShuffled(
   events: readonly FixtureEvent[],
   opts: { seed: number; duplicateRate: number; concurrency?: number },
 ): Promise<number> {
-  const random = rng(opts.seed);
+  const random = seededRandom(opts.seed);
   const sends: Array<{ e: FixtureEvent; msgId: string }> = [];
   for (const e of events) {
     sends.push({ e, msgId: e.message.eventId });

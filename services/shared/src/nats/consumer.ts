@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import {
@@ -22,6 +23,10 @@ import { silentNatsLog, type NatsLog } from "./nats-log.js";
 import { permanentFailureReason } from "./permanent-failure.js";
 import { subjectFamily } from "./subjects.js";
 import { extractTraceContext } from "./trace-headers.js";
+
+/** Waits `ms`, or less when `signal` aborts (then resolves instead of rejecting). */
+const pause = (ms: number, signal: AbortSignal): Promise<void> =>
+  sleep(ms, undefined, { signal }).catch(() => undefined);
 
 /** What a handler learns about the message besides its decoded payload. */
 export interface MessageMeta {
@@ -348,7 +353,7 @@ export async function startConsumer<Desc extends DescMessage>(
           log.error({ stream, durable, err }, "consumer pull loop failed; restarting");
         }
       }
-      if (!stopController.signal.aborted) await sleep(1000, stopController.signal);
+      if (!stopController.signal.aborted) await pause(1000, stopController.signal);
     }
   };
 
@@ -428,17 +433,6 @@ function fail(span: Span, err: unknown): void {
   span.setStatus({ code: SpanStatusCode.ERROR, message: errorText(err) });
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
 
 /** A counting semaphore whose waiters are released with `false` once closed. */
 class Slots {

@@ -11,6 +11,7 @@ export {
 } from "./nats-server.js";
 export { createTestSchema, DEFAULT_TEST_DATABASE_URL, type TestSchema, type TestSchemaOptions } from "./postgres.js";
 export { startRedisServer, type RedisServerHandle, type RedisServerOptions } from "./redis-server.js";
+export { seededRandom } from "./seeded-random.js";
 export { uniqueName } from "./unique.js";
 export { violationPaths } from "./violations.js";
 export { waitFor, WaitForTimeoutError, type WaitForOptions } from "./wait-for.js";

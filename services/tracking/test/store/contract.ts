@@ -18,6 +18,7 @@ import type {
   ShipmentStore,
   StoredEvent,
 } from "../../src/store/ports.js";
+import { seededRandom } from "@logistics/shared/testing";
 
 /** Options the contract asks a store factory for. */
 export interface ContractStoreOptions {
@@ -104,18 +105,6 @@ function sequentialDoc(events: readonly ShipmentEventInput[]): ShipmentDoc | und
 /** The document with `eventIds` (the only arrival-order-dependent part) sorted, for comparisons. */
 function withSortedIds(doc: ShipmentDoc): ShipmentDoc {
   return { ...doc, derivation: { ...doc.derivation, eventIds: [...doc.derivation.eventIds].sort() } };
-}
-
-/** Deterministic PRNG (mulberry32) so a failing shuffle can be reproduced from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 async function allEvents(store: ShipmentStore, tn: string, pageSize = 100): Promise<StoredEvent[]> {
@@ -329,7 +318,7 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
     describe("applyEvent convergence", () => {
       it("ends in the event-time-ordered state after 8 concurrent appliers of a shuffled, duplicated set", async () => {
         const seed = Math.floor(Math.random() * 2 ** 31);
-        const rnd = prng(seed);
+        const rnd = seededRandom(seed);
         const customer = `conv-${uniqueTrackingNumber()}`;
         const byShipment = new Map<string, ShipmentEventInput[]>();
         const t0 = now - 10 * 24 * HOUR;
@@ -388,7 +377,7 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
 
       it("returns exactly what sequential applyEvent calls return, including in-batch repeats and several events per shipment", async () => {
         const seed = Math.floor(Math.random() * 2 ** 31);
-        const rnd = prng(seed);
+        const rnd = seededRandom(seed);
         const customer = `eq-${uniqueTrackingNumber()}`;
         const t0 = now - 5 * 24 * HOUR;
         const pairs = Array.from({ length: 4 }, () => [uniqueTrackingNumber(), uniqueTrackingNumber()] as const);
@@ -484,7 +473,7 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
 
       it("ends in the event-time-ordered state after 8 concurrent appliers of shuffled, duplicated batches of 1-50", async () => {
         const seed = Math.floor(Math.random() * 2 ** 31);
-        const rnd = prng(seed);
+        const rnd = seededRandom(seed);
         const customer = `convb-${uniqueTrackingNumber()}`;
         const byShipment = new Map<string, ShipmentEventInput[]>();
         const t0 = now - 12 * 24 * HOUR;
