@@ -13,6 +13,12 @@ export interface IngestMetrics {
   readonly scans: Counter<"carrier" | "outcome" | "reason">;
   /** `logistics_ingest_publish_duration_seconds{result}`: publish of one event until its PubAck (all attempts). */
   readonly publishDuration: Histogram<"result">;
+  /**
+   * `logistics_ingest_scan_ack_seconds{result}`: from a batch of scans reaching the ingestor to
+   * its acks being ready, once per scan; `result` is `unavailable` for REJECTED/UNAVAILABLE acks
+   * (no PubAck in time, directory unreadable), else `ok`. The scan ack latency SLO's histogram.
+   */
+  readonly scanAck: Histogram<"result">;
   /** `logistics_ingest_inflight_scans`: scans being processed (awaiting dedupe or PubAck) in this process. */
   readonly inflight: Gauge;
   /** `logistics_ingest_unmapped_status_total{carrier}`: scans whose raw code no status table knows. */
@@ -40,6 +46,13 @@ export function createIngestMetrics(registry: Registry): IngestMetrics {
       help: "Time from publishing a scan event to its JetStream PubAck, retries included",
       labelNames: ["result"],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    scanAck: new Histogram({
+      name: "logistics_ingest_scan_ack_seconds",
+      help: "Time from a batch of scans reaching ingest to their acks (validation, ownership, dedupe, PubAck), per scan; result=unavailable for UNAVAILABLE rejections",
+      labelNames: ["result"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     }),
     inflight: new Gauge({

@@ -245,5 +245,9 @@ describe("createScanIngestor", () => {
       ["_invalid", "_unverified", "acme"],
       "no carrier label value comes from an unconfirmed carrier_code",
     );
+    const acked = (await registry.getSingleMetric("logistics_ingest_scan_ack_seconds")!.get()).values;
+    const ackCount = (result: string) => acked.find((v) => (v as { metricName?: string }).metricName === "logistics_ingest_scan_ack_seconds_count" && v.labels.result === result)?.value;
+    assert.equal(ackCount("ok"), 7, "the ack latency of every scan, whatever its outcome");
+    assert.equal(ackCount("unavailable"), undefined);
   });
 });

@@ -176,6 +176,7 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
   };
 
   const ingestBatch = async (scans: readonly Scan[], caller: ScanCaller, signal?: AbortSignal): Promise<ScanAck[]> => {
+    const started = performance.now();
     const nowMs = now();
     const checked = scans.map((s) => opts.check(s, nowMs));
     const owned = await ownership(checked, caller);
@@ -262,6 +263,11 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       const v = checked[i] as ScanVerdict;
       return carrierLabel(caller, v.scan, { valid: v.ok || v.reason !== RejectReason.INVALID, ownerConfirmed: owned[i]?.ok === true });
     });
+    const seconds = (performance.now() - started) / 1000;
+    for (const ack of acks) {
+      const unavailableAck = ack.outcome === ScanOutcome.REJECTED && ack.rejectReason === RejectReason.UNAVAILABLE;
+      metrics.scanAck.observe({ result: unavailableAck ? "unavailable" : "ok" }, seconds);
+    }
     return acks;
   };
 

@@ -46,4 +46,17 @@ describe("createCircuitBreakers", () => {
     assert.equal(b.state("x"), "closed");
     assert.equal(b.acquire("x"), "closed");
   });
+
+  it("lists the endpoints whose circuit is not closed, longest open first", () => {
+    const { b, advance } = setup();
+    for (let i = 0; i < 3; i++) b.record("https://a", false);
+    advance(100);
+    for (let i = 0; i < 3; i++) b.record("https://b", false);
+    b.record("https://c", false);
+    assert.deepEqual(b.notClosed().map((c) => [c.key, c.state]), [["https://a", "open"], ["https://b", "open"]]);
+    advance(400);
+    assert.deepEqual(b.notClosed().map((c) => [c.key, c.state]), [["https://a", "half-open"], ["https://b", "open"]]);
+    b.record("https://a", true);
+    assert.deepEqual(b.notClosed().map((c) => c.key), ["https://b"]);
+  });
 });

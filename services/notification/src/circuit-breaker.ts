@@ -33,6 +33,8 @@ export interface CircuitBreakers {
   record(key: string, ok: boolean): void;
   /** The current state of `key`, for metrics and tests. */
   state(key: string): "closed" | "open" | "half-open";
+  /** Endpoints whose circuit is not closed, longest open first (for metrics). */
+  notClosed(): Array<{ key: string; state: "open" | "half-open"; openedAt: number }>;
 }
 
 interface Circuit {
@@ -77,5 +79,13 @@ export function createCircuitBreakers(opts: CircuitBreakerOptions): CircuitBreak
       if (c.openedAt !== undefined || c.failures >= opts.failureThreshold) c.openedAt = now();
     },
     state: (key) => stateOf(circuits.get(key)),
+    notClosed() {
+      const out: Array<{ key: string; state: "open" | "half-open"; openedAt: number }> = [];
+      for (const [key, c] of circuits) {
+        const state = stateOf(c);
+        if (state !== "closed") out.push({ key, state, openedAt: c.openedAt as number });
+      }
+      return out.sort((a, b) => a.openedAt - b.openedAt);
+    },
   };
 }

@@ -29,6 +29,8 @@ export interface AttemptReport {
   readonly httpStatus: number;
   readonly durationMs: number;
   readonly next: DeliveryState;
+  /** From the delivery's creation to the end of this attempt; unset for redriven deliveries. */
+  readonly sinceCreatedMs?: number;
 }
 
 /** Options of {@link startDeliveryWorker}. */
@@ -141,7 +143,14 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
     } else if (next.state === DeliveryState.DEAD_LETTERED) {
       opts.log.warn({ deliveryId: d.id, origin: d.origin, attempts: n, error }, "webhook delivery dead-lettered");
     }
-    opts.onAttempt?.({ deliveryId: d.id, origin: d.origin, httpStatus: result.status, durationMs: result.durationMs, next: next.state });
+    opts.onAttempt?.({
+      deliveryId: d.id,
+      origin: d.origin,
+      httpStatus: result.status,
+      durationMs: result.durationMs,
+      next: next.state,
+      ...(d.createdAt ? { sinceCreatedMs: Math.max(0, Date.now() - d.createdAt.getTime()) } : {}),
+    });
   };
 
   const sendTraced = async (d: ClaimedDelivery, n: number): Promise<WebhookResult> => {

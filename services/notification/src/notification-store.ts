@@ -105,6 +105,21 @@ export interface ClaimedDelivery {
   readonly origin: string;
   readonly webhookUrl: string;
   readonly secret: string;
+  /**
+   * When the delivery was created, for the delivery latency metric; unset for a redriven delivery
+   * (its wait includes the time it spent dead-lettered).
+   */
+  readonly createdAt?: Date;
+}
+
+/** The deliveries still to be made, for the backlog metrics. */
+export interface DeliveryBacklog {
+  /** PENDING or RETRYING deliveries (due or not). */
+  readonly waiting: number;
+  /** Of those, the ones due now (next attempt time reached). */
+  readonly due: number;
+  /** Seconds since the oldest due delivery became due; 0 when none is due. */
+  readonly oldestDueAgeSeconds: number;
 }
 
 /** What an attempt leads to. */
@@ -195,6 +210,8 @@ export interface NotificationStore {
    * attempt budget. Returns how many moved.
    */
   redrive(target: { subscriptionId?: string; deliveryIds?: readonly string[]; ownedBy?: SubscriptionOwner }): Promise<number>;
+  /** Counts the deliveries still to be made (an index scan of the due index). */
+  backlog(): Promise<DeliveryBacklog>;
   /** Closes the pool. */
   close(): Promise<void>;
 }
@@ -523,7 +540,7 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
          WHERE d.id = picked.id AND s.id = d.subscription_id
          RETURNING d.id, d.subscription_id, d.event_id, d.tracking_number, d.body, d.trace_context,
                    d.attempt_count - d.budget_start AS attempts_in_budget, d.origin, s.webhook_url, s.secret,
-                   d.next_attempt_at, d.seq`,
+                   d.next_attempt_at, d.seq, d.created_at, d.budget_start`,
         [o.leaseToken, o.limit, o.perOriginLimit, origins, used, o.leaseMs],
       );
       return (res.rows as Array<Record<string, unknown>>)
@@ -540,7 +557,19 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
           origin: String(r.origin),
           webhookUrl: String(r.webhook_url),
           secret: String(r.secret),
+          ...(Number(r.budget_start) === 0 ? { createdAt: r.created_at as Date } : {}),
         }));
+    },
+
+    async backlog() {
+      const res = await pool.query(
+        `SELECT count(*) AS waiting,
+                count(*) FILTER (WHERE next_attempt_at <= now()) AS due,
+                COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now())), 0) AS oldest
+         FROM ${dels} WHERE state IN (${PENDING}, ${RETRYING})`,
+      );
+      const r = res.rows[0] as Record<string, unknown>;
+      return { waiting: Number(r.waiting), due: Number(r.due), oldestDueAgeSeconds: Math.max(0, Number(r.oldest)) };
     },
 
     async recordAttempt(d, a, next) {

@@ -1,22 +1,16 @@
-import { Counter, Histogram } from "prom-client";
-import { DeliveryState, NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { EventDeadLetterService } from "@logistics/shared/gen/logistics/operations/v1/dead_letters_pb.js";
-import { createDeadLetterAdmin } from "@logistics/shared/operations";
+import { createDeadLetterAdmin, startConsumerLagSampler } from "@logistics/shared/operations";
 import type { ServiceDefinition } from "@logistics/shared/runtime";
 import type { NotificationConfig } from "./config.js";
 import { startDeliveryWorker, type DeliveryWorker } from "./delivery-worker.js";
 import { createEventDeadLetterService } from "./event-dead-letter-service.js";
-import { startEventIntake } from "./event-intake.js";
+import { ETA_CONSUMER, startEventIntake, STATUS_CONSUMER } from "./event-intake.js";
+import { createNotificationMetrics } from "./notification-metrics.js";
 import { createNotificationService } from "./notification-service.js";
 import { createNotificationStore } from "./notification-store.js";
 import { notificationPolicies, registerNotificationRoutes } from "./routes.js";
 import type { WebhookTargetPolicy } from "./webhook-target.js";
-
-const OUTCOME: Readonly<Record<number, string>> = {
-  [DeliveryState.DELIVERED]: "delivered",
-  [DeliveryState.RETRYING]: "retry",
-  [DeliveryState.DEAD_LETTERED]: "dead_letter",
-};
 
 /**
  * The notification service as the runtime starts it (from main.ts, the dev runner and tests):
@@ -48,18 +42,7 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
         allowHttp: config.NOTIFICATION_ALLOW_HTTP,
         allow: { hosts: config.NOTIFICATION_WEBHOOK_ALLOW_HOSTS, cidrs: config.NOTIFICATION_WEBHOOK_ALLOW_CIDRS },
       };
-      const attempts = new Counter({
-        name: "logistics_webhook_attempts_total",
-        help: "Webhook attempts by what they led to (delivered, retry, dead_letter)",
-        labelNames: ["outcome"],
-        registers: [ctx.metrics.registry],
-      });
-      const duration = new Histogram({
-        name: "logistics_webhook_attempt_duration_seconds",
-        help: "Time from sending a webhook to its response headers (or failure)",
-        buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-        registers: [ctx.metrics.registry],
-      });
+      const metrics = createNotificationMetrics(ctx.metrics.registry);
       let worker: DeliveryWorker | undefined;
       if (config.NOTIFICATION_WORKER_ENABLED) {
         worker = startDeliveryWorker({
@@ -81,14 +64,14 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
             cooldownMs: config.NOTIFICATION_BREAKER_COOLDOWN_MS,
           },
           log: ctx.log,
-          onAttempt: (r) => {
-            attempts.inc({ outcome: OUTCOME[r.next] ?? "other" });
-            duration.observe(r.durationMs / 1000);
-          },
+          onAttempt: (r) => metrics.onAttempt(r),
         });
         const w = worker;
         closers.push(() => w.close());
+        metrics.watchBreakers(w.breakers);
       }
+      // Every replica reports the backlog, worker or not (it lives in the shared database).
+      closers.push(metrics.sampleBacklog(store, config.BACKLOG_SAMPLE_MS, ctx.log));
       const intake = await startEventIntake({
         js: ctx.js,
         jsm: ctx.jsm,
@@ -102,6 +85,20 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
         },
       });
       closers.push(() => intake.close());
+      const backlog = startConsumerLagSampler({
+        js: ctx.js,
+        jsm: ctx.jsm,
+        registry: ctx.metrics.registry,
+        consumers: [STATUS_CONSUMER, ETA_CONSUMER].map((durable) => ({
+          durable,
+          stream: ctx.subjects.streams.status.name,
+          deadLetterSubject: ctx.subjects.deadLetter(durable),
+        })),
+        deadLetterStream: ctx.subjects.streams.deadLetters.name,
+        intervalMs: config.BACKLOG_SAMPLE_MS,
+        log: ctx.log,
+      });
+      closers.push(() => backlog.close());
       const handlers = createNotificationService({ store, targetPolicy, onRedriven: () => worker?.wake() });
       const deadLetters = createEventDeadLetterService({
         admin: createDeadLetterAdmin({

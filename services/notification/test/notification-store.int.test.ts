@@ -37,9 +37,9 @@ describe("createNotificationStore (PostgreSQL)", () => {
   });
 
   let origin = 0;
-  const subscribe = async (tn: string, types = [NotificationEventType.STATUS_CHANGED], ownedBy?: SubscriptionOwner) => {
+  const subscribe = async (tn: string, types = [NotificationEventType.STATUS_CHANGED], ownedBy?: SubscriptionOwner, on = store) => {
     const o = `http://127.0.0.1:${++origin}`;
-    const { subscription } = await store.createSubscription({
+    const { subscription } = await on.createSubscription({
       id: uniqueName("sub"),
       owner: "test",
       ownedBy,
@@ -187,6 +187,35 @@ describe("createNotificationStore (PostgreSQL)", () => {
     assert.equal(data["tracking_number"], tn);
     assert.equal("customer_id" in data, false);
     assert.equal("shipment_id" in data, false);
+  });
+
+  it("counts the delivery backlog (waiting, due, oldest due age) and hands out each delivery's creation time until redriven", async () => {
+    const own = await createTestSchema({ prefix: "nbacklog" });
+    const s = createNotificationStore({ connectionString: own.connectionString, schema: own.schema, orderWindowMs: 0 });
+    try {
+      await s.migrate();
+      assert.deepEqual(await s.backlog(), { waiting: 0, due: 0, oldestDueAgeSeconds: 0 });
+      const tns = [1, 2].map(() => uniqueName("B").toUpperCase().replace(/_/g, ""));
+      const subs = [await subscribe(tns[0]!, undefined, undefined, s), await subscribe(tns[1]!, undefined, undefined, s)];
+      for (const tn of tns) await s.insertDeliveries(event(tn, 1), {});
+      const due = await waitFor(async () => ((await s.backlog()).due === 2 ? s.backlog() : undefined), { message: "both due" });
+      assert.equal(due.waiting, 2);
+      assert.ok(due.oldestDueAgeSeconds >= 0 && due.oldestDueAgeSeconds < 60);
+      const claimed = await claim(s);
+      assert.equal(claimed.length, 2);
+      assert.ok(claimed.every((d) => d.createdAt instanceof Date && Math.abs(d.createdAt.getTime() - Date.now()) < 60_000));
+      const [a, b] = [mine(claimed, subs[0]!)[0]!, mine(claimed, subs[1]!)[0]!];
+      await s.recordAttempt(a, attempt, { state: DeliveryState.RETRYING, delayMs: 3_600_000 });
+      await s.recordAttempt(b, attempt, { state: DeliveryState.DEAD_LETTERED });
+      assert.deepEqual(await s.backlog(), { waiting: 1, due: 0, oldestDueAgeSeconds: 0 }, "a retry not yet due waits; a dead letter is not backlog");
+      assert.equal(await s.redrive({ deliveryIds: [b.id] }), 1);
+      const [again] = mine(await claim(s), subs[1]!);
+      assert.equal(again?.id, b.id);
+      assert.equal(again?.createdAt, undefined, "a redriven delivery has no creation time for the latency metric");
+    } finally {
+      await s.close();
+      await own.drop();
+    }
   });
 });
 

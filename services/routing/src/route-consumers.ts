@@ -3,6 +3,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { PoisonMessageError, startConsumer, type ConsumerHandle, ensureConsumer } from "@logistics/shared/nats";
 import type { NatsLog, Subjects } from "@logistics/shared/nats";
+import type { ConsumerRef } from "@logistics/shared/operations";
 import { InvalidRequestError, UnknownHubError, type RouteKeeper } from "./route-keeper.js";
 
 /**
@@ -23,6 +24,14 @@ export const ROUTING_CONSUMERS = Object.freeze({
   shipmentsCreated: "routing-shipments-created",
   scans: "routing-scans",
 });
+
+/** Routing's durable consumers, for the backlog metrics. */
+export function routingConsumerRefs(subjects: Subjects): ConsumerRef[] {
+  return [
+    { durable: ROUTING_CONSUMERS.shipmentsCreated, stream: subjects.streams.shipments.name },
+    { durable: ROUTING_CONSUMERS.scans, stream: subjects.streams.scans.name },
+  ].map((c) => ({ ...c, deadLetterSubject: subjects.deadLetter(c.durable) }));
+}
 
 /** Options for {@link startRouteConsumers}. */
 export interface RouteConsumersOptions {

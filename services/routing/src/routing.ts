@@ -3,13 +3,14 @@ import { Counter } from "prom-client";
 import { EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import { createEventPublisher } from "@logistics/shared/nats";
+import { startConsumerLagSampler } from "@logistics/shared/operations";
 import type { ServiceDefinition } from "@logistics/shared/runtime";
 import type { RoutingConfig } from "./config.js";
 import { hubNetworkData } from "./data/hub-network-data.js";
 import { createHubNetwork } from "./hub-network.js";
 import { createPgRouteStore } from "./pg-route-store.js";
 import { createPlanner } from "./planner.js";
-import { startRouteConsumers } from "./route-consumers.js";
+import { routingConsumerRefs, startRouteConsumers } from "./route-consumers.js";
 import { createRouteKeeper } from "./route-keeper.js";
 import { createRoutingService } from "./routing-service.js";
 import { routingPolicies, registerRoutingRoutes } from "./routes.js";
@@ -67,11 +68,21 @@ export const routingService: ServiceDefinition<RoutingConfig> = {
       await store.close();
       throw e;
     }
+    const backlog = startConsumerLagSampler({
+      js: ctx.js,
+      jsm: ctx.jsm,
+      registry: ctx.metrics.registry,
+      consumers: routingConsumerRefs(ctx.subjects),
+      deadLetterStream: ctx.subjects.streams.deadLetters.name,
+      intervalMs: config.BACKLOG_SAMPLE_MS,
+      log,
+    });
     log.info({ hubs: network.hubs.length, lanes: network.lanes.length }, "hub network loaded");
     const handlers = createRoutingService({ network, spatial, routeStore: store, keeper, clock, newId });
     return {
       routes: (router) => registerRoutingRoutes(router, handlers),
       async close() {
+        await backlog.close();
         await consumers.close();
         await store.close();
       },

@@ -17,6 +17,7 @@ import {
   ensureConsumer,
 } from "@logistics/shared/nats";
 import type { EventPublisher, Subjects } from "@logistics/shared/nats";
+import type { ConsumerRef } from "@logistics/shared/operations";
 import { StoreError } from "./store/errors.js";
 import type { ShipmentDoc, ShipmentEventInput, ShipmentStore } from "./store/ports.js";
 import { createApplyBatcher } from "./apply-batcher.js";
@@ -84,6 +85,22 @@ interface Change {
   statusChanged: boolean;
   etaChanged: boolean;
 }
+
+/** The projector's durable consumers: name (`<prefix>-<suffix>`), stream and dead-letter subject. */
+export function projectorConsumers(subjects: Subjects, durablePrefix = "tracking"): ConsumerRef[] {
+  const streams: Record<ProjectorConsumerSuffix, string> = {
+    scans: subjects.streams.scans.name,
+    shipments: subjects.streams.shipments.name,
+    "routes-planned": subjects.streams.routes.name,
+    "routes-updated": subjects.streams.routes.name,
+  };
+  return Object.entries(streams).map(([suffix, stream]) => {
+    const durable = `${durablePrefix}-${suffix}`;
+    return { durable, stream, deadLetterSubject: subjects.deadLetter(durable) };
+  });
+}
+
+type ProjectorConsumerSuffix = "scans" | "shipments" | "routes-planned" | "routes-updated";
 
 /**
  * Starts the tracking projector: durable JetStream pull consumers over scans, created shipments
@@ -213,7 +230,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
 
   const consumers: Array<{ durable: string; handle: ConsumerHandle }> = [];
   const start = async <Desc extends DescMessage>(
-    suffix: string,
+    suffix: ProjectorConsumerSuffix,
     stream: string,
     filterSubject: string,
     schema: Desc,

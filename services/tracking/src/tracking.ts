@@ -1,11 +1,12 @@
 import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { createEventPublisher } from "@logistics/shared/nats";
+import { startConsumerLagSampler } from "@logistics/shared/operations";
 import { createFailOpenRedis } from "@logistics/shared/redis";
 import type { ServiceDefinition } from "@logistics/shared/runtime";
 import { createPostgresShipmentStore } from "./store/postgres/postgres-shipment-store.js";
 import type { TrackingConfig } from "./config.js";
 import { createLiveHub, createLiveNotifier } from "./live-updates.js";
-import { startProjector, type Projector } from "./projector.js";
+import { projectorConsumers, startProjector, type Projector } from "./projector.js";
 import { trackingPolicies, registerTrackingRoutes } from "./routes.js";
 import { createRedisShipmentCache } from "./shipment-cache.js";
 import { createShipmentReader } from "./shipment-reader.js";
@@ -74,6 +75,18 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
       throw err;
     }
 
+    // Every replica reports the projector's backlog, also one running without the projector
+    // (TRACKING_PROJECTOR_ENABLED=false): a stalled or absent projector shows as growing lag.
+    const backlog = startConsumerLagSampler({
+      js: ctx.js,
+      jsm: ctx.jsm,
+      registry: ctx.metrics.registry,
+      consumers: projectorConsumers(ctx.subjects, config.TRACKING_CONSUMER_PREFIX),
+      deadLetterStream: ctx.subjects.streams.deadLetters.name,
+      intervalMs: config.BACKLOG_SAMPLE_MS,
+      log,
+    });
+
     const handlers = createTrackingService({
       store,
       reader,
@@ -85,6 +98,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
     return {
       routes: (router) => registerTrackingRoutes(router, handlers),
       async close() {
+        await backlog.close();
         await projector?.close();
         live.close();
         closeRedis();

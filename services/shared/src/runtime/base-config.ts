@@ -85,6 +85,12 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
       default: 10_000,
     }),
     ENSURE_STREAMS: bool({ description: "create or update the JetStream streams at start", default: true }),
+    BACKLOG_SAMPLE_MS: int({
+      description:
+        "how often the service samples the backlog it reports as metrics (its durable consumers' pending messages and oldest unprocessed age, dead letters; notification's due deliveries); 0 = never",
+      min: 0,
+      default: 15_000,
+    }),
   };
 }
 
