@@ -84,6 +84,50 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
       min: 1000,
       default: 10_000,
     }),
+    HTTP_HEADER_TIMEOUT_MS: int({
+      description:
+        "time a connection to PORT gets, from its first byte, to send complete request headers (HTTP/1.1) or its preface and first stream (HTTP/2); also before the protocol is known",
+      min: 100,
+      max: 300_000,
+      default: 10_000,
+    }),
+    HTTP_IDLE_TIMEOUT_MS: int({
+      description: "a connection to PORT with no request or stream open for this long is closed (HTTP/2 with GOAWAY)",
+      min: 1000,
+      max: 3_600_000,
+      default: 120_000,
+    }),
+    HTTP2_MAX_CONCURRENT_STREAMS: int({
+      description: "streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused",
+      min: 1,
+      max: 100_000,
+      default: 1000,
+    }),
+    HTTP_MAX_HEADER_BYTES: int({
+      description: "largest request header block in bytes (HTTP/1.1: 431; HTTP/2: ResourceExhausted)",
+      min: 4096,
+      max: 1_048_576,
+      default: 16_384,
+    }),
+    RPC_MAX_JSON_BYTES: int({
+      description: "largest JSON request message (Connect JSON, +json), after decompression, checked before parsing (beyond: ResourceExhausted)",
+      min: 1024,
+      max: 64 * 1_048_576,
+      default: 4 * 1_048_576,
+    }),
+    RPC_MAX_JSON_DEPTH: int({
+      description: "deepest nesting of objects and arrays in a JSON request message, checked before parsing (beyond: InvalidArgument)",
+      min: 8,
+      max: 1000,
+      default: 64,
+    }),
+    TRUSTED_PROXY_HOPS: int({
+      description:
+        "proxies in front of PORT that append to x-forwarded-for; the client address (anonymous stream caps) is that many entries from the right (0: the peer address, header ignored)",
+      min: 0,
+      max: 10,
+      default: 0,
+    }),
     ENSURE_STREAMS: bool({ description: "create or update the JetStream streams at start", default: true }),
     BACKLOG_SAMPLE_MS: int({
       description:

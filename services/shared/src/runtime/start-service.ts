@@ -139,6 +139,15 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
       interceptors,
       cors: config.CORS_ORIGINS.length ? { allowedOrigins: config.CORS_ORIGINS } : undefined,
       tls: config.TLS_CERT_FILE && config.TLS_KEY_FILE ? { cert: config.TLS_CERT_FILE, key: config.TLS_KEY_FILE } : undefined,
+      trustedProxyHops: config.TRUSTED_PROXY_HOPS,
+      limits: {
+        headerTimeoutMs: config.HTTP_HEADER_TIMEOUT_MS,
+        idleTimeoutMs: config.HTTP_IDLE_TIMEOUT_MS,
+        maxConcurrentStreams: config.HTTP2_MAX_CONCURRENT_STREAMS,
+        maxHeaderBytes: config.HTTP_MAX_HEADER_BYTES,
+        maxJsonBytes: config.RPC_MAX_JSON_BYTES,
+        maxJsonDepth: config.RPC_MAX_JSON_DEPTH,
+      },
       log,
     });
     server.drainSignal.addEventListener("abort", () => drain.abort());

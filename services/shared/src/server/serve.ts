@@ -4,11 +4,12 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
-import { createContextKey, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { applyCors, type CorsOptions } from "./cors.js";
 import { fixGrpcMessageHeader } from "./grpc-message.js";
 import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./health.js";
+import { checkJsonMessage, guardJsonBody, jsonFramingOf, type JsonLimits } from "./json-guard.js";
 import { registerReflection } from "./reflection.js";
 
 /** The narrow logging interface the server needs (pino loggers satisfy it). */
@@ -45,8 +46,57 @@ export interface ServeOptions {
   contextValues?: () => ContextValues;
   /** Largest accepted request message. Default 4 MiB, like gRPC's default. */
   readMaxBytes?: number;
+  /**
+   * Proxies in front of this port that append the address they received a connection from to
+   * `x-forwarded-for` (e.g. 1 behind one ingress or gateway). The client address
+   * ({@link clientAddressKey}) is then the entry that many places from the right; 0 (default)
+   * takes the connection's peer address and ignores the header, which any client can write.
+   */
+  trustedProxyHops?: number;
+  /** Timeouts and protocol bounds of the port; each defaults as {@link DEFAULT_CONNECTION_LIMITS} says. */
+  limits?: Partial<ConnectionLimits>;
   log?: ServerLog;
 }
+
+/**
+ * What one connection may hold or take, so that slow or idle clients cannot pile up on the shared
+ * port and no request is parsed before it is known to be small and shallow enough.
+ */
+export interface ConnectionLimits {
+  /**
+   * Time from accepting a connection to its first complete request headers: the HTTP/2 preface
+   * and a first stream, or HTTP/1.1 request headers (also between keep-alive requests). It runs
+   * from the first byte on, before the protocol is even known: a client that sends nothing, half
+   * a preface, or headers a byte at a time is cut when it runs out.
+   */
+  headerTimeoutMs: number;
+  /**
+   * A connection with no request in progress for this long is closed (HTTP/2 with GOAWAY, so
+   * clients reconnect cleanly; HTTP/1.1 keep-alive connections end). Open streams keep it open.
+   */
+  idleTimeoutMs: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may have open at once; more are refused. */
+  maxConcurrentStreams: number;
+  /** Largest request header block in bytes (HTTP/1.1 request line and headers; HTTP/2 header list). */
+  maxHeaderBytes: number;
+  /**
+   * Largest JSON request message in bytes (Connect JSON, gRPC/gRPC-Web `+json`), after
+   * decompression, checked before anything parses it: beyond it, ResourceExhausted.
+   */
+  maxJsonBytes: number;
+  /** Deepest nesting of JSON objects and arrays in a request message, checked before parsing: beyond it, InvalidArgument. */
+  maxJsonDepth: number;
+}
+
+/** The limits a server applies when its options leave them out. */
+export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
+  headerTimeoutMs: 10_000,
+  idleTimeoutMs: 120_000,
+  maxConcurrentStreams: 1000,
+  maxHeaderBytes: 16 * 1024,
+  maxJsonBytes: 4 * 1024 * 1024,
+  maxJsonDepth: 64,
+});
 
 export interface CloseOptions {
   /** How long in-flight RPCs and streams may take to finish before connections are cut. Default 10 s. */
@@ -74,6 +124,15 @@ export const drainSignalKey = createContextKey<AbortSignal>(new AbortController(
   description: "aborted when the server starts draining",
 });
 
+/**
+ * The connection a request arrived on, as an identity (the HTTP/2 session or the HTTP/1.1
+ * socket): per-connection limits key on it. Outside a server it is a fresh object per call.
+ */
+export const connectionKey = createContextKey<object>({}, { description: "the connection a request arrived on" });
+
+/** The caller's address: the connection's peer, or the trusted proxies' `x-forwarded-for` entry (see `trustedProxyHops`). */
+export const clientAddressKey = createContextKey<string>("unknown", { description: "the client address of a request" });
+
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 function pem(v: string | Buffer): string | Buffer {
@@ -86,6 +145,9 @@ function pem(v: string | Buffer): string | Buffer {
  * as `close()` starts. Returns after the port is bound.
  */
 export async function startServer(options: ServeOptions): Promise<ServerHandle> {
+  const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
+  const jsonLimits: JsonLimits = { maxBytes: limits.maxJsonBytes, maxDepth: limits.maxJsonDepth };
+  const hops = options.trustedProxyHops ?? 0;
   const drain = new AbortController();
   const health = createHealthRegistry(options.services.map((s) => s.typeName), drain.signal);
   const handler = connectNodeAdapter({
@@ -95,9 +157,12 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
       registerReflection(router, options.services);
     },
     interceptors: options.interceptors,
-    contextValues: () => {
+    contextValues: (req) => {
       const values = options.contextValues?.() ?? createContextValues();
-      return values.set(drainSignalKey, drain.signal);
+      return values
+        .set(drainSignalKey, drain.signal)
+        .set(connectionKey, "stream" in req ? req.stream.session ?? req.socket : req.socket)
+        .set(clientAddressKey, clientAddress(req, hops));
     },
     readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
     // Strict JSON: an unknown field or an unknown enum name is InvalidArgument. protobuf-es ties
@@ -114,11 +179,23 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   ) => {
     if (options.cors && applyCors(options.cors, req, res)) return;
     if (isGrpcOverHttp2(req)) encodeGrpcMessageBySpec(res);
+    if ("stream" in req && headerListSize(req.rawHeaders) > limits.maxHeaderBytes) {
+      // Node advertises SETTINGS_MAX_HEADER_LIST_SIZE but does not enforce it on what arrives.
+      rejectEarly(req, res, new ConnectError(`request headers larger than ${limits.maxHeaderBytes} bytes`, Code.ResourceExhausted), 431);
+      return;
+    }
     inFlight++;
     res.once("close", () => {
       inFlight--;
       if (inFlight === 0) idle?.();
     });
+    try {
+      guardJson(req, jsonLimits);
+    } catch (e) {
+      // Only a JSON message in the query string is checked here (the body is checked as it is read).
+      rejectEarly(req, res, e);
+      return;
+    }
     handler(req, res);
   };
 
@@ -127,18 +204,44 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   let listening: net.Server;
   let h1: http.Server | undefined;
   let h2: http2.Http2Server | http2.Http2SecureServer;
+  const h2Options = {
+    settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
+    maxHeaderListSize: limits.maxHeaderBytes,
+  };
   if (options.tls) {
-    h2 = http2.createSecureServer({ allowHTTP1: true, cert: pem(options.tls.cert), key: pem(options.tls.key) }, listener);
+    const secure = http2.createSecureServer(
+      { ...h2Options, allowHTTP1: true, cert: pem(options.tls.cert), key: pem(options.tls.key), handshakeTimeout: limits.headerTimeoutMs },
+      listener,
+    );
+    // HTTP/1.1 over TLS is served by the HTTP/2 server itself, with the HTTP/1.1 server's timeouts.
+    Object.assign(secure, {
+      headersTimeout: limits.headerTimeoutMs,
+      keepAliveTimeout: limits.idleTimeoutMs,
+      connectionsCheckingInterval: checkingInterval(limits),
+    });
+    h2 = secure;
     listening = h2;
   } else {
-    h1 = http.createServer(listener);
-    h2 = http2.createServer({}, listener);
+    h1 = http.createServer(
+      {
+        maxHeaderSize: limits.maxHeaderBytes,
+        headersTimeout: limits.headerTimeoutMs,
+        keepAliveTimeout: limits.idleTimeoutMs,
+        connectionsCheckingInterval: checkingInterval(limits),
+      },
+      listener,
+    );
+    // This server never listens itself (connections are handed to it), and Node starts its
+    // header-timeout checks and connection tracking on "listening": start them here.
+    h1.emit("listening");
+    h2 = http2.createServer(h2Options, listener);
     const plain = { h1, h2 };
-    listening = net.createServer((socket) => routeCleartext(socket, plain));
+    listening = net.createServer((socket) => routeCleartext(socket, plain, limits.headerTimeoutMs));
   }
   h2.on("session", (s: http2.Http2Session) => {
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
+    limitSession(s, limits);
   });
   listening.on("connection", (s: net.Socket) => {
     sockets.add(s);
@@ -189,6 +292,7 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
       for (const s of sessions) s.destroy();
       for (const s of sockets) s.destroy();
       await closed;
+      h1?.close();
       options.log?.info({ port }, "server closed");
     })();
     return closing;
@@ -222,17 +326,135 @@ function encodeGrpcMessageBySpec(res: http.ServerResponse | http2.Http2ServerRes
   r.writeHead = (...args) => writeHead(...args.map(fixGrpcMessageHeader));
 }
 
+/** How often Node checks HTTP/1.1 connections for expired header timeouts (its default, 30 s, would let them overstay). */
+function checkingInterval(limits: ConnectionLimits): number {
+  return Math.max(50, Math.min(1000, Math.floor(limits.headerTimeoutMs / 4)));
+}
+
+/** The caller's address: the peer, or with trusted proxies the `x-forwarded-for` entry they vouch for. */
+function clientAddress(req: http.IncomingMessage | http2.Http2ServerRequest, hops: number): string {
+  const peer = req.socket?.remoteAddress ?? "unknown";
+  if (hops <= 0) return peer;
+  const header = req.headers["x-forwarded-for"];
+  const entries = (Array.isArray(header) ? header.join(",") : (header ?? "")).split(",").map((e) => e.trim()).filter(Boolean);
+  // Each trusted proxy appended the address it saw; fewer entries than proxies means the request
+  // did not come through them all, so the header proves nothing.
+  return entries.length >= hops ? entries[entries.length - hops]! : peer;
+}
+
+/**
+ * Makes the RPC layer read a JSON request's body through {@link guardJsonBody}, so depth and size
+ * are checked before parsing; checks a Connect GET request's JSON `message` parameter at once.
+ * @throws ConnectError for a query-string message out of bounds.
+ */
+function guardJson(req: http.IncomingMessage | http2.Http2ServerRequest, limits: JsonLimits): void {
+  const header = (name: string) => {
+    const v = req.headers[name];
+    return typeof v === "string" ? v.trim().toLowerCase() : undefined;
+  };
+  if (req.method === "GET") {
+    const query = new URL(req.url ?? "/", "http://localhost").searchParams;
+    const message = query.get("message");
+    if (query.get("encoding") !== "json" || message === null) return;
+    const bytes = query.get("base64") === "1" ? Buffer.from(message, "base64url") : Buffer.from(message, "utf8");
+    // A compressed message is at most the URL's size; its decompressed form is bounded by the RPC layer's read limit.
+    if (!query.get("compression") || query.get("compression") === "identity") checkJsonMessage(bytes, limits);
+    return;
+  }
+  const framing = jsonFramingOf(header("content-type"));
+  if (!framing) return;
+  const encoding = framing === "unary" ? header("content-encoding") : (header("connect-content-encoding") ?? header("grpc-encoding"));
+  // connect-node reads the body with `for await`: this instance's iterator replaces the stream's.
+  const body = { [Symbol.asyncIterator]: req[Symbol.asyncIterator].bind(req) } as AsyncIterable<Uint8Array>;
+  Object.defineProperty(req, Symbol.asyncIterator, {
+    configurable: true,
+    value: () => guardJsonBody(body, framing, encoding, limits)[Symbol.asyncIterator](),
+  });
+}
+
+/** Size of a header list as HTTP/2 counts it (RFC 9113 6.5.2): name and value octets plus 32 per field. */
+function headerListSize(rawHeaders: string[]): number {
+  let size = 0;
+  for (const field of rawHeaders) size += Buffer.byteLength(field) + 16;
+  return size;
+}
+
+/**
+ * Answers a request refused before the RPC layer saw it: gRPC callers get a trailers-only
+ * response with the gRPC status, others a Connect error body with `httpStatus` (default: the
+ * status Connect uses for the code).
+ */
+function rejectEarly(
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+  e: unknown,
+  httpStatus?: number,
+): void {
+  const err = ConnectError.from(e);
+  const r = res as http.ServerResponse;
+  req.resume();
+  const type = req.headers["content-type"];
+  if (typeof type === "string" && type.startsWith("application/grpc")) {
+    r.writeHead(200, {
+      "content-type": type.startsWith("application/grpc-web") ? "application/grpc-web+proto" : "application/grpc",
+      "grpc-status": String(err.code),
+      "grpc-message": encodeURIComponent(err.rawMessage),
+    }).end();
+    return;
+  }
+  const code = Code[err.code].replace(/[A-Z]/g, (c, i: number) => (i ? "_" : "") + c.toLowerCase());
+  r.writeHead(httpStatus ?? (err.code === Code.ResourceExhausted ? 429 : 400), { "content-type": "application/json" }).end(
+    JSON.stringify({ code, message: err.rawMessage }),
+  );
+}
+
+/**
+ * Bounds the life of an HTTP/2 session without requests: it must open its first stream within
+ * the header timeout (a preface alone, or a HEADERS frame sent a byte at a time, is not enough),
+ * and once its last stream ends it gets the idle timeout to open another before a GOAWAY.
+ */
+function limitSession(session: http2.Http2Session, limits: ConnectionLimits): void {
+  let open = 0;
+  // GOAWAY, so a client that is merely early or idle reconnects cleanly; a peer that does not
+  // read it has its connection destroyed shortly after.
+  const goAway = () => {
+    if (open > 0 || session.closed || session.destroyed) return;
+    session.close();
+    setTimeout(() => session.destroy(), Math.min(1000, limits.headerTimeoutMs)).unref();
+  };
+  let timer: NodeJS.Timeout | undefined = setTimeout(goAway, limits.headerTimeoutMs);
+  timer.unref();
+  const arm = () => {
+    timer = setTimeout(goAway, limits.idleTimeoutMs);
+    timer.unref();
+  };
+  session.on("stream", (stream: http2.ServerHttp2Stream) => {
+    open++;
+    clearTimeout(timer);
+    timer = undefined;
+    stream.once("close", () => {
+      if (--open === 0 && !session.closed && !session.destroyed) arm();
+    });
+  });
+  session.once("close", () => clearTimeout(timer));
+}
+
 /**
  * Hands a cleartext connection to the HTTP/2 server when it opens with the HTTP/2 connection
- * preface (gRPC clients use prior knowledge), else to the HTTP/1.1 server.
+ * preface (gRPC clients use prior knowledge), else to the HTTP/1.1 server. A connection that has
+ * not shown which it speaks within `headerTimeoutMs` (nothing sent, or a preface dribbled in) is
+ * destroyed.
  */
-function routeCleartext(socket: net.Socket, servers: { h1: http.Server; h2: http2.Http2Server }): void {
+function routeCleartext(socket: net.Socket, servers: { h1: http.Server; h2: http2.Http2Server }, headerTimeoutMs: number): void {
   let head = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), headerTimeoutMs);
+  timer.unref();
   const onData = (chunk: Buffer) => {
     head = Buffer.concat([head, chunk]);
     const n = Math.min(head.length, PREFACE.length);
     const isH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
     if (isH2 && head.length < PREFACE.length) return; // need more bytes to decide
+    clearTimeout(timer);
     socket.off("data", onData);
     socket.pause();
     socket.unshift(head);
@@ -245,5 +467,6 @@ function routeCleartext(socket: net.Socket, servers: { h1: http.Server; h2: http
     }
   };
   socket.on("data", onData);
+  socket.once("close", () => clearTimeout(timer));
   socket.on("error", () => socket.destroy());
 }

@@ -1,0 +1,241 @@
+import assert from "node:assert/strict";
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import { gzipSync } from "node:zlib";
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { EchoService } from "../src/gen/logistics/perf/v1/echo_pb.js";
+import { TrackingService, WatchUpdateKind } from "../src/gen/logistics/tracking/v1/tracking_pb.js";
+import { startServer, type ConnectionLimits, type ServerHandle } from "../src/server/serve.js";
+import { waitFor } from "../src/testing/wait-for.js";
+
+const LIMITS: ConnectionLimits = {
+  headerTimeoutMs: 1500,
+  idleTimeoutMs: 1500,
+  maxConcurrentStreams: 8,
+  maxHeaderBytes: 8 * 1024,
+  maxJsonBytes: 256 * 1024,
+  maxJsonDepth: 32,
+};
+/** Time past a deadline the server may take to act on it (timer and connection-check granularity, a loaded machine). */
+const SLACK_MS = 1500;
+
+/** A raw TCP connection to the port; `closedAt` resolves with the time the server closed it. */
+function rawConnection(port: number): { socket: net.Socket; closedAt: Promise<number> } {
+  const socket = net.connect(port, "127.0.0.1");
+  socket.on("error", () => {});
+  socket.resume(); // read (and drop) whatever the server answers, so its close is seen
+  const closedAt = new Promise<number>((resolve) => socket.once("close", () => resolve(Date.now())));
+  return { socket, closedAt };
+}
+
+/** Writes `text` one byte at a time, `everyMs` apart, until done or the connection closes. */
+function dribble(socket: net.Socket, text: string, everyMs: number): void {
+  let i = 0;
+  const timer = setInterval(() => {
+    if (socket.destroyed || i >= text.length) return clearInterval(timer);
+    socket.write(text[i++]!);
+  }, everyMs);
+  socket.once("close", () => clearInterval(timer));
+}
+
+/** A deep JSON array of `depth` levels as a field the request message does not have. */
+function deepUnknownField(depth: number): string {
+  return `{"trackingNumber":"T1","nested":${"[".repeat(depth)}${"]".repeat(depth)}}`;
+}
+
+/** One Connect streaming envelope holding `json`. */
+function envelope(json: string, flags = 0): Buffer {
+  const payload = Buffer.from(json);
+  const head = Buffer.alloc(5);
+  head[0] = flags;
+  head.writeUInt32BE(payload.length, 1);
+  return Buffer.concat([head, payload]);
+}
+
+describe("startServer limits on the shared port (real sockets)", () => {
+  let server: ServerHandle;
+  beforeAll(async () => {
+    server = await startServer({
+      port: 0,
+      host: "127.0.0.1",
+      services: [EchoService, TrackingService],
+      limits: LIMITS,
+      routes: (router) => {
+        router.service(EchoService, { echo: (req) => ({ payload: req.payload }) });
+        router.service(TrackingService, {
+          getShipment: () => ({}),
+          async *watchShipment(_req, ctx) {
+            yield { sequence: 1n, kind: WatchUpdateKind.SNAPSHOT };
+            await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
+          },
+        });
+      },
+    });
+  });
+  afterAll(() => server?.close({ graceMs: 1000 }));
+
+  it("closes 300 connections that send nothing, half a preface or headers at a byte a time, while a normal request is served", async () => {
+    const opened = Date.now();
+    const conns = Array.from({ length: 300 }, (_, i) => {
+      const c = rawConnection(server.port);
+      if (i % 3 === 1) c.socket.write("PRI * HTTP/2.0\r\n\r\n");
+      if (i % 3 === 2) dribble(c.socket, "POST /logistics.perf.v1.EchoService/Echo HTTP/1.1\r\nHost: x\r\nX-Slow: " + "a".repeat(200), 200);
+      return c;
+    });
+    try {
+      await waitFor(() => conns.every((c) => c.socket.readyState === "open" || c.socket.destroyed), { timeoutMs: 5000 });
+      // A normal request is answered while every slow connection is held: it is not queued behind
+      // them (the deadline is well below the time they are allowed to stay).
+      for (const transport of [
+        createGrpcTransport({ baseUrl: server.url }),
+        createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }),
+      ]) {
+        const res = await createClient(EchoService, transport).echo({ payload: new Uint8Array([7]) }, { timeoutMs: LIMITS.headerTimeoutMs });
+        assert.deepEqual([...res.payload], [7]);
+      }
+      const closed = await Promise.race([
+        Promise.all(conns.map((c) => c.closedAt)),
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error(`${conns.filter((c) => !c.socket.destroyed).length} slow connections still open`)), 10_000),
+        ),
+      ]);
+      const latest = Math.max(...closed) - opened;
+      assert.ok(latest <= LIMITS.headerTimeoutMs + SLACK_MS, `last slow connection closed after ${latest} ms`);
+    } finally {
+      for (const c of conns) c.socket.destroy();
+    }
+  });
+
+  it("sends GOAWAY to an HTTP/2 connection that opens no stream after its preface", async () => {
+    const opened = Date.now();
+    const session = http2.connect(server.url);
+    session.on("error", () => {});
+    const closedAt = await new Promise<number>((resolve) => session.once("close", () => resolve(Date.now())));
+    assert.ok(closedAt - opened <= LIMITS.headerTimeoutMs + SLACK_MS, `closed after ${closedAt - opened} ms`);
+  });
+
+  it("closes an idle HTTP/2 connection after its last stream, but never one with a stream open", async () => {
+    const session = http2.connect(server.url);
+    session.on("error", () => {});
+    const closed = new Promise<number>((resolve) => session.once("close", () => resolve(Date.now())));
+    // A server stream held open longer than the idle timeout keeps the connection.
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/logistics.tracking.v1.TrackingService/WatchShipment",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.end(envelope(""));
+    stream.resume();
+    await new Promise((r) => setTimeout(r, LIMITS.idleTimeoutMs + SLACK_MS));
+    assert.equal(session.closed || session.destroyed, false, "closed with a stream open");
+    const streamEnded = Date.now();
+    stream.close();
+    const at = await closed;
+    assert.ok(at - streamEnded <= LIMITS.idleTimeoutMs + SLACK_MS, `closed ${at - streamEnded} ms after the last stream`);
+  });
+
+  it("advertises the concurrent stream bound and a header list bound in its HTTP/2 settings", async () => {
+    const session = http2.connect(server.url);
+    session.on("error", () => {});
+    try {
+      const settings = await new Promise<http2.Settings>((resolve) => session.once("remoteSettings", resolve));
+      assert.equal(settings.maxConcurrentStreams, LIMITS.maxConcurrentStreams);
+      assert.equal(settings.maxHeaderListSize, LIMITS.maxHeaderBytes);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it("refuses request headers larger than the bound, over HTTP/1.1 and HTTP/2", async () => {
+    const big = "x".repeat(LIMITS.maxHeaderBytes + 1024);
+    const h1Status = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`${server.url}/logistics.perf.v1.EchoService/Echo`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-big": big },
+      });
+      req.on("response", (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("error", reject);
+      req.end("{}");
+    });
+    assert.equal(h1Status, 431);
+
+    const err = await createClient(EchoService, createGrpcTransport({ baseUrl: server.url }))
+      .echo({}, { headers: { "x-big": big } })
+      .then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
+    assert.equal(err?.code, Code.ResourceExhausted, "a request with oversized headers was served over HTTP/2");
+    // A normal request on the same server still works.
+    await createClient(EchoService, createGrpcTransport({ baseUrl: server.url })).echo({});
+  });
+
+  describe("JSON bounds, checked before parsing", () => {
+    const url = () => `${server.url}/logistics.tracking.v1.TrackingService/GetShipment`;
+    const post = (body: Buffer | string, headers: Record<string, string> = {}) =>
+      fetch(url(), { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+
+    it("rejects 650k levels of nesting in an unknown field with InvalidArgument, reading only the first levels", async () => {
+      // 1.3 MB plain; compressed, a depth that stays within the size bound once inflated.
+      for (const [label, res] of [
+        ["plain", await post(deepUnknownField(650_000))],
+        ["gzip", await post(gzipSync(deepUnknownField(100_000)), { "content-encoding": "gzip" })],
+      ] as const) {
+        assert.equal(res.status, 400, label);
+        const err = (await res.json()) as { code: string; message: string };
+        assert.equal(err.code, "invalid_argument", label);
+        assert.match(err.message, /nested deeper than 32 levels/, label);
+      }
+    });
+
+    it("accepts nesting up to the bound (the parser then judges the message)", async () => {
+      const res = await post(deepUnknownField(LIMITS.maxJsonDepth - 1));
+      assert.equal(res.status, 400);
+      const err = (await res.json()) as { code: string; message: string };
+      assert.equal(err.code, "invalid_argument");
+      assert.match(err.message, /nested/);
+      assert.doesNotMatch(err.message, /deeper than/);
+      assert.equal((await post('{"trackingNumber":"T1"}')).status, 200);
+    });
+
+    it("rejects a JSON message larger than the bound with ResourceExhausted, also when it arrives compressed", async () => {
+      const body = `{"trackingNumber":"${"a".repeat(LIMITS.maxJsonBytes)}"}`;
+      for (const res of [await post(body), await post(gzipSync(body), { "content-encoding": "gzip" })]) {
+        const err = (await res.json()) as { code: string; message: string };
+        assert.equal(err.code, "resource_exhausted");
+      }
+    });
+
+    it("checks every message of a Connect streaming JSON request and a JSON message in a GET query", async () => {
+      const res = await fetch(`${server.url}/logistics.tracking.v1.TrackingService/WatchShipment`, {
+        method: "POST",
+        headers: { "content-type": "application/connect+json" },
+        body: envelope(deepUnknownField(100_000)),
+      });
+      const frames = Buffer.from(await res.arrayBuffer());
+      const end = JSON.parse(frames.subarray(5).toString()) as { error?: { code: string; message: string } };
+      assert.equal(end.error?.code, "invalid_argument");
+      assert.match(end.error?.message ?? "", /nested deeper/);
+
+      const q = new URLSearchParams({ connect: "v1", encoding: "json", message: deepUnknownField(1000) });
+      const get = await fetch(`${server.url}/logistics.tracking.v1.TrackingService/GetShipment?${q.toString()}`);
+      assert.equal(get.status, 400);
+      assert.equal(((await get.json()) as { code: string }).code, "invalid_argument");
+    });
+
+    it("still serves Connect JSON streams within the bounds", async () => {
+      const client = createClient(TrackingService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+      for await (const u of client.watchShipment({ trackingNumber: "T1" })) {
+        assert.equal(u.kind, WatchUpdateKind.SNAPSHOT);
+        break;
+      }
+    });
+  });
+});
