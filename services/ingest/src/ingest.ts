@@ -1,4 +1,5 @@
 import { jetstream } from "@nats-io/jetstream";
+import { createCatalogPublisher } from "@logistics/shared/events";
 import { IngestService } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { ensureKeyValue, openKeyValue, createEventPublisher } from "@logistics/shared/nats";
 import { createFailOpenRedis } from "@logistics/shared/redis";
@@ -62,8 +63,8 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       cacheTtlMs: config.INGEST_SHIPMENT_CACHE_TTL_SECONDS * 1000,
     });
     const ingestor = createScanIngestor({
-      publisher,
-      scanSubject: (region, carrier) => ctx.subjects.scanRecorded(region, carrier),
+      publisher: createCatalogPublisher({ js: ctx.js, logger: log }),
+      scanEvent: ctx.catalog.events.scanRecorded,
       region: config.INGEST_REGION,
       directory,
       check: createScanCheck({

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
-import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Registry } from "prom-client";
 import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import type { ScanRecorded } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RejectReason, ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
-import type { PublishEventOptions, PublishEventResult } from "@logistics/shared/nats";
+import { createEventCatalog, type Publication } from "@logistics/shared/events";
+import type { PublishEventResult } from "@logistics/shared/nats";
 import { createMeshValidator } from "@logistics/shared/validation";
 import { recordedEventId } from "./event-ids.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
@@ -17,6 +18,7 @@ import { createSemaphore } from "./semaphore.js";
 import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";
 
 const validator = createMeshValidator();
+const catalog = createEventCatalog("p");
 const silent = { warn() {} };
 
 function scan(id: string, over: Omit<Partial<Scan>, "$typeName" | "rawStatus"> & { rawStatus?: { code: string; text?: string } } = {}): Scan {
@@ -35,23 +37,31 @@ function fakeStream(opts: { failFirst?: number; failAlways?: boolean } = {}) {
   const stored = new Map<string, number>();
   const events: ScanRecorded[] = [];
   let failures = 0;
-  return {
+  const stream = {
     stored,
     events,
+    /** Rounds of publishAll, with the number of items in each. */
+    rounds: [] as number[],
     publisher: {
-      async publish<D extends DescMessage>(_subject: string, _schema: D, message: MessageShape<D>, o: PublishEventOptions): Promise<PublishEventResult> {
-        if (opts.failAlways || failures < (opts.failFirst ?? 0)) {
-          failures++;
-          throw new Error("503 no responders");
-        }
-        const seq = stored.get(o.msgId);
-        if (seq !== undefined) return { seq, duplicate: true, stream: "S" };
-        stored.set(o.msgId, stored.size + 1);
-        events.push(message as unknown as ScanRecorded);
-        return { seq: stored.size, duplicate: false, stream: "S" };
+      async publishAll(items: readonly Publication[]): Promise<Array<PromiseSettledResult<PublishEventResult>>> {
+        stream.rounds.push(items.length);
+        return items.map((p): PromiseSettledResult<PublishEventResult> => {
+          if (opts.failAlways || failures < (opts.failFirst ?? 0)) {
+            failures++;
+            return { status: "rejected", reason: new Error("503 no responders") };
+          }
+          const message = p.message as ScanRecorded;
+          const msgId = p.event.id(message);
+          const seq = stored.get(msgId);
+          if (seq !== undefined) return { status: "fulfilled", value: { seq, duplicate: true, stream: "S" } };
+          stored.set(msgId, stored.size + 1);
+          events.push(message);
+          return { status: "fulfilled", value: { seq: stored.size, duplicate: false, stream: "S" } };
+        });
       },
     },
   };
+  return stream;
 }
 
 function memoryDedupe(): ScanDedupe & { ids: Set<string> } {
@@ -105,7 +115,7 @@ function ingestorFor(
 ) {
   return createScanIngestor({
     publisher: stream.publisher,
-    scanSubject: (r, c) => `p.scan.recorded.${r}.${c}`,
+    scanEvent: catalog.events.scanRecorded,
     region: "eu-west",
     directory,
     check: createScanCheck({ validator }),
@@ -152,6 +162,14 @@ describe("createScanIngestor", () => {
     const stream = fakeStream({ failFirst: 3 });
     const acks = await ingestorFor(stream, memoryDedupe()).ingest([scan("d")], {});
     assert.equal(acks[0]?.outcome, ScanOutcome.ACCEPTED);
+  });
+
+  it("publishes a batch in one pipelined round and resends only the scans whose publish failed", async () => {
+    const stream = fakeStream({ failFirst: 2 });
+    const acks = await ingestorFor(stream, memoryDedupe()).ingest(["r1", "r2", "r3", "r4", "r5"].map((id) => scan(id)), {});
+    assert.deepEqual(acks.map((a) => a.outcome), Array(5).fill(ScanOutcome.ACCEPTED));
+    assert.deepEqual(stream.rounds, [5, 2]);
+    assert.equal(stream.events.length, 5);
   });
 
   it("rejects as UNAVAILABLE when no PubAck arrives within the deadline, and remembers nothing", async () => {

@@ -10,7 +10,8 @@ import {
   ScanOutcome,
   type ScanAck,
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
-import type { EventPublisher } from "@logistics/shared/nats";
+import { publication, type CatalogEvents, type CatalogPublisher, type Publication } from "@logistics/shared/events";
+import type { PublishEventResult } from "@logistics/shared/nats";
 import type { IngestMetrics } from "./ingest-metrics.js";
 import type { AcceptableScan, ScanCheck, ScanVerdict } from "./scan-check.js";
 import { checkCallerCarrier, judgeScanOwnership, type OwnershipVerdict, type PartiesLookup } from "./scan-ownership.js";
@@ -36,9 +37,10 @@ export interface IngestLog {
 
 /** Dependencies of {@link createScanIngestor}. */
 export interface ScanIngestorOptions {
-  publisher: Pick<EventPublisher, "publish">;
-  /** Builds the subject of a scan event, e.g. `subjects.scanRecorded`. */
-  scanSubject(region: string, carrier: string): string;
+  /** Publishes scan events (a batch at a time, pipelined). */
+  publisher: Pick<CatalogPublisher, "publishAll">;
+  /** The catalog's scan event (`catalog.events.scanRecorded`): schema, subject, id. */
+  scanEvent: CatalogEvents["scanRecorded"];
   /** Region token of this deployment, e.g. "eu-west" (INGEST_REGION). */
   region: string;
   check: ScanCheck;
@@ -90,53 +92,76 @@ const tracer = () => trace.getTracer("logistics.ingest");
  *    with a fresh read, since a cached entry may predate a handover);
  * 3. a scan repeated inside the batch is published once; its copies get DUPLICATE;
  * 4. ids already in the dedupe set get DUPLICATE without publishing;
- * 5. the rest are published concurrently (holding one in-flight permit per scan), each retried
- *    until the publish deadline; PubAck `duplicate` → DUPLICATE, else ACCEPTED with the stream
- *    sequence; no PubAck in time → REJECTED/UNAVAILABLE (safe to resend: a stored one comes back
- *    as DUPLICATE);
+ * 5. the rest are published as one pipelined batch (holding one in-flight permit per scan: every
+ *    publish is sent before any PubAck is awaited), the failed ones retried until the publish
+ *    deadline; PubAck `duplicate` → DUPLICATE, else ACCEPTED with the stream sequence; no PubAck
+ *    in time → REJECTED/UNAVAILABLE (safe to resend: a stored one comes back as DUPLICATE);
  * 6. stored ids are added to the dedupe set.
- * The batch runs in one span `ingest scans`; each publish makes its own producer span under it.
+ * The batch runs in one span `ingest scans`; each publish round makes one producer span under it
+ * (the catalog publisher's `publishAll`).
  */
 export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
   const deadlineMs = opts.publishDeadlineMs ?? 5000;
   const now = opts.now ?? Date.now;
   const { metrics } = opts;
 
-  const publishDurably = async (a: AcceptableScan, recordedAt: Timestamp): Promise<{ seq: number; duplicate: boolean } | Error> => {
-    const event = create(ScanRecordedSchema, {
-      eventId: a.recordedEventId,
-      scan: a.scan,
-      status: a.normalized.status,
-      kind: a.normalized.kind,
-      recordedAt,
-      region: opts.region,
-    });
-    const subject = opts.scanSubject(opts.region, a.scan.carrierCode);
+  /**
+   * Publishes every scan of `batch` and returns its PubAck or the last error, index by index. All
+   * publishes of a round are sent before any PubAck is awaited (one pipelined round trip for the
+   * batch, not one per scan); the scans that failed are sent again in the next round, after a
+   * short backoff, until the deadline.
+   */
+  const publishDurably = async (batch: readonly AcceptableScan[], recordedAt: Timestamp): Promise<Array<PublishEventResult | Error>> => {
     const started = performance.now();
     const deadline = started + deadlineMs;
+    const items = batch.map((a) =>
+      publication(
+        opts.scanEvent,
+        create(ScanRecordedSchema, {
+          eventId: a.recordedEventId,
+          scan: a.scan,
+          status: a.normalized.status,
+          kind: a.normalized.kind,
+          recordedAt,
+          region: opts.region,
+        }),
+        { region: opts.region, carrier: a.scan.carrierCode },
+      ),
+    );
+    const results: Array<PublishEventResult | Error> = batch.map(() => new Error("publish deadline elapsed"));
+    let pending = batch.map((_, i) => i);
     let backoff = 25;
-    let lastError: Error = new Error("publish deadline elapsed");
     for (;;) {
       const remaining = Math.floor(deadline - performance.now());
       if (remaining <= 0) break;
-      try {
-        const ack = await opts.publisher.publish(subject, ScanRecordedSchema, event, {
-          msgId: a.recordedEventId,
-          timeoutMs: remaining,
-        });
-        metrics.publishDuration.observe({ result: "ok" }, (performance.now() - started) / 1000);
-        return ack;
-      } catch (err) {
-        lastError = err instanceof Error ? err : new Error(String(err));
-      }
+      const settled = await opts.publisher.publishAll(
+        pending.map((i) => items[i] as Publication),
+        { timeoutMs: remaining },
+      );
+      const failed: number[] = [];
+      settled.forEach((r, k) => {
+        const i = pending[k] as number;
+        if (r.status === "fulfilled") {
+          results[i] = r.value;
+        } else {
+          results[i] = r.reason instanceof Error ? r.reason : new Error(String(r.reason));
+          failed.push(i);
+        }
+      });
+      const okCount = pending.length - failed.length;
+      const took = (performance.now() - started) / 1000;
+      for (let k = 0; k < okCount; k++) metrics.publishDuration.observe({ result: "ok" }, took);
+      pending = failed;
+      if (pending.length === 0) return results;
       const left = deadline - performance.now();
       if (left <= 0) break;
       // No responders (JetStream restarting) or a broken connection: wait a little, then retry.
       await delay(Math.min(backoff, left));
       backoff = Math.min(backoff * 2, 500);
     }
-    metrics.publishDuration.observe({ result: "unavailable" }, (performance.now() - started) / 1000);
-    return lastError;
+    const took = (performance.now() - started) / 1000;
+    for (let k = 0; k < pending.length; k++) metrics.publishDuration.observe({ result: "unavailable" }, took);
+    return results;
   };
 
   /** Ownership of every checked scan (undefined where `checked` is not acceptable). */
@@ -211,13 +236,15 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       try {
         const ids = toPublish.map((i) => (slots[i] as { scan: AcceptableScan }).scan.recordedEventId);
         const seen = await opts.dedupe.seen(ids);
-        const recordedAt = timestampFromMs(now());
-        await Promise.all(
-          toPublish.map(async (i) => {
-            const a = (slots[i] as { scan: AcceptableScan }).scan;
-            results.set(i, seen.has(a.recordedEventId) ? "seen" : await publishDurably(a, recordedAt));
-          }),
-        );
+        const fresh = toPublish.filter((i) => !seen.has((slots[i] as { scan: AcceptableScan }).scan.recordedEventId));
+        for (const i of toPublish) if (seen.has((slots[i] as { scan: AcceptableScan }).scan.recordedEventId)) results.set(i, "seen");
+        if (fresh.length > 0) {
+          const acks = await publishDurably(
+            fresh.map((i) => (slots[i] as { scan: AcceptableScan }).scan),
+            timestampFromMs(now()),
+          );
+          fresh.forEach((i, k) => results.set(i, acks[k] as PublishEventResult | Error));
+        }
         const stored = toPublish.flatMap((i) => {
           const r = results.get(i);
           return r !== undefined && r !== "seen" && !(r instanceof Error)
