@@ -12,6 +12,8 @@ export default defineConfig({
   // Workspace packages resolve to their TypeScript sources (the `source` export condition), so
   // tests never need a build of the packages they import.
   ssr: { resolve: { conditions: ["source", ...defaultServerConditions] } },
+  // The same for the global setup files (Vitest loads them in its `__vitest__` environment).
+  environments: { __vitest__: { resolve: { conditions: ["source", ...defaultServerConditions] } } },
   test: {
     // Two cores: two test files at a time across all projects.
     maxWorkers: 2,
@@ -53,7 +55,7 @@ export default defineConfig({
           // Each file in its own process, as deployed: servers, signal handlers and the global
           // OpenTelemetry providers never leak between files.
           pool: "forks",
-          globalSetup: ["scripts/vitest/build-services.ts"],
+          globalSetup: ["scripts/vitest/build-services.ts", "scripts/vitest/mesh-servers.ts"],
           // Real servers on a small shared machine: generous, and the same for every file.
           testTimeout: 180_000,
           hookTimeout: 180_000,
@@ -66,6 +68,7 @@ export default defineConfig({
           include: [browserTests],
           exclude,
           pool: "forks",
+          globalSetup: ["scripts/vitest/mesh-servers.ts"],
           testTimeout: 180_000,
           hookTimeout: 180_000,
         },

@@ -1,13 +1,14 @@
 /**
- * `npm start`: runs the whole mesh locally against the NATS, Redis and PostgreSQL on this
- * machine. Each service runs as its own process (as in production), with dev signing keys. The
+ * `npm start`: runs the whole mesh locally. PostgreSQL, NATS and Redis are those named by
+ * DATABASE_URL / NATS_URL / REDIS_URL, or private ones started here with their data under
+ * `.dev-data/start/` (see infra.ts). Each service runs as its own process (as in production), with dev signing keys. The
  * runner also builds and serves the tracking page (WEB_PORT, default 8080; WEB=off skips it) and
  * runs a carrier simulator that moves a few parcels along their routes (SIMULATOR=off skips it),
  * then prints where everything listens and a tracking link to open. Ctrl-C drains every service
  * and exits.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -15,6 +16,7 @@ import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
 import { Health, HealthCheckResponse_ServingStatus } from "@logistics/shared/gen/grpc/health/v1/health_pb.js";
 import { startCarrierSimulator, type CarrierSimulator } from "./carrier-simulator.js";
 import { listWebHubs } from "./hub-directory.js";
+import { DEV_DATA_DIR, provideMeshServers } from "./infra.js";
 import { serviceEntry, type MeshServiceName } from "./service-entry.js";
 import { buildWebPage } from "./web-build.js";
 import { startWebServer, type WebServerHandle } from "./web-server.js";
@@ -41,6 +43,16 @@ const services: Planned[] = [
 ];
 
 const keys = await ensureDevKeys(resolve(process.env["DEV_KEYS_DIR"] ?? ".dev-keys"));
+const servers = await provideMeshServers({
+  database: "mesh",
+  dataDir: join(DEV_DATA_DIR, "start"),
+  persistent: true,
+  supervised: true,
+  log: (line) => process.stdout.write(`${"servers".padEnd(12)}| ${line}\n`),
+}).catch((e: unknown) => {
+  process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});
 const children = new Map<string, ChildProcess>();
 let stopping = false;
 let web: WebServerHandle | undefined;
@@ -72,6 +84,7 @@ for (const s of services) {
       JWT_PUBLIC_KEY_FILE: keys.jwksPath,
       CORS_ORIGINS: webOrigins.join(","),
       ...process.env,
+      ...servers.env,
       PORT: String(s.port),
       METRICS_PORT: String(s.metricsPort),
     },
@@ -86,7 +99,7 @@ for (const s of services) {
       process.stderr.write(`${s.name} exited (${signal ?? code}); stopping the mesh\n`);
       void stop(1);
     } else if (children.size === 0) {
-      process.exit(process.exitCode ?? 0);
+      void finish();
     }
   });
 }
@@ -98,7 +111,13 @@ async function stop(code: number): Promise<void> {
   await simulator?.close().catch(() => {});
   await web?.close().catch(() => {});
   for (const child of children.values()) child.kill("SIGTERM");
-  if (children.size === 0) process.exit(code);
+  if (children.size === 0) await finish();
+}
+
+/** After the services: stops the servers started here, then exits. */
+async function finish(): Promise<void> {
+  await servers.stop().catch(() => {});
+  process.exit(process.exitCode ?? 0);
 }
 process.once("SIGINT", () => void stop(0));
 process.once("SIGTERM", () => void stop(0));

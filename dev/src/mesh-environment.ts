@@ -6,6 +6,8 @@ import type { MeshServiceName } from "./service-entry.js";
 import {
   createTestSchema,
   startNatsServer,
+  testDatabaseUrl,
+  testRedisUrl,
   uniqueName,
   type NatsServerHandle,
   type TestSchema,
@@ -38,17 +40,17 @@ export interface MeshEnvironmentOptions {
   base?: Readonly<Record<string, string>>;
   /**
    * PostgreSQL server for the services' schemas (every service gets `DATABASE_URL` on it).
-   * Default: the local test server. Perf runs pass a private cluster so its CPU is the mesh's alone.
+   * Default: the test database (`DATABASE_URL`, provided by the tests' global setup).
    */
   databaseUrl?: string;
-  /** Redis for every service (`REDIS_URL`). Default: each service's configured default (the local Redis). */
+  /** Redis for every service (`REDIS_URL`). Default: the tests' Redis (`REDIS_URL`, provided by their global setup). */
   redisUrl?: string;
 }
 
 /**
  * Creates an isolated mesh environment: a private nats-server, a unique subject prefix, a
- * PostgreSQL schema per service (on the local server unless `databaseUrl`), unique Redis key
- * prefixes (on the local Redis unless `redisUrl`) and development signing keys in a temporary folder.
+ * PostgreSQL schema per service (on the test database unless `databaseUrl`), unique Redis key
+ * prefixes (on the tests' Redis unless `redisUrl`) and development signing keys in a temporary folder.
  */
 export async function createMeshEnvironment(o: MeshEnvironmentOptions): Promise<MeshEnvironment> {
   const cleanups: Array<() => Promise<unknown>> = [];
@@ -79,8 +81,8 @@ export async function createMeshEnvironment(o: MeshEnvironmentOptions): Promise<
       NATS_URL: nats.url,
       SUBJECT_PREFIX: id,
       JWT_PUBLIC_KEY_FILE: keys.jwksPath,
-      ...(o.databaseUrl ? { DATABASE_URL: o.databaseUrl } : {}),
-      ...(o.redisUrl ? { REDIS_URL: o.redisUrl } : {}),
+      DATABASE_URL: o.databaseUrl ?? testDatabaseUrl(),
+      REDIS_URL: o.redisUrl ?? testRedisUrl(),
       ...o.base,
     };
     let closing: Promise<void> | undefined;

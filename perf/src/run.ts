@@ -19,12 +19,11 @@ import { cpus, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { startRedisServer, type RedisServerHandle } from "@logistics/shared/testing";
+import { DEV_DATA_DIR, provideMeshServers, type MeshServers } from "@logistics/dev";
 import { asLoadResult, runE2e, type E2eResult } from "./e2e/e2e-bench.js";
 import { postToGhzWeb, toGhzReport, type GhzReport } from "./lib/ghz-report.js";
 import { startMeshProcesses, scrapeGauge, type MeshProcesses, type MeshService } from "./lib/mesh-processes.js";
-import { startPrivatePostgres, type PrivatePostgres } from "./lib/private-postgres.js";
-import { childPids, CpuSampler, findProcess, loadAverage, rssMiB, type ProcessGroup } from "./lib/proc.js";
+import { childPids, CpuSampler, loadAverage, rssMiB, type ProcessGroup } from "./lib/proc.js";
 import { writeReport, type ScenarioResult } from "./lib/report.js";
 import { mean, slopeVerdict } from "./lib/stats.js";
 import {
@@ -183,42 +182,35 @@ function benchFigures(j: Record<string, Record<string, unknown>>): BenchFigures 
   return out;
 }
 
-/** PostgreSQL and Redis of their own, so their CPU is the mesh's alone. */
+/** PostgreSQL and Redis of their own (unless given), so their CPU is the mesh's alone. */
 interface Infra {
-  pg?: PrivatePostgres;
-  redis: RedisServerHandle;
+  /** PostgreSQL for the end-to-end runs (its postmaster's pid when started here). */
+  pg: { url: string; pid?: number };
+  redis: { url: string };
   redisPid?: number;
   notes: string[];
-  stop(): Promise<void>;
 }
 
-async function startInfra(): Promise<Infra> {
+/** The servers of the whole run, provided once (see {@link provideMeshServers}) before any bench. */
+let servers: MeshServers | undefined;
+
+function startInfra(): Infra {
+  if (!servers) throw new Error("the run's servers are not provided");
   const notes: string[] = [];
-  let pgServer: PrivatePostgres | undefined;
-  try {
-    pgServer = await startPrivatePostgres();
-    notes.push(
-      `PostgreSQL: a private ${pgServer.version} cluster on loopback for the end-to-end runs (fsync and synchronous_commit on, ` +
-        `shared_buffers 128 MB, as the shared server); its CPU is the postmaster and all its children (backends, WAL writer, checkpointer, autovacuum).`,
-    );
-  } catch (e) {
-    notes.push(
-      `PostgreSQL: the machine's shared server (a private cluster could not start: ${e instanceof Error ? e.message : String(e)}); ` +
-        `its CPU cannot be told apart from other users' and is left out of the cost table.`,
-    );
-  }
-  const redis = await startRedisServer();
-  const redisPid = findProcess("redis-server", `:${redis.port}`);
-  notes.push(`Redis: a private redis-server for the end-to-end runs${redisPid ? "" : " (its pid was not found, so its CPU is not counted)"}; NATS: a private nats-server per mesh.`);
+  notes.push(
+    servers.pids.postgres
+      ? `PostgreSQL: a private embedded cluster on loopback for the runs (fsync and synchronous_commit on, shared_buffers 128 MB); ` +
+          `its CPU is the postmaster and all its children (backends, WAL writer, checkpointer, autovacuum).`
+      : `PostgreSQL: DATABASE_URL (not started here); its CPU cannot be told apart from other users' and is left out of the cost table.`,
+  );
+  notes.push(
+    `Redis: ${servers.pids.redis ? "a private redis-server" : "REDIS_URL (not started here, its CPU is not counted)"} for the end-to-end runs; NATS: a private nats-server per mesh.`,
+  );
   return {
-    ...(pgServer ? { pg: pgServer } : {}),
-    redis,
-    ...(redisPid ? { redisPid } : {}),
+    pg: { url: servers.databaseUrl, ...(servers.pids.postgres ? { pid: servers.pids.postgres } : {}) },
+    redis: { url: servers.redisUrl },
+    ...(servers.pids.redis ? { redisPid: servers.pids.redis } : {}),
     notes,
-    async stop() {
-      await redis.stop();
-      await pgServer?.stop();
-    },
   };
 }
 
@@ -226,7 +218,7 @@ function cpuGroups(mesh: MeshProcesses, infra: Infra): ProcessGroup[] {
   const groups: ProcessGroup[] = MESH.map((name) => ({ name, pids: () => [mesh.pids[name]] }));
   if (mesh.nats.pid) groups.push({ name: "nats-server", pids: () => [mesh.nats.pid!] });
   if (infra.redisPid) groups.push({ name: "redis-server", pids: () => [infra.redisPid!] });
-  const pgPid = infra.pg?.pid;
+  const pgPid = infra.pg.pid;
   if (pgPid) groups.push({ name: "postgres", pids: () => [pgPid, ...childPids(pgPid)] });
   return groups;
 }
@@ -256,7 +248,7 @@ async function e2eAt(infra: Infra, rate: number, windowMs: number, settleMs: num
   const t = performance.now();
   log(`e2e ${rate}/s: starting the mesh (load ${loadAverage()[0]})`);
   const mesh = await startMeshProcesses(MESH_ENV, {
-    ...(infra.pg ? { databaseUrl: infra.pg.url } : {}),
+    databaseUrl: infra.pg.url,
     redisUrl: infra.redis.url,
   });
   log(`e2e ${rate}/s: mesh up after ${((performance.now() - t) / 1000).toFixed(1)} s`);
@@ -266,7 +258,7 @@ async function e2eAt(infra: Infra, rate: number, windowMs: number, settleMs: num
       windowMs,
       settleMs,
       cpu: new CpuSampler(cpuGroups(mesh, infra), LOAD_GENERATOR),
-      ...(infra.pg ? { databaseUrl: infra.pg.url } : {}),
+      databaseUrl: infra.pg.url,
       log,
     });
     log(
@@ -392,7 +384,7 @@ async function shortRun(): Promise<void> {
   const e2eNotes: string[] = [];
   let infraNotes: string[] = [];
   if (wanted("e2e")) {
-    const infra = await startInfra();
+    const infra = startInfra();
     infraNotes = infra.notes;
     try {
       const windowMs = 10_000;
@@ -414,8 +406,7 @@ async function shortRun(): Promise<void> {
         if (runs.length >= 5) break;
       }
     } finally {
-      await infra.stop();
-    }
+      }
   }
 
   const figs = runs.map(figures);
@@ -553,8 +544,8 @@ async function soak(): Promise<void> {
   }
   const loadAtStart = loadAverage();
   const commit = gitDescribe();
-  const infra = await startInfra();
-  const mesh = await startMeshProcesses(MESH_ENV, { ...(infra.pg ? { databaseUrl: infra.pg.url } : {}), redisUrl: infra.redis.url });
+  const infra = startInfra();
+  const mesh = await startMeshProcesses(MESH_ENV, { databaseUrl: infra.pg.url, redisUrl: infra.redis.url });
   const samples: Array<{ at: number; svc: string; rssMiB: number; heapMiB: number }> = [];
   let sampling = true;
   const sampler = (async () => {
@@ -578,14 +569,13 @@ async function soak(): Promise<void> {
       timelineBucketMs: 10_000,
       backlogIntervalMs: 5_000,
       cpu: new CpuSampler(cpuGroups(mesh, infra), LOAD_GENERATOR),
-      ...(infra.pg ? { databaseUrl: infra.pg.url } : {}),
+      databaseUrl: infra.pg.url,
       log,
     });
   } finally {
     sampling = false;
     await sampler;
     await mesh.close();
-    await infra.stop();
   }
   // Seconds relative to the load's window; memory is judged from its first minute's end to its end
   // (JIT, pools and caches warm up first; the settle afterwards is not load).
@@ -670,4 +660,18 @@ async function soak(): Promise<void> {
   log(`soak report: ${join(outDir, "soak.md")}`);
 }
 
-await (args.soak ? soak() : shortRun());
+// PostgreSQL and Redis for every bench and end-to-end run: DATABASE_URL / REDIS_URL when set,
+// otherwise private servers (the benches and meshes that need NATS start their own).
+servers = await provideMeshServers({
+  database: "perf",
+  dataDir: join(DEV_DATA_DIR, `perf-${process.pid}`),
+  durable: true,
+  log,
+});
+process.env["DATABASE_URL"] = servers.databaseUrl;
+process.env["REDIS_URL"] = servers.redisUrl;
+try {
+  await (args.soak ? soak() : shortRun());
+} finally {
+  await servers.stop();
+}

@@ -18,13 +18,13 @@
  * concurrent calls of the batched mode (which applies its own copy of the events, under other
  * tracking numbers, into the same tables).
  *
- * DATABASE_URL selects the server (default: the local test database). Works in a unique schema
+ * DATABASE_URL selects the server (`npm run perf` provides one). Works in a unique schema
  * that it drops afterwards. Prints one JSON line, then one human-readable line.
  */
 import { parseArgs } from "node:util";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
-import { createTestSchema, DEFAULT_TEST_DATABASE_URL } from "@logistics/shared/testing";
+import { createTestSchema, testDatabaseUrl } from "@logistics/shared/testing";
 import type { ShipmentEventInput } from "@logistics/tracking/store";
 import { createPostgresShipmentStore } from "@logistics/tracking/store";
 
@@ -121,7 +121,7 @@ async function main(): Promise<void> {
   const applyBatch = Number(values["apply-batch"]);
   const applyConcurrency = Number(values["apply-concurrency"]);
   const schema = await createTestSchema({
-    connectionString: process.env["DATABASE_URL"] ?? DEFAULT_TEST_DATABASE_URL,
+    connectionString: testDatabaseUrl(),
     prefix: "bench_store",
   });
   try {

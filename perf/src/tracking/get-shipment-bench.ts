@@ -11,7 +11,7 @@
  * Run (after `npm run build`): `node perf/dist/tracking/get-shipment-bench.js`
  * Environment: BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3),
  * BENCH_CONCURRENCY (default 32), BENCH_SHIPMENTS (cached shipments read, default 200), REDIS_URL,
- * DATABASE_URL (the default local services).
+ * DATABASE_URL (set by `npm run perf`, which provides the servers).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -32,7 +32,7 @@ import {
 } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { startServer } from "@logistics/shared/server";
 import { createMetrics, createMetricsInterceptor, createServerTracingInterceptor } from "@logistics/shared/telemetry";
-import { createTestSchema, uniqueName } from "@logistics/shared/testing";
+import { createTestSchema, testRedisUrl, uniqueName } from "@logistics/shared/testing";
 import { createMeshValidator } from "@logistics/shared/validation";
 import { createPostgresShipmentStore } from "@logistics/tracking/store";
 import {
@@ -102,7 +102,7 @@ function summarize(name: string, runs: RunResult[]) {
 }
 
 async function main(): Promise<void> {
-  const redisUrl = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379";
+  const redisUrl = testRedisUrl();
   const schema = await createTestSchema({ connectionString: process.env["DATABASE_URL"], prefix: "bench_trk" });
   const keysDir = await mkdtemp(join(tmpdir(), "bench-keys-"));
   const keyPrefix = `${uniqueName("bench")}:`;

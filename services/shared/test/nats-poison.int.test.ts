@@ -12,7 +12,7 @@ import { permanentFailureReason } from "../src/nats/permanent-failure.js";
 import { createEventPublisher, type EventPublisher } from "../src/nats/publisher.js";
 import { ensureConsumer, ensureStreams } from "../src/nats/streams.js";
 import { createSubjects } from "../src/nats/subjects.js";
-import { DEFAULT_TEST_DATABASE_URL } from "../src/testing/postgres.js";
+import { testDatabaseUrl } from "../src/testing/test-servers.js";
 import { startNatsServer, type NatsServerHandle } from "../src/testing/nats-server.js";
 import { uniqueName } from "../src/testing/unique.js";
 import { waitFor } from "../src/testing/wait-for.js";
@@ -36,7 +36,7 @@ describe("startConsumer with data that can never be applied", () => {
     nc = await connectNats({ servers: server.url, name: "nats-poison-test" });
     ({ js, jsm } = await jetstreamFor(nc));
     publisher = createEventPublisher({ js });
-    pool = new pg.Pool({ connectionString: DEFAULT_TEST_DATABASE_URL, max: 4 });
+    pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
     pool.on("error", () => {});
   });
   afterAll(async () => {

@@ -6,6 +6,7 @@ import pg from "pg";
 import { getFreePort } from "../src/testing/free-port.js";
 import { createTestSchema } from "../src/testing/postgres.js";
 import { startRedisServer } from "../src/testing/redis-server.js";
+import { testDatabaseUrl } from "../src/testing/test-servers.js";
 import { uniqueName } from "../src/testing/unique.js";
 import { waitFor, WaitForTimeoutError } from "../src/testing/wait-for.js";
 
@@ -122,7 +123,7 @@ describe("createTestSchema", () => {
       await a.drop();
       await b.drop();
     }
-    const check = new pg.Client({ connectionString: "postgres://postgres@127.0.0.1:5432/test" });
+    const check = new pg.Client({ connectionString: testDatabaseUrl() });
     await check.connect();
     try {
       const left = await check.query("SELECT 1 FROM information_schema.schemata WHERE schema_name = ANY($1)", [

@@ -4,7 +4,15 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { ensureDevKeys, mintToken } from "@logistics/shared/auth";
 import { startService, type RunningService } from "@logistics/shared/runtime";
-import { createTestSchema, seededRandom, startNatsServer, uniqueName, type NatsServerHandle, type TestSchema } from "@logistics/shared/testing";
+import {
+  createTestSchema,
+  seededRandom,
+  startNatsServer,
+  testRedisUrl,
+  uniqueName,
+  type NatsServerHandle,
+  type TestSchema,
+} from "@logistics/shared/testing";
 import { trackingConfig } from "../src/config.js";
 import { trackingService } from "../src/tracking.js";
 import { create } from "@bufbuild/protobuf";
@@ -238,7 +246,7 @@ export async function createTrackingTestEnv(opts: { redisUrl?: string } = {}): P
   const keys = await ensureDevKeys(keysDir);
   const prefix = uniqueName("trk");
   const redisPrefix = `${uniqueName("trk")}:`;
-  const redisUrl = opts.redisUrl ?? "redis://127.0.0.1:6379";
+  const redisUrl = opts.redisUrl ?? testRedisUrl();
   const env: Record<string, string> = {
     HOST: "127.0.0.1",
     PORT: "0",

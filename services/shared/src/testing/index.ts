@@ -1,6 +1,12 @@
 export { startTestConnectServer, type TestConnectServer } from "./connect-server.js";
 export { getFreePort } from "./free-port.js";
-export { removeOnExit, spawnManagedProcess, type ManagedProcess, type ProcessExit } from "./managed-process.js";
+export {
+  removeOnExit,
+  spawnManagedProcess,
+  type ManagedProcess,
+  type ManagedProcessOptions,
+  type ProcessExit,
+} from "./managed-process.js";
 export {
   startNatsCluster,
   startNatsServer,
@@ -9,7 +15,14 @@ export {
   type NatsServerHandle,
   type NatsServerOptions,
 } from "./nats-server.js";
-export { createTestSchema, DEFAULT_TEST_DATABASE_URL, type TestSchema, type TestSchemaOptions } from "./postgres.js";
+export { createTestSchema, type TestSchema, type TestSchemaOptions } from "./postgres.js";
+export { testDatabaseUrl, testNatsUrl, testRedisUrl } from "./test-servers.js";
+export {
+  embeddedPostgresBinaries,
+  startPostgresServer,
+  type PostgresServerHandle,
+  type PostgresServerOptions,
+} from "./postgres-server.js";
 export { startRedisServer, type RedisServerHandle, type RedisServerOptions } from "./redis-server.js";
 export { seededRandom } from "./seeded-random.js";
 export { uniqueName } from "./unique.js";

@@ -29,8 +29,24 @@ export interface ManagedProcess {
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<ProcessExit>;
 }
 
+/** Options for {@link spawnManagedProcess}. */
+export interface ManagedProcessOptions {
+  /**
+   * The caller stops the process itself on SIGINT/SIGTERM (a supervisor that stops its services
+   * first): the process runs in its own process group, so a terminal's Ctrl-C does not reach it,
+   * and this module's signal hook leaves it alone. It is still killed if this process exits first.
+   */
+  supervised?: boolean;
+  /** Environment of the process. Default: this process's. */
+  env?: NodeJS.ProcessEnv;
+  /** User and group to run as (a root parent starting a server that refuses root). */
+  uid?: number;
+  gid?: number;
+}
+
 const OUTPUT_LIMIT = 64 * 1024;
 const live = new Set<ChildProcess>();
+const supervised = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
 let exitHookInstalled = false;
 
@@ -43,13 +59,19 @@ let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  const cleanup = () => {
+  const killAll = () => {
     for (const child of live) child.kill("SIGKILL");
     live.clear();
+  };
+  const cleanup = () => {
+    for (const child of live) if (!supervised.has(child)) child.kill("SIGKILL");
     for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
     tempDirs.clear();
   };
-  process.on("exit", cleanup);
+  process.on("exit", () => {
+    killAll();
+    cleanup();
+  });
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     const onSignal = () => {
       cleanup();
@@ -76,9 +98,15 @@ export function removeOnExit(dir: string): () => void {
  * Spawns `binary args...` (resolved through PATH) with stdin closed and stdout/stderr captured.
  * The process is killed with SIGKILL if the parent exits first.
  */
-export function spawnManagedProcess(binary: string, args: readonly string[]): ManagedProcess {
+export function spawnManagedProcess(binary: string, args: readonly string[], opts: ManagedProcessOptions = {}): ManagedProcess {
   installExitHook();
-  const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(binary, args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: opts.supervised === true,
+    ...(opts.env ? { env: opts.env } : {}),
+    ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
+    ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
+  });
   let output = "";
   const append = (chunk: Buffer) => {
     output += chunk.toString("utf8");
@@ -94,6 +122,7 @@ export function spawnManagedProcess(binary: string, args: readonly string[]): Ma
       if (!running) return;
       running = false;
       live.delete(child);
+      supervised.delete(child);
       exitController.abort(
         new Error(
           `${binary} exited (code ${exit.code}, signal ${exit.signal})` +
@@ -106,7 +135,10 @@ export function spawnManagedProcess(binary: string, args: readonly string[]): Ma
     child.once("exit", (code, signal) => done({ code, signal }));
     child.once("error", (error) => done({ code: null, signal: null, error }));
   });
-  if (child.pid !== undefined) live.add(child);
+  if (child.pid !== undefined) {
+    live.add(child);
+    if (opts.supervised) supervised.add(child);
+  }
 
   return {
     pid: child.pid,

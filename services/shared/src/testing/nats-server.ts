@@ -34,6 +34,8 @@ export interface NatsServerOptions {
    * line flags and win over the file's settings.
    */
   configFile?: string;
+  /** Stopped by the caller on signals, in its own process group (see `ManagedProcessOptions`). */
+  supervised?: boolean;
 }
 
 /** A running nats-server started by {@link startNatsServer}. */
@@ -104,7 +106,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   };
 
   const launch = async () => {
-    const p = spawnManagedProcess(binary, args());
+    const p = spawnManagedProcess(binary, args(), { supervised: opts.supervised === true });
     proc = p;
     try {
       await waitFor(() => isReady(port, httpPort, jetstream), {

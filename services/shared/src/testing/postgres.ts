@@ -1,12 +1,10 @@
 import pg from "pg";
+import { testDatabaseUrl } from "./test-servers.js";
 import { uniqueName } from "./unique.js";
 
 /** Options for {@link createTestSchema}. */
 export interface TestSchemaOptions {
-  /**
-   * Server to use. Default `postgres://postgres@127.0.0.1:5432/test` (the local server trusts the
-   * `postgres` role over loopback).
-   */
+  /** Server to use. Default: the test database (`DATABASE_URL`, see {@link testDatabaseUrl}). */
   connectionString?: string;
   /** Schema name prefix; a unique suffix is appended. Default "t". */
   prefix?: string;
@@ -26,9 +24,6 @@ export interface TestSchema {
   drop(): Promise<void>;
 }
 
-/** The default local test database. */
-export const DEFAULT_TEST_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
-
 /**
  * Creates a uniquely named schema in a real PostgreSQL database so tests can run in parallel
  * with each other (and with anything else using the database) without seeing each other's
@@ -36,7 +31,7 @@ export const DEFAULT_TEST_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tes
  * waits for their locks.
  */
 export async function createTestSchema(opts: TestSchemaOptions = {}): Promise<TestSchema> {
-  const base = opts.connectionString ?? DEFAULT_TEST_DATABASE_URL;
+  const base = opts.connectionString ?? testDatabaseUrl();
   const schema = uniqueName(opts.prefix ?? "t");
   await withClient(base, (c) => c.query(`CREATE SCHEMA "${schema}"`));
 

@@ -14,6 +14,13 @@ export interface RedisServerOptions {
   binary?: string;
   /** How long to wait for PONG. Default 10 000 ms. */
   startTimeoutMs?: number;
+  /**
+   * Working directory. Default: a fresh directory under the OS temp dir, removed by `stop()`. A
+   * directory passed here is used as is and never removed.
+   */
+  dir?: string;
+  /** Stopped by the caller on signals, in its own process group (see `ManagedProcessOptions`). */
+  supervised?: boolean;
 }
 
 /** A running redis-server started by {@link startRedisServer}. */
@@ -21,11 +28,13 @@ export interface RedisServerHandle {
   /** `redis://127.0.0.1:<port>`. */
   readonly url: string;
   readonly port: number;
+  /** The current process id (changes on restart). */
+  readonly pid: number | undefined;
   /** True while the server process runs. */
   isRunning(): boolean;
   /** Recent server log output. */
   logs(): string;
-  /** Graceful stop (SIGTERM, wait for exit) and removal of the working directory. Idempotent. */
+  /** Graceful stop (SIGTERM, wait for exit) and removal of the working directory it created. Idempotent. */
   stop(): Promise<void>;
   /** SIGKILL, as in a crash (for "Redis is down" tests); `restart()` brings it back. */
   kill(): Promise<void>;
@@ -43,8 +52,9 @@ const LOOPBACK = "127.0.0.1";
 export async function startRedisServer(opts: RedisServerOptions = {}): Promise<RedisServerHandle> {
   const binary = opts.binary ?? "redis-server";
   const startTimeoutMs = opts.startTimeoutMs ?? 10_000;
-  const dir = await mkdtemp(join(tmpdir(), "redis-test-"));
-  const forgetDir = removeOnExit(dir);
+  const ownedDir = opts.dir === undefined ? await mkdtemp(join(tmpdir(), "redis-test-")) : undefined;
+  const dir = opts.dir ?? (ownedDir as string);
+  const forgetDir = ownedDir ? removeOnExit(ownedDir) : () => {};
   let port = opts.port ?? 0;
   let proc: ManagedProcess | undefined;
   let removed = false;
@@ -57,7 +67,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
       "--appendonly", "no",
       "--dir", dir,
       "--daemonize", "no",
-    ]);
+    ], { supervised: opts.supervised === true });
     proc = p;
     try {
       await waitFor(() => ping(port), {
@@ -74,7 +84,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   const cleanup = async () => {
     if (!removed) {
       removed = true;
-      await rm(dir, { recursive: true, force: true });
+      if (ownedDir) await rm(ownedDir, { recursive: true, force: true });
       forgetDir();
     }
   };
@@ -101,6 +111,9 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   return {
     url: `redis://${LOOPBACK}:${port}`,
     port,
+    get pid() {
+      return proc?.pid;
+    },
     isRunning: () => proc?.isRunning() ?? false,
     logs: () => proc?.output() ?? "",
     async stop() {
