@@ -72,6 +72,18 @@ export const trackingConfig = defineConfig(
       max: 300_000,
       default: 15_000,
     }),
+    TRACKING_PUBLIC_MAX_AGE_SECONDS: int({
+      description: "max-age of anonymous GetShipment/ListShipmentEvents answers in shared caches (CDN); bounds how stale a public tracking page may be",
+      min: 0,
+      max: 3600,
+      default: 5,
+    }),
+    TRACKING_PUBLIC_STALE_SECONDS: int({
+      description: "stale-while-revalidate of anonymous read answers: a cache may serve a stale copy this long while it refreshes",
+      min: 0,
+      max: 86_400,
+      default: 30,
+    }),
     TRACKING_WATCH_MAX_LIFETIME_MS: int({
       description: "a WatchShipment stream ends with OK after this long; clients resume",
       min: 1000,

@@ -18,6 +18,7 @@ import type { LiveHub } from "./live-updates.js";
 import { docAtVersion, HistoryGapError, loadHistory, stepsBetween, type VersionStep } from "./shipment-history.js";
 import type { ShipmentReader } from "./shipment-reader.js";
 import { isPublicEvent, publicShipment, publicShipmentEvent, shipmentEventMessage, shipmentMessage } from "./shipment-view.js";
+import { setReadCaching, type ReadCachePolicy } from "./read-caching.js";
 import { searchCustomerFor, shipmentViewFor, viewDependsOnOwner } from "./tracking-access.js";
 import type { TrackingMetrics } from "./tracking-metrics.js";
 
@@ -36,6 +37,8 @@ export interface TrackingServiceDeps {
   heartbeatMs?: number;
   /** A watch stream ends with OK after this long (clients resume). Default 30 minutes. */
   maxStreamLifetimeMs?: number;
+  /** HTTP caching of GetShipment / ListShipmentEvents answers. Default max-age 5 s, stale 30 s. */
+  readCache?: ReadCachePolicy;
 }
 
 /** Page size when a request leaves it 0. */
@@ -125,25 +128,30 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
   const { store, reader, live, metrics } = deps;
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const maxLifetimeMs = deps.maxStreamLifetimeMs ?? 30 * 60_000;
+  const readCache = deps.readCache ?? { maxAgeSeconds: 5, staleWhileRevalidateSeconds: 30 };
 
   return {
     async getShipment(req, ctx) {
       const shipment = await mapped(() => reader.get(req.trackingNumber));
       if (!shipment) throw notFound(req.trackingNumber);
-      return { shipment: fullAccess(ctx, shipment.customerId || undefined) ? shipment : publicShipment(shipment) };
+      const full = fullAccess(ctx, shipment.customerId || undefined);
+      setReadCaching(ctx, ctx.values.get(principalKey), full ? "full" : "public", shipment.version, readCache);
+      return { shipment: full ? shipment : publicShipment(shipment) };
     },
 
     async listShipmentEvents(req, ctx) {
-      // A customer's view depends on whose shipment it is: read it (cache first) before deciding.
-      const owner = viewDependsOnOwner(ctx.values.get(principalKey))
-        ? ((await mapped(() => reader.get(req.trackingNumber)))?.customerId ?? undefined)
-        : undefined;
+      // The snapshot (cache first) gives the version for the ETag and, for a customer, the owner
+      // that decides the view.
+      const snapshot = await mapped(() => reader.get(req.trackingNumber));
+      const principal = ctx.values.get(principalKey);
+      const owner = viewDependsOnOwner(principal) ? (snapshot?.customerId ?? undefined) : undefined;
       const full = fullAccess(ctx, owner || undefined);
       const cursor = decodePageToken(["events", req.trackingNumber], req.pageToken);
       const page = await mapped(() =>
         store.listEvents(req.trackingNumber, { pageSize: req.pageSize || DEFAULT_PAGE_SIZE, ...(cursor ? { cursor } : {}) }),
       );
       if (page.items.length === 0 && cursor === undefined) throw notFound(req.trackingNumber);
+      if (snapshot) setReadCaching(ctx, principal, full ? "full" : "public", snapshot.version, readCache);
       return create(ListShipmentEventsResponseSchema, {
         events: full
           ? page.items.map(shipmentEventMessage)

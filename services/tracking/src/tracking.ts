@@ -94,6 +94,10 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
       metrics,
       heartbeatMs: config.TRACKING_WATCH_HEARTBEAT_MS,
       maxStreamLifetimeMs: config.TRACKING_WATCH_MAX_LIFETIME_MS,
+      readCache: {
+        maxAgeSeconds: config.TRACKING_PUBLIC_MAX_AGE_SECONDS,
+        staleWhileRevalidateSeconds: config.TRACKING_PUBLIC_STALE_SECONDS,
+      },
     });
     return {
       routes: (router) => registerTrackingRoutes(router, handlers),

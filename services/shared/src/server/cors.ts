@@ -25,7 +25,8 @@ export function applyCors(options: CorsOptions, req: AnyRequest, res: AnyRespons
   if (!any && !options.allowedOrigins.includes(origin)) return false;
   res.setHeader("Access-Control-Allow-Origin", any ? "*" : origin);
   if (!any) res.setHeader("Vary", "Origin");
-  res.setHeader("Access-Control-Expose-Headers", connectCors.exposedHeaders.join(", "));
+  // ETag too: the tracking page compares a cached read's version with its live stream.
+  res.setHeader("Access-Control-Expose-Headers", [...connectCors.exposedHeaders, "ETag"].join(", "));
   if (req.method !== "OPTIONS") return false;
   res.setHeader("Access-Control-Allow-Methods", connectCors.allowedMethods.join(", "));
   res.setHeader(

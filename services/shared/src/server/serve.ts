@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { answerConditionalGet } from "./conditional-get.js";
 import { applyCors, type CorsOptions } from "./cors.js";
 import { fixGrpcMessageHeader } from "./grpc-message.js";
 import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./health.js";
@@ -179,6 +180,7 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   ) => {
     if (options.cors && applyCors(options.cors, req, res)) return;
     if (isGrpcOverHttp2(req)) encodeGrpcMessageBySpec(res);
+    else answerConditionalGet(req, res);
     if ("stream" in req && headerListSize(req.rawHeaders) > limits.maxHeaderBytes) {
       // Node advertises SETTINGS_MAX_HEADER_LIST_SIZE but does not enforce it on what arrives.
       rejectEarly(req, res, new ConnectError(`request headers larger than ${limits.maxHeaderBytes} bytes`, Code.ResourceExhausted), 431);
