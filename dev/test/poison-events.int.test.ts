@@ -142,7 +142,7 @@ describe("consumers given events they can never apply", { timeout: 60_000 }, () 
       plannedAt: ts(Date.now()),
     });
     await publish(subjects.routePlanned(REGION), RoutePlannedSchema, event, "p-eta-year-1");
-    await expectDeadLetteredAtOnce("tracking-routes-planned", "p-eta-year-1", /eta\.estimatedArrival/);
+    await expectDeadLetteredAtOnce("tracking-routes", "p-eta-year-1", /eta\.estimatedArrival/);
   });
 
   for (const [what, over, reason] of [
@@ -202,7 +202,7 @@ describe("consumers given events they can never apply", { timeout: 60_000 }, () 
   it("left no consumer redelivering anything", async () => {
     for (const [stream, durable] of [
       [subjects.streams.scans.name, "tracking-scans"],
-      [subjects.streams.routes.name, "tracking-routes-planned"],
+      [subjects.streams.routes.name, "tracking-routes"],
       [subjects.streams.shipments.name, "routing-shipments-created"],
       [subjects.streams.scans.name, "routing-scans"],
       [subjects.streams.status.name, "notification-status"],

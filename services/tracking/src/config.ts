@@ -43,11 +43,11 @@ export const trackingConfig = defineConfig(
       pattern: /^[A-Za-z0-9_-]{1,40}$/,
       default: "tracking",
     }),
-    TRACKING_PROJECTOR_CONCURRENCY: int({
-      description: "events each projector consumer applies at once (one shipment's events stay in order); they share transactions",
+    TRACKING_PROJECTOR_MAX_BATCH: int({
+      description: "most events a projector consumer commits in one transaction (one batch; a shipment's events stay in order)",
       min: 1,
       max: 1024,
-      default: 128,
+      default: 256,
     }),
     TRACKING_ACK_WAIT_MS: int({
       description: "redelivery timeout of an event a projector took and did not acknowledge",

@@ -184,12 +184,3 @@ export function routeUpdatedInput(e: RouteUpdated, fallbackTime?: Date): RouteIn
     ...routePlan(e.route),
   };
 }
-
-/**
- * The region token of an event subject (`<prefix>.<family>.<verb>.<region>[...]`), or undefined
- * when the subject has fewer tokens.
- */
-export function regionOfSubject(subject: string): string | undefined {
-  const token = subject.split(".")[3];
-  return token === undefined || token === "" ? undefined : token;
-}

@@ -142,6 +142,14 @@ function currentHub(doc: ShipmentDoc): string {
   return doc.hubCode ?? "";
 }
 
+/**
+ * `Shipment.eta` of a document, without rendering the rest of it (what EtaChanged carries).
+ * Routing's ETA is closed by the delivery; the proto leaves it unset after delivery.
+ */
+export function shipmentEta(doc: ShipmentDoc): Eta | undefined {
+  return doc.status === ShipmentStatus.DELIVERED ? undefined : eta(doc.eta);
+}
+
 /** The full (internal) Shipment message for a store document. */
 export function shipmentMessage(doc: ShipmentDoc): Shipment {
   const createdAt = doc.derivation.createdKey?.split("|")[0];
@@ -160,8 +168,7 @@ export function shipmentMessage(doc: ShipmentDoc): Shipment {
     statusTime: ts(doc.statusTime),
     currentHubCode: currentHub(doc),
     currentLocation: point(doc.location),
-    // Routing's ETA is closed by the delivery; the proto leaves it unset after delivery.
-    eta: delivered ? undefined : eta(doc.eta),
+    eta: shipmentEta(doc),
     route: route(doc.route, doc.trackingNumber, doc.eta, doc.derivation.timeline),
     etaChangeReason: doc.etaReason ?? EtaChangeReason.UNSPECIFIED,
     createdAt: ts(createdAt),

@@ -9,7 +9,7 @@ export interface TrackingMetrics {
   readonly ackToVisible: Histogram<never>;
   /** `logistics_tracking_projected_events_total{type, outcome}`: events the projector handled (outcome applied|duplicate). */
   readonly projectedEvents: Counter<"type" | "outcome">;
-  /** `logistics_tracking_projector_failures_total{type}`: handler failures (the message is redelivered). */
+  /** `logistics_tracking_projector_failures_total{type}`: events the projector could not apply or publish, by catalog event (`scan.recorded`, ...): retried (redelivered with backoff) or dead-lettered. */
   readonly projectorFailures: Counter<"type">;
   /** `logistics_tracking_cache_hits_total`: shipment reads served from the cache. */
   readonly cacheHits: Counter<never>;

@@ -1,5 +1,5 @@
 import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
-import { createEventPublisher } from "@logistics/shared/nats";
+import { createCatalogPublisher } from "@logistics/shared/events";
 import { startConsumerLagSampler } from "@logistics/shared/operations";
 import { createFailOpenRedis } from "@logistics/shared/redis";
 import type { ServiceDefinition } from "@logistics/shared/runtime";
@@ -52,16 +52,17 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
           js: ctx.js,
           jsm: ctx.jsm,
           nc: ctx.nats,
-          subjects: ctx.subjects,
+          catalog: ctx.catalog,
           store,
           cache,
           notifier: createLiveNotifier(ctx.nats, ctx.subjects),
-          publisher: createEventPublisher({ js: ctx.js, logger: log }),
+          publisher: createCatalogPublisher({ js: ctx.js, logger: log }),
           metrics,
           durablePrefix: config.TRACKING_CONSUMER_PREFIX,
-          concurrency: config.TRACKING_PROJECTOR_CONCURRENCY,
-          // Leaves the other half of the pool to the RPCs (and to the store's nested reads).
-          maxConcurrentApplies: Math.max(1, Math.min(4, Math.floor(config.TRACKING_DB_POOL_SIZE / 2))),
+          maxBatch: config.TRACKING_PROJECTOR_MAX_BATCH,
+          // Three consumers with two batches in flight each: six connections at most, the rest of
+          // the pool stays with the RPCs.
+          maxInFlightBatches: config.TRACKING_DB_POOL_SIZE >= 12 ? 2 : 1,
           ackWaitMs: config.TRACKING_ACK_WAIT_MS,
           maxDeliver: config.TRACKING_MAX_DELIVER,
           defaultRegion: config.TRACKING_REGION,
@@ -81,7 +82,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
       js: ctx.js,
       jsm: ctx.jsm,
       registry: ctx.metrics.registry,
-      consumers: projectorConsumers(ctx.subjects, config.TRACKING_CONSUMER_PREFIX),
+      consumers: projectorConsumers(ctx.catalog, config.TRACKING_CONSUMER_PREFIX),
       deadLetterStream: ctx.subjects.streams.deadLetters.name,
       intervalMs: config.BACKLOG_SAMPLE_MS,
       log,

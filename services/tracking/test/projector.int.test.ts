@@ -1,71 +1,47 @@
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { fromBinary } from "@bufbuild/protobuf";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { StatusChangedSchema, type StatusChanged } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
-import { createEventPublisher, ensureStreams, createSubjects, type Subjects } from "@logistics/shared/nats";
-import { createMetrics } from "@logistics/shared/telemetry";
-import {
-  createTestSchema,
-  startNatsServer,
-  uniqueName,
-  waitFor,
-  type NatsServerHandle,
-  type TestSchema,
-} from "@logistics/shared/testing";
-import { createPostgresShipmentStore, type PostgresShipmentStore } from "../src/store/postgres/postgres-shipment-store.js";
+import { createEventCatalog, type EventCatalog } from "@logistics/shared/events";
+import { createEventPublisher, ensureStreams, type Subjects } from "@logistics/shared/nats";
+import { uniqueName, waitFor } from "@logistics/shared/testing";
+import type { PostgresShipmentStore } from "../src/store/postgres/postgres-shipment-store.js";
 import type { ShipmentDoc } from "../src/store/ports.js";
-import { startProjector, type Projector } from "../src/projector.js";
-import { createTrackingMetrics } from "../src/tracking-metrics.js";
-import { comparable, generateDataSet, oracle, publishShuffled, type FixtureEvent } from "./tracking-fixtures.js";
+import {
+  comparable,
+  createProjectorTestEnv,
+  generateDataSet,
+  oracle,
+  publishShuffled,
+  type FixtureEvent,
+  type ProjectorTestEnv,
+} from "./tracking-fixtures.js";
 
 const SHIPMENTS = 1000;
 const DURABLE_PREFIX = "tracking";
-const DURABLES = ["scans", "shipments", "routes-planned", "routes-updated"].map((s) => `${DURABLE_PREFIX}-${s}`);
+const DURABLES = ["scans", "shipment-events", "routes"].map((s) => `${DURABLE_PREFIX}-${s}`);
 
 describe("the tracking projector (real nats-server and PostgreSQL)", () => {
-  let nats: NatsServerHandle;
-  let schema: TestSchema;
+  let env: ProjectorTestEnv;
   let store: PostgresShipmentStore;
+  let catalog: EventCatalog;
   let subjects: Subjects;
-  let admin: NatsConnection;
   let adminJs: JetStreamClient;
   let jsm: JetStreamManager;
-  const connections: NatsConnection[] = [];
-  const projectors: Projector[] = [];
   let events: FixtureEvent[];
   let expected: Map<string, ShipmentDoc>;
   let published = 0;
   let appliedWhenKilled = 0;
 
-
-  const startReplica = async () => {
-    const nc = await connect({ servers: nats.url, name: uniqueName("projector") });
-    connections.push(nc);
-    const projector = await startProjector({
-      js: jetstream(nc),
-      jsm: await jetstreamManager(nc),
-      nc,
-      subjects,
-      store,
-      publisher: createEventPublisher({ js: jetstream(nc) }),
-      metrics: createTrackingMetrics(createMetrics({ service: "tracking" }).registry),
-      durablePrefix: DURABLE_PREFIX,
-      concurrency: 24,
-      maxConcurrentApplies: 12,
-      ackWaitMs: 2000,
-    });
-    projectors.push(projector);
-    return { nc, projector };
-  };
+  const startReplica = () => env.startReplica(catalog, { durablePrefix: DURABLE_PREFIX, maxBatch: 64, ackWaitMs: 2000 });
 
   const appliedCount = async () =>
     Number((await store.pool.query<{ n: string }>("SELECT count(*) AS n FROM applied_events")).rows[0]?.n ?? 0);
 
   const drained = async () => {
     for (const d of DURABLES) {
-      const stream = d.includes("scans") ? subjects.streams.scans.name : d.includes("shipments") ? subjects.streams.shipments.name : subjects.streams.routes.name;
+      const stream = d.includes("scans") ? subjects.streams.scans.name : d.includes("shipment-events") ? subjects.streams.shipments.name : subjects.streams.routes.name;
       const info = await jsm.consumers.info(stream, d);
       if (info.num_pending > 0 || info.num_ack_pending > 0) return false;
     }
@@ -73,13 +49,11 @@ describe("the tracking projector (real nats-server and PostgreSQL)", () => {
   };
 
   beforeAll(async () => {
-    nats = await startNatsServer();
-    schema = await createTestSchema({ prefix: "trk_proj" });
-    store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 30 });
-    subjects = createSubjects(uniqueName("trk"));
-    admin = await connect({ servers: nats.url });
-    adminJs = jetstream(admin);
-    jsm = await jetstreamManager(admin);
+    env = await createProjectorTestEnv({ schemaPrefix: "trk_proj", maxConnections: 30 });
+    ({ store, jsm } = env);
+    adminJs = jetstream(env.admin);
+    catalog = createEventCatalog(uniqueName("trk"));
+    subjects = catalog.subjects;
     await ensureStreams(jsm, subjects.streamList);
 
     events = generateDataSet("PRJ", SHIPMENTS, 42);
@@ -105,12 +79,7 @@ describe("the tracking projector (real nats-server and PostgreSQL)", () => {
   });
 
   afterAll(async () => {
-    for (const p of projectors) await p.close().catch(() => {});
-    for (const nc of connections) if (!nc.isClosed()) await nc.drain().catch(() => {});
-    await admin?.drain();
-    await store?.close();
-    await schema?.drop();
-    await nats?.stop();
+    await env?.close();
   });
 
   it("was killed mid-run (the data set really was partly applied, with duplicates published)", () => {

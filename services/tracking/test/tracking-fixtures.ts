@@ -13,7 +13,15 @@ import {
   type NatsServerHandle,
   type TestSchema,
 } from "@logistics/shared/testing";
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { createCatalogPublisher, type EventCatalog } from "@logistics/shared/events";
+import { createMetrics } from "@logistics/shared/telemetry";
 import { trackingConfig } from "../src/config.js";
+import { startProjector, type Projector, type ProjectorOptions } from "../src/projector.js";
+import { createPostgresShipmentStore, type PostgresShipmentStore } from "../src/store/postgres/postgres-shipment-store.js";
+import type { ShipmentStore } from "../src/store/ports.js";
+import { createTrackingMetrics } from "../src/tracking-metrics.js";
 import { trackingService } from "../src/tracking.js";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -281,6 +289,68 @@ export async function createTrackingTestEnv(opts: { redisUrl?: string } = {}): P
       await schema.drop();
       await rm(keysDir, { recursive: true, force: true });
       if (!opts.redisUrl) await deleteKeys(redisUrl, redisPrefix);
+    },
+  };
+}
+
+// ---- projector replicas in-process ----
+
+/** A private nats-server and a PostgreSQL schema with its store, for projector replicas under test. */
+export interface ProjectorTestEnv {
+  nats: NatsServerHandle;
+  store: PostgresShipmentStore;
+  /** A connection of the test itself (publishing, inspecting streams). */
+  admin: NatsConnection;
+  jsm: JetStreamManager;
+  /**
+   * Starts a projector replica on its own connection (close it to kill the replica abruptly);
+   * `wrap` may intercept its store's `applyEvents`.
+   */
+  startReplica(
+    catalog: EventCatalog,
+    o?: Partial<ProjectorOptions> & { wrap?: (apply: ShipmentStore["applyEvents"]) => ShipmentStore["applyEvents"] },
+  ): Promise<{ nc: NatsConnection; projector: Projector }>;
+  /** Stops every replica, then the connections, store, schema and server. */
+  close(): Promise<void>;
+}
+
+export async function createProjectorTestEnv(o: { schemaPrefix: string; maxConnections: number }): Promise<ProjectorTestEnv> {
+  const nats = await startNatsServer();
+  const schema = await createTestSchema({ prefix: o.schemaPrefix });
+  const store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: o.maxConnections });
+  const admin = await connect({ servers: nats.url });
+  const jsm = await jetstreamManager(admin);
+  const connections: NatsConnection[] = [];
+  const projectors: Projector[] = [];
+  return {
+    nats,
+    store,
+    admin,
+    jsm,
+    async startReplica(catalog, { wrap, ...opts } = {}) {
+      const nc = await connect({ servers: nats.url, name: uniqueName("projector") });
+      connections.push(nc);
+      const applyEvents = store.applyEvents.bind(store);
+      const projector = await startProjector({
+        js: jetstream(nc),
+        jsm: await jetstreamManager(nc),
+        nc,
+        catalog,
+        store: { applyEvents: wrap ? wrap(applyEvents) : applyEvents, listEvents: store.listEvents.bind(store) },
+        publisher: createCatalogPublisher({ js: jetstream(nc) }),
+        metrics: createTrackingMetrics(createMetrics({ service: "tracking" }).registry),
+        ...opts,
+      });
+      projectors.push(projector);
+      return { nc, projector };
+    },
+    async close() {
+      for (const p of projectors) await p.close().catch(() => {});
+      for (const nc of connections) if (!nc.isClosed()) await nc.drain().catch(() => {});
+      await admin.drain();
+      await store.close();
+      await schema.drop();
+      await nats.stop();
     },
   };
 }
