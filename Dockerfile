@@ -68,7 +68,8 @@ RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack 
  && groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
 WORKDIR /app
-# package.json carries the build's version: the services report it as service.version.
+# Each service reports the version of its own package.json (services/<name>/package.json, copied
+# below beside its dist/) as service.version, however the process is started.
 COPY --from=build --chown=root:root /app/package.json ./package.json
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/services/shared/package.json ./services/shared/package.json

@@ -248,11 +248,11 @@ describe("the chart's environment for each service", () => {
     const attrs = /- name: OTEL_RESOURCE_ATTRIBUTES\n\s+value: \{\{ printf "([^"]+)"/.exec(workloadTemplate)?.[1];
     assert.ok(attrs, "OTEL_RESOURCE_ATTRIBUTES is built in the template");
     for (const name of only) assert.ok(attrs.includes(`$(${name})`));
-    for (const key of ["k8s.pod.name", "k8s.namespace.name", "k8s.node.name", "k8s.deployment.name"]) assert.ok(attrs.includes(`${key}=`));
+    for (const key of ["k8s.pod.name", "k8s.namespace.name", "k8s.node.name", "k8s.deployment.name", "deployment.environment.name"]) assert.ok(attrs.includes(`${key}=`));
     for (const [service] of enabledServices(defaults)) {
       const spec = (await loadConfig(service)).spec["OTEL_RESOURCE_ATTRIBUTES"];
       assert.ok(spec, `${service} parses OTEL_RESOURCE_ATTRIBUTES`);
-      const sample = attrs.replace(/\$\([A-Z_]+\)/g, "x-1").replace("%s", "mesh-logistics-mesh-x");
+      const sample = attrs.replace(/\$\([A-Z_]+\)/g, "x-1").replace("%s", "mesh-logistics-mesh-x").replace("%s", "production");
       assert.doesNotThrow(() => spec.parse(sample));
     }
   });

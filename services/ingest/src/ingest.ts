@@ -31,6 +31,7 @@ import { createShipmentHandover } from "./shipment-handover.js";
  */
 export const ingestService: ServiceDefinition<IngestConfig> = {
   name: "ingest",
+  moduleUrl: import.meta.url,
   services: [IngestService],
   policies: ingestPolicies,
   async start(ctx) {

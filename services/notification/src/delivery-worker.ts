@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Tracer } from "@opentelemetry/api";
+import { redactedUrl, SemConv, serverAttributes } from "@logistics/shared/telemetry";
 import { DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { createCircuitBreakers, type CircuitBreakerOptions, type CircuitBreakers } from "./circuit-breaker.js";
 import type { ClaimedDelivery, DeliveryTransition, NotificationStore } from "./notification-store.js";
@@ -117,11 +118,16 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
     const attemptedAt = new Date();
     const n = d.attemptsInBudget + 1;
     let result: WebhookResult;
+    // The delivery's log lines are written in the context of its HTTP span (or, when no request
+    // was sent, of the event's trace), so they carry a trace id that leads to the attempt.
+    let logContext = propagation.extract(ROOT_CONTEXT, d.traceContext);
     const permit = breakers.acquire(d.origin);
     if (permit === "open") {
       result = notSent("circuit open: the endpoint failed repeatedly; request not sent");
     } else {
-      result = await sendTraced(d, n);
+      const sent = await sendTraced(d, n);
+      result = sent.result;
+      logContext = sent.context;
       breakers.record(d.origin, classifyStatus(result.status) !== "retry");
     }
     const outcome = result.status === 0 ? "retry" : classifyStatus(result.status);
@@ -138,30 +144,42 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
       { attemptedAt, httpStatus: result.status, error, durationMs: result.durationMs, responseExcerpt: result.excerpt },
       next,
     );
-    if (!written) {
-      opts.log.warn({ deliveryId: d.id }, "delivery lease lost or delivery cancelled; attempt not recorded");
-    } else if (next.state === DeliveryState.DEAD_LETTERED) {
-      opts.log.warn({ deliveryId: d.id, origin: d.origin, attempts: n, error }, "webhook delivery dead-lettered");
-    }
-    opts.onAttempt?.({
-      deliveryId: d.id,
-      origin: d.origin,
-      httpStatus: result.status,
-      durationMs: result.durationMs,
-      next: next.state,
-      ...(d.createdAt ? { sinceCreatedMs: Math.max(0, Date.now() - d.createdAt.getTime()) } : {}),
+    // Log lines and the attempt's metrics (exemplars) in the attempt's trace context.
+    context.with(logContext, () => {
+      if (!written) {
+        opts.log.warn({ deliveryId: d.id }, "delivery lease lost or delivery cancelled; attempt not recorded");
+      } else if (next.state === DeliveryState.DEAD_LETTERED) {
+        opts.log.warn({ deliveryId: d.id, origin: d.origin, attempts: n, error }, "webhook delivery dead-lettered");
+      }
+      opts.onAttempt?.({
+        deliveryId: d.id,
+        origin: d.origin,
+        httpStatus: result.status,
+        durationMs: result.durationMs,
+        next: next.state,
+        ...(d.createdAt ? { sinceCreatedMs: Math.max(0, Date.now() - d.createdAt.getTime()) } : {}),
+      });
     });
   };
 
-  const sendTraced = async (d: ClaimedDelivery, n: number): Promise<WebhookResult> => {
+  /**
+   * POSTs one attempt in a CLIENT span named after the HTTP method (`POST`, as the HTTP client
+   * conventions name spans without a route template), child of the event's trace, with
+   * `http.request.method`, `url.full` (credentials and query values redacted), `server.address`,
+   * `server.port`, `http.response.status_code` and, on failure, `error.type` (the status code, or
+   * the transport error's kind). Resolves with the result and the span's context.
+   */
+  const sendTraced = async (d: ClaimedDelivery, n: number): Promise<{ result: WebhookResult; context: Context }> => {
     const parent = propagation.extract(ROOT_CONTEXT, d.traceContext);
+    const fullUrl = redactedUrl(d.webhookUrl);
     const span = tracer.startSpan(
-      "webhook deliver",
+      "POST",
       {
         kind: SpanKind.CLIENT,
         attributes: {
-          "http.request.method": "POST",
-          "server.address": safeHost(d.webhookUrl),
+          [SemConv.HTTP_REQUEST_METHOD]: "POST",
+          ...(fullUrl !== undefined ? { [SemConv.URL_FULL]: fullUrl } : {}),
+          ...serverAttributes(d.webhookUrl),
           "logistics.delivery_id": d.id,
           "logistics.event_id": d.eventId,
           "logistics.delivery_attempt": n,
@@ -169,6 +187,7 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
       },
       parent,
     );
+    const spanContext = trace.setSpan(parent, span);
     try {
       let target;
       try {
@@ -176,7 +195,8 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         span.setStatus({ code: SpanStatusCode.ERROR, message });
-        return notSent(`refused: ${message}`);
+        span.setAttribute(SemConv.ERROR_TYPE, "refused");
+        return { result: notSent(`refused: ${message}`), context: spanContext };
       }
       const t = Math.floor(Date.now() / 1000);
       const headers: Record<string, string> = {
@@ -187,13 +207,14 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
         [ATTEMPT_HEADER]: String(n),
         [SIGNATURE_HEADER]: signatureHeader(d.secret, t, d.body),
       };
-      propagation.inject(trace.setSpan(context.active(), span), headers);
+      propagation.inject(spanContext, headers);
       const result = await send({ target, body: d.body, headers, timeoutMs: opts.timeoutMs });
-      if (result.status) span.setAttribute("http.response.status_code", result.status);
+      if (result.status) span.setAttribute(SemConv.HTTP_RESPONSE_STATUS_CODE, result.status);
       if (classifyStatus(result.status) !== "delivered") {
         span.setStatus({ code: SpanStatusCode.ERROR, message: result.error || `HTTP ${result.status}` });
+        span.setAttribute(SemConv.ERROR_TYPE, result.status ? String(result.status) : transportErrorType(result.error));
       }
-      return result;
+      return { result, context: spanContext };
     } finally {
       span.end();
     }
@@ -262,10 +283,9 @@ function notSent(error: string): WebhookResult {
   return { status: 0, error, durationMs: 0, excerpt: "", retryAfter: undefined };
 }
 
-function safeHost(url: string): string {
-  try {
-    return new URL(url).hostname;
-  } catch {
-    return "";
-  }
+/** `error.type` of a request that got no response: the error code (`ECONNREFUSED`), `timeout`, or `_OTHER`. */
+function transportErrorType(error: string): string {
+  if (error.startsWith("timed out")) return "timeout";
+  const code = /^([A-Z][A-Z0-9_]+):/.exec(error)?.[1];
+  return code ?? "_OTHER";
 }

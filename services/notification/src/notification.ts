@@ -20,6 +20,7 @@ import type { WebhookTargetPolicy } from "./webhook-target.js";
  */
 export const notificationService: ServiceDefinition<NotificationConfig> = {
   name: "notification",
+  moduleUrl: import.meta.url,
   services: [NotificationService, EventDeadLetterService],
   policies: notificationPolicies,
   async start(ctx) {

@@ -21,6 +21,7 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /** The routing service as the runtime starts it (from main.ts, the dev runner and tests). */
 export const routingService: ServiceDefinition<RoutingConfig> = {
   name: "routing",
+  moduleUrl: import.meta.url,
   services: [RoutingService],
   policies: routingPolicies,
   async start(ctx) {

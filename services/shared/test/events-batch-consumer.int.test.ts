@@ -24,6 +24,7 @@ import {
 } from "../src/events/index.js";
 import { connectNats, jetstreamFor } from "../src/nats/connect.js";
 import { EventHeaders } from "../src/nats/event-headers.js";
+import { subjectFamily } from "../src/nats/subjects.js";
 import { ensureConsumer, ensureStreams } from "../src/nats/streams.js";
 import { startTelemetry, type TelemetryHandle } from "../src/telemetry/index.js";
 import { startNatsServer, type NatsServerHandle } from "../src/testing/nats-server.js";
@@ -375,7 +376,7 @@ describe("event catalog publishing and the batch consumer (real nats-server)", (
     });
     await settled(def.stream.name, def.durable, 2);
     const span = await waitFor(
-      () => exporter.getFinishedSpans().find((s) => s.name === `${def.durable} process` && s.attributes["messaging.nats.stream"] === def.stream.name),
+      () => exporter.getFinishedSpans().find((s) => s.name === (def.filterSubject ? `process ${subjectFamily(def.filterSubject)}` : `process ${def.stream.name}`) && s.attributes["messaging.nats.stream"] === def.stream.name),
       { message: "batch span" },
     );
     const publishSpans = exporter.getFinishedSpans().filter((s) => s.kind === SpanKind.PRODUCER && producers.includes(s.parentSpanContext?.spanId ?? ""));

@@ -89,15 +89,16 @@ describe("trace context over NATS headers", () => {
     const family = subjectFamily(subject);
     const spans = await waitFor(() => {
       const all = exporter.getFinishedSpans();
-      const producer = all.find((x) => x.name === `${family} publish`);
-      const consumerSpan = all.find((x) => x.name === `${family} process`);
+      const producer = all.find((x) => x.name === `publish ${family}`);
+      const consumerSpan = all.find((x) => x.name === `process ${family}`);
       return producer && consumerSpan ? { producer, consumerSpan } : undefined;
     }, { message: "producer and consumer spans exported" });
 
     const { producer, consumerSpan } = spans;
     assert.equal(producer.kind, SpanKind.PRODUCER);
     assert.equal(producer.spanContext().traceId, rootTraceId);
-    assert.equal(producer.attributes["messaging.system"], "nats");
+    assert.equal(producer.attributes["messaging.system.name"], "nats");
+    assert.equal(producer.attributes["messaging.system"], undefined, "the old name only with OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup");
     assert.equal(producer.attributes["messaging.destination.name"], subject);
     assert.equal(producer.attributes["messaging.message.id"], "e1");
 

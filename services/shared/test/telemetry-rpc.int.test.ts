@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { afterAll, beforeAll, beforeEach, describe, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, it } from "vitest";
 import { create, createFileRegistry, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { FileDescriptorProtoSchema, file_google_protobuf_wrappers, StringValueSchema } from "@bufbuild/protobuf/wkt";
@@ -20,6 +20,7 @@ import {
   startTelemetry,
   type Metrics,
   type TelemetryHandle,
+  setSemconvStabilityOptIn,
 } from "../src/telemetry/index.js";
 import { waitFor } from "../src/testing/wait-for.js";
 import { startTestConnectServer, type TestConnectServer } from "../src/testing/connect-server.js";
@@ -242,11 +243,13 @@ describe("createServerTracingInterceptor", () => {
     assert.equal(span.spanContext().traceId, caller.spanContext().traceId);
     assert.equal(span.parentSpanContext?.spanId, caller.spanContext().spanId);
     assert.equal(span.parentSpanContext?.isRemote, true);
+    const { port } = new URL(server.baseUrl);
     assert.deepEqual(span.attributes, {
-      "rpc.system": "connect_rpc",
-      "rpc.service": SERVICE_NAME,
-      "rpc.method": "Echo",
-      "rpc.grpc.status_code": 0,
+      "rpc.system.name": "connectrpc",
+      "rpc.method": `${SERVICE_NAME}/Echo`,
+      "server.address": "127.0.0.1",
+      "server.port": Number(port),
+      "rpc.status_code": "ok",
     });
     assert.equal(span.status.code, SpanStatusCode.UNSET);
     assert.equal(res.value, `${span.spanContext().traceId}/${span.spanContext().spanId}`, "handler ran inside the server span");
@@ -281,9 +284,10 @@ describe("createServerTracingInterceptor", () => {
     assert.equal(received[0], `${span.spanContext().traceId}/${span.spanContext().spanId}`, "stream body ran inside the span");
     assert.equal(span.spanContext().traceId, caller.spanContext().traceId);
     assert.equal(span.parentSpanContext?.spanId, caller.spanContext().spanId);
-    assert.equal(span.attributes["rpc.system"], "grpc");
-    assert.equal(span.attributes["rpc.method"], "Count");
-    assert.equal(span.attributes["rpc.grpc.status_code"], 0);
+    assert.equal(span.attributes["rpc.system.name"], "grpc");
+    assert.equal(span.attributes["rpc.method"], `${SERVICE_NAME}/Count`);
+    assert.equal(span.attributes["rpc.status_code"], "OK");
+    assert.equal(span.attributes["error.type"], undefined);
   });
 
   it("marks a call failing with NotFound as an error with its code", async () => {
@@ -291,8 +295,9 @@ describe("createServerTracingInterceptor", () => {
     const span = await oneSpan("Echo");
     assert.equal(span.status.code, SpanStatusCode.ERROR);
     assert.equal(span.status.message, "no such parcel");
-    assert.equal(span.attributes["rpc.grpc.status_code"], Code.NotFound);
-    assert.equal(span.attributes["rpc.connect_rpc.error_code"], "not_found");
+    assert.equal(span.attributes["rpc.status_code"], "not_found");
+    assert.equal(span.attributes["error.type"], "not_found");
+    assert.equal(span.attributes["rpc.connect_rpc.error_code"], undefined, "old names only with OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup");
     assert.equal(span.events.length, 0, "an expected error is not recorded as an exception");
   });
 
@@ -300,8 +305,8 @@ describe("createServerTracingInterceptor", () => {
     await expectCode(clients.grpc.echo(sv("boom")), Code.Internal);
     const span = await oneSpan("Echo");
     assert.equal(span.status.code, SpanStatusCode.ERROR);
-    assert.equal(span.attributes["rpc.grpc.status_code"], Code.Internal);
-    assert.equal(span.attributes["rpc.connect_rpc.error_code"], undefined, "gRPC calls carry only the numeric code");
+    assert.equal(span.attributes["rpc.status_code"], "INTERNAL", "gRPC calls carry gRPC's status name");
+    assert.equal(span.attributes["error.type"], "INTERNAL");
     const exception = span.events.find((e) => e.name === "exception");
     assert.equal(exception?.attributes?.["exception.message"], "database exploded");
   });
@@ -322,8 +327,24 @@ describe("createServerTracingInterceptor", () => {
     const span = await oneSpan("Count");
     assert.equal(span.status.code, SpanStatusCode.ERROR);
     assert.equal(span.status.message, "hub offline");
-    assert.equal(span.attributes["rpc.grpc.status_code"], Code.Unavailable);
-    assert.equal(span.attributes["rpc.connect_rpc.error_code"], "unavailable");
+    assert.equal(span.attributes["rpc.status_code"], "unavailable");
+  });
+});
+
+describe("OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup", () => {
+  afterEach(() => setSemconvStabilityOptIn(undefined));
+
+  it("adds the old RPC attribute names next to the stable ones", async () => {
+    setSemconvStabilityOptIn("http, rpc/dup");
+    await expectCode(clients.connect.echo(sv("not-found")), Code.NotFound);
+    const span = await oneSpan("Echo");
+    assert.equal(span.attributes["rpc.system.name"], "connectrpc");
+    assert.equal(span.attributes["rpc.status_code"], "not_found");
+    assert.equal(span.attributes["rpc.system"], "connect_rpc");
+    assert.equal(span.attributes["rpc.service"], SERVICE_NAME);
+    assert.equal(span.attributes["rpc.method"], `${SERVICE_NAME}/Echo`, "where old and stable names collide, the stable value wins");
+    assert.equal(span.attributes["rpc.grpc.status_code"], Code.NotFound);
+    assert.equal(span.attributes["rpc.connect_rpc.error_code"], "not_found");
   });
 });
 
@@ -338,10 +359,11 @@ describe("createClientTracingInterceptor", () => {
     assert.equal(clientSpan.parentSpanContext?.spanId, parent.spanContext().spanId);
     assert.equal(serverSpan.parentSpanContext?.spanId, clientSpan.spanContext().spanId);
     assert.equal(serverSpan.spanContext().traceId, parent.spanContext().traceId);
-    assert.equal(clientSpan.attributes["rpc.system"], "connect_rpc");
-    assert.equal(clientSpan.attributes["rpc.service"], SERVICE_NAME);
-    assert.equal(clientSpan.attributes["rpc.method"], "Echo");
-    assert.equal(clientSpan.attributes["rpc.grpc.status_code"], 0);
+    assert.equal(clientSpan.attributes["rpc.system.name"], "connectrpc");
+    assert.equal(clientSpan.attributes["rpc.method"], `${SERVICE_NAME}/Echo`);
+    assert.equal(clientSpan.attributes["rpc.status_code"], "ok");
+    assert.equal(clientSpan.attributes["server.address"], "127.0.0.1");
+    assert.equal(clientSpan.attributes["server.port"], Number(new URL(server.baseUrl).port));
   });
 
   it("ends a streaming call's client span when the response stream is consumed", async () => {
@@ -357,15 +379,15 @@ describe("createClientTracingInterceptor", () => {
     const clientSpan = await oneSpan("Count", SpanKind.CLIENT);
     const serverSpan = await oneSpan("Count", SpanKind.SERVER);
     assert.equal(serverSpan.parentSpanContext?.spanId, clientSpan.spanContext().spanId);
-    assert.equal(clientSpan.attributes["rpc.system"], "grpc");
-    assert.equal(clientSpan.attributes["rpc.grpc.status_code"], 0);
+    assert.equal(clientSpan.attributes["rpc.system.name"], "grpc");
+    assert.equal(clientSpan.attributes["rpc.status_code"], "OK");
   });
 
   it("marks a failed call's client span as an error with the code", async () => {
     await expectCode(clients.traced.echo(sv("not-found")), Code.NotFound);
     const clientSpan = await oneSpan("Echo", SpanKind.CLIENT);
     assert.equal(clientSpan.status.code, SpanStatusCode.ERROR);
-    assert.equal(clientSpan.attributes["rpc.grpc.status_code"], Code.NotFound);
+    assert.equal(clientSpan.attributes["rpc.status_code"], "not_found");
   });
 });
 
@@ -391,7 +413,7 @@ describe("injectIntoGrpcMetadata", () => {
       const span = await oneSpan("Echo");
       assert.equal(span.parentSpanContext?.spanId, caller.spanContext().spanId);
       assert.equal(span.spanContext().traceId, caller.spanContext().traceId);
-      assert.equal(span.attributes["rpc.system"], "grpc");
+      assert.equal(span.attributes["rpc.system.name"], "grpc");
       assert.equal(res.value, `${span.spanContext().traceId}/${span.spanContext().spanId}`);
     } finally {
       client.close();

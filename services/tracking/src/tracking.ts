@@ -23,6 +23,7 @@ const CACHE_WARN_INTERVAL_MS = 30_000;
  */
 export const trackingService: ServiceDefinition<TrackingConfig> = {
   name: "tracking",
+  moduleUrl: import.meta.url,
   services: [TrackingService],
   policies: trackingPolicies,
   async start(ctx) {

@@ -1,11 +1,12 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Link, type Tracer } from "@opentelemetry/api";
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Link, type Span, type Tracer } from "@opentelemetry/api";
 import { exponentialRetryDelay } from "../nats/consumer.js";
 import { createDeadLetterer, errorText, watchMaxDeliveries, type MaxDeliveriesWatch } from "../nats/dead-letters.js";
 import { EventHeaders } from "../nats/event-headers.js";
-import { MessagingAttributes, NATS_TRACER_NAME, processSpanAttributes } from "../nats/messaging-attributes.js";
+import { MessagingAttributes, messagingSpanName, NATS_TRACER_NAME, processSpanAttributes } from "../nats/messaging-attributes.js";
+import { subjectFamily } from "../nats/subjects.js";
 import { silentNatsLog, type NatsLog } from "../nats/nats-log.js";
 import { extractTraceContext } from "../nats/trace-headers.js";
 import type { AnyEventDef, ConsumerDef, EventCatalog, MessageOf } from "./catalog.js";
@@ -174,9 +175,11 @@ interface Held {
  * sequence. One in-progress ack timer per consumer (every ack_wait/3) keeps every held message
  * alive, whether waiting or in a batch; there are no per-message timers.
  *
- * Tracing: one CONSUMER span `<durable> process` per batch, child of the first message's
- * producer context (a batch of one keeps a single trace) and linked to the producers of up to
- * 128 messages; the handler runs inside it.
+ * Tracing: one CONSUMER span `process <subject family>` (`process <stream>` for a whole-stream
+ * consumer) per batch, child of the first message's producer context (a batch of one keeps a
+ * single trace) and linked to the producers of up to 128 messages; the handler, the settling and
+ * the log lines about the batch (handler failures, dead letters) run inside it, so they carry its
+ * `trace_id`. A poison message gets a span of its own, child of its producer.
  */
 export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsumerOptions<E>): Promise<BatchConsumer> {
   const { js, consumer: def, handler } = opts;
@@ -190,6 +193,8 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
   const retryDelayMs = opts.retryDelayMs ?? exponentialRetryDelay(500, 60_000);
   const tracer = opts.tracer ?? trace.getTracer(NATS_TRACER_NAME);
   const events = new Map<string, E>(def.events.map((e) => [e.name, e]));
+  const destination = def.filterSubject ?? def.stream.subjects.join(",");
+  const spanName = messagingSpanName("process", def.filterSubject ? subjectFamily(def.filterSubject) : stream);
 
   const consumer = await js.consumers.get(stream, durable);
   const { config } = await consumer.info(true);
@@ -204,6 +209,7 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
     subject: def.deadLetterSubject,
     log,
     onDeadLettered: () => stats.deadLettered++,
+    ...(opts.tracer ? { tracer: opts.tracer } : {}),
   });
 
   /** Messages waiting for a batch, in stream-sequence order. */
@@ -280,7 +286,31 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
       const seq = m.seq;
       const deliveryCount = m.info.deliveryCount;
       const h = { m, item: { seq, deliveryCount } as BatchItem };
-      track(bury(h, `poison: ${item}`)).catch((err: unknown) => log.error({ stream, durable, seq, err }, "could not dead-letter poison"));
+      // A poison message never reaches a batch: it gets a span of its own (child of its
+      // producer), inside which it is dead-lettered and logged.
+      const parent = extractTraceContext(m.headers, ROOT_CONTEXT);
+      const producer = trace.getSpanContext(parent);
+      const span = tracer.startSpan(
+        spanName,
+        {
+          kind: SpanKind.CONSUMER,
+          links: producer ? [{ context: producer }] : [],
+          attributes: {
+            ...processSpanAttributes(m.subject, durable, stream),
+            [MessagingAttributes.BODY_SIZE]: m.data.byteLength,
+            [MessagingAttributes.NATS_STREAM_SEQUENCE]: seq,
+            [MessagingAttributes.NATS_DELIVERY_COUNT]: deliveryCount,
+            "logistics.outcome": "dead_letter",
+          },
+        },
+        parent,
+      );
+      span.setStatus({ code: SpanStatusCode.ERROR, message: item });
+      track(
+        context.with(trace.setSpan(parent, span), () =>
+          bury(h, `poison: ${item}`).catch((err: unknown) => log.error({ stream, durable, seq, err }, "could not dead-letter poison")),
+        ),
+      ).finally(() => span.end());
       return;
     }
     const park = parked.get(item.key);
@@ -369,22 +399,27 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
       if (sc) links.push({ context: sc });
     }
     const span = tracer.startSpan(
-      `${durable} process`,
+      spanName,
       {
         kind: SpanKind.CONSUMER,
         links,
         attributes: {
-          ...processSpanAttributes(def.filterSubject ?? def.stream.subjects.join(","), durable, stream),
+          ...processSpanAttributes(destination, durable, stream),
           [MessagingAttributes.BATCH_MESSAGE_COUNT]: batch.length,
         },
       },
       parent,
     );
+    // The handler, the settling and every log line about the batch's items run inside its span.
+    await context.with(trace.setSpan(parent, span), () => handleBatch(batch, span, started));
+  };
+
+  const handleBatch = async (batch: Held[], span: Span, started: number): Promise<void> => {
     let outcomes: readonly Outcome[];
     let failed = false;
     try {
       const items = batch.map((h) => h.item) as unknown as ReadonlyArray<BatchItem<E>>;
-      outcomes = await context.with(trace.setSpan(parent, span), () => handler(items));
+      outcomes = await handler(items);
       if (outcomes.length !== batch.length) throw new Error(`handler returned ${outcomes.length} outcomes for ${batch.length} items`);
     } catch (err) {
       failed = true;

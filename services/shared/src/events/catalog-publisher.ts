@@ -2,7 +2,7 @@ import { toBinary } from "@bufbuild/protobuf";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { context, SpanKind, SpanStatusCode, trace, type Span, type Tracer } from "@opentelemetry/api";
 import { errorText } from "../nats/dead-letters.js";
-import { MESSAGING_SYSTEM_NATS, MessagingAttributes, NATS_TRACER_NAME } from "../nats/messaging-attributes.js";
+import { MessagingAttributes, messagingSpanName, NATS_TRACER_NAME, publishSpanAttributes } from "../nats/messaging-attributes.js";
 import { silentNatsLog, type NatsLog } from "../nats/nats-log.js";
 import { sendEvent, type PublishEventResult } from "../nats/publisher.js";
 import type { AnyEventDef, MessageOf, TokensOf } from "./catalog.js";
@@ -68,14 +68,11 @@ export function createCatalogPublisher(opts: CatalogPublisherOptions): CatalogPu
   /** Runs `fn` in a PRODUCER span for `count` messages of one event type. */
   const inSpan = <T>(event: AnyEventDef, destination: string, count: number, extra: Record<string, string | number>, fn: (span: Span) => Promise<T>) =>
     tracer().startActiveSpan(
-      `${event.allSubjects.slice(0, -2)} publish`,
+      messagingSpanName("publish", event.allSubjects.slice(0, -2)),
       {
         kind: SpanKind.PRODUCER,
         attributes: {
-          [MessagingAttributes.SYSTEM]: MESSAGING_SYSTEM_NATS,
-          [MessagingAttributes.OPERATION_TYPE]: "send",
-          [MessagingAttributes.OPERATION_NAME]: "publish",
-          [MessagingAttributes.DESTINATION_NAME]: destination,
+          ...publishSpanAttributes(destination),
           [MessagingAttributes.BATCH_MESSAGE_COUNT]: count,
           ...extra,
         },
@@ -126,6 +123,8 @@ export function createCatalogPublisher(opts: CatalogPublisherOptions): CatalogPu
               const sends = indexes.map((i) => {
                 try {
                   const e = encode(items[i] as Publication);
+                  // A batch of one is a single-message publish: name the message, as publish() does.
+                  if (indexes.length === 1) span.setAttributes({ [MessagingAttributes.MESSAGE_ID]: e.msgId, [MessagingAttributes.BODY_SIZE]: e.payload.byteLength });
                   return sendEvent(js, { ...e, timeoutMs });
                 } catch (err) {
                   return Promise.reject(err);

@@ -18,7 +18,7 @@ import {
 } from "@opentelemetry/api";
 import { createDeadLetterer, errorText, watchMaxDeliveries } from "./dead-letters.js";
 import { EventHeaders } from "./event-headers.js";
-import { MessagingAttributes, NATS_TRACER_NAME, processSpanAttributes } from "./messaging-attributes.js";
+import { MessagingAttributes, messagingSpanName, NATS_TRACER_NAME, processSpanAttributes } from "./messaging-attributes.js";
 import { silentNatsLog, type NatsLog } from "./nats-log.js";
 import { permanentFailureReason } from "./permanent-failure.js";
 import { subjectFamily } from "./subjects.js";
@@ -168,7 +168,7 @@ export class PoisonMessageError extends Error {
  *   by the server;
  * - while the handler runs, an in-progress ack is sent every `ack_wait / 3`, so slow handlers are
  *   not redelivered while still working;
- * - the handler runs in a CONSUMER span `<subject family> process` whose parent is the trace
+ * - the handler runs in a CONSUMER span `process <subject family>` whose parent is the trace
  *   context from the headers (one trace from publisher to consumer) and which links to the
  *   producer span.
  *
@@ -218,6 +218,7 @@ export async function startConsumer<Desc extends DescMessage>(
     log,
     onDeadLettered: () => stats.deadLettered++,
     onDropped: () => stats.dropped++,
+    ...(opts.tracer ? { tracer: opts.tracer } : {}),
   });
 
   const runHandler = async (message: MessageShape<Desc>, meta: MessageMeta): Promise<void> => {
@@ -244,7 +245,7 @@ export async function startConsumer<Desc extends DescMessage>(
     const producer = trace.getSpanContext(parent);
     const links: Link[] = producer ? [{ context: producer }] : [];
     const span = tracer.startSpan(
-      `${subjectFamily(m.subject)} process`,
+      messagingSpanName("process", subjectFamily(m.subject)),
       {
         kind: SpanKind.CONSUMER,
         links,
@@ -259,6 +260,16 @@ export async function startConsumer<Desc extends DescMessage>(
       parent,
     );
     const progress = setInterval(() => m.working(), progressEveryMs);
+    // Everything about this message, its log lines included, happens inside its span.
+    const ctx = trace.setSpan(parent, span);
+    await context.with(ctx, () => settle(m, meta, span)).finally(() => {
+      clearInterval(progress);
+      span.end();
+    });
+  };
+
+  /** Decodes, runs the handler and acks, naks or dead-letters `m`; runs inside the message's span. */
+  const settle = async (m: JsMsg, meta: MessageMeta, span: Span): Promise<void> => {
     try {
       let message: MessageShape<Desc>;
       try {
@@ -272,7 +283,7 @@ export async function startConsumer<Desc extends DescMessage>(
         return;
       }
       try {
-        await context.with(trace.setSpan(parent, span), () => runHandler(message, meta));
+        await runHandler(message, meta);
         m.ack();
         stats.acked++;
         span.setAttribute("logistics.outcome", "ack");
@@ -311,9 +322,6 @@ export async function startConsumer<Desc extends DescMessage>(
     } catch (err) {
       // Only reachable if acking itself threw (connection closed): the server will redeliver.
       log.error({ stream, durable, seq: meta.seq, err }, "could not settle message");
-    } finally {
-      clearInterval(progress);
-      span.end();
     }
   };
 

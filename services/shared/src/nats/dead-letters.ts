@@ -1,7 +1,11 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as createHeaders, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Link, type Tracer } from "@opentelemetry/api";
 import { EventHeaders } from "./event-headers.js";
+import { MessagingAttributes, messagingSpanName, NATS_TRACER_NAME, publishSpanAttributes } from "./messaging-attributes.js";
 import type { NatsLog } from "./nats-log.js";
+import { subjectFamily } from "./subjects.js";
+import { extractTraceContext } from "./trace-headers.js";
 
 /** A message a consumer gives up on, as the dead-letter publish needs it. */
 export interface DeadLetterSource {
@@ -26,6 +30,8 @@ export interface DeadLettererOptions {
   onDeadLettered?: () => void;
   /** Called once per message dropped for want of a dead-letter subject. */
   onDropped?: () => void;
+  /** Tracer for the dead-letter PRODUCER spans. Default: `trace.getTracer("logistics.nats")`. */
+  tracer?: Tracer;
 }
 
 /**
@@ -35,11 +41,59 @@ export interface DeadLettererOptions {
  * deliveries, subject, consumer, original msg id); the publish's `Nats-Msg-Id` is derived from
  * stream, consumer and sequence, so dead-lettering the same message twice (two replicas, a
  * retry) stores it once. `keepAlive` is called between attempts (an in-progress ack).
+ *
+ * Tracing: the publish runs in a PRODUCER span `publish <dead-letter subject family>`, child of
+ * the active span (the consumer's process span) or, when none is active (a dead letter from the
+ * max-deliveries advisory), of the original message's producer; it links to that producer. The
+ * "message dead-lettered" and "dead-letter publish failed" lines are written inside it, so they
+ * carry its `trace_id`/`span_id`.
  */
 export type DeadLetterer = (original: DeadLetterSource, reason: string, keepAlive?: () => void) => Promise<boolean>;
 
 /** Creates the dead-letter publish of one consumer (see {@link DeadLetterer}). */
 export function createDeadLetterer(o: DeadLettererOptions): DeadLetterer {
+  const { stream } = o;
+  const tracer = o.tracer ?? trace.getTracer(NATS_TRACER_NAME);
+  const publish = deadLetterPublish(o);
+  return (original, reason, keepAlive = () => {}) => {
+    const producer = extractTraceContext(original.headers, ROOT_CONTEXT);
+    const producerSpan = trace.getSpanContext(producer);
+    const active = trace.getSpanContext(context.active()) !== undefined;
+    const parent = active ? context.active() : producer;
+    const links: Link[] = producerSpan && active ? [{ context: producerSpan }] : [];
+    const span = tracer.startSpan(
+      messagingSpanName("publish", subjectFamily(o.subject ?? `${stream}.dlq`)),
+      {
+        kind: SpanKind.PRODUCER,
+        links,
+        attributes: {
+          ...publishSpanAttributes(o.subject ?? ""),
+          [MessagingAttributes.BODY_SIZE]: original.data.byteLength,
+          [MessagingAttributes.NATS_STREAM_SEQUENCE]: original.seq,
+          [MessagingAttributes.NATS_DELIVERY_COUNT]: original.deliveryCount,
+          "logistics.dead_letter.reason": reason.slice(0, 256),
+        },
+      },
+      parent,
+    );
+    return context
+      .with(trace.setSpan(parent, span), () => publish(original, reason, keepAlive))
+      .then(
+        (stored) => {
+          if (!stored) span.setStatus({ code: SpanStatusCode.ERROR, message: "dead-letter publish failed" });
+          span.end();
+          return stored;
+        },
+        (err: unknown) => {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: errorText(err) });
+          span.end();
+          throw err;
+        },
+      );
+  };
+}
+
+function deadLetterPublish(o: DeadLettererOptions): DeadLetterer {
   const { js, stream, durable, log } = o;
   return async (original, reason, keepAlive = () => {}) => {
     const msgId = original.headers?.get(EventHeaders.MsgId) || undefined;

@@ -3,7 +3,7 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as createHeaders } from "@nats-io/transport-node";
 import { SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
 import { EventHeaders, PROTOBUF_CONTENT_TYPE } from "./event-headers.js";
-import { MESSAGING_SYSTEM_NATS, MessagingAttributes, NATS_TRACER_NAME } from "./messaging-attributes.js";
+import { MessagingAttributes, messagingSpanName, NATS_TRACER_NAME, publishSpanAttributes } from "./messaging-attributes.js";
 import { silentNatsLog, type NatsLog } from "./nats-log.js";
 import { subjectFamily } from "./subjects.js";
 import { injectTraceContext } from "./trace-headers.js";
@@ -63,7 +63,7 @@ export interface EventPublisher {
  * - encodes the message as binary Protobuf (`Content-Type: application/x-protobuf`) and names
  *   its type in `Logistics-Type`, so consumers can reject a payload of the wrong type;
  * - sets `Nats-Msg-Id` for JetStream dedupe;
- * - runs in a PRODUCER span `<subject family> publish` with messaging attributes, whose context
+ * - runs in a PRODUCER span `publish <subject family>` with messaging attributes, whose context
  *   is injected into the headers (W3C trace context via the global propagator), so the
  *   consumer's span joins the same trace.
  */
@@ -78,14 +78,11 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
       const payload = toBinary(schema, message);
       const tracer = opts.tracer ?? trace.getTracer(NATS_TRACER_NAME);
       return tracer.startActiveSpan(
-        `${subjectFamily(subject)} publish`,
+        messagingSpanName("publish", subjectFamily(subject)),
         {
           kind: SpanKind.PRODUCER,
           attributes: {
-            [MessagingAttributes.SYSTEM]: MESSAGING_SYSTEM_NATS,
-            [MessagingAttributes.OPERATION_TYPE]: "send",
-            [MessagingAttributes.OPERATION_NAME]: "publish",
-            [MessagingAttributes.DESTINATION_NAME]: subject,
+            ...publishSpanAttributes(subject),
             [MessagingAttributes.MESSAGE_ID]: publishOpts.msgId,
             [MessagingAttributes.BODY_SIZE]: payload.byteLength,
           },

@@ -66,6 +66,12 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
     OTEL_EXPORTER_OTLP_ENDPOINT: optional(
       url({ description: "OTLP/HTTP collector base URL for traces", protocols: ["http:", "https:"] }),
     ),
+    OTEL_SEMCONV_STABILITY_OPT_IN: optional(
+      str({
+        description:
+          "comma-separated; rpc/dup and messaging/dup also emit the pre-1.38 RPC and messaging attribute names (rpc.system, rpc.service, rpc.grpc.status_code, messaging.system) next to the stable ones",
+      }),
+    ),
     OTEL_RESOURCE_ATTRIBUTES: optional(
       str({
         description: "more OpenTelemetry resource attributes, key=value pairs separated by commas (read by the SDK)",

@@ -3,11 +3,14 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
- * The version of the build this process runs: `version` of the project's package.json, found by
- * walking up from this module (in the container image that is `/app/package.json`, copied in by
- * the same build that compiled the code). It does not depend on how the process was started:
- * `node services/<name>/dist/main.js`, as the image runs it, sets no `npm_package_version`. Undefined when no
- * package.json named `logistics-mesh` is found.
+ * The version of the build a module belongs to: `version` of the nearest package.json of this
+ * project (`@logistics/<name>` or the root `logistics-mesh`) found by walking up from the module
+ * `from`. A service passes its own module's URL, so the version is its package's
+ * (`services/<name>/package.json`, copied into the container image beside `dist/` by the same
+ * build that compiled the code). It does not depend on how the process was started:
+ * `node services/<name>/dist/main.js`, as the image runs it, sets no `npm_package_version`.
+ * Undefined when no such package.json is found. Default `from`: this module (the shared
+ * package's version).
  */
 export function buildVersion(from: string = import.meta.url): string | undefined {
   let dir = dirname(fileURLToPath(from));
@@ -16,7 +19,7 @@ export function buildVersion(from: string = import.meta.url): string | undefined
     if (existsSync(file)) {
       try {
         const pkg = JSON.parse(readFileSync(file, "utf8")) as { name?: unknown; version?: unknown };
-        if (pkg.name === "logistics-mesh" && typeof pkg.version === "string") return pkg.version;
+        if (isProjectPackage(pkg.name) && typeof pkg.version === "string") return pkg.version;
       } catch {
         // Not JSON: keep walking up.
       }
@@ -25,4 +28,8 @@ export function buildVersion(from: string = import.meta.url): string | undefined
     if (up === dir) return undefined;
     dir = up;
   }
+}
+
+function isProjectPackage(name: unknown): boolean {
+  return name === "logistics-mesh" || (typeof name === "string" && name.startsWith("@logistics/"));
 }

@@ -55,6 +55,12 @@ export interface ServiceDefinition<C extends BaseConfig> {
   services: readonly DescService[];
   /** Who may call which method. Methods without a policy are refused. */
   policies: MethodPolicies;
+  /**
+   * The definition module's `import.meta.url`. `runMain` reads `service.version` from the
+   * package.json above it (the service's own, see `buildVersion`), wherever the process was
+   * started from. Default: the shared package's version.
+   */
+  moduleUrl?: string;
   /** Builds handlers and background work from the shared connections. */
   start(ctx: ServiceContext<C>): Promise<ServiceParts>;
 }
@@ -206,8 +212,9 @@ export async function runMain<C extends BaseConfig>(
 
   const telemetry = startTelemetry({
     serviceName: def.name,
-    serviceVersion: buildVersion(),
+    serviceVersion: buildVersion(def.moduleUrl),
     otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT,
+    semconvStabilityOptIn: config.OTEL_SEMCONV_STABILITY_OPT_IN,
     log,
   });
   const stop = (running: RunningService, signal: string) => {

@@ -6,29 +6,21 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
+  type Attributes,
   type Context,
   type Span,
   type Tracer,
 } from "@opentelemetry/api";
 import { codeName, codeOf, observeStream } from "./observe-stream.js";
+import {
+  emitsLegacy,
+  LegacyRpcSystem,
+  LegacySemConv,
+  RpcSystemName,
+  SemConv,
+  serverAttributes,
+} from "./semconv.js";
 import { headersCarrier } from "./trace-carriers.js";
-
-/**
- * OpenTelemetry RPC semantic-convention attribute keys set on RPC spans. They are still
- * "incubating" upstream, so they are copied here instead of importing the unstable entry point.
- */
-export const RpcAttributes = Object.freeze({
-  SYSTEM: "rpc.system",
-  SERVICE: "rpc.service",
-  METHOD: "rpc.method",
-  /** The numeric status code; Connect codes are gRPC's codes, so it is set for every protocol. */
-  GRPC_STATUS_CODE: "rpc.grpc.status_code",
-  /** The Connect error code name (`not_found`), on failed calls over the Connect protocol. */
-  CONNECT_RPC_ERROR_CODE: "rpc.connect_rpc.error_code",
-});
-
-/** `rpc.system` values: gRPC and gRPC-Web calls, and Connect protocol calls. */
-export const RpcSystem = Object.freeze({ GRPC: "grpc", CONNECT_RPC: "connect_rpc" });
 
 /** The tracer name RPC spans are created with. */
 export const RPC_TRACER_NAME = "logistics.rpc";
@@ -43,9 +35,14 @@ export interface TracingInterceptorOptions {
  * A Connect server interceptor that traces every call with a SERVER span:
  * - the caller's W3C trace context (`traceparent`, `tracestate`, `baggage` headers, as sent by
  *   gRPC, gRPC-Web and Connect clients) becomes the span's parent; without one a new trace starts;
- * - the span is named `<package.Service>/<Method>` and carries `rpc.system` (`grpc` for gRPC and
- *   gRPC-Web, `connect_rpc` for the Connect protocol), `rpc.service`, `rpc.method` and, when the
- *   call ends, `rpc.grpc.status_code` (0 on success);
+ * - the span follows the stable RPC conventions (semantic-conventions 1.45): it is named after
+ *   the fully qualified method (`logistics.ingest.v1.IngestService/StreamScans`), which is also
+ *   its `rpc.method`, and carries `rpc.system.name` (`grpc` for gRPC and gRPC-Web, `connectrpc`
+ *   for the Connect protocol), `server.address`/`server.port` (the authority the client called)
+ *   and, when the call ends, `rpc.status_code` (gRPC: `OK`, `NOT_FOUND`...; Connect: `ok`,
+ *   `not_found`...) and on failure `error.type` (the same code). With
+ *   `OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup` the old `rpc.system`, `rpc.service`,
+ *   `rpc.grpc.status_code` and `rpc.connect_rpc.error_code` are set as well;
  * - it is the active span while later interceptors and the handler run, including a streaming
  *   handler's body as its messages are produced, so logs and outgoing calls join the trace;
  * - unary calls end the span when the handler returns; streaming calls when the response stream
@@ -65,14 +62,7 @@ export function createServerTracingInterceptor(opts: TracingInterceptorOptions =
     const system = rpcSystem(req.header.get("content-type"));
     const span = tracer.startSpan(
       `${req.service.typeName}/${req.method.name}`,
-      {
-        kind: SpanKind.SERVER,
-        attributes: {
-          [RpcAttributes.SYSTEM]: system,
-          [RpcAttributes.SERVICE]: req.service.typeName,
-          [RpcAttributes.METHOD]: req.method.name,
-        },
-      },
+      { kind: SpanKind.SERVER, attributes: rpcAttributes(req, system) },
       parent,
     );
     return traced(span, trace.setSpan(parent, span), system, Code.Internal, req, next);
@@ -92,14 +82,7 @@ export function createClientTracingInterceptor(opts: TracingInterceptorOptions =
     const system = rpcSystem(req.header.get("content-type"));
     const span = tracer.startSpan(
       `${req.service.typeName}/${req.method.name}`,
-      {
-        kind: SpanKind.CLIENT,
-        attributes: {
-          [RpcAttributes.SYSTEM]: system,
-          [RpcAttributes.SERVICE]: req.service.typeName,
-          [RpcAttributes.METHOD]: req.method.name,
-        },
-      },
+      { kind: SpanKind.CLIENT, attributes: rpcAttributes(req, system) },
       parent,
     );
     const ctx = trace.setSpan(parent, span);
@@ -113,7 +96,7 @@ type Req = Parameters<Next>[0];
 type Res = Awaited<ReturnType<Next>>;
 
 /** Runs the call inside `ctx` and ends `span` when the call (or its response stream) is over. */
-async function traced(span: Span, ctx: Context, system: string, fallback: Code, req: Req, next: Next): Promise<Res> {
+async function traced(span: Span, ctx: Context, system: RpcSystem, fallback: Code, req: Req, next: Next): Promise<Res> {
   const finish = (err: unknown) => endSpan(span, system, fallback, err);
   let res: Res;
   try {
@@ -129,15 +112,18 @@ async function traced(span: Span, ctx: Context, system: string, fallback: Code, 
   return { ...res, message: observeStream(res.message, { context: ctx, signal: req.signal, onEnd: finish }) };
 }
 
-function endSpan(span: Span, system: string, fallback: Code, err: unknown): void {
+function endSpan(span: Span, system: RpcSystem, fallback: Code, err: unknown): void {
+  const legacy = emitsLegacy("rpc");
+  const code = err === undefined ? 0 : codeOf(err, fallback);
+  const status = statusCode(system, code);
+  span.setAttribute(SemConv.RPC_STATUS_CODE, status);
+  if (legacy) span.setAttribute(LegacySemConv.RPC_GRPC_STATUS_CODE, code);
   if (err === undefined) {
-    span.setAttribute(RpcAttributes.GRPC_STATUS_CODE, 0);
     span.end();
     return;
   }
-  const code = codeOf(err, fallback);
-  span.setAttribute(RpcAttributes.GRPC_STATUS_CODE, code);
-  if (system === RpcSystem.CONNECT_RPC) span.setAttribute(RpcAttributes.CONNECT_RPC_ERROR_CODE, codeName(code));
+  span.setAttribute(SemConv.ERROR_TYPE, status);
+  if (legacy && system === RpcSystemName.CONNECTRPC) span.setAttribute(LegacySemConv.RPC_CONNECT_RPC_ERROR_CODE, codeName(code));
   const message = err instanceof ConnectError ? err.rawMessage : err instanceof Error ? err.message : String(err);
   span.setStatus({ code: SpanStatusCode.ERROR, message });
   if (!(err instanceof ConnectError) || code === Code.Internal || code === Code.Unknown || code === Code.DataLoss) {
@@ -147,7 +133,33 @@ function endSpan(span: Span, system: string, fallback: Code, err: unknown): void
   span.end();
 }
 
+type RpcSystem = (typeof RpcSystemName)[keyof typeof RpcSystemName];
+
 /** gRPC and gRPC-Web requests are `application/grpc...`; everything else is the Connect protocol. */
-function rpcSystem(contentType: string | null): string {
-  return contentType?.startsWith("application/grpc") ? RpcSystem.GRPC : RpcSystem.CONNECT_RPC;
+function rpcSystem(contentType: string | null): RpcSystem {
+  return contentType?.startsWith("application/grpc") ? RpcSystemName.GRPC : RpcSystemName.CONNECTRPC;
+}
+
+/** The attributes known when the call starts. */
+function rpcAttributes(req: Req, system: RpcSystem): Attributes {
+  const attributes: Attributes = {
+    [SemConv.RPC_SYSTEM_NAME]: system,
+    [SemConv.RPC_METHOD]: `${req.service.typeName}/${req.method.name}`,
+    ...serverAttributes(req.url),
+  };
+  if (emitsLegacy("rpc")) {
+    attributes[LegacySemConv.RPC_SYSTEM] = system === RpcSystemName.GRPC ? LegacyRpcSystem.GRPC : LegacyRpcSystem.CONNECT_RPC;
+    attributes[LegacySemConv.RPC_SERVICE] = req.service.typeName;
+  }
+  return attributes;
+}
+
+/**
+ * `rpc.status_code`: gRPC's status name (`OK`, `CANCELLED`, `NOT_FOUND`) for gRPC calls, the
+ * Connect error code (`canceled`, `not_found`, and `ok` for success) for Connect calls.
+ */
+function statusCode(system: RpcSystem, code: Code | 0): string {
+  const name = codeName(code);
+  if (system === RpcSystemName.CONNECTRPC) return name;
+  return code === Code.Canceled ? "CANCELLED" : name.toUpperCase();
 }

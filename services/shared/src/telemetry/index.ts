@@ -2,10 +2,19 @@ export {
   createClientTracingInterceptor,
   createServerTracingInterceptor,
   RPC_TRACER_NAME,
-  RpcAttributes,
-  RpcSystem,
   type TracingInterceptorOptions,
 } from "./connect-tracing.js";
+export {
+  emitsLegacy,
+  LegacyRpcSystem,
+  LegacySemConv,
+  redactedUrl,
+  RpcSystemName,
+  SemConv,
+  serverAttributes,
+  setSemconvStabilityOptIn,
+  type SemconvCategory,
+} from "./semconv.js";
 export { createErrorLogInterceptor, type ErrorLog } from "./error-log.js";
 export { createLogger, type LogDestination, type Logger, type LoggerOptions } from "./logger.js";
 export {

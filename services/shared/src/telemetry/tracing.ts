@@ -32,6 +32,7 @@ import {
   type SpanProcessor,
 } from "@opentelemetry/sdk-trace";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
+import { setSemconvStabilityOptIn } from "./semconv.js";
 
 /** The narrow logging interface telemetry reports its own failures to (pino loggers satisfy it). */
 export interface TelemetryLog {
@@ -63,6 +64,12 @@ export interface TelemetryOptions {
   sampleRatio?: number;
   /** More resource attributes (e.g. `k8s.pod.name`, `deployment.environment.name`). */
   resourceAttributes?: Attributes;
+  /**
+   * An `OTEL_SEMCONV_STABILITY_OPT_IN` value: `rpc/dup` and `messaging/dup` add the old attribute
+   * names of those conventions to the stable ones (see `setSemconvStabilityOptIn`). Default: stable
+   * names only.
+   */
+  semconvStabilityOptIn?: string;
   /**
    * Where failures inside the SDK are reported (a collector refusing or not taking spans, a full
    * queue dropping them), at warn and error. Default: nowhere.
@@ -159,6 +166,7 @@ export function startTelemetry(opts: TelemetryOptions): TelemetryHandle {
     logRecordProcessors: [],
     instrumentations: [],
   });
+  setSemconvStabilityOptIn(opts.semconvStabilityOptIn);
   if (opts.log !== undefined) {
     diag.setLogger(diagLogger(opts.log), { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
   }
@@ -182,6 +190,7 @@ export function startTelemetry(opts: TelemetryOptions): TelemetryHandle {
           propagation.disable();
           logs.disable();
           if (opts.log !== undefined) diag.disable();
+          setSemconvStabilityOptIn(undefined);
           if (running === handle) running = undefined;
         });
       return stopped;
