@@ -1,33 +1,42 @@
 /**
- * `npm start`: runs the whole mesh locally. PostgreSQL, NATS and Redis are those named by
- * DATABASE_URL / NATS_URL / REDIS_URL, or private ones started here with their data under
- * `.dev-data/start/` (see infra.ts). Each service runs as its own process (as in production), with dev signing keys. The
- * runner also builds and serves the tracking page (WEB_PORT, default 8080; WEB=off skips it) and
- * runs a carrier simulator that moves a few parcels along their routes (SIMULATOR=off skips it),
- * then prints where everything listens and a tracking link to open. Ctrl-C drains every service
- * and exits.
+ * `npm start`: runs the whole mesh locally, as a supervisor.
+ *
+ * PostgreSQL, NATS and Redis are those named by DATABASE_URL / NATS_URL / REDIS_URL, or private ones
+ * started here with their data under `.dev-data/start/` (MESH_DATA_DIR; see infra.ts). Each service
+ * runs as its own process (as in production), with dev signing keys, and counts as up only when
+ * that child itself reports ready; one that dies is restarted with backoff (printed). The runner
+ * refuses to start when a port it needs is taken. It also builds and serves the tracking page
+ * (WEB_PORT, default 8080; WEB=off skips it) and runs a carrier simulator that moves a few parcels
+ * along their routes (SIMULATOR=off skips it), then prints where everything listens and a tracking
+ * link to open.
+ *
+ * SIGINT (Ctrl-C), SIGTERM and SIGHUP, and the end of the parent process (npm), stop everything in
+ * order: simulator and page, then the services (they drain), then the servers started here. A
+ * second signal kills everything at once.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
-import { Health, HealthCheckResponse_ServingStatus } from "@logistics/shared/gen/grpc/health/v1/health_pb.js";
 import { startCarrierSimulator, type CarrierSimulator } from "./carrier-simulator.js";
 import { listWebHubs } from "./hub-directory.js";
-import { DEV_DATA_DIR, provideMeshServers } from "./infra.js";
-import { serviceEntry, type MeshServiceName } from "./service-entry.js";
+import { DEV_DATA_DIR, provideMeshServers, type MeshServers } from "./infra.js";
+import { takenPorts, type PlannedPort } from "./ports.js";
+import { MESH_SERVICES, serviceEntry, type MeshServiceName } from "./service-entry.js";
+import { Supervisor } from "./supervisor.js";
 import { buildWebPage } from "./web-build.js";
 import { startWebServer, type WebServerHandle } from "./web-server.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
-const webEnabled = process.env["WEB"] !== "off";
-const simulatorEnabled = process.env["SIMULATOR"] !== "off";
-const webHost = process.env["WEB_HOST"] ?? "127.0.0.1";
-const webPort = Number(process.env["WEB_PORT"] ?? 8080);
+const env = process.env;
+const webEnabled = env["WEB"] !== "off";
+const simulatorEnabled = env["SIMULATOR"] !== "off";
+const webHost = env["WEB_HOST"] ?? "127.0.0.1";
+const webPort = Number(env["WEB_PORT"] ?? 8080);
 const webOrigins = [`http://${webHost}:${webPort}`, `http://localhost:${webPort}`, `http://127.0.0.1:${webPort}`];
+/** Where the services listen: loopback unless HOST says otherwise. */
+const serviceHost = env["HOST"] ?? "127.0.0.1";
+const startTimeoutMs = Number(env["START_TIMEOUT_MS"] ?? 120_000);
 
 interface Planned {
   name: MeshServiceName;
@@ -35,117 +44,162 @@ interface Planned {
   metricsPort: number;
 }
 
-const services: Planned[] = [
-  { name: "ingest", port: Number(process.env["INGEST_PORT"] ?? 8081), metricsPort: 9101 },
-  { name: "routing", port: Number(process.env["ROUTING_PORT"] ?? 8082), metricsPort: 9102 },
-  { name: "tracking", port: Number(process.env["TRACKING_PORT"] ?? 8083), metricsPort: 9103 },
-  { name: "notification", port: Number(process.env["NOTIFICATION_PORT"] ?? 8084), metricsPort: 9104 },
-];
-
-const keys = await ensureDevKeys(resolve(process.env["DEV_KEYS_DIR"] ?? ".dev-keys"));
-const servers = await provideMeshServers({
-  database: "mesh",
-  dataDir: join(DEV_DATA_DIR, "start"),
-  persistent: true,
-  supervised: true,
-  log: (line) => process.stdout.write(`${"servers".padEnd(12)}| ${line}\n`),
-}).catch((e: unknown) => {
-  process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
-  process.exit(1);
+const defaults: Record<MeshServiceName, [number, number]> = {
+  ingest: [8081, 9101],
+  routing: [8082, 9102],
+  tracking: [8083, 9103],
+  notification: [8084, 9104],
+};
+const services: Planned[] = MESH_SERVICES.map((name) => {
+  const upper = name.toUpperCase();
+  return {
+    name,
+    port: Number(env[`${upper}_PORT`] ?? defaults[name][0]),
+    metricsPort: Number(env[`${upper}_METRICS_PORT`] ?? defaults[name][1]),
+  };
 });
-const children = new Map<string, ChildProcess>();
-let stopping = false;
+const port = (name: MeshServiceName) => services.find((s) => s.name === name)!.port;
+const say = (who: string, line: string) => process.stdout.write(`${who.padEnd(12)}| ${line}\n`);
+const fail = (line: string) => process.stderr.write(`${line}\n`);
+
+// Refuse to start when a port is taken: whatever holds it (often the services of an earlier run)
+// would answer in our services' place.
+const planned: PlannedPort[] = services.flatMap((s) => {
+  const upper = s.name.toUpperCase();
+  return [
+    { port: s.port, what: `${s.name} (gRPC/Connect)`, setting: `${upper}_PORT` },
+    { port: s.metricsPort, what: `${s.name} metrics`, setting: `${upper}_METRICS_PORT` },
+  ];
+});
+if (webEnabled) planned.push({ port: webPort, what: "tracking page", setting: "WEB_PORT" });
+const taken = await takenPorts(serviceHost, planned);
+if (taken.length > 0) {
+  fail(`npm start: cannot start, ${taken.length === 1 ? "a port is" : "ports are"} taken:`);
+  for (const t of taken) fail(`  ${t}`);
+  process.exit(1);
+}
+
+// --- lifecycle -------------------------------------------------------------------------------
+let shuttingDown: Promise<void> | undefined;
+let servers: MeshServers | undefined;
+let serversStarting: Promise<MeshServers | undefined> | undefined;
 let web: WebServerHandle | undefined;
 let simulator: CarrierSimulator | undefined;
+const supervisor = new Supervisor({
+  output: (name, line, stream) => (stream === "stdout" ? process.stdout : process.stderr).write(`${name.padEnd(12)}| ${line}\n`),
+  notice: (line) => say("runner", line),
+  onFatal: (name, code) => void shutdown(`${name} cannot run (exit code ${code})`, 1),
+});
+
+/** Stops everything in order, once; exits with `code`. */
+function shutdown(why: string, code: number): Promise<void> {
+  if (shuttingDown) return shuttingDown;
+  process.exitCode = code;
+  say("runner", `${why}: stopping`);
+  shuttingDown = (async () => {
+    await simulator?.close().catch(() => {});
+    await web?.close().catch(() => {});
+    await supervisor.stopAll();
+    const s = servers ?? (await serversStarting?.catch(() => undefined));
+    await s?.stop().catch(() => {});
+    say("runner", "stopped");
+    process.exit(code);
+  })();
+  return shuttingDown;
+}
+
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(signal, () => {
+    if (!shuttingDown) {
+      void shutdown(`${signal} received`, signal === "SIGINT" ? 0 : 128 + (signal === "SIGTERM" ? 15 : 1));
+      return;
+    }
+    say("runner", `${signal} again: killing everything now`);
+    supervisor.killAll();
+    process.exit(130); // the servers started here are killed by their launchers' exit hook
+  });
+}
+// npm does not pass SIGHUP on, and a parent killed outright passes nothing: when the parent goes
+// away (this process is re-parented), stop as for a signal.
+const parentPid = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parentPid) void shutdown(`the parent process (${parentPid}) is gone`, 1);
+}, 500).unref();
+process.on("exit", () => supervisor.killAll());
+
+// --- start -----------------------------------------------------------------------------------
+const keys = await ensureDevKeys(resolve(env["DEV_KEYS_DIR"] ?? ".dev-keys"));
+serversStarting = provideMeshServers({
+  database: "mesh",
+  dataDir: resolve(env["MESH_DATA_DIR"] ?? join(DEV_DATA_DIR, "start")),
+  persistent: true,
+  supervised: true,
+  log: (line) => say("servers", line),
+});
+try {
+  servers = await serversStarting;
+} catch (e) {
+  fail(e instanceof Error ? e.message : String(e));
+  await shutdown("the servers could not start", 1);
+}
+const serverEnv = servers!.env;
+for (const [name, pid] of Object.entries(servers!.pids)) say("servers", `${name} pid ${pid}`);
+
 // Built while the services start; a failed build only costs the page, not the mesh.
 const pageBuilt: Promise<string | undefined> = webEnabled
   ? buildWebPage({ repoRoot }).catch((e: unknown) => {
-      process.stderr.write(`tracking page build failed: ${e instanceof Error ? e.message : String(e)}\n`);
+      fail(`tracking page build failed: ${e instanceof Error ? e.message : String(e)}`);
       return undefined;
     })
   : Promise.resolve(undefined);
 
-function prefixLines(name: string, stream: NodeJS.ReadableStream, out: NodeJS.WritableStream): void {
-  let buf = "";
-  stream.setEncoding("utf8");
-  stream.on("data", (chunk: string) => {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      out.write(`${name.padEnd(12)}| ${buf.slice(0, nl)}\n`);
-      buf = buf.slice(nl + 1);
-    }
-  });
-}
-
 for (const s of services) {
-  const child = spawn(process.execPath, [serviceEntry(s.name)], {
+  supervisor.start({
+    name: s.name,
+    command: process.execPath,
+    args: [serviceEntry(s.name)],
     env: {
       JWT_PUBLIC_KEY_FILE: keys.jwksPath,
       CORS_ORIGINS: webOrigins.join(","),
-      ...process.env,
-      ...servers.env,
+      HOST: serviceHost,
+      // Local development: no load balancer to wait for on shutdown.
+      DRAIN_DELAY_MS: "0",
+      // Local webhook receivers (http on loopback) are allowed here only; the services' own
+      // defaults stay strict (https, public addresses).
+      ...(s.name === "notification"
+        ? {
+            NOTIFICATION_ALLOW_HTTP: "true",
+            NOTIFICATION_WEBHOOK_ALLOW_HOSTS: "127.0.0.1,localhost",
+            NOTIFICATION_WEBHOOK_ALLOW_CIDRS: "127.0.0.0/8",
+          }
+        : {}),
+      ...env,
+      ...serverEnv,
       PORT: String(s.port),
       METRICS_PORT: String(s.metricsPort),
     },
-    stdio: ["ignore", "pipe", "pipe"],
+    // The child's own "<name> ready" log line (it carries the child's pid): never a health check
+    // that an orphan on the same port could answer.
+    isReadyLine: (line, pid) => {
+      if (!line.startsWith("{")) return false;
+      try {
+        const j = JSON.parse(line) as { msg?: unknown; pid?: unknown };
+        return j.msg === `${s.name} ready` && j.pid === pid;
+      } catch {
+        return false;
+      }
+    },
+    fatalExitCodes: [2],
   });
-  children.set(s.name, child);
-  prefixLines(s.name, child.stdout!, process.stdout);
-  prefixLines(s.name, child.stderr!, process.stderr);
-  child.once("exit", (code, signal) => {
-    children.delete(s.name);
-    if (!stopping) {
-      process.stderr.write(`${s.name} exited (${signal ?? code}); stopping the mesh\n`);
-      void stop(1);
-    } else if (children.size === 0) {
-      void finish();
-    }
-  });
-}
-
-async function stop(code: number): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  process.exitCode = code;
-  await simulator?.close().catch(() => {});
-  await web?.close().catch(() => {});
-  for (const child of children.values()) child.kill("SIGTERM");
-  if (children.size === 0) await finish();
-}
-
-/** After the services: stops the servers started here, then exits. */
-async function finish(): Promise<void> {
-  await servers.stop().catch(() => {});
-  process.exit(process.exitCode ?? 0);
-}
-process.once("SIGINT", () => void stop(0));
-process.once("SIGTERM", () => void stop(0));
-
-async function waitServing(s: Planned, deadline: number): Promise<void> {
-  const client = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${s.port}` }));
-  for (;;) {
-    try {
-      const res = await client.check({}, { timeoutMs: 1000 });
-      if (res.status === HealthCheckResponse_ServingStatus.SERVING) return;
-    } catch {
-      // not listening yet
-    }
-    if (stopping) return;
-    if (Date.now() > deadline) throw new Error(`${s.name} did not become healthy on port ${s.port}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 try {
-  const deadline = Date.now() + 60_000;
-  await Promise.all(services.map((s) => waitServing(s, deadline)));
+  await Promise.all(services.map((s) => supervisor.waitReady(s.name, startTimeoutMs)));
 } catch (e) {
-  process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
-  await stop(1);
+  fail(e instanceof Error ? e.message : String(e));
+  await shutdown("the mesh did not start", 1);
 }
-const port = (name: string) => services.find((s) => s.name === name)!.port;
-if (!stopping && webEnabled) {
+if (!shuttingDown && webEnabled) {
   const root = await pageBuilt;
   if (root) {
     web = await startWebServer({
@@ -155,19 +209,19 @@ if (!stopping && webEnabled) {
       trackingUrl: `http://127.0.0.1:${port("tracking")}`,
       hubs: listWebHubs(),
     }).catch((e: unknown) => {
-      process.stderr.write(`tracking page not served: ${e instanceof Error ? e.message : String(e)}\n`);
+      fail(`tracking page not served: ${e instanceof Error ? e.message : String(e)}`);
       return undefined;
     });
   }
 }
-if (!stopping && simulatorEnabled) {
+if (!shuttingDown && simulatorEnabled) {
   const hubs = new Map(listWebHubs().map((h) => [h.code, h]));
-  const carrier = process.env["SIMULATOR_CARRIER"] ?? "acme";
+  const carrier = env["SIMULATOR_CARRIER"] ?? "acme";
   const mint = (scopes: string[], extra: { carrier?: string } = {}) =>
     mintToken({
       privateJwkPath: keys.privateJwkPath,
-      issuer: process.env["JWT_ISSUER"] ?? "logistics-dev",
-      audience: process.env["JWT_AUDIENCE"] ?? "logistics-mesh",
+      issuer: env["JWT_ISSUER"] ?? "logistics-dev",
+      audience: env["JWT_AUDIENCE"] ?? "logistics-mesh",
       subject: "carrier-simulator",
       scopes,
       expiresIn: "30d",
@@ -180,8 +234,8 @@ if (!stopping && simulatorEnabled) {
     shipmentsToken: await mint([Scope.ShipmentsWrite]),
     routesToken: await mint([Scope.RoutesRead]),
     carrierCode: carrier,
-    shipments: Number(process.env["SIMULATOR_SHIPMENTS"] ?? 3),
-    scanIntervalMs: Number(process.env["SIMULATOR_INTERVAL_MS"] ?? 5000),
+    shipments: Number(env["SIMULATOR_SHIPMENTS"] ?? 3),
+    scanIntervalMs: Number(env["SIMULATOR_INTERVAL_MS"] ?? 5000),
     hubLocation: (code) => hubs.get(code),
     onEvent: (e) => {
       const line =
@@ -190,28 +244,30 @@ if (!stopping && simulatorEnabled) {
           : e.type === "scan"
             ? `${e.trackingNumber} ${e.code}${e.hub ? ` at ${e.hub}` : ""}: ${e.outcome}`
             : `error: ${e.message}`;
-      process.stdout.write(`${"simulator".padEnd(12)}| ${line}\n`);
+      say("simulator", line);
     },
   }).catch((e: unknown) => {
-    process.stderr.write(`carrier simulator not started: ${e instanceof Error ? e.message : String(e)}\n`);
+    fail(`carrier simulator not started: ${e instanceof Error ? e.message : String(e)}`);
     return undefined;
   });
 }
-if (!stopping) {
+if (!shuttingDown) {
   const first = simulator?.trackingNumbers[0];
   const lines = [
     "",
     "logistics mesh is up:",
-    ...services.map((s) => `  ${s.name.padEnd(13)} http://127.0.0.1:${s.port}  (metrics http://127.0.0.1:${s.metricsPort}/metrics)`),
+    ...services.map(
+      (s) => `  ${s.name.padEnd(13)} http://127.0.0.1:${s.port}  (metrics http://127.0.0.1:${s.metricsPort}/metrics, pid ${supervisor.pids()[s.name] ?? "?"})`,
+    ),
     ...(web ? [`  ${"web".padEnd(13)} ${web.url}/`] : []),
     "",
     ...(web && first ? ["  open the tracking page (a simulated parcel moves every few seconds):", `    ${web.url}/?t=${first}`, ""] : []),
     ...(simulator && simulator.trackingNumbers.length > 1
       ? [`  other simulated parcels: ${simulator.trackingNumbers.slice(1).join(", ")}`, ""]
       : []),
-    "  grpcurl -plaintext 127.0.0.1:8081 list",
+    `  grpcurl -plaintext 127.0.0.1:${port("ingest")} list`,
     "  token:  npm run -s token -- --scope scans:write --carrier acme",
-    "Ctrl-C stops everything.",
+    "A service that dies is restarted. Ctrl-C stops everything.",
     "",
   ];
   process.stdout.write(lines.join("\n") + "\n");

@@ -1,0 +1,186 @@
+import * as assert from "node:assert/strict";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { getFreePort, repoRoot, waitFor } from "@logistics/shared/testing";
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { portIsFree } from "../src/ports.js";
+
+/*
+ * `npm start` as a user runs it, with none of the servers the tests share: no DATABASE_URL,
+ * NATS_URL or REDIS_URL, so the runner starts private ones on free ports, and every port it
+ * listens on is a free one. Checks the supervisor: a healthy mesh with a scan visible through
+ * tracking, restart of a killed service, refusal when a port is taken, and that SIGTERM or SIGHUP
+ * to npm leaves no process behind.
+ */
+
+interface Runner {
+  readonly proc: ChildProcess;
+  readonly env: NodeJS.ProcessEnv;
+  readonly ports: Record<string, number>;
+  output(): string;
+  /** Every pid the runner reported (services, restarted services, servers). */
+  pids(): number[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const started: Runner[] = [];
+const dirs: string[] = [];
+const SERVICES = ["ingest", "routing", "tracking", "notification"] as const;
+
+async function runnerEnv(extra: Record<string, string>): Promise<{ env: NodeJS.ProcessEnv; ports: Record<string, number> }> {
+  const dir = await mkdtemp(join(tmpdir(), "runner-test-"));
+  dirs.push(dir);
+  const ports: Record<string, number> = {};
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  // The servers the other tests share are not this runner's: it must start its own.
+  delete env["DATABASE_URL"];
+  delete env["NATS_URL"];
+  delete env["REDIS_URL"];
+  for (const s of SERVICES) {
+    ports[s] = await getFreePort();
+    ports[`${s}-metrics`] = await getFreePort();
+    env[`${s.toUpperCase()}_PORT`] = String(ports[s]);
+    env[`${s.toUpperCase()}_METRICS_PORT`] = String(ports[`${s}-metrics`]);
+  }
+  Object.assign(env, {
+    MESH_DATA_DIR: join(dir, "data"),
+    DEV_KEYS_DIR: join(dir, "keys"),
+    WEB: "off",
+    LOG_LEVEL: "info",
+    ...extra,
+  });
+  return { env, ports };
+}
+
+function startRunner(command: string, args: readonly string[], env: NodeJS.ProcessEnv, ports: Record<string, number>): Runner {
+  const proc = spawn(command, [...args], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  proc.stdout!.on("data", (b: Buffer) => (out += b.toString("utf8")));
+  proc.stderr!.on("data", (b: Buffer) => (out += b.toString("utf8")));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  const r: Runner = {
+    proc,
+    env,
+    ports,
+    output: () => out,
+    pids: () => [...out.matchAll(/\bpid (\d+)\b/g)].map((m) => Number(m[1])),
+    exited,
+  };
+  started.push(r);
+  return r;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function waitOutput(r: Runner, pattern: RegExp, timeoutMs = 150_000): Promise<RegExpMatchArray> {
+  let m: RegExpMatchArray | null = null;
+  await waitFor(() => (m = pattern.exec(r.output())) !== null, {
+    timeoutMs,
+    intervalMs: 100,
+    message: `runner output to match ${pattern}\n--- output ---\n${r.output().slice(-4000)}`,
+  });
+  return m!;
+}
+
+/** Stops a runner (SIGTERM to the given pid) and checks nothing it started is left. */
+async function assertStopsClean(r: Runner, signal: NodeJS.Signals): Promise<void> {
+  const pids = r.pids();
+  assert.ok(pids.length >= 7, `the runner reported its services' and servers' pids: ${pids.join(", ")}`);
+  r.proc.kill(signal);
+  await r.exited;
+  await waitFor(() => pids.every((p) => !alive(p)), {
+    timeoutMs: 30_000,
+    intervalMs: 100,
+    message: `every process the runner started to be gone after ${signal}: still running ${pids.filter(alive).join(", ")}`,
+  });
+  for (const [what, port] of Object.entries(r.ports)) assert.ok(await portIsFree("127.0.0.1", port), `port of ${what} is free again`);
+}
+
+afterAll(async () => {
+  for (const r of started) {
+    r.proc.kill("SIGKILL");
+    for (const p of r.pids()) if (alive(p)) process.kill(p, "SIGKILL");
+  }
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+describe("npm start, with no server configured", () => {
+  let r: Runner;
+  beforeAll(async () => {
+    const { env, ports } = await runnerEnv({ SIMULATOR_SHIPMENTS: "1", SIMULATOR_INTERVAL_MS: "300" });
+    r = startRunner("npm", ["start"], env, ports);
+    await waitOutput(r, /logistics mesh is up/);
+  });
+
+  it("reaches a healthy mesh on private servers, and a simulated scan is visible through tracking", async () => {
+    const out = r.output();
+    for (const url of [/on (postgres:\/\/\S+)/, /on (nats:\/\/\S+)/, /on (redis:\/\/\S+)/].map((p) => p.exec(out)?.[1])) {
+      assert.ok(url, `the runner says which server it started:\n${out.slice(0, 3000)}`);
+      assert.ok(![5432, 4222, 6379].includes(Number(new URL(url).port)), `${url} is a private server on a free port`);
+    }
+    const trackingNumber = (await waitOutput(r, /simulator\s*\| (\w+) created/))[1]!;
+    await waitOutput(r, new RegExp(`${trackingNumber} \\w+.*: ACCEPTED`));
+    const tracking = createClient(TrackingService, createConnectTransport({ baseUrl: `http://127.0.0.1:${r.ports["tracking"]}`, httpVersion: "1.1" }));
+    await waitFor(
+      async () => {
+        const s = (await tracking.getShipment({ trackingNumber }).catch(() => undefined))?.shipment;
+        return s?.statusTime !== undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, message: `a scan of ${trackingNumber} to be visible through tracking` },
+    );
+    // No service talks to whatever listens on the default ports of this machine.
+    const servicePids = new Set(SERVICES.map((s) => Number(new RegExp(`${s}\\s+http://\\S+\\s+\\(metrics \\S+, pid (\\d+)\\)`).exec(out)?.[1])));
+    const ss = spawnSync("ss", ["-Htnp", "state", "established"], { encoding: "utf8" }).stdout;
+    const toDefaults = ss
+      .split("\n")
+      .filter((l) => /:(4222|5432|6379)\s/.test(l.split(/\s+/).slice(3, 5).join(" ")) && [...l.matchAll(/pid=(\d+)/g)].some((m) => servicePids.has(Number(m[1]))));
+    assert.deepEqual(toDefaults, [], "no service connection to 127.0.0.1:4222/5432/6379");
+  });
+
+  it("restarts a service that dies, and prints it", async () => {
+    const before = Number(/ingest\s+http:\/\/\S+\s+\(metrics \S+, pid (\d+)\)/.exec(r.output())?.[1]);
+    assert.ok(alive(before));
+    process.kill(before, "SIGKILL");
+    await waitOutput(r, /ingest exited \(killed by SIGKILL\) after [\d.]+ s; restarting it in 1 s \(restart 1\)/, 30_000);
+    const after = Number((await waitOutput(r, /ingest is up again \(pid (\d+)\)/, 60_000))[1]);
+    assert.notEqual(after, before);
+    assert.ok(alive(after));
+  });
+
+  it("refuses to start a second runner on the same ports, naming the port and its setting", async () => {
+    const second = startRunner(process.execPath, ["dev/dist/main.js"], r.env, r.ports);
+    const { code } = await second.exited;
+    assert.equal(code, 1);
+    const out = second.output();
+    assert.match(out, new RegExp(`port ${r.ports["ingest"]} \\(ingest \\(gRPC/Connect\\)\\) is already in use.*set INGEST_PORT to another port`));
+    assert.doesNotMatch(out, /servers\s*\|/, "nothing started");
+  });
+
+  it("stops every process it started and frees the ports on SIGTERM to npm", async () => {
+    await assertStopsClean(r, "SIGTERM");
+  });
+});
+
+describe("npm start, stopped by SIGHUP", () => {
+  it("stops every process it started when npm gets SIGHUP (npm does not pass it on)", async () => {
+    const { env, ports } = await runnerEnv({ SIMULATOR: "off" });
+    const r = startRunner("npm", ["start"], env, ports);
+    await waitOutput(r, /logistics mesh is up/);
+    await assertStopsClean(r, "SIGHUP");
+    assert.match(r.output(), /the parent process \(\d+\) is gone: stopping/);
+  });
+});
