@@ -38,6 +38,18 @@ export const ingestConfig = defineConfig(
       max: 64,
       default: 16,
     }),
+    INGEST_STREAMS_PER_CONNECTION: int({
+      description: "StreamScans calls one connection may have open (0 = no cap); beyond it ResourceExhausted",
+      min: 0,
+      max: 100_000,
+      default: 32,
+    }),
+    INGEST_STREAMS_PER_PRINCIPAL: int({
+      description: "StreamScans calls one token subject may have open on this replica (0 = no cap); beyond it ResourceExhausted",
+      min: 0,
+      max: 100_000,
+      default: 64,
+    }),
     INGEST_PUBLISH_DEADLINE_MS: int({
       description: "time a scan's event gets to be stored (retries included) before it is rejected as UNAVAILABLE",
       min: 100,

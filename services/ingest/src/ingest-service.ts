@@ -151,9 +151,13 @@ async function* pipeline<Res>(
   let readingDone = false;
   let failure: { error: unknown } | undefined;
   let drainedOpen = false;
+  // The server's drain signal outlives every stream: its listener must go when the stream ends,
+  // or each closed stream would stay reachable from it (memory that never returns).
+  let onDrain: (() => void) | undefined;
   const drained = new Promise<Step<Res>>((resolve) => {
-    if (drainSignal.aborted) resolve({ tag: "drain" });
-    else drainSignal.addEventListener("abort", () => resolve({ tag: "drain" }), { once: true });
+    onDrain = () => resolve({ tag: "drain" });
+    if (drainSignal.aborted) onDrain();
+    else drainSignal.addEventListener("abort", onDrain, { once: true });
   });
   try {
     for (;;) {
@@ -202,6 +206,7 @@ async function* pipeline<Res>(
     if (failure) throw failure.error;
     if (drainedOpen) throw new ConnectError(STREAM_DRAINED_MESSAGE, Code.Unavailable);
   } finally {
+    if (onDrain) drainSignal.removeEventListener("abort", onDrain);
     if (!readingDone || failure) void it.return?.().catch(() => {});
   }
 }

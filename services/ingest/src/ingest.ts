@@ -34,6 +34,13 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
   moduleUrl: import.meta.url,
   services: [IngestService],
   policies: ingestPolicies,
+  streamLimits: (config) => [
+    {
+      method: IngestService.method.streamScans,
+      perConnection: config.INGEST_STREAMS_PER_CONNECTION,
+      perPrincipal: config.INGEST_STREAMS_PER_PRINCIPAL,
+    },
+  ],
   async start(ctx) {
     const { config, log } = ctx;
     const metrics = createIngestMetrics(ctx.metrics.registry);

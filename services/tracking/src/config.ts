@@ -84,6 +84,19 @@ export const trackingConfig = defineConfig(
       max: 86_400,
       default: 30,
     }),
+    TRACKING_WATCHES_PER_CONNECTION: int({
+      description: "WatchShipment calls one connection may have open (0 = no cap); beyond it ResourceExhausted",
+      min: 0,
+      max: 100_000,
+      default: 100,
+    }),
+    TRACKING_WATCHES_PER_PRINCIPAL: int({
+      description:
+        "WatchShipment calls one token subject, or one client address for anonymous callers, may have open on this replica (0 = no cap); beyond it ResourceExhausted",
+      min: 0,
+      max: 100_000,
+      default: 100,
+    }),
     TRACKING_WATCH_MAX_LIFETIME_MS: int({
       description: "a WatchShipment stream ends with OK after this long; clients resume",
       min: 1000,

@@ -196,7 +196,17 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
           ...(full ? { cause } : isPublicEvent(cause) ? { cause: publicShipmentEvent(cause) } : {}),
         });
       };
-      const signal = AbortSignal.any([ctx.signal, ctx.values.get(drainSignalKey), AbortSignal.timeout(maxLifetimeMs)]);
+      // Ends on cancel, drain or lifetime. Built by hand so that a closed stream leaves nothing
+      // behind: AbortSignal.timeout would keep a timer (and this stream) for the whole lifetime,
+      // and the server's drain signal would keep a listener per stream ever opened.
+      const stop = new AbortController();
+      const signal = stop.signal;
+      const end = () => stop.abort();
+      const drain = ctx.values.get(drainSignalKey);
+      const lifetime = setTimeout(end, maxLifetimeMs);
+      ctx.signal.addEventListener("abort", end, { once: true });
+      drain.addEventListener("abort", end, { once: true });
+      if (ctx.signal.aborted || drain.aborted) end();
 
       // Listen before the first read so that no change between the read and the wait is missed.
       let noticed = false;
@@ -246,6 +256,9 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
           }
         }
       } finally {
+        clearTimeout(lifetime);
+        ctx.signal.removeEventListener("abort", end);
+        drain.removeEventListener("abort", end);
         stopListening?.();
         metrics.watchers.dec();
       }

@@ -26,6 +26,13 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
   moduleUrl: import.meta.url,
   services: [TrackingService],
   policies: trackingPolicies,
+  streamLimits: (config) => [
+    {
+      method: TrackingService.method.watchShipment,
+      perConnection: config.TRACKING_WATCHES_PER_CONNECTION,
+      perPrincipal: config.TRACKING_WATCHES_PER_PRINCIPAL,
+    },
+  ],
   async start(ctx) {
     const { config, log } = ctx;
     const metrics = createTrackingMetrics(ctx.metrics.registry);

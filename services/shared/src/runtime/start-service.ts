@@ -10,6 +10,7 @@ import type { Subjects } from "../nats/subjects.js";
 import { ensureStreams } from "../nats/streams.js";
 import { ServingStatus } from "../server/health.js";
 import { startServer, type ServerHandle } from "../server/serve.js";
+import { createStreamLimitInterceptor, type StreamLimit } from "../server/stream-limits.js";
 import { createMeshValidator } from "../validation/mesh-validator.js";
 import {
   createErrorLogInterceptor,
@@ -61,6 +62,8 @@ export interface ServiceDefinition<C extends BaseConfig> {
    * started from. Default: the shared package's version.
    */
   moduleUrl?: string;
+  /** Caps on its long-lived streaming methods, per connection and per principal (from its config). */
+  streamLimits?: (config: C) => StreamLimit[];
   /** Builds handlers and background work from the shared connections. */
   start(ctx: ServiceContext<C>): Promise<ServiceParts>;
 }
@@ -80,7 +83,7 @@ export interface RunningService {
 /**
  * Starts a service: NATS (+ streams) → the service's own parts → the RPC server and metrics
  * endpoint. Telemetry is process-wide and started by `runMain` (tests may run several services
- * in one process and install their own tracer provider). Every request passes tracing → metrics → internal-error log → auth → validation, in that order,
+ * in one process and install their own tracer provider). Every request passes tracing → metrics → internal-error log → auth → stream caps → validation, in that order,
  * so rejected calls are still traced and counted. Shutdown runs in reverse.
  */
 export async function startService<C extends BaseConfig>(def: ServiceDefinition<C>, config: C): Promise<RunningService> {
@@ -135,6 +138,7 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
       createMetricsInterceptor(metrics),
       createErrorLogInterceptor(log),
       createAuthInterceptor({ verifier, policies: def.policies, logger: log }),
+      createStreamLimitInterceptor(def.streamLimits?.(config) ?? []),
       createValidateInterceptor({ validator: createMeshValidator() }),
     ];
     const server: ServerHandle = await startServer({

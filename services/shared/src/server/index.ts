@@ -2,3 +2,4 @@ export * from "./cors.js";
 export * from "./health.js";
 export * from "./reflection.js";
 export * from "./serve.js";
+export * from "./stream-limits.js";
