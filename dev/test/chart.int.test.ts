@@ -3,7 +3,7 @@ import { execFile } from "node:child_process";
 import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { describe, it } from "vitest";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
@@ -14,7 +14,7 @@ import { connect } from "@nats-io/transport-node";
 import type { ConfigDefinition, EnvVar } from "@logistics/shared/config";
 import { connectNats, createSubjects, ensureStreams, natsConnectionOptions } from "@logistics/shared/nats";
 import { createMetrics } from "@logistics/shared/telemetry";
-import { repoRoot, startNatsServer } from "@logistics/shared/testing";
+import { findOnPath, repoRoot, startNatsServer } from "@logistics/shared/testing";
 
 /*
  * Checks of the Helm chart (charts/logistics-mesh) and the Dockerfile against the code they
@@ -731,6 +731,42 @@ describe("the templates' references", () => {
   });
 });
 
+describe("PrometheusRule", () => {
+  const template = read(chartDir, "templates", "prometheus-rule.yaml");
+  const rulesPath = join(chartDir, "rules", "logistics-mesh.rules.yaml");
+
+  it("is off by default, on in production, selected like the ServiceMonitor", () => {
+    assert.equal(at(defaults, "prometheusRule")["enabled"], false);
+    assert.equal(at(production, "prometheusRule")["enabled"], true);
+    assert.deepEqual(at(production, "prometheusRule.labels"), at(production, "serviceMonitor.labels"), "the same Prometheus selects both");
+    assert.match(template, /^\{\{- if \.Values\.prometheusRule\.enabled \}\}$/m, "gated on prometheusRule.enabled");
+  });
+
+  it("embeds the rules file, which renders as the PrometheusRule's spec.groups", () => {
+    const m = /^spec:\n {2}\{\{- \.Files\.Get "([^"]+)" \| nindent 2 \}\}$/m.exec(template);
+    assert.ok(m, "spec is the rules file, indented under spec:");
+    assert.equal(join(chartDir, m[1]!), rulesPath);
+    const file = readFileSync(rulesPath, "utf8");
+    // What `.Files.Get ... | nindent 2` produces under `spec:`, parsed as the API server would.
+    const rendered = parseYaml(`spec:\n${file.replace(/^/gm, "  ")}`) as { spec: { groups: Array<{ name: string; rules: unknown[] }> } };
+    assert.deepEqual(rendered.spec, parseYaml(file), "indenting keeps the document intact");
+    assert.ok(rendered.spec.groups.length >= 5 && rendered.spec.groups.every((g) => g.rules.length > 0));
+    assert.ok(file.includes("{{ $labels.consumer }}"), "alert templates stay for Prometheus (.Files.Get does not render them)");
+  });
+
+  it("is packaged without its promtool tests", () => {
+    assert.ok(existsSync(join(chartDir, "rules", "logistics-mesh.rules.test.yaml")));
+    assert.match(read(chartDir, ".helmignore"), /^rules\/\*\.test\.yaml$/m);
+  });
+
+  it("validates in the schema; unknown keys are refused", () => {
+    const validate = compileSchema();
+    const bad = clone(defaults);
+    (bad["prometheusRule"] as Obj)["alertLabels"] = { team: "x" };
+    assert.ok(errorsOf(validate, bad).some((e) => e.startsWith("/prometheusRule")), errorsOf(validate, bad).join("; "));
+  });
+});
+
 describe("Dockerfile", () => {
   const dockerfile = read(root, "Dockerfile");
   const pkg = JSON.parse(read(root, "package.json")) as { scripts: Record<string, string> };
@@ -833,12 +869,7 @@ describe("Dockerfile", () => {
 });
 
 /** An executable on PATH, or undefined. */
-function onPath(name: string): string | undefined {
-  return (process.env["PATH"] ?? "")
-    .split(delimiter)
-    .map((d) => join(d, name))
-    .find((p) => existsSync(p));
-}
+const onPath = findOnPath;
 
 describe("helm", () => {
   const helm = onPath("helm");

@@ -1,4 +1,12 @@
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Scope } from "@logistics/shared/auth";
+import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { IngestService } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { startService, type RunningService } from "@logistics/shared/runtime";
+import { uniqueName, waitFor } from "@logistics/shared/testing";
 import { createMeshEnvironment } from "../src/mesh-environment.js";
 import type { MeshServiceName } from "../src/service-entry.js";
 import { ingestConfig, ingestService } from "@logistics/ingest";
@@ -28,8 +36,11 @@ export interface E2eMesh {
   get(name: MeshServiceName): RunningService;
   /** Stops `name` (draining its RPCs and consumers). */
   stop(name: MeshServiceName): Promise<void>;
-  /** Starts `name` again with the same configuration, on `port` (default: a new free port). */
-  restart(name: MeshServiceName, port?: number): Promise<RunningService>;
+  /**
+   * Starts `name` again with the same configuration, on `port` (default: a new free port), with
+   * `env` over its configuration (e.g. `METRICS_PORT` to keep a scrape target).
+   */
+  restart(name: MeshServiceName, port?: number, env?: Readonly<Record<string, string>>): Promise<RunningService>;
   /** Mints a bearer token signed with the mesh's test key. */
   token(scopes: readonly string[], extra?: { carrier?: string; customer?: string }): Promise<string>;
   /** Stops everything and removes what was created (schemas, keys, nats-server). */
@@ -81,9 +92,9 @@ export async function startE2eMesh(o: E2eMeshOptions = {}): Promise<E2eMesh> {
         running.delete(name);
         await s?.close();
       },
-      async restart(name, port) {
+      async restart(name, port, extra = {}) {
         await running.get(name)?.close();
-        const env = { ...envs.get(name)!, PORT: String(port ?? 0) };
+        const env = { ...envs.get(name)!, PORT: String(port ?? 0), ...extra };
         const s = await start(name, env);
         running.set(name, s);
         return s;
@@ -95,6 +106,30 @@ export async function startE2eMesh(o: E2eMeshOptions = {}): Promise<E2eMesh> {
     await undo();
     throw e;
   }
+}
+
+/**
+ * Creates a Frankfurt → Paris shipment through ingest's CreateShipment (an order system's call)
+ * and waits until tracking serves it. Returns its tracking number.
+ */
+export async function createTrackedShipment(mesh: E2eMesh, o: { carrier: string; customer: string }): Promise<string> {
+  const ingest = createClient(IngestService, createGrpcTransport({ baseUrl: mesh.get("ingest").url }));
+  const { trackingNumber } = await ingest.createShipment(
+    {
+      idempotencyKey: uniqueName(`${o.customer}-order`),
+      carrierCode: o.carrier,
+      customerId: o.customer,
+      serviceLevel: ServiceLevel.STANDARD,
+      origin: { countryCode: "DE", city: "Frankfurt", location: { latitude: 50.11, longitude: 8.68 } },
+      destination: { countryCode: "FR", city: "Paris", location: { latitude: 48.86, longitude: 2.35 } },
+      parcel: { weightGrams: 800 },
+      readyTime: timestampFromDate(new Date()),
+    },
+    { headers: { authorization: `Bearer ${await mesh.token([Scope.ShipmentsWrite])}` } },
+  );
+  const tracking = createClient(TrackingService, createGrpcTransport({ baseUrl: mesh.get("tracking").url }));
+  await waitFor(() => tracking.getShipment({ trackingNumber }).then(() => true), { timeoutMs: 30_000, message: "tracking knows the shipment" });
+  return trackingNumber;
 }
 
 /** Faster heartbeats and retries than production, so tests observe them within their deadlines. */

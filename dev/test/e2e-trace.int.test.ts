@@ -4,23 +4,22 @@ import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, it } from "vitest";
+import { parse as parseYaml } from "yaml";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { propagation, ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan } from "@opentelemetry/sdk-trace";
 import { Scope } from "@logistics/shared/auth";
-import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
-import { IngestService, ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import {
   NotificationEventType,
   NotificationService,
 } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
-import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { startTelemetry, type TelemetryHandle } from "@logistics/shared/telemetry";
 import { repoRoot, uniqueName, waitFor } from "@logistics/shared/testing";
 import { openScanStream } from "@logistics/ingest/client";
-import { startE2eMesh, type E2eMesh, type MeshServiceName } from "./e2e-mesh.js";
+import { createTrackedShipment, startE2eMesh, type E2eMesh, type MeshServiceName } from "./e2e-mesh.js";
 
 const CARRIER = "acme";
 
@@ -101,26 +100,7 @@ describe("observability across the whole mesh", () => {
   });
 
   it("links carrier stream → ingest → JetStream → tracking → status changed → notification → webhook", async (t) => {
-    const ingest = createClient(IngestService, createGrpcTransport({ baseUrl: mesh.get("ingest").url }));
-    const created = await ingest.createShipment(
-      {
-        idempotencyKey: uniqueName("trace-order"),
-        carrierCode: CARRIER,
-        customerId: "trace-shop",
-        serviceLevel: ServiceLevel.STANDARD,
-        origin: { countryCode: "DE", city: "Frankfurt", location: { latitude: 50.11, longitude: 8.68 } },
-        destination: { countryCode: "FR", city: "Paris", location: { latitude: 48.86, longitude: 2.35 } },
-        parcel: { weightGrams: 800 },
-        readyTime: timestampFromDate(new Date()),
-      },
-      { headers: { authorization: `Bearer ${await mesh.token([Scope.ShipmentsWrite])}` } },
-    );
-    const trackingNumber = created.trackingNumber;
-    const tracking = createClient(TrackingService, createGrpcTransport({ baseUrl: mesh.get("tracking").url }));
-    await waitFor(() => tracking.getShipment({ trackingNumber }).then(() => true), {
-      timeoutMs: 20_000,
-      message: "tracking knows the shipment",
-    });
+    const trackingNumber = await createTrackedShipment(mesh, { carrier: CARRIER, customer: "trace-shop" });
     const notifying = mesh.services.has("notification");
     if (notifying) {
       const notification = createClient(NotificationService, createGrpcTransport({ baseUrl: mesh.get("notification").url }));
@@ -226,7 +206,7 @@ describe("observability across the whole mesh", () => {
     await t.annotate(`trace ${traceId}: ${inTrace().length} spans, hops checked: ${expected.map((h) => h.name).join(" → ")}`);
   });
 
-  it("exports every metric the Grafana dashboard queries", async () => {
+  it("exports every metric the Grafana dashboard and the Prometheus rules query; the dashboard's recorded series are recorded", async () => {
     const dashboard: unknown = JSON.parse(await readFile(join(repoRoot, "charts", "dashboards", "logistics-mesh.json"), "utf8"));
     const exprs: string[] = [];
     const walk = (v: unknown): void => {
@@ -240,15 +220,31 @@ describe("observability across the whole mesh", () => {
     };
     walk(dashboard);
     assert.ok(exprs.length >= 20, `the dashboard has queries (${exprs.length})`);
-    const queried = new Set(
-      exprs.flatMap((e) => [...e.matchAll(/\b((?:logistics|process|nodejs)_[a-z0-9_]+)/g)].map((m) => m[1]!.replace(/_(bucket|count|sum)$/, ""))),
-    );
+    const rules = parseYaml(await readFile(join(repoRoot, "charts", "logistics-mesh", "rules", "logistics-mesh.rules.yaml"), "utf8")) as {
+      groups: Array<{ rules: Array<{ record?: string; alert?: string; expr: string }> }>;
+    };
+    const ruleList = rules.groups.flatMap((g) => g.rules);
+    const recorded = new Set(ruleList.flatMap((r) => (r.record ? [r.record] : [])));
+    // Recorded series are named level:metric:operation (a colon never appears in an exported name).
+    const recordedName = /\b[a-z_][a-z0-9_]*:[a-z0-9_:]+/g;
+    const dashboardRecorded = [...new Set(exprs.flatMap((e) => e.match(recordedName) ?? []))];
+    assert.ok(dashboardRecorded.length >= 4, "the SLO panels read the recording rules");
+    assert.deepEqual(dashboardRecorded.filter((n) => !recorded.has(n)), [], "series the dashboard reads that no rule records");
+    const metricsIn = (list: string[]) =>
+      new Set(
+        list.flatMap((e) =>
+          [...e.replace(recordedName, "").matchAll(/\b((?:logistics|process|nodejs)_[a-z0-9_]+)/g)].map((m) => m[1]!.replace(/_(bucket|count|sum)$/, "")),
+        ),
+      );
     const exported = new Set<string>();
     for (const s of mesh.services.values()) {
       const text = await (await fetch(s.metricsUrl)).text();
       for (const m of text.matchAll(/^# TYPE (\S+) /gm)) exported.add(m[1]!);
     }
-    const unknown = [...queried].filter((n) => !exported.has(n));
-    assert.deepEqual(unknown, [], `metrics the dashboard queries that no running service exports (running: ${[...mesh.services.keys()].join(", ")})`);
+    const running = `running: ${[...mesh.services.keys()].join(", ")}`;
+    const unknown = [...metricsIn(exprs)].filter((n) => !exported.has(n));
+    assert.deepEqual(unknown, [], `metrics the dashboard queries that no running service exports (${running})`);
+    const unknownInRules = [...metricsIn(ruleList.map((r) => r.expr))].filter((n) => !exported.has(n));
+    assert.deepEqual(unknownInRules, [], `metrics the rules query that no running service exports (${running})`);
   });
 });

@@ -30,6 +30,8 @@ export interface AttemptReport {
   readonly httpStatus: number;
   readonly durationMs: number;
   readonly next: DeliveryState;
+  /** 1-based number of this attempt in the delivery's current budget. */
+  readonly attempt?: number;
   /** From the delivery's creation to the end of this attempt; unset for redriven deliveries. */
   readonly sinceCreatedMs?: number;
 }
@@ -157,6 +159,7 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
         httpStatus: result.status,
         durationMs: result.durationMs,
         next: next.state,
+        attempt: n,
         ...(d.createdAt ? { sinceCreatedMs: Math.max(0, Date.now() - d.createdAt.getTime()) } : {}),
       });
     });

@@ -35,14 +35,17 @@ describe("notification metrics", () => {
     const registry = new Registry();
     const m = createNotificationMetrics(registry);
     const base = { deliveryId: "d", origin: "https://a", httpStatus: 200, durationMs: 40 };
-    m.onAttempt({ ...base, next: DeliveryState.DELIVERED, sinceCreatedMs: 1500 });
-    m.onAttempt({ ...base, next: DeliveryState.DELIVERED });
+    m.onAttempt({ ...base, next: DeliveryState.DELIVERED, attempt: 1, sinceCreatedMs: 1500 });
+    m.onAttempt({ ...base, next: DeliveryState.DELIVERED, attempt: 3, sinceCreatedMs: 90_000 });
+    m.onAttempt({ ...base, next: DeliveryState.DELIVERED, attempt: 1 });
     m.onAttempt({ ...base, httpStatus: 500, next: DeliveryState.RETRYING, sinceCreatedMs: 900 });
     const delivery = await values(registry, "logistics_webhook_delivery_seconds");
-    assert.equal(delivery.find((v) => (v as { metricName?: string }).metricName === "logistics_webhook_delivery_seconds_count")?.value, 1);
-    assert.equal(delivery.find((v) => (v as { metricName?: string }).metricName === "logistics_webhook_delivery_seconds_sum")?.value, 1.5);
+    const series = (name: string, attempt: string) =>
+      delivery.find((v) => (v as { metricName?: string }).metricName === `logistics_webhook_delivery_seconds_${name}` && v.labels.attempt === attempt)?.value;
+    assert.deepEqual([series("count", "first"), series("sum", "first")], [1, 1.5], "first-attempt deliveries");
+    assert.deepEqual([series("count", "retry"), series("sum", "retry")], [1, 90], "delivered after retries");
     const attempts = Object.fromEntries((await values(registry, "logistics_webhook_attempts_total")).map((v) => [v.labels.outcome, v.value]));
-    assert.deepEqual(attempts, { delivered: 2, retry: 1 });
+    assert.deepEqual(attempts, { delivered: 3, retry: 1 });
   });
 
   it("samples the delivery backlog, and counts a failed sample without dropping the last values", async () => {

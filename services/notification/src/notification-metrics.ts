@@ -28,9 +28,10 @@ export interface NotificationMetrics {
  * Registers on `registry`:
  * - `logistics_webhook_attempts_total{outcome}` (delivered, retry, dead_letter) and
  *   `logistics_webhook_attempt_duration_seconds` (one HTTP attempt);
- * - `logistics_webhook_delivery_seconds`: from a delivery's creation (its event reaching the
- *   intake) to the receiver's 2xx, delivered deliveries only, redriven ones excluded — the
- *   webhook latency SLO's histogram;
+ * - `logistics_webhook_delivery_seconds{attempt}`: from a delivery's creation (its event reaching
+ *   the intake) to the receiver's 2xx, delivered deliveries only, redriven ones excluded;
+ *   `attempt="first"` when the first attempt delivered it (the webhook latency SLO counts these:
+ *   the mesh's own delay, not a failing receiver's retry schedule), else `retry`;
  * - `logistics_notification_deliveries_waiting` / `_due` and
  *   `logistics_notification_oldest_due_age_seconds`: the delivery backlog in PostgreSQL (shared by
  *   all replicas: aggregate with `max`), sampled;
@@ -54,7 +55,8 @@ export function createNotificationMetrics(registry: Registry): NotificationMetri
   });
   const delivery = new Histogram({
     name: "logistics_webhook_delivery_seconds",
-    help: "Time from a webhook delivery's creation (its event consumed) to the receiver's 2xx; redriven deliveries excluded",
+    help: "Time from a webhook delivery's creation (its event consumed) to the receiver's 2xx, by whether the first attempt delivered it (attempt=first|retry); redriven deliveries excluded",
+    labelNames: ["attempt"],
     buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
     registers,
   });
@@ -106,7 +108,9 @@ export function createNotificationMetrics(registry: Registry): NotificationMetri
     onAttempt(r) {
       attempts.inc({ outcome: OUTCOME[r.next] ?? "other" });
       duration.observe(r.durationMs / 1000);
-      if (r.next === DeliveryState.DELIVERED && r.sinceCreatedMs !== undefined) delivery.observe(r.sinceCreatedMs / 1000);
+      if (r.next === DeliveryState.DELIVERED && r.sinceCreatedMs !== undefined) {
+        delivery.observe({ attempt: (r.attempt ?? 1) > 1 ? "retry" : "first" }, r.sinceCreatedMs / 1000);
+      }
     },
     watchBreakers(breakers) {
       watched.push(breakers);

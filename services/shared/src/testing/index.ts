@@ -15,6 +15,7 @@ export {
   type NatsServerHandle,
   type NatsServerOptions,
 } from "./nats-server.js";
+export { findOnPath } from "./on-path.js";
 export { createTestSchema, type TestSchema, type TestSchemaOptions } from "./postgres.js";
 export { testDatabaseUrl, testNatsUrl, testRedisUrl } from "./test-servers.js";
 export {
