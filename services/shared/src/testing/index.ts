@@ -16,6 +16,13 @@ export {
   type NatsServerOptions,
 } from "./nats-server.js";
 export { findOnPath } from "./on-path.js";
+export {
+  startPrometheusServer,
+  type PrometheusAlert,
+  type PrometheusSample,
+  type PrometheusServerHandle,
+  type PrometheusServerOptions,
+} from "./prometheus-server.js";
 export { createTestSchema, type TestSchema, type TestSchemaOptions } from "./postgres.js";
 export { testDatabaseUrl, testNatsUrl, testRedisUrl } from "./test-servers.js";
 export {
