@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { PlaceSchema } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
@@ -78,8 +78,19 @@ export interface CarrierSimulatorOptions {
   readonly carrierCode?: string;
   /** Shipments moving at once; each delivered one is replaced by a new one. Default 3. */
   readonly shipments?: number;
-  /** Wall-clock pause between two scans of one shipment. Default 5000 ms. */
+  /**
+   * Mean wall-clock pause between two scans of one shipment; each pause is this mean scaled by
+   * the planned time between the two scans (within a quarter and four times the mean), so a long
+   * flight takes longer than a hub transfer. Default 20 000 ms: a parcel takes minutes to deliver.
+   */
   readonly scanIntervalMs?: number;
+  /**
+   * How far back each shipment's ready time lies. Scans carry the event times of the planned route
+   * (arrival at each hub at its planned arrival, departure at its planned departure, ...), so the
+   * whole plan must lie in the past when its scans are sent (ingest refuses event times in the
+   * future). Default 7 days, longer than any planned route.
+   */
+  readonly backdateMs?: number;
   /** How long to wait for routing to plan a new shipment's route. Default 10 000 ms. */
   readonly routeWaitMs?: number;
   /** Position of a hub by code (the scans carry it). */
@@ -102,15 +113,17 @@ export interface CarrierSimulator {
  * asks routing for each one's planned route (falling back to the lane's fixed hubs), then walks
  * every parcel along it — pickup, arrival and departure at each hub, customs at the first hub in
  * the destination country (sometimes held there first), out for delivery, delivered — streaming
- * one scan per interval over a grpc-js StreamScans call (reopened after a failure). Scans carry
- * the time they are sent as event time, so the tracking page moves in real time (and routing
- * re-plans each parcel as running early); a delivered shipment is replaced by a new one until
- * {@link CarrierSimulator.close}.
+ * the scans over a grpc-js StreamScans call (reopened after a failure). Each shipment is ready
+ * `backdateMs` ago and its scans carry the event times of its planned route, so history and plan
+ * agree (no arrival before the planned departure); they are sent paced over minutes of wall-clock
+ * time, so the tracking page shows the parcel moving. A delivered shipment is replaced by a new one
+ * until {@link CarrierSimulator.close}.
  */
 export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise<CarrierSimulator> {
   const carrier = o.carrierCode ?? "acme";
   const lanes = o.lanes ?? DEFAULT_LANES;
-  const interval = o.scanIntervalMs ?? 5000;
+  const interval = o.scanIntervalMs ?? 20_000;
+  const backdateMs = o.backdateMs ?? 7 * 24 * 3_600_000;
   const emit = o.onEvent ?? (() => {});
   const stop = new AbortController();
   const ingest = createClient(IngestService, createGrpcTransport({ baseUrl: o.ingestUrl }));
@@ -132,7 +145,7 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
     }
   }
 
-  async function createShipment(): Promise<{ trackingNumber: string; lane: SimulatedLane }> {
+  async function createShipment(): Promise<Created> {
     const lane = lanes[laneIndex++ % lanes.length]!;
     const res = await ingest.createShipment(
       {
@@ -144,14 +157,14 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
         destination: lane.destination,
         serviceLevel: lane.serviceLevel,
         parcel: { weightGrams: 500 + Math.floor(Math.random() * 5000), lengthMm: 300, widthMm: 200, heightMm: 150 },
-        readyTime: timestampFromDate(new Date()),
+        readyTime: timestampFromDate(new Date(Date.now() - backdateMs)),
       },
       { headers: { authorization: `Bearer ${o.shipmentsToken}` }, signal: stop.signal },
     );
-    return { trackingNumber: res.trackingNumber, lane };
+    return { trackingNumber: res.trackingNumber, lane, readyAt: Date.now() - backdateMs };
   }
 
-  async function plannedHubs(trackingNumber: string, lane: SimulatedLane): Promise<{ hubs: string[]; from: "routing" | "fallback" }> {
+  async function plannedRoute(trackingNumber: string, lane: SimulatedLane, readyAt: number): Promise<Plan> {
     if (routing && o.routesToken) {
       const deadline = Date.now() + (o.routeWaitMs ?? 10_000);
       while (Date.now() < deadline && !stop.signal.aborted) {
@@ -161,59 +174,98 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
             { headers: { authorization: `Bearer ${o.routesToken}` }, timeoutMs: 2000, signal: stop.signal },
           );
           const legs = res.route?.legs ?? [];
-          if (legs.length) return { hubs: [legs[0]!.fromHub, ...legs.map((l) => l.toHub)], from: "routing" };
+          if (legs.length) {
+            return {
+              hubs: [legs[0]!.fromHub, ...legs.map((l) => l.toHub)],
+              from: "routing",
+              legs: legs.map((l) => ({
+                departure: l.plannedDeparture ? timestampMs(l.plannedDeparture) : NaN,
+                arrival: l.plannedArrival ? timestampMs(l.plannedArrival) : NaN,
+              })),
+            };
+          }
         } catch {
           // Not planned yet (NotFound) or routing not up: ask again shortly.
         }
         await pause(500, stop.signal);
       }
     }
-    return { hubs: [...lane.fallbackHubs], from: "fallback" };
+    // No plan from routing: hops of 6 h in the air after 4 h at each hub.
+    const hubs = [...lane.fallbackHubs];
+    const legs = hubs.slice(1).map((_, i) => ({ departure: readyAt + 4 * HOUR + i * 10 * HOUR, arrival: readyAt + 10 * HOUR + i * 10 * HOUR }));
+    return { hubs, from: "fallback", legs };
   }
 
-  function script(trackingNumber: string, lane: SimulatedLane, hubs: readonly string[]): Array<() => ScanInit> {
-    const steps: Array<{ code: string; text: string; hub?: string; at?: LatLon }> = [];
-    steps.push({ code: "PU", text: "Picked up", at: lane.origin.location });
+  function script(trackingNumber: string, lane: SimulatedLane, readyAt: number, plan: Plan): Array<{ scan: ScanInit; at: number }> {
+    const { hubs, legs } = plan;
+    const steps: Array<{ code: string; text: string; at: number; hub?: string; place?: LatLon }> = [];
+    const firstDeparture = legs[0]?.departure ?? readyAt + 4 * HOUR;
+    const pickup = readyAt + Math.min(30 * 60_000, (firstDeparture - readyAt) / 3);
+    steps.push({ code: "PU", text: "Picked up", at: pickup, place: lane.origin.location });
     hubs.forEach((hub, i) => {
-      steps.push({ code: "AR", text: "Arrived at hub", hub });
+      // At hub i: arrived at its planned arrival (the first hub between pickup and departure),
+      // departed at the next leg's planned departure.
+      const arrived = i === 0 ? pickup + (firstDeparture - pickup) / 2 : legs[i - 1]!.arrival;
+      const departs = i < legs.length ? legs[i]!.departure : arrived + 6 * HOUR;
+      steps.push({ code: "AR", text: "Arrived at hub", at: arrived, hub });
       const hubCountry = countryOfHubIndex(i, hubs.length, lane);
       if (i > 0 && hubCountry === lane.destination.countryCode && lane.origin.countryCode !== lane.destination.countryCode) {
         // About one parcel in four is held at customs for a while first, so the page's exception
         // state shows up in a demo.
-        if (Math.random() < 0.25) steps.push({ code: "CH", text: "Held at customs: import duties to be confirmed", hub });
-        steps.push({ code: "CU", text: "Customs clearance completed", hub });
+        if (Math.random() < 0.25) steps.push({ code: "CH", text: "Held at customs: import duties to be confirmed", at: arrived + (departs - arrived) / 4, hub });
+        steps.push({ code: "CU", text: "Customs clearance completed", at: arrived + (departs - arrived) / 2, hub });
       }
-      if (i < hubs.length - 1) steps.push({ code: "DP", text: "Departed hub", hub });
+      if (i < hubs.length - 1) steps.push({ code: "DP", text: "Departed hub", at: departs, hub });
     });
-    steps.push({ code: "OD", text: "Out for delivery", at: lane.destination.location });
-    steps.push({ code: "DL", text: "Delivered", at: lane.destination.location });
-    return steps.map((s, i) => () => {
-      const location = s.hub ? o.hubLocation?.(s.hub) : s.at;
+    const lastArrival = legs.at(-1)?.arrival ?? pickup + HOUR;
+    steps.push({ code: "OD", text: "Out for delivery", at: lastArrival + 4 * HOUR, place: lane.destination.location });
+    steps.push({ code: "DL", text: "Delivered", at: lastArrival + 8 * HOUR, place: lane.destination.location });
+    // Never backwards, never in the future (a plan longer than backdateMs): clamp, keeping the order.
+    let previous = -Infinity;
+    return steps.map((s, i) => {
+      const at = Math.min(Date.now() - 1000, Math.max(Number.isFinite(s.at) ? s.at : previous + 60_000, previous + 1000));
+      previous = at;
+      const location = s.hub ? o.hubLocation?.(s.hub) : s.place;
       return {
-        eventId: `sim-${trackingNumber}-${i}`,
-        trackingNumber,
-        carrierCode: carrier,
-        rawStatus: { code: s.code, text: s.text },
-        eventTime: timestampFromDate(new Date()),
-        hubCode: s.hub ?? "",
-        ...(location ? { location } : {}),
+        at,
+        scan: {
+          eventId: `sim-${trackingNumber}-${i}`,
+          trackingNumber,
+          carrierCode: carrier,
+          rawStatus: { code: s.code, text: s.text },
+          eventTime: timestampFromDate(new Date(at)),
+          hubCode: s.hub ?? "",
+          ...(location ? { location } : {}),
+        },
       };
     });
   }
 
-  async function runSlot(first: { trackingNumber: string; lane: SimulatedLane }, delayMs: number): Promise<void> {
-    let current: { trackingNumber: string; lane: SimulatedLane } | undefined = first;
+  /** Wall-clock pauses before each scan: the mean interval scaled by the planned gaps. */
+  function pacing(times: readonly number[]): number[] {
+    const span = Math.max(1, (times.at(-1) ?? 0) - (times[0] ?? 0));
+    const n = Math.max(1, times.length - 1);
+    return times.map((t, i) => {
+      if (i === 0) return Math.min(interval, 3000);
+      const share = ((t - times[i - 1]!) / span) * n;
+      return Math.round(interval * Math.min(4, Math.max(0.25, share)));
+    });
+  }
+
+  async function runSlot(first: Created, delayMs: number): Promise<void> {
+    let current: Created | undefined = first;
     await pause(delayMs, stop.signal);
     while (!stop.signal.aborted) {
       try {
         current ??= await createShipment();
-        const { trackingNumber, lane } = current;
-        const plan = await plannedHubs(trackingNumber, lane);
+        const { trackingNumber, lane, readyAt } = current;
+        const plan = await plannedRoute(trackingNumber, lane, readyAt);
         emit({ type: "created", trackingNumber, route: plan.from, hubs: plan.hubs });
-        for (const next of script(trackingNumber, lane, plan.hubs)) {
-          await pause(interval, stop.signal);
+        const steps = script(trackingNumber, lane, readyAt, plan);
+        const pauses = pacing(steps.map((s) => s.at));
+        for (const [i, { scan }] of steps.entries()) {
+          await pause(pauses[i]!, stop.signal);
           if (stop.signal.aborted) return;
-          const scan = next();
           const outcome = await send(scan);
           emit({ type: "scan", trackingNumber, code: scan.rawStatus?.code ?? "", hub: scan.hubCode ?? "", outcome });
         }
@@ -227,7 +279,7 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
   }
 
   const count = o.shipments ?? 3;
-  const firstBatch: Array<{ trackingNumber: string; lane: SimulatedLane }> = [];
+  const firstBatch: Created[] = [];
   for (let i = 0; i < count; i++) firstBatch.push(await createShipment());
   const slots = firstBatch.map((s, i) => runSlot(s, Math.round((interval * i) / count)));
   let closing: Promise<void> | undefined;
@@ -240,6 +292,22 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
         await stream?.close();
       })()),
   };
+}
+
+const HOUR = 3_600_000;
+
+interface Created {
+  trackingNumber: string;
+  lane: SimulatedLane;
+  /** The ready time given to CreateShipment (ms). */
+  readyAt: number;
+}
+
+/** The route a parcel follows: hubs in order and each leg's planned times (ms). */
+interface Plan {
+  hubs: string[];
+  from: "routing" | "fallback";
+  legs: Array<{ departure: number; arrival: number }>;
 }
 
 /** Rough guess of which country hub i of n is in: the first hub is in the origin country, the last in the destination's. */

@@ -235,7 +235,7 @@ if (!shuttingDown && simulatorEnabled) {
     routesToken: await mint([Scope.RoutesRead]),
     carrierCode: carrier,
     shipments: Number(env["SIMULATOR_SHIPMENTS"] ?? 3),
-    scanIntervalMs: Number(env["SIMULATOR_INTERVAL_MS"] ?? 5000),
+    ...(env["SIMULATOR_INTERVAL_MS"] ? { scanIntervalMs: Number(env["SIMULATOR_INTERVAL_MS"]) } : {}),
     hubLocation: (code) => hubs.get(code),
     onEvent: (e) => {
       const line =
@@ -261,7 +261,9 @@ if (!shuttingDown) {
     ),
     ...(web ? [`  ${"web".padEnd(13)} ${web.url}/`] : []),
     "",
-    ...(web && first ? ["  open the tracking page (a simulated parcel moves every few seconds):", `    ${web.url}/?t=${first}`, ""] : []),
+    ...(web && first
+      ? ["  open the tracking page (a simulated parcel moves along its planned route for a few minutes):", `    ${web.url}/?t=${first}`, ""]
+      : []),
     ...(simulator && simulator.trackingNumbers.length > 1
       ? [`  other simulated parcels: ${simulator.trackingNumbers.slice(1).join(", ")}`, ""]
       : []),

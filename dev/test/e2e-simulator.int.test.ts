@@ -4,6 +4,9 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Scope } from "@logistics/shared/auth";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import { ShipmentEventKind, TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { waitFor } from "@logistics/shared/testing";
 import { startCarrierSimulator, type CarrierSimulator, type SimulatorEvent } from "../src/carrier-simulator.js";
@@ -61,6 +64,24 @@ describe("the carrier simulator of the local runner", () => {
     const history = await tracking.listShipmentEvents({ trackingNumber: first, pageSize: 200 });
     const scanEvents = history.events.filter((e) => e.kind === ShipmentEventKind.SCAN);
     assert.equal(scanEvents.length, scans.length, "every scan is in the shipment's history once");
+
+    // The scans carry the planned route's times: in order, in the past, no arrival at a hub
+    // before the planned departure towards it, no departure after the planned arrival.
+    const times = scanEvents.map((e) => timestampMs(e.eventTime!));
+    assert.deepEqual([...times].sort((a, b) => a - b), times, "history in event-time order");
+    assert.ok(times.every((t) => t <= Date.now()), "no scan in the future");
+    const routing = createClient(RoutingService, createGrpcTransport({ baseUrl: mesh.get("routing").url }));
+    const legs =
+      (await routing.getRoute({ trackingNumber: first }, { headers: { authorization: `Bearer ${await mesh.token([Scope.RoutesRead])}` } })).route?.legs ?? [];
+    assert.ok(legs.length > 0);
+    for (const leg of legs) {
+      const arrival = scanEvents.find((e) => e.scanKind === ScanKind.HUB_ARRIVAL && e.hubCode === leg.toHub);
+      const departure = scanEvents.find((e) => e.scanKind === ScanKind.HUB_DEPARTURE && e.hubCode === leg.fromHub);
+      assert.ok(arrival && departure, `arrival at ${leg.toHub} and departure from ${leg.fromHub} scanned`);
+      assert.ok(timestampMs(arrival.eventTime!) >= timestampMs(leg.plannedDeparture!), `${leg.toHub}: arrived after the planned departure`);
+      assert.ok(timestampMs(departure.eventTime!) <= timestampMs(leg.plannedArrival!), `${leg.fromHub}: departed before the planned arrival`);
+      assert.ok(timestampMs(arrival.eventTime!) > timestampMs(departure.eventTime!));
+    }
     assert.deepEqual(events.filter((e) => e.type === "error"), []);
   });
 });

@@ -29,6 +29,14 @@ const problemOf = async (url: string, p = policy()) => {
 };
 
 describe("resolveWebhookTarget", () => {
+  it("names the setting that allows http or a private address in development", async () => {
+    await assert.rejects(resolveWebhookTarget("http://hooks.example.com/x", policy()), /must use https.*NOTIFICATION_ALLOW_HTTP=true/);
+    await assert.rejects(
+      resolveWebhookTarget("https://internal.example.com/x", policy()),
+      /192\.168\.0\.10, which is not a public address.*NOTIFICATION_WEBHOOK_ALLOW_HOSTS or NOTIFICATION_WEBHOOK_ALLOW_CIDRS/,
+    );
+  });
+
   it("accepts an https URL whose every address is public, pinning the first", async () => {
     const t = await resolveWebhookTarget("https://hooks.example.com/x", policy());
     assert.equal(t.address, "93.184.216.34");

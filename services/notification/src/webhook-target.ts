@@ -55,7 +55,11 @@ export function parseWebhookUrl(raw: string, policy: Pick<WebhookTargetPolicy, "
     throw new WebhookUrlError("invalid", "webhook_url is not an absolute URL");
   }
   if (url.protocol !== "https:" && !(policy.allowHttp && url.protocol === "http:")) {
-    throw new WebhookUrlError("invalid", `webhook_url must use https (got ${url.protocol.slice(0, -1)})`);
+    throw new WebhookUrlError(
+      "invalid",
+      `webhook_url must use https (got ${url.protocol.slice(0, -1)}); ` +
+        `for local development the service can accept http with NOTIFICATION_ALLOW_HTTP=true (npm start sets it)`,
+    );
   }
   if (url.username || url.password) {
     throw new WebhookUrlError("invalid", "webhook_url must not contain credentials");
@@ -90,7 +94,8 @@ export async function resolveWebhookTarget(raw: string | URL, policy: WebhookTar
   if (refused) {
     throw new WebhookUrlError(
       "forbidden",
-      `webhook host ${host} resolves to ${refused.address}, which is not a public address`,
+      `webhook host ${host} resolves to ${refused.address}, which is not a public address; ` +
+        `for local development the service can allow it with NOTIFICATION_WEBHOOK_ALLOW_HOSTS or NOTIFICATION_WEBHOOK_ALLOW_CIDRS (npm start allows loopback)`,
     );
   }
   const first = addresses[0] as { address: string; family: number };
