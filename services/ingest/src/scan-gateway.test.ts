@@ -1,0 +1,114 @@
+import * as assert from "node:assert/strict";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { describe, it } from "vitest";
+import type { ScanSchema } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { RejectReason, ScanAckSchema, ScanOutcome, type ScanAck } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import type { ScanStream } from "./scan-client.js";
+import { createScanGateway } from "./scan-gateway.js";
+
+type ScanInit = MessageInitShape<typeof ScanSchema>;
+
+/** A fake ingest: records every scan sent per stream and answers as `answer` says. */
+function fakeIngest(answer: (streamIndex: number, scans: ScanInit[]) => ScanAck[] | Error | "hang") {
+  const sent: Array<{ stream: number; address: string; eventIds: string[] }> = [];
+  let streams = 0;
+  const openStream = (address: string): ScanStream => {
+    const index = streams++;
+    let closed = false;
+    return {
+      get closed() {
+        return closed;
+      },
+      async send(scans) {
+        sent.push({ stream: index, address, eventIds: scans.map((s) => s.eventId ?? "") });
+        const a = answer(index, [...scans]);
+        if (a === "hang") return new Promise<ScanAck[]>(() => {});
+        if (a instanceof Error) {
+          closed = true;
+          throw a;
+        }
+        return a;
+      },
+      async close() {
+        closed = true;
+      },
+    };
+  };
+  return { sent, openStream };
+}
+
+const ack = (s: ScanInit, outcome: ScanOutcome, rejectReason = RejectReason.UNSPECIFIED) =>
+  create(ScanAckSchema, { eventId: s.eventId ?? "", trackingNumber: s.trackingNumber ?? "", outcome, rejectReason });
+const scan = (i: number): ScanInit => ({ eventId: `e-${i}`, trackingNumber: "ABCD12345678", carrierCode: "acme" });
+const unavailable = () => Object.assign(new Error("14 UNAVAILABLE: shutting down"), { code: 14 });
+
+describe("createScanGateway", () => {
+  it("resends every unacknowledged scan with the same event id on a new stream to the next replica after a broken stream", async () => {
+    const ingest = fakeIngest((stream, scans) => (stream === 0 ? unavailable() : scans.map((s) => ack(s, ScanOutcome.DUPLICATE))));
+    const errors: string[] = [];
+    const gw = createScanGateway({
+      addresses: ["a:1", "b:2"],
+      token: "t",
+      initialBackoffMs: 1,
+      maxBatch: 10,
+      openStream: ingest.openStream,
+      onStreamError: (code, address) => errors.push(`${code}@${address}`),
+    });
+    const acks = await Promise.all([1, 2, 3].map((i) => gw.submit(scan(i))));
+    assert.deepEqual(acks.map((a) => [a.eventId, ScanOutcome[a.outcome]]), [["e-1", "DUPLICATE"], ["e-2", "DUPLICATE"], ["e-3", "DUPLICATE"]]);
+    assert.deepEqual(errors, ["UNAVAILABLE@a:1"]);
+    const first = ingest.sent.filter((s) => s.stream === 0).flatMap((s) => s.eventIds);
+    const later = new Set(ingest.sent.filter((s) => s.stream > 0).flatMap((s) => s.eventIds));
+    assert.ok(first.length > 0 && first.every((id) => later.has(id)), "every scan of the broken stream resent with its event id");
+    assert.deepEqual([...later].sort(), ["e-1", "e-2", "e-3"], "nothing new invented");
+    assert.equal(ingest.sent.find((s) => s.stream === 1)?.address, "b:2");
+    assert.equal(gw.unacked, 0);
+    await gw.close();
+  });
+
+  it("resends scans rejected as UNAVAILABLE, and hands back final rejections as they are", async () => {
+    let calls = 0;
+    const ingest = fakeIngest((_s, scans) =>
+      scans.map((s) =>
+        s.eventId === "e-2"
+          ? ack(s, ScanOutcome.REJECTED, RejectReason.WRONG_CARRIER)
+          : calls++ < 1
+            ? ack(s, ScanOutcome.REJECTED, RejectReason.UNAVAILABLE)
+            : ack(s, ScanOutcome.ACCEPTED),
+      ),
+    );
+    const gw = createScanGateway({ addresses: ["a:1"], token: "t", initialBackoffMs: 1, openStream: ingest.openStream });
+    const [a1, a2] = await Promise.all([gw.submit(scan(1)), gw.submit(scan(2))]);
+    assert.equal(a1.outcome, ScanOutcome.ACCEPTED);
+    assert.equal(a2.rejectReason, RejectReason.WRONG_CARRIER);
+    assert.deepEqual(ingest.sent.flatMap((s) => s.eventIds).filter((id) => id === "e-1").length, 2);
+    await gw.close();
+  });
+
+  it("treats a request message without its response as a broken stream and resends it", async () => {
+    const ingest = fakeIngest((stream, scans) => (stream === 0 ? "hang" : scans.map((s) => ack(s, ScanOutcome.ACCEPTED))));
+    const errors: string[] = [];
+    const gw = createScanGateway({
+      addresses: ["a:1"],
+      token: "t",
+      ackTimeoutMs: 50,
+      initialBackoffMs: 1,
+      openStream: ingest.openStream,
+      onStreamError: (code) => errors.push(code),
+    });
+    const a = await gw.submit(scan(7));
+    assert.equal(a.outcome, ScanOutcome.ACCEPTED);
+    assert.deepEqual(errors, ["TIMEOUT"]);
+    assert.equal(gw.streamsOpened, 2);
+    await gw.close();
+  });
+
+  it("rejects what is still unacknowledged when closed", async () => {
+    const ingest = fakeIngest(() => unavailable());
+    const gw = createScanGateway({ addresses: ["a:1"], token: "t", initialBackoffMs: 60_000, openStream: ingest.openStream });
+    const p = gw.submit(scan(1));
+    await new Promise((r) => setTimeout(r, 20));
+    await gw.close();
+    await assert.rejects(p, /closed before the scan was acknowledged/);
+  });
+});

@@ -1,0 +1,225 @@
+/**
+ * The carrier-side half of the StreamScans contract, as a gateway should implement it: keep every
+ * scan until it is acknowledged, and after a broken stream reconnect with backoff and resend every
+ * unacknowledged scan with the same event id (the mesh answers scans it already stored with
+ * DUPLICATE, so a resend is never applied twice).
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import type { ScanSchema } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { RejectReason, ScanOutcome, type ScanAck } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { openScanStream, type ScanStream } from "./scan-client.js";
+
+type ScanInit = MessageInitShape<typeof ScanSchema>;
+
+/** Options for {@link createScanGateway}. */
+export interface ScanGatewayOptions {
+  /** Ingest replicas as `host:port`; a reconnect moves on to the next one. */
+  readonly addresses: readonly string[];
+  /** Bearer token with `scans:write` (and the carrier claim). */
+  readonly token: string;
+  /** Most scans in one request message (1 to 500). Default 50. */
+  readonly maxBatch?: number;
+  /** Most scans sent and not yet acknowledged. Default 1000. */
+  readonly maxUnacked?: number;
+  /** First reconnect delay; doubles per failed attempt up to `maxBackoffMs`, with full jitter. Default 100 ms. */
+  readonly initialBackoffMs?: number;
+  /** Longest reconnect delay. Default 5000 ms. */
+  readonly maxBackoffMs?: number;
+  /** A request message without its response after this long counts as a broken stream. Default 15 000 ms. */
+  readonly ackTimeoutMs?: number;
+  /** Reject reasons worth resending after a backoff. Default UNAVAILABLE and RATE_LIMITED. */
+  readonly retryReasons?: ReadonlySet<RejectReason>;
+  /** Random numbers in [0, 1) for the jitter (seeded in tests). Default Math.random. */
+  readonly random?: () => number;
+  /** Opens a stream (tests pass a fake). Default {@link openScanStream}. */
+  readonly openStream?: (address: string, token: string) => ScanStream;
+  /** Sees every ack, final or not, with the time it arrived. */
+  readonly onAck?: (ack: ScanAck, at: number) => void;
+  /** Sees every broken stream: its gRPC status code name (or "TIMEOUT") and the address. */
+  readonly onStreamError?: (code: string, address: string, at: number) => void;
+}
+
+/** A gateway holding scans until the mesh acknowledges them. */
+export interface ScanGateway {
+  /**
+   * Hands a scan over; resolves with its final ack: ACCEPTED or DUPLICATE, or a REJECTED whose
+   * reason a resend cannot fix. Retryable rejections and broken streams are retried inside.
+   */
+  submit(scan: ScanInit): Promise<ScanAck>;
+  /** Scans handed over and not finally acknowledged yet. */
+  readonly unacked: number;
+  /** Streams opened so far (1 + reconnects). */
+  readonly streamsOpened: number;
+  /** Stops sending; scans not yet acknowledged reject. Idempotent. */
+  close(): Promise<void>;
+}
+
+interface Entry {
+  readonly scan: ScanInit;
+  readonly resolve: (a: ScanAck) => void;
+  readonly reject: (e: Error) => void;
+  inFlight: boolean;
+}
+
+const DEFAULT_RETRY = new Set([RejectReason.UNAVAILABLE, RejectReason.RATE_LIMITED]);
+
+/** The name of a grpc-js status code, e.g. "UNAVAILABLE". */
+function codeName(e: unknown): string {
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code === "number") {
+    const name = (GrpcStatus as unknown as Record<number, string>)[code];
+    if (name) return name;
+  }
+  return e instanceof Error && /ended by the server/.test(e.message) ? "ENDED" : "UNKNOWN";
+}
+
+/**
+ * Creates a carrier gateway over StreamScans that never gives up on a scan it was handed: scans
+ * go out in batches over one stream; a failed or silent stream is dropped, every scan on it that
+ * was not acknowledged goes back to the front of the queue with its event id unchanged, and a new
+ * stream (to the next address) is opened after an exponential backoff with full jitter (reset by
+ * the next ack). Scans answered REJECTED with a retryable reason are resent the same way.
+ */
+export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
+  if (o.addresses.length === 0) throw new Error("createScanGateway: no ingest address");
+  const maxBatch = Math.min(500, Math.max(1, o.maxBatch ?? 50));
+  const maxUnacked = o.maxUnacked ?? 1000;
+  const initial = o.initialBackoffMs ?? 100;
+  const maxBackoff = o.maxBackoffMs ?? 5000;
+  const ackTimeout = o.ackTimeoutMs ?? 15_000;
+  const retry = o.retryReasons ?? DEFAULT_RETRY;
+  const random = o.random ?? Math.random;
+  const open = o.openStream ?? ((address, token) => openScanStream({ address, token }));
+  const queue: Entry[] = [];
+  let inFlight = 0;
+  let stream: ScanStream | undefined;
+  let addressIndex = 0;
+  let failures = 0;
+  let opened = 0;
+  let waitUntil = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  let pumping = false;
+
+  const backoff = () => {
+    const cap = Math.min(maxBackoff, initial * 2 ** Math.min(failures, 20));
+    failures++;
+    return Math.round(random() * cap);
+  };
+  const schedule = (delayMs: number) => {
+    waitUntil = Math.max(waitUntil, Date.now() + delayMs);
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = undefined;
+      pump();
+    }, Math.max(0, waitUntil - Date.now()));
+  };
+  const requeue = (batch: Entry[]) => {
+    for (const e of batch) e.inFlight = false;
+    if (closed) {
+      const err = new Error("scan gateway closed before the scan was acknowledged");
+      for (const e of batch) e.reject(err);
+    } else queue.unshift(...batch);
+  };
+  /** Drops a broken stream once (its other pending batches fail the same way and only requeue). */
+  const breakStream = (s: ScanStream, code: string, address: string) => {
+    if (stream !== s) return pump();
+    o.onStreamError?.(code, address, Date.now());
+    stream = undefined;
+    addressIndex = (addressIndex + 1) % o.addresses.length;
+    void s.close().catch(() => {});
+    schedule(backoff());
+  };
+
+  const sendBatch = (s: ScanStream, address: string, batch: Entry[]) => {
+    inFlight += batch.length;
+    let settled = false;
+    const watchdog = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      inFlight -= batch.length;
+      requeue(batch);
+      breakStream(s, "TIMEOUT", address);
+    }, ackTimeout);
+    s.send(batch.map((e) => e.scan)).then(
+      (acks) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(watchdog);
+        inFlight -= batch.length;
+        const now = Date.now();
+        const again: Entry[] = [];
+        batch.forEach((e, i) => {
+          const ack = acks[i]!;
+          o.onAck?.(ack, now);
+          if (ack.outcome === ScanOutcome.REJECTED && retry.has(ack.rejectReason)) again.push(e);
+          else e.resolve(ack);
+        });
+        if (again.length > 0) {
+          requeue(again);
+          schedule(backoff());
+        } else failures = 0;
+        pump();
+      },
+      (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(watchdog);
+        inFlight -= batch.length;
+        requeue(batch);
+        breakStream(s, codeName(err), address);
+      },
+    );
+  };
+
+  function pump(): void {
+    if (closed || pumping || timer) return;
+    pumping = true;
+    try {
+      while (queue.length > 0 && inFlight < maxUnacked && Date.now() >= waitUntil) {
+        if (stream?.closed) {
+          // Ended under us: its pending sends fail and break it with their code; a stream that
+          // ended with nothing pending is broken here.
+          if (inFlight === 0) breakStream(stream, "CLOSED", o.addresses[addressIndex]!);
+          return;
+        }
+        if (!stream) {
+          opened++;
+          stream = open(o.addresses[addressIndex]!, o.token);
+        }
+        const s = stream;
+        const address = o.addresses[addressIndex]!;
+        const batch = queue.splice(0, Math.min(maxBatch, maxUnacked - inFlight));
+        for (const e of batch) e.inFlight = true;
+        sendBatch(s, address, batch);
+      }
+    } finally {
+      pumping = false;
+    }
+  }
+
+  return {
+    submit(scan) {
+      if (closed) return Promise.reject(new Error("scan gateway is closed"));
+      return new Promise<ScanAck>((resolve, reject) => {
+        queue.push({ scan, resolve, reject, inFlight: false });
+        pump();
+      });
+    },
+    get unacked() {
+      return queue.length + inFlight;
+    },
+    get streamsOpened() {
+      return opened;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (timer) clearTimeout(timer);
+      const err = new Error("scan gateway closed before the scan was acknowledged");
+      for (const e of queue.splice(0)) e.reject(err);
+      await stream?.close().catch(() => {});
+    },
+  };
+}
