@@ -50,7 +50,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: "integration",
-          include: ["{services/*,dev}/test/**/*.int.test.ts"],
+          include: ["{services/*,dev,perf}/test/**/*.int.test.ts"],
           exclude: [...exclude, browserTests],
           // Each file in its own process, as deployed: servers, signal handlers and the global
           // OpenTelemetry providers never leak between files.
