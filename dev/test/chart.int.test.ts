@@ -441,6 +441,21 @@ function natsUsers(values: Obj): Map<string, { account: string; secretName: stri
   return users;
 }
 
+describe("JetStream durability", () => {
+  for (const [label, values] of valueSets) {
+    it(`keeps acknowledged scans through the loss of any one server and fsyncs before acknowledging (${label})`, () => {
+      const nats = at(values, "nats");
+      // charts/README.md, "JetStream durability": with the server's default sync interval (2 min)
+      // a whole-cluster power loss loses what was acknowledged since the last flush.
+      assert.equal(at(nats, "config.jetstream.merge")["sync_interval"], "always");
+      assert.equal(at(nats, "config.jetstream.fileStore")["enabled"], true, "file storage, not memory");
+      assert.equal(at(nats, "config.jetstream.memoryStore")["enabled"], false);
+      assert.equal(at(values, "jetstream")["streamReplicas"], 3, "R3 streams");
+      assert.ok(Number(at(nats, "config.cluster")["replicas"]) >= 3, "on a cluster of at least three servers");
+    });
+  }
+});
+
 describe("NATS authorization", () => {
   for (const [label, values] of valueSets) {
     it(`gives every service a user whose password the server and the service read from the same Secret key (${label})`, () => {
