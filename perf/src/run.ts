@@ -6,7 +6,7 @@
  *
  *   npm run perf                          short run: service benches, then end to end at 300/s and a
  *                                         search for the highest sustained rate (1,000/s next if 300/s holds)
- *   npm run perf -- --only e2e            some parts only (ingest, get-shipment, route-planning, store-apply, e2e)
+ *   npm run perf -- --only e2e            some parts only (ingest, get-shipment, route-planning, notification-claim, store-apply, e2e)
  *   npm run perf -- --label "before"      a label in the report's title (e.g. before/after a change)
  *   npm run perf -- --soak                10-minute soak at 70% of the last report's highest sustained rate
  *   npm run perf -- --soak --soak-rate 200 --soak-minutes 10
@@ -157,6 +157,13 @@ const BENCHES: BenchSpec[] = [
   },
   { name: "route-planning", script: "routing/plan-bench.js", args: ["800"], timeoutMs: 30_000, target: "earliest-arrival planning vs static Dijkstra (reported)" },
   {
+    name: "notification-claim",
+    script: "notification/claim-bench.js",
+    args: ["--small", "1000", "--large", "20000", "--claims", "40", "--rounds", "3"],
+    timeoutMs: 45_000,
+    target: "claimDue calls/s with 20,000 due deliveries >= 80% of the rate with 1,000 (the claim does not grow with the backlog)",
+  },
+  {
     name: "store-apply",
     script: "store/apply-bench.js",
     args: ["--events", "3000", "--rounds", "3", "--per-event", "600"],
@@ -178,6 +185,16 @@ function benchFigures(j: Record<string, Record<string, unknown>>): BenchFigures 
       ratio: num(st["ratioBatchedVsRaw"])!,
       batchedPerSec: num((st["adapterBatched"] as Record<string, unknown>)?.["eventsPerSec"]) ?? NaN,
       rawPerSec: num((st["rawInsert"] as Record<string, unknown>)?.["rowsPerSec"]) ?? NaN,
+    };
+  }
+  const cl = j["notification-claim"];
+  if (cl && num(cl["ratio"]) !== undefined) {
+    out.claim = {
+      ratio: num(cl["ratio"])!,
+      largePerSec: num(cl["largeClaimsPerSec"]) ?? NaN,
+      smallPerSec: num(cl["smallClaimsPerSec"]) ?? NaN,
+      large: num(cl["largeBacklog"]) ?? NaN,
+      small: num(cl["smallBacklog"]) ?? NaN,
     };
   }
   const gs = j["get-shipment"];

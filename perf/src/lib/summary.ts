@@ -26,6 +26,8 @@ export interface BenchFigures {
   ingest?: { ratio: number; ingestPerSec: number; rawPerSec: number };
   store?: { ratio: number; batchedPerSec: number; rawPerSec: number };
   getShipment?: { ratio: number; getPerSec: number; echoPerSec: number };
+  /** Notification claimDue calls/s with a large backlog of due deliveries vs a small one. */
+  claim?: { ratio: number; largePerSec: number; smallPerSec: number; large: number; small: number };
 }
 
 export type Verdict = "pass" | "MISS" | "not measured";
@@ -90,7 +92,7 @@ export function targetRows(runs: readonly E2eFigures[], benches: BenchFigures): 
     ratio === undefined
       ? { target, measured: "bench not run or failed", verdict: "not measured" }
       : { target, measured: `${pct(ratio)} (${detail})`, verdict: ratio >= goal ? "pass" : "MISS" };
-  const { ingest, store, getShipment } = benches;
+  const { ingest, store, getShipment, claim } = benches;
   rows.push(
     ratioRow(
       "ingest accepted rate ≥ 70% of raw JetStream publish",
@@ -109,6 +111,12 @@ export function targetRows(runs: readonly E2eFigures[], benches: BenchFigures): 
       0.7,
       getShipment?.ratio,
       getShipment ? `${getShipment.getPerSec.toFixed(0)} vs ${getShipment.echoPerSec.toFixed(0)} rps` : "",
+    ),
+    ratioRow(
+      "notification claim does not grow with the backlog: large-backlog claims/s ≥ 80% of small-backlog",
+      0.8,
+      claim?.ratio,
+      claim ? `${claim.largePerSec.toFixed(0)} claims/s with ${claim.large} due vs ${claim.smallPerSec.toFixed(0)} with ${claim.small}` : "",
     ),
   );
   return rows;

@@ -190,7 +190,8 @@ export interface NotificationStore {
    * Leases due deliveries (`SELECT … FOR UPDATE SKIP LOCKED`, so replicas never claim the same
    * row): PENDING or RETRYING, due, not leased (or the lease expired), whose subscription+shipment
    * has no earlier (lower shipment version, then event time, then creation) PENDING or RETRYING
-   * delivery, within the per-origin quota; oldest due first.
+   * delivery, within the per-origin quota; oldest due first. Its cost follows `limit` and the number
+   * of origins with open deliveries, not the backlog (see {@link claimDueSql}).
    */
   claimDue(opts: ClaimOptions): Promise<ClaimedDelivery[]>;
   /**
@@ -221,6 +222,74 @@ const RETRYING = DeliveryState.RETRYING;
 const DEAD = DeliveryState.DEAD_LETTERED;
 const DELIVERED = DeliveryState.DELIVERED;
 
+/**
+ * The statement of {@link NotificationStore.claimDue} for the tables of `schema`; parameters: $1
+ * lease token, $2 limit, $3 per-origin limit, $4 origins with requests in flight, $5 their counts,
+ * $6 lease ms, $7 the lesser of limit and per-origin limit. Exported so its plan can be checked on a large backlog.
+ */
+export function claimDueSql(schema: string): string {
+  const dels = `"${schema}".deliveries`;
+  const subs = `"${schema}".subscriptions`;
+  // Bounded by the batch, not the backlog: origins with open deliveries come from a skip scan of
+  // the claim index (one probe per origin); per origin the index is read in due order and stops
+  // after the origin's free quota (leased and order-blocked rows are passed over, and successors
+  // of a retrying delivery are due only with it, see recordAttempt).
+  return (
+    `WITH RECURSIVE origins AS (
+       (SELECT d.origin FROM ${dels} d WHERE d.state IN (${PENDING}, ${RETRYING}) ORDER BY d.origin LIMIT 1)
+       UNION ALL
+       SELECT (SELECT d.origin FROM ${dels} d
+               WHERE d.state IN (${PENDING}, ${RETRYING}) AND d.origin > o.origin
+               ORDER BY d.origin LIMIT 1)
+       FROM origins o WHERE o.origin IS NOT NULL
+     ),
+     quota AS (SELECT * FROM unnest($4::text[], $5::int[]) AS u(origin, used)),
+     candidates AS (
+       SELECT c.id, COALESCE(quota.used, 0) AS used,
+              row_number() OVER (PARTITION BY o.origin ORDER BY c.next_attempt_at, c.seq) AS rn
+       FROM origins o
+       LEFT JOIN quota ON quota.origin = o.origin
+       CROSS JOIN LATERAL (
+         SELECT d.id, d.next_attempt_at, d.seq
+         FROM ${dels} d
+         WHERE d.origin = o.origin
+           AND d.state IN (${PENDING}, ${RETRYING})
+           AND d.next_attempt_at <= now()
+           AND (d.lease_until IS NULL OR d.lease_until < now())
+           AND NOT EXISTS (
+             SELECT 1 FROM ${dels} e
+             WHERE e.subscription_id = d.subscription_id
+               AND e.tracking_number = d.tracking_number
+               AND e.state IN (${PENDING}, ${RETRYING})
+               AND (e.shipment_version, e.event_time, e.seq) < (d.shipment_version, d.event_time, d.seq))
+         ORDER BY d.next_attempt_at, d.seq
+         -- A plain parameter (the planner sees the bound: a sane cost, no JIT compilation);
+         -- the origin's requests in flight are subtracted below.
+         LIMIT $7
+       ) c
+       WHERE o.origin IS NOT NULL
+     ),
+     picked AS (
+       -- By primary key (an array, so the planner cannot choose to hash the whole table).
+       SELECT d.id
+       FROM ${dels} d
+       WHERE d.id = ANY (ARRAY(SELECT c.id FROM candidates c WHERE c.rn <= $3 - c.used))
+         AND d.state IN (${PENDING}, ${RETRYING})
+         AND (d.lease_until IS NULL OR d.lease_until < now())
+       ORDER BY d.next_attempt_at, d.seq
+       LIMIT $2
+       FOR UPDATE OF d SKIP LOCKED
+     )
+     UPDATE ${dels} d
+     SET lease_owner = $1, lease_until = now() + $6 * interval '1 millisecond'
+     FROM picked, ${subs} s
+     WHERE d.id = picked.id AND s.id = d.subscription_id
+     RETURNING d.id, d.subscription_id, d.event_id, d.tracking_number, d.body, d.trace_context,
+               d.attempt_count - d.budget_start AS attempts_in_budget, d.origin, s.webhook_url, s.secret,
+               d.next_attempt_at, d.seq, d.created_at, d.budget_start`
+  );
+}
+
 /** Creates the PostgreSQL store. Connects lazily (the pool opens connections on first use). */
 export function createNotificationStore(opts: NotificationStoreOptions): NotificationStore {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.schema)) throw new RangeError(`invalid schema name ${opts.schema}`);
@@ -229,6 +298,7 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
   const subs = `${q}.subscriptions`;
   const dels = `${q}.deliveries`;
   const atts = `${q}.delivery_attempts`;
+  const claimSql = claimDueSql(opts.schema);
 
   const toSubscription = (r: Record<string, unknown>): SubscriptionRecord => {
     const scope: SubscriptionScope =
@@ -350,6 +420,17 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
         await run(`CREATE INDEX IF NOT EXISTS subscriptions_owner_carrier ON ${subs} (owner_carrier_code, seq DESC) WHERE owner_carrier_code IS NOT NULL`);
       },
     },
+    {
+      version: 3,
+      name: "claim index: open deliveries by origin in due order",
+      async up(client) {
+        // claimDue walks this index origin by origin, in due order, and stops at each origin's
+        // quota: its cost follows the batch and the number of origins, not the backlog.
+        await client.query(
+          `CREATE INDEX IF NOT EXISTS deliveries_claim ON ${dels} (origin, next_attempt_at, seq) WHERE state IN (${PENDING}, ${RETRYING})`,
+        );
+      },
+    },
   ];
 
   const SUB_COLUMNS =
@@ -466,7 +547,14 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
                                   event_time, origin, body, trace_context, state, next_attempt_at)
              SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), s.id, $1, $2, $3, $4, $5, s.origin,
                     CASE WHEN s.owner_carrier_code IS NOT NULL THEN $12 ELSE $6 END, $7,
-                    ${PENDING}, now() + $11::integer * interval '1 millisecond'
+                    ${PENDING},
+                    -- Due no earlier than the shipment's earlier open delivery (a retry in an hour
+                    -- holds its successors that long), so blocked rows stay out of the due range.
+                    GREATEST(now() + $11::integer * interval '1 millisecond',
+                             (SELECT max(e.next_attempt_at) FROM ${dels} e
+                              WHERE e.subscription_id = s.id AND e.tracking_number = $3
+                                AND e.state IN (${PENDING}, ${RETRYING})
+                                AND (e.shipment_version, e.event_time) < ($4::bigint, $5::timestamptz)))
              FROM ${subs} s
              WHERE s.active
                AND (s.tracking_number = $3 OR s.customer_id = $8 OR s.carrier_code = $9)
@@ -507,41 +595,8 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
       const origins = [...o.inFlightByOrigin.keys()];
       const used = origins.map((k) => o.inFlightByOrigin.get(k) ?? 0);
       const res = await pool.query(
-        `WITH candidates AS (
-           SELECT d.id, d.origin,
-                  row_number() OVER (PARTITION BY d.origin ORDER BY d.next_attempt_at, d.seq) AS rn
-           FROM ${dels} d
-           WHERE d.state IN (${PENDING}, ${RETRYING})
-             AND d.next_attempt_at <= now()
-             AND (d.lease_until IS NULL OR d.lease_until < now())
-             AND NOT EXISTS (
-               SELECT 1 FROM ${dels} e
-               WHERE e.subscription_id = d.subscription_id
-                 AND e.tracking_number = d.tracking_number
-                 AND e.state IN (${PENDING}, ${RETRYING})
-                 AND (e.shipment_version, e.event_time, e.seq) < (d.shipment_version, d.event_time, d.seq))
-         ),
-         quota AS (SELECT * FROM unnest($4::text[], $5::int[]) AS u(origin, used)),
-         picked AS (
-           SELECT d.id
-           FROM ${dels} d
-           JOIN candidates c ON c.id = d.id
-           LEFT JOIN quota ON quota.origin = c.origin
-           WHERE c.rn <= $3 - COALESCE(quota.used, 0)
-             AND d.state IN (${PENDING}, ${RETRYING})
-             AND (d.lease_until IS NULL OR d.lease_until < now())
-           ORDER BY d.next_attempt_at, d.seq
-           LIMIT $2
-           FOR UPDATE OF d SKIP LOCKED
-         )
-         UPDATE ${dels} d
-         SET lease_owner = $1, lease_until = now() + $6 * interval '1 millisecond'
-         FROM picked, ${subs} s
-         WHERE d.id = picked.id AND s.id = d.subscription_id
-         RETURNING d.id, d.subscription_id, d.event_id, d.tracking_number, d.body, d.trace_context,
-                   d.attempt_count - d.budget_start AS attempts_in_budget, d.origin, s.webhook_url, s.secret,
-                   d.next_attempt_at, d.seq, d.created_at, d.budget_start`,
-        [o.leaseToken, o.limit, o.perOriginLimit, origins, used, o.leaseMs],
+        claimSql,
+        [o.leaseToken, o.limit, o.perOriginLimit, origins, used, o.leaseMs, Math.max(0, Math.min(o.limit, o.perOriginLimit))],
       );
       return (res.rows as Array<Record<string, unknown>>)
         .sort((a, b) => (a.next_attempt_at as Date).getTime() - (b.next_attempt_at as Date).getTime())
@@ -585,7 +640,17 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
                lease_owner = NULL,
                lease_until = NULL
            WHERE id = $1 AND lease_owner = $2 AND state IN (${PENDING}, ${RETRYING})
-           RETURNING id, attempt_count)
+           RETURNING id, attempt_count, state, subscription_id, tracking_number, shipment_version, event_time, seq, next_attempt_at),
+         -- A retry holds the shipment's later open deliveries (they may not go first): they become
+         -- due with it, so claimDue does not pass over them again and again meanwhile.
+         held AS (
+           UPDATE ${dels} e SET next_attempt_at = u.next_attempt_at
+           FROM u
+           WHERE u.state = ${RETRYING}
+             AND e.subscription_id = u.subscription_id AND e.tracking_number = u.tracking_number
+             AND e.state IN (${PENDING}, ${RETRYING}) AND e.id <> u.id
+             AND (e.shipment_version, e.event_time, e.seq) > (u.shipment_version, u.event_time, u.seq)
+             AND e.next_attempt_at < u.next_attempt_at)
          INSERT INTO ${atts} (delivery_id, n, attempted_at, http_status, error, duration_ms, response_excerpt)
          SELECT id, attempt_count, $5::timestamptz, $7::integer, $6::text, $8::integer, $9::text FROM u`,
         [d.id, d.leaseToken, next.state, delayMs, a.attemptedAt, a.error, a.httpStatus, a.durationMs, a.responseExcerpt],

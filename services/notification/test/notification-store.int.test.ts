@@ -8,6 +8,7 @@ import { DeliveryState, NotificationEventType } from "@logistics/shared/gen/logi
 import { createTestSchema, uniqueName, waitFor, type TestSchema } from "@logistics/shared/testing";
 import pg from "pg";
 import {
+  claimDueSql,
   createNotificationStore,
   type ClaimOptions,
   type NotificationStore,
@@ -37,8 +38,13 @@ describe("createNotificationStore (PostgreSQL)", () => {
   });
 
   let origin = 0;
-  const subscribe = async (tn: string, types = [NotificationEventType.STATUS_CHANGED], ownedBy?: SubscriptionOwner, on = store) => {
-    const o = `http://127.0.0.1:${++origin}`;
+  const subscribe = async (
+    tn: string,
+    types = [NotificationEventType.STATUS_CHANGED],
+    ownedBy?: SubscriptionOwner,
+    on = store,
+    o = `http://127.0.0.1:${++origin}`,
+  ) => {
     const { subscription } = await on.createSubscription({
       id: uniqueName("sub"),
       owner: "test",
@@ -114,18 +120,7 @@ describe("createNotificationStore (PostgreSQL)", () => {
     const subIds: string[] = [];
     for (let i = 0; i < 5; i++) {
       const tn = uniqueName("Q").toUpperCase().replace(/_/g, "");
-      const { subscription } = await store.createSubscription({
-        id: uniqueName("sub"),
-        owner: "test",
-        ownedBy: undefined,
-        scope: { kind: "trackingNumber", value: tn },
-        eventTypes: [NotificationEventType.STATUS_CHANGED],
-        webhookUrl: `${o}/x`,
-        origin: o,
-        secret: "s".repeat(43),
-        idempotencyKey: undefined,
-      });
-      subIds.push(subscription.id);
+      subIds.push(await subscribe(tn, undefined, undefined, store, o));
       await store.insertDeliveries(event(tn, 1), {});
     }
     const got = (await claim(store, { perOriginLimit: 3, inFlightByOrigin: new Map([[o, 1]]) })).filter((d) => d.origin === o);
@@ -154,6 +149,103 @@ describe("createNotificationStore (PostgreSQL)", () => {
     const [redriven] = await store.listDeliveries({ subscriptionId: sub, state: DeliveryState.PENDING }, 10, undefined);
     assert.equal(redriven?.id, v1.id);
     assert.equal(redriven?.attemptCount, 2, "attempt history is kept");
+  });
+
+  it("holds a retrying delivery's successors until it is due again, so claims do not pass over them meanwhile", async () => {
+    const tn = uniqueName("H").toUpperCase().replace(/_/g, "");
+    const sub = await subscribe(tn);
+    for (const v of [1, 2, 3]) await store.insertDeliveries(event(tn, v), {});
+    const [v1, ...rest] = mine(await claim(store), sub);
+    assert.ok(v1);
+    assert.equal(rest.length, 0);
+    await store.recordAttempt(v1, attempt, { state: DeliveryState.RETRYING, delayMs: 3_600_000 });
+    const open = await store.listDeliveries({ subscriptionId: sub }, 10, undefined);
+    const retryAt = open.find((d) => d.id === v1.id)?.nextAttemptAt?.getTime() ?? 0;
+    assert.ok(retryAt > Date.now() + 3_000_000);
+    const later = open.filter((d) => d.id !== v1.id);
+    assert.equal(later.length, 2);
+    for (const d of later) assert.ok((d.nextAttemptAt?.getTime() ?? 0) >= retryAt, "a successor is due no earlier than the retry");
+    // A new event of the shipment while the retry waits is held as well.
+    await store.insertDeliveries(event(tn, 4), {});
+    const v4 = (await store.listDeliveries({ subscriptionId: sub }, 10, undefined)).find((d) => !open.some((o) => o.id === d.id));
+    assert.ok((v4?.nextAttemptAt?.getTime() ?? 0) >= retryAt);
+    assert.equal(mine(await claim(store), sub).length, 0);
+  });
+
+  it("claims from a backlog of 30,000 due deliveries reading a bounded number of rows (EXPLAIN ANALYZE)", async () => {
+    const own = await createTestSchema({ prefix: "nclaim" });
+    const s = createNotificationStore({ connectionString: own.connectionString, schema: own.schema });
+    const pool = new pg.Pool({ connectionString: own.connectionString, max: 1 });
+    try {
+      await s.migrate();
+      const origins = ["http://a.test:1", "http://b.test:1", "http://c.test:1"];
+      const subs: string[] = [];
+      for (const o of origins) subs.push(await subscribe(uniqueName("C").toUpperCase().replace(/_/g, ""), undefined, undefined, s, o));
+      const q = `"${own.schema}"`;
+      // 10,000 due deliveries per origin, each of its own shipment (none blocks another).
+      await pool.query(
+        `INSERT INTO ${q}.deliveries (id, subscription_id, event_id, event_type, tracking_number, shipment_version,
+                                      event_time, origin, body, state, next_attempt_at)
+         SELECT 'dlv_' || k || '_' || g, sub, 'evt_' || g, ${NotificationEventType.STATUS_CHANGED}, 'TN' || g, 1,
+                now(), origin, '{}', ${DeliveryState.PENDING}, now() - g * interval '1 millisecond'
+         FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(sub, origin, k), generate_series(1, 10000) AS g`,
+        [subs, origins],
+      );
+      await pool.query(`ANALYZE ${q}.deliveries`);
+
+      /** Rows of `deliveries` each plan node read (returned or filtered out), over all its loops. */
+      const rowsRead = (plan: Record<string, unknown>): { rows: number; seqScans: number } => {
+        let rows = 0;
+        let seqScans = 0;
+        const walk = (n: Record<string, unknown>) => {
+          if (n["Relation Name"] === "deliveries") {
+            const loops = Number(n["Actual Loops"] ?? 1);
+            rows += (Number(n["Actual Rows"] ?? 0) + Number(n["Rows Removed by Filter"] ?? 0) + Number(n["Rows Removed by Index Recheck"] ?? 0)) * loops;
+            if (n["Node Type"] === "Seq Scan") seqScans++;
+          }
+          for (const c of (n["Plans"] as Array<Record<string, unknown>> | undefined) ?? []) walk(c);
+        };
+        walk(plan);
+        return { rows, seqScans };
+      };
+      const explain = async (inFlight: Map<string, number>) => {
+        const client = await pool.connect();
+        try {
+          await client.query("BEGIN");
+          const res = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${claimDueSql(own.schema)}`, [
+            "lease-explain",
+            50,
+            20,
+            [...inFlight.keys()],
+            [...inFlight.values()],
+            60_000,
+            20,
+          ]);
+          await client.query("ROLLBACK");
+          const [top] = (res.rows[0] as { "QUERY PLAN": Array<{ Plan: Record<string, unknown> }> })["QUERY PLAN"];
+          return rowsRead(top!.Plan);
+        } finally {
+          client.release();
+        }
+      };
+      const all = await explain(new Map());
+      assert.equal(all.seqScans, 0, "no sequential scan of deliveries");
+      assert.ok(all.rows <= 1_000, `claiming 50 of 30,000 read ${all.rows} rows of deliveries`);
+      // An origin at its quota costs nothing, however long its queue.
+      const full = await explain(new Map([[origins[0]!, 20]]));
+      assert.ok(full.rows <= 1_000, `read ${full.rows} rows with one origin at its quota`);
+
+      const got = await s.claimDue({ leaseToken: "lease-1", leaseMs: 60_000, limit: 50, perOriginLimit: 20, inFlightByOrigin: new Map([[origins[0]!, 20]]) });
+      assert.equal(got.length, 40, "20 from each origin below its quota");
+      assert.ok(got.every((d) => d.origin !== origins[0]));
+      const next = await s.claimDue({ leaseToken: "lease-2", leaseMs: 60_000, limit: 50, perOriginLimit: 20, inFlightByOrigin: new Map() });
+      assert.equal(next.length, 50);
+      assert.equal(new Set([...got, ...next].map((d) => d.id)).size, 90, "leased rows are passed over");
+    } finally {
+      await pool.end();
+      await s.close();
+      await own.drop();
+    }
   });
 
   it("delivers a customer's tracking-number subscription only events of that customer's shipments", async () => {
@@ -236,7 +328,7 @@ describe("notification schema migrations (PostgreSQL)", () => {
       );
       await Promise.all([store.migrate(), store.migrate()]);
       const versions = await pool.query(`SELECT version FROM ${q}.schema_migrations ORDER BY version`);
-      assert.deepEqual(versions.rows.map((r: { version: number }) => r.version), [1, 2]);
+      assert.deepEqual(versions.rows.map((r: { version: number }) => r.version), [1, 2, 3]);
       const [legacy] = await store.listSubscriptions({ trackingNumber: "LEGACY000001" }, 10, undefined);
       assert.equal(legacy?.id, "sub_legacy");
       assert.equal(legacy?.ownedBy, undefined, "subscriptions from before owners belong to no customer");
