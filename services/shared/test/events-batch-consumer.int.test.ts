@@ -416,9 +416,14 @@ describe("event catalog publishing and the batch consumer (real nats-server)", (
     hold.open();
     await closing;
     assert.equal(calls, 1, "nothing was handed over after close");
-    const i = await info(def.stream.name, def.durable);
-    assert.equal(i.ack_floor.stream_seq, 1, "the in-flight batch was acknowledged");
-    assert.equal(i.num_ack_pending, 0, "the waiting messages were handed back");
+    // Acks and naks are messages on the connection: the server sees them a moment after close.
+    await waitFor(
+      async () => {
+        const i = await info(def.stream.name, def.durable);
+        return i.ack_floor.stream_seq === 1 && i.num_ack_pending === 0;
+      },
+      { timeoutMs: 10_000, message: "the in-flight batch acknowledged and the waiting messages handed back" },
+    );
   });
 
   it("takes over from the consumers it replaces, starting after their oldest ack floor", async () => {
