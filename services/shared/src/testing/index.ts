@@ -38,3 +38,12 @@ export { violationPaths } from "./violations.js";
 export { waitFor, WaitForTimeoutError, type WaitForOptions } from "./wait-for.js";
 export { compiledEntry, repoRoot } from "./repo-paths.js";
 export { startReceiver, type ReceivedRequest, type ReceiverReply, type TestReceiver } from "./webhook-receiver.js";
+export {
+  assertHeapReturnsAfterStreams,
+  mib,
+  readMetric,
+  spawnProbedProcess,
+  type HeapFigures,
+  type OpenStreams,
+  type ProbedProcess,
+} from "./service-process.js";
