@@ -41,6 +41,8 @@ export interface E2eMesh {
    * `env` over its configuration (e.g. `METRICS_PORT` to keep a scrape target).
    */
   restart(name: MeshServiceName, port?: number, env?: Readonly<Record<string, string>>): Promise<RunningService>;
+  /** The environment `name` was started with (its own DATABASE_URL, prefixes...). */
+  envOf(name: MeshServiceName): Readonly<Record<string, string>>;
   /** Mints a bearer token signed with the mesh's test key. */
   token(scopes: readonly string[], extra?: { carrier?: string; customer?: string }): Promise<string>;
   /** Stops everything and removes what was created (schemas, keys, nats-server). */
@@ -98,6 +100,11 @@ export async function startE2eMesh(o: E2eMeshOptions = {}): Promise<E2eMesh> {
         const s = await start(name, env);
         running.set(name, s);
         return s;
+      },
+      envOf(name) {
+        const env = envs.get(name);
+        if (!env) throw new Error(`${name} was not started`);
+        return env;
       },
       token: (scopes, extra) => mesh.token(scopes, extra),
       close: () => (closing ??= undo()),
