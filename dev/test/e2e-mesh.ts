@@ -1,9 +1,10 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Scope } from "@logistics/shared/auth";
 import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
-import { IngestService } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { IngestService, type CreateShipmentRequestSchema } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { startService, type RunningService } from "@logistics/shared/runtime";
 import { uniqueName, waitFor } from "@logistics/shared/testing";
@@ -115,6 +116,20 @@ export async function startE2eMesh(o: E2eMeshOptions = {}): Promise<E2eMesh> {
   }
 }
 
+/** A valid CreateShipment request (Frankfurt → Paris, standard) for `carrier`, with a unique idempotency key. */
+export function shipmentRequest(carrier: string, customer: string): MessageInitShape<typeof CreateShipmentRequestSchema> {
+  return {
+    idempotencyKey: uniqueName(`${customer}-order`),
+    carrierCode: carrier,
+    customerId: customer,
+    serviceLevel: ServiceLevel.STANDARD,
+    origin: { countryCode: "DE", city: "Frankfurt", location: { latitude: 50.11, longitude: 8.68 } },
+    destination: { countryCode: "FR", city: "Paris", location: { latitude: 48.86, longitude: 2.35 } },
+    parcel: { weightGrams: 800 },
+    readyTime: timestampFromDate(new Date()),
+  };
+}
+
 /**
  * Creates a Frankfurt → Paris shipment through ingest's CreateShipment (an order system's call)
  * and waits until tracking serves it. Returns its tracking number.
@@ -122,16 +137,7 @@ export async function startE2eMesh(o: E2eMeshOptions = {}): Promise<E2eMesh> {
 export async function createTrackedShipment(mesh: E2eMesh, o: { carrier: string; customer: string }): Promise<string> {
   const ingest = createClient(IngestService, createGrpcTransport({ baseUrl: mesh.get("ingest").url }));
   const { trackingNumber } = await ingest.createShipment(
-    {
-      idempotencyKey: uniqueName(`${o.customer}-order`),
-      carrierCode: o.carrier,
-      customerId: o.customer,
-      serviceLevel: ServiceLevel.STANDARD,
-      origin: { countryCode: "DE", city: "Frankfurt", location: { latitude: 50.11, longitude: 8.68 } },
-      destination: { countryCode: "FR", city: "Paris", location: { latitude: 48.86, longitude: 2.35 } },
-      parcel: { weightGrams: 800 },
-      readyTime: timestampFromDate(new Date()),
-    },
+    shipmentRequest(o.carrier, o.customer),
     { headers: { authorization: `Bearer ${await mesh.token([Scope.ShipmentsWrite])}` } },
   );
   const tracking = createClient(TrackingService, createGrpcTransport({ baseUrl: mesh.get("tracking").url }));

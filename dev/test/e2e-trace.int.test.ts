@@ -19,6 +19,7 @@ import {
 import { startTelemetry, type TelemetryHandle } from "@logistics/shared/telemetry";
 import { repoRoot, uniqueName, waitFor } from "@logistics/shared/testing";
 import { openScanStream } from "@logistics/ingest/client";
+import { STREAM_MESSAGE_SPAN } from "@logistics/ingest";
 import { createTrackedShipment, startE2eMesh, type E2eMesh, type MeshServiceName } from "./e2e-mesh.js";
 
 const CARRIER = "acme";
@@ -35,11 +36,12 @@ const attr = (s: ReadableSpan, k: string) => s.attributes[k];
 const dest = (s: ReadableSpan) => String(attr(s, "messaging.destination.name") ?? "");
 const group = (s: ReadableSpan) => String(attr(s, "messaging.consumer.group.name") ?? "");
 
+/** The hops of one scan's trace: the trace of its StreamScans message, linked to the call's span. */
 const HOPS: readonly Hop[] = [
   {
-    name: "ingest StreamScans server span",
+    name: "ingest handles the stream message",
     needs: "ingest",
-    match: (s) => s.kind === SpanKind.SERVER && s.name === "logistics.ingest.v1.IngestService/StreamScans",
+    match: (s) => s.name === STREAM_MESSAGE_SPAN,
   },
   {
     name: "JetStream publish of the scan event",
@@ -99,7 +101,7 @@ describe("observability across the whole mesh", () => {
     await telemetry?.shutdown();
   });
 
-  it("links carrier stream → ingest → JetStream → tracking → status changed → notification → webhook", async (t) => {
+  it("links carrier stream → (link) stream message → ingest → JetStream → tracking → status changed → notification → webhook", async (t) => {
     const trackingNumber = await createTrackedShipment(mesh, { carrier: CARRIER, customer: "trace-shop" });
     const notifying = mesh.services.has("notification");
     if (notifying) {
@@ -138,10 +140,36 @@ describe("observability across the whole mesh", () => {
       root.end();
     }
 
+    // The call's span is in the gateway's trace; the message has a trace of its own, linked to it.
+    const server = await waitFor(
+      () =>
+        exporter
+          .getFinishedSpans()
+          .find((s) => s.spanContext().traceId === traceId && s.kind === SpanKind.SERVER && s.name === "logistics.ingest.v1.IngestService/StreamScans"),
+      { timeoutMs: 10_000, message: "ingest's StreamScans server span in the gateway's trace" },
+    );
+    const parentId = (s: ReadableSpan) => s.parentSpanContext?.spanId;
+    assert.equal(parentId(server), root.spanContext().spanId, "ingest's server span is the gateway span's child");
+    assert.equal(attr(server, "rpc.method"), "logistics.ingest.v1.IngestService/StreamScans");
+    assert.equal(attr(server, "rpc.system.name"), "grpc");
+    assert.equal(attr(server, "server.port"), mesh.get("ingest").port);
+    const message = await waitFor(
+      () => exporter.getFinishedSpans().find((s) => s.name === STREAM_MESSAGE_SPAN && s.links.some((l) => l.context.spanId === server.spanContext().spanId)),
+      { timeoutMs: 10_000, message: "the stream message's span, linked to the call's span" },
+    );
+    const messageTraceId = message.spanContext().traceId;
+    assert.notEqual(messageTraceId, traceId, "the message starts a trace of its own");
+    assert.equal(message.parentSpanContext, undefined, "the message's span is its trace's root");
+    assert.equal(
+      exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId && /^publish \S+\.scan\.recorded$/.test(s.name)).length,
+      0,
+      "nothing about the scan joins the stream's trace",
+    );
+
     const expected = HOPS.filter((h) => mesh.services.has(h.needs));
     const missing = HOPS.filter((h) => !mesh.services.has(h.needs));
     for (const h of missing) await t.annotate(`hop not checked (${h.needs} did not start: ${mesh.failed.get(h.needs)}): ${h.name}`);
-    const inTrace = () => exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId);
+    const inTrace = () => exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === messageTraceId);
     const found = await waitFor(
       () => {
         const spans = inTrace();
@@ -150,7 +178,7 @@ describe("observability across the whole mesh", () => {
       },
       {
         timeoutMs: 30_000,
-        message: `spans of every hop in trace ${traceId}`,
+        message: `spans of every hop in trace ${messageTraceId}`,
       },
     ).catch((e: unknown) => {
       const spans = inTrace();
@@ -161,20 +189,14 @@ describe("observability across the whole mesh", () => {
 
     const span = (name: string) => found.find((x) => x.hop.name === name)?.span;
     const byId = new Map(inTrace().map((s) => [s.spanContext().spanId, s]));
-    const parentId = (s: ReadableSpan) => s.parentSpanContext?.spanId;
-    const server = span("ingest StreamScans server span")!;
-    assert.equal(parentId(server), root.spanContext().spanId, "ingest's server span is the gateway span's child");
-    assert.equal(attr(server, "rpc.method"), "logistics.ingest.v1.IngestService/StreamScans");
-    assert.equal(attr(server, "rpc.system.name"), "grpc");
-    assert.equal(attr(server, "server.port"), mesh.get("ingest").port);
 
     const publish = span("JetStream publish of the scan event")!;
     assert.equal(attr(publish, "messaging.system.name"), "nats");
     assert.ok(attr(publish, "messaging.message.id"), "a publish of one message names its Nats-Msg-Id");
     assert.equal(attr(publish, "messaging.operation.type"), "send");
     let ancestor: ReadableSpan | undefined = publish;
-    while (ancestor && ancestor !== server) ancestor = byId.get(parentId(ancestor) ?? "");
-    assert.equal(ancestor, server, "the publish runs inside ingest's server span");
+    while (ancestor && ancestor !== message) ancestor = byId.get(parentId(ancestor) ?? "");
+    assert.equal(ancestor, message, "the publish runs inside the message's span");
 
     if (mesh.services.has("tracking")) {
       const projector = span("tracking projector processes the scan")!;
@@ -197,13 +219,13 @@ describe("observability across the whole mesh", () => {
       assert.equal(attr(deliver, "url.full"), hookUrl);
       assert.equal(attr(deliver, "server.port"), Number(new URL(hookUrl).port));
       assert.equal(attr(deliver, "http.response.status_code"), 204);
-      const hit = await waitFor(() => received.find((r) => String(r.headers["traceparent"] ?? "").includes(traceId)), {
+      const hit = await waitFor(() => received.find((r) => String(r.headers["traceparent"] ?? "").includes(messageTraceId)), {
         timeoutMs: 10_000,
         message: "the webhook request carries the trace",
       });
       assert.ok(hit.body.includes(trackingNumber), "the webhook is about our shipment");
     }
-    await t.annotate(`trace ${traceId}: ${inTrace().length} spans, hops checked: ${expected.map((h) => h.name).join(" → ")}`);
+    await t.annotate(`stream trace ${traceId}, message trace ${messageTraceId}: ${inTrace().length} spans, hops checked: ${expected.map((h) => h.name).join(" → ")}`);
   });
 
   it("exports every metric the Grafana dashboard and the Prometheus rules query; the dashboard's recorded series are recorded", async () => {

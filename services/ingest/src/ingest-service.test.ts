@@ -11,6 +11,7 @@ import {
   RejectReason,
   ScanAckSchema,
   ScanOutcome,
+  StreamScansRequestSchema,
   type StreamScansRequest,
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
@@ -70,7 +71,7 @@ function clientFor(principal: Principal, deps: Partial<IngestServiceDeps>) {
 }
 
 async function* messages(batches: Scan[][]): AsyncIterable<StreamScansRequest> {
-  for (const scans of batches) yield { $typeName: "logistics.ingest.v1.StreamScansRequest", scans };
+  for (const scans of batches) yield create(StreamScansRequestSchema, { scans });
 }
 
 describe("IngestService handlers", () => {
@@ -153,9 +154,9 @@ describe("IngestService handlers", () => {
     let sendMore!: () => void;
     const more = new Promise<void>((r) => (sendMore = r));
     async function* open(): AsyncIterable<StreamScansRequest> {
-      yield { $typeName: "logistics.ingest.v1.StreamScansRequest", scans: [scan("d1")] };
+      yield create(StreamScansRequestSchema, { scans: [scan("d1")] });
       await more;
-      yield { $typeName: "logistics.ingest.v1.StreamScansRequest", scans: [scan("d2")] };
+      yield create(StreamScansRequestSchema, { scans: [scan("d2")] });
     }
     const got: string[] = [];
     const err = await (async () => {

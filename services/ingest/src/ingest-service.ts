@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { principalKey, type Principal } from "@logistics/shared/auth";
+import { inMessageTrace } from "@logistics/shared/telemetry";
 import {
   RejectReason,
   StreamScansResponseSchema,
@@ -46,6 +47,12 @@ export interface IngestServiceDeps {
  */
 export const STREAM_DRAINED_MESSAGE = "server is shutting down; reconnect and resend every scan that was not acknowledged";
 
+/**
+ * The span each StreamScans request message is handled in: the root of its own trace (or a child
+ * of the message's `traceparent`), linked to the call's span.
+ */
+export const STREAM_MESSAGE_SPAN = "logistics.ingest.v1.IngestService/StreamScans message";
+
 /** The header (and, for gRPC errors, trailer) carrying the rate-limit retry hint in whole seconds. */
 export const RETRY_AFTER_HEADER = "retry-after";
 
@@ -87,7 +94,19 @@ export function createIngestService(deps: IngestServiceDeps): IngestServiceHandl
     async *streamScans(requests, ctx) {
       const principal = ctx.values.get(principalKey);
       const bucket = bucketOf(principal);
-      const answer = async (req: StreamScansRequest): Promise<StreamScansResponse> => {
+      let received = 0;
+      // A carrier's stream lives for hours: each message gets a trace of its own, linked to the
+      // stream's span (or continuing the message's own traceparent), so no trace grows unbounded.
+      const answer = (req: StreamScansRequest): Promise<StreamScansResponse> =>
+        inMessageTrace(
+          STREAM_MESSAGE_SPAN,
+          {
+            carrier: { traceparent: req.traceparent, tracestate: req.tracestate },
+            attributes: { "logistics.stream.message": ++received, "logistics.scan.count": req.scans.length },
+          },
+          () => answerMessage(req),
+        );
+      const answerMessage = async (req: StreamScansRequest): Promise<StreamScansResponse> => {
         const decision = await deps.rateLimiter.take(bucket, req.scans.length);
         if (!decision.allowed) {
           metrics.rateLimited.inc({ route: "stream" });

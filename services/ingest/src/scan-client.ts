@@ -5,6 +5,7 @@
  */
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+import { context, propagation } from "@opentelemetry/api";
 import type { Scan, ScanSchema } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import {
   StreamScansRequestSchema,
@@ -29,7 +30,11 @@ export interface ScanStreamOptions {
 
 /** One open IngestService.StreamScans call, as a carrier gateway holds it. */
 export interface ScanStream {
-  /** Sends scans as one request message and resolves with their acks (matched by event_id). */
+  /**
+   * Sends scans as one request message and resolves with their acks (matched by event_id). When a
+   * span is active (the gateway traces this batch), its context goes into the message's
+   * `traceparent`/`tracestate`, so ingest's trace of the message continues the gateway's.
+   */
   send(scans: ReadonlyArray<MessageInitShape<typeof ScanSchema>>): Promise<ScanAck[]>;
   /** True once the call failed or ended; open a new stream to continue. */
   readonly closed: boolean;
@@ -84,7 +89,13 @@ export function openScanStream(o: ScanStreamOptions): ScanStream {
     },
     async send(scans) {
       if (closed) throw failure ?? new Error("StreamScans is closed");
-      const req = create(StreamScansRequestSchema, { scans: [...scans] });
+      const fields: Record<string, string> = {};
+      propagation.inject(context.active(), fields);
+      const req = create(StreamScansRequestSchema, {
+        scans: [...scans],
+        traceparent: fields["traceparent"] ?? "",
+        tracestate: fields["tracestate"] ?? "",
+      });
       const acks = req.scans.map(
         (s) =>
           new Promise<ScanAck>((resolve, reject) => {

@@ -66,6 +66,11 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
     OTEL_EXPORTER_OTLP_ENDPOINT: optional(
       url({ description: "OTLP/HTTP collector base URL for traces", protocols: ["http:", "https:"] }),
     ),
+    OTEL_EXPORTER_OTLP_PROTOCOL: oneOf({
+      description: "OTLP/HTTP encoding of exported spans",
+      values: ["http/json", "http/protobuf"] as const,
+      default: "http/json",
+    }),
     OTEL_SEMCONV_STABILITY_OPT_IN: optional(
       str({
         description:

@@ -218,6 +218,7 @@ export async function runMain<C extends BaseConfig>(
     serviceName: def.name,
     serviceVersion: buildVersion(def.moduleUrl),
     otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT,
+    otlpProtocol: config.OTEL_EXPORTER_OTLP_PROTOCOL,
     semconvStabilityOptIn: config.OTEL_SEMCONV_STABILITY_OPT_IN,
     log,
   });

@@ -15,6 +15,7 @@ export {
   setSemconvStabilityOptIn,
   type SemconvCategory,
 } from "./semconv.js";
+export { inMessageTrace, type MessageTraceOptions } from "./message-trace.js";
 export { createErrorLogInterceptor, type ErrorLog } from "./error-log.js";
 export { createLogger, type LogDestination, type Logger, type LoggerOptions } from "./logger.js";
 export {
@@ -33,4 +34,4 @@ export {
   headersCarrier,
   injectIntoGrpcMetadata,
 } from "./trace-carriers.js";
-export { startTelemetry, type TelemetryHandle, type TelemetryLog, type TelemetryOptions } from "./tracing.js";
+export { startTelemetry, type OtlpProtocol, type TelemetryHandle, type TelemetryLog, type TelemetryOptions } from "./tracing.js";

@@ -13,6 +13,7 @@ import {
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { OTLPTraceExporter as OTLPProtoTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import {
   defaultResource,
   envDetector,
@@ -40,6 +41,9 @@ export interface TelemetryLog {
   error(obj: object, msg?: string): void;
 }
 
+/** The OTLP/HTTP encodings (`OTEL_EXPORTER_OTLP_PROTOCOL` values) the exporter speaks. */
+export type OtlpProtocol = "http/json" | "http/protobuf";
+
 /** Options of {@link startTelemetry}. */
 export interface TelemetryOptions {
   /** `service.name` of every span (e.g. `tracking`). */
@@ -48,10 +52,15 @@ export interface TelemetryOptions {
   serviceVersion?: string;
   /**
    * Base URL of an OTLP/HTTP collector (e.g. `http://otel-collector:4318`); spans are batched and
-   * sent as OTLP/JSON to `<endpoint>/v1/traces` (a URL already ending in `/v1/traces` is used as
+   * sent (encoded as `otlpProtocol` says) to `<endpoint>/v1/traces` (a URL already ending in `/v1/traces` is used as
    * is). Default: no OTLP export.
    */
   otlpEndpoint?: string;
+  /**
+   * OTLP/HTTP encoding: `http/json` (default) or `http/protobuf` (what most collectors and
+   * backends take most cheaply).
+   */
+  otlpProtocol?: OtlpProtocol;
   /**
    * An extra exporter that receives every ended span at once (a SimpleSpanProcessor), e.g. an
    * `InMemorySpanExporter` in tests. Default: none.
@@ -131,7 +140,8 @@ export function startTelemetry(opts: TelemetryOptions): TelemetryHandle {
 
   const spanProcessors: SpanProcessor[] = [];
   if (opts.otlpEndpoint !== undefined) {
-    const exporter = new OTLPTraceExporter({ url: otlpTracesUrl(opts.otlpEndpoint) });
+    const url = otlpTracesUrl(opts.otlpEndpoint);
+    const exporter = opts.otlpProtocol === "http/protobuf" ? new OTLPProtoTraceExporter({ url }) : new OTLPTraceExporter({ url });
     spanProcessors.push(new BatchSpanProcessor({ exporter }));
   }
   if (opts.spanExporter !== undefined) {

@@ -32,6 +32,14 @@ export {
   type PostgresServerOptions,
 } from "./postgres-server.js";
 export { startRedisServer, type RedisServerHandle, type RedisServerOptions } from "./redis-server.js";
+export {
+  OtlpSpanKind,
+  startOtlpReceiver,
+  type OtlpLink,
+  type OtlpReceiver,
+  type OtlpSpan,
+  type OtlpValue,
+} from "./otlp-receiver.js";
 export { seededRandom } from "./seeded-random.js";
 export { uniqueName } from "./unique.js";
 export { violationPaths } from "./violations.js";

@@ -39,6 +39,8 @@ export interface ManagedProcessOptions {
   supervised?: boolean;
   /** Environment of the process. Default: this process's. */
   env?: NodeJS.ProcessEnv;
+  /** Working directory. Default: this process's. */
+  cwd?: string;
   /** User and group to run as (a root parent starting a server that refuses root). */
   uid?: number;
   gid?: number;
@@ -104,6 +106,7 @@ export function spawnManagedProcess(binary: string, args: readonly string[], opt
     stdio: ["ignore", "pipe", "pipe"],
     detached: opts.supervised === true,
     ...(opts.env ? { env: opts.env } : {}),
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
     ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
     ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
   });
