@@ -11,6 +11,8 @@
  *   npm run perf -- --soak                10-minute soak at 70% of the last report's highest sustained rate
  *   npm run perf -- --soak --soak-rate 200 --soak-minutes 10
  *   npm run perf -- --ghz-web URL         also post the ghz reports to a ghz-web server
+ *   npm run perf -- --only e2e --profile  also CPU profiles of every service in each end-to-end run
+ *                                         (<results>/profiles/e2e-<rate>/<service>/*.cpuprofile)
  */
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -55,6 +57,8 @@ const { values: args } = parseArgs({
     out: { type: "string" },
     only: { type: "string" },
     label: { type: "string" },
+    /** Every service of every end-to-end run under `node --cpu-prof` (profiles next to the report). */
+    profile: { type: "boolean", default: false },
     /** Wall-clock budget of this process (the build before it is not counted). */
     "budget-seconds": { type: "string", default: "280" },
     /** Rates tried first; the search continues from them (1,000/s next while nothing failed). */
@@ -273,10 +277,11 @@ function figures(r: E2eResult): E2eFigures {
 async function e2eAt(infra: Infra, rate: number, windowMs: number, settleMs: number): Promise<{ result: E2eResult; wallMs: number }> {
   const t = performance.now();
   log(`e2e ${rate}/s: starting the mesh (load ${loadAverage()[0]})`);
-  const mesh = await startMeshProcesses(MESH_ENV, {
-    databaseUrl: infra.pg.url,
-    redisUrl: infra.redis.url,
-  });
+  const mesh = await startMeshProcesses(
+    MESH_ENV,
+    { databaseUrl: infra.pg.url, redisUrl: infra.redis.url },
+    args.profile ? { nodeArgs: (service) => ["--cpu-prof", `--cpu-prof-dir=${join(outDir, "profiles", `e2e-${rate}`, service)}`] } : {},
+  );
   log(`e2e ${rate}/s: mesh up after ${((performance.now() - t) / 1000).toFixed(1)} s`);
   try {
     const result = await runE2e(mesh, {

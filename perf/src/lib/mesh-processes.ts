@@ -28,12 +28,22 @@ export interface MeshStores {
   redisUrl?: string;
 }
 
+/** How the services' processes are started. */
+export interface MeshProcessOptions {
+  /** Extra Node.js options per service, before the entry script (e.g. `--cpu-prof`). */
+  nodeArgs?: (service: MeshService) => readonly string[];
+}
+
 /**
  * Starts all four services as child processes against a private nats-server, per-service
  * PostgreSQL schemas, unique Redis key prefixes and temporary signing keys; waits until each
  * reports SERVING. `env` adds or overrides variables for every service.
  */
-export async function startMeshProcesses(env: Record<string, string> = {}, stores: MeshStores = {}): Promise<MeshProcesses> {
+export async function startMeshProcesses(
+  env: Record<string, string> = {},
+  stores: MeshStores = {},
+  o: MeshProcessOptions = {},
+): Promise<MeshProcesses> {
   const cleanups: Array<() => Promise<unknown>> = [];
   const children: ChildProcess[] = [];
   const undo = async () => {
@@ -70,7 +80,7 @@ export async function startMeshProcesses(env: Record<string, string> = {}, store
         METRICS_PORT: String(metricsPorts[name]),
         ...(name === "notification" ? { NOTIFICATION_POLL_INTERVAL_MS: "50" } : {}),
       });
-      const child = spawn(process.execPath, [serviceEntry(name)], {
+      const child = spawn(process.execPath, [...(o.nodeArgs?.(name) ?? []), serviceEntry(name)], {
         env: { ...process.env, ...e, ...env },
         stdio: ["ignore", "inherit", "inherit"],
       });

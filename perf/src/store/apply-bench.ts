@@ -1,22 +1,23 @@
 /**
  * Store apply benchmark: events/s through the PostgreSQL shipment store (validate, dedupe, lock,
  * derive, CAS, history) in two modes — `applyEvent` (one transaction per event) and
- * `applyEvents` (group commit: one transaction per batch) — versus a raw multi-row INSERT
+ * `applyEvents` (one transaction per batch, batches scheduled as the projector's batch consumer
+ * schedules them: a shipment is never in two batches at once) — versus a raw multi-row INSERT
  * (unnest arrays) of the same history rows into an equivalent plain table, same run, same
  * server. The ratios are the figures to watch; absolute rates on shared machines are noise.
  * A further reference inserts the same rows one autocommitted row at a time: the per-event mode
  * commits once per event (durably), so that commit cost, not the adapter's own work, bounds it.
  *
  *   node perf/dist/store/apply-bench.js [--events 3000] [--rounds 3] [--per-event 1000] [--concurrency 8]
- *     [--batch 500] [--apply-batch 100] [--apply-concurrency 4]
+ *     [--batch 500] [--apply-batch 256] [--apply-concurrency 2]
  *
  * The batched mode and the raw INSERT run in `--rounds` paired rounds of `--events` events each
  * (order alternating; the median per-round ratio is the figure, target >= 25%); the per-event mode
  * and its one-row-per-commit reference run once over `--per-event` events.
  * --concurrency: workers of the per-event mode and of both raw references; --batch: rows per raw
- * multi-row INSERT; --apply-batch / --apply-concurrency: events per applyEvents call and
- * concurrent calls of the batched mode (which applies its own copy of the events, under other
- * tracking numbers, into the same tables).
+ * multi-row INSERT; --apply-batch / --apply-concurrency: most events per applyEvents call and
+ * batches in flight (the projector's defaults: TRACKING_PROJECTOR_MAX_BATCH 256, two batches per
+ * consumer).
  *
  * DATABASE_URL selects the server (`npm run perf` provides one). Works in a unique schema
  * that it drops afterwards. Prints one JSON line, then one human-readable line.
@@ -109,8 +110,8 @@ async function main(): Promise<void> {
       rounds: { type: "string", default: "3" },
       concurrency: { type: "string", default: "8" },
       batch: { type: "string", default: "500" },
-      "apply-batch": { type: "string", default: "100" },
-      "apply-concurrency": { type: "string", default: "4" },
+      "apply-batch": { type: "string", default: "256" },
+      "apply-concurrency": { type: "string", default: "2" },
     },
   });
   const total = Number(values.events);
@@ -133,6 +134,7 @@ async function main(): Promise<void> {
     let applied = 0;
     let duplicates = 0;
     let rawRows = 0;
+    let batches = 0;
     const perRound: Array<{ batched: number; raw: number; ratio: number }> = [];
     let adapterSeconds: number;
     let singleSeconds: number;
@@ -165,15 +167,50 @@ async function main(): Promise<void> {
         rawRows += events.length;
         return events.length / seconds;
       };
-      // Group commit: events through applyEvents, one transaction per batch.
+      // Batches through applyEvents, one transaction each, scheduled as the projector's batch
+      // consumer does: in order, at most --apply-batch events, and never a shipment that is in
+      // a batch still in flight (its events wait for the next batch).
       const batchedRun = async (events: ShipmentEventInput[]) => {
-        const applyBatches = Math.ceil(events.length / applyBatch);
-        const seconds = await runWorkers(applyConcurrency, applyBatches, async (b) => {
-          const results = await store.applyEvents(events.slice(b * applyBatch, (b + 1) * applyBatch));
-          for (const r of results) if (r.applied) applied++;
-          else duplicates++;
-        });
-        return events.length / seconds;
+        let waiting = events;
+        const busy = new Set<string>();
+        let settled: () => void = () => {};
+        let next = new Promise<void>((r) => (settled = r));
+        const take = (): ShipmentEventInput[] => {
+          const batch: ShipmentEventInput[] = [];
+          const rest: ShipmentEventInput[] = [];
+          const blocked = new Set<string>();
+          for (const e of waiting) {
+            if (batch.length < applyBatch && !busy.has(e.trackingNumber) && !blocked.has(e.trackingNumber)) batch.push(e);
+            else {
+              blocked.add(e.trackingNumber);
+              rest.push(e);
+            }
+          }
+          waiting = rest;
+          for (const e of batch) busy.add(e.trackingNumber);
+          return batch;
+        };
+        const started = process.hrtime.bigint();
+        await Promise.all(
+          Array.from({ length: applyConcurrency }, async () => {
+            while (waiting.length > 0) {
+              const batch = take();
+              if (batch.length === 0) {
+                await next;
+                continue;
+              }
+              const results = await store.applyEvents(batch);
+              for (const r of results) if (r.applied) applied++;
+              else duplicates++;
+              for (const e of batch) busy.delete(e.trackingNumber);
+              batches++;
+              const wake = settled;
+              next = new Promise<void>((r) => (settled = r));
+              wake();
+            }
+          }),
+        );
+        return events.length / (Number(process.hrtime.bigint() - started) / 1e9);
       };
 
       // Paired rounds, order alternating, each with its own shipments, so drift on a shared
@@ -233,7 +270,13 @@ async function main(): Promise<void> {
         shipments: Math.ceil(total / 10),
         rounds: perRound,
         adapter: { mode: "applyEvent", events: perEvent.length, concurrency, seconds: round(adapterSeconds), eventsPerSec: round(adapterRate) },
-        adapterBatched: { mode: "applyEvents", batch: applyBatch, concurrency: applyConcurrency, eventsPerSec: batchedRate },
+        adapterBatched: {
+          mode: "applyEvents",
+          batch: applyBatch,
+          concurrency: applyConcurrency,
+          meanBatch: round((total * rounds) / Math.max(1, batches)),
+          eventsPerSec: batchedRate,
+        },
         rawInsert: { batch, concurrency, rowsPerSec: rawRate },
         ratio: round(adapterRate / rawRate, 4),
         ratioBatchedVsRaw: round(ratioBatchedVsRaw, 4),
