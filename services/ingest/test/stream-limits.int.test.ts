@@ -44,7 +44,7 @@ describe("StreamScans stream caps (real ingest service, grpc-js)", () => {
 
   /** Waits until `expectRefused` calls failed; then each other call must still answer a scan. */
   async function settle(calls: Call[], expectRefused: number): Promise<{ open: Call[]; refused: Call[] }> {
-    await waitFor(() => calls.filter((c) => c.error).length >= expectRefused, { message: `${expectRefused} calls refused` });
+    await waitFor(() => calls.filter((c) => c.error).length >= expectRefused, { message: `${expectRefused} calls refused`, timeoutMs: 60_000 });
     const openCalls = calls.filter((c) => !c.error);
     for (const c of openCalls) c.call.write(scanMessage([validScan(carrier, `${uniqueName("lim")}-${++n}`)]));
     await waitFor(() => openCalls.every((c) => c.responses.length > 0 || c.error), { message: "open calls answer" });
@@ -60,14 +60,14 @@ describe("StreamScans stream caps (real ingest service, grpc-js)", () => {
     await Promise.all(calls.map((c) => c.ended));
   }
 
-  it("holds at most the per-connection cap of idle streams of one carrier token on one connection; the rest get RESOURCE_EXHAUSTED", async () => {
+  it("holds at most the per-connection cap of 2,000 idle streams of one carrier token on one connection; the rest get RESOURCE_EXHAUSTED", async () => {
     const token = await h.token({ carrier, subject: uniqueName("gw") });
     const client = ownConnection(h.svc.port);
-    const calls = Array.from({ length: 50 }, () => open(client, token));
+    const calls = Array.from({ length: 2000 }, () => open(client, token));
     try {
-      const { open: ok, refused } = await settle(calls, 50 - PER_CONNECTION);
+      const { open: ok, refused } = await settle(calls, 2000 - PER_CONNECTION);
       assert.equal(ok.length, PER_CONNECTION);
-      assert.equal(refused.length, 50 - PER_CONNECTION);
+      assert.equal(refused.length, 2000 - PER_CONNECTION);
       for (const c of refused) assert.equal(c.error?.code, grpc.status.RESOURCE_EXHAUSTED);
       assert.match(refused[0]!.error!.details, /too many open IngestService\.StreamScans calls on this connection \(at most 4\)/);
     } finally {

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import * as http from "node:http";
 import * as http2 from "node:http2";
-import * as net from "node:net";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -9,6 +8,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { EchoService } from "../src/gen/logistics/perf/v1/echo_pb.js";
 import { TrackingService, WatchUpdateKind } from "../src/gen/logistics/tracking/v1/tracking_pb.js";
 import { startServer, type ConnectionLimits, type ServerHandle } from "../src/server/serve.js";
+import { deepUnknownField, lastClosed, slowClients } from "../src/testing/hostile-clients.js";
 import { waitFor } from "../src/testing/wait-for.js";
 
 const LIMITS: ConnectionLimits = {
@@ -21,30 +21,6 @@ const LIMITS: ConnectionLimits = {
 };
 /** Time past a deadline the server may take to act on it (timer and connection-check granularity, a loaded machine). */
 const SLACK_MS = 1500;
-
-/** A raw TCP connection to the port; `closedAt` resolves with the time the server closed it. */
-function rawConnection(port: number): { socket: net.Socket; closedAt: Promise<number> } {
-  const socket = net.connect(port, "127.0.0.1");
-  socket.on("error", () => {});
-  socket.resume(); // read (and drop) whatever the server answers, so its close is seen
-  const closedAt = new Promise<number>((resolve) => socket.once("close", () => resolve(Date.now())));
-  return { socket, closedAt };
-}
-
-/** Writes `text` one byte at a time, `everyMs` apart, until done or the connection closes. */
-function dribble(socket: net.Socket, text: string, everyMs: number): void {
-  let i = 0;
-  const timer = setInterval(() => {
-    if (socket.destroyed || i >= text.length) return clearInterval(timer);
-    socket.write(text[i++]!);
-  }, everyMs);
-  socket.once("close", () => clearInterval(timer));
-}
-
-/** A deep JSON array of `depth` levels as a field the request message does not have. */
-function deepUnknownField(depth: number): string {
-  return `{"trackingNumber":"T1","nested":${"[".repeat(depth)}${"]".repeat(depth)}}`;
-}
 
 /** One Connect streaming envelope holding `json`. */
 function envelope(json: string, flags = 0): Buffer {
@@ -79,12 +55,7 @@ describe("startServer limits on the shared port (real sockets)", () => {
 
   it("closes 300 connections that send nothing, half a preface or headers at a byte a time, while a normal request is served", async () => {
     const opened = Date.now();
-    const conns = Array.from({ length: 300 }, (_, i) => {
-      const c = rawConnection(server.port);
-      if (i % 3 === 1) c.socket.write("PRI * HTTP/2.0\r\n\r\n");
-      if (i % 3 === 2) dribble(c.socket, "POST /logistics.perf.v1.EchoService/Echo HTTP/1.1\r\nHost: x\r\nX-Slow: " + "a".repeat(200), 200);
-      return c;
-    });
+    const conns = slowClients(server.port, 300, "/logistics.perf.v1.EchoService/Echo");
     try {
       await waitFor(() => conns.every((c) => c.socket.readyState === "open" || c.socket.destroyed), { timeoutMs: 5000 });
       // A normal request is answered while every slow connection is held: it is not queued behind
@@ -96,13 +67,7 @@ describe("startServer limits on the shared port (real sockets)", () => {
         const res = await createClient(EchoService, transport).echo({ payload: new Uint8Array([7]) }, { timeoutMs: LIMITS.headerTimeoutMs });
         assert.deepEqual([...res.payload], [7]);
       }
-      const closed = await Promise.race([
-        Promise.all(conns.map((c) => c.closedAt)),
-        new Promise<never>((_, reject) =>
-          setTimeout(() => reject(new Error(`${conns.filter((c) => !c.socket.destroyed).length} slow connections still open`)), 10_000),
-        ),
-      ]);
-      const latest = Math.max(...closed) - opened;
+      const latest = (await lastClosed(conns, 10_000)) - opened;
       assert.ok(latest <= LIMITS.headerTimeoutMs + SLACK_MS, `last slow connection closed after ${latest} ms`);
     } finally {
       for (const c of conns) c.socket.destroy();

@@ -55,3 +55,4 @@ export {
   type OpenStreams,
   type ProbedProcess,
 } from "./service-process.js";
+export { deepUnknownField, dribble, lastClosed, rawConnection, slowClients, type RawConnection } from "./hostile-clients.js";

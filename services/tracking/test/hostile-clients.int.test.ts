@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { Scope } from "@logistics/shared/auth";
 import {
@@ -13,13 +13,14 @@ import {
 } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { createEventPublisher } from "@logistics/shared/nats";
 import type { RunningService } from "@logistics/shared/runtime";
-import { uniqueName, waitFor } from "@logistics/shared/testing";
+import { deepUnknownField, lastClosed, slowClients, uniqueName, waitFor } from "@logistics/shared/testing";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { createdEvent, createTrackingTestEnv, publishFixture, trackingNumber, type TrackingTestEnv } from "./tracking-fixtures.js";
 
 const PER_CONNECTION = 5;
 const PER_PRINCIPAL = 8;
+const HEADER_TIMEOUT_MS = 2000;
 
 /** An open (or refused) watch: its updates, and its error once it ended. */
 interface Watch {
@@ -71,7 +72,8 @@ function connectWatch(baseUrl: string, tn: string): Watch {
 const refused = (ws: Watch[], code: number) => ws.filter((w) => w.error?.code === code);
 const serving = (ws: Watch[]) => ws.filter((w) => !w.ended && w.updates.length > 0);
 
-describe("WatchShipment stream caps (real tracking service, grpc-js and Connect)", () => {
+/** The attacks of a hostile client on tracking's public port, against the real service (grpc-js, Connect, raw sockets). */
+describe("tracking facing hostile clients (real service)", () => {
   let env: TrackingTestEnv;
   let svc: RunningService;
   let nc: NatsConnection;
@@ -82,6 +84,7 @@ describe("WatchShipment stream caps (real tracking service, grpc-js and Connect)
     svc = await env.start({
       TRACKING_WATCHES_PER_CONNECTION: String(PER_CONNECTION),
       TRACKING_WATCHES_PER_PRINCIPAL: String(PER_PRINCIPAL),
+      HTTP_HEADER_TIMEOUT_MS: String(HEADER_TIMEOUT_MS),
     });
     nc = await connect({ servers: env.nats.url });
     await publishFixture(createEventPublisher({ js: jetstream(nc) }), env.subjects, createdEvent(tn, new Date(Date.UTC(2026, 10, 21, 8))));
@@ -97,7 +100,7 @@ describe("WatchShipment stream caps (real tracking service, grpc-js and Connect)
 
   /** Opens watches, waits until each is serving or refused, and cancels them all afterwards. */
   async function settle(watches: Watch[]): Promise<Watch[]> {
-    await waitFor(() => watches.every((w) => w.ended || w.updates.length > 0), { message: "every watch served or refused" });
+    await waitFor(() => watches.every((w) => w.ended || w.updates.length > 0), { message: "every watch served or refused", timeoutMs: 60_000 });
     return watches;
   }
   const cancelAll = async (watches: Watch[]) => {
@@ -105,13 +108,14 @@ describe("WatchShipment stream caps (real tracking service, grpc-js and Connect)
     await waitFor(() => watches.every((w) => w.ended), { message: "watches ended" });
   };
 
-  it("serves at most the per-connection cap of anonymous watches on one HTTP/2 connection and refuses the rest with ResourceExhausted", async () => {
+  it("serves at most the per-connection cap of 2,000 anonymous watches on one HTTP/2 connection and refuses the rest with ResourceExhausted", async () => {
     const client = new grpc.Client(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure());
-    const watches = await settle(Array.from({ length: 40 }, () => grpcWatch(client, tn)));
+    const watches = Array.from({ length: 2000 }, () => grpcWatch(client, tn));
     try {
+      await settle(watches);
       assert.equal(serving(watches).length, PER_CONNECTION);
       const no = refused(watches, grpc.status.RESOURCE_EXHAUSTED);
-      assert.equal(no.length, 40 - PER_CONNECTION);
+      assert.equal(no.length, 2000 - PER_CONNECTION);
       assert.match(no[0]!.error!.message, /too many open TrackingService\.WatchShipment calls on this connection \(at most 5\)/);
     } finally {
       await cancelAll(watches);
@@ -155,5 +159,34 @@ describe("WatchShipment stream caps (real tracking service, grpc-js and Connect)
       await cancelAll([...anonymous, ...withToken]);
       for (const c of clients) c.close();
     }
+  });
+
+  it("closes 300 slow connections within the header timeout while GetShipment stays answered", async () => {
+    const opened = Date.now();
+    const conns = slowClients(svc.port, 300, "/logistics.tracking.v1.TrackingService/GetShipment");
+    try {
+      const client = createClient(TrackingService, createConnectTransport({ baseUrl: svc.url, httpVersion: "1.1" }));
+      const grpcClient = createClient(TrackingService, createGrpcTransport({ baseUrl: svc.url }));
+      for (const c of [client, grpcClient]) {
+        const res = await c.getShipment({ trackingNumber: tn }, { timeoutMs: HEADER_TIMEOUT_MS });
+        assert.equal(res.shipment?.trackingNumber, tn);
+      }
+      const latest = (await lastClosed(conns, 15_000)) - opened;
+      assert.ok(latest <= HEADER_TIMEOUT_MS + 1500, `last slow connection closed after ${latest} ms`);
+    } finally {
+      for (const c of conns) c.socket.destroy();
+    }
+  });
+
+  it("answers 650,000 levels of JSON nesting in an unknown field of an anonymous call with InvalidArgument, unparsed", async () => {
+    const res = await fetch(`${svc.url}/logistics.tracking.v1.TrackingService/GetShipment`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: deepUnknownField(650_000, `"trackingNumber":"${tn}"`),
+    });
+    assert.equal(res.status, 400);
+    const err = (await res.json()) as { code: string; message: string };
+    assert.equal(err.code, "invalid_argument");
+    assert.match(err.message, /JSON nested deeper than 64 levels/);
   });
 });
