@@ -5,8 +5,13 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "vendor buf/validate/validate.proto from @bufbuild/protovalidate"
+step "vendored buf/validate/validate.proto matches @bufbuild/protovalidate"
 node scripts/vendor-validate-proto.mjs
+if ! git diff --quiet --exit-code -- proto/buf; then
+  git status --short -- proto/buf
+  echo "proto/buf/validate/validate.proto differs from the installed @bufbuild/protovalidate: run 'npm run proto-deps' and commit" >&2
+  exit 1
+fi
 
 step "buf lint"
 npx --no-install buf lint
@@ -23,7 +28,8 @@ if [ -n "$against" ] && git cat-file -e "$against:buf.yaml" 2>/dev/null; then
   old=$(mktemp -d)
   trap 'rm -rf "$old"' EXIT
   git archive "$against" proto buf.yaml | tar -x -C "$old"
-  cp -r .proto-deps "$old/"
+  # Contracts of before proto/buf was vendored compiled it from .proto-deps/.
+  mkdir -p "$old/.proto-deps" && cp -r proto/buf "$old/.proto-deps/"
   (cd "$old" && "$OLDPWD/node_modules/.bin/buf" build -o "$old/image.binpb")
   npx --no-install buf build -o "$old/new.binpb"
   npx --no-install buf breaking "$old/new.binpb" --against "$old/image.binpb"
@@ -31,11 +37,12 @@ else
   echo "skipped: no earlier commit with contracts to compare with"
 fi
 
-step "generated code is up to date (buf generate)"
+step "generated code and descriptor set are up to date (npm run generate)"
 npx --no-install buf generate
-if ! git diff --quiet --exit-code -- services/shared/src/gen || [ -n "$(git ls-files --others --exclude-standard services/shared/src/gen)" ]; then
-  git status --short -- services/shared/src/gen
-  echo "generated code differs from the committed code: run 'npm run generate' and commit" >&2
+npx --no-install buf build --as-file-descriptor-set -o proto/logistics.protoset
+if ! git diff --quiet --exit-code -- services/shared/src/gen proto/logistics.protoset || [ -n "$(git ls-files --others --exclude-standard services/shared/src/gen proto/logistics.protoset)" ]; then
+  git status --short -- services/shared/src/gen proto/logistics.protoset
+  echo "generated code or proto/logistics.protoset differs from the committed files: run 'npm run generate' and commit" >&2
   exit 1
 fi
 
