@@ -103,6 +103,25 @@ describe("createScanGateway", () => {
     await gw.close();
   });
 
+  it("moves to the next replica when one answers whole batches UNAVAILABLE twice in a row", async () => {
+    const ingest = fakeIngest((stream, scans) =>
+      scans.map((s) => (stream === 0 ? ack(s, ScanOutcome.REJECTED, RejectReason.UNAVAILABLE) : ack(s, ScanOutcome.ACCEPTED))),
+    );
+    const errors: string[] = [];
+    const gw = createScanGateway({
+      addresses: ["a:1", "b:2"],
+      token: "t",
+      initialBackoffMs: 1,
+      openStream: ingest.openStream,
+      onStreamError: (code, address) => errors.push(`${code}@${address}`),
+    });
+    const a = await gw.submit(scan(1));
+    assert.equal(a.outcome, ScanOutcome.ACCEPTED);
+    assert.deepEqual(errors, ["REJECTED_UNAVAILABLE@a:1"]);
+    assert.deepEqual(ingest.sent.map((x) => x.address), ["a:1", "a:1", "b:2"]);
+    await gw.close();
+  });
+
   it("rejects what is still unacknowledged when closed", async () => {
     const ingest = fakeIngest(() => unavailable());
     const gw = createScanGateway({ addresses: ["a:1"], token: "t", initialBackoffMs: 60_000, openStream: ingest.openStream });

@@ -79,7 +79,8 @@ function codeName(e: unknown): string {
  * go out in batches over one stream; a failed or silent stream is dropped, every scan on it that
  * was not acknowledged goes back to the front of the queue with its event id unchanged, and a new
  * stream (to the next address) is opened after an exponential backoff with full jitter (reset by
- * the next ack). Scans answered REJECTED with a retryable reason are resent the same way.
+ * the next ack). Scans answered REJECTED with a retryable reason are resent the same way; a
+ * replica that answers two whole batches in a row UNAVAILABLE is left for the next address.
  */
 export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
   if (o.addresses.length === 0) throw new Error("createScanGateway: no ingest address");
@@ -96,6 +97,7 @@ export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
   let stream: ScanStream | undefined;
   let addressIndex = 0;
   let failures = 0;
+  let unavailableStreak = 0;
   let opened = 0;
   let waitUntil = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -156,8 +158,16 @@ export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
           if (ack.outcome === ScanOutcome.REJECTED && retry.has(ack.rejectReason)) again.push(e);
           else e.resolve(ack);
         });
+        // A replica that answers a whole batch UNAVAILABLE twice in a row is likely cut off from
+        // JetStream (its own connection is on a partitioned or dead server): move to the next one.
+        const allUnavailable = acks.length > 0 && acks.every((a) => a.outcome === ScanOutcome.REJECTED && a.rejectReason === RejectReason.UNAVAILABLE);
+        unavailableStreak = allUnavailable ? unavailableStreak + 1 : 0;
         if (again.length > 0) {
           requeue(again);
+          if (unavailableStreak >= 2 && o.addresses.length > 1) {
+            unavailableStreak = 0;
+            return breakStream(s, "REJECTED_UNAVAILABLE", address);
+          }
           schedule(backoff());
         } else failures = 0;
         pump();
