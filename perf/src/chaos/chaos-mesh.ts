@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { canPartition, startPartitionableCluster, type ChaosCluster } from "./netns-cluster.js";
 import { createMeshEnvironment, serviceEntry, MESH_SERVICES, type MeshEnvironment, type MeshServiceName } from "@logistics/dev";
 import { Health, HealthCheckResponse_ServingStatus } from "@logistics/shared/gen/grpc/health/v1/health_pb.js";
 import {
@@ -20,7 +21,6 @@ import {
   startPostgresServer,
   startRedisServer,
   waitFor,
-  type NatsClusterHandle,
   type PostgresServerHandle,
   type RedisServerHandle,
 } from "@logistics/shared/testing";
@@ -83,11 +83,16 @@ export interface ChaosMeshOptions {
   readonly logDir: string;
   /** More variables for every service. */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * Run the third NATS node in its own network namespace so it can be partitioned (needs root and
+   * `ip netns`; without them the cluster runs on loopback and cannot be partitioned). Default false.
+   */
+  readonly partitionable?: boolean;
 }
 
 /** A running chaos mesh. */
 export interface ChaosMesh {
-  readonly nats: NatsClusterHandle;
+  readonly nats: ChaosCluster;
   readonly postgres: ChaosPostgres;
   readonly redis: RedisServerHandle;
   readonly env: MeshEnvironment;
@@ -107,7 +112,9 @@ export async function startChaosMesh(o: ChaosMeshOptions): Promise<ChaosMesh> {
     cleanups.length = 0;
   };
   try {
-    const [nats, postgres, redis] = await Promise.all([startNatsCluster({ size: 3 }), startChaosPostgres(), startRedisServer()]);
+    const startCluster = async (): Promise<ChaosCluster> =>
+      o.partitionable && canPartition() ? startPartitionableCluster() : startNatsCluster({ size: 3 });
+    const [nats, postgres, redis] = await Promise.all([startCluster(), startChaosPostgres(), startRedisServer()]);
     cleanups.push(() => nats.stop(), () => postgres.stop(), () => redis.stop());
     const env = await createMeshEnvironment({
       idPrefix: "chaos",
@@ -161,50 +168,79 @@ export async function startChaosMesh(o: ChaosMeshOptions): Promise<ChaosMesh> {
 }
 
 async function replica(service: MeshServiceName, index: number, env: Record<string, string>, logDir: string): Promise<ServiceReplica> {
-  const port = await getFreePort();
-  const metricsPort = await getFreePort();
-  const health = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
+  let port = await getFreePort();
+  let metricsPort = await getFreePort();
+  let served = false;
   let child: ChildProcess | undefined;
   let exited: Promise<number | null> = Promise.resolve(null);
-  let log: WriteStream | undefined;
+  const log: WriteStream = createWriteStream(join(logDir, `${service}-${index}.log`), { flags: "a" });
   const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+
+  /** Spawns the process and waits for SERVING; rejects with its last output if it exits first. */
+  const launch = async () => {
+    const health = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
+    const c = spawn(process.execPath, [serviceEntry(service)], {
+      env: { ...process.env, ...env, PORT: String(port), METRICS_PORT: String(metricsPort), OTEL_SERVICE_NAME: `${service}-${index}` },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child = c;
+    let tail = "";
+    const keep = (b: Buffer) => {
+      tail = (tail + b.toString("utf8")).slice(-2000);
+    };
+    c.stdout?.on("data", keep);
+    c.stderr?.on("data", keep);
+    c.stdout?.pipe(log, { end: false });
+    c.stderr?.pipe(log, { end: false });
+    const gone = new AbortController();
+    exited = new Promise((r) =>
+      c.once("exit", (code) => {
+        gone.abort(new Error(`${service}-${index} exited (${code ?? c.signalCode}) before SERVING: ${tail.slice(-400)}`));
+        r(code);
+      }),
+    );
+    process.once("exit", () => c.kill("SIGKILL"));
+    await waitFor(
+      async () => {
+        try {
+          return (await health.check({}, { timeoutMs: 1000 })).status === HealthCheckResponse_ServingStatus.SERVING;
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs: 90_000, intervalMs: 200, message: `${service}-${index} SERVING`, signal: gone.signal },
+    );
+  };
+
   return {
     service,
     index,
-    port,
-    address: `127.0.0.1:${port}`,
+    get port() {
+      return port;
+    },
+    get address() {
+      return `127.0.0.1:${port}`;
+    },
     get pid() {
       return child?.pid;
     },
     isRunning: running,
     async start() {
       if (running()) return;
-      log ??= createWriteStream(join(logDir, `${service}-${index}.log`), { flags: "a" });
-      const c = spawn(process.execPath, [serviceEntry(service)], {
-        env: { ...process.env, ...env, PORT: String(port), METRICS_PORT: String(metricsPort), OTEL_SERVICE_NAME: `${service}-${index}` },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      child = c;
-      c.stdout?.pipe(log, { end: false });
-      c.stderr?.pipe(log, { end: false });
-      const gone = new AbortController();
-      exited = new Promise((r) =>
-        c.once("exit", (code) => {
-          gone.abort(new Error(`${service}-${index} exited (${code ?? c.signalCode}) before SERVING; see ${service}-${index}.log`));
-          r(code);
-        }),
-      );
-      process.once("exit", () => c.kill("SIGKILL"));
-      await waitFor(
-        async () => {
-          try {
-            return (await health.check({}, { timeoutMs: 1000 })).status === HealthCheckResponse_ServingStatus.SERVING;
-          } catch {
-            return false;
-          }
-        },
-        { timeoutMs: 90_000, intervalMs: 200, message: `${service}-${index} SERVING`, signal: gone.signal },
-      );
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await launch();
+          served = true;
+          return;
+        } catch (e) {
+          // A port picked free earlier may have been taken since (a shared machine); before the
+          // first SERVING nobody knows the address yet, so take new ones.
+          const taken = /EADDRINUSE/.test(`${String(e)} ${String((e as Error).cause ?? "")}`);
+          if (served || !taken || attempt >= 3) throw e;
+          port = await getFreePort();
+          metricsPort = await getFreePort();
+        }
+      }
     },
     async terminate() {
       if (!running()) return child?.exitCode ?? null;

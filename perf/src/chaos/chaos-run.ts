@@ -56,7 +56,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const loadRandom = seededRandom(o.seed ^ 0x9e3779b9);
   const startedAt = new Date().toISOString();
   log(`seed ${o.seed}: starting a 3-node JetStream cluster, PostgreSQL, Redis and the services`);
-  const mesh = await startChaosMesh({ logDir: o.logDir, ...(o.replicas ? { replicas: o.replicas } : {}) });
+  const mesh = await startChaosMesh({
+    logDir: o.logDir,
+    partitionable: o.faults.includes("nats-partition"),
+    ...(o.replicas ? { replicas: o.replicas } : {}),
+  });
   const cleanups: Array<() => Promise<unknown>> = [() => mesh.close()];
   try {
     const receiver = await startReceiver(() => ({ status: 204 }));

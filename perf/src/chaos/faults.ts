@@ -15,6 +15,7 @@ export { seededRandom } from "@logistics/shared/testing";
 export const FAULTS = [
   "nats-leader-kill",
   "nats-follower-kill",
+  "nats-partition",
   "postgres-stop",
   "redis-kill",
   "rolling-restart",
@@ -56,6 +57,38 @@ async function killNatsNode(ctx: FaultContext, role: "leader" | "follower", down
   const healedAt = ctx.now();
   const after = await ctx.watch.placement(stream);
   return { injectedAt, healedAt, detail: `kill -9 of ${role} ${target.replace(/^.*_/, "")}, restarted after ${(downMs / 1000).toFixed(1)} s; leader after: ${after?.leader.replace(/^.*_/, "") ?? "unknown"}` };
+}
+
+/**
+ * Cuts the partitionable node off from the other two (and from its clients) for `holdMs`, then
+ * heals. First asks the scans stream's leader to step down until that node leads (bounded), so the
+ * minority side holds the leader: the case where acknowledged writes could be lost on healing.
+ */
+async function partitionNode(ctx: FaultContext, holdMs: number): Promise<FaultRun> {
+  const part = ctx.mesh.nats.partition;
+  if (!part) throw new Error("nats-partition needs the partitionable cluster (root and ip netns)");
+  const stream = ctx.watch.streams.scans.name;
+  const target = part.node.serverName;
+  const short = (n: string | undefined) => n?.replace(/^.*_/, "") ?? "unknown";
+  let placement = await ctx.watch.placement(stream);
+  for (let i = 0; i < 8 && placement?.leader !== target; i++) {
+    await ctx.watch.stepDown(stream).catch(() => {});
+    await sleep(1500);
+    placement = await ctx.watch.placement(stream);
+  }
+  const role = placement?.leader === target ? "leader" : "follower";
+  const injectedAt = ctx.now();
+  await part.cut();
+  ctx.log(`partitioned ${target} (${role} of ${stream}) for ${holdMs} ms`);
+  await sleep(holdMs);
+  const during = await ctx.watch.placement(stream);
+  await part.heal();
+  const healedAt = ctx.now();
+  return {
+    injectedAt,
+    healedAt,
+    detail: `network partition (veth down) of ${short(target)}, the ${role} of the scans stream, from the other two nodes and its clients for ${(holdMs / 1000).toFixed(1)} s; leader on the majority side: ${short(during?.leader)}`,
+  };
 }
 
 async function stopPostgres(ctx: FaultContext, downMs: number): Promise<FaultRun> {
@@ -132,6 +165,8 @@ export function runFault(name: FaultName, ctx: FaultContext): Promise<FaultRun> 
       return killNatsNode(ctx, "leader", jitter(8000));
     case "nats-follower-kill":
       return killNatsNode(ctx, "follower", jitter(8000));
+    case "nats-partition":
+      return partitionNode(ctx, jitter(15_000));
     case "postgres-stop":
       return stopPostgres(ctx, 20_000);
     case "redis-kill":

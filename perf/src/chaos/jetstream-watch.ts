@@ -24,6 +24,8 @@ export interface JetStreamWatch {
   sample(): Promise<LagSample | undefined>;
   /** Samples every `intervalMs` into `samples` until stopped. */
   startSampling(intervalMs: number, epoch: number): { samples: LagSample[]; stop(): Promise<void> };
+  /** Asks the stream's leader to step down (a new one is elected among the current replicas). */
+  stepDown(stream: string): Promise<void>;
   /** Messages in the dead-letter stream. */
   deadLetters(): Promise<number>;
   close(): Promise<void>;
@@ -86,6 +88,9 @@ export async function watchJetStream(urls: readonly string[], subjectPrefix: str
           await loop;
         },
       };
+    },
+    async stepDown(stream) {
+      await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, undefined, { timeout: 5000 });
     },
     async deadLetters() {
       const info = await jsm.streams.info(streams.deadLetters.name);

@@ -61,7 +61,10 @@ export function chaosMarkdown(r: ChaosResult, command: string): string {
     ...(c.webhooks.missing.length ? [`Missing webhooks: ${c.webhooks.missing.slice(0, 10).map((m) => `${m.trackingNumber} ${m.what}`).join("; ")}`, ""] : []),
     "## Not exercised",
     "",
-    "- A network partition of one NATS node (network namespaces with veth pairs): not in this schedule yet; kill -9 of the leader and of a follower cover the node-loss half of it, not a node that keeps running on the minority side.",
+    ...(r.options.faults.includes("nats-partition")
+      ? []
+      : ["- A network partition of one NATS node (netns/veth): not in this run's schedule (it needs root and `ip netns`); kill -9 of the leader and of a follower cover a lost node, not one that keeps running on the minority side."]),
+    "- Power loss of the whole cluster: a SIGKILL leaves the operating system's buffered writes in place, so this run proves replication and recovery, not fsync settings (charts/README.md, \"JetStream durability\").",
     "",
   ].join("\n");
 }
