@@ -1,15 +1,31 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { context, propagation } from "@opentelemetry/api";
-import { EtaChangedSchema, StatusChangedSchema } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
-import { startConsumer, type ConsumerHandle, ensureConsumer } from "@logistics/shared/nats";
-import type { NatsLog, Subjects } from "@logistics/shared/nats";
+import {
+  applyEach,
+  ensureCatalogConsumer,
+  startBatchConsumer,
+  type BatchConsumer,
+  type BatchItem,
+  type CatalogEvents,
+  type EventCatalog,
+} from "@logistics/shared/events";
+import type { NatsLog } from "@logistics/shared/nats";
+import type { ConsumerRef } from "@logistics/shared/operations";
 import type { NotificationStore } from "./notification-store.js";
-import { etaChangedEvent, statusChangedEvent } from "./webhook-payload.js";
+import { etaChangedEvent, statusChangedEvent, type WebhookEvent } from "./webhook-payload.js";
 
 /** Durable consumer names (shared by all replicas, which split the messages between them). */
 export const STATUS_CONSUMER = "notification-status";
 export const ETA_CONSUMER = "notification-eta";
+
+/** The catalog consumers of the intake. */
+const INTAKE_CONSUMERS = [STATUS_CONSUMER, ETA_CONSUMER] as const;
+
+/** The intake's durable consumers, for the backlog metrics. */
+export function intakeConsumerRefs(catalog: Pick<EventCatalog, "consumer">): ConsumerRef[] {
+  return INTAKE_CONSUMERS.map((name) => catalog.consumer(name)).map((d) => ({ durable: d.durable, stream: d.stream.name, deadLetterSubject: d.deadLetterSubject }));
+}
 
 /** Options of {@link startEventIntake}. */
 export interface EventIntakeOptions {
@@ -17,33 +33,42 @@ export interface EventIntakeOptions {
   jsm: JetStreamManager;
   /** With it, messages whose holder crashed on the last delivery are dead-lettered from the server advisory. */
   nc?: NatsConnection;
-  subjects: Subjects;
-  store: Pick<NotificationStore, "insertDeliveries">;
+  catalog: EventCatalog;
+  store: Pick<NotificationStore, "insertDeliveries" | "insertDeliveriesBatch">;
   /** Called after deliveries were committed (e.g. to wake the delivery worker). */
   onDeliveriesCreated?: (count: number) => void;
   logger?: NatsLog;
-  /** Messages handled at once per consumer. Default 16. */
-  concurrency?: number;
+  /** Most events per batch (one transaction). Default: the batch consumer's (256). */
+  maxBatch?: number;
 }
 
 /** The running consumers. */
 export interface EventIntake {
-  /** Stops both consumers after their in-flight messages are settled. */
+  /** Stops both consumers after their in-flight batches are settled. */
   close(): Promise<void>;
 }
 
+type IntakeEvent = CatalogEvents["statusChanged"] | CatalogEvents["etaChanged"];
+
+/** The webhook event of one consumed message. */
+function webhookEvent(item: BatchItem<IntakeEvent>): WebhookEvent {
+  return item.type === "status.changed" ? statusChangedEvent(item.message) : etaChangedEvent(item.message);
+}
+
 /**
- * Turns StatusChanged and EtaChanged events into delivery rows: one durable pull consumer per
- * subject family on the status stream (nats-server 2.9 has no multi-filter consumers). Each
- * message's matching deliveries are inserted in one transaction, idempotently per (subscription,
- * event id), and the message is acknowledged only after that commit — so a crash or redelivery
- * never loses or duplicates a delivery. Messages of one shipment are handled one at a time per
- * replica (`keyOf`); across replicas, the store's order window covers the remaining reordering.
- * The consumer span's trace context is stored with each
- * delivery so the webhook request continues the event's trace.
+ * Turns StatusChanged and EtaChanged events into delivery rows: the catalog's two durable consumers
+ * on the status stream (`notification-status`, `notification-eta`) on the batch consumer. A batch's
+ * deliveries are inserted in one transaction, idempotently per (subscription, event id), and its
+ * messages are acknowledged only after that commit — so a crash or redelivery never loses or
+ * duplicates a delivery. When the batch fails, its events are inserted one at a time: an event
+ * whose data can never be stored is dead-lettered alone, any other failure retries the event and
+ * its shipment's later events of the batch (the consumer keeps a shipment's events in order per
+ * replica; across replicas, the store's order window covers the remaining reordering). The batch's
+ * consumer span trace context is stored with each delivery so the webhook request continues it.
  */
 export async function startEventIntake(opts: EventIntakeOptions): Promise<EventIntake> {
-  const stream = opts.subjects.streams.status.name;
+  const { catalog, store } = opts;
+  const log = opts.logger;
   const traceContext = () => {
     const carrier: Record<string, string> = {};
     propagation.inject(context.active(), carrier);
@@ -52,49 +77,34 @@ export async function startEventIntake(opts: EventIntakeOptions): Promise<EventI
   const created = (n: number) => {
     if (n > 0) opts.onDeliveriesCreated?.(n);
   };
-  const common = {
-    js: opts.js,
-    stream,
-    concurrency: opts.concurrency ?? 16,
-    ...(opts.nc ? { nc: opts.nc } : {}),
-    ...(opts.logger ? { logger: opts.logger } : {}),
-  };
-  const handles: ConsumerHandle[] = [];
-  try {
-    for (const [durable, filterSubject] of [
-      [STATUS_CONSUMER, opts.subjects.allStatusChanged],
-      [ETA_CONSUMER, opts.subjects.allEtaChanged],
-    ] as const) {
-      await ensureConsumer(opts.jsm, stream, {
-        durable,
-        filterSubject,
-        ackWaitMs: 30_000,
-        maxDeliver: 20,
-        maxAckPending: 1000,
-        description: "notification: create webhook deliveries",
-      });
+  const handler = async (items: ReadonlyArray<BatchItem<IntakeEvent>>) => {
+    const tc = traceContext();
+    try {
+      created(await store.insertDeliveriesBatch(items.map((item) => ({ event: webhookEvent(item), traceContext: tc }))));
+      return items.map(() => ({ kind: "ack" }) as const);
+    } catch (err) {
+      if (items.length > 1) log?.warn({ size: items.length, err }, "delivery batch failed; inserting its events one at a time");
+      return applyEach(items, async (item) => created(await store.insertDeliveries(webhookEvent(item), tc)));
     }
-    // Each handle is kept as soon as it exists, so a failure starting the next one closes it.
-    handles.push(
-      await startConsumer({
-        ...common,
-        durable: STATUS_CONSUMER,
-        schema: StatusChangedSchema,
-        deadLetter: { subject: opts.subjects.deadLetter(STATUS_CONSUMER) },
-        keyOf: (m) => m.trackingNumber,
-        handler: async (message) => created(await opts.store.insertDeliveries(statusChangedEvent(message), traceContext())),
-      }),
-    );
-    handles.push(
-      await startConsumer({
-        ...common,
-        durable: ETA_CONSUMER,
-        schema: EtaChangedSchema,
-        deadLetter: { subject: opts.subjects.deadLetter(ETA_CONSUMER) },
-        keyOf: (m) => m.trackingNumber,
-        handler: async (message) => created(await opts.store.insertDeliveries(etaChangedEvent(message), traceContext())),
-      }),
-    );
+  };
+  const handles: BatchConsumer[] = [];
+  try {
+    for (const name of INTAKE_CONSUMERS) {
+      const def = catalog.consumer(name);
+      await ensureCatalogConsumer(opts.jsm, def, log);
+      // Each handle is kept as soon as it exists, so a failure starting the next one closes it.
+      handles.push(
+        await startBatchConsumer<IntakeEvent>({
+          js: opts.js,
+          catalog,
+          consumer: def,
+          handler,
+          ...(opts.nc ? { nc: opts.nc } : {}),
+          ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
+          ...(log ? { logger: log } : {}),
+        }),
+      );
+    }
   } catch (err) {
     await Promise.allSettled(handles.map((h) => h.close()));
     throw err;

@@ -187,6 +187,11 @@ export interface NotificationStore {
    */
   insertDeliveries(event: WebhookEvent, traceContext: Readonly<Record<string, string>>): Promise<number>;
   /**
+   * {@link insertDeliveries} for many events in one transaction (one commit for a consumer's
+   * batch); all or nothing. Returns how many rows were inserted in all.
+   */
+  insertDeliveriesBatch(entries: ReadonlyArray<{ readonly event: WebhookEvent; readonly traceContext: Readonly<Record<string, string>> }>): Promise<number>;
+  /**
    * Leases due deliveries (`SELECT … FOR UPDATE SKIP LOCKED`, so replicas never claim the same
    * row): PENDING or RETRYING, due, not leased (or the lease expired), whose subscription+shipment
    * has no earlier (lower shipment version, then event time, then creation) PENDING or RETRYING
@@ -534,52 +539,58 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
       return res.rows.map((r) => toSubscription(r as Record<string, unknown>));
     },
 
-    async insertDeliveries(event, traceContext) {
+    insertDeliveries(event, traceContext) {
+      return this.insertDeliveriesBatch([{ event, traceContext }]);
+    },
+
+    async insertDeliveriesBatch(entries) {
       let inserted = 0;
-      const seen: number[] = [];
       const client = await pool.connect();
       try {
         await client.query("BEGIN");
-        for (const { type, body, carrierBody } of event.bodies) {
-          // A subscription to several matching types gets one delivery, of the first type listed.
-          const res = await client.query(
-            `INSERT INTO ${dels} (id, subscription_id, event_id, event_type, tracking_number, shipment_version,
-                                  event_time, origin, body, trace_context, state, next_attempt_at)
-             SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), s.id, $1, $2, $3, $4, $5, s.origin,
-                    CASE WHEN s.owner_carrier_code IS NOT NULL THEN $12 ELSE $6 END, $7,
-                    ${PENDING},
-                    -- Due no earlier than the shipment's earlier open delivery (a retry in an hour
-                    -- holds its successors that long), so blocked rows stay out of the due range.
-                    GREATEST(now() + $11::integer * interval '1 millisecond',
-                             (SELECT max(e.next_attempt_at) FROM ${dels} e
-                              WHERE e.subscription_id = s.id AND e.tracking_number = $3
-                                AND e.state IN (${PENDING}, ${RETRYING})
-                                AND (e.shipment_version, e.event_time) < ($4::bigint, $5::timestamptz)))
-             FROM ${subs} s
-             WHERE s.active
-               AND (s.tracking_number = $3 OR s.customer_id = $8 OR s.carrier_code = $9)
-               AND (s.owner_customer_id IS NULL OR s.owner_customer_id = $8)
-               AND (s.owner_carrier_code IS NULL OR s.owner_carrier_code = $9)
-               AND $2 = ANY (s.event_types)
-               AND NOT (s.event_types && $10::smallint[])
-             ON CONFLICT (subscription_id, event_id) DO NOTHING`,
-            [
-              event.eventId,
-              type,
-              event.trackingNumber,
-              event.version.toString(),
-              event.eventTime,
-              body,
-              JSON.stringify(traceContext),
-              event.customerId,
-              event.carrierCode,
-              seen,
-              opts.orderWindowMs ?? 0,
-              carrierBody,
-            ],
-          );
-          inserted += res.rowCount ?? 0;
-          seen.push(type);
+        for (const { event, traceContext } of entries) {
+          const seen: number[] = [];
+          for (const { type, body, carrierBody } of event.bodies) {
+            // A subscription to several matching types gets one delivery, of the first type listed.
+            const res = await client.query(
+              `INSERT INTO ${dels} (id, subscription_id, event_id, event_type, tracking_number, shipment_version,
+                                    event_time, origin, body, trace_context, state, next_attempt_at)
+               SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), s.id, $1, $2, $3, $4, $5, s.origin,
+                      CASE WHEN s.owner_carrier_code IS NOT NULL THEN $12 ELSE $6 END, $7,
+                      ${PENDING},
+                      -- Due no earlier than the shipment's earlier open delivery (a retry in an hour
+                      -- holds its successors that long), so blocked rows stay out of the due range.
+                      GREATEST(now() + $11::integer * interval '1 millisecond',
+                               (SELECT max(e.next_attempt_at) FROM ${dels} e
+                                WHERE e.subscription_id = s.id AND e.tracking_number = $3
+                                  AND e.state IN (${PENDING}, ${RETRYING})
+                                  AND (e.shipment_version, e.event_time) < ($4::bigint, $5::timestamptz)))
+               FROM ${subs} s
+               WHERE s.active
+                 AND (s.tracking_number = $3 OR s.customer_id = $8 OR s.carrier_code = $9)
+                 AND (s.owner_customer_id IS NULL OR s.owner_customer_id = $8)
+                 AND (s.owner_carrier_code IS NULL OR s.owner_carrier_code = $9)
+                 AND $2 = ANY (s.event_types)
+                 AND NOT (s.event_types && $10::smallint[])
+               ON CONFLICT (subscription_id, event_id) DO NOTHING`,
+              [
+                event.eventId,
+                type,
+                event.trackingNumber,
+                event.version.toString(),
+                event.eventTime,
+                body,
+                JSON.stringify(traceContext),
+                event.customerId,
+                event.carrierCode,
+                seen,
+                opts.orderWindowMs ?? 0,
+                carrierBody,
+              ],
+            );
+            inserted += res.rowCount ?? 0;
+            seen.push(type);
+          }
         }
         await client.query("COMMIT");
         return inserted;

@@ -5,7 +5,7 @@ import type { ServiceDefinition } from "@logistics/shared/runtime";
 import type { NotificationConfig } from "./config.js";
 import { startDeliveryWorker, type DeliveryWorker } from "./delivery-worker.js";
 import { createEventDeadLetterService } from "./event-dead-letter-service.js";
-import { ETA_CONSUMER, startEventIntake, STATUS_CONSUMER } from "./event-intake.js";
+import { intakeConsumerRefs, startEventIntake } from "./event-intake.js";
 import { createNotificationMetrics } from "./notification-metrics.js";
 import { createNotificationService } from "./notification-service.js";
 import { createNotificationStore } from "./notification-store.js";
@@ -77,7 +77,7 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
         js: ctx.js,
         jsm: ctx.jsm,
         nc: ctx.nats,
-        subjects: ctx.subjects,
+        catalog: ctx.catalog,
         store,
         logger: ctx.log,
         // New deliveries become due after the order window: look for them then.
@@ -90,11 +90,7 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
         js: ctx.js,
         jsm: ctx.jsm,
         registry: ctx.metrics.registry,
-        consumers: [STATUS_CONSUMER, ETA_CONSUMER].map((durable) => ({
-          durable,
-          stream: ctx.subjects.streams.status.name,
-          deadLetterSubject: ctx.subjects.deadLetter(durable),
-        })),
+        consumers: intakeConsumerRefs(ctx.catalog),
         deadLetterStream: ctx.subjects.streams.deadLetters.name,
         intervalMs: config.BACKLOG_SAMPLE_MS,
         log: ctx.log,

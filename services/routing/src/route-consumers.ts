@@ -1,36 +1,25 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
-import { PoisonMessageError, startConsumer, type ConsumerHandle, ensureConsumer } from "@logistics/shared/nats";
-import type { NatsLog, Subjects } from "@logistics/shared/nats";
+import { applyEach, ensureCatalogConsumer, startBatchConsumer, type BatchConsumer, type EventCatalog } from "@logistics/shared/events";
+import type { NatsLog } from "@logistics/shared/nats";
 import type { ConsumerRef } from "@logistics/shared/operations";
 import { InvalidRequestError, UnknownHubError, type RouteKeeper } from "./route-keeper.js";
 
-/**
- * Runs a keeper step for one event; an event routing can never plan (a hub not in the network, a
- * time it cannot plan with) is poison: dead-lettered at once with the reason, not retried.
- */
-async function applyOrPoison(step: () => Promise<void>): Promise<void> {
-  try {
-    await step();
-  } catch (e) {
-    if (e instanceof UnknownHubError || e instanceof InvalidRequestError) throw new PoisonMessageError(e.message, { cause: e });
-    throw e;
-  }
+/** An event routing can never plan (a hub not in the network, a time it cannot plan with): dead-lettered at once. */
+function unplannable(e: unknown): string | undefined {
+  return e instanceof UnknownHubError || e instanceof InvalidRequestError ? e.message : undefined;
 }
 
-/** Durable consumer names of the routing service. */
-export const ROUTING_CONSUMERS = Object.freeze({
-  shipmentsCreated: "routing-shipments-created",
-  scans: "routing-scans",
-});
+/** Routing's durable consumers, by their catalog names. */
+const ROUTING_CONSUMER_NAMES = ["routing-shipments-created", "routing-scans"] as const;
 
 /** Routing's durable consumers, for the backlog metrics. */
-export function routingConsumerRefs(subjects: Subjects): ConsumerRef[] {
-  return [
-    { durable: ROUTING_CONSUMERS.shipmentsCreated, stream: subjects.streams.shipments.name },
-    { durable: ROUTING_CONSUMERS.scans, stream: subjects.streams.scans.name },
-  ].map((c) => ({ ...c, deadLetterSubject: subjects.deadLetter(c.durable) }));
+export function routingConsumerRefs(catalog: Pick<EventCatalog, "consumer">): ConsumerRef[] {
+  return ROUTING_CONSUMER_NAMES.map((name) => catalog.consumer(name)).map((d) => ({
+    durable: d.durable,
+    stream: d.stream.name,
+    deadLetterSubject: d.deadLetterSubject,
+  }));
 }
 
 /** Options for {@link startRouteConsumers}. */
@@ -38,11 +27,13 @@ export interface RouteConsumersOptions {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
-  subjects: Subjects;
+  catalog: EventCatalog;
   keeper: RouteKeeper;
   logger?: NatsLog;
-  /** Handlers running at once per consumer. Default 8. */
+  /** Shipments worked on at once per consumer. Default 8. */
   concurrency?: number;
+  /** Most events per batch. Default: the batch consumer's (256). */
+  maxBatch?: number;
 }
 
 /** The running consumers. */
@@ -51,63 +42,47 @@ export interface RouteConsumers {
 }
 
 /**
- * Starts the two durable consumers: shipment-created events (plan the first route, publish
- * RoutePlanned) and scans (re-plan on deviation, publish RouteUpdated). Messages of the same
- * shipment are handled one at a time, in stream order; failures are retried with backoff and
- * dead-lettered after the last delivery, except events that can never be planned (unknown hub,
- * unusable time, data the store rejects), which are dead-lettered at once.
+ * Starts the two durable consumers of the catalog on the batch consumer: `routing-shipments-created`
+ * (plan the first route, publish RoutePlanned) and `routing-scans` (re-plan on deviation, publish
+ * RouteUpdated). Within a batch, a shipment's events are handled one at a time in stream order,
+ * different shipments at once (`concurrency`); every event is acknowledged after its step. A
+ * failure is retried with backoff (with the shipment's later events, unapplied) and dead-lettered
+ * after the last delivery, except events that can never be planned (unknown hub, unusable time,
+ * data the store rejects), which are dead-lettered at once, alone.
  */
 export async function startRouteConsumers(opts: RouteConsumersOptions): Promise<RouteConsumers> {
-  const { subjects, keeper } = opts;
-  const concurrency = opts.concurrency ?? 8;
-  // Retry delays come from the shared consumer's nak schedule (0.5 s doubling to 60 s); a server
-  // backoff list would also shorten ack_wait to its first step, which a CPU-bound plan can exceed.
-  const common = { ackWaitMs: 30_000, maxDeliver: 20 };
-  await ensureConsumer(opts.jsm, subjects.streams.shipments.name, {
-    durable: ROUTING_CONSUMERS.shipmentsCreated,
-    filterSubject: subjects.allShipmentsCreated,
-    description: "routing: plan the first route of each new shipment",
-    ...common,
-  });
-  await ensureConsumer(opts.jsm, subjects.streams.scans.name, {
-    durable: ROUTING_CONSUMERS.scans,
-    filterSubject: subjects.allScans,
-    description: "routing: compare scans with the plan and re-plan on deviation",
-    ...common,
-  });
-  const handles: ConsumerHandle[] = [];
+  const { catalog, keeper } = opts;
+  const each = { concurrency: opts.concurrency ?? 8, poisonReason: unplannable };
+  const common = {
+    js: opts.js,
+    nc: opts.nc,
+    catalog,
+    ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  };
+  const shipments = catalog.consumer("routing-shipments-created");
+  const scans = catalog.consumer("routing-scans");
+  await ensureCatalogConsumer(opts.jsm, shipments, opts.logger);
+  await ensureCatalogConsumer(opts.jsm, scans, opts.logger);
+  const handles: BatchConsumer[] = [];
   try {
     handles.push(
-      await startConsumer({
-        js: opts.js,
-        nc: opts.nc,
-        stream: subjects.streams.shipments.name,
-        durable: ROUTING_CONSUMERS.shipmentsCreated,
-        schema: ShipmentCreatedSchema,
-        concurrency,
-        keyOf: (m) => m.trackingNumber,
-        deadLetter: { subject: subjects.deadLetter(ROUTING_CONSUMERS.shipmentsCreated) },
-        ...(opts.logger ? { logger: opts.logger } : {}),
-        handler: (m, meta) => applyOrPoison(() => keeper.onShipmentCreated(m, meta.subject.split(".").at(-1) ?? "default")),
+      await startBatchConsumer({
+        ...common,
+        consumer: shipments,
+        handler: (items) => applyEach(items, (item) => keeper.onShipmentCreated(item.message, item.region), each),
       }),
     );
     handles.push(
-      await startConsumer({
-        js: opts.js,
-        nc: opts.nc,
-        stream: subjects.streams.scans.name,
-        durable: ROUTING_CONSUMERS.scans,
-        schema: ScanRecordedSchema,
-        concurrency,
-        keyOf: (m) => m.scan?.trackingNumber,
-        deadLetter: { subject: subjects.deadLetter(ROUTING_CONSUMERS.scans) },
-        ...(opts.logger ? { logger: opts.logger } : {}),
-        handler: (m) => applyOrPoison(() => keeper.onScan(m)),
+      await startBatchConsumer({
+        ...common,
+        consumer: scans,
+        handler: (items) => applyEach(items, (item) => keeper.onScan(item.message), each),
       }),
     );
   } catch (e) {
-    await Promise.all(handles.map((h) => h.close()));
+    await Promise.allSettled(handles.map((h) => h.close()));
     throw e;
   }
-  return { close: async () => void (await Promise.all(handles.map((h) => h.close()))) };
+  return { close: async () => void (await Promise.allSettled(handles.map((h) => h.close()))) };
 }

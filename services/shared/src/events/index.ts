@@ -41,3 +41,4 @@ export {
   type Outcome,
 } from "./batch-consumer.js";
 export { ensureCatalogConsumer } from "./ensure-consumer.js";
+export { applyEach, type ApplyEachOptions } from "./apply-each.js";
