@@ -962,3 +962,49 @@ describe("helm", () => {
     }
   });
 });
+
+describe("compose.yaml", () => {
+  const compose = parseYaml(read(root, "compose.yaml"), { merge: true }) as Obj;
+  const dockerfile = read(root, "Dockerfile");
+  const services = at(compose, "services");
+
+  for (const name of ["ingest", "routing", "tracking", "notification"]) {
+    it(`gives ${name} only variables it parses, every required and every loopback-default one, accepted as a whole`, async () => {
+      const svc = at(services, name);
+      const env: Record<string, string> = {};
+      for (const [k, v] of Object.entries(at(svc, "environment"))) env[k] = String(v);
+      const config = await loadConfig(name);
+      const accepted = new Set(config.names);
+      assert.deepEqual(Object.keys(env).filter((n) => !accepted.has(n)), [], `${name}: compose sets variables ${name}Config does not read`);
+      const missing = Object.entries(config.spec)
+        .filter(([, v]) => !("default" in v))
+        .map(([n]) => n)
+        .filter((n) => !(n in env));
+      assert.deepEqual(missing, [], `${name}: required variables compose does not set`);
+      // In a container, a default of 127.0.0.1 points at the container itself.
+      const loopback = /\b(127\.0\.0\.1|localhost|\[::1\])\b/;
+      const local = Object.entries(config.spec)
+        .filter(([, v]) => "default" in v && loopback.test(JSON.stringify(v.default ?? "")))
+        .map(([n]) => n);
+      assert.deepEqual(local.filter((n) => !(n in env)), [], `${name}: variables left at a loopback default`);
+      assert.doesNotThrow(() => config.parse(env), `${name}: compose's environment is rejected by ${name}Config`);
+      // Built from this repository's Dockerfile, started by the script path the image holds.
+      const entry = `services/${name}/dist/main.js`;
+      assert.deepEqual(svc["command"], [entry]);
+      assert.ok(dockerfile.includes(`/app/services/${name}/dist ./services/${name}/dist`), `the image holds ${entry}`);
+      assert.equal(at(svc, "build")["context"], ".");
+      assert.ok((svc["ports"] as string[]).includes(`${env["PORT"]}:${env["PORT"]}`), `${name}: its port is published`);
+      // Each hostname it names is a service of this file that it waits for.
+      const hosts = Object.values(env).flatMap((v) => [...v.matchAll(/:\/\/(?:[^@/]*@)?([a-z][a-z0-9-]*):\d+/g)].map((m) => m[1]!));
+      for (const h of hosts) {
+        assert.ok(h in services, `${name}: ${h} is a service of compose.yaml`);
+        assert.equal(at(at(svc, "depends_on"), h)["condition"], "service_healthy", `${name} waits for ${h} to be healthy`);
+      }
+    });
+  }
+
+  it("runs NATS with JetStream and health checks on NATS, Redis and PostgreSQL", () => {
+    assert.ok((at(services, "nats")["command"] as string[]).includes("-js"));
+    for (const s of ["nats", "redis", "postgres"]) assert.ok(isObj(at(services, s)["healthcheck"]), `${s} has a health check`);
+  });
+});
