@@ -69,6 +69,12 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       kv,
       cacheSize: config.INGEST_SHIPMENT_CACHE_SIZE,
       cacheTtlMs: config.INGEST_SHIPMENT_CACHE_TTL_SECONDS * 1000,
+      readFromLeader: async (tn) => {
+        const m = await ctx.jsm.streams.getMessage(`KV_${bucket.name}`, { last_by_subj: `$KV.${bucket.name}.${tn}` });
+        const op = m?.header?.get("KV-Operation");
+        if (!m || (op && op !== "PUT")) return undefined;
+        return { value: m.data, revision: m.seq };
+      },
     });
     const ingestor = createScanIngestor({
       publisher: createCatalogPublisher({ js: ctx.js, logger: log }),

@@ -56,6 +56,13 @@ export interface KvShipmentDirectoryOptions {
   cacheSize: number;
   /** How long a cached entry is trusted (INGEST_SHIPMENT_CACHE_TTL_SECONDS × 1000). */
   cacheTtlMs: number;
+  /**
+   * Reads an entry through the bucket stream's leader (`STREAM.MSG.GET`): the latest value and its
+   * revision, or undefined when there is none (or it was deleted). A `kv.get` is a direct get that
+   * any replica may answer, including one still catching up after a partition or a restart, so a
+   * miss is confirmed here before a scan is rejected as UNKNOWN_SHIPMENT. Default: misses are final.
+   */
+  readFromLeader?: (trackingNumber: string) => Promise<{ value: Uint8Array; revision: number } | undefined>;
 }
 
 const CAS_ATTEMPTS = 8;
@@ -69,7 +76,8 @@ const CAS_ATTEMPTS = 8;
  * entry can therefore cause a false rejection, never a false acceptance; the ingestor re-reads
  * with `fresh` before rejecting a scan as WRONG_CARRIER, which also refreshes the cache.
  * Unregistered numbers are never cached, so a scan right after CreateShipment always finds its
- * shipment. Entries expire from the cache after `cacheTtlMs` (the bucket's own max age bounds
+ * shipment; a miss is confirmed with the bucket's leader (`readFromLeader`), because the direct
+ * get behind `kv.get` may be answered by a replica that is behind. Entries expire from the cache after `cacheTtlMs` (the bucket's own max age bounds
  * how long a shipment stays registered).
  */
 export function createKvShipmentDirectory(opts: KvShipmentDirectoryOptions): ShipmentDirectory {
@@ -86,6 +94,21 @@ export function createKvShipmentDirectory(opts: KvShipmentDirectoryOptions): Shi
       entry = await kv.get(tn);
     } catch (err) {
       throw unavailable("read", err);
+    }
+    if (!entry && opts.readFromLeader) {
+      // A replica behind the leader answers "no such key" for a shipment created moments ago
+      // (seen after a healed partition): ask the leader before calling the number unknown.
+      let confirmed;
+      try {
+        confirmed = await opts.readFromLeader(tn);
+      } catch (err) {
+        throw unavailable("read", err);
+      }
+      if (!confirmed) return undefined;
+      const parties = decodeParties(confirmed.value);
+      if (!parties) return undefined;
+      cache.set(tn, parties);
+      return { parties, revision: confirmed.revision };
     }
     if (!entry || entry.operation !== "PUT") return undefined;
     const parties = decodeParties(entry.value);
