@@ -61,6 +61,7 @@ describe("telemetry as an OTLP backend receives it (services started as the imag
   let mesh: MeshEnvironment;
   const procs = new Map<MeshServiceName, ManagedProcess>();
   const urls = new Map<MeshServiceName, string>();
+  const metricsUrls = new Map<MeshServiceName, string>();
 
   const start = async (name: MeshServiceName, extra: Record<string, string>) => {
     const env = await mesh.envFor(name, extra);
@@ -70,6 +71,7 @@ describe("telemetry as an OTLP backend receives it (services started as the imag
     const url = await waitFor(
       () => {
         const ready = logLines(p, `${name} ready`)[0];
+        if (typeof ready?.["metrics"] === "string") metricsUrls.set(name, ready["metrics"]);
         return typeof ready?.["url"] === "string" ? ready["url"] : undefined;
       },
       { timeoutMs: 30_000, signal: p.exitSignal, message: `${name} ready` },
@@ -90,7 +92,7 @@ describe("telemetry as an OTLP backend receives it (services started as the imag
         OTEL_RESOURCE_ATTRIBUTES: "deployment.environment.name=test",
       },
     });
-    await start("ingest", { OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" });
+    await start("ingest", { OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf", METRICS_EXEMPLARS: "true" });
     await start("tracking", { OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" });
   });
 
@@ -102,7 +104,7 @@ describe("telemetry as an OTLP backend receives it (services started as the imag
     context.disable();
   });
 
-  it("bounds traces per stream message, follows the conventions, names the build and logs dead letters in their trace", async () => {
+  it("bounds traces per stream message, follows the conventions, names the build, logs dead letters in their trace and links latency buckets to traces", async () => {
     const ingestUrl = urls.get("ingest")!;
     const ingest = createClient(IngestService, createGrpcTransport({ baseUrl: ingestUrl }));
     const { trackingNumber } = await ingest.createShipment(
@@ -150,6 +152,12 @@ describe("telemetry as an OTLP backend receives it (services started as the imag
       message: "tracking dead-letters the poison message",
     });
 
+    // Ingest's latency histograms carry exemplars (METRICS_EXEMPLARS=true), in OpenMetrics.
+    const scrape = await fetch(metricsUrls.get("ingest")!);
+    assert.match(scrape.headers.get("content-type") ?? "", /^application\/openmetrics-text/);
+    const exemplarTraces = [...(await scrape.text()).matchAll(/^logistics_ingest_scan_ack_seconds_bucket\{[^}]*\} \d+ # \{trace_id="([0-9a-f]{32})",span_id="[0-9a-f]{16}"\}/gm)].map((m) => m[1]!);
+    assert.ok(exemplarTraces.length > 0, "the scan-ack histogram has exemplars");
+
     // Stopping the services flushes their span queues.
     await procs.get("ingest")!.stop("SIGTERM", 15_000);
     await procs.get("tracking")!.stop("SIGTERM", 15_000);
@@ -192,6 +200,8 @@ describe("telemetry as an OTLP backend receives it (services started as the imag
     assert.equal(continued.length, 1, "the message with its own traceparent continues the gateway's trace of it");
     assert.equal(continued[0]!.parentSpanId, perMessage.spanId);
     assert.equal(messages.filter((m) => m.parentSpanId === "").length, MESSAGES - 1, "the others are roots");
+    const messageTraces = new Set(messages.map((m) => m.traceId));
+    for (const t of exemplarTraces) assert.ok(messageTraces.has(t), `exemplar trace ${t} is one of the messages' traces`);
     const biggest = Math.max(...messages.map((m) => inTrace(m.traceId).length));
     assert.ok(biggest <= 12, `message traces stay small (largest: ${biggest} spans)`);
 

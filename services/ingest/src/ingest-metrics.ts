@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { exemplarsEnabled } from "@logistics/shared/telemetry";
 
 /** Label values of {@link IngestMetrics.scans}. */
 export type ScanOutcomeLabel = "accepted" | "duplicate" | "rejected";
@@ -47,6 +48,7 @@ export function createIngestMetrics(registry: Registry): IngestMetrics {
       labelNames: ["result"],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
+      enableExemplars: exemplarsEnabled(registry),
     }),
     scanAck: new Histogram({
       name: "logistics_ingest_scan_ack_seconds",
@@ -54,6 +56,7 @@ export function createIngestMetrics(registry: Registry): IngestMetrics {
       labelNames: ["result"],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
+      enableExemplars: exemplarsEnabled(registry),
     }),
     inflight: new Gauge({
       name: "logistics_ingest_inflight_scans",

@@ -12,6 +12,7 @@ import {
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { publication, type CatalogEvents, type CatalogPublisher, type Publication } from "@logistics/shared/events";
 import type { PublishEventResult } from "@logistics/shared/nats";
+import { observeWithExemplar } from "@logistics/shared/telemetry";
 import type { IngestMetrics } from "./ingest-metrics.js";
 import type { AcceptableScan, ScanCheck, ScanVerdict } from "./scan-check.js";
 import { checkCallerCarrier, judgeScanOwnership, type OwnershipVerdict, type PartiesLookup } from "./scan-ownership.js";
@@ -150,7 +151,7 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       });
       const okCount = pending.length - failed.length;
       const took = (performance.now() - started) / 1000;
-      for (let k = 0; k < okCount; k++) metrics.publishDuration.observe({ result: "ok" }, took);
+      for (let k = 0; k < okCount; k++) observeWithExemplar(metrics.publishDuration, { result: "ok" }, took);
       pending = failed;
       if (pending.length === 0) return results;
       const left = deadline - performance.now();
@@ -160,7 +161,7 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       backoff = Math.min(backoff * 2, 500);
     }
     const took = (performance.now() - started) / 1000;
-    for (let k = 0; k < pending.length; k++) metrics.publishDuration.observe({ result: "unavailable" }, took);
+    for (let k = 0; k < pending.length; k++) observeWithExemplar(metrics.publishDuration, { result: "unavailable" }, took);
     return results;
   };
 
@@ -293,7 +294,7 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
     const seconds = (performance.now() - started) / 1000;
     for (const ack of acks) {
       const unavailableAck = ack.outcome === ScanOutcome.REJECTED && ack.rejectReason === RejectReason.UNAVAILABLE;
-      metrics.scanAck.observe({ result: unavailableAck ? "unavailable" : "ok" }, seconds);
+      observeWithExemplar(metrics.scanAck, { result: unavailableAck ? "unavailable" : "ok" }, seconds);
     }
     return acks;
   };

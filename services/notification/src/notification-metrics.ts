@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { exemplarsEnabled, observeWithExemplar } from "@logistics/shared/telemetry";
 import { DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import type { NatsLog } from "@logistics/shared/nats";
 import type { CircuitBreakers } from "./circuit-breaker.js";
@@ -52,6 +53,7 @@ export function createNotificationMetrics(registry: Registry): NotificationMetri
     help: "Time from sending a webhook to its response headers (or failure)",
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers,
+    enableExemplars: exemplarsEnabled(registry),
   });
   const delivery = new Histogram({
     name: "logistics_webhook_delivery_seconds",
@@ -59,6 +61,7 @@ export function createNotificationMetrics(registry: Registry): NotificationMetri
     labelNames: ["attempt"],
     buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
     registers,
+    enableExemplars: exemplarsEnabled(registry),
   });
   const waiting = new Gauge({
     name: "logistics_notification_deliveries_waiting",
@@ -107,9 +110,9 @@ export function createNotificationMetrics(registry: Registry): NotificationMetri
   return {
     onAttempt(r) {
       attempts.inc({ outcome: OUTCOME[r.next] ?? "other" });
-      duration.observe(r.durationMs / 1000);
+      observeWithExemplar(duration, {}, r.durationMs / 1000);
       if (r.next === DeliveryState.DELIVERED && r.sinceCreatedMs !== undefined) {
-        delivery.observe({ attempt: (r.attempt ?? 1) > 1 ? "retry" : "first" }, r.sinceCreatedMs / 1000);
+        observeWithExemplar(delivery, { attempt: (r.attempt ?? 1) > 1 ? "retry" : "first" }, r.sinceCreatedMs / 1000);
       }
     },
     watchBreakers(breakers) {

@@ -19,6 +19,7 @@ import {
   type Publication,
 } from "@logistics/shared/events";
 import { silentNatsLog, type NatsLog } from "@logistics/shared/nats";
+import { observeWithExemplar } from "@logistics/shared/telemetry";
 import type { ConsumerRef } from "@logistics/shared/operations";
 import { StoreError } from "./store/errors.js";
 import type { ApplyResult, ShipmentDoc, ShipmentEventInput, ShipmentStore } from "./store/ports.js";
@@ -339,7 +340,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
       const r = results.get(e.index);
       if (!r) continue;
       metrics.projectedEvents.inc({ type: e.input.type, outcome: r.applied ? "applied" : "duplicate" });
-      if (r.applied && e.recordedAt) metrics.ackToVisible.observe(Math.max(0, (nowMs - e.recordedAt.getTime()) / 1000));
+      if (r.applied && e.recordedAt) observeWithExemplar(metrics.ackToVisible, {}, Math.max(0, (nowMs - e.recordedAt.getTime()) / 1000));
       let change: Change | undefined;
       if (r.applied) change = { before: r.before, after: r.after, statusChanged: r.statusChanged, etaChanged: r.etaChanged };
       // An earlier delivery may have committed and then failed before publishing its changes.

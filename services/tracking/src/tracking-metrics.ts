@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { exemplarsEnabled } from "@logistics/shared/telemetry";
 
 /** The tracking service's own instruments. */
 export interface TrackingMetrics {
@@ -32,6 +33,7 @@ export function createTrackingMetrics(registry: Registry): TrackingMetrics {
       help: "Lag from a scan's acceptance by ingest (recorded_at) to its commit in the tracking read model",
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
+      enableExemplars: exemplarsEnabled(registry),
     }),
     projectedEvents: new Counter({
       name: "logistics_tracking_projected_events_total",

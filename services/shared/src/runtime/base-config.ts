@@ -16,6 +16,11 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
     HOST: str({ description: "listen address", default: "0.0.0.0" }),
     PORT: port({ description: "gRPC / gRPC-Web / Connect port (h2c and HTTP/1.1 on one port)", default: d.port }),
     METRICS_PORT: port({ description: "Prometheus /metrics port (0 = pick a free port)", default: d.metricsPort }),
+    METRICS_EXEMPLARS: bool({
+      description:
+        "serve /metrics as OpenMetrics with trace exemplars on latency histograms (Prometheus needs --enable-feature=exemplar-storage)",
+      default: false,
+    }),
     LOG_LEVEL: oneOf({
       description: "pino log level",
       values: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const,

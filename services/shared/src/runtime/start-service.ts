@@ -128,7 +128,7 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
       });
     }
 
-    const metrics = createMetrics({ service: def.name });
+    const metrics = createMetrics({ service: def.name, exemplars: config.METRICS_EXEMPLARS });
     const drain = new AbortController();
     const parts = await def.start({ config, log, nats, js, jsm, subjects, catalog, metrics, drainSignal: drain.signal });
     if (parts.close) cleanups.push(parts.close);

@@ -22,6 +22,8 @@ export {
   createMetrics,
   createMetricsInterceptor,
   DEFAULT_RPC_DURATION_BUCKETS,
+  exemplarsEnabled,
+  observeWithExemplar,
   type MetricsOptions,
   type RpcDurationLabel,
   type RpcInFlightLabel,

@@ -2,6 +2,8 @@ import * as assert from "node:assert/strict";
 import { describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { context, ROOT_CONTEXT, trace, TraceFlags } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import {
   Health,
   HealthCheckResponse_ServingStatus,
@@ -102,5 +104,39 @@ describe("createMetricsInterceptor", () => {
     const inFlight = await metrics.rpcInFlight.get();
     assert.equal(inFlight.values.find((v) => v.labels.method === "Watch")?.value, 0, "nothing left in flight");
     assert.equal(await durationCount(metrics, { ...base, code: "canceled" }), 1);
+  });
+});
+
+describe("exemplars", () => {
+  const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const spanId = "00f067aa0ba902b7";
+  const inSpan = async <T>(flags: number, fn: () => Promise<T>): Promise<T> => {
+    const manager = new AsyncLocalStorageContextManager().enable();
+    context.setGlobalContextManager(manager);
+    try {
+      return await context.with(trace.setSpan(ROOT_CONTEXT, trace.wrapSpanContext({ traceId, spanId, traceFlags: flags })), fn);
+    } finally {
+      context.disable();
+    }
+  };
+
+  it("puts the active sampled span's ids on the RPC histogram bucket, served as OpenMetrics", async () => {
+    const metrics = createMetrics({ service: "exemplar-test", exemplars: true });
+    assert.match(metrics.registry.contentType, /^application\/openmetrics-text/);
+    await inSpan(TraceFlags.SAMPLED, () => healthClient(metrics).check({}));
+    const text = await metrics.registry.metrics();
+    const bucket = text.split("\n").find((l) => l.startsWith("logistics_rpc_server_duration_seconds_bucket") && l.includes(" # {"));
+    assert.ok(bucket, `a bucket with an exemplar:\n${text}`);
+    assert.match(bucket, new RegExp(`# \\{trace_id="${traceId}",span_id="${spanId}"\\} `));
+  });
+
+  it("records no exemplar outside a sampled span, and none at all by default", async () => {
+    const metrics = createMetrics({ service: "exemplar-test", exemplars: true });
+    await inSpan(TraceFlags.NONE, () => healthClient(metrics).check({}));
+    assert.doesNotMatch(await metrics.registry.metrics(), /trace_id=/);
+    const plain = createMetrics({ service: "exemplar-test" });
+    assert.match(plain.registry.contentType, /^text\/plain/);
+    await inSpan(TraceFlags.SAMPLED, () => healthClient(plain).check({}));
+    assert.doesNotMatch(await plain.registry.metrics(), /trace_id=/);
   });
 });

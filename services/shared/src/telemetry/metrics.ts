@@ -1,6 +1,7 @@
 import type { Interceptor } from "@connectrpc/connect";
 import { Code } from "@connectrpc/connect";
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { isSpanContextValid, trace, TraceFlags } from "@opentelemetry/api";
+import { collectDefaultMetrics, Gauge, Histogram, Registry, type LabelValues, type OpenMetricsContentType } from "prom-client";
 import { codeName, codeOf, observeStream } from "./observe-stream.js";
 
 /** Labels of {@link Metrics.rpcDuration}. */
@@ -24,6 +25,14 @@ export interface MetricsOptions {
   prefix?: string;
   /** Buckets of the RPC duration histogram in seconds. Default {@link DEFAULT_RPC_DURATION_BUCKETS}. */
   buckets?: readonly number[];
+  /**
+   * Serve the OpenMetrics text format and keep, on every latency histogram bucket, the trace and
+   * span ids of the latest observation made inside a sampled span (an exemplar), so a slow bucket
+   * on a dashboard links to a trace. Off by default: the scrape format changes (Prometheus reads
+   * it, and stores exemplars with `--enable-feature=exemplar-storage`), and OpenMetrics names
+   * counters without their `_total` suffix in `# TYPE` lines.
+   */
+  exemplars?: boolean;
 }
 
 /** A service's metrics registry and its RPC instruments. */
@@ -56,6 +65,8 @@ export interface Metrics {
 export function createMetrics(opts: MetricsOptions): Metrics {
   const prefix = opts.prefix ?? "logistics_";
   const registry = new Registry();
+  // Typed as the default (Prometheus) registry everywhere; only its served format differs.
+  if (opts.exemplars) (registry as unknown as Registry<OpenMetricsContentType>).setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
   registry.setDefaultLabels({ app: opts.service });
   collectDefaultMetrics({ register: registry });
   const rpcDuration = new Histogram<RpcDurationLabel>({
@@ -64,6 +75,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     labelNames: ["service", "method", "code", "stream"],
     buckets: [...(opts.buckets ?? DEFAULT_RPC_DURATION_BUCKETS)],
     registers: [registry],
+    enableExemplars: exemplarsEnabled(registry),
   });
   const rpcInFlight = new Gauge<RpcInFlightLabel>({
     name: `${prefix}rpc_server_in_flight`,
@@ -101,7 +113,7 @@ export function createMetricsInterceptor(
       openStreams?.dec(labels);
       const code = err === undefined ? 0 : codeOf(err, Code.Internal);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.rpcDuration.observe({ ...labels, code: codeName(code), stream }, seconds);
+      observeWithExemplar(metrics.rpcDuration, { ...labels, code: codeName(code), stream }, seconds);
     };
     let res: Awaited<ReturnType<typeof next>>;
     try {
@@ -116,4 +128,28 @@ export function createMetricsInterceptor(
     }
     return { ...res, message: observeStream(res.message, { signal: req.signal, onEnd: done }) };
   };
+}
+
+/**
+ * Whether histograms registered on `registry` can carry exemplars (it serves OpenMetrics, see
+ * {@link MetricsOptions.exemplars}): pass it as a histogram's `enableExemplars`.
+ */
+export function exemplarsEnabled(registry: Registry): boolean {
+  return (registry.contentType as string) === Registry.OPENMETRICS_CONTENT_TYPE;
+}
+
+/**
+ * Observes `value` in `histogram`. When the histogram keeps exemplars and a sampled span is
+ * active, the bucket's exemplar becomes `{trace_id, span_id}` of that span; otherwise this is a
+ * plain observation.
+ */
+export function observeWithExemplar<T extends string>(histogram: Histogram<T>, labels: LabelValues<T>, value: number): void {
+  if (!(histogram as { enableExemplars?: boolean }).enableExemplars) {
+    histogram.observe(labels, value);
+    return;
+  }
+  const sc = trace.getActiveSpan()?.spanContext();
+  const sampled = sc !== undefined && isSpanContextValid(sc) && (sc.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED;
+  const exemplarLabels = (sampled ? { trace_id: sc.traceId, span_id: sc.spanId } : {}) as LabelValues<T>;
+  histogram.observe({ labels, value, exemplarLabels });
 }
