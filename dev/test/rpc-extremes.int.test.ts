@@ -6,32 +6,21 @@ import {
   ScalarType,
   type DescField,
   type DescMessage,
-  type DescMethod,
-  type DescService,
   type Message,
 } from "@bufbuild/protobuf";
 import { pathToString } from "@bufbuild/protobuf/reflect";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Scope } from "@logistics/shared/auth";
 import { Health, HealthCheckResponse_ServingStatus } from "@logistics/shared/gen/grpc/health/v1/health_pb.js";
-import { IngestService, RejectReason, ScanOutcome, type ScanAck } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
-import { NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
-import { RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
-import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { RejectReason, ScanOutcome, type ScanAck } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { ScanSchema } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { violationPaths } from "@logistics/shared/testing";
 import { createMeshValidator } from "@logistics/shared/validation";
-import { startE2eMesh, type E2eMesh, type MeshServiceName } from "./e2e-mesh.js";
+import { startE2eMesh, type E2eMesh } from "./e2e-mesh.js";
+import { callOnce, MESH_SERVICES } from "./call-once.js";
 import { extremeMessage } from "./extreme-values.js";
 
-/** The mesh's services and the process serving each. */
-export const MESH_SERVICES: ReadonlyArray<[DescService, MeshServiceName]> = [
-  [IngestService, "ingest"],
-  [RoutingService, "routing"],
-  [TrackingService, "tracking"],
-  [NotificationService, "notification"],
-];
 
 type Timestamp = { seconds: bigint; nanos: number };
 const ts = (seconds: bigint, nanos = 0): Timestamp => ({ seconds, nanos });
@@ -167,42 +156,6 @@ describe("every RPC's numbers and times at their extremes", { timeout: 300_000 }
     await mesh?.close();
   });
 
-  /** Calls any method with one request; the Connect code of the outcome (0 for OK) and what came back. */
-  async function call(client: Client<DescService>, method: DescMethod, req: Message): Promise<{ code: Code | 0; error?: ConnectError; output?: Message[] }> {
-    const fn = (client as unknown as Record<string, (...a: unknown[]) => unknown>)[method.localName]!;
-    const signal = AbortSignal.timeout(10_000);
-    try {
-      switch (method.methodKind) {
-        case "unary":
-          return { code: 0, output: [(await fn(req, { headers, signal })) as Message] };
-        case "server_streaming": {
-          const out: Message[] = [];
-          const ctl = new AbortController();
-          for await (const m of fn(req, { headers, signal: AbortSignal.any([signal, ctl.signal]) }) as AsyncIterable<Message>) {
-            out.push(m);
-            ctl.abort(); // the first message is enough
-          }
-          return { code: 0, output: out };
-        }
-        case "bidi_streaming":
-        case "client_streaming": {
-          const requests = (async function* () {
-            yield req;
-          })();
-          const res = fn(requests, { headers, signal });
-          if (method.methodKind === "client_streaming") return { code: 0, output: [(await res) as Message] };
-          const out: Message[] = [];
-          for await (const m of res as AsyncIterable<Message>) out.push(m);
-          return { code: 0, output: out };
-        }
-      }
-    } catch (e) {
-      const error = ConnectError.from(e);
-      if (error.code === Code.Canceled) return { code: 0 };
-      return { code: error.code, error };
-    }
-  }
-
   for (const [service, name] of MESH_SERVICES) {
     for (const method of service.methods) {
       const sites = numberSites(method.input);
@@ -215,7 +168,7 @@ describe("every RPC's numbers and times at their extremes", { timeout: 300_000 }
           for (const value of NUMBER_EXTREMES[site.kind]!) {
             const req = withValue(method.input, base, site, value);
             const what = `${site.path} = ${JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? `${v}n` : v))}`;
-            const res = await call(client, method, req);
+            const res = await callOnce(client, method, req, headers);
             if (res.code === Code.Internal || res.code === Code.Unknown) {
               failures.push(`${what}: ${Code[res.code]} ${res.error?.rawMessage}`);
               continue;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
-import { fixGrpcMessageHeader, reencodeGrpcMessage, specEncodeGrpcMessage } from "./grpc-message.js";
+import { fixGrpcMessageHeader, MAX_GRPC_DETAILS_LENGTH, MAX_GRPC_MESSAGE_LENGTH, reencodeGrpcMessage, specEncodeGrpcMessage } from "./grpc-message.js";
 
 describe("grpc-message encoding", () => {
   const samples = ["plain: a/b c,d=e", "100% done", "Zürich → 東京 😀", "tab\tnewline\nCR\r", "~!@#$^&*()_+{}|\"<>?", ""];
@@ -25,5 +25,24 @@ describe("grpc-message encoding", () => {
     const headers = { "grpc-status": "3", "Grpc-Message": encodeURIComponent("a: b/c"), other: "x%3A" };
     assert.deepEqual(fixGrpcMessageHeader(headers), { "grpc-status": "3", "Grpc-Message": "a: b/c", other: "x%3A" });
     assert.equal(fixGrpcMessageHeader(200), 200);
+  });
+
+  it("answers an unparsable request message with InvalidArgument instead of connect-es's Internal", () => {
+    const h = { "grpc-status": "13", "grpc-message": encodeURIComponent("parse binary: premature EOF") };
+    assert.deepEqual(fixGrpcMessageHeader(h), { "grpc-status": "3", "grpc-message": "parse binary: premature EOF" });
+    const other = { "grpc-status": "13", "grpc-message": "database gone" };
+    assert.equal(fixGrpcMessageHeader(other)["grpc-status"], "13");
+  });
+
+  it("cuts a huge message and drops huge status details, so trailers stay within clients' header limits", () => {
+    const h: Record<string, string> = {
+      "grpc-status": "3",
+      "grpc-message": encodeURIComponent("ü".repeat(10_000)),
+      "grpc-status-details-bin": "A".repeat(MAX_GRPC_DETAILS_LENGTH + 1),
+    };
+    fixGrpcMessageHeader(h);
+    assert.ok(h["grpc-message"]!.length <= MAX_GRPC_MESSAGE_LENGTH + 3);
+    assert.doesNotThrow(() => decodeURIComponent(h["grpc-message"]!.replace(/\.\.\.$/, "")));
+    assert.equal(h["grpc-status-details-bin"], undefined);
   });
 });

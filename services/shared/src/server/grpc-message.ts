@@ -31,14 +31,56 @@ export function reencodeGrpcMessage(uriComponentEncoded: string): string {
 
 type HeaderBag = Record<string, string | string[] | number | undefined>;
 
-/** Rewrites the `grpc-message` entry of a Node.js header object in place. */
+/** Longest `grpc-message` written (encoded); longer ones are cut, so trailers fit any client's header limits. */
+export const MAX_GRPC_MESSAGE_LENGTH = 4096;
+/** Largest `grpc-status-details-bin` written (base64); a larger one is left out (the message still says what was wrong). */
+export const MAX_GRPC_DETAILS_LENGTH = 16 * 1024;
+
+/**
+ * connect-es answers a request message that does not decode (random bytes, a truncated
+ * message) with Internal "parse binary: …"; it is the caller's input, so InvalidArgument.
+ */
+const UNPARSABLE_REQUEST = /^parse(%20| )(binary|JSON)(%3A|:)/;
+
+/**
+ * Rewrites the gRPC status entries of a Node.js header object in place: `grpc-message` encoded
+ * by the specification and cut to {@link MAX_GRPC_MESSAGE_LENGTH}; status details beyond
+ * {@link MAX_GRPC_DETAILS_LENGTH} dropped (a request with thousands of bad fields would otherwise
+ * produce trailers clients refuse, seen as Internal); Internal for an unparsable request message
+ * turned into InvalidArgument.
+ */
 export function fixGrpcMessageHeader<T>(headers: T): T {
   if (headers && typeof headers === "object" && !Array.isArray(headers)) {
     const bag = headers as HeaderBag;
-    for (const key of Object.keys(bag)) {
+    const keys = Object.keys(bag);
+    const statusKey = keys.find((k) => k.toLowerCase() === "grpc-status");
+    for (const key of keys) {
       const value = bag[key];
-      if (key.toLowerCase() === "grpc-message" && typeof value === "string") bag[key] = reencodeGrpcMessage(value);
+      const name = key.toLowerCase();
+      if (name === "grpc-message" && typeof value === "string") {
+        if (statusKey && String(bag[statusKey]) === "13" && UNPARSABLE_REQUEST.test(value)) bag[statusKey] = "3";
+        const encoded = reencodeGrpcMessage(value);
+        bag[key] = encoded.length > MAX_GRPC_MESSAGE_LENGTH ? shortened(value) : encoded;
+      } else if (name === "grpc-status-details-bin" && typeof value === "string" && value.length > MAX_GRPC_DETAILS_LENGTH) {
+        delete bag[key];
+      }
     }
   }
   return headers;
+}
+
+/** The message of an encodeURIComponent-encoded value, cut (at a character boundary) until its encoding fits. */
+function shortened(uriComponentEncoded: string): string {
+  let chars: string[];
+  try {
+    chars = Array.from(decodeURIComponent(uriComponentEncoded));
+  } catch {
+    chars = Array.from(uriComponentEncoded);
+  }
+  let encoded = specEncodeGrpcMessage(chars.join(""));
+  while (encoded.length > MAX_GRPC_MESSAGE_LENGTH - 3) {
+    chars = chars.slice(0, Math.floor(chars.length * 0.75));
+    encoded = specEncodeGrpcMessage(chars.join(""));
+  }
+  return `${encoded}...`;
 }
