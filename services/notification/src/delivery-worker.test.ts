@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
+import { context, SpanKind, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { TracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace";
 import { DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { waitFor } from "@logistics/shared/testing";
 import { startDeliveryWorker, type DeliveryWorkerOptions } from "./delivery-worker.js";
@@ -143,6 +146,48 @@ describe("startDeliveryWorker", () => {
       assert.equal(recorded[1]?.attempt.error, "HTTP 429");
     } finally {
       await worker.close();
+    }
+  });
+});
+
+describe("startDeliveryWorker tracing", () => {
+  it("logs a dead-lettered delivery inside its attempt's POST span, which follows the HTTP client conventions", async () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    const logged: Array<{ msg: string; traceId?: string; spanId?: string }> = [];
+    const log = {
+      warn(_: object, msg?: string) {
+        const sc = trace.getActiveSpan()?.spanContext();
+        logged.push({ msg: msg ?? "", traceId: sc?.traceId, spanId: sc?.spanId });
+      },
+      error() {},
+      debug() {},
+    };
+    const { store, recorded } = fakeStore([delivery({ webhookUrl: "https://hooks.example.com:8443/x?token=secret#part" })]);
+    const worker = startDeliveryWorker(options({ store, log, tracer: provider.getTracer("test"), send: async () => answer(410) }));
+    try {
+      await waitFor(() => recorded.length === 1 && logged.length === 1);
+      const [span] = exporter.getFinishedSpans();
+      assert.ok(span);
+      assert.equal(span.name, "POST");
+      assert.equal(span.kind, SpanKind.CLIENT);
+      assert.deepEqual(
+        {
+          method: span.attributes["http.request.method"],
+          url: span.attributes["url.full"],
+          address: span.attributes["server.address"],
+          port: span.attributes["server.port"],
+          status: span.attributes["http.response.status_code"],
+          error: span.attributes["error.type"],
+        },
+        { method: "POST", url: "https://hooks.example.com:8443/x?token=REDACTED", address: "hooks.example.com", port: 8443, status: 410, error: "410" },
+      );
+      assert.deepEqual(logged[0], { msg: "webhook delivery dead-lettered", traceId: span.spanContext().traceId, spanId: span.spanContext().spanId });
+    } finally {
+      await worker.close();
+      context.disable();
+      await provider.shutdown();
     }
   });
 });

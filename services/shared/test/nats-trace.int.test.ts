@@ -14,6 +14,7 @@ import { createEventPublisher } from "../src/nats/publisher.js";
 import { ensureConsumer, ensureStreams } from "../src/nats/streams.js";
 import { createSubjects, subjectFamily } from "../src/nats/subjects.js";
 import { extractTraceContext, injectTraceContext } from "../src/nats/trace-headers.js";
+import { createLogger } from "../src/telemetry/logger.js";
 import { startNatsServer, type NatsServerHandle } from "../src/testing/nats-server.js";
 import { uniqueName } from "../src/testing/unique.js";
 import { waitFor } from "../src/testing/wait-for.js";
@@ -113,5 +114,49 @@ describe("trace context over NATS headers", () => {
     assert.equal(consumerSpan.attributes["logistics.outcome"], "ack");
 
     assert.deepEqual(seenInHandler, [{ traceId: rootTraceId, spanId: consumerSpan.spanContext().spanId }]);
+  });
+
+  it("writes the retry and dead-letter log lines inside the message's spans", async () => {
+    exporter.reset();
+    await consumer?.close();
+    consumer = undefined;
+    const s = createSubjects(uniqueName("t"));
+    await ensureStreams(jsm, [s.streams.scans, s.streams.deadLetters]);
+    await ensureConsumer(jsm, s.streams.scans.name, { durable: "tracking", maxDeliver: 2 });
+    const lines: Array<Record<string, unknown>> = [];
+    const log = createLogger({ service: "nats-trace-test", level: "warn", destination: { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) } });
+    const failing = await startConsumer({
+      js,
+      stream: s.streams.scans.name,
+      durable: "tracking",
+      schema: StringValueSchema,
+      deadLetter: { subject: s.deadLetter("tracking") },
+      retryDelayMs: () => 10,
+      logger: log,
+      handler: async () => {
+        throw new Error("store down");
+      },
+    });
+    try {
+      const rootTraceId = await trace.getTracer("test").startActiveSpan("ingest request", async (root) => {
+        await createEventPublisher({ js }).publish(s.scanRecorded("eu", "DHL"), StringValueSchema, create(StringValueSchema, { value: "scan" }), { msgId: "r1" });
+        root.end();
+        return root.spanContext().traceId;
+      });
+      const dead = await waitFor(() => lines.find((l) => l["msg"] === "message dead-lettered"), { message: "dead-letter log line" });
+      const retry = lines.find((l) => l["msg"] === "handler failed; will retry");
+      assert.ok(retry, "the first failure is logged as a retry");
+      const spans = exporter.getFinishedSpans();
+      const processSpans = spans.filter((x) => x.kind === SpanKind.CONSUMER);
+      assert.equal(retry["trace_id"], rootTraceId, "the retry line is in the publisher's trace");
+      assert.ok(processSpans.some((x) => x.spanContext().spanId === retry["span_id"]), "on the delivery's process span");
+      assert.equal(dead["trace_id"], rootTraceId);
+      const dlq = await waitFor(() => exporter.getFinishedSpans().find((x) => x.spanContext().spanId === dead["span_id"]), { message: "the dead-letter span" });
+      assert.equal(dlq.kind, SpanKind.PRODUCER);
+      assert.equal(dlq.name, `publish ${subjectFamily(s.deadLetter("tracking"))}`);
+      assert.ok(processSpans.some((x) => x.spanContext().spanId === dlq.parentSpanContext?.spanId), "published inside the last delivery's process span");
+    } finally {
+      await failing.close();
+    }
   });
 });
