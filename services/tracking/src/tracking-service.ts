@@ -15,7 +15,8 @@ import { drainSignalKey } from "@logistics/shared/server";
 import { StoreError } from "./store/errors.js";
 import type { ShipmentDoc, ShipmentQuery, ShipmentStore } from "./store/ports.js";
 import type { LiveHub } from "./live-updates.js";
-import { docAtVersion, HistoryGapError, loadHistory, stepsBetween, type VersionStep } from "./shipment-history.js";
+import { createWatchFeeds, type WatchFeeds } from "./watch-feed.js";
+import { docAtVersion, HistoryGapError, stepsBetween, type VersionStep } from "./shipment-history.js";
 import type { ShipmentReader } from "./shipment-reader.js";
 import { isPublicEvent, publicShipment, publicShipmentEvent, shipmentEventMessage, shipmentMessage } from "./shipment-view.js";
 import { setReadCaching, type ReadCachePolicy } from "./read-caching.js";
@@ -39,6 +40,8 @@ export interface TrackingServiceDeps {
   maxStreamLifetimeMs?: number;
   /** HTTP caching of GetShipment / ListShipmentEvents answers. Default max-age 5 s, stale 30 s. */
   readCache?: ReadCachePolicy;
+  /** What the watchers of one shipment share (one store read per new version). Default: over `store`. */
+  feeds?: WatchFeeds;
 }
 
 /** Page size when a request leaves it 0. */
@@ -129,6 +132,7 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const maxLifetimeMs = deps.maxStreamLifetimeMs ?? 30 * 60_000;
   const readCache = deps.readCache ?? { maxAgeSeconds: 5, staleWhileRevalidateSeconds: 30 };
+  const feeds = deps.feeds ?? createWatchFeeds(store);
 
   return {
     async getShipment(req, ctx) {
@@ -209,15 +213,21 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
       if (ctx.signal.aborted || drain.aborted) end();
 
       // Listen before the first read so that no change between the read and the wait is missed.
+      // Reads go through the shipment's feed: the watchers of a shipment share one store read per
+      // new version (and one history load), however many they are.
       let noticed = false;
+      let noticedVersion = 0;
       let wake: () => void = () => {};
-      const stopListening = live?.listen(tn, () => {
+      const stopListening = live?.listen(tn, (version) => {
         noticed = true;
+        noticedVersion = Math.max(noticedVersion, version);
         wake();
       });
+      const listeningSince = performance.now();
+      const feed = feeds.join(tn);
       metrics.watchers.inc();
       try {
-        let state = await mapped(() => store.getShipment(tn));
+        let state = await mapped(() => feed.current(0, listeningSince));
         if (!state) throw notFound(tn);
         full = fullAccess(ctx, state.customerId);
         const after = Number(req.afterSequence);
@@ -233,7 +243,7 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
         } else if (after < state.version) {
           const target = state;
           const steps = await mapped(async () => {
-            const history = await loadHistory(store, tn);
+            const history = await feed.history(target);
             return stepsBetween(docAtVersion(target, after, history), target, history);
           });
           for (const step of steps) yield change(step);
@@ -244,10 +254,14 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
           const outcome = noticed ? "wake" : await pause(heartbeatMs, signal, (w) => (wake = w));
           if (outcome === "abort") return;
           noticed = false;
-          const current = await mapped(() => store.getShipment(tn));
+          // A notice names the new version: the shared copy serves it once one watcher's read
+          // found it. A heartbeat re-read (a lost notice) shares reads made within half a period.
+          const current = await mapped(() =>
+            outcome === "wake" ? feed.current(Math.max(noticedVersion, last)) : feed.current(last, performance.now() - heartbeatMs / 2),
+          );
           if (current && current.version > last) {
             const from = state;
-            const steps = await mapped(async () => stepsBetween(from, current, await loadHistory(store, tn)));
+            const steps = await mapped(async () => stepsBetween(from, current, await feed.history(current)));
             for (const step of steps) yield change(step);
             state = current;
             last = current.version;
@@ -260,6 +274,7 @@ export function createTrackingService(deps: TrackingServiceDeps): TrackingServic
         ctx.signal.removeEventListener("abort", end);
         drain.removeEventListener("abort", end);
         stopListening?.();
+        feed.leave();
         metrics.watchers.dec();
       }
     },
