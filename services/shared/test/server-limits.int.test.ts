@@ -20,7 +20,7 @@ const LIMITS: ConnectionLimits = {
   maxJsonDepth: 32,
 };
 /** Time past a deadline the server may take to act on it (timer and connection-check granularity, a loaded machine). */
-const SLACK_MS = 1500;
+const SLACK_MS = 4000;
 
 /** One Connect streaming envelope holding `json`. */
 function envelope(json: string, flags = 0): Buffer {
