@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { startTestConnectServer } from "../testing/connect-server.js";
 import { createErrorLogInterceptor } from "./error-log.js";
 
 describe("createErrorLogInterceptor", () => {
@@ -41,5 +43,41 @@ describe("createErrorLogInterceptor", () => {
     assert.equal(logged[0]?.obj["rpc"], "/grpc.health.v1.Health/Watch");
     await assert.rejects(client.check({ service: "missing" }), (e: unknown) => ConnectError.from(e).code === Code.NotFound);
     assert.equal(logged.length, 1);
+  });
+
+  it("logs nothing when the caller cancels a stream and the handler unwinds with whatever it throws (real h2c)", async () => {
+    const logged: object[] = [];
+    let ended = () => {};
+    const handlerEnded = new Promise<void>((r) => (ended = r));
+    const server = await startTestConnectServer(
+      (router) =>
+        router.service(Health, {
+          async *watch(_req, ctx) {
+            try {
+              yield { status: 1 };
+              await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+              throw new Error("the caller went away mid-stream");
+            } finally {
+              ended();
+            }
+          },
+        }),
+      [createErrorLogInterceptor({ error: (obj) => logged.push(obj) })],
+    );
+    try {
+      const client = createClient(Health, createGrpcTransport({ baseUrl: server.baseUrl }));
+      const cancel = new AbortController();
+      await assert.rejects(async () => {
+        for await (const _ of client.watch({}, { signal: cancel.signal })) {
+          void _;
+          cancel.abort();
+        }
+      });
+      await handlerEnded;
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(logged, []);
+    } finally {
+      await server.close();
+    }
   });
 });

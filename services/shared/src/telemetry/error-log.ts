@@ -11,12 +11,15 @@ export interface ErrorLog {
  * ConnectError becomes Internal on the wire, with the cause hidden from the caller) at error
  * level, with the method and the error. Such a failure is a bug or an outage to look at: bad input
  * is answered with InvalidArgument, and an Internal answer without a log line leaves nothing to
- * look at. Streams are watched to their end.
+ * look at. Streams are watched to their end. A call whose caller went away (its signal aborted:
+ * a browser closing WatchShipment, a deadline) ends however the handler unwinds; that is not a
+ * failure of the service and is not logged.
  */
 export function createErrorLogInterceptor(log: ErrorLog): Interceptor {
   return (next) => async (req) => {
     const rpc = `/${req.service.typeName}/${req.method.name}`;
     const report = (err: unknown) => {
+      if (req.signal.aborted) return;
       const code = err instanceof ConnectError ? err.code : Code.Internal;
       if (code !== Code.Internal && code !== Code.Unknown) return;
       const cause = err instanceof ConnectError && err.cause !== undefined ? err.cause : err;
