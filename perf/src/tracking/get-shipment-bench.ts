@@ -42,7 +42,7 @@ import {
   createShipmentReader,
   shipmentMessage,
   createTrackingMetrics,
-  createTrackingService,
+  createTrackingHandlers,
 } from "@logistics/tracking";
 
 const SECONDS = Number(process.env["BENCH_SECONDS"] ?? 5);
@@ -169,7 +169,7 @@ async function main(): Promise<void> {
       createAuthInterceptor({ verifier, policies }),
       createValidateInterceptor({ validator: createMeshValidator() }),
     ];
-    const handlers = createTrackingService({ store, reader, metrics: tm });
+    const handlers = createTrackingHandlers({ store, reader, metrics: tm });
     const server = await startServer({
       host: "127.0.0.1",
       port: 0,

@@ -4,4 +4,4 @@ export { ingestConfig, type IngestConfig } from "./config.js";
 export { recordedEventId } from "./event-ids.js";
 export { ingestService } from "./ingest.js";
 export { normalizeStatus } from "./normalize.js";
-export { STREAM_MESSAGE_SPAN } from "./ingest-service.js";
+export { STREAM_MESSAGE_SPAN } from "./ingest-handlers.js";

@@ -7,7 +7,7 @@ import type { ServiceDefinition } from "@logistics/shared/runtime";
 import { createMeshValidator } from "@logistics/shared/validation";
 import type { IngestConfig } from "./config.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
-import { createIngestService } from "./ingest-service.js";
+import { createIngestHandlers } from "./ingest-handlers.js";
 import { createRedisRateLimiter } from "./redis-rate-limiter.js";
 import { createRedisScanDedupe } from "./redis-scan-dedupe.js";
 import { createRedisShipmentStore } from "./redis-shipment-store.js";
@@ -92,7 +92,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       log,
       publishDeadlineMs: config.INGEST_PUBLISH_DEADLINE_MS,
     });
-    const handlers = createIngestService({
+    const handlers = createIngestHandlers({
       ingestor,
       rateLimiter: createRedisRateLimiter({
         redis,

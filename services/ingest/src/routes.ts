@@ -1,7 +1,7 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { IngestService } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { policiesForService, Scope } from "@logistics/shared/auth";
-import type { IngestServiceHandlers } from "./ingest-service.js";
+import type { IngestHandlers } from "./ingest-handlers.js";
 
 /** Who may call each RPC of IngestService. */
 export const ingestPolicies = policiesForService(IngestService, {
@@ -13,6 +13,6 @@ export const ingestPolicies = policiesForService(IngestService, {
 });
 
 /** Registers the handlers on a Connect router. */
-export function registerIngestRoutes(router: ConnectRouter, handlers: IngestServiceHandlers): void {
+export function registerIngestRoutes(router: ConnectRouter, handlers: IngestHandlers): void {
   router.service(IngestService, handlers);
 }

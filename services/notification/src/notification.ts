@@ -4,10 +4,10 @@ import { createDeadLetterAdmin, startConsumerLagSampler } from "@logistics/share
 import type { ServiceDefinition } from "@logistics/shared/runtime";
 import type { NotificationConfig } from "./config.js";
 import { startDeliveryWorker, type DeliveryWorker } from "./delivery-worker.js";
-import { createEventDeadLetterService } from "./event-dead-letter-service.js";
+import { createEventDeadLetterHandlers } from "./event-dead-letter-handlers.js";
 import { intakeConsumerRefs, startEventIntake } from "./event-intake.js";
 import { createNotificationMetrics } from "./notification-metrics.js";
-import { createNotificationService } from "./notification-service.js";
+import { createNotificationHandlers } from "./notification-handlers.js";
 import { createNotificationStore } from "./notification-store.js";
 import { notificationPolicies, registerNotificationRoutes } from "./routes.js";
 import type { WebhookTargetPolicy } from "./webhook-target.js";
@@ -96,8 +96,8 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
         log: ctx.log,
       });
       closers.push(() => backlog.close());
-      const handlers = createNotificationService({ store, targetPolicy, onRedriven: () => worker?.wake() });
-      const deadLetters = createEventDeadLetterService({
+      const handlers = createNotificationHandlers({ store, targetPolicy, onRedriven: () => worker?.wake() });
+      const deadLetters = createEventDeadLetterHandlers({
         admin: createDeadLetterAdmin({
           js: ctx.js,
           jsm: ctx.jsm,

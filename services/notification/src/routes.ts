@@ -2,8 +2,8 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { EventDeadLetterService } from "@logistics/shared/gen/logistics/operations/v1/dead_letters_pb.js";
 import { policiesForService, Scope, type MethodPolicy } from "@logistics/shared/auth";
-import type { EventDeadLetterServiceHandlers } from "./event-dead-letter-service.js";
-import type { NotificationServiceHandlers } from "./notification-service.js";
+import type { EventDeadLetterHandlers } from "./event-dead-letter-handlers.js";
+import type { NotificationHandlers } from "./notification-handlers.js";
 
 /**
  * Who may call each RPC. NotificationService: customer and carrier tokens are let in; whose
@@ -29,8 +29,8 @@ export const notificationPolicies: ReadonlyMap<string, MethodPolicy> = new Map([
 /** Registers the handlers on a Connect router. */
 export function registerNotificationRoutes(
   router: ConnectRouter,
-  handlers: NotificationServiceHandlers,
-  deadLetters: EventDeadLetterServiceHandlers,
+  handlers: NotificationHandlers,
+  deadLetters: EventDeadLetterHandlers,
 ): void {
   router.service(NotificationService, handlers);
   router.service(EventDeadLetterService, deadLetters);

@@ -1,7 +1,7 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import { policiesForService, Scope } from "@logistics/shared/auth";
-import type { RoutingServiceHandlers } from "./routing-service.js";
+import type { RoutingHandlers } from "./routing-handlers.js";
 
 /** Who may call each RPC of RoutingService. */
 export const routingPolicies = policiesForService(RoutingService, {
@@ -13,6 +13,6 @@ export const routingPolicies = policiesForService(RoutingService, {
 });
 
 /** Registers the handlers on a Connect router. */
-export function registerRoutingRoutes(router: ConnectRouter, handlers: RoutingServiceHandlers): void {
+export function registerRoutingRoutes(router: ConnectRouter, handlers: RoutingHandlers): void {
   router.service(RoutingService, handlers);
 }

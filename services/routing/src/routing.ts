@@ -12,7 +12,7 @@ import { createPgRouteStore } from "./pg-route-store.js";
 import { createPlanner } from "./planner.js";
 import { routingConsumerRefs, startRouteConsumers } from "./route-consumers.js";
 import { createRouteKeeper } from "./route-keeper.js";
-import { createRoutingService } from "./routing-service.js";
+import { createRoutingHandlers } from "./routing-handlers.js";
 import { routingPolicies, registerRoutingRoutes } from "./routes.js";
 import { createSpatialIndex } from "./spatial-index.js";
 
@@ -79,7 +79,7 @@ export const routingService: ServiceDefinition<RoutingConfig> = {
       log,
     });
     log.info({ hubs: network.hubs.length, lanes: network.lanes.length }, "hub network loaded");
-    const handlers = createRoutingService({ network, spatial, routeStore: store, keeper, clock, newId });
+    const handlers = createRoutingHandlers({ network, spatial, routeStore: store, keeper, clock, newId });
     return {
       routes: (router) => registerRoutingRoutes(router, handlers),
       async close() {

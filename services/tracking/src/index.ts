@@ -6,5 +6,5 @@ export { createRedisShipmentCache } from "./shipment-cache.js";
 export { createShipmentReader } from "./shipment-reader.js";
 export { shipmentMessage } from "./shipment-view.js";
 export { createTrackingMetrics } from "./tracking-metrics.js";
-export { createTrackingService } from "./tracking-service.js";
+export { createTrackingHandlers } from "./tracking-handlers.js";
 export { trackingService } from "./tracking.js";

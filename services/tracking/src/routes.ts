@@ -1,7 +1,7 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { policiesForService, Scope } from "@logistics/shared/auth";
-import type { TrackingServiceHandlers } from "./tracking-service.js";
+import type { TrackingHandlers } from "./tracking-handlers.js";
 
 /**
  * Who may call each RPC of TrackingService. Which view a caller gets, and whose shipments it may
@@ -17,6 +17,6 @@ export const trackingPolicies = policiesForService(TrackingService, {
 });
 
 /** Registers the handlers on a Connect router. */
-export function registerTrackingRoutes(router: ConnectRouter, handlers: TrackingServiceHandlers): void {
+export function registerTrackingRoutes(router: ConnectRouter, handlers: TrackingHandlers): void {
   router.service(TrackingService, handlers);
 }

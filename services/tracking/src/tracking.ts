@@ -11,7 +11,7 @@ import { trackingPolicies, registerTrackingRoutes } from "./routes.js";
 import { createRedisShipmentCache } from "./shipment-cache.js";
 import { createShipmentReader } from "./shipment-reader.js";
 import { createTrackingMetrics } from "./tracking-metrics.js";
-import { createTrackingService } from "./tracking-service.js";
+import { createTrackingHandlers } from "./tracking-handlers.js";
 
 /** Minimum pause between two warnings about the cache being unavailable. */
 const CACHE_WARN_INTERVAL_MS = 30_000;
@@ -96,7 +96,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
       log,
     });
 
-    const handlers = createTrackingService({
+    const handlers = createTrackingHandlers({
       store,
       reader,
       live,

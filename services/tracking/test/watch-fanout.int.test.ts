@@ -17,7 +17,7 @@ import { createTestSchema, testNatsUrl, uniqueName, waitFor, type TestSchema } f
 import { createLiveHub, createLiveNotifier } from "../src/live-updates.js";
 import { createPostgresShipmentStore, type PostgresShipmentStore, type ShipmentEventInput } from "../src/store/index.js";
 import { createTrackingMetrics } from "../src/tracking-metrics.js";
-import { createTrackingService } from "../src/tracking-service.js";
+import { createTrackingHandlers } from "../src/tracking-handlers.js";
 
 const WATCHERS = 40;
 
@@ -72,7 +72,7 @@ describe("WatchShipment fan-out (real PostgreSQL store and NATS notices)", () =>
       listEvents: (...a: Parameters<PostgresShipmentStore["listEvents"]>) => (reads.listEvents++, store.listEvents(...a)),
       searchShipments: (...a: Parameters<PostgresShipmentStore["searchShipments"]>) => store.searchShipments(...a),
     };
-    const handlers = createTrackingService({
+    const handlers = createTrackingHandlers({
       store: counted,
       reader: { get: async () => undefined },
       live,

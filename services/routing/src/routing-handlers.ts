@@ -19,10 +19,10 @@ import type { RouteStore } from "./route-store.js";
 import type { SpatialIndex } from "./spatial-index.js";
 
 /** The RPC handlers. */
-export type RoutingServiceHandlers = ServiceImpl<typeof RoutingService>;
+export type RoutingHandlers = ServiceImpl<typeof RoutingService>;
 
 /** Dependencies of the routing handlers (narrow interfaces, built by the service definition). */
-export interface RoutingServiceDeps {
+export interface RoutingHandlersDeps {
   network: HubNetwork;
   spatial: SpatialIndex<Hub>;
   routeStore: Pick<RouteStore, "get" | "etaHistory">;
@@ -50,7 +50,7 @@ export function toConnectError(e: unknown): unknown {
 }
 
 /** Creates the RoutingService handlers. */
-export function createRoutingService(deps: RoutingServiceDeps): RoutingServiceHandlers {
+export function createRoutingHandlers(deps: RoutingHandlersDeps): RoutingHandlers {
   const { network, spatial, routeStore, keeper, clock, newId } = deps;
   const mapped = <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {

@@ -14,10 +14,10 @@ import type { DeliveryRecord, NotificationStore, SubscriptionRecord, Subscriptio
 import { resolveWebhookTarget, WebhookUrlError, type WebhookTargetPolicy } from "./webhook-target.js";
 
 /** The RPC handlers of NotificationService. */
-export type NotificationServiceHandlers = Partial<ServiceImpl<typeof NotificationService>>;
+export type NotificationHandlers = Partial<ServiceImpl<typeof NotificationService>>;
 
 /** Dependencies of the notification handlers (narrow interfaces, built by notification.ts). */
-export interface NotificationServiceDeps {
+export interface NotificationHandlersDeps {
   store: Pick<
     NotificationStore,
     "createSubscription" | "findByIdempotencyKey" | "unsubscribe" | "listSubscriptions" | "listDeliveries" | "redrive"
@@ -47,7 +47,7 @@ export function generateSigningSecret(): string {
  * carrier): the same key from another caller creates another subscription. A replay returns the
  * original subscription and secret even if the request differs.
  */
-export function createNotificationService(deps: NotificationServiceDeps): NotificationServiceHandlers {
+export function createNotificationHandlers(deps: NotificationHandlersDeps): NotificationHandlers {
   const { store } = deps;
   return {
     async subscribe(req, ctx) {

@@ -16,10 +16,10 @@ import type { ShipmentCreator } from "./shipment-creator.js";
 import type { ShipmentHandover } from "./shipment-handover.js";
 
 /** The RPC handlers of IngestService. */
-export type IngestServiceHandlers = Partial<ServiceImpl<typeof IngestService>>;
+export type IngestHandlers = Partial<ServiceImpl<typeof IngestService>>;
 
 /** Dependencies of the ingest handlers (narrow interfaces, built by the service definition). */
-export interface IngestServiceDeps {
+export interface IngestHandlersDeps {
   ingestor: ScanIngestor;
   rateLimiter: RateLimiter;
   createShipment: ShipmentCreator;
@@ -69,7 +69,7 @@ export const RETRY_AFTER_HEADER = "retry-after";
  * metadata; on StreamScans the message's scans are answered REJECTED/RATE_LIMITED with the hint
  * in `detail`, and the stream stays open.
  */
-export function createIngestService(deps: IngestServiceDeps): IngestServiceHandlers {
+export function createIngestHandlers(deps: IngestHandlersDeps): IngestHandlers {
   const window = Math.max(1, deps.streamWindow ?? 16);
   const { ingestor, metrics } = deps;
 

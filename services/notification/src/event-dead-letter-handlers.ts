@@ -12,7 +12,7 @@ import {
 import type { DeadLetter, DeadLetterAdmin, DeadLetterFilter, DeadLetterReasonClass } from "@logistics/shared/operations";
 
 /** The RPC handlers of EventDeadLetterService. */
-export type EventDeadLetterServiceHandlers = Partial<ServiceImpl<typeof EventDeadLetterService>>;
+export type EventDeadLetterHandlers = Partial<ServiceImpl<typeof EventDeadLetterService>>;
 
 /** Page size of ListEventDeadLetters when the request sets none. */
 export const DEFAULT_DEAD_LETTER_PAGE_SIZE = 100;
@@ -37,7 +37,7 @@ const REASON_OF: Readonly<Record<DeadLetterReasonClass, DeadLetterReason>> = {
  * (the same library as `npm run dlq`; it writes the audit line of each call, with the token's
  * subject as the actor). Who may call is the method policy's business (`admin` only).
  */
-export function createEventDeadLetterService(deps: { admin: DeadLetterAdmin }): EventDeadLetterServiceHandlers {
+export function createEventDeadLetterHandlers(deps: { admin: DeadLetterAdmin }): EventDeadLetterHandlers {
   const { admin } = deps;
   return {
     async listEventDeadLetters(req, ctx) {

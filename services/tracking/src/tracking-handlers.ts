@@ -24,10 +24,10 @@ import { searchCustomerFor, shipmentViewFor, viewDependsOnOwner } from "./tracki
 import type { TrackingMetrics } from "./tracking-metrics.js";
 
 /** The RPC handlers; methods not implemented yet answer Unimplemented. */
-export type TrackingServiceHandlers = Partial<ServiceImpl<typeof TrackingService>>;
+export type TrackingHandlers = Partial<ServiceImpl<typeof TrackingService>>;
 
 /** Dependencies of the tracking handlers (narrow interfaces, built by tracking.ts). */
-export interface TrackingServiceDeps {
+export interface TrackingHandlersDeps {
   store: Pick<ShipmentStore, "getShipment" | "listEvents" | "searchShipments">;
   /** Current shipments, cache first (GetShipment). */
   reader: ShipmentReader;
@@ -127,7 +127,7 @@ function pause(ms: number, signal: AbortSignal, register: (wake: () => void) => 
 }
 
 /** Creates the TrackingService handlers. */
-export function createTrackingService(deps: TrackingServiceDeps): TrackingServiceHandlers {
+export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHandlers {
   const { store, reader, live, metrics } = deps;
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const maxLifetimeMs = deps.maxStreamLifetimeMs ?? 30 * 60_000;

@@ -15,7 +15,7 @@ import {
   type StreamScansRequest,
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
-import { createIngestService, type IngestServiceDeps } from "./ingest-service.js";
+import { createIngestHandlers, type IngestHandlersDeps } from "./ingest-handlers.js";
 import type { RateLimiter } from "./redis-rate-limiter.js";
 import type { ScanCaller, ScanIngestor } from "./scan-ingestor.js";
 
@@ -48,12 +48,12 @@ function echoIngestor(delayMs: (firstId: string) => number = () => 0): ScanInges
 
 const allow: RateLimiter = { take: async () => ({ allowed: true, retryAfterMs: 0 }) };
 
-function clientFor(principal: Principal, deps: Partial<IngestServiceDeps>) {
+function clientFor(principal: Principal, deps: Partial<IngestHandlersDeps>) {
   const setPrincipal: Interceptor = (next) => (req) => {
     req.contextValues.set(principalKey, principal);
     return next(req);
   };
-  const handlers = createIngestService({
+  const handlers = createIngestHandlers({
     ingestor: echoIngestor(),
     rateLimiter: allow,
     createShipment: async () => {
