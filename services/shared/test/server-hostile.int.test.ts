@@ -90,4 +90,24 @@ describe("startServer facing hostile clients", () => {
       assert.match(err.message, /NOT_A_STATUS|"nearby" is unknown/);
     }
   });
+
+  it("answers a Connect request whose binary message does not decode with invalid_argument, not internal", async () => {
+    const url = `${server.url}/logistics.perf.v1.EchoService/Echo`;
+    for (const body of [Buffer.from([0xff, 0xff, 0xff, 0x0f, 1, 2]), Buffer.from([0x0a, 0x7f, 1])]) {
+      const res = await fetch(url, { method: "POST", headers: { "content-type": "application/proto" }, body, signal: AbortSignal.timeout(5000) });
+      assert.equal(res.status, 400);
+      const err = (await res.json()) as { code: string; message: string };
+      assert.equal(err.code, "invalid_argument");
+      assert.match(err.message, /^parse binary: /);
+    }
+    // A request that decodes is answered as before.
+    const ok = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/proto" },
+      body: Buffer.from(toBinary(EchoRequestSchema, create(EchoRequestSchema, { payload: new Uint8Array([200]) }))),
+      signal: AbortSignal.timeout(5000),
+    });
+    assert.equal(ok.status, 200);
+    assert.deepEqual([...fromBinary(EchoResponseSchema, new Uint8Array(await ok.arrayBuffer())).payload], [200]);
+  });
 });

@@ -12,6 +12,7 @@ import { fixGrpcMessageHeader } from "./grpc-message.js";
 import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./health.js";
 import { checkJsonMessage, guardJsonBody, jsonFramingOf, type JsonLimits } from "./json-guard.js";
 import { registerReflection } from "./reflection.js";
+import { answerUnparsableAsInvalid } from "./unparsable-request.js";
 
 /** The narrow logging interface the server needs (pino loggers satisfy it). */
 export interface ServerLog {
@@ -180,7 +181,10 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   ) => {
     if (options.cors && applyCors(options.cors, req, res)) return;
     if (isGrpcOverHttp2(req)) encodeGrpcMessageBySpec(res);
-    else answerConditionalGet(req, res);
+    else {
+      answerConditionalGet(req, res);
+      answerUnparsableAsInvalid(res);
+    }
     if ("stream" in req && headerListSize(req.rawHeaders) > limits.maxHeaderBytes) {
       // Node advertises SETTINGS_MAX_HEADER_LIST_SIZE but does not enforce it on what arrives.
       rejectEarly(req, res, new ConnectError(`request headers larger than ${limits.maxHeaderBytes} bytes`, Code.ResourceExhausted), 431);
