@@ -365,7 +365,17 @@ export function validatePoint(v: unknown, path: string): GeoPointDoc {
   if (typeof lon !== "number" || !Number.isFinite(lon) || lon < -180 || lon > 180) {
     throw new InvalidEventError(`${path}.lon`, "must be a number in [-180, 180]");
   }
-  return { lat, lon };
+  return { lat: roundCoordinate(lat), lon: roundCoordinate(lon) };
+}
+
+/**
+ * A coordinate rounded to 1e-7 degrees (about 1 cm), as stored. Any double the contracts allow
+ * is a valid degree, but PostgreSQL's float arithmetic refuses results that underflow (a
+ * longitude of 5e-324 made `ll_to_earth` fail with "value out of range: underflow" on every
+ * retry); no receiver is more precise than a centimetre.
+ */
+export function roundCoordinate(degrees: number): number {
+  return Math.round(degrees * 1e7) / 1e7 || 0;
 }
 
 function place(v: unknown, path: string): PlaceDoc | undefined {

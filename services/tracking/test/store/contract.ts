@@ -130,7 +130,7 @@ function lifecycle(tn: string, i: number, t0: number, customerId: string): Shipm
     routeWithLegs(tn, `${tn}-06`, t0 + 5.5 * HOUR, t0 + 30 * HOUR, ["BER1", "HAM1"], 2),
     scan(tn, `${tn}-07`, t0 + 8 * HOUR, ScanKind.HUB_ARRIVAL, { hubCode: "HAM1", location: at(53.55, 9.99) }),
     scan(tn, `${tn}-08`, t0 + 20 * HOUR, ScanKind.OUT_FOR_DELIVERY),
-    scan(tn, `${tn}-09`, t0 + 24 * HOUR, ScanKind.DELIVERED, { location: at(53.56 + (i % 10) / 100, 10.0) }),
+    scan(tn, `${tn}-09`, t0 + 24 * HOUR, ScanKind.DELIVERED, { location: at((5356 + (i % 10)) / 100, 10.0) }),
   ];
   switch (i % 4) {
     case 0:
@@ -654,6 +654,19 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         }
         assert.deepEqual(await store.getShipment(tn), first.after);
         assert.equal((await allEvents(store, tn)).length, 1);
+      });
+
+      it("holds any valid coordinate, however small, rounded to 1e-7 degrees", async () => {
+        const tn = uniqueTrackingNumber();
+        // 5e-324 made PostgreSQL's ll_to_earth fail with "underflow" on every retry.
+        const r = await store.applyEvent(scan(tn, `${tn}-1`, now - HOUR, ScanKind.PICKUP, { location: { lat: -5e-324, lon: 5e-324 } }));
+        assert.equal(r.applied, true);
+        assert.deepEqual((await store.getShipment(tn))?.location, { lat: 0, lon: 0 });
+        await store.applyEvent(scan(tn, `${tn}-2`, now, ScanKind.HUB_ARRIVAL, { location: { lat: 48.123456789, lon: -179.99999999 } }));
+        assert.deepEqual((await store.getShipment(tn))?.location, { lat: 48.1234568, lon: -180 });
+        // A search centre that small is answered, not an underflow.
+        const near = await store.searchShipments({ near: { lat: 1e-320, lon: -1e-320, radiusKm: 10 }, pageSize: 5 });
+        assert.ok(Array.isArray(near.items));
       });
 
       it("rejects an event that would grow the document past the size limit, writing nothing", async () => {

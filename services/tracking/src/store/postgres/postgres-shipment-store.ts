@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { createPgPool } from "@logistics/shared/postgres";
 import { encodeCursor, checkPageSize, decodeCursor } from "../cursor.js";
-import { applyToDoc, assertJsonSize, assertSize, MAX_DOCUMENT_BYTES, validateEvent } from "../derive.js";
+import { applyToDoc, assertJsonSize, assertSize, MAX_DOCUMENT_BYTES, roundCoordinate, validateEvent } from "../derive.js";
 import { atBatchIndex, ConflictError } from "../errors.js";
 import type { ApplyResult, Page, PageRequest, ShipmentDoc, ShipmentEventInput, ShipmentQuery, ShipmentStore, StoredEvent } from "../ports.js";
 import { normalizeQuery, type NormalizedQuery } from "../query.js";
@@ -111,7 +111,7 @@ export function buildSearchSql(q: NormalizedQuery): { text: string; values: unkn
   if (q.updatedAfter !== undefined) where.push(`updated_at >= ${p(q.updatedAfter)}::timestamptz`);
   if (q.updatedBefore !== undefined) where.push(`updated_at < ${p(q.updatedBefore)}::timestamptz`);
   if (q.near) {
-    const center = `ll_to_earth(${p(q.near.lat)}::float8, ${p(q.near.lon)}::float8)`;
+    const center = `ll_to_earth(${p(roundCoordinate(q.near.lat))}::float8, ${p(roundCoordinate(q.near.lon))}::float8)`;
     const meters = `${p(q.near.radiusKm * 1000)}::float8`;
     where.push(
       "lat IS NOT NULL AND lon IS NOT NULL",
