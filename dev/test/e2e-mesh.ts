@@ -2,11 +2,14 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import assert from "node:assert/strict";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import { Scope } from "@logistics/shared/auth";
 import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { IngestService, type CreateShipmentRequestSchema } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { startService, type RunningService } from "@logistics/shared/runtime";
+import type { Subjects } from "@logistics/shared/nats";
 import { uniqueName, waitFor } from "@logistics/shared/testing";
 import { createMeshEnvironment } from "../src/mesh-environment.js";
 import type { MeshServiceName } from "../src/service-entry.js";
@@ -143,6 +146,28 @@ export async function createTrackedShipment(mesh: E2eMesh, o: { carrier: string;
   const tracking = createClient(TrackingService, createGrpcTransport({ baseUrl: mesh.get("tracking").url }));
   await waitFor(() => tracking.getShipment({ trackingNumber }).then(() => true), { timeoutMs: 30_000, message: "tracking knows the shipment" });
   return trackingNumber;
+}
+
+/**
+ * Asserts the mesh loops on nothing: the dead-letter stream is empty and every durable consumer
+ * of every stream settles (nothing pending or unacknowledged) without a single redelivery.
+ */
+export async function assertMeshSettled(jsm: JetStreamManager, subjects: Subjects, timeoutMs = 30_000): Promise<void> {
+  const dlq = await jsm.streams.info(subjects.streams.deadLetters.name);
+  assert.equal(dlq.state.messages, 0, "dead letters");
+  for (const stream of subjects.streamList) {
+    if (stream.name === subjects.streams.deadLetters.name) continue;
+    for await (const c of jsm.consumers.list(stream.name)) {
+      const info = await waitFor(
+        async () => {
+          const i = await jsm.consumers.info(stream.name, c.name);
+          return i.num_pending === 0 && i.num_ack_pending === 0 ? i : null;
+        },
+        { timeoutMs, message: `${c.name} settled` },
+      );
+      assert.equal(info.num_redelivered, 0, `${c.name} redelivered`);
+    }
+  }
 }
 
 /** Faster heartbeats and retries than production, so tests observe them within their deadlines. */

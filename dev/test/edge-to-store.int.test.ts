@@ -20,7 +20,7 @@ import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tra
 import { createSubjects, type Subjects } from "@logistics/shared/nats";
 import { uniqueName, waitFor } from "@logistics/shared/testing";
 import { createMeshValidator } from "@logistics/shared/validation";
-import { startE2eMesh, type E2eMesh } from "./e2e-mesh.js";
+import { assertMeshSettled, startE2eMesh, type E2eMesh } from "./e2e-mesh.js";
 import { extremeMessage, fromPattern, type Extreme } from "./extreme-values.js";
 
 /** Raw status codes of the generic table, one per scan kind that moves a shipment. */
@@ -181,17 +181,6 @@ describe("everything the edge accepts, every store and consumer downstream can h
   }
 
   it("dead-lettered nothing and redelivered nothing anywhere in the mesh", async () => {
-    const dlq = await jsm.streams.info(subjects.streams.deadLetters.name);
-    assert.equal(dlq.state.messages, 0, "dead letters");
-    for (const stream of subjects.streamList) {
-      if (stream.name === subjects.streams.deadLetters.name) continue;
-      for await (const c of jsm.consumers.list(stream.name)) {
-        const info = await waitFor(async () => {
-          const i = await jsm.consumers.info(stream.name, c.name);
-          return i.num_pending === 0 && i.num_ack_pending === 0 ? i : null;
-        }, { message: `${c.name} settled` });
-        assert.equal(info.num_redelivered, 0, `${c.name} redelivered`);
-      }
-    }
+    await assertMeshSettled(jsm, subjects);
   });
 });
