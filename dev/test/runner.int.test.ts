@@ -1,5 +1,6 @@
 import * as assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -86,6 +87,24 @@ const alive = (pid: number) => {
   }
 };
 
+/**
+ * True when `pid` is still a process this runner started: its command line names the runner's
+ * data folder (the servers) or its environment carries it (the services). A pid the runner
+ * printed earlier may belong to any other process by now (pid_max is 32,768 here and the suite
+ * starts thousands), which must never be signalled or counted.
+ */
+function ours(r: Runner, pid: number): boolean {
+  const dir = r.env["MESH_DATA_DIR"];
+  if (!dir || !alive(pid)) return false;
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    const environ = readFileSync(`/proc/${pid}/environ`, "utf8");
+    return cmdline.includes(dir) || environ.split("\0").includes(`MESH_DATA_DIR=${dir}`);
+  } catch {
+    return false;
+  }
+}
+
 async function waitOutput(r: Runner, pattern: RegExp, timeoutMs = 150_000): Promise<RegExpMatchArray> {
   let m: RegExpMatchArray | null = null;
   await waitFor(() => (m = pattern.exec(r.output())) !== null, {
@@ -102,10 +121,10 @@ async function assertStopsClean(r: Runner, signal: NodeJS.Signals): Promise<void
   assert.ok(pids.length >= 7, `the runner reported its services' and servers' pids: ${pids.join(", ")}`);
   r.proc.kill(signal);
   await r.exited;
-  await waitFor(() => pids.every((p) => !alive(p)), {
+  await waitFor(() => pids.every((p) => !ours(r, p)), {
     timeoutMs: 30_000,
     intervalMs: 100,
-    message: `every process the runner started to be gone after ${signal}: still running ${pids.filter(alive).join(", ")}`,
+    message: `every process the runner started to be gone after ${signal}: still running ${pids.filter((p) => ours(r, p)).join(", ")}`,
   });
   for (const [what, port] of Object.entries(r.ports)) assert.ok(await portIsFree("127.0.0.1", port), `port of ${what} is free again`);
 }
@@ -113,7 +132,7 @@ async function assertStopsClean(r: Runner, signal: NodeJS.Signals): Promise<void
 afterAll(async () => {
   for (const r of started) {
     r.proc.kill("SIGKILL");
-    for (const p of r.pids()) if (alive(p)) process.kill(p, "SIGKILL");
+    for (const p of r.pids()) if (ours(r, p)) process.kill(p, "SIGKILL");
   }
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
@@ -153,7 +172,7 @@ describe("npm start, with no server configured", () => {
 
   it("restarts a service that dies, and prints it", async () => {
     const before = Number(/ingest\s+http:\/\/\S+\s+\(metrics \S+, pid (\d+)\)/.exec(r.output())?.[1]);
-    assert.ok(alive(before));
+    assert.ok(ours(r, before), `pid ${before} is the runner's ingest`);
     process.kill(before, "SIGKILL");
     await waitOutput(r, /ingest exited \(killed by SIGKILL\) after [\d.]+ s; restarting it in \d+ s \(restart \d+\)/, 30_000);
     // An earlier restart (e.g. a port another process took first on a busy machine) may have
@@ -162,7 +181,7 @@ describe("npm start, with no server configured", () => {
     await waitFor(
       () => {
         const pids = [...r.output().matchAll(/ingest is up again \(pid (\d+)\)/g)].map((m) => Number(m[1]));
-        after = pids.find((p) => p !== before && alive(p)) ?? 0;
+        after = pids.find((p) => p !== before && ours(r, p)) ?? 0;
         return after !== 0;
       },
       { timeoutMs: 60_000, intervalMs: 100, message: "ingest up again in a new process" },
