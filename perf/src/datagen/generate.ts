@@ -22,6 +22,7 @@ import {
 import { EtaChangeReason, TransportMode } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { seededRandom } from "@logistics/shared/testing";
 import { applyToDoc, validateEvent, type ShipmentDoc, type ShipmentEventInput } from "@logistics/tracking/store";
 
 const MIN = 60_000;
@@ -49,18 +50,6 @@ const LEVELS: ReadonlyArray<readonly [ServiceLevelName, ServiceLevel, number]> =
 ];
 
 const HUB_LOCATIONS: ReadonlyMap<string, Point> = new Map(hubNetworkData.hubs.map((h) => [h.code, { lat: h.lat, lon: h.lon }]));
-
-/** A small, fast, seedable PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function weighted<T>(r: number, items: ReadonlyArray<readonly [T, number]>): T {
   let acc = 0;
@@ -93,7 +82,7 @@ interface RouteTemplate {
 export function routeTemplates(count: number, seed: number): RouteTemplate[] {
   const network = createHubNetwork(hubNetworkData);
   const planner = createPlanner(network);
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const hubs = network.hubs;
   const readyAt = Date.UTC(2026, 10, 2, 8); // a Monday: the weekly schedules repeat
   const out: RouteTemplate[] = [];
@@ -181,7 +170,7 @@ export class ShipmentGenerator {
 
   constructor(private readonly o: GeneratorOptions) {
     this.templates = routeTemplates(o.templates ?? 400, o.seed);
-    this.random = rng(o.seed ^ 0x9e3779b9);
+    this.random = seededRandom(o.seed ^ 0x9e3779b9);
     this.customers = Math.max(50, Math.round(o.total / 100));
     this.spanMs = Math.max(1, o.days) * DAY;
   }
