@@ -72,7 +72,7 @@ describe("StreamScans stream caps (real ingest service, grpc-js)", () => {
       const { open: ok, refused } = await settle(calls, 2000 - PER_CONNECTION);
       assert.equal(ok.length, PER_CONNECTION);
       assert.equal(refused.length, 2000 - PER_CONNECTION);
-      for (const c of refused) assert.equal(c.error?.code, grpc.status.RESOURCE_EXHAUSTED);
+      for (const c of refused) assert.equal(c.error?.code, grpc.status.RESOURCE_EXHAUSTED, c.error?.details);
       assert.match(refused[0]!.error!.details, /too many open IngestService\.StreamScans calls on this connection \(at most 4\)/);
     } finally {
       await endAll(calls);
