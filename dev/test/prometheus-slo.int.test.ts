@@ -134,7 +134,9 @@ describe("SLO alerts on a stalled projector (real Prometheus scraping the mesh)"
         { timeoutMs: 90_000, intervalMs: 500, message: "ScanFreshnessBudgetBurn (page) to fire" },
       );
       assert.equal(firing.labels["slo"], "scan_freshness");
-      assert.ok(Number(firing.value) > 0.144, `the recorded error ratio passed the page threshold (${firing.value})`);
+      // The page alert fires on either window pair: 14.4x (ratio > 0.144) over 1 h and 5 m, or 6x
+      // (ratio > 0.06) over 6 h and 30 m; the alert's value is the ratio of the pair that fired.
+      assert.ok(Number(firing.value) > 0.06, `the recorded error ratio passed a page threshold (${firing.value})`);
       const firedAfter = (Date.now() - pausedAt) / 1000;
 
       // The projector back: the lag drains to nothing in Prometheus.
