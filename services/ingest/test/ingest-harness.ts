@@ -19,6 +19,7 @@ import {
 import { createSubjects, type Subjects } from "@logistics/shared/nats";
 import { startService, type RunningService } from "@logistics/shared/runtime";
 import {
+  serviceTestEnv,
   startNatsServer,
   startRedisServer,
   uniqueName,
@@ -69,14 +70,7 @@ export async function startIngestHarness(env: Record<string, string> = {}): Prom
     svc = await startService(
       ingestService,
       ingestConfig.parse({
-        HOST: "127.0.0.1",
-        PORT: "0",
-        METRICS_PORT: "0",
-        LOG_LEVEL: "silent",
-        NATS_URL: nats.url,
-        SUBJECT_PREFIX: prefix,
-        JWT_PUBLIC_KEY_FILE: keys.jwksPath,
-        SHUTDOWN_GRACE_MS: "3000",
+        ...serviceTestEnv({ natsUrl: nats.url, prefix, jwksPath: keys.jwksPath }),
         REDIS_URL: redis.url,
         INGEST_REDIS_KEY_PREFIX: `${prefix}:`,
         ...env,

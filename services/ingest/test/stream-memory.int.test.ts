@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
 import {
+  serviceTestEnv,
   assertHeapReturnsAfterStreams,
   compiledEntry,
   getFreePort,
@@ -54,13 +55,10 @@ describe("StreamScans memory after streams close (ingest process, grpc-js)", () 
     metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     const prefix = uniqueName("ingmem");
     svc = spawnProbedProcess(compiledEntry("services/ingest/src/main.ts"), {
-      HOST: "127.0.0.1",
+      ...serviceTestEnv({ natsUrl: nats.url, prefix, jwksPath: keys.jwksPath }),
       PORT: String(port),
       METRICS_PORT: String(metricsPort),
       LOG_LEVEL: "warn",
-      NATS_URL: nats.url,
-      SUBJECT_PREFIX: prefix,
-      JWT_PUBLIC_KEY_FILE: keys.jwksPath,
       REDIS_URL: testRedisUrl(),
       INGEST_REDIS_KEY_PREFIX: `${prefix}:`,
       // Caps off: this measures what open streams cost, not who may open them.

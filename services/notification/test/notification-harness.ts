@@ -17,6 +17,7 @@ import { NotificationService } from "@logistics/shared/gen/logistics/notificatio
 import { createEventPublisher, type EventPublisher, createSubjects, type Subjects } from "@logistics/shared/nats";
 import { startService, type RunningService } from "@logistics/shared/runtime";
 import {
+  serviceTestEnv,
   createTestSchema,
   startNatsServer,
   uniqueName,
@@ -85,15 +86,8 @@ export async function startNotificationHarness(env: Record<string, string>): Pro
     const keys = await ensureDevKeys(keysDir);
     const prefix = uniqueName("ntf");
     const config = notificationConfig.parse({
-      HOST: "127.0.0.1",
-      PORT: "0",
-      METRICS_PORT: "0",
-      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
-      NATS_URL: nats.url,
-      SUBJECT_PREFIX: prefix,
-      JWT_PUBLIC_KEY_FILE: keys.jwksPath,
+      ...serviceTestEnv({ natsUrl: nats.url, prefix, jwksPath: keys.jwksPath, databaseUrl: schema.connectionString }),
       SHUTDOWN_GRACE_MS: "2000",
-      DATABASE_URL: schema.connectionString,
       NOTIFICATION_DB_SCHEMA: schema.schema,
       NOTIFICATION_ALLOW_HTTP: "true",
       NOTIFICATION_WEBHOOK_ALLOW_HOSTS: "127.0.0.1",

@@ -31,6 +31,7 @@ import {
 } from "@logistics/shared/nats";
 import { startService, type RunningService } from "@logistics/shared/runtime";
 import {
+  serviceTestEnv,
   createTestSchema,
   startNatsServer,
   uniqueName,
@@ -73,14 +74,7 @@ describe("routing service (real nats-server, real PostgreSQL, real sockets)", ()
     svc = await startService(
       routingService,
       routingConfig.parse({
-        HOST: "127.0.0.1",
-        PORT: "0",
-        METRICS_PORT: "0",
-        LOG_LEVEL: "silent",
-        NATS_URL: nats.url,
-        SUBJECT_PREFIX: prefix,
-        JWT_PUBLIC_KEY_FILE: keys.jwksPath,
-        DATABASE_URL: schema.connectionString,
+        ...serviceTestEnv({ natsUrl: nats.url, prefix, jwksPath: keys.jwksPath, databaseUrl: schema.connectionString }),
         SHUTDOWN_GRACE_MS: "2000",
       }),
     );

@@ -37,10 +37,13 @@ export {
   startOtlpReceiver,
   type OtlpLink,
   type OtlpReceiver,
+  type OtlpReceiverOptions,
+  type OtlpRequest,
   type OtlpSpan,
   type OtlpValue,
 } from "./otlp-receiver.js";
 export { seededRandom } from "./seeded-random.js";
+export { serviceTestEnv, type ServiceTestEnvOptions } from "./service-env.js";
 export { uniqueName } from "./unique.js";
 export { violationPaths } from "./violations.js";
 export { waitFor, WaitForTimeoutError, type WaitForOptions } from "./wait-for.js";

@@ -45,6 +45,23 @@ export interface OtlpSpan {
   readonly encoding: "json" | "protobuf";
 }
 
+/** One export request as it arrived, decoded or not. */
+export interface OtlpRequest {
+  readonly method: string;
+  /** Path and query, e.g. `/v1/traces`. */
+  readonly path: string;
+  readonly contentType: string;
+}
+
+/** Options of {@link startOtlpReceiver}. */
+export interface OtlpReceiverOptions {
+  /**
+   * Answer every request with this non-2xx HTTP status and decode nothing: a collector that
+   * refuses spans. Default: decode and answer 200.
+   */
+  readonly refuseWith?: number;
+}
+
 /** A running receiver. */
 export interface OtlpReceiver {
   /** Base URL to give as `OTEL_EXPORTER_OTLP_ENDPOINT`. */
@@ -53,24 +70,35 @@ export interface OtlpReceiver {
   readonly spans: readonly OtlpSpan[];
   /** Export requests received, by encoding. */
   readonly requests: { json: number; protobuf: number };
+  /** Every request received (refused ones included), in arrival order. */
+  readonly received: readonly OtlpRequest[];
   /** Requests that could not be decoded (answered 400), with the reason. */
   readonly rejected: readonly string[];
   close(): Promise<void>;
 }
 
-/** Starts an OTLP/HTTP receiver on a free loopback port. */
-export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+/**
+ * Starts an OTLP/HTTP receiver on a free loopback port. It takes exports POSTed to any path ending
+ * in `/v1/traces` (an endpoint configured with a path of its own included).
+ */
+export async function startOtlpReceiver(opts: OtlpReceiverOptions = {}): Promise<OtlpReceiver> {
   const spans: OtlpSpan[] = [];
   const requests = { json: 0, protobuf: 0 };
+  const received: OtlpRequest[] = [];
   const rejected: string[] = [];
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       const type = String(req.headers["content-type"] ?? "");
+      received.push({ method: req.method ?? "", path: req.url ?? "", contentType: type });
       try {
-        if (req.method !== "POST" || (req.url ?? "").split("?")[0] !== "/v1/traces") {
+        if (req.method !== "POST" || !(req.url ?? "").split("?")[0]!.endsWith("/v1/traces")) {
           res.writeHead(404).end();
+          return;
+        }
+        if (opts.refuseWith !== undefined) {
+          res.writeHead(opts.refuseWith, { "content-type": "application/json" }).end('{"message":"refused"}');
           return;
         }
         let body: Buffer = Buffer.concat(chunks);
@@ -101,6 +129,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     url: `http://127.0.0.1:${port}`,
     spans,
     requests,
+    received,
     rejected,
     close: () =>
       new Promise<void>((resolve) => {
