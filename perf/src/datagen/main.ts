@@ -186,9 +186,14 @@ const READS: ReadKind[] = [
   },
   {
     name: "SearchShipments updated-after",
-    what: "updated in the store's last hour, page of 50",
-    call: (s) => s.store.searchShipments({ updatedAfter: new Date(Date.parse(s.samples.maxUpdatedAt) - HOUR).toISOString(), pageSize: 50 }),
-    sql: (s) => [searchOf({ updatedAfter: new Date(Date.parse(s.samples.maxUpdatedAt) - HOUR).toISOString(), pageSize: 50 })],
+    what: "one of the 10 largest customers, updated in the store's last 6 hours (a customer's sync poll; the RPC needs a customer, carrier or area), page of 50",
+    call: (s, r) =>
+      s.store.searchShipments({
+        customerId: `cust-${String(Math.floor(r() * 10)).padStart(6, "0")}`,
+        updatedAfter: new Date(Date.parse(s.samples.maxUpdatedAt) - 6 * HOUR).toISOString(),
+        pageSize: 50,
+      }),
+    sql: (s) => [searchOf({ customerId: "cust-000000", updatedAfter: new Date(Date.parse(s.samples.maxUpdatedAt) - 6 * HOUR).toISOString(), pageSize: 50 })],
   },
   {
     name: "WatchShipment resume (sequence 0)",

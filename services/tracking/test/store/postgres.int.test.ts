@@ -4,11 +4,12 @@ import pg from "pg";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { createTestSchema, type TestSchema } from "@logistics/shared/testing";
+import { MIGRATIONS } from "../../src/store/postgres/migrations.js";
 import { listPartitions } from "../../src/store/postgres/partitions.js";
 import { runPartitionsCli } from "../../src/store/postgres/partitions-cli.js";
 import { buildSearchSql, createPostgresShipmentStore, type PostgresShipmentStore } from "../../src/store/postgres/postgres-shipment-store.js";
 import { DocumentTooLargeError } from "../../src/store/errors.js";
-import type { ScanInput } from "../../src/store/ports.js";
+import type { ScanInput, ShipmentQuery } from "../../src/store/ports.js";
 import { normalizeQuery } from "../../src/store/query.js";
 import { runShipmentStoreContract, uniqueTrackingNumber } from "./contract.js";
 
@@ -124,10 +125,19 @@ describe("PostgresShipmentStore", () => {
       assert.match(p, /shipments_customer_status_updated_idx/, p);
     });
 
-    it("serves radius searches from the GiST earthdistance index", async () => {
+    it("serves radius searches from the grid-cell index in sort order, and continent-sized ones from the GiST index", async () => {
       const q = buildSearchSql(normalizeQuery({ near: { lat: 48.85, lon: 2.35, radiusKm: 25 }, pageSize: 20 }));
       const p = await plan(q.text, q.values);
-      assert.match(p, /shipments_geo_idx/, p);
+      assert.match(p, /shipments_geo_cell_updated_idx/, p);
+      assert.doesNotMatch(p, /Seq Scan on shipments/, p);
+      const wide = buildSearchSql(normalizeQuery({ near: { lat: 48.85, lon: 2.35, radiusKm: 2500 }, pageSize: 20 }));
+      assert.match(await plan(wide.text, wide.values), /shipments_geo_idx|shipments_updated_idx/);
+    });
+
+    it("serves carrier + status searches from the carrier index in sort order", async () => {
+      const q = buildSearchSql(normalizeQuery({ carrierCode: "acme", statuses: [ShipmentStatus.IN_TRANSIT], pageSize: 20 }));
+      const p = await plan(q.text, q.values);
+      assert.match(p, /shipments_carrier_status_updated_idx/, p);
     });
 
     it("reads a shipment's history through the tracking-number index of the partitions", async () => {
@@ -140,6 +150,110 @@ describe("PostgresShipmentStore", () => {
     });
   });
 
+  describe("searches read key by key", () => {
+    let fresh: TestSchema;
+    let store: PostgresShipmentStore;
+    beforeAll(async () => {
+      fresh = await createTestSchema({ prefix: "store_keyed" });
+      store = await createPostgresShipmentStore({ connectionString: fresh.connectionString, maxConnections: 2 });
+      // Shipments clustered around places that stress the grid (cell edges, the antimeridian, a
+      // pole), with few distinct update times (ties broken by tracking number).
+      const places = [
+        { lat: 48.85, lon: 2.35 },
+        { lat: 0, lon: 0 },
+        { lat: 10, lon: 179.97 },
+        { lat: 10, lon: -179.97 },
+        { lat: 89.9, lon: 45 },
+        { lat: -45.25, lon: 100.5 },
+      ];
+      let seed = 11;
+      const random = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296);
+      await store.pool.query(
+        `INSERT INTO shipments (tracking_number, customer_id, carrier_code, status, updated_at, lat, lon, version, doc)
+         SELECT tn, c, cr, st, t, la, lo, 1, jsonb_build_object('trackingNumber', tn, 'updatedAt', to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::timestamptz[], $6::float8[], $7::float8[])
+             AS x(tn, c, cr, st, t, la, lo)`,
+        (() => {
+          const cols: unknown[][] = [[], [], [], [], [], [], []];
+          for (let i = 0; i < 1500; i++) {
+            const p = places[i % places.length]!;
+            const row = [
+              `KEYED${String(i).padStart(6, "0")}`,
+              `cust-${i % 3}`,
+              ["acme", "dhl"][i % 2],
+              [ShipmentStatus.IN_TRANSIT, ShipmentStatus.DELIVERED, ShipmentStatus.OUT_FOR_DELIVERY][Math.floor(random() * 3)],
+              new Date(Date.UTC(2026, 0, 1) + Math.floor(random() * 40) * 60_000).toISOString(),
+              i % 10 === 9 ? null : Math.max(-90, Math.min(90, p.lat + (random() - 0.5) * 0.8)),
+              i % 10 === 9 ? null : ((p.lon + (random() - 0.5) * 0.8 + 540) % 360) - 180,
+            ];
+            row.forEach((v, j) => cols[j]!.push(v));
+          }
+          return cols;
+        })(),
+      );
+      await store.pool.query("ANALYZE shipments");
+    });
+    afterAll(async () => {
+      await store.close();
+      await fresh.drop();
+    });
+
+    /** Every page of a search, through the store. */
+    async function allPages(query: Omit<ShipmentQuery, "pageSize" | "cursor">): Promise<string[]> {
+      const out: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await store.searchShipments({ ...query, pageSize: 7, ...(cursor ? { cursor } : {}) });
+        out.push(...page.items.map((d) => d.trackingNumber));
+        cursor = page.nextCursor;
+      } while (cursor);
+      return out;
+    }
+
+    /** The same search as one plain query over the whole table. */
+    async function reference(where: string, values: unknown[]): Promise<string[]> {
+      const res = await store.pool.query<{ tracking_number: string }>(
+        `SELECT tracking_number FROM shipments WHERE ${where} ORDER BY updated_at DESC, tracking_number DESC`,
+        values,
+      );
+      return res.rows.map((r) => r.tracking_number);
+    }
+
+    it("pages through an area exactly as a plain scan of the table orders it", async () => {
+      for (const [lat, lon, km] of [
+        [48.85, 2.35, 25],
+        [0.1, -0.1, 40],
+        [10, 179.99, 30],
+        [89.95, 0, 50],
+        [-45.3, 100.4, 5],
+      ] as const) {
+        const want = await reference(
+          "lat IS NOT NULL AND earth_distance(ll_to_earth($1, $2), ll_to_earth(lat, lon)) <= $3",
+          [lat, lon, km * 1000],
+        );
+        assert.ok(want.length > 0, `${lat},${lon}: the sample has shipments in the area`);
+        assert.deepEqual(await allPages({ near: { lat, lon, radiusKm: km } }), want, `${lat},${lon} ${km} km`);
+      }
+      const within = await reference(
+        "lat IS NOT NULL AND earth_distance(ll_to_earth(48.85, 2.35), ll_to_earth(lat, lon)) <= 30000 AND customer_id = 'cust-1' AND status = 2",
+        [],
+      );
+      assert.deepEqual(await allPages({ near: { lat: 48.85, lon: 2.35, radiusKm: 30 }, customerId: "cust-1", statuses: [2] }), within);
+    });
+
+    it("pages through a customer's or carrier's shipments, by status or all, exactly as a plain scan orders them", async () => {
+      assert.deepEqual(await allPages({ customerId: "cust-2" }), await reference("customer_id = 'cust-2'", []));
+      assert.deepEqual(
+        await allPages({ customerId: "cust-0", statuses: [ShipmentStatus.IN_TRANSIT, ShipmentStatus.OUT_FOR_DELIVERY] }),
+        await reference("customer_id = 'cust-0' AND status IN (2, 3)", []),
+      );
+      assert.deepEqual(
+        await allPages({ carrierCode: "dhl", updatedAfter: "2026-01-01T00:20:00Z" }),
+        await reference("carrier_code = 'dhl' AND updated_at >= '2026-01-01T00:20:00Z'", []),
+      );
+    });
+  });
+
   describe("migrations", () => {
     it("are applied once when several replicas start at the same time", async () => {
       const fresh = await createTestSchema({ prefix: "store_mig" });
@@ -149,7 +263,7 @@ describe("PostgresShipmentStore", () => {
         );
         try {
           const rows = await stores[0]?.pool.query<{ version: number }>("SELECT version FROM schema_migrations");
-          assert.deepEqual(rows?.rows.map((r) => r.version), [1]);
+          assert.deepEqual(rows?.rows.map((r) => r.version), MIGRATIONS.map((m) => m.version));
           const tn = uniqueTrackingNumber();
           const r = await stores[2]?.applyEvent(scan(tn, `${tn}-1`, new Date().toISOString()));
           assert.equal(r?.applied, true);

@@ -64,6 +64,27 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE shipment_events_default PARTITION OF shipment_events DEFAULT;
     `,
   },
+  {
+    version: 2,
+    name: "searches read a page per key: area grid cells, carrier status in sort order",
+    // A search used to read every match and sort it: every shipment inside the radius (GiST), or
+    // every shipment of a carrier and status ((carrier_code, status)). These indexes are led by a
+    // key the search pins and then the searches' order, so buildSearchSql (search-sql.ts) reads
+    // page-size entries per key (grid cell, status) and merges them. Built in the migration
+    // transaction (writes wait while it builds): on a large live store, create them CONCURRENTLY
+    // by hand first, under these names, and this migration finds them.
+    sql: `
+      CREATE FUNCTION shipment_geo_cell(lat float8, lon float8) RETURNS integer
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        RETURN floor((lat + 90) * 4)::integer * 1441 + floor((lon + 180) * 4)::integer;
+      CREATE INDEX IF NOT EXISTS shipments_geo_cell_updated_idx
+        ON shipments (shipment_geo_cell(lat, lon), updated_at DESC, tracking_number DESC) INCLUDE (lat, lon)
+        WHERE lat IS NOT NULL AND lon IS NOT NULL;
+      CREATE INDEX IF NOT EXISTS shipments_carrier_status_updated_idx
+        ON shipments (carrier_code, status, updated_at DESC, tracking_number DESC);
+      DROP INDEX IF EXISTS shipments_carrier_status_idx;
+    `,
+  },
 ];
 
 /**

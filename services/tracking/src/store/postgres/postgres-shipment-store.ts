@@ -1,12 +1,15 @@
 import type pg from "pg";
 import { createPgPool } from "@logistics/shared/postgres";
 import { encodeCursor, checkPageSize, decodeCursor } from "../cursor.js";
-import { applyToDoc, assertJsonSize, assertSize, MAX_DOCUMENT_BYTES, roundCoordinate, validateEvent } from "../derive.js";
+import { applyToDoc, assertJsonSize, assertSize, MAX_DOCUMENT_BYTES, validateEvent } from "../derive.js";
 import { atBatchIndex, ConflictError } from "../errors.js";
 import type { ApplyResult, Page, PageRequest, ShipmentDoc, ShipmentEventInput, ShipmentQuery, ShipmentStore, StoredEvent } from "../ports.js";
-import { normalizeQuery, type NormalizedQuery } from "../query.js";
+import { normalizeQuery } from "../query.js";
 import { migrate } from "./migrations.js";
 import { detachPartitionsOlderThan, ensurePartitions, type EnsurePartitionsOptions } from "./partitions.js";
+import { buildSearchSql } from "./search-sql.js";
+
+export { buildSearchSql };
 
 /** Options for {@link createPostgresShipmentStore}. */
 export interface PostgresShipmentStoreOptions {
@@ -90,39 +93,6 @@ function toStoredEvent(r: EventRow): StoredEvent {
     appliedAt: r.applied_at.toISOString(),
     event: r.payload,
   };
-}
-
-/**
- * The SQL of a shipment search (exported so tests can EXPLAIN exactly what runs). Fetches
- * `pageSize + 1` rows to know whether another page exists. The geo filter is the
- * earthdistance idiom: `earth_box @> ll_to_earth(lat, lon)` (served by the GiST index
- * shipments_geo_idx) narrowed by the exact `earth_distance`.
- */
-export function buildSearchSql(q: NormalizedQuery): { text: string; values: unknown[] } {
-  const where: string[] = [];
-  const values: unknown[] = [];
-  const p = (v: unknown) => {
-    values.push(v);
-    return `$${values.length}`;
-  };
-  if (q.customerId !== undefined) where.push(`customer_id = ${p(q.customerId)}`);
-  if (q.carrierCode !== undefined) where.push(`carrier_code = ${p(q.carrierCode)}`);
-  if (q.statuses) where.push(`status = ANY(${p(q.statuses)}::smallint[])`);
-  if (q.updatedAfter !== undefined) where.push(`updated_at >= ${p(q.updatedAfter)}::timestamptz`);
-  if (q.updatedBefore !== undefined) where.push(`updated_at < ${p(q.updatedBefore)}::timestamptz`);
-  if (q.near) {
-    const center = `ll_to_earth(${p(roundCoordinate(q.near.lat))}::float8, ${p(roundCoordinate(q.near.lon))}::float8)`;
-    const meters = `${p(q.near.radiusKm * 1000)}::float8`;
-    where.push(
-      "lat IS NOT NULL AND lon IS NOT NULL",
-      `earth_box(${center}, ${meters}) @> ll_to_earth(lat, lon)`,
-      `earth_distance(${center}, ll_to_earth(lat, lon)) <= ${meters}`,
-    );
-  }
-  if (q.after) where.push(`(updated_at, tracking_number) < (${p(q.after[0])}::timestamptz, ${p(q.after[1])})`);
-  const text = `SELECT doc FROM shipments ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
-    ORDER BY updated_at DESC, tracking_number DESC LIMIT ${p(q.pageSize + 1)}`;
-  return { text, values };
 }
 
 /**
