@@ -58,14 +58,14 @@ async function backlog(size: number): Promise<Backlog> {
       id: `sub_bench_${o}`,
       owner: "bench",
       ownedBy: undefined,
-      scope: { kind: "carrierCode", value: "acme" },
+      scope: { case: "carrierCode", value: "acme" },
       eventTypes: [NotificationEventType.STATUS_CHANGED],
       webhookUrl: `${origin}/hook`,
       origin,
       secret: "s".repeat(43),
       idempotencyKey: undefined,
     });
-    subs.push(subscription.id);
+    subs.push(subscription.subscriptionId);
     origins.push(origin);
   }
   const q = `"${schema.schema}"`;

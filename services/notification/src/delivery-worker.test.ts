@@ -3,24 +3,24 @@ import { describe, it } from "vitest";
 import { context, SpanKind, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { TracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace";
-import { DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { DeliveryState, type DeliveryAttempt } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { waitFor } from "@logistics/shared/testing";
 import { startDeliveryWorker, type DeliveryWorkerOptions } from "./delivery-worker.js";
-import type { AttemptRecord, ClaimedDelivery, ClaimOptions, DeliveryTransition } from "./notification-store.js";
+import type { ClaimedDelivery, ClaimOptions, DeliveryTransition } from "./notification-store.js";
 import { verifyWebhookSignature } from "./signature.js";
 import type { WebhookRequest, WebhookResult } from "./webhook-sender.js";
 
 /** An in-memory stand-in for the store's claim/record pair: every delivery is due at once. */
 function fakeStore(deliveries: ClaimedDelivery[]) {
   const queue = [...deliveries];
-  const recorded: Array<{ id: string; attempt: AttemptRecord; next: DeliveryTransition }> = [];
+  const recorded: Array<{ id: string; attempt: DeliveryAttempt; next: DeliveryTransition }> = [];
   return {
     recorded,
     store: {
       async claimDue(o: ClaimOptions) {
         return queue.splice(0, o.limit).map((d) => ({ ...d, leaseToken: o.leaseToken }));
       },
-      async recordAttempt(d: ClaimedDelivery, attempt: AttemptRecord, next: DeliveryTransition) {
+      async recordAttempt(d: ClaimedDelivery, attempt: DeliveryAttempt, next: DeliveryTransition) {
         recorded.push({ id: d.id, attempt, next });
         if (next.state === DeliveryState.RETRYING) queue.push({ ...d, attemptsInBudget: d.attemptsInBudget + 1 });
         return true;

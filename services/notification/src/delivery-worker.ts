@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Tracer } from "@opentelemetry/api";
 import { redactedUrl, SemConv, serverAttributes } from "@logistics/shared/telemetry";
-import { DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { DeliveryAttemptSchema, DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { createCircuitBreakers, type CircuitBreakerOptions, type CircuitBreakers } from "./circuit-breaker.js";
 import type { ClaimedDelivery, DeliveryTransition, NotificationStore } from "./notification-store.js";
 import { classifyStatus, nextRetryDelayMs, parseRetryAfter, type RetryPolicyOptions } from "./retry-policy.js";
@@ -117,7 +119,7 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
     });
 
   const attempt = async (d: ClaimedDelivery): Promise<void> => {
-    const attemptedAt = new Date();
+    const attemptedAt = timestampNow();
     const n = d.attemptsInBudget + 1;
     let result: WebhookResult;
     // The delivery's log lines are written in the context of its HTTP span (or, when no request
@@ -143,7 +145,13 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
     const error = outcome === "delivered" ? "" : result.error || `HTTP ${result.status}`;
     const written = await opts.store.recordAttempt(
       d,
-      { attemptedAt, httpStatus: result.status, error, durationMs: result.durationMs, responseExcerpt: result.excerpt },
+      create(DeliveryAttemptSchema, {
+        attemptedAt,
+        httpStatus: result.status,
+        error,
+        duration: durationFromMs(result.durationMs),
+        responseExcerpt: result.excerpt,
+      }),
       next,
     );
     // Log lines and the attempt's metrics (exemplars) in the attempt's trace context.

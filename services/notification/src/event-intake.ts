@@ -13,7 +13,6 @@ import {
 import type { NatsLog } from "@logistics/shared/nats";
 import type { ConsumerRef } from "@logistics/shared/operations";
 import type { NotificationStore } from "./notification-store.js";
-import { etaChangedEvent, statusChangedEvent, type WebhookEvent } from "./webhook-payload.js";
 
 /** Durable consumer names (shared by all replicas, which split the messages between them). */
 export const STATUS_CONSUMER = "notification-status";
@@ -50,11 +49,6 @@ export interface EventIntake {
 
 type IntakeEvent = CatalogEvents["statusChanged"] | CatalogEvents["etaChanged"];
 
-/** The webhook event of one consumed message. */
-function webhookEvent(item: BatchItem<IntakeEvent>): WebhookEvent {
-  return item.type === "status.changed" ? statusChangedEvent(item.message) : etaChangedEvent(item.message);
-}
-
 /**
  * Turns StatusChanged and EtaChanged events into delivery rows: the catalog's two durable consumers
  * on the status stream (`notification-status`, `notification-eta`) on the batch consumer. A batch's
@@ -80,11 +74,11 @@ export async function startEventIntake(opts: EventIntakeOptions): Promise<EventI
   const handler = async (items: ReadonlyArray<BatchItem<IntakeEvent>>) => {
     const tc = traceContext();
     try {
-      created(await store.insertDeliveriesBatch(items.map((item) => ({ event: webhookEvent(item), traceContext: tc }))));
+      created(await store.insertDeliveriesBatch(items.map((item) => ({ event: item.message, traceContext: tc }))));
       return items.map(() => ({ kind: "ack" }) as const);
     } catch (err) {
       if (items.length > 1) log?.warn({ size: items.length, err }, "delivery batch failed; inserting its events one at a time");
-      return applyEach(items, async (item) => created(await store.insertDeliveries(webhookEvent(item), tc)));
+      return applyEach(items, async (item) => created(await store.insertDeliveries(item.message, tc)));
     }
   };
   const handles: BatchConsumer[] = [];

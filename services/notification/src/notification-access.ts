@@ -37,13 +37,13 @@ export function checkSubscriptionScope(principal: Principal, scope: Subscription
   const deny = (what: string) => new ConnectError(what, Code.PermissionDenied);
   switch (principal.role) {
     case "customer":
-      if (scope.kind === "customerId" && scope.value !== principal.customer) {
+      if (scope.case === "customerId" && scope.value !== principal.customer) {
         throw deny(`credentials of customer ${JSON.stringify(principal.customer)} may not subscribe to customer ${JSON.stringify(scope.value)}`);
       }
-      if (scope.kind === "carrierCode") throw deny("customer credentials may not subscribe to a carrier's shipments");
+      if (scope.case === "carrierCode") throw deny("customer credentials may not subscribe to a carrier's shipments");
       return;
     case "carrier":
-      if (scope.kind !== "carrierCode") throw deny("carrier credentials may only subscribe to their own carrier's shipments (carrier_code)");
+      if (scope.case !== "carrierCode") throw deny("carrier credentials may only subscribe to their own carrier's shipments (carrier_code)");
       if (scope.value !== principal.carrier) {
         throw deny(`credentials of carrier ${JSON.stringify(principal.carrier)} may not subscribe to carrier ${JSON.stringify(scope.value)}`);
       }

@@ -1,16 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { requirePrincipal } from "@logistics/shared/auth";
-import {
-  DeliverySchema,
-  SubscriptionSchema,
-  type NotificationService,
-  type Subscription,
-} from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import type { NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { checkSubscriptionScope, idempotencyScope, ownerOf } from "./notification-access.js";
-import type { DeliveryRecord, NotificationStore, SubscriptionRecord, SubscriptionScope } from "./notification-store.js";
+import type { NotificationStore } from "./notification-store.js";
 import { resolveWebhookTarget, WebhookUrlError, type WebhookTargetPolicy } from "./webhook-target.js";
 
 /** The RPC handlers of NotificationService. */
@@ -53,12 +46,12 @@ export function createNotificationHandlers(deps: NotificationHandlersDeps): Noti
     async subscribe(req, ctx) {
       const principal = requirePrincipal(ctx);
       const owner = idempotencyScope(principal);
-      if (req.scope.case === undefined) throw new ConnectError("scope is required", Code.InvalidArgument);
-      const scope: SubscriptionScope = { kind: req.scope.case, value: req.scope.value };
+      const scope = req.scope;
+      if (scope.case === undefined) throw new ConnectError("scope is required", Code.InvalidArgument);
       checkSubscriptionScope(principal, scope);
       if (req.idempotencyKey) {
         const existing = await store.findByIdempotencyKey(owner, req.idempotencyKey);
-        if (existing) return { subscription: toSubscription(existing.subscription), signingSecret: existing.secret };
+        if (existing) return { subscription: existing.subscription, signingSecret: existing.secret };
       }
       let url: URL;
       try {
@@ -80,7 +73,7 @@ export function createNotificationHandlers(deps: NotificationHandlersDeps): Noti
         secret: req.secret || generateSigningSecret(),
         idempotencyKey: req.idempotencyKey || undefined,
       });
-      return { subscription: toSubscription(subscription), signingSecret: secret };
+      return { subscription, signingSecret: secret };
     },
 
     async unsubscribe(req, ctx) {
@@ -100,13 +93,8 @@ export function createNotificationHandlers(deps: NotificationHandlersDeps): Noti
       };
       const pageSize = req.pageSize || DEFAULT_PAGE_SIZE;
       const after = readPageToken(req.pageToken, filter);
-      const rows = await store.listSubscriptions({ ...filter, ...(ownedBy ? { ownedBy } : {}) }, pageSize + 1, after);
-      const page = rows.slice(0, pageSize);
-      const last = page[page.length - 1];
-      return {
-        subscriptions: page.map(toSubscription),
-        nextPageToken: rows.length > pageSize && last ? pageToken(last.seq, filter) : "",
-      };
+      const page = await store.listSubscriptions({ ...filter, ...(ownedBy ? { ownedBy } : {}) }, pageSize, after);
+      return { subscriptions: page.items, nextPageToken: page.nextSeq ? pageToken(page.nextSeq, filter) : "" };
     },
 
     async listDeliveries(req, ctx) {
@@ -118,13 +106,8 @@ export function createNotificationHandlers(deps: NotificationHandlersDeps): Noti
       };
       const pageSize = req.pageSize || DEFAULT_PAGE_SIZE;
       const after = readPageToken(req.pageToken, filter);
-      const rows = await store.listDeliveries({ ...filter, ...(ownedBy ? { ownedBy } : {}) }, pageSize + 1, after);
-      const page = rows.slice(0, pageSize);
-      const last = page[page.length - 1];
-      return {
-        deliveries: page.map(toDelivery),
-        nextPageToken: rows.length > pageSize && last ? pageToken(last.seq, filter) : "",
-      };
+      const page = await store.listDeliveries({ ...filter, ...(ownedBy ? { ownedBy } : {}) }, pageSize, after);
+      return { deliveries: page.items, nextPageToken: page.nextSeq ? pageToken(page.nextSeq, filter) : "" };
     },
 
     async redriveDeadLetters(req, ctx) {
@@ -138,40 +121,6 @@ export function createNotificationHandlers(deps: NotificationHandlersDeps): Noti
       return { redriven };
     },
   };
-}
-
-function toSubscription(s: SubscriptionRecord): Subscription {
-  return create(SubscriptionSchema, {
-    subscriptionId: s.id,
-    scope: { case: s.scope.kind, value: s.scope.value },
-    eventTypes: [...s.eventTypes],
-    webhookUrl: s.webhookUrl,
-    createdAt: timestampFromDate(s.createdAt),
-    active: s.active,
-  });
-}
-
-function toDelivery(d: DeliveryRecord) {
-  return create(DeliverySchema, {
-    deliveryId: d.id,
-    subscriptionId: d.subscriptionId,
-    eventId: d.eventId,
-    trackingNumber: d.trackingNumber,
-    eventType: d.eventType,
-    state: d.state,
-    attemptCount: d.attemptCount,
-    attempts: d.attempts.map((a) => ({
-      attemptedAt: timestampFromDate(a.attemptedAt),
-      httpStatus: a.httpStatus,
-      error: a.error,
-      duration: durationFromMs(a.durationMs),
-      responseExcerpt: a.responseExcerpt,
-    })),
-    ...(d.nextAttemptAt ? { nextAttemptAt: timestampFromDate(d.nextAttemptAt) } : {}),
-    lastError: d.lastError,
-    createdAt: timestampFromDate(d.createdAt),
-    ...(d.deliveredAt ? { deliveredAt: timestampFromDate(d.deliveredAt) } : {}),
-  });
 }
 
 /** Page tokens: the last row's sequence plus a fingerprint of the filters they were issued for. */

@@ -1,6 +1,17 @@
-import { createPgPool, migrate, type Migration } from "@logistics/shared/postgres";
-import { DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
-import type { WebhookEvent } from "./webhook-payload.js";
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, durationMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type pg from "pg";
+import { createPgPool, inTransaction, migrate, type Migration } from "@logistics/shared/postgres";
+import {
+  DeliveryAttemptSchema,
+  DeliverySchema,
+  DeliveryState,
+  SubscriptionSchema,
+  type Delivery,
+  type DeliveryAttempt,
+  type Subscription,
+} from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { eventTimeOf, webhookBodies, type NotificationEvent } from "./webhook-payload.js";
 
 /** Options of {@link createNotificationStore}. */
 export interface NotificationStoreOptions {
@@ -19,11 +30,8 @@ export interface NotificationStoreOptions {
   orderWindowMs?: number;
 }
 
-/** Which shipments a subscription covers: exactly one of the three. */
-export type SubscriptionScope =
-  | { readonly kind: "trackingNumber"; readonly value: string }
-  | { readonly kind: "customerId"; readonly value: string }
-  | { readonly kind: "carrierCode"; readonly value: string };
+/** Which shipments a subscription covers: exactly one of the three (the contract's `scope` oneof). */
+export type SubscriptionScope = Exclude<Subscription["scope"], { case: undefined }>;
 
 /**
  * The customer or carrier a subscription belongs to (the caller that created it, when that caller
@@ -33,18 +41,11 @@ export type SubscriptionOwner =
   | { readonly customerId: string; readonly carrierCode?: undefined }
   | { readonly carrierCode: string; readonly customerId?: undefined };
 
-/** A stored subscription (without its secret). */
-export interface SubscriptionRecord {
-  readonly id: string;
-  readonly scope: SubscriptionScope;
-  readonly eventTypes: readonly number[];
-  readonly webhookUrl: string;
-  readonly createdAt: Date;
-  readonly active: boolean;
-  /** Listing order key (newest = largest). */
-  readonly seq: string;
-  /** Whose it is; undefined for internal and operator subscriptions. */
-  readonly ownedBy: SubscriptionOwner | undefined;
+/** One page of a listing, newest first. */
+export interface Page<T> {
+  readonly items: T[];
+  /** Cursor of the next page (`afterSeq`); undefined on the last page. */
+  readonly nextSeq: string | undefined;
 }
 
 /** A new subscription. */
@@ -61,32 +62,6 @@ export interface NewSubscription {
   readonly origin: string;
   readonly secret: string;
   readonly idempotencyKey: string | undefined;
-}
-
-/** One HTTP attempt. */
-export interface AttemptRecord {
-  readonly attemptedAt: Date;
-  readonly httpStatus: number;
-  readonly error: string;
-  readonly durationMs: number;
-  readonly responseExcerpt: string;
-}
-
-/** A stored delivery with its most recent attempts. */
-export interface DeliveryRecord {
-  readonly id: string;
-  readonly seq: string;
-  readonly subscriptionId: string;
-  readonly eventId: string;
-  readonly trackingNumber: string;
-  readonly eventType: number;
-  readonly state: DeliveryState;
-  readonly attemptCount: number;
-  readonly attempts: readonly AttemptRecord[];
-  readonly nextAttemptAt: Date | undefined;
-  readonly lastError: string;
-  readonly createdAt: Date;
-  readonly deliveredAt: Date | undefined;
 }
 
 /** A due delivery leased to one worker. */
@@ -167,30 +142,30 @@ export interface NotificationStore {
    * Inserts a subscription. With an idempotency key already used by the same owner, inserts
    * nothing and returns the existing one (`created: false`).
    */
-  createSubscription(s: NewSubscription): Promise<{ subscription: SubscriptionRecord; secret: string; created: boolean }>;
+  createSubscription(s: NewSubscription): Promise<{ subscription: Subscription; secret: string; created: boolean }>;
   /** The subscription an owner created with this idempotency key, with its secret. */
-  findByIdempotencyKey(owner: string, key: string): Promise<{ subscription: SubscriptionRecord; secret: string } | undefined>;
+  findByIdempotencyKey(owner: string, key: string): Promise<{ subscription: Subscription; secret: string } | undefined>;
   /**
    * Deactivates a subscription and cancels its pending deliveries (they become dead-lettered with
    * the reason "subscription deleted" and are never redriven). "not_found" if the id never existed
    * or, with `ownedBy`, belongs to someone else (callers learn nothing about others' ids).
    */
   unsubscribe(id: string, ownedBy?: SubscriptionOwner): Promise<"deleted" | "already_deleted" | "not_found">;
-  /** Subscriptions newest first, after the `afterSeq` cursor. */
-  listSubscriptions(filter: SubscriptionFilter, limit: number, afterSeq: string | undefined): Promise<SubscriptionRecord[]>;
+  /** Up to `limit` subscriptions newest first, after the `afterSeq` cursor. */
+  listSubscriptions(filter: SubscriptionFilter, limit: number, afterSeq: string | undefined): Promise<Page<Subscription>>;
   /**
    * Creates one PENDING delivery, due after the order window, per active subscription matching the event (scope and
-   * event type); a subscription gets the first matching type of `event.bodies`. Idempotent per
+   * event type); a subscription gets the first matching type of {@link webhookBodies}. Idempotent per
    * (subscription, event id). A subscription owned by a customer matches only events of that
    * customer's shipments, one owned by a carrier only that carrier's (so a guessed tracking number
    * yields nothing), and gets the body variant for its owner. Returns how many rows were inserted.
    */
-  insertDeliveries(event: WebhookEvent, traceContext: Readonly<Record<string, string>>): Promise<number>;
+  insertDeliveries(event: NotificationEvent, traceContext: Readonly<Record<string, string>>): Promise<number>;
   /**
    * {@link insertDeliveries} for many events in one transaction (one commit for a consumer's
    * batch); all or nothing. Returns how many rows were inserted in all.
    */
-  insertDeliveriesBatch(entries: ReadonlyArray<{ readonly event: WebhookEvent; readonly traceContext: Readonly<Record<string, string>> }>): Promise<number>;
+  insertDeliveriesBatch(entries: ReadonlyArray<{ readonly event: NotificationEvent; readonly traceContext: Readonly<Record<string, string>> }>): Promise<number>;
   /**
    * Leases due deliveries (`SELECT … FOR UPDATE SKIP LOCKED`, so replicas never claim the same
    * row): PENDING or RETRYING, due, not leased (or the lease expired), whose subscription+shipment
@@ -203,14 +178,14 @@ export interface NotificationStore {
    * Appends an attempt and applies the transition, only if the lease is still held and the
    * delivery is still PENDING or RETRYING. Returns false when nothing was written.
    */
-  recordAttempt(delivery: ClaimedDelivery, attempt: AttemptRecord, next: DeliveryTransition): Promise<boolean>;
-  /** Deliveries newest first, each with its last `attemptsPerDelivery` attempts (oldest first). */
+  recordAttempt(delivery: ClaimedDelivery, attempt: DeliveryAttempt, next: DeliveryTransition): Promise<boolean>;
+  /** Up to `limit` deliveries newest first, each with its last `attemptsPerDelivery` attempts (oldest first). */
   listDeliveries(
     filter: DeliveryFilter,
     limit: number,
     afterSeq: string | undefined,
     attemptsPerDelivery?: number,
-  ): Promise<DeliveryRecord[]>;
+  ): Promise<Page<Delivery>>;
   /**
    * Moves DEAD_LETTERED deliveries of active subscriptions back to PENDING, due now, with a fresh
    * attempt budget. Returns how many moved.
@@ -295,49 +270,413 @@ export function claimDueSql(schema: string): string {
   );
 }
 
+/** What every statement of one store needs: its pool, tables and settings. */
+interface StoreContext {
+  readonly pool: pg.Pool;
+  readonly schema: string;
+  /** Qualified table names. */
+  readonly subs: string;
+  readonly dels: string;
+  readonly atts: string;
+  /** {@link claimDueSql} of the schema, built once. */
+  readonly claimSql: string;
+  readonly orderWindowMs: number;
+}
+
 /** Creates the PostgreSQL store. Connects lazily (the pool opens connections on first use). */
 export function createNotificationStore(opts: NotificationStoreOptions): NotificationStore {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.schema)) throw new RangeError(`invalid schema name ${opts.schema}`);
-  const pool = createPgPool({ connectionString: opts.connectionString, max: opts.poolSize ?? 10, applicationName: "notification" });
   const q = `"${opts.schema}"`;
-  const subs = `${q}.subscriptions`;
-  const dels = `${q}.deliveries`;
-  const atts = `${q}.delivery_attempts`;
-  const claimSql = claimDueSql(opts.schema);
-
-  const toSubscription = (r: Record<string, unknown>): SubscriptionRecord => {
-    const scope: SubscriptionScope =
-      r.tracking_number != null
-        ? { kind: "trackingNumber", value: String(r.tracking_number) }
-        : r.customer_id != null
-          ? { kind: "customerId", value: String(r.customer_id) }
-          : { kind: "carrierCode", value: String(r.carrier_code) };
-    return {
-      id: String(r.id),
-      scope,
-      eventTypes: (r.event_types as number[]).map(Number),
-      webhookUrl: String(r.webhook_url),
-      createdAt: r.created_at as Date,
-      active: Boolean(r.active),
-      seq: String(r.seq),
-      ownedBy:
-        r.owner_customer_id != null
-          ? { customerId: String(r.owner_customer_id) }
-          : r.owner_carrier_code != null
-            ? { carrierCode: String(r.owner_carrier_code) }
-            : undefined,
-    };
+  const ctx: StoreContext = {
+    pool: createPgPool({ connectionString: opts.connectionString, max: opts.poolSize ?? 10, applicationName: "notification" }),
+    schema: opts.schema,
+    subs: `${q}.subscriptions`,
+    dels: `${q}.deliveries`,
+    atts: `${q}.delivery_attempts`,
+    claimSql: claimDueSql(opts.schema),
+    orderWindowMs: opts.orderWindowMs ?? 0,
   };
-  /** The SQL condition (on a subscriptions alias) and its argument for an owner filter. */
-  const ownerCondition = (alias: string, o: SubscriptionOwner): [string, string] =>
-    o.customerId !== undefined ? [`${alias}owner_customer_id = ?`, o.customerId] : [`${alias}owner_carrier_code = ?`, o.carrierCode];
+  return {
+    migrate: async () => {
+      await migrate(ctx.pool, { lockName: `notification-migrate:${ctx.schema}`, schema: ctx.schema, migrations: notificationMigrations(ctx) });
+    },
+    createSubscription: (s) => createSubscription(ctx, s),
+    findByIdempotencyKey: (owner, key) => findByIdempotencyKey(ctx, owner, key),
+    unsubscribe: (id, ownedBy) => unsubscribe(ctx, id, ownedBy),
+    listSubscriptions: (filter, limit, afterSeq) => listSubscriptions(ctx, filter, limit, afterSeq),
+    insertDeliveries: (event, traceContext) => insertDeliveriesBatch(ctx, [{ event, traceContext }]),
+    insertDeliveriesBatch: (entries) => insertDeliveriesBatch(ctx, entries),
+    claimDue: (o) => claimDue(ctx, o),
+    recordAttempt: (d, a, next) => recordAttempt(ctx, d, a, next),
+    listDeliveries: (filter, limit, afterSeq, attemptsPerDelivery) => listDeliveries(ctx, filter, limit, afterSeq, attemptsPerDelivery),
+    redrive: (target) => redrive(ctx, target),
+    backlog: () => backlog(ctx),
+    close: () => ctx.pool.end(),
+  };
+}
 
-  /**
-   * The schema's versioned migrations, applied in order under the advisory lock, each recorded in
-   * `schema_migrations`. Version 1 is the original schema (written with IF NOT EXISTS, so a
-   * database created before versioning is adopted as is); later versions only ALTER.
-   */
-  const migrations: Migration[] = [
+const SUB_COLUMNS = "id, seq, tracking_number, customer_id, carrier_code, event_types, webhook_url, created_at, active";
+
+/** A subscriptions row (any superset of {@link SUB_COLUMNS}) as the contract's Subscription. */
+function rowToSubscription(r: Record<string, unknown>): Subscription {
+  const scope: SubscriptionScope =
+    r.tracking_number != null
+      ? { case: "trackingNumber", value: String(r.tracking_number) }
+      : r.customer_id != null
+        ? { case: "customerId", value: String(r.customer_id) }
+        : { case: "carrierCode", value: String(r.carrier_code) };
+  return create(SubscriptionSchema, {
+    subscriptionId: String(r.id),
+    scope,
+    eventTypes: (r.event_types as number[]).map(Number),
+    webhookUrl: String(r.webhook_url),
+    createdAt: timestampFromDate(r.created_at as Date),
+    active: Boolean(r.active),
+  });
+}
+
+/** The SQL condition (on a subscriptions alias) and its argument for an owner filter. */
+function ownerCondition(alias: string, o: SubscriptionOwner): [string, string] {
+  return o.customerId !== undefined ? [`${alias}owner_customer_id = ?`, o.customerId] : [`${alias}owner_carrier_code = ?`, o.carrierCode];
+}
+
+/** A WHERE clause built condition by condition, each `?` numbered as the next parameter. */
+function whereBuilder() {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  return {
+    args,
+    add(sql: string, v: unknown) {
+      args.push(v);
+      where.push(sql.replace("?", `$${args.length}`));
+    },
+    sql: () => (where.length ? `WHERE ${where.join(" AND ")}` : ""),
+  };
+}
+
+/** The first `limit` rows and the cursor after them, from `limit + 1` rows read. */
+function pageOf<T>(rows: ReadonlyArray<Record<string, unknown>>, limit: number, toItem: (r: Record<string, unknown>) => T): Page<T> {
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return { items: page.map(toItem), nextSeq: rows.length > limit && last ? String(last.seq) : undefined };
+}
+
+async function createSubscription(ctx: StoreContext, s: NewSubscription): Promise<{ subscription: Subscription; secret: string; created: boolean }> {
+  const scopeCol = { trackingNumber: "tracking_number", customerId: "customer_id", carrierCode: "carrier_code" }[s.scope.case];
+  const res = await ctx.pool.query(
+    `INSERT INTO ${ctx.subs} (id, owner, ${scopeCol}, event_types, webhook_url, origin, secret, idempotency_key,
+                          owner_customer_id, owner_carrier_code)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+     ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+     RETURNING ${SUB_COLUMNS}, secret`,
+    [
+      s.id,
+      s.owner,
+      s.scope.value,
+      [...s.eventTypes],
+      s.webhookUrl,
+      s.origin,
+      s.secret,
+      s.idempotencyKey ?? null,
+      s.ownedBy?.customerId ?? null,
+      s.ownedBy?.carrierCode ?? null,
+    ],
+  );
+  const row = res.rows[0] as Record<string, unknown> | undefined;
+  if (row) return { subscription: rowToSubscription(row), secret: String(row.secret), created: true };
+  const existing = await findByIdempotencyKey(ctx, s.owner, s.idempotencyKey ?? "");
+  if (!existing) throw new Error("idempotency conflict without an existing subscription");
+  return { ...existing, created: false };
+}
+
+async function findByIdempotencyKey(ctx: StoreContext, owner: string, key: string): Promise<{ subscription: Subscription; secret: string } | undefined> {
+  const res = await ctx.pool.query(`SELECT ${SUB_COLUMNS}, secret FROM ${ctx.subs} WHERE owner = $1 AND idempotency_key = $2`, [owner, key]);
+  const row = res.rows[0] as Record<string, unknown> | undefined;
+  return row ? { subscription: rowToSubscription(row), secret: String(row.secret) } : undefined;
+}
+
+async function unsubscribe(ctx: StoreContext, id: string, ownedBy: SubscriptionOwner | undefined): Promise<"deleted" | "already_deleted" | "not_found"> {
+  const [cond, arg] = ownedBy ? ownerCondition("", ownedBy) : ["true", null];
+  return inTransaction(ctx.pool, async (client) => {
+    const found = await client.query(
+      `SELECT active FROM ${ctx.subs} WHERE id = $1 AND (${cond.replace("?", "$2")} OR $2::text IS NULL) FOR UPDATE`,
+      [id, arg],
+    );
+    const row = found.rows[0] as { active: boolean } | undefined;
+    if (!row) return "not_found";
+    if (!row.active) return "already_deleted";
+    await client.query(`UPDATE ${ctx.subs} SET active = false, deleted_at = now() WHERE id = $1`, [id]);
+    await client.query(
+      `UPDATE ${ctx.dels} SET state = ${DEAD}, next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,
+         last_error = 'cancelled: subscription deleted'
+       WHERE subscription_id = $1 AND state IN (${PENDING}, ${RETRYING})`,
+      [id],
+    );
+    return "deleted";
+  });
+}
+
+async function listSubscriptions(
+  ctx: StoreContext,
+  filter: SubscriptionFilter,
+  limit: number,
+  afterSeq: string | undefined,
+): Promise<Page<Subscription>> {
+  const w = whereBuilder();
+  if (filter.trackingNumber) w.add("tracking_number = ?", filter.trackingNumber);
+  if (filter.customerId) w.add("customer_id = ?", filter.customerId);
+  if (filter.carrierCode) w.add("carrier_code = ?", filter.carrierCode);
+  if (filter.ownedBy) w.add(...ownerCondition("", filter.ownedBy));
+  if (afterSeq !== undefined) w.add("seq < ?", afterSeq);
+  w.args.push(limit + 1);
+  const res = await ctx.pool.query(`SELECT ${SUB_COLUMNS} FROM ${ctx.subs} ${w.sql()} ORDER BY seq DESC LIMIT $${w.args.length}`, w.args);
+  return pageOf(res.rows as Array<Record<string, unknown>>, limit, rowToSubscription);
+}
+
+async function insertDeliveriesBatch(
+  ctx: StoreContext,
+  entries: ReadonlyArray<{ readonly event: NotificationEvent; readonly traceContext: Readonly<Record<string, string>> }>,
+): Promise<number> {
+  return inTransaction(ctx.pool, async (client) => {
+    let inserted = 0;
+    for (const { event, traceContext } of entries) {
+      const eventTime = eventTimeOf(event);
+      const seen: number[] = [];
+      for (const { type, body, carrierBody } of webhookBodies(event)) {
+        // A subscription to several matching types gets one delivery, of the first type listed.
+        const res = await client.query(
+          `INSERT INTO ${ctx.dels} (id, subscription_id, event_id, event_type, tracking_number, shipment_version,
+                                event_time, origin, body, trace_context, state, next_attempt_at)
+           SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), s.id, $1, $2, $3, $4, $5, s.origin,
+                  CASE WHEN s.owner_carrier_code IS NOT NULL THEN $12 ELSE $6 END, $7,
+                  ${PENDING},
+                  -- Due no earlier than the shipment's earlier open delivery (a retry in an hour
+                  -- holds its successors that long), so blocked rows stay out of the due range.
+                  GREATEST(now() + $11::integer * interval '1 millisecond',
+                           (SELECT max(e.next_attempt_at) FROM ${ctx.dels} e
+                            WHERE e.subscription_id = s.id AND e.tracking_number = $3
+                              AND e.state IN (${PENDING}, ${RETRYING})
+                              AND (e.shipment_version, e.event_time) < ($4::bigint, $5::timestamptz)))
+           FROM ${ctx.subs} s
+           WHERE s.active
+             AND (s.tracking_number = $3 OR s.customer_id = $8 OR s.carrier_code = $9)
+             AND (s.owner_customer_id IS NULL OR s.owner_customer_id = $8)
+             AND (s.owner_carrier_code IS NULL OR s.owner_carrier_code = $9)
+             AND $2 = ANY (s.event_types)
+             AND NOT (s.event_types && $10::smallint[])
+           ON CONFLICT (subscription_id, event_id) DO NOTHING`,
+          [
+            event.eventId,
+            type,
+            event.trackingNumber,
+            event.version.toString(),
+            eventTime ? timestampDate(eventTime) : new Date(0),
+            body,
+            JSON.stringify(traceContext),
+            event.customerId,
+            event.carrierCode,
+            seen,
+            ctx.orderWindowMs,
+            carrierBody,
+          ],
+        );
+        inserted += res.rowCount ?? 0;
+        seen.push(type);
+      }
+    }
+    return inserted;
+  });
+}
+
+async function claimDue(ctx: StoreContext, o: ClaimOptions): Promise<ClaimedDelivery[]> {
+  const origins = [...o.inFlightByOrigin.keys()];
+  const used = origins.map((k) => o.inFlightByOrigin.get(k) ?? 0);
+  const res = await ctx.pool.query(ctx.claimSql, [
+    o.leaseToken,
+    o.limit,
+    o.perOriginLimit,
+    origins,
+    used,
+    o.leaseMs,
+    Math.max(0, Math.min(o.limit, o.perOriginLimit)),
+  ]);
+  return (res.rows as Array<Record<string, unknown>>)
+    .sort((a, b) => (a.next_attempt_at as Date).getTime() - (b.next_attempt_at as Date).getTime())
+    .map((r) => ({
+      id: String(r.id),
+      leaseToken: o.leaseToken,
+      subscriptionId: String(r.subscription_id),
+      eventId: String(r.event_id),
+      trackingNumber: String(r.tracking_number),
+      body: String(r.body),
+      traceContext: (r.trace_context ?? {}) as Record<string, string>,
+      attemptsInBudget: Number(r.attempts_in_budget),
+      origin: String(r.origin),
+      webhookUrl: String(r.webhook_url),
+      secret: String(r.secret),
+      ...(Number(r.budget_start) === 0 ? { createdAt: r.created_at as Date } : {}),
+    }));
+}
+
+async function backlog(ctx: StoreContext): Promise<DeliveryBacklog> {
+  const res = await ctx.pool.query(
+    `SELECT count(*) AS waiting,
+            count(*) FILTER (WHERE next_attempt_at <= now()) AS due,
+            COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now())), 0) AS oldest
+     FROM ${ctx.dels} WHERE state IN (${PENDING}, ${RETRYING})`,
+  );
+  const r = res.rows[0] as Record<string, unknown>;
+  return { waiting: Number(r.waiting), due: Number(r.due), oldestDueAgeSeconds: Math.max(0, Number(r.oldest)) };
+}
+
+async function recordAttempt(ctx: StoreContext, d: ClaimedDelivery, a: DeliveryAttempt, next: DeliveryTransition): Promise<boolean> {
+  const delayMs = next.state === RETRYING ? next.delayMs : 0;
+  const res = await ctx.pool.query(
+    `WITH u AS (
+       UPDATE ${ctx.dels}
+       SET attempt_count = attempt_count + 1,
+           state = $3::smallint,
+           next_attempt_at = CASE WHEN $3::smallint = ${RETRYING} THEN now() + $4::bigint * interval '1 millisecond' END,
+           delivered_at = CASE WHEN $3::smallint = ${DELIVERED} THEN now() END,
+           last_error = CASE WHEN $6::text <> '' THEN $6::text ELSE last_error END,
+           lease_owner = NULL,
+           lease_until = NULL
+       WHERE id = $1 AND lease_owner = $2 AND state IN (${PENDING}, ${RETRYING})
+       RETURNING id, attempt_count, state, subscription_id, tracking_number, shipment_version, event_time, seq, next_attempt_at),
+     -- A retry holds the shipment's later open deliveries (they may not go first): they become
+     -- due with it, so claimDue does not pass over them again and again meanwhile.
+     held AS (
+       UPDATE ${ctx.dels} e SET next_attempt_at = u.next_attempt_at
+       FROM u
+       WHERE u.state = ${RETRYING}
+         AND e.subscription_id = u.subscription_id AND e.tracking_number = u.tracking_number
+         AND e.state IN (${PENDING}, ${RETRYING}) AND e.id <> u.id
+         AND (e.shipment_version, e.event_time, e.seq) > (u.shipment_version, u.event_time, u.seq)
+         AND e.next_attempt_at < u.next_attempt_at)
+     INSERT INTO ${ctx.atts} (delivery_id, n, attempted_at, http_status, error, duration_ms, response_excerpt)
+     SELECT id, attempt_count, $5::timestamptz, $7::integer, $6::text, $8::integer, $9::text FROM u`,
+    [
+      d.id,
+      d.leaseToken,
+      next.state,
+      delayMs,
+      a.attemptedAt ? timestampDate(a.attemptedAt) : new Date(),
+      a.error,
+      a.httpStatus,
+      a.duration ? Math.round(durationMs(a.duration)) : 0,
+      a.responseExcerpt,
+    ],
+  );
+  return (res.rowCount ?? 0) > 0;
+}
+
+async function listDeliveries(
+  ctx: StoreContext,
+  filter: DeliveryFilter,
+  limit: number,
+  afterSeq: string | undefined,
+  attemptsPerDelivery = 20,
+): Promise<Page<Delivery>> {
+  const w = whereBuilder();
+  if (filter.subscriptionId) w.add("subscription_id = ?", filter.subscriptionId);
+  if (filter.trackingNumber) w.add("tracking_number = ?", filter.trackingNumber);
+  if (filter.state) w.add("state = ?", filter.state);
+  if (filter.ownedBy) {
+    const [cond, arg] = ownerCondition("", filter.ownedBy);
+    w.add(`subscription_id IN (SELECT id FROM ${ctx.subs} WHERE ${cond})`, arg);
+  }
+  if (afterSeq !== undefined) w.add("seq < ?", afterSeq);
+  w.args.push(limit + 1);
+  const res = await ctx.pool.query(
+    `SELECT id, seq, subscription_id, event_id, tracking_number, event_type, state, attempt_count,
+            next_attempt_at, last_error, created_at, delivered_at
+     FROM ${ctx.dels} ${w.sql()}
+     ORDER BY seq DESC LIMIT $${w.args.length}`,
+    w.args,
+  );
+  const rows = (res.rows as Array<Record<string, unknown>>).slice(0, limit);
+  const attempts = rows.length ? await attemptsOf(ctx, rows.map((r) => String(r.id)), attemptsPerDelivery) : new Map<string, DeliveryAttempt[]>();
+  return pageOf(res.rows as Array<Record<string, unknown>>, limit, (r) => rowToDelivery(r, attempts.get(String(r.id)) ?? []));
+}
+
+/** The last `perDelivery` attempts of each delivery, oldest first. */
+async function attemptsOf(ctx: StoreContext, ids: readonly string[], perDelivery: number): Promise<Map<string, DeliveryAttempt[]>> {
+  const res = await ctx.pool.query(
+    `SELECT a.* FROM unnest($1::text[]) AS ids(id)
+     CROSS JOIN LATERAL (
+       SELECT delivery_id, n, attempted_at, http_status, error, duration_ms, response_excerpt
+       FROM ${ctx.atts} WHERE delivery_id = ids.id ORDER BY n DESC LIMIT $2) a
+     ORDER BY a.delivery_id, a.n`,
+    [ids, perDelivery],
+  );
+  const attempts = new Map<string, DeliveryAttempt[]>();
+  for (const r of res.rows as Array<Record<string, unknown>>) {
+    const list = attempts.get(String(r.delivery_id)) ?? [];
+    list.push(
+      create(DeliveryAttemptSchema, {
+        attemptedAt: timestampFromDate(r.attempted_at as Date),
+        httpStatus: Number(r.http_status),
+        error: String(r.error),
+        duration: durationFromMs(Number(r.duration_ms)),
+        responseExcerpt: String(r.response_excerpt),
+      }),
+    );
+    attempts.set(String(r.delivery_id), list);
+  }
+  return attempts;
+}
+
+/** A deliveries row as the contract's Delivery. */
+function rowToDelivery(r: Record<string, unknown>, attempts: DeliveryAttempt[]): Delivery {
+  const nextAttemptAt = r.next_attempt_at as Date | null;
+  const deliveredAt = r.delivered_at as Date | null;
+  return create(DeliverySchema, {
+    deliveryId: String(r.id),
+    subscriptionId: String(r.subscription_id),
+    eventId: String(r.event_id),
+    trackingNumber: String(r.tracking_number),
+    eventType: Number(r.event_type),
+    state: Number(r.state) as DeliveryState,
+    attemptCount: Number(r.attempt_count),
+    attempts,
+    ...(nextAttemptAt ? { nextAttemptAt: timestampFromDate(nextAttemptAt) } : {}),
+    lastError: String(r.last_error),
+    createdAt: timestampFromDate(r.created_at as Date),
+    ...(deliveredAt ? { deliveredAt: timestampFromDate(deliveredAt) } : {}),
+  });
+}
+
+async function redrive(
+  ctx: StoreContext,
+  target: { subscriptionId?: string; deliveryIds?: readonly string[]; ownedBy?: SubscriptionOwner },
+): Promise<number> {
+  const res = await ctx.pool.query(
+    `UPDATE ${ctx.dels} d
+     SET state = ${PENDING}, next_attempt_at = now(), budget_start = d.attempt_count,
+         lease_owner = NULL, lease_until = NULL
+     FROM ${ctx.subs} s
+     WHERE s.id = d.subscription_id AND s.active AND d.state = ${DEAD}
+       AND ($1::text IS NULL OR d.subscription_id = $1)
+       AND ($2::text[] IS NULL OR d.id = ANY ($2))
+       AND ($3::text IS NULL OR s.owner_customer_id = $3)
+       AND ($4::text IS NULL OR s.owner_carrier_code = $4)`,
+    [
+      target.subscriptionId || null,
+      target.deliveryIds?.length ? [...target.deliveryIds] : null,
+      target.ownedBy?.customerId ?? null,
+      target.ownedBy?.carrierCode ?? null,
+    ],
+  );
+  return res.rowCount ?? 0;
+}
+
+/**
+ * The schema's versioned migrations, applied in order under the advisory lock, each recorded in
+ * `schema_migrations`. Version 1 is the original schema (written with IF NOT EXISTS, so a
+ * database created before versioning is adopted as is); later versions only ALTER.
+ */
+function notificationMigrations({ subs, dels, atts }: Pick<StoreContext, "subs" | "dels" | "atts">): Migration[] {
+  return [
     {
       version: 1,
       name: "subscriptions, deliveries, delivery attempts",
@@ -437,322 +776,4 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
       },
     },
   ];
-
-  const SUB_COLUMNS =
-    "id, seq, tracking_number, customer_id, carrier_code, event_types, webhook_url, created_at, active, owner_customer_id, owner_carrier_code";
-
-  return {
-    async migrate() {
-      await migrate(pool, { lockName: `notification-migrate:${opts.schema}`, schema: opts.schema, migrations });
-    },
-
-    async createSubscription(s) {
-      const scopeCol = { trackingNumber: "tracking_number", customerId: "customer_id", carrierCode: "carrier_code" }[s.scope.kind];
-      const res = await pool.query(
-        `INSERT INTO ${subs} (id, owner, ${scopeCol}, event_types, webhook_url, origin, secret, idempotency_key,
-                              owner_customer_id, owner_carrier_code)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING ${SUB_COLUMNS}, secret`,
-        [
-          s.id,
-          s.owner,
-          s.scope.value,
-          [...s.eventTypes],
-          s.webhookUrl,
-          s.origin,
-          s.secret,
-          s.idempotencyKey ?? null,
-          s.ownedBy?.customerId ?? null,
-          s.ownedBy?.carrierCode ?? null,
-        ],
-      );
-      const row = res.rows[0] as Record<string, unknown> | undefined;
-      if (row) return { subscription: toSubscription(row), secret: String(row.secret), created: true };
-      const existing = await this.findByIdempotencyKey(s.owner, s.idempotencyKey ?? "");
-      if (!existing) throw new Error("idempotency conflict without an existing subscription");
-      return { ...existing, created: false };
-    },
-
-    async findByIdempotencyKey(owner, key) {
-      const res = await pool.query(
-        `SELECT ${SUB_COLUMNS}, secret FROM ${subs} WHERE owner = $1 AND idempotency_key = $2`,
-        [owner, key],
-      );
-      const row = res.rows[0] as Record<string, unknown> | undefined;
-      return row ? { subscription: toSubscription(row), secret: String(row.secret) } : undefined;
-    },
-
-    async unsubscribe(id, ownedBy) {
-      const client = await pool.connect();
-      try {
-        await client.query("BEGIN");
-        const [cond, arg] = ownedBy ? ownerCondition("", ownedBy) : ["true", null];
-        const found = await client.query(
-          `SELECT active FROM ${subs} WHERE id = $1 AND (${cond.replace("?", "$2")} OR $2::text IS NULL) FOR UPDATE`,
-          [id, arg],
-        );
-        const row = found.rows[0] as { active: boolean } | undefined;
-        if (!row) {
-          await client.query("ROLLBACK");
-          return "not_found";
-        }
-        if (!row.active) {
-          await client.query("ROLLBACK");
-          return "already_deleted";
-        }
-        await client.query(`UPDATE ${subs} SET active = false, deleted_at = now() WHERE id = $1`, [id]);
-        await client.query(
-          `UPDATE ${dels} SET state = ${DEAD}, next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,
-             last_error = 'cancelled: subscription deleted'
-           WHERE subscription_id = $1 AND state IN (${PENDING}, ${RETRYING})`,
-          [id],
-        );
-        await client.query("COMMIT");
-        return "deleted";
-      } catch (err) {
-        await client.query("ROLLBACK").catch(() => {});
-        throw err;
-      } finally {
-        client.release();
-      }
-    },
-
-    async listSubscriptions(filter, limit, afterSeq) {
-      const where: string[] = [];
-      const args: unknown[] = [];
-      const add = (sql: string, v: unknown) => {
-        args.push(v);
-        where.push(sql.replace("?", `$${args.length}`));
-      };
-      if (filter.trackingNumber) add("tracking_number = ?", filter.trackingNumber);
-      if (filter.customerId) add("customer_id = ?", filter.customerId);
-      if (filter.carrierCode) add("carrier_code = ?", filter.carrierCode);
-      if (filter.ownedBy) add(...ownerCondition("", filter.ownedBy));
-      if (afterSeq !== undefined) add("seq < ?", afterSeq);
-      args.push(limit);
-      const res = await pool.query(
-        `SELECT ${SUB_COLUMNS} FROM ${subs} ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
-         ORDER BY seq DESC LIMIT $${args.length}`,
-        args,
-      );
-      return res.rows.map((r) => toSubscription(r as Record<string, unknown>));
-    },
-
-    insertDeliveries(event, traceContext) {
-      return this.insertDeliveriesBatch([{ event, traceContext }]);
-    },
-
-    async insertDeliveriesBatch(entries) {
-      let inserted = 0;
-      const client = await pool.connect();
-      try {
-        await client.query("BEGIN");
-        for (const { event, traceContext } of entries) {
-          const seen: number[] = [];
-          for (const { type, body, carrierBody } of event.bodies) {
-            // A subscription to several matching types gets one delivery, of the first type listed.
-            const res = await client.query(
-              `INSERT INTO ${dels} (id, subscription_id, event_id, event_type, tracking_number, shipment_version,
-                                    event_time, origin, body, trace_context, state, next_attempt_at)
-               SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), s.id, $1, $2, $3, $4, $5, s.origin,
-                      CASE WHEN s.owner_carrier_code IS NOT NULL THEN $12 ELSE $6 END, $7,
-                      ${PENDING},
-                      -- Due no earlier than the shipment's earlier open delivery (a retry in an hour
-                      -- holds its successors that long), so blocked rows stay out of the due range.
-                      GREATEST(now() + $11::integer * interval '1 millisecond',
-                               (SELECT max(e.next_attempt_at) FROM ${dels} e
-                                WHERE e.subscription_id = s.id AND e.tracking_number = $3
-                                  AND e.state IN (${PENDING}, ${RETRYING})
-                                  AND (e.shipment_version, e.event_time) < ($4::bigint, $5::timestamptz)))
-               FROM ${subs} s
-               WHERE s.active
-                 AND (s.tracking_number = $3 OR s.customer_id = $8 OR s.carrier_code = $9)
-                 AND (s.owner_customer_id IS NULL OR s.owner_customer_id = $8)
-                 AND (s.owner_carrier_code IS NULL OR s.owner_carrier_code = $9)
-                 AND $2 = ANY (s.event_types)
-                 AND NOT (s.event_types && $10::smallint[])
-               ON CONFLICT (subscription_id, event_id) DO NOTHING`,
-              [
-                event.eventId,
-                type,
-                event.trackingNumber,
-                event.version.toString(),
-                event.eventTime,
-                body,
-                JSON.stringify(traceContext),
-                event.customerId,
-                event.carrierCode,
-                seen,
-                opts.orderWindowMs ?? 0,
-                carrierBody,
-              ],
-            );
-            inserted += res.rowCount ?? 0;
-            seen.push(type);
-          }
-        }
-        await client.query("COMMIT");
-        return inserted;
-      } catch (err) {
-        await client.query("ROLLBACK").catch(() => {});
-        throw err;
-      } finally {
-        client.release();
-      }
-    },
-
-    async claimDue(o) {
-      const origins = [...o.inFlightByOrigin.keys()];
-      const used = origins.map((k) => o.inFlightByOrigin.get(k) ?? 0);
-      const res = await pool.query(
-        claimSql,
-        [o.leaseToken, o.limit, o.perOriginLimit, origins, used, o.leaseMs, Math.max(0, Math.min(o.limit, o.perOriginLimit))],
-      );
-      return (res.rows as Array<Record<string, unknown>>)
-        .sort((a, b) => (a.next_attempt_at as Date).getTime() - (b.next_attempt_at as Date).getTime())
-        .map((r) => ({
-          id: String(r.id),
-          leaseToken: o.leaseToken,
-          subscriptionId: String(r.subscription_id),
-          eventId: String(r.event_id),
-          trackingNumber: String(r.tracking_number),
-          body: String(r.body),
-          traceContext: (r.trace_context ?? {}) as Record<string, string>,
-          attemptsInBudget: Number(r.attempts_in_budget),
-          origin: String(r.origin),
-          webhookUrl: String(r.webhook_url),
-          secret: String(r.secret),
-          ...(Number(r.budget_start) === 0 ? { createdAt: r.created_at as Date } : {}),
-        }));
-    },
-
-    async backlog() {
-      const res = await pool.query(
-        `SELECT count(*) AS waiting,
-                count(*) FILTER (WHERE next_attempt_at <= now()) AS due,
-                COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now())), 0) AS oldest
-         FROM ${dels} WHERE state IN (${PENDING}, ${RETRYING})`,
-      );
-      const r = res.rows[0] as Record<string, unknown>;
-      return { waiting: Number(r.waiting), due: Number(r.due), oldestDueAgeSeconds: Math.max(0, Number(r.oldest)) };
-    },
-
-    async recordAttempt(d, a, next) {
-      const delayMs = next.state === RETRYING ? next.delayMs : 0;
-      const res = await pool.query(
-        `WITH u AS (
-           UPDATE ${dels}
-           SET attempt_count = attempt_count + 1,
-               state = $3::smallint,
-               next_attempt_at = CASE WHEN $3::smallint = ${RETRYING} THEN now() + $4::bigint * interval '1 millisecond' END,
-               delivered_at = CASE WHEN $3::smallint = ${DELIVERED} THEN now() END,
-               last_error = CASE WHEN $6::text <> '' THEN $6::text ELSE last_error END,
-               lease_owner = NULL,
-               lease_until = NULL
-           WHERE id = $1 AND lease_owner = $2 AND state IN (${PENDING}, ${RETRYING})
-           RETURNING id, attempt_count, state, subscription_id, tracking_number, shipment_version, event_time, seq, next_attempt_at),
-         -- A retry holds the shipment's later open deliveries (they may not go first): they become
-         -- due with it, so claimDue does not pass over them again and again meanwhile.
-         held AS (
-           UPDATE ${dels} e SET next_attempt_at = u.next_attempt_at
-           FROM u
-           WHERE u.state = ${RETRYING}
-             AND e.subscription_id = u.subscription_id AND e.tracking_number = u.tracking_number
-             AND e.state IN (${PENDING}, ${RETRYING}) AND e.id <> u.id
-             AND (e.shipment_version, e.event_time, e.seq) > (u.shipment_version, u.event_time, u.seq)
-             AND e.next_attempt_at < u.next_attempt_at)
-         INSERT INTO ${atts} (delivery_id, n, attempted_at, http_status, error, duration_ms, response_excerpt)
-         SELECT id, attempt_count, $5::timestamptz, $7::integer, $6::text, $8::integer, $9::text FROM u`,
-        [d.id, d.leaseToken, next.state, delayMs, a.attemptedAt, a.error, a.httpStatus, a.durationMs, a.responseExcerpt],
-      );
-      return (res.rowCount ?? 0) > 0;
-    },
-
-    async listDeliveries(filter, limit, afterSeq, attemptsPerDelivery = 20) {
-      const where: string[] = [];
-      const args: unknown[] = [];
-      const add = (sql: string, v: unknown) => {
-        args.push(v);
-        where.push(sql.replace("?", `$${args.length}`));
-      };
-      if (filter.subscriptionId) add("subscription_id = ?", filter.subscriptionId);
-      if (filter.trackingNumber) add("tracking_number = ?", filter.trackingNumber);
-      if (filter.state) add("state = ?", filter.state);
-      if (filter.ownedBy) {
-        const [cond, arg] = ownerCondition("", filter.ownedBy);
-        add(`subscription_id IN (SELECT id FROM ${subs} WHERE ${cond})`, arg);
-      }
-      if (afterSeq !== undefined) add("seq < ?", afterSeq);
-      args.push(limit);
-      const res = await pool.query(
-        `SELECT id, seq, subscription_id, event_id, tracking_number, event_type, state, attempt_count,
-                next_attempt_at, last_error, created_at, delivered_at
-         FROM ${dels} ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
-         ORDER BY seq DESC LIMIT $${args.length}`,
-        args,
-      );
-      const rows = res.rows as Array<Record<string, unknown>>;
-      const attempts = new Map<string, AttemptRecord[]>();
-      if (rows.length) {
-        const ar = await pool.query(
-          `SELECT a.* FROM unnest($1::text[]) AS ids(id)
-           CROSS JOIN LATERAL (
-             SELECT delivery_id, n, attempted_at, http_status, error, duration_ms, response_excerpt
-             FROM ${atts} WHERE delivery_id = ids.id ORDER BY n DESC LIMIT $2) a
-           ORDER BY a.delivery_id, a.n`,
-          [rows.map((r) => r.id), attemptsPerDelivery],
-        );
-        for (const r of ar.rows as Array<Record<string, unknown>>) {
-          const list = attempts.get(String(r.delivery_id)) ?? [];
-          list.push({
-            attemptedAt: r.attempted_at as Date,
-            httpStatus: Number(r.http_status),
-            error: String(r.error),
-            durationMs: Number(r.duration_ms),
-            responseExcerpt: String(r.response_excerpt),
-          });
-          attempts.set(String(r.delivery_id), list);
-        }
-      }
-      return rows.map((r) => ({
-        id: String(r.id),
-        seq: String(r.seq),
-        subscriptionId: String(r.subscription_id),
-        eventId: String(r.event_id),
-        trackingNumber: String(r.tracking_number),
-        eventType: Number(r.event_type),
-        state: Number(r.state) as DeliveryState,
-        attemptCount: Number(r.attempt_count),
-        attempts: attempts.get(String(r.id)) ?? [],
-        nextAttemptAt: (r.next_attempt_at as Date | null) ?? undefined,
-        lastError: String(r.last_error),
-        createdAt: r.created_at as Date,
-        deliveredAt: (r.delivered_at as Date | null) ?? undefined,
-      }));
-    },
-
-    async redrive(target) {
-      const res = await pool.query(
-        `UPDATE ${dels} d
-         SET state = ${PENDING}, next_attempt_at = now(), budget_start = d.attempt_count,
-             lease_owner = NULL, lease_until = NULL
-         FROM ${subs} s
-         WHERE s.id = d.subscription_id AND s.active AND d.state = ${DEAD}
-           AND ($1::text IS NULL OR d.subscription_id = $1)
-           AND ($2::text[] IS NULL OR d.id = ANY ($2))
-           AND ($3::text IS NULL OR s.owner_customer_id = $3)
-           AND ($4::text IS NULL OR s.owner_carrier_code = $4)`,
-        [
-          target.subscriptionId || null,
-          target.deliveryIds?.length ? [...target.deliveryIds] : null,
-          target.ownedBy?.customerId ?? null,
-          target.ownedBy?.carrierCode ?? null,
-        ],
-      );
-      return res.rowCount ?? 0;
-    },
-
-    close: () => pool.end(),
-  };
 }

@@ -30,23 +30,68 @@ export function isExceptionStatus(status: ShipmentStatus): boolean {
   return status === ShipmentStatus.EXCEPTION || status === ShipmentStatus.FAILED_ATTEMPT;
 }
 
-/** What the delivery pipeline needs from one event, whatever its kind. */
-export interface WebhookEvent {
-  readonly eventId: string;
-  readonly trackingNumber: string;
-  readonly customerId: string;
-  readonly carrierCode: string;
-  /** Shipment version after the change: orders deliveries per shipment. */
-  readonly version: bigint;
-  /** Event time of the change (status_time / changed_at), for ordering ties. */
-  readonly eventTime: Date;
-  /**
-   * The notification types this event can be delivered as, in preference order, with their bodies:
-   * `body` for subscriptions of the shipment's customer, internal services and operators,
-   * `carrierBody` (without the shipper's `customer_id` and the internal `shipment_id`) for
-   * subscriptions owned by a carrier.
-   */
-  readonly bodies: ReadonlyArray<{ readonly type: NotificationEventType; readonly body: string; readonly carrierBody: string }>;
+/** The events that become webhooks, exactly as tracking publishes them. */
+export type NotificationEvent = StatusChanged | EtaChanged;
+
+/** One way an event can be delivered: its notification type and the JSON bodies for it. */
+export interface WebhookBody {
+  readonly type: NotificationEventType;
+  /** For subscriptions of the shipment's customer, internal services and operators. */
+  readonly body: string;
+  /** For subscriptions owned by a carrier: without the shipper's `customer_id` and the internal `shipment_id`. */
+  readonly carrierBody: string;
+}
+
+/** Event time of the change (status_time / changed_at): orders deliveries of one shipment version. */
+export function eventTimeOf(e: NotificationEvent): Timestamp | undefined {
+  return e.$typeName === "logistics.events.v1.StatusChanged" ? e.statusTime : e.changedAt;
+}
+
+/**
+ * The notification types `e` can be delivered as, in preference order, with their bodies: a
+ * StatusChanged is `status_changed`, and `exception` too when the new status is exceptional; an
+ * EtaChanged is `eta_changed`.
+ */
+export function webhookBodies(e: NotificationEvent): WebhookBody[] {
+  const shipment = {
+    tracking_number: e.trackingNumber,
+    shipment_id: e.shipmentId,
+    customer_id: e.customerId,
+    carrier_code: e.carrierCode,
+    shipment_version: Number(e.version),
+  };
+  let data: Record<string, unknown>;
+  let createdAt: string | null;
+  const types: NotificationEventType[] = [];
+  if (e.$typeName === "logistics.events.v1.StatusChanged") {
+    data = {
+      ...shipment,
+      previous_status: enumName(ShipmentStatusSchema, e.previousStatus, "SHIPMENT_STATUS_"),
+      status: enumName(ShipmentStatusSchema, e.status, "SHIPMENT_STATUS_"),
+      status_time: iso(e.statusTime),
+      carrier_status: e.carrierStatus ? { code: e.carrierStatus.code, text: e.carrierStatus.text } : null,
+      hub_code: e.hubCode || null,
+      location: e.location ? { latitude: e.location.latitude, longitude: e.location.longitude } : null,
+    };
+    createdAt = iso(e.recordedAt);
+    types.push(NotificationEventType.STATUS_CHANGED);
+    if (isExceptionStatus(e.status)) types.push(NotificationEventType.EXCEPTION);
+  } else {
+    data = {
+      ...shipment,
+      previous_eta: eta(e.previousEta),
+      eta: eta(e.eta),
+      reason: enumName(EtaChangeReasonSchema, e.reason, "ETA_CHANGE_REASON_"),
+    };
+    createdAt = iso(e.changedAt);
+    types.push(NotificationEventType.ETA_CHANGED);
+  }
+  const carrierData = forCarrier(data);
+  return types.map((type) => ({
+    type,
+    body: envelope(e.eventId, type, createdAt, data),
+    carrierBody: envelope(e.eventId, type, createdAt, carrierData),
+  }));
 }
 
 /** The `data` fields a carrier's subscription never receives: the shipper's account and internal ids. */
@@ -56,65 +101,6 @@ function forCarrier(data: Record<string, unknown>): Record<string, unknown> {
   const copy = { ...data };
   for (const k of NOT_FOR_CARRIERS) delete copy[k];
   return copy;
-}
-
-/** The webhook event(s) of a StatusChanged: status_changed always, exception when the new status is exceptional. */
-export function statusChangedEvent(e: StatusChanged): WebhookEvent {
-  const data = {
-    tracking_number: e.trackingNumber,
-    shipment_id: e.shipmentId,
-    customer_id: e.customerId,
-    carrier_code: e.carrierCode,
-    shipment_version: Number(e.version),
-    previous_status: enumName(ShipmentStatusSchema, e.previousStatus, "SHIPMENT_STATUS_"),
-    status: enumName(ShipmentStatusSchema, e.status, "SHIPMENT_STATUS_"),
-    status_time: iso(e.statusTime),
-    carrier_status: e.carrierStatus ? { code: e.carrierStatus.code, text: e.carrierStatus.text } : null,
-    hub_code: e.hubCode || null,
-    location: e.location ? { latitude: e.location.latitude, longitude: e.location.longitude } : null,
-  };
-  const created = iso(e.recordedAt);
-  const types = [NotificationEventType.STATUS_CHANGED];
-  if (isExceptionStatus(e.status)) types.push(NotificationEventType.EXCEPTION);
-  return {
-    eventId: e.eventId,
-    trackingNumber: e.trackingNumber,
-    customerId: e.customerId,
-    carrierCode: e.carrierCode,
-    version: e.version,
-    eventTime: e.statusTime ? timestampDate(e.statusTime) : new Date(0),
-    bodies: types.map((type) => ({
-      type,
-      body: envelope(e.eventId, type, created, data),
-      carrierBody: envelope(e.eventId, type, created, forCarrier(data)),
-    })),
-  };
-}
-
-/** The webhook event of an EtaChanged. */
-export function etaChangedEvent(e: EtaChanged): WebhookEvent {
-  const data = {
-    tracking_number: e.trackingNumber,
-    shipment_id: e.shipmentId,
-    customer_id: e.customerId,
-    carrier_code: e.carrierCode,
-    shipment_version: Number(e.version),
-    previous_eta: eta(e.previousEta),
-    eta: eta(e.eta),
-    reason: enumName(EtaChangeReasonSchema, e.reason, "ETA_CHANGE_REASON_"),
-  };
-  const type = NotificationEventType.ETA_CHANGED;
-  return {
-    eventId: e.eventId,
-    trackingNumber: e.trackingNumber,
-    customerId: e.customerId,
-    carrierCode: e.carrierCode,
-    version: e.version,
-    eventTime: e.changedAt ? timestampDate(e.changedAt) : new Date(0),
-    bodies: [
-      { type, body: envelope(e.eventId, type, iso(e.changedAt), data), carrierBody: envelope(e.eventId, type, iso(e.changedAt), forCarrier(data)) },
-    ],
-  };
 }
 
 function envelope(id: string, type: NotificationEventType, createdAt: string | null, data: object): string {

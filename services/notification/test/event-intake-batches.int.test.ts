@@ -45,14 +45,14 @@ describe("notification event intake on the batch consumer (real nats-server and 
       id: uniqueName("sub"),
       owner: "test",
       ownedBy: undefined,
-      scope: { kind: "carrierCode", value: "acme" },
+      scope: { case: "carrierCode", value: "acme" },
       eventTypes: [NotificationEventType.STATUS_CHANGED],
       webhookUrl: `${o}/x`,
       origin: o,
       secret: "s".repeat(43),
       idempotencyKey: undefined,
     });
-    subscriptionId = subscription.id;
+    subscriptionId = subscription.subscriptionId;
   });
   afterAll(async () => {
     await intake?.close();
@@ -117,7 +117,7 @@ describe("notification event intake on the batch consumer (real nats-server and 
     assert.ok(batchCalls >= 1);
     assert.equal(await deadLetterCount(), 1, "only the poison event is dead-lettered");
 
-    const deliveries = await store.listDeliveries({ subscriptionId }, 100, undefined);
+    const deliveries = (await store.listDeliveries({ subscriptionId }, 100, undefined)).items;
     const perEvent = new Map<string, number>();
     for (const d of deliveries) perEvent.set(d.eventId, (perEvent.get(d.eventId) ?? 0) + 1);
     const expected = events.map((e) => e.eventId).filter((id) => id !== `${b}-v2`);
@@ -136,7 +136,7 @@ describe("notification event intake on the batch consumer (real nats-server and 
       await js.publish(catalog.events.statusChanged.subject({ region: "eu" }), toBinary(StatusChangedSchema, e), { msgID: `${e.eventId}-again`, headers: h });
     }
     await waitFor(async () => ((await settled()) && committed.length >= before + 8 ? true : undefined), { message: "the resent events settled" });
-    assert.equal((await store.listDeliveries({ subscriptionId }, 100, undefined)).length, 8, "no delivery was created twice");
+    assert.equal((await store.listDeliveries({ subscriptionId }, 100, undefined)).items.length, 8, "no delivery was created twice");
     assert.equal(await deadLetterCount(), 2, "the resent poison event is dead-lettered again, alone");
   });
 });

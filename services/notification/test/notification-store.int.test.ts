@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate, timestampMs, timestampNow, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { StatusChangedSchema } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
-import { DeliveryState, NotificationEventType } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import {
+  DeliveryAttemptSchema,
+  DeliveryState,
+  NotificationEventType,
+} from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { createTestSchema, uniqueName, waitFor, type TestSchema } from "@logistics/shared/testing";
 import pg from "pg";
 import {
@@ -14,9 +18,10 @@ import {
   type NotificationStore,
   type SubscriptionOwner,
 } from "../src/notification-store.js";
-import { statusChangedEvent } from "../src/webhook-payload.js";
 
-const attempt = { attemptedAt: new Date(), httpStatus: 500, error: "HTTP 500", durationMs: 3, responseExcerpt: "" };
+/** Epoch ms of a timestamp, 0 when unset. */
+const ms = (ts: Timestamp | undefined): number => (ts ? timestampMs(ts) : 0);
+const attempt = create(DeliveryAttemptSchema, { attemptedAt: timestampNow(), httpStatus: 500, error: "HTTP 500", duration: durationFromMs(3), responseExcerpt: "" });
 
 describe("createNotificationStore (PostgreSQL)", () => {
   let schema: TestSchema;
@@ -49,28 +54,26 @@ describe("createNotificationStore (PostgreSQL)", () => {
       id: uniqueName("sub"),
       owner: "test",
       ownedBy,
-      scope: { kind: "trackingNumber", value: tn },
+      scope: { case: "trackingNumber", value: tn },
       eventTypes: types,
       webhookUrl: `${o}/x`,
       origin: o,
       secret: "s".repeat(43),
       idempotencyKey: undefined,
     });
-    return subscription.id;
+    return subscription.subscriptionId;
   };
   const event = (tn: string, version: number, status = ShipmentStatus.IN_TRANSIT, customerId = "c") =>
-    statusChangedEvent(
-      create(StatusChangedSchema, {
-        eventId: uniqueName("evt"),
-        trackingNumber: tn,
-        customerId,
-        shipmentId: "shp_internal",
-        carrierCode: "acme",
-        status,
-        version: BigInt(version),
-        statusTime: timestampFromDate(new Date(Date.now() + version)),
-      }),
-    );
+    create(StatusChangedSchema, {
+      eventId: uniqueName("evt"),
+      trackingNumber: tn,
+      customerId,
+      shipmentId: "shp_internal",
+      carrierCode: "acme",
+      status,
+      version: BigInt(version),
+      statusTime: timestampFromDate(new Date(Date.now() + version)),
+    });
   const claim = (s: NotificationStore, over: Partial<ClaimOptions> = {}) =>
     s.claimDue({ leaseToken: uniqueName("lease"), leaseMs: 60_000, limit: 100, perOriginLimit: 100, inFlightByOrigin: new Map(), ...over });
   const mine = <T extends { subscriptionId: string }>(rows: T[], sub: string): T[] => rows.filter((r) => r.subscriptionId === sub);
@@ -83,11 +86,11 @@ describe("createNotificationStore (PostgreSQL)", () => {
     const e = event(tn, 1, ShipmentStatus.EXCEPTION);
     assert.equal(await store.insertDeliveries(e, {}), 2);
     assert.equal(await store.insertDeliveries(e, {}), 0, "a redelivered event creates nothing");
-    const [b] = await store.listDeliveries({ subscriptionId: both }, 10, undefined);
-    const [x] = await store.listDeliveries({ subscriptionId: exceptionOnly }, 10, undefined);
+    const [b] = (await store.listDeliveries({ subscriptionId: both }, 10, undefined)).items;
+    const [x] = (await store.listDeliveries({ subscriptionId: exceptionOnly }, 10, undefined)).items;
     assert.equal(b?.eventType, NotificationEventType.STATUS_CHANGED);
     assert.equal(x?.eventType, NotificationEventType.EXCEPTION);
-    assert.equal((await store.listDeliveries({ subscriptionId: eta }, 10, undefined)).length, 0);
+    assert.equal((await store.listDeliveries({ subscriptionId: eta }, 10, undefined)).items.length, 0);
     assert.equal(await store.insertDeliveries(event(tn, 2), {}), 1, "a non-exception status reaches STATUS_CHANGED only");
   });
 
@@ -146,8 +149,8 @@ describe("createNotificationStore (PostgreSQL)", () => {
     const [v2] = mine(await claim(store), sub);
     assert.ok(v2 && v2.id !== v1.id, "a dead letter does not block later events");
     assert.equal(await store.redrive({ subscriptionId: sub }), 1);
-    const [redriven] = await store.listDeliveries({ subscriptionId: sub, state: DeliveryState.PENDING }, 10, undefined);
-    assert.equal(redriven?.id, v1.id);
+    const [redriven] = (await store.listDeliveries({ subscriptionId: sub, state: DeliveryState.PENDING }, 10, undefined)).items;
+    assert.equal(redriven?.deliveryId, v1.id);
     assert.equal(redriven?.attemptCount, 2, "attempt history is kept");
   });
 
@@ -159,16 +162,17 @@ describe("createNotificationStore (PostgreSQL)", () => {
     assert.ok(v1);
     assert.equal(rest.length, 0);
     await store.recordAttempt(v1, attempt, { state: DeliveryState.RETRYING, delayMs: 3_600_000 });
-    const open = await store.listDeliveries({ subscriptionId: sub }, 10, undefined);
-    const retryAt = open.find((d) => d.id === v1.id)?.nextAttemptAt?.getTime() ?? 0;
+    const open = (await store.listDeliveries({ subscriptionId: sub }, 10, undefined)).items;
+    const retryTs = open.find((d) => d.deliveryId === v1.id)?.nextAttemptAt;
+    const retryAt = ms(retryTs);
     assert.ok(retryAt > Date.now() + 3_000_000);
-    const later = open.filter((d) => d.id !== v1.id);
+    const later = open.filter((d) => d.deliveryId !== v1.id);
     assert.equal(later.length, 2);
-    for (const d of later) assert.ok((d.nextAttemptAt?.getTime() ?? 0) >= retryAt, "a successor is due no earlier than the retry");
+    for (const d of later) assert.ok(ms(d.nextAttemptAt) >= retryAt, "a successor is due no earlier than the retry");
     // A new event of the shipment while the retry waits is held as well.
     await store.insertDeliveries(event(tn, 4), {});
-    const v4 = (await store.listDeliveries({ subscriptionId: sub }, 10, undefined)).find((d) => !open.some((o) => o.id === d.id));
-    assert.ok((v4?.nextAttemptAt?.getTime() ?? 0) >= retryAt);
+    const v4 = (await store.listDeliveries({ subscriptionId: sub }, 10, undefined)).items.find((d) => !open.some((o) => o.deliveryId === d.deliveryId));
+    assert.ok(ms(v4?.nextAttemptAt) >= retryAt);
     assert.equal(mine(await claim(store), sub).length, 0);
   });
 
@@ -254,15 +258,15 @@ describe("createNotificationStore (PostgreSQL)", () => {
     const own = await subscribe(tn, [NotificationEventType.STATUS_CHANGED], { customerId: "c" });
     const internal = await subscribe(tn, [NotificationEventType.STATUS_CHANGED]);
     assert.equal(await store.insertDeliveries(event(tn, 1), {}), 2);
-    assert.equal((await store.listDeliveries({ subscriptionId: guessed }, 10, undefined)).length, 0, "a guessed number yields nothing");
-    assert.equal((await store.listDeliveries({ subscriptionId: own }, 10, undefined)).length, 1);
-    assert.equal((await store.listDeliveries({ subscriptionId: internal }, 10, undefined)).length, 1);
+    assert.equal((await store.listDeliveries({ subscriptionId: guessed }, 10, undefined)).items.length, 0, "a guessed number yields nothing");
+    assert.equal((await store.listDeliveries({ subscriptionId: own }, 10, undefined)).items.length, 1);
+    assert.equal((await store.listDeliveries({ subscriptionId: internal }, 10, undefined)).items.length, 1);
     // Listing, unsubscribing and redriving are confined to the owner.
     assert.deepEqual(
-      (await store.listDeliveries({ trackingNumber: tn, ownedBy: { customerId: "c" } }, 10, undefined)).map((d) => d.subscriptionId),
+      (await store.listDeliveries({ trackingNumber: tn, ownedBy: { customerId: "c" } }, 10, undefined)).items.map((d) => d.subscriptionId),
       [own],
     );
-    assert.deepEqual((await store.listSubscriptions({ trackingNumber: tn, ownedBy: { customerId: "c" } }, 10, undefined)).map((x) => x.id), [own]);
+    assert.deepEqual((await store.listSubscriptions({ trackingNumber: tn, ownedBy: { customerId: "c" } }, 10, undefined)).items.map((x) => x.subscriptionId), [own]);
     assert.equal(await store.unsubscribe(own, { customerId: "intruder" }), "not_found");
     assert.equal(await store.unsubscribe(own, { customerId: "c" }), "deleted");
   });
@@ -272,7 +276,7 @@ describe("createNotificationStore (PostgreSQL)", () => {
     const carrierSub = await subscribe(tn, [NotificationEventType.STATUS_CHANGED], { carrierCode: "acme" });
     const otherCarrier = await subscribe(tn, [NotificationEventType.STATUS_CHANGED], { carrierCode: "globex" });
     await store.insertDeliveries(event(tn, 1), {});
-    assert.equal((await store.listDeliveries({ subscriptionId: otherCarrier }, 10, undefined)).length, 0);
+    assert.equal((await store.listDeliveries({ subscriptionId: otherCarrier }, 10, undefined)).items.length, 0);
     const [d] = mine(await claim(store), carrierSub);
     assert.ok(d);
     const data = (JSON.parse(d.body) as { data: Record<string, unknown> }).data;
@@ -329,9 +333,10 @@ describe("notification schema migrations (PostgreSQL)", () => {
       await Promise.all([store.migrate(), store.migrate()]);
       const versions = await pool.query(`SELECT version FROM ${q}.schema_migrations ORDER BY version`);
       assert.deepEqual(versions.rows.map((r: { version: number }) => r.version), [1, 2, 3]);
-      const [legacy] = await store.listSubscriptions({ trackingNumber: "LEGACY000001" }, 10, undefined);
-      assert.equal(legacy?.id, "sub_legacy");
-      assert.equal(legacy?.ownedBy, undefined, "subscriptions from before owners belong to no customer");
+      const [legacy] = (await store.listSubscriptions({ trackingNumber: "LEGACY000001" }, 10, undefined)).items;
+      assert.equal(legacy?.subscriptionId, "sub_legacy");
+      const owned = (await store.listSubscriptions({ trackingNumber: "LEGACY000001", ownedBy: { customerId: "old-client" } }, 10, undefined)).items;
+      assert.equal(owned.length, 0, "subscriptions from before owners belong to no customer");
     } finally {
       await pool.end();
       await store.close();
