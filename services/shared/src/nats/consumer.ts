@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import {
   ClosedConnectionError,
   millis,
@@ -16,7 +16,7 @@ import {
   type Span,
   type Tracer,
 } from "@opentelemetry/api";
-import { createDeadLetterer, errorText, watchMaxDeliveries } from "./dead-letters.js";
+import { createDeadLetterer, errorText, watchMaxDeliveries, type DeadLetterer } from "./dead-letters.js";
 import { EventHeaders } from "./event-headers.js";
 import { MessagingAttributes, messagingSpanName, NATS_TRACER_NAME, processSpanAttributes } from "./messaging-attributes.js";
 import { silentNatsLog, type NatsLog } from "./nats-log.js";
@@ -180,228 +180,268 @@ export class PoisonMessageError extends Error {
 export async function startConsumer<Desc extends DescMessage>(
   opts: StartConsumerOptions<Desc>,
 ): Promise<ConsumerHandle> {
-  const { js, stream, durable, schema, handler } = opts;
+  const { js, stream, durable } = opts;
   const log = opts.logger ?? silentNatsLog;
   const concurrency = Math.max(1, opts.concurrency ?? 16);
-  const batch = Math.max(1, opts.batch ?? concurrency);
-  // Long enough, with the consumers' max_deliver, to ride out a database restart or failover
-  // (minutes) before a message that is not itself bad is dead-lettered.
-  const retryDelayMs = opts.retryDelayMs ?? exponentialRetryDelay(500, 60_000);
-  const tracer = opts.tracer ?? trace.getTracer(NATS_TRACER_NAME);
-
   const consumer = await js.consumers.get(stream, durable);
   const { config } = await consumer.info(true);
-  const maxDeliver = config.max_deliver !== undefined && config.max_deliver > 0 ? config.max_deliver : Infinity;
   const ackWaitMs = config.ack_wait ? millis(config.ack_wait) : 30_000;
-  const progressEveryMs = Math.max(100, Math.floor(ackWaitMs / 3));
-
-  const stats: ConsumerStats = {
-    received: 0,
-    acked: 0,
-    retried: 0,
-    deadLettered: 0,
-    poison: 0,
-    dropped: 0,
-    inFlight: 0,
-  };
-  const slots = new Slots(concurrency);
-  const keyTails = new Map<string, Promise<void>>();
-  const inFlight = new Set<Promise<void>>();
-  const stopController = new AbortController();
-  let messages: ConsumerMessages | undefined;
-
-  const deadLetter = createDeadLetterer({
-    js,
-    stream,
-    durable,
-    subject: opts.deadLetter?.subject,
+  const stats: ConsumerStats = { received: 0, acked: 0, retried: 0, deadLettered: 0, poison: 0, dropped: 0, inFlight: 0 };
+  const run: ConsumerRun<Desc> = {
+    opts,
     log,
-    onDeadLettered: () => stats.deadLettered++,
-    onDropped: () => stats.dropped++,
-    ...(opts.tracer ? { tracer: opts.tracer } : {}),
-  });
-
-  const runHandler = async (message: MessageShape<Desc>, meta: MessageMeta): Promise<void> => {
-    const key = opts.keyOf?.(message, meta);
-    if (key === undefined) return handler(message, meta);
-    const previous = keyTails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => (release = resolve));
-    const tail = previous.then(() => mine);
-    keyTails.set(key, tail);
-    await previous;
-    try {
-      await handler(message, meta);
-    } finally {
-      release();
-      if (keyTails.get(key) === tail) keyTails.delete(key);
-    }
+    tracer: opts.tracer ?? trace.getTracer(NATS_TRACER_NAME),
+    batch: Math.max(1, opts.batch ?? concurrency),
+    // Long enough, with the consumers' max_deliver, to ride out a database restart or failover
+    // (minutes) before a message that is not itself bad is dead-lettered.
+    retryDelayMs: opts.retryDelayMs ?? exponentialRetryDelay(500, 60_000),
+    maxDeliver: config.max_deliver !== undefined && config.max_deliver > 0 ? config.max_deliver : Infinity,
+    progressEveryMs: Math.max(100, Math.floor(ackWaitMs / 3)),
+    stats,
+    slots: new Slots(concurrency),
+    keyTails: new Map(),
+    inFlight: new Set(),
+    stop: new AbortController(),
+    messages: undefined,
+    deadLetter: createDeadLetterer({
+      js,
+      stream,
+      durable,
+      subject: opts.deadLetter?.subject,
+      log,
+      onDeadLettered: () => stats.deadLettered++,
+      onDropped: () => stats.dropped++,
+      ...(opts.tracer ? { tracer: opts.tracer } : {}),
+    }),
   };
-
-  const handleMessage = async (m: JsMsg): Promise<void> => {
-    stats.received++;
-    const meta = metaOf(m);
-    const parent = extractTraceContext(m.headers, ROOT_CONTEXT);
-    const producer = trace.getSpanContext(parent);
-    const links: Link[] = producer ? [{ context: producer }] : [];
-    const span = tracer.startSpan(
-      messagingSpanName("process", subjectFamily(m.subject)),
-      {
-        kind: SpanKind.CONSUMER,
-        links,
-        attributes: {
-          ...processSpanAttributes(m.subject, durable, stream),
-          [MessagingAttributes.BODY_SIZE]: m.data.byteLength,
-          [MessagingAttributes.NATS_STREAM_SEQUENCE]: meta.seq,
-          [MessagingAttributes.NATS_DELIVERY_COUNT]: meta.deliveryCount,
-          ...(meta.msgId ? { [MessagingAttributes.MESSAGE_ID]: meta.msgId } : {}),
-        },
-      },
-      parent,
-    );
-    const progress = setInterval(() => m.working(), progressEveryMs);
-    // Everything about this message, its log lines included, happens inside its span.
-    const ctx = trace.setSpan(parent, span);
-    await context.with(ctx, () => settle(m, meta, span)).finally(() => {
-      clearInterval(progress);
-      span.end();
-    });
-  };
-
-  /** Decodes, runs the handler and acks, naks or dead-letters `m`; runs inside the message's span. */
-  const settle = async (m: JsMsg, meta: MessageMeta, span: Span): Promise<void> => {
-    try {
-      let message: MessageShape<Desc>;
-      try {
-        message = decode(schema, m);
-      } catch (err) {
-        stats.poison++;
-        fail(span, err);
-        span.setAttribute("logistics.outcome", "dead_letter");
-        if (await deadLetter(settleable(m, meta), `poison: ${errorText(err)}`, () => m.working())) m.term();
-        else m.nak(retryDelayMs(meta.deliveryCount));
-        return;
-      }
-      try {
-        await runHandler(message, meta);
-        m.ack();
-        stats.acked++;
-        span.setAttribute("logistics.outcome", "ack");
-      } catch (err) {
-        fail(span, err);
-        // A message that can never succeed (bad data) is dead-lettered now instead of being
-        // retried for minutes: the handler says so with PoisonMessageError, or the error itself
-        // shows it (a data exception from the database, a value that cannot be encoded).
-        const poison = err instanceof PoisonMessageError ? errorText(err) : permanentFailureReason(err);
-        const last = meta.deliveryCount >= maxDeliver || poison !== undefined;
-        const { seq, subject, msgId, deliveryCount } = meta;
-        log.warn(
-          { stream, durable, seq, subject, msgId, deliveryCount, err },
-          poison !== undefined ? "message can never be applied" : last ? "handler failed on the last delivery" : "handler failed; will retry",
-        );
-        try {
-          opts.onError?.(err, meta);
-        } catch (hookErr) {
-          log.error({ stream, durable, err: hookErr }, "onError hook threw");
-        }
-        if (last) {
-          span.setAttribute("logistics.outcome", "dead_letter");
-          const reason =
-            poison !== undefined
-              ? `poison: ${poison}`
-              : `handler failed after ${meta.deliveryCount} deliveries: ${errorText(err)}`;
-          if (poison !== undefined) stats.poison++;
-          if (await deadLetter(settleable(m, meta), reason, () => m.working())) m.term();
-          else m.nak(retryDelayMs(meta.deliveryCount));
-        } else {
-          span.setAttribute("logistics.outcome", "retry");
-          m.nak(retryDelayMs(meta.deliveryCount));
-          stats.retried++;
-        }
-      }
-    } catch (err) {
-      // Only reachable if acking itself threw (connection closed): the server will redeliver.
-      log.error({ stream, durable, seq: meta.seq, err }, "could not settle message");
-    }
-  };
-
-  const dispatch = (m: JsMsg) => {
-    stats.inFlight++;
-    const p = handleMessage(m).finally(() => {
-      stats.inFlight--;
-      slots.release();
-      inFlight.delete(p);
-    });
-    inFlight.add(p);
-  };
-
-  const pullLoop = async () => {
-    while (!stopController.signal.aborted) {
-      try {
-        const iter = await consumer.consume({ max_messages: batch });
-        messages = iter;
-        if (stopController.signal.aborted) {
-          await iter.close();
-          break;
-        }
-        void watchStatus(iter);
-        for await (const m of iter) {
-          if (stopController.signal.aborted || !(await slots.acquire())) {
-            m.nak();
-            continue;
-          }
-          dispatch(m);
-        }
-      } catch (err) {
-        if (err instanceof ClosedConnectionError) {
-          log.error({ stream, durable }, "NATS connection closed: consumer stopped pulling");
-          break;
-        }
-        if (!stopController.signal.aborted) {
-          log.error({ stream, durable, err }, "consumer pull loop failed; restarting");
-        }
-      }
-      if (!stopController.signal.aborted) await pause(1000, stopController.signal);
-    }
-  };
-
-  const watchStatus = async (iter: ConsumerMessages) => {
-    for await (const s of iter.status()) {
-      switch (s.type) {
-        case "heartbeats_missed":
-        case "consumer_not_found":
-        case "stream_not_found":
-        case "consumer_deleted":
-        case "exceeded_limits":
-        case "no_responders":
-          log.warn({ stream, durable, status: s }, "consumer status");
-          break;
-        default:
-          break;
-      }
-    }
-  };
-
   const advisories =
-    opts.nc && opts.deadLetter ? watchMaxDeliveries({ nc: opts.nc, js, stream, durable, deadLetter, log }) : undefined;
-
-  const loop = pullLoop();
+    opts.nc && opts.deadLetter ? watchMaxDeliveries({ nc: opts.nc, js, stream, durable, deadLetter: run.deadLetter, log }) : undefined;
+  const loop = pullLoop(run, consumer);
   let closing: Promise<void> | undefined;
   return {
     close() {
       closing ??= (async () => {
-        stopController.abort();
-        slots.close();
+        run.stop.abort();
+        run.slots.close();
         const advisoriesClosed = advisories?.close();
-        await messages?.close();
+        await run.messages?.close();
         await loop;
-        while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+        while (run.inFlight.size > 0) await Promise.allSettled([...run.inFlight]);
         await advisoriesClosed;
       })();
       return closing;
     },
     stats: () => ({ ...stats }),
   };
+}
+
+/** One running consumer: its settings and state, shared by the functions below. */
+interface ConsumerRun<Desc extends DescMessage> {
+  readonly opts: StartConsumerOptions<Desc>;
+  readonly log: NatsLog;
+  readonly tracer: Tracer;
+  /** Messages requested per pull. */
+  readonly batch: number;
+  readonly retryDelayMs: (deliveryCount: number) => number;
+  /** The consumer's max_deliver (Infinity when unlimited). */
+  readonly maxDeliver: number;
+  /** In-progress ack period while a handler runs (a third of ack_wait). */
+  readonly progressEveryMs: number;
+  readonly stats: ConsumerStats;
+  /** Bounds the handlers running at once. */
+  readonly slots: Slots;
+  /** Per `keyOf` key, the promise the next handler of that key waits for. */
+  readonly keyTails: Map<string, Promise<void>>;
+  /** Messages being handled, settled or not. */
+  readonly inFlight: Set<Promise<void>>;
+  readonly stop: AbortController;
+  readonly deadLetter: DeadLetterer;
+  /** The current pull, closed on stop. */
+  messages: ConsumerMessages | undefined;
+}
+
+/** Pulls until stopped, restarting a failed pull after a pause; each message goes to {@link dispatch}. */
+async function pullLoop<Desc extends DescMessage>(run: ConsumerRun<Desc>, consumer: Consumer): Promise<void> {
+  const { stream, durable } = run.opts;
+  const signal = run.stop.signal;
+  while (!signal.aborted) {
+    try {
+      const iter = await consumer.consume({ max_messages: run.batch });
+      run.messages = iter;
+      if (signal.aborted) {
+        await iter.close();
+        break;
+      }
+      void watchStatus(run, iter);
+      for await (const m of iter) {
+        if (signal.aborted || !(await run.slots.acquire())) {
+          m.nak();
+          continue;
+        }
+        dispatch(run, m);
+      }
+    } catch (err) {
+      if (err instanceof ClosedConnectionError) {
+        run.log.error({ stream, durable }, "NATS connection closed: consumer stopped pulling");
+        break;
+      }
+      if (!signal.aborted) run.log.error({ stream, durable, err }, "consumer pull loop failed; restarting");
+    }
+    if (!signal.aborted) await pause(1000, signal);
+  }
+}
+
+/** Logs the pull's noteworthy status events (missed heartbeats, a deleted consumer...). */
+async function watchStatus<Desc extends DescMessage>(run: ConsumerRun<Desc>, iter: ConsumerMessages): Promise<void> {
+  for await (const s of iter.status()) {
+    switch (s.type) {
+      case "heartbeats_missed":
+      case "consumer_not_found":
+      case "stream_not_found":
+      case "consumer_deleted":
+      case "exceeded_limits":
+      case "no_responders":
+        run.log.warn({ stream: run.opts.stream, durable: run.opts.durable, status: s }, "consumer status");
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+/** Handles `m` in the background, holding its slot until it is settled. */
+function dispatch<Desc extends DescMessage>(run: ConsumerRun<Desc>, m: JsMsg): void {
+  run.stats.inFlight++;
+  const p = handleMessage(run, m).finally(() => {
+    run.stats.inFlight--;
+    run.slots.release();
+    run.inFlight.delete(p);
+  });
+  run.inFlight.add(p);
+}
+
+/** Settles `m` inside its CONSUMER span, sending in-progress acks meanwhile. */
+async function handleMessage<Desc extends DescMessage>(run: ConsumerRun<Desc>, m: JsMsg): Promise<void> {
+  const { stream, durable } = run.opts;
+  run.stats.received++;
+  const meta = metaOf(m);
+  const parent = extractTraceContext(m.headers, ROOT_CONTEXT);
+  const producer = trace.getSpanContext(parent);
+  const links: Link[] = producer ? [{ context: producer }] : [];
+  const span = run.tracer.startSpan(
+    messagingSpanName("process", subjectFamily(m.subject)),
+    {
+      kind: SpanKind.CONSUMER,
+      links,
+      attributes: {
+        ...processSpanAttributes(m.subject, durable, stream),
+        [MessagingAttributes.BODY_SIZE]: m.data.byteLength,
+        [MessagingAttributes.NATS_STREAM_SEQUENCE]: meta.seq,
+        [MessagingAttributes.NATS_DELIVERY_COUNT]: meta.deliveryCount,
+        ...(meta.msgId ? { [MessagingAttributes.MESSAGE_ID]: meta.msgId } : {}),
+      },
+    },
+    parent,
+  );
+  const progress = setInterval(() => m.working(), run.progressEveryMs);
+  // Everything about this message, its log lines included, happens inside its span.
+  const ctx = trace.setSpan(parent, span);
+  await context.with(ctx, () => settle(run, m, meta, span)).finally(() => {
+    clearInterval(progress);
+    span.end();
+  });
+}
+
+/** Decodes, runs the handler and acks, naks or dead-letters `m`; runs inside the message's span. */
+async function settle<Desc extends DescMessage>(run: ConsumerRun<Desc>, m: JsMsg, meta: MessageMeta, span: Span): Promise<void> {
+  try {
+    let message: MessageShape<Desc>;
+    try {
+      message = decode(run.opts.schema, m);
+    } catch (err) {
+      run.stats.poison++;
+      fail(span, err);
+      span.setAttribute("logistics.outcome", "dead_letter");
+      await deadLetterOrRetry(run, m, meta, `poison: ${errorText(err)}`);
+      return;
+    }
+    try {
+      await runHandler(run, message, meta);
+      m.ack();
+      run.stats.acked++;
+      span.setAttribute("logistics.outcome", "ack");
+    } catch (err) {
+      await onHandlerFailure(run, m, meta, span, err);
+    }
+  } catch (err) {
+    // Only reachable if acking itself threw (connection closed): the server will redeliver.
+    run.log.error({ stream: run.opts.stream, durable: run.opts.durable, seq: meta.seq, err }, "could not settle message");
+  }
+}
+
+/** Runs the handler, after the handler of the previous message with the same key (when `keyOf` is set). */
+async function runHandler<Desc extends DescMessage>(run: ConsumerRun<Desc>, message: MessageShape<Desc>, meta: MessageMeta): Promise<void> {
+  const { handler, keyOf } = run.opts;
+  const key = keyOf?.(message, meta);
+  if (key === undefined) return handler(message, meta);
+  const previous = run.keyTails.get(key) ?? Promise.resolve();
+  let release!: () => void;
+  const mine = new Promise<void>((resolve) => (release = resolve));
+  const tail = previous.then(() => mine);
+  run.keyTails.set(key, tail);
+  await previous;
+  try {
+    await handler(message, meta);
+  } finally {
+    release();
+    if (run.keyTails.get(key) === tail) run.keyTails.delete(key);
+  }
+}
+
+/**
+ * A failed handler: poison (or the last delivery) is dead-lettered, anything else naked for a
+ * retry after `retryDelayMs`.
+ */
+async function onHandlerFailure<Desc extends DescMessage>(
+  run: ConsumerRun<Desc>,
+  m: JsMsg,
+  meta: MessageMeta,
+  span: Span,
+  err: unknown,
+): Promise<void> {
+  const { stream, durable } = run.opts;
+  fail(span, err);
+  // A message that can never succeed (bad data) is dead-lettered now instead of being
+  // retried for minutes: the handler says so with PoisonMessageError, or the error itself
+  // shows it (a data exception from the database, a value that cannot be encoded).
+  const poison = err instanceof PoisonMessageError ? errorText(err) : permanentFailureReason(err);
+  const last = meta.deliveryCount >= run.maxDeliver || poison !== undefined;
+  const { seq, subject, msgId, deliveryCount } = meta;
+  run.log.warn(
+    { stream, durable, seq, subject, msgId, deliveryCount, err },
+    poison !== undefined ? "message can never be applied" : last ? "handler failed on the last delivery" : "handler failed; will retry",
+  );
+  try {
+    run.opts.onError?.(err, meta);
+  } catch (hookErr) {
+    run.log.error({ stream, durable, err: hookErr }, "onError hook threw");
+  }
+  if (!last) {
+    span.setAttribute("logistics.outcome", "retry");
+    m.nak(run.retryDelayMs(meta.deliveryCount));
+    run.stats.retried++;
+    return;
+  }
+  span.setAttribute("logistics.outcome", "dead_letter");
+  const reason = poison !== undefined ? `poison: ${poison}` : `handler failed after ${meta.deliveryCount} deliveries: ${errorText(err)}`;
+  if (poison !== undefined) run.stats.poison++;
+  await deadLetterOrRetry(run, m, meta, reason);
+}
+
+/** Dead-letters `m` and terminates it; when the dead letter was not stored, naks it for another try. */
+async function deadLetterOrRetry<Desc extends DescMessage>(run: ConsumerRun<Desc>, m: JsMsg, meta: MessageMeta, reason: string): Promise<void> {
+  if (await run.deadLetter(settleable(m, meta), reason, () => m.working())) m.term();
+  else m.nak(run.retryDelayMs(meta.deliveryCount));
 }
 
 function decode<Desc extends DescMessage>(schema: Desc, m: JsMsg): MessageShape<Desc> {
@@ -440,7 +480,6 @@ function fail(span: Span, err: unknown): void {
   span.recordException(err instanceof Error ? err : String(err));
   span.setStatus({ code: SpanStatusCode.ERROR, message: errorText(err) });
 }
-
 
 /** A counting semaphore whose waiters are released with `false` once closed. */
 class Slots {
