@@ -29,9 +29,11 @@ describe("createScanCheck", () => {
     const v = check(scan(), NOW);
     assert.equal(v.ok, true);
     if (!v.ok) return;
-    assert.equal(v.recordedEventId, recordedEventId("ups", "evt-1"));
-    assert.equal(v.normalized.status, ShipmentStatus.IN_TRANSIT);
-    assert.equal(v.normalized.kind, ScanKind.HUB_ARRIVAL);
+    assert.equal(v.event.eventId, recordedEventId("ups", "evt-1"));
+    assert.equal(v.event.scan, v.scan);
+    assert.equal(v.event.status, ShipmentStatus.IN_TRANSIT);
+    assert.equal(v.event.kind, ScanKind.HUB_ARRIVAL);
+    assert.equal(v.mapped, true);
   });
 
   it("rejects an invalid scan as INVALID listing every violated field by proto path", () => {

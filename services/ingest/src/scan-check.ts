@@ -4,21 +4,26 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Validator } from "@bufbuild/protovalidate";
 import { compilePrecheck } from "@logistics/shared/validation";
 import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ScanRecordedSchema, type ScanRecorded } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import {
   RejectReason,
   ScanFieldViolationSchema,
   type ScanFieldViolation,
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { recordedEventId } from "./event-ids.js";
-import { normalizeStatus, type NormalizedStatus } from "./normalize.js";
+import { normalizeStatus } from "./normalize.js";
 
 /** A scan that passed every check and may be published. */
 export interface AcceptableScan {
   readonly ok: true;
   readonly scan: Scan;
-  /** See {@link recordedEventId}. */
-  readonly recordedEventId: string;
-  readonly normalized: NormalizedStatus;
+  /**
+   * The event to publish: its id ({@link recordedEventId}), the scan, and the normalized status and
+   * kind; the ingestor sets `recorded_at` and `region` when it publishes.
+   */
+  readonly event: ScanRecorded;
+  /** False when no table knew the carrier's status code (see {@link normalizeStatus}). */
+  readonly mapped: boolean;
 }
 
 /** A scan that must be answered with a REJECTED ack. */
@@ -50,7 +55,7 @@ export type ScanCheck = (scan: Scan, nowMs: number) => ScanVerdict;
  * Creates the per-scan check: protovalidate rules of `logistics.common.v1.Scan` (every failing
  * field reported, path in proto field names, e.g. `raw_status.code`) → REJECT_REASON_INVALID;
  * then the event-time window → REJECT_REASON_TOO_LATE. A scan passing both gets its recorded
- * event id and normalized status. Carrier authorization is not part of it: it is a request-level
+ * event, ready to publish. Carrier authorization is not part of it: it is a request-level
  * decision (see the service). Pure apart from the validator's rule cache.
  *
  * The rules are compiled once into plain checks ({@link compilePrecheck}); a scan that passes them
@@ -87,11 +92,12 @@ export function createScanCheck(opts: ScanCheckOptions): ScanCheck {
     if (eventMs > nowMs + maxAheadMs) {
       return { ok: false, scan, reason: RejectReason.TOO_LATE, detail: `event_time is more than ${describeMs(maxAheadMs)} in the future`, violations: [] };
     }
+    const { status, kind, mapped } = normalizeStatus(scan.carrierCode, scan.rawStatus?.code ?? "");
     return {
       ok: true,
       scan,
-      recordedEventId: recordedEventId(scan.carrierCode, scan.eventId),
-      normalized: normalizeStatus(scan.carrierCode, scan.rawStatus?.code ?? ""),
+      event: create(ScanRecordedSchema, { eventId: recordedEventId(scan.carrierCode, scan.eventId), scan, status, kind }),
+      mapped,
     };
   };
 }

@@ -2,7 +2,6 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { SpanStatusCode, trace } from "@opentelemetry/api";
 import { setTimeout as delay } from "node:timers/promises";
-import { ScanRecordedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import type { Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import {
   RejectReason,
@@ -115,20 +114,11 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
   const publishDurably = async (batch: readonly AcceptableScan[], recordedAt: Timestamp): Promise<Array<PublishEventResult | Error>> => {
     const started = performance.now();
     const deadline = started + deadlineMs;
-    const items = batch.map((a) =>
-      publication(
-        opts.scanEvent,
-        create(ScanRecordedSchema, {
-          eventId: a.recordedEventId,
-          scan: a.scan,
-          status: a.normalized.status,
-          kind: a.normalized.kind,
-          recordedAt,
-          region: opts.region,
-        }),
-        { region: opts.region, carrier: a.scan.carrierCode },
-      ),
-    );
+    const items = batch.map((a) => {
+      a.event.recordedAt = recordedAt;
+      a.event.region = opts.region;
+      return publication(opts.scanEvent, a.event, { region: opts.region, carrier: a.scan.carrierCode });
+    });
     const results: Array<PublishEventResult | Error> = batch.map(() => new Error("publish deadline elapsed"));
     let pending = batch.map((_, i) => i);
     let backoff = 25;
@@ -219,10 +209,10 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
         slots.push({ kind: "reject", ack: rejectAck(verdict.scan, own.reason, own.detail, []) });
         continue;
       }
-      if (!verdict.normalized.mapped) metrics.unmappedStatus.inc({ carrier: verdict.scan.carrierCode });
-      const first = firstIndex.get(verdict.recordedEventId);
+      if (!verdict.mapped) metrics.unmappedStatus.inc({ carrier: verdict.scan.carrierCode });
+      const first = firstIndex.get(verdict.event.eventId);
       if (first === undefined) {
-        firstIndex.set(verdict.recordedEventId, i);
+        firstIndex.set(verdict.event.eventId, i);
         slots.push({ kind: "publish", scan: verdict });
       } else {
         slots.push({ kind: "copy", of: first, scan: verdict });
@@ -235,10 +225,10 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       const release = await opts.inflight.acquire(toPublish.length, signal);
       metrics.inflight.inc(toPublish.length);
       try {
-        const ids = toPublish.map((i) => (slots[i] as { scan: AcceptableScan }).scan.recordedEventId);
+        const ids = toPublish.map((i) => (slots[i] as { scan: AcceptableScan }).scan.event.eventId);
         const seen = await opts.dedupe.seen(ids);
-        const fresh = toPublish.filter((i) => !seen.has((slots[i] as { scan: AcceptableScan }).scan.recordedEventId));
-        for (const i of toPublish) if (seen.has((slots[i] as { scan: AcceptableScan }).scan.recordedEventId)) results.set(i, "seen");
+        const fresh = toPublish.filter((i) => !seen.has((slots[i] as { scan: AcceptableScan }).scan.event.eventId));
+        for (const i of toPublish) if (seen.has((slots[i] as { scan: AcceptableScan }).scan.event.eventId)) results.set(i, "seen");
         if (fresh.length > 0) {
           const acks = await publishDurably(
             fresh.map((i) => (slots[i] as { scan: AcceptableScan }).scan),
@@ -249,7 +239,7 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
         const stored = toPublish.flatMap((i) => {
           const r = results.get(i);
           return r !== undefined && r !== "seen" && !(r instanceof Error)
-            ? [(slots[i] as { scan: AcceptableScan }).scan.recordedEventId]
+            ? [(slots[i] as { scan: AcceptableScan }).scan.event.eventId]
             : [];
         });
         // Not awaited: the ack does not depend on it (a resend racing it is caught by JetStream's
@@ -275,14 +265,14 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
           eventId: scan.eventId,
           trackingNumber: scan.trackingNumber,
           outcome: ScanOutcome.DUPLICATE,
-          recordedEventId: slot.scan.recordedEventId,
+          recordedEventId: slot.scan.event.eventId,
         });
       }
       return create(ScanAckSchema, {
         eventId: scan.eventId,
         trackingNumber: scan.trackingNumber,
         outcome: ScanOutcome.ACCEPTED,
-        recordedEventId: slot.scan.recordedEventId,
+        recordedEventId: slot.scan.event.eventId,
         streamSequence: BigInt(r.seq),
       });
     });
