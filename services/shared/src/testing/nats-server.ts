@@ -4,6 +4,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getFreePort } from "./free-port.js";
+import { launchOnFreePorts } from "./free-port-launch.js";
 import { removeOnExit, spawnManagedProcess, type ManagedProcess } from "./managed-process.js";
 import { uniqueName } from "./unique.js";
 import { waitFor } from "./wait-for.js";
@@ -130,18 +131,16 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   };
 
   try {
-    for (let attempt = 1; ; attempt++) {
-      if (opts.port === undefined) port = await getFreePort();
-      if (opts.httpPort === undefined) httpPort = await getFreePort();
-      try {
-        await launch();
-        break;
-      } catch (err) {
-        const bindRace = /address already in use/i.test(proc?.output() ?? "");
-        const retryable = bindRace && opts.port === undefined && opts.httpPort === undefined && !opts.cluster;
-        if (!retryable || attempt >= BIND_RETRIES) throw err;
-      }
-    }
+    await launchOnFreePorts({
+      async pick() {
+        if (opts.port === undefined) port = await getFreePort();
+        if (opts.httpPort === undefined) httpPort = await getFreePort();
+      },
+      launch,
+      output: () => proc?.output() ?? "",
+      fixed: opts.port !== undefined || opts.httpPort !== undefined || opts.cluster !== undefined,
+      attempts: BIND_RETRIES,
+    });
   } catch (err) {
     await cleanup();
     throw err;

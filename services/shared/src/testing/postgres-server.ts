@@ -5,6 +5,7 @@ import { arch, platform, tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { getFreePort } from "./free-port.js";
+import { launchOnFreePorts } from "./free-port-launch.js";
 import { removeOnExit, spawnManagedProcess, type ManagedProcess } from "./managed-process.js";
 import { waitFor } from "./wait-for.js";
 
@@ -183,28 +184,32 @@ export async function startPostgresServer(opts: PostgresServerOptions = {}): Pro
     writeFileSync(conf, Object.entries(settings).map(([k, v]) => `${k} = ${v}\n`).join(""));
     if (user) chownSync(conf, user.uid, user.gid);
 
-    for (let attempt = 1; ; attempt++) {
-      if (opts.port === undefined) port = await getFreePort();
-      const p = spawnManagedProcess(bin.postgres, ["-D", cluster, "-p", String(port)], {
-        supervised: opts.supervised === true,
-        env: { ...process.env, LC_ALL: "C" },
-        ...ids,
-      });
-      proc = p;
-      try {
-        await waitFor(() => canConnect(port), {
-          timeoutMs: opts.startTimeoutMs ?? 60_000,
-          intervalMs: 50,
-          message: `PostgreSQL on port ${port} to accept connections`,
-          signal: p.exitSignal,
+    await launchOnFreePorts({
+      async pick() {
+        if (opts.port === undefined) port = await getFreePort();
+      },
+      async launch() {
+        const p = spawnManagedProcess(bin.postgres, ["-D", cluster, "-p", String(port)], {
+          supervised: opts.supervised === true,
+          env: { ...process.env, LC_ALL: "C" },
+          ...ids,
         });
-        break;
-      } catch (err) {
-        await p.stop("SIGKILL");
-        const bindRace = /could not bind|address already in use/i.test(p.output());
-        if (!bindRace || opts.port !== undefined || attempt >= 3) throw err;
-      }
-    }
+        proc = p;
+        try {
+          await waitFor(() => canConnect(port), {
+            timeoutMs: opts.startTimeoutMs ?? 60_000,
+            intervalMs: 50,
+            message: `PostgreSQL on port ${port} to accept connections`,
+            signal: p.exitSignal,
+          });
+        } catch (err) {
+          await p.stop("SIGKILL");
+          throw err;
+        }
+      },
+      output: () => proc?.output() ?? "",
+      fixed: opts.port !== undefined,
+    });
     const admin = new pg.Client({ connectionString: urlOf(port, "postgres") });
     await admin.connect();
     let version: string;
@@ -216,6 +221,7 @@ export async function startPostgresServer(opts: PostgresServerOptions = {}): Pro
       await admin.end();
     }
     const running = proc;
+    if (!running) throw new Error("PostgreSQL reported ready without a process");
     let stopping: Promise<void> | undefined;
     return {
       url: urlOf(port, databases[0] ?? "postgres"),

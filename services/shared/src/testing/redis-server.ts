@@ -3,6 +3,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getFreePort } from "./free-port.js";
+import { launchOnFreePorts } from "./free-port-launch.js";
 import { removeOnExit, spawnManagedProcess, type ManagedProcess } from "./managed-process.js";
 import { waitFor } from "./wait-for.js";
 
@@ -90,16 +91,14 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   };
 
   try {
-    for (let attempt = 1; ; attempt++) {
-      if (opts.port === undefined) port = await getFreePort();
-      try {
-        await launch();
-        break;
-      } catch (err) {
-        const bindRace = /address already in use/i.test(proc?.output() ?? "");
-        if (!bindRace || opts.port !== undefined || attempt >= 3) throw err;
-      }
-    }
+    await launchOnFreePorts({
+      async pick() {
+        if (opts.port === undefined) port = await getFreePort();
+      },
+      launch,
+      output: () => proc?.output() ?? "",
+      fixed: opts.port !== undefined,
+    });
   } catch (err) {
     await cleanup();
     throw err;
