@@ -9,12 +9,23 @@
 // the same event_id, so nothing is lost or counted twice: scans ingest already stored come back as
 // DUPLICATE. A REJECTED scan with reject_reason UNAVAILABLE is kept and resent too.
 //
-//   INGEST_ADDR=127.0.0.1:8081 TOKEN=$CARRIER TRACKING_NUMBER=LM... node examples/carrier-gateway.mjs
+// Regions: INGEST_ENDPOINTS lists ingest endpoints across regions, nearest
+// first. The gateway uses the first; when an endpoint cannot be reached or drops the stream with
+// UNAVAILABLE it fails over to the next one at once and resends what is unacknowledged there, with
+// the same event ids (the region that stored a scan and the one it is resent to hold it under the
+// same event id, and every read model applies an event id once). After trying them all it backs
+// off and starts again at the first, so it returns to its nearest region once that is back (a
+// gateway that runs for days would also move back when the first answers again while it streams
+// elsewhere).
 //
-// Environment: INGEST_ADDR (default 127.0.0.1:8081), TOKEN (scans:write with a carrier claim),
-// CARRIER (default acme), TRACKING_NUMBER (a shipment of that carrier), SCANS (default 4),
-// DROP_FIRST_STREAM=1 (demonstration: cancel the first stream right after sending, before its
-// acknowledgements arrive, to show the reconnect and resend).
+//   INGEST_ENDPOINTS=https://ingest.eu.example.com,https://ingest.us.example.com \
+//     TOKEN=$CARRIER TRACKING_NUMBER=LM... node examples/carrier-gateway.mjs
+//
+// Environment: INGEST_ENDPOINTS (comma-separated; https://host[:port] uses TLS, http://host:port
+// or host:port plaintext), else INGEST_ADDR (one host:port, default 127.0.0.1:8081); TOKEN
+// (scans:write with a carrier claim), CARRIER (default acme), TRACKING_NUMBER (a shipment of that
+// carrier), SCANS (default 4), DROP_FIRST_STREAM=1 (demonstration: cancel the first stream right
+// after sending, before its acknowledgements arrive, to show the reconnect and resend).
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,14 +42,28 @@ const definition = protoLoader.loadFileDescriptorSetFromBuffer(readFileSync(prot
 const { IngestService } = grpc.loadPackageDefinition(definition).logistics.ingest.v1;
 
 const env = process.env;
-const address = env.INGEST_ADDR ?? "127.0.0.1:8081";
 const carrier = env.CARRIER ?? "acme";
 const trackingNumber = env.TRACKING_NUMBER;
 if (!trackingNumber || !env.TOKEN) {
   console.error("set TRACKING_NUMBER and TOKEN (npm run -s token -- --scope scans:write --carrier acme)");
   process.exit(2);
 }
-const client = new IngestService(address, grpc.credentials.createInsecure());
+
+/** One ingest endpoint: its gRPC target (host:port) and channel credentials. */
+function endpoint(raw) {
+  const text = raw.trim();
+  if (!/^[a-z]+:\/\//.test(text)) return { label: text, target: text, credentials: grpc.credentials.createInsecure() };
+  const url = new URL(text);
+  const tls = url.protocol === "https:";
+  const port = url.port || (tls ? "443" : "80");
+  return { label: text, target: `${url.hostname}:${port}`, credentials: tls ? grpc.credentials.createSsl() : grpc.credentials.createInsecure() };
+}
+const endpoints = (env.INGEST_ENDPOINTS ?? env.INGEST_ADDR ?? "127.0.0.1:8081").split(",").filter((e) => e.trim()).map(endpoint);
+const clients = new Map();
+function clientFor(i) {
+  if (!clients.has(i)) clients.set(i, new IngestService(endpoints[i].target, endpoints[i].credentials));
+  return clients.get(i);
+}
 
 // Every scan stays here until it is acknowledged (a real gateway keeps this on disk).
 const unacked = new Map();
@@ -65,18 +90,39 @@ for (let i = 0; i < count; i++) {
   unacked.set(scan.event_id, scan);
 }
 
-let attempt = 0;
+// `current`: the endpoint in use; `tried`: endpoints that failed in this round; `failures`:
+// rounds and same-endpoint retries since the last ack (the backoff exponent).
+let current = 0;
+let tried = 0;
+let failures = 0;
+let streams = 0;
 function connect() {
+  const ep = endpoints[current];
   const metadata = new grpc.Metadata();
   metadata.set("authorization", `Bearer ${env.TOKEN}`);
-  const call = client.StreamScans(metadata);
-  const thisAttempt = attempt++;
+  const call = clientFor(current).StreamScans(metadata);
+  const thisStream = streams++;
+  if (endpoints.length > 1) console.log(`streaming to ${ep.label} (endpoint ${current + 1} of ${endpoints.length})`);
   let closed = false;
-  const reconnect = (why) => {
+  let acked = false;
+  const reconnect = (why, code) => {
     if (closed) return;
     closed = true;
     if (unacked.size === 0) return finish();
-    const delay = Math.min(10_000, 250 * 2 ** Math.min(thisAttempt, 6));
+    if (acked) tried = 0;
+    // The endpoint (or its region) is unreachable: the next one, at once, while the round lasts.
+    if (code === grpc.status.UNAVAILABLE && endpoints.length > 1 && tried + 1 < endpoints.length) {
+      tried++;
+      current = (current + 1) % endpoints.length;
+      console.log(`stream to ${ep.label} closed (${why}); failing over to ${endpoints[current].label}, resending ${unacked.size} unacknowledged scans`);
+      return setImmediate(connect);
+    }
+    // A new round from the nearest endpoint (the same one when there is only one), after a backoff.
+    if (code === grpc.status.UNAVAILABLE || acked) {
+      tried = 0;
+      current = 0;
+    }
+    const delay = Math.min(10_000, 250 * 2 ** Math.min(failures++, 6));
     console.log(`stream closed (${why}); reconnecting in ${delay} ms, resending ${unacked.size} unacknowledged scans`);
     setTimeout(connect, delay);
   };
@@ -86,18 +132,20 @@ function connect() {
       console.log(`ack ${ack.event_id} ${ack.outcome.replace("SCAN_OUTCOME_", "")}${ack.detail ? ` (${ack.detail})` : ""}`);
       if (!keep) unacked.delete(ack.event_id);
     }
+    acked = true;
+    failures = 0;
     if (unacked.size === 0) call.end();
   });
-  call.on("error", (e) => reconnect(`${grpc.status[e.code] ?? e.code}: ${e.details}`));
-  call.on("end", () => reconnect("ended by the server"));
+  call.on("error", (e) => reconnect(`${grpc.status[e.code] ?? e.code}: ${e.details}`, e.code));
+  call.on("end", () => reconnect("ended by the server", undefined));
   // Up to 500 scans per message; this example sends all it holds in one.
   call.write({ scans: [...unacked.values()] });
-  if (env.DROP_FIRST_STREAM === "1" && thisAttempt === 0) setImmediate(() => call.cancel());
+  if (env.DROP_FIRST_STREAM === "1" && thisStream === 0) setImmediate(() => call.cancel());
 }
 
 function finish() {
-  console.log(`all ${count} scans acknowledged`);
-  client.close();
+  console.log(`all ${count} scans acknowledged${endpoints.length > 1 ? ` (last endpoint ${endpoints[current].label})` : ""}`);
+  for (const c of clients.values()) c.close();
 }
 
 connect();

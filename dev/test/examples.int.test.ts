@@ -100,22 +100,27 @@ describe("integrator examples", () => {
     );
   });
 
-  it("a gateway reconnects and resends unacknowledged scans; a watcher and a verifying webhook receiver see the delivery", async () => {
+  /** An acme shipment from Frankfurt, created over Connect JSON; its tracking number. */
+  async function createShipment(idempotencyKey: string, destination: { countryCode: string; city: string; location: { latitude: number; longitude: number } }): Promise<string> {
     const created = await connectJson(
       mesh.get("ingest").url,
       "logistics.ingest.v1.IngestService/CreateShipment",
       {
-        idempotencyKey: "examples-test-1",
+        idempotencyKey,
         carrierCode: "acme",
         customerId: "cust-examples",
         serviceLevel: "SERVICE_LEVEL_STANDARD",
         origin: { countryCode: "DE", city: "Frankfurt", location: { latitude: 50.11, longitude: 8.68 } },
-        destination: { countryCode: "US", city: "Chicago", location: { latitude: 41.88, longitude: -87.63 } },
+        destination,
         parcel: { weightGrams: 1200 },
       },
       internal,
     );
-    const tn = String(created["trackingNumber"]);
+    return String(created["trackingNumber"]);
+  }
+
+  it("a gateway reconnects and resends unacknowledged scans; a watcher and a verifying webhook receiver see the delivery", async () => {
+    const tn = await createShipment("examples-test-1", { countryCode: "US", city: "Chicago", location: { latitude: 41.88, longitude: -87.63 } });
 
     const hookPort = await getFreePort();
     const sub = await connectJson(
@@ -161,5 +166,25 @@ describe("integrator examples", () => {
     const scans = history.events.filter((e) => e.kind === ShipmentEventKind.SCAN);
     assert.equal(scans.length, 5);
     assert.equal(scans.at(-1)?.scanKind, ScanKind.DELIVERED);
+  });
+
+  it("a gateway given endpoints across regions fails over from an unreachable first one and resends there", async () => {
+    const tn = await createShipment("examples-test-failover", { countryCode: "FR", city: "Paris", location: { latitude: 48.86, longitude: 2.35 } });
+    // The "nearest region" is a port nothing listens on: a region that is gone.
+    const lost = `http://127.0.0.1:${await getFreePort()}`;
+    const live = mesh.get("ingest").url;
+    const gateway = run("carrier-gateway.mjs", { INGEST_ENDPOINTS: `${lost},${live}`, TOKEN: carrier, TRACKING_NUMBER: tn, SCANS: "3" });
+    assert.equal(await gateway.exited, 0, gateway.output());
+    const out = gateway.output();
+    assert.match(out, new RegExp(`streaming to ${lost} \\(endpoint 1 of 2\\)`));
+    assert.match(out, new RegExp(`stream to ${lost} closed \\(UNAVAILABLE: .*\\); failing over to ${live}, resending 3 unacknowledged scans`));
+    assert.match(out, new RegExp(`all 3 scans acknowledged \\(last endpoint ${live}\\)`));
+    for (let i = 0; i < 3; i++) assert.match(out, new RegExp(`ack acme-${tn}-${i} ACCEPTED`));
+
+    const tracking = createClient(TrackingService, createGrpcTransport({ baseUrl: mesh.get("tracking").url }));
+    await waitFor(
+      async () => (await tracking.listShipmentEvents({ trackingNumber: tn, pageSize: 100 })).events.filter((e) => e.kind === ShipmentEventKind.SCAN).length === 3,
+      { timeoutMs: 30_000, intervalMs: 100, message: `the 3 scans of ${tn} in its history once each` },
+    );
   });
 });
