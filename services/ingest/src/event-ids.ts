@@ -1,9 +1,14 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 function sha256(text: string): Buffer {
-  return createHash("sha256").update(text, "utf8").digest();
+  return hash("sha256", text, "buffer");
+}
+
+/** The first 32 hex digits (128 bits) of sha256(text), in one call (no Hash object, no Buffer). */
+function sha256Hex128(text: string): string {
+  return hash("sha256", text, "hex").slice(0, 32);
 }
 
 /** RFC 4648 base32 alphabet (upper case, no padding) of the first `chars` characters. */
@@ -31,7 +36,7 @@ function base32(bytes: Uint8Array, chars: number): string {
  * The separator cannot occur in a carrier code, so distinct pairs never share an input.
  */
 export function recordedEventId(carrierCode: string, eventId: string): string {
-  return `sc-${sha256(`${carrierCode}:${eventId}`).subarray(0, 16).toString("hex")}`;
+  return `sc-${sha256Hex128(`${carrierCode}:${eventId}`)}`;
 }
 
 /**
@@ -40,7 +45,7 @@ export function recordedEventId(carrierCode: string, eventId: string): string {
  * publish two different creation events (JetStream drops the second by `Nats-Msg-Id`).
  */
 export function shipmentEventId(callerSubject: string, idempotencyKey: string): string {
-  return `sh-${sha256(`${callerSubject}\n${idempotencyKey}`).subarray(0, 16).toString("hex")}`;
+  return `sh-${sha256Hex128(`${callerSubject}\n${idempotencyKey}`)}`;
 }
 
 /** The internal shipment id for one CreateShipment request: `shp_` + 26 base32 characters (130 bits), lower-cased. */

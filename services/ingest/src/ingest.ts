@@ -1,7 +1,7 @@
 import { jetstream } from "@nats-io/jetstream";
 import { createCatalogPublisher } from "@logistics/shared/events";
 import { IngestService } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
-import { ensureKeyValue, openKeyValue, createEventPublisher } from "@logistics/shared/nats";
+import { ensureKeyValue, openKeyValue, createEventPublisher, createPipelinedPublisher } from "@logistics/shared/nats";
 import { createFailOpenRedis } from "@logistics/shared/redis";
 import type { ServiceDefinition } from "@logistics/shared/runtime";
 import { createMeshValidator } from "@logistics/shared/validation";
@@ -76,8 +76,11 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
         return { value: m.data, revision: m.seq };
       },
     });
+    // Scans go out as pipelined publishes with one reply subscription for every PubAck: per scan
+    // a plain publish and a map entry, instead of a js.publish request (object, timer, error).
+    const scanPipeline = createPipelinedPublisher({ nc: ctx.nats, maxInFlight: config.INGEST_MAX_INFLIGHT });
     const ingestor = createScanIngestor({
-      publisher: createCatalogPublisher({ js: ctx.js, logger: log }),
+      publisher: createCatalogPublisher({ js: ctx.js, logger: log, pipeline: scanPipeline }),
       scanEvent: ctx.catalog.events.scanRecorded,
       region: config.INGEST_REGION,
       directory,
@@ -123,6 +126,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
     return {
       routes: (router) => registerIngestRoutes(router, handlers),
       async close() {
+        scanPipeline.close();
         closeRedis();
       },
     };

@@ -119,7 +119,7 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       a.event.region = opts.region;
       return publication(opts.scanEvent, a.event, { region: opts.region, carrier: a.scan.carrierCode });
     });
-    const results: Array<PublishEventResult | Error> = batch.map(() => new Error("publish deadline elapsed"));
+    const results = new Array<PublishEventResult | Error | undefined>(batch.length);
     let pending = batch.map((_, i) => i);
     let backoff = 25;
     for (;;) {
@@ -143,7 +143,7 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       const took = (performance.now() - started) / 1000;
       for (let k = 0; k < okCount; k++) observeWithExemplar(metrics.publishDuration, { result: "ok" }, took);
       pending = failed;
-      if (pending.length === 0) return results;
+      if (pending.length === 0) return results as Array<PublishEventResult | Error>;
       const left = deadline - performance.now();
       if (left <= 0) break;
       // No responders (JetStream restarting) or a broken connection: wait a little, then retry.
@@ -152,7 +152,10 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
     }
     const took = (performance.now() - started) / 1000;
     for (let k = 0; k < pending.length; k++) observeWithExemplar(metrics.publishDuration, { result: "unavailable" }, took);
-    return results;
+    // One error for every scan the deadline left without an outcome (not one allocation per scan).
+    let elapsed: Error | undefined;
+    for (let i = 0; i < results.length; i++) results[i] ??= elapsed ??= new Error("publish deadline elapsed");
+    return results as Array<PublishEventResult | Error>;
   };
 
   /** Ownership of every checked scan (undefined where `checked` is not acceptable). */

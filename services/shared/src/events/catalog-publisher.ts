@@ -4,6 +4,7 @@ import { context, SpanKind, SpanStatusCode, trace, type Span, type Tracer } from
 import { errorText } from "../nats/dead-letters.js";
 import { MessagingAttributes, messagingSpanName, NATS_TRACER_NAME, publishSpanAttributes } from "../nats/messaging-attributes.js";
 import { silentNatsLog, type NatsLog } from "../nats/nats-log.js";
+import type { PipelinedPublisher } from "../nats/pipelined-publisher.js";
 import { sendEvent, type PublishEventResult } from "../nats/publisher.js";
 import type { AnyEventDef, MessageOf, TokensOf } from "./catalog.js";
 
@@ -50,6 +51,12 @@ export interface CatalogPublisherOptions {
   tracer?: Tracer;
   /** PubAck timeout when a call sets none. Default 5 000 ms. */
   defaultTimeoutMs?: number;
+  /**
+   * Sends `publishAll`'s messages through this pipelined publisher (one reply subscription for
+   * every PubAck) instead of one `js.publish` request each; `publish` is unchanged. Its owner
+   * closes it. Default: none.
+   */
+  pipeline?: Pick<PipelinedPublisher, "publishAll">;
 }
 
 /** Creates the publisher for catalog events (see {@link CatalogPublisher}). */
@@ -64,6 +71,10 @@ export function createCatalogPublisher(opts: CatalogPublisherOptions): CatalogPu
     if (!msgId) throw new TypeError(`${p.event.name}: the message has no event id (the Nats-Msg-Id)`);
     return { subject: p.event.subject(p.tokens), typeName: p.event.schema.typeName, payload: toBinary(p.event.schema, p.message), msgId };
   };
+
+  /** A batch of one is a single-message publish: name the message, as publish() does. */
+  const describeOne = (span: Span, e: { msgId: string; payload: Uint8Array }) =>
+    span.setAttributes({ [MessagingAttributes.MESSAGE_ID]: e.msgId, [MessagingAttributes.BODY_SIZE]: e.payload.byteLength });
 
   /** Runs `fn` in a PRODUCER span for `count` messages of one event type. */
   const inSpan = <T>(event: AnyEventDef, destination: string, count: number, extra: Record<string, string | number>, fn: (span: Span) => Promise<T>) =>
@@ -106,6 +117,27 @@ export function createCatalogPublisher(opts: CatalogPublisherOptions): CatalogPu
     },
 
     async publishAll(items, o = {}) {
+      /** Encodes and sends `indexes` through `pipeline`, each item's outcome settled as a promise's would be. */
+      const viaPipeline = async (pipeline: Pick<PipelinedPublisher, "publishAll">, indexes: number[], span: Span, timeoutMs: number) => {
+        const out = new Array<PromiseSettledResult<PublishEventResult>>(indexes.length);
+        const encoded: Array<ReturnType<typeof encode>> = [];
+        const sent: number[] = [];
+        indexes.forEach((i, k) => {
+          try {
+            encoded.push(encode(items[i] as Publication));
+            sent.push(k);
+          } catch (reason) {
+            out[k] = { status: "rejected", reason };
+          }
+        });
+        if (indexes.length === 1 && encoded[0]) describeOne(span, encoded[0]);
+        const acks = await pipeline.publishAll(encoded, { timeoutMs });
+        sent.forEach((k, j) => {
+          const r = acks[j] as PublishEventResult | Error;
+          out[k] = r instanceof Error ? { status: "rejected", reason: r } : { status: "fulfilled", value: r };
+        });
+        return out;
+      };
       const results = new Array<PromiseSettledResult<PublishEventResult>>(items.length);
       const groups = new Map<AnyEventDef, number[]>();
       items.forEach((p, i) => {
@@ -120,17 +152,15 @@ export function createCatalogPublisher(opts: CatalogPublisherOptions): CatalogPu
           context.with(parent, () =>
             inSpan(event, event.allSubjects, indexes.length, {}, async (span) => {
               // Every publish is sent before the first PubAck is awaited.
-              const sends = indexes.map((i) => {
+              const settled = opts.pipeline ? await viaPipeline(opts.pipeline, indexes, span, timeoutMs) : await Promise.allSettled(indexes.map((i) => {
                 try {
                   const e = encode(items[i] as Publication);
-                  // A batch of one is a single-message publish: name the message, as publish() does.
-                  if (indexes.length === 1) span.setAttributes({ [MessagingAttributes.MESSAGE_ID]: e.msgId, [MessagingAttributes.BODY_SIZE]: e.payload.byteLength });
+                  if (indexes.length === 1) describeOne(span, e);
                   return sendEvent(js, { ...e, timeoutMs });
                 } catch (err) {
                   return Promise.reject(err);
                 }
-              });
-              const settled = await Promise.allSettled(sends);
+              }));
               let failed = 0;
               settled.forEach((r, k) => {
                 results[indexes[k] as number] = r;

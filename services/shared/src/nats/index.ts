@@ -21,6 +21,14 @@ export { permanentFailureReason } from "./permanent-failure.js";
 export { MESSAGING_SYSTEM_NATS, MessagingAttributes, NATS_TRACER_NAME } from "./messaging-attributes.js";
 export { silentNatsLog, type NatsLog } from "./nats-log.js";
 export {
+  createPipelinedPublisher,
+  PubAckTimeoutError,
+  PublisherClosedError,
+  type PipelinedEvent,
+  type PipelinedPublisher,
+  type PipelinedPublisherOptions,
+} from "./pipelined-publisher.js";
+export {
   createEventPublisher,
   type EventPublisher,
   type EventPublisherOptions,
