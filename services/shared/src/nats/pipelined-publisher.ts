@@ -74,8 +74,6 @@ interface Call {
   open: number;
   readonly done: () => void;
   timer: ReturnType<typeof setTimeout> | undefined;
-  /** Reply tokens of this call's publishes still awaiting a PubAck. */
-  readonly tokens: Set<number>;
 }
 
 interface Waiting {
@@ -136,7 +134,6 @@ export function createPipelinedPublisher(opts: PipelinedPublisherOptions): Pipel
     const w = pending.get(token);
     if (!w) return; // late (after its timeout) or unknown: nothing waits for it
     pending.delete(token);
-    w.call.tokens.delete(token);
     finish(w.call, w.index, result);
     slotWaiters.shift()?.();
   };
@@ -156,8 +153,8 @@ export function createPipelinedPublisher(opts: PipelinedPublisherOptions): Pipel
       return;
     }
     const token = Number(msg.subject.slice(base.length));
-    if (!pending.has(token)) return;
-    settle(token, pubAck(msg, (pending.get(token) as Waiting).subject));
+    const w = pending.get(token);
+    if (w) settle(token, pubAck(msg, w.subject));
   };
 
   const failAll = (err: Error) => {
@@ -195,11 +192,12 @@ export function createPipelinedPublisher(opts: PipelinedPublisherOptions): Pipel
       const timeoutMs = o.timeoutMs ?? defaultTimeoutMs;
       let done!: () => void;
       const finished = new Promise<void>((resolve) => (done = resolve));
-      const call: Call = { results: new Array(events.length), open: events.length, done, timer: undefined, tokens: new Set() };
+      const call: Call = { results: new Array(events.length), open: events.length, done, timer: undefined };
       call.timer = setTimeout(() => {
         call.timer = undefined;
         const err = new PubAckTimeoutError(timeoutMs);
-        for (const token of [...call.tokens]) settle(token, err);
+        // A walk over everything in flight, but only when a call times out (not a set per call).
+        for (const [token, w] of pending) if (w.call === call) settle(token, err);
         for (let i = 0; i < events.length; i++) finish(call, i, err);
       }, timeoutMs);
       const trace = traceHeaders();
@@ -227,7 +225,6 @@ export function createPipelinedPublisher(opts: PipelinedPublisherOptions): Pipel
         }
         next++;
         pending.set(token, { call, index: i, subject: e.subject });
-        call.tokens.add(token);
       }
       await finished;
       return call.results as Array<PublishEventResult | Error>;
