@@ -298,6 +298,16 @@ describe("PostgresShipmentStore", () => {
       assert.deepEqual(await store.ensurePartitions(6), [], "idempotent");
     });
 
+    it("gives every partition, and the hot tables, their autovacuum settings", async () => {
+      const options = async (table: string) =>
+        (await store.pool.query<{ o: string[] | null }>("SELECT reloptions AS o FROM pg_class WHERE oid = $1::regclass", [table])).rows[0]?.o ?? [];
+      for (const name of [...(await listPartitions(store.pool)), "shipment_events_default"]) {
+        assert.ok((await options(name)).includes("autovacuum_vacuum_insert_scale_factor=0.02"), name);
+      }
+      assert.ok((await options("shipments")).includes("autovacuum_vacuum_scale_factor=0.01"));
+      assert.ok((await options("applied_events")).includes("autovacuum_vacuum_insert_scale_factor=0.02"));
+    });
+
     it("moves events out of the default partition when their month's partition is created", async () => {
       const tn = uniqueTrackingNumber();
       await store.applyEvent(scan(tn, `${tn}-old`, "2019-06-10T10:00:00.000Z"));

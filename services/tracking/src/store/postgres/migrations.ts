@@ -11,6 +11,32 @@ export type { Migration };
 export const STORE_LOCK_NAME = "shipment-store";
 
 /**
+ * Autovacuum of `shipments` (migration 3). Every applied event rewrites the row and changes
+ * indexed columns (`updated_at` at least), so no update is HOT: each leaves a dead tuple and new
+ * entries in every index. The default 20% scale factor lets a fifth of the table (6 M rows at 30
+ * days) die before vacuum starts; 1% keeps the dead rows near an hour of traffic, and the higher
+ * cost limit lets one worker keep up with peak update rates.
+ */
+export const SHIPMENTS_AUTOVACUUM =
+  "autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 10000, autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_limit = 2000";
+
+/**
+ * Autovacuum of `applied_events` (migration 3): insert-only, ~12 M rows a day; vacuuming every
+ * 2% of new rows sets the visibility map and freezes in small steps rather than one
+ * anti-wraparound pass over the whole table.
+ */
+export const APPLIED_EVENTS_AUTOVACUUM = "autovacuum_vacuum_insert_scale_factor = 0.02";
+
+/**
+ * Autovacuum of every `shipment_events` partition (migration 3 for the existing ones,
+ * ensurePartitions for each new month: reloptions are per partition, a partitioned parent has
+ * none to inherit). Insert-only: vacuum in 2% steps sets the visibility map and freezes while the
+ * month is hot, so a closed month never needs an anti-wraparound pass of its own; analyze at 2%
+ * keeps the current month's statistics following its growth.
+ */
+export const PARTITION_AUTOVACUUM = "autovacuum_vacuum_insert_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02";
+
+/**
  * The store's schema. Tables are created in the connection's current schema (the first entry of
  * its search_path); the extensions live in `public`, which the search_path must include.
  */
@@ -84,6 +110,19 @@ export const MIGRATIONS: readonly Migration[] = [
         ON shipments (carrier_code, status, updated_at DESC, tracking_number DESC);
       DROP INDEX IF EXISTS shipments_carrier_status_idx;
     `,
+  },
+  {
+    version: 3,
+    name: "autovacuum settings of the hot tables and of every history partition",
+    up: async (client) => {
+      await client.query(`ALTER TABLE shipments SET (${SHIPMENTS_AUTOVACUUM})`);
+      await client.query(`ALTER TABLE applied_events SET (${APPLIED_EVENTS_AUTOVACUUM})`);
+      const parts = await client.query<{ name: string }>(
+        `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = 'shipment_events'::regclass`,
+      );
+      for (const { name } of parts.rows) await client.query(`ALTER TABLE ${name} SET (${PARTITION_AUTOVACUUM})`);
+    },
   },
 ];
 

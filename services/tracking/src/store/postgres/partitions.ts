@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { inTransaction } from "@logistics/shared/postgres";
-import { STORE_LOCK_NAME } from "./migrations.js";
+import { PARTITION_AUTOVACUUM, STORE_LOCK_NAME } from "./migrations.js";
 
 /** Options for {@link ensurePartitions}. */
 export interface EnsurePartitionsOptions {
@@ -57,7 +57,7 @@ export async function ensurePartitions(pool: pg.Pool, monthsAhead: number, opts:
       const name = partitionName(from.getUTCFullYear(), from.getUTCMonth());
       if (existing.has(name)) continue;
       const range = [from.toISOString(), to.toISOString()];
-      await client.query(`CREATE TABLE ${name} (LIKE shipment_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`);
+      await client.query(`CREATE TABLE ${name} (LIKE shipment_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS) WITH (${PARTITION_AUTOVACUUM})`);
       await client.query(
         `WITH moved AS (
            DELETE FROM shipment_events_default WHERE event_time >= $1 AND event_time < $2 RETURNING *)
