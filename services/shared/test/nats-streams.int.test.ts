@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DiscardPolicy, jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { connectNats, jetstreamFor } from "../src/nats/connect.js";
-import { ensureKeyValue } from "../src/nats/key-value.js";
+import { ensureKeyValue, ensurePeerCopy, readPeerEntry } from "../src/nats/key-value.js";
 import { ensureConsumer, ensureStreams, ImmutableConfigError } from "../src/nats/streams.js";
 import { createSubjects, subjectFamily, SubjectTokenError } from "../src/nats/subjects.js";
 import { startNatsServer, type NatsServerHandle } from "../src/testing/nats-server.js";
@@ -61,6 +61,36 @@ describe("ensureStreams / ensureConsumer", () => {
   afterAll(async () => {
     await nc?.close();
     await server?.stop();
+  });
+
+  it("adds, keeps and removes the peer regions' sources, and copies the peers' directory apart from the bucket", async () => {
+    const s = createSubjects(uniqueName("t"));
+    const specs = [s.streams.scans, s.streams.status];
+    // Peers need not be reachable: a source retries until its domain answers.
+    await ensureStreams(jsm, specs);
+    const added = await ensureStreams(jsm, specs, { peers: ["us", "ap"] });
+    assert.deepEqual(added.map((r) => r.action), ["updated", "unchanged"], "nats-server 2.9 takes a same-named source filtered under the stream's own subjects");
+    assert.deepEqual(
+      added[0]?.info.config.sources?.map((x) => [x.name, x.filter_subject, x.external?.api]),
+      [
+        [s.streams.scans.name, `${s.prefix}.scan.recorded.us.*`, "$JS.us.API"],
+        [s.streams.scans.name, `${s.prefix}.scan.recorded.ap.*`, "$JS.ap.API"],
+      ],
+    );
+    assert.deepEqual((await ensureStreams(jsm, specs, { peers: ["ap", "us"] })).map((r) => r.action), ["unchanged", "unchanged"]);
+    const removed = await ensureStreams(jsm, specs, { peers: [] });
+    assert.equal(removed[0]?.action, "updated");
+    assert.deepEqual(removed[0]?.info.config.sources ?? [], []);
+
+    const bucket = s.buckets.shipmentParties;
+    assert.equal(await ensurePeerCopy(jsm, bucket, []), undefined, "no copy without peers");
+    assert.equal(await ensurePeerCopy(jsm, bucket, ["us"]), "created");
+    assert.equal(await ensurePeerCopy(jsm, bucket, ["us"]), "unchanged");
+    assert.equal(await ensurePeerCopy(jsm, bucket, ["us", "ap"]), "updated");
+    const copy = (await jsm.streams.info(bucket.peerCopy)).config;
+    assert.deepEqual(copy.subjects ?? [], [], "the copy captures nothing itself");
+    assert.deepEqual(copy.sources?.map((x) => [x.name, x.external?.api]), [[`KV_${bucket.name}`, "$JS.us.API"], [`KV_${bucket.name}`, "$JS.ap.API"]]);
+    assert.equal(await readPeerEntry(jsm, bucket, "TN12345678"), undefined);
   });
 
   it("creates a key-value bucket once, leaves a matching one untouched and updates a changed one", async () => {

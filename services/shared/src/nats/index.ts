@@ -15,7 +15,16 @@ export {
   type MessageMeta,
   type StartConsumerOptions,
 } from "./consumer.js";
-export { ensureKeyValue, openKeyValue, type EnsureKeyValueOptions, type EnsureKeyValueResult } from "./key-value.js";
+export {
+  ensureKeyValue,
+  ensurePeerCopy,
+  openKeyValue,
+  readPeerEntry,
+  type EnsureKeyValueOptions,
+  type EnsureKeyValueResult,
+  type EnsurePeerCopyOptions,
+} from "./key-value.js";
+export { jetStreamApiPrefix, leafnodeDenyList, regionSources, topologyProblems, type RegionTopology } from "./regions.js";
 export { EventHeaders, PROTOBUF_CONTENT_TYPE } from "./event-headers.js";
 export { permanentFailureReason } from "./permanent-failure.js";
 export { MESSAGING_SYSTEM_NATS, MessagingAttributes, NATS_TRACER_NAME } from "./messaging-attributes.js";

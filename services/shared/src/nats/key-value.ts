@@ -1,6 +1,16 @@
-import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import {
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamClient,
+  type JetStreamManager,
+  type StoredMsg,
+} from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { millis, nanos } from "@nats-io/transport-node";
+import { jetStreamApiPrefix } from "./regions.js";
 import type { EnsureAction } from "./streams.js";
 import type { BucketSpec } from "./subjects.js";
 
@@ -72,4 +82,81 @@ async function streamExists(jsm: JetStreamManager, name: string): Promise<boolea
     if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return false;
     throw err;
   }
+}
+
+/** Options of {@link ensurePeerCopy}. */
+export interface EnsurePeerCopyOptions {
+  /** Replicas of the copy (like the bucket's). Default 1. */
+  replicas?: number;
+  /** How long a copied entry is kept; 0 keeps entries forever. Default 0 (use the bucket's max age). */
+  maxAgeMs?: number;
+}
+
+/**
+ * With several regions: creates or updates `spec.peerCopy`, a read-only stream (no subjects of
+ * its own) that sources the bucket's stream `KV_<bucket>` from each peer region's domain and keeps
+ * the latest entry per key. The local bucket itself never sources a peer: its subjects carry no
+ * region, so two buckets sourcing each other would send every entry back and forth forever.
+ * Read it with {@link readPeerEntry}. Does nothing without peers.
+ */
+export async function ensurePeerCopy(
+  jsm: JetStreamManager,
+  spec: BucketSpec,
+  peers: readonly string[],
+  opts: EnsurePeerCopyOptions = {},
+): Promise<EnsureAction | undefined> {
+  if (peers.length === 0) return undefined;
+  const wanted = {
+    description: `${spec.description}, as the peer regions wrote it`,
+    num_replicas: opts.replicas ?? 1,
+    max_age: nanos(opts.maxAgeMs ?? 0),
+    max_msgs_per_subject: 1,
+    sources: peers.map((peer) => ({ name: `KV_${spec.name}`, external: { api: jetStreamApiPrefix(peer), deliver: "" } })),
+  };
+  let cfg;
+  try {
+    cfg = (await jsm.streams.info(spec.peerCopy)).config;
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
+    try {
+      await jsm.streams.add({
+        ...wanted,
+        name: spec.peerCopy,
+        subjects: [],
+        storage: StorageType.File,
+        retention: RetentionPolicy.Limits,
+        discard: DiscardPolicy.Old,
+        allow_direct: true,
+      });
+      return "created";
+    } catch (e) {
+      if (!(e instanceof JetStreamApiError && e.code === STREAM_NAME_IN_USE)) throw e;
+      return "unchanged";
+    }
+  }
+  const key = (s: { external?: { api?: string } }) => s.external?.api ?? "";
+  const same =
+    cfg.num_replicas === wanted.num_replicas &&
+    millis(cfg.max_age) === millis(wanted.max_age) &&
+    (cfg.description ?? "") === wanted.description &&
+    [...(cfg.sources ?? [])].map(key).sort().join() === wanted.sources.map(key).sort().join();
+  if (same) return "unchanged";
+  await jsm.streams.update(spec.peerCopy, { ...cfg, ...wanted });
+  return "updated";
+}
+
+/**
+ * The latest entry a peer region wrote for `key` (from `spec.peerCopy`, through the stream's
+ * leader), or undefined when there is none or it was deleted.
+ */
+export async function readPeerEntry(jsm: JetStreamManager, spec: BucketSpec, key: string): Promise<StoredMsg | undefined> {
+  let m: StoredMsg | null;
+  try {
+    m = await jsm.streams.getMessage(spec.peerCopy, { last_by_subj: `$KV.${spec.name}.${key}` });
+  } catch (err) {
+    if (err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.NoMessageFound || err.code === JetStreamApiCodes.StreamNotFound)) return undefined;
+    throw err;
+  }
+  const op = m?.header?.get("KV-Operation");
+  return !m || (op && op !== "PUT") ? undefined : m;
 }

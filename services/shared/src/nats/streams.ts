@@ -12,8 +12,10 @@ import {
   type JetStreamManager,
   type StreamConfig,
   type StreamInfo,
+  type StreamSource,
 } from "@nats-io/jetstream";
 import { millis, nanos } from "@nats-io/transport-node";
+import { regionSources } from "./regions.js";
 import type { StreamSpec } from "./subjects.js";
 
 /** What an ensure call did to one stream or consumer. */
@@ -43,6 +45,12 @@ export interface EnsureStreamsOptions {
   maxBytes?: number;
   /** Storage backend. Default "file". It cannot be changed on an existing stream. */
   storage?: "file" | "memory";
+  /**
+   * Peer regions (JetStream domains) whose own events each stream with a `regionFilter` sources
+   * (see nats/regions.ts). Default none: no sources, today's single region. Removing a peer
+   * removes its source.
+   */
+  peers?: readonly string[];
 }
 
 /** The outcome of ensuring one stream. */
@@ -64,8 +72,8 @@ const STREAM_NAME_IN_USE = 10058;
 
 /**
  * Creates each stream, or brings an existing one in line with the spec and options: a stream
- * whose subjects, description, replicas, duplicate window, max age, max bytes or discard policy
- * differ is updated; one that already matches is left untouched (no API write), so every replica
+ * whose subjects, description, replicas, duplicate window, max age, max bytes, discard policy or
+ * sources (from `peers`) differ is updated; one that already matches is left untouched (no API write), so every replica
  * of every service can call this at start-up. Streams use limits retention and discard-new (see
  * {@link EnsureStreamsOptions.maxBytes}).
  *
@@ -96,6 +104,7 @@ async function ensureStream(
     max_age: nanos(opts.maxAgeMs ?? 0),
     max_bytes: opts.maxBytes ? opts.maxBytes : -1,
     discard: DiscardPolicy.New,
+    sources: regionSources(spec, opts.peers ?? []),
   } satisfies Partial<StreamConfig>;
 
   let existing = await streamInfo(jsm, spec.name);
@@ -129,7 +138,8 @@ async function ensureStream(
     millis(cfg.duplicate_window) === millis(wanted.duplicate_window) &&
     millis(cfg.max_age) === millis(wanted.max_age) &&
     cfg.max_bytes === wanted.max_bytes &&
-    cfg.discard === wanted.discard;
+    cfg.discard === wanted.discard &&
+    sameSet((cfg.sources ?? []).map(sourceKey), wanted.sources.map(sourceKey));
   if (same) return { name: spec.name, action: "unchanged", info: existing };
   const info = await jsm.streams.update(spec.name, { ...cfg, ...wanted });
   return { name: spec.name, action: "updated", info };
@@ -253,6 +263,10 @@ async function consumerInfo(jsm: JetStreamManager, stream: string, durable: stri
     if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound) return undefined;
     throw err;
   }
+}
+
+function sourceKey(s: StreamSource): string {
+  return `${s.name}|${s.filter_subject ?? ""}|${s.external?.api ?? ""}`;
 }
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {

@@ -25,6 +25,10 @@
  * | bucket                     | keys → values | written by / read by |
  * |----------------------------|---------------|----------------------|
  * | `<P>_SHIPMENT_PARTIES`     | tracking number → the shipment's carrier, partner carriers and customer | ingest (CreateShipment, HandOverShipment) / ingest (every scan) |
+ *
+ * With several regions (nats/regions.ts) every region has all of these; the scans, shipments and
+ * routes streams also hold the peer regions' own events (sourced under `regionFilter`), and
+ * `<P>_SHIPMENT_PARTIES_PEERS` holds the peers' directory entries.
  */
 
 /** The production root prefix. */
@@ -53,6 +57,12 @@ export interface StreamSpec {
   readonly name: string;
   readonly subjects: readonly string[];
   readonly description: string;
+  /**
+   * The subjects of the events one region itself produced into this stream, e.g.
+   * `<p>.scan.recorded.<region>.*`: the filter under which another region sources them (see
+   * nats/regions.ts). Undefined for a stream that stays in its region (status changes, dead letters).
+   */
+  readonly regionFilter?: (region: string) => string;
 }
 
 /** The streams of the event mesh, by role. */
@@ -68,6 +78,11 @@ export interface StreamSpecs {
 export interface BucketSpec {
   readonly name: string;
   readonly description: string;
+  /**
+   * With several regions: the read-only stream in each region that sources this bucket's stream
+   * from every peer region (`<bucket>_PEERS`), consulted when the local bucket has no entry.
+   */
+  readonly peerCopy: string;
 }
 
 /** The key-value buckets of the mesh, by role. */
@@ -157,12 +172,15 @@ export function createSubjects(prefix: string = DEFAULT_SUBJECT_PREFIX): Subject
   const P = p.toUpperCase().replace(/-/g, "_");
   const region = (r: string) => subjectToken("region", r);
 
-  const stream = (role: string, subjects: string[], description: string): StreamSpec =>
-    Object.freeze({ name: `${P}_${role}`, subjects: Object.freeze(subjects), description });
+  const stream = (role: string, subjects: string[], description: string, regionFilter?: (r: string) => string): StreamSpec =>
+    Object.freeze({ name: `${P}_${role}`, subjects: Object.freeze(subjects), description, ...(regionFilter ? { regionFilter } : {}) });
+  // Streams keep every region's subjects (not only their own region's): nats-server 2.9 refuses
+  // to update a stream whose source filter does not overlap the subjects of the local stream
+  // of the same name. Regions are kept apart by the leaf node's deny lists instead (regions.ts).
   const streams: StreamSpecs = Object.freeze({
-    scans: stream("SCANS", [`${p}.scan.>`], "Carrier scans accepted by ingest"),
-    shipments: stream("SHIPMENTS", [`${p}.shipment.>`], "Shipment lifecycle events from order systems"),
-    routes: stream("ROUTES", [`${p}.route.>`], "Route plans and re-plans with ETAs"),
+    scans: stream("SCANS", [`${p}.scan.>`], "Carrier scans accepted by ingest", (r) => `${p}.scan.recorded.${region(r)}.*`),
+    shipments: stream("SHIPMENTS", [`${p}.shipment.>`], "Shipment lifecycle events from order systems", (r) => `${p}.shipment.*.${region(r)}`),
+    routes: stream("ROUTES", [`${p}.route.>`], "Route plans and re-plans with ETAs", (r) => `${p}.route.*.${region(r)}`),
     status: stream("STATUS", [`${p}.status.>`, `${p}.eta.>`], "Normalized status and ETA changes"),
     deadLetters: stream("DLQ", [`${p}.dlq.>`], "Messages consumers gave up on, with the reason in headers"),
   });
@@ -170,6 +188,7 @@ export function createSubjects(prefix: string = DEFAULT_SUBJECT_PREFIX): Subject
     shipmentParties: Object.freeze({
       name: `${P}_SHIPMENT_PARTIES`,
       description: "Tracking number to the shipment's carrier, partner carriers and customer",
+      peerCopy: `${P}_SHIPMENT_PARTIES_PEERS`,
     }),
   });
 
