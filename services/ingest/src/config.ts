@@ -1,4 +1,4 @@
-import { defineConfig, int, str, url, type ConfigOf } from "@logistics/shared/config";
+import { defineConfig, int, optional, str, url, type ConfigOf } from "@logistics/shared/config";
 import { baseConfigSpec, checkBaseConfig } from "@logistics/shared/runtime";
 
 /** Environment variables of the ingest service (see the README's configuration table). */
@@ -21,11 +21,12 @@ export const ingestConfig = defineConfig(
       max: 10_000,
       default: 250,
     }),
-    INGEST_REGION: str({
-      description: "region token of this deployment, put on every event and subject (e.g. eu-west)",
-      pattern: /^[A-Za-z0-9_-]{1,64}$/,
-      default: "global",
-    }),
+    INGEST_REGION: optional(
+      str({
+        description: "deprecated, use REGION (which wins): region token of this service's events when REGION is unset (default global)",
+        pattern: /^[A-Za-z0-9_-]{1,64}$/,
+      }),
+    ),
     INGEST_MAX_INFLIGHT: int({
       description: "scans this process deduplicates and publishes at once, over all calls",
       min: 1,
@@ -107,7 +108,10 @@ export const ingestConfig = defineConfig(
       default: 2000,
     }),
   },
-  checkBaseConfig,
+  (c) => [
+    ...checkBaseConfig(c),
+    ...(c.REGION && c.INGEST_REGION && c.INGEST_REGION !== c.REGION ? [`INGEST_REGION (${c.INGEST_REGION}) differs from REGION (${c.REGION}): drop INGEST_REGION`] : []),
+  ],
 );
 
 export type IngestConfig = ConfigOf<typeof ingestConfig.spec>;

@@ -1,9 +1,9 @@
 import { jetstream } from "@nats-io/jetstream";
 import { createCatalogPublisher } from "@logistics/shared/events";
 import { IngestService } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
-import { ensureKeyValue, openKeyValue, createEventPublisher, createPipelinedPublisher } from "@logistics/shared/nats";
+import { ensureKeyValue, ensurePeerCopy, openKeyValue, readPeerEntry, createEventPublisher, createPipelinedPublisher } from "@logistics/shared/nats";
 import { createFailOpenRedis } from "@logistics/shared/redis";
-import type { ServiceDefinition } from "@logistics/shared/runtime";
+import { effectiveRegion, type ServiceDefinition } from "@logistics/shared/runtime";
 import { createMeshValidator } from "@logistics/shared/validation";
 import type { IngestConfig } from "./config.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
@@ -65,6 +65,14 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
           })
         ).kv
       : await openKeyValue(directoryJs, bucket);
+    const peers = config.REGION_PEERS;
+    if (config.ENSURE_STREAMS) {
+      await ensurePeerCopy(ctx.jsm, bucket, peers, {
+        replicas: config.STREAM_REPLICAS,
+        maxAgeMs: config.INGEST_TRACKING_NUMBER_TTL_DAYS * 86_400_000,
+      });
+    }
+    const region = effectiveRegion(config, config.INGEST_REGION);
     const directory = createKvShipmentDirectory({
       kv,
       cacheSize: config.INGEST_SHIPMENT_CACHE_SIZE,
@@ -72,8 +80,12 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       readFromLeader: async (tn) => {
         const m = await ctx.jsm.streams.getMessage(`KV_${bucket.name}`, { last_by_subj: `$KV.${bucket.name}.${tn}` });
         const op = m?.header?.get("KV-Operation");
-        if (!m || (op && op !== "PUT")) return undefined;
-        return { value: m.data, revision: m.seq };
+        if (m && (!op || op === "PUT")) return { value: m.data, revision: m.seq };
+        if (m || peers.length === 0) return undefined;
+        // A shipment registered in a peer region (a carrier that failed over to this one). Its
+        // revision here is 0: a handover then creates the local entry (compare-and-set on "none").
+        const peer = await readPeerEntry(ctx.jsm, bucket, tn);
+        return peer ? { value: peer.data, revision: 0 } : undefined;
       },
     });
     // Scans go out as pipelined publishes with one reply subscription for every PubAck: per scan
@@ -82,7 +94,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
     const ingestor = createScanIngestor({
       publisher: createCatalogPublisher({ js: ctx.js, logger: log, pipeline: scanPipeline }),
       scanEvent: ctx.catalog.events.scanRecorded,
-      region: config.INGEST_REGION,
+      region,
       directory,
       check: createScanCheck({
         validator: createMeshValidator(),
@@ -106,7 +118,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       createShipment: createShipmentCreator({
         publisher,
         shipmentSubject: (region) => ctx.subjects.shipmentCreated(region),
-        region: config.INGEST_REGION,
+        region,
         store: createRedisShipmentStore({ redis, idempotencyTtlSeconds: config.INGEST_IDEMPOTENCY_TTL_HOURS * 3600 }),
         directory,
         publishDeadlineMs: config.INGEST_PUBLISH_DEADLINE_MS,
@@ -116,7 +128,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
         directory,
         publisher,
         handedOverSubject: (region) => ctx.subjects.shipmentHandedOver(region),
-        region: config.INGEST_REGION,
+        region,
         publishDeadlineMs: config.INGEST_PUBLISH_DEADLINE_MS,
       }),
       metrics,

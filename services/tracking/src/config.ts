@@ -1,4 +1,4 @@
-import { bool, defineConfig, int, str, url, type ConfigOf } from "@logistics/shared/config";
+import { bool, defineConfig, int, optional, str, url, type ConfigOf } from "@logistics/shared/config";
 import { baseConfigSpec, checkBaseConfig } from "@logistics/shared/runtime";
 
 /** Environment variables of the tracking service (see the README's configuration table). */
@@ -61,11 +61,12 @@ export const trackingConfig = defineConfig(
       max: 100,
       default: 20,
     }),
-    TRACKING_REGION: str({
-      description: "region token for status/ETA changes whose source event names none",
-      pattern: /^[A-Za-z0-9_-]{1,64}$/,
-      default: "global",
-    }),
+    TRACKING_REGION: optional(
+      str({
+        description: "deprecated, use REGION (which wins): region token of this service's events when REGION is unset (default global)",
+        pattern: /^[A-Za-z0-9_-]{1,64}$/,
+      }),
+    ),
     TRACKING_WATCH_HEARTBEAT_MS: int({
       description: "idle time before a WatchShipment stream gets a heartbeat (and re-reads the store)",
       min: 100,
@@ -103,7 +104,10 @@ export const trackingConfig = defineConfig(
       default: 1_800_000,
     }),
   },
-  checkBaseConfig,
+  (c) => [
+    ...checkBaseConfig(c),
+    ...(c.REGION && c.TRACKING_REGION && c.TRACKING_REGION !== c.REGION ? [`TRACKING_REGION (${c.TRACKING_REGION}) differs from REGION (${c.REGION}): drop TRACKING_REGION`] : []),
+  ],
 );
 
 export type TrackingConfig = ConfigOf<typeof trackingConfig.spec>;

@@ -64,6 +64,13 @@ export interface ProjectorOptions {
   maxDeliver?: number;
   /** Region token for changes whose source event names none. Default "global". */
   defaultRegion?: string;
+  /**
+   * With several regions (REGION): this region. Every region's projector applies every region's
+   * events, but publishes StatusChanged / EtaChanged only for events of this region, so each
+   * change is published (and becomes a webhook) in one region only: where its cause was ingested.
+   * Default: none, changes are published for every event.
+   */
+  ownRegion?: string;
   logger?: NatsLog;
   /** Wall clock (for recorded_at / changed_at and the lag metric). Default `() => new Date()`. */
   now?: () => Date;
@@ -350,7 +357,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
       const notify = (prev?.notify ?? false) || r.applied || e.item.redelivered;
       if (!prev || r.after.version >= prev.doc.version) newest.set(tn, { doc: r.after, notify });
       else prev.notify = notify;
-      if (change) {
+      if (change && (opts.ownRegion === undefined || e.region === opts.ownRegion)) {
         for (const p of changeEvents(change, e.input, e.region, at)) {
           publications.push(p);
           causeOf.push(e);

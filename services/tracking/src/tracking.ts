@@ -2,7 +2,7 @@ import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tra
 import { createCatalogPublisher } from "@logistics/shared/events";
 import { startConsumerLagSampler } from "@logistics/shared/operations";
 import { createFailOpenRedis } from "@logistics/shared/redis";
-import type { ServiceDefinition } from "@logistics/shared/runtime";
+import { effectiveRegion, type ServiceDefinition } from "@logistics/shared/runtime";
 import { createPostgresShipmentStore } from "./store/postgres/postgres-shipment-store.js";
 import type { TrackingConfig } from "./config.js";
 import { createLiveHub, createLiveNotifier } from "./live-updates.js";
@@ -73,7 +73,8 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
           maxInFlightBatches: config.TRACKING_DB_POOL_SIZE >= 12 ? 2 : 1,
           ackWaitMs: config.TRACKING_ACK_WAIT_MS,
           maxDeliver: config.TRACKING_MAX_DELIVER,
-          defaultRegion: config.TRACKING_REGION,
+          defaultRegion: effectiveRegion(config, config.TRACKING_REGION),
+          ...(config.REGION ? { ownRegion: config.REGION } : {}),
           logger: log,
         });
       }

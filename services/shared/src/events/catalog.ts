@@ -156,6 +156,8 @@ export type ConsumerName = keyof CatalogConsumers;
 /** The catalog for one subject prefix. */
 export interface EventCatalog {
   readonly prefix: string;
+  /** The region of {@link EventCatalogOptions.region}, when set. */
+  readonly region: string | undefined;
   /** Streams, buckets, live-notice and dead-letter subjects (see nats/subjects.ts). */
   readonly subjects: Subjects;
   readonly events: CatalogEvents;
@@ -173,12 +175,27 @@ const DEFAULTS = Object.freeze({
   notification: { ackWaitMs: 30_000, maxDeliver: 20, maxAckPending: 1000 },
 });
 
+/** Options of {@link createEventCatalog}. */
+export interface EventCatalogOptions {
+  /**
+   * This deployment's region, when regions are named (REGION; see nats/regions.ts). The consumers
+   * whose work must happen once across all regions then read only this region's events: routing's
+   * `shipments-created` (a route is planned where its shipment was created) and notification's
+   * `status` and `eta` (a webhook is sent where the change was published). Their durable names
+   * gain the region (`routing-shipments-created-eu-west`), replacing the all-regions durables
+   * (nats-server 2.9 cannot change a consumer's filter in place). Tracking's projector and
+   * routing's `scans` keep reading every region. Default: none, every consumer reads every region.
+   */
+  readonly region?: string;
+}
+
 /**
  * Builds the catalog under `prefix` (default `logistics`). Cheap and pure: services build it once
  * at start (the runtime passes it as `ctx.catalog`).
  */
-export function createEventCatalog(prefix: string = DEFAULT_SUBJECT_PREFIX): EventCatalog {
+export function createEventCatalog(prefix: string = DEFAULT_SUBJECT_PREFIX, opts: EventCatalogOptions = {}): EventCatalog {
   const subjects = createSubjects(prefix);
+  const ownRegion = opts.region === undefined ? undefined : subjectToken("region", opts.region);
   const p = subjects.prefix;
   const s = subjects.streams;
   const byRegion = <N extends string, D extends DescMessage>(
@@ -224,23 +241,26 @@ export function createEventCatalog(prefix: string = DEFAULT_SUBJECT_PREFIX): Eve
     description: string,
     stream: StreamSpec,
     events: readonly E[],
-    o: { wholeStream?: boolean; replaces?: readonly string[]; overrides?: ConsumerOverrides },
+    o: { wholeStream?: boolean; ownRegion?: boolean; replaces?: readonly string[]; overrides?: ConsumerOverrides },
   ): ConsumerDef<E> => {
     const servicePart = subjectToken("consumer", o.overrides?.durablePrefix ?? service);
-    const durable = `${servicePart}-${role}`;
+    const regional = o.ownRegion === true && ownRegion !== undefined;
+    const durable = regional ? `${servicePart}-${role}-${ownRegion}` : `${servicePart}-${role}`;
     const only = events.length === 1 ? events[0] : undefined;
     if (!o.wholeStream && !only) throw new Error(`consumer ${durable}: one filter subject needs exactly one event`);
+    const replaces = [...(o.replaces ?? []), ...(regional ? [role] : [])];
     return Object.freeze({
       durable,
-      description,
+      description: regional ? `${description} (region ${ownRegion})` : description,
       stream,
-      filterSubject: o.wholeStream ? undefined : only?.allSubjects,
+      // A scan's subject has a carrier token after the region; the own-region consumers read none.
+      filterSubject: o.wholeStream ? undefined : regional && only ? only.subject({ region: ownRegion, carrier: "*" }) : only?.allSubjects,
       events: Object.freeze([...events]),
       ackWaitMs: o.overrides?.ackWaitMs ?? DEFAULTS[service].ackWaitMs,
       maxDeliver: o.overrides?.maxDeliver ?? DEFAULTS[service].maxDeliver,
       maxAckPending: o.overrides?.maxAckPending ?? DEFAULTS[service].maxAckPending,
       deadLetterSubject: subjects.deadLetter(durable),
-      replaces: Object.freeze((o.replaces ?? []).map((r) => `${servicePart}-${r}`)),
+      replaces: Object.freeze(replaces.map((r) => `${servicePart}-${r}`)),
     });
   };
 
@@ -264,6 +284,7 @@ export function createEventCatalog(prefix: string = DEFAULT_SUBJECT_PREFIX): Eve
       }),
     "routing-shipments-created": (overrides) =>
       consumerDef("routing", "shipments-created", "routing: plan the first route of each new shipment", s.shipments, [events.shipmentCreated], {
+        ownRegion: true,
         ...(overrides ? { overrides } : {}),
       }),
     "routing-scans": (overrides) =>
@@ -272,16 +293,19 @@ export function createEventCatalog(prefix: string = DEFAULT_SUBJECT_PREFIX): Eve
       }),
     "notification-status": (overrides) =>
       consumerDef("notification", "status", "notification: create webhook deliveries", s.status, [events.statusChanged], {
+        ownRegion: true,
         ...(overrides ? { overrides } : {}),
       }),
     "notification-eta": (overrides) =>
       consumerDef("notification", "eta", "notification: create webhook deliveries", s.status, [events.etaChanged], {
+        ownRegion: true,
         ...(overrides ? { overrides } : {}),
       }),
   };
 
   return Object.freeze({
     prefix: p,
+    region: ownRegion,
     subjects,
     events,
     eventList,

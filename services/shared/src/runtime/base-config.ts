@@ -1,3 +1,4 @@
+import { topologyProblems } from "../nats/regions.js";
 import { bool, int, list, oneOf, optional, port, str, url, urlList } from "../config/env-config.js";
 
 /** Defaults that differ per service (so all four can run side by side on one machine). */
@@ -35,6 +36,18 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
       description: "root token of every NATS subject and stream name",
       pattern: /^[A-Za-z0-9_-]{1,32}$/,
       default: "logistics",
+    }),
+    REGION: optional(
+      str({
+        description:
+          "this region's name: the region token of every event and subject it produces, and its nats-server's JetStream domain; unset = one region (events say `global`, consumers read every region)",
+        pattern: /^[A-Za-z0-9_-]{1,64}$/,
+      }),
+    ),
+    REGION_PEERS: list({
+      description:
+        "the other regions (their JetStream domains, comma-separated) whose scans, shipments, routes and shipment directory this region sources over the leaf node connection; needs REGION",
+      default: [],
     }),
     STREAM_REPLICAS: int({ description: "JetStream stream replicas (3 in production)", min: 1, max: 5, default: 1 }),
     STREAM_MAX_AGE_HOURS: int({
@@ -176,8 +189,18 @@ export function checkBaseConfig(c: BaseConfig): string[] {
   if (Boolean(c.NATS_TLS_CERT_FILE) !== Boolean(c.NATS_TLS_KEY_FILE)) {
     problems.push("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together");
   }
+  if (c.REGION_PEERS.length > 0 && !c.REGION) problems.push("REGION_PEERS needs REGION (the name of this region)");
+  if (c.REGION) problems.push(...topologyProblems({ region: c.REGION, peers: c.REGION_PEERS }).map((p) => `REGION/REGION_PEERS: ${p}`));
   if (c.STREAM_MAX_AGE_HOURS > 0 && c.SCAN_DUPLICATE_WINDOW_MINUTES > c.STREAM_MAX_AGE_HOURS * 60) {
     problems.push("SCAN_DUPLICATE_WINDOW_MINUTES must not exceed STREAM_MAX_AGE_HOURS (JetStream keeps ids only as long as messages)");
   }
   return problems;
+}
+
+/**
+ * The region a service produces events for: REGION, else its legacy per-service setting
+ * (INGEST_REGION, TRACKING_REGION), else "global".
+ */
+export function effectiveRegion(c: Pick<BaseConfig, "REGION">, legacy?: string): string {
+  return c.REGION ?? legacy ?? "global";
 }

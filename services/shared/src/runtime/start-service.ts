@@ -116,7 +116,7 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
     cleanups.push(() => nats.drain());
     const jsm = await jetstreamManager(nats);
     const js = jetstream(nats);
-    const catalog = createEventCatalog(config.SUBJECT_PREFIX);
+    const catalog = createEventCatalog(config.SUBJECT_PREFIX, config.REGION ? { region: config.REGION } : {});
     const subjects = catalog.subjects;
     if (config.ENSURE_STREAMS) {
       await ensureStreams(jsm, subjects.streamList, {
@@ -125,6 +125,8 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
         maxBytes: config.STREAM_MAX_BYTES,
         // Every service ensures the streams with the same setting, so none reverts another's.
         duplicateWindowMsByStream: { [subjects.streams.scans.name]: config.SCAN_DUPLICATE_WINDOW_MINUTES * 60_000 },
+        // The peer regions' own events, sourced over the leaf node (nats/regions.ts).
+        peers: config.REGION_PEERS,
       });
     }
 
