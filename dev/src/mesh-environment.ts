@@ -45,10 +45,15 @@ export interface MeshEnvironmentOptions {
   databaseUrl?: string;
   /** Redis for every service (`REDIS_URL`). Default: the tests' Redis (`REDIS_URL`, provided by their global setup). */
   redisUrl?: string;
+  /**
+   * A nats-server the caller started (and stops), e.g. one of a region's with its JetStream domain
+   * and leaf node. Default: a private one started here and stopped by `close()`.
+   */
+  nats?: NatsServerHandle;
 }
 
 /**
- * Creates an isolated mesh environment: a private nats-server, a unique subject prefix, a
+ * Creates an isolated mesh environment: a private nats-server (unless `nats`), a unique subject prefix, a
  * PostgreSQL schema per service (on the test database unless `databaseUrl`), unique Redis key
  * prefixes (on the tests' Redis unless `redisUrl`) and development signing keys in a temporary folder.
  */
@@ -59,8 +64,8 @@ export async function createMeshEnvironment(o: MeshEnvironmentOptions): Promise<
     cleanups.length = 0;
   };
   try {
-    const nats = await startNatsServer();
-    cleanups.push(() => nats.stop());
+    const nats = o.nats ?? (await startNatsServer());
+    if (!o.nats) cleanups.push(() => nats.stop());
     const keysDir = await mkdtemp(join(tmpdir(), `${o.idPrefix}-keys-`));
     cleanups.push(() => rm(keysDir, { recursive: true, force: true }));
     const keys = await ensureDevKeys(keysDir);

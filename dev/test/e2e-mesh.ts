@@ -77,7 +77,7 @@ export async function startE2eMesh(o: E2eMeshOptions = {}): Promise<E2eMesh> {
       const env = await mesh.envFor(name, TEST_OVERRIDES[name]);
       envs.set(name, env);
       try {
-        running.set(name, await start(name, env));
+        running.set(name, await startMeshService(name, env));
       } catch (e) {
         if (!o.optional?.includes(name)) throw e;
         failed.set(name, e instanceof Error ? e.message : String(e));
@@ -101,7 +101,7 @@ export async function startE2eMesh(o: E2eMeshOptions = {}): Promise<E2eMesh> {
       async restart(name, port, extra = {}) {
         await running.get(name)?.close();
         const env = { ...envs.get(name)!, PORT: String(port ?? 0), ...extra };
-        const s = await start(name, env);
+        const s = await startMeshService(name, env);
         running.set(name, s);
         return s;
       },
@@ -176,7 +176,8 @@ const TEST_OVERRIDES: Partial<Record<MeshServiceName, Record<string, string>>> =
   notification: { NOTIFICATION_RETRY_BASE_MS: "200", NOTIFICATION_POLL_INTERVAL_MS: "100" },
 };
 
-function start(name: MeshServiceName, env: Record<string, string>): Promise<RunningService> {
+/** Starts one service of the mesh in this process with `env` as its whole configuration. */
+export function startMeshService(name: MeshServiceName, env: Record<string, string>): Promise<RunningService> {
   switch (name) {
     case "ingest":
       return startService(ingestService, ingestConfig.parse(env));

@@ -14,7 +14,13 @@ type ScanInit = MessageInitShape<typeof ScanSchema>;
 
 /** Options for {@link createScanGateway}. */
 export interface ScanGatewayOptions {
-  /** Ingest replicas as `host:port`; a reconnect moves on to the next one. */
+  /**
+   * Ingest endpoints as `host:port`; a reconnect moves on to the next one. With several regions,
+   * list the nearest region's first and then the others': when a region is lost its streams break
+   * (or answer UNAVAILABLE) and the gateway resends every unacknowledged scan to the next region
+   * with the same event id. Ids are deterministic (`recorded_event_id`), so a scan the lost region
+   * had stored before its ack was lost is applied once everywhere (tracking is idempotent by id).
+   */
   readonly addresses: readonly string[];
   /** Bearer token with `scans:write` (and the carrier claim). */
   readonly token: string;
@@ -34,8 +40,8 @@ export interface ScanGatewayOptions {
   readonly random?: () => number;
   /** Opens a stream (tests pass a fake). Default {@link openScanStream}. */
   readonly openStream?: (address: string, token: string) => ScanStream;
-  /** Sees every ack, final or not, with the time it arrived. */
-  readonly onAck?: (ack: ScanAck, at: number) => void;
+  /** Sees every ack, final or not, with the time it arrived and the address that answered. */
+  readonly onAck?: (ack: ScanAck, at: number, address: string) => void;
   /** Sees every broken stream: its gRPC status code name (or "TIMEOUT") and the address. */
   readonly onStreamError?: (code: string, address: string, at: number) => void;
 }
@@ -154,7 +160,7 @@ export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
         const again: Entry[] = [];
         batch.forEach((e, i) => {
           const ack = acks[i]!;
-          o.onAck?.(ack, now);
+          o.onAck?.(ack, now, address);
           if (ack.outcome === ScanOutcome.REJECTED && retry.has(ack.rejectReason)) again.push(e);
           else e.resolve(ack);
         });
