@@ -29,7 +29,12 @@ export const routingConfig = defineConfig(
       max: 1440,
       default: 30,
     }),
-    CONSUMER_CONCURRENCY: int({ description: "events handled at once per consumer", min: 1, max: 256, default: 8 }),
+    ROUTE_CACHE_SIZE: int({
+      description: "shipments a replica keeps in memory between their events (checked against the stored revision); 0: none",
+      min: 0,
+      max: 10_000_000,
+      default: 10_000,
+    }),
   },
   checkBaseConfig,
 );

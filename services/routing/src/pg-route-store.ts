@@ -5,8 +5,10 @@ import { createPgPool, migrate, qualify, type Migration } from "@logistics/share
 import type { ServiceLevelName } from "./planner.js";
 import {
   ConcurrentUpdateError,
+  type RevisionWrite,
   type RouteRevision,
   type RouteStore,
+  type ShipmentWrite,
   type ShipmentRoute,
   type StoredDisruption,
   type StoredEtaRevision,
@@ -52,18 +54,82 @@ export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgR
     throw e;
   }
 
-  const hubsOf = (r: RouteRevision | undefined): string[] => {
-    if (!r) return [];
-    const codes = new Set<string>();
-    for (const leg of r.route.legs) codes.add(leg.fromHub).add(leg.toHub);
-    return [...codes];
-  };
-  const etaJson = (r: RouteRevision) => (r.route.eta ? toJson(EtaSchema, r.route.eta) : null);
-
   return {
     async get(trackingNumber) {
       const res = await pool.query(`SELECT * FROM ${S} WHERE tracking_number = $1`, [trackingNumber]);
       return res.rows[0] ? rowToShipment(res.rows[0] as ShipmentRow) : undefined;
+    },
+
+    async getChanged(trackingNumbers, known) {
+      const changed = new Map<string, ShipmentRoute>();
+      const unchanged = new Set<string>();
+      if (trackingNumbers.length === 0) return { changed, unchanged };
+      // The route documents of shipments the caller holds at their stored revision stay in the database.
+      const res = await pool.query(
+        `SELECT k.rev IS NOT DISTINCT FROM s.revision AS unchanged, s.tracking_number, s.region, s.route_id, s.revision,
+           s.origin_hub, s.destination_hub, s.service_level, s.ready_at, s.delivered, s.last_event_id, s.last_reason,
+           s.last_detail, s.avoided_disruptions,
+           CASE WHEN k.rev IS NOT DISTINCT FROM s.revision THEN NULL ELSE s.route END AS route,
+           CASE WHEN k.rev IS NOT DISTINCT FROM s.revision THEN NULL ELSE s.previous_eta END AS previous_eta
+         FROM unnest($1::text[], $2::int[]) AS k(tracking_number, rev) JOIN ${S} s USING (tracking_number)`,
+        [trackingNumbers, trackingNumbers.map((tn) => known.get(tn) ?? null)],
+      );
+      for (const row of res.rows as Array<ShipmentRow & { unchanged: boolean }>) {
+        if (row.unchanged) unchanged.add(row.tracking_number);
+        else changed.set(row.tracking_number, rowToShipment(row));
+      }
+      return { changed, unchanged };
+    },
+
+    async saveRevisions(writes) {
+      if (writes.length === 0) return new Set();
+      // One statement, so one transaction: the route rows whose revision still is the expected
+      // one move on, and exactly those get their ETA history row.
+      const res = await pool.query(
+        `WITH t AS (
+           SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(tracking_number text, expected integer, route jsonb, hubs text[],
+             last_event_id text, last_reason integer, last_detail text, avoided text[], delivered boolean, eta jsonb,
+             revised_at timestamptz)
+         ), u AS (
+           UPDATE ${S} AS s SET revision = s.revision + 1, route = t.route, hubs = t.hubs, last_event_id = t.last_event_id,
+             last_reason = t.last_reason, last_detail = t.last_detail, previous_eta = s.route -> 'eta',
+             avoided_disruptions = t.avoided, delivered = s.delivered OR t.delivered, updated_at = now()
+           FROM t WHERE s.tracking_number = t.tracking_number AND s.revision = t.expected
+           RETURNING s.tracking_number, s.revision
+         ), h AS (
+           INSERT INTO ${H} (tracking_number, revision, eta, reason, detail, revised_at)
+           SELECT t.tracking_number, u.revision, t.eta, t.last_reason, t.last_detail, t.revised_at FROM t JOIN u USING (tracking_number)
+         )
+         SELECT tracking_number FROM u`,
+        [JSON.stringify(writes.map(revisionRecord))],
+      );
+      const stored = new Set((res.rows as Array<{ tracking_number: string }>).map((r) => r.tracking_number));
+      return new Set(writes.map((w) => w.trackingNumber).filter((tn) => !stored.has(tn)));
+    },
+
+    async createMany(writes) {
+      if (writes.length === 0) return new Set();
+      const res = await pool.query(
+        `WITH t AS (
+           SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(tracking_number text, region text, route_id text, revision integer,
+             origin_hub text, destination_hub text, service_level text, ready_at timestamptz, route jsonb, hubs text[],
+             last_event_id text, last_reason integer, last_detail text, avoided text[], eta jsonb, revised_at timestamptz)
+         ), i AS (
+           INSERT INTO ${S} (tracking_number, region, route_id, revision, origin_hub, destination_hub, service_level,
+             ready_at, route, hubs, last_event_id, last_reason, last_detail, avoided_disruptions)
+           SELECT tracking_number, region, route_id, revision, origin_hub, destination_hub, service_level, ready_at, route,
+             hubs, last_event_id, last_reason, last_detail, avoided FROM t
+           ON CONFLICT (tracking_number) DO NOTHING
+           RETURNING tracking_number
+         ), h AS (
+           INSERT INTO ${H} (tracking_number, revision, eta, reason, detail, revised_at)
+           SELECT t.tracking_number, 1, t.eta, t.last_reason, t.last_detail, t.revised_at FROM t JOIN i USING (tracking_number)
+           WHERE t.revision = 1
+         )
+         SELECT tracking_number FROM i`,
+        [JSON.stringify(writes.map(shipmentRecord))],
+      );
+      return new Set((res.rows as Array<{ tracking_number: string }>).map((r) => r.tracking_number));
     },
 
     async create(s, first) {
@@ -248,6 +314,57 @@ interface HistoryRow {
 interface DisruptionRow {
   hubs: string[];
   body: JsonValue;
+}
+
+/** The hub codes a revision's route touches (the GIN-indexed `hubs` column). */
+function hubsOf(r: RouteRevision | undefined): string[] {
+  if (!r) return [];
+  const codes = new Set<string>();
+  for (const leg of r.route.legs) codes.add(leg.fromHub).add(leg.toHub);
+  return [...codes];
+}
+
+function etaJson(r: RouteRevision): JsonValue | null {
+  return r.route.eta ? toJson(EtaSchema, r.route.eta) : null;
+}
+
+/** A revision as a row of the `jsonb_to_recordset` input of `saveRevisions`. */
+function revisionRecord({ trackingNumber, expectedRevision, revision: r }: RevisionWrite) {
+  return {
+    tracking_number: trackingNumber,
+    expected: expectedRevision,
+    route: toJson(RouteSchema, r.route),
+    hubs: hubsOf(r),
+    last_event_id: r.eventId,
+    last_reason: r.reason,
+    last_detail: r.detail,
+    avoided: r.avoidedDisruptions,
+    delivered: r.delivered ?? false,
+    eta: etaJson(r),
+    revised_at: r.revisedAt.toISOString(),
+  };
+}
+
+/** A new shipment as a row of the `jsonb_to_recordset` input of `createMany`. */
+function shipmentRecord({ shipment: s, first }: ShipmentWrite) {
+  return {
+    tracking_number: s.trackingNumber,
+    region: s.region,
+    route_id: s.routeId,
+    revision: first ? 1 : 0,
+    origin_hub: s.originHub,
+    destination_hub: s.destinationHub,
+    service_level: s.serviceLevel,
+    ready_at: s.readyAt.toISOString(),
+    route: first ? toJson(RouteSchema, first.route) : null,
+    hubs: hubsOf(first),
+    last_event_id: s.lastEventId ?? null,
+    last_reason: first?.reason ?? 0,
+    last_detail: first?.detail ?? "",
+    avoided: first?.avoidedDisruptions ?? [],
+    eta: first ? etaJson(first) : null,
+    revised_at: first ? first.revisedAt.toISOString() : null,
+  };
 }
 
 function rowToShipment(row: ShipmentRow): ShipmentRoute {

@@ -1,14 +1,9 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { applyEach, ensureCatalogConsumer, startBatchConsumer, type BatchConsumer, type EventCatalog } from "@logistics/shared/events";
+import { ensureCatalogConsumer, startBatchConsumer, type BatchConsumer, type EventCatalog } from "@logistics/shared/events";
 import type { NatsLog } from "@logistics/shared/nats";
 import type { ConsumerRef } from "@logistics/shared/operations";
-import { InvalidRequestError, UnknownHubError, type RouteKeeper } from "./route-keeper.js";
-
-/** An event routing can never plan (a hub not in the network, a time it cannot plan with): dead-lettered at once. */
-function unplannable(e: unknown): string | undefined {
-  return e instanceof UnknownHubError || e instanceof InvalidRequestError ? e.message : undefined;
-}
+import type { RouteKeeper } from "./route-keeper.js";
 
 /** Routing's durable consumers, by their catalog names. */
 const ROUTING_CONSUMER_NAMES = ["routing-shipments-created", "routing-scans"] as const;
@@ -30,8 +25,6 @@ export interface RouteConsumersOptions {
   catalog: EventCatalog;
   keeper: RouteKeeper;
   logger?: NatsLog;
-  /** Shipments worked on at once per consumer. Default 8. */
-  concurrency?: number;
   /** Most events per batch. Default: the batch consumer's (256). */
   maxBatch?: number;
 }
@@ -44,15 +37,15 @@ export interface RouteConsumers {
 /**
  * Starts the two durable consumers of the catalog on the batch consumer: `routing-shipments-created`
  * (plan the first route, publish RoutePlanned) and `routing-scans` (re-plan on deviation, publish
- * RouteUpdated). Within a batch, a shipment's events are handled one at a time in stream order,
- * different shipments at once (`concurrency`); every event is acknowledged after its step. A
+ * RouteUpdated). A batch is applied by the keeper's batch path (`onShipmentsCreated`, `onScans`):
+ * one read of its shipments, one statement for its writes, one publishing round; a shipment's
+ * events in stream order; every event acknowledged after its effects are stored and published. A
  * failure is retried with backoff (with the shipment's later events, unapplied) and dead-lettered
  * after the last delivery, except events that can never be planned (unknown hub, unusable time,
  * data the store rejects), which are dead-lettered at once, alone.
  */
 export async function startRouteConsumers(opts: RouteConsumersOptions): Promise<RouteConsumers> {
   const { catalog, keeper } = opts;
-  const each = { concurrency: opts.concurrency ?? 8, poisonReason: unplannable };
   const common = {
     js: opts.js,
     nc: opts.nc,
@@ -70,14 +63,14 @@ export async function startRouteConsumers(opts: RouteConsumersOptions): Promise<
       await startBatchConsumer({
         ...common,
         consumer: shipments,
-        handler: (items) => applyEach(items, (item) => keeper.onShipmentCreated(item.message, item.region), each),
+        handler: (items) => keeper.onShipmentsCreated(items.map((item) => ({ event: item.message, region: item.region }))),
       }),
     );
     handles.push(
       await startBatchConsumer({
         ...common,
         consumer: scans,
-        handler: (items) => applyEach(items, (item) => keeper.onScan(item.message), each),
+        handler: (items) => keeper.onScans(items.map((item) => item.message)),
       }),
     );
   } catch (e) {

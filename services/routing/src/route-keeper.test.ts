@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
-import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
@@ -8,12 +8,12 @@ import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment
 import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema, type RouteUpdated } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { DisruptionCause } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
-import { createSubjects } from "@logistics/shared/nats";
+import { createEventCatalog, type Publication } from "@logistics/shared/events";
 import { createHubNetwork, type HubRecord } from "./hub-network.js";
 import { createPlanner } from "./planner.js";
 import { msOf } from "./route-mapping.js";
 import { createRouteKeeper } from "./route-keeper.js";
-import { ConcurrentUpdateError, type RouteStore, type ShipmentRoute, type StoredDisruption, type StoredEtaRevision } from "./route-store.js";
+import { ConcurrentUpdateError, registered, withRevision, type RouteStore, type ShipmentRoute, type StoredDisruption, type StoredEtaRevision } from "./route-store.js";
 import { createSpatialIndex } from "./spatial-index.js";
 
 const DAILY = 0b1111111;
@@ -44,23 +44,41 @@ function memoryStore(): RouteStore {
     async get(tn) {
       return shipments.get(tn);
     },
+    async getChanged(tns, known) {
+      const changed = new Map<string, ShipmentRoute>();
+      const unchanged = new Set<string>();
+      for (const tn of tns) {
+        const s = shipments.get(tn);
+        if (s && known.get(tn) === s.revision) unchanged.add(tn);
+        else if (s) changed.set(tn, s);
+      }
+      return { changed, unchanged };
+    },
     async create(s, first) {
       if (shipments.has(s.trackingNumber)) return false;
-      shipments.set(s.trackingNumber, {
-        ...s, revision: first ? 1 : 0, route: first?.route, previousEta: undefined, delivered: false,
-        lastReason: first?.reason ?? EtaChangeReason.UNSPECIFIED, lastDetail: first?.detail ?? "", avoidedDisruptions: first?.avoidedDisruptions ?? [],
-      });
+      shipments.set(s.trackingNumber, registered(s, first));
       if (first) history.set(s.trackingNumber, [{ revision: 1, eta: first.route.eta, reason: first.reason, detail: first.detail, revisedAt: first.revisedAt }]);
       return true;
+    },
+    async createMany(writes) {
+      const created = new Set<string>();
+      for (const w of writes) if (await this.create(w.shipment, w.first)) created.add(w.shipment.trackingNumber);
+      return created;
     },
     async saveRevision(tn, expected, r) {
       const s = shipments.get(tn);
       if (!s || s.revision !== expected) throw new ConcurrentUpdateError(tn);
-      shipments.set(tn, {
-        ...s, revision: expected + 1, route: r.route, previousEta: s.route?.eta, lastEventId: r.eventId, lastReason: r.reason,
-        lastDetail: r.detail, avoidedDisruptions: r.avoidedDisruptions, delivered: s.delivered || r.delivered === true,
-      });
+      shipments.set(tn, withRevision(s, r));
       history.get(tn)!.push({ revision: expected + 1, eta: r.route.eta, reason: r.reason, detail: r.detail, revisedAt: r.revisedAt });
+    },
+    async saveRevisions(writes) {
+      const conflicts = new Set<string>();
+      for (const w of writes) {
+        const s = shipments.get(w.trackingNumber);
+        if (!s || s.revision !== w.expectedRevision) conflicts.add(w.trackingNumber);
+        else await this.saveRevision(w.trackingNumber, w.expectedRevision, w.revision);
+      }
+      return conflicts;
     },
     async etaHistory(tn) {
       return history.get(tn) ?? [];
@@ -91,7 +109,21 @@ function memoryStore(): RouteStore {
 }
 
 function setup() {
-  const store = memoryStore();
+  const raw = memoryStore();
+  /** Calls per store method, to check that a batch reads and writes once. */
+  const calls = new Map<string, number>();
+  const store = new Proxy(raw, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== "function") return v;
+      return (...args: unknown[]) => {
+        calls.set(String(prop), (calls.get(String(prop)) ?? 0) + 1);
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  /** Event ids whose publish fails. */
+  const failing = new Set<string>();
   const published: { subject: string; type: string; message: unknown; msgId: string }[] = [];
   let now = DAY1;
   let id = 0;
@@ -101,12 +133,15 @@ function setup() {
     spatial: createSpatialIndex(network.hubs),
     store,
     publisher: {
-      async publish<D extends DescMessage>(subject: string, schema: D, message: MessageShape<D>, o: { msgId: string }) {
-        published.push({ subject, type: schema.typeName, message, msgId: o.msgId });
-        return { seq: published.length, duplicate: false, stream: "S" };
+      async publishAll(items: readonly Publication[]) {
+        return items.map((p) => {
+          if (failing.has(p.event.id(p.message))) return { status: "rejected" as const, reason: new Error("no PubAck") };
+          published.push({ subject: p.event.subject(p.tokens), type: p.event.schema.typeName, message: p.message, msgId: p.event.id(p.message) });
+          return { status: "fulfilled" as const, value: { seq: published.length, duplicate: false, stream: "S" } };
+        });
       },
     },
-    subjects: createSubjects("unit"),
+    events: createEventCatalog("unit").events,
     clock: () => new Date(now),
     newId: () => `id${++id}`,
   });
@@ -125,16 +160,15 @@ function setup() {
     );
     return (await store.get(tn))!;
   };
-  const scan = (tn: string, n: number, kind: ScanKind, hubCode: string, at: number) =>
-    keeper.onScan(
-      create(ScanRecordedSchema, {
-        eventId: `scan-${tn}-${n}`,
-        scan: { eventId: `c-${n}`, trackingNumber: tn, carrierCode: "acme", eventTime: timestampFromMs(at), hubCode },
-        kind,
-        region: "eu",
-      }),
-    );
-  return { keeper, store, published, updates, ship, scan, setNow: (t: number) => (now = t) };
+  const scanEvent = (tn: string, n: number, kind: ScanKind, hubCode: string, at: number) =>
+    create(ScanRecordedSchema, {
+      eventId: `scan-${tn}-${n}`,
+      scan: { eventId: `c-${n}`, trackingNumber: tn, carrierCode: "acme", eventTime: timestampFromMs(at), hubCode },
+      kind,
+      region: "eu",
+    });
+  const scan = (tn: string, n: number, kind: ScanKind, hubCode: string, at: number) => keeper.onScan(scanEvent(tn, n, kind, hubCode, at));
+  return { keeper, store, raw, calls, failing, published, updates, ship, scan, scanEvent, setNow: (t: number) => (now = t) };
 }
 
 const at = (day: number, hour: number) => DAY1 + (day - 1) * 86_400_000 + hour * 3_600_000;
@@ -242,5 +276,126 @@ describe("createRouteKeeper", () => {
     });
     assert.equal(res.replanned, 0);
     assert.equal(t.updates().length, 0);
+  });
+
+  describe("batches", () => {
+    const created = (tn: string, origin = "AAA") => ({
+      event: create(ShipmentCreatedSchema, {
+        eventId: `created-${tn}`,
+        trackingNumber: tn,
+        serviceLevel: ServiceLevel.STANDARD,
+        origin: { countryCode: "DE", city: "A", location: { latitude: 0, longitude: 0 }, hubCode: origin },
+        destination: { countryCode: "DE", city: "D", location: { latitude: 0, longitude: 0 }, hubCode: "DDD" },
+        readyTime: timestampFromMs(DAY1 + h(8) * 60_000),
+      }),
+      region: "eu",
+    });
+
+    it("plans a batch of new shipments with one read, one write and one publishing round", async () => {
+      const t = setup();
+      const outcomes = await t.keeper.onShipmentsCreated([created("TN10000001"), created("TN10000002", "CCC"), created("TN10000001")]);
+      assert.deepEqual(outcomes.map((o) => o.kind), ["ack", "ack", "ack"]);
+      assert.equal(t.calls.get("getChanged"), 1);
+      assert.equal(t.calls.get("createMany"), 2, "the duplicate delivery of TN10000001 is a second round");
+      assert.equal(t.calls.get("activeDisruptions"), 1);
+      const planned = t.published.filter((p) => p.type === RoutePlannedSchema.typeName);
+      assert.deepEqual(planned.map((p) => p.msgId), ["route-TN10000001-r1", "route-TN10000002-r1", "route-TN10000001-r1"]);
+      assert.equal((await t.raw.get("TN10000002"))?.originHub, "CCC");
+    });
+
+    it("applies a shipment's scans in order, one revision per round, and skips scans on plan without writing", async () => {
+      const t = setup();
+      await t.ship("TN10000003");
+      await t.ship("TN10000004");
+      t.calls.clear();
+      const outcomes = await t.keeper.onScans([
+        t.scanEvent("TN10000004", 1, ScanKind.HUB_ARRIVAL, "BBB", at(1, 12)), // on plan
+        t.scanEvent("TN10000003", 1, ScanKind.HUB_ARRIVAL, "BBB", at(1, 13)), // late: re-planned
+        t.scanEvent("TN10000003", 2, ScanKind.DELIVERED, "", at(2, 18)),
+      ]);
+      assert.deepEqual(outcomes.map((o) => o.kind), ["ack", "ack", "ack"]);
+      assert.equal(t.calls.get("getChanged"), 1);
+      assert.equal(t.calls.get("get") ?? 0, 0, "no per-event read");
+      assert.equal(t.calls.get("saveRevisions"), 2);
+      assert.deepEqual(
+        t.updates().map((u) => [u.trackingNumber, u.route?.revision, u.reason]),
+        [
+          ["TN10000003", 2, EtaChangeReason.LATE_ARRIVAL],
+          ["TN10000003", 3, EtaChangeReason.DELIVERED],
+        ],
+      );
+      const s = await t.raw.get("TN10000003");
+      assert.equal(s?.revision, 3);
+      assert.equal(s?.delivered, true);
+      assert.equal((await t.raw.get("TN10000004"))?.revision, 1);
+    });
+
+    it("dead-letters an unplannable scan alone and applies the shipment's later scans", async () => {
+      const t = setup();
+      await t.ship("TN10000005");
+      const bad = t.scanEvent("TN10000005", 1, ScanKind.HUB_ARRIVAL, "BBB", at(1, 13));
+      bad.scan!.eventTime = { $typeName: "google.protobuf.Timestamp", seconds: 10n ** 12n, nanos: 0 };
+      const outcomes = await t.keeper.onScans([bad, t.scanEvent("TN10000005", 2, ScanKind.DELIVERED, "", at(2, 18))]);
+      assert.equal(outcomes[0]?.kind, "poison");
+      assert.equal(outcomes[1]?.kind, "ack");
+      assert.equal((await t.raw.get("TN10000005"))?.delivered, true);
+    });
+
+    it("retries an event whose route event was not published with the shipment's later events, then republishes it", async () => {
+      const t = setup();
+      await t.ship("TN10000006");
+      await t.ship("TN10000007");
+      const batch = [
+        t.scanEvent("TN10000006", 1, ScanKind.HUB_ARRIVAL, "BBB", at(1, 13)),
+        t.scanEvent("TN10000006", 2, ScanKind.DELIVERED, "", at(2, 18)),
+        t.scanEvent("TN10000007", 1, ScanKind.DELIVERED, "", at(1, 18)),
+      ];
+      t.failing.add("route-TN10000006-r2");
+      const first = await t.keeper.onScans(batch);
+      assert.deepEqual(first.map((o) => o.kind), ["retry", "retry", "ack"]);
+      assert.equal((await t.raw.get("TN10000006"))?.revision, 2, "stored before the publish failed; the delivery not applied");
+      t.failing.clear();
+      const again = await t.keeper.onScans(batch.slice(0, 2));
+      assert.deepEqual(again.map((o) => o.kind), ["ack", "ack"]);
+      assert.deepEqual(
+        t.updates().filter((u) => u.trackingNumber === "TN10000006").map((u) => [u.route?.revision, u.reason]),
+        [
+          [2, EtaChangeReason.LATE_ARRIVAL],
+          [3, EtaChangeReason.DELIVERED],
+        ],
+      );
+    });
+
+    it("never decides from a cached shipment another replica has revised since", async () => {
+      const t = setup();
+      await t.ship("TN10000008");
+      await t.keeper.onScans([t.scanEvent("TN10000008", 1, ScanKind.HUB_ARRIVAL, "BBB", at(1, 12))]); // cached at revision 1
+      // Another replica delivers it.
+      const s = (await t.raw.get("TN10000008"))!;
+      await t.raw.saveRevision(s.trackingNumber, s.revision, { route: s.route!, reason: EtaChangeReason.DELIVERED, detail: "delivered", revisedAt: new Date(DAY1), eventId: "elsewhere", avoidedDisruptions: [], delivered: true });
+      const outcomes = await t.keeper.onScans([t.scanEvent("TN10000008", 2, ScanKind.HUB_ARRIVAL, "DDD", at(2, 9))]);
+      assert.deepEqual(outcomes.map((o) => o.kind), ["ack"]);
+      assert.equal(t.updates().length, 0, "a delivered shipment is not re-planned");
+      assert.equal((await t.raw.get("TN10000008"))?.revision, 2);
+    });
+
+    it("falls back to the one-event path when another replica stored a revision in between", async () => {
+      const t = setup();
+      await t.ship("TN10000009");
+      const save = t.raw.saveRevisions.bind(t.raw);
+      t.raw.saveRevisions = async (writes) => {
+        // Another replica re-plans the shipment between this batch's read and its write.
+        const s = (await t.raw.get("TN10000009"))!;
+        await t.raw.saveRevision(s.trackingNumber, s.revision, { route: s.route!, reason: EtaChangeReason.DISRUPTION, detail: "elsewhere", revisedAt: new Date(DAY1), eventId: "dis-1", avoidedDisruptions: [] });
+        t.raw.saveRevisions = save;
+        return save(writes);
+      };
+      const outcomes = await t.keeper.onScans([t.scanEvent("TN10000009", 1, ScanKind.DELIVERED, "", at(1, 18))]);
+      assert.deepEqual(outcomes.map((o) => o.kind), ["ack"]);
+      const s = await t.raw.get("TN10000009");
+      assert.equal(s?.revision, 3);
+      assert.equal(s?.lastEventId, "scan-TN10000009-1");
+      assert.equal(s?.delivered, true);
+    });
   });
 });

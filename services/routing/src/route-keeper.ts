@@ -1,8 +1,9 @@
 /**
  * Keeps shipments' routes current: plans the first route, re-plans on scan deviations and
  * disruptions, stores every revision and publishes route events. Used by the RPC handlers and
- * the event consumers alike; all state lives in the {@link RouteStore}, so any replica can handle
- * any event.
+ * the event consumers alike. All state lives in the {@link RouteStore}, so any replica can handle
+ * any event; a replica keeps the shipments it last saw in a bounded cache, used only while the
+ * store holds them at the same revision (checked in the batch's one read).
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
@@ -22,7 +23,8 @@ import {
   RouteUpdatedSchema,
 } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { DisruptionSchema, type Disruption, type DisruptionCause } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
-import type { EventPublisher, Subjects } from "@logistics/shared/nats";
+import { Outcomes, publication, type CatalogEvents, type CatalogPublisher, type Outcome, type Publication } from "@logistics/shared/events";
+import { permanentFailureReason } from "@logistics/shared/nats";
 import type { Hub, HubNetwork } from "./hub-network.js";
 import {
   DEFAULT_HORIZON_MS,
@@ -35,7 +37,18 @@ import {
 } from "./planner.js";
 import { detectDeviation } from "./deviation.js";
 import { msOf, routeToProto, serviceLevelName } from "./route-mapping.js";
-import { ConcurrentUpdateError, type RouteStore, type ShipmentRoute, type StoredDisruption } from "./route-store.js";
+import {
+  ConcurrentUpdateError,
+  registered,
+  withRevision,
+  type NewShipment,
+  type RevisionWrite,
+  type RouteRevision,
+  type RouteStore,
+  type ShipmentRoute,
+  type ShipmentWrite,
+  type StoredDisruption,
+} from "./route-store.js";
 import type { SpatialIndex } from "./spatial-index.js";
 
 const MIN_MS = 60_000;
@@ -74,6 +87,51 @@ export function plannableMs(ts: Timestamp, field: string): number {
   return ms;
 }
 
+/** An event routing can never plan (a hub not in the network, a time it cannot plan with): dead-lettered at once. */
+export function unplannable(e: unknown): string | undefined {
+  return e instanceof UnknownHubError || e instanceof InvalidRequestError ? e.message : undefined;
+}
+
+/** Shipments a replica keeps in memory by default ({@link RouteKeeperOptions.cacheSize}). */
+export const DEFAULT_ROUTE_CACHE_SIZE = 10_000;
+
+/** A new revision of a shipment's route. */
+interface Change {
+  readonly reason: EtaChangeReason;
+  readonly detail: string;
+  readonly eventId: string;
+  readonly avoided: readonly string[];
+  /** Legs already travelled, kept in front of the plan. */
+  readonly prefix?: readonly RouteLeg[];
+  /** A ready-made route instead of a plan (delivery closes the ETA without re-planning). */
+  readonly route?: Route;
+  readonly delivered?: boolean;
+}
+
+/** What an event means for its shipment: nothing, republishing the revision it produced, or a new revision. */
+type Decision = undefined | { readonly kind: "republish" } | { readonly kind: "revise"; readonly plan: PlannedRoute | undefined; readonly change: Change };
+
+/** A revision to store, the shipment afterwards and its route event. */
+interface SaveStep {
+  readonly kind: "save";
+  readonly write: RevisionWrite;
+  readonly after: ShipmentRoute;
+  readonly publication: Publication;
+  readonly reason: EtaChangeReason;
+}
+
+/** A shipment to register (with its first route, if one was found). */
+interface CreateStep {
+  readonly kind: "create";
+  readonly write: ShipmentWrite;
+  readonly after: ShipmentRoute;
+  readonly publication: Publication | undefined;
+  readonly reason: EtaChangeReason | undefined;
+}
+
+/** What one event of a batch does: nothing, a republish, a revision or a registration. */
+type Step = undefined | { readonly kind: "publish"; readonly publication: Publication } | SaveStep | CreateStep;
+
 /** Start of year 9000: far enough from year 9999 for any planning horizon. */
 const PLANNABLE_UNTIL_MS = Date.UTC(9000, 0, 1);
 
@@ -88,8 +146,9 @@ export interface RouteKeeperOptions {
   planner: Planner;
   spatial: SpatialIndex<Hub>;
   store: RouteStore;
-  publisher: Pick<EventPublisher, "publish">;
-  subjects: Pick<Subjects, "routePlanned" | "routeUpdated">;
+  /** Route events go out through `publishAll` (a batch's events in one round). */
+  publisher: Pick<CatalogPublisher, "publishAll">;
+  events: Pick<CatalogEvents, "routePlanned" | "routeUpdated">;
   /** Current time. */
   clock: () => Date;
   /** Planning horizon. Default {@link DEFAULT_HORIZON_MS} (60 days). */
@@ -100,6 +159,8 @@ export interface RouteKeeperOptions {
   newId: () => string;
   /** Called after each stored revision (metrics). */
   onRevision?: (reason: EtaChangeReason) => void;
+  /** Shipments kept in memory between their events (least recently used out first); 0: none. Default {@link DEFAULT_ROUTE_CACHE_SIZE}. */
+  cacheSize?: number;
 }
 
 /** The outcome of a disruption report or clearance. */
@@ -124,6 +185,20 @@ export interface RouteKeeper {
   onShipmentCreated(event: ShipmentCreated, region: string): Promise<void>;
   /** Compares a scan with the plan; re-plans and publishes RouteUpdated on a deviation. Idempotent. */
   onScan(event: ScanRecorded): Promise<void>;
+  /**
+   * {@link onShipmentCreated} for a consumer batch, with one outcome per event (see
+   * {@link onScans} for how a batch is applied).
+   */
+  onShipmentsCreated(batch: ReadonlyArray<{ readonly event: ShipmentCreated; readonly region: string }>): Promise<Outcome[]>;
+  /**
+   * {@link onScan} for a consumer batch: one read of the batch's shipments, one statement for its
+   * revisions and one publishing round for its route events (more only when a shipment has
+   * several revisions in the batch). A shipment's events are applied in batch order; one that can
+   * never be applied is poison (the shipment's later events go on), any other failure retries it
+   * and the shipment's later events, unapplied. Every outcome holds after its effects are stored
+   * and published.
+   */
+  onScans(batch: readonly ScanRecorded[]): Promise<Outcome[]>;
   reportDisruption(input: {
     target: DisruptionTarget;
     startsAt: number;
@@ -136,7 +211,7 @@ export interface RouteKeeper {
 
 /** Creates the route keeper. */
 export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
-  const { network, planner, spatial, store, publisher, subjects, clock } = opts;
+  const { network, planner, spatial, store, publisher, events, clock } = opts;
   const horizonMs = opts.horizonMs ?? DEFAULT_HORIZON_MS;
   const tolerance = opts.lateToleranceMs ?? 30 * MIN_MS;
 
@@ -183,8 +258,9 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
   const planAround = async (
     query: { origin: Hub; destination: Hub; level: ServiceLevelName; readyAt: number; originProcessed?: boolean },
     alternatives: number,
+    disruptions?: () => Promise<readonly StoredDisruption[]>,
   ): Promise<{ routes: PlannedRoute[]; avoided: string[] }> => {
-    const active = await store.activeDisruptions(clock());
+    const active = disruptions ? await disruptions() : await store.activeDisruptions(clock());
     const { windows, byId } = windowsOf(active);
     const base = {
       origin: query.origin.index,
@@ -213,27 +289,25 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
 
   const eventId = (trackingNumber: string, revision: number) => `route-${trackingNumber}-r${revision}`;
 
-  const publishRevision = async (
+  /** The route event of a stored revision: RoutePlanned for the initial plan, RouteUpdated otherwise. */
+  const revisionPublication = (
     s: Pick<ShipmentRoute, "trackingNumber" | "region">,
     route: Route,
     previousEta: Eta | undefined,
     reason: EtaChangeReason,
     detail: string,
     at: Date,
-  ) => {
+  ): Publication => {
     const id = eventId(s.trackingNumber, route.revision);
     if (route.revision === 1 && reason === EtaChangeReason.INITIAL_PLAN) {
-      await publisher.publish(
-        subjects.routePlanned(s.region),
-        RoutePlannedSchema,
+      return publication(
+        events.routePlanned,
         create(RoutePlannedSchema, { eventId: id, trackingNumber: s.trackingNumber, route, plannedAt: timestampFromMs(at.getTime()) }),
-        { msgId: id },
+        { region: s.region },
       );
-      return;
     }
-    await publisher.publish(
-      subjects.routeUpdated(s.region),
-      RouteUpdatedSchema,
+    return publication(
+      events.routeUpdated,
       create(RouteUpdatedSchema, {
         eventId: id,
         trackingNumber: s.trackingNumber,
@@ -243,32 +317,30 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
         detail,
         updatedAt: timestampFromMs(at.getTime()),
       }),
-      { msgId: id },
+      { region: s.region },
     );
   };
 
-  /** Publishes the shipment's current revision again (same event id: the stream drops duplicates). */
-  const republishCurrent = async (s: ShipmentRoute) => {
-    if (!s.route) return;
-    const plannedAt = s.route.plannedAt ? new Date(msOf(s.route.plannedAt)) : clock();
-    await publishRevision(s, s.route, s.previousEta, s.lastReason, s.lastDetail, plannedAt);
+  const publishOne = async (p: Publication) => {
+    const [result] = await publisher.publishAll([p]);
+    if (result?.status === "rejected") throw result.reason;
   };
 
-  /** Stores a new revision and publishes it. */
-  const commit = async (
-    s: ShipmentRoute,
-    plan: PlannedRoute | undefined,
-    change: {
-      reason: EtaChangeReason;
-      detail: string;
-      eventId: string;
-      avoided: readonly string[];
-      prefix?: readonly RouteLeg[];
-      /** A ready-made route instead of `plan` (delivery closes the ETA without re-planning). */
-      route?: Route;
-      delivered?: boolean;
-    },
-  ) => {
+  /** The shipment's current revision as published before (same event id: the stream drops duplicates). */
+  const currentPublication = (s: ShipmentRoute): Publication | undefined => {
+    if (!s.route) return undefined;
+    const plannedAt = s.route.plannedAt ? new Date(msOf(s.route.plannedAt)) : clock();
+    return revisionPublication(s, s.route, s.previousEta, s.lastReason, s.lastDetail, plannedAt);
+  };
+
+  /** Publishes the shipment's current revision again. */
+  const republishCurrent = async (s: ShipmentRoute) => {
+    const p = currentPublication(s);
+    if (p) await publishOne(p);
+  };
+
+  /** The next revision of `s` (nothing stored yet): what to store, the shipment afterwards, and its route event. */
+  const prepare = (s: ShipmentRoute, plan: PlannedRoute | undefined, change: Change) => {
     const now = clock();
     const revision = s.revision + 1;
     const route =
@@ -281,7 +353,7 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
         ...(change.prefix ? { prefix: change.prefix } : {}),
       });
     route.revision = revision;
-    await store.saveRevision(s.trackingNumber, s.revision, {
+    const stored: RouteRevision = {
       route,
       reason: change.reason,
       detail: change.detail,
@@ -289,10 +361,22 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
       eventId: change.eventId,
       avoidedDisruptions: change.avoided,
       ...(change.delivered ? { delivered: true } : {}),
-    });
+    };
+    return {
+      write: { trackingNumber: s.trackingNumber, expectedRevision: s.revision, revision: stored } satisfies RevisionWrite,
+      after: withRevision(s, stored),
+      publication: revisionPublication(s, route, s.route?.eta, change.reason, change.detail, now),
+    };
+  };
+
+  /** Stores a new revision and publishes it. */
+  const commit = async (s: ShipmentRoute, plan: PlannedRoute | undefined, change: Change) => {
+    const next = prepare(s, plan, change);
+    cache.delete(s.trackingNumber);
+    await store.saveRevision(s.trackingNumber, s.revision, next.write.revision);
     opts.onRevision?.(change.reason);
-    await publishRevision(s, route, s.route?.eta, change.reason, change.detail, now);
-    return route;
+    await publishOne(next.publication);
+    return next.write.revision.route;
   };
 
   /** Where the parcel will next be processed, and the legs already behind it. */
@@ -368,6 +452,316 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
       return departsInWindow || arrivesInWindow;
     });
 
+  /**
+   * What a scan means for a shipment in state `s`: nothing (on plan, not a hub scan, unknown or
+   * delivered shipment), republishing the revision it already produced (a redelivery), or a new
+   * revision (delivery, or a deviation whose re-plan changes the route). Throws InvalidRequestError
+   * or UnknownHubError for a scan that can never be applied.
+   */
+  const decideScan = async (
+    s: ShipmentRoute | undefined,
+    ev: ScanRecorded,
+    disruptions?: () => Promise<readonly StoredDisruption[]>,
+  ): Promise<Decision> => {
+    const scan = ev.scan;
+    if (!scan || !s) return undefined;
+    // A redelivered scan whose revision was stored but perhaps not published (the publish failed)
+    // is republished even when that revision delivered the shipment.
+    if (s.lastEventId === ev.eventId) return { kind: "republish" };
+    if (s.delivered || !s.route) return undefined;
+    const t = scan.eventTime ? plannableMs(scan.eventTime, "scan.event_time") : clock().getTime();
+    const destination = hubOrThrow(s.destinationHub, "destination");
+
+    if (ev.kind === ScanKind.DELIVERED) {
+      const route = create(RouteSchema, {
+        ...s.route,
+        eta: create(EtaSchema, {
+          estimatedArrival: timestampFromMs(t),
+          earliest: timestampFromMs(t),
+          latest: timestampFromMs(t),
+          confidence: 1,
+        }),
+        plannedAt: timestampFromMs(clock().getTime()),
+      });
+      return {
+        kind: "revise",
+        plan: undefined,
+        change: { reason: EtaChangeReason.DELIVERED, detail: "delivered", eventId: ev.eventId, avoided: [], route, delivered: true },
+      };
+    }
+    if (!scan.hubCode || (ev.kind !== ScanKind.HUB_ARRIVAL && ev.kind !== ScanKind.HUB_DEPARTURE)) return undefined;
+    const hub = network.hub(scan.hubCode);
+    if (!hub) return undefined;
+
+    const replan = detectDeviation(network, s.route, { kind: ev.kind, hub, at: t }, tolerance);
+    if (!replan) return undefined;
+    let planned: { routes: PlannedRoute[]; avoided: string[] };
+    try {
+      const { origin, readyAt, originProcessed } = replan;
+      planned = await planAround({ origin, destination, level: s.serviceLevel, readyAt, originProcessed }, 0, disruptions);
+    } catch (e) {
+      if (e instanceof NoRouteError) return undefined;
+      throw e;
+    }
+    const best = planned.routes[0]!;
+    const oldEta = msOf(s.route.eta?.estimatedArrival);
+    if (replan.reason !== EtaChangeReason.UNPLANNED_HUB && best.eta.estimated === oldEta) return undefined;
+    return {
+      kind: "revise",
+      plan: best,
+      change: { reason: replan.reason, detail: replan.detail, eventId: ev.eventId, avoided: planned.avoided, prefix: replan.prefix },
+    };
+  };
+
+  /**
+   * How a new shipment is registered: its first route (or none when nothing reaches the
+   * destination within the horizon). Throws UnknownHubError or InvalidRequestError for an event
+   * that can never be planned.
+   */
+  const planShipment = async (ev: ShipmentCreated, region: string, disruptions?: () => Promise<readonly StoredDisruption[]>): Promise<ShipmentWrite> => {
+    const level = serviceLevelName(ev.serviceLevel) ?? "STANDARD";
+    const origin = resolvePlace(ev.origin, "origin");
+    const destination = resolvePlace(ev.destination, "destination");
+    const readyAt = ev.readyTime ? plannableMs(ev.readyTime, "ready_time") : clock().getTime();
+    const now = clock();
+    const shipment: NewShipment = {
+      trackingNumber: ev.trackingNumber,
+      region,
+      routeId: `rt-${opts.newId()}`,
+      originHub: origin.code,
+      destinationHub: destination.code,
+      serviceLevel: level,
+      readyAt: new Date(readyAt),
+      route: undefined,
+      lastEventId: ev.eventId,
+      avoidedDisruptions: [],
+    };
+    let planned: { routes: PlannedRoute[]; avoided: string[] } | undefined;
+    try {
+      planned = await planAround({ origin, destination, level, readyAt }, 0, disruptions);
+    } catch (e) {
+      if (!(e instanceof NoRouteError)) throw e;
+    }
+    if (!planned) return { shipment, first: undefined };
+    const route = routeToProto(planned.routes[0]!, {
+      routeId: shipment.routeId,
+      trackingNumber: ev.trackingNumber,
+      revision: 1,
+      plannedAt: now,
+    });
+    return {
+      shipment,
+      first: { route, reason: EtaChangeReason.INITIAL_PLAN, detail: "initial plan", revisedAt: now, eventId: ev.eventId, avoidedDisruptions: planned.avoided },
+    };
+  };
+
+  /** Bounded, least recently used first out: shipments as last read or written by this replica. */
+  const cache = new Map<string, ShipmentRoute>();
+  const cacheSize = Math.max(0, opts.cacheSize ?? DEFAULT_ROUTE_CACHE_SIZE);
+  const remember = (s: ShipmentRoute) => {
+    cache.delete(s.trackingNumber);
+    // A delivered shipment gets no more revisions: a redelivered event reads it from the store.
+    if (s.delivered || cacheSize === 0) return;
+    cache.set(s.trackingNumber, s);
+    if (cache.size > cacheSize) cache.delete(cache.keys().next().value as string);
+  };
+
+  /**
+   * The shipments of a batch as stored now, in one read: a shipment this replica holds at its
+   * stored revision comes from memory (every revision changes the revision number, so an equal
+   * number means an equal row, whichever replica wrote it); any other is read in full.
+   */
+  const loadShipments = async (trackingNumbers: readonly string[]): Promise<Map<string, ShipmentRoute>> => {
+    const known = new Map<string, number>();
+    for (const tn of trackingNumbers) {
+      const s = cache.get(tn);
+      if (s) known.set(tn, s.revision);
+    }
+    const { changed, unchanged } = await store.getChanged(trackingNumbers, known);
+    const out = new Map<string, ShipmentRoute>();
+    for (const tn of trackingNumbers) {
+      const s = changed.get(tn) ?? (unchanged.has(tn) ? cache.get(tn) : undefined);
+      if (s) {
+        out.set(tn, s);
+        remember(s);
+      } else cache.delete(tn);
+    }
+    return out;
+  };
+
+  /**
+   * Applies a batch of events to their shipments: one read of the shipments, the active
+   * disruptions read at most once, then rounds in which each shipment takes its events in order up
+   * to the first that stores a revision or publishes; a round's revisions are stored in one
+   * statement and its route events published at once (`publishAll`). A shipment has at most one
+   * revision per round, so a revision whose event failed to publish is always the shipment's
+   * newest: its event's redelivery republishes it. A revision that lost a race with another
+   * replica, or a round whose statement failed, falls back to the one-event path for the
+   * shipments concerned.
+   */
+  const applyBatch = async <T>(
+    items: readonly T[],
+    keyOf: (item: T) => string,
+    decide: (s: ShipmentRoute | undefined, item: T, disruptions: () => Promise<readonly StoredDisruption[]>) => Promise<Step>,
+    one: (item: T) => Promise<void>,
+  ): Promise<Outcome[]> => {
+    const outcomes: Outcome[] = items.map(() => Outcomes.ack);
+    const byKey = new Map<string, number[]>();
+    items.forEach((item, i) => {
+      const key = keyOf(item);
+      const list = byKey.get(key);
+      if (list) list.push(i);
+      else byKey.set(key, [i]);
+    });
+    if (byKey.size === 0) return outcomes;
+    const pos = new Map<string, number>();
+    /** Fails item `i` of `key` (retried, or poison) and, unless poison, retries the key's later items. */
+    const fail = (key: string, i: number, err: unknown) => {
+      const poison = unplannable(err) ?? permanentFailureReason(err);
+      if (poison !== undefined) {
+        outcomes[i] = Outcomes.poison(poison);
+        return;
+      }
+      const reason = err instanceof Error ? err.message : String(err);
+      outcomes[i] = Outcomes.retry(reason);
+      const list = byKey.get(key)!;
+      for (let p = pos.get(key)!; p < list.length; p++) outcomes[list[p]!] = Outcomes.retry(`an earlier event of the shipment is retried: ${reason}`);
+      pos.set(key, list.length);
+    };
+    /** Shipments handed to the one-event path (from item `from` on), after the rounds. */
+    const alone = new Map<string, number>();
+
+    const states = await loadShipments([...byKey.keys()]);
+    let active: Promise<readonly StoredDisruption[]> | undefined;
+    const disruptions = () => (active ??= store.activeDisruptions(clock()));
+    let keys = [...byKey.keys()];
+    while (keys.length > 0) {
+      const steps: Array<{ key: string; i: number; step: Exclude<Step, undefined> }> = [];
+      for (const key of keys) {
+        const list = byKey.get(key)!;
+        let p = pos.get(key) ?? 0;
+        while (p < list.length) {
+          const i = list[p++]!;
+          pos.set(key, p);
+          let step: Step;
+          try {
+            step = await decide(states.get(key), items[i]!, disruptions);
+          } catch (err) {
+            fail(key, i, err);
+            p = pos.get(key)!;
+            continue;
+          }
+          if (step) {
+            steps.push({ key, i, step });
+            break;
+          }
+        }
+      }
+
+      // Store the round's revisions and new shipments, one statement each.
+      const stored: typeof steps = [];
+      const saves = steps.filter((s) => s.step.kind === "save");
+      const creates = steps.filter((s) => s.step.kind === "create");
+      try {
+        const conflicts = await store.saveRevisions(saves.map((s) => (s.step as SaveStep).write));
+        const created = await store.createMany(creates.map((s) => (s.step as CreateStep).write));
+        for (const s of saves) {
+          if (conflicts.has(s.key)) alone.set(s.key, s.i);
+          else stored.push(s);
+        }
+        for (const s of creates) {
+          if (created.has(s.key)) stored.push(s);
+          else alone.set(s.key, s.i); // another replica registered it first
+        }
+      } catch {
+        // Not knowing which write the store refused, each shipment takes the one-event path.
+        for (const s of [...saves, ...creates]) alone.set(s.key, s.i);
+      }
+      for (const key of alone.keys()) {
+        cache.delete(key);
+        pos.set(key, byKey.get(key)!.length);
+      }
+      for (const s of stored) {
+        const { after, reason } = s.step as SaveStep | CreateStep;
+        states.set(s.key, after);
+        remember(after);
+        if (reason !== undefined) opts.onRevision?.(reason);
+      }
+
+      // Publish what was stored (and the republished revisions) at once.
+      const sent = [...steps.filter((s) => s.step.kind === "publish"), ...stored].filter((s) => s.step.publication !== undefined);
+      const results = sent.length > 0 ? await publisher.publishAll(sent.map((s) => s.step.publication!)) : [];
+      results.forEach((r, k) => {
+        if (r.status === "rejected") fail(sent[k]!.key, sent[k]!.i, r.reason);
+      });
+      keys = keys.filter((key) => (pos.get(key) ?? 0) < byKey.get(key)!.length);
+    }
+
+    // The one-event path, a shipment's events in order; a failure retries the shipment's later events.
+    for (const [key, from] of alone) {
+      const list = byKey.get(key)!;
+      let failed: string | undefined;
+      for (const i of list.slice(list.indexOf(from))) {
+        if (failed !== undefined) {
+          outcomes[i] = Outcomes.retry(`an earlier event of the shipment is retried: ${failed}`);
+          continue;
+        }
+        try {
+          await one(items[i]!);
+          outcomes[i] = Outcomes.ack;
+        } catch (err) {
+          const poison = unplannable(err) ?? permanentFailureReason(err);
+          if (poison !== undefined) outcomes[i] = Outcomes.poison(poison);
+          else outcomes[i] = Outcomes.retry((failed = err instanceof Error ? err.message : String(err)));
+        }
+      }
+    }
+    return outcomes;
+  };
+
+  const onShipmentCreated = async (ev: ShipmentCreated, region: string): Promise<void> => {
+    const existing = await store.get(ev.trackingNumber);
+    if (existing) {
+      if (existing.revision === 1 && existing.lastEventId === ev.eventId) await republishCurrent(existing);
+      return;
+    }
+    const { shipment, first } = await planShipment(ev, region);
+    cache.delete(ev.trackingNumber);
+    if (!(await store.create(shipment, first))) {
+      // Another replica (or an earlier delivery of this event) got there first.
+      const existing = await store.get(ev.trackingNumber);
+      if (existing && existing.revision === 1 && existing.lastEventId === ev.eventId) await republishCurrent(existing);
+      return;
+    }
+    if (!first) return;
+    opts.onRevision?.(EtaChangeReason.INITIAL_PLAN);
+    await publishOne(revisionPublication(shipment, first.route, undefined, first.reason, first.detail, first.revisedAt));
+  };
+
+  const onScan = async (ev: ScanRecorded): Promise<void> => {
+    if (!ev.scan) return;
+    await withRetry(
+      ev.scan.trackingNumber,
+      async (s) => {
+        const d = await decideScan(s, ev);
+        if (!d) return false;
+        if (d.kind === "republish") {
+          await republishCurrent(s);
+          return false;
+        }
+        await commit(s, d.plan, d.change);
+        return true;
+      },
+      ev.eventId,
+    );
+  };
+
+  /** A republish step for `s`'s current revision (none when it has no route). */
+  const republishStep = (s: ShipmentRoute): Step => {
+    const p = currentPublication(s);
+    return p ? { kind: "publish", publication: p } : undefined;
+  };
+
   return {
     resolvePlace,
 
@@ -393,122 +787,42 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
       }
     },
 
-    async onShipmentCreated(ev, region) {
-      const existing = await store.get(ev.trackingNumber);
-      if (existing) {
-        if (existing.revision === 1 && existing.lastEventId === ev.eventId) await republishCurrent(existing);
-        return;
-      }
-      const level = serviceLevelName(ev.serviceLevel) ?? "STANDARD";
-      const origin = resolvePlace(ev.origin, "origin");
-      const destination = resolvePlace(ev.destination, "destination");
-      const readyAt = ev.readyTime ? plannableMs(ev.readyTime, "ready_time") : clock().getTime();
-      const now = clock();
-      const shipment = {
-        trackingNumber: ev.trackingNumber,
-        region,
-        routeId: `rt-${opts.newId()}`,
-        originHub: origin.code,
-        destinationHub: destination.code,
-        serviceLevel: level,
-        readyAt: new Date(readyAt),
-        route: undefined,
-        lastEventId: ev.eventId,
-        avoidedDisruptions: [],
-      };
-      let planned: { routes: PlannedRoute[]; avoided: string[] } | undefined;
-      try {
-        planned = await planAround({ origin, destination, level, readyAt }, 0);
-      } catch (e) {
-        if (!(e instanceof NoRouteError)) throw e;
-      }
-      if (!planned) {
-        await store.create(shipment, undefined);
-        return;
-      }
-      const route = routeToProto(planned.routes[0]!, {
-        routeId: shipment.routeId,
-        trackingNumber: ev.trackingNumber,
-        revision: 1,
-        plannedAt: now,
-      });
-      const created = await store.create(shipment, {
-        route,
-        reason: EtaChangeReason.INITIAL_PLAN,
-        detail: "initial plan",
-        revisedAt: now,
-        eventId: ev.eventId,
-        avoidedDisruptions: planned.avoided,
-      });
-      if (!created) {
-        // Another replica (or an earlier delivery of this event) got there first.
-        const existing = await store.get(ev.trackingNumber);
-        if (existing && existing.revision === 1 && existing.lastEventId === ev.eventId) await republishCurrent(existing);
-        return;
-      }
-      opts.onRevision?.(EtaChangeReason.INITIAL_PLAN);
-      await publishRevision(shipment, route, undefined, EtaChangeReason.INITIAL_PLAN, "initial plan", now);
+    onShipmentCreated,
+    onScan,
+
+    onShipmentsCreated(batch) {
+      return applyBatch(
+        batch,
+        (b) => b.event.trackingNumber,
+        async (s, { event: ev, region }, disruptions): Promise<Step> => {
+          if (s) return s.revision === 1 && s.lastEventId === ev.eventId ? republishStep(s) : undefined;
+          const write = await planShipment(ev, region, disruptions);
+          const { shipment, first } = write;
+          return {
+            kind: "create",
+            write,
+            after: registered(shipment, first),
+            publication: first && revisionPublication(shipment, first.route, undefined, first.reason, first.detail, first.revisedAt),
+            reason: first?.reason,
+          };
+        },
+        (b) => onShipmentCreated(b.event, b.region),
+      );
     },
 
-    async onScan(ev) {
-      const scan = ev.scan;
-      if (!scan) return;
-      await withRetry(scan.trackingNumber, async (s) => {
-        if (s.lastEventId === ev.eventId) {
-          await republishCurrent(s);
-          return false;
-        }
-        if (!s.route) return false;
-        const t = scan.eventTime ? plannableMs(scan.eventTime, "scan.event_time") : clock().getTime();
-        const destination = hubOrThrow(s.destinationHub, "destination");
-
-        if (ev.kind === ScanKind.DELIVERED) {
-          const route = create(RouteSchema, {
-            ...s.route,
-            eta: create(EtaSchema, {
-              estimatedArrival: timestampFromMs(t),
-              earliest: timestampFromMs(t),
-              latest: timestampFromMs(t),
-              confidence: 1,
-            }),
-            plannedAt: timestampFromMs(clock().getTime()),
-          });
-          await commit(s, undefined, {
-            reason: EtaChangeReason.DELIVERED,
-            detail: "delivered",
-            eventId: ev.eventId,
-            avoided: [],
-            route,
-            delivered: true,
-          });
-          return true;
-        }
-        if (!scan.hubCode || (ev.kind !== ScanKind.HUB_ARRIVAL && ev.kind !== ScanKind.HUB_DEPARTURE)) return false;
-        const hub = network.hub(scan.hubCode);
-        if (!hub) return false;
-
-        const replan = detectDeviation(network, s.route, { kind: ev.kind, hub, at: t }, tolerance);
-        if (!replan) return false;
-        let planned: { routes: PlannedRoute[]; avoided: string[] };
-        try {
-          const { origin, readyAt, originProcessed } = replan;
-          planned = await planAround({ origin, destination, level: s.serviceLevel, readyAt, originProcessed }, 0);
-        } catch (e) {
-          if (e instanceof NoRouteError) return false;
-          throw e;
-        }
-        const best = planned.routes[0]!;
-        const oldEta = msOf(s.route.eta?.estimatedArrival);
-        if (replan.reason !== EtaChangeReason.UNPLANNED_HUB && best.eta.estimated === oldEta) return false;
-        await commit(s, best, {
-          reason: replan.reason,
-          detail: replan.detail,
-          eventId: ev.eventId,
-          avoided: planned.avoided,
-          prefix: replan.prefix,
-        });
-        return true;
-      }, ev.eventId);
+    onScans(batch) {
+      return applyBatch(
+        batch,
+        (ev) => ev.scan?.trackingNumber ?? "",
+        async (s, ev, disruptions): Promise<Step> => {
+          const d = await decideScan(s, ev, disruptions);
+          if (!d) return undefined;
+          if (d.kind === "republish") return republishStep(s!);
+          const next = prepare(s!, d.plan, d.change);
+          return { kind: "save", write: next.write, after: next.after, publication: next.publication, reason: d.change.reason };
+        },
+        onScan,
+      );
     },
 
     async reportDisruption(input) {

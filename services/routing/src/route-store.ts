@@ -57,6 +57,56 @@ export interface StoredDisruption {
   readonly hubCodes: readonly string[];
 }
 
+/** A revision to store: `revision.route` becomes revision `expectedRevision + 1` of the shipment. */
+export interface RevisionWrite {
+  readonly trackingNumber: string;
+  readonly expectedRevision: number;
+  readonly revision: RouteRevision;
+}
+
+/** A shipment to register, with its first route or none. */
+export interface ShipmentWrite {
+  readonly shipment: NewShipment;
+  readonly first: RouteRevision | undefined;
+}
+
+/** What {@link RouteStore.getChanged} found. */
+export interface ChangedShipments {
+  /** Shipments whose stored revision is not the one the caller holds, read in full. */
+  readonly changed: ReadonlyMap<string, ShipmentRoute>;
+  /** Shipments stored at exactly the revision the caller holds (not read again). */
+  readonly unchanged: ReadonlySet<string>;
+}
+
+/** The shipment as stored after `r` was saved on top of `s` (what {@link RouteStore.saveRevision} writes). */
+export function withRevision(s: ShipmentRoute, r: RouteRevision): ShipmentRoute {
+  return {
+    ...s,
+    revision: s.revision + 1,
+    route: r.route,
+    previousEta: s.route?.eta,
+    lastEventId: r.eventId,
+    lastReason: r.reason,
+    lastDetail: r.detail,
+    avoidedDisruptions: r.avoidedDisruptions,
+    delivered: s.delivered || r.delivered === true,
+  };
+}
+
+/** The shipment as stored after {@link RouteStore.create} registered it. */
+export function registered(s: NewShipment, first: RouteRevision | undefined): ShipmentRoute {
+  return {
+    ...s,
+    revision: first ? 1 : 0,
+    route: first?.route,
+    previousEta: undefined,
+    delivered: false,
+    lastReason: first?.reason ?? 0,
+    lastDetail: first?.detail ?? "",
+    avoidedDisruptions: first?.avoidedDisruptions ?? [],
+  };
+}
+
 /** Raised when a shipment's revision changed between read and write (another replica won). */
 export class ConcurrentUpdateError extends Error {
   override readonly name = "ConcurrentUpdateError";
@@ -72,6 +122,12 @@ export class ConcurrentUpdateError extends Error {
 export interface RouteStore {
   get(trackingNumber: string): Promise<ShipmentRoute | undefined>;
   /**
+   * One read for a batch: every shipment of `trackingNumbers` that exists, read in full unless
+   * `known` holds its stored revision (then only named in `unchanged`, so a caller's copy of an
+   * unchanged shipment is not decoded again). Unknown tracking numbers are in neither.
+   */
+  getChanged(trackingNumbers: readonly string[], known: ReadonlyMap<string, number>): Promise<ChangedShipments>;
+  /**
    * Registers a shipment with its first route (revision 1) or without one (revision 0).
    * Returns false, changing nothing, when the shipment already exists.
    */
@@ -81,6 +137,17 @@ export interface RouteStore {
    * Throws {@link ConcurrentUpdateError} when the current revision is not `expectedRevision`.
    */
   saveRevision(trackingNumber: string, expectedRevision: number, revision: RouteRevision): Promise<void>;
+  /**
+   * {@link saveRevision} for many shipments in one statement (one write per shipment): each is
+   * stored only if its current revision is its `expectedRevision`. Returns the tracking numbers
+   * that were not stored because their revision had changed.
+   */
+  saveRevisions(writes: readonly RevisionWrite[]): Promise<Set<string>>;
+  /**
+   * {@link create} for many shipments in one statement (one per shipment). Returns the tracking
+   * numbers registered; the others already existed and are unchanged.
+   */
+  createMany(writes: readonly ShipmentWrite[]): Promise<Set<string>>;
   etaHistory(trackingNumber: string): Promise<StoredEtaRevision[]>;
   /** Undelivered shipments whose current route passes through any of `hubCodes`. */
   findTouchingHubs(hubCodes: readonly string[]): Promise<ShipmentRoute[]>;

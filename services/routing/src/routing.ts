@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Counter } from "prom-client";
 import { EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
-import { createEventPublisher } from "@logistics/shared/nats";
+import { createCatalogPublisher } from "@logistics/shared/events";
 import { startConsumerLagSampler } from "@logistics/shared/operations";
 import type { ServiceDefinition } from "@logistics/shared/runtime";
 import type { RoutingConfig } from "./config.js";
@@ -46,13 +46,14 @@ export const routingService: ServiceDefinition<RoutingConfig> = {
       planner,
       spatial,
       store,
-      publisher: createEventPublisher({ js: ctx.js, logger: log }),
-      subjects: ctx.subjects,
+      publisher: createCatalogPublisher({ js: ctx.js, logger: log }),
+      events: ctx.catalog.events,
       clock,
       newId,
       horizonMs: config.PLANNING_HORIZON_DAYS * DAY_MS,
       lateToleranceMs: config.LATE_TOLERANCE_MIN * 60_000,
       onRevision: (reason) => revisions.inc({ reason: EtaChangeReason[reason] ?? String(reason) }),
+      cacheSize: config.ROUTE_CACHE_SIZE,
     });
     let consumers: Awaited<ReturnType<typeof startRouteConsumers>>;
     try {
@@ -63,7 +64,6 @@ export const routingService: ServiceDefinition<RoutingConfig> = {
         catalog: ctx.catalog,
         keeper,
         logger: log,
-        concurrency: config.CONSUMER_CONCURRENCY,
       });
     } catch (e) {
       await store.close();

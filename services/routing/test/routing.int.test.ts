@@ -29,6 +29,7 @@ import {
   createSubjects,
   type Subjects,
 } from "@logistics/shared/nats";
+import { createEventCatalog } from "@logistics/shared/events";
 import { startService, type RunningService } from "@logistics/shared/runtime";
 import {
   serviceTestEnv,
@@ -58,6 +59,7 @@ describe("routing service (real nats-server, real PostgreSQL, real sockets)", ()
   let sub: Subscription;
   let publisher: EventPublisher;
   let subjects: Subjects;
+  let prefix: string;
   let client: Client<typeof RoutingService>;
   let headers: Record<string, string>;
   const planned: RoutePlanned[] = [];
@@ -70,7 +72,7 @@ describe("routing service (real nats-server, real PostgreSQL, real sockets)", ()
     schema = await createTestSchema({ prefix: "routing" });
     keysDir = await mkdtemp(join(tmpdir(), "routing-keys-"));
     const keys = await ensureDevKeys(keysDir);
-    const prefix = uniqueName("rt");
+    prefix = uniqueName("rt");
     svc = await startService(
       routingService,
       routingConfig.parse({
@@ -409,5 +411,89 @@ describe("routing service (real nats-server, real PostgreSQL, real sockets)", ()
     }
     const metrics = await (await fetch(svc.metricsUrl)).text();
     assert.match(metrics, /logistics_route_revisions_total\{[^}]*reason="INITIAL_PLAN"[^}]*\} [1-9]/);
+  });
+
+  const scanOf = (tn: string, n: string, kind: ScanKind, at: number, hubCode = "") =>
+    create(ScanRecordedSchema, {
+      eventId: `scan-${tn}-${n}`,
+      scan: { eventId: `acme-${tn}-${n}`, trackingNumber: tn, carrierCode: "acme", eventTime: timestampFromMs(at), hubCode },
+      status: kind === ScanKind.DELIVERED ? ShipmentStatus.DELIVERED : ShipmentStatus.IN_TRANSIT,
+      kind,
+      recordedAt: timestampFromMs(Date.now()),
+      region: REGION,
+    });
+  const sendScans = (scans: ReturnType<typeof scanOf>[]) =>
+    Promise.all(scans.map((s) => publisher.publish(subjects.scanRecorded(REGION, "acme"), ScanRecordedSchema, s, { msgId: s.eventId })));
+
+  it("applies a burst of scans in batches: each shipment in order, an unplannable scan dead-lettered alone", async () => {
+    const a = await createShipment(FRA, ORD, ServiceLevel.ECONOMY);
+    const b = await createShipment(LHR, ORD);
+    const dlq = nc.subscribe(createEventCatalog(prefix).consumer("routing-scans").deadLetterSubject);
+    const dead: string[] = [];
+    void (async () => {
+      for await (const m of dlq) dead.push(fromBinary(ScanRecordedSchema, m.data).eventId);
+    })();
+    try {
+      const legA = a.event.route!.legs[0]!;
+      const bad = scanOf(a.tn, "bad", ScanKind.HUB_ARRIVAL, 0, legA.toHub);
+      bad.scan!.eventTime = { $typeName: "google.protobuf.Timestamp", seconds: 10n ** 12n, nanos: 0 };
+      const lateA = ms(legA.plannedArrival) + 8 * 24 * HOUR;
+      await sendScans([
+        scanOf(b.tn, "dep", ScanKind.HUB_DEPARTURE, ms(b.event.route!.legs[0]!.plannedDeparture), b.event.route!.legs[0]!.fromHub), // on plan
+        bad,
+        scanOf(a.tn, "arr", ScanKind.HUB_ARRIVAL, lateA, legA.toHub),
+        scanOf(b.tn, "dlv", ScanKind.DELIVERED, ms(b.event.route!.eta?.estimatedArrival)),
+        scanOf(a.tn, "dlv", ScanKind.DELIVERED, lateA + 30 * 24 * HOUR),
+      ]);
+      await waitFor(() => updated.filter((u) => u.trackingNumber === a.tn).length === 2 && updated.some((u) => u.trackingNumber === b.tn), {
+        timeoutMs: 15_000,
+        message: "route updates of both shipments",
+      });
+      assert.deepEqual(
+        updated.filter((u) => u.trackingNumber === a.tn).map((u) => [u.route?.revision, u.reason]),
+        [
+          [2, EtaChangeReason.LATE_ARRIVAL],
+          [3, EtaChangeReason.DELIVERED],
+        ],
+      );
+      assert.deepEqual(
+        updated.filter((u) => u.trackingNumber === b.tn).map((u) => [u.route?.revision, u.reason]),
+        [[2, EtaChangeReason.DELIVERED]],
+      );
+      await waitFor(() => dead.length > 0, { timeoutMs: 15_000, message: "the unplannable scan dead-lettered" });
+      assert.deepEqual(dead, [bad.eventId]);
+      const history = await client.getRoute({ trackingNumber: a.tn }, { headers });
+      assert.deepEqual(
+        history.etaHistory.map((h) => [h.routeRevision, h.reason]),
+        [
+          [1, EtaChangeReason.INITIAL_PLAN],
+          [2, EtaChangeReason.LATE_ARRIVAL],
+          [3, EtaChangeReason.DELIVERED],
+        ],
+      );
+    } finally {
+      dlq.unsubscribe();
+    }
+  });
+
+  it("decides from the stored route when another replica revised it after this one cached it", async () => {
+    const { tn, event } = await createShipment(FRA, ORD, ServiceLevel.ECONOMY); // cached here at revision 1
+    const first = event.route!.legs[0]!;
+    // Another replica re-plans the shipment without its first leg: revision 2, behind this replica's back.
+    const db = new pg.Client({ connectionString: schema.connectionString });
+    await db.connect();
+    try {
+      await db.query(
+        "UPDATE routing_shipments SET revision = revision + 1, route = jsonb_set(route, '{legs}', (route -> 'legs') - 0), last_event_id = 'elsewhere' WHERE tracking_number = $1",
+        [tn],
+      );
+    } finally {
+      await db.end();
+    }
+    // On time for the cached route; from a hub the stored route does not leave from.
+    await sendScans([scanOf(tn, "dep", ScanKind.HUB_DEPARTURE, ms(first.plannedDeparture), first.fromHub)]);
+    const upd = await waitFor(() => updated.find((u) => u.trackingNumber === tn), { timeoutMs: 15_000, message: `RouteUpdated for ${tn}` });
+    assert.equal(upd.reason, EtaChangeReason.UNPLANNED_HUB);
+    assert.equal(upd.route?.revision, 3);
   });
 });
