@@ -173,6 +173,51 @@ describe("createJwtVerifier", () => {
     });
   });
 
+  describe("verified-token cache", () => {
+    it("serves a token verified before without verifying it again, unless the cache is off", async () => {
+      const token = await sign(es.privateKey, { kid: "k1" });
+      assert.equal(await verifier.verify(token), await verifier.verify(token), "the same principal, from the cache");
+      const uncached = await createJwtVerifier({ keyFile: join(dir, "jwks.json"), issuer: ISSUER, audience: AUDIENCE, cacheSize: 0 });
+      assert.notEqual(await uncached.verify(token), await uncached.verify(token));
+    });
+
+    it("never serves a token past its exp, not even within the clock tolerance", async () => {
+      let now = Date.now();
+      const jwks = join(dir, "jwks.json");
+      const token = await sign(es.privateKey, { kid: "k1" }); // exp: 600 s from now
+      const strict = await createJwtVerifier({ keyFile: jwks, issuer: ISSUER, audience: AUDIENCE, clock: () => new Date(now), clockToleranceSec: 0 });
+      const lenient = await createJwtVerifier({ keyFile: jwks, issuer: ISSUER, audience: AUDIENCE, clock: () => new Date(now) });
+      assert.equal((await strict.verify(token)).subject, "subject-1");
+      const before = await lenient.verify(token);
+      assert.equal(await lenient.verify(token), before);
+      now += 610_000; // 10 s after exp
+      await rejectsWith(strict.verify(token), "unauthenticated", /^token expired$/);
+      const after = await lenient.verify(token);
+      assert.notEqual(after, before, "verified again: the tolerance is the verification's, not the cache's");
+      assert.equal(after.subject, "subject-1");
+    });
+
+    it("drops a token whose key was rotated out of the JWKS once the verifier refetched it", async () => {
+      const keys = { r1: await keyPair("ES256"), r2: await keyPair("ES256") };
+      let body = JSON.stringify({ keys: [await publicJwk(keys.r1, { kid: "r1", alg: "ES256" })] });
+      const rotating = http.createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(body));
+      await new Promise<void>((resolve) => rotating.listen(0, "127.0.0.1", () => resolve()));
+      try {
+        const url = `http://127.0.0.1:${(rotating.address() as AddressInfo).port}/jwks`;
+        const v = await createJwtVerifier({ jwksUrl: url, issuer: ISSUER, audience: AUDIENCE, jwksCooldownMs: 0 });
+        const old = await sign(keys.r1.privateKey, { kid: "r1" });
+        assert.equal(await v.verify(old), await v.verify(old), "cached while r1 is served");
+        body = JSON.stringify({ keys: [await publicJwk(keys.r2, { kid: "r2", alg: "ES256" })] });
+        // A token of the new key makes the verifier refetch the set, which no longer has r1.
+        assert.equal((await v.verify(await sign(keys.r2.privateKey, { kid: "r2" }))).subject, "subject-1");
+        await rejectsWith(v.verify(old), "unauthenticated", /^token is signed by an unknown key$/);
+      } finally {
+        rotating.closeAllConnections();
+        await new Promise<void>((resolve) => rotating.close(() => resolve()));
+      }
+    });
+  });
+
   describe("key files", () => {
     it("accepts a single public JWK instead of a set", async () => {
       const path = await file("single.jwk.json", JSON.stringify(await publicJwk(es)));

@@ -8,6 +8,7 @@ import {
   importX509,
   jwtVerify,
   type CryptoKey,
+  type FlattenedJWSInput,
   type JSONWebKeySet,
   type JWSHeaderParameters,
   type JWTPayload,
@@ -44,6 +45,19 @@ export interface JwtVerifierOptions {
   algorithms?: readonly string[];
   /** How long a JWKS fetch may take, in milliseconds. Default 5000. Only with `jwksUrl`. */
   jwksTimeoutMs?: number;
+  /**
+   * How long after a JWKS fetch a token naming an unknown `kid` may trigger another fetch, in
+   * milliseconds. Default 30 000 (jose's). Only with `jwksUrl`.
+   */
+  jwksCooldownMs?: number;
+  /**
+   * Verified tokens remembered, by the token string (least recently used out first), so a
+   * client that opens many calls with one token is verified once. An entry is served only
+   * before the token's `exp` (never with the clock tolerance) and only while the key source
+   * still gives the key that verified it for the token's header (a key rotated out of the JWKS
+   * and refetched, or any JWKS refetch, means a full verification). 0: no cache. Default 10 000.
+   */
+  cacheSize?: number;
   /** Current time, for `exp`/`nbf` checks. Default: the system clock. */
   clock?: () => Date;
 }
@@ -82,8 +96,29 @@ export async function createJwtVerifier(opts: JwtVerifierOptions): Promise<JwtVe
 
   const { jwksUrl, keyFile } = opts;
   const getKey = guardKeySource(
-    jwksUrl !== undefined ? remoteKeys(jwksUrl, opts.jwksTimeoutMs) : await fileKeys(keyFile ?? "", algorithms),
+    jwksUrl !== undefined ? remoteKeys(jwksUrl, opts.jwksTimeoutMs, opts.jwksCooldownMs) : await fileKeys(keyFile ?? "", algorithms),
   );
+  const cacheSize = Math.max(0, opts.cacheSize ?? DEFAULT_VERIFIED_CACHE_SIZE);
+  const verified = new Map<string, Verified>();
+
+  /** The cached principal of `token`, if it is still valid now with the same key; drops a stale entry. */
+  const cached = async (token: string, nowMs: number): Promise<Principal | undefined> => {
+    const entry = verified.get(token);
+    if (entry === undefined) return undefined;
+    if (nowMs < entry.expMs) {
+      try {
+        if ((await getKey(entry.header, entry.jws)) === entry.key) {
+          verified.delete(token);
+          verified.set(token, entry);
+          return entry.principal;
+        }
+      } catch {
+        // The key source no longer gives that key (or cannot be reached): verify in full.
+      }
+    }
+    verified.delete(token);
+    return undefined;
+  };
 
   const baseOptions: JWTVerifyOptions = {
     issuer: opts.issuer,
@@ -95,31 +130,69 @@ export async function createJwtVerifier(opts: JwtVerifierOptions): Promise<JwtVe
 
   return {
     async verify(token: string): Promise<Principal> {
-      const options: JWTVerifyOptions =
-        clock === undefined ? baseOptions : { ...baseOptions, currentDate: clock() };
-      let payload: JWTPayload;
+      const now = clock === undefined ? undefined : clock();
+      const nowMs = now === undefined ? Date.now() : now.getTime();
+      if (cacheSize > 0) {
+        const hit = await cached(token, nowMs);
+        if (hit !== undefined) return hit;
+      }
+      const options: JWTVerifyOptions = now === undefined ? baseOptions : { ...baseOptions, currentDate: now };
+      let result: Awaited<ReturnType<typeof verifyToken>>;
       try {
-        payload = await verifyToken(token, getKey, options);
+        result = await verifyToken(token, getKey, options);
       } catch (err) {
         throw toAuthError(err);
       }
-      return derivePrincipal(payload);
+      const principal = derivePrincipal(result.payload);
+      const expMs = (result.payload.exp ?? 0) * 1000;
+      if (cacheSize > 0 && nowMs < expMs) {
+        const [protectedPart = "", payloadPart = "", signature = ""] = token.split(".");
+        verified.set(token, { principal, expMs, header: result.header, jws: { protected: protectedPart, payload: payloadPart, signature }, key: result.key });
+        if (verified.size > cacheSize) verified.delete(verified.keys().next().value as string);
+      }
+      return principal;
     },
   };
 }
 
+/** Tokens a verifier remembers by default ({@link JwtVerifierOptions.cacheSize}). */
+export const DEFAULT_VERIFIED_CACHE_SIZE = 10_000;
+
+/** The header and key types of a key source. */
+type KeyHeader = Parameters<JWTVerifyGetKey>[0];
+type VerificationKey = Awaited<ReturnType<JWTVerifyGetKey>>;
+
+/** A verified token: its principal, until when, and the key (for its header) that verified it. */
+interface Verified {
+  readonly principal: Principal;
+  readonly expMs: number;
+  readonly header: KeyHeader;
+  readonly jws: FlattenedJWSInput;
+  readonly key: VerificationKey;
+}
+
 /**
  * jwtVerify, plus the retry jose leaves to its caller: when a token has no `kid` and several
- * keys of its type are in the set (during a key rotation), try each candidate in turn.
+ * keys of its type are in the set (during a key rotation), try each candidate in turn. Also
+ * says which key verified the token.
  */
-async function verifyToken(token: string, getKey: JWTVerifyGetKey, options: JWTVerifyOptions): Promise<JWTPayload> {
+async function verifyToken(
+  token: string,
+  getKey: JWTVerifyGetKey,
+  options: JWTVerifyOptions,
+): Promise<{ payload: JWTPayload; header: KeyHeader; key: VerificationKey }> {
+  let used: VerificationKey | undefined;
+  const capture: JWTVerifyGetKey = async (header, jws) => (used = await getKey(header, jws));
   try {
-    return (await jwtVerify(token, getKey, options)).payload;
+    const { payload, protectedHeader } = await jwtVerify(token, capture, options);
+    return { payload, header: protectedHeader, key: used! };
   } catch (err) {
     if (!(err instanceof errors.JWKSMultipleMatchingKeys) || !isAsyncIterable<CryptoKey>(err)) throw err;
     for await (const key of err) {
       try {
-        return (await jwtVerify(token, key, options)).payload;
+        const { payload, protectedHeader } = await jwtVerify(token, key, options);
+        // No single key answers this header: a cached entry would never match, so none is kept.
+        return { payload, header: protectedHeader, key: NO_SINGLE_KEY };
       } catch (inner) {
         if (!(inner instanceof errors.JWSSignatureVerificationFailed)) throw inner;
       }
@@ -127,6 +200,9 @@ async function verifyToken(token: string, getKey: JWTVerifyGetKey, options: JWTV
     throw new errors.JWSSignatureVerificationFailed();
   }
 }
+
+/** Stands for "several candidate keys": never equal to a key the key source gives. */
+const NO_SINGLE_KEY = new Uint8Array(0);
 
 function isAsyncIterable<T>(x: object): x is AsyncIterable<T> {
   return typeof (x as Partial<AsyncIterable<T>>)[Symbol.asyncIterator] === "function";
@@ -159,7 +235,7 @@ function guardKeySource(getKey: JWTVerifyGetKey): JWTVerifyGetKey {
   };
 }
 
-function remoteKeys(jwksUrl: string, timeoutMs: number | undefined): JWTVerifyGetKey {
+function remoteKeys(jwksUrl: string, timeoutMs: number | undefined, cooldownMs: number | undefined): JWTVerifyGetKey {
   let url: URL;
   try {
     url = new URL(jwksUrl);
@@ -169,7 +245,10 @@ function remoteKeys(jwksUrl: string, timeoutMs: number | undefined): JWTVerifyGe
   if (url.protocol !== "https:" && url.protocol !== "http:") {
     throw new Error(`JWKS URL must use http or https: ${JSON.stringify(jwksUrl)}`);
   }
-  return createRemoteJWKSet(url, timeoutMs === undefined ? {} : { timeoutDuration: timeoutMs });
+  return createRemoteJWKSet(url, {
+    ...(timeoutMs === undefined ? {} : { timeoutDuration: timeoutMs }),
+    ...(cooldownMs === undefined ? {} : { cooldownDuration: cooldownMs }),
+  });
 }
 
 async function fileKeys(path: string, algorithms: readonly string[]): Promise<JWTVerifyGetKey> {
