@@ -296,13 +296,13 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
     previousEta: Eta | undefined,
     reason: EtaChangeReason,
     detail: string,
-    at: Date,
+    at: Timestamp,
   ): Publication => {
     const id = eventId(s.trackingNumber, route.revision);
     if (route.revision === 1 && reason === EtaChangeReason.INITIAL_PLAN) {
       return publication(
         events.routePlanned,
-        create(RoutePlannedSchema, { eventId: id, trackingNumber: s.trackingNumber, route, plannedAt: timestampFromMs(at.getTime()) }),
+        create(RoutePlannedSchema, { eventId: id, trackingNumber: s.trackingNumber, route, plannedAt: at }),
         { region: s.region },
       );
     }
@@ -315,7 +315,7 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
         ...(previousEta ? { previousEta } : {}),
         reason,
         detail,
-        updatedAt: timestampFromMs(at.getTime()),
+        updatedAt: at,
       }),
       { region: s.region },
     );
@@ -329,8 +329,7 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
   /** The shipment's current revision as published before (same event id: the stream drops duplicates). */
   const currentPublication = (s: ShipmentRoute): Publication | undefined => {
     if (!s.route) return undefined;
-    const plannedAt = s.route.plannedAt ? new Date(msOf(s.route.plannedAt)) : clock();
-    return revisionPublication(s, s.route, s.previousEta, s.lastReason, s.lastDetail, plannedAt);
+    return revisionPublication(s, s.route, s.previousEta, s.lastReason, s.lastDetail, s.route.plannedAt ?? timestampFromMs(clock().getTime()));
   };
 
   /** Publishes the shipment's current revision again. */
@@ -365,7 +364,7 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
     return {
       write: { trackingNumber: s.trackingNumber, expectedRevision: s.revision, revision: stored } satisfies RevisionWrite,
       after: withRevision(s, stored),
-      publication: revisionPublication(s, route, s.route?.eta, change.reason, change.detail, now),
+      publication: revisionPublication(s, route, s.route?.eta, change.reason, change.detail, route.plannedAt ?? timestampFromMs(now.getTime())),
     };
   };
 
@@ -735,7 +734,7 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
     }
     if (!first) return;
     opts.onRevision?.(EtaChangeReason.INITIAL_PLAN);
-    await publishOne(revisionPublication(shipment, first.route, undefined, first.reason, first.detail, first.revisedAt));
+    await publishOne(revisionPublication(shipment, first.route, undefined, first.reason, first.detail, first.route.plannedAt!));
   };
 
   const onScan = async (ev: ScanRecorded): Promise<void> => {
@@ -802,7 +801,7 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
             kind: "create",
             write,
             after: registered(shipment, first),
-            publication: first && revisionPublication(shipment, first.route, undefined, first.reason, first.detail, first.revisedAt),
+            publication: first && revisionPublication(shipment, first.route, undefined, first.reason, first.detail, first.route.plannedAt!),
             reason: first?.reason,
           };
         },
