@@ -260,6 +260,18 @@ function seqScanOnData(plan: string): boolean {
   return plan.split("\n").some((l) => /Seq Scan/.test(l) && !/cost=0\.00\.\.0\.00 /.test(l));
 }
 
+/**
+ * The work of one EXPLAIN (ANALYZE, BUFFERS): buffers of the top node (hit + read) and the
+ * execution time. Unlike latency on a shared machine, the buffer count does not depend on what
+ * else runs.
+ */
+function planWork(plan: string): { buffers: number; ms: number } {
+  const top = /Buffers: shared((?: \w+=\d+)+)/.exec(plan);
+  const buffers = top ? [...top[1]!.matchAll(/(hit|read)=(\d+)/g)].reduce((n, m) => n + Number(m[2]), 0) : 0;
+  const ms = Number(/Execution Time: ([\d.]+) ms/.exec(plan)?.[1] ?? 0);
+  return { buffers, ms };
+}
+
 async function explain(pool: pg.Pool, q: { text: string; values: unknown[] }): Promise<string> {
   const res = await pool.query<{ "QUERY PLAN": string }>(`EXPLAIN (ANALYZE, BUFFERS) ${q.text}`, q.values);
   return res.rows.map((r) => r["QUERY PLAN"]).join("\n");
@@ -708,13 +720,20 @@ function writeReport(r: ReportInput): void {
   p();
   p(`Open loop (perf/src/lib/load-generator.ts) at ${r.rate} calls/s per series, ${r.seconds} s measured after 1 s warm-up, ${r.rounds} paired rounds (order alternating), latency from the intended start. The calls are the store's own reads (\`@logistics/tracking/store\`) on one pool of 8 connections; both stores on the same server.`);
   p();
-  p(`| read | what | large p50 | large p99 | small p50 | small p99 | p99 ratio (merged) | per-round p99 ratios | target ≤ 2× | errors / dropped | Seq Scan in large plan |`);
-  p(`|---|---|---|---|---|---|---|---|---|---|---|`);
+  p(`| read | what | large p50 | large p99 | small p50 | small p99 | p99 ratio (merged) | per-round p99 ratios | target ≤ 2× | errors / dropped | Seq Scan in large plan | plan work large vs small (buffers, execution) |`);
+  p(`|---|---|---|---|---|---|---|---|---|---|---|---|`);
   for (const x of r.reads) {
     const ratio = x.large.p99Ms / x.small.p99Ms;
     const seq = r.plans.some((pl) => pl.read === x.read.name && pl.store === "large" && pl.seqScan);
+    const work = (store: string) =>
+      r.plans
+        .filter((pl) => pl.read === x.read.name && pl.store === store)
+        .map((pl) => planWork(pl.plan))
+        .reduce((a, b) => ({ buffers: a.buffers + b.buffers, ms: a.ms + b.ms }), { buffers: 0, ms: 0 });
+    const wl = work("large");
+    const ws = work("small");
     p(
-      `| ${x.read.name} | ${x.read.what} | ${fmtMs(x.large.p50Ms)} | ${fmtMs(x.large.p99Ms)} | ${fmtMs(x.small.p50Ms)} | ${fmtMs(x.small.p99Ms)} | ${ratio.toFixed(2)} | ${x.roundRatios.map((q) => q.toFixed(2)).join(", ")} | ${ratio <= 2 ? "met" : "**missed**"} | ${x.large.errors + x.small.errors} / ${x.large.dropped + x.small.dropped} | ${seq ? "**yes**" : "no"} |`,
+      `| ${x.read.name} | ${x.read.what} | ${fmtMs(x.large.p50Ms)} | ${fmtMs(x.large.p99Ms)} | ${fmtMs(x.small.p50Ms)} | ${fmtMs(x.small.p99Ms)} | ${ratio.toFixed(2)} | ${x.roundRatios.map((q) => q.toFixed(2)).join(", ")} | ${ratio <= 2 ? "met" : "**missed**"} | ${x.large.errors + x.small.errors} / ${x.large.dropped + x.small.dropped} | ${seq ? "**yes**" : "no"} | ${wl.buffers} vs ${ws.buffers}, ${wl.ms.toFixed(1)} vs ${ws.ms.toFixed(1)} ms |`,
     );
   }
   p();
@@ -766,7 +785,7 @@ function writeReport(r: ReportInput): void {
   p(`|---|---|---|---|`);
   const groups: Array<[string, number]> = [
     ["shipments heap + TOAST", tableBytes("shipments")],
-    ["shipments indexes (pkey, customer/status/updated, carrier/status, updated, GiST geo)", indexBytes("shipments")],
+    ["shipments indexes (pkey, customer/status/updated, carrier/status/updated, grid cell/updated, updated, GiST geo)", indexBytes("shipments")],
     ["shipment_events heap + TOAST (all partitions)", tableBytes("shipment_events")],
     ["shipment_events indexes (pkey, tracking)", indexBytes("shipment_events")],
     ["applied_events heap + pkey", tableBytes("applied_events") + indexBytes("applied_events")],
