@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
@@ -8,7 +5,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
+import { Scope } from "@logistics/shared/auth";
 import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import {
@@ -19,6 +16,7 @@ import {
 import { createSubjects, type Subjects } from "@logistics/shared/nats";
 import { startService, type RunningService } from "@logistics/shared/runtime";
 import {
+  createTestKeys,
   serviceTestEnv,
   startNatsServer,
   startRedisServer,
@@ -28,9 +26,6 @@ import {
 } from "@logistics/shared/testing";
 import { ingestConfig } from "../src/config.js";
 import { ingestService } from "../src/ingest.js";
-
-const ISSUER = "logistics-dev";
-const AUDIENCE = "logistics-mesh";
 
 /** A private nats-server and redis-server with an ingest service in this process. */
 export interface IngestHarness {
@@ -60,8 +55,7 @@ export interface IngestHarness {
 export async function startIngestHarness(env: Record<string, string> = {}): Promise<IngestHarness> {
   const nats = await startNatsServer();
   const redis = await startRedisServer();
-  const keysDir = await mkdtemp(join(tmpdir(), "ingest-keys-"));
-  const keys = await ensureDevKeys(keysDir);
+  const keys = await createTestKeys("ingest");
   const prefix = uniqueName("ingest");
   const subjects = createSubjects(prefix);
   const clients: grpc.Client[] = [];
@@ -79,14 +73,11 @@ export async function startIngestHarness(env: Record<string, string> = {}): Prom
   } catch (err) {
     await redis.stop();
     await nats.stop();
-    await rm(keysDir, { recursive: true, force: true });
+    await keys.remove();
     throw err;
   }
   const token = (o: { carrier?: string; scopes?: string[]; subject?: string }) =>
-    mintToken({
-      privateJwkPath: keys.privateJwkPath,
-      issuer: ISSUER,
-      audience: AUDIENCE,
+    keys.token({
       subject: o.subject ?? (o.carrier ? `gateway-${o.carrier}` : "order-system"),
       scopes: o.scopes ?? [Scope.ScansWrite],
       ...(o.carrier ? { carrier: o.carrier } : {}),
@@ -166,7 +157,7 @@ export async function startIngestHarness(env: Record<string, string> = {}): Prom
       await svc.close();
       await redis.stop();
       await nats.stop();
-      await rm(keysDir, { recursive: true, force: true });
+      await keys.remove();
     },
   };
 }

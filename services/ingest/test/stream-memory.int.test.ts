@@ -1,10 +1,8 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
-import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
+import { Scope } from "@logistics/shared/auth";
 import {
+  createTestKeys,
   serviceTestEnv,
   assertHeapReturnsAfterStreams,
   compiledEntry,
@@ -17,6 +15,7 @@ import {
   waitFor,
   type NatsServerHandle,
   type ProbedProcess,
+  type TestKeys,
 } from "@logistics/shared/testing";
 import { bearer, openScanCall } from "../src/scan-client.js";
 
@@ -33,19 +32,15 @@ const MARGIN_BYTES = 4 * 1_048_576;
 describe("StreamScans memory after streams close (ingest process, grpc-js)", () => {
   let nats: NatsServerHandle;
   let svc: ProbedProcess;
-  let keysDir: string;
+  let keys: TestKeys | undefined;
   let token: string;
   let port: number;
   let metricsUrl: string;
 
   beforeAll(async () => {
     nats = await startNatsServer();
-    keysDir = await mkdtemp(join(tmpdir(), "ingest-memory-keys-"));
-    const keys = await ensureDevKeys(keysDir);
-    token = await mintToken({
-      privateJwkPath: keys.privateJwkPath,
-      issuer: "logistics-dev",
-      audience: "logistics-mesh",
+    keys = await createTestKeys("ingest-memory");
+    token = await keys.token({
       subject: "gateway-acme",
       carrier: "acme",
       scopes: [Scope.ScansWrite],
@@ -74,7 +69,7 @@ describe("StreamScans memory after streams close (ingest process, grpc-js)", () 
   afterAll(async () => {
     await svc?.proc.stop();
     await nats?.stop();
-    if (keysDir) await rm(keysDir, { recursive: true, force: true });
+    await keys?.remove();
   });
 
   /** Opens `n` idle calls over `CONNECTIONS` connections; resolves once the server counts them open. */

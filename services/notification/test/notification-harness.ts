@@ -1,13 +1,10 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
+import { Scope } from "@logistics/shared/auth";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import {
   EtaChangedSchema,
@@ -17,6 +14,7 @@ import { NotificationService } from "@logistics/shared/gen/logistics/notificatio
 import { createEventPublisher, type EventPublisher, createSubjects, type Subjects } from "@logistics/shared/nats";
 import { startService, type RunningService } from "@logistics/shared/runtime";
 import {
+  createTestKeys,
   serviceTestEnv,
   createTestSchema,
   startNatsServer,
@@ -81,9 +79,8 @@ export async function startNotificationHarness(env: Record<string, string>): Pro
     cleanups.push(() => nats.stop());
     const schema = await createTestSchema({ prefix: "notif" });
     cleanups.push(() => schema.drop());
-    const keysDir = await mkdtemp(join(tmpdir(), "notif-keys-"));
-    cleanups.push(() => rm(keysDir, { recursive: true, force: true }));
-    const keys = await ensureDevKeys(keysDir);
+    const keys = await createTestKeys("notif");
+    cleanups.push(() => keys.remove());
     const prefix = uniqueName("ntf");
     const config = notificationConfig.parse({
       ...serviceTestEnv({ natsUrl: nats.url, prefix, jwksPath: keys.jwksPath, databaseUrl: schema.connectionString }),
@@ -101,7 +98,7 @@ export async function startNotificationHarness(env: Record<string, string>): Pro
     const subjects = createSubjects(prefix);
     const publisher = createEventPublisher({ js: jetstream(nc) });
     const token = (scopes: string[], subject = "test-client", extra: { customer?: string; carrier?: string } = {}) =>
-      mintToken({ privateJwkPath: keys.privateJwkPath, issuer: "logistics-dev", audience: "logistics-mesh", subject, scopes, ...extra });
+      keys.token({ subject, scopes, ...extra });
     const adminToken = await token([Scope.SubscriptionsWrite, Scope.SubscriptionsRead, Scope.DeliveriesAdmin]);
     const client = createClient(
       NotificationService,

@@ -44,6 +44,7 @@ export {
 } from "./otlp-receiver.js";
 export { seededRandom } from "./seeded-random.js";
 export { serviceTestEnv, type ServiceTestEnvOptions } from "./service-env.js";
+export { createTestKeys, type TestKeys, type TestTokenClaims } from "./test-keys.js";
 export { uniqueName } from "./unique.js";
 export { violationPaths } from "./violations.js";
 export { waitFor, WaitForTimeoutError, type WaitForOptions } from "./wait-for.js";
