@@ -55,7 +55,7 @@ export interface LoadStats {
    * primary-key inserts, WAL) or waiting for a core.
    */
   generatorCpuMs: number;
-  /** CPU time of the server processes running the COPYs (0 when the server is not local). */
+  /** CPU time of the server processes running the COPYs (0 unless `localServer`). */
   serverCpuMs: number;
   /** COPY streams (connections) used: one per table and history partition with rows. */
   streams: number;
@@ -78,6 +78,11 @@ export interface BulkLoadOptions {
   /** Progress, every `progressEvery` shipments. */
   onProgress?: (done: number, elapsedMs: number) => void;
   progressEvery?: number;
+  /**
+   * The server runs on this machine: read its COPY backends' CPU time from /proc (a remote
+   * server's process ids mean nothing here). Default false.
+   */
+  localServer?: boolean;
   /** Asked after every chunk (with the shipments loaded so far): true ends the load there. */
   shouldStop?: (done: number) => boolean;
 }
@@ -130,13 +135,15 @@ class CopyTarget {
     private readonly client: pg.Client,
   ) {}
 
-  static async open(connection: pg.ClientConfig, table: string, columns: string, onError: (err: Error) => void): Promise<CopyTarget> {
+  static async open(connection: pg.ClientConfig, table: string, columns: string, local: boolean, onError: (err: Error) => void): Promise<CopyTarget> {
     const client = new pg.Client(connection);
     await client.connect();
     const t = new CopyTarget(table, client);
     try {
-      t.pid = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
-      t.cpu0 = processCpuSeconds(t.pid) ?? 0;
+      if (local) {
+        t.pid = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
+        t.cpu0 = processCpuSeconds(t.pid) ?? 0;
+      }
       await client.query("BEGIN");
       await client.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
       t.frozen = !(await client.query<{ busy: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${table}) AS busy`)).rows[0]!.busy;
@@ -163,7 +170,7 @@ class CopyTarget {
     await once(s, "finish");
     await this.client.query("COMMIT");
     this.finished = true;
-    const cpu = processCpuSeconds(this.pid);
+    const cpu = this.pid ? processCpuSeconds(this.pid) : undefined;
     return cpu === undefined ? 0 : cpu - this.cpu0;
   }
 
@@ -213,7 +220,7 @@ export async function bulkLoad(pool: pg.Pool, gen: ShipmentGenerator, count: num
   const target = async (table: string, columns: string): Promise<CopyTarget> => {
     let t = targets.get(table);
     if (!t) {
-      t = await CopyTarget.open(connection, table, columns, fail);
+      t = await CopyTarget.open(connection, table, columns, o.localServer ?? false, fail);
       targets.set(table, t);
     }
     return t;

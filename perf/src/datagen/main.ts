@@ -492,6 +492,7 @@ async function main(): Promise<void> {
       let capped = count;
       // The load stops early (at a chunk boundary) when it would overrun its time cap.
       const stats = await bulkLoad(store.pool, gen, count, {
+        localServer: server !== undefined,
         onShipment: (s) => samples.add(s),
         progressEvery: 25_000,
         onProgress: (done, ms) => {
