@@ -9,12 +9,12 @@ import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { Ajv, type ValidateFunction } from "ajv";
 import { parse as parseYaml } from "yaml";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type { ConfigDefinition, EnvVar } from "@logistics/shared/config";
-import { connectNats, createSubjects, ensureStreams, natsConnectionOptions } from "@logistics/shared/nats";
+import { connectNats, createSubjects, ensureStreams, leafnodeDenyList, natsConnectionOptions } from "@logistics/shared/nats";
 import { createMetrics } from "@logistics/shared/telemetry";
-import { findOnPath, repoRoot, startNatsServer } from "@logistics/shared/testing";
+import { findOnPath, getFreePort, repoRoot, startNatsServer, waitFor } from "@logistics/shared/testing";
 
 /*
  * Checks of the Helm chart (charts/logistics-mesh) and the Dockerfile against the code they
@@ -70,9 +70,14 @@ function at(o: Obj, path: string): Obj {
 const schema = JSON.parse(read(chartDir, "values.schema.json")) as Obj;
 const defaults = loadYaml(join(chartDir, "values.yaml"));
 const production = helmMerge(defaults, loadYaml(join(chartDir, "examples", "production.yaml")));
+/** The two-region example (docs/regions.md): each region's file over the production values. */
+const regions = new Map(
+  ["eu", "us"].map((r) => [r, helmMerge(production, loadYaml(join(chartDir, "examples", `region-${r}.yaml`)))] as const),
+);
 const valueSets: ReadonlyArray<readonly [string, Obj]> = [
   ["values.yaml", defaults],
   ["values.yaml + examples/production.yaml", production],
+  ...[...regions].map(([r, v]) => [`values.yaml + examples/production.yaml + examples/region-${r}.yaml`, v] as const),
 ];
 const templateFiles = readdirSync(join(chartDir, "templates")).filter((f) => /\.(ya?ml|tpl)$/.test(f));
 const templates = templateFiles.map((f) => read(chartDir, "templates", f)).join("\n");
@@ -222,6 +227,9 @@ describe("values.schema.json", () => {
     ],
     ["an unknown NATS auth mode", (v) => (at(v, "natsClient.auth")["mode"] = "token"), /\/natsClient\/auth\/mode must be equal to one of the allowed values/],
     ["NATS TLS without the CA", (v) => (at(v, "natsClient.tls")["enabled"] = true), /\/natsClient\/tls\/caSecret\/name must NOT have fewer than 1 characters/],
+    ["region peers without a region name", (v) => (at(v, "region")["peers"] = ["us"]), /\/region\/peers must NOT have more than 0 items/],
+    ["a region name that is no subject token", (v) => (at(v, "region")["name"] = "eu.west"), /\/region\/name must match pattern/],
+    ["an unknown key in region (the domain is the name)", (v) => (at(v, "region")["domain"] = "eu"), /\/region must NOT have additional properties/],
   ];
   for (const [what, mutate, expected] of broken) {
     it(`rejects ${what}`, () => {
@@ -326,6 +334,8 @@ describe("the chart's environment for each service", () => {
         if (natsAuth["mode"] === "userPassword") Object.assign(env, { NATS_USER: name, NATS_PASSWORD: "secret" });
         if (natsAuth["mode"] === "credsFile") env["NATS_CREDS_FILE"] = `${String(natsAuth["mountPath"])}/${name}.creds`;
         if (natsTls["enabled"]) env["NATS_TLS_CA_FILE"] = `${String(natsTls["mountPath"])}/${String(at(natsTls, "caSecret")["key"])}`;
+        const region = at(values, "region");
+        if (region["name"]) Object.assign(env, { REGION: String(region["name"]), REGION_PEERS: (region["peers"] as Json[]).join(",") });
         for (const [k, raw] of Object.entries(env)) {
           const spec = config.spec[k];
           assert.ok(spec, `${name}: ${k} is not a variable of ${name}Config`);
@@ -512,6 +522,158 @@ describe("NATS authorization", () => {
       }
     } finally {
       await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** The `<< $VAR >>` references of a NATS config value resolved through `resolve`, as nats.conf JSON. */
+function resolveNatsEnv(value: Json, resolve: (envVar: string) => string): unknown {
+  return JSON.parse(JSON.stringify(value), (_k, v: unknown) => {
+    const envVar = typeof v === "string" ? natsEnvRef(v) : undefined;
+    return envVar ? resolve(envVar) : v;
+  });
+}
+
+/** The Secret key a `<< $VAR >>` of the bundled NATS's config comes from. */
+function natsSecretRef(values: Obj, envVar: string): { name: string; key: string } {
+  const ref = at(at(values, "nats.container.env"), `${envVar}.valueFrom.secretKeyRef`);
+  return { name: String(ref["name"]), key: String(ref["key"]) };
+}
+
+/** The outgoing leaf connections of a region's NATS (nats.config.merge.leafnodes.remotes). */
+function leafRemotes(values: Obj): Obj[] {
+  const merge = at(values, "nats.config.merge");
+  const remotes = isObj(merge["leafnodes"] ?? null) ? (merge["leafnodes"] as Obj)["remotes"] : undefined;
+  return Array.isArray(remotes) ? remotes.filter(isObj) : [];
+}
+
+/** Whether a region's NATS accepts leaf connections (nats.config.leafnodes.enabled). */
+function acceptsLeafnodes(values: Obj): boolean {
+  const leafnodes = at(values, "nats.config")["leafnodes"];
+  return isObj(leafnodes ?? null) && (leafnodes as Obj)["enabled"] === true;
+}
+
+describe("regions (docs/regions.md)", () => {
+  const prefix = String(at(production, "env")["SUBJECT_PREFIX"]);
+
+  it("names each region's JetStream domain after it, and the two regions each other's peers", () => {
+    assert.deepEqual(at(defaults, "region")["name"], "", "one region unless configured");
+    for (const [name, values] of regions) {
+      const region = at(values, "region");
+      assert.equal(region["name"], name);
+      assert.equal(at(values, "nats.config.jetstream.merge")["domain"], name, "the domain the other regions source from");
+      assert.deepEqual(region["peers"], [...regions.keys()].filter((r) => r !== name));
+      for (const svc of ["ingest", "tracking"]) assert.ok(!("INGEST_REGION" in (at(values, `services.${svc}`)["env"] as Obj)), "REGION comes from region.name");
+    }
+  });
+
+  it("joins the regions with one leaf connection that keeps the mesh's subjects and buckets local, over TLS, with credentials only from Secrets", () => {
+    const hubs = [...regions].filter(([, v]) => acceptsLeafnodes(v));
+    assert.equal(hubs.length, 1, "one region accepts leaf connections (a leaf-node tree has no cycles)");
+    const [hubName, hub] = hubs[0]!;
+    const leafPort = Number(at(hub, "nats.config.leafnodes")["port"]);
+    assert.equal(at(hub, "nats.config.leafnodes.tls")["enabled"], true);
+    assert.equal(at(hub, "region.leafnodeService")["enabled"], true, "its leaf port is reachable from the other regions");
+    assert.ok((at(hub, "networkPolicy.natsLeafnodes")["from"] as Json[]).length > 0);
+    const users = at(hub, "nats.config.leafnodes.merge.authorization")["users"] as Obj[];
+    for (const [name, values] of regions) {
+      if (name === hubName) continue;
+      assert.ok(users.some((u) => u["user"] === name && u["account"] === "MESH" && natsEnvRef(u["password"])), `${hubName} has a leaf user for ${name}, bound to MESH, password from its env`);
+      const remotes = leafRemotes(values);
+      assert.equal(remotes.length, 1, `${name} connects to ${hubName}`);
+      const remote = remotes[0]!;
+      for (const list of ["deny_imports", "deny_exports"]) assert.deepEqual(remote[list], leafnodeDenyList(prefix), `${name}: ${list} (the services' leafnodeDenyList)`);
+      assert.equal(remote["account"], "MESH");
+      assert.ok(isObj(remote["tls"] ?? null) && String((remote["tls"] as Obj)["ca_file"]).startsWith("/etc/nats-ca-cert/"), "TLS verified against the mounted CA");
+      const urls = remote["urls"] as Json[];
+      assert.ok(urls.length > 0 && urls.every((u) => natsEnvRef(u) && natsSecretRef(values, natsEnvRef(u)!).key), "the URLs (with the password) come from a Secret");
+      assert.equal(at(values, "networkPolicy.natsLeafnodes")["port"], leafPort);
+      assert.ok((at(values, "networkPolicy.natsLeafnodes")["to"] as Json[]).length > 0);
+    }
+  });
+
+  it("renders REGION and REGION_PEERS from the region values, and refuses what would break the regions", () => {
+    assert.match(workloadTemplate, /\{\{- with \$root\.Values\.region\.name \}\}[\s\S]*?- name: REGION\n\s+value: \{\{ \. \| quote \}\}\n\s+- name: REGION_PEERS\n\s+value: \{\{ join "," \$root\.Values\.region\.peers \| quote \}\}/);
+    assert.match(helpersTemplate, /include "logistics-mesh\.validateRegion"/);
+    const validate = /define "logistics-mesh\.validateRegion"[\s\S]*?\{\{- end \}\}/.exec(helpersTemplate)?.[0] ?? "";
+    for (const check of [/has \$region\.name \$region\.peers/, /ne \$domain \$region\.name/, /list "deny_imports" "deny_exports"/, /"\$KV\.>"/, /list "INGEST_REGION" "TRACKING_REGION"/]) assert.match(validate, check);
+    const policies = read(chartDir, "templates", "network-policies.yaml");
+    assert.match(policies, /if not \$np\.natsLeafnodes\.from \}\}\n\s+\{\{- fail/, "no leaf rule that admits anyone");
+    assert.match(policies, /if not \$np\.natsLeafnodes\.to \}\}\n\s+\{\{- fail/);
+    assert.match(read(chartDir, "templates", "leafnode-service.yaml"), /targetPort: leafnodes/);
+  });
+
+  it("the examples' NATS settings join two real nats-servers: each stores only its own region's publishes and sources the other's", async () => {
+    const hubName = [...regions].find(([, v]) => acceptsLeafnodes(v))![0];
+    const leafName = [...regions].find(([, v]) => !acceptsLeafnodes(v))![0];
+    const hub = regions.get(hubName)!;
+    const leaf = regions.get(leafName)!;
+    const secrets = new Map<string, string>();
+    const secret = (values: Obj, envVar: string) => {
+      const ref = natsSecretRef(values, envVar);
+      const k = `${ref.name}/${ref.key}`;
+      if (!secrets.has(k)) secrets.set(k, `pw-${Math.random().toString(36).slice(2)}`);
+      return secrets.get(k)!;
+    };
+    const dir = await mkdtemp(join(tmpdir(), "nats-regions-"));
+    const hubLeafPort = await getFreePort();
+    // TLS is left out here (no certificates): the rest is the examples' own settings.
+    const hubLeaf = at(hub, "nats.config.leafnodes.merge");
+    const leafPassword = secret(hub, natsEnvRef((hubLeaf["authorization"] as { users: Obj[] }).users[0]!["password"])!);
+    const conf = (values: Obj, leafnodes: unknown) => ({
+      jetstream: { domain: at(values, "nats.config.jetstream.merge")["domain"] },
+      accounts: resolveNatsEnv(at(values, "nats.config.merge")["accounts"] as Json, (v) => secret(values, v)),
+      leafnodes,
+    });
+    await writeFile(join(dir, "hub.conf"), JSON.stringify(conf(hub, { port: hubLeafPort, ...(resolveNatsEnv(hubLeaf, (v) => secret(hub, v)) as Obj) })));
+    const remotes = leafRemotes(leaf).map((r) => {
+      const plain = { ...r };
+      delete plain["tls"];
+      // What the Secret behind the URL holds: the leaf user and its password, at the hub's leaf port.
+      return resolveNatsEnv(plain, () => `nats-leaf://${leafName}:${leafPassword}@127.0.0.1:${hubLeafPort}`);
+    });
+    await writeFile(join(dir, "leaf.conf"), JSON.stringify(conf(leaf, { remotes })));
+    const servers = [
+      await startNatsServer({ configFile: join(dir, "hub.conf"), serverName: hubName }),
+      await startNatsServer({ configFile: join(dir, "leaf.conf"), serverName: leafName }),
+    ];
+    const conns: Array<Awaited<ReturnType<typeof connectNats>>> = [];
+    try {
+      await waitFor(async () => ((await (await fetch(`${servers[1]!.monitorUrl}/leafz`)).json()) as { leafs?: unknown[] }).leafs?.length === 1, {
+        timeoutMs: 15_000,
+        message: `${leafName} joined ${hubName} as a leaf node:\n${servers[1]!.logs()}`,
+      });
+      const names = [hubName, leafName];
+      const subjects = createSubjects(prefix);
+      const stream = subjects.streams.scans;
+      for (const [i, values] of [hub, leaf].entries()) {
+        const nc = await connectNats({ servers: servers[i]!.url, name: "ingest", connection: natsConnectionOptions({ user: "ingest", password: secret(values, natsUsers(values).get("ingest")!.envVar) }) });
+        conns.push(nc);
+        // The streams as the services create them with this region's REGION_PEERS.
+        await ensureStreams(await jetstreamManager(nc), [stream], { peers: at(values, "region")["peers"] as string[] });
+      }
+      // Two scans published in each region, on its own subjects.
+      for (const [i, region] of names.entries()) {
+        const js = jetstream(conns[i]!);
+        for (const n of [1, 2]) {
+          const ack = await js.publish(subjects.scanRecorded(region, "acme"), new Uint8Array([n]), { msgID: `${region}-${n}` });
+          assert.equal(ack.domain, region, "acknowledged by the stream of the region it was published in");
+        }
+      }
+      for (const [i, region] of names.entries()) {
+        const jsm = await jetstreamManager(conns[i]!);
+        await waitFor(async () => (await jsm.streams.info(stream.name)).state.messages === 4, { timeoutMs: 30_000, message: `${region} holds its 2 scans and the other region's 2` });
+        for (let seq = 1; seq <= 4; seq++) {
+          const m = await jsm.streams.getMessage(stream.name, { seq });
+          assert.ok(m, `${region} seq ${seq} is stored`);
+          const own = m.subject.split(".")[3] === region;
+          assert.equal(m.header?.has("Nats-Stream-Source") === true, !own, `${region} seq ${seq} (${m.subject}): the other region's scans arrive only by sourcing`);
+        }
+      }
+    } finally {
+      for (const nc of conns) await nc.close();
+      for (const s of servers.reverse()) await s.stop();
       await rm(dir, { recursive: true, force: true });
     }
   });

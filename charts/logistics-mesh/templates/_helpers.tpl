@@ -138,6 +138,51 @@ Cross-value checks JSON Schema cannot express; fails the install with a clear me
 {{- if and .Values.natsClient.tls.enabled (not .Values.natsClient.tls.caSecret.name) -}}
 {{- fail "natsClient.tls.enabled needs natsClient.tls.caSecret.name (the CA of the NATS servers' certificates)" -}}
 {{- end -}}
+{{- include "logistics-mesh.validateRegion" . -}}
+{{- end }}
+
+{{/*
+Checks of a region's values (docs/regions.md): its name is the bundled NATS's JetStream domain,
+peers need a leaf connection, and every outgoing leaf connection keeps the mesh's subjects and
+key-value buckets local. Without those deny lists a stream's interest crosses the leaf
+connection and a publish is stored in both regions (and may be acknowledged by the wrong one).
+*/}}
+{{- define "logistics-mesh.validateRegion" -}}
+{{- $region := .Values.region -}}
+{{- $env := .Values.env | default (dict) -}}
+{{- if $region.name -}}
+{{- if has $region.name $region.peers -}}
+{{- fail (printf "region.peers lists this region (%s) itself" $region.name) -}}
+{{- end -}}
+{{- range $name, $svc := .Values.services -}}
+{{- range $legacy := list "INGEST_REGION" "TRACKING_REGION" -}}
+{{- if or (hasKey $env $legacy) (hasKey ($svc.env | default (dict)) $legacy) -}}
+{{- fail (printf "%s is set (services.%s or env) while region.name is: the chart sets REGION from region.name; remove %s" $legacy $name $legacy) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.nats.enabled -}}
+{{- $nats := .Values.nats.config | default (dict) -}}
+{{- $domain := (($nats.jetstream).merge).domain | default "" -}}
+{{- if ne $domain $region.name -}}
+{{- fail (printf "region.name=%s: set nats.config.jetstream.merge.domain=%s, the JetStream domain the other regions source from (now %q)" $region.name $region.name $domain) -}}
+{{- end -}}
+{{- $remotes := (($nats.merge).leafnodes).remotes | default (list) -}}
+{{- if and $region.peers (not (or ($nats.leafnodes).enabled $remotes)) -}}
+{{- fail "region.peers needs a leaf connection between the regions' NATS: nats.config.leafnodes.enabled (this region accepts) or nats.config.merge.leafnodes.remotes (it connects)" -}}
+{{- end -}}
+{{- $local := list (printf "%s.>" ($env.SUBJECT_PREFIX | default "logistics")) "$KV.>" -}}
+{{- range $i, $remote := $remotes -}}
+{{- range $list := list "deny_imports" "deny_exports" -}}
+{{- range $subject := $local -}}
+{{- if not (has $subject (get $remote $list | default (list))) -}}
+{{- fail (printf "nats.config.merge.leafnodes.remotes[%d].%s must list %q: the mesh's events and key-value buckets stay in their region and cross only by stream sourcing" $i $list $subject) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end }}
 
 {{/*
