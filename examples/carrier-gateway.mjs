@@ -9,7 +9,7 @@
 // the same event_id, so nothing is lost or counted twice: scans ingest already stored come back as
 // DUPLICATE. A REJECTED scan with reject_reason UNAVAILABLE is kept and resent too.
 //
-// Regions: INGEST_ENDPOINTS lists ingest endpoints across regions, nearest
+// Regions (docs/regions.md): INGEST_ENDPOINTS lists ingest endpoints across regions, nearest
 // first. The gateway uses the first; when an endpoint cannot be reached or drops the stream with
 // UNAVAILABLE it fails over to the next one at once and resends what is unacknowledged there, with
 // the same event ids (the region that stored a scan and the one it is resent to hold it under the
