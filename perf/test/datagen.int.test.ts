@@ -2,7 +2,7 @@ import * as assert from "node:assert/strict";
 import pg from "pg";
 import { afterAll, describe, it } from "vitest";
 import { createTestSchema, testDatabaseUrl, type TestSchema } from "@logistics/shared/testing";
-import { createPostgresShipmentStore, type PostgresShipmentStore, type ShipmentEventInput } from "@logistics/tracking/store";
+import { createPostgresShipmentStore, type PostgresShipmentStore, type ProjectedEvent } from "@logistics/tracking/store";
 import { ShipmentGenerator, type GeneratorOptions } from "../src/datagen/generate.js";
 import { bulkLoad } from "../src/datagen/load.js";
 
@@ -64,7 +64,7 @@ describe("datagen bulk load", () => {
     const applied = await freshStore();
     const gen = new ShipmentGenerator(options);
     const perShipment = Array.from({ length: count }, () => gen.generate().events);
-    const interleaved: ShipmentEventInput[] = [];
+    const interleaved: ProjectedEvent[] = [];
     for (let i = 0; perShipment.some((evs) => i < evs.length); i++) for (const evs of perShipment) if (evs[i]) interleaved.push(evs[i]!);
     let late = 0;
     for (let i = 0; i < interleaved.length; i += 64) {

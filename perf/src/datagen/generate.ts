@@ -7,8 +7,8 @@
  * are still in flight (their later events have not happened yet) and a share receive events late
  * (out of order: a scan arrives after a later one).
  *
- * For every shipment the events are derived exactly as the store's apply path derives them — the
- * store's own `validateEvent` and `applyToDoc`, in arrival order — so the rows (`shipments`,
+ * For every shipment the events (the mesh's Protobuf messages) are derived exactly as the store's
+ * apply path derives them — the store's own `checkEvent` and `applyToDoc`, in arrival order — so the rows (`shipments`,
  * `shipment_events`, `applied_events`) are the rows `applyEvents` would have written for the same
  * events in the same order (the integration test compares them). Deterministic for a seed.
  */
@@ -19,11 +19,15 @@ import {
   MODES_BY_SERVICE_LEVEL,
   type ServiceLevelName,
 } from "@logistics/routing";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { EtaChangeReason, TransportMode } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { seededRandom } from "@logistics/shared/testing";
-import { applyToDoc, validateEvent, type ShipmentDoc, type ShipmentEventInput } from "@logistics/tracking/store";
+import { applyToDoc, checkEvent, eventTimestamp, type ProjectedEvent, type ShipmentDoc } from "@logistics/tracking/store";
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -49,7 +53,7 @@ const LEVELS: ReadonlyArray<readonly [ServiceLevelName, ServiceLevel, number]> =
   ["EXPRESS", ServiceLevel.EXPRESS, 0.2],
 ];
 
-const HUB_LOCATIONS: ReadonlyMap<string, Point> = new Map(hubNetworkData.hubs.map((h) => [h.code, { lat: h.lat, lon: h.lon }]));
+const HUB_LOCATIONS: ReadonlyMap<string, Point> = new Map(hubNetworkData.hubs.map((h) => [h.code, { latitude: h.lat, longitude: h.lon }]));
 
 function weighted<T>(r: number, items: ReadonlyArray<readonly [T, number]>): T {
   let acc = 0;
@@ -61,8 +65,8 @@ function weighted<T>(r: number, items: ReadonlyArray<readonly [T, number]>): T {
 }
 
 interface Point {
-  lat: number;
-  lon: number;
+  latitude: number;
+  longitude: number;
 }
 
 /** A planned route, times relative to its ready time. */
@@ -100,7 +104,10 @@ export function routeTemplates(count: number, seed: number): RouteTemplate[] {
       continue;
     }
     if (route.legs.length < 1 || route.legs.length > 3) continue;
-    const jitter = (h: { lat: number; lon: number }) => ({ lat: h.lat + (random() - 0.5) * 0.4, lon: h.lon + (random() - 0.5) * 0.4 });
+    const jitter = (h: { lat: number; lon: number }) => ({
+      latitude: h.lat + (random() - 0.5) * 0.4,
+      longitude: h.lon + (random() - 0.5) * 0.4,
+    });
     out.push({
       level,
       origin: { countryCode: o.country, city: o.city, hub: o.code, location: jitter(o) },
@@ -152,8 +159,10 @@ export interface GeneratorOptions {
 export interface GeneratedShipment {
   trackingNumber: string;
   customerId: string;
-  /** Validated events, in the order they arrive at the store. */
-  events: ShipmentEventInput[];
+  /** Events the store accepts, in the order they arrive at it. */
+  events: ProjectedEvent[];
+  /** Per event (same order): its stored JSON, as the store writes it. */
+  payloads: string[];
   /** Per event (same order): whether the store marks it late. */
   late: boolean[];
   /** The document after the last event. */
@@ -200,22 +209,24 @@ export class ShipmentGenerator {
     const readyAt = inFlight
       ? this.o.nowMs - Math.floor(random() * t.arrival * 0.8) - HOUR
       : this.o.nowMs - t.arrival - 6 * HOUR - Math.floor(random() * this.spanMs);
-    const at = (rel: number) => new Date(readyAt + rel).toISOString();
+    const at = (rel: number) => timestampFromMs(readyAt + rel);
     const id = (k: number) => `${tn}.${k}`;
-    const raw: ShipmentEventInput[] = [];
+    const raw: ProjectedEvent[] = [];
     raw.push({
-      type: "shipment_created",
-      eventId: id(0),
-      trackingNumber: tn,
-      eventTime: at(-3 * HOUR),
-      shipmentId: `shp-${tn.toLowerCase()}`,
-      carrierCode: carrier,
-      customerId,
-      customerReference: `PO-${Math.floor(random() * 1e8)}`,
-      origin: { countryCode: t.origin.countryCode, city: t.origin.city, location: t.origin.location },
-      destination: { countryCode: t.destination.countryCode, city: t.destination.city, location: t.destination.location },
-      serviceLevel: t.level,
-      weightGrams: 200 + Math.floor(random() * 20_000),
+      type: "shipment.created",
+      message: create(ShipmentCreatedSchema, {
+        eventId: id(0),
+        trackingNumber: tn,
+        createdAt: at(-3 * HOUR),
+        shipmentId: `shp-${tn.toLowerCase()}`,
+        carrierCode: carrier,
+        customerId,
+        customerReference: `PO-${Math.floor(random() * 1e8)}`,
+        origin: { countryCode: t.origin.countryCode, city: t.origin.city, location: t.origin.location },
+        destination: { countryCode: t.destination.countryCode, city: t.destination.city, location: t.destination.location },
+        serviceLevel: t.level,
+        weightGrams: 200 + Math.floor(random() * 20_000),
+      }),
     });
     const legs = t.legs.map((l) => ({
       fromHub: l.fromHub,
@@ -226,29 +237,39 @@ export class ShipmentGenerator {
       departureId: l.departureId,
     }));
     raw.push({
-      type: "route_planned",
-      eventId: id(1),
-      trackingNumber: tn,
-      eventTime: at(-3 * HOUR + MIN),
-      eta: { estimatedArrival: at(t.eta.estimated), earliest: at(t.eta.earliest), latest: at(t.eta.latest), confidence: t.eta.confidence },
-      reason: EtaChangeReason.INITIAL_PLAN,
-      routeId: `rt-${tn.toLowerCase()}`,
-      legs,
-      revision: 1,
-      plannedAt: at(-3 * HOUR + MIN),
+      type: "route.planned",
+      message: create(RoutePlannedSchema, {
+        eventId: id(1),
+        trackingNumber: tn,
+        plannedAt: at(-3 * HOUR + MIN),
+        route: {
+          routeId: `rt-${tn.toLowerCase()}`,
+          trackingNumber: tn,
+          legs,
+          eta: { estimatedArrival: at(t.eta.estimated), earliest: at(t.eta.earliest), latest: at(t.eta.latest), confidence: t.eta.confidence },
+          revision: 1,
+          plannedAt: at(-3 * HOUR + MIN),
+        },
+      }),
     });
     let k = 2;
     const scan = (kind: ScanKind, code: string, text: string, rel: number, place: { hubCode?: string; location?: Point }) => {
+      const eventId = id(k++);
       raw.push({
-        type: "scan",
-        eventId: id(k++),
-        trackingNumber: tn,
-        eventTime: at(rel),
-        carrierCode: carrier,
-        kind,
-        rawStatus: { code, text },
-        ...(place.hubCode ? { hubCode: place.hubCode } : {}),
-        ...(place.location ? { location: place.location } : {}),
+        type: "scan.recorded",
+        message: create(ScanRecordedSchema, {
+          eventId,
+          kind,
+          scan: {
+            eventId,
+            trackingNumber: tn,
+            carrierCode: carrier,
+            eventTime: at(rel),
+            rawStatus: { code, text },
+            hubCode: place.hubCode ?? "",
+            location: place.location,
+          },
+        }),
       });
     };
     const hubLoc = HUB_LOCATIONS;
@@ -262,16 +283,21 @@ export class ShipmentGenerator {
       scan(ScanKind.HUB_DEPARTURE, "DP", "Departed hub", l.dep, { hubCode: l.fromHub, location: hubLoc.get(l.fromHub)! });
       if (replan && i === 0) {
         raw.push({
-          type: "route_updated",
-          eventId: id(k++),
-          trackingNumber: tn,
-          eventTime: at(l.dep + 5 * MIN),
-          eta: { estimatedArrival: at(t.eta.estimated + 2 * HOUR), earliest: at(t.eta.earliest + HOUR), latest: at(t.eta.latest + 3 * HOUR) },
-          reason: EtaChangeReason.MISSED_CUTOFF,
-          routeId: `rt-${tn.toLowerCase()}`,
-          legs,
-          revision: 2,
-          plannedAt: at(l.dep + 5 * MIN),
+          type: "route.updated",
+          message: create(RouteUpdatedSchema, {
+            eventId: id(k++),
+            trackingNumber: tn,
+            updatedAt: at(l.dep + 5 * MIN),
+            reason: EtaChangeReason.MISSED_CUTOFF,
+            route: {
+              routeId: `rt-${tn.toLowerCase()}`,
+              trackingNumber: tn,
+              legs,
+              eta: { estimatedArrival: at(t.eta.estimated + 2 * HOUR), earliest: at(t.eta.earliest + HOUR), latest: at(t.eta.latest + 3 * HOUR) },
+              revision: 2,
+              plannedAt: at(l.dep + 5 * MIN),
+            },
+          }),
         });
       }
       scan(ScanKind.HUB_ARRIVAL, "AR", "Arrived at hub", l.arr, { hubCode: l.toHub, location: hubLoc.get(l.toHub)! });
@@ -285,23 +311,22 @@ export class ShipmentGenerator {
     scan(ScanKind.DELIVERED, "DL", "Delivered", t.arrival + 4 * HOUR, { location: t.destination.location });
 
     // What has happened by now, in arrival order.
-    let arrived = raw.filter((e) => Date.parse(e.eventTime) <= this.o.nowMs);
+    let arrived = raw.filter((e) => timestampMs(eventTimestamp(e)!) <= this.o.nowMs);
     if (arrived.length > 4 && random() < (this.o.lateShare ?? 0.05)) {
       // A scan arrives after the next one (a carrier batch uploaded late): out of order.
       const i = 3 + Math.floor(random() * (arrived.length - 4));
       arrived = [...arrived.slice(0, i), arrived[i + 1]!, arrived[i]!, ...arrived.slice(i + 2)];
     }
-    const events: ShipmentEventInput[] = [];
+    const payloads: string[] = [];
     const late: boolean[] = [];
     let doc: ShipmentDoc | undefined;
     for (const e of arrived) {
-      const v = validateEvent(e);
-      const d = applyToDoc(doc, v);
-      if (d.duplicate) throw new Error(`generated event ${v.eventId} derived as a duplicate`);
-      events.push(v);
+      payloads.push(checkEvent(e));
+      const d = applyToDoc(doc, e);
+      if (d.duplicate) throw new Error(`generated event ${e.message.eventId} derived as a duplicate`);
       late.push(d.late);
       doc = d.doc;
     }
-    return { trackingNumber: tn, customerId, events, late, doc: doc! };
+    return { trackingNumber: tn, customerId, events: arrived, payloads, late, doc: doc! };
   }
 }

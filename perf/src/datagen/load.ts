@@ -10,7 +10,7 @@ import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { readFileSync } from "node:fs";
 import pg from "pg";
-import { listPartitions } from "@logistics/tracking/store";
+import { eventKey, listPartitions } from "@logistics/tracking/store";
 import { from as copyFrom } from "pg-copy-streams";
 import type { GeneratedShipment, ShipmentGenerator } from "./generate.js";
 
@@ -25,13 +25,24 @@ const nul = (v: string | number | undefined | null) => (v === undefined || v ===
 export function copyLines(s: GeneratedShipment): { shipment: string; events: string[]; applied: string } {
   const d = s.doc;
   const shipment =
-    [d.trackingNumber, nul(d.customerId), nul(d.carrierCode), d.status, d.updatedAt, nul(d.location?.lat), nul(d.location?.lon), d.version, copyText(JSON.stringify(d))].join("\t") +
+    [
+      d.trackingNumber,
+      nul(d.customerId),
+      nul(d.carrierCode),
+      d.status,
+      d.updatedAt,
+      nul(d.location?.latitude),
+      nul(d.location?.longitude),
+      d.version,
+      copyText(JSON.stringify(d)),
+    ].join("\t") +
     "\n";
   const events: string[] = [];
   let applied = "";
   s.events.forEach((e, i) => {
-    events.push(`${copyText(e.eventId)}\t${e.trackingNumber}\t${e.eventTime}\t${e.type}\t${s.late[i] ? "t" : "f"}\t${copyText(JSON.stringify(e))}\n`);
-    applied += `${copyText(e.eventId)}\t${e.trackingNumber}\t${e.eventTime}\n`;
+    const k = eventKey(e);
+    events.push(`${copyText(k.eventId)}\t${k.trackingNumber}\t${k.eventTime}\t${e.type}\t${s.late[i] ? "t" : "f"}\t${copyText(s.payloads[i]!)}\n`);
+    applied += `${copyText(k.eventId)}\t${k.trackingNumber}\t${k.eventTime}\n`;
   });
   return { shipment, events, applied };
 }
@@ -240,7 +251,8 @@ export async function bulkLoad(pool: pg.Pool, gen: ShipmentGenerator, count: num
         sh += lines.shipment;
         ap += lines.applied;
         s.events.forEach((e, j) => {
-          const table = partitionOf.get(e.eventTime.slice(0, 4) + e.eventTime.slice(5, 7)) ?? "shipment_events_default";
+          const { eventTime } = eventKey(e);
+          const table = partitionOf.get(eventTime.slice(0, 4) + eventTime.slice(5, 7)) ?? "shipment_events_default";
           ev.set(table, (ev.get(table) ?? "") + lines.events[j]!);
         });
         stats.events += s.events.length;

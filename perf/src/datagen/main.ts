@@ -26,9 +26,12 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as hdr from "hdr-histogram-js";
 import pg from "pg";
+import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { hubNetworkData } from "@logistics/routing";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { ScanRecordedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { createTestSchema, startPostgresServer, type PostgresServerHandle, type TestSchema } from "@logistics/shared/testing";
 import {
   applyToDoc,
@@ -37,9 +40,8 @@ import {
   normalizeQuery,
   type PostgresShipmentStore,
   type ShipmentDoc,
-  type ShipmentEventInput,
+  type ProjectedEvent,
   type ShipmentQuery,
-  validateEvent,
 } from "@logistics/tracking/store";
 import { runLoad, type LoadResult } from "../lib/load-generator.js";
 import { loadAverage } from "../lib/proc.js";
@@ -88,7 +90,7 @@ const fmtMiB = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 class Samples {
   readonly tns: string[] = [];
   readonly longHistory: string[] = [];
-  readonly places: Array<{ lat: number; lon: number }> = [];
+  readonly places: Array<{ latitude: number; longitude: number }> = [];
   maxUpdatedAt = "";
   private seen = 0;
   private longSeen = 0;
@@ -145,7 +147,7 @@ function searchOf(q: ShipmentQuery): { text: string; values: unknown[] } {
 async function watchResume(store: PostgresShipmentStore, tn: string): Promise<number> {
   const doc = await store.getShipment(tn);
   if (!doc) throw new Error(`shipment ${tn} is missing`);
-  const byId = new Map<string, ShipmentEventInput>();
+  const byId = new Map<string, ProjectedEvent>();
   let cursor: string | undefined;
   do {
     const page = await store.listEvents(tn, { pageSize: 1000, ...(cursor ? { cursor } : {}) });
@@ -185,9 +187,9 @@ const READS: ReadKind[] = [
     what: "within 25 km of a sampled shipment's position, page of 50",
     call: (s, r) => {
       const p = pickOf(s.samples.places, r);
-      return s.store.searchShipments({ near: { lat: p.lat, lon: p.lon, radiusKm: 25 }, pageSize: 50 });
+      return s.store.searchShipments({ near: { lat: p.latitude, lon: p.longitude, radiusKm: 25 }, pageSize: 50 });
     },
-    sql: (s) => [searchOf({ near: { ...s.samples.places[0]!, radiusKm: 25 }, pageSize: 50 })],
+    sql: (s) => [searchOf({ near: { lat: s.samples.places[0]!.latitude, lon: s.samples.places[0]!.longitude, radiusKm: 25 }, pageSize: 50 })],
   },
   {
     name: "SearchShipments updated-after",
@@ -279,7 +281,7 @@ async function explain(pool: pg.Pool, q: { text: string; values: unknown[] }): P
 
 /** Applies events as the projector's batch consumer does: two batches in flight, each shipment in one worker, at most 256 per batch. */
 async function applyRate(store: PostgresShipmentStore, gen: ShipmentGenerator, events: number): Promise<{ events: number; ms: number }> {
-  const shipments: ShipmentEventInput[][] = [];
+  const shipments: ProjectedEvent[][] = [];
   let total = 0;
   while (total < events) {
     const s = gen.generate();
@@ -292,9 +294,9 @@ async function applyRate(store: PostgresShipmentStore, gen: ShipmentGenerator, e
 }
 
 /** Applies each shipment's events in order, as the projector's batch consumer does: two batches in flight, each shipment in one worker, at most 256 per batch. */
-async function applyAsProjector(store: PostgresShipmentStore, shipments: ShipmentEventInput[][]): Promise<void> {
-  const worker = async (mine: ShipmentEventInput[][]) => {
-    const order: ShipmentEventInput[] = [];
+async function applyAsProjector(store: PostgresShipmentStore, shipments: ProjectedEvent[][]): Promise<void> {
+  const worker = async (mine: ProjectedEvent[][]) => {
+    const order: ProjectedEvent[] = [];
     for (let i = 0; mine.some((evs) => i < evs.length); i++) for (const evs of mine) if (evs[i]) order.push(evs[i]!);
     for (let i = 0; i < order.length; i += 256) await store.applyEvents(order.slice(i, i + 256));
   };
@@ -365,23 +367,23 @@ async function updateBurst(
   const picked = new Set<number>();
   while (picked.size < Math.min(events, loaded)) picked.add(Math.floor(random() * loaded));
   const hubs = hubNetworkData.hubs;
-  const at = new Date().toISOString();
-  const batch: ShipmentEventInput[][] = [...picked].map((n) => {
+  const at = timestampNow();
+  const batch: ProjectedEvent[][] = [...picked].map((n) => {
     const tn = gen.trackingNumber(n);
     const hub = hubs[Math.floor(random() * hubs.length)]!;
-    return [
-      validateEvent({
-        type: "scan",
-        eventId: `${tn}.u1`,
+    const message = create(ScanRecordedSchema, {
+      eventId: `${tn}.u1`,
+      kind: ScanKind.HUB_ARRIVAL,
+      scan: {
         trackingNumber: tn,
         eventTime: at,
         carrierCode: "dhl",
-        kind: ScanKind.HUB_ARRIVAL,
         rawStatus: { code: "AR", text: "Arrived at hub" },
         hubCode: hub.code,
-        location: { lat: hub.lat, lon: hub.lon },
-      }),
-    ];
+        location: { latitude: hub.lat, longitude: hub.lon },
+      },
+    });
+    return [{ type: "scan.recorded", message }];
   });
   const schema = s.schema.schema;
   const before = await bloatSnapshot(admin, schema, pgstattuple);

@@ -23,11 +23,14 @@
  * that it drops afterwards. Prints one JSON line, then one human-readable line.
  */
 import { parseArgs } from "node:util";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import { RoutePlannedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { createTestSchema, testDatabaseUrl } from "@logistics/shared/testing";
-import type { ShipmentEventInput } from "@logistics/tracking/store";
-import { createPostgresShipmentStore } from "@logistics/tracking/store";
+import { createPostgresShipmentStore, eventJson, eventKey, type ProjectedEvent } from "@logistics/tracking/store";
 
 const HOUR = 3_600_000;
 const KINDS = [
@@ -42,51 +45,65 @@ const KINDS = [
 ];
 
 /** Ten events per shipment: created, route planned, eight scans; returned interleaved across shipments. */
-function generate(total: number, runId: string): ShipmentEventInput[] {
+function generate(total: number, runId: string): ProjectedEvent[] {
   const shipments = Math.ceil(total / 10);
   const t0 = Date.now() - 5 * 24 * HOUR;
-  const perShipment: ShipmentEventInput[][] = [];
+  const perShipment: ProjectedEvent[][] = [];
   for (let s = 0; s < shipments; s++) {
     const tn = `B${runId}${String(s).padStart(8, "0")}`;
     const start = t0 + s * 1000;
-    const ev: ShipmentEventInput[] = [
+    const ev: ProjectedEvent[] = [
       {
-        type: "shipment_created",
-        eventId: `${tn}-0`,
-        trackingNumber: tn,
-        eventTime: new Date(start).toISOString(),
-        shipmentId: `s-${tn}`,
-        carrierCode: "acme",
-        customerId: `cust-${s % 500}`,
-        serviceLevel: ServiceLevel.STANDARD,
+        type: "shipment.created",
+        message: create(ShipmentCreatedSchema, {
+          eventId: `${tn}-0`,
+          trackingNumber: tn,
+          createdAt: timestampFromMs(start),
+          shipmentId: `s-${tn}`,
+          carrierCode: "acme",
+          customerId: `cust-${s % 500}`,
+          serviceLevel: ServiceLevel.STANDARD,
+        }),
       },
       {
-        type: "route_planned",
-        eventId: `${tn}-1`,
-        trackingNumber: tn,
-        eventTime: new Date(start + 60_000).toISOString(),
-        eta: { estimatedArrival: new Date(start + 48 * HOUR).toISOString() },
+        type: "route.planned",
+        message: create(RoutePlannedSchema, {
+          eventId: `${tn}-1`,
+          trackingNumber: tn,
+          plannedAt: timestampFromMs(start + 60_000),
+          route: { eta: { estimatedArrival: timestampFromMs(start + 48 * HOUR) } },
+        }),
       },
     ];
     KINDS.forEach((kind, i) =>
       ev.push({
-        type: "scan",
-        eventId: `${tn}-${i + 2}`,
-        trackingNumber: tn,
-        eventTime: new Date(start + (i + 1) * 3 * HOUR).toISOString(),
-        carrierCode: "acme",
-        kind,
-        rawStatus: { code: ScanKind[kind], text: "scanned" },
-        location: { lat: 48 + (s % 100) / 10, lon: 2 + i / 2 },
-        ...(kind === ScanKind.HUB_ARRIVAL || kind === ScanKind.HUB_DEPARTURE ? { hubCode: "HUB1" } : {}),
+        type: "scan.recorded",
+        message: create(ScanRecordedSchema, {
+          eventId: `${tn}-${i + 2}`,
+          kind,
+          scan: {
+            trackingNumber: tn,
+            eventTime: timestampFromMs(start + (i + 1) * 3 * HOUR),
+            carrierCode: "acme",
+            rawStatus: { code: ScanKind[kind], text: "scanned" },
+            location: { latitude: 48 + (s % 100) / 10, longitude: 2 + i / 2 },
+            hubCode: kind === ScanKind.HUB_ARRIVAL || kind === ScanKind.HUB_DEPARTURE ? "HUB1" : "",
+          },
+        }),
       }),
     );
     perShipment.push(ev);
   }
   // Round-robin over shipments: each shipment's events stay in order, shipments interleave.
-  const out: ShipmentEventInput[] = [];
-  for (let i = 0; i < 10; i++) for (const ev of perShipment) if (ev[i]) out.push(ev[i] as ShipmentEventInput);
+  const out: ProjectedEvent[] = [];
+  for (let i = 0; i < 10; i++) for (const ev of perShipment) if (ev[i]) out.push(ev[i] as ProjectedEvent);
   return out.slice(0, total);
+}
+
+/** The history row of an event (the raw references write these), serialized before the clock starts. */
+function historyRow(e: ProjectedEvent): [string, string, string, string, string] {
+  const k = eventKey(e);
+  return [k.eventId, k.trackingNumber, k.eventTime, e.type, JSON.stringify(eventJson(e))];
 }
 
 async function runWorkers(concurrency: number, count: number, job: (i: number) => Promise<void>): Promise<number> {
@@ -147,20 +164,21 @@ async function main(): Promise<void> {
       await store.pool.query("CREATE INDEX raw_events_tracking_idx ON raw_events (tracking_number, event_time, event_id)");
       await store.pool.query("CREATE TABLE raw_events_single (LIKE raw_events INCLUDING ALL)");
 
-      const rawRun = async (events: ShipmentEventInput[]) => {
+      const rawRun = async (events: ProjectedEvent[]) => {
+        const all = events.map(historyRow);
         const batches = Math.ceil(events.length / batch);
         const seconds = await runWorkers(concurrency, batches, async (b) => {
-          const rows = events.slice(b * batch, (b + 1) * batch);
+          const rows = all.slice(b * batch, (b + 1) * batch);
           await store.pool.query(
             `INSERT INTO raw_events (event_id, tracking_number, event_time, event_type, late, payload)
              SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::boolean[], $6::jsonb[])`,
             [
-              rows.map((e) => e.eventId),
-              rows.map((e) => e.trackingNumber),
-              rows.map((e) => e.eventTime),
-              rows.map((e) => e.type),
+              rows.map((r) => r[0]),
+              rows.map((r) => r[1]),
+              rows.map((r) => r[2]),
+              rows.map((r) => r[3]),
               rows.map(() => false),
-              rows.map((e) => JSON.stringify(e)),
+              rows.map((r) => r[4]),
             ],
           );
         });
@@ -170,24 +188,24 @@ async function main(): Promise<void> {
       // Batches through applyEvents, one transaction each, scheduled as the projector's batch
       // consumer does: in order, at most --apply-batch events, and never a shipment that is in
       // a batch still in flight (its events wait for the next batch).
-      const batchedRun = async (events: ShipmentEventInput[]) => {
+      const batchedRun = async (events: ProjectedEvent[]) => {
         let waiting = events;
         const busy = new Set<string>();
         let settled: () => void = () => {};
         let next = new Promise<void>((r) => (settled = r));
-        const take = (): ShipmentEventInput[] => {
-          const batch: ShipmentEventInput[] = [];
-          const rest: ShipmentEventInput[] = [];
+        const take = (): ProjectedEvent[] => {
+          const batch: ProjectedEvent[] = [];
+          const rest: ProjectedEvent[] = [];
           const blocked = new Set<string>();
           for (const e of waiting) {
-            if (batch.length < applyBatch && !busy.has(e.trackingNumber) && !blocked.has(e.trackingNumber)) batch.push(e);
+            if (batch.length < applyBatch && !busy.has(eventKey(e).trackingNumber) && !blocked.has(eventKey(e).trackingNumber)) batch.push(e);
             else {
-              blocked.add(e.trackingNumber);
+              blocked.add(eventKey(e).trackingNumber);
               rest.push(e);
             }
           }
           waiting = rest;
-          for (const e of batch) busy.add(e.trackingNumber);
+          for (const e of batch) busy.add(eventKey(e).trackingNumber);
           return batch;
         };
         const started = process.hrtime.bigint();
@@ -202,7 +220,7 @@ async function main(): Promise<void> {
               const results = await store.applyEvents(batch);
               for (const r of results) if (r.applied) applied++;
               else duplicates++;
-              for (const e of batch) busy.delete(e.trackingNumber);
+              for (const e of batch) busy.delete(eventKey(e).trackingNumber);
               batches++;
               const wake = settled;
               next = new Promise<void>((r) => (settled = r));
@@ -232,18 +250,18 @@ async function main(): Promise<void> {
 
       // Per-event mode (one transaction per event), on a smaller set: it is reported, not a target.
       adapterSeconds = await runWorkers(concurrency, perEvent.length, async (i) => {
-        const r = await store.applyEvent(perEvent[i] as ShipmentEventInput);
+        const r = await store.applyEvent(perEvent[i] as ProjectedEvent);
         if (r.applied) applied++;
         else duplicates++;
       });
       // Its reference: the same rows, one autocommitted INSERT each (one commit per event, like
       // the per-event mode), to separate the cost of a commit per event from the adapter's work.
+      const singleRows = perEvent.map(historyRow);
       singleSeconds = await runWorkers(concurrency, perEvent.length, async (i) => {
-        const e = perEvent[i] as ShipmentEventInput;
         await store.pool.query(
           `INSERT INTO raw_events_single (event_id, tracking_number, event_time, event_type, late, payload)
            VALUES ($1, $2, $3, $4, false, $5::jsonb)`,
-          [e.eventId, e.trackingNumber, e.eventTime, e.type, JSON.stringify(e)],
+          singleRows[i],
         );
       });
       if (duplicates > 0) throw new Error(`benchmark data produced ${duplicates} duplicates`);

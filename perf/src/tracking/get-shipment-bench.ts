@@ -17,6 +17,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import * as grpc from "@grpc/grpc-js";
@@ -24,6 +25,7 @@ import { Redis } from "ioredis";
 import { createAuthInterceptor, createJwtVerifier, ensureDevKeys, policiesForService } from "@logistics/shared/auth";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { EchoRequestSchema, EchoResponseSchema, EchoService } from "@logistics/shared/gen/logistics/perf/v1/echo_pb.js";
 import {
   GetShipmentRequestSchema,
@@ -131,29 +133,35 @@ async function main(): Promise<void> {
       const tn = `BENCH${String(i).padStart(8, "0")}`;
       tns.push(tn);
       await store.applyEvent({
-        type: "shipment_created",
-        eventId: `c.${tn}`,
-        trackingNumber: tn,
-        eventTime: new Date(t0).toISOString(),
-        shipmentId: `s_${tn}`,
-        carrierCode: "acme",
-        customerId: "cust-1",
-        serviceLevel: ServiceLevel.STANDARD,
-        origin: { countryCode: "DE", city: "Frankfurt", location: { lat: 50.11, lon: 8.68 } },
-        destination: { countryCode: "FR", city: "Paris", location: { lat: 48.86, lon: 2.35 } },
+        type: "shipment.created",
+        message: create(ShipmentCreatedSchema, {
+          eventId: `c.${tn}`,
+          trackingNumber: tn,
+          createdAt: timestampFromMs(t0),
+          shipmentId: `s_${tn}`,
+          carrierCode: "acme",
+          customerId: "cust-1",
+          serviceLevel: ServiceLevel.STANDARD,
+          origin: { countryCode: "DE", city: "Frankfurt", location: { latitude: 50.11, longitude: 8.68 } },
+          destination: { countryCode: "FR", city: "Paris", location: { latitude: 48.86, longitude: 2.35 } },
+        }),
       });
       const kinds = [ScanKind.PICKUP, ScanKind.HUB_ARRIVAL, ScanKind.HUB_DEPARTURE];
       for (const [k, kind] of kinds.entries()) {
         await store.applyEvent({
-          type: "scan",
-          eventId: `s.${tn}.${k}`,
-          trackingNumber: tn,
-          eventTime: new Date(t0 + (k + 1) * 3_600_000).toISOString(),
-          carrierCode: "acme",
-          kind,
-          rawStatus: { code: `K${kind}`, text: ScanKind[kind] },
-          hubCode: "FRA",
-          location: { lat: 50.03, lon: 8.57 },
+          type: "scan.recorded",
+          message: create(ScanRecordedSchema, {
+            eventId: `s.${tn}.${k}`,
+            kind,
+            scan: {
+              trackingNumber: tn,
+              eventTime: timestampFromMs(t0 + (k + 1) * 3_600_000),
+              carrierCode: "acme",
+              rawStatus: { code: `K${kind}`, text: ScanKind[kind] },
+              hubCode: "FRA",
+              location: { latitude: 50.03, longitude: 8.57 },
+            },
+          }),
         });
       }
       const doc = await store.getShipment(tn);

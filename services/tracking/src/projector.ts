@@ -1,7 +1,9 @@
-import { create } from "@bufbuild/protobuf";
+import { create, fromJson } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { GeoPointSchema } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
+import { CarrierStatusSchema } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { EtaChangedSchema, StatusChangedSchema } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
 import {
@@ -22,12 +24,12 @@ import { silentNatsLog, type NatsLog } from "@logistics/shared/nats";
 import { observeWithExemplar } from "@logistics/shared/telemetry";
 import type { ConsumerRef } from "@logistics/shared/operations";
 import { StoreError } from "./store/errors.js";
-import type { ApplyResult, ShipmentDoc, ShipmentEventInput, ShipmentStore } from "./store/ports.js";
-import { routePlannedInput, routeUpdatedInput, scanInput, shipmentCreatedInput } from "./event-inputs.js";
+import { eventKey } from "./store/events.js";
+import type { ApplyResult, ProjectedEvent, ShipmentDoc, ShipmentStore } from "./store/ports.js";
 import type { LiveNotifier } from "./live-updates.js";
 import type { ShipmentCache } from "./shipment-cache.js";
 import { docAtVersion, loadHistory } from "./shipment-history.js";
-import { shipmentEta, shipmentMessage } from "./shipment-view.js";
+import { docTime, shipmentEta, shipmentMessage } from "./shipment-view.js";
 import type { TrackingMetrics } from "./tracking-metrics.js";
 
 /** Options of {@link startProjector}. */
@@ -104,15 +106,17 @@ export function projectorConsumers(catalog: Pick<EventCatalog, "consumer">, dura
 }
 
 /** The projector's consumers and the events they receive. */
-type ProjectedEvent = CatalogConsumers[(typeof PROJECTOR_CONSUMERS)[number]]["events"][number];
-type Item = BatchItem<ProjectedEvent>;
+type ConsumedEventDef = CatalogConsumers[(typeof PROJECTOR_CONSUMERS)[number]]["events"][number];
+type Item = BatchItem<ConsumedEventDef>;
 
-/** One message of a batch that became a store input (converted once). */
+/** One message of a batch that the store applies. */
 interface Entry {
   /** Position in the batch. */
   readonly index: number;
   readonly item: Item;
-  readonly input: ShipmentEventInput;
+  /** The item itself, or a copy with the stream's time filled in (see {@link withEventTime}). */
+  readonly event: ProjectedEvent;
+  readonly trackingNumber: string;
   /** Region token of the change events it causes. */
   readonly region: string;
   /** Ingest's acceptance time (scans), for the ack → visible metric. */
@@ -130,9 +134,9 @@ const errorText = (err: unknown) => (err instanceof Error ? err.message : String
  * (`tracking-scans`, `tracking-shipment-events`, `tracking-routes`; every replica shares them)
  * on the batch consumer (`startBatchConsumer`). Each batch:
  *
- * 1. every message is converted to a store input once (an event that cannot become one is
- *    poison: dead-lettered at once, alone);
- * 2. the inputs are applied with one `store.applyEvents` call: one transaction, one statement per
+ * 1. every message the store applies is passed on as it was decoded (a creation or route event
+ *    whose producer left its time out gets the stream's time);
+ * 2. the events are applied with one `store.applyEvents` call: one transaction, one statement per
  *    table for the whole batch (idempotent by event id, order-safe by event time, a shipment's
  *    events in stream order). An event the store rejects for its data (`batchIndex` set) is
  *    poison; the batch is re-applied without it, so the rest commits. Any other failure is
@@ -161,35 +165,22 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
   };
   const { events } = catalog;
 
-  /** The message as a store input, or the reason it can never be one. */
-  const convert = (item: Item, index: number): Entry | string => {
-    try {
-      const region = item.region || defaultRegion;
-      switch (item.type) {
-        case "scan.recorded": {
-          const m = item.message;
-          const recordedAt = m.recordedAt ? timestampDate(m.recordedAt) : undefined;
-          return {
-            index,
-            item,
-            input: scanInput(m),
-            region: m.region || region,
-            recordedAt: recordedAt && Number.isFinite(recordedAt.getTime()) ? recordedAt : undefined,
-          };
-        }
-        case "shipment.created":
-          return { index, item, input: shipmentCreatedInput(item.message, item.timestamp), region, recordedAt: undefined };
-        case "route.planned":
-          return { index, item, input: routePlannedInput(item.message, item.timestamp), region, recordedAt: undefined };
-        case "route.updated":
-          return { index, item, input: routeUpdatedInput(item.message, item.timestamp), region, recordedAt: undefined };
-        default:
-          return "";
-      }
-    } catch (err) {
-      // A required part missing, or a time no date can hold: no retry can change that.
-      return errorText(err) || "unusable event";
-    }
+  /** The message as the store applies it, or undefined for an event tracking does not project (a hand-over). */
+  const convert = (item: Item, index: number): Entry | undefined => {
+    if (item.type === "shipment.handed_over") return undefined;
+    const event = withEventTime(item);
+    const { trackingNumber } = eventKey(event);
+    if (item.type !== "scan.recorded") return { index, item, event, trackingNumber, region: item.region || defaultRegion, recordedAt: undefined };
+    const m = item.message;
+    const recordedAt = m.recordedAt ? timestampDate(m.recordedAt) : undefined;
+    return {
+      index,
+      item,
+      event,
+      trackingNumber,
+      region: m.region || item.region || defaultRegion,
+      recordedAt: recordedAt && Number.isFinite(recordedAt.getTime()) ? recordedAt : undefined,
+    };
   };
 
   /**
@@ -201,7 +192,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     const results = new Map<number, ApplyResult>();
     while (pending.length > 0) {
       try {
-        const applied = await store.applyEvents(pending.map((e) => e.input));
+        const applied = await store.applyEvents(pending.map((e) => e.event));
         applied.forEach((r, k) => results.set((pending[k] as Entry).index, r));
         return results;
       } catch (err) {
@@ -226,7 +217,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     const results = new Map<number, ApplyResult>();
     const failedKeys = new Set<string>();
     for (const e of entries) {
-      if (failedKeys.has(e.input.trackingNumber)) {
+      if (failedKeys.has(e.trackingNumber)) {
         outcomes[e.index] = Outcomes.retry("an earlier event of the shipment failed");
         continue;
       }
@@ -234,7 +225,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
         const r = await applyAll([e], outcomes);
         for (const [i, x] of r) results.set(i, x);
       } catch (err) {
-        failedKeys.add(e.input.trackingNumber);
+        failedKeys.add(e.trackingNumber);
         outcomes[e.index] = Outcomes.retry(errorText(err));
         metrics.projectorFailures.inc({ type: e.item.type });
       }
@@ -258,7 +249,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
   };
 
   /** The change events of one committed change. */
-  const changeEvents = (change: Change, cause: ShipmentEventInput, region: string, at: ReturnType<typeof timestampFromDate>): Publication[] => {
+  const changeEvents = (change: Change, causeEventId: string, region: string, at: ReturnType<typeof timestampFromDate>): Publication[] => {
     const { before, after } = change;
     const tn = after.trackingNumber;
     const common = {
@@ -278,11 +269,11 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
             eventId: `${tn}.v${after.version}.status`,
             previousStatus: before?.status ?? ShipmentStatus.UNSPECIFIED,
             status: after.status,
-            carrierStatus: after.carrierStatus,
-            statusTime: after.statusTime ? timestampFromDate(new Date(after.statusTime)) : undefined,
-            causeEventId: cause.eventId,
+            carrierStatus: after.carrierStatus && fromJson(CarrierStatusSchema, after.carrierStatus),
+            statusTime: docTime(after.statusTime),
+            causeEventId,
             hubCode: after.hubCode ?? "",
-            location: after.location ? { latitude: after.location.lat, longitude: after.location.lon } : undefined,
+            location: after.location && create(GeoPointSchema, after.location),
             recordedAt: at,
           }),
           { region },
@@ -313,12 +304,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     const entries: Entry[] = [];
     items.forEach((item, i) => {
       const e = convert(item, i);
-      if (typeof e !== "string") entries.push(e);
-      else if (e !== "") {
-        outcomes[i] = Outcomes.poison(e);
-        metrics.projectorFailures.inc({ type: item.type });
-      }
-      // "": an event tracking does not project (a hand-over): acknowledged.
+      // None: an event tracking does not project (a hand-over): acknowledged.
+      if (e) entries.push(e);
     });
     if (entries.length === 0) return outcomes;
 
@@ -346,19 +333,19 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     for (const e of entries) {
       const r = results.get(e.index);
       if (!r) continue;
-      metrics.projectedEvents.inc({ type: e.input.type, outcome: r.applied ? "applied" : "duplicate" });
+      metrics.projectedEvents.inc({ type: e.item.type, outcome: r.applied ? "applied" : "duplicate" });
       if (r.applied && e.recordedAt) observeWithExemplar(metrics.ackToVisible, {}, Math.max(0, (nowMs - e.recordedAt.getTime()) / 1000));
       let change: Change | undefined;
       if (r.applied) change = { before: r.before, after: r.after, statusChanged: r.statusChanged, etaChanged: r.etaChanged };
       // An earlier delivery may have committed and then failed before publishing its changes.
-      else if (e.item.redelivered) change = await rebuildChange(r.after, e.input.eventId);
-      const tn = e.input.trackingNumber;
+      else if (e.item.redelivered) change = await rebuildChange(r.after, eventKey(e.event).eventId);
+      const tn = e.trackingNumber;
       const prev = newest.get(tn);
       const notify = (prev?.notify ?? false) || r.applied || e.item.redelivered;
       if (!prev || r.after.version >= prev.doc.version) newest.set(tn, { doc: r.after, notify });
       else prev.notify = notify;
       if (change && (opts.ownRegion === undefined || e.region === opts.ownRegion)) {
-        for (const p of changeEvents(change, e.input, e.region, at)) {
+        for (const p of changeEvents(change, eventKey(e.event).eventId, e.region, at)) {
           publications.push(p);
           causeOf.push(e);
         }
@@ -385,13 +372,13 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
         metrics.publishedChanges.inc({ type: publications[k]?.event === events.statusChanged ? "status_changed" : "eta_changed" });
         return;
       }
-      const tn = cause.input.trackingNumber;
+      const tn = cause.trackingNumber;
       unpublished.set(tn, Math.min(unpublished.get(tn) ?? Infinity, cause.index));
-      log.warn({ trackingNumber: tn, eventId: cause.input.eventId, err: p.reason }, "change not published; the event comes back");
+      log.warn({ trackingNumber: tn, eventId: eventKey(cause.event).eventId, err: p.reason }, "change not published; the event comes back");
     });
     if (unpublished.size > 0) {
       for (const e of entries) {
-        const from = unpublished.get(e.input.trackingNumber);
+        const from = unpublished.get(e.trackingNumber);
         if (from !== undefined && e.index >= from && outcomes[e.index]?.kind === "ack") {
           outcomes[e.index] = Outcomes.retry("change events not published");
           metrics.projectorFailures.inc({ type: e.item.type });
@@ -404,7 +391,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
   const consumers: Array<{ durable: string; consumer: BatchConsumer }> = [];
   const start = async (def: CatalogConsumers[(typeof PROJECTOR_CONSUMERS)[number]]) => {
     await ensureCatalogConsumer(jsm, def, log);
-    const consumer = await startBatchConsumer<ProjectedEvent>({
+    const consumer = await startBatchConsumer<ConsumedEventDef>({
       js,
       nc,
       catalog,
@@ -434,4 +421,23 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
       return Object.fromEntries(consumers.map((c) => [c.durable, c.consumer.stats()]));
     },
   };
+}
+
+/**
+ * The event as the store applies it: the item itself, or, for a creation or route event whose
+ * producer left its time out, a copy carrying the stream's time in the message's time field, so
+ * the stored event keeps the time it was applied with.
+ */
+function withEventTime(item: Exclude<Item, { type: "shipment.handed_over" }>): ProjectedEvent {
+  const streamTime = () => timestampFromDate(item.timestamp);
+  switch (item.type) {
+    case "scan.recorded":
+      return item;
+    case "shipment.created":
+      return item.message.createdAt || item.message.readyTime ? item : { type: item.type, message: { ...item.message, createdAt: streamTime() } };
+    case "route.planned":
+      return item.message.plannedAt || item.message.route?.plannedAt ? item : { type: item.type, message: { ...item.message, plannedAt: streamTime() } };
+    case "route.updated":
+      return item.message.updatedAt || item.message.route?.plannedAt ? item : { type: item.type, message: { ...item.message, updatedAt: streamTime() } };
+  }
 }

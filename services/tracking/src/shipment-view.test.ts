@@ -1,15 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { EtaChangeReason, TransportMode } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { ShipmentEventKind } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
-import { applyToDoc, validateEvent } from "./store/derive.js";
-import type { ShipmentDoc, ShipmentEventInput } from "./store/ports.js";
-import { routePlannedInput, routeUpdatedInput } from "./event-inputs.js";
+import { applyToDoc } from "./store/derive.js";
+import { eventKey } from "./store/events.js";
+import type { ProjectedEvent, ShipmentDoc, StoredEvent } from "./store/ports.js";
 import { docAtVersion, HistoryGapError, stepsBetween } from "./shipment-history.js";
 import {
   describeEvent,
@@ -22,32 +23,45 @@ import {
 } from "./shipment-view.js";
 
 const TN = "ABCD12345678";
-const created: ShipmentEventInput = {
-  type: "shipment_created",
-  eventId: "c1",
-  trackingNumber: TN,
-  eventTime: "2026-11-20T08:00:00.000Z",
-  shipmentId: "s1",
-  carrierCode: "acme",
-  customerId: "cust-1",
-  customerReference: "order-9",
-  serviceLevel: ServiceLevel.EXPRESS,
-  origin: { countryCode: "DE", city: "Frankfurt", postalCode: "60311", location: { lat: 50.11, lon: 8.68 } },
-  destination: { countryCode: "FR", city: "Paris", postalCode: "75001", location: { lat: 48.86, lon: 2.35 } },
+const created: ProjectedEvent = {
+  type: "shipment.created",
+  message: create(ShipmentCreatedSchema, {
+    eventId: "c1",
+    trackingNumber: TN,
+    createdAt: timestampFromMs(Date.UTC(2026, 10, 20, 8)),
+    shipmentId: "s1",
+    carrierCode: "acme",
+    customerId: "cust-1",
+    customerReference: "order-9",
+    serviceLevel: ServiceLevel.EXPRESS,
+    origin: { countryCode: "DE", city: "Frankfurt", postalCode: "60311", location: { latitude: 50.11, longitude: 8.68 } },
+    destination: { countryCode: "FR", city: "Paris", postalCode: "75001", location: { latitude: 48.86, longitude: 2.35 } },
+  }),
 };
-const scan = (id: string, hour: number, kind: ScanKind, hubCode?: string): ShipmentEventInput => ({
-  type: "scan",
-  eventId: id,
-  trackingNumber: TN,
-  eventTime: new Date(Date.UTC(2026, 10, 20, hour)).toISOString(),
-  carrierCode: "acme",
-  kind,
-  rawStatus: { code: `K${kind}`, text: "raw" },
-  ...(hubCode ? { hubCode, location: { lat: 50.0333, lon: 8.5706 } } : {}),
-  note: "left with neighbour",
+const scan = (id: string, hour: number, kind: ScanKind, hubCode?: string, status = ShipmentStatus.UNSPECIFIED): ProjectedEvent => ({
+  type: "scan.recorded",
+  message: create(ScanRecordedSchema, {
+    eventId: id,
+    kind,
+    status,
+    scan: {
+      trackingNumber: TN,
+      eventTime: timestampFromMs(Date.UTC(2026, 10, 20, hour)),
+      carrierCode: "acme",
+      rawStatus: { code: `K${kind}`, text: "raw" },
+      ...(hubCode ? { hubCode, location: { latitude: 50.0333, longitude: 8.5706 } } : {}),
+      note: "left with neighbour",
+    },
+  }),
 });
 
-function fold(events: ShipmentEventInput[]): ShipmentDoc {
+/** A history entry for an event, applied a second after its event time. */
+function stored(event: ProjectedEvent, late = false): StoredEvent {
+  const { eventId, trackingNumber, eventTime } = eventKey(event);
+  return { event, eventId, trackingNumber, eventTime, late, appliedAt: timestampFromMs(Date.parse(eventTime) + 1000) };
+}
+
+function fold(events: ProjectedEvent[]): ShipmentDoc {
   let doc: ShipmentDoc | undefined;
   for (const e of events) doc = applyToDoc(doc, e).doc;
   return doc as ShipmentDoc;
@@ -87,15 +101,9 @@ describe("shipmentMessage / publicShipment", () => {
   });
 
   it("strips event ids, recorded times and late flags from public events", () => {
-    const e = shipmentEventMessage({
-      eventId: "s2",
-      trackingNumber: TN,
-      type: "scan",
-      eventTime: "2026-11-20T10:00:00.000Z",
-      late: true,
-      appliedAt: "2026-11-20T10:00:01.000Z",
-      event: scan("s2", 10, ScanKind.HUB_ARRIVAL, "FRA"),
-    });
+    const e = shipmentEventMessage(stored(scan("s2", 10, ScanKind.HUB_ARRIVAL, "FRA"), true));
+    assert.equal(e.late, true);
+    assert.deepEqual(e.eventTime, timestampFromMs(Date.UTC(2026, 10, 20, 10)));
     assert.equal(e.kind, ShipmentEventKind.SCAN);
     assert.equal(e.description, "Arrived at hub FRA");
     assert.equal(e.status, ShipmentStatus.IN_TRANSIT);
@@ -113,10 +121,7 @@ describe("shipmentMessage / publicShipment", () => {
     const p = publicShipment(s);
     assert.equal(p.lastCarrierStatus?.text, "raw");
     assert.equal(p.lastCarrierStatus?.code, "");
-    const e = shipmentEventMessage({
-      eventId: "s2", trackingNumber: TN, type: "scan", eventTime: "2026-11-20T10:00:00.000Z", late: false,
-      appliedAt: "2026-11-20T10:00:01.000Z", event: scan("s2", 10, ScanKind.HUB_ARRIVAL, "FRA"),
-    });
+    const e = shipmentEventMessage(stored(scan("s2", 10, ScanKind.HUB_ARRIVAL, "FRA")));
     assert.equal(e.carrierStatus?.code, `K${ScanKind.HUB_ARRIVAL}`);
     assert.equal(publicShipmentEvent(e).carrierStatus?.code, "");
     assert.equal(publicShipmentEvent(e).carrierStatus?.text, "raw");
@@ -131,7 +136,7 @@ describe("shipmentMessage / publicShipment", () => {
   });
 
   it("calls a customs exception a hold at customs", () => {
-    assert.equal(describeEvent({ ...scan("h", 1, ScanKind.CUSTOMS, "FRA"), status: ShipmentStatus.EXCEPTION } as ShipmentEventInput), "Held at customs");
+    assert.equal(describeEvent(scan("h", 1, ScanKind.CUSTOMS, "FRA", ShipmentStatus.EXCEPTION)), "Held at customs");
   });
 
   it("describes a correction as STATUS_CORRECTED", () => {
@@ -177,21 +182,9 @@ describe("route plans from routing events to the Shipment message", () => {
     updatedAt: at(10),
   });
 
-  it("maps a RoutePlanned's legs into the store input, which the store accepts unchanged", () => {
-    const input = routePlannedInput(planned);
-    assert.deepEqual(input.legs, [
-      { fromHub: "FRA", toHub: "CDG", mode: TransportMode.AIR, plannedDeparture: "2026-11-20T11:00:00.000Z", plannedArrival: "2026-11-20T13:00:00.000Z", departureId: "FRA_CDG" },
-      { fromHub: "CDG", toHub: "PAR1", mode: TransportMode.ROAD, plannedDeparture: "2026-11-20T14:00:00.000Z", plannedArrival: "2026-11-20T16:00:00.000Z", departureId: "CDG_PAR1" },
-    ]);
-    assert.equal(input.revision, 1);
-    assert.equal(input.plannedAt, "2026-11-20T08:00:00.000Z");
-    assert.deepEqual(validateEvent(input), input);
-    assert.equal(routeUpdatedInput(updated).revision, 2);
-  });
-
   it("renders the newest route's legs, revision and ETA, and keeps them (without route_id) in the public view", () => {
     // The update arrives first; the older plan arriving afterwards must not replace its legs.
-    const doc = fold([created, routeUpdatedInput(updated), routePlannedInput(planned)]);
+    const doc = fold([created, { type: "route.updated", message: updated }, { type: "route.planned", message: planned }]);
     const s = shipmentMessage(doc);
     assert.equal(s.route?.routeId, "r_secret");
     assert.equal(s.route?.trackingNumber, TN);
@@ -213,7 +206,7 @@ describe("route plans from routing events to the Shipment message", () => {
   it("gives travelled legs their actual times from the scans, and says why the ETA changed", () => {
     const doc = fold([
       created,
-      routeUpdatedInput(updated),
+      { type: "route.updated", message: updated },
       scan("d1", 11, ScanKind.HUB_DEPARTURE, "FRA"),
       scan("a1", 14, ScanKind.HUB_ARRIVAL, "AMS"),
       scan("d2", 15, ScanKind.HUB_DEPARTURE, "AMS"),
@@ -236,10 +229,7 @@ describe("route plans from routing events to the Shipment message", () => {
       eventId: "route.3",
       route: { ...updated.route!, legs: [{ ...updated.route!.legs[0]!, actualArrival: at(13) }, updated.route!.legs[1]!] },
     });
-    const input = routeUpdatedInput(withActual);
-    assert.equal(input.legs?.[0]?.actualArrival, "2026-11-20T13:00:00.000Z");
-    assert.deepEqual(validateEvent(input), input);
-    const s = shipmentMessage(fold([created, input]));
+    const s = shipmentMessage(fold([created, { type: "route.updated", message: withActual }]));
     assert.deepEqual(s.route?.legs[0]?.actualArrival, at(13));
   });
 
@@ -300,9 +290,7 @@ describe("shipment history replay", () => {
   // Applied out of event-time order: the delivery scan arrived before the hub scan.
   const applied = [created, scan("s3", 12, ScanKind.DELIVERED), scan("s1", 9, ScanKind.PICKUP), scan("s2", 10, ScanKind.HUB_ARRIVAL, "FRA")];
   const target = fold(applied);
-  const history = new Map(
-    applied.map((e) => [e.eventId, { eventId: e.eventId, trackingNumber: TN, type: e.type, eventTime: e.eventTime, late: false, appliedAt: e.eventTime, event: e }]),
-  );
+  const history = new Map(applied.map((e) => [e.message.eventId, stored(e)]));
 
   it("rebuilds every intermediate version in applied order", () => {
     const steps = stepsBetween(undefined, target, history);

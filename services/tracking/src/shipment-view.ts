@@ -1,13 +1,7 @@
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { PlaceSchema, type GeoPoint, type Place } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
-import {
-  EtaChangeReason,
-  RouteLegSchema,
-  RouteSchema,
-  type Eta,
-  type Route,
-} from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { create, fromJson } from "@bufbuild/protobuf";
+import { timestampDate, TimestampSchema, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { GeoPointSchema, PlaceSchema, type GeoPoint, type Place } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
+import { EtaChangeReason, EtaSchema, RouteSchema, type Eta, type RouteLegJson, type Route } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { CarrierStatusSchema, ScanKind, type CarrierStatus } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import {
@@ -17,56 +11,22 @@ import {
   type Shipment,
   type ShipmentEvent,
 } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
-import { statusForKind } from "./store/derive.js";
-import type {
-  EtaDoc,
-  GeoPointDoc,
-  PlaceDoc,
-  RouteDoc,
-  RouteLegDoc,
-  ShipmentDoc,
-  ShipmentEventInput,
-  StoredEvent,
-  TimelineEntry,
-} from "./store/ports.js";
+import { resolveScanStatus } from "./store/derive.js";
+import { eventTimestamp } from "./store/events.js";
+import type { ProjectedEvent, ShipmentDoc, StoredEvent, TimelineEntry } from "./store/ports.js";
 
 /**
- * Rendering of the store's documents as the TrackingService's messages, and the public view
- * anonymous callers get. Pure: no I/O.
+ * Rendering of the store's documents and history as the TrackingService's messages, and the
+ * public view anonymous callers get. The document's nested values are proto JSON, read with
+ * `fromJson`; history events are the mesh's messages already. Pure: no I/O.
  */
 
 /** Anonymous callers see positions rounded to this many degrees (about 11 km of latitude). */
 export const PUBLIC_LOCATION_PRECISION_DEG = 0.1;
 
-function ts(iso: string | undefined): Timestamp | undefined {
-  return iso === undefined ? undefined : timestampFromDate(new Date(iso));
-}
-
-function point(p: GeoPointDoc | undefined): GeoPoint | undefined {
-  return p ? { $typeName: "logistics.common.v1.GeoPoint", latitude: p.lat, longitude: p.lon } : undefined;
-}
-
-function place(p: PlaceDoc | undefined): Place | undefined {
-  if (!p) return undefined;
-  const location = point(p.location);
-  return create(PlaceSchema, {
-    countryCode: p.countryCode,
-    city: p.city,
-    postalCode: p.postalCode ?? "",
-    hubCode: p.hubCode ?? "",
-    ...(location ? { location } : {}),
-  });
-}
-
-function eta(e: EtaDoc | undefined): Eta | undefined {
-  if (!e) return undefined;
-  return {
-    $typeName: "logistics.common.v1.Eta",
-    estimatedArrival: ts(e.estimatedArrival),
-    earliest: ts(e.earliest),
-    latest: ts(e.latest),
-    confidence: e.confidence ?? 0,
-  };
+/** A document time (ISO-8601, the JSON form of a Timestamp) as a Timestamp. */
+export function docTime(iso: string | undefined): Timestamp | undefined {
+  return iso === undefined ? undefined : fromJson(TimestampSchema, iso);
 }
 
 /** Actual times of one leg, as ISO strings. */
@@ -82,10 +42,11 @@ export interface LegActuals {
  * `fromHub` before that arrival. A leg without matching scans gets neither; a leg the parcel left but
  * has not reached yet gets only its departure. Pure.
  */
-export function legActualsFromScans(legs: readonly RouteLegDoc[], timeline: readonly TimelineEntry[]): LegActuals[] {
+export function legActualsFromScans(legs: ReadonlyArray<Pick<RouteLegJson, "fromHub" | "toHub">>, timeline: readonly TimelineEntry[]): LegActuals[] {
   let from = 0;
   return legs.map((leg) => {
-    const find = (kind: ScanKind, hub: string, start: number, end: number) => {
+    const find = (kind: ScanKind, hub: string | undefined, start: number, end: number) => {
+      if (!hub) return -1;
       for (let k = start; k < end; k++) {
         const e = timeline[k]!;
         if (e.kind === kind && e.hubCode === hub) return k;
@@ -108,27 +69,19 @@ export function legActualsFromScans(legs: readonly RouteLegDoc[], timeline: read
  * leg's actual times come from the scans (see {@link legActualsFromScans}), falling back to what
  * routing recorded.
  */
-function route(r: RouteDoc | undefined, trackingNumber: string, e: EtaDoc | undefined, timeline: readonly TimelineEntry[]): Route | undefined {
-  if (!r) return undefined;
-  const actuals = legActualsFromScans(r.legs, timeline);
-  return create(RouteSchema, {
-    routeId: r.routeId ?? "",
-    trackingNumber,
-    legs: r.legs.map((leg, i) =>
-      create(RouteLegSchema, {
-        fromHub: leg.fromHub,
-        toHub: leg.toHub,
-        mode: leg.mode,
-        plannedDeparture: ts(leg.plannedDeparture),
-        plannedArrival: ts(leg.plannedArrival),
-        departureId: leg.departureId ?? "",
-        actualDeparture: ts(actuals[i]?.departure ?? leg.actualDeparture),
-        actualArrival: ts(actuals[i]?.arrival ?? leg.actualArrival),
-      }),
-    ),
-    eta: eta(e),
-    revision: r.revision ?? 0,
-    plannedAt: ts(r.plannedAt),
+function route(doc: ShipmentDoc): Route | undefined {
+  const plan = doc.route;
+  if (!plan) return undefined;
+  const legs = plan.legs ?? [];
+  const actuals = legActualsFromScans(legs, doc.derivation.timeline);
+  return fromJson(RouteSchema, {
+    ...plan,
+    trackingNumber: doc.trackingNumber,
+    ...(doc.eta ? { eta: doc.eta } : {}),
+    legs: legs.map((leg, i) => {
+      const { departure, arrival } = actuals[i] ?? {};
+      return { ...leg, ...(departure ? { actualDeparture: departure } : {}), ...(arrival ? { actualArrival: arrival } : {}) };
+    }),
   });
 }
 
@@ -147,7 +100,7 @@ function currentHub(doc: ShipmentDoc): string {
  * Routing's ETA is closed by the delivery; the proto leaves it unset after delivery.
  */
 export function shipmentEta(doc: ShipmentDoc): Eta | undefined {
-  return doc.status === ShipmentStatus.DELIVERED ? undefined : eta(doc.eta);
+  return doc.status === ShipmentStatus.DELIVERED || !doc.eta ? undefined : fromJson(EtaSchema, doc.eta);
 }
 
 /** The full (internal) Shipment message for a store document. */
@@ -161,19 +114,19 @@ export function shipmentMessage(doc: ShipmentDoc): Shipment {
     customerId: doc.customerId ?? "",
     customerReference: doc.customerReference ?? "",
     serviceLevel: doc.serviceLevel ?? ServiceLevel.UNSPECIFIED,
-    origin: place(doc.origin),
-    destination: place(doc.destination),
+    origin: doc.origin && fromJson(PlaceSchema, doc.origin),
+    destination: doc.destination && fromJson(PlaceSchema, doc.destination),
     status: doc.status,
-    lastCarrierStatus: doc.carrierStatus ? { code: doc.carrierStatus.code, text: doc.carrierStatus.text } : undefined,
-    statusTime: ts(doc.statusTime),
+    lastCarrierStatus: doc.carrierStatus && fromJson(CarrierStatusSchema, doc.carrierStatus),
+    statusTime: docTime(doc.statusTime),
     currentHubCode: currentHub(doc),
-    currentLocation: point(doc.location),
+    currentLocation: doc.location && create(GeoPointSchema, doc.location),
     eta: shipmentEta(doc),
-    route: route(doc.route, doc.trackingNumber, doc.eta, doc.derivation.timeline),
+    route: route(doc),
     etaChangeReason: doc.etaReason ?? EtaChangeReason.UNSPECIFIED,
-    createdAt: ts(createdAt),
-    updatedAt: ts(doc.updatedAt),
-    deliveredAt: delivered ? ts(doc.statusTime) : undefined,
+    createdAt: docTime(createdAt),
+    updatedAt: docTime(doc.updatedAt),
+    deliveredAt: delivered ? docTime(doc.statusTime) : undefined,
     version: BigInt(doc.version),
     eventCount: doc.derivation.eventIds.length,
   });
@@ -248,49 +201,50 @@ const REASON_TEXT: Partial<Record<EtaChangeReason, string>> = {
   [EtaChangeReason.EARLY_DEPARTURE]: "early departure",
 };
 
-function day(iso: string): string {
-  return new Date(iso).toLocaleDateString("en-GB", { day: "numeric", month: "short", timeZone: "UTC" });
+function day(t: Timestamp | undefined): string {
+  return t ? timestampDate(t).toLocaleDateString("en-GB", { day: "numeric", month: "short", timeZone: "UTC" }) : "?";
 }
 
 /** A one-line English summary of an event ("Arrived at hub FRA", "ETA moved to 14 Mar: missed cut-off"). */
-export function describeEvent(e: ShipmentEventInput): string {
+export function describeEvent(e: ProjectedEvent): string {
   switch (e.type) {
-    case "shipment_created":
+    case "shipment.created":
       return "Shipment information received";
-    case "scan": {
-      if (e.kind === ScanKind.CUSTOMS && e.status === ShipmentStatus.EXCEPTION) return "Held at customs";
-      const text = SCAN_TEXT[e.kind] ?? "Carrier update";
-      return e.hubCode && (e.kind === ScanKind.HUB_ARRIVAL || e.kind === ScanKind.HUB_DEPARTURE) ? `${text} ${e.hubCode}` : text;
+    case "scan.recorded": {
+      const { kind, status } = e.message;
+      const hubCode = e.message.scan?.hubCode;
+      if (kind === ScanKind.CUSTOMS && status === ShipmentStatus.EXCEPTION) return "Held at customs";
+      const text = SCAN_TEXT[kind] ?? "Carrier update";
+      return hubCode && (kind === ScanKind.HUB_ARRIVAL || kind === ScanKind.HUB_DEPARTURE) ? `${text} ${hubCode}` : text;
     }
-    case "route_planned":
-      return `Route planned: ETA ${day(e.eta.estimatedArrival)}`;
-    case "route_updated": {
-      const reason = e.reason !== undefined ? REASON_TEXT[e.reason] : undefined;
-      return `ETA moved to ${day(e.eta.estimatedArrival)}${reason ? `: ${reason}` : ""}`;
+    case "route.planned":
+      return `Route planned: ETA ${day(e.message.route?.eta?.estimatedArrival)}`;
+    case "route.updated": {
+      const reason = REASON_TEXT[e.message.reason];
+      return `ETA moved to ${day(e.message.route?.eta?.estimatedArrival)}${reason ? `: ${reason}` : ""}`;
     }
   }
 }
 
-function eventKind(e: ShipmentEventInput): ShipmentEventKind {
+function eventKind(e: ProjectedEvent): ShipmentEventKind {
   switch (e.type) {
-    case "shipment_created":
+    case "shipment.created":
       return ShipmentEventKind.CREATED;
-    case "scan":
-      return e.kind === ScanKind.CORRECTION ? ShipmentEventKind.STATUS_CORRECTED : ShipmentEventKind.SCAN;
-    case "route_planned":
+    case "scan.recorded":
+      return e.message.kind === ScanKind.CORRECTION ? ShipmentEventKind.STATUS_CORRECTED : ShipmentEventKind.SCAN;
+    case "route.planned":
       return ShipmentEventKind.ROUTE_PLANNED;
-    case "route_updated":
+    case "route.updated":
       return ShipmentEventKind.ROUTE_UPDATED;
   }
 }
 
-function eventStatus(e: ShipmentEventInput): ShipmentStatus {
+function eventStatus(e: ProjectedEvent): ShipmentStatus {
   switch (e.type) {
-    case "shipment_created":
+    case "shipment.created":
       return ShipmentStatus.INFO_RECEIVED;
-    case "scan":
-      if (e.kind === ScanKind.INFO) return ShipmentStatus.INFO_RECEIVED;
-      return e.status !== undefined && e.status !== ShipmentStatus.UNSPECIFIED ? e.status : statusForKind(e.kind);
+    case "scan.recorded":
+      return resolveScanStatus(e.message.kind, e.message.status);
     default:
       return ShipmentStatus.UNSPECIFIED;
   }
@@ -299,17 +253,17 @@ function eventStatus(e: ShipmentEventInput): ShipmentStatus {
 /** The full (internal) ShipmentEvent message for a history entry. */
 export function shipmentEventMessage(s: StoredEvent): ShipmentEvent {
   const e = s.event;
-  const scan = e.type === "scan" ? e : undefined;
+  const scanned = e.type === "scan.recorded" ? e.message : undefined;
   return create(ShipmentEventSchema, {
     eventId: s.eventId,
     kind: eventKind(e),
-    eventTime: ts(s.eventTime),
-    recordedAt: ts(s.appliedAt),
+    eventTime: eventTimestamp(e),
+    recordedAt: s.appliedAt,
     status: eventStatus(e),
-    scanKind: scan?.kind ?? ScanKind.UNSPECIFIED,
-    carrierStatus: scan ? { code: scan.rawStatus.code, text: scan.rawStatus.text } : undefined,
-    hubCode: scan?.hubCode ?? "",
-    location: point(scan?.location),
+    scanKind: scanned?.kind ?? ScanKind.UNSPECIFIED,
+    carrierStatus: scanned?.scan?.rawStatus,
+    hubCode: scanned?.scan?.hubCode ?? "",
+    location: scanned?.scan?.location,
     late: s.late,
     description: describeEvent(e),
   });

@@ -12,7 +12,7 @@ import { createCatalogPublisher, createEventCatalog, publication, type CatalogPu
 import { EventHeaders, ensureStreams } from "@logistics/shared/nats";
 import { uniqueName, waitFor } from "@logistics/shared/testing";
 import type { PostgresShipmentStore } from "../src/store/postgres/postgres-shipment-store.js";
-import type { ShipmentDoc, ShipmentEventInput } from "../src/store/ports.js";
+import type { ShipmentDoc, ProjectedEvent } from "../src/store/ports.js";
 import { CARRIER, createProjectorTestEnv, REGION, type ProjectorTestEnv } from "./tracking-fixtures.js";
 
 /*
@@ -28,7 +28,7 @@ const KINDS = [ScanKind.PICKUP, ScanKind.OUT_FOR_DELIVERY, ScanKind.DELIVERY_ATT
 const BASE = Date.UTC(2026, 10, 20, 8, 0, 0);
 
 /** Scan `n` (0-based) of shipment `tn`: the n-th step of the journey, an hour after the previous. */
-function scan(tn: string, n: number, over: { eventTime?: Date | null } = {}): ScanRecorded {
+function scan(tn: string, n: number, over: { eventTime?: Date | null; latitude?: number } = {}): ScanRecorded {
   const at = over.eventTime === undefined ? new Date(BASE + (n + 1) * 3_600_000) : over.eventTime;
   return create(ScanRecordedSchema, {
     eventId: `scan.${tn}.${n}`,
@@ -38,6 +38,7 @@ function scan(tn: string, n: number, over: { eventTime?: Date | null } = {}): Sc
       carrierCode: CARRIER,
       rawStatus: { code: `K${n}`, text: "scanned" },
       ...(at ? { eventTime: timestampFromDate(at) } : {}),
+      ...(over.latitude !== undefined ? { location: { latitude: over.latitude, longitude: 0 } } : {}),
     },
     kind: KINDS[n % KINDS.length] as ScanKind,
     recordedAt: timestampFromDate(new Date()),
@@ -124,7 +125,7 @@ describe("the batched tracking projector (real nats-server and PostgreSQL)", () 
     await startReplica(catalog, {
       maxBatch: 30,
       maxInFlightBatches: 1,
-      wrap: (apply) => async (events: readonly ShipmentEventInput[]) => {
+      wrap: (apply) => async (events: readonly ProjectedEvent[]) => {
         calls.push(events.length);
         return apply(events);
       },
@@ -166,15 +167,15 @@ describe("the batched tracking projector (real nats-server and PostgreSQL)", () 
     const { catalog, publishScans } = await setup();
     const good = Array.from({ length: 12 }, (_, i) => tnOf("BPOK", i));
     const list: ScanRecorded[] = good.map((tn) => scan(tn, 0));
-    // Two kinds of poison between them: a scan without event time (no store input can be made)
-    // and one the store rejects (a tracking number outside its pattern).
+    // Two kinds of poison between them: a scan without event time (nothing to order or
+    // partition it by) and one whose position no geo index takes.
     list.splice(3, 0, scan(tnOf("BPNT", 0), 0, { eventTime: null }));
-    list.splice(8, 0, scan("bad-number", 0));
+    list.splice(8, 0, scan(tnOf("BPLL", 0), 0, { latitude: 91 }));
     await publishScans(list);
     const calls: number[] = [];
     const { projector } = await startReplica(catalog, {
       maxBatch: 100,
-      wrap: (apply) => async (events: readonly ShipmentEventInput[]) => {
+      wrap: (apply) => async (events: readonly ProjectedEvent[]) => {
         calls.push(events.length);
         return apply(events);
       },
@@ -185,8 +186,8 @@ describe("the batched tracking projector (real nats-server and PostgreSQL)", () 
     assert.equal(stats?.batches, 1, "all in one batch");
     assert.equal(stats?.deadLettered, 2);
     assert.equal(stats?.acked, good.length);
-    // The store rejected the batch once (nothing written), then committed the rest.
-    assert.deepEqual(calls, [good.length + 1, good.length]);
+    // The store rejected the batch once per poison (nothing written), then committed the rest.
+    assert.deepEqual(calls, [good.length + 2, good.length + 1, good.length]);
     const applied = await store.pool.query<{ n: string; tx: string }>(
       "SELECT count(*) AS n, count(DISTINCT xmin::text) AS tx FROM shipment_events WHERE tracking_number = ANY($1)",
       [good],
@@ -194,7 +195,7 @@ describe("the batched tracking projector (real nats-server and PostgreSQL)", () 
     assert.equal(Number(applied.rows[0]?.n), good.length);
     assert.equal(Number(applied.rows[0]?.tx), 1, "the rest of the batch is one transaction");
     const poisoned = await store.pool.query<{ n: string }>("SELECT count(*) AS n FROM applied_events WHERE event_id = ANY($1)", [
-      [`scan.${tnOf("BPNT", 0)}.0`, "scan.bad-number.0"],
+      [`scan.${tnOf("BPNT", 0)}.0`, `scan.${tnOf("BPLL", 0)}.0`],
     ]);
     assert.equal(Number(poisoned.rows[0]?.n), 0, "poison is not recorded as applied");
 
@@ -208,7 +209,7 @@ describe("the batched tracking projector (real nats-server and PostgreSQL)", () 
       reasons.push(m?.header.get(EventHeaders.DlqReason) ?? "");
     }
     assert.ok(reasons.some((r) => /^poison: .*scan\.event_time/.test(r)), reasons.join(" | "));
-    assert.ok(reasons.some((r) => /^poison: .*trackingNumber/.test(r)), reasons.join(" | "));
+    assert.ok(reasons.some((r) => /^poison: .*scan\.location/.test(r)), reasons.join(" | "));
   });
 
   it("loses nothing and applies nothing twice when a replica dies after its commit and before its acks", async () => {
@@ -226,7 +227,7 @@ describe("the batched tracking projector (real nats-server and PostgreSQL)", () 
     const a = await startReplica(catalog, {
       maxBatch: 25,
       maxInFlightBatches: 1,
-      wrap: (apply) => async (events: readonly ShipmentEventInput[]) => {
+      wrap: (apply) => async (events: readonly ProjectedEvent[]) => {
         const results = await apply(events);
         committed += events.length;
         await hung;

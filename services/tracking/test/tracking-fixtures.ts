@@ -37,15 +37,15 @@ import {
 import { RoutePlannedSchema, type RoutePlanned } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import type { EventPublisher } from "@logistics/shared/nats";
 import { createSubjects, type Subjects } from "@logistics/shared/nats";
-import { applyToDoc, compareKeys, validateEvent } from "../src/store/derive.js";
-import type { ShipmentDoc, ShipmentEventInput } from "../src/store/ports.js";
-import { routePlannedInput, scanInput, shipmentCreatedInput } from "../src/event-inputs.js";
+import { applyToDoc, compareKeys } from "../src/store/derive.js";
+import { eventKey } from "../src/store/events.js";
+import type { ProjectedEvent, ShipmentDoc } from "../src/store/ports.js";
 
-/** One event of a generated data set, as published and as the store sees it. */
+/** One event of a generated data set: published as `message`, applied by the store as `event`. */
 export type FixtureEvent =
-  | { kind: "scan"; message: ScanRecorded; input: ShipmentEventInput }
-  | { kind: "created"; message: ShipmentCreated; input: ShipmentEventInput }
-  | { kind: "route"; message: RoutePlanned; input: ShipmentEventInput };
+  | { kind: "scan"; message: ScanRecorded; event: ProjectedEvent }
+  | { kind: "created"; message: ShipmentCreated; event: ProjectedEvent }
+  | { kind: "route"; message: RoutePlanned; event: ProjectedEvent };
 
 export const REGION = "eu-west";
 export const CARRIER = "acme";
@@ -84,7 +84,7 @@ export function createdEvent(tn: string, at: Date, customerId = "cust-1"): Fixtu
     readyTime: timestampFromDate(at),
     weightGrams: 1200,
   });
-  return { kind: "created", message, input: shipmentCreatedInput(message) };
+  return { kind: "created", message, event: { type: "shipment.created", message } };
 }
 
 export function scanEvent(tn: string, n: number, kind: ScanKind, at: Date, hub?: (typeof HUBS)[number]): FixtureEvent {
@@ -104,7 +104,7 @@ export function scanEvent(tn: string, n: number, kind: ScanKind, at: Date, hub?:
     recordedAt: timestampFromDate(new Date()),
     region: REGION,
   });
-  return { kind: "scan", message, input: scanInput(message) };
+  return { kind: "scan", message, event: { type: "scan.recorded", message } };
 }
 
 /** A RoutePlanned (revision 1) FRA → CDG → AMS by road then air, with the given ETA. */
@@ -126,7 +126,7 @@ export function routeEvent(tn: string, at: Date, eta: Date): FixtureEvent {
     },
     plannedAt: timestampFromDate(at),
   });
-  return { kind: "route", message, input: routePlannedInput(message) };
+  return { kind: "route", message, event: { type: "route.planned", message } };
 }
 
 const JOURNEY: ScanKind[] = [
@@ -208,18 +208,21 @@ export async function publishShuffled(
 
 /** The sequential oracle: each shipment's events applied one by one in event-time order. */
 export function oracle(events: readonly FixtureEvent[]): Map<string, ShipmentDoc> {
-  const byTn = new Map<string, ShipmentEventInput[]>();
-  for (const e of events) {
-    const input = validateEvent(e.input);
-    const list = byTn.get(input.trackingNumber) ?? [];
-    list.push(input);
-    byTn.set(input.trackingNumber, list);
+  const byTn = new Map<string, ProjectedEvent[]>();
+  for (const { event } of events) {
+    const { trackingNumber } = eventKey(event);
+    const list = byTn.get(trackingNumber) ?? [];
+    list.push(event);
+    byTn.set(trackingNumber, list);
   }
   const out = new Map<string, ShipmentDoc>();
   for (const [tn, list] of byTn) {
-    list.sort((a, b) => compareKeys(a.eventTime, a.eventId, b.eventTime, b.eventId));
+    list.sort((a, b) => {
+      const [x, y] = [eventKey(a), eventKey(b)];
+      return compareKeys(x.eventTime, x.eventId, y.eventTime, y.eventId);
+    });
     let doc: ShipmentDoc | undefined;
-    for (const input of list) doc = applyToDoc(doc, input).doc;
+    for (const event of list) doc = applyToDoc(doc, event).doc;
     if (doc) out.set(tn, doc);
   }
   return out;

@@ -5,7 +5,6 @@ import { createHandlerContext, type HandlerContext } from "@connectrpc/connect";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
-import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import {
   TrackingService,
   WatchShipmentRequestSchema,
@@ -15,7 +14,8 @@ import {
 import { createSubjects } from "@logistics/shared/nats";
 import { createTestSchema, testNatsUrl, uniqueName, waitFor, type TestSchema } from "@logistics/shared/testing";
 import { createLiveHub, createLiveNotifier } from "../src/live-updates.js";
-import { createPostgresShipmentStore, type PostgresShipmentStore, type ShipmentEventInput } from "../src/store/index.js";
+import { createPostgresShipmentStore, type PostgresShipmentStore } from "../src/store/index.js";
+import { created as createdEvent, scan as scanEvent } from "./store/event-builders.js";
 import { createTrackingMetrics } from "../src/tracking-metrics.js";
 import { createTrackingHandlers } from "../src/tracking-handlers.js";
 
@@ -44,26 +44,9 @@ describe("WatchShipment fan-out (real PostgreSQL store and NATS notices)", () =>
     const notifier = createLiveNotifier(nc, subjects);
     const tn = `FAN${uniqueName("t").replace(/[^A-Za-z0-9]/g, "").toUpperCase().slice(-12)}`;
     const t0 = Date.now() - 3_600_000;
-    const created: ShipmentEventInput = {
-      type: "shipment_created",
-      eventId: `${tn}-0`,
-      trackingNumber: tn,
-      eventTime: new Date(t0).toISOString(),
-      shipmentId: `s-${tn}`,
-      carrierCode: "acme",
-      customerId: "cust-1",
-      serviceLevel: ServiceLevel.STANDARD,
-    };
-    const scan = (i: number, kind: ScanKind): ShipmentEventInput => ({
-      type: "scan",
-      eventId: `${tn}-${i}`,
-      trackingNumber: tn,
-      eventTime: new Date(t0 + i * 60_000).toISOString(),
-      carrierCode: "acme",
-      kind,
-      rawStatus: { code: ScanKind[kind], text: "scanned" },
-      location: { lat: 50, lon: 8 },
-    });
+    const created = createdEvent(tn, `${tn}-0`, t0, "cust-1");
+    const scan = (i: number, kind: ScanKind) =>
+      scanEvent(tn, `${tn}-${i}`, t0 + i * 60_000, kind, { rawStatus: { code: ScanKind[kind], text: "scanned" }, location: { latitude: 50, longitude: 8 } });
     await store.applyEvents([created]);
 
     // The store as the service sees it, counting the reads a watch makes.

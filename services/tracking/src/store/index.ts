@@ -2,17 +2,16 @@ export type * from "./ports.js";
 export * from "./errors.js";
 export {
   applyToDoc,
-  assertSize,
   compareKeys,
   deriveStatus,
   isTerminal,
-  MAX_DOCUMENT_BYTES,
-  MAX_ROUTE_LEGS,
+  resolveScanStatus,
+  roundCoordinate,
   statusForKind,
-  validateEvent,
-  validatePoint,
   type DeriveResult,
 } from "./derive.js";
+export { checkEvent, eventFromJson, eventJson, eventKey, eventTimestamp, EVENT_TYPES, type EventKey } from "./events.js";
+export { assertSize, MAX_DOCUMENT_BYTES } from "./size.js";
 export { decodeCursor, encodeCursor, MAX_PAGE_SIZE } from "./cursor.js";
 export { normalizeQuery, type NormalizedQuery } from "./query.js";
 export { MIGRATIONS, migrate, STORE_LOCK_NAME, type Migration } from "./postgres/migrations.js";

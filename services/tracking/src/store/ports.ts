@@ -1,135 +1,33 @@
-import type { EtaChangeReason, TransportMode } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
-import type { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { GeoPoint, PlaceJson } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
+import type { EtaChangeReason, EtaJson, RouteJson } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import type { CarrierStatusJson, ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import type { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import type { ScanRecorded, ShipmentCreated } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import type { RoutePlanned, RouteUpdated } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 
 /**
- * Storage ports of the shipment read model. Everything here is domain-level and JSON-safe: no
- * driver types, times as ISO-8601 UTC strings (`Date.prototype.toISOString()` form, which also
- * sorts lexicographically), enums as the generated protobuf enums.
+ * Storage ports of the shipment read model. Events come in as the mesh's Protobuf messages and
+ * are kept as their proto JSON (`toJson`); the document's nested values (places, ETA, route,
+ * carrier status) are proto JSON too, so rendering them is `fromJson`. The document's own order
+ * keys (event times of what set each field, `updatedAt`) are ISO-8601 UTC strings in
+ * `Date.prototype.toISOString()` form, which sort lexicographically; enums are the generated
+ * protobuf enums.
  */
-
-/** A WGS 84 point in decimal degrees. */
-export interface GeoPointDoc {
-  lat: number;
-  lon: number;
-}
-
-/** A carrier's own status code and text, kept verbatim. */
-export interface CarrierStatusDoc {
-  code: string;
-  text: string;
-}
-
-/** An address reduced to what tracking shows. */
-export interface PlaceDoc {
-  countryCode: string;
-  postalCode?: string;
-  city: string;
-  location?: GeoPointDoc;
-  hubCode?: string;
-}
-
-/** An estimated time of arrival with its window. */
-export interface EtaDoc {
-  estimatedArrival: string;
-  earliest?: string;
-  latest?: string;
-  confidence?: number;
-}
-
-/** One leg of a planned route: a scheduled movement between two hubs. */
-export interface RouteLegDoc {
-  /** Hub code the leg departs from, `^[A-Z0-9]{3,8}$`. */
-  fromHub: string;
-  /** Hub code the leg arrives at, `^[A-Z0-9]{3,8}$`. */
-  toHub: string;
-  mode: TransportMode;
-  plannedDeparture?: string;
-  plannedArrival?: string;
-  /** The schedule entry (flight, sailing, train or truck departure), `^[A-Za-z0-9_-]{1,64}$`. */
-  departureId?: string;
-  /** When routing saw the parcel leave `fromHub` on this leg (travelled legs kept in a re-plan). */
-  actualDeparture?: string;
-  /** When routing saw the parcel arrive at `toHub` on this leg. */
-  actualArrival?: string;
-}
 
 /**
- * The route plan of the newest route event (the same event that set the ETA). `legs` are in
- * travel order; empty when origin and destination are served by the same hub.
+ * An event the store applies: a catalog event in its Protobuf form, tagged with its catalog name
+ * (a batch consumer's item is one). Its event time is the message's own (see events.ts
+ * `eventKey`); a producer's message without one gets it filled in by the projector.
  */
-export interface RouteDoc {
-  routeId?: string;
-  /** Routing's revision of the shipment's route (1 for the first plan). */
-  revision?: number;
-  /** When routing planned this revision. */
-  plannedAt?: string;
-  legs: RouteLegDoc[];
-}
+export type ProjectedEvent =
+  | { readonly type: "scan.recorded"; readonly message: ScanRecorded }
+  | { readonly type: "shipment.created"; readonly message: ShipmentCreated }
+  | { readonly type: "route.planned"; readonly message: RoutePlanned }
+  | { readonly type: "route.updated"; readonly message: RouteUpdated };
 
-/** Fields every event carries. */
-export interface EventBase {
-  /** Globally unique, stable across redeliveries; the idempotency key. 1..128 chars. */
-  eventId: string;
-  /** `^[A-Z0-9]{8,30}$`. */
-  trackingNumber: string;
-  /** When it happened (ISO-8601); the order key for derivation. */
-  eventTime: string;
-}
-
-/** The shipper's order system created the shipment. */
-export interface ShipmentCreatedInput extends EventBase {
-  type: "shipment_created";
-  shipmentId: string;
-  carrierCode: string;
-  customerId: string;
-  customerReference?: string;
-  origin?: PlaceDoc;
-  destination?: PlaceDoc;
-  serviceLevel: ServiceLevel;
-  weightGrams?: number;
-}
-
-/** A carrier scan, normalized by ingest. */
-export interface ScanInput extends EventBase {
-  type: "scan";
-  carrierCode: string;
-  kind: ScanKind;
-  /**
-   * The normalized status ingest derived, if any. UNSPECIFIED/absent: derived from `kind`.
-   * For CORRECTION scans it is the status the shipment is corrected to.
-   */
-  status?: ShipmentStatus;
-  rawStatus: CarrierStatusDoc;
-  hubCode?: string;
-  location?: GeoPointDoc;
-  note?: string;
-  attributes?: Record<string, string>;
-}
-
-/**
- * Routing planned or re-planned the route; carries the new ETA and, when routing sent them, the
- * route's legs (at most `MAX_ROUTE_LEGS`, see derive.ts), revision and planning time. An event without
- * `legs`, `revision` and `plannedAt` carries no route plan: it still sets the ETA, and the
- * document keeps no `route` while it is the newest route event.
- */
-export interface RouteInput extends EventBase {
-  type: "route_planned" | "route_updated";
-  eta: EtaDoc;
-  reason?: EtaChangeReason;
-  routeId?: string;
-  detail?: string;
-  /** The legs in travel order (an empty list is a plan without legs). */
-  legs?: RouteLegDoc[];
-  /** Routing's revision of the route, a non-negative integer. */
-  revision?: number;
-  /** When routing planned this revision. */
-  plannedAt?: string;
-}
-
-
-/** Any event the shipment store applies. */
-export type ShipmentEventInput = ShipmentCreatedInput | ScanInput | RouteInput;
+/** A WGS 84 position as the document keeps it (both coordinates always present, rounded to 1e-7°). */
+export type DocPoint = Pick<GeoPoint, "latitude" | "longitude">;
 
 /** One status-relevant entry of a shipment's timeline (scans and the creation event). */
 export interface TimelineEntry {
@@ -138,7 +36,7 @@ export interface TimelineEntry {
   kind: ScanKind;
   /** Resolved normalized status; UNSPECIFIED for a CORRECTION without an explicit status. */
   status: ShipmentStatus;
-  carrierStatus?: CarrierStatusDoc;
+  carrierStatus?: CarrierStatusJson;
   hubCode?: string;
 }
 
@@ -154,26 +52,26 @@ export interface ShipmentDoc {
   customerReference?: string;
   carrierCode?: string;
   serviceLevel?: ServiceLevel;
-  origin?: PlaceDoc;
-  destination?: PlaceDoc;
+  origin?: PlaceJson;
+  destination?: PlaceJson;
   weightGrams?: number;
   status: ShipmentStatus;
   /** Event time of the scan that set `status`. */
   statusTime?: string;
   statusEventId?: string;
-  carrierStatus?: CarrierStatusDoc;
+  carrierStatus?: CarrierStatusJson;
   hubCode?: string;
   /** Position of the newest (event time) scan that carried one. */
-  location?: GeoPointDoc;
+  location?: DocPoint;
   locationTime?: string;
   locationEventId?: string;
-  eta?: EtaDoc;
+  eta?: EtaJson;
   etaReason?: EtaChangeReason;
   /** Event time of the route event that set `eta`. */
   etaTime?: string;
   etaEventId?: string;
-  /** Route plan of the route event that set `eta` (absent when that event carried none). */
-  route?: RouteDoc;
+  /** Route plan of the route event that set `eta`: its Route without the ETA (kept in `eta`). */
+  route?: Omit<RouteJson, "eta">;
   /** Newest scan event time applied (the reference for the `late` flag). */
   lastScanTime?: string;
   /** Newest event time of any applied event; the sort key of searches. */
@@ -212,15 +110,15 @@ export interface ApplyResult {
 
 /** An event as kept in a shipment's history. */
 export interface StoredEvent {
+  event: ProjectedEvent;
   eventId: string;
   trackingNumber: string;
-  type: ShipmentEventInput["type"];
+  /** Its event time (ISO): with `eventId`, the history's order. */
   eventTime: string;
   /** Arrived after a newer event of its family; kept but did not move the status backwards. */
   late: boolean;
   /** When the store applied it (wall clock). */
-  appliedAt: string;
-  event: ShipmentEventInput;
+  appliedAt: Timestamp;
 }
 
 /** A page of results; `nextCursor` is absent on the last page. */
@@ -255,7 +153,7 @@ export interface ShipmentStore {
    * `eventId` (a repeat returns `duplicate: true` and changes nothing) and order-safe (see
    * derive.ts). Throws InvalidEventError / DocumentTooLargeError with nothing written.
    */
-  applyEvent(event: ShipmentEventInput): Promise<ApplyResult>;
+  applyEvent(event: ProjectedEvent): Promise<ApplyResult>;
   /**
    * Applies a batch of events; the group-commit form of {@link applyEvent}. Returns one result
    * per input, in input order, equal to what calling `applyEvent` for each event in input order
@@ -274,7 +172,7 @@ export interface ShipmentStore {
    *   by one in order; a DocumentTooLargeError or ConflictError at index i leaves events before i
    *   applied.
    */
-  applyEvents(events: readonly ShipmentEventInput[]): Promise<ApplyResult[]>;
+  applyEvents(events: readonly ProjectedEvent[]): Promise<ApplyResult[]>;
   /** The current document, or undefined. */
   getShipment(trackingNumber: string): Promise<ShipmentDoc | undefined>;
   /** The shipment's history in (eventTime, eventId) order. */

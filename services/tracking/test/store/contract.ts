@@ -1,24 +1,14 @@
 import * as assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { EtaChangeReason, TransportMode } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
-import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
-import { applyToDoc, compareKeys } from "../../src/store/derive.js";
+import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { applyToDoc } from "../../src/store/derive.js";
 import { DocumentTooLargeError, InvalidEventError, InvalidQueryError } from "../../src/store/errors.js";
-import type {
-  ApplyResult,
-  GeoPointDoc,
-  RouteInput,
-  RouteLegDoc,
-  ScanInput,
-  ShipmentCreatedInput,
-  ShipmentDoc,
-  ShipmentEventInput,
-  ShipmentStore,
-  StoredEvent,
-} from "../../src/store/ports.js";
+import { eventKey } from "../../src/store/events.js";
+import type { ApplyResult, ProjectedEvent, ShipmentDoc, ShipmentStore, StoredEvent } from "../../src/store/ports.js";
 import { seededRandom } from "@logistics/shared/testing";
+import { bySortKey, created, idOf, jsonTime, planOf, route, routeWithLegs, scan, type RouteEvent } from "./event-builders.js";
 
 /** Options the contract asks a store factory for. */
 export interface ContractStoreOptions {
@@ -40,63 +30,16 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-function scan(tn: string, id: string, ms: number, kind: ScanKind, extra: Partial<ScanInput> = {}): ScanInput {
-  return {
-    type: "scan",
-    eventId: id,
-    trackingNumber: tn,
-    eventTime: iso(ms),
-    carrierCode: "acme",
-    kind,
-    rawStatus: { code: ScanKind[kind], text: `scan ${ScanKind[kind]}` },
-    ...extra,
-  };
-}
-
-function created(tn: string, id: string, ms: number, customerId: string, carrierCode = "acme"): ShipmentCreatedInput {
-  return {
-    type: "shipment_created",
-    eventId: id,
-    trackingNumber: tn,
-    eventTime: iso(ms),
-    shipmentId: `s-${tn}`,
-    carrierCode,
-    customerId,
-    serviceLevel: ServiceLevel.STANDARD,
-    origin: { countryCode: "DE", city: "Berlin", location: { lat: 52.52, lon: 13.405 } },
-  };
-}
-
-function route(tn: string, id: string, ms: number, etaMs: number, type: RouteInput["type"] = "route_updated"): RouteInput {
-  return {
-    type,
-    eventId: id,
-    trackingNumber: tn,
-    eventTime: iso(ms),
-    eta: { estimatedArrival: iso(etaMs) },
-    reason: type === "route_planned" ? EtaChangeReason.INITIAL_PLAN : EtaChangeReason.LATE_ARRIVAL,
-  };
-}
-
-/** A route event carrying a plan: one leg per consecutive pair of `hubs`, an hour each. */
-function routeWithLegs(tn: string, id: string, ms: number, etaMs: number, hubs: string[], revision: number): RouteInput {
-  const legs: RouteLegDoc[] = hubs.slice(1).map((toHub, i) => ({
-    fromHub: hubs[i] as string,
-    toHub,
-    mode: i % 2 === 0 ? TransportMode.ROAD : TransportMode.AIR,
-    plannedDeparture: iso(ms + (2 * i + 1) * HOUR),
-    plannedArrival: iso(ms + (2 * i + 2) * HOUR),
-    departureId: `dep_${hubs[i]}_${toHub}`,
-  }));
-  return { ...route(tn, id, ms, etaMs, revision === 1 ? "route_planned" : "route_updated"), routeId: `r_${tn}`, legs, revision, plannedAt: iso(ms) };
-}
-
-function bySortKey(a: ShipmentEventInput, b: ShipmentEventInput): number {
-  return compareKeys(a.eventTime, a.eventId, b.eventTime, b.eventId);
+/** `x` with every occurrence of `from` in its strings replaced by `to` (proto messages included). */
+function rename<T>(x: T, from: string, to: string): T {
+  if (typeof x === "string") return x.replaceAll(from, to) as T;
+  if (Array.isArray(x)) return x.map((v: unknown) => rename(v, from, to)) as T;
+  if (typeof x !== "object" || x === null) return x;
+  return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, rename(v, from, to)])) as T;
 }
 
 /** What an event-time-ordered sequential apply of `events` (deduplicated) yields. */
-function sequentialDoc(events: readonly ShipmentEventInput[]): ShipmentDoc | undefined {
+function sequentialDoc(events: readonly ProjectedEvent[]): ShipmentDoc | undefined {
   let doc: ShipmentDoc | undefined;
   for (const e of [...events].sort(bySortKey)) doc = applyToDoc(doc, e).doc;
   return doc;
@@ -119,11 +62,11 @@ async function allEvents(store: ShipmentStore, tn: string, pageSize = 100): Prom
 }
 
 /** The ten events of one shipment in the convergence test; the last one varies. */
-function lifecycle(tn: string, i: number, t0: number, customerId: string): ShipmentEventInput[] {
-  const at = (lat: number, lon: number): GeoPointDoc => ({ lat, lon });
-  const e: ShipmentEventInput[] = [
+function lifecycle(tn: string, i: number, t0: number, customerId: string): ProjectedEvent[] {
+  const at = (latitude: number, longitude: number) => ({ latitude, longitude });
+  const e: ProjectedEvent[] = [
     created(tn, `${tn}-01`, t0, customerId),
-    route(tn, `${tn}-02`, t0 + 60_000, t0 + 48 * HOUR, "route_planned"),
+    route(tn, `${tn}-02`, t0 + 60_000, t0 + 48 * HOUR, "route.planned"),
     scan(tn, `${tn}-03`, t0 + HOUR, ScanKind.PICKUP, { location: at(52.5, 13.4) }),
     scan(tn, `${tn}-04`, t0 + 3 * HOUR, ScanKind.HUB_ARRIVAL, { hubCode: "BER1" }),
     scan(tn, `${tn}-05`, t0 + 5 * HOUR, ScanKind.HUB_DEPARTURE, { hubCode: "BER1" }),
@@ -186,7 +129,7 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         assert.equal(again.statusChanged, false);
         assert.equal(again.version, first.version);
         assert.deepEqual(await store.getShipment(tn), first.after);
-        assert.deepEqual((await allEvents(store, tn)).map((x) => x.eventId), [e.eventId]);
+        assert.deepEqual((await allEvents(store, tn)).map((x) => x.eventId), [idOf(e)]);
       });
 
       it("applies an event exactly once when eight appliers deliver it at the same time", async () => {
@@ -253,15 +196,15 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
 
       it("reports ETA changes only for the newest route event", async () => {
         const tn = uniqueTrackingNumber();
-        const planned = await store.applyEvent(route(tn, `${tn}-r1`, now - 5 * HOUR, now + 40 * HOUR, "route_planned"));
+        const planned = await store.applyEvent(route(tn, `${tn}-r1`, now - 5 * HOUR, now + 40 * HOUR, "route.planned"));
         assert.equal(planned.etaChanged, true);
         const newer = await store.applyEvent(route(tn, `${tn}-r3`, now - 2 * HOUR, now + 30 * HOUR));
         assert.equal(newer.etaChanged, true);
-        assert.equal(newer.after.eta?.estimatedArrival, iso(now + 30 * HOUR));
+        assert.equal(newer.after.eta?.estimatedArrival, jsonTime(now + 30 * HOUR));
         const older = await store.applyEvent(route(tn, `${tn}-r2`, now - 3 * HOUR, now + 99 * HOUR));
         assert.equal(older.etaChanged, false);
         assert.equal(older.late, true);
-        assert.equal(older.after.eta?.estimatedArrival, iso(now + 30 * HOUR));
+        assert.equal(older.after.eta?.estimatedArrival, jsonTime(now + 30 * HOUR));
       });
     });
 
@@ -270,7 +213,7 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         const tn = uniqueTrackingNumber();
         const planned = routeWithLegs(tn, `${tn}-r1`, now - 5 * HOUR, now + 40 * HOUR, ["FRA1", "CDG", "MAD"], 1);
         const first = await store.applyEvent(planned);
-        assert.deepEqual(first.after.route, { routeId: `r_${tn}`, revision: 1, plannedAt: planned.plannedAt, legs: planned.legs });
+        assert.deepEqual(first.after.route, planOf(planned));
         assert.deepEqual((await store.getShipment(tn))?.route, first.after.route, "the legs are stored, not only returned");
 
         const replanned = routeWithLegs(tn, `${tn}-r3`, now - 2 * HOUR, now + 30 * HOUR, ["FRA1", "AMS", "LHR", "MAD"], 3);
@@ -280,13 +223,13 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         assert.equal(late.late, true);
         assert.equal(late.etaChanged, false);
         const doc = await store.getShipment(tn);
-        assert.deepEqual(doc?.route?.legs.map((l) => [l.fromHub, l.toHub]), [["FRA1", "AMS"], ["AMS", "LHR"], ["LHR", "MAD"]]);
+        assert.deepEqual(doc?.route?.legs?.map((l) => [l.fromHub, l.toHub]), [["FRA1", "AMS"], ["AMS", "LHR"], ["LHR", "MAD"]]);
         assert.equal(doc?.route?.revision, 3);
-        assert.deepEqual(doc?.route?.legs, replanned.legs);
-        assert.equal(doc?.eta?.estimatedArrival, iso(now + 30 * HOUR));
+        assert.deepEqual(doc?.route, planOf(replanned));
+        assert.equal(doc?.eta?.estimatedArrival, jsonTime(now + 30 * HOUR));
         const history = await allEvents(store, tn);
         assert.deepEqual(
-          history.find((h) => h.eventId === older.eventId)?.event,
+          history.find((h) => h.eventId === idOf(older))?.event,
           older,
           "the history keeps the late update's legs",
         );
@@ -300,18 +243,9 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         ];
         const results = await store.applyEvents(events);
         assert.deepEqual(results.map((r) => r.late), [false, true]);
-        assert.deepEqual(results[1]?.after.route?.legs, events[0]?.legs);
+        assert.deepEqual(results[1]?.after.route, planOf(events[0] as RouteEvent));
         assert.deepEqual(await store.getShipment(tn), results[1]?.after);
         assert.deepEqual(withSortedIds(results[1]?.after as ShipmentDoc), withSortedIds(sequentialDoc(events) as ShipmentDoc));
-      });
-
-      it("rejects a route event with a malformed hub code, writing nothing", async () => {
-        const tn = uniqueTrackingNumber();
-        const good = routeWithLegs(tn, `${tn}-r1`, now - 2 * HOUR, now + 30 * HOUR, ["FRA1", "AMS", "MAD"], 1);
-        const bad = { ...good, legs: [good.legs?.[0] as RouteLegDoc, { ...(good.legs?.[1] as RouteLegDoc), toHub: "mad" }] };
-        await assert.rejects(store.applyEvent(bad), (err: unknown) => err instanceof InvalidEventError && err.field === "legs[1].toHub");
-        assert.equal(await store.getShipment(tn), undefined);
-        assert.equal((await store.applyEvent(good)).applied, true, "the rejected event id was not consumed");
       });
     });
 
@@ -320,7 +254,7 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         const seed = Math.floor(Math.random() * 2 ** 31);
         const rnd = seededRandom(seed);
         const customer = `conv-${uniqueTrackingNumber()}`;
-        const byShipment = new Map<string, ShipmentEventInput[]>();
+        const byShipment = new Map<string, ProjectedEvent[]>();
         const t0 = now - 10 * 24 * HOUR;
         for (let i = 0; i < 200; i++) {
           const tn = uniqueTrackingNumber();
@@ -330,14 +264,14 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         const deliveries = [...unique, ...unique.filter(() => rnd() < 0.25)];
         for (let i = deliveries.length - 1; i > 0; i--) {
           const j = Math.floor(rnd() * (i + 1));
-          [deliveries[i], deliveries[j]] = [deliveries[j] as ShipmentEventInput, deliveries[i] as ShipmentEventInput];
+          [deliveries[i], deliveries[j]] = [deliveries[j] as ProjectedEvent, deliveries[i] as ProjectedEvent];
         }
         let next = 0;
         const results: ApplyResult[] = [];
         await Promise.all(
           Array.from({ length: 8 }, async () => {
             for (let k = next++; k < deliveries.length; k = next++) {
-              results.push(await store.applyEvent(deliveries[k] as ShipmentEventInput));
+              results.push(await store.applyEvent(deliveries[k] as ProjectedEvent));
             }
           }),
         );
@@ -349,16 +283,16 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
           const got = await store.getShipment(tn);
           assert.ok(got, `${tn} exists (${msg})`);
           assert.deepEqual(withSortedIds(got), withSortedIds(expected), `${tn} (${msg})`);
-          const byId = new Map(events.map((e) => [e.eventId, e]));
+          const byId = new Map(events.map((e) => [idOf(e), e]));
           const replayed = got.derivation.eventIds.reduce<ShipmentDoc | undefined>(
-            (doc, id) => applyToDoc(doc, byId.get(id) as ShipmentEventInput).doc,
+            (doc, id) => applyToDoc(doc, byId.get(id) as ProjectedEvent).doc,
             undefined,
           );
           assert.deepEqual(replayed, got, `${tn}: replaying eventIds in order rebuilds the document (${msg})`);
           const history = await allEvents(store, tn, 4);
           assert.deepEqual(
             history.map((h) => h.eventId),
-            [...events].sort(bySortKey).map((e) => e.eventId),
+            [...events].sort(bySortKey).map(idOf),
             `${tn} history (${msg})`,
           );
         }
@@ -368,9 +302,6 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
     });
 
     describe("applyEvents", () => {
-      /** `x` with every occurrence of the tracking number `from` replaced by `to` (same length). */
-      const rename = <T>(x: T, from: string, to: string): T => JSON.parse(JSON.stringify(x).replaceAll(from, to)) as T;
-
       it("returns [] for an empty batch", async () => {
         assert.deepEqual(await store.applyEvents([]), []);
       });
@@ -381,16 +312,16 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         const customer = `eq-${uniqueTrackingNumber()}`;
         const t0 = now - 5 * 24 * HOUR;
         const pairs = Array.from({ length: 4 }, () => [uniqueTrackingNumber(), uniqueTrackingNumber()] as const);
-        const seq: ShipmentEventInput[] = [];
+        const seq: ProjectedEvent[] = [];
         pairs.forEach(([a], i) => seq.push(...lifecycle(a, i, t0 + i * 60_000, customer)));
         const withRepeats = [...seq, ...seq.filter(() => rnd() < 0.3)];
         for (let i = withRepeats.length - 1; i > 0; i--) {
           const j = Math.floor(rnd() * (i + 1));
-          [withRepeats[i], withRepeats[j]] = [withRepeats[j] as ShipmentEventInput, withRepeats[i] as ShipmentEventInput];
+          [withRepeats[i], withRepeats[j]] = [withRepeats[j] as ProjectedEvent, withRepeats[i] as ProjectedEvent];
         }
         const toB = <T>(x: T): T => pairs.reduce((acc, [a, b]) => rename(acc, a, b), x);
         // One event already applied before the batch: a duplicate across calls on both paths.
-        const pre = withRepeats[0] as ShipmentEventInput;
+        const pre = withRepeats[0] as ProjectedEvent;
         const preA = await store.applyEvent(pre);
         const preB = await store.applyEvent(toB(pre));
         assert.deepEqual(toB(preA), preB);
@@ -422,18 +353,18 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         assert.ok(results.slice(1).some((r) => r.late), "older events after newer ones are flagged late");
         const doc = await store.getShipment(tn);
         assert.deepEqual(doc, results[results.length - 1]?.after);
-        assert.deepEqual(doc?.derivation.eventIds, events.map((e) => e.eventId));
+        assert.deepEqual(doc?.derivation.eventIds, events.map(idOf));
         assert.deepEqual(withSortedIds(doc as ShipmentDoc), withSortedIds(sequentialDoc(events) as ShipmentDoc));
       });
 
       it("reports events applied by an earlier batch or applyEvent as duplicates and applies only the new ones", async () => {
         const tn = uniqueTrackingNumber();
         const [c, r, s1, s2, s3] = lifecycle(tn, 3, now - 2 * 24 * HOUR, "cust-dup") as [
-          ShipmentEventInput,
-          ShipmentEventInput,
-          ShipmentEventInput,
-          ShipmentEventInput,
-          ShipmentEventInput,
+          ProjectedEvent,
+          ProjectedEvent,
+          ProjectedEvent,
+          ProjectedEvent,
+          ProjectedEvent,
         ];
         const first = await store.applyEvents([c, r]);
         assert.deepEqual(first.map((x) => x.applied), [true, true]);
@@ -460,10 +391,10 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
       it("rejects a batch with an invalid event naming its index, writing nothing", async () => {
         const tn = uniqueTrackingNumber();
         const good = [scan(tn, `${tn}-1`, now - 3 * HOUR, ScanKind.PICKUP), scan(tn, `${tn}-2`, now - 2 * HOUR, ScanKind.HUB_ARRIVAL)];
-        const bad = { ...scan(tn, `${tn}-3`, now - HOUR, ScanKind.HUB_DEPARTURE), location: { lat: 91, lon: 0 } };
+        const bad = scan(tn, `${tn}-3`, now - HOUR, ScanKind.HUB_DEPARTURE, { location: { latitude: 91, longitude: 0 } });
         await assert.rejects(
-          store.applyEvents([good[0] as ShipmentEventInput, good[1] as ShipmentEventInput, bad]),
-          (err: unknown) => err instanceof InvalidEventError && err.batchIndex === 2 && err.field === "location.lat",
+          store.applyEvents([good[0] as ProjectedEvent, good[1] as ProjectedEvent, bad]),
+          (err: unknown) => err instanceof InvalidEventError && err.batchIndex === 2 && err.field === "scan.location",
         );
         assert.equal(await store.getShipment(tn), undefined);
         assert.deepEqual((await store.listEvents(tn, { pageSize: 10 })).items, []);
@@ -475,7 +406,7 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         const seed = Math.floor(Math.random() * 2 ** 31);
         const rnd = seededRandom(seed);
         const customer = `convb-${uniqueTrackingNumber()}`;
-        const byShipment = new Map<string, ShipmentEventInput[]>();
+        const byShipment = new Map<string, ProjectedEvent[]>();
         const t0 = now - 12 * 24 * HOUR;
         for (let i = 0; i < 200; i++) {
           const tn = uniqueTrackingNumber();
@@ -485,9 +416,9 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         const deliveries = [...unique, ...unique.filter(() => rnd() < 0.25)];
         for (let i = deliveries.length - 1; i > 0; i--) {
           const j = Math.floor(rnd() * (i + 1));
-          [deliveries[i], deliveries[j]] = [deliveries[j] as ShipmentEventInput, deliveries[i] as ShipmentEventInput];
+          [deliveries[i], deliveries[j]] = [deliveries[j] as ProjectedEvent, deliveries[i] as ProjectedEvent];
         }
-        const batches: ShipmentEventInput[][] = [];
+        const batches: ProjectedEvent[][] = [];
         for (let k = 0; k < deliveries.length; ) {
           const size = 1 + Math.floor(rnd() * 50);
           batches.push(deliveries.slice(k, k + size));
@@ -498,10 +429,10 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         await Promise.all(
           Array.from({ length: 8 }, async () => {
             for (let k = next++; k < batches.length; k = next++) {
-              const batch = batches[k] as ShipmentEventInput[];
+              const batch = batches[k] as ProjectedEvent[];
               const got = await store.applyEvents(batch);
               assert.equal(got.length, batch.length);
-              got.forEach((r, i) => assert.equal(r.after.trackingNumber, batch[i]?.trackingNumber, "results are in input order"));
+              got.forEach((r, i) => assert.equal(r.after.trackingNumber, eventKey(batch[i] as ProjectedEvent).trackingNumber, "results are in input order"));
               results.push(...got);
             }
           }),
@@ -514,16 +445,16 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
           const got = await store.getShipment(tn);
           assert.ok(got, `${tn} exists (${msg})`);
           assert.deepEqual(withSortedIds(got), withSortedIds(expected), `${tn} (${msg})`);
-          const byId = new Map(events.map((e) => [e.eventId, e]));
+          const byId = new Map(events.map((e) => [idOf(e), e]));
           const replayed = got.derivation.eventIds.reduce<ShipmentDoc | undefined>(
-            (doc, id) => applyToDoc(doc, byId.get(id) as ShipmentEventInput).doc,
+            (doc, id) => applyToDoc(doc, byId.get(id) as ProjectedEvent).doc,
             undefined,
           );
           assert.deepEqual(replayed, got, `${tn}: replaying eventIds in order rebuilds the document (${msg})`);
           const history = await allEvents(store, tn, 20);
           assert.deepEqual(
             history.map((h) => h.eventId),
-            [...events].sort(bySortKey).map((e) => e.eventId),
+            [...events].sort(bySortKey).map(idOf),
             `${tn} history (${msg})`,
           );
         }
@@ -547,7 +478,7 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
           cursor = page.nextCursor;
         } while (cursor);
         assert.deepEqual(sizes, [10, 10, 5]);
-        assert.deepEqual(seen, [...events].sort(bySortKey).map((e) => e.eventId));
+        assert.deepEqual(seen, [...events].sort(bySortKey).map(idOf));
         assert.deepEqual((await store.listEvents(uniqueTrackingNumber(), { pageSize: 10 })).items, []);
       });
 
@@ -604,11 +535,11 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
       });
 
       it("finds shipments within a radius of a point", async () => {
-        const places: Array<[string, GeoPointDoc]> = [
-          ["santiago", { lat: -33.4489, lon: -70.6693 }],
-          ["valparaiso", { lat: -33.0472, lon: -71.6127 }], // ~97 km from Santiago
-          ["rancagua", { lat: -34.1708, lon: -70.7444 }], // ~80 km
-          ["buenos-aires", { lat: -34.6037, lon: -58.3816 }], // ~1140 km
+        const places: Array<[string, { latitude: number; longitude: number }]> = [
+          ["santiago", { latitude: -33.4489, longitude: -70.6693 }],
+          ["valparaiso", { latitude: -33.0472, longitude: -71.6127 }], // ~97 km from Santiago
+          ["rancagua", { latitude: -34.1708, longitude: -70.7444 }], // ~80 km
+          ["buenos-aires", { latitude: -34.6037, longitude: -58.3816 }], // ~1140 km
         ];
         const ids = new Map<string, string>();
         for (const [place, location] of places) {
@@ -636,20 +567,38 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
     });
 
     describe("bad data", () => {
-      it("rejects an unknown enum value with InvalidEventError and writes nothing", async () => {
+      it("rejects an event without a usable event time, naming the field, and writes nothing", async () => {
         const tn = uniqueTrackingNumber();
-        const bad = { ...scan(tn, `${tn}-bad`, now, ScanKind.PICKUP), kind: 77 as ScanKind };
-        await assert.rejects(store.applyEvent(bad), (err: unknown) => err instanceof InvalidEventError && err.field === "kind");
+        const bad = scan(tn, `${tn}-bad`, now, ScanKind.PICKUP, { eventTime: undefined });
+        await assert.rejects(store.applyEvent(bad), (err: unknown) => err instanceof InvalidEventError && err.field === "scan.event_time");
         assert.equal(await store.getShipment(tn), undefined);
         assert.deepEqual((await store.listEvents(tn, { pageSize: 10 })).items, []);
-        const ok = await store.applyEvent({ ...bad, kind: ScanKind.PICKUP });
+        const ok = await store.applyEvent(scan(tn, `${tn}-bad`, now, ScanKind.PICKUP));
         assert.equal(ok.applied, true, "the rejected event id was not consumed");
+      });
+
+      it("rejects text the database cannot hold, naming the field", async () => {
+        const tn = uniqueTrackingNumber();
+        for (const [extra, field] of [
+          [{ note: "a\u0000b" }, "event.scan.note"],
+          [{ attributes: { k: "\ud800" } }, "event.scan.attributes.k"],
+        ] as const) {
+          await assert.rejects(
+            store.applyEvent(scan(tn, `${tn}-t`, now, ScanKind.PICKUP, extra)),
+            (err: unknown) => err instanceof InvalidEventError && err.field === field,
+          );
+        }
+        assert.equal(await store.getShipment(tn), undefined);
       });
 
       it("rejects invalid coordinates and leaves the existing document untouched", async () => {
         const tn = uniqueTrackingNumber();
         const first = await store.applyEvent(scan(tn, `${tn}-1`, now - HOUR, ScanKind.PICKUP));
-        for (const location of [{ lat: 95, lon: 0 }, { lat: 0, lon: 200 }, { lat: Number.NaN, lon: 1 }]) {
+        for (const location of [
+          { latitude: 95, longitude: 0 },
+          { latitude: 0, longitude: 200 },
+          { latitude: Number.NaN, longitude: 1 },
+        ]) {
           await assert.rejects(store.applyEvent(scan(tn, `${tn}-2`, now, ScanKind.HUB_ARRIVAL, { location })), InvalidEventError);
         }
         assert.deepEqual(await store.getShipment(tn), first.after);
@@ -659,11 +608,11 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
       it("holds any valid coordinate, however small, rounded to 1e-7 degrees", async () => {
         const tn = uniqueTrackingNumber();
         // 5e-324 made PostgreSQL's ll_to_earth fail with "underflow" on every retry.
-        const r = await store.applyEvent(scan(tn, `${tn}-1`, now - HOUR, ScanKind.PICKUP, { location: { lat: -5e-324, lon: 5e-324 } }));
+        const r = await store.applyEvent(scan(tn, `${tn}-1`, now - HOUR, ScanKind.PICKUP, { location: { latitude: -5e-324, longitude: 5e-324 } }));
         assert.equal(r.applied, true);
-        assert.deepEqual((await store.getShipment(tn))?.location, { lat: 0, lon: 0 });
-        await store.applyEvent(scan(tn, `${tn}-2`, now, ScanKind.HUB_ARRIVAL, { location: { lat: 48.123456789, lon: -179.99999999 } }));
-        assert.deepEqual((await store.getShipment(tn))?.location, { lat: 48.1234568, lon: -180 });
+        assert.deepEqual((await store.getShipment(tn))?.location, { latitude: 0, longitude: 0 });
+        await store.applyEvent(scan(tn, `${tn}-2`, now, ScanKind.HUB_ARRIVAL, { location: { latitude: 48.123456789, longitude: -179.99999999 } }));
+        assert.deepEqual((await store.getShipment(tn))?.location, { latitude: 48.1234568, longitude: -180 });
         // A search centre that small is answered, not an underflow.
         const near = await store.searchShipments({ near: { lat: 1e-320, lon: -1e-320, radiusKm: 10 }, pageSize: 5 });
         assert.ok(Array.isArray(near.items));

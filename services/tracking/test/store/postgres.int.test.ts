@@ -1,20 +1,24 @@
 import * as assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import pg from "pg";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ScanRecordedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { createTestSchema, type TestSchema } from "@logistics/shared/testing";
-import { MIGRATIONS } from "../../src/store/postgres/migrations.js";
+import { migrate, MIGRATIONS } from "../../src/store/postgres/migrations.js";
 import { listPartitions } from "../../src/store/postgres/partitions.js";
 import { runPartitionsCli } from "../../src/store/postgres/partitions-cli.js";
 import { buildSearchSql, createPostgresShipmentStore, type PostgresShipmentStore } from "../../src/store/postgres/postgres-shipment-store.js";
 import { DocumentTooLargeError } from "../../src/store/errors.js";
-import type { ScanInput, ShipmentQuery } from "../../src/store/ports.js";
+import type { ProjectedEvent, ShipmentQuery } from "../../src/store/ports.js";
 import { normalizeQuery } from "../../src/store/query.js";
 import { runShipmentStoreContract, uniqueTrackingNumber } from "./contract.js";
 
-function scan(tn: string, id: string, time: string, kind = ScanKind.HUB_ARRIVAL): ScanInput {
-  return { type: "scan", eventId: id, trackingNumber: tn, eventTime: time, carrierCode: "acme", kind, rawStatus: { code: "X", text: "" } };
+function scan(tn: string, id: string, time: string, kind = ScanKind.HUB_ARRIVAL, rawStatus = { code: "X", text: "" }): ProjectedEvent {
+  const scanned = { eventId: id, trackingNumber: tn, eventTime: timestampFromMs(Date.parse(time)), carrierCode: "acme", rawStatus };
+  return { type: "scan.recorded", message: create(ScanRecordedSchema, { eventId: id, kind, scan: scanned }) };
 }
 
 async function withClient<T>(connectionString: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -53,10 +57,8 @@ describe("PostgresShipmentStore", () => {
       const other = uniqueTrackingNumber();
       const tn = uniqueTrackingNumber();
       const t0 = Date.now() - 3_600_000;
-      const big = (i: number): ScanInput => ({
-        ...scan(tn, `${tn}-${i}`, new Date(t0 + i * 1000).toISOString()),
-        rawStatus: { code: "HUB", text: "x".repeat(1500) },
-      });
+      const big = (i: number) =>
+        scan(tn, `${tn}-${i}`, new Date(t0 + i * 1000).toISOString(), ScanKind.HUB_ARRIVAL, { code: "HUB", text: "x".repeat(1500) });
       const batch = [scan(other, `${other}-1`, new Date(t0).toISOString()), ...Array.from({ length: 12 }, (_, i) => big(i))];
       let error: unknown;
       await store.applyEvents(batch).catch((err: unknown) => {
@@ -263,7 +265,7 @@ describe("PostgresShipmentStore", () => {
         );
         try {
           const rows = await stores[0]?.pool.query<{ version: number }>("SELECT version FROM schema_migrations");
-          assert.deepEqual(rows?.rows.map((r) => r.version), MIGRATIONS.map((m) => m.version));
+          assert.deepEqual(rows?.rows.map((r) => r.version).sort((a, b) => a - b), MIGRATIONS.map((m) => m.version));
           const tn = uniqueTrackingNumber();
           const r = await stores[2]?.applyEvent(scan(tn, `${tn}-1`, new Date().toISOString()));
           assert.equal(r?.applied, true);
@@ -272,6 +274,64 @@ describe("PostgresShipmentStore", () => {
         }
       } finally {
         await fresh.drop();
+      }
+    });
+  });
+
+  describe("migration 4 (events and positions as proto JSON)", () => {
+    it("turns the hand-written event and document shapes of version 1 into what the store reads now", async () => {
+      const legacy = await createTestSchema({ prefix: "store_v1" });
+      const pool = new pg.Pool({ connectionString: legacy.connectionString, max: 1 });
+      try {
+        await migrate(pool, MIGRATIONS.filter((m) => m.version === 1));
+        const tn = uniqueTrackingNumber();
+        const t = (h: number) => new Date(Date.UTC(2026, 10, 1, h)).toISOString();
+        const events = [
+          { type: "shipment_created", eventId: `${tn}-c`, trackingNumber: tn, eventTime: t(8), shipmentId: "s1", carrierCode: "acme",
+            customerId: "cust", serviceLevel: 2, origin: { countryCode: "DE", city: "Berlin", location: { lat: 52.52, lon: 13.4 } } },
+          { type: "route_planned", eventId: `${tn}-r`, trackingNumber: tn, eventTime: t(9), eta: { estimatedArrival: t(30) },
+            reason: 1, routeId: "r1", legs: [{ fromHub: "BER1", toHub: "HAM1", mode: 3, plannedDeparture: t(10) }], revision: 1, plannedAt: t(9) },
+          { type: "scan", eventId: `${tn}-s`, trackingNumber: tn, eventTime: t(11), carrierCode: "acme", kind: 2, status: 2,
+            rawStatus: { code: "ARR", text: "arrived" }, hubCode: "HAM1", location: { lat: 53.55, lon: 9.99 }, attributes: { a: "b" } },
+        ];
+        for (const e of events) {
+          await pool.query(
+            "INSERT INTO shipment_events (event_id, tracking_number, event_time, event_type, late, payload) VALUES ($1, $2, $3, $4, false, $5)",
+            [e.eventId, tn, e.eventTime, e.type, JSON.stringify(e)],
+          );
+        }
+        const doc = { trackingNumber: tn, status: 2, location: { lat: 53.55, lon: 9.99 }, origin: events[0]?.origin, updatedAt: t(11), version: 3,
+          derivation: { timeline: [], eventIds: events.map((e) => e.eventId) } };
+        await pool.query(
+          "INSERT INTO shipments (tracking_number, status, updated_at, lat, lon, version, doc) VALUES ($1, 2, $2, 53.55, 9.99, 3, $3)",
+          [tn, t(11), JSON.stringify(doc)],
+        );
+
+        const store = await createPostgresShipmentStore({ pool });
+        try {
+          const history = (await store.listEvents(tn, { pageSize: 10 })).items;
+          assert.deepEqual(history.map((h) => [h.event.type, h.eventTime]), [
+            ["shipment.created", t(8)],
+            ["route.planned", t(9)],
+            ["scan.recorded", t(11)],
+          ]);
+          const [c, r, s] = history.map((h) => h.event);
+          assert.ok(c?.type === "shipment.created" && r?.type === "route.planned" && s?.type === "scan.recorded");
+          assert.deepEqual([c.message.origin?.location?.latitude, c.message.origin?.location?.longitude], [52.52, 13.4]);
+          assert.deepEqual(r.message.route?.legs.map((l) => [l.fromHub, l.toHub, l.mode]), [["BER1", "HAM1", 3]]);
+          assert.equal(r.message.route?.revision, 1);
+          assert.deepEqual([s.message.kind, s.message.scan?.hubCode, s.message.scan?.location?.longitude, s.message.scan?.attributes], [2, "HAM1", 9.99, { a: "b" }]);
+          const got = await store.getShipment(tn);
+          assert.deepEqual(got?.location, { latitude: 53.55, longitude: 9.99 });
+          assert.deepEqual(got?.origin?.location, { latitude: 52.52, longitude: 13.4 });
+          const next = await store.applyEvent(scan(tn, `${tn}-d`, t(12), ScanKind.DELIVERED));
+          assert.equal(next.after.version, 4, "a migrated document takes new events");
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await pool.end();
+        await legacy.drop();
       }
     });
   });

@@ -1,9 +1,13 @@
+import type { JsonValue } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { MongoClient, MongoServerError, type Collection, type Filter } from "mongodb";
 import { checkPageSize, decodeCursor, encodeCursor } from "../cursor.js";
-import { applyToDoc, assertSize, MAX_DOCUMENT_BYTES, validateEvent } from "../derive.js";
+import { appliedResult, applyToDoc, duplicateResult } from "../derive.js";
 import { atBatchIndex, ConflictError } from "../errors.js";
-import type { ApplyResult, Page, PageRequest, ShipmentDoc, ShipmentEventInput, ShipmentQuery, ShipmentStore, StoredEvent } from "../ports.js";
+import { checkEvent, eventFromJson, eventJson, eventKey } from "../events.js";
+import type { ApplyResult, Page, PageRequest, ProjectedEvent, ShipmentDoc, ShipmentQuery, ShipmentStore, StoredEvent } from "../ports.js";
 import { normalizeQuery } from "../query.js";
+import { assertSize, MAX_DOCUMENT_BYTES } from "../size.js";
 
 /** Options for {@link createMongoShipmentStore}. */
 export interface MongoShipmentStoreOptions {
@@ -30,13 +34,15 @@ type MongoShipment = ShipmentDoc & { _id: string; geo?: { type: "Point"; coordin
 interface MongoEvent {
   _id: string;
   trackingNumber: string;
-  type: StoredEvent["type"];
+  /** The catalog name of the event. */
+  type: ProjectedEvent["type"];
   /** BSON date of the event time: the time field for archiving months out of the hot collection. */
   eventTime: Date;
   eventTimeIso: string;
   late: boolean;
   appliedAt: Date;
-  event: ShipmentEventInput;
+  /** The proto JSON of the event's message. */
+  event: JsonValue;
 }
 
 const DUPLICATE_KEY = 11000;
@@ -52,7 +58,7 @@ function toDoc(m: MongoShipment): ShipmentDoc {
 }
 
 function toStored(doc: ShipmentDoc): Omit<MongoShipment, "_id"> {
-  return doc.location ? { ...doc, geo: { type: "Point", coordinates: [doc.location.lon, doc.location.lat] } } : { ...doc };
+  return doc.location ? { ...doc, geo: { type: "Point", coordinates: [doc.location.longitude, doc.location.latitude] } } : { ...doc };
 }
 
 /**
@@ -105,19 +111,20 @@ export async function createMongoShipmentStore(options: MongoShipmentStoreOption
     return m ? toDoc(m) : undefined;
   }
 
-  async function recordHistory(event: ShipmentEventInput, late: boolean): Promise<void> {
+  async function recordHistory(event: ProjectedEvent, late: boolean): Promise<void> {
+    const key = eventKey(event);
     try {
       await events.updateOne(
-        { _id: event.eventId },
+        { _id: key.eventId },
         {
           $setOnInsert: {
-            trackingNumber: event.trackingNumber,
+            trackingNumber: key.trackingNumber,
             type: event.type,
-            eventTime: new Date(event.eventTime),
-            eventTimeIso: event.eventTime,
+            eventTime: new Date(key.eventTime),
+            eventTimeIso: key.eventTime,
             late,
             appliedAt: new Date(),
-            event,
+            event: eventJson(event),
           },
         },
         { upsert: true },
@@ -129,42 +136,33 @@ export async function createMongoShipmentStore(options: MongoShipmentStoreOption
   }
 
   const store: ShipmentStore = {
-    async applyEvent(input: ShipmentEventInput): Promise<ApplyResult> {
-      const event = validateEvent(input, maxBytes);
+    async applyEvent(event: ProjectedEvent): Promise<ApplyResult> {
+      checkEvent(event, maxBytes);
+      const { trackingNumber } = eventKey(event);
       for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-        const before = await getShipment(event.trackingNumber);
+        const before = await getShipment(trackingNumber);
         const derived = applyToDoc(before, event);
         if (derived.duplicate) {
           await recordHistory(event, false);
-          const doc = derived.doc;
-          return { applied: false, duplicate: true, late: false, after: doc, statusChanged: false, etaChanged: false, version: doc.version };
+          return duplicateResult(derived.doc);
         }
         const doc = derived.doc;
         assertSize("document", doc, maxBytes);
         if (before) {
-          const res = await shipments.replaceOne({ _id: event.trackingNumber, version: before.version }, toStored(doc));
+          const res = await shipments.replaceOne({ _id: trackingNumber, version: before.version }, toStored(doc));
           if (res.matchedCount !== 1) continue;
         } else {
           try {
-            await shipments.insertOne({ _id: event.trackingNumber, ...toStored(doc) });
+            await shipments.insertOne({ _id: trackingNumber, ...toStored(doc) });
           } catch (err) {
             if (isDuplicateKey(err)) continue;
             throw err;
           }
         }
         await recordHistory(event, derived.late);
-        return {
-          applied: true,
-          duplicate: false,
-          late: derived.late,
-          ...(before ? { before } : {}),
-          after: doc,
-          statusChanged: derived.statusChanged,
-          etaChanged: derived.etaChanged,
-          version: doc.version,
-        };
+        return appliedResult(before, derived);
       }
-      throw new ConflictError(event.trackingNumber, maxAttempts);
+      throw new ConflictError(trackingNumber, maxAttempts);
     },
 
     /**
@@ -173,10 +171,10 @@ export async function createMongoShipmentStore(options: MongoShipmentStoreOption
      * multi-document commit to group, and each apply is already its own CAS. An error at index i
      * (DocumentTooLargeError, ConflictError) leaves the events before i applied.
      */
-    async applyEvents(inputs: readonly ShipmentEventInput[]): Promise<ApplyResult[]> {
+    async applyEvents(inputs: readonly ProjectedEvent[]): Promise<ApplyResult[]> {
       inputs.forEach((e, i) => {
         try {
-          validateEvent(e, maxBytes);
+          checkEvent(e, maxBytes);
         } catch (err) {
           throw atBatchIndex(err, i);
         }
@@ -209,13 +207,12 @@ export async function createMongoShipmentStore(options: MongoShipmentStoreOption
         .limit(size + 1)
         .toArray();
       const items: StoredEvent[] = rows.slice(0, size).map((r) => ({
+        event: eventFromJson(r.type, r.event),
         eventId: r._id,
         trackingNumber: r.trackingNumber,
-        type: r.type,
         eventTime: r.eventTimeIso,
         late: r.late,
-        appliedAt: r.appliedAt.toISOString(),
-        event: r.event,
+        appliedAt: timestampFromDate(r.appliedAt),
       }));
       const last = items[items.length - 1];
       return rows.length > size && last ? { items, nextCursor: encodeCursor([last.eventTime, last.eventId]) } : { items };

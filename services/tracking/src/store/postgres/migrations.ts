@@ -124,6 +124,58 @@ export const MIGRATIONS: readonly Migration[] = [
       for (const { name } of parts.rows) await client.query(`ALTER TABLE ${name} SET (${PARTITION_AUTOVACUUM})`);
     },
   },
+  {
+    version: 4,
+    name: "events as the proto JSON of their catalog message; document positions as GeoPoint JSON",
+    // History payloads were hand-written mirrors of the events ({type, eventId, eventTime, ...},
+    // positions as {lat, lon}); now each is the proto JSON (toJson) of the message the catalog
+    // names in event_type, and the document's positions are {latitude, longitude}. The mirrors'
+    // ETA, legs, places and carrier status already had the proto JSON field names. A mirror's
+    // eventTime becomes the message's own time field (created_at, planned_at, updated_at), so
+    // every event keeps its event time and order.
+    sql: `
+      CREATE FUNCTION pg_temp.point_json(p jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+        SELECT CASE WHEN p ? 'lat' THEN jsonb_build_object('latitude', p->'lat', 'longitude', p->'lon') ELSE p END
+      $$;
+      CREATE FUNCTION pg_temp.place_json(p jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+        SELECT CASE WHEN p ? 'location' THEN jsonb_set(p, '{location}', pg_temp.point_json(p->'location')) ELSE p END
+      $$;
+      CREATE FUNCTION pg_temp.route_json(e jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+        SELECT jsonb_build_object('routeId', e->'routeId', 'legs', e->'legs', 'eta', e->'eta', 'revision', e->'revision',
+          'plannedAt', e->'plannedAt')
+      $$;
+
+      UPDATE shipment_events SET event_type = 'scan.recorded', payload = jsonb_strip_nulls(jsonb_build_object(
+          'eventId', payload->'eventId', 'kind', payload->'kind', 'status', payload->'status',
+          'scan', jsonb_build_object('trackingNumber', payload->'trackingNumber', 'carrierCode', payload->'carrierCode',
+            'rawStatus', payload->'rawStatus', 'eventTime', payload->'eventTime', 'hubCode', payload->'hubCode',
+            'location', pg_temp.point_json(payload->'location'), 'note', payload->'note', 'attributes', payload->'attributes')))
+        WHERE event_type = 'scan';
+      UPDATE shipment_events SET event_type = 'shipment.created', payload = jsonb_strip_nulls(jsonb_build_object(
+          'eventId', payload->'eventId', 'trackingNumber', payload->'trackingNumber', 'shipmentId', payload->'shipmentId',
+          'carrierCode', payload->'carrierCode', 'customerId', payload->'customerId',
+          'customerReference', payload->'customerReference', 'origin', pg_temp.place_json(payload->'origin'),
+          'destination', pg_temp.place_json(payload->'destination'), 'serviceLevel', payload->'serviceLevel',
+          'createdAt', payload->'eventTime', 'weightGrams', payload->'weightGrams'))
+        WHERE event_type = 'shipment_created';
+      UPDATE shipment_events SET event_type = 'route.planned', payload = jsonb_strip_nulls(jsonb_build_object(
+          'eventId', payload->'eventId', 'trackingNumber', payload->'trackingNumber', 'plannedAt', payload->'eventTime',
+          'route', pg_temp.route_json(payload)))
+        WHERE event_type = 'route_planned';
+      UPDATE shipment_events SET event_type = 'route.updated', payload = jsonb_strip_nulls(jsonb_build_object(
+          'eventId', payload->'eventId', 'trackingNumber', payload->'trackingNumber', 'updatedAt', payload->'eventTime',
+          'reason', payload->'reason', 'detail', payload->'detail', 'route', pg_temp.route_json(payload)))
+        WHERE event_type = 'route_updated';
+
+      UPDATE shipments SET doc = doc
+          || CASE WHEN doc ? 'location' THEN jsonb_build_object('location', pg_temp.point_json(doc->'location')) ELSE '{}' END
+          || CASE WHEN doc ? 'origin' THEN jsonb_build_object('origin', pg_temp.place_json(doc->'origin')) ELSE '{}' END
+          || CASE WHEN doc ? 'destination' THEN jsonb_build_object('destination', pg_temp.place_json(doc->'destination')) ELSE '{}' END
+        WHERE doc ? 'location' OR doc->'origin' ? 'location' OR doc->'destination' ? 'location';
+
+      DROP FUNCTION pg_temp.point_json, pg_temp.place_json, pg_temp.route_json;
+    `,
+  },
 ];
 
 /**

@@ -1,0 +1,156 @@
+import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
+import { assertJsonSize, MAX_DOCUMENT_BYTES } from "./size.js";
+import { InvalidEventError } from "./errors.js";
+import type { ProjectedEvent } from "./ports.js";
+
+/**
+ * The store's view of a {@link ProjectedEvent}: its key (id, shipment, event time), its stored
+ * form (proto JSON, `toJson`) and back, and the few checks the store itself needs — what the
+ * database could not hold or order. Everything else about an event's content is the contracts'
+ * (protovalidate at the edge), not restated here.
+ */
+
+/** What the store orders and deduplicates an event by. */
+export interface EventKey {
+  readonly eventId: string;
+  readonly trackingNumber: string;
+  /** ISO-8601 UTC (`toISOString()`), so keys compare as strings; "" when the message has no time. */
+  readonly eventTime: string;
+}
+
+/** The event types the store applies (their catalog names). */
+export const EVENT_TYPES: ReadonlyArray<ProjectedEvent["type"]> = ["scan.recorded", "shipment.created", "route.planned", "route.updated"];
+
+/** Latest time a timestamptz partition key may take here (PostgreSQL goes further; JavaScript dates do not). */
+const MAX_TIME_MS = Date.UTC(9999, 11, 31);
+
+const keys = new WeakMap<object, EventKey>();
+
+/** Where each event type keeps its time (see {@link eventTimestamp}), for error messages. */
+const TIME_FIELD: Readonly<Record<ProjectedEvent["type"], string>> = {
+  "scan.recorded": "scan.event_time",
+  "shipment.created": "created_at",
+  "route.planned": "planned_at",
+  "route.updated": "updated_at",
+};
+
+/**
+ * The event's own time: the scan's event time for a scan, `created_at` (else `ready_time`) for a
+ * creation, `planned_at` / `updated_at` (else the route's `planned_at`) for a route event.
+ */
+export function eventTimestamp(e: ProjectedEvent): Timestamp | undefined {
+  switch (e.type) {
+    case "scan.recorded":
+      return e.message.scan?.eventTime;
+    case "shipment.created":
+      return e.message.createdAt ?? e.message.readyTime;
+    case "route.planned":
+      return e.message.plannedAt ?? e.message.route?.plannedAt;
+    case "route.updated":
+      return e.message.updatedAt ?? e.message.route?.plannedAt;
+  }
+}
+
+/** The event's key, computed once per message (memoized on it). */
+export function eventKey(e: ProjectedEvent): EventKey {
+  let key = keys.get(e.message);
+  if (key) return key;
+  const time = eventTimestamp(e);
+  const ms = time ? timestampMs(time) : NaN;
+  const eventTime = Number.isFinite(ms) && ms >= 0 && ms <= MAX_TIME_MS ? new Date(ms).toISOString() : "";
+  const trackingNumber = e.type === "scan.recorded" ? (e.message.scan?.trackingNumber ?? "") : e.message.trackingNumber;
+  key = { eventId: e.message.eventId, trackingNumber, eventTime };
+  keys.set(e.message, key);
+  return key;
+}
+
+/** The event's stored form: the proto JSON of its message. */
+export function eventJson(e: ProjectedEvent): JsonValue {
+  switch (e.type) {
+    case "scan.recorded":
+      return toJson(ScanRecordedSchema, e.message);
+    case "shipment.created":
+      return toJson(ShipmentCreatedSchema, e.message);
+    case "route.planned":
+      return toJson(RoutePlannedSchema, e.message);
+    case "route.updated":
+      return toJson(RouteUpdatedSchema, e.message);
+  }
+}
+
+/** An event back from its stored form (fields a newer writer added are ignored). */
+export function eventFromJson(type: string, json: JsonValue): ProjectedEvent {
+  switch (type) {
+    case "scan.recorded":
+      return { type, message: fromJson(ScanRecordedSchema, json, { ignoreUnknownFields: true }) };
+    case "shipment.created":
+      return { type, message: fromJson(ShipmentCreatedSchema, json, { ignoreUnknownFields: true }) };
+    case "route.planned":
+      return { type, message: fromJson(RoutePlannedSchema, json, { ignoreUnknownFields: true }) };
+    case "route.updated":
+      return { type, message: fromJson(RouteUpdatedSchema, json, { ignoreUnknownFields: true }) };
+    default:
+      throw new Error(`stored event of unknown type ${JSON.stringify(type)}`);
+  }
+}
+
+/**
+ * NUL (U+0000) and unpaired UTF-16 surrogates: PostgreSQL text and jsonb cannot hold them (jsonb
+ * rejects `\u0000` with "unsupported Unicode escape sequence"). In `JSON.stringify` output both
+ * appear only as escapes (a well-formed pair is written as is), after an even run of backslashes.
+ */
+const UNSTORABLE_ESCAPE = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i;
+const UNSTORABLE = /[\u0000\p{Cs}]/u;
+
+/** The path of the first string (or map key) in `v` the database cannot hold. */
+function unstorablePath(v: unknown, path: string): string | undefined {
+  if (typeof v === "string") return UNSTORABLE.test(v) ? path : undefined;
+  if (typeof v !== "object" || v === null) return undefined;
+  for (const [k, x] of Object.entries(v)) {
+    const p = Array.isArray(v) ? `${path}[${k}]` : `${path}.${k}`;
+    if (UNSTORABLE.test(k)) return p;
+    const found = unstorablePath(x, p);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/**
+ * What the store itself must refuse before writing, and the event's stored JSON (serialized once,
+ * for the size limit and the write): an event without id, tracking number or a usable event time
+ * (the dedupe key, the document key and the partition key); a scan without its scan; a route
+ * event without an ETA; a scan position that is not finite or not on the globe (the geo index
+ * would fail on it); text the database cannot hold; an event over `maxBytes`. Throws
+ * {@link InvalidEventError} naming the field, or DocumentTooLargeError.
+ */
+export function checkEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTES): string {
+  const key = eventKey(e);
+  if (!key.eventId) throw new InvalidEventError("event_id", "is required");
+  if (!key.trackingNumber) throw new InvalidEventError("tracking_number", "is required");
+  if (!key.eventTime) throw new InvalidEventError(TIME_FIELD[e.type], "is missing or not a valid time");
+  switch (e.type) {
+    case "scan.recorded": {
+      const at = e.message.scan?.location;
+      if (at && !(Math.abs(at.latitude) <= 90 && Math.abs(at.longitude) <= 180)) {
+        throw new InvalidEventError("scan.location", "must be a point with latitude in [-90, 90] and longitude in [-180, 180]");
+      }
+      break;
+    }
+    case "route.planned":
+    case "route.updated":
+      if (!e.message.route?.eta?.estimatedArrival) throw new InvalidEventError("route.eta.estimated_arrival", "is required");
+      break;
+    case "shipment.created":
+      break;
+  }
+  const value = eventJson(e);
+  const json = JSON.stringify(value);
+  if (UNSTORABLE_ESCAPE.test(json)) {
+    throw new InvalidEventError(unstorablePath(value, "event") ?? "event", "must not contain NUL characters or unpaired surrogates");
+  }
+  assertJsonSize("event", json, maxBytes);
+  return json;
+}
