@@ -163,17 +163,17 @@ export function generateDataSet(tag: string, count: number, seed: number): Fixtu
 }
 
 /** Publishes one fixture event with the shared publisher; `msgId` defaults to the event id. */
-export async function publishFixture(publisher: EventPublisher, subjects: Subjects, e: FixtureEvent, msgId?: string): Promise<void> {
+export async function publishFixture(publisher: EventPublisher, subjects: Subjects, e: FixtureEvent, msgId?: string, region = REGION): Promise<void> {
   const id = msgId ?? e.message.eventId;
   switch (e.kind) {
     case "scan":
-      await publisher.publish(subjects.scanRecorded(REGION, CARRIER), ScanRecordedSchema, e.message, { msgId: id });
+      await publisher.publish(subjects.scanRecorded(region, CARRIER), ScanRecordedSchema, e.message, { msgId: id });
       return;
     case "created":
-      await publisher.publish(subjects.shipmentCreated(REGION), ShipmentCreatedSchema, e.message, { msgId: id });
+      await publisher.publish(subjects.shipmentCreated(region), ShipmentCreatedSchema, e.message, { msgId: id });
       return;
     case "route":
-      await publisher.publish(subjects.routePlanned(REGION), RoutePlannedSchema, e.message, { msgId: id });
+      await publisher.publish(subjects.routePlanned(region), RoutePlannedSchema, e.message, { msgId: id });
       return;
   }
 }
