@@ -1093,6 +1093,19 @@ describe("helm", () => {
         run(helm, ["template", "mesh", chart, "--set", "services.ingest.replicaCount=0"]),
         /replicaCount/,
       );
+      for (const region of regions.keys()) {
+        const file = join(chartDir, "examples", `region-${region}.yaml`);
+        await run(helm, ["lint", "--strict", chart, "-f", prod, "-f", file]);
+        const rendered = (await run(helm, ["template", "mesh", chart, "-f", prod, "-f", file], { maxBuffer: 32 << 20 })).stdout;
+        assert.match(rendered, new RegExp(`- name: REGION\\n\\s+value: "${region}"`));
+        const values = regions.get(region)!;
+        if (leafRemotes(values).length > 0) assert.match(rendered, /deny_imports/, "the leaf remote with its deny lists in nats.conf");
+        if (acceptsLeafnodes(values)) assert.match(rendered, /name: mesh-nats-leafnodes\n/, "the leaf port's own Service");
+      }
+      await assert.rejects(
+        run(helm, ["template", "mesh", chart, "-f", prod, "--set", "region.name=elsewhere"]),
+        /JetStream domain/,
+      );
     } finally {
       await rm(work, { recursive: true, force: true });
     }
