@@ -1,4 +1,5 @@
 import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { EtaSchema, RouteSchema, type EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { DisruptionSchema } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import { createPgPool, migrate, qualify, type Migration } from "@logistics/shared/postgres";
@@ -251,9 +252,9 @@ export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgR
         [
           disruption.disruptionId,
           [...hubCodes],
-          tsDate(disruption.startsAt),
-          disruption.endsAt ? tsDate(disruption.endsAt) : null,
-          disruption.clearedAt ? tsDate(disruption.clearedAt) : null,
+          disruption.startsAt ? timestampDate(disruption.startsAt) : null,
+          disruption.endsAt ? timestampDate(disruption.endsAt) : null,
+          disruption.clearedAt ? timestampDate(disruption.clearedAt) : null,
           toJson(DisruptionSchema, disruption),
         ],
       );
@@ -389,10 +390,6 @@ function rowToShipment(row: ShipmentRow): ShipmentRoute {
 
 function rowToDisruption(row: DisruptionRow): StoredDisruption {
   return { disruption: fromJson(DisruptionSchema, row.body), hubCodes: row.hubs };
-}
-
-function tsDate(ts: { seconds: bigint; nanos: number } | undefined): Date | null {
-  return ts ? new Date(Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6)) : null;
 }
 
 /**

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { AreaSchema } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
 import { EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
@@ -243,8 +244,8 @@ describe("createRouteKeeper", () => {
     await t.ship("TN00000005"); // via BBB
     await t.ship("TN00000006", "CCC"); // CCC → DDD, never BBB
     const res = await t.keeper.reportDisruption({
-      target: { case: "area", value: { lat: 51, lon: 9, radiusKm: 30 } },
-      startsAt: at(1, 0),
+      target: { case: "area", value: create(AreaSchema, { center: { latitude: 51, longitude: 9 }, radiusKm: 30 }) },
+      startsAt: timestampFromMs(at(1, 0)),
       endsAt: undefined,
       cause: DisruptionCause.STRIKE,
       description: "",
@@ -269,8 +270,8 @@ describe("createRouteKeeper", () => {
     await t.ship("TN00000007"); // at BBB 12:00-14:00 on day 1
     const res = await t.keeper.reportDisruption({
       target: { case: "hubCode", value: "BBB" },
-      startsAt: at(3, 0),
-      endsAt: at(4, 0),
+      startsAt: timestampFromMs(at(3, 0)),
+      endsAt: timestampFromMs(at(4, 0)),
       cause: DisruptionCause.CAPACITY,
       description: "",
     });

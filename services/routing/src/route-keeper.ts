@@ -135,11 +135,6 @@ type Step = undefined | { readonly kind: "publish"; readonly publication: Public
 /** Start of year 9000: far enough from year 9999 for any planning horizon. */
 const PLANNABLE_UNTIL_MS = Date.UTC(9000, 0, 1);
 
-/** What a disruption targets. */
-export type DisruptionTarget =
-  | { readonly case: "hubCode"; readonly value: string }
-  | { readonly case: "area"; readonly value: { readonly lat: number; readonly lon: number; readonly radiusKm: number } };
-
 /** Options for {@link createRouteKeeper}. */
 export interface RouteKeeperOptions {
   network: HubNetwork;
@@ -199,10 +194,15 @@ export interface RouteKeeper {
    * and published.
    */
   onScans(batch: readonly ScanRecorded[]): Promise<Outcome[]>;
+  /**
+   * Stores a disruption of the contract's target (a hub, UnknownHubError if unknown; or an area
+   * with a center, InvalidRequestError otherwise) and re-plans the shipments whose route uses its
+   * hubs within its window.
+   */
   reportDisruption(input: {
-    target: DisruptionTarget;
-    startsAt: number;
-    endsAt: number | undefined;
+    target: Disruption["target"];
+    startsAt: Timestamp;
+    endsAt: Timestamp | undefined;
     cause: DisruptionCause;
     description: string;
   }): Promise<DisruptionOutcome>;
@@ -826,27 +826,21 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
 
     async reportDisruption(input) {
       const now = clock();
+      const { target } = input;
       let hubCodes: string[];
-      if (input.target.case === "hubCode") {
-        hubCodes = [hubOrThrow(input.target.value, "hub_code").code];
+      if (target.case === "hubCode") {
+        hubCodes = [hubOrThrow(target.value, "hub_code").code];
+      } else if (target.case === "area" && target.value.center) {
+        const { center, radiusKm } = target.value;
+        hubCodes = spatial.within({ lat: center.latitude, lon: center.longitude }, radiusKm).map((n) => n.item.code);
       } else {
-        const { lat, lon, radiusKm } = input.target.value;
-        hubCodes = spatial.within({ lat, lon }, radiusKm).map((n) => n.item.code);
+        throw new InvalidRequestError("one of hub_code or area (with a center) is required");
       }
       const disruption = create(DisruptionSchema, {
         disruptionId: `dis-${opts.newId()}`,
-        target:
-          input.target.case === "hubCode"
-            ? { case: "hubCode", value: input.target.value }
-            : {
-                case: "area",
-                value: {
-                  center: { latitude: input.target.value.lat, longitude: input.target.value.lon },
-                  radiusKm: input.target.value.radiusKm,
-                },
-              },
-        startsAt: timestampFromMs(input.startsAt),
-        ...(input.endsAt !== undefined ? { endsAt: timestampFromMs(input.endsAt) } : {}),
+        target,
+        startsAt: input.startsAt,
+        ...(input.endsAt ? { endsAt: input.endsAt } : {}),
         cause: input.cause,
         description: input.description,
         createdAt: timestampFromMs(now.getTime()),
@@ -855,11 +849,12 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
       const set = new Set(hubCodes);
       const listed = `${hubCodes.slice(0, 5).join(", ")}${hubCodes.length > 5 ? ", ..." : ""}`;
       const detail = `re-planned around disruption ${disruption.disruptionId} (${listed})`;
-      const end = input.endsAt ?? Infinity;
+      const start = msOf(input.startsAt);
+      const end = input.endsAt ? msOf(input.endsAt) : Infinity;
       let replanned = 0;
       for (const candidate of hubCodes.length ? await store.findTouchingHubs(hubCodes) : []) {
         const done = await withRetry(candidate.trackingNumber, async (s) => {
-          if (!touches(s.route, set, input.startsAt, end, now.getTime())) return false;
+          if (!touches(s.route, set, start, end, now.getTime())) return false;
           const eventId = `${disruption.disruptionId}-${s.revision}`;
           return replanFromPosition(s, EtaChangeReason.DISRUPTION, detail, eventId, [disruption.disruptionId]);
         });

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   ClearDisruptionResponseSchema,
@@ -11,7 +11,7 @@ import {
   ReportDisruptionResponseSchema,
   type RoutingService,
 } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
-import type { Hub, HubNetwork } from "./hub-network.js";
+import type { Hub } from "./hub-network.js";
 import { NoRouteError } from "./planner.js";
 import { hubKindFromProto, hubToProto, msOf, routeToProto, serviceLevelName } from "./route-mapping.js";
 import { InvalidRequestError, NotFoundError, UnknownHubError, type RouteKeeper } from "./route-keeper.js";
@@ -23,7 +23,6 @@ export type RoutingHandlers = ServiceImpl<typeof RoutingService>;
 
 /** Dependencies of the routing handlers (narrow interfaces, built by the service definition). */
 export interface RoutingHandlersDeps {
-  network: HubNetwork;
   spatial: SpatialIndex<Hub>;
   routeStore: Pick<RouteStore, "get" | "etaHistory">;
   /** Planning, storing, publishing and disruption handling. */
@@ -51,7 +50,7 @@ export function toConnectError(e: unknown): unknown {
 
 /** Creates the RoutingService handlers. */
 export function createRoutingHandlers(deps: RoutingHandlersDeps): RoutingHandlers {
-  const { network, spatial, routeStore, keeper, clock, newId } = deps;
+  const { spatial, routeStore, keeper, clock, newId } = deps;
   const mapped = <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
       try {
@@ -88,7 +87,7 @@ export function createRoutingHandlers(deps: RoutingHandlersDeps): RoutingHandler
         etaHistory: history.map((h) =>
           create(EtaRevisionSchema, {
             ...(h.eta ? { eta: h.eta } : {}),
-            revisedAt: timestampFromMs(h.revisedAt.getTime()),
+            revisedAt: timestampFromDate(h.revisedAt),
             reason: h.reason,
             detail: h.detail,
             routeRevision: h.revision,
@@ -115,21 +114,11 @@ export function createRoutingHandlers(deps: RoutingHandlersDeps): RoutingHandler
     }),
 
     reportDisruption: mapped(async (req) => {
-      const t = req.target;
-      let target: Parameters<RouteKeeper["reportDisruption"]>[0]["target"];
-      if (t.case === "hubCode") {
-        if (!network.hub(t.value)) throw new UnknownHubError("hub_code", t.value);
-        target = { case: "hubCode", value: t.value };
-      } else if (t.case === "area" && t.value.center) {
-        target = { case: "area", value: { lat: t.value.center.latitude, lon: t.value.center.longitude, radiusKm: t.value.radiusKm } };
-      } else {
-        throw new InvalidRequestError("one of hub_code or area (with a center) is required");
-      }
       if (!req.startsAt) throw new InvalidRequestError("starts_at is required");
       const outcome = await keeper.reportDisruption({
-        target,
-        startsAt: msOf(req.startsAt),
-        endsAt: req.endsAt ? msOf(req.endsAt) : undefined,
+        target: req.target,
+        startsAt: req.startsAt,
+        endsAt: req.endsAt,
         cause: req.cause,
         description: req.description,
       });

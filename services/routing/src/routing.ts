@@ -79,7 +79,7 @@ export const routingService: ServiceDefinition<RoutingConfig> = {
       log,
     });
     log.info({ hubs: network.hubs.length, lanes: network.lanes.length }, "hub network loaded");
-    const handlers = createRoutingHandlers({ network, spatial, routeStore: store, keeper, clock, newId });
+    const handlers = createRoutingHandlers({ spatial, routeStore: store, keeper, clock, newId });
     return {
       routes: (router) => registerRoutingRoutes(router, handlers),
       async close() {
