@@ -51,6 +51,9 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       log,
       degradedBehaviour: "ingest goes on without dedupe hints and rate limits",
       onError: (op) => metrics.redisErrors.inc({ op }),
+      // Each batch sends a rate-limit take, a dedupe lookup and a dedupe record; concurrent
+      // batches' commands then share socket writes (each write was a loopback TCP send).
+      autoPipelining: true,
     });
 
     const publisher = createEventPublisher({ js: ctx.js, logger: log });

@@ -20,6 +20,11 @@ export interface FailOpenRedisOptions {
   onError?: (op: string, err: unknown) => void;
   /** Least time between two warnings about the same operation. Default 10 000 ms. */
   warnIntervalMs?: number;
+  /**
+   * Send the commands issued in one event-loop turn as one pipeline (one socket write), as a
+   * service issuing several per batch wants. Default false.
+   */
+  autoPipelining?: boolean;
 }
 
 /** A Redis client for optional work, and the one way to report its failures. */
@@ -49,6 +54,7 @@ export function createFailOpenRedis(o: FailOpenRedisOptions): FailOpenRedis {
     commandTimeout: o.commandTimeoutMs,
     connectTimeout: 2000,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    enableAutoPipelining: o.autoPipelining === true,
   });
   const interval = o.warnIntervalMs ?? 10_000;
   const lastWarned = new Map<string, number>();
