@@ -109,7 +109,7 @@ function memoryStore(): RouteStore {
   };
 }
 
-function setup() {
+function setup(o: { cacheSize?: number } = {}) {
   const raw = memoryStore();
   /** Calls per store method, to check that a batch reads and writes once. */
   const calls = new Map<string, number>();
@@ -145,6 +145,7 @@ function setup() {
     events: createEventCatalog("unit").events,
     clock: () => new Date(now),
     newId: () => `id${++id}`,
+    ...o,
   });
   const updates = () => published.filter((p) => p.type === RouteUpdatedSchema.typeName).map((p) => p.message as RouteUpdated);
   const ship = async (tn: string, origin = "AAA", readyAt = DAY1 + h(8) * 60_000) => {
@@ -378,6 +379,27 @@ describe("createRouteKeeper", () => {
       assert.deepEqual(outcomes.map((o) => o.kind), ["ack"]);
       assert.equal(t.updates().length, 0, "a delivered shipment is not re-planned");
       assert.equal((await t.raw.get("TN10000008"))?.revision, 2);
+    });
+
+    it("keeps a cached shipment for its batch while another batch evicts it from the cache", async () => {
+      const t = setup({ cacheSize: 1 });
+      await t.ship("TN10000010");
+      await t.ship("TN10000011");
+      await t.keeper.onScans([t.scanEvent("TN10000010", 1, ScanKind.HUB_ARRIVAL, "BBB", at(1, 12))]); // cached
+      const read = t.raw.getChanged.bind(t.raw);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      t.raw.getChanged = async (tns, known) => {
+        t.raw.getChanged = read;
+        await gate;
+        return read(tns, known);
+      };
+      const held = t.keeper.onScans([t.scanEvent("TN10000010", 2, ScanKind.DELIVERED, "", at(1, 18))]);
+      // The other consumer's batch caches TN10000011, which evicts TN10000010 (cache of one).
+      await t.keeper.onScans([t.scanEvent("TN10000011", 1, ScanKind.HUB_ARRIVAL, "BBB", at(1, 12))]);
+      release();
+      assert.deepEqual((await held).map((o) => o.kind), ["ack"]);
+      assert.equal((await t.raw.get("TN10000010"))?.delivered, true);
     });
 
     it("falls back to the one-event path when another replica stored a revision in between", async () => {

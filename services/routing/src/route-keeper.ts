@@ -571,15 +571,20 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
    * number means an equal row, whichever replica wrote it); any other is read in full.
    */
   const loadShipments = async (trackingNumbers: readonly string[]): Promise<Map<string, ShipmentRoute>> => {
+    // Held here, not looked up again after the read: another batch may evict them meanwhile.
+    const held = new Map<string, ShipmentRoute>();
     const known = new Map<string, number>();
     for (const tn of trackingNumbers) {
       const s = cache.get(tn);
-      if (s) known.set(tn, s.revision);
+      if (s) {
+        held.set(tn, s);
+        known.set(tn, s.revision);
+      }
     }
     const { changed, unchanged } = await store.getChanged(trackingNumbers, known);
     const out = new Map<string, ShipmentRoute>();
     for (const tn of trackingNumbers) {
-      const s = changed.get(tn) ?? (unchanged.has(tn) ? cache.get(tn) : undefined);
+      const s = changed.get(tn) ?? (unchanged.has(tn) ? held.get(tn) : undefined);
       if (s) {
         out.set(tn, s);
         remember(s);
