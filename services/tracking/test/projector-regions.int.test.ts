@@ -62,7 +62,7 @@ describe("the tracking projector in region eu of two", () => {
       },
       { timeoutMs: 30_000, message: "both shipments projected" },
     );
-    const scans = (await env.store.listEvents(own, { pageSize: 10 })).items.filter((e) => e.type === "scan");
+    const scans = (await env.store.listEvents(own, { pageSize: 10 })).items.filter((e) => e.event.type === "scan.recorded");
     assert.equal(scans.length, 1, "the scan stored in both regions is applied once");
   });
 
