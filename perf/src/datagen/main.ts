@@ -134,7 +134,7 @@ interface ReadKind {
 
 const OPEN = [ShipmentStatus.IN_TRANSIT, ShipmentStatus.OUT_FOR_DELIVERY];
 const pickOf = <T>(arr: readonly T[], r: () => number): T => arr[Math.floor(r() * arr.length)]!;
-/** The store's own statements (postgres-shipment-store.ts), for EXPLAIN. */
+/** The store's own statements (store/postgres/reads.ts), for EXPLAIN. */
 const GET_SQL = "SELECT doc FROM shipments WHERE tracking_number = $1";
 const LIST_SQL = `SELECT event_id, tracking_number, event_type, late, applied_at, payload FROM shipment_events
           WHERE tracking_number = $1  ORDER BY event_time, event_id LIMIT $2`;

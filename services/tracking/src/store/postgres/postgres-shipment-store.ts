@@ -1,17 +1,13 @@
-import type { JsonValue } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type pg from "pg";
 import { createPgPool } from "@logistics/shared/postgres";
-import { encodeCursor, checkPageSize, decodeCursor } from "../cursor.js";
-import { eventFromJson, eventKey } from "../events.js";
-import type { Page, PageRequest, ShipmentDoc, ShipmentQuery, ShipmentStore, StoredEvent } from "../ports.js";
+import type { ShipmentStore } from "../ports.js";
 import { MAX_DOCUMENT_BYTES } from "../size.js";
 import { applyEvents } from "./apply-batch.js";
 import { applyEvent } from "./apply-one.js";
 import type { ApplySettings } from "./apply-shared.js";
-import { normalizeQuery } from "../query.js";
 import { migrate } from "./migrations.js";
 import { detachPartitionsOlderThan, ensurePartitions, type EnsurePartitionsOptions } from "./partitions.js";
+import { getShipment, listEvents, searchShipments } from "./reads.js";
 import { buildSearchSql } from "./search-sql.js";
 
 export { buildSearchSql };
@@ -52,27 +48,6 @@ export interface PostgresShipmentStore extends ShipmentStore {
   detachPartitionsOlderThan(cutoff: Date): Promise<string[]>;
 }
 
-interface EventRow {
-  event_id: string;
-  tracking_number: string;
-  event_type: string;
-  late: boolean;
-  applied_at: Date;
-  payload: JsonValue;
-}
-
-function toStoredEvent(r: EventRow): StoredEvent {
-  const event = eventFromJson(r.event_type, r.payload);
-  return {
-    event,
-    eventId: r.event_id,
-    trackingNumber: r.tracking_number,
-    eventTime: eventKey(event).eventTime,
-    late: r.late,
-    appliedAt: timestampFromDate(r.applied_at),
-  };
-}
-
 /**
  * Creates the PostgreSQL adapter of {@link ShipmentStore}: a `shipments` table (queried fields as
  * columns + the JSONB document + version), an event history partitioned by month, and an
@@ -81,7 +56,7 @@ function toStoredEvent(r: EventRow): StoredEvent {
  * `version`, append history (apply-one.ts). `applyEvents` does the same for a whole batch in one
  * transaction (apply-batch.ts; group commit: one durable commit for many events). Conflicts (a
  * concurrent first insert, serialization failures, deadlocks) roll back and retry (a batch as a
- * whole). Reads and searches are plain queries on the pool.
+ * whole). Reads and searches are plain queries on the pool (reads.ts).
  */
 export async function createPostgresShipmentStore(options: PostgresShipmentStoreOptions): Promise<PostgresShipmentStore> {
   const ownPool = options.pool === undefined;
@@ -105,48 +80,15 @@ export async function createPostgresShipmentStore(options: PostgresShipmentStore
     }
   }
 
-  async function getShipment(trackingNumber: string): Promise<ShipmentDoc | undefined> {
-    const res = await pool.query<{ doc: ShipmentDoc }>("SELECT doc FROM shipments WHERE tracking_number = $1", [trackingNumber]);
-    return res.rows[0]?.doc;
-  }
-
   return {
     pool,
 
     applyEvent: (event) => applyEvent(pool, event, settings),
     applyEvents: (events) => applyEvents(pool, events, settings),
 
-    getShipment,
-
-    async listEvents(trackingNumber: string, page: PageRequest): Promise<Page<StoredEvent>> {
-      const size = checkPageSize(page.pageSize);
-      const after = decodeCursor(page.cursor);
-      const params: unknown[] = [trackingNumber, size + 1];
-      let cond = "";
-      if (after) {
-        params.push(after[0], after[1]);
-        cond = "AND (event_time, event_id) > ($3::timestamptz, $4)";
-      }
-      const res = await pool.query<EventRow>(
-        `SELECT event_id, tracking_number, event_type, late, applied_at, payload FROM shipment_events
-          WHERE tracking_number = $1 ${cond} ORDER BY event_time, event_id LIMIT $2`,
-        params,
-      );
-      const items = res.rows.slice(0, size).map(toStoredEvent);
-      const last = items[items.length - 1];
-      return res.rows.length > size && last ? { items, nextCursor: encodeCursor([last.eventTime, last.eventId]) } : { items };
-    },
-
-    async searchShipments(query: ShipmentQuery): Promise<Page<ShipmentDoc>> {
-      const q = normalizeQuery(query);
-      const { text, values } = buildSearchSql(q);
-      const res = await pool.query<{ doc: ShipmentDoc }>(text, values);
-      const items = res.rows.slice(0, q.pageSize).map((r) => r.doc);
-      const last = items[items.length - 1];
-      return res.rows.length > q.pageSize && last
-        ? { items, nextCursor: encodeCursor([last.updatedAt, last.trackingNumber]) }
-        : { items };
-    },
+    getShipment: (trackingNumber) => getShipment(pool, trackingNumber),
+    listEvents: (trackingNumber, page) => listEvents(pool, trackingNumber, page),
+    searchShipments: (query) => searchShipments(pool, query),
 
     ensurePartitions: (monthsAhead, opts) => ensurePartitions(pool, monthsAhead, opts),
     detachPartitionsOlderThan: (cutoff) => detachPartitionsOlderThan(pool, cutoff),
