@@ -12,6 +12,7 @@ import { Scope } from "@logistics/shared/auth";
 import { Health, HealthCheckResponse_ServingStatus } from "@logistics/shared/gen/grpc/health/v1/health_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { IngestService, RejectReason, ScanOutcome, type ScanAck } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { NotificationEventType, NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { ShipmentEventKind, TrackingService, WatchUpdateKind } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { createSubjects, leafnodeDenyList, readPeerEntry, type Subjects } from "@logistics/shared/nats";
 import type { RunningService } from "@logistics/shared/runtime";
@@ -19,10 +20,12 @@ import {
   getFreePort,
   spawnManagedProcess,
   startNatsServer,
+  startReceiver,
   uniqueName,
   waitFor,
   type ManagedProcess,
   type NatsServerHandle,
+  type TestReceiver,
 } from "@logistics/shared/testing";
 import { recordedEventId } from "@logistics/ingest";
 import { createScanGateway } from "@logistics/ingest/gateway";
@@ -40,7 +43,9 @@ import { assertMeshSettled, shipmentRequest, startMeshService } from "./e2e-mesh
  * customer watches every shipment from region b. Mid-stream region a's nats-server and services
  * are SIGKILLed; the gateway fails over to b and resends what a had not acknowledged (some of it
  * already stored in a). After a returns, both regions' read models equal the sequential model:
- * every acknowledged scan once, nothing else, the status of the event-time fold.
+ * every acknowledged scan once, nothing else, the status of the event-time fold; and the
+ * customer's webhook subscription, held in region a, got the changes of the scans ingested in b
+ * once each (a's projector applies them when sourced and publishes the change in a).
  *
  * It prints the cross-region staleness: from a's ack (at the carrier) to b's watcher seeing the
  * scan, for the scans a acknowledged while it was up.
@@ -108,6 +113,7 @@ describe("two regions joined by a leaf node", { timeout: 240_000 }, () => {
   const inProcess = new Map<MeshServiceName, RunningService>();
   const connections: NatsConnection[] = [];
   let subjects: Subjects;
+  let webhooks: TestReceiver | undefined;
 
   const startRegionA = async () => {
     await Promise.all(
@@ -164,6 +170,7 @@ describe("two regions joined by a leaf node", { timeout: 240_000 }, () => {
   }, 180_000);
 
   afterAll(async () => {
+    await webhooks?.close();
     for (const c of connections) await c.close().catch(() => {});
     for (const p of processes.values()) await p.stop("SIGTERM", 5000);
     for (const s of inProcess.values()) await s.close().catch(() => {});
@@ -203,6 +210,15 @@ describe("two regions joined by a leaf node", { timeout: 240_000 }, () => {
         return true;
       },
       { timeoutMs: 60_000, intervalMs: 200, message: "region b knows a's shipments (tracking and ingest's directory)" },
+    );
+
+    // The customer's webhook subscription lives in region a (residency): it must fire once for
+    // every status change, also for scans ingested in b while a was down.
+    webhooks = await startReceiver();
+    const notificationA = createClient(NotificationService, createGrpcTransport({ baseUrl: `http://${a.address("notification")}` }));
+    await notificationA.subscribe(
+      { scope: { case: "customerId", value: "cust-rg" }, eventTypes: [NotificationEventType.STATUS_CHANGED], webhookUrl: `${webhooks.url}/hooks` },
+      { ...admin, timeoutMs: 10_000 },
     );
 
     // The customer watches every shipment from region b (signed in: anonymous watchers see no event ids).
@@ -327,6 +343,19 @@ describe("two regions joined by a leaf node", { timeout: 240_000 }, () => {
     watching.abort();
     await Promise.allSettled(watches);
 
+    // a's subscription got each shipment's last change (out for delivery, from a scan ingested in
+    // b during a's loss) once: a's projector applied the sourced scan and published the change in a.
+    const lastScans = trackingNumbers.map((tn) => byShipment.get(tn)!.at(-1)!);
+    assert.ok(lastScans.every((s) => s.ackedBy === b.address("ingest")), "the last scans were ingested in b");
+    const outForDelivery = (tn: string) =>
+      webhooks!.accepted.filter((r) => r.json.data.tracking_number === tn && (r.json.data as { status?: string }).status === "out_for_delivery");
+    await waitFor(() => trackingNumbers.every((tn) => outForDelivery(tn).length > 0), {
+      timeoutMs: 60_000,
+      message: "a's subscription notified of every shipment's last change",
+    });
+    const webhookCounts = trackingNumbers.map((tn) => outForDelivery(tn).length);
+    assert.deepEqual(webhookCounts, trackingNumbers.map(() => 1), "one webhook per change, not one per region");
+
     // Nothing loops or is dead-lettered in either region (a's consumers may redeliver what its kill left unacknowledged).
     await assertMeshSettled(jsmB, subjects, 60_000);
     assert.equal((await jsmA.streams.info(subjects.streams.deadLetters.name)).state.messages, 0, "dead letters in a");
@@ -364,7 +393,8 @@ describe("two regions joined by a leaf node", { timeout: 240_000 }, () => {
         `staleness a→b (ack at the carrier → b's watcher) over ${staleness.length} scans: p50 ${percentile(staleness, 0.5)} ms, ` +
         `p99 ${percentile(staleness, 0.99)} ms, max ${staleness.at(-1)} ms (same region, b → b, over ${local.length}: ` +
         `p50 ${percentile(local, 0.5)} ms, p99 ${percentile(local, 0.99)} ms); ${afterReturn} acknowledged by a reached b only after a returned; ` +
-        `${RESENT} acknowledged by a resent to b: ${resentAcks.join(", ")}`,
+        `${RESENT} acknowledged by a resent to b: ${resentAcks.join(", ")}; webhooks from a's subscription: ${webhooks.accepted.length}, ` +
+        `out for delivery (ingested in b) per shipment ${webhookCounts.join("/")}`,
     );
     assert.ok(staleness.length > 0, "b's watchers saw scans ingested in a while a was up");
   });

@@ -68,9 +68,11 @@ export interface ProjectorOptions {
   defaultRegion?: string;
   /**
    * With several regions (REGION): this region. Every region's projector applies every region's
-   * events, but publishes StatusChanged / EtaChanged only for events of this region, so each
-   * change is published (and becomes a webhook) in one region only: where its cause was ingested.
-   * Default: none, changes are published for every event.
+   * events (its own and those sourced from the peers) and publishes the StatusChanged /
+   * EtaChanged they cause under this region's token, into this region's status stream (never
+   * sourced): this region's notification then fires the webhooks of the subscriptions it holds,
+   * for scans ingested in any region. A subscription lives in one region, so each webhook fires
+   * once. Default: none, a change carries the region of the event that caused it.
    */
   ownRegion?: string;
   logger?: NatsLog;
@@ -344,8 +346,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
       const notify = (prev?.notify ?? false) || r.applied || e.item.redelivered;
       if (!prev || r.after.version >= prev.doc.version) newest.set(tn, { doc: r.after, notify });
       else prev.notify = notify;
-      if (change && (opts.ownRegion === undefined || e.region === opts.ownRegion)) {
-        for (const p of changeEvents(change, eventKey(e.event).eventId, e.region, at)) {
+      if (change) {
+        for (const p of changeEvents(change, eventKey(e.event).eventId, opts.ownRegion ?? e.region, at)) {
           publications.push(p);
           causeOf.push(e);
         }

@@ -181,7 +181,8 @@ export interface EventCatalogOptions {
    * This deployment's region, when regions are named (REGION; see nats/regions.ts). The consumers
    * whose work must happen once across all regions then read only this region's events: routing's
    * `shipments-created` (a route is planned where its shipment was created) and notification's
-   * `status` and `eta` (a webhook is sent where the change was published). Their durable names
+   * `status` and `eta` (each region's tracking publishes every change it sees, sourced causes
+   * included, under its own token; a webhook is sent by the region holding the subscription). Their durable names
    * gain the region (`routing-shipments-created-eu-west`), replacing the all-regions durables
    * (nats-server 2.9 cannot change a consumer's filter in place). Tracking's projector and
    * routing's `scans` keep reading every region. Default: none, every consumer reads every region.

@@ -30,9 +30,11 @@ import { subjectToken, type StreamSpec } from "./subjects.js";
  *   crosses.
  *
  * Consumers: tracking's projector reads every region's events (its idempotency by event id and
- * event-time rules make the merge order-independent) and publishes status/ETA changes only for
- * its own region's events; routing plans only its own region's shipments and re-plans on every
- * region's scans of the shipments it planned; notification reads only its own region's changes.
+ * event-time rules make the merge order-independent) and publishes the status/ETA changes they
+ * cause under its own region's token into its own status stream; notification reads only that,
+ * so a subscription (held in one region) gets each change once, for scans ingested anywhere.
+ * Routing plans only its own region's shipments and re-plans on every region's scans of the
+ * shipments it planned.
  */
 
 /** Where this deployment sits: its region and the peer regions it sources from. */
