@@ -23,6 +23,7 @@ import {
 import { silentNatsLog, type NatsLog } from "@logistics/shared/nats";
 import { observeWithExemplar } from "@logistics/shared/telemetry";
 import type { ConsumerRef } from "@logistics/shared/operations";
+import { sameEta } from "./store/derive.js";
 import { StoreError } from "./store/errors.js";
 import { eventKey } from "./store/events.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc, ShipmentStore } from "./store/ports.js";
@@ -246,7 +247,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
       before,
       after: at,
       statusChanged: (before?.status ?? ShipmentStatus.UNSPECIFIED) !== at.status,
-      etaChanged: JSON.stringify(before?.eta ?? null) !== JSON.stringify(at.eta ?? null),
+      etaChanged: !sameEta(before?.eta, at.eta),
     };
   };
 

@@ -3,7 +3,7 @@ import { describe, it } from "vitest";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { bySortKey, created, idOf, jsonTime, planOf, route, routeWithLegs, scan as scanOf } from "../../test/store/event-builders.js";
-import { applyToDoc, roundCoordinate } from "./derive.js";
+import { applyToDoc, roundCoordinate, sameEta } from "./derive.js";
 import { DocumentTooLargeError } from "./errors.js";
 import type { ProjectedEvent, ShipmentDoc } from "./ports.js";
 import { assertSize } from "./size.js";
@@ -97,6 +97,26 @@ describe("applyToDoc", () => {
     assert.equal(r2.late, true);
     assert.equal(r2.etaChanged, false);
     assert.equal(r2.doc.eta?.estimatedArrival, jsonTime(t(50)));
+  });
+
+  it("does not report an ETA change when a newer route repeats the same ETA written differently", () => {
+    const r1 = applyToDoc(undefined, route(TN, "r1", t(2), t(50)));
+    assert.ok(r1.doc.eta?.estimatedArrival);
+    // A document rewritten by migration 4 spells the same instant with milliseconds.
+    const migrated = structuredClone(r1.doc);
+    migrated.eta = { ...r1.doc.eta, estimatedArrival: r1.doc.eta.estimatedArrival.replace(/Z$/, ".000Z") };
+    assert.notEqual(migrated.eta.estimatedArrival, r1.doc.eta.estimatedArrival);
+    const again = applyToDoc(migrated, route(TN, "r2", t(5), t(50)));
+    assert.equal(again.etaChanged, false);
+    const moved = applyToDoc(migrated, route(TN, "r3", t(6), t(51)));
+    assert.equal(moved.etaChanged, true);
+  });
+
+  it("compares ETAs as messages", () => {
+    assert.equal(sameEta(undefined, undefined), true);
+    assert.equal(sameEta({ estimatedArrival: "2026-11-01T09:00:00Z" }, undefined), false);
+    assert.equal(sameEta({ estimatedArrival: "2026-11-01T09:00:00Z" }, { estimatedArrival: "2026-11-01T09:00:00.000Z" }), true);
+    assert.equal(sameEta({ estimatedArrival: "2026-11-01T09:00:00Z", confidence: 0.5 }, { estimatedArrival: "2026-11-01T09:00:00Z" }), false);
   });
 
   it("keeps the route plan of the newest route event, together with its ETA", () => {

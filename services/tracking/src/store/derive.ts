@@ -1,7 +1,7 @@
-import { toJson } from "@bufbuild/protobuf";
+import { equals, fromJson, toJson } from "@bufbuild/protobuf";
 import { CarrierStatusSchema, ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { PlaceSchema } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
-import { EtaChangeReason, RouteSchema, type RouteJson } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { EtaChangeReason, EtaSchema, RouteSchema, type EtaJson, type RouteJson } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { eventKey } from "./events.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc, TimelineEntry } from "./ports.js";
@@ -206,8 +206,18 @@ export function applyToDoc(current: ShipmentDoc | undefined, event: ProjectedEve
     duplicate: false,
     late,
     statusChanged: beforeStatus !== doc.status,
-    etaChanged: current?.eta !== doc.eta && JSON.stringify(current?.eta ?? null) !== JSON.stringify(doc.eta ?? null),
+    etaChanged: current?.eta !== doc.eta && !sameEta(current?.eta, doc.eta),
   };
+}
+
+/**
+ * Whether two stored ETAs say the same thing. Compared as messages, not as text: the same instant
+ * can be written "…:00Z" or "…:00.000Z" (documents rewritten by migration 4 use the latter), and a
+ * text comparison would publish an EtaChanged for an ETA that did not move.
+ */
+export function sameEta(a: EtaJson | undefined, b: EtaJson | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return equals(EtaSchema, fromJson(EtaSchema, a), fromJson(EtaSchema, b));
 }
 
 /** What a store reports for an event {@link applyToDoc} applied to `before` (not a duplicate). */
