@@ -499,8 +499,14 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
         for await (const m of iter) accept(m);
       } catch (err) {
         if (stopped) break;
-        log.error({ stream, durable, err }, "pull failed; retrying");
-        await new Promise((r) => setTimeout(r, 1000));
+        const delayMs = pullRetryDelayMs(err);
+        if (delayMs === 0) {
+          log.warn({ stream, durable, err }, "pull ended early; pulling again");
+          await new Promise((r) => setImmediate(r));
+        } else {
+          log.error({ stream, durable, err }, "pull failed; retrying");
+          await new Promise((r) => setTimeout(r, delayMs));
+        }
       } finally {
         fetchIter = undefined;
       }
@@ -531,4 +537,16 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
     },
     stats: () => ({ ...stats, held: waiting.length + inBatches.size, parkedKeys: parked.size }),
   };
+}
+
+/**
+ * How long the pull loop waits before pulling again after `fetch` failed. A fetch that ends with
+ * "heartbeats missed" says only that this process did not read the server's idle heartbeats in
+ * time — under overload its event loop is busy applying the previous batch — so waiting would add
+ * a second of lag exactly when the consumer is behind: pull again at once. Anything else (the
+ * consumer deleted, the connection closing, the server refusing the pull) waits a second, so a
+ * persistent failure does not spin.
+ */
+export function pullRetryDelayMs(err: unknown): number {
+  return err instanceof Error && err.message === "heartbeats missed" ? 0 : 1000;
 }
