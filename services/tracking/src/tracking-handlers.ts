@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { principalKey } from "@logistics/shared/auth";
 import {
+  GetShipmentResponseSchema,
   ListShipmentEventsResponseSchema,
   SearchShipmentsResponseSchema,
   WatchShipmentResponseSchema,
@@ -139,8 +140,9 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
       const shipment = await mapped(() => reader.get(req.trackingNumber));
       if (!shipment) throw notFound(req.trackingNumber);
       const full = fullAccess(ctx, shipment.customerId || undefined);
-      setReadCaching(ctx, ctx.values.get(principalKey), full ? "full" : "public", shipment.version, readCache);
-      return { shipment: full ? shipment : publicShipment(shipment) };
+      const res = create(GetShipmentResponseSchema, { shipment: full ? shipment : publicShipment(shipment) });
+      setReadCaching(ctx, ctx.values.get(principalKey), shipment.version, toBinary(GetShipmentResponseSchema, res), readCache);
+      return res;
     },
 
     async listShipmentEvents(req, ctx) {
@@ -155,13 +157,14 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
         store.listEvents(req.trackingNumber, { pageSize: req.pageSize || DEFAULT_PAGE_SIZE, ...(cursor ? { cursor } : {}) }),
       );
       if (page.items.length === 0 && cursor === undefined) throw notFound(req.trackingNumber);
-      if (snapshot) setReadCaching(ctx, principal, full ? "full" : "public", snapshot.version, readCache);
-      return create(ListShipmentEventsResponseSchema, {
+      const res = create(ListShipmentEventsResponseSchema, {
         events: full
           ? page.items.map(shipmentEventMessage)
           : page.items.map(shipmentEventMessage).filter(isPublicEvent).map(publicShipmentEvent),
         nextPageToken: encodePageToken(["events", req.trackingNumber], page.nextCursor),
       });
+      if (snapshot) setReadCaching(ctx, principal, snapshot.version, toBinary(ListShipmentEventsResponseSchema, res), readCache);
+      return res;
     },
 
     async searchShipments(req, ctx) {

@@ -239,7 +239,7 @@ void main().catch((e: unknown) => {
   }
 });
 
-/** The shipment version in tracking's ETag (`"<version>.<view>"`); 0 when absent or unreadable. */
+/** The shipment version in tracking's ETag (`"<version>.<digest>"`); 0 when absent or unreadable. */
 function versionOfEtag(etag: string | null): bigint {
   const m = /^(?:W\/)?"(\d+)\./.exec(etag ?? "");
   return m ? BigInt(m[1]!) : 0n;

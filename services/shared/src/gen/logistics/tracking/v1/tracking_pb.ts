@@ -1217,7 +1217,8 @@ export const TrackingService: GenService<{
    * Side-effect free, so Connect clients may call it with HTTP GET (`useHttpGet`) and shared
    * caches (a CDN, a caching proxy) may store anonymous answers: those carry
    * `Cache-Control: public, max-age=…, stale-while-revalidate=…` and an ETag of the shipment
-   * version, and a GET with a matching `If-None-Match` is answered `304 Not Modified`. Answers to
+   * version and a digest of the answer (the same in every region that holds the same content),
+   * and a GET with a matching `If-None-Match` is answered `304 Not Modified`. Answers to
    * callers with a token are `private`; every answer varies on `Authorization` and `Origin`.
    * Errors: NotFound when no shipment has this tracking number.
    *
@@ -1233,7 +1234,8 @@ export const TrackingService: GenService<{
    * the order they were recorded), paginated. Anonymous callers get the customer-facing events
    * only (creation, scans, corrections): route planning events are left out, so a page can hold
    * fewer events than page_size while next_page_token is set.
-   * Side-effect free and cacheable like GetShipment (the ETag is the shipment version).
+   * Side-effect free and cacheable like GetShipment (the ETag is the shipment version and a digest
+   * of the page).
    * Errors: NotFound for an unknown tracking number; InvalidArgument for a malformed or foreign
    * page_token.
    *
