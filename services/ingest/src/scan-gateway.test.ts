@@ -4,7 +4,7 @@ import { describe, it } from "vitest";
 import type { ScanSchema } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { RejectReason, ScanAckSchema, ScanOutcome, type ScanAck } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import type { ScanStream } from "./scan-client.js";
-import { createScanGateway } from "./scan-gateway.js";
+import { createScanGateway, type ScanGatewayOptions } from "./scan-gateway.js";
 
 type ScanInit = MessageInitShape<typeof ScanSchema>;
 
@@ -41,6 +41,14 @@ const ack = (s: ScanInit, outcome: ScanOutcome, rejectReason = RejectReason.UNSP
   create(ScanAckSchema, { eventId: s.eventId ?? "", trackingNumber: s.trackingNumber ?? "", outcome, rejectReason });
 const scan = (i: number): ScanInit => ({ eventId: `e-${i}`, trackingNumber: "ABCD12345678", carrierCode: "acme" });
 const unavailable = () => Object.assign(new Error("14 UNAVAILABLE: shutting down"), { code: 14 });
+
+/** A gateway whose first region is lost (its stream fails UNAVAILABLE) and whose second answers with `answer`. */
+function failedOver(answer: (scans: ScanInit[]) => ScanAck[], opts: Partial<ScanGatewayOptions> = {}) {
+  const ingest = fakeIngest((stream, scans) => (stream === 0 ? unavailable() : answer(scans)));
+  const gw = createScanGateway({ addresses: ["a:1", "b:2"], token: "t", initialBackoffMs: 1, openStream: ingest.openStream, ...opts });
+  return { ingest, gw };
+}
+const unknown = (scans: ScanInit[]) => scans.map((s) => ack(s, ScanOutcome.REJECTED, RejectReason.UNKNOWN_SHIPMENT));
 
 describe("createScanGateway", () => {
   it("resends every unacknowledged scan with the same event id on a new stream to the next replica after a broken stream", async () => {
@@ -120,6 +128,47 @@ describe("createScanGateway", () => {
     assert.deepEqual(errors, ["REJECTED_UNAVAILABLE@a:1"]);
     assert.deepEqual(ingest.sent.map((x) => x.address), ["a:1", "a:1", "b:2"]);
     await gw.close();
+  });
+
+  it("holds scans a failover endpoint answers UNKNOWN_SHIPMENT and resends them until the directory entry arrives", async () => {
+    // Region a is lost; b has not sourced the shipment of e-1 yet and knows it from its third send.
+    let unknownAnswers = 0;
+    const { ingest, gw } = failedOver(
+      (scans) => scans.map((s) => (s.eventId === "e-1" && unknownAnswers++ < 2 ? unknown([s])[0]! : ack(s, ScanOutcome.ACCEPTED))),
+      { maxBackoffMs: 10 },
+    );
+    const order: string[] = [];
+    const acks = await Promise.all([1, 2].map((i) => gw.submit(scan(i)).then((a) => (order.push(a.eventId), a))));
+    assert.deepEqual(acks.map((a) => ScanOutcome[a.outcome]), ["ACCEPTED", "ACCEPTED"]);
+    assert.deepEqual(order, ["e-2", "e-1"], "the held scan does not hold up the others");
+    const toB = ingest.sent.filter((x) => x.address === "b:2").flatMap((x) => x.eventIds);
+    assert.equal(toB.filter((id) => id === "e-1").length, 3, "resent with the same event id until accepted");
+    assert.equal(gw.unacked, 0);
+    await gw.close();
+  });
+
+  it("gives UNKNOWN_SHIPMENT back at once from the first endpoint, and after the bounded resends from a failover one", async () => {
+    const home = fakeIngest((_stream, scans) => unknown(scans));
+    const gw = createScanGateway({ addresses: ["a:1", "b:2"], token: "t", initialBackoffMs: 1, openStream: home.openStream });
+    assert.equal((await gw.submit(scan(1))).rejectReason, RejectReason.UNKNOWN_SHIPMENT);
+    assert.equal(home.sent.length, 1, "final on the nearest endpoint");
+    await gw.close();
+
+    const away = failedOver(unknown, { maxBackoffMs: 5, unknownShipmentRetries: 3 });
+    assert.equal((await away.gw.submit(scan(1))).rejectReason, RejectReason.UNKNOWN_SHIPMENT);
+    assert.equal(away.ingest.sent.filter((x) => x.address === "b:2").length, 4, "one send and three resends");
+    await away.gw.close();
+  });
+
+  it("rejects a held scan when closed", async () => {
+    let answered: () => void = () => {};
+    const unknownAnswered = new Promise<void>((r) => (answered = r));
+    const { gw } = failedOver(unknown, { maxBackoffMs: 60_000, onAck: () => answered() });
+    const settled = gw.submit(scan(1)).catch((e: unknown) => e);
+    await unknownAnswered;
+    assert.equal(gw.unacked, 1, "held");
+    await gw.close();
+    assert.match(String(await settled), /closed before the scan was acknowledged/);
   });
 
   it("rejects what is still unacknowledged when closed", async () => {

@@ -36,6 +36,16 @@ export interface ScanGatewayOptions {
   readonly ackTimeoutMs?: number;
   /** Reject reasons worth resending after a backoff. Default UNAVAILABLE and RATE_LIMITED. */
   readonly retryReasons?: ReadonlySet<RejectReason>;
+  /**
+   * How often a scan answered UNKNOWN_SHIPMENT by a failover endpoint (any but the first address)
+   * is resent before that answer counts as final. After a failover the shipment may have been
+   * created in the lost region, its directory entry not sourced here yet (docs/regions.md): such a
+   * scan is held and resent after a backoff (`initialBackoffMs` doubling per resend up to
+   * `maxBackoffMs`, jittered), so it is accepted once the entry arrives or the stream is back on
+   * the first address. From the first address UNKNOWN_SHIPMENT is final at once. Default 30
+   * (about two minutes with the default backoffs).
+   */
+  readonly unknownShipmentRetries?: number;
   /** Random numbers in [0, 1) for the jitter (seeded in tests). Default Math.random. */
   readonly random?: () => number;
   /** Opens a stream (tests pass a fake). Default {@link openScanStream}. */
@@ -66,6 +76,8 @@ interface Entry {
   readonly resolve: (a: ScanAck) => void;
   readonly reject: (e: Error) => void;
   inFlight: boolean;
+  /** Resends after UNKNOWN_SHIPMENT from a failover endpoint. */
+  unknownRetries: number;
 }
 
 const DEFAULT_RETRY = new Set([RejectReason.UNAVAILABLE, RejectReason.RATE_LIMITED]);
@@ -87,6 +99,7 @@ function codeName(e: unknown): string {
  * stream (to the next address) is opened after an exponential backoff with full jitter (reset by
  * the next ack). Scans answered REJECTED with a retryable reason are resent the same way; a
  * replica that answers two whole batches in a row UNAVAILABLE is left for the next address.
+ * UNKNOWN_SHIPMENT from a failover address is held and resent (see `unknownShipmentRetries`).
  */
 export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
   if (o.addresses.length === 0) throw new Error("createScanGateway: no ingest address");
@@ -97,8 +110,11 @@ export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
   const ackTimeout = o.ackTimeoutMs ?? 15_000;
   const retry = o.retryReasons ?? DEFAULT_RETRY;
   const random = o.random ?? Math.random;
+  const unknownRetries = o.unknownShipmentRetries ?? 30;
   const open = o.openStream ?? ((address, token) => openScanStream({ address, token }));
   const queue: Entry[] = [];
+  /** Scans held after UNKNOWN_SHIPMENT from a failover endpoint, each with its resend timer. */
+  const held = new Map<Entry, NodeJS.Timeout>();
   let inFlight = 0;
   let stream: ScanStream | undefined;
   let addressIndex = 0;
@@ -120,6 +136,9 @@ export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
     if (timer) clearTimeout(timer);
     timer = setTimeout(() => {
       timer = undefined;
+      // Timers run on a monotonic clock and can fire a millisecond before Date.now() reaches
+      // waitUntil; the wait is over all the same (a later schedule would have replaced this timer).
+      waitUntil = Math.min(waitUntil, Date.now());
       pump();
     }, Math.max(0, waitUntil - Date.now()));
   };
@@ -138,6 +157,23 @@ export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
     addressIndex = (addressIndex + 1) % o.addresses.length;
     void s.close().catch(() => {});
     schedule(backoff());
+  };
+
+  /** True when `ack` may only mean the shipment's directory entry has not reached this region yet. */
+  const mayBeUnsourced = (ack: ScanAck, address: string, e: Entry) =>
+    ack.outcome === ScanOutcome.REJECTED &&
+    ack.rejectReason === RejectReason.UNKNOWN_SHIPMENT &&
+    address !== o.addresses[0] &&
+    e.unknownRetries < unknownRetries;
+  /** Holds `e` and queues it again after its own backoff; the rest of the queue goes on meanwhile. */
+  const hold = (e: Entry) => {
+    const cap = Math.min(maxBackoff, initial * 2 ** Math.min(e.unknownRetries++, 20));
+    const timer = setTimeout(() => {
+      held.delete(e);
+      queue.push(e);
+      pump();
+    }, Math.round(cap / 2 + (random() * cap) / 2));
+    held.set(e, timer);
   };
 
   const sendBatch = (s: ScanStream, address: string, batch: Entry[]) => {
@@ -162,6 +198,7 @@ export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
           const ack = acks[i]!;
           o.onAck?.(ack, now, address);
           if (ack.outcome === ScanOutcome.REJECTED && retry.has(ack.rejectReason)) again.push(e);
+          else if (mayBeUnsourced(ack, address, e)) hold(e);
           else e.resolve(ack);
         });
         // A replica that answers a whole batch UNAVAILABLE twice in a row is likely cut off from
@@ -219,12 +256,12 @@ export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
     submit(scan) {
       if (closed) return Promise.reject(new Error("scan gateway is closed"));
       return new Promise<ScanAck>((resolve, reject) => {
-        queue.push({ scan, resolve, reject, inFlight: false });
+        queue.push({ scan, resolve, reject, inFlight: false, unknownRetries: 0 });
         pump();
       });
     },
     get unacked() {
-      return queue.length + inFlight;
+      return queue.length + inFlight + held.size;
     },
     get streamsOpened() {
       return opened;
@@ -235,6 +272,11 @@ export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
       if (timer) clearTimeout(timer);
       const err = new Error("scan gateway closed before the scan was acknowledged");
       for (const e of queue.splice(0)) e.reject(err);
+      for (const [e, t] of held) {
+        clearTimeout(t);
+        e.reject(err);
+      }
+      held.clear();
       await stream?.close().catch(() => {});
     },
   };
