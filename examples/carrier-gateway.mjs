@@ -16,7 +16,9 @@
 // same event id, and every read model applies an event id once). After trying them all it backs
 // off and starts again at the first, so it returns to its nearest region once that is back (a
 // gateway that runs for days would also move back when the first answers again while it streams
-// elsewhere).
+// elsewhere). While failed over, a scan answered UNKNOWN_SHIPMENT may belong to a shipment created
+// in the lost region whose directory entry has not reached this one yet: it is kept and resent
+// with backoff, at most UNKNOWN_RETRIES times (default 30); on the first endpoint that answer is final.
 //
 //   INGEST_ENDPOINTS=https://ingest.eu.example.com,https://ingest.us.example.com \
 //     TOKEN=$CARRIER TRACKING_NUMBER=LM... node examples/carrier-gateway.mjs
@@ -67,6 +69,9 @@ function clientFor(i) {
 
 // Every scan stays here until it is acknowledged (a real gateway keeps this on disk).
 const unacked = new Map();
+// Resends per event id after UNKNOWN_SHIPMENT from a failover endpoint.
+const unknownResends = new Map();
+const unknownRetries = Number(env.UNKNOWN_RETRIES ?? 30);
 const count = Number(env.SCANS ?? 4);
 const codes = [
   ["PU", "Picked up"],
@@ -127,10 +132,26 @@ function connect() {
     setTimeout(connect, delay);
   };
   call.on("data", (res) => {
+    const held = [];
     for (const ack of res.acks) {
-      const keep = ack.outcome === "SCAN_OUTCOME_REJECTED" && ack.reject_reason === "REJECT_REASON_UNAVAILABLE";
+      const rejected = ack.outcome === "SCAN_OUTCOME_REJECTED";
+      const tries = unknownResends.get(ack.event_id) ?? 0;
+      const hold = rejected && ack.reject_reason === "REJECT_REASON_UNKNOWN_SHIPMENT" && current !== 0 && tries < unknownRetries;
+      const keep = hold || (rejected && ack.reject_reason === "REJECT_REASON_UNAVAILABLE");
       console.log(`ack ${ack.event_id} ${ack.outcome.replace("SCAN_OUTCOME_", "")}${ack.detail ? ` (${ack.detail})` : ""}`);
       if (!keep) unacked.delete(ack.event_id);
+      if (hold) {
+        unknownResends.set(ack.event_id, tries + 1);
+        held.push(ack.event_id);
+      }
+    }
+    if (held.length > 0) {
+      // Not sourced here yet (created in the lost region): resend on this stream after a backoff.
+      const delay = Math.min(10_000, 250 * 2 ** Math.min(Math.max(...held.map((id) => unknownResends.get(id))) - 1, 6));
+      setTimeout(() => {
+        const scans = held.map((id) => unacked.get(id)).filter(Boolean);
+        if (!closed && scans.length > 0) call.write({ scans });
+      }, delay);
     }
     acked = true;
     failures = 0;
