@@ -201,8 +201,11 @@ const REASON_TEXT: Partial<Record<EtaChangeReason, string>> = {
   [EtaChangeReason.EARLY_DEPARTURE]: "early departure",
 };
 
+/** One formatter for every summary: `toLocaleDateString` with options builds a new one per call. */
+const DAY_FORMAT = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short", timeZone: "UTC" });
+
 function day(t: Timestamp | undefined): string {
-  return t ? timestampDate(t).toLocaleDateString("en-GB", { day: "numeric", month: "short", timeZone: "UTC" }) : "?";
+  return t ? DAY_FORMAT.format(timestampDate(t)) : "?";
 }
 
 /** A one-line English summary of an event ("Arrived at hub FRA", "ETA moved to 14 Mar: missed cut-off"). */
