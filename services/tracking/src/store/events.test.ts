@@ -60,7 +60,27 @@ describe("checkEvent", () => {
     assert.ok(noEta.message.route);
     noEta.message.route.eta = undefined;
     rejects(noEta, "route.eta.estimated_arrival");
+    const yearOne = route(TN, "r1", T, T);
+    assert.ok(yearOne.message.route?.eta);
+    yearOne.message.route.eta.estimatedArrival = { $typeName: "google.protobuf.Timestamp", seconds: -62135596800n, nanos: 0 };
+    rejects(yearOne, "route.eta.estimated_arrival");
     assert.throws(() => checkEvent(scan(TN, "s", T, ScanKind.PICKUP, { note: "x".repeat(5000) }), 4096), DocumentTooLargeError);
+  });
+
+  it("stores an event with a time proto JSON cannot write, without that time, instead of failing on it", () => {
+    for (const bad of [
+      { $typeName: "google.protobuf.Timestamp", seconds: 10n ** 15n, nanos: 0 },
+      { $typeName: "google.protobuf.Timestamp", seconds: 1_800_000_000n, nanos: 2e9 },
+    ] as const) {
+      const e: ProjectedEvent = {
+        type: "shipment.created",
+        message: create(ShipmentCreatedSchema, { eventId: "c", trackingNumber: TN, createdAt: timestampFromMs(T), readyTime: bad }),
+      };
+      const stored = JSON.parse(checkEvent(e)) as Record<string, unknown>;
+      assert.equal(stored.readyTime, undefined);
+      assert.equal(stored.createdAt, "2026-11-01T08:00:00Z");
+      assert.equal(e.message.readyTime?.seconds, bad.seconds, "the message itself is left as it came");
+    }
   });
 
   it("lets the contracts' own rules be the edge's: a pattern or enum value outside them is stored as sent", () => {

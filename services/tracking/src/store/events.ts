@@ -1,4 +1,5 @@
-import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { clone, fromJson, toJson, type DescMessage, type JsonValue, type Message } from "@bufbuild/protobuf";
+import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
@@ -67,18 +68,57 @@ export function eventKey(e: ProjectedEvent): EventKey {
   return key;
 }
 
-/** The event's stored form: the proto JSON of its message. */
+/** The schema of each event type's message. */
+const SCHEMAS: Readonly<Record<ProjectedEvent["type"], DescMessage>> = {
+  "scan.recorded": ScanRecordedSchema,
+  "shipment.created": ShipmentCreatedSchema,
+  "route.planned": RoutePlannedSchema,
+  "route.updated": RouteUpdatedSchema,
+};
+
+/**
+ * The event's stored form: the proto JSON of its message. A Timestamp that proto JSON cannot
+ * write (seconds outside years 1–9999, nanos outside [0, 1e9)) makes `toJson` throw; the event
+ * still reaches the store with that field cleared, since the times the store orders and
+ * checks by (the event time, a route's ETA) are refused by {@link checkEvent} before this runs,
+ * and a consumer must not retry forever on a time no reader of the history needs.
+ */
 export function eventJson(e: ProjectedEvent): JsonValue {
-  switch (e.type) {
-    case "scan.recorded":
-      return toJson(ScanRecordedSchema, e.message);
-    case "shipment.created":
-      return toJson(ShipmentCreatedSchema, e.message);
-    case "route.planned":
-      return toJson(RoutePlannedSchema, e.message);
-    case "route.updated":
-      return toJson(RouteUpdatedSchema, e.message);
+  const schema = SCHEMAS[e.type];
+  try {
+    return toJson(schema, e.message);
+  } catch (err) {
+    const copy = clone(schema, e.message as Message);
+    if (!clearUnencodableTimes(reflect(schema, copy))) throw err;
+    return toJson(schema, copy);
   }
+}
+
+/** Seconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59Z: what proto JSON can write. */
+const JSON_MIN_SECONDS = -62135596800n;
+const JSON_MAX_SECONDS = 253402300799n;
+
+/** Clears every set Timestamp field proto JSON cannot write, in `m` and its nested messages; whether it cleared one. */
+function clearUnencodableTimes(m: ReflectMessage): boolean {
+  let cleared = false;
+  for (const f of m.fields) {
+    if (!m.isSet(f)) continue;
+    if (f.fieldKind === "message") {
+      const v = m.get(f);
+      if (f.message.typeName === "google.protobuf.Timestamp") {
+        const t = v.message as unknown as Timestamp;
+        if (t.seconds < JSON_MIN_SECONDS || t.seconds > JSON_MAX_SECONDS || t.nanos < 0 || t.nanos > 999_999_999) {
+          m.clear(f);
+          cleared = true;
+        }
+      } else if (clearUnencodableTimes(v)) {
+        cleared = true;
+      }
+    } else if (f.fieldKind === "list" && f.listKind === "message") {
+      for (const item of m.get(f)) if (clearUnencodableTimes(item as ReflectMessage)) cleared = true;
+    }
+  }
+  return cleared;
 }
 
 /** An event back from its stored form (fields a newer writer added are ignored). */
@@ -140,9 +180,15 @@ export function checkEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTES): st
       break;
     }
     case "route.planned":
-    case "route.updated":
-      if (!e.message.route?.eta?.estimatedArrival) throw new InvalidEventError("route.eta.estimated_arrival", "is required");
+    case "route.updated": {
+      const eta = e.message.route?.eta?.estimatedArrival;
+      if (!eta) throw new InvalidEventError("route.eta.estimated_arrival", "is required");
+      const ms = timestampMs(eta);
+      if (!(Number.isFinite(ms) && ms >= 0 && ms <= MAX_TIME_MS)) {
+        throw new InvalidEventError("route.eta.estimated_arrival", "must be a time from 1970 to 9999");
+      }
       break;
+    }
     case "shipment.created":
       break;
   }
