@@ -16,6 +16,7 @@ import { createScanIngestor, type ScanDedupe } from "./scan-ingestor.js";
 import type { ShipmentParties } from "./scan-ownership.js";
 import { createSemaphore } from "./semaphore.js";
 import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";
+import { memoryDedupe } from "../test/memory-dedupe.js";
 
 const validator = createMeshValidator();
 const catalog = createEventCatalog("p");
@@ -62,19 +63,6 @@ function fakeStream(opts: { failFirst?: number; failAlways?: boolean } = {}) {
     },
   };
   return stream;
-}
-
-function memoryDedupe(): ScanDedupe & { ids: Set<string> } {
-  const ids = new Set<string>();
-  return {
-    ids,
-    async seen(list) {
-      return new Set(list.filter((i) => ids.has(i)));
-    },
-    async remember(list) {
-      for (const i of list) ids.add(i);
-    },
-  };
 }
 
 const parties = (carrier: string, partners: string[] = []): ShipmentParties => ({ shipmentId: "shp_1", carrier, partners, customer: "cust-1" });

@@ -15,24 +15,11 @@ import { createIngestMetrics } from "../src/ingest-metrics.js";
 import { createScanCheck } from "../src/scan-check.js";
 import { createScanIngestor, type ScanDedupe } from "../src/scan-ingestor.js";
 import { createSemaphore } from "../src/semaphore.js";
+import { memoryDedupe } from "./memory-dedupe.js";
 
 const TN = "ABCD12345678";
 const scan = (id: string): Scan =>
   create(ScanSchema, { eventId: id, trackingNumber: TN, carrierCode: "acme", rawStatus: { code: "AR" }, eventTime: timestampFromMs(Date.now() - 1000) });
-
-/** The dedupe set of our own interface, in memory. */
-function memoryDedupe(): ScanDedupe & { ids: Set<string> } {
-  const ids = new Set<string>();
-  return {
-    ids,
-    async seen(list) {
-      return new Set(list.filter((i) => ids.has(i)));
-    },
-    async remember(list) {
-      for (const i of list) ids.add(i);
-    },
-  };
-}
 
 describe("scan ingest through the pipelined publisher (real nats-server)", () => {
   let nc: NatsConnection;
