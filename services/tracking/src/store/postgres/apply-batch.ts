@@ -1,9 +1,9 @@
 import type pg from "pg";
 import { appliedResult, applyToDoc, duplicateResult } from "../derive.js";
-import { atBatchIndex, ConflictError } from "../errors.js";
+import { atBatchIndex } from "../errors.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc } from "../ports.js";
 import { assertJsonSize, assertSize } from "../size.js";
-import { CAS_MISSED, CasMiss, checked, isRetryable, type ApplySettings, type CheckedEvent } from "./apply-shared.js";
+import { CAS_MISSED, CasMiss, checked, withConflictRetries, type ApplySettings, type CheckedEvent } from "./apply-shared.js";
 
 /**
  * `applyEvents` of the PostgreSQL store: a whole batch in one statement when nothing conflicts
@@ -20,31 +20,11 @@ export async function applyEvents(pool: pg.Pool, inputs: readonly ProjectedEvent
     }
   });
   if (events.length === 0) return [];
-  const client = await pool.connect();
-  let broken = false;
-  try {
-    try {
-      return await applyBatchOptimistic(client, events, settings.maxBytes);
-    } catch (err) {
-      // Outside a transaction block: a failed statement rolled itself back.
-      if (!isRetryable(err)) throw err;
-    }
-    for (let attempt = 2; ; attempt++) {
-      try {
-        return await applyBatchLocked(client, events, settings.maxBytes);
-      } catch (err) {
-        await client.query("ROLLBACK").catch(() => {
-          broken = true;
-        });
-        if (!isRetryable(err) || broken) throw err;
-        if (attempt >= settings.maxAttempts) {
-          throw new ConflictError(describeShipments([...new Set(events.map((e) => e.key.trackingNumber))].sort()), attempt);
-        }
-      }
-    }
-  } finally {
-    client.release(broken);
-  }
+  return withConflictRetries(pool, settings.maxAttempts, {
+    optimistic: (client) => applyBatchOptimistic(client, events, settings.maxBytes),
+    locked: (client) => applyBatchLocked(client, events, settings.maxBytes),
+    shipments: () => describeShipments([...new Set(events.map((e) => e.key.trackingNumber))].sort()),
+  });
 }
 
 const byEventId = (a: CheckedEvent, b: CheckedEvent) => (a.key.eventId < b.key.eventId ? -1 : a.key.eventId > b.key.eventId ? 1 : 0);

@@ -1,9 +1,8 @@
 import type pg from "pg";
 import { appliedResult, applyToDoc, duplicateResult } from "../derive.js";
-import { ConflictError } from "../errors.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc } from "../ports.js";
 import { assertSize } from "../size.js";
-import { CasMiss, checked, isRetryable, type ApplySettings, type CheckedEvent } from "./apply-shared.js";
+import { CasMiss, checked, withConflictRetries, type ApplySettings, type CheckedEvent } from "./apply-shared.js";
 
 /**
  * `applyEvent` of the PostgreSQL store: one transaction per event on one pooled connection,
@@ -11,23 +10,10 @@ import { CasMiss, checked, isRetryable, type ApplySettings, type CheckedEvent } 
  */
 export async function applyEvent(pool: pg.Pool, input: ProjectedEvent, settings: ApplySettings): Promise<ApplyResult> {
   const event = checked(input, settings.maxBytes);
-  const client = await pool.connect();
-  let broken = false;
-  try {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await applyOnce(client, event, settings.maxBytes);
-      } catch (err) {
-        await client.query("ROLLBACK").catch(() => {
-          broken = true;
-        });
-        if (!isRetryable(err) || broken) throw err;
-        if (attempt >= settings.maxAttempts) throw new ConflictError(event.key.trackingNumber, attempt);
-      }
-    }
-  } finally {
-    client.release(broken);
-  }
+  return withConflictRetries(pool, settings.maxAttempts, {
+    locked: (client) => applyOnce(client, event, settings.maxBytes),
+    shipments: () => event.key.trackingNumber,
+  });
 }
 
 /**

@@ -1,3 +1,5 @@
+import type pg from "pg";
+import { ConflictError } from "../errors.js";
 import { checkEvent, eventKey, type EventKey } from "../events.js";
 import type { ProjectedEvent } from "../ports.js";
 
@@ -40,4 +42,49 @@ export function pgCode(err: unknown): string | undefined {
 export function isRetryable(err: unknown): boolean {
   if (err instanceof CasMiss || RETRYABLE.has(pgCode(err) ?? "")) return true;
   return pgCode(err) === "22P02" && err instanceof Error && err.message.includes(CAS_MISSED);
+}
+
+/** The attempts of one apply ({@link withConflictRetries}). */
+export interface ApplyAttempts<T> {
+  /** A first try outside any transaction block (a failed statement rolls itself back), if the path has one. */
+  readonly optimistic?: (client: pg.PoolClient) => Promise<T>;
+  /** The locking transaction, rolled back and tried again after a retryable failure. */
+  readonly locked: (client: pg.PoolClient) => Promise<T>;
+  /** The shipments the apply touches, named by the ConflictError once the attempts run out. */
+  readonly shipments: () => string;
+}
+
+/**
+ * Runs one apply on one pooled connection: the optimistic try if any, then the locked transaction
+ * until it succeeds, a failure is not retryable, or `maxAttempts` (counting the optimistic try)
+ * have failed, which throws {@link ConflictError}. A connection that could not roll back is
+ * released as broken and its error thrown.
+ */
+export async function withConflictRetries<T>(pool: pg.Pool, maxAttempts: number, attempts: ApplyAttempts<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    let first = 1;
+    if (attempts.optimistic) {
+      first = 2;
+      try {
+        return await attempts.optimistic(client);
+      } catch (err) {
+        if (!isRetryable(err)) throw err;
+      }
+    }
+    for (let attempt = first; ; attempt++) {
+      try {
+        return await attempts.locked(client);
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => {
+          broken = true;
+        });
+        if (!isRetryable(err) || broken) throw err;
+        if (attempt >= maxAttempts) throw new ConflictError(attempts.shipments(), attempt);
+      }
+    }
+  } finally {
+    client.release(broken);
+  }
 }
