@@ -44,6 +44,8 @@ export interface MeshServersOptions {
   persistent?: boolean;
   /** PostgreSQL with fsync and synchronous commit (perf runs compare with production). Default: `persistent`. */
   durable?: boolean;
+  /** Extra settings of the private PostgreSQL (postgresql.auto.conf), e.g. `shared_preload_libraries`. */
+  postgresSettings?: Readonly<Record<string, string | number>>;
   /** Database of the private PostgreSQL that `DATABASE_URL` names (created if missing). */
   database: string;
   /** Where `DATABASE_URL` / `NATS_URL` / `REDIS_URL` are read. Default `process.env`. */
@@ -111,6 +113,7 @@ export async function provideMeshServers(o: MeshServersOptions): Promise<MeshSer
           dataDir: join(dataDir, "postgres"),
           databases: [o.database],
           durable: o.durable ?? o.persistent === true,
+          ...(o.postgresSettings ? { settings: o.postgresSettings } : {}),
           supervised,
         }).then((s) => (pgServer = s))
       : undefined,

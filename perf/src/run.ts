@@ -382,6 +382,24 @@ function e2eScenario(r: E2eResult, best: boolean): ScenarioResult {
   };
 }
 
+/** The statements that took PostgreSQL's time in one run's window (pg_stat_statements). */
+function statementsSection(r: E2eFigures): string[] {
+  const st = r.cost.pg?.statements;
+  if (!st || st.length === 0) return [];
+  return [
+    `## PostgreSQL statements at ${r.rate}/s`,
+    "",
+    "From pg_stat_statements (with planning tracked), reset when the window opened: calls per accepted scan, and planning and " +
+      "execution time per 1,000 scans, the statements that took the most time first. The server's CPU beyond these is " +
+      "connection and protocol work, commits and WAL writing, and background processes.",
+    "",
+    "| statement | calls / scan | rows / call | plan ms per 1,000 scans | exec ms per 1,000 scans |",
+    "|---|---:|---:|---:|---:|",
+    ...st.map((s) => `| \`${s.query.replace(/\|/g, "\\|")}\` | ${s.callsPerScan.toFixed(2)} | ${s.rowsPerCall.toFixed(1)} | ${s.planMsPerThousandScans.toFixed(0)} | ${s.execMsPerThousandScans.toFixed(0)} |`),
+    "",
+  ];
+}
+
 async function shortRun(): Promise<void> {
   await mkdir(outDir, { recursive: true });
   const loadAtStart = loadAverage();
@@ -500,6 +518,7 @@ async function shortRun(): Promise<void> {
       "",
       ...(refUsable ? sizingTable(ref.cost.perThousandScans, ref.cost.idleMsPerSec) : ["No sizing: even the lowest rate tried swamped the mesh here."]),
       "",
+      ...statementsSection(ref),
       "## End-to-end runs",
       "",
       "| rate | offered/s | sent/s | acked in window/s | unacked at end (client / max durable) | send → ack p50 / p99 | ack → visible p50 / p99 | never visible | webhooks received / expected | ack → webhook p50 / p99 | sustained | load avg |",
@@ -697,6 +716,8 @@ servers = await provideMeshServers({
   database: "perf",
   dataDir: join(DEV_DATA_DIR, `perf-${process.pid}`),
   durable: true,
+  // The end-to-end report lists the statements that cost the most per scan (pg_stat_statements).
+  postgresSettings: { shared_preload_libraries: "'pg_stat_statements'", "pg_stat_statements.track": "'top'", "pg_stat_statements.track_planning": "on" },
   log,
 });
 process.env["DATABASE_URL"] = servers.databaseUrl;

@@ -93,7 +93,19 @@ export interface CostPerScan {
   machineBusyCores: number;
   otherCores: number;
   /** PostgreSQL commits and WAL bytes per accepted scan (private cluster only). */
-  pg?: { commitsPerScan: number; walBytesPerScan: number };
+  pg?: { commitsPerScan: number; walBytesPerScan: number; statements?: StatementCost[] };
+}
+
+/** One statement's share of the window (pg_stat_statements, reset when the window opens). */
+export interface StatementCost {
+  /** Normalized text, whitespace collapsed, cut to 160 characters. */
+  query: string;
+  callsPerScan: number;
+  /** Execution time per 1,000 accepted scans. */
+  execMsPerThousandScans: number;
+  /** Planning time per 1,000 accepted scans (unnamed statements are planned at every call). */
+  planMsPerThousandScans: number;
+  rowsPerCall: number;
 }
 
 export interface E2eResult {
@@ -398,6 +410,35 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
     const [hi, lo] = r.rows[0]!.lsn.split("/").map((x) => parseInt(x, 16));
     return { commits: Number(r.rows[0]!.commits), wal: hi! * 2 ** 32 + lo! };
   };
+  // Per-statement cost of the window when the cluster loads pg_stat_statements (perf's own does).
+  let statementsOn = false;
+  if (pgClient) {
+    try {
+      await pgClient.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+      await pgClient.query("SELECT 1 FROM pg_stat_statements LIMIT 1");
+      statementsOn = true;
+    } catch {
+      statementsOn = false; // not preloaded (a DATABASE_URL server): the report goes without
+    }
+  }
+  const statementsReset = async () => {
+    if (statementsOn) await pgClient!.query("SELECT pg_stat_statements_reset()");
+  };
+  const statementsRead = async (scans: number): Promise<StatementCost[] | undefined> => {
+    if (!statementsOn || scans <= 0) return undefined;
+    const r = await pgClient!.query<{ query: string; calls: string; ms: number; plan: number; rows: string }>(
+      `SELECT query, calls::text, total_exec_time AS ms, total_plan_time AS plan, rows::text FROM pg_stat_statements
+        WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_current_wal_lsn%'
+        ORDER BY total_exec_time + total_plan_time DESC LIMIT 15`,
+    );
+    return r.rows.map((row) => ({
+      query: row.query.replace(/\s+/g, " ").trim().slice(0, 160),
+      callsPerScan: Number(row.calls) / scans,
+      execMsPerThousandScans: (row.ms / scans) * 1000,
+      planMsPerThousandScans: (row.plan / scans) * 1000,
+      rowsPerCall: Number(row.calls) > 0 ? Number(row.rows) / Number(row.calls) : 0,
+    }));
+  };
 
   const batchFor: Scan[][] = Array.from({ length: nStreams }, () => []);
   const flush = () => {
@@ -486,6 +527,7 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
     if (windowA === undefined && nowRel >= 0) {
       windowA = o.cpu.sample();
       pgA = await pgSnap();
+      await statementsReset();
     }
     if (nowRel >= o.windowMs) break;
     const until = dueUntil(schedule.actions, next, nowRel);
@@ -509,6 +551,7 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
   windowEnded = true;
   const windowB = o.cpu.sample();
   const pgB = await pgSnap();
+  const statements = await statementsRead(c.ackedDuringWindow);
   const clientUnacked = c.sent - c.acked - c.rejected;
   const atEnd = await backlog.now();
   const loadEnd = loadAverage();
@@ -583,7 +626,11 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
   for (const [k, v] of Object.entries(idle.perGroup)) idlePerSec[k] = (v / idle.wallMs) * 1000;
   const pgCost =
     pgA && pgB && denominator > 0
-      ? { commitsPerScan: (pgB.commits - pgA.commits) / denominator, walBytesPerScan: (pgB.wal - pgA.wal) / denominator }
+      ? {
+          commitsPerScan: (pgB.commits - pgA.commits) / denominator,
+          walBytesPerScan: (pgB.wal - pgA.wal) / denominator,
+          ...(statements ? { statements } : {}),
+        }
       : undefined;
   const windowSec = o.windowMs / 1000;
   const offeredPerSec = schedule.scansInWindow / windowSec;

@@ -17,7 +17,7 @@ export interface E2eFigures {
   p99: { sendToAckMs: number; ackToVisibleMs: number; ackToWebhookMs: number };
   visibleMissing: number;
   webhooks: { expected: number; received: number; missing: number; unknownForInvisible: number };
-  cost: { scans: number; perThousandScans: Record<string, number>; idleMsPerSec: Record<string, number>; machineBusyCores: number; otherCores: number; pg?: { commitsPerScan: number; walBytesPerScan: number } };
+  cost: { scans: number; perThousandScans: Record<string, number>; idleMsPerSec: Record<string, number>; machineBusyCores: number; otherCores: number; pg?: { commitsPerScan: number; walBytesPerScan: number; statements?: Array<{ query: string; callsPerScan: number; execMsPerThousandScans: number; planMsPerThousandScans: number; rowsPerCall: number }> } };
   load: { start: number[]; end: number[] };
 }
 
