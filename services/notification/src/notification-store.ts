@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type pg from "pg";
-import { createPgPool, inTransaction, migrate, type Migration } from "@logistics/shared/postgres";
+import { createPgPool, inTransaction, migrate, named, type Migration } from "@logistics/shared/postgres";
 import {
   DeliveryAttemptSchema,
   DeliverySchema,
@@ -445,7 +445,7 @@ async function insertDeliveriesBatch(
       for (const { type, body, carrierBody } of webhookBodies(event)) {
         // A subscription to several matching types gets one delivery, of the first type listed.
         const res = await client.query(
-          `INSERT INTO ${ctx.dels} (id, subscription_id, event_id, event_type, tracking_number, shipment_version,
+          named(`INSERT INTO ${ctx.dels} (id, subscription_id, event_id, event_type, tracking_number, shipment_version,
                                 event_time, origin, body, trace_context, state, next_attempt_at)
            SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), s.id, $1, $2, $3, $4, $5, s.origin,
                   CASE WHEN s.owner_carrier_code IS NOT NULL THEN $12 ELSE $6 END, $7,
@@ -464,7 +464,7 @@ async function insertDeliveriesBatch(
              AND (s.owner_carrier_code IS NULL OR s.owner_carrier_code = $9)
              AND $2 = ANY (s.event_types)
              AND NOT (s.event_types && $10::smallint[])
-           ON CONFLICT (subscription_id, event_id) DO NOTHING`,
+           ON CONFLICT (subscription_id, event_id) DO NOTHING`),
           [
             event.eventId,
             type,
@@ -491,7 +491,7 @@ async function insertDeliveriesBatch(
 async function claimDue(ctx: StoreContext, o: ClaimOptions): Promise<ClaimedDelivery[]> {
   const origins = [...o.inFlightByOrigin.keys()];
   const used = origins.map((k) => o.inFlightByOrigin.get(k) ?? 0);
-  const res = await ctx.pool.query(ctx.claimSql, [
+  const res = await ctx.pool.query(named(ctx.claimSql), [
     o.leaseToken,
     o.limit,
     o.perOriginLimit,
@@ -532,7 +532,7 @@ async function backlog(ctx: StoreContext): Promise<DeliveryBacklog> {
 async function recordAttempt(ctx: StoreContext, d: ClaimedDelivery, a: DeliveryAttempt, next: DeliveryTransition): Promise<boolean> {
   const delayMs = next.state === RETRYING ? next.delayMs : 0;
   const res = await ctx.pool.query(
-    `WITH u AS (
+    named(`WITH u AS (
        UPDATE ${ctx.dels}
        SET attempt_count = attempt_count + 1,
            state = $3::smallint,
@@ -554,7 +554,7 @@ async function recordAttempt(ctx: StoreContext, d: ClaimedDelivery, a: DeliveryA
          AND (e.shipment_version, e.event_time, e.seq) > (u.shipment_version, u.event_time, u.seq)
          AND e.next_attempt_at < u.next_attempt_at)
      INSERT INTO ${ctx.atts} (delivery_id, n, attempted_at, http_status, error, duration_ms, response_excerpt)
-     SELECT id, attempt_count, $5::timestamptz, $7::integer, $6::text, $8::integer, $9::text FROM u`,
+     SELECT id, attempt_count, $5::timestamptz, $7::integer, $6::text, $8::integer, $9::text FROM u`),
     [
       d.id,
       d.leaseToken,

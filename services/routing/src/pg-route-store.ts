@@ -2,7 +2,7 @@ import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { EtaSchema, RouteSchema, type EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { DisruptionSchema } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
-import { createPgPool, migrate, qualify, type Migration } from "@logistics/shared/postgres";
+import { createPgPool, migrate, named, qualify, type Migration } from "@logistics/shared/postgres";
 import type { ServiceLevelName } from "./planner.js";
 import {
   ConcurrentUpdateError,
@@ -67,12 +67,12 @@ export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgR
       if (trackingNumbers.length === 0) return { changed, unchanged };
       // The route documents of shipments the caller holds at their stored revision stay in the database.
       const res = await pool.query(
-        `SELECT k.rev IS NOT DISTINCT FROM s.revision AS unchanged, s.tracking_number, s.region, s.route_id, s.revision,
+        named(`SELECT k.rev IS NOT DISTINCT FROM s.revision AS unchanged, s.tracking_number, s.region, s.route_id, s.revision,
            s.origin_hub, s.destination_hub, s.service_level, s.ready_at, s.delivered, s.last_event_id, s.last_reason,
            s.last_detail, s.avoided_disruptions,
            CASE WHEN k.rev IS NOT DISTINCT FROM s.revision THEN NULL ELSE s.route END AS route,
            CASE WHEN k.rev IS NOT DISTINCT FROM s.revision THEN NULL ELSE s.previous_eta END AS previous_eta
-         FROM unnest($1::text[], $2::int[]) AS k(tracking_number, rev) JOIN ${S} s USING (tracking_number)`,
+         FROM unnest($1::text[], $2::int[]) AS k(tracking_number, rev) JOIN ${S} s USING (tracking_number)`),
         [trackingNumbers, trackingNumbers.map((tn) => known.get(tn) ?? null)],
       );
       for (const row of res.rows as Array<ShipmentRow & { unchanged: boolean }>) {
@@ -87,7 +87,7 @@ export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgR
       // One statement, so one transaction: the route rows whose revision still is the expected
       // one move on, and exactly those get their ETA history row.
       const res = await pool.query(
-        `WITH t AS (
+        named(`WITH t AS (
            SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(tracking_number text, expected integer, route jsonb, hubs text[],
              last_event_id text, last_reason integer, last_detail text, avoided text[], delivered boolean, eta jsonb,
              revised_at timestamptz)
@@ -101,7 +101,7 @@ export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgR
            INSERT INTO ${H} (tracking_number, revision, eta, reason, detail, revised_at)
            SELECT t.tracking_number, u.revision, t.eta, t.last_reason, t.last_detail, t.revised_at FROM t JOIN u USING (tracking_number)
          )
-         SELECT tracking_number FROM u`,
+         SELECT tracking_number FROM u`),
         [JSON.stringify(writes.map(revisionRecord))],
       );
       const stored = new Set((res.rows as Array<{ tracking_number: string }>).map((r) => r.tracking_number));
@@ -111,7 +111,7 @@ export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgR
     async createMany(writes) {
       if (writes.length === 0) return new Set();
       const res = await pool.query(
-        `WITH t AS (
+        named(`WITH t AS (
            SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(tracking_number text, region text, route_id text, revision integer,
              origin_hub text, destination_hub text, service_level text, ready_at timestamptz, route jsonb, hubs text[],
              last_event_id text, last_reason integer, last_detail text, avoided text[], eta jsonb, revised_at timestamptz)
@@ -127,7 +127,7 @@ export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgR
            SELECT t.tracking_number, 1, t.eta, t.last_reason, t.last_detail, t.revised_at FROM t JOIN i USING (tracking_number)
            WHERE t.revision = 1
          )
-         SELECT tracking_number FROM i`,
+         SELECT tracking_number FROM i`),
         [JSON.stringify(writes.map(shipmentRecord))],
       );
       return new Set((res.rows as Array<{ tracking_number: string }>).map((r) => r.tracking_number));

@@ -1,3 +1,4 @@
+import { named } from "@logistics/shared/postgres";
 import type pg from "pg";
 import { appliedResult, applyToDoc, duplicateResult } from "../derive.js";
 import { atBatchIndex } from "../errors.js";
@@ -112,7 +113,7 @@ function writeBatch(client: pg.PoolClient, batch: DerivedBatch, claims: readonly
       `"payload":${h.event.json}}`,
   );
   return client.query(
-    `WITH d AS (
+    named(`WITH d AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb)
          AS d(tracking_number text, customer_id text, carrier_code text, status smallint, updated_at timestamptz,
               lat float8, lon float8, version bigint, doc jsonb, prev bigint)),
@@ -137,7 +138,7 @@ function writeBatch(client: pg.PoolClient, batch: DerivedBatch, claims: readonly
      SELECT CASE WHEN w.docs = $6::int THEN w.docs
                  ELSE ('${CAS_MISSED}: ' || w.docs || ' of ' || $6::int)::int END AS docs,
             (SELECT count(*) FROM hist)::int AS events, (SELECT count(*) FROM claim)::int AS claims
-       FROM (SELECT ((SELECT count(*) FROM upd) + (SELECT count(*) FROM ins))::int AS docs) w`,
+       FROM (SELECT ((SELECT count(*) FROM upd) + (SELECT count(*) FROM ins))::int AS docs) w`),
     [
       `[${docRows.join(",")}]`,
       `[${historyRows.join(",")}]`,
@@ -164,9 +165,9 @@ async function applyBatchOptimistic(client: pg.PoolClient, events: readonly Chec
   const ids = [...new Set(events.map((e) => e.key.eventId))];
   const tns = [...new Set(events.map((e) => e.key.trackingNumber))];
   const read = await client.query<{ tracking_number: string | null; event_id: string | null; doc: ShipmentDoc | null }>(
-    `SELECT tracking_number, NULL AS event_id, doc FROM shipments WHERE tracking_number = ANY($1::text[])
+    named(`SELECT tracking_number, NULL AS event_id, doc FROM shipments WHERE tracking_number = ANY($1::text[])
      UNION ALL
-     SELECT NULL, event_id, NULL FROM applied_events WHERE event_id = ANY($2::text[])`,
+     SELECT NULL, event_id, NULL FROM applied_events WHERE event_id = ANY($2::text[])`),
     [tns, ids],
   );
   const docs = new Map<string, ShipmentDoc>();
@@ -202,15 +203,15 @@ async function applyBatchLocked(client: pg.PoolClient, events: readonly CheckedE
   // Two statements on purpose: the lock must see shipments created by a transaction whose
   // commit the claim waited for (a new statement takes a new snapshot under READ COMMITTED).
   const claim = await client.query<{ event_id: string }>(
-    `INSERT INTO applied_events (event_id, tracking_number, event_time)
+    named(`INSERT INTO applied_events (event_id, tracking_number, event_time)
      SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) ORDER BY 1
-     ON CONFLICT DO NOTHING RETURNING event_id`,
+     ON CONFLICT DO NOTHING RETURNING event_id`),
     [toClaim.map((e) => e.key.eventId), toClaim.map((e) => e.key.trackingNumber), toClaim.map((e) => e.key.eventTime)],
   );
   const claimed = new Set(claim.rows.map((r) => r.event_id));
   const locked = await client.query<{ tracking_number: string; doc: ShipmentDoc }>(
-    `SELECT tracking_number, doc FROM shipments WHERE tracking_number = ANY($1::text[])
-      ORDER BY tracking_number FOR UPDATE`,
+    named(`SELECT tracking_number, doc FROM shipments WHERE tracking_number = ANY($1::text[])
+      ORDER BY tracking_number FOR UPDATE`),
     [tns],
   );
   const batch = deriveBatch(events, new Map(locked.rows.map((r) => [r.tracking_number, r.doc])), (id) => claimed.has(id), maxBytes);

@@ -1,3 +1,4 @@
+import { named } from "@logistics/shared/postgres";
 import type pg from "pg";
 import { appliedResult, applyToDoc, duplicateResult } from "../derive.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc } from "../ports.js";
@@ -26,11 +27,11 @@ async function applyOnce(client: pg.PoolClient, checkedEvent: CheckedEvent, maxB
   // Claim the event id and lock the document in one round trip. A concurrent claim of the same
   // id waits for the other transaction, then finds the row (duplicate) or not (it rolled back).
   const claim = await client.query<{ claimed: number; doc: ShipmentDoc | null }>(
-    `WITH claim AS (
+    named(`WITH claim AS (
        INSERT INTO applied_events (event_id, tracking_number, event_time) VALUES ($1, $2, $3)
        ON CONFLICT DO NOTHING RETURNING event_id)
      SELECT (SELECT count(*) FROM claim)::int AS claimed,
-            (SELECT doc FROM shipments WHERE tracking_number = $2 FOR UPDATE) AS doc`,
+            (SELECT doc FROM shipments WHERE tracking_number = $2 FOR UPDATE) AS doc`),
     [key.eventId, key.trackingNumber, key.eventTime],
   );
   const row = claim.rows[0];
@@ -38,7 +39,7 @@ async function applyOnce(client: pg.PoolClient, checkedEvent: CheckedEvent, maxB
     await client.query("ROLLBACK");
     // Read on the connection already held: taking a second pooled connection here could
     // starve the pool when every connection is waiting the same way.
-    const doc = (await client.query<{ doc: ShipmentDoc }>("SELECT doc FROM shipments WHERE tracking_number = $1", [key.trackingNumber]))
+    const doc = (await client.query<{ doc: ShipmentDoc }>(named("SELECT doc FROM shipments WHERE tracking_number = $1"), [key.trackingNumber]))
       .rows[0]?.doc;
     if (!doc) throw new Error(`event ${key.eventId} is recorded as applied but shipment ${key.trackingNumber} is missing`);
     return duplicateResult(doc);
@@ -74,18 +75,18 @@ async function applyOnce(client: pg.PoolClient, checkedEvent: CheckedEvent, maxB
     SELECT $10::text, $1::text, $11::timestamptz, $12::text, $13::boolean, $14::jsonb WHERE EXISTS (SELECT 1 FROM w)`;
   const write = before
     ? await client.query(
-        `WITH w AS (
+        named(`WITH w AS (
            UPDATE shipments SET customer_id = $2, carrier_code = $3, status = $4, updated_at = $5, lat = $6, lon = $7,
              version = $8, doc = $9::jsonb
            WHERE tracking_number = $1 AND version = $15 RETURNING 1)
-         ${history}`,
+         ${history}`),
         [...params, before.version],
       )
     : await client.query(
-        `WITH w AS (
+        named(`WITH w AS (
            INSERT INTO shipments (tracking_number, customer_id, carrier_code, status, updated_at, lat, lon, version, doc)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) ON CONFLICT (tracking_number) DO NOTHING RETURNING 1)
-         ${history}`,
+         ${history}`),
         params,
       );
   if (write.rowCount !== 1) throw new CasMiss();

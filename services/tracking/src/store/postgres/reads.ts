@@ -1,5 +1,6 @@
 import type { JsonValue } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { named } from "@logistics/shared/postgres";
 import type pg from "pg";
 import { checkPageSize, decodeCursor, encodeCursor } from "../cursor.js";
 import { eventFromJson, eventKey } from "../events.js";
@@ -11,7 +12,7 @@ import { buildSearchSql } from "./search-sql.js";
 
 /** `getShipment`: the document, or undefined. */
 export async function getShipment(pool: pg.Pool, trackingNumber: string): Promise<ShipmentDoc | undefined> {
-  const res = await pool.query<{ doc: ShipmentDoc }>("SELECT doc FROM shipments WHERE tracking_number = $1", [trackingNumber]);
+  const res = await pool.query<{ doc: ShipmentDoc }>(named("SELECT doc FROM shipments WHERE tracking_number = $1"), [trackingNumber]);
   return res.rows[0]?.doc;
 }
 
@@ -47,8 +48,8 @@ export async function listEvents(pool: pg.Pool, trackingNumber: string, page: Pa
     cond = "AND (event_time, event_id) > ($3::timestamptz, $4)";
   }
   const res = await pool.query<EventRow>(
-    `SELECT event_id, tracking_number, event_type, late, applied_at, payload FROM shipment_events
-      WHERE tracking_number = $1 ${cond} ORDER BY event_time, event_id LIMIT $2`,
+    named(`SELECT event_id, tracking_number, event_type, late, applied_at, payload FROM shipment_events
+      WHERE tracking_number = $1 ${cond} ORDER BY event_time, event_id LIMIT $2`),
     params,
   );
   const items = res.rows.slice(0, size).map(toStoredEvent);
