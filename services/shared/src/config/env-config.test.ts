@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
-import { ConfigError, defineConfig, int, port, redactCredentials, str, url } from "./env-config.js";
+import { ConfigError, defineConfig, fraction, int, port, redactCredentials, str, url } from "./env-config.js";
 
 const config = defineConfig(
   {
@@ -53,5 +53,16 @@ describe("defineConfig", () => {
       },
     );
     assert.equal(redactCredentials("redis://:s3cret@cache:6379,nats://u:p@n:4222"), "redis://:***@cache:6379,nats://u:***@n:4222");
+  });
+});
+
+describe("fraction", () => {
+  const ratio = defineConfig({ RATIO: fraction({ description: "ratio", default: 1 }) });
+  it("takes numbers from 0 to 1", () => {
+    assert.equal(ratio.parse({}).RATIO, 1);
+    for (const [raw, want] of [["0", 0], ["0.1", 0.1], [".25", 0.25], ["1", 1], ["1.0", 1]] as const) assert.equal(ratio.parse({ RATIO: raw }).RATIO, want);
+  });
+  it("refuses anything else", () => {
+    for (const raw of ["1.5", "-0.1", "10%", "abc", "NaN", "1e-3"]) assert.throws(() => ratio.parse({ RATIO: raw }), /must be a number from 0 to 1/, raw);
   });
 });

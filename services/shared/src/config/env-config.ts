@@ -101,6 +101,14 @@ export function int(o: Common<number> & { min?: number; max?: number }): EnvVar<
   });
 }
 
+/** A decimal number within [0, 1] (a ratio, e.g. a sampling probability). */
+export function fraction(o: Common<number>): EnvVar<number> {
+  return withDefault(o, (raw) => {
+    if (!/^(0|1|0?\.\d+|1\.0+)$/.test(raw.trim())) throw new Error("must be a number from 0 to 1");
+    return Number(raw);
+  });
+}
+
 /** A TCP port (0..65535). */
 export function port(o: Common<number>): EnvVar<number> {
   return int({ ...o, min: 0, max: 65535 });

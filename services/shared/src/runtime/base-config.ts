@@ -1,5 +1,5 @@
 import { topologyProblems } from "../nats/regions.js";
-import { bool, int, list, oneOf, optional, port, str, url, urlList } from "../config/env-config.js";
+import { bool, fraction, int, list, oneOf, optional, port, str, url, urlList } from "../config/env-config.js";
 
 /** Defaults that differ per service (so all four can run side by side on one machine). */
 export interface BaseConfigDefaults {
@@ -88,6 +88,11 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
       description: "OTLP/HTTP encoding of exported spans",
       values: ["http/json", "http/protobuf"] as const,
       default: "http/json",
+    }),
+    OTEL_TRACES_SAMPLER_ARG: fraction({
+      description:
+        "share of new traces recorded (parent-based: a request or event that arrives sampled stays sampled); below 1 saves the CPU of recording spans at high rates, trace context is propagated either way",
+      default: 1,
     }),
     OTEL_SEMCONV_STABILITY_OPT_IN: optional(
       str({

@@ -221,6 +221,7 @@ export async function runMain<C extends BaseConfig>(
     serviceVersion: buildVersion(def.moduleUrl),
     otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT,
     otlpProtocol: config.OTEL_EXPORTER_OTLP_PROTOCOL,
+    sampleRatio: config.OTEL_TRACES_SAMPLER_ARG,
     semconvStabilityOptIn: config.OTEL_SEMCONV_STABILITY_OPT_IN,
     log,
   });
