@@ -63,6 +63,8 @@ const { values: args } = parseArgs({
     "budget-seconds": { type: "string", default: "280" },
     /** Rates tried first; the search continues from them (1,000/s next while nothing failed). */
     rates: { type: "string", default: "300" },
+    /** Only the rates given with --rates (no search beyond them): paired comparisons at fixed rates. */
+    "no-search": { type: "boolean", default: false },
     /** Settle bound of every end-to-end run (default: 15 s at 300/s, 8 s otherwise). */
     "settle-seconds": { type: "string" },
   },
@@ -441,7 +443,7 @@ async function shortRun(): Promise<void> {
       const fits = () => remainingMs() > lastWall * 1.1 + 5_000;
       const queue = args.rates.split(",").map(Number).filter((x) => x > 0);
       for (;;) {
-        const rate = queue.shift() ?? nextRate(runs);
+        const rate = queue.shift() ?? (args["no-search"] ? undefined : nextRate(runs));
         if (rate === undefined) break;
         if (!fits()) {
           e2eNotes.push(`Stopped the rate search before ${rate}/s: the ${budgetMs / 1000} s budget of the short run would be exceeded.`);
