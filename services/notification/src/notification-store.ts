@@ -64,6 +64,12 @@ export interface NewSubscription {
   readonly idempotencyKey: string | undefined;
 }
 
+/** An event to turn into deliveries, with the trace context its webhooks continue. */
+export interface DeliveryIntake {
+  readonly event: NotificationEvent;
+  readonly traceContext: Readonly<Record<string, string>>;
+}
+
 /** A due delivery leased to one worker. */
 export interface ClaimedDelivery {
   readonly id: string;
@@ -85,6 +91,24 @@ export interface ClaimedDelivery {
    * (its wait includes the time it spent dead-lettered).
    */
   readonly createdAt?: Date;
+}
+
+/** A finished attempt of a claimed delivery and what it leads to. */
+export interface AttemptRecord {
+  readonly delivery: ClaimedDelivery;
+  readonly attempt: DeliveryAttempt;
+  readonly next: DeliveryTransition;
+}
+
+/** What recording one attempt did. */
+export interface RecordedAttempt {
+  /** False when nothing was written: the lease was lost or the delivery was cancelled. */
+  readonly written: boolean;
+  /**
+   * The delivery was closed (delivered or dead-lettered) and a later open delivery of its
+   * subscription and shipment, which it held back, is due: a claim can take that one now.
+   */
+  readonly successorDue: boolean;
 }
 
 /** The deliveries still to be made, for the backlog metrics. */
@@ -162,10 +186,11 @@ export interface NotificationStore {
    */
   insertDeliveries(event: NotificationEvent, traceContext: Readonly<Record<string, string>>): Promise<number>;
   /**
-   * {@link insertDeliveries} for many events in one transaction (one commit for a consumer's
-   * batch); all or nothing. Returns how many rows were inserted in all.
+   * {@link insertDeliveries} for many events in one statement (one round trip and one commit for a
+   * consumer's batch); all or nothing. Two events of one shipment in the batch are due in their
+   * order, as if inserted one after the other. Returns how many rows were inserted in all.
    */
-  insertDeliveriesBatch(entries: ReadonlyArray<{ readonly event: NotificationEvent; readonly traceContext: Readonly<Record<string, string>> }>): Promise<number>;
+  insertDeliveriesBatch(entries: readonly DeliveryIntake[]): Promise<number>;
   /**
    * Leases due deliveries (`SELECT … FOR UPDATE SKIP LOCKED`, so replicas never claim the same
    * row): PENDING or RETRYING, due, not leased (or the lease expired), whose subscription+shipment
@@ -179,6 +204,11 @@ export interface NotificationStore {
    * delivery is still PENDING or RETRYING. Returns false when nothing was written.
    */
   recordAttempt(delivery: ClaimedDelivery, attempt: DeliveryAttempt, next: DeliveryTransition): Promise<boolean>;
+  /**
+   * {@link recordAttempt} for attempts that finished together, in one statement (all or nothing).
+   * Returns one result per record, in order.
+   */
+  recordAttempts(records: readonly AttemptRecord[]): Promise<RecordedAttempt[]>;
   /** Up to `limit` deliveries newest first, each with its last `attemptsPerDelivery` attempts (oldest first). */
   listDeliveries(
     filter: DeliveryFilter,
@@ -280,6 +310,10 @@ interface StoreContext {
   readonly atts: string;
   /** {@link claimDueSql} of the schema, built once. */
   readonly claimSql: string;
+  /** {@link insertDeliveriesSql} of the schema, built once. */
+  readonly insertSql: string;
+  /** {@link recordAttemptsSql} of the schema, built once. */
+  readonly recordSql: string;
   readonly orderWindowMs: number;
 }
 
@@ -287,13 +321,14 @@ interface StoreContext {
 export function createNotificationStore(opts: NotificationStoreOptions): NotificationStore {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.schema)) throw new RangeError(`invalid schema name ${opts.schema}`);
   const q = `"${opts.schema}"`;
+  const tables = { subs: `${q}.subscriptions`, dels: `${q}.deliveries`, atts: `${q}.delivery_attempts` };
   const ctx: StoreContext = {
     pool: createPgPool({ connectionString: opts.connectionString, max: opts.poolSize ?? 10, applicationName: "notification" }),
     schema: opts.schema,
-    subs: `${q}.subscriptions`,
-    dels: `${q}.deliveries`,
-    atts: `${q}.delivery_attempts`,
+    ...tables,
     claimSql: claimDueSql(opts.schema),
+    insertSql: insertDeliveriesSql(tables),
+    recordSql: recordAttemptsSql(tables),
     orderWindowMs: opts.orderWindowMs ?? 0,
   };
   return {
@@ -307,7 +342,8 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
     insertDeliveries: (event, traceContext) => insertDeliveriesBatch(ctx, [{ event, traceContext }]),
     insertDeliveriesBatch: (entries) => insertDeliveriesBatch(ctx, entries),
     claimDue: (o) => claimDue(ctx, o),
-    recordAttempt: (d, a, next) => recordAttempt(ctx, d, a, next),
+    recordAttempt: async (delivery, attempt, next) => (await recordAttempts(ctx, [{ delivery, attempt, next }]))[0]?.written ?? false,
+    recordAttempts: (records) => recordAttempts(ctx, records),
     listDeliveries: (filter, limit, afterSeq, attemptsPerDelivery) => listDeliveries(ctx, filter, limit, afterSeq, attemptsPerDelivery),
     redrive: (target) => redrive(ctx, target),
     backlog: () => backlog(ctx),
@@ -433,59 +469,101 @@ async function listSubscriptions(
   return pageOf(res.rows as Array<Record<string, unknown>>, limit, rowToSubscription);
 }
 
-async function insertDeliveriesBatch(
-  ctx: StoreContext,
-  entries: ReadonlyArray<{ readonly event: NotificationEvent; readonly traceContext: Readonly<Record<string, string>> }>,
-): Promise<number> {
-  return inTransaction(ctx.pool, async (client) => {
-    let inserted = 0;
-    for (const { event, traceContext } of entries) {
-      const eventTime = eventTimeOf(event);
-      const seen: number[] = [];
-      for (const { type, body, carrierBody } of webhookBodies(event)) {
-        // A subscription to several matching types gets one delivery, of the first type listed.
-        const res = await client.query(
-          named(`INSERT INTO ${ctx.dels} (id, subscription_id, event_id, event_type, tracking_number, shipment_version,
-                                event_time, origin, body, trace_context, state, next_attempt_at)
-           SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), s.id, $1, $2, $3, $4, $5, s.origin,
-                  CASE WHEN s.owner_carrier_code IS NOT NULL THEN $12 ELSE $6 END, $7,
-                  ${PENDING},
-                  -- Due no earlier than the shipment's earlier open delivery (a retry in an hour
-                  -- holds its successors that long), so blocked rows stay out of the due range.
-                  GREATEST(now() + $11::integer * interval '1 millisecond',
-                           (SELECT max(e.next_attempt_at) FROM ${ctx.dels} e
-                            WHERE e.subscription_id = s.id AND e.tracking_number = $3
-                              AND e.state IN (${PENDING}, ${RETRYING})
-                              AND (e.shipment_version, e.event_time) < ($4::bigint, $5::timestamptz)))
-           FROM ${ctx.subs} s
-           WHERE s.active
-             AND (s.tracking_number = $3 OR s.customer_id = $8 OR s.carrier_code = $9)
-             AND (s.owner_customer_id IS NULL OR s.owner_customer_id = $8)
-             AND (s.owner_carrier_code IS NULL OR s.owner_carrier_code = $9)
-             AND $2 = ANY (s.event_types)
-             AND NOT (s.event_types && $10::smallint[])
-           ON CONFLICT (subscription_id, event_id) DO NOTHING`),
-          [
-            event.eventId,
-            type,
-            event.trackingNumber,
-            event.version.toString(),
-            eventTime ? timestampDate(eventTime) : new Date(0),
-            body,
-            JSON.stringify(traceContext),
-            event.customerId,
-            event.carrierCode,
-            seen,
-            ctx.orderWindowMs,
-            carrierBody,
-          ],
-        );
-        inserted += res.rowCount ?? 0;
-        seen.push(type);
-      }
+/**
+ * The statement of {@link NotificationStore.insertDeliveriesBatch}: one row per (event, webhook
+ * type) in the parallel arrays $1..$10, $11 the order window in ms. Each row joins the active
+ * subscriptions it matches; a subscription keeps the first row of an event it matches (the event's
+ * first matching type, and the first copy of an event listed twice).
+ */
+function insertDeliveriesSql({ subs, dels }: Pick<StoreContext, "subs" | "dels">): string {
+  return `WITH ev AS (
+       SELECT * FROM unnest($1::text[], $2::smallint[], $3::text[], $4::bigint[], $5::timestamptz[],
+                            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+         WITH ORDINALITY AS ev(event_id, event_type, tracking_number, shipment_version, event_time,
+                               body, carrier_body, trace_context, customer_id, carrier_code, n)
+     ),
+     matched AS (
+       SELECT DISTINCT ON (ev.event_id, s.id)
+              ev.*, s.id AS subscription_id, s.origin, s.owner_carrier_code IS NOT NULL AS for_carrier
+       FROM ev
+       JOIN ${subs} s
+         ON s.active
+        AND (s.tracking_number = ev.tracking_number OR s.customer_id = ev.customer_id OR s.carrier_code = ev.carrier_code)
+        AND (s.owner_customer_id IS NULL OR s.owner_customer_id = ev.customer_id)
+        AND (s.owner_carrier_code IS NULL OR s.owner_carrier_code = ev.carrier_code)
+        AND ev.event_type = ANY (s.event_types)
+       ORDER BY ev.event_id, s.id, ev.n
+     )
+     INSERT INTO ${dels} (id, subscription_id, event_id, event_type, tracking_number, shipment_version,
+                          event_time, origin, body, trace_context, state, next_attempt_at)
+     SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), m.subscription_id, m.event_id, m.event_type,
+            m.tracking_number, m.shipment_version, m.event_time, m.origin,
+            CASE WHEN m.for_carrier THEN m.carrier_body ELSE m.body END, m.trace_context::jsonb, ${PENDING},
+            -- Due no earlier than the shipment's earlier open delivery (a retry in an hour holds its
+            -- successors that long), so blocked rows stay out of the due range. Rows of this batch
+            -- need no term of their own: now() is the same for all of them, and whatever is earlier
+            -- than an earlier event of the batch is earlier than the later one too, so a later event
+            -- is never due before an earlier one.
+            GREATEST(now() + $11::integer * interval '1 millisecond',
+                     (SELECT max(e.next_attempt_at) FROM ${dels} e
+                      WHERE e.subscription_id = m.subscription_id AND e.tracking_number = m.tracking_number
+                        AND e.state IN (${PENDING}, ${RETRYING})
+                        AND (e.shipment_version, e.event_time) < (m.shipment_version, m.event_time)))
+     FROM matched m
+     -- Sequence numbers (the claim's last tie-break) in the order of the batch.
+     ORDER BY m.n, m.subscription_id
+     ON CONFLICT (subscription_id, event_id) DO NOTHING`;
+}
+
+async function insertDeliveriesBatch(ctx: StoreContext, entries: readonly DeliveryIntake[]): Promise<number> {
+  if (entries.length === 0) return 0;
+  const cols = {
+    eventId: [] as string[],
+    type: [] as number[],
+    trackingNumber: [] as string[],
+    version: [] as string[],
+    eventTime: [] as Date[],
+    body: [] as string[],
+    carrierBody: [] as string[],
+    traceContext: [] as string[],
+    customerId: [] as string[],
+    carrierCode: [] as string[],
+  };
+  // A batch's entries usually share one trace context object: serialized once.
+  const traceJson = new Map<Readonly<Record<string, string>>, string>();
+  for (const { event, traceContext } of entries) {
+    const eventTime = eventTimeOf(event);
+    const time = eventTime ? timestampDate(eventTime) : new Date(0);
+    let tc = traceJson.get(traceContext);
+    if (tc === undefined) traceJson.set(traceContext, (tc = JSON.stringify(traceContext)));
+    for (const { type, body, carrierBody } of webhookBodies(event)) {
+      cols.eventId.push(event.eventId);
+      cols.type.push(type);
+      cols.trackingNumber.push(event.trackingNumber);
+      cols.version.push(event.version.toString());
+      cols.eventTime.push(time);
+      cols.body.push(body);
+      cols.carrierBody.push(carrierBody);
+      cols.traceContext.push(tc);
+      cols.customerId.push(event.customerId);
+      cols.carrierCode.push(event.carrierCode);
     }
-    return inserted;
-  });
+  }
+  // One statement, so one implicit transaction: the batch is all or nothing without BEGIN/COMMIT.
+  const res = await ctx.pool.query(named(ctx.insertSql), [
+    cols.eventId,
+    cols.type,
+    cols.trackingNumber,
+    cols.version,
+    cols.eventTime,
+    cols.body,
+    cols.carrierBody,
+    cols.traceContext,
+    cols.customerId,
+    cols.carrierCode,
+    ctx.orderWindowMs,
+  ]);
+  return res.rowCount ?? 0;
 }
 
 async function claimDue(ctx: StoreContext, o: ClaimOptions): Promise<ClaimedDelivery[]> {
@@ -529,45 +607,77 @@ async function backlog(ctx: StoreContext): Promise<DeliveryBacklog> {
   return { waiting: Number(r.waiting), due: Number(r.due), oldestDueAgeSeconds: Math.max(0, Number(r.oldest)) };
 }
 
-async function recordAttempt(ctx: StoreContext, d: ClaimedDelivery, a: DeliveryAttempt, next: DeliveryTransition): Promise<boolean> {
-  const delayMs = next.state === RETRYING ? next.delayMs : 0;
-  const res = await ctx.pool.query(
-    named(`WITH u AS (
-       UPDATE ${ctx.dels}
-       SET attempt_count = attempt_count + 1,
-           state = $3::smallint,
-           next_attempt_at = CASE WHEN $3::smallint = ${RETRYING} THEN now() + $4::bigint * interval '1 millisecond' END,
-           delivered_at = CASE WHEN $3::smallint = ${DELIVERED} THEN now() END,
-           last_error = CASE WHEN $6::text <> '' THEN $6::text ELSE last_error END,
+/**
+ * The statement of {@link NotificationStore.recordAttempts}: one row per attempt in the parallel
+ * arrays $1 delivery ids, $2 lease tokens, $3 next states, $4 retry delays (ms), $5 attempt times,
+ * $6 errors, $7 HTTP statuses, $8 durations (ms), $9 response excerpts. Returns, per written row,
+ * its position in the arrays (`n`) and whether a successor it held back is due now.
+ */
+function recordAttemptsSql({ dels, atts }: Pick<StoreContext, "dels" | "atts">): string {
+  return `WITH a AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bigint[], $5::timestamptz[],
+                            $6::text[], $7::integer[], $8::integer[], $9::text[])
+         WITH ORDINALITY AS a(id, lease_owner, state, delay_ms, attempted_at, error, http_status, duration_ms, response_excerpt, n)
+     ),
+     u AS (
+       UPDATE ${dels} d
+       SET attempt_count = d.attempt_count + 1,
+           state = a.state,
+           next_attempt_at = CASE WHEN a.state = ${RETRYING} THEN now() + a.delay_ms * interval '1 millisecond' END,
+           delivered_at = CASE WHEN a.state = ${DELIVERED} THEN now() END,
+           last_error = CASE WHEN a.error <> '' THEN a.error ELSE d.last_error END,
            lease_owner = NULL,
            lease_until = NULL
-       WHERE id = $1 AND lease_owner = $2 AND state IN (${PENDING}, ${RETRYING})
-       RETURNING id, attempt_count, state, subscription_id, tracking_number, shipment_version, event_time, seq, next_attempt_at),
+       FROM a
+       WHERE d.id = a.id AND d.lease_owner = a.lease_owner AND d.state IN (${PENDING}, ${RETRYING})
+       RETURNING a.n, a.attempted_at, a.error, a.http_status, a.duration_ms, a.response_excerpt,
+                 d.id, d.attempt_count, d.state, d.subscription_id, d.tracking_number, d.shipment_version,
+                 d.event_time, d.seq, d.next_attempt_at),
      -- A retry holds the shipment's later open deliveries (they may not go first): they become
-     -- due with it, so claimDue does not pass over them again and again meanwhile.
+     -- due with it, so claimDue does not pass over them again and again meanwhile. Rows of this
+     -- statement are left to their own update (a row is updated once per statement).
      held AS (
-       UPDATE ${ctx.dels} e SET next_attempt_at = u.next_attempt_at
-       FROM u
-       WHERE u.state = ${RETRYING}
-         AND e.subscription_id = u.subscription_id AND e.tracking_number = u.tracking_number
-         AND e.state IN (${PENDING}, ${RETRYING}) AND e.id <> u.id
-         AND (e.shipment_version, e.event_time, e.seq) > (u.shipment_version, u.event_time, u.seq)
-         AND e.next_attempt_at < u.next_attempt_at)
-     INSERT INTO ${ctx.atts} (delivery_id, n, attempted_at, http_status, error, duration_ms, response_excerpt)
-     SELECT id, attempt_count, $5::timestamptz, $7::integer, $6::text, $8::integer, $9::text FROM u`),
-    [
-      d.id,
-      d.leaseToken,
-      next.state,
-      delayMs,
-      a.attemptedAt ? timestampDate(a.attemptedAt) : new Date(),
-      a.error,
-      a.httpStatus,
-      a.duration ? Math.round(durationMs(a.duration)) : 0,
-      a.responseExcerpt,
-    ],
-  );
-  return (res.rowCount ?? 0) > 0;
+       UPDATE ${dels} e SET next_attempt_at = h.next_attempt_at
+       FROM (SELECT f.id, max(u.next_attempt_at) AS next_attempt_at
+             FROM u JOIN ${dels} f ON f.subscription_id = u.subscription_id AND f.tracking_number = u.tracking_number
+             WHERE u.state = ${RETRYING}
+               AND f.state IN (${PENDING}, ${RETRYING}) AND f.id <> ALL ($1::text[])
+               AND (f.shipment_version, f.event_time, f.seq) > (u.shipment_version, u.event_time, u.seq)
+               AND f.next_attempt_at < u.next_attempt_at
+             GROUP BY f.id) h
+       WHERE e.id = h.id),
+     recorded AS (
+       INSERT INTO ${atts} (delivery_id, n, attempted_at, http_status, error, duration_ms, response_excerpt)
+       SELECT id, attempt_count, attempted_at, http_status, error, duration_ms, response_excerpt FROM u)
+     -- A delivered or dead-lettered delivery no longer holds its successors back: one that is due
+     -- can be claimed at once instead of at the next poll.
+     SELECT u.n, u.state <> ${RETRYING} AND EXISTS (
+              SELECT 1 FROM ${dels} e
+              WHERE e.subscription_id = u.subscription_id AND e.tracking_number = u.tracking_number
+                AND e.state IN (${PENDING}, ${RETRYING}) AND e.id <> ALL ($1::text[])
+                AND (e.shipment_version, e.event_time, e.seq) > (u.shipment_version, u.event_time, u.seq)
+                AND e.next_attempt_at <= now()) AS successor_due
+     FROM u`;
+}
+
+async function recordAttempts(ctx: StoreContext, records: readonly AttemptRecord[]): Promise<RecordedAttempt[]> {
+  if (records.length === 0) return [];
+  const res = await ctx.pool.query(named(ctx.recordSql), [
+    records.map((r) => r.delivery.id),
+    records.map((r) => r.delivery.leaseToken),
+    records.map((r) => r.next.state),
+    records.map((r) => (r.next.state === RETRYING ? r.next.delayMs : 0)),
+    records.map((r) => (r.attempt.attemptedAt ? timestampDate(r.attempt.attemptedAt) : new Date())),
+    records.map((r) => r.attempt.error),
+    records.map((r) => r.attempt.httpStatus),
+    records.map((r) => (r.attempt.duration ? Math.round(durationMs(r.attempt.duration)) : 0)),
+    records.map((r) => r.attempt.responseExcerpt),
+  ]);
+  const results: RecordedAttempt[] = records.map(() => ({ written: false, successorDue: false }));
+  for (const row of res.rows as Array<{ n: string; successor_due: boolean }>) {
+    results[Number(row.n) - 1] = { written: true, successorDue: row.successor_due };
+  }
+  return results;
 }
 
 async function listDeliveries(

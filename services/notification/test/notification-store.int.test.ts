@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate, timestampMs, timestampNow, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
-import { StatusChangedSchema } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
+import { EtaChangedSchema, StatusChangedSchema } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
 import {
   DeliveryAttemptSchema,
   DeliveryState,
@@ -17,6 +17,7 @@ import {
   type ClaimOptions,
   type NotificationStore,
   type SubscriptionOwner,
+  type SubscriptionScope,
 } from "../src/notification-store.js";
 
 /** Epoch ms of a timestamp, 0 when unset. */
@@ -92,6 +93,142 @@ describe("createNotificationStore (PostgreSQL)", () => {
     assert.equal(x?.eventType, NotificationEventType.EXCEPTION);
     assert.equal((await store.listDeliveries({ subscriptionId: eta }, 10, undefined)).items.length, 0);
     assert.equal(await store.insertDeliveries(event(tn, 2), {}), 1, "a non-exception status reaches STATUS_CHANGED only");
+  });
+
+  it("inserts a batch of events over several subscriptions in one statement: each delivery once, also when the batch comes again", async () => {
+    const u = uniqueName("b").replace(/[^a-z0-9]/gi, "");
+    const [customer, carrier] = [`cust_${u}`, `carrier_${u}`];
+    const [t1, t2, t3, t4] = [1, 2, 3, 4].map((i) => `BATCH${i}${u}`.toUpperCase()) as [string, string, string, string];
+    const subscribeTo = async (scope: SubscriptionScope, eventTypes: NotificationEventType[], ownedBy?: SubscriptionOwner) => {
+      const o = `http://127.0.0.1:${++origin}`;
+      const { subscription } = await store.createSubscription({
+        id: uniqueName("sub"),
+        owner: "test",
+        ownedBy,
+        scope,
+        eventTypes,
+        webhookUrl: `${o}/x`,
+        origin: o,
+        secret: "s".repeat(43),
+        idempotencyKey: undefined,
+      });
+      return subscription.subscriptionId;
+    };
+    const { STATUS_CHANGED: STATUS, EXCEPTION, ETA_CHANGED: ETA } = NotificationEventType;
+    const subs = {
+      t1: await subscribeTo({ case: "trackingNumber", value: t1 }, [STATUS]),
+      t2Exception: await subscribeTo({ case: "trackingNumber", value: t2 }, [EXCEPTION]),
+      t2Intruder: await subscribeTo({ case: "trackingNumber", value: t2 }, [STATUS], { customerId: `other_${u}` }),
+      customerAll: await subscribeTo({ case: "customerId", value: customer }, [EXCEPTION, STATUS, ETA], { customerId: customer }),
+      carrierStatus: await subscribeTo({ case: "carrierCode", value: carrier }, [STATUS], { carrierCode: carrier }),
+    };
+    const at = (tn: string, status = ShipmentStatus.IN_TRANSIT) =>
+      create(StatusChangedSchema, { eventId: uniqueName("evt"), trackingNumber: tn, customerId: customer, shipmentId: "shp_internal", carrierCode: carrier, status, version: 1n, statusTime: timestampNow() });
+    const eta = create(EtaChangedSchema, {
+      eventId: uniqueName("eta"),
+      trackingNumber: t4,
+      customerId: customer,
+      carrierCode: carrier,
+      version: 1n,
+      changedAt: timestampNow(),
+    });
+    const [e1, e2, e3] = [at(t1), at(t2, ShipmentStatus.EXCEPTION), at(t3)];
+    const trace = { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" };
+    // e1 twice (a duplicate within the batch); e2 matches customerAll as STATUS (its first listed type
+    // among the event's), t2Exception as EXCEPTION, never the intruder.
+    const batch = [e1, e2, e3, eta, e1].map((e) => ({ event: e, traceContext: trace }));
+    const expected = new Map<string, Array<[string, NotificationEventType]>>([
+      [subs.t1, [[e1.eventId, STATUS]]],
+      [subs.t2Exception, [[e2.eventId, EXCEPTION]]],
+      [subs.t2Intruder, []],
+      [subs.customerAll, [[e1.eventId, STATUS], [e2.eventId, STATUS], [e3.eventId, STATUS], [eta.eventId, ETA]]],
+      [subs.carrierStatus, [[e1.eventId, STATUS], [e2.eventId, STATUS], [e3.eventId, STATUS]]],
+    ]);
+    const total = [...expected.values()].reduce((n, l) => n + l.length, 0);
+    assert.equal(await store.insertDeliveriesBatch(batch), total, "the number of rows inserted");
+    assert.equal(await store.insertDeliveriesBatch(batch), 0, "the same batch again creates nothing");
+    assert.equal(await store.insertDeliveriesBatch(batch.slice(1, 3)), 0, "nor does part of it");
+    for (const [sub, want] of expected) {
+      const got = (await store.listDeliveries({ subscriptionId: sub }, 100, undefined)).items.map((d) => [d.eventId, d.eventType]);
+      assert.deepEqual(got.sort(), [...want].sort(), `deliveries of ${sub}`);
+    }
+    const claimed = (await claim(store)).filter((d) => [...Object.values(subs)].includes(d.subscriptionId));
+    assert.equal(claimed.length, total);
+    for (const d of claimed) {
+      const data = (JSON.parse(d.body) as { data: Record<string, unknown> }).data;
+      assert.equal("customer_id" in data, d.subscriptionId !== subs.carrierStatus, "the carrier's body has no customer id");
+      assert.deepEqual(d.traceContext, trace);
+    }
+  });
+
+  it("makes two events of one shipment in one batch due in their order, also behind an earlier retrying delivery", async () => {
+    const own = await createTestSchema({ prefix: "nbatchorder" });
+    const s = createNotificationStore({ connectionString: own.connectionString, schema: own.schema, orderWindowMs: 200 });
+    try {
+      await s.migrate();
+      const [free, heldTn] = [1, 2].map(() => uniqueName("R").toUpperCase().replace(/_/g, "")) as [string, string];
+      const [freeSub, heldSub] = [await subscribe(free, undefined, undefined, s), await subscribe(heldTn, undefined, undefined, s)];
+      // The held shipment's version 1 is retrying in an hour.
+      await s.insertDeliveries(event(heldTn, 1), {});
+      const [v1] = await waitFor(async () => {
+        const got = mine(await claim(s), heldSub);
+        return got.length ? got : undefined;
+      }, { message: "version 1 due" });
+      assert.ok(v1);
+      await s.recordAttempt(v1, attempt, { state: DeliveryState.RETRYING, delayMs: 3_600_000 });
+      // One batch: the free shipment's versions 2 then 1, the held shipment's versions 3 then 2.
+      const batch = [event(free, 2), event(free, 1), event(heldTn, 3), event(heldTn, 2)].map((e) => ({ event: e, traceContext: {} }));
+      assert.equal(await s.insertDeliveriesBatch(batch), 4);
+      const dueOf = async (sub: string) => {
+        const items = (await s.listDeliveries({ subscriptionId: sub }, 10, undefined)).items;
+        return new Map(items.map((d) => [d.eventId, ms(d.nextAttemptAt)]));
+      };
+      const [f, h] = [await dueOf(freeSub), await dueOf(heldSub)];
+      const [f1, f2] = [f.get(batch[1]!.event.eventId)!, f.get(batch[0]!.event.eventId)!];
+      assert.ok(f1 > 0 && f2 >= f1, "the later version is not due before the earlier one");
+      const retryAt = h.get(v1.eventId)!;
+      const [h2, h3] = [h.get(batch[3]!.event.eventId)!, h.get(batch[2]!.event.eventId)!];
+      assert.ok(h2 >= retryAt && h3 >= h2, "both wait for the retry, version 3 not before version 2");
+      // The free shipment's deliveries go in version order.
+      const first = await waitFor(async () => mine(await claim(s), freeSub)[0], { message: "version 1 of the free shipment due" });
+      assert.equal(first.eventId, batch[1]!.event.eventId);
+      assert.deepEqual(await s.recordAttempts([{ delivery: first, attempt, next: { state: DeliveryState.DELIVERED } }]), [{ written: true, successorDue: true }]);
+      const [second] = mine(await claim(s), freeSub);
+      assert.equal(second?.eventId, batch[0]!.event.eventId);
+    } finally {
+      await s.close();
+      await own.drop();
+    }
+  });
+
+  it("records attempts finished together in one statement, each under its own lease, a retry holding its successors", async () => {
+    const tns = [1, 2, 3].map(() => uniqueName("A").toUpperCase().replace(/_/g, ""));
+    const subs: string[] = [];
+    for (const tn of tns) {
+      subs.push(await subscribe(tn));
+      await store.insertDeliveriesBatch([1, 2].map((v) => ({ event: event(tn, v), traceContext: {} })));
+    }
+    const claimed = (await claim(store)).filter((d) => subs.includes(d.subscriptionId));
+    assert.equal(claimed.length, 3, "version 1 of each shipment");
+    const [a, b, c] = subs.map((sub) => mine(claimed, sub)[0]!);
+    const results = await store.recordAttempts([
+      { delivery: a!, attempt, next: { state: DeliveryState.DELIVERED } },
+      { delivery: b!, attempt, next: { state: DeliveryState.RETRYING, delayMs: 3_600_000 } },
+      { delivery: { ...c!, leaseToken: "someone-else" }, attempt, next: { state: DeliveryState.DELIVERED } },
+    ]);
+    assert.deepEqual(results, [
+      { written: true, successorDue: true },
+      { written: true, successorDue: false },
+      { written: false, successorDue: false },
+    ]);
+    const list = async (sub: string) => (await store.listDeliveries({ subscriptionId: sub }, 10, undefined)).items;
+    const [la, lb, lc] = [await list(subs[0]!), await list(subs[1]!), await list(subs[2]!)];
+    assert.equal(la.find((d) => d.deliveryId === a!.id)?.state, DeliveryState.DELIVERED);
+    assert.equal(la.find((d) => d.deliveryId === a!.id)?.attempts.length, 1);
+    const retry = lb.find((d) => d.deliveryId === b!.id);
+    assert.equal(retry?.state, DeliveryState.RETRYING);
+    assert.ok(ms(lb.find((d) => d.deliveryId !== b!.id)?.nextAttemptAt) >= ms(retry?.nextAttemptAt), "the retry holds its successor");
+    assert.equal(lc.find((d) => d.deliveryId === c!.id)?.attemptCount, 0, "a lost lease writes nothing");
   });
 
   it("never hands the same delivery to two concurrent claims, and lets another take over after the lease expires", async () => {
