@@ -87,6 +87,19 @@ export const notificationConfig = defineConfig(
       max: 60_000,
       default: 1000,
     }),
+    NOTIFICATION_WORKER_TICK_MS: int({
+      description:
+        "coalescing period of the delivery worker: attempts finished within it are recorded in one statement, and deliveries created within it are claimed together",
+      min: 0,
+      max: 1000,
+      default: 50,
+    }),
+    NOTIFICATION_INTAKE_LINGER_MS: int({
+      description: "how long an intake batch may wait for more events before its deliveries are inserted (one statement per batch)",
+      min: 0,
+      max: 1000,
+      default: 20,
+    }),
     NOTIFICATION_WORKER_ENABLED: bool({ description: "run the delivery worker in this replica", default: true }),
   },
   (c) => {

@@ -1,29 +1,38 @@
 import assert from "node:assert/strict";
-import { describe, it } from "vitest";
+import { afterEach, describe, it, vi } from "vitest";
 import { context, SpanKind, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { TracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace";
 import { DeliveryState, type DeliveryAttempt } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { waitFor } from "@logistics/shared/testing";
 import { startDeliveryWorker, type DeliveryWorkerOptions } from "./delivery-worker.js";
-import type { ClaimedDelivery, ClaimOptions, DeliveryTransition } from "./notification-store.js";
+import type { AttemptRecord, ClaimedDelivery, ClaimOptions, DeliveryTransition } from "./notification-store.js";
 import { verifyWebhookSignature } from "./signature.js";
 import type { WebhookRequest, WebhookResult } from "./webhook-sender.js";
 
 /** An in-memory stand-in for the store's claim/record pair: every delivery is due at once. */
-function fakeStore(deliveries: ClaimedDelivery[]) {
+function fakeStore(deliveries: ClaimedDelivery[], successorDue: (d: ClaimedDelivery) => boolean = () => false) {
   const queue = [...deliveries];
   const recorded: Array<{ id: string; attempt: DeliveryAttempt; next: DeliveryTransition }> = [];
+  /** Sizes of the recordAttempts calls, and the number of claims. */
+  const calls = { recordBatches: [] as number[], claims: 0 };
   return {
     recorded,
+    calls,
+    /** Makes `d` due (a new or unblocked delivery). */
+    add: (d: ClaimedDelivery) => queue.push(d),
     store: {
       async claimDue(o: ClaimOptions) {
+        calls.claims++;
         return queue.splice(0, o.limit).map((d) => ({ ...d, leaseToken: o.leaseToken }));
       },
-      async recordAttempt(d: ClaimedDelivery, attempt: DeliveryAttempt, next: DeliveryTransition) {
-        recorded.push({ id: d.id, attempt, next });
-        if (next.state === DeliveryState.RETRYING) queue.push({ ...d, attemptsInBudget: d.attemptsInBudget + 1 });
-        return true;
+      async recordAttempts(records: readonly AttemptRecord[]) {
+        calls.recordBatches.push(records.length);
+        return records.map(({ delivery: d, attempt, next }) => {
+          recorded.push({ id: d.id, attempt, next });
+          if (next.state === DeliveryState.RETRYING) queue.push({ ...d, attemptsInBudget: d.attemptsInBudget + 1 });
+          return { written: true, successorDue: successorDue(d) };
+        });
       },
     },
   };
@@ -144,6 +153,101 @@ describe("startDeliveryWorker", () => {
       assert.equal(first?.state === DeliveryState.RETRYING ? first.delayMs : -1, 3000);
       assert.equal(recorded[1]?.next.state, DeliveryState.DEAD_LETTERED);
       assert.equal(recorded[1]?.attempt.error, "HTTP 429");
+    } finally {
+      await worker.close();
+    }
+  });
+});
+
+describe("startDeliveryWorker claims and records", () => {
+  const fakeClock = () => vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setImmediate", "clearImmediate", "Date"] });
+  afterEach(() => vi.useRealTimers());
+
+  it("claims once per tick for deliveries created within it, records attempts that finished together in one statement, and does not claim after each attempt", async () => {
+    fakeClock();
+    const fake = fakeStore([]);
+    const worker = startDeliveryWorker(options({ store: fake.store, concurrency: 8, endpointConcurrency: 8, pollIntervalMs: 60_000, tickMs: 50, send: async () => answer(200) }));
+    try {
+      await vi.advanceTimersByTimeAsync(0);
+      assert.equal(fake.calls.claims, 1, "the first look at start");
+      // Five batches committed within one tick, each creating a delivery due after the order window.
+      for (let i = 0; i < 5; i++) {
+        fake.add(delivery({ id: `dlv_${i}`, trackingNumber: `TICK0000000${i}` }));
+        worker.wakeAfter(1000);
+      }
+      await vi.advanceTimersByTimeAsync(999);
+      assert.equal(fake.calls.claims, 1, "not before the deliveries are due");
+      await vi.advanceTimersByTimeAsync(51);
+      assert.equal(fake.calls.claims, 2, "one claim for the five");
+      await vi.advanceTimersByTimeAsync(50);
+      assert.equal(fake.recorded.length, 5);
+      assert.deepEqual(fake.calls.recordBatches, [5], "the five attempts recorded in one statement");
+      await vi.advanceTimersByTimeAsync(58_900);
+      assert.equal(fake.calls.claims, 2, "finished attempts that held nothing back claim nothing");
+      await vi.advanceTimersByTimeAsync(1100);
+      assert.equal(fake.calls.claims, 3, "the idle poll still runs");
+    } finally {
+      const closed = worker.close();
+      await vi.advanceTimersByTimeAsync(0);
+      await closed;
+    }
+  });
+
+  it("claims again at once when a finished attempt frees a full worker", async () => {
+    const fake = fakeStore([delivery({ id: "dlv_a" }), delivery({ id: "dlv_b", trackingNumber: "FULL00000002" })]);
+    const worker = startDeliveryWorker(options({ store: fake.store, concurrency: 1, endpointConcurrency: 1, pollIntervalMs: 60_000, send: async () => answer(200) }));
+    try {
+      // The poll is a minute away: only the freed slot's wake can have claimed the second one.
+      await waitFor(() => fake.recorded.length === 2, { message: "both delivered" });
+    } finally {
+      await worker.close();
+    }
+  });
+
+  it("claims again at once when a finished attempt held back a successor that is due now", async () => {
+    const successor = delivery({ id: "dlv_v2", eventId: "evt-2" });
+    const fake = fakeStore([delivery({ id: "dlv_v1" })], (d) => {
+      if (d.id !== "dlv_v1") return false;
+      fake.add(successor);
+      return true;
+    });
+    const worker = startDeliveryWorker(options({ store: fake.store, pollIntervalMs: 60_000, send: async () => answer(200) }));
+    try {
+      await waitFor(() => fake.recorded.some((r) => r.id === "dlv_v2"), { message: "the successor delivered" });
+    } finally {
+      await worker.close();
+    }
+  });
+
+  it("claims again after a wake that arrived while a claim was in flight (no lost wakeup)", async () => {
+    const fake = fakeStore([]);
+    let gate: Promise<void> | undefined;
+    let entered: (() => void) | undefined;
+    const inClaim = new Promise<void>((r) => (entered = r));
+    let open: (() => void) | undefined;
+    const store = {
+      ...fake.store,
+      async claimDue(o: ClaimOptions) {
+        if (fake.calls.claims === 1 && gate === undefined) {
+          gate = new Promise<void>((r) => (open = r));
+          // The claim's snapshot is taken before the new delivery exists.
+          const before = await fake.store.claimDue(o);
+          entered?.();
+          await gate;
+          return before;
+        }
+        return fake.store.claimDue(o);
+      },
+    };
+    const worker = startDeliveryWorker(options({ store, pollIntervalMs: 60_000, send: async () => answer(200) }));
+    try {
+      await waitFor(() => fake.calls.claims === 1, { message: "the first claim" });
+      worker.wake();
+      await inClaim;
+      fake.add(delivery({ id: "dlv_late" }));
+      worker.wake();
+      open?.();
+      await waitFor(() => fake.recorded.length === 1, { message: "the late delivery claimed by the claim after" });
     } finally {
       await worker.close();
     }

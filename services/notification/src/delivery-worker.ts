@@ -4,8 +4,9 @@ import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Tracer } from "@opentelemetry/api";
 import { redactedUrl, SemConv, serverAttributes } from "@logistics/shared/telemetry";
 import { DeliveryAttemptSchema, DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { createBatchWriter } from "./batch-writer.js";
 import { createCircuitBreakers, type CircuitBreakerOptions, type CircuitBreakers } from "./circuit-breaker.js";
-import type { ClaimedDelivery, DeliveryTransition, NotificationStore } from "./notification-store.js";
+import type { AttemptRecord, ClaimedDelivery, DeliveryTransition, NotificationStore, RecordedAttempt } from "./notification-store.js";
 import { classifyStatus, nextRetryDelayMs, parseRetryAfter, type RetryPolicyOptions } from "./retry-policy.js";
 import { signatureHeader, SIGNATURE_HEADER } from "./signature.js";
 import { sendWebhook, type WebhookRequest, type WebhookResult } from "./webhook-sender.js";
@@ -40,7 +41,7 @@ export interface AttemptReport {
 
 /** Options of {@link startDeliveryWorker}. */
 export interface DeliveryWorkerOptions {
-  store: Pick<NotificationStore, "claimDue" | "recordAttempt">;
+  store: Pick<NotificationStore, "claimDue" | "recordAttempts">;
   /** Where requests may go (re-checked before every attempt: DNS rebinding). */
   targetPolicy: WebhookTargetPolicy;
   retry: RetryPolicyOptions;
@@ -54,6 +55,13 @@ export interface DeliveryWorkerOptions {
   endpointConcurrency: number;
   /** Idle polling period. */
   pollIntervalMs: number;
+  /**
+   * Coalescing period. Attempts finishing within it are recorded in one statement (the first waits
+   * at most this long), and {@link DeliveryWorker.wakeAfter} wakes land on its multiples, so
+   * deliveries created within one period are claimed together. Default 50 ms; 0 coalesces only
+   * what happens in the same turn of the event loop.
+   */
+  tickMs?: number;
   breaker: CircuitBreakerOptions;
   log: WorkerLog;
   /** Called after every recorded attempt. */
@@ -66,8 +74,13 @@ export interface DeliveryWorkerOptions {
 
 /** A running delivery worker. */
 export interface DeliveryWorker {
-  /** Looks for due deliveries now (call after creating some). */
+  /** Looks for due deliveries now (call after making some due, e.g. a redrive). */
   wake(): void;
+  /**
+   * Looks for due deliveries once `delayMs` has passed (call after creating deliveries that become
+   * due then), at the next multiple of the tick: calls within one tick share one claim.
+   */
+  wakeAfter(delayMs: number): void;
   /** Stops claiming and waits for in-flight attempts to be recorded. Idempotent. */
   close(): Promise<void>;
   /** Attempts in flight, per origin (for tests and metrics). */
@@ -84,6 +97,12 @@ export interface DeliveryWorker {
  * most its own quota and never holds up deliveries to other endpoints. An endpoint whose circuit
  * breaker is open is not contacted: the attempt is recorded as failed ("circuit open") and
  * rescheduled with the normal backoff, so the retry schedule keeps its wall-clock length.
+ *
+ * Round trips are per tick, not per delivery: attempts finishing within a tick are recorded in one
+ * statement; a claim runs when deliveries created in a tick become due ({@link DeliveryWorker.wakeAfter}),
+ * when a finished attempt frees a slot that may have kept due work back (the worker or the origin
+ * was full) or releases a due successor, and otherwise every `pollIntervalMs` (retries that came
+ * due, expired leases of other replicas). Wakes during a claim lead to one more claim, never none.
  */
 export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker {
   const send = opts.send ?? sendWebhook;
@@ -93,18 +112,34 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
   let claims = 0;
   const perOrigin = new Map<string, number>();
   const running = new Set<Promise<void>>();
+  const tickMs = Math.max(0, opts.tickMs ?? 50);
   let stopped = false;
   let wakeUp: (() => void) | undefined;
+  // Set by every wake, cleared just before a claim starts: a wake during a claim (whose snapshot
+  // may predate the new work) leads to one more claim, never to none.
   let wakePending = false;
+  /** Scheduled wakes by due time (a multiple of the tick). */
+  const wakeTimers = new Map<number, ReturnType<typeof setTimeout>>();
 
   const wake = () => {
     wakePending = true;
     wakeUp?.();
   };
+  const wakeAfter = (delayMs: number) => {
+    if (stopped) return;
+    const at = Date.now() + Math.max(0, delayMs);
+    const slot = tickMs > 0 ? Math.ceil(at / tickMs) * tickMs : at;
+    if (wakeTimers.has(slot)) return;
+    const timer = setTimeout(() => {
+      wakeTimers.delete(slot);
+      wake();
+    }, slot - Date.now());
+    timer.unref();
+    wakeTimers.set(slot, timer);
+  };
   const idle = (ms: number) =>
     new Promise<void>((resolve) => {
       if (wakePending || stopped) {
-        wakePending = false;
         resolve();
         return;
       }
@@ -112,13 +147,19 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
       function done() {
         clearTimeout(timer);
         wakeUp = undefined;
-        wakePending = false;
-        resolve();
+        // On the next turn: further wakes of this turn (attempts recorded together) share the claim.
+        setImmediate(resolve);
       }
       wakeUp = done;
     });
 
-  const attempt = async (d: ClaimedDelivery): Promise<void> => {
+  const records = createBatchWriter<AttemptRecord, RecordedAttempt>({
+    write: (batch) => opts.store.recordAttempts(batch),
+    lingerMs: tickMs,
+  });
+
+  /** Makes one attempt and records it; resolves with what the record did. */
+  const attempt = async (d: ClaimedDelivery): Promise<RecordedAttempt> => {
     const attemptedAt = timestampNow();
     const n = d.attemptsInBudget + 1;
     let result: WebhookResult;
@@ -143,9 +184,10 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
       next = { state: DeliveryState.RETRYING, delayMs: nextRetryDelayMs(n, opts.retry, retryAfter) };
     }
     const error = outcome === "delivered" ? "" : result.error || `HTTP ${result.status}`;
-    const written = await opts.store.recordAttempt(
-      d,
-      create(DeliveryAttemptSchema, {
+    const finishedAt = Date.now();
+    const recorded = await records.add({
+      delivery: d,
+      attempt: create(DeliveryAttemptSchema, {
         attemptedAt,
         httpStatus: result.status,
         error,
@@ -153,10 +195,10 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
         responseExcerpt: result.excerpt,
       }),
       next,
-    );
+    });
     // Log lines and the attempt's metrics (exemplars) in the attempt's trace context.
     context.with(logContext, () => {
-      if (!written) {
+      if (!recorded.written) {
         opts.log.warn({ deliveryId: d.id }, "delivery lease lost or delivery cancelled; attempt not recorded");
       } else if (next.state === DeliveryState.DEAD_LETTERED) {
         opts.log.warn({ deliveryId: d.id, origin: d.origin, attempts: n, error }, "webhook delivery dead-lettered");
@@ -168,9 +210,10 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
         durationMs: result.durationMs,
         next: next.state,
         attempt: n,
-        ...(d.createdAt ? { sinceCreatedMs: Math.max(0, Date.now() - d.createdAt.getTime()) } : {}),
+        ...(d.createdAt ? { sinceCreatedMs: Math.max(0, finishedAt - d.createdAt.getTime()) } : {}),
       });
     });
+    return recorded;
   };
 
   /**
@@ -234,19 +277,30 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
   const start = (d: ClaimedDelivery) => {
     perOrigin.set(d.origin, (perOrigin.get(d.origin) ?? 0) + 1);
     const p: Promise<void> = attempt(d)
-      .catch((err: unknown) => opts.log.error({ deliveryId: d.id, err }, "delivery attempt failed to record; lease will expire"))
-      .finally(() => {
-        const left = (perOrigin.get(d.origin) ?? 1) - 1;
-        if (left > 0) perOrigin.set(d.origin, left);
+      .then(
+        (r) => r.successorDue,
+        (err: unknown) => {
+          opts.log.error({ deliveryId: d.id, err }, "delivery attempt failed to record; lease will expire");
+          return false;
+        },
+      )
+      .then((successorDue) => {
+        const inOrigin = perOrigin.get(d.origin) ?? 1;
+        // A claim is only worth it when this slot may have kept due work back (every slot or the
+        // origin's were taken) or when this delivery held back a successor that is due now. New
+        // deliveries wake the loop themselves (wakeAfter), everything else waits for the poll.
+        const worthClaiming = successorDue || running.size >= opts.concurrency || inOrigin >= opts.endpointConcurrency;
+        if (inOrigin > 1) perOrigin.set(d.origin, inOrigin - 1);
         else perOrigin.delete(d.origin);
         running.delete(p);
-        wake();
+        if (worthClaiming) wake();
       });
     running.add(p);
   };
 
   const loop = async () => {
     while (!stopped) {
+      wakePending = false;
       const free = opts.concurrency - running.size;
       let claimed: ClaimedDelivery[] = [];
       if (free > 0) {
@@ -276,11 +330,15 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
   let closing: Promise<void> | undefined;
   return {
     wake,
+    wakeAfter,
     inFlight: () => new Map(perOrigin),
     breakers,
     close() {
       closing ??= (async () => {
         stopped = true;
+        for (const timer of wakeTimers.values()) clearTimeout(timer);
+        wakeTimers.clear();
+        records.flushNow();
         wakeUp?.();
         await looping;
         while (running.size) await Promise.allSettled([...running]);

@@ -37,8 +37,10 @@ export interface EventIntakeOptions {
   /** Called after deliveries were committed (e.g. to wake the delivery worker). */
   onDeliveriesCreated?: (count: number) => void;
   logger?: NatsLog;
-  /** Most events per batch (one transaction). Default: the batch consumer's (256). */
+  /** Most events per batch (one statement). Default: the batch consumer's (256). */
   maxBatch?: number;
+  /** How long a batch may wait to fill up. Default: the batch consumer's (0, no wait). */
+  lingerMs?: number;
 }
 
 /** The running consumers. */
@@ -52,7 +54,7 @@ type IntakeEvent = CatalogEvents["statusChanged"] | CatalogEvents["etaChanged"];
 /**
  * Turns StatusChanged and EtaChanged events into delivery rows: the catalog's two durable consumers
  * on the status stream (`notification-status`, `notification-eta`) on the batch consumer. A batch's
- * deliveries are inserted in one transaction, idempotently per (subscription, event id), and its
+ * deliveries are inserted in one statement, idempotently per (subscription, event id), and its
  * messages are acknowledged only after that commit — so a crash or redelivery never loses or
  * duplicates a delivery. When the batch fails, its events are inserted one at a time: an event
  * whose data can never be stored is dead-lettered alone, any other failure retries the event and
@@ -95,6 +97,7 @@ export async function startEventIntake(opts: EventIntakeOptions): Promise<EventI
           handler,
           ...(opts.nc ? { nc: opts.nc } : {}),
           ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
+          ...(opts.lingerMs !== undefined ? { lingerMs: opts.lingerMs } : {}),
           ...(log ? { logger: log } : {}),
         }),
       );

@@ -60,6 +60,7 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
           concurrency: config.NOTIFICATION_CONCURRENCY,
           endpointConcurrency: config.NOTIFICATION_ENDPOINT_CONCURRENCY,
           pollIntervalMs: config.NOTIFICATION_POLL_INTERVAL_MS,
+          tickMs: config.NOTIFICATION_WORKER_TICK_MS,
           breaker: {
             failureThreshold: config.NOTIFICATION_BREAKER_FAILURES,
             cooldownMs: config.NOTIFICATION_BREAKER_COOLDOWN_MS,
@@ -80,10 +81,10 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
         catalog: ctx.catalog,
         store,
         logger: ctx.log,
-        // New deliveries become due after the order window: look for them then.
-        onDeliveriesCreated: () => {
-          if (worker) setTimeout(() => worker?.wake(), config.NOTIFICATION_ORDER_WINDOW_MS + 5).unref();
-        },
+        lingerMs: config.NOTIFICATION_INTAKE_LINGER_MS,
+        // New deliveries become due after the order window (on the database's clock, hence a few
+        // ms more): look for them then, one claim per worker tick however many batches committed.
+        onDeliveriesCreated: () => worker?.wakeAfter(config.NOTIFICATION_ORDER_WINDOW_MS + 5),
       });
       closers.push(() => intake.close());
       const backlog = startConsumerLagSampler({

@@ -11,7 +11,12 @@ import { NotificationEventType } from "@logistics/shared/gen/logistics/notificat
 import { EventHeaders, ensureStreams } from "@logistics/shared/nats";
 import { createTestSchema, testNatsUrl, uniqueName, waitFor, type TestSchema } from "@logistics/shared/testing";
 import { STATUS_CONSUMER, startEventIntake, type EventIntake } from "../src/event-intake.js";
-import { createNotificationStore, type NotificationStore } from "../src/notification-store.js";
+import {
+  createNotificationStore,
+  type NotificationStore,
+  type SubscriptionOwner,
+  type SubscriptionScope,
+} from "../src/notification-store.js";
 
 /** A time no date can hold: converting it to a webhook body throws (the event is poison). */
 const UNREPRESENTABLE = { seconds: 9_000_000_000_000n, nanos: 0 };
@@ -25,6 +30,10 @@ describe("notification event intake on the batch consumer (real nats-server and 
   let store: NotificationStore;
   let intake: EventIntake | undefined;
   let subscriptionId: string;
+  /** A second subscriber to the same events: the customer's own subscription. */
+  let customerSubscriptionId: string;
+  /** Delivery rows the store reported inserted. */
+  let inserted = 0;
   /** Event ids in the order their deliveries were committed. */
   const committed: string[] = [];
   /** Event ids whose next insert fails once (a transient failure: retried, not dead-lettered). */
@@ -40,19 +49,22 @@ describe("notification event intake on the batch consumer (real nats-server and 
     schema = await createTestSchema({ prefix: "nintake" });
     store = createNotificationStore({ connectionString: schema.connectionString, schema: schema.schema });
     await store.migrate();
-    const o = "http://127.0.0.1:9";
-    const { subscription } = await store.createSubscription({
-      id: uniqueName("sub"),
-      owner: "test",
-      ownedBy: undefined,
-      scope: { case: "carrierCode", value: "acme" },
-      eventTypes: [NotificationEventType.STATUS_CHANGED],
-      webhookUrl: `${o}/x`,
-      origin: o,
-      secret: "s".repeat(43),
-      idempotencyKey: undefined,
-    });
-    subscriptionId = subscription.subscriptionId;
+    const subscribe = async (scope: SubscriptionScope, ownedBy: SubscriptionOwner | undefined, o: string) => {
+      const { subscription } = await store.createSubscription({
+        id: uniqueName("sub"),
+        owner: "test",
+        ownedBy,
+        scope,
+        eventTypes: [NotificationEventType.STATUS_CHANGED],
+        webhookUrl: `${o}/x`,
+        origin: o,
+        secret: "s".repeat(43),
+        idempotencyKey: undefined,
+      });
+      return subscription.subscriptionId;
+    };
+    subscriptionId = await subscribe({ case: "carrierCode", value: "acme" }, undefined, "http://127.0.0.1:9");
+    customerSubscriptionId = await subscribe({ case: "customerId", value: "c" }, { customerId: "c" }, "http://127.0.0.1:10");
   });
   afterAll(async () => {
     await intake?.close();
@@ -69,12 +81,14 @@ describe("notification event intake on the batch consumer (real nats-server and 
       if (hit) throw new Error(`injected: connection lost during the batch with ${hit.event.eventId}`);
       const n = await store.insertDeliveriesBatch(entries);
       committed.push(...entries.map((e) => e.event.eventId));
+      inserted += n;
       return n;
     },
     async insertDeliveries(event, traceContext) {
       if (failOnce.delete(event.eventId)) throw new Error(`injected: connection lost inserting ${event.eventId}`);
       const n = await store.insertDeliveries(event, traceContext);
       committed.push(event.eventId);
+      inserted += n;
       return n;
     },
   };
@@ -123,6 +137,9 @@ describe("notification event intake on the batch consumer (real nats-server and 
     const expected = events.map((e) => e.eventId).filter((id) => id !== `${b}-v2`);
     assert.deepEqual([...perEvent.keys()].sort(), [...expected].sort(), "every event but the poison one has its delivery");
     assert.ok([...perEvent.values()].every((n) => n === 1), "one delivery per event");
+    const customerDeliveries = (await store.listDeliveries({ subscriptionId: customerSubscriptionId }, 100, undefined)).items;
+    assert.deepEqual(customerDeliveries.map((d) => d.eventId).sort(), [...expected].sort(), "the second subscriber gets each event once too");
+    assert.equal(inserted, 2 * expected.length, "the store reports the rows it inserted");
     assert.ok(perEvent.has(`${b}-v3`), "the poison event does not hold back its shipment's later events");
     // Shipment A's first event failed once: its later events were committed after it, never before.
     const order = committed.filter((id) => id.startsWith(a));
@@ -137,6 +154,7 @@ describe("notification event intake on the batch consumer (real nats-server and 
     }
     await waitFor(async () => ((await settled()) && committed.length >= before + 8 ? true : undefined), { message: "the resent events settled" });
     assert.equal((await store.listDeliveries({ subscriptionId }, 100, undefined)).items.length, 8, "no delivery was created twice");
+    assert.equal(inserted, 2 * expected.length, "the resent batch inserted nothing");
     assert.equal(await deadLetterCount(), 2, "the resent poison event is dead-lettered again, alone");
   });
 });
