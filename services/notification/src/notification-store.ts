@@ -243,7 +243,7 @@ export function claimDueSql(schema: string): string {
   // Bounded by the batch, not the backlog: origins with open deliveries come from a skip scan of
   // the claim index (one probe per origin); per origin the index is read in due order and stops
   // after the origin's free quota (leased and order-blocked rows are passed over, and successors
-  // of a retrying delivery are due only with it, see recordAttempt).
+  // of a retrying delivery are due only with it, see recordAttemptsSql).
   return (
     `WITH RECURSIVE origins AS (
        (SELECT d.origin FROM ${dels} d WHERE d.state IN (${PENDING}, ${RETRYING}) ORDER BY d.origin LIMIT 1)
