@@ -78,7 +78,6 @@ export async function startMeshProcesses(
       const e = await mesh.envFor(name, {
         PORT: String(ports[name]),
         METRICS_PORT: String(metricsPorts[name]),
-        ...(name === "notification" ? { NOTIFICATION_POLL_INTERVAL_MS: "50" } : {}),
       });
       const child = spawn(process.execPath, [...(o.nodeArgs?.(name) ?? []), serviceEntry(name)], {
         env: { ...process.env, ...e, ...env },
