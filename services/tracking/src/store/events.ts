@@ -1,11 +1,11 @@
 import { clone, fromJson, toJson, type DescMessage, type JsonValue, type Message } from "@bufbuild/protobuf";
 import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
-import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { assertJsonSize, MAX_DOCUMENT_BYTES } from "./size.js";
 import { InvalidEventError } from "./errors.js";
-import type { ProjectedEvent } from "./ports.js";
+import type { ProjectedEvent, StoredEvent } from "./ports.js";
 
 /**
  * The store's view of a {@link ProjectedEvent}: its key (id, shipment, event time), its stored
@@ -135,6 +135,13 @@ export function eventFromJson(type: string, json: JsonValue): ProjectedEvent {
     default:
       throw new Error(`stored event of unknown type ${JSON.stringify(type)}`);
   }
+}
+
+/** A history entry from its stored parts: a history row's, or those a live notice carries. */
+export function storedEvent(type: string, payload: JsonValue, late: boolean, appliedAt: Date): StoredEvent {
+  const event = eventFromJson(type, payload);
+  const { eventId, trackingNumber, eventTime } = eventKey(event);
+  return { event, eventId, trackingNumber, eventTime, late, appliedAt: timestampFromDate(appliedAt) };
 }
 
 /**

@@ -106,6 +106,25 @@ export interface ApplyResult {
   etaChanged: boolean;
   /** `after.version`. */
   version: number;
+  /**
+   * How an applied event was written, when the adapter reports it (PostgreSQL `applyEvents`), so
+   * that the caller can pass the change on (the live notice, live-updates.ts) without serializing
+   * the event or the document again. Absent on duplicates.
+   */
+  stored?: StoredWrite;
+}
+
+/** What {@link ApplyResult.stored} reports: the event's history row, and the document as written. */
+export interface StoredWrite {
+  /** The history row's payload: the event's proto JSON text. */
+  readonly eventJson: string;
+  /** The history row's `appliedAt` (what `listEvents` will report). */
+  readonly appliedAt: Date;
+  /**
+   * The document's JSON as written; only on a shipment's last applied result of the call (the
+   * one version of the shipment the call wrote).
+   */
+  readonly docJson?: string;
 }
 
 /** An event as kept in a shipment's history. */

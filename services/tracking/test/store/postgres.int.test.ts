@@ -89,6 +89,30 @@ describe("PostgresShipmentStore", () => {
       );
       assert.equal(xids.rows[0]?.n, 1, "documents, history and dedupe rows share one transaction id");
     });
+
+    it("reports what it wrote: each event's history payload and applied_at, and each shipment's last document", async () => {
+      const tn = uniqueTrackingNumber();
+      const t0 = Date.now() - 3_600_000;
+      const at = (i: number) => new Date(t0 + i * 60_000).toISOString();
+      await store.applyEvents([scan(tn, `${tn}-1`, at(1), ScanKind.PICKUP)]);
+      const batch = [scan(tn, `${tn}-2`, at(2)), scan(tn, `${tn}-1`, at(1), ScanKind.PICKUP), scan(tn, `${tn}-3`, at(3))];
+      const results = await store.applyEvents(batch);
+      assert.deepEqual(results.map((r) => [r.applied, r.stored !== undefined, r.stored?.docJson !== undefined]), [
+        [true, true, false],
+        [false, false, false],
+        [true, true, true],
+      ]);
+      assert.deepEqual(JSON.parse(results[2]?.stored?.docJson ?? "null"), await store.getShipment(tn), "the last document as stored");
+      const history = (await store.listEvents(tn, { pageSize: 10 })).items;
+      for (const [i, id] of [[0, `${tn}-2`], [2, `${tn}-3`]] as const) {
+        const row = history.find((h) => h.eventId === id);
+        const stored = results[i]?.stored;
+        assert.ok(row && stored);
+        assert.deepEqual(stored.appliedAt.getTime(), Number(row.appliedAt.seconds) * 1000 + row.appliedAt.nanos / 1e6, `${id}: applied_at`);
+        const payload = await store.pool.query<{ payload: unknown }>("SELECT payload FROM shipment_events WHERE event_id = $1", [id]);
+        assert.deepEqual(JSON.parse(stored.eventJson), payload.rows[0]?.payload, `${id}: payload`);
+      }
+    });
   });
 
   describe("query plans", () => {

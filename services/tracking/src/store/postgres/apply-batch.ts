@@ -40,7 +40,8 @@ interface DerivedBatch {
   results: ApplyResult[];
   /** Changed documents in tracking-number order, each with its JSON and its version before the batch (-1: new). */
   changed: Array<{ doc: ShipmentDoc; json: string; prev: number }>;
-  history: Array<{ event: CheckedEvent; late: boolean }>;
+  /** The history rows, each with the position of its event's result in `results`. */
+  history: Array<{ event: CheckedEvent; late: boolean; result: number }>;
 }
 
 /**
@@ -76,7 +77,7 @@ function deriveBatch(
       continue;
     }
     current.set(trackingNumber, derived.doc);
-    history.push({ event, late: derived.late });
+    history.push({ event, late: derived.late, result: results.length });
     results.push(appliedResult(before, derived));
   }
   const changedDocs = [...current.values()].filter((doc) => doc !== docs.get(doc.trackingNumber));
@@ -99,7 +100,7 @@ function deriveBatch(
  * column: the driver escapes every element of an array parameter, which for the documents cost
  * more client CPU than deriving them.
  */
-function writeBatch(client: pg.PoolClient, batch: DerivedBatch, claims: readonly CheckedEvent[] = []): Promise<unknown> {
+async function writeBatch(client: pg.PoolClient, batch: DerivedBatch, claims: readonly CheckedEvent[] = []): Promise<void> {
   const docRows = batch.changed.map(
     ({ doc: d, json, prev }) =>
       `{"tracking_number":${JSON.stringify(d.trackingNumber)},"customer_id":${JSON.stringify(d.customerId ?? null)},` +
@@ -112,7 +113,7 @@ function writeBatch(client: pg.PoolClient, batch: DerivedBatch, claims: readonly
       `"event_time":${JSON.stringify(h.event.key.eventTime)},"event_type":${JSON.stringify(h.event.event.type)},"late":${h.late},` +
       `"payload":${h.event.json}}`,
   );
-  return client.query(
+  const res = await client.query<{ applied_at: Date }>(
     named(`WITH d AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb)
          AS d(tracking_number text, customer_id text, carrier_code text, status smallint, updated_at timestamptz,
@@ -137,7 +138,8 @@ function writeBatch(client: pg.PoolClient, batch: DerivedBatch, claims: readonly
        RETURNING 1)
      SELECT CASE WHEN w.docs = $6::int THEN w.docs
                  ELSE ('${CAS_MISSED}: ' || w.docs || ' of ' || $6::int)::int END AS docs,
-            (SELECT count(*) FROM hist)::int AS events, (SELECT count(*) FROM claim)::int AS claims
+            (SELECT count(*) FROM hist)::int AS events, (SELECT count(*) FROM claim)::int AS claims,
+            now() AS applied_at
        FROM (SELECT ((SELECT count(*) FROM upd) + (SELECT count(*) FROM ins))::int AS docs) w`),
     [
       `[${docRows.join(",")}]`,
@@ -148,6 +150,19 @@ function writeBatch(client: pg.PoolClient, batch: DerivedBatch, claims: readonly
       batch.changed.length,
     ],
   );
+  // now() is the transaction's start, so it is the history rows' applied_at (their default).
+  const appliedAt = res.rows[0]?.applied_at;
+  if (appliedAt) reportWrites(batch, appliedAt);
+}
+
+/** Sets {@link ApplyResult.stored} on the batch's applied results: the JSON it wrote, serialized once. */
+function reportWrites(batch: DerivedBatch, appliedAt: Date): void {
+  const docJson = new Map(batch.changed.map((c) => [c.doc, c.json]));
+  for (const h of batch.history) {
+    const r = batch.results[h.result] as ApplyResult;
+    const json = docJson.get(r.after);
+    r.stored = { eventJson: h.event.json, appliedAt, ...(json !== undefined ? { docJson: json } : {}) };
+  }
 }
 
 /**

@@ -1,9 +1,8 @@
 import type { JsonValue } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { named } from "@logistics/shared/postgres";
 import type pg from "pg";
 import { checkPageSize, decodeCursor, encodeCursor } from "../cursor.js";
-import { eventFromJson, eventKey } from "../events.js";
+import { storedEvent } from "../events.js";
 import type { Page, PageRequest, ShipmentDoc, ShipmentQuery, StoredEvent } from "../ports.js";
 import { normalizeQuery } from "../query.js";
 import { buildSearchSql } from "./search-sql.js";
@@ -26,15 +25,7 @@ interface EventRow {
 }
 
 function toStoredEvent(r: EventRow): StoredEvent {
-  const event = eventFromJson(r.event_type, r.payload);
-  return {
-    event,
-    eventId: r.event_id,
-    trackingNumber: r.tracking_number,
-    eventTime: eventKey(event).eventTime,
-    late: r.late,
-    appliedAt: timestampFromDate(r.applied_at),
-  };
+  return storedEvent(r.event_type, r.payload, r.late, r.applied_at);
 }
 
 /** `listEvents`: a page of the history in (event_time, event_id) order, the messages read back from their proto JSON. */
