@@ -1,26 +1,31 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Subjects } from "@logistics/shared/nats";
+import { decodeNotice, encodeNotice, type LiveNotice, type NoticeChange } from "./live-notice.js";
 
 /*
  * Cross-replica "shipment changed" notices over core NATS (`subjects.liveShipment`). The projector
- * that commits a change publishes the new version; every API replica with watchers of that
- * shipment subscribes and re-reads the store. Notices are hints, not data: a lost notice only
- * delays a watcher until its next periodic re-read, and the watcher always derives what it sends
- * from the store, so replicas can never disagree.
+ * that commits a change publishes one notice per shipment and batch: the new version, and when it
+ * fits (live-notice.ts) the new document and the events applied since the version before, so that
+ * the watchers of the shipment on every API replica can follow without reading the store
+ * (watch-feed.ts). Notices are hints, not the truth: a lost, garbled, out-of-order or version-only
+ * notice makes the watchers read the store, and a heartbeat re-read catches a lost last one.
  */
 
 /** Publishes change notices. */
 export interface LiveNotifier {
-  /** Announces that `trackingNumber` reached `version` (fire and forget). */
-  notify(trackingNumber: string, version: number): void;
+  /**
+   * Announces that `trackingNumber` reached `version` (fire and forget), with `change` (the
+   * document at `version` and the events of the versions since the last notice) when given.
+   */
+  notify(trackingNumber: string, version: number, change?: NoticeChange): void;
 }
 
 /** Creates the notifier the projector uses. */
 export function createLiveNotifier(nc: NatsConnection, subjects: Pick<Subjects, "liveShipment">): LiveNotifier {
   return {
-    notify(trackingNumber, version) {
+    notify(trackingNumber, version, change) {
       try {
-        nc.publish(subjects.liveShipment(trackingNumber), String(version));
+        nc.publish(subjects.liveShipment(trackingNumber), encodeNotice(version, change));
       } catch {
         // A closed or draining connection: watchers catch up on their next periodic re-read.
       }
@@ -31,28 +36,28 @@ export function createLiveNotifier(nc: NatsConnection, subjects: Pick<Subjects, 
 /** Receives change notices for the shipments this replica's watchers follow. */
 export interface LiveHub {
   /**
-   * Calls `listener` with the announced version for every notice about `trackingNumber` until the
-   * returned function is called. One NATS subscription per watched shipment, shared by its watchers.
+   * Calls `listener` with every notice about `trackingNumber` until the returned function is
+   * called, decoded once however many listeners (live-notice.ts: an unreadable notice arrives
+   * empty). One NATS subscription per watched shipment, shared by its listeners.
    */
-  listen(trackingNumber: string, listener: (version: number) => void): () => void;
+  listen(trackingNumber: string, listener: (notice: LiveNotice) => void): () => void;
   /** Unsubscribes everything. */
   close(): void;
 }
 
 /** Creates the hub an API replica's WatchShipment handlers share. */
 export function createLiveHub(nc: NatsConnection, subjects: Pick<Subjects, "liveShipment">): LiveHub {
-  const entries = new Map<string, { sub: Subscription; listeners: Set<(version: number) => void> }>();
+  const entries = new Map<string, { sub: Subscription; listeners: Set<(notice: LiveNotice) => void> }>();
   return {
     listen(trackingNumber, listener) {
       let entry = entries.get(trackingNumber);
       if (!entry) {
-        const listeners = new Set<(version: number) => void>();
+        const listeners = new Set<(notice: LiveNotice) => void>();
         const sub = nc.subscribe(subjects.liveShipment(trackingNumber), {
           callback: (err, msg) => {
             if (err) return;
-            const version = Number(new TextDecoder().decode(msg.data));
-            if (!Number.isSafeInteger(version)) return;
-            for (const l of listeners) l(version);
+            const notice = decodeNotice(trackingNumber, msg.data);
+            for (const l of listeners) l(notice);
           },
         });
         entry = { sub, listeners };

@@ -27,6 +27,7 @@ import { sameEta } from "./store/derive.js";
 import { StoreError } from "./store/errors.js";
 import { eventKey } from "./store/events.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc, ShipmentStore } from "./store/ports.js";
+import { noticeChange } from "./live-notice.js";
 import type { LiveNotifier } from "./live-updates.js";
 import type { ShipmentCache } from "./shipment-cache.js";
 import { docAtVersion, loadHistory } from "./shipment-history.js";
@@ -146,7 +147,8 @@ const errorText = (err: unknown) => (err instanceof Error ? err.message : String
  *    isolated by applying the batch's events one at a time; an event whose apply fails is retried
  *    (redelivered with backoff, dead-lettered on the last delivery) together with the later events
  *    of its shipment in the batch;
- * 3. after the commit: one cache refresh and one live notice per shipment (its newest version),
+ * 3. after the commit: one cache refresh and one live notice per shipment (its newest version,
+ *    with the document and the events applied when the store reported them, see live-notice.ts),
  *    and every StatusChanged / EtaChanged published at once (`publishAll`) with `Nats-Msg-Id`
  *    `<tracking>.v<version>.status|eta`, so a redelivery cannot publish a change twice;
  * 4. the consumer acknowledges the batch's messages (only now: a process killed before this
@@ -331,6 +333,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     const at = timestampFromDate(now());
     const nowMs = now().getTime();
     const newest = new Map<string, { doc: ShipmentDoc; notify: boolean }>();
+    /** Each shipment's applied events in the order applied: what its notice carries. */
+    const appliedOf = new Map<string, Array<{ event: ProjectedEvent; result: ApplyResult }>>();
     const publications: Publication[] = [];
     const causeOf: Entry[] = [];
     for (const e of entries) {
@@ -343,6 +347,11 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
       // An earlier delivery may have committed and then failed before publishing its changes.
       else if (e.item.redelivered) change = await rebuildChange(r.after, eventKey(e.event).eventId);
       const tn = e.trackingNumber;
+      if (r.applied) {
+        const applied = appliedOf.get(tn);
+        if (applied) applied.push({ event: e.event, result: r });
+        else appliedOf.set(tn, [{ event: e.event, result: r }]);
+      }
       const prev = newest.get(tn);
       const notify = (prev?.notify ?? false) || r.applied || e.item.redelivered;
       if (!prev || r.after.version >= prev.doc.version) newest.set(tn, { doc: r.after, notify });
@@ -363,7 +372,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
           }),
         )
       : [];
-    for (const [tn, { doc, notify }] of newest) if (notify) notifier?.notify(tn, doc.version);
+    if (notifier) for (const [tn, { doc, notify }] of newest) if (notify) notifier.notify(tn, doc.version, noticeChange(doc, appliedOf.get(tn) ?? []));
     const published = publications.length > 0 ? await publisher.publishAll(publications) : [];
     await Promise.all(cacheWrites);
 

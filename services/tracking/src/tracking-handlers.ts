@@ -10,14 +10,14 @@ import {
   WatchShipmentResponseSchema,
   WatchUpdateKind,
   type TrackingService,
-  type WatchShipmentResponse,
 } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { drainSignalKey } from "@logistics/shared/server";
 import { StoreError } from "./store/errors.js";
-import type { ShipmentDoc, ShipmentQuery, ShipmentStore } from "./store/ports.js";
+import type { ShipmentQuery, ShipmentStore } from "./store/ports.js";
 import type { LiveHub } from "./live-updates.js";
 import { createWatchFeeds, type WatchFeeds } from "./watch-feed.js";
-import { docAtVersion, HistoryGapError, stepsBetween, type VersionStep } from "./shipment-history.js";
+import { createWatchMessages } from "./watch-messages.js";
+import { HistoryGapError } from "./shipment-history.js";
 import type { ShipmentReader } from "./shipment-reader.js";
 import { isPublicEvent, publicShipment, publicShipmentEvent, shipmentEventMessage, shipmentMessage } from "./shipment-view.js";
 import { setReadCaching, type ReadCachePolicy } from "./read-caching.js";
@@ -41,7 +41,7 @@ export interface TrackingHandlersDeps {
   maxStreamLifetimeMs?: number;
   /** HTTP caching of GetShipment / ListShipmentEvents answers. Default max-age 5 s, stale 30 s. */
   readCache?: ReadCachePolicy;
-  /** What the watchers of one shipment share (one store read per new version). Default: over `store`. */
+  /** What the watchers of one shipment share (notices, reads, versions). Default: over `store` and `live`. */
   feeds?: WatchFeeds;
 }
 
@@ -133,7 +133,8 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const maxLifetimeMs = deps.maxStreamLifetimeMs ?? 30 * 60_000;
   const readCache = deps.readCache ?? { maxAgeSeconds: 5, staleWhileRevalidateSeconds: 30 };
-  const feeds = deps.feeds ?? createWatchFeeds(store);
+  const feeds = deps.feeds ?? createWatchFeeds({ store, ...(live ? { live } : {}) });
+  const messages = createWatchMessages();
 
   return {
     async getShipment(req, ctx) {
@@ -193,16 +194,6 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
       const tn = req.trackingNumber;
       // Decided from the first read (a shipment's customer never changes).
       let full = false;
-      const render = (doc: ShipmentDoc) => (full ? shipmentMessage(doc) : publicShipment(shipmentMessage(doc)));
-      const change = (step: VersionStep): WatchShipmentResponse => {
-        const cause = shipmentEventMessage(step.cause);
-        return create(WatchShipmentResponseSchema, {
-          sequence: BigInt(step.version),
-          kind: WatchUpdateKind.CHANGE,
-          shipment: render(step.doc),
-          ...(full ? { cause } : isPublicEvent(cause) ? { cause: publicShipmentEvent(cause) } : {}),
-        });
-      };
       // Ends on cancel, drain or lifetime. Built by hand so that a closed stream leaves nothing
       // behind: AbortSignal.timeout would keep a timer (and this stream) for the whole lifetime,
       // and the server's drain signal would keep a listener per stream ever opened.
@@ -215,19 +206,18 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
       drain.addEventListener("abort", end, { once: true });
       if (ctx.signal.aborted || drain.aborted) end();
 
-      // Listen before the first read so that no change between the read and the wait is missed.
-      // Reads go through the shipment's feed: the watchers of a shipment share one store read per
-      // new version (and one history load), however many they are.
+      // Everything goes through the shipment's feed, which listens for notices before the first
+      // read (so no change between the read and the wait is missed) and takes in the changes
+      // they carry: the watchers of a shipment share its notices, reads and rendered versions.
       let noticed = false;
       let noticedVersion = 0;
       let wake: () => void = () => {};
-      const stopListening = live?.listen(tn, (version) => {
+      const listeningSince = performance.now();
+      const feed = feeds.join(tn, (version) => {
         noticed = true;
         noticedVersion = Math.max(noticedVersion, version);
         wake();
       });
-      const listeningSince = performance.now();
-      const feed = feeds.join(tn);
       metrics.watchers.inc();
       try {
         let state = await mapped(() => feed.current(0, listeningSince));
@@ -238,18 +228,10 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
           throw new ConnectError(`after_sequence ${after} is beyond the shipment's version ${state.version}`, Code.OutOfRange);
         }
         if (after === 0) {
-          yield create(WatchShipmentResponseSchema, {
-            sequence: BigInt(state.version),
-            kind: WatchUpdateKind.SNAPSHOT,
-            shipment: render(state),
-          });
+          yield messages.snapshot(state, full);
         } else if (after < state.version) {
           const target = state;
-          const steps = await mapped(async () => {
-            const history = await feed.history(target);
-            return stepsBetween(docAtVersion(target, after, history), target, history);
-          });
-          for (const step of steps) yield change(step);
+          for (const step of await mapped(() => feed.steps(after, target))) yield messages.change(step, full);
         }
         let last = state.version;
 
@@ -257,15 +239,15 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
           const outcome = noticed ? "wake" : await pause(heartbeatMs, signal, (w) => (wake = w));
           if (outcome === "abort") return;
           noticed = false;
-          // A notice names the new version: the shared copy serves it once one watcher's read
-          // found it. A heartbeat re-read (a lost notice) shares reads made within half a period.
+          // A notice names the new version: the shared copy serves it once the feed took in the
+          // notice's change or one watcher's read found it. A heartbeat re-read (a lost notice)
+          // shares reads made within half a period.
           const current = await mapped(() =>
             outcome === "wake" ? feed.current(Math.max(noticedVersion, last)) : feed.current(last, performance.now() - heartbeatMs / 2),
           );
           if (current && current.version > last) {
             const from = state;
-            const steps = await mapped(async () => stepsBetween(from, current, await feed.history(current)));
-            for (const step of steps) yield change(step);
+            for (const step of await mapped(() => feed.steps(from, current))) yield messages.change(step, full);
             state = current;
             last = current.version;
           } else if (outcome === "timeout") {
@@ -276,7 +258,6 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
         clearTimeout(lifetime);
         ctx.signal.removeEventListener("abort", end);
         drain.removeEventListener("abort", end);
-        stopListening?.();
         feed.leave();
         metrics.watchers.dec();
       }

@@ -1,10 +1,20 @@
-import { loadHistory } from "./shipment-history.js";
+import type { LiveNotice } from "./live-notice.js";
+import type { LiveHub } from "./live-updates.js";
+import { docAtVersion, loadHistory, stepsBetween, type VersionStep } from "./shipment-history.js";
 import type { ShipmentDoc, ShipmentStore, StoredEvent } from "./store/ports.js";
 
 /**
- * What WatchShipment streams of one shipment share in a replica: the shipment as last read and its
- * history, so that a new version is read from the store once and fanned out to every watcher of
- * the shipment, not read once per watcher.
+ * What WatchShipment streams of one shipment share in a replica: the shipment's change notices
+ * (one subscription), the shipment as last known, and its recent versions as steps (the document
+ * of each version and the event that made it), so that a new version is taken in once and fanned
+ * out to every watcher of the shipment as the same objects.
+ *
+ * A notice that carries its change (live-notice.ts) and continues the shared copy (its first
+ * version is the shared version + 1, or the feed has no copy yet) is taken in without reading
+ * the store: the steps are replayed from the shared document and the notice's events. Anything
+ * else falls back to reads, shared by the watchers as before: a gap, a version-only or malformed
+ * notice, an unreadable notice (read at once), a watcher's first read and its heartbeat re-reads,
+ * and a watcher further behind than the steps kept (the history, loaded once per version).
  */
 export interface WatchFeed {
   /**
@@ -13,61 +23,195 @@ export interface WatchFeed {
    * by every watcher asking meanwhile.
    */
   current(minVersion: number, readSince?: number): Promise<ShipmentDoc | undefined>;
-  /** The shipment's stored events (for `doc`'s version or later), loaded once per version for all watchers. */
-  history(doc: ShipmentDoc): Promise<ReadonlyMap<string, StoredEvent>>;
-  /** Stops sharing (the last watcher leaving drops the shared copy). */
+  /**
+   * The versions after `from` (the watcher's document, or its version, 0 for none) up to
+   * `target`, oldest first, as the same step objects for every watcher: from the feed's recent
+   * steps when they cover the range, else replayed from the history (loaded once per version for
+   * all watchers). Also tells the feed that this watcher is past `from`, so steps no watcher
+   * needs any more are dropped.
+   */
+  steps(from: ShipmentDoc | number, target: ShipmentDoc): Promise<readonly VersionStep[]>;
+  /** Stops sharing (the last watcher leaving drops the shared copy and the subscription). */
   leave(): void;
 }
 
 /** Hands out the feed of a shipment to its watchers. */
 export interface WatchFeeds {
-  join(trackingNumber: string): WatchFeed;
+  /**
+   * Joins the feed of `trackingNumber`. `onNotice` is called with the announced version of every
+   * notice about the shipment (after the feed took in what it carried; for an unreadable notice,
+   * with the version a read then found). The feed listens before the first read, so that no
+   * change between that read and a watcher's wait is missed.
+   */
+  join(trackingNumber: string, onNotice?: (version: number) => void): WatchFeed;
   /** Shipments with watchers now (for tests and metrics). */
   size(): number;
 }
 
+/** Options of {@link createWatchFeeds}. */
+export interface WatchFeedsOptions {
+  store: Pick<ShipmentStore, "getShipment" | "listEvents">;
+  /** Change notices; without it watchers only see changes on their periodic re-reads. */
+  live?: LiveHub;
+  /** Clock of `readSince` (ms). Default `performance.now()`. */
+  now?: () => number;
+  /**
+   * Most versions a feed keeps as steps (fewer when every watcher is past them): a watcher
+   * further behind replays from the history. Default 16.
+   */
+  maxSteps?: number;
+}
+
+interface Member {
+  /** Versions up to this one are behind the watcher (-Infinity until its first `steps`). */
+  position: number;
+  onNotice: ((version: number) => void) | undefined;
+}
+
 interface Entry {
-  refs: number;
+  members: Set<Member>;
   doc: ShipmentDoc | undefined;
-  /** When `doc` was read (ms, `now()`); -Infinity before the first read. */
+  /** When `doc` was last read from the store (ms, `now()`); -Infinity before the first read. */
   readAt: number;
   reading: { startedAt: number; promise: Promise<ShipmentDoc | undefined> } | undefined;
   history: { version: number; promise: Promise<ReadonlyMap<string, StoredEvent>> } | undefined;
+  /** Recent versions by version number. */
+  steps: Map<number, VersionStep>;
+  stopListening: (() => void) | undefined;
 }
 
 /** Creates the per-replica feeds over `store`. */
-export function createWatchFeeds(store: Pick<ShipmentStore, "getShipment" | "listEvents">, now: () => number = performance.now.bind(performance)): WatchFeeds {
+export function createWatchFeeds(opts: WatchFeedsOptions): WatchFeeds {
+  const { store, live } = opts;
+  const now = opts.now ?? performance.now.bind(performance);
+  const maxSteps = opts.maxSteps ?? 16;
   const entries = new Map<string, Entry>();
 
   const read = (tn: string, e: Entry): Promise<ShipmentDoc | undefined> => {
     if (e.reading) return e.reading.promise;
     const startedAt = now();
-    const promise = store.getShipment(tn).then(
-      (doc) => {
-        // A read that finished after a newer one keeps the newer document.
-        if (!e.doc || !doc || doc.version >= e.doc.version) {
-          e.doc = doc;
-          e.readAt = startedAt;
-        }
-        return doc;
-      },
-    );
+    const promise = store.getShipment(tn).then((doc) => {
+      // A read that finished after a newer one (or a notice) keeps the newer document.
+      if (!e.doc || !doc || doc.version >= e.doc.version) {
+        e.doc = doc;
+        e.readAt = startedAt;
+      }
+      return doc;
+    });
     e.reading = { startedAt, promise };
-    void promise.finally(() => {
-      if (e.reading?.promise === promise) e.reading = undefined;
-    }).catch(() => {});
+    void promise
+      .finally(() => {
+        if (e.reading?.promise === promise) e.reading = undefined;
+      })
+      .catch(() => {});
     return promise;
   };
 
+  const history = (tn: string, e: Entry, doc: ShipmentDoc): Promise<ReadonlyMap<string, StoredEvent>> => {
+    const h = e.history;
+    if (h && h.version >= doc.version) return h.promise;
+    const promise = loadHistory(store, tn);
+    e.history = { version: doc.version, promise };
+    promise.catch(() => {
+      if (e.history?.promise === promise) e.history = undefined;
+    });
+    return promise;
+  };
+
+  /** Drops the steps every watcher is past, and all but the newest `maxSteps`. */
+  const prune = (e: Entry) => {
+    let below = Infinity;
+    for (const m of e.members) below = Math.min(below, m.position);
+    let newest = 0;
+    for (const v of e.steps.keys()) newest = Math.max(newest, v);
+    const limit = Math.max(below, newest - maxSteps);
+    for (const v of e.steps.keys()) if (v <= limit) e.steps.delete(v);
+  };
+
+  /** The steps `from + 1 .. to` when the feed holds all of them. */
+  const held = (e: Entry, from: number, to: number): VersionStep[] | undefined => {
+    const out: VersionStep[] = [];
+    for (let v = from + 1; v <= to; v++) {
+      const step = e.steps.get(v);
+      if (!step) return undefined;
+      out.push(step);
+    }
+    return out;
+  };
+
+  /** Takes in a notice's change when it continues the shared copy; whether it did. */
+  const advance = (e: Entry, { doc, events }: NonNullable<LiveNotice["change"]>): boolean => {
+    const base = e.doc;
+    const first = doc.version - events.length + 1;
+    const cause = events[events.length - 1];
+    if (!cause) return false;
+    if (base ? base.version === first - 1 : first === 1) {
+      const at = (base?.version ?? 0) - 1;
+      if (base && doc.derivation.eventIds[at] !== base.derivation.eventIds[at]) return false;
+      try {
+        for (const step of stepsBetween(base, doc, new Map(events.map((s) => [s.eventId, s])))) e.steps.set(step.version, step);
+      } catch {
+        return false;
+      }
+    } else if (!base) {
+      // No shared copy yet (the first read is under way): the notice's own version needs nothing older.
+      e.steps.set(doc.version, { version: doc.version, doc, cause });
+    } else {
+      return false;
+    }
+    e.doc = doc;
+    // The history loaded for an older version would be loaded again for this one anyway.
+    e.history = undefined;
+    prune(e);
+    return true;
+  };
+
+  const announce = (e: Entry, version: number) => {
+    for (const m of e.members) m.onNotice?.(version);
+  };
+
+  const take = (tn: string, e: Entry, notice: LiveNotice) => {
+    const { version, change } = notice;
+    if (version === undefined) {
+      // Unreadable: something changed. Read now (after any read that started before the notice).
+      const since = now();
+      const inFlight = e.reading && e.reading.startedAt < since ? e.reading.promise.catch(() => undefined) : Promise.resolve(undefined);
+      void inFlight
+        .then(() => read(tn, e))
+        .then(
+          (doc) => {
+            if (doc) announce(e, doc.version);
+          },
+          () => {},
+        );
+      return;
+    }
+    // A notice overtaken by a read or a later notice has nothing to take in, but is still passed
+    // on: a watcher behind the shared copy wakes up and takes its steps from there.
+    if (change && !(e.doc && version <= e.doc.version)) advance(e, change);
+    announce(e, version);
+  };
+
   return {
-    join(tn) {
+    join(tn, onNotice) {
       let e = entries.get(tn);
       if (!e) {
-        e = { refs: 0, doc: undefined, readAt: -Infinity, reading: undefined, history: undefined };
-        entries.set(tn, e);
+        const created: Entry = {
+          members: new Set(),
+          doc: undefined,
+          readAt: -Infinity,
+          reading: undefined,
+          history: undefined,
+          steps: new Map(),
+          stopListening: undefined,
+        };
+        created.stopListening = live?.listen(tn, (notice) => take(tn, created, notice));
+        entries.set(tn, created);
+        e = created;
       }
       const entry = e;
-      entry.refs++;
+      const member: Member = { position: -Infinity, onNotice };
+      entry.members.add(member);
       let left = false;
       const fresh = (minVersion: number, readSince: number) =>
         entry.doc !== undefined && entry.doc.version >= minVersion && entry.readAt >= readSince;
@@ -85,21 +229,29 @@ export function createWatchFeeds(store: Pick<ShipmentStore, "getShipment" | "lis
           }
           return entry.doc;
         },
-        history(doc) {
-          const h = entry.history;
-          if (h && h.version >= doc.version) return h.promise;
-          const promise = loadHistory(store, tn);
-          entry.history = { version: doc.version, promise };
-          promise.catch(() => {
-            if (entry.history?.promise === promise) entry.history = undefined;
-          });
-          return promise;
+        async steps(from, target) {
+          const fromVersion = typeof from === "number" ? from : from.version;
+          member.position = Math.max(member.position, fromVersion);
+          const kept = held(entry, fromVersion, target.version);
+          if (kept) return kept;
+          const events = await history(tn, entry, target);
+          // Another watcher may have filled them in meanwhile: share its objects.
+          const filled = held(entry, fromVersion, target.version);
+          if (filled) return filled;
+          const base = typeof from !== "number" ? from : from === 0 ? undefined : docAtVersion(target, from, events);
+          const steps = stepsBetween(base, target, events).map((s) => entry.steps.get(s.version) ?? s);
+          for (const s of steps) if (!entry.steps.has(s.version)) entry.steps.set(s.version, s);
+          prune(entry);
+          return steps;
         },
         leave() {
           if (left) return;
           left = true;
-          entry.refs--;
-          if (entry.refs === 0 && entries.get(tn) === entry) entries.delete(tn);
+          entry.members.delete(member);
+          if (entry.members.size === 0 && entries.get(tn) === entry) {
+            entries.delete(tn);
+            entry.stopListening?.();
+          }
         },
       };
     },

@@ -1,0 +1,54 @@
+import * as assert from "node:assert/strict";
+import { describe, it } from "vitest";
+import { commitAll, journey, type Commit } from "../test/live-changes.js";
+import { decodeNotice, encodeNotice, noticeChange } from "./live-notice.js";
+
+const TN = "TN00000001";
+const encoder = new TextEncoder();
+
+/** The notice the projector sends after `commit`. */
+const noticeOf = (c: Commit, maxBytes?: number) => encodeNotice(c.doc.version, noticeChange(c.doc, c.applied), maxBytes);
+
+describe("live notices", () => {
+  const [first, second] = commitAll([journey(TN, 1), journey(TN, 4).slice(2)]) as [Commit, Commit];
+
+  it("carry the document and every event applied since the version before, as the store wrote them", () => {
+    const notice = decodeNotice(TN, noticeOf(second));
+    assert.equal(notice.version, 5);
+    assert.deepEqual(notice.change?.doc, JSON.parse(JSON.stringify(second.doc)));
+    assert.deepEqual(
+      notice.change?.events.map((e) => [e.eventId, e.trackingNumber, e.late, e.appliedAt.seconds]),
+      second.applied.map(({ event, result }) => [event.message.eventId, TN, result.late, BigInt(result.stored!.appliedAt.getTime() / 1000)]),
+    );
+    assert.deepEqual(
+      notice.change?.events.map((e) => e.event),
+      second.applied.map(({ event }) => event),
+    );
+    assert.equal(decodeNotice(TN, noticeOf(first)).change?.events.length, 2);
+  });
+
+  it("announce the version alone when the change is over the size limit or its writes are not known", () => {
+    const big = noticeOf(second, 200);
+    assert.equal(new TextDecoder().decode(big), "5");
+    assert.deepEqual(decodeNotice(TN, big), { version: 5 });
+    const unreported = second.applied.map(({ event, result }) => ({ event, result: { ...result, stored: undefined } }));
+    assert.equal(noticeChange(second.doc, unreported), undefined);
+    assert.equal(noticeChange(first.doc, second.applied), undefined, "results that do not end at the document");
+  });
+
+  it("keep only the version of a change that does not check out, and nothing of unreadable text", () => {
+    const text = new TextDecoder().decode(noticeOf(second));
+    const variants = [
+      text.replace(`"trackingNumber":"${TN}"`, `"trackingNumber":"TN00000002"`),
+      // An event the document does not name at that version.
+      text.slice(0, text.indexOf(`"events":`)) + text.slice(text.indexOf(`"events":`)).replaceAll(`${TN}-3`, `${TN}-x`),
+      text.replace(`"late":false`, `"late":"no"`),
+      text.replace(`"type":"scan.recorded"`, `"type":"scan.deleted"`),
+      text.replace(`"events":[`, `"events":[1,`),
+    ];
+    for (const v of variants) assert.deepEqual(decodeNotice(TN, encoder.encode(v)), { version: 5 }, v.slice(0, 80));
+    assert.deepEqual(decodeNotice("TN00000002", noticeOf(second)), { version: 5 }, "a notice of another shipment");
+    for (const v of ["", "abc", "-1", "1.5", `{"version":5,"doc":`, `{"version":"5"}`, "[5]"]) assert.deepEqual(decodeNotice(TN, encoder.encode(v)), {}, v);
+    assert.deepEqual(decodeNotice(TN, encoder.encode("12")), { version: 12 }, "a version-only notice, as older projectors send");
+  });
+});

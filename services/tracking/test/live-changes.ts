@@ -1,0 +1,52 @@
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { appliedResult, applyToDoc } from "../src/store/derive.js";
+import { checkEvent, storedEvent } from "../src/store/events.js";
+import type { ApplyResult, ProjectedEvent, ShipmentDoc, StoredEvent } from "../src/store/ports.js";
+import { created, scan } from "./store/event-builders.js";
+
+/** One committed store call of a shipment: its applied events with their results, and the document after it. */
+export interface Commit {
+  doc: ShipmentDoc;
+  applied: Array<{ event: ProjectedEvent; result: ApplyResult }>;
+}
+
+/** A shipment's creation and `scans` scans, an hour apart, for unit tests of notices and feeds. */
+export function journey(tn: string, scans: number): ProjectedEvent[] {
+  const t0 = Date.UTC(2026, 10, 20, 8);
+  const kinds = [ScanKind.PICKUP, ScanKind.HUB_ARRIVAL, ScanKind.HUB_DEPARTURE];
+  return [
+    created(tn, `${tn}-c`, t0, "cust-1"),
+    ...Array.from({ length: scans }, (_, i) => scan(tn, `${tn}-${i}`, t0 + (i + 1) * 3_600_000, kinds[i % kinds.length] as ScanKind, { hubCode: "FRA" })),
+  ];
+}
+
+/**
+ * `groups` applied as PostgreSQL's `applyEvents` calls apply them, one call per group: each
+ * result reports what the call wrote (`stored`, the document's JSON on the last one).
+ */
+export function commitAll(groups: readonly (readonly ProjectedEvent[])[]): Commit[] {
+  let doc: ShipmentDoc | undefined;
+  let at = Date.UTC(2026, 10, 21);
+  return groups.map((events) => {
+    const appliedAt = new Date((at += 1000));
+    const applied = events.map((event) => {
+      const before = doc;
+      const derived = applyToDoc(before, event);
+      doc = derived.doc;
+      const result = appliedResult(before, derived);
+      result.stored = { eventJson: checkEvent(event), appliedAt };
+      return { event, result };
+    });
+    const last = applied[applied.length - 1]?.result;
+    if (!last || !doc) throw new Error("an empty group");
+    last.stored = { ...last.stored!, docJson: JSON.stringify(doc) };
+    return { doc, applied };
+  });
+}
+
+/** The history entries of `commits` as `listEvents` reads them back. */
+export function historyOf(commits: readonly Commit[]): StoredEvent[] {
+  return commits.flatMap((c) =>
+    c.applied.map(({ event, result }) => storedEvent(event.type, JSON.parse(result.stored!.eventJson), result.late, result.stored!.appliedAt)),
+  );
+}

@@ -1,0 +1,260 @@
+import assert from "node:assert/strict";
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
+import { jetstream } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Registry } from "prom-client";
+import { ANONYMOUS, principalKey, type Principal } from "@logistics/shared/auth";
+import { createCatalogPublisher, createEventCatalog, publication, type CatalogPublisher, type EventCatalog } from "@logistics/shared/events";
+import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ShipmentCreatedSchema, ScanRecordedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import {
+  TrackingService,
+  WatchShipmentRequestSchema,
+  WatchShipmentResponseSchema,
+  WatchUpdateKind,
+  type WatchShipmentResponse,
+} from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { ensureStreams } from "@logistics/shared/nats";
+import { uniqueName, waitFor } from "@logistics/shared/testing";
+import { createLiveHub, createLiveNotifier, type LiveNotifier } from "../src/live-updates.js";
+import { loadHistory, stepsBetween } from "../src/shipment-history.js";
+import type { PostgresShipmentStore } from "../src/store/postgres/postgres-shipment-store.js";
+import type { ShipmentStore } from "../src/store/ports.js";
+import { createTrackingHandlers, type TrackingHandlers } from "../src/tracking-handlers.js";
+import { createTrackingMetrics } from "../src/tracking-metrics.js";
+import { createWatchMessages } from "../src/watch-messages.js";
+import { CARRIER, createProjectorTestEnv, REGION, type ProjectorTestEnv } from "./tracking-fixtures.js";
+
+/*
+ * WatchShipment fed by the projector's change notices (a real projector applying real JetStream
+ * messages to PostgreSQL, notices over a real nats-server), with the watchers' store counted by a
+ * thin wrapper around the real PostgreSQL store: on the happy path a watcher takes every version
+ * from the notices without reading the store; a lost, garbled or forged notice makes it read, and
+ * it still gets every version once, in order, with the content the store holds.
+ */
+
+const JOURNEY = [ScanKind.PICKUP, ScanKind.HUB_ARRIVAL, ScanKind.HUB_DEPARTURE, ScanKind.OUT_FOR_DELIVERY, ScanKind.DELIVERY_ATTEMPT];
+const WATCHERS = 4;
+const BASE = Date.UTC(2026, 10, 20, 8, 0, 0);
+
+const OPERATOR: Principal = { ...ANONYMOUS, subject: "ops", role: "operator", anonymous: false };
+
+/** What a notice for one version should suffer on its way (see {@link tamperingNotifier}). */
+type Tampering = "drop" | "garble" | "forge";
+
+describe("WatchShipment from change notices (real projector, PostgreSQL and nats-server)", () => {
+  let env: ProjectorTestEnv;
+  let store: PostgresShipmentStore;
+  let hubConnection: NatsConnection;
+  let publisher: CatalogPublisher;
+
+  beforeAll(async () => {
+    env = await createProjectorTestEnv({ schemaPrefix: "trk_wn", maxConnections: 8 });
+    store = env.store;
+    publisher = createCatalogPublisher({ js: jetstream(env.admin) });
+    hubConnection = await connect({ servers: env.nats.url });
+  });
+  afterAll(async () => {
+    await hubConnection?.drain();
+    await env?.close();
+  });
+
+  /**
+   * The projector's notifier, except for the versions in `tamper`: dropped, replaced by text that
+   * is not a notice, or sent with a change whose events belong to no version of the shipment.
+   */
+  function tamperingNotifier(catalog: EventCatalog, tamper: ReadonlyMap<number, Tampering>): LiveNotifier {
+    const real = createLiveNotifier(env.admin, catalog.subjects);
+    return {
+      notify(tn, version, change) {
+        const t = tamper.get(version);
+        if (t === "drop") return;
+        if (t === "garble") return env.admin.publish(catalog.subjects.liveShipment(tn), `{"version":${version},"doc":`);
+        if (t === "forge" && change) {
+          const events = change.events.map((e) => ({ ...e, json: e.json.replaceAll(`scan.${tn}.`, `forged.${tn}.`) }));
+          return real.notify(tn, version, { ...change, events });
+        }
+        real.notify(tn, version, change);
+      },
+    };
+  }
+
+  /** A catalog of its own, a projector publishing notices through `notifier`, and handlers over a counted store. */
+  async function setup(tamper: ReadonlyMap<number, Tampering>, heartbeatMs: number) {
+    const catalog = createEventCatalog(uniqueName("trkwn"));
+    await ensureStreams(env.jsm, catalog.subjects.streamList);
+    await env.startReplica(catalog, { notifier: tamperingNotifier(catalog, tamper) });
+    const reads = { getShipment: 0, listEvents: 0 };
+    const counted: Pick<ShipmentStore, "getShipment" | "listEvents" | "searchShipments"> = {
+      getShipment: (tn) => (reads.getShipment++, store.getShipment(tn)),
+      listEvents: (tn, page) => (reads.listEvents++, store.listEvents(tn, page)),
+      searchShipments: (q) => store.searchShipments(q),
+    };
+    const live = createLiveHub(hubConnection, catalog.subjects);
+    const handlers = createTrackingHandlers({
+      store: counted,
+      reader: { get: async () => undefined },
+      live,
+      metrics: createTrackingMetrics(new Registry()),
+      heartbeatMs,
+    });
+    return { catalog, reads, handlers, close: () => live.close() };
+  }
+
+  const tnOf = (tag: string) => `${tag.replace(/[^A-Za-z0-9]/g, "").toUpperCase().slice(-12)}01`;
+
+  async function publishCreated(catalog: EventCatalog, tn: string) {
+    const message = create(ShipmentCreatedSchema, {
+      eventId: `created.${tn}`,
+      trackingNumber: tn,
+      shipmentId: `shp_${tn}`,
+      carrierCode: CARRIER,
+      customerId: "cust-1",
+      createdAt: timestampFromDate(new Date(BASE)),
+    });
+    await publisher.publish(catalog.events.shipmentCreated, message, { region: REGION });
+  }
+
+  /** Scans `from .. to - 1` of the journey (one publish each, all at once: they may share a batch). */
+  async function publishScans(catalog: EventCatalog, tn: string, from: number, to: number) {
+    const scans = Array.from({ length: to - from }, (_, k) => {
+      const n = from + k;
+      return create(ScanRecordedSchema, {
+        eventId: `scan.${tn}.${n}`,
+        kind: JOURNEY[n % JOURNEY.length] as ScanKind,
+        scan: {
+          eventId: `c-${tn}-${n}`,
+          trackingNumber: tn,
+          carrierCode: CARRIER,
+          rawStatus: { code: `K${n}`, text: "scanned" },
+          eventTime: timestampFromDate(new Date(BASE + (n + 1) * 3_600_000)),
+          hubCode: "FRA",
+          location: { latitude: 50.03, longitude: 8.57 },
+        },
+        recordedAt: timestampFromDate(new Date()),
+        region: REGION,
+      });
+    });
+    const results = await publisher.publishAll(scans.map((m) => publication(catalog.events.scanRecorded, m, { region: REGION, carrier: CARRIER })));
+    for (const r of results) if (r.status === "rejected") throw r.reason;
+  }
+
+  const visible = (tn: string, version: number) =>
+    waitFor(async () => ((await store.getShipment(tn))?.version ?? 0) >= version, { message: `version ${version} applied`, timeoutMs: 20_000 });
+
+  /** Opens `n` watches of `tn` (operators: the full view, with each cause's applied time). */
+  function watch(handlers: TrackingHandlers, tn: string, n: number) {
+    const contexts: Array<ReturnType<typeof createHandlerContext>> = [];
+    const received: WatchShipmentResponse[][] = [];
+    const runs: Array<Promise<void>> = [];
+    for (let w = 0; w < n; w++) {
+      const ctx = createHandlerContext({
+        service: TrackingService,
+        method: TrackingService.method.watchShipment,
+        protocolName: "test",
+        requestMethod: "POST",
+        url: "http://test/logistics.tracking.v1.TrackingService/WatchShipment",
+        contextValues: createContextValues().set(principalKey, OPERATOR),
+      });
+      contexts.push(ctx);
+      const mine: WatchShipmentResponse[] = [];
+      received.push(mine);
+      const stream = handlers.watchShipment!(create(WatchShipmentRequestSchema, { trackingNumber: tn }), ctx as HandlerContext);
+      runs.push(
+        (async () => {
+          for await (const u of stream as AsyncIterable<WatchShipmentResponse>) mine.push(u);
+        })(),
+      );
+    }
+    const updates = (w: readonly WatchShipmentResponse[]) => w.filter((u) => u.kind !== WatchUpdateKind.HEARTBEAT);
+    return {
+      received,
+      /** Waits until every watcher's newest update is `version`. */
+      reach: (version: number) =>
+        waitFor(() => received.every((r) => updates(r).at(-1)?.sequence === BigInt(version)), {
+          message: `every watcher at version ${version}`,
+          timeoutMs: 20_000,
+        }),
+      async close() {
+        for (const ctx of contexts) ctx.abort();
+        await Promise.all(runs);
+        return received.map(updates);
+      },
+    };
+  }
+
+  /** Every watcher got the snapshot of version 1 and then each version's CHANGE once, in order, as the store's history renders it. */
+  async function assertEveryVersion(tn: string, streams: readonly WatchShipmentResponse[][], finalVersion: number) {
+    const doc = await store.getShipment(tn);
+    assert.equal(doc?.version, finalVersion);
+    const truth = stepsBetween(undefined, doc!, await loadHistory(store, tn));
+    const render = createWatchMessages();
+    const expected = truth.slice(1).map((s) => toBinary(WatchShipmentResponseSchema, render.change(s, true)));
+    for (const [w, updates] of streams.entries()) {
+      assert.deepEqual(
+        updates.map((u) => u.sequence),
+        Array.from({ length: finalVersion }, (_, i) => BigInt(i + 1)),
+        `watcher ${w}: every version once, in order`,
+      );
+      assert.equal(updates[0]?.kind, WatchUpdateKind.SNAPSHOT);
+      updates.slice(1).forEach((u, i) => {
+        assert.deepEqual(toBinary(WatchShipmentResponseSchema, u), expected[i], `watcher ${w}, version ${i + 2}: as the store's history renders it`);
+      });
+    }
+  }
+
+  it("sends every version in order with no store read after the first, one notice at a time and several per batch", async () => {
+    const { catalog, reads, handlers, close } = await setup(new Map(), 60_000);
+    const tn = tnOf(uniqueName("wnhappy"));
+    await publishCreated(catalog, tn);
+    await visible(tn, 1);
+    const watches = watch(handlers, tn, WATCHERS);
+    await watches.reach(1);
+    const afterSnapshots = { ...reads };
+
+    // One scan at a time: one notice per version.
+    for (let n = 0; n < 3; n++) {
+      await publishScans(catalog, tn, n, n + 1);
+      await watches.reach(n + 2);
+    }
+    // Then a burst: the projector may commit several of the shipment's events in one batch, and
+    // its notice carries all of them.
+    await publishScans(catalog, tn, 3, 12);
+    await watches.reach(13);
+
+    assert.deepEqual(reads, afterSnapshots, "no store read after the snapshots");
+    await assertEveryVersion(tn, await watches.close(), 13);
+    close();
+  });
+
+  it("still sends every version in order when notices are lost, garbled or forged, by reading the store", async () => {
+    // Versions 3 and 8 dropped (8 is the last: only the heartbeat re-read finds it), 5 garbled, 6 forged.
+    const tamper = new Map<number, Tampering>([
+      [3, "drop"],
+      [5, "garble"],
+      [6, "forge"],
+      [8, "drop"],
+    ]);
+    const { catalog, reads, handlers, close } = await setup(tamper, 1_500);
+    const tn = tnOf(uniqueName("wnlost"));
+    await publishCreated(catalog, tn);
+    await visible(tn, 1);
+    const watches = watch(handlers, tn, WATCHERS);
+    await watches.reach(1);
+    const afterSnapshots = { ...reads };
+
+    // One version per batch (each waits for the one before to be applied), so each has its own notice.
+    for (let n = 0; n < 7; n++) {
+      await publishScans(catalog, tn, n, n + 1);
+      await visible(tn, n + 2);
+    }
+    await watches.reach(8);
+
+    assert.ok(reads.getShipment > afterSnapshots.getShipment && reads.listEvents > afterSnapshots.listEvents, "the lost versions were read");
+    await assertEveryVersion(tn, await watches.close(), 8);
+    close();
+  });
+});
