@@ -34,7 +34,7 @@ export interface TrackingHandlersDeps {
   reader: ShipmentReader;
   /** Cross-replica change notices; without it watchers only see changes on their periodic re-read. */
   live?: LiveHub;
-  metrics: Pick<TrackingMetrics, "watchers">;
+  metrics: Pick<TrackingMetrics, "watchers" | "watchNotices">;
   /** Idle time after which a watch stream gets a heartbeat (and re-reads the store). Default 15 000 ms. */
   heartbeatMs?: number;
   /** A watch stream ends with OK after this long (clients resume). Default 30 minutes. */
@@ -133,7 +133,7 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const maxLifetimeMs = deps.maxStreamLifetimeMs ?? 30 * 60_000;
   const readCache = deps.readCache ?? { maxAgeSeconds: 5, staleWhileRevalidateSeconds: 30 };
-  const feeds = deps.feeds ?? createWatchFeeds({ store, ...(live ? { live } : {}) });
+  const feeds = deps.feeds ?? createWatchFeeds({ store, metrics, ...(live ? { live } : {}) });
   const messages = createWatchMessages();
 
   return {

@@ -22,6 +22,13 @@ export interface TrackingMetrics {
   readonly watchers: Gauge<never>;
   /** `logistics_tracking_published_changes_total{type}`: StatusChanged / EtaChanged published. */
   readonly publishedChanges: Counter<"type">;
+  /**
+   * `logistics_tracking_watch_notices_total{outcome}`: change notices the watch feeds received
+   * (watch-feed.ts): `taken` (the change it carried was taken in, no store read), `read` (version
+   * only, a gap or a change that did not check out: the watchers read), `known` (a version the
+   * feed had already), `unreadable` (read at once).
+   */
+  readonly watchNotices: Counter<"outcome">;
 }
 
 /** Registers the tracking instruments on `registry` (the service's `ctx.metrics.registry`). */
@@ -60,6 +67,12 @@ export function createTrackingMetrics(registry: Registry): TrackingMetrics {
       name: "logistics_tracking_published_changes_total",
       help: "StatusChanged and EtaChanged events published",
       labelNames: ["type"],
+      registers,
+    }),
+    watchNotices: new Counter({
+      name: "logistics_tracking_watch_notices_total",
+      help: "Change notices received by the WatchShipment feeds, by what they cost (taken: no store read)",
+      labelNames: ["outcome"],
       registers,
     }),
   };

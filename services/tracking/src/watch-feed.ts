@@ -1,5 +1,6 @@
 import type { LiveNotice } from "./live-notice.js";
 import type { LiveHub } from "./live-updates.js";
+import type { TrackingMetrics } from "./tracking-metrics.js";
 import { docAtVersion, loadHistory, stepsBetween, type VersionStep } from "./shipment-history.js";
 import type { ShipmentDoc, ShipmentStore, StoredEvent } from "./store/ports.js";
 
@@ -53,6 +54,8 @@ export interface WatchFeedsOptions {
   store: Pick<ShipmentStore, "getShipment" | "listEvents">;
   /** Change notices; without it watchers only see changes on their periodic re-reads. */
   live?: LiveHub;
+  /** Counts the notices by outcome (optional). */
+  metrics?: Pick<TrackingMetrics, "watchNotices">;
   /** Clock of `readSince` (ms). Default `performance.now()`. */
   now?: () => number;
   /**
@@ -82,7 +85,7 @@ interface Entry {
 
 /** Creates the per-replica feeds over `store`. */
 export function createWatchFeeds(opts: WatchFeedsOptions): WatchFeeds {
-  const { store, live } = opts;
+  const { store, live, metrics } = opts;
   const now = opts.now ?? performance.now.bind(performance);
   const maxSteps = opts.maxSteps ?? 16;
   const entries = new Map<string, Entry>();
@@ -173,6 +176,7 @@ export function createWatchFeeds(opts: WatchFeedsOptions): WatchFeeds {
   const take = (tn: string, e: Entry, notice: LiveNotice) => {
     const { version, change } = notice;
     if (version === undefined) {
+      metrics?.watchNotices.inc({ outcome: "unreadable" });
       // Unreadable: something changed. Read now (after any read that started before the notice).
       const since = now();
       const inFlight = e.reading && e.reading.startedAt < since ? e.reading.promise.catch(() => undefined) : Promise.resolve(undefined);
@@ -188,7 +192,9 @@ export function createWatchFeeds(opts: WatchFeedsOptions): WatchFeeds {
     }
     // A notice overtaken by a read or a later notice has nothing to take in, but is still passed
     // on: a watcher behind the shared copy wakes up and takes its steps from there.
-    if (change && !(e.doc && version <= e.doc.version)) advance(e, change);
+    const known = e.doc !== undefined && version <= e.doc.version;
+    const taken = !known && change !== undefined && advance(e, change);
+    metrics?.watchNotices.inc({ outcome: known ? "known" : taken ? "taken" : "read" });
     announce(e, version);
   };
 

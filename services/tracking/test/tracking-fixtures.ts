@@ -15,7 +15,14 @@ import {
 } from "@logistics/shared/testing";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
+import { ANONYMOUS, principalKey, type Principal } from "@logistics/shared/auth";
 import { createCatalogPublisher, type EventCatalog } from "@logistics/shared/events";
+import {
+  TrackingService,
+  WatchShipmentRequestSchema,
+  type WatchShipmentResponse,
+} from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { createMetrics } from "@logistics/shared/telemetry";
 import { trackingConfig } from "../src/config.js";
 import { startProjector, type Projector, type ProjectorOptions } from "../src/projector.js";
@@ -23,6 +30,7 @@ import { createPostgresShipmentStore, type PostgresShipmentStore } from "../src/
 import type { ShipmentStore } from "../src/store/ports.js";
 import { createTrackingMetrics } from "../src/tracking-metrics.js";
 import { trackingService } from "../src/tracking.js";
+import type { TrackingHandlers } from "../src/tracking-handlers.js";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { TransportMode } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
@@ -231,6 +239,43 @@ export function oracle(events: readonly FixtureEvent[]): Map<string, ShipmentDoc
 /** A document without the arrival-order bookkeeping (applied-id order), for equality checks. */
 export function comparable(doc: ShipmentDoc): unknown {
   return { ...doc, derivation: { ...doc.derivation, eventIds: [...doc.derivation.eventIds].sort() } };
+}
+
+/**
+ * `n` WatchShipment calls of `trackingNumber` made on `handlers` directly, as `principal`
+ * (anonymous by default), each collecting what it receives; `close()` cancels them and waits for
+ * their ends.
+ */
+export function openWatches(handlers: TrackingHandlers, trackingNumber: string, n: number, principal: Principal = ANONYMOUS) {
+  const contexts: Array<ReturnType<typeof createHandlerContext>> = [];
+  const received: WatchShipmentResponse[][] = [];
+  const runs: Array<Promise<void>> = [];
+  for (let w = 0; w < n; w++) {
+    const ctx = createHandlerContext({
+      service: TrackingService,
+      method: TrackingService.method.watchShipment,
+      protocolName: "test",
+      requestMethod: "POST",
+      url: "http://test/logistics.tracking.v1.TrackingService/WatchShipment",
+      contextValues: createContextValues().set(principalKey, principal),
+    });
+    contexts.push(ctx);
+    const mine: WatchShipmentResponse[] = [];
+    received.push(mine);
+    const stream = handlers.watchShipment!(create(WatchShipmentRequestSchema, { trackingNumber }), ctx as HandlerContext);
+    runs.push(
+      (async () => {
+        for await (const u of stream as AsyncIterable<WatchShipmentResponse>) mine.push(u);
+      })(),
+    );
+  }
+  return {
+    received,
+    async close(): Promise<void> {
+      for (const ctx of contexts) ctx.abort();
+      await Promise.all(runs);
+    },
+  };
 }
 
 // ---- running tracking replicas in-process ----

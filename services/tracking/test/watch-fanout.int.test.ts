@@ -1,16 +1,9 @@
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { create } from "@bufbuild/protobuf";
-import { createHandlerContext, type HandlerContext } from "@connectrpc/connect";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
-import {
-  TrackingService,
-  WatchShipmentRequestSchema,
-  WatchUpdateKind,
-  type WatchShipmentResponse,
-} from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { WatchUpdateKind } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { createSubjects } from "@logistics/shared/nats";
 import { createTestSchema, testNatsUrl, uniqueName, waitFor, type TestSchema } from "@logistics/shared/testing";
 import { createLiveHub, createLiveNotifier } from "../src/live-updates.js";
@@ -18,6 +11,7 @@ import { createPostgresShipmentStore, type PostgresShipmentStore } from "../src/
 import { created as createdEvent, scan as scanEvent } from "./store/event-builders.js";
 import { createTrackingMetrics } from "../src/tracking-metrics.js";
 import { createTrackingHandlers } from "../src/tracking-handlers.js";
+import { openWatches } from "./tracking-fixtures.js";
 
 const WATCHERS = 40;
 
@@ -63,31 +57,13 @@ describe("WatchShipment fan-out (real PostgreSQL store and NATS notices)", () =>
       heartbeatMs: 60_000,
     });
 
-    const contexts: Array<ReturnType<typeof createHandlerContext>> = [];
-    const received: WatchShipmentResponse[][] = [];
-    const runs: Array<Promise<void>> = [];
-    for (let w = 0; w < WATCHERS; w++) {
-      const ctx = createHandlerContext({
-        service: TrackingService,
-        method: TrackingService.method.watchShipment,
-        protocolName: "test",
-        requestMethod: "POST",
-        url: "http://test/logistics.tracking.v1.TrackingService/WatchShipment",
-      });
-      contexts.push(ctx);
-      const mine: WatchShipmentResponse[] = [];
-      received.push(mine);
-      const stream = handlers.watchShipment!(create(WatchShipmentRequestSchema, { trackingNumber: tn }), ctx as HandlerContext);
-      runs.push(
-        (async () => {
-          for await (const u of stream as AsyncIterable<WatchShipmentResponse>) mine.push(u);
-        })(),
-      );
-    }
+    const watches = openWatches(handlers, tn, WATCHERS);
+    const { received } = watches;
     await waitFor(() => (received.every((r) => r.length === 1) ? true : undefined), { message: "every watcher has its snapshot" });
     assert.ok(received.every((r) => r[0]?.kind === WatchUpdateKind.SNAPSHOT));
 
-    // Each new version: one store read and one history load for all watchers.
+    // Version-only notices (no change carried, e.g. from an adapter that reports no writes): each
+    // new version costs one store read and one history load for all watchers.
     for (const [i, kind] of [ScanKind.PICKUP, ScanKind.HUB_ARRIVAL, ScanKind.HUB_DEPARTURE].entries()) {
       const before = { ...reads };
       const [result] = await store.applyEvents([scan(i + 1, kind)]);
@@ -99,8 +75,7 @@ describe("WatchShipment fan-out (real PostgreSQL store and NATS notices)", () =>
       assert.equal(reads.listEvents - before.listEvents, 1, `one history read for ${WATCHERS} watchers of version ${i + 2}`);
     }
 
-    for (const ctx of contexts) ctx.abort();
-    await Promise.all(runs);
+    await watches.close();
     live.close();
   });
 });

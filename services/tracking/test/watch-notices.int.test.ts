@@ -2,17 +2,14 @@ import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
-import { ANONYMOUS, principalKey, type Principal } from "@logistics/shared/auth";
+import { ANONYMOUS, type Principal } from "@logistics/shared/auth";
 import { createCatalogPublisher, createEventCatalog, publication, type CatalogPublisher, type EventCatalog } from "@logistics/shared/events";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentCreatedSchema, ScanRecordedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import {
-  TrackingService,
-  WatchShipmentRequestSchema,
   WatchShipmentResponseSchema,
   WatchUpdateKind,
   type WatchShipmentResponse,
@@ -26,7 +23,7 @@ import type { ShipmentStore } from "../src/store/ports.js";
 import { createTrackingHandlers, type TrackingHandlers } from "../src/tracking-handlers.js";
 import { createTrackingMetrics } from "../src/tracking-metrics.js";
 import { createWatchMessages } from "../src/watch-messages.js";
-import { CARRIER, createProjectorTestEnv, REGION, type ProjectorTestEnv } from "./tracking-fixtures.js";
+import { CARRIER, createProjectorTestEnv, REGION, openWatches, type ProjectorTestEnv } from "./tracking-fixtures.js";
 
 /*
  * WatchShipment fed by the projector's change notices (a real projector applying real JetStream
@@ -147,28 +144,7 @@ describe("WatchShipment from change notices (real projector, PostgreSQL and nats
 
   /** Opens `n` watches of `tn` (operators: the full view, with each cause's applied time). */
   function watch(handlers: TrackingHandlers, tn: string, n: number) {
-    const contexts: Array<ReturnType<typeof createHandlerContext>> = [];
-    const received: WatchShipmentResponse[][] = [];
-    const runs: Array<Promise<void>> = [];
-    for (let w = 0; w < n; w++) {
-      const ctx = createHandlerContext({
-        service: TrackingService,
-        method: TrackingService.method.watchShipment,
-        protocolName: "test",
-        requestMethod: "POST",
-        url: "http://test/logistics.tracking.v1.TrackingService/WatchShipment",
-        contextValues: createContextValues().set(principalKey, OPERATOR),
-      });
-      contexts.push(ctx);
-      const mine: WatchShipmentResponse[] = [];
-      received.push(mine);
-      const stream = handlers.watchShipment!(create(WatchShipmentRequestSchema, { trackingNumber: tn }), ctx as HandlerContext);
-      runs.push(
-        (async () => {
-          for await (const u of stream as AsyncIterable<WatchShipmentResponse>) mine.push(u);
-        })(),
-      );
-    }
+    const { received, close } = openWatches(handlers, tn, n, OPERATOR);
     const updates = (w: readonly WatchShipmentResponse[]) => w.filter((u) => u.kind !== WatchUpdateKind.HEARTBEAT);
     return {
       received,
@@ -179,8 +155,7 @@ describe("WatchShipment from change notices (real projector, PostgreSQL and nats
           timeoutMs: 20_000,
         }),
       async close() {
-        for (const ctx of contexts) ctx.abort();
-        await Promise.all(runs);
+        await close();
         return received.map(updates);
       },
     };
@@ -206,14 +181,19 @@ describe("WatchShipment from change notices (real projector, PostgreSQL and nats
     }
   }
 
-  it("sends every version in order with no store read after the first, one notice at a time and several per batch", async () => {
-    const { catalog, reads, handlers, close } = await setup(new Map(), 60_000);
-    const tn = tnOf(uniqueName("wnhappy"));
+  /** A new shipment at version 1 with {@link WATCHERS} watchers that got its snapshot, and the reads made until then. */
+  async function watched(tag: string, tamper: ReadonlyMap<number, Tampering>, heartbeatMs: number) {
+    const { catalog, reads, handlers, close } = await setup(tamper, heartbeatMs);
+    const tn = tnOf(uniqueName(tag));
     await publishCreated(catalog, tn);
     await visible(tn, 1);
     const watches = watch(handlers, tn, WATCHERS);
     await watches.reach(1);
-    const afterSnapshots = { ...reads };
+    return { catalog, tn, reads, afterSnapshots: { ...reads }, watches, close };
+  }
+
+  it("sends every version in order with no store read after the first, one notice at a time and several per batch", async () => {
+    const { catalog, tn, reads, afterSnapshots, watches, close } = await watched("wnhappy", new Map(), 60_000);
 
     // One scan at a time: one notice per version.
     for (let n = 0; n < 3; n++) {
@@ -238,13 +218,7 @@ describe("WatchShipment from change notices (real projector, PostgreSQL and nats
       [6, "forge"],
       [8, "drop"],
     ]);
-    const { catalog, reads, handlers, close } = await setup(tamper, 1_500);
-    const tn = tnOf(uniqueName("wnlost"));
-    await publishCreated(catalog, tn);
-    await visible(tn, 1);
-    const watches = watch(handlers, tn, WATCHERS);
-    await watches.reach(1);
-    const afterSnapshots = { ...reads };
+    const { catalog, tn, reads, afterSnapshots, watches, close } = await watched("wnlost", tamper, 1_500);
 
     // One version per batch (each waits for the one before to be applied), so each has its own notice.
     for (let n = 0; n < 7; n++) {
