@@ -212,12 +212,12 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
       let noticed = false;
       let noticedVersion = 0;
       let wake: () => void = () => {};
-      const listeningSince = performance.now();
       const feed = feeds.join(tn, (version) => {
         noticed = true;
         noticedVersion = Math.max(noticedVersion, version);
         wake();
       });
+      const listeningSince = performance.now();
       metrics.watchers.inc();
       try {
         let state = await mapped(() => feed.current(0, listeningSince));
