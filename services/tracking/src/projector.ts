@@ -28,6 +28,7 @@ import { StoreError } from "./store/errors.js";
 import { eventKey } from "./store/events.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc, ShipmentStore } from "./store/ports.js";
 import { noticeChange } from "./live-notice.js";
+import { createKeyGate } from "./key-gate.js";
 import type { LiveNotifier } from "./live-updates.js";
 import type { ShipmentCache } from "./shipment-cache.js";
 import { docAtVersion, loadHistory } from "./shipment-history.js";
@@ -169,6 +170,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     ...(opts.maxDeliver !== undefined ? { maxDeliver: opts.maxDeliver } : {}),
   };
   const { events } = catalog;
+  /** A shipment's events from two consumers never meet in the store from this process (key-gate.ts). */
+  const gate = createKeyGate();
 
   /** The message as the store applies it, or undefined for an event tracking does not project (a hand-over). */
   const convert = (item: Item, index: number): Entry | undefined => {
@@ -197,7 +200,11 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     const results = new Map<number, ApplyResult>();
     while (pending.length > 0) {
       try {
-        const applied = await store.applyEvents(pending.map((e) => e.event));
+        const batch = pending;
+        const applied = await gate.run(
+          batch.map((e) => e.trackingNumber),
+          () => store.applyEvents(batch.map((e) => e.event)),
+        );
         applied.forEach((r, k) => results.set((pending[k] as Entry).index, r));
         return results;
       } catch (err) {
