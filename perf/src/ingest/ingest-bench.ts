@@ -17,13 +17,26 @@
  * carriers from the directory once, so the measured rounds are the hot path (cache hits, no
  * directory round trip per scan).
  *
+ * `--phase single` (or `all`, the default, after the batched rounds) measures what carriers that
+ * stream each scan as it happens cost: `--single-streams` StreamScans calls (200), each sending
+ * 1-scan messages with at most `--single-unacked` (1) unanswered, from a separate gateway process,
+ * so the CPU of this process during the run is ingest's (process.cpuUsage; nats-server and
+ * redis-server are processes of their own). Telemetry runs as in a deployed service (spans
+ * recorded, not exported). Its baseline is the same scans published one `js.publish` each with as
+ * many unacknowledged, in the same run and process; rounds alternate the order, and the figure to
+ * compare across builds is `cpuRatio`, ingest's CPU ms per 1,000 scans over the raw publisher's.
+ *
+ *   node dist/perf/ingest/ingest-bench.js --phase single [--single-scans 10000] [--single-streams 200] [--single-unacked 1] [--single-rounds 3]
+ *
  * Starts a private nats-server and redis-server (or uses NATS_URL / REDIS_URL when set). Prints
- * one JSON line, then one human-readable line.
+ * per phase one JSON line, then one human-readable line.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { fork } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -38,6 +51,7 @@ import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment
 import { IngestService, ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { connectNats, createPipelinedPublisher, ensureStreams, createSubjects } from "@logistics/shared/nats";
 import { startService } from "@logistics/shared/runtime";
+import { startTelemetry } from "@logistics/shared/telemetry";
 import { startNatsServer, startRedisServer, uniqueName } from "@logistics/shared/testing";
 import { ingestConfig, recordedEventId, ingestService, normalizeStatus } from "@logistics/ingest";
 import { bearer, openScanCall, scanMessage, streamAll } from "@logistics/ingest/client";
@@ -51,6 +65,11 @@ const { values: args } = parseArgs({
     unacked: { type: "string", default: "32" },
     rounds: { type: "string", default: "3" },
     window: { type: "string", default: "16" },
+    phase: { type: "string", default: "all" },
+    "single-scans": { type: "string", default: "10000" },
+    "single-streams": { type: "string", default: "200" },
+    "single-unacked": { type: "string", default: "1" },
+    "single-rounds": { type: "string", default: "3" },
   },
 });
 const TOTAL = Number(args.scans);
@@ -61,6 +80,16 @@ const UNACKED = Number(args.unacked);
 const ROUNDS = Number(args.rounds);
 /** Request messages the service processes at once per stream (INGEST_STREAM_WINDOW). */
 const WINDOW = Number(args.window);
+const PHASE = args.phase;
+if (PHASE !== "all" && PHASE !== "batch" && PHASE !== "single") throw new Error(`--phase is all, batch or single, not ${PHASE}`);
+const SINGLE = {
+  scans: Number(args["single-scans"]),
+  streams: Number(args["single-streams"]),
+  unacked: Number(args["single-unacked"]),
+  rounds: Number(args["single-rounds"]),
+};
+/** Set in the gateway process of the single-scan phase: its job, as JSON. */
+const GATEWAY_JOB_ENV = "INGEST_BENCH_GATEWAY_JOB";
 const CARRIER = "acme";
 const REGION = "global";
 
@@ -114,13 +143,16 @@ async function main(): Promise<void> {
       INGEST_RATE_PER_SEC: "100000000",
       INGEST_RATE_BURST: "100000000",
       INGEST_STREAM_WINDOW: String(WINDOW),
+      // The single-scan phase opens hundreds of calls on one connection, as one gateway would.
+      INGEST_STREAMS_PER_CONNECTION: "0",
+      INGEST_STREAMS_PER_PRINCIPAL: "0",
     }),
   );
   const pipelined = createPipelinedPublisher({ nc });
   try {
     // Raw: the bytes ingest would publish for the same scans, same window of unacknowledged scans.
     // `js`: one js.publish per message (the issue's baseline); `pipelined`: the publisher ingest uses.
-    const rawRun = async (run: string, total = TOTAL, mode: "js" | "pipelined" = "js") => {
+    const rawRun = async (run: string, total = TOTAL, mode: "js" | "pipelined" = "js", unacked = STREAMS * WINDOW * BATCH) => {
       const subject = rawSubjects.scanRecorded(REGION, CARRIER);
       const events = scans(run, total).map((scan) => {
         const id = recordedEventId(scan.carrierCode, scan.eventId);
@@ -131,8 +163,8 @@ async function main(): Promise<void> {
         );
         return { id, bytes };
       });
-      // The same number of scans awaiting a PubAck as the service has at most: streams × window × batch.
-      const window = STREAMS * WINDOW * BATCH;
+      // By default the same number of scans awaiting a PubAck as the service has at most: streams × window × batch.
+      const window = unacked;
       let next = 0;
       let stored = 0;
       const started = performance.now();
@@ -219,58 +251,15 @@ async function main(): Promise<void> {
       }),
     );
 
-    // Warm-up: one scan per shipment (JIT, connections, and each shipment's owners read from the
-    // directory once, as a gateway's steady state has them cached).
-    await rawRun(uniqueName("warm_raw"), SHIPMENTS);
-    await rawRun(uniqueName("warm_rawp"), SHIPMENTS, "pipelined");
-    await ingestRun(uniqueName("warm_ingest"), SHIPMENTS);
-    const rounds: Array<{ raw: number; rawPipelined: number; ingest: number; ratio: number; ratioToPipelined: number }> = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      // Alternate the order so drift on a shared machine does not favour one side.
-      let raw = 0;
-      let rawPipelined = 0;
-      let ingest = 0;
-      if (r % 2 === 0) {
-        raw = await rawRun(uniqueName("raw"));
-        rawPipelined = await rawRun(uniqueName("rawp"), TOTAL, "pipelined");
-        ingest = await ingestRun(uniqueName("ing"));
-      } else {
-        ingest = await ingestRun(uniqueName("ing"));
-        rawPipelined = await rawRun(uniqueName("rawp"), TOTAL, "pipelined");
-        raw = await rawRun(uniqueName("raw"));
-      }
-      rounds.push({
-        raw: Math.round(raw),
-        rawPipelined: Math.round(rawPipelined),
-        ingest: Math.round(ingest),
-        ratio: Number((ingest / raw).toFixed(3)),
-        ratioToPipelined: Number((ingest / rawPipelined).toFixed(3)),
-      });
+    if (PHASE !== "single") {
+      // Warm-up: one scan per shipment (JIT, connections, and each shipment's owners read from the
+      // directory once, as a gateway's steady state has them cached).
+      await rawRun(uniqueName("warm_raw"), SHIPMENTS);
+      await rawRun(uniqueName("warm_rawp"), SHIPMENTS, "pipelined");
+      await ingestRun(uniqueName("warm_ingest"), SHIPMENTS);
+      await batchPhase(rawRun, ingestRun);
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-    const report = {
-      name: "ingest-stream-scans-vs-raw-jetstream",
-      scans: TOTAL,
-      shipments: SHIPMENTS,
-      batch: BATCH,
-      streams: STREAMS,
-      unackedMessagesPerStream: UNACKED,
-      serviceWindow: WINDOW,
-      rounds,
-      rawPublishPerSec: median(rounds.map((x) => x.raw)),
-      rawPipelinedPublishPerSec: median(rounds.map((x) => x.rawPipelined)),
-      ingestAcceptedPerSec: median(rounds.map((x) => x.ingest)),
-      ratio: median(rounds.map((x) => x.ratio)),
-      ratioToPipelined: median(rounds.map((x) => x.ratioToPipelined)),
-      target: 0.7,
-    };
-    process.stdout.write(`${JSON.stringify(report)}\n`);
-    process.stdout.write(
-      `ingest StreamScans ${report.ingestAcceptedPerSec} accepted scans/s vs raw JetStream publish ${report.rawPublishPerSec}/s ` +
-        `(medians of ${ROUNDS} paired rounds): ratio ${(report.ratio * 100).toFixed(1)}% (target >= 70%); ` +
-        `per round ${rounds.map((x) => `${(x.ratio * 100).toFixed(0)}%`).join(", ")}; ` +
-        `vs the same bytes through ingest's pipelined publisher (${report.rawPipelinedPublishPerSec}/s): ${(report.ratioToPipelined * 100).toFixed(1)}%\n`,
-    );
+    if (PHASE !== "batch") await singlePhase(rawRun, svc.port, token);
   } finally {
     await svc.close();
     pipelined.close();
@@ -278,6 +267,164 @@ async function main(): Promise<void> {
     await redis?.stop();
     await nats?.stop();
     await rm(keysDir, { recursive: true, force: true });
+  }
+}
+
+
+type RawRun = (run: string, total?: number, mode?: "js" | "pipelined", unacked?: number) => Promise<number>;
+
+/** The batched rounds: accepted scans/s through StreamScans (`--batch` scans a message) vs raw JetStream publish. */
+async function batchPhase(rawRun: RawRun, ingestRun: (run: string) => Promise<number>): Promise<void> {
+  const rounds: Array<{ raw: number; rawPipelined: number; ingest: number; ratio: number; ratioToPipelined: number }> = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    // Alternate the order so drift on a shared machine does not favour one side.
+    let raw = 0;
+    let rawPipelined = 0;
+    let ingest = 0;
+    if (r % 2 === 0) {
+      raw = await rawRun(uniqueName("raw"));
+      rawPipelined = await rawRun(uniqueName("rawp"), TOTAL, "pipelined");
+      ingest = await ingestRun(uniqueName("ing"));
+    } else {
+      ingest = await ingestRun(uniqueName("ing"));
+      rawPipelined = await rawRun(uniqueName("rawp"), TOTAL, "pipelined");
+      raw = await rawRun(uniqueName("raw"));
+    }
+    rounds.push({
+      raw: Math.round(raw),
+      rawPipelined: Math.round(rawPipelined),
+      ingest: Math.round(ingest),
+      ratio: Number((ingest / raw).toFixed(3)),
+      ratioToPipelined: Number((ingest / rawPipelined).toFixed(3)),
+    });
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+  const report = {
+    name: "ingest-stream-scans-vs-raw-jetstream",
+    scans: TOTAL,
+    shipments: SHIPMENTS,
+    batch: BATCH,
+    streams: STREAMS,
+    unackedMessagesPerStream: UNACKED,
+    serviceWindow: WINDOW,
+    rounds,
+    rawPublishPerSec: median(rounds.map((x) => x.raw)),
+    rawPipelinedPublishPerSec: median(rounds.map((x) => x.rawPipelined)),
+    ingestAcceptedPerSec: median(rounds.map((x) => x.ingest)),
+    ratio: median(rounds.map((x) => x.ratio)),
+    ratioToPipelined: median(rounds.map((x) => x.ratioToPipelined)),
+    target: 0.7,
+  };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+  process.stdout.write(
+    `ingest StreamScans ${report.ingestAcceptedPerSec} accepted scans/s vs raw JetStream publish ${report.rawPublishPerSec}/s ` +
+      `(medians of ${ROUNDS} paired rounds): ratio ${(report.ratio * 100).toFixed(1)}% (target >= 70%); ` +
+      `per round ${rounds.map((x) => `${(x.ratio * 100).toFixed(0)}%`).join(", ")}; ` +
+      `vs the same bytes through ingest's pipelined publisher (${report.rawPipelinedPublishPerSec}/s): ${(report.ratioToPipelined * 100).toFixed(1)}%\n`,
+  );
+}
+
+/** What a gateway reports back. */
+interface GatewayResult {
+  accepted: number;
+  seconds: number;
+  outcomes: Record<string, number>;
+}
+
+/** Runs {@link gateway} in a process of its own, so the CPU this process uses meanwhile is the service's. */
+function gatewayProcess(job: GatewayJob): Promise<GatewayResult> {
+  return new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(import.meta.url), process.argv.slice(2), {
+      env: { ...process.env, [GATEWAY_JOB_ENV]: JSON.stringify(job) },
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    let result: GatewayResult | undefined;
+    child.once("message", (m) => (result = m as GatewayResult));
+    child.once("error", reject);
+    child.once("exit", (code) => (result ? resolve(result) : reject(new Error(`gateway process exited with ${code} and no result`))));
+  });
+}
+
+/**
+ * The single-scan phase (see the header): ingest's CPU per 1,000 scans when every message
+ * carries one scan, over many streams, against raw `js.publish` of the same scans.
+ */
+async function singlePhase(rawRun: RawRun, port: number, token: string): Promise<void> {
+  const cpuMs = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
+  /** Scans/s and CPU ms of this process per 1,000 scans while `run` runs. */
+  const measured = async (total: number, run: () => Promise<number>) => {
+    const cpu0 = cpuMs();
+    const t0 = performance.now();
+    const done = await run();
+    const wallMs = performance.now() - t0;
+    const cpu = cpuMs() - cpu0;
+    return { perSec: done / (wallMs / 1000), cpuMsPer1k: (cpu * 1000) / total, cpuShare: cpu / wallMs };
+  };
+  const ingestRun = (run: string, total: number) =>
+    measured(total, async () => {
+      const job: GatewayJob = { port, token, run, total, batch: 1, streams: SINGLE.streams, unacked: SINGLE.unacked };
+      const m = await gatewayProcess(job);
+      if (m.accepted !== total) {
+        const top = Object.entries(m.outcomes).sort((a, b) => b[1] - a[1]).slice(0, 5);
+        throw new Error(`ingest accepted ${m.accepted} of ${total}: ${JSON.stringify(Object.fromEntries(top))}`);
+      }
+      return m.accepted;
+    });
+  const raw = (run: string, total: number) =>
+    measured(total, async () => {
+      await rawRun(run, total, "js", SINGLE.streams * SINGLE.unacked);
+      return total;
+    });
+
+  // A deployed service records every span (runMain starts telemetry): so does this phase.
+  const telemetry = startTelemetry({ serviceName: "ingest" });
+  try {
+    await raw(uniqueName("s_warm_raw"), Math.min(SINGLE.scans, SHIPMENTS));
+    await ingestRun(uniqueName("s_warm_ing"), Math.min(SINGLE.scans, SHIPMENTS));
+    const rounds: Array<{ ingestPerSec: number; rawPerSec: number; ingestCpuMsPer1k: number; rawCpuMsPer1k: number; ingestCpuShare: number; cpuRatio: number }> = [];
+    for (let r = 0; r < SINGLE.rounds; r++) {
+      let i: Awaited<ReturnType<typeof measured>>;
+      let b: Awaited<ReturnType<typeof measured>>;
+      if (r % 2 === 0) {
+        b = await raw(uniqueName("s_raw"), SINGLE.scans);
+        i = await ingestRun(uniqueName("s_ing"), SINGLE.scans);
+      } else {
+        i = await ingestRun(uniqueName("s_ing"), SINGLE.scans);
+        b = await raw(uniqueName("s_raw"), SINGLE.scans);
+      }
+      rounds.push({
+        ingestPerSec: Math.round(i.perSec),
+        rawPerSec: Math.round(b.perSec),
+        ingestCpuMsPer1k: Number(i.cpuMsPer1k.toFixed(1)),
+        rawCpuMsPer1k: Number(b.cpuMsPer1k.toFixed(1)),
+        ingestCpuShare: Number(i.cpuShare.toFixed(2)),
+        cpuRatio: Number((i.cpuMsPer1k / b.cpuMsPer1k).toFixed(2)),
+      });
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+    const report = {
+      name: "ingest-single-scan-messages-cpu",
+      scans: SINGLE.scans,
+      streams: SINGLE.streams,
+      unackedMessagesPerStream: SINGLE.unacked,
+      rounds,
+      ingestCpuMsPer1k: median(rounds.map((x) => x.ingestCpuMsPer1k)),
+      rawCpuMsPer1k: median(rounds.map((x) => x.rawCpuMsPer1k)),
+      cpuRatio: median(rounds.map((x) => x.cpuRatio)),
+      ingestAcceptedPerSec: median(rounds.map((x) => x.ingestPerSec)),
+      rawPublishPerSec: median(rounds.map((x) => x.rawPerSec)),
+    };
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    process.stdout.write(
+      `ingest, 1-scan messages on ${SINGLE.streams} streams: ${report.ingestCpuMsPer1k} CPU ms per 1,000 scans ` +
+        `(${report.ingestAcceptedPerSec} scans/s) vs raw js.publish ${report.rawCpuMsPer1k} ms (${report.rawPublishPerSec}/s): ` +
+        `ratio ${report.cpuRatio} (medians of ${SINGLE.rounds} rounds; per round ${rounds.map((x) => x.cpuRatio).join(", ")})\n`,
+    );
+  } finally {
+    await telemetry.shutdown();
   }
 }
 
@@ -315,11 +462,15 @@ async function gateway(job: GatewayJob): Promise<void> {
       outcomes[k] = (outcomes[k] ?? 0) + 1;
     }
     for (const r of runs) if (r.status.code !== 0) outcomes[`stream status ${r.status.code} ${r.status.details}`] = (outcomes[`stream status ${r.status.code} ${r.status.details}`] ?? 0) + 1;
-    parentPort?.postMessage({ accepted, seconds, outcomes });
+    const result: GatewayResult = { accepted, seconds, outcomes };
+    if (parentPort) parentPort.postMessage(result);
+    else await new Promise<void>((resolve, reject) => process.send?.(result, (err: Error | null) => (err ? reject(err) : resolve())));
   } finally {
     client.close();
   }
 }
 
-if (isMainThread) await main();
-else await gateway(workerData as GatewayJob);
+const gatewayJob = process.env[GATEWAY_JOB_ENV];
+if (!isMainThread) await gateway(workerData as GatewayJob);
+else if (gatewayJob) await gateway(JSON.parse(gatewayJob) as GatewayJob);
+else await main();
