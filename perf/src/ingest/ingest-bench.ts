@@ -404,7 +404,11 @@ async function singlePhase(rawRun: RawRun, port: number, token: string): Promise
         cpuRatio: Number((i.cpuMsPer1k / b.cpuMsPer1k).toFixed(2)),
       });
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+    const median = (xs: number[]) => {
+      const s = [...xs].sort((a, b) => a - b);
+      const mid = Math.floor(s.length / 2);
+      return s.length % 2 === 1 ? (s[mid] as number) : Number((((s[mid - 1] as number) + (s[mid] as number)) / 2).toFixed(2));
+    };
     const report = {
       name: "ingest-single-scan-messages-cpu",
       scans: SINGLE.scans,
