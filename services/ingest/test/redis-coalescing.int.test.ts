@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { Redis } from "ioredis";
+import { createFailOpenRedis, type FailOpenRedis } from "@logistics/shared/redis";
+import { startRedisServer, uniqueName, waitFor, type RedisServerHandle } from "@logistics/shared/testing";
+import { createRedisRateLimiter } from "../src/redis-rate-limiter.js";
+import { createRedisScanDedupe } from "../src/redis-scan-dedupe.js";
+
+/** Calls of `command` the server has executed so far (INFO commandstats), e.g. "mget" or "eval". */
+async function commandCalls(admin: Redis, command: string): Promise<number> {
+  const info = await admin.info("commandstats");
+  const m = new RegExp(`^cmdstat_${command}:calls=(\\d+)`, "m").exec(info);
+  return m ? Number(m[1]) : 0;
+}
+
+/** Counts, on the private server, the `commands` that `fn` makes it execute. */
+async function counting<T>(admin: Redis, commands: readonly string[], fn: () => Promise<T>): Promise<{ result: T; calls: Record<string, number> }> {
+  const before = await Promise.all(commands.map((c) => commandCalls(admin, c)));
+  const result = await fn();
+  const after = await Promise.all(commands.map((c) => commandCalls(admin, c)));
+  return { result, calls: Object.fromEntries(commands.map((c, i) => [c, (after[i] as number) - (before[i] as number)])) };
+}
+
+describe("ingest's Redis adapters coalesce concurrent calls (private redis-server, commands counted by INFO commandstats)", () => {
+  let server: RedisServerHandle;
+  let admin: Redis;
+  let client: FailOpenRedis;
+  const errors: string[] = [];
+  const prefix = `${uniqueName("coalesce")}:`;
+
+  beforeAll(async () => {
+    server = await startRedisServer();
+    admin = new Redis(server.url, { keyPrefix: prefix });
+    client = createFailOpenRedis({
+      url: server.url,
+      keyPrefix: prefix,
+      commandTimeoutMs: 500,
+      log: { warn: () => {} },
+      degradedBehaviour: "the test goes on",
+      onError: (op) => errors.push(op),
+      autoPipelining: true,
+    });
+    await waitFor(() => client.redis.status === "ready", { timeoutMs: 10_000, message: "the adapters' client connects" });
+  });
+  afterAll(async () => {
+    client?.close();
+    admin?.disconnect();
+    await server?.stop();
+  });
+
+  it("answers the dedupe lookups of 200 concurrent batches with one MGET, each batch getting its own ids' answers", async () => {
+    const dedupe = createRedisScanDedupe({ redis: client.redis, ttlSeconds: 60, onError: client.reportError });
+    const batches = Array.from({ length: 200 }, (_, b) => [`sc-${b}-a`, `sc-${b}-b`]);
+    // Stored before: the "a" id of every third batch.
+    await admin.mset(Object.fromEntries(batches.filter((_, b) => b % 3 === 0).map((ids) => [`scan:${ids[0]}`, "1"])));
+
+    const { result, calls } = await counting(admin, ["mget"], () => Promise.all(batches.map((ids) => dedupe.seen(ids))));
+    assert.equal(calls["mget"], 1, "one MGET for every concurrent caller");
+    result.forEach((seen, b) => {
+      assert.deepEqual([...seen], b % 3 === 0 ? [`sc-${b}-a`] : [], `batch ${b} gets the answer for its own ids`);
+    });
+  });
+
+  it("records the ids of concurrent batches with one script call, with the configured lifetime", async () => {
+    const dedupe = createRedisScanDedupe({ redis: client.redis, ttlSeconds: 120, onError: client.reportError });
+    const ids = Array.from({ length: 150 }, (_, i) => `sc-remember-${i}`);
+    const { calls } = await counting(admin, ["eval", "set"], () => Promise.all(ids.map((id) => dedupe.remember([id]))));
+    assert.equal(calls["eval"], 1, "one script call for every concurrent caller");
+    assert.equal(calls["set"], ids.length, "the script stored every id");
+    const ttls = await Promise.all(ids.map((id) => admin.ttl(`scan:${id}`)));
+    assert.ok(ttls.every((t) => t > 100 && t <= 120), `every id expires after the TTL: ${ttls.slice(0, 3).join(", ")}…`);
+    const seen = await dedupe.seen(ids);
+    assert.equal(seen.size, ids.length);
+  });
+
+  it("splits a turn's calls into rounds of at most maxKeysPerCall ids without splitting a call", async () => {
+    const dedupe = createRedisScanDedupe({ redis: client.redis, ttlSeconds: 60, onError: client.reportError, maxKeysPerCall: 10 });
+    const batches = Array.from({ length: 12 }, (_, b) => [`sc-split-${b}-1`, `sc-split-${b}-2`, `sc-split-${b}-3`]);
+    const { calls } = await counting(admin, ["mget"], () => Promise.all(batches.map((ids) => dedupe.seen(ids))));
+    assert.equal(calls["mget"], 4, "36 ids in calls of 3, at most 10 ids a round: 4 rounds of 9");
+  });
+
+  it("takes the rate-limit tokens of concurrent requests in one script call, in call order, each request getting its own decision", async () => {
+    const limiter = createRedisRateLimiter({ redis: client.redis, ratePerSec: 1, burst: 5, onError: client.reportError });
+    const bucket = uniqueName("carrier");
+    const other = uniqueName("carrier");
+    const { result, calls } = await counting(admin, ["eval"], () =>
+      Promise.all([limiter.take(bucket, 3), limiter.take(other, 1), limiter.take(bucket, 3), limiter.take(bucket, 2)]),
+    );
+    assert.equal(calls["eval"], 1);
+    assert.deepEqual(
+      result.map((d) => d.allowed),
+      [true, true, false, true],
+      "5 tokens: 3 taken, then 3 refused (2 left), then 2 taken; the other bucket is separate",
+    );
+    assert.ok((result[2]?.retryAfterMs ?? 0) >= 1000, `a refusal says when to retry: ${result[2]?.retryAfterMs} ms`);
+  });
+
+  it("fails open for every caller of a round while Redis is down, and coalesces again once it is back", async () => {
+    const dedupe = createRedisScanDedupe({ redis: client.redis, ttlSeconds: 60, onError: client.reportError });
+    const limiter = createRedisRateLimiter({ redis: client.redis, ratePerSec: 1, burst: 1, onError: client.reportError });
+    await server.kill();
+    try {
+      errors.length = 0;
+      const ids = Array.from({ length: 20 }, (_, i) => [`sc-down-${i}`]);
+      const seen = await Promise.all(ids.map((x) => dedupe.seen(x)));
+      assert.ok(seen.every((s) => s.size === 0), "nothing is reported seen");
+      await Promise.all(ids.map((x) => dedupe.remember(x)));
+      const decisions = await Promise.all(Array.from({ length: 5 }, () => limiter.take("down", 1)));
+      assert.ok(decisions.every((d) => d.allowed), "every request is allowed");
+      assert.deepEqual(
+        errors.filter((op) => op !== "connection").sort(),
+        ["dedupe_lookup", "dedupe_remember", "rate_limit"],
+        "one failure reported per round, not per caller",
+      );
+    } finally {
+      await server.restart();
+    }
+    await waitFor(async () => (await dedupe.seen(["sc-back"])).size === 0 && client.redis.status === "ready", {
+      timeoutMs: 15_000,
+      message: "the client reconnects",
+    });
+    await admin.set("scan:sc-back", "1");
+    const { result, calls } = await counting(admin, ["mget"], () => Promise.all([dedupe.seen(["sc-back"]), dedupe.seen(["sc-other"])]));
+    assert.equal(calls["mget"], 1);
+    assert.deepEqual(result.map((s) => [...s]), [["sc-back"], []]);
+  });
+});
