@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { createRoundTripCoalescer } from "./round-trip-coalescer.js";
 
 /** The answer of a {@link RateLimiter}. */
 export interface RateDecision {
@@ -20,40 +21,52 @@ export interface RedisRateLimiterOptions {
   ratePerSec: number;
   /** Bucket size (INGEST_RATE_BURST); a request never costs more than this. */
   burst: number;
-  /** Called when Redis fails; the request is then allowed (fail-open). */
+  /** Called when Redis fails (once per failed round); the requests are then allowed (fail-open). */
   onError(op: string, err: unknown): void;
+  /** Most requests one script call takes. Default 1 000. */
+  maxRequestsPerCall?: number;
 }
 
-// KEYS[1] bucket; ARGV rate/s, burst, cost. Uses the Redis server's clock (TIME), so replicas with
-// skewed clocks share one consistent bucket. Scripts replicate by effects (Redis >= 5), so TIME is
-// allowed. Returns {allowed (0/1), retry after ms}.
-const TOKEN_BUCKET = `
+// KEYS: one bucket per request (a bucket may repeat); ARGV rate/s, burst, then one cost per key.
+// Requests are taken in order, each as if it were a script call of its own, at one reading of the
+// Redis server's clock (TIME), so replicas with skewed clocks share one consistent bucket. Scripts
+// replicate by effects (Redis >= 5), so TIME is allowed. Returns {allowed (0/1), retry after ms}
+// per key, flattened.
+const TOKEN_BUCKETS = `
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(b[1])
-local ts = tonumber(b[2])
-if tokens == nil or ts == nil then tokens = burst; ts = now end
-if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000) end
-local allowed = 0
-local retry = 0
-if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
-else
-  retry = math.ceil((cost - tokens) * 1000 / rate)
+local ttl = math.ceil(burst * 1000 / rate) + 1000
+local out = {}
+for i = 1, #KEYS do
+  local cost = tonumber(ARGV[2 + i])
+  local b = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
+  local tokens = tonumber(b[1])
+  local ts = tonumber(b[2])
+  if tokens == nil or ts == nil then tokens = burst; ts = now end
+  if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000) end
+  local allowed = 0
+  local retry = 0
+  if tokens >= cost then
+    tokens = tokens - cost
+    allowed = 1
+  else
+    retry = math.ceil((cost - tokens) * 1000 / rate)
+  end
+  redis.call('HSET', KEYS[i], 'tokens', tostring(tokens), 'ts', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], ttl)
+  out[2 * i - 1] = allowed
+  out[2 * i] = retry
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
-return {allowed, retry}
+return out
 `;
 
 /**
  * A token bucket per caller in Redis (one Lua script call per request, atomic across replicas):
- * `ratePerSec` tokens per second up to `burst`, one token per scan.
+ * `ratePerSec` tokens per second up to `burst`, one token per scan. The requests of one
+ * event-loop turn (round-trip-coalescer.ts), from any stream or caller, share one script call and
+ * are taken in call order, exactly as separate calls would be.
  *
  * Fail-open by design: when Redis is unreachable the request is allowed and the failure is
  * reported through `onError` (logged and counted). Rate limiting protects the mesh from a
@@ -62,17 +75,26 @@ return {allowed, retry}
  * the load a process takes on.
  */
 export function createRedisRateLimiter(opts: RedisRateLimiterOptions): RateLimiter {
-  return {
-    async take(bucket, cost) {
-      const n = Math.min(Math.max(1, cost), opts.burst);
+  const allowAll = (n: number) => new Array<RateDecision>(n).fill({ allowed: true, retryAfterMs: 0 });
+  const rounds = createRoundTripCoalescer<{ bucket: string; cost: number }, RateDecision>({
+    maxItems: opts.maxRequestsPerCall ?? 1000,
+    async send(requests) {
       try {
-        const reply = (await opts.redis.eval(TOKEN_BUCKET, 1, `rate:${bucket}`, opts.ratePerSec, opts.burst, n)) as unknown;
-        if (!Array.isArray(reply)) throw new Error(`unexpected rate limit reply ${JSON.stringify(reply)}`);
-        return { allowed: Number(reply[0]) === 1, retryAfterMs: Number(reply[1]) || 0 };
+        const keys = requests.map((r) => `rate:${r.bucket}`);
+        const costs = requests.map((r) => r.cost);
+        const reply = (await opts.redis.eval(TOKEN_BUCKETS, keys.length, ...keys, opts.ratePerSec, opts.burst, ...costs)) as unknown;
+        if (!Array.isArray(reply) || reply.length !== 2 * requests.length) throw new Error(`unexpected rate limit reply ${JSON.stringify(reply)}`);
+        return requests.map((_, i) => ({ allowed: Number(reply[2 * i]) === 1, retryAfterMs: Number(reply[2 * i + 1]) || 0 }));
       } catch (err) {
         opts.onError("rate_limit", err);
-        return { allowed: true, retryAfterMs: 0 };
+        return allowAll(requests.length);
       }
+    },
+  });
+  return {
+    async take(bucket, cost) {
+      const [decision] = await rounds.call([{ bucket, cost: Math.min(Math.max(1, cost), opts.burst) }]);
+      return decision as RateDecision;
     },
   };
 }
