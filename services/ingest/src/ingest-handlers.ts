@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { principalKey, type Principal } from "@logistics/shared/auth";
+import type { Span } from "@opentelemetry/api";
 import { inMessageTrace } from "@logistics/shared/telemetry";
 import {
   RejectReason,
@@ -49,7 +50,8 @@ export const STREAM_DRAINED_MESSAGE = "server is shutting down; reconnect and re
 
 /**
  * The span each StreamScans request message is handled in: the root of its own trace (or a child
- * of the message's `traceparent`), linked to the call's span.
+ * of the message's `traceparent`), linked to the call's span. The ingestor records the message's
+ * batch on it (`logistics.scan.count`, `logistics.scan.accepted`) instead of in a child span.
  */
 export const STREAM_MESSAGE_SPAN = "logistics.ingest.v1.IngestService/StreamScans message";
 
@@ -104,9 +106,9 @@ export function createIngestHandlers(deps: IngestHandlersDeps): IngestHandlers {
             carrier: { traceparent: req.traceparent, tracestate: req.tracestate },
             attributes: { "logistics.stream.message": ++received, "logistics.scan.count": req.scans.length },
           },
-          () => answerMessage(req),
+          (span) => answerMessage(req, span),
         );
-      const answerMessage = async (req: StreamScansRequest): Promise<StreamScansResponse> => {
+      const answerMessage = async (req: StreamScansRequest, span: Span): Promise<StreamScansResponse> => {
         const decision = await deps.rateLimiter.take(bucket, req.scans.length);
         if (!decision.allowed) {
           metrics.rateLimited.inc({ route: "stream" });
@@ -116,7 +118,7 @@ export function createIngestHandlers(deps: IngestHandlersDeps): IngestHandlers {
           countAcks(metrics, acks, () => caller.carrier ?? UNVERIFIED_CARRIER_LABEL);
           return create(StreamScansResponseSchema, { acks });
         }
-        return create(StreamScansResponseSchema, { acks: await ingestor.ingest(req.scans, caller, ctx.signal) });
+        return create(StreamScansResponseSchema, { acks: await ingestor.ingest(req.scans, caller, ctx.signal, span) });
       };
       const caller = callerOf(principal);
       yield* pipeline(requests, window, deps.drainSignal, answer);

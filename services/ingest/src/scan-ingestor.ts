@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { SpanStatusCode, trace } from "@opentelemetry/api";
+import { SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import { setTimeout as delay } from "node:timers/promises";
 import type { Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import {
@@ -73,8 +73,12 @@ export interface ScanIngestor {
    * within the deadline REJECTED/UNAVAILABLE. An ACCEPTED ack is produced only after the event's
    * PubAck. Rejects only if `signal` aborts while waiting for in-flight capacity (nothing was
    * published then).
+   *
+   * `span`: a span the caller opened for exactly this batch and made active (StreamScans' span of
+   * one request message); the batch is recorded on it instead of in a child span `ingest scans`,
+   * which would only repeat it (one span fewer per message where each message is one scan).
    */
-  ingest(scans: readonly Scan[], caller: ScanCaller, signal?: AbortSignal): Promise<ScanAck[]>;
+  ingest(scans: readonly Scan[], caller: ScanCaller, signal?: AbortSignal, span?: Span): Promise<ScanAck[]>;
 }
 
 type Slot =
@@ -97,8 +101,8 @@ const tracer = () => trace.getTracer("logistics.ingest");
  *    deadline; PubAck `duplicate` → DUPLICATE, else ACCEPTED with the stream sequence; no PubAck
  *    in time → REJECTED/UNAVAILABLE (safe to resend: a stored one comes back as DUPLICATE);
  * 6. stored ids are added to the dedupe set.
- * The batch runs in one span `ingest scans`; each publish round makes one producer span under it
- * (the catalog publisher's `publishAll`).
+ * The batch runs in one span `ingest scans` (or the caller's span of the batch); each publish round
+ * makes one producer span under it (the catalog publisher's `publishAll`).
  */
 export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
   const deadlineMs = opts.publishDeadlineMs ?? 5000;
@@ -292,18 +296,29 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
     return acks;
   };
 
+  const accepted = (acks: readonly ScanAck[]) => {
+    let n = 0;
+    for (const a of acks) if (a.outcome === ScanOutcome.ACCEPTED) n++;
+    return n;
+  };
+
   return {
-    ingest(scans, caller, signal) {
-      return tracer().startActiveSpan("ingest scans", { attributes: { "logistics.scan.count": scans.length } }, async (span) => {
+    async ingest(scans, caller, signal, span) {
+      if (span) {
+        const acks = await ingestBatch(scans, caller, signal);
+        span.setAttribute("logistics.scan.accepted", accepted(acks));
+        return acks;
+      }
+      return tracer().startActiveSpan("ingest scans", { attributes: { "logistics.scan.count": scans.length } }, async (own) => {
         try {
           const acks = await ingestBatch(scans, caller, signal);
-          span.setAttribute("logistics.scan.accepted", acks.filter((a) => a.outcome === ScanOutcome.ACCEPTED).length);
+          own.setAttribute("logistics.scan.accepted", accepted(acks));
           return acks;
         } catch (err) {
-          span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+          own.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
           throw err;
         } finally {
-          span.end();
+          own.end();
         }
       });
     },
