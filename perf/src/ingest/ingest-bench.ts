@@ -17,8 +17,9 @@
  * carriers from the directory once, so the measured rounds are the hot path (cache hits, no
  * directory round trip per scan).
  *
- * `--phase single` (or `all`, the default, after the batched rounds) measures what carriers that
- * stream each scan as it happens cost: `--single-streams` StreamScans calls (200), each sending
+ * `--phase single` (`all`: after the batched rounds, which the default `batch` runs alone)
+ * measures what carriers that stream each scan as it happens cost: `--single-streams` StreamScans
+ * calls (200), each sending
  * 1-scan messages with at most `--single-unacked` (1) unanswered, from a separate gateway process,
  * so the CPU of this process during the run is ingest's (process.cpuUsage; nats-server and
  * redis-server are processes of their own). Telemetry runs as in a deployed service (spans
@@ -26,7 +27,7 @@
  * many unacknowledged, in the same run and process; rounds alternate the order, and the figure to
  * compare across builds is `cpuRatio`, ingest's CPU ms per 1,000 scans over the raw publisher's.
  *
- *   node dist/perf/ingest/ingest-bench.js --phase single [--single-scans 10000] [--single-streams 200] [--single-unacked 1] [--single-rounds 3]
+ *   node dist/perf/ingest/ingest-bench.js --phase single|all [--single-scans 10000] [--single-streams 200] [--single-unacked 1] [--single-rounds 3]
  *
  * Starts a private nats-server and redis-server (or uses NATS_URL / REDIS_URL when set). Prints
  * per phase one JSON line, then one human-readable line.
@@ -65,7 +66,7 @@ const { values: args } = parseArgs({
     unacked: { type: "string", default: "32" },
     rounds: { type: "string", default: "3" },
     window: { type: "string", default: "16" },
-    phase: { type: "string", default: "all" },
+    phase: { type: "string", default: "batch" },
     "single-scans": { type: "string", default: "10000" },
     "single-streams": { type: "string", default: "200" },
     "single-unacked": { type: "string", default: "1" },
