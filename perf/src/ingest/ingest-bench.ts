@@ -56,6 +56,7 @@ import { startTelemetry } from "@logistics/shared/telemetry";
 import { startNatsServer, startRedisServer, uniqueName } from "@logistics/shared/testing";
 import { ingestConfig, recordedEventId, ingestService, normalizeStatus } from "@logistics/ingest";
 import { bearer, openScanCall, scanMessage, streamAll } from "@logistics/ingest/client";
+import { median } from "../lib/stats.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -405,22 +406,17 @@ async function singlePhase(rawRun: RawRun, port: number, token: string): Promise
         cpuRatio: Number((i.cpuMsPer1k / b.cpuMsPer1k).toFixed(2)),
       });
     }
-    const median = (xs: number[]) => {
-      const s = [...xs].sort((a, b) => a - b);
-      const mid = Math.floor(s.length / 2);
-      return s.length % 2 === 1 ? (s[mid] as number) : Number((((s[mid - 1] as number) + (s[mid] as number)) / 2).toFixed(2));
-    };
     const report = {
       name: "ingest-single-scan-messages-cpu",
       scans: SINGLE.scans,
       streams: SINGLE.streams,
       unackedMessagesPerStream: SINGLE.unacked,
       rounds,
-      ingestCpuMsPer1k: median(rounds.map((x) => x.ingestCpuMsPer1k)),
-      rawCpuMsPer1k: median(rounds.map((x) => x.rawCpuMsPer1k)),
-      cpuRatio: median(rounds.map((x) => x.cpuRatio)),
-      ingestAcceptedPerSec: median(rounds.map((x) => x.ingestPerSec)),
-      rawPublishPerSec: median(rounds.map((x) => x.rawPerSec)),
+      ingestCpuMsPer1k: Number(median(rounds.map((x) => x.ingestCpuMsPer1k)).toFixed(1)),
+      rawCpuMsPer1k: Number(median(rounds.map((x) => x.rawCpuMsPer1k)).toFixed(1)),
+      cpuRatio: Number(median(rounds.map((x) => x.cpuRatio)).toFixed(2)),
+      ingestAcceptedPerSec: Math.round(median(rounds.map((x) => x.ingestPerSec))),
+      rawPublishPerSec: Math.round(median(rounds.map((x) => x.rawPerSec))),
     };
     process.stdout.write(`${JSON.stringify(report)}\n`);
     process.stdout.write(
