@@ -63,7 +63,7 @@ return out
 `;
 
 /**
- * A token bucket per caller in Redis (one Lua script call per request, atomic across replicas):
+ * A token bucket per caller in Redis (a Lua script, atomic across replicas):
  * `ratePerSec` tokens per second up to `burst`, one token per scan. The requests of one
  * event-loop turn (round-trip-coalescer.ts), from any stream or caller, share one script call and
  * are taken in call order, exactly as separate calls would be.
