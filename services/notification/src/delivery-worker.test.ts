@@ -5,7 +5,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { TracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace";
 import { DeliveryState, type DeliveryAttempt } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { waitFor } from "@logistics/shared/testing";
-import { startDeliveryWorker, type DeliveryWorkerOptions } from "./delivery-worker.js";
+import { DELIVERY_ID_HEADER, startDeliveryWorker, type DeliveryWorkerOptions } from "./delivery-worker.js";
 import type { AttemptRecord, ClaimedDelivery, ClaimOptions, DeliveryTransition } from "./notification-store.js";
 import { verifyWebhookSignature } from "./signature.js";
 import type { WebhookRequest, WebhookResult } from "./webhook-sender.js";
@@ -186,6 +186,33 @@ describe("startDeliveryWorker claims and records", () => {
       assert.equal(fake.calls.claims, 2, "finished attempts that held nothing back claim nothing");
       await vi.advanceTimersByTimeAsync(1100);
       assert.equal(fake.calls.claims, 3, "the idle poll still runs");
+    } finally {
+      const closed = worker.close();
+      await vi.advanceTimersByTimeAsync(0);
+      await closed;
+    }
+  });
+
+  it("gives an endpoint's slot back when its response is in, not when the attempt is recorded a tick later", async () => {
+    fakeClock();
+    const fake = fakeStore(["dlv_1", "dlv_2", "dlv_3"].map((id, i) => delivery({ id, trackingNumber: `SLOT0000000${i}` })));
+    // As the real claim does: no more of an origin than its slots left free.
+    const store = {
+      ...fake.store,
+      claimDue: (o: ClaimOptions) => fake.store.claimDue({ ...o, limit: Math.min(o.limit, o.perOriginLimit - (o.inFlightByOrigin.get(delivery().origin) ?? 0)) }),
+    };
+    const sent: string[] = [];
+    const worker = startDeliveryWorker(
+      options({ store, concurrency: 8, endpointConcurrency: 1, pollIntervalMs: 60_000, tickMs: 50, send: async (r) => (sent.push(r.headers[DELIVERY_ID_HEADER] ?? r.body), answer(200)) }),
+    );
+    try {
+      await vi.advanceTimersByTimeAsync(10);
+      // One request at a time to the endpoint, but each slot is free again as soon as its response
+      // is in: all three go out within the first tick and are recorded together.
+      assert.equal(sent.length, 3, "three requests within one tick");
+      assert.equal(fake.recorded.length, 0, "none recorded before the tick ends");
+      await vi.advanceTimersByTimeAsync(50);
+      assert.deepEqual(fake.calls.recordBatches, [3]);
     } finally {
       const closed = worker.close();
       await vi.advanceTimersByTimeAsync(0);

@@ -158,8 +158,11 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
     lingerMs: tickMs,
   });
 
-  /** Makes one attempt and records it; resolves with what the record did. */
-  const attempt = async (d: ClaimedDelivery): Promise<RecordedAttempt> => {
+  /**
+   * Makes one attempt and records it; resolves with what the record did. `sent` is called once no
+   * request to the endpoint is in flight any more (before the record is written).
+   */
+  const attempt = async (d: ClaimedDelivery, sent: () => void): Promise<RecordedAttempt> => {
     const attemptedAt = timestampNow();
     const n = d.attemptsInBudget + 1;
     let result: WebhookResult;
@@ -175,6 +178,7 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
       logContext = sent.context;
       breakers.record(d.origin, classifyStatus(result.status) !== "retry");
     }
+    sent();
     const outcome = result.status === 0 ? "retry" : classifyStatus(result.status);
     let next: DeliveryTransition;
     if (outcome === "delivered") next = { state: DeliveryState.DELIVERED };
@@ -276,7 +280,20 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
 
   const start = (d: ClaimedDelivery) => {
     perOrigin.set(d.origin, (perOrigin.get(d.origin) ?? 0) + 1);
-    const p: Promise<void> = attempt(d)
+    // The endpoint's slot counts requests in flight to it: it is given back when the response
+    // is in, not when the attempt is recorded (up to a tick later, with other attempts), or one
+    // endpoint's deliveries would be capped at endpointConcurrency per tick.
+    let holdsOriginSlot = true;
+    const releaseOriginSlot = () => {
+      if (!holdsOriginSlot) return;
+      holdsOriginSlot = false;
+      const inOrigin = perOrigin.get(d.origin) ?? 1;
+      if (inOrigin > 1) perOrigin.set(d.origin, inOrigin - 1);
+      else perOrigin.delete(d.origin);
+      // The origin was full: due deliveries to it may have been kept back by this slot.
+      if (inOrigin >= opts.endpointConcurrency) wake();
+    };
+    const p: Promise<void> = attempt(d, releaseOriginSlot)
       .then(
         (r) => r.successorDue,
         (err: unknown) => {
@@ -285,13 +302,11 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
         },
       )
       .then((successorDue) => {
-        const inOrigin = perOrigin.get(d.origin) ?? 1;
-        // A claim is only worth it when this slot may have kept due work back (every slot or the
-        // origin's were taken) or when this delivery held back a successor that is due now. New
-        // deliveries wake the loop themselves (wakeAfter), everything else waits for the poll.
-        const worthClaiming = successorDue || running.size >= opts.concurrency || inOrigin >= opts.endpointConcurrency;
-        if (inOrigin > 1) perOrigin.set(d.origin, inOrigin - 1);
-        else perOrigin.delete(d.origin);
+        releaseOriginSlot();
+        // A claim is only worth it when this slot may have kept due work back (every slot was
+        // taken) or when this delivery held back a successor that is due now. New deliveries wake
+        // the loop themselves (wakeAfter), everything else waits for the poll.
+        const worthClaiming = successorDue || running.size >= opts.concurrency;
         running.delete(p);
         if (worthClaiming) wake();
       });
