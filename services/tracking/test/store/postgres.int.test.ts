@@ -154,7 +154,7 @@ describe("PostgresShipmentStore", () => {
     it("serves radius searches from the grid-cell index in sort order, and continent-sized ones from the GiST index", async () => {
       const q = buildSearchSql(normalizeQuery({ near: { lat: 48.85, lon: 2.35, radiusKm: 25 }, pageSize: 20 }));
       const p = await plan(q.text, q.values);
-      assert.match(p, /shipments_geo_cell_updated_idx/, p);
+      assert.match(p, /shipments_geo_cell8_updated_idx/, p);
       assert.doesNotMatch(p, /Seq Scan on shipments/, p);
       const wide = buildSearchSql(normalizeQuery({ near: { lat: 48.85, lon: 2.35, radiusKm: 2500 }, pageSize: 20 }));
       assert.match(await plan(wide.text, wide.values), /shipments_geo_idx|shipments_updated_idx/);
@@ -252,6 +252,8 @@ describe("PostgresShipmentStore", () => {
         [10, 179.99, 30],
         [89.95, 0, 50],
         [-45.3, 100.4, 5],
+        [48.9, 2.3, 60],
+        [-45.25, 100.5, 12],
       ] as const) {
         const want = await reference(
           "lat IS NOT NULL AND earth_distance(ll_to_earth($1, $2), ll_to_earth(lat, lon)) <= $3",

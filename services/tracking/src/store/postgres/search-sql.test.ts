@@ -3,7 +3,7 @@ import { describe, it } from "vitest";
 import { seededRandom } from "@logistics/shared/testing";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { normalizeQuery } from "../query.js";
-import { buildSearchSql, coveringCells, geoCell, MAX_AREA_CELLS } from "./search-sql.js";
+import { buildSearchSql, coveringCells, GEO_CELLS_PER_DEGREE, geoCell, MAX_AREA_CELLS } from "./search-sql.js";
 
 const R = 6378.168;
 const rad = Math.PI / 180;
@@ -54,17 +54,35 @@ describe("coveringCells", () => {
     }
   });
 
-  it("takes a handful of cells for a city-sized radius and gives up on a continent", () => {
-    assert.ok(coveringCells(48.85, 2.35, 25)!.length <= 12);
-    assert.ok(coveringCells(0, 0, 25)!.length <= 9);
+  it("leaves out the cells of the circle's bounding box that the circle does not reach", () => {
+    const random = seededRandom(9);
+    let leftOut = 0;
+    for (const c of [{ lat: 0.06, lon: 0.06 }, { lat: 48.85, lon: 2.35 }, { lat: -33.9, lon: 151.2 }, { lat: 10.06, lon: 179.95 }]) {
+      const km = 25;
+      const set = new Set(coveringCells(c.lat, c.lon, km));
+      const rows = new Set([...set].map((cell) => Math.floor(cell / (360 * GEO_CELLS_PER_DEGREE + 1))));
+      const cols = new Set([...set].map((cell) => cell % (360 * GEO_CELLS_PER_DEGREE + 1)));
+      leftOut += rows.size * cols.size - set.size;
+      for (let i = 0; i < 4000; i++) {
+        const p = destination(c, km * 1.5 * Math.sqrt(random()), random() * 2 * Math.PI);
+        if (!set.has(geoCell(p.lat, p.lon))) assert.ok(distanceKm(c, p) > km, `${JSON.stringify(p)} is within ${km} km of ${JSON.stringify(c)}`);
+      }
+    }
+    assert.ok(leftOut >= 3, `${leftOut} cells left out`);
+  });
+
+  it("takes a few tens of cells for a city-sized radius and gives up on a continent", () => {
+    assert.ok(coveringCells(48.85, 2.35, 25)!.length <= 30);
+    assert.ok(coveringCells(0, 0, 25)!.length <= 20);
     assert.equal(coveringCells(48.85, 2.35, 2000), undefined);
     assert.ok(coveringCells(48.85, 2.35, 60)!.length <= MAX_AREA_CELLS);
   });
 
-  it("numbers cells as the SQL function shipment_geo_cell does", () => {
+  it("numbers cells as the SQL function shipment_geo_cell(lat, lon, 8) does", () => {
+    assert.equal(GEO_CELLS_PER_DEGREE, 8);
     assert.equal(geoCell(-90, -180), 0);
-    assert.equal(geoCell(90, 180), 720 * 1441 + 1440);
-    assert.equal(geoCell(0.1, 0.1), 360 * 1441 + 720);
+    assert.equal(geoCell(90, 180), 1440 * 2881 + 2880);
+    assert.equal(geoCell(0.1, 0.1), 720 * 2881 + 1440);
   });
 });
 
@@ -72,7 +90,7 @@ describe("buildSearchSql", () => {
   it("reads an area search cell by cell and a customer's search status by status, both in the contract's order", () => {
     const area = buildSearchSql(normalizeQuery({ near: { lat: 48.85, lon: 2.35, radiusKm: 25 }, pageSize: 20 }));
     assert.match(area.text, /unnest\(\$\d+::int\[\]\)/);
-    assert.match(area.text, /shipment_geo_cell\(lat, lon\) = k\.v/);
+    assert.match(area.text, /shipment_geo_cell\(lat, lon, 8\) = k\.v/);
     assert.match(area.text, /ORDER BY top\.updated_at DESC, top\.tracking_number DESC$/);
     const customer = buildSearchSql(normalizeQuery({ customerId: "c-1", statuses: [ShipmentStatus.IN_TRANSIT, ShipmentStatus.IN_TRANSIT], pageSize: 20 }));
     assert.match(customer.text, /status = k\.v/);
