@@ -269,6 +269,36 @@ describe("PostgresShipmentStore", () => {
       assert.deepEqual(await allPages({ near: { lat: 48.85, lon: 2.35, radiusKm: 30 }, customerId: "cust-1", statuses: [2] }), within);
     });
 
+    it("decides shipments on the rim of an area as earth_distance does, to the millimetre", async () => {
+      // Points a hair inside, on and outside a 10 km circle, in every direction: the search's
+      // chord test must leave each one where earth_distance puts it.
+      const center = { lat: -20.3, lon: 60.4 };
+      const km = 10;
+      const R = 6378.168;
+      const rows: Array<[string, number, number]> = [];
+      let n = 0;
+      for (const f of [1 - 1e-6, 1 - 1e-9, 1 - 1e-12, 1, 1 + 1e-12, 1 + 1e-9, 1 + 1e-6]) {
+        for (let b = 0; b < 12; b++) {
+          const bearing = (b / 12) * 2 * Math.PI + 0.1;
+          const d = (km * f) / R;
+          const lat1 = (center.lat * Math.PI) / 180;
+          const lat2 = Math.asin(Math.sin(lat1) * Math.cos(d) + Math.cos(lat1) * Math.sin(d) * Math.cos(bearing));
+          const dLon = Math.atan2(Math.sin(bearing) * Math.sin(d) * Math.cos(lat1), Math.cos(d) - Math.sin(lat1) * Math.sin(lat2));
+          rows.push([`RIM${String(n++).padStart(6, "0")}`, (lat2 * 180) / Math.PI, center.lon + (dLon * 180) / Math.PI]);
+        }
+      }
+      await store.pool.query(
+        `INSERT INTO shipments (tracking_number, customer_id, carrier_code, status, updated_at, lat, lon, version, doc)
+         SELECT tn, 'cust-rim', 'rim', 2, '2026-01-02T00:00:00Z', la, lo, 1,
+                jsonb_build_object('trackingNumber', tn, 'updatedAt', '2026-01-02T00:00:00.000Z')
+           FROM unnest($1::text[], $2::float8[], $3::float8[]) AS x(tn, la, lo)`,
+        [rows.map((r) => r[0]), rows.map((r) => r[1]), rows.map((r) => r[2])],
+      );
+      const want = await reference("lat IS NOT NULL AND earth_distance(ll_to_earth($1, $2), ll_to_earth(lat, lon)) <= $3", [center.lat, center.lon, km * 1000]);
+      assert.ok(want.length > 12 && want.length < rows.length - 12, `${want.length} of ${rows.length} rim points are inside`);
+      assert.deepEqual(await allPages({ near: { ...center, radiusKm: km } }), want);
+    });
+
     it("pages through a customer's or carrier's shipments, by status or all, exactly as a plain scan orders them", async () => {
       assert.deepEqual(await allPages({ customerId: "cust-2" }), await reference("customer_id = 'cust-2'", []));
       assert.deepEqual(
