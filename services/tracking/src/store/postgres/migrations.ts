@@ -185,9 +185,9 @@ export const MIGRATIONS: readonly Migration[] = [
     // day's data). On 1/8° cells, only those reaching into the circle, it reads at most a
     // one-cell band along the rim (search-sql.ts). The function takes the cells per degree; the
     // index is led by the cell, then the searches' order, with lat/lon for the exact distance
-    // check in an index-only scan. Built in the migration transaction (writes wait while it
-    // builds, about 20 s per million shipments here): on a large live store, create the function
-    // and the index CONCURRENTLY by hand first, under these names, and this migration finds them.
+    // check in an index-only scan. Built in the migration transaction (writes to shipments wait
+    // while it builds): on a large live store, create the function and then the index
+    // CONCURRENTLY by hand first, under these names, and this migration finds them.
     sql: `
       CREATE OR REPLACE FUNCTION shipment_geo_cell(lat float8, lon float8, per_degree integer) RETURNS integer
         LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
