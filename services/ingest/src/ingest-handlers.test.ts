@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -74,6 +76,14 @@ async function* messages(batches: Scan[][]): AsyncIterable<StreamScansRequest> {
   for (const scans of batches) yield create(StreamScansRequestSchema, { scans });
 }
 
+/** V8's full garbage collection, without starting the test process with --expose-gc. */
+function fullGc(): () => void {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  setFlagsFromString("--no-expose-gc");
+  return gc;
+}
+
 describe("IngestService handlers", () => {
   it("answers stream messages in request order even when later ones finish first", async () => {
     const ingestor = echoIngestor((id) => (id === "m0" ? 80 : 1));
@@ -146,6 +156,35 @@ describe("IngestService handlers", () => {
     assert.equal(got[0]?.rejectReason, RejectReason.RATE_LIMITED);
     assert.match(got[0]?.detail ?? "", /retry after 300 ms/);
     assert.equal(got[1]?.outcome, ScanOutcome.ACCEPTED);
+  });
+
+  it("lets go of every answered message of a stream that stays open", async () => {
+    const gc = fullGc();
+    // The messages as the handler got them (the transport decodes its own copies).
+    const seen: Array<WeakRef<readonly Scan[]>> = [];
+    const ingestor: ScanIngestor = {
+      async ingest(scans) {
+        seen.push(new WeakRef(scans));
+        return scans.map((s) => create(ScanAckSchema, { eventId: s.eventId, outcome: ScanOutcome.ACCEPTED }));
+      },
+    };
+    const client = clientFor(carrierPrincipal("acme"), { ingestor, streamWindow: 4 });
+    let endStream!: () => void;
+    const ended = new Promise<void>((r) => (endStream = r));
+    async function* open(): AsyncIterable<StreamScansRequest> {
+      for (let i = 0; i < 500; i++) yield create(StreamScansRequestSchema, { scans: [scan(`k${i}`)] });
+      await ended;
+    }
+    const responses = client.streamScans(open())[Symbol.asyncIterator]();
+    for (let i = 0; i < 500; i++) assert.equal((await responses.next()).value?.acks[0]?.eventId, `k${i}`);
+    // A WeakRef's target stays alive until the job that made or read it ends: collect in a later one.
+    await new Promise((r) => setImmediate(r));
+    gc();
+    const alive = seen.filter((w) => w.deref() !== undefined).length;
+    endStream();
+    assert.equal((await responses.next()).done, true);
+    assert.equal(seen.length, 500);
+    assert.ok(alive <= 2, `${alive} of 500 answered messages still reachable while the stream is open`);
   });
 
   it("ends an open stream with Unavailable when the server drains, after answering every message it read", async () => {

@@ -172,24 +172,33 @@ async function* pipeline<Res>(
   let readingDone = false;
   let failure: { error: unknown } | undefined;
   let drainedOpen = false;
-  // The server's drain signal outlives every stream: its listener must go when the stream ends,
-  // or each closed stream would stay reachable from it (memory that never returns).
-  let onDrain: (() => void) | undefined;
-  const drained = new Promise<Step<Res>>((resolve) => {
-    onDrain = () => resolve({ tag: "drain" });
-    if (drainSignal.aborted) onDrain();
-    else drainSignal.addEventListener("abort", onDrain, { once: true });
-  });
+  // The drain signal outlives every stream, so it wakes the pending read (through `wake`, that
+  // read's resolver) rather than being raced as a promise: Promise.race adds a reaction to each
+  // promise it is given, and one pending for the server's life keeps them all, each holding a
+  // step with the request message it read (a long-lived stream retained every message). All
+  // that is raced here settles within a window of steps. The listener goes when the stream
+  // ends, or each closed stream would stay reachable from the signal.
+  let wake: ((step: Step<Res>) => void) | undefined;
+  const onDrain = () => wake?.({ tag: "drain" });
+  drainSignal.addEventListener("abort", onDrain, { once: true });
   try {
     for (;;) {
       if (!readingDone && !failure && !reading && inProgress.length < window) {
-        reading = it.next().then(
-          (result): Step<Res> => ({ tag: "request", result }),
-          (error: unknown): Step<Res> => ({ tag: "readError", error }),
-        );
+        if (drainSignal.aborted) {
+          readingDone = true;
+          drainedOpen = true;
+        } else {
+          reading = new Promise<Step<Res>>((resolve) => {
+            wake = resolve;
+            it.next().then(
+              (result) => resolve({ tag: "request", result }),
+              (error: unknown) => resolve({ tag: "readError", error }),
+            );
+          });
+        }
       }
       const racers: Array<Promise<Step<Res>>> = inProgress.slice(0, 1);
-      if (reading) racers.push(reading, drained);
+      if (reading) racers.push(reading);
       if (racers.length === 0) break;
       const step = await Promise.race(racers);
       switch (step.tag) {
@@ -199,6 +208,7 @@ async function* pipeline<Res>(
           break;
         case "request":
           reading = undefined;
+          wake = undefined;
           if (step.result.done) {
             readingDone = true;
             break;
@@ -214,6 +224,7 @@ async function* pipeline<Res>(
           break;
         case "readError":
           reading = undefined;
+          wake = undefined;
           failure = { error: step.error };
           break;
         case "drain":
@@ -227,7 +238,7 @@ async function* pipeline<Res>(
     if (failure) throw failure.error;
     if (drainedOpen) throw new ConnectError(STREAM_DRAINED_MESSAGE, Code.Unavailable);
   } finally {
-    if (onDrain) drainSignal.removeEventListener("abort", onDrain);
+    drainSignal.removeEventListener("abort", onDrain);
     if (!readingDone || failure) void it.return?.().catch(() => {});
   }
 }
