@@ -89,6 +89,9 @@ const MESH_ENV = {
   INGEST_RATE_BURST: "1000000",
   TRACKING_WATCHES_PER_CONNECTION: "0",
   TRACKING_WATCHES_PER_PRINCIPAL: "0",
+  // One webhook receiver takes every webhook of the run (~0.5 per scan): with the default 4
+  // requests in flight per endpoint it, not the mesh, capped deliveries at ~50-100/s.
+  NOTIFICATION_ENDPOINT_CONCURRENCY: "32",
 };
 
 function gitDescribe(): string {
