@@ -44,6 +44,21 @@ export async function startMeshProcesses(
   stores: MeshStores = {},
   o: MeshProcessOptions = {},
 ): Promise<MeshProcesses> {
+  // A port picked free can be taken before the service binds it (by another process's outgoing
+  // connection, which uses the same range): that service exits at startup. Start again on new ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startMeshOnce(env, stores, o);
+    } catch (e) {
+      if (!(e instanceof ServiceExitedError) || attempt >= 3) throw e;
+    }
+  }
+}
+
+/** A service process exited while the mesh was starting. */
+class ServiceExitedError extends Error {}
+
+async function startMeshOnce(env: Record<string, string>, stores: MeshStores, o: MeshProcessOptions): Promise<MeshProcesses> {
   const cleanups: Array<() => Promise<unknown>> = [];
   const children: ChildProcess[] = [];
   const undo = async () => {
@@ -86,13 +101,31 @@ export async function startMeshProcesses(
       children.push(child);
       pids[name] = child.pid ?? 0;
     }
+    const exited = (name: MeshService) => {
+      const child = children[names.indexOf(name)]!;
+      return child.exitCode !== null || child.signalCode !== null ? `${name} exited while starting (${child.exitCode ?? child.signalCode})` : undefined;
+    };
     await Promise.all(
-      names.map((name) => {
+      names.map(async (name) => {
         const client = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${ports[name]}` }));
-        return waitFor(
-          async () => (await client.check({}, { timeoutMs: 1000 })).status === HealthCheckResponse_ServingStatus.SERVING,
+        const outcome = await waitFor(
+          async () => exited(name) ?? ((await client.check({}, { timeoutMs: 1000 })).status === HealthCheckResponse_ServingStatus.SERVING && "up"),
           { timeoutMs: 60_000, intervalMs: 200, message: `${name} SERVING` },
         );
+        if (outcome !== "up") throw new ServiceExitedError(String(outcome));
+      }),
+    );
+    // SERVING on the RPC port is not all of startup: the metrics server binds after it. Every
+    // process must still run once its metrics answer (a run with a service that exited at
+    // startup would measure a mesh without it).
+    await Promise.all(
+      names.map(async (name) => {
+        const outcome = await waitFor(async () => exited(name) ?? ((await fetch(`http://127.0.0.1:${metricsPorts[name]}/metrics`)).ok && "up"), {
+          timeoutMs: 60_000,
+          intervalMs: 200,
+          message: `${name} metrics`,
+        });
+        if (outcome !== "up") throw new ServiceExitedError(String(outcome));
       }),
     );
     let closing: Promise<void> | undefined;
