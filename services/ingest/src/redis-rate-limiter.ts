@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { createRoundTripCoalescer } from "./round-trip-coalescer.js";
+import { createRoundTripCoalescer } from "@logistics/shared/batching";
 
 /** The answer of a {@link RateLimiter}. */
 export interface RateDecision {
@@ -65,7 +65,7 @@ return out
 /**
  * A token bucket per caller in Redis (a Lua script, atomic across replicas):
  * `ratePerSec` tokens per second up to `burst`, one token per scan. The requests of one
- * event-loop turn (round-trip-coalescer.ts), from any stream or caller, share one script call and
+ * event-loop turn (`@logistics/shared/batching`), from any stream or caller, share one script call and
  * are taken in call order, exactly as separate calls would be.
  *
  * Fail-open by design: when Redis is unreachable the request is allowed and the failure is

@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { createRoundTripCoalescer } from "./round-trip-coalescer.js";
+import { createRoundTripCoalescer } from "@logistics/shared/batching";
 import type { ScanDedupe } from "./scan-ingestor.js";
 
 /**
@@ -26,7 +26,7 @@ export interface RedisScanDedupeOptions {
  * (`SET … 1 NX EX ttl` after its PubAck, in one script call), looked up with `MGET` before
  * publishing.
  *
- * Calls are coalesced (round-trip-coalescer.ts): every `seen` of one event-loop turn, from any
+ * Calls are coalesced (`@logistics/shared/batching`): every `seen` of one event-loop turn, from any
  * batch or stream, shares one `MGET`, and every `remember` one script call, up to
  * `maxKeysPerCall` ids each. Carriers that stream one scan per message on many streams would
  * otherwise cost two Redis commands per scan.

@@ -2,9 +2,9 @@ import { randomBytes } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Tracer } from "@opentelemetry/api";
+import { createRoundTripCoalescer } from "@logistics/shared/batching";
 import { redactedUrl, SemConv, serverAttributes } from "@logistics/shared/telemetry";
 import { DeliveryAttemptSchema, DeliveryState } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
-import { createBatchWriter } from "./batch-writer.js";
 import { createCircuitBreakers, type CircuitBreakerOptions, type CircuitBreakers } from "./circuit-breaker.js";
 import type { AttemptRecord, ClaimedDelivery, DeliveryTransition, NotificationStore, RecordedAttempt } from "./notification-store.js";
 import { classifyStatus, nextRetryDelayMs, parseRetryAfter, type RetryPolicyOptions } from "./retry-policy.js";
@@ -153,9 +153,13 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
       wakeUp = done;
     });
 
-  const records = createBatchWriter<AttemptRecord, RecordedAttempt>({
-    write: (batch) => opts.store.recordAttempts(batch),
+  // Group commit of attempt records: those finished within a tick share one statement, one
+  // statement at a time, and a failed one is retried record by record so a bad row fails alone.
+  const records = createRoundTripCoalescer<AttemptRecord, RecordedAttempt>({
+    send: (batch) => opts.store.recordAttempts(batch),
     lingerMs: tickMs,
+    serial: true,
+    isolateFailures: true,
   });
 
   /**
@@ -189,7 +193,7 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
     }
     const error = outcome === "delivered" ? "" : result.error || `HTTP ${result.status}`;
     const finishedAt = Date.now();
-    const recorded = await records.add({
+    const [recorded] = await records.call([{
       delivery: d,
       attempt: create(DeliveryAttemptSchema, {
         attemptedAt,
@@ -199,7 +203,7 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
         responseExcerpt: result.excerpt,
       }),
       next,
-    });
+    }]);
     // Log lines and the attempt's metrics (exemplars) in the attempt's trace context.
     context.with(logContext, () => {
       if (!recorded.written) {

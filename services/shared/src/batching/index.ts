@@ -1,0 +1,1 @@
+export { createRoundTripCoalescer, type RoundTripCoalescer, type RoundTripCoalescerOptions } from "./round-trip-coalescer.js";
