@@ -184,7 +184,9 @@ describe("IngestService handlers", () => {
     endStream();
     assert.equal((await responses.next()).done, true);
     assert.equal(seen.length, 500);
-    assert.ok(alive <= 2, `${alive} of 500 answered messages still reachable while the stream is open`);
+    // A few may still be referenced by the window of steps in flight (streamWindow 4) or a job not
+    // yet run; the leak kept all 500.
+    assert.ok(alive <= 8, `${alive} of 500 answered messages still reachable while the stream is open`);
   });
 
   it("ends an open stream with Unavailable when the server drains, after answering every message it read", async () => {
