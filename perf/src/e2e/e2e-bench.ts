@@ -649,6 +649,7 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
     clientUnacked,
     maxConsumerBacklog: maxConsumer,
     ackToVisibleP99Ms: p99.ackToVisibleMs,
+    exited: mesh.exited(),
   });
   return {
     rate: o.rate,

@@ -15,6 +15,12 @@ export interface MeshProcesses {
   readonly subjectPrefix: string;
   /** The mesh's private nats-server: its process id (for /proc CPU) and monitoring URL (/jsz). */
   readonly nats: { readonly pid: number | undefined; readonly monitorUrl: string };
+  /**
+   * The services that exited since the mesh was up, other than by `close()` (`routing exited (1)`).
+   * A run must check it: /proc CPU keeps a gone process's last reading, so a dead service reads as
+   * an idle one costing 0 ms, and its consumers' backlog as a slow mesh.
+   */
+  exited(): string[];
   token(scopes: readonly string[], extra?: { carrier?: string; customer?: string }): Promise<string>;
   close(): Promise<void>;
 }
@@ -129,6 +135,12 @@ async function startMeshOnce(env: Record<string, string>, stores: MeshStores, o:
       }),
     );
     let closing: Promise<void> | undefined;
+    const exits: string[] = [];
+    names.forEach((name, i) =>
+      children[i]!.once("exit", (code, signal) => {
+        if (!closing) exits.push(`${name} exited (${code ?? signal})`);
+      }),
+    );
     return {
       ports,
       metricsPorts,
@@ -136,6 +148,7 @@ async function startMeshOnce(env: Record<string, string>, stores: MeshStores, o:
       subjectPrefix: mesh.id,
       nats: { pid: mesh.nats.pid, monitorUrl: mesh.nats.monitorUrl },
       token: (scopes, extra) => mesh.token(scopes, extra),
+      exited: () => [...exits],
       close: () => (closing ??= undo()),
     };
   } catch (e) {

@@ -41,6 +41,11 @@ describe("judgeSustained", () => {
     assert.equal(never.sustained, false);
     assert.match(never.failed[0]!, /never visible/);
   });
+
+  it("fails a run during which a service exited, whatever the figures say", () => {
+    const r = judgeSustained({ ...ok, exited: ["routing exited (1)"] });
+    assert.deepEqual(r, { sustained: false, failed: ["routing exited (1) during the run"] });
+  });
 });
 
 describe("targetRows", () => {

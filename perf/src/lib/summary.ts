@@ -188,8 +188,10 @@ export function judgeSustained(r: {
   clientUnacked: number;
   maxConsumerBacklog: number;
   ackToVisibleP99Ms: number;
+  /** Services that exited during the run (`MeshProcesses.exited()`): the run measured a mesh without them. */
+  exited?: readonly string[];
 }): { sustained: boolean; failed: string[] } {
-  const failed: string[] = [];
+  const failed: string[] = (r.exited ?? []).map((e) => `${e} during the run`);
   if (!(r.ackedPerSec >= 0.98 * r.offeredPerSec)) {
     failed.push(`acked ${r.ackedPerSec.toFixed(0)}/s in the window < 98% of offered ${r.offeredPerSec.toFixed(0)}/s`);
   }
