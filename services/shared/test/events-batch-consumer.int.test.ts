@@ -426,6 +426,35 @@ describe("event catalog publishing and the batch consumer (real nats-server)", (
     );
   });
 
+  it("reports a batch the handler holds past stalledAfterMs, and its settling, while its message stays held", async () => {
+    const { catalog, def, publishScans } = await setup();
+    const hold = gate();
+    const lines: Array<{ level: string; msg: string | undefined; obj: object }> = [];
+    const record = (level: string) => (obj: object, msg?: string) => void lines.push({ level, msg, obj });
+    const c = await start(catalog, {
+      consumer: def,
+      maxInFlightBatches: 1,
+      stalledAfterMs: 200,
+      logger: { debug: record("debug"), info: record("info"), warn: record("warn"), error: record("error") },
+      handler: async (items) => {
+        await hold.opened;
+        return items.map(() => Outcomes.ack);
+      },
+    });
+    await publishScans([scan("TNSTALL001", 1)]);
+    await waitFor(() => lines.some((l) => l.level === "error"), { timeoutMs: 5000, message: "the stalled batch reported" });
+    const [report] = lines.filter((l) => l.level === "error");
+    assert.match(report!.msg ?? "", /has not settled/);
+    assert.deepEqual(report!.obj, { stream: def.stream.name, durable: def.durable, size: 1, waitedMs: 200 });
+    assert.equal(c.stats().stalled, 1);
+    const held = await info(def.stream.name, def.durable);
+    assert.equal(held.num_ack_pending, 1, "its message are still held, not redelivered");
+    hold.open();
+    await settled(def.stream.name, def.durable, 1);
+    await waitFor(() => lines.some((l) => l.level === "warn" && l.msg === "stalled batch settled"), { message: "the settling reported" });
+    assert.equal(c.stats().stalled, 0);
+  });
+
   it("takes over from the consumers it replaces, starting after their oldest ack floor", async () => {
     const catalog = createEventCatalog(uniqueName("t"));
     await ensureStreams(jsm, catalog.subjects.streamList);

@@ -80,6 +80,8 @@ export interface BatchConsumerStats {
   held: number;
   /** Keys waiting for a retried message's redelivery. */
   parkedKeys: number;
+  /** Batches with the handler for longer than `stalledAfterMs` now. */
+  stalled: number;
 }
 
 /** A finished batch, for metrics. */
@@ -118,6 +120,14 @@ export interface BatchConsumerOptions<E extends AnyEventDef> {
   lingerMs?: number;
   /** Redelivery delay after the n-th failed delivery. Default: 500 ms doubling to 60 s. */
   retryDelayMs?: (deliveryCount: number) => number;
+  /**
+   * How long the handler may hold a batch before it is reported: an error log naming the durable
+   * (and a warning when the batch settles after all), and `stats().stalled`. Default: the
+   * consumer's ack wait. The in-progress timer keeps held messages from being redelivered whatever
+   * the handler does, and nothing more is pulled once `maxBatch × maxInFlightBatches` messages are
+   * held, so a handler that never settles would otherwise stop the consumer for good without a word.
+   */
+  stalledAfterMs?: number;
   /** Expiry of one pull request. Default 5 000 ms. */
   pullExpiresMs?: number;
   logger?: NatsLog;
@@ -200,8 +210,9 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
   const { config } = await consumer.info(true);
   const maxDeliver = config.max_deliver !== undefined && config.max_deliver > 0 ? config.max_deliver : Infinity;
   const ackWaitMs = config.ack_wait ? Math.round(config.ack_wait / 1e6) : def.ackWaitMs;
+  const stalledAfterMs = opts.stalledAfterMs ?? ackWaitMs;
 
-  const stats: BatchConsumerStats = { received: 0, batches: 0, acked: 0, retried: 0, deadLettered: 0, poison: 0, held: 0, parkedKeys: 0 };
+  const stats: BatchConsumerStats = { received: 0, batches: 0, acked: 0, retried: 0, deadLettered: 0, poison: 0, held: 0, parkedKeys: 0, stalled: 0 };
   const deadLetter = createDeadLetterer({
     js,
     stream,
@@ -414,9 +425,27 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
     await context.with(trace.setSpan(parent, span), () => handleBatch(batch, span, started));
   };
 
+  /** Reports a batch still with the handler after `stalledAfterMs`; returns what to call once it settled. */
+  const watchStall = (size: number, started: number): (() => void) => {
+    let reported = false;
+    const timer = setTimeout(() => {
+      reported = true;
+      stats.stalled++;
+      log.error({ stream, durable, size, waitedMs: stalledAfterMs }, "batch handler has not settled; its messages stay held and the consumer pulls no more once full");
+    }, stalledAfterMs);
+    timer.unref();
+    return () => {
+      clearTimeout(timer);
+      if (!reported) return;
+      stats.stalled--;
+      log.warn({ stream, durable, size, durationMs: Math.round(performance.now() - started) }, "stalled batch settled");
+    };
+  };
+
   const handleBatch = async (batch: Held[], span: Span, started: number): Promise<void> => {
     let outcomes: readonly Outcome[];
     let failed = false;
+    const settledStall = watchStall(batch.length, started);
     try {
       const items = batch.map((h) => h.item) as unknown as ReadonlyArray<BatchItem<E>>;
       outcomes = await handler(items);
@@ -427,6 +456,8 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
       span.setStatus({ code: SpanStatusCode.ERROR, message: errorText(err) });
       log.warn({ stream, durable, size: batch.length, err }, "batch handler failed; retrying its items");
       outcomes = batch.map(() => Outcomes.retry(`batch failed: ${errorText(err)}`));
+    } finally {
+      settledStall();
     }
     let acked = 0;
     let retried = 0;
