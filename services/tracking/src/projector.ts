@@ -63,6 +63,8 @@ export interface ProjectorOptions {
    * commits; the projector's three consumers hold at most three times this many). Default 2.
    */
   maxInFlightBatches?: number;
+  /** How long a batch may wait to fill up (the batch consumer's `lingerMs`). Default 0. */
+  lingerMs?: number;
   /** Redelivery timeout of an unacknowledged message. Default 10 000 ms. */
   ackWaitMs?: number;
   /** Deliveries before a message is dead-lettered. Default 20. */
@@ -418,6 +420,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
       handler: handle,
       ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
       ...(opts.maxInFlightBatches !== undefined ? { maxInFlightBatches: opts.maxInFlightBatches } : {}),
+      ...(opts.lingerMs !== undefined ? { lingerMs: opts.lingerMs } : {}),
       logger: log,
     });
     consumers.push({ durable: def.durable, consumer });

@@ -175,6 +175,9 @@ describe("the batched tracking projector (real nats-server and PostgreSQL)", () 
     const calls: number[] = [];
     const { projector } = await startReplica(catalog, {
       maxBatch: 100,
+      // The messages are all stored before the start; a pull may still hand them over in two
+      // socket reads, so the batch waits for the rest (it closes when the linger ends).
+      lingerMs: 2_000,
       wrap: (apply) => async (events: readonly ProjectedEvent[]) => {
         calls.push(events.length);
         return apply(events);
