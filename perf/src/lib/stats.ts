@@ -26,6 +26,23 @@ export function linearRegression(points: ReadonlyArray<readonly [number, number]
   return { slope, intercept: my - slope * mx, r2, n };
 }
 
+/**
+ * Theil–Sen slope through `points` (x, y): the median of the slopes between every pair of points
+ * with distinct x. Robust: fewer than ~29% of the points, however far off, cannot set it (a line
+ * through the others wins). NaN with fewer than two distinct x. O(n²): meant for tens of points.
+ */
+export function theilSenSlope(points: ReadonlyArray<readonly [number, number]>): number {
+  const slopes: number[] = [];
+  for (let i = 0; i < points.length; i++) {
+    const [xi, yi] = points[i]!;
+    for (let k = i + 1; k < points.length; k++) {
+      const [xk, yk] = points[k]!;
+      if (xk !== xi) slopes.push((yk - yi) / (xk - xi));
+    }
+  }
+  return median(slopes);
+}
+
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);

@@ -1,0 +1,86 @@
+/** The soak report's memory section: each service's RSS and heap used, judged on their floors. Pure. */
+import { floorVerdict, SOAK_FLOOR_RULE, type FloorRule, type FloorVerdict, type FloorVerdictKind } from "./floor-verdict.js";
+import { median } from "./stats.js";
+
+/** One memory sample of one service: seconds from the load's start, RSS, and heap used when its /metrics answered. */
+export interface MemorySample {
+  readonly t: number;
+  readonly svc: string;
+  readonly rssMiB: number;
+  readonly heapMiB?: number;
+}
+
+/** A service's memory verdict: growing when either floor grows; flat only when both are flat. */
+export interface ServiceMemoryVerdict {
+  readonly verdict: FloorVerdictKind;
+  readonly rss: FloorVerdict;
+  readonly heap: FloorVerdict;
+}
+
+/** Judges every service's RSS and heap-used floors over a load that ends at `loadEndS`. */
+export function judgeSoakMemory(
+  memory: readonly MemorySample[],
+  services: readonly string[],
+  loadEndS: number,
+  rule: FloorRule = SOAK_FLOOR_RULE,
+): Record<string, ServiceMemoryVerdict> {
+  const out: Record<string, ServiceMemoryVerdict> = {};
+  for (const svc of services) {
+    const mine = memory.filter((m) => m.svc === svc);
+    const rss = floorVerdict(mine.map((m) => [m.t, m.rssMiB] as const), loadEndS, rule);
+    const heap = floorVerdict(mine.flatMap((m) => (m.heapMiB === undefined ? [] : [[m.t, m.heapMiB] as const])), loadEndS, rule);
+    const kinds = [rss.verdict, heap.verdict];
+    const verdict = kinds.includes("growing") ? "growing" : kinds.includes("not enough data") ? "not enough data" : "flat";
+    out[svc] = { verdict, rss, heap };
+  }
+  return out;
+}
+
+const num = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : "—");
+const shown = (v: FloorVerdictKind) => (v === "growing" ? "**growing**" : v);
+
+/** The "Memory per service" section of soak.md (markdown lines) for judged samples. */
+export function soakMemorySection(
+  memory: readonly MemorySample[],
+  verdicts: Readonly<Record<string, ServiceMemoryVerdict>>,
+  rule: FloorRule = SOAK_FLOOR_RULE,
+): string[] {
+  const services = Object.keys(verdicts);
+  const times = memory.filter((m) => m.svc === services[0]).map((m) => m.t);
+  const intervalS = median(times.slice(1).map((t, i) => t - times[i]!));
+  const lines = [
+    "## Memory per service",
+    "",
+    `Judged on floors. RSS from /proc/<pid>/status and V8 heap used from each service's /metrics, sampled every ${num(intervalS, 0)} s. ` +
+      `From ${rule.warmupS / 60} minutes into the load (warm-up) to its end, each full ${rule.windowS} s window's lowest sample is a floor ` +
+      "(the low after a GC, to within how far memory climbs in one sampling interval), and the Theil–Sen slope through the floors (the " +
+      "median of the slopes between every pair) is the *floor slope*. *Flat* = a floor slope under the *limit*, " +
+      `max(${rule.limitMiBPerMin} MiB/min, ${rule.limitShareOfFloorPer10Min * 100}% of the median floor per 10 minutes); fewer than ` +
+      `${rule.minWindows} floors give no verdict. A service is flat when its RSS and heap floors both are. The least-squares slope through ` +
+      "every sample after the warm-up is shown for comparison, not judged: on a GC sawtooth it follows the teeth's height and where the " +
+      "last samples fell.",
+    "",
+    "| service | memory | floors (MiB), window by window | floor slope (MiB/min) | limit (MiB/min) | least squares, all samples (MiB/min) | verdict |",
+    "|---|---|---|---:|---:|---:|---|",
+  ];
+  for (const svc of services) {
+    const v = verdicts[svc]!;
+    for (const [label, f] of [["RSS", v.rss], ["heap used", v.heap]] as const) {
+      lines.push(
+        `| ${svc} | ${label} | ${f.floors.map((x) => x.value.toFixed(0)).join(" ") || "—"} | ${num(f.floorSlopePerMin, 2)} | ` +
+          `${num(f.limitPerMin, 2)} | ${num(f.rawSlopePerMin, 2)} | ${shown(f.verdict)} |`,
+      );
+    }
+  }
+  const named = (kind: FloorVerdictKind) =>
+    services
+      .filter((s) => verdicts[s]!.verdict === kind)
+      .map((s) => {
+        const v = verdicts[s]!;
+        const which = kind === "flat" ? [] : [v.rss.verdict === kind && "RSS", v.heap.verdict === kind && "heap used"].filter(Boolean);
+        return which.length ? `${s} (${which.join(", ")})` : s;
+      });
+  const parts = (["growing", "not enough data", "flat"] as const).flatMap((k) => (named(k).length ? [`${shown(k)}: ${named(k).join(", ")}`] : []));
+  lines.push("", `Memory — ${parts.join("; ")}.`);
+  return lines;
+}
