@@ -10,6 +10,7 @@
  *   npm run perf -- --label "before"      a label in the report's title (e.g. before/after a change)
  *   npm run perf -- --soak                10-minute soak at 70% of the last report's highest sustained rate
  *   npm run perf -- --soak --soak-rate 200 --soak-minutes 10
+ *   npm run perf -- --rejudge-soak perf/results/<dir>   a soak's memory samples judged again (writes soak-memory-floors.md)
  *   npm run perf -- --ghz-web URL         also post the ghz reports to a ghz-web server
  *   npm run perf -- --only e2e --profile  also CPU profiles of every service in each end-to-end run
  *                                         (<results>/profiles/e2e-<rate>/<service>/*.cpuprofile)
@@ -18,7 +19,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DEV_DATA_DIR, provideMeshServers, type MeshServers } from "@logistics/dev";
@@ -27,6 +28,8 @@ import { postToGhzWeb, toGhzReport, type GhzReport } from "./lib/ghz-report.js";
 import { startMeshProcesses, scrapeGauge, type MeshProcesses, type MeshService } from "./lib/mesh-processes.js";
 import { childPids, CpuSampler, loadAverage, rssMiB, type ProcessGroup } from "./lib/proc.js";
 import { writeReport, type ScenarioResult } from "./lib/report.js";
+import { SOAK_FLOOR_RULE } from "./lib/floor-verdict.js";
+import { judgeSoakMemory, soakMemorySection, type MemorySample } from "./lib/soak-memory.js";
 import { mean, slopeVerdict } from "./lib/stats.js";
 import {
   collapsed,
@@ -53,6 +56,8 @@ const { values: args } = parseArgs({
     soak: { type: "boolean", default: false },
     "soak-minutes": { type: "string", default: "10" },
     "soak-rate": { type: "string" },
+    /** A soak report's folder: its memory samples judged again by today's rule (nothing is started). */
+    "rejudge-soak": { type: "string" },
     "ghz-web": { type: "string" },
     out: { type: "string" },
     only: { type: "string" },
@@ -79,6 +84,12 @@ const wanted = (name: string) => !args.only || args.only.split(",").includes(nam
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
 const MESH: MeshService[] = ["ingest", "routing", "tracking", "notification"];
+/**
+ * Memory sampling period of the soak. A window's lowest sample sits above the true low after a GC
+ * by up to this period × how fast the heap climbs between GCs (ingest: ~2.4 MiB/s at 140 scans/s,
+ * so up to 24 MiB with 10 s samples, 5 MiB with 2 s).
+ */
+const MEMORY_SAMPLE_MS = 2_000;
 /** Ingest's per-carrier rate limit is raised so the harness measures capacity, not the limiter's setting. */
 /**
  * The harness is one principal on one connection per service: it watches every shipment in flight
@@ -601,7 +612,7 @@ async function soak(): Promise<void> {
   const commit = gitDescribe();
   const infra = startInfra();
   const mesh = await startMeshProcesses(MESH_ENV, { databaseUrl: infra.pg.url, redisUrl: infra.redis.url });
-  const samples: Array<{ at: number; svc: string; rssMiB: number; heapMiB: number }> = [];
+  const samples: Array<{ at: number; svc: string; rssMiB: number; heapMiB?: number }> = [];
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
@@ -609,9 +620,9 @@ async function soak(): Promise<void> {
       for (const svc of MESH) {
         const rss = rssMiB(mesh.pids[svc]);
         const heap = await scrapeGauge(mesh.metricsPorts[svc], "nodejs_heap_size_used_bytes").catch(() => undefined);
-        if (rss !== undefined && heap !== undefined) samples.push({ at, svc, rssMiB: rss, heapMiB: heap / 2 ** 20 });
+        if (rss !== undefined) samples.push({ at, svc, rssMiB: rss, ...(heap === undefined ? {} : { heapMiB: heap / 2 ** 20 }) });
       }
-      await new Promise((r) => setTimeout(r, 10_000));
+      await new Promise((r) => setTimeout(r, MEMORY_SAMPLE_MS));
     }
   })();
   let r: E2eResult;
@@ -632,12 +643,10 @@ async function soak(): Promise<void> {
     await sampler;
     await mesh.close();
   }
-  // Seconds relative to the load's window; memory is judged from its first minute's end to its end
-  // (JIT, pools and caches warm up first; the settle afterwards is not load).
-  const memory = samples.map(({ at, ...m }) => ({ t: (at - r.timing.windowStartedAt) / 1000, ...m }));
-  const judged = (svc: string, key: "rssMiB" | "heapMiB") =>
-    memory.filter((m) => m.svc === svc && m.t >= 60 && m.t <= minutes * 60).map((m) => [m.t, m[key]] as const);
-  const flatMem = (m: number) => Math.max(10, 0.1 * m);
+  // Seconds relative to the load's window; memory is judged on its floors after the warm-up, up to
+  // the load's end (the settle afterwards is not load).
+  const memory: MemorySample[] = samples.map(({ at, ...m }) => ({ t: (at - r.timing.windowStartedAt) / 1000, ...m }));
+  const memVerdicts = judgeSoakMemory(memory, MESH, minutes * 60);
   const md: string[] = [
     `# Soak: ${minutes} minutes at ${rate} scans/s${args.label ? ` — ${args.label}` : ""}`,
     "",
@@ -651,23 +660,8 @@ async function soak(): Promise<void> {
       `ack → webhook p50 ${fmtMs(r.p50.ackToWebhookMs)}, p99 ${fmtMs(r.p99.ackToWebhookMs)} (${r.webhooks.received} of ${r.webhooks.expected}); ` +
       `mesh ${meshTotal(r.cost.perThousandScans).toFixed(0)} ms CPU per 1,000 scans, load generator ${(r.cost.perThousandScans[LOAD_GENERATOR] ?? NaN).toFixed(0)}.`,
     "",
-    "## Memory per service",
-    "",
-    `Least-squares slope over the samples from one minute into the load to its end (every 10 s; RSS from /proc/<pid>/status, heap used from ` +
-      `each service's /metrics). *Flat* = the slope's growth over the ${minutes} minutes is under max(10 MiB, 10% of the mean).`,
-    "",
-    "| service | RSS mean (MiB) | RSS slope (MiB/min) | heap mean (MiB) | heap slope (MiB/min) | flat |",
-    "|---|---:|---:|---:|---:|---|",
+    ...soakMemorySection(memory, memVerdicts),
   ];
-  const memVerdicts: Record<string, unknown> = {};
-  for (const svc of MESH) {
-    const rss = slopeVerdict(judged(svc, "rssMiB"), minutes, flatMem);
-    const heap = slopeVerdict(judged(svc, "heapMiB"), minutes, flatMem);
-    memVerdicts[svc] = { rss, heap };
-    md.push(
-      `| ${svc} | ${rss.mean.toFixed(0)} | ${rss.slopePerMin.toFixed(2)} | ${heap.mean.toFixed(0)} | ${heap.slopePerMin.toFixed(2)} | ${rss.flat && heap.flat ? "yes" : "**NO**"} |`,
-    );
-  }
   const judgedBacklog = r.backlog.filter((s) => s.t >= 60 && s.t <= minutes * 60).map((s) => [s.t, s.total] as const);
   const bl = slopeVerdict(judgedBacklog, minutes, () => Math.max(50, r.offered.perSec));
   const consumers = [...new Set(r.backlog.flatMap((s) => Object.keys(s.perConsumer)))];
@@ -690,7 +684,8 @@ async function soak(): Promise<void> {
     md.push(`| ${durableLabel(c)} | ${mean(v).toFixed(0)} | ${Math.max(0, ...v)} | ${v.at(-1) ?? "—"} |`);
   }
   md.push("", "![rss](soak-rss.svg) ![heap](soak-heap.svg) ![backlog](soak-backlog.svg) ![latency](soak-latency.svg) ![throughput](soak-throughput.svg)", "");
-  const series = (key: "rssMiB" | "heapMiB") => MESH.map((svc) => ({ label: svc, points: memory.filter((x) => x.svc === svc).map((x) => [x.t, x[key]] as const) }));
+  const series = (key: "rssMiB" | "heapMiB") =>
+    MESH.map((svc) => ({ label: svc, points: memory.flatMap((x) => (x.svc === svc && x[key] !== undefined ? [[x.t, x[key]] as const] : [])) }));
   await writeFile(join(outDir, "soak-rss.svg"), linePlot(series("rssMiB"), { title: "RSS per service", xLabel: "seconds", yLabel: "MiB" }));
   await writeFile(join(outDir, "soak-heap.svg"), linePlot(series("heapMiB"), { title: "V8 heap used per service", xLabel: "seconds", yLabel: "MiB" }));
   await writeFile(join(outDir, "soak-backlog.svg"), backlogPlot("soak", r.backlog));
@@ -709,26 +704,52 @@ async function soak(): Promise<void> {
   await writeFile(join(outDir, "soak.md"), md.join("\n") + "\n");
   await writeFile(
     join(outDir, "soak.json"),
-    JSON.stringify({ rate, minutes, commit, memory, memVerdicts, backlog: r.backlog, backlogVerdict: bl, e2e: figures(r) }, null, 2),
+    JSON.stringify(
+      { rate, minutes, commit, memory, memoryRule: SOAK_FLOOR_RULE, memVerdicts, backlog: r.backlog, backlogVerdict: bl, e2e: figures(r) },
+      null,
+      2,
+    ),
   );
   await writeFile(join(outDir, "soak-ack-to-visible.ghz.json"), JSON.stringify(toGhzReport("soak ack→visible", asLoadResult(r.ackToVisible, r.windowMs)), null, 2));
   log(`soak report: ${join(outDir, "soak.md")}`);
 }
 
-// PostgreSQL and Redis for every bench and end-to-end run: DATABASE_URL / REDIS_URL when set,
-// otherwise private servers (the benches and meshes that need NATS start their own).
-servers = await provideMeshServers({
-  database: "perf",
-  dataDir: join(DEV_DATA_DIR, `perf-${process.pid}`),
-  durable: true,
-  // The end-to-end report lists the statements that cost the most per scan (pg_stat_statements).
-  postgresSettings: { shared_preload_libraries: "'pg_stat_statements'", "pg_stat_statements.track": "'top'", "pg_stat_statements.track_planning": "on" },
-  log,
-});
-process.env["DATABASE_URL"] = servers.databaseUrl;
-process.env["REDIS_URL"] = servers.redisUrl;
-try {
-  await (args.soak ? soak() : shortRun());
-} finally {
-  await servers.stop();
+/**
+ * Judges the memory samples of a soak report (its soak.json) again by today's rule and writes
+ * soak-memory-floors.md beside them; soak.md keeps the verdict of the build that ran it.
+ */
+async function rejudgeSoak(dir: string): Promise<void> {
+  const j = JSON.parse(await readFile(join(dir, "soak.json"), "utf8")) as { minutes: number; memory: MemorySample[] };
+  const services = [...new Set(j.memory.map((m) => m.svc))];
+  const md = [
+    `# Soak memory judged on floors: ${basename(dir)}`,
+    "",
+    `The memory samples of this soak (soak.json) judged by the floor rule (perf/README.md, "Soak"); soak.md keeps the verdict it was run with.`,
+    "",
+    ...soakMemorySection(j.memory, judgeSoakMemory(j.memory, services, j.minutes * 60)),
+  ];
+  await writeFile(join(dir, "soak-memory-floors.md"), md.join("\n") + "\n");
+  log(md.join("\n"));
+}
+
+if (args["rejudge-soak"]) {
+  await rejudgeSoak(resolve(args["rejudge-soak"]));
+} else {
+  // PostgreSQL and Redis for every bench and end-to-end run: DATABASE_URL / REDIS_URL when set,
+  // otherwise private servers (the benches and meshes that need NATS start their own).
+  servers = await provideMeshServers({
+    database: "perf",
+    dataDir: join(DEV_DATA_DIR, `perf-${process.pid}`),
+    durable: true,
+    // The end-to-end report lists the statements that cost the most per scan (pg_stat_statements).
+    postgresSettings: { shared_preload_libraries: "'pg_stat_statements'", "pg_stat_statements.track": "'top'", "pg_stat_statements.track_planning": "on" },
+    log,
+  });
+  process.env["DATABASE_URL"] = servers.databaseUrl;
+  process.env["REDIS_URL"] = servers.redisUrl;
+  try {
+    await (args.soak ? soak() : shortRun());
+  } finally {
+    await servers.stop();
+  }
 }
