@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file logistics/tracking/v1/tracking.proto.
  */
 export const file_logistics_tracking_v1_tracking: GenFile = /*@__PURE__*/
-  fileDesc("CiRsb2dpc3RpY3MvdHJhY2tpbmcvdjEvdHJhY2tpbmcucHJvdG8SFWxvZ2lzdGljcy50cmFja2luZy52MSLlBgoIU2hpcG1lbnQSFwoPdHJhY2tpbmdfbnVtYmVyGAEgASgJEhMKC3NoaXBtZW50X2lkGAIgASgJEhQKDGNhcnJpZXJfY29kZRgDIAEoCRITCgtjdXN0b21lcl9pZBgEIAEoCRIaChJjdXN0b21lcl9yZWZlcmVuY2UYBSABKAkSOAoNc2VydmljZV9sZXZlbBgGIAEoDjIhLmxvZ2lzdGljcy5jb21tb24udjEuU2VydmljZUxldmVsEioKBm9yaWdpbhgHIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUGxhY2USLwoLZGVzdGluYXRpb24YCCABKAsyGi5sb2dpc3RpY3MuY29tbW9uLnYxLlBsYWNlEjMKBnN0YXR1cxgJIAEoDjIjLmxvZ2lzdGljcy5jb21tb24udjEuU2hpcG1lbnRTdGF0dXMSPwoTbGFzdF9jYXJyaWVyX3N0YXR1cxgKIAEoCzIiLmxvZ2lzdGljcy5jb21tb24udjEuQ2FycmllclN0YXR1cxIvCgtzdGF0dXNfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQY3VycmVudF9odWJfY29kZRgMIAEoCRI3ChBjdXJyZW50X2xvY2F0aW9uGA0gASgLMh0ubG9naXN0aWNzLmNvbW1vbi52MS5HZW9Qb2ludBIlCgNldGEYDiABKAsyGC5sb2dpc3RpY3MuY29tbW9uLnYxLkV0YRIpCgVyb3V0ZRgPIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUm91dGUSLgoKY3JlYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZGVsaXZlcmVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGBMgASgEEhMKC2V2ZW50X2NvdW50GBQgASgNEkkKEWV0YV9jaGFuZ2VfcmVhc29uGBUgASgOMiQubG9naXN0aWNzLmNvbW1vbi52MS5FdGFDaGFuZ2VSZWFzb25CCLpIBYIBAhABIsMDCg1TaGlwbWVudEV2ZW50EhAKCGV2ZW50X2lkGAEgASgJEjYKBGtpbmQYAiABKA4yKC5sb2dpc3RpY3MudHJhY2tpbmcudjEuU2hpcG1lbnRFdmVudEtpbmQSLgoKZXZlbnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmVjb3JkZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKBnN0YXR1cxgFIAEoDjIjLmxvZ2lzdGljcy5jb21tb24udjEuU2hpcG1lbnRTdGF0dXMSMAoJc2Nhbl9raW5kGAYgASgOMh0ubG9naXN0aWNzLmNvbW1vbi52MS5TY2FuS2luZBI6Cg5jYXJyaWVyX3N0YXR1cxgHIAEoCzIiLmxvZ2lzdGljcy5jb21tb24udjEuQ2FycmllclN0YXR1cxIQCghodWJfY29kZRgIIAEoCRIvCghsb2NhdGlvbhgJIAEoCzIdLmxvZ2lzdGljcy5jb21tb24udjEuR2VvUG9pbnQSDAoEbGF0ZRgKIAEoCBITCgtkZXNjcmlwdGlvbhgLIAEoCSJGChJHZXRTaGlwbWVudFJlcXVlc3QSMAoPdHJhY2tpbmdfbnVtYmVyGAEgASgJQhe6SBRyEjIQXltBLVowLTldezgsMzB9JCJIChNHZXRTaGlwbWVudFJlc3BvbnNlEjEKCHNoaXBtZW50GAEgASgLMh8ubG9naXN0aWNzLnRyYWNraW5nLnYxLlNoaXBtZW50IowBChlMaXN0U2hpcG1lbnRFdmVudHNSZXF1ZXN0EjAKD3RyYWNraW5nX251bWJlchgBIAEoCUIXukgUchIyEF5bQS1aMC05XXs4LDMwfSQSGwoJcGFnZV9zaXplGAIgASgNQgi6SAUqAxj0AxIgCgpwYWdlX3Rva2VuGAMgASgJQgy6SAlyB8jSIwEYgAQiawoaTGlzdFNoaXBtZW50RXZlbnRzUmVzcG9uc2USNAoGZXZlbnRzGAEgAygLMiQubG9naXN0aWNzLnRyYWNraW5nLnYxLlNoaXBtZW50RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpUGChZTZWFyY2hTaGlwbWVudHNSZXF1ZXN0EjYKC2N1c3RvbWVyX2lkGAEgASgJQiG6SB7YAQFyGTIXXltBLVphLXowLTkuXzotXXsxLDY0fSQSSAoIc3RhdHVzZXMYAiADKA4yIy5sb2dpc3RpY3MuY29tbW9uLnYxLlNoaXBtZW50U3RhdHVzQhG6SA6SAQsQCiIHggEEEAEgABI2CgxjYXJyaWVyX2NvZGUYAyABKAlCILpIHdgBAXIYMhZeW2Etel1bYS16MC05LV17MSwzMX0kEj0KDXVwZGF0ZWRfYWZ0ZXIYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgq6SAeyAQTQ0iMBEj4KDnVwZGF0ZWRfYmVmb3JlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEE0NIjARInCgRuZWFyGAYgASgLMhkubG9naXN0aWNzLmNvbW1vbi52MS5BcmVhEhsKCXBhZ2Vfc2l6ZRgHIAEoDUIIukgFKgMY9AMSIAoKcGFnZV90b2tlbhgIIAEoCUIMukgJcgfI0iMBGIAEOtkCukjVAhqcAQoWc2VhcmNoX2ZpbHRlcl9yZXF1aXJlZBI9YXQgbGVhc3Qgb25lIG9mIGN1c3RvbWVyX2lkLCBjYXJyaWVyX2NvZGUgb3IgbmVhciBtdXN0IGJlIHNldBpDdGhpcy5jdXN0b21lcl9pZCAhPSAnJyB8fCB0aGlzLmNhcnJpZXJfY29kZSAhPSAnJyB8fCBoYXModGhpcy5uZWFyKRqzAQoidXBkYXRlZF9iZWZvcmVfYWZ0ZXJfdXBkYXRlZF9hZnRlchIqdXBkYXRlZF9iZWZvcmUgbXVzdCBiZSBhZnRlciB1cGRhdGVkX2FmdGVyGmEhaGFzKHRoaXMudXBkYXRlZF9hZnRlcikgfHwgIWhhcyh0aGlzLnVwZGF0ZWRfYmVmb3JlKSB8fCB0aGlzLnVwZGF0ZWRfYmVmb3JlID4gdGhpcy51cGRhdGVkX2FmdGVyImYKF1NlYXJjaFNoaXBtZW50c1Jlc3BvbnNlEjIKCXNoaXBtZW50cxgBIAMoCzIfLmxvZ2lzdGljcy50cmFja2luZy52MS5TaGlwbWVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiYAoUV2F0Y2hTaGlwbWVudFJlcXVlc3QSMAoPdHJhY2tpbmdfbnVtYmVyGAEgASgJQhe6SBRyEjIQXltBLVowLTldezgsMzB9JBIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoBCLHAQoVV2F0Y2hTaGlwbWVudFJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEjQKBGtpbmQYAiABKA4yJi5sb2dpc3RpY3MudHJhY2tpbmcudjEuV2F0Y2hVcGRhdGVLaW5kEjEKCHNoaXBtZW50GAMgASgLMh8ubG9naXN0aWNzLnRyYWNraW5nLnYxLlNoaXBtZW50EjMKBWNhdXNlGAQgASgLMiQubG9naXN0aWNzLnRyYWNraW5nLnYxLlNoaXBtZW50RXZlbnQq7wEKEVNoaXBtZW50RXZlbnRLaW5kEiMKH1NISVBNRU5UX0VWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIfChtTSElQTUVOVF9FVkVOVF9LSU5EX0NSRUFURUQQARIcChhTSElQTUVOVF9FVkVOVF9LSU5EX1NDQU4QAhIlCiFTSElQTUVOVF9FVkVOVF9LSU5EX1JPVVRFX1BMQU5ORUQQAxIlCiFTSElQTUVOVF9FVkVOVF9LSU5EX1JPVVRFX1VQREFURUQQBBIoCiRTSElQTUVOVF9FVkVOVF9LSU5EX1NUQVRVU19DT1JSRUNURUQQBSqTAQoPV2F0Y2hVcGRhdGVLaW5kEiEKHVdBVENIX1VQREFURV9LSU5EX1VOU1BFQ0lGSUVEEAASHgoaV0FUQ0hfVVBEQVRFX0tJTkRfU05BUFNIT1QQARIcChhXQVRDSF9VUERBVEVfS0lORF9DSEFOR0UQAhIfChtXQVRDSF9VUERBVEVfS0lORF9IRUFSVEJFQVQQAzLcAwoPVHJhY2tpbmdTZXJ2aWNlEmkKC0dldFNoaXBtZW50EikubG9naXN0aWNzLnRyYWNraW5nLnYxLkdldFNoaXBtZW50UmVxdWVzdBoqLmxvZ2lzdGljcy50cmFja2luZy52MS5HZXRTaGlwbWVudFJlc3BvbnNlIgOQAgESfgoSTGlzdFNoaXBtZW50RXZlbnRzEjAubG9naXN0aWNzLnRyYWNraW5nLnYxLkxpc3RTaGlwbWVudEV2ZW50c1JlcXVlc3QaMS5sb2dpc3RpY3MudHJhY2tpbmcudjEuTGlzdFNoaXBtZW50RXZlbnRzUmVzcG9uc2UiA5ACARJwCg9TZWFyY2hTaGlwbWVudHMSLS5sb2dpc3RpY3MudHJhY2tpbmcudjEuU2VhcmNoU2hpcG1lbnRzUmVxdWVzdBouLmxvZ2lzdGljcy50cmFja2luZy52MS5TZWFyY2hTaGlwbWVudHNSZXNwb25zZRJsCg1XYXRjaFNoaXBtZW50EisubG9naXN0aWNzLnRyYWNraW5nLnYxLldhdGNoU2hpcG1lbnRSZXF1ZXN0GiwubG9naXN0aWNzLnRyYWNraW5nLnYxLldhdGNoU2hpcG1lbnRSZXNwb25zZTABYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_route, file_logistics_common_v1_scan, file_logistics_common_v1_shipment, file_logistics_common_v1_validation]);
+  fileDesc("CiRsb2dpc3RpY3MvdHJhY2tpbmcvdjEvdHJhY2tpbmcucHJvdG8SFWxvZ2lzdGljcy50cmFja2luZy52MSKEBwoIU2hpcG1lbnQSFwoPdHJhY2tpbmdfbnVtYmVyGAEgASgJEhMKC3NoaXBtZW50X2lkGAIgASgJEhQKDGNhcnJpZXJfY29kZRgDIAEoCRITCgtjdXN0b21lcl9pZBgEIAEoCRIaChJjdXN0b21lcl9yZWZlcmVuY2UYBSABKAkSOAoNc2VydmljZV9sZXZlbBgGIAEoDjIhLmxvZ2lzdGljcy5jb21tb24udjEuU2VydmljZUxldmVsEioKBm9yaWdpbhgHIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUGxhY2USLwoLZGVzdGluYXRpb24YCCABKAsyGi5sb2dpc3RpY3MuY29tbW9uLnYxLlBsYWNlEjMKBnN0YXR1cxgJIAEoDjIjLmxvZ2lzdGljcy5jb21tb24udjEuU2hpcG1lbnRTdGF0dXMSPwoTbGFzdF9jYXJyaWVyX3N0YXR1cxgKIAEoCzIiLmxvZ2lzdGljcy5jb21tb24udjEuQ2FycmllclN0YXR1cxIvCgtzdGF0dXNfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQY3VycmVudF9odWJfY29kZRgMIAEoCRI3ChBjdXJyZW50X2xvY2F0aW9uGA0gASgLMh0ubG9naXN0aWNzLmNvbW1vbi52MS5HZW9Qb2ludBIlCgNldGEYDiABKAsyGC5sb2dpc3RpY3MuY29tbW9uLnYxLkV0YRIpCgVyb3V0ZRgPIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUm91dGUSLgoKY3JlYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZGVsaXZlcmVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGBMgASgEEhMKC2V2ZW50X2NvdW50GBQgASgNEkkKEWV0YV9jaGFuZ2VfcmVhc29uGBUgASgOMiQubG9naXN0aWNzLmNvbW1vbi52MS5FdGFDaGFuZ2VSZWFzb25CCLpIBYIBAhABEh0KFXBhcnRuZXJfY2Fycmllcl9jb2RlcxgWIAMoCSLhAwoNU2hpcG1lbnRFdmVudBIQCghldmVudF9pZBgBIAEoCRI2CgRraW5kGAIgASgOMigubG9naXN0aWNzLnRyYWNraW5nLnYxLlNoaXBtZW50RXZlbnRLaW5kEi4KCmV2ZW50X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3JlY29yZGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCgZzdGF0dXMYBSABKA4yIy5sb2dpc3RpY3MuY29tbW9uLnYxLlNoaXBtZW50U3RhdHVzEjAKCXNjYW5fa2luZBgGIAEoDjIdLmxvZ2lzdGljcy5jb21tb24udjEuU2NhbktpbmQSOgoOY2Fycmllcl9zdGF0dXMYByABKAsyIi5sb2dpc3RpY3MuY29tbW9uLnYxLkNhcnJpZXJTdGF0dXMSEAoIaHViX2NvZGUYCCABKAkSLwoIbG9jYXRpb24YCSABKAsyHS5sb2dpc3RpY3MuY29tbW9uLnYxLkdlb1BvaW50EgwKBGxhdGUYCiABKAgSEwoLZGVzY3JpcHRpb24YCyABKAkSHAoUcGFydG5lcl9jYXJyaWVyX2NvZGUYDCABKAkiRgoSR2V0U2hpcG1lbnRSZXF1ZXN0EjAKD3RyYWNraW5nX251bWJlchgBIAEoCUIXukgUchIyEF5bQS1aMC05XXs4LDMwfSQiSAoTR2V0U2hpcG1lbnRSZXNwb25zZRIxCghzaGlwbWVudBgBIAEoCzIfLmxvZ2lzdGljcy50cmFja2luZy52MS5TaGlwbWVudCKMAQoZTGlzdFNoaXBtZW50RXZlbnRzUmVxdWVzdBIwCg90cmFja2luZ19udW1iZXIYASABKAlCF7pIFHISMhBeW0EtWjAtOV17OCwzMH0kEhsKCXBhZ2Vfc2l6ZRgCIAEoDUIIukgFKgMY9AMSIAoKcGFnZV90b2tlbhgDIAEoCUIMukgJcgfI0iMBGIAEImsKGkxpc3RTaGlwbWVudEV2ZW50c1Jlc3BvbnNlEjQKBmV2ZW50cxgBIAMoCzIkLmxvZ2lzdGljcy50cmFja2luZy52MS5TaGlwbWVudEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKVBgoWU2VhcmNoU2hpcG1lbnRzUmVxdWVzdBI2CgtjdXN0b21lcl9pZBgBIAEoCUIhukge2AEBchkyF15bQS1aYS16MC05Ll86LV17MSw2NH0kEkgKCHN0YXR1c2VzGAIgAygOMiMubG9naXN0aWNzLmNvbW1vbi52MS5TaGlwbWVudFN0YXR1c0IRukgOkgELEAoiB4IBBBABIAASNgoMY2Fycmllcl9jb2RlGAMgASgJQiC6SB3YAQFyGDIWXlthLXpdW2EtejAtOS1dezEsMzF9JBI9Cg11cGRhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEE0NIjARI+Cg51cGRhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCrpIB7IBBNDSIwESJwoEbmVhchgGIAEoCzIZLmxvZ2lzdGljcy5jb21tb24udjEuQXJlYRIbCglwYWdlX3NpemUYByABKA1CCLpIBSoDGPQDEiAKCnBhZ2VfdG9rZW4YCCABKAlCDLpICXIHyNIjARiABDrZArpI1QIanAEKFnNlYXJjaF9maWx0ZXJfcmVxdWlyZWQSPWF0IGxlYXN0IG9uZSBvZiBjdXN0b21lcl9pZCwgY2Fycmllcl9jb2RlIG9yIG5lYXIgbXVzdCBiZSBzZXQaQ3RoaXMuY3VzdG9tZXJfaWQgIT0gJycgfHwgdGhpcy5jYXJyaWVyX2NvZGUgIT0gJycgfHwgaGFzKHRoaXMubmVhcikaswEKInVwZGF0ZWRfYmVmb3JlX2FmdGVyX3VwZGF0ZWRfYWZ0ZXISKnVwZGF0ZWRfYmVmb3JlIG11c3QgYmUgYWZ0ZXIgdXBkYXRlZF9hZnRlchphIWhhcyh0aGlzLnVwZGF0ZWRfYWZ0ZXIpIHx8ICFoYXModGhpcy51cGRhdGVkX2JlZm9yZSkgfHwgdGhpcy51cGRhdGVkX2JlZm9yZSA+IHRoaXMudXBkYXRlZF9hZnRlciJmChdTZWFyY2hTaGlwbWVudHNSZXNwb25zZRIyCglzaGlwbWVudHMYASADKAsyHy5sb2dpc3RpY3MudHJhY2tpbmcudjEuU2hpcG1lbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImAKFFdhdGNoU2hpcG1lbnRSZXF1ZXN0EjAKD3RyYWNraW5nX251bWJlchgBIAEoCUIXukgUchIyEF5bQS1aMC05XXs4LDMwfSQSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQixwEKFVdhdGNoU2hpcG1lbnRSZXNwb25zZRIQCghzZXF1ZW5jZRgBIAEoBBI0CgRraW5kGAIgASgOMiYubG9naXN0aWNzLnRyYWNraW5nLnYxLldhdGNoVXBkYXRlS2luZBIxCghzaGlwbWVudBgDIAEoCzIfLmxvZ2lzdGljcy50cmFja2luZy52MS5TaGlwbWVudBIzCgVjYXVzZRgEIAEoCzIkLmxvZ2lzdGljcy50cmFja2luZy52MS5TaGlwbWVudEV2ZW50KpQCChFTaGlwbWVudEV2ZW50S2luZBIjCh9TSElQTUVOVF9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASHwobU0hJUE1FTlRfRVZFTlRfS0lORF9DUkVBVEVEEAESHAoYU0hJUE1FTlRfRVZFTlRfS0lORF9TQ0FOEAISJQohU0hJUE1FTlRfRVZFTlRfS0lORF9ST1VURV9QTEFOTkVEEAMSJQohU0hJUE1FTlRfRVZFTlRfS0lORF9ST1VURV9VUERBVEVEEAQSKAokU0hJUE1FTlRfRVZFTlRfS0lORF9TVEFUVVNfQ09SUkVDVEVEEAUSIwofU0hJUE1FTlRfRVZFTlRfS0lORF9IQU5ERURfT1ZFUhAGKpMBCg9XYXRjaFVwZGF0ZUtpbmQSIQodV0FUQ0hfVVBEQVRFX0tJTkRfVU5TUEVDSUZJRUQQABIeChpXQVRDSF9VUERBVEVfS0lORF9TTkFQU0hPVBABEhwKGFdBVENIX1VQREFURV9LSU5EX0NIQU5HRRACEh8KG1dBVENIX1VQREFURV9LSU5EX0hFQVJUQkVBVBADMtwDCg9UcmFja2luZ1NlcnZpY2USaQoLR2V0U2hpcG1lbnQSKS5sb2dpc3RpY3MudHJhY2tpbmcudjEuR2V0U2hpcG1lbnRSZXF1ZXN0GioubG9naXN0aWNzLnRyYWNraW5nLnYxLkdldFNoaXBtZW50UmVzcG9uc2UiA5ACARJ+ChJMaXN0U2hpcG1lbnRFdmVudHMSMC5sb2dpc3RpY3MudHJhY2tpbmcudjEuTGlzdFNoaXBtZW50RXZlbnRzUmVxdWVzdBoxLmxvZ2lzdGljcy50cmFja2luZy52MS5MaXN0U2hpcG1lbnRFdmVudHNSZXNwb25zZSIDkAIBEnAKD1NlYXJjaFNoaXBtZW50cxItLmxvZ2lzdGljcy50cmFja2luZy52MS5TZWFyY2hTaGlwbWVudHNSZXF1ZXN0Gi4ubG9naXN0aWNzLnRyYWNraW5nLnYxLlNlYXJjaFNoaXBtZW50c1Jlc3BvbnNlEmwKDVdhdGNoU2hpcG1lbnQSKy5sb2dpc3RpY3MudHJhY2tpbmcudjEuV2F0Y2hTaGlwbWVudFJlcXVlc3QaLC5sb2dpc3RpY3MudHJhY2tpbmcudjEuV2F0Y2hTaGlwbWVudFJlc3BvbnNlMAFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_route, file_logistics_common_v1_scan, file_logistics_common_v1_shipment, file_logistics_common_v1_validation]);
 
 /**
  * The read model of one shipment: everything the mesh knows about it, as one document.
@@ -30,8 +30,9 @@ export const file_logistics_tracking_v1_tracking: GenFile = /*@__PURE__*/
  * Public fields (returned to anonymous callers): tracking_number, service_level, status,
  * status_time, last_carrier_status (text only), eta, eta_change_reason, current_hub_code,
  * current_location, origin and destination reduced to country_code, city and hub_code, route
- * (legs and ETA), delivered_at, updated_at. All other fields, and the carrier's raw status codes,
- * are internal and left empty for anonymous callers.
+ * (legs and ETA), delivered_at, updated_at. All other fields (carrier_code and
+ * partner_carrier_codes among them), and the carrier's raw status codes, are internal and left
+ * empty for anonymous callers.
  *
  * @generated from message logistics.tracking.v1.Shipment
  */
@@ -193,6 +194,17 @@ export type Shipment = Message<"logistics.tracking.v1.Shipment"> & {
    * @generated from field: logistics.common.v1.EtaChangeReason eta_change_reason = 21;
    */
   etaChangeReason: EtaChangeReason;
+
+  /**
+   * Partner carriers that carry the shipment besides carrier_code: those named at creation
+   * (CreateShipment's partner_carrier_codes) first, then each one it was handed over to
+   * (IngestService.HandOverShipment, a HANDED_OVER event in the history) in event-time order;
+   * each carrier once. A handover adds a carrier and never removes one. Internal, like
+   * carrier_code.
+   *
+   * @generated from field: repeated string partner_carrier_codes = 22;
+   */
+  partnerCarrierCodes: string[];
 };
 
 /**
@@ -201,8 +213,9 @@ export type Shipment = Message<"logistics.tracking.v1.Shipment"> & {
  * Public fields (returned to anonymous callers): tracking_number, service_level, status,
  * status_time, last_carrier_status (text only), eta, eta_change_reason, current_hub_code,
  * current_location, origin and destination reduced to country_code, city and hub_code, route
- * (legs and ETA), delivered_at, updated_at. All other fields, and the carrier's raw status codes,
- * are internal and left empty for anonymous callers.
+ * (legs and ETA), delivered_at, updated_at. All other fields (carrier_code and
+ * partner_carrier_codes among them), and the carrier's raw status codes, are internal and left
+ * empty for anonymous callers.
  *
  * @generated from message logistics.tracking.v1.Shipment
  */
@@ -364,6 +377,17 @@ export type ShipmentJson = {
    * @generated from field: logistics.common.v1.EtaChangeReason eta_change_reason = 21;
    */
   etaChangeReason?: EtaChangeReasonJson;
+
+  /**
+   * Partner carriers that carry the shipment besides carrier_code: those named at creation
+   * (CreateShipment's partner_carrier_codes) first, then each one it was handed over to
+   * (IngestService.HandOverShipment, a HANDED_OVER event in the history) in event-time order;
+   * each carrier once. A handover adds a carrier and never removes one. Internal, like
+   * carrier_code.
+   *
+   * @generated from field: repeated string partner_carrier_codes = 22;
+   */
+  partnerCarrierCodes?: string[];
 };
 
 /**
@@ -378,9 +402,10 @@ export const ShipmentSchema: GenMessage<Shipment, {jsonType: ShipmentJson}> = /*
  *
  * Public fields (returned to anonymous callers): kind, event_time, status, scan_kind,
  * carrier_status (text only), hub_code, location (rounded to city level), description. event_id,
- * recorded_at, late and the carrier's raw status code are internal. Route planning events
- * (ROUTE_PLANNED, ROUTE_UPDATED) are internal as a whole: anonymous callers see the shipment's
- * current ETA instead.
+ * recorded_at, late, partner_carrier_code and the carrier's raw status code are internal. Route
+ * planning events (ROUTE_PLANNED, ROUTE_UPDATED) are internal as a whole: anonymous callers see
+ * the shipment's current ETA instead. A HANDED_OVER event is public without its partner: its
+ * description then says "Handed over to a partner carrier" instead of naming the partner.
  *
  * @generated from message logistics.tracking.v1.ShipmentEvent
  */
@@ -458,12 +483,20 @@ export type ShipmentEvent = Message<"logistics.tracking.v1.ShipmentEvent"> & {
   late: boolean;
 
   /**
-   * Human-readable summary in English, e.g. "Arrived at hub FRA" or "ETA moved to 14 Mar:
-   * missed cut-off".
+   * Human-readable summary in English, e.g. "Arrived at hub FRA", "ETA moved to 14 Mar:
+   * missed cut-off" or "Handed over to lastmile-fr at hub CDG".
    *
    * @generated from field: string description = 11;
    */
   description: string;
+
+  /**
+   * For HANDED_OVER events: the partner carrier that took the shipment over, pattern
+   * `^[a-z][a-z0-9-]{1,31}$`. Empty otherwise. Internal, like Shipment.carrier_code.
+   *
+   * @generated from field: string partner_carrier_code = 12;
+   */
+  partnerCarrierCode: string;
 };
 
 /**
@@ -471,9 +504,10 @@ export type ShipmentEvent = Message<"logistics.tracking.v1.ShipmentEvent"> & {
  *
  * Public fields (returned to anonymous callers): kind, event_time, status, scan_kind,
  * carrier_status (text only), hub_code, location (rounded to city level), description. event_id,
- * recorded_at, late and the carrier's raw status code are internal. Route planning events
- * (ROUTE_PLANNED, ROUTE_UPDATED) are internal as a whole: anonymous callers see the shipment's
- * current ETA instead.
+ * recorded_at, late, partner_carrier_code and the carrier's raw status code are internal. Route
+ * planning events (ROUTE_PLANNED, ROUTE_UPDATED) are internal as a whole: anonymous callers see
+ * the shipment's current ETA instead. A HANDED_OVER event is public without its partner: its
+ * description then says "Handed over to a partner carrier" instead of naming the partner.
  *
  * @generated from message logistics.tracking.v1.ShipmentEvent
  */
@@ -551,12 +585,20 @@ export type ShipmentEventJson = {
   late?: boolean;
 
   /**
-   * Human-readable summary in English, e.g. "Arrived at hub FRA" or "ETA moved to 14 Mar:
-   * missed cut-off".
+   * Human-readable summary in English, e.g. "Arrived at hub FRA", "ETA moved to 14 Mar:
+   * missed cut-off" or "Handed over to lastmile-fr at hub CDG".
    *
    * @generated from field: string description = 11;
    */
   description?: string;
+
+  /**
+   * For HANDED_OVER events: the partner carrier that took the shipment over, pattern
+   * `^[a-z][a-z0-9-]{1,31}$`. Empty otherwise. Internal, like Shipment.carrier_code.
+   *
+   * @generated from field: string partner_carrier_code = 12;
+   */
+  partnerCarrierCode?: string;
 };
 
 /**
@@ -1127,6 +1169,15 @@ export enum ShipmentEventKind {
    * @generated from enum value: SHIPMENT_EVENT_KIND_STATUS_CORRECTED = 5;
    */
   STATUS_CORRECTED = 5,
+
+  /**
+   * The shipment was handed over to a partner carrier (IngestService.HandOverShipment), e.g. a
+   * last-mile carrier in the destination country. The status does not change; the partner is
+   * added to Shipment.partner_carrier_codes.
+   *
+   * @generated from enum value: SHIPMENT_EVENT_KIND_HANDED_OVER = 6;
+   */
+  HANDED_OVER = 6,
 }
 
 /**
@@ -1134,7 +1185,7 @@ export enum ShipmentEventKind {
  *
  * @generated from enum logistics.tracking.v1.ShipmentEventKind
  */
-export type ShipmentEventKindJson = "SHIPMENT_EVENT_KIND_UNSPECIFIED" | "SHIPMENT_EVENT_KIND_CREATED" | "SHIPMENT_EVENT_KIND_SCAN" | "SHIPMENT_EVENT_KIND_ROUTE_PLANNED" | "SHIPMENT_EVENT_KIND_ROUTE_UPDATED" | "SHIPMENT_EVENT_KIND_STATUS_CORRECTED";
+export type ShipmentEventKindJson = "SHIPMENT_EVENT_KIND_UNSPECIFIED" | "SHIPMENT_EVENT_KIND_CREATED" | "SHIPMENT_EVENT_KIND_SCAN" | "SHIPMENT_EVENT_KIND_ROUTE_PLANNED" | "SHIPMENT_EVENT_KIND_ROUTE_UPDATED" | "SHIPMENT_EVENT_KIND_STATUS_CORRECTED" | "SHIPMENT_EVENT_KIND_HANDED_OVER";
 
 /**
  * Describes the enum logistics.tracking.v1.ShipmentEventKind.
@@ -1232,8 +1283,8 @@ export const TrackingService: GenService<{
   /**
    * Lists a shipment's history in event-time order (oldest first; events with equal event time in
    * the order they were recorded), paginated. Anonymous callers get the customer-facing events
-   * only (creation, scans, corrections): route planning events are left out, so a page can hold
-   * fewer events than page_size while next_page_token is set.
+   * only (creation, scans, corrections, handovers to partner carriers): route planning events are
+   * left out, so a page can hold fewer events than page_size while next_page_token is set.
    * Side-effect free and cacheable like GetShipment (the ETag is the shipment version and a digest
    * of the page).
    * Errors: NotFound for an unknown tracking number; InvalidArgument for a malformed or foreign
