@@ -141,8 +141,8 @@ const errorText = (err: unknown) => (err instanceof Error ? err.message : String
  * (`tracking-scans`, `tracking-shipment-events`, `tracking-routes`; every replica shares them)
  * on the batch consumer (`startBatchConsumer`). Each batch:
  *
- * 1. every message the store applies is passed on as it was decoded (a creation or route event
- *    whose producer left its time out gets the stream's time);
+ * 1. every message is passed on to the store as it was decoded (a creation, handover or route
+ *    event whose producer left its time out gets the stream's time);
  * 2. the events are applied with one `store.applyEvents` call: one transaction, one statement per
  *    table for the whole batch (idempotent by event id, order-safe by event time, a shipment's
  *    events in stream order). An event the store rejects for its data (`batchIndex` set) is
@@ -175,9 +175,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
   /** A shipment's events from two consumers never meet in the store from this process (key-gate.ts). */
   const gate = createKeyGate();
 
-  /** The message as the store applies it, or undefined for an event tracking does not project (a hand-over). */
-  const convert = (item: Item, index: number): Entry | undefined => {
-    if (item.type === "shipment.handed_over") return undefined;
+  /** The message as the store applies it. */
+  const convert = (item: Item, index: number): Entry => {
     const event = withEventTime(item);
     const { trackingNumber } = eventKey(event);
     if (item.type !== "scan.recorded") return { index, item, event, trackingNumber, region: item.region || defaultRegion, recordedAt: undefined };
@@ -315,12 +314,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
 
   const handle = async (items: readonly Item[]): Promise<Outcome[]> => {
     const outcomes: Outcome[] = items.map(() => Outcomes.ack);
-    const entries: Entry[] = [];
-    items.forEach((item, i) => {
-      const e = convert(item, i);
-      // None: an event tracking does not project (a hand-over): acknowledged.
-      if (e) entries.push(e);
-    });
+    const entries = items.map(convert);
     if (entries.length === 0) return outcomes;
 
     let results: Map<number, ApplyResult>;
@@ -446,17 +440,19 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
 }
 
 /**
- * The event as the store applies it: the item itself, or, for a creation or route event whose
- * producer left its time out, a copy carrying the stream's time in the message's time field, so
- * the stored event keeps the time it was applied with.
+ * The event as the store applies it: the item itself, or, for a creation, handover or route event
+ * whose producer left its time out, a copy carrying the stream's time in the message's time field,
+ * so the stored event keeps the time it was applied with.
  */
-function withEventTime(item: Exclude<Item, { type: "shipment.handed_over" }>): ProjectedEvent {
+function withEventTime(item: Item): ProjectedEvent {
   const streamTime = () => timestampFromDate(item.timestamp);
   switch (item.type) {
     case "scan.recorded":
       return item;
     case "shipment.created":
       return item.message.createdAt || item.message.readyTime ? item : { type: item.type, message: { ...item.message, createdAt: streamTime() } };
+    case "shipment.handed_over":
+      return item.message.handedOverAt ? item : { type: item.type, message: { ...item.message, handedOverAt: streamTime() } };
     case "route.planned":
       return item.message.plannedAt || item.message.route?.plannedAt ? item : { type: item.type, message: { ...item.message, plannedAt: streamTime() } };
     case "route.updated":

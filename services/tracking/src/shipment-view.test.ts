@@ -8,6 +8,7 @@ import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/co
 import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { ShipmentEventKind } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { handedOver } from "../test/store/event-builders.js";
 import { applyToDoc } from "./store/derive.js";
 import { eventKey } from "./store/events.js";
 import type { ProjectedEvent, ShipmentDoc, StoredEvent } from "./store/ports.js";
@@ -141,6 +142,47 @@ describe("shipmentMessage / publicShipment", () => {
 
   it("describes a correction as STATUS_CORRECTED", () => {
     assert.equal(describeEvent(scan("x", 1, ScanKind.CORRECTION)), "Status corrected");
+  });
+});
+
+describe("handovers to partner carriers", () => {
+  const handover = handedOver(TN, "h1", Date.UTC(2026, 10, 20, 11), "lastmile", "CDG");
+  const doc = fold([created, scan("s1", 9, ScanKind.PICKUP), handover]);
+
+  it("render as a HANDED_OVER event naming the partner and the hub, without a status, for internal callers", () => {
+    const e = shipmentEventMessage(stored(handover));
+    assert.equal(e.kind, ShipmentEventKind.HANDED_OVER);
+    assert.equal(e.eventId, "h1");
+    assert.deepEqual(e.eventTime, timestampFromMs(Date.UTC(2026, 10, 20, 11)));
+    assert.equal(e.partnerCarrierCode, "lastmile");
+    assert.equal(e.hubCode, "CDG");
+    assert.equal(e.status, ShipmentStatus.UNSPECIFIED);
+    assert.equal(e.scanKind, ScanKind.UNSPECIFIED);
+    assert.equal(e.description, "Handed over to lastmile at hub CDG");
+    assert.equal(describeEvent(handedOver(TN, "h2", 0, "courier-b")), "Handed over to courier-b");
+  });
+
+  it("are public events whose partner, like the shipment's carrier, stays internal", () => {
+    const e = shipmentEventMessage(stored(handover));
+    assert.equal(isPublicEvent(e), true);
+    const p = publicShipmentEvent(e);
+    assert.equal(p.kind, ShipmentEventKind.HANDED_OVER);
+    assert.deepEqual(p.eventTime, e.eventTime);
+    assert.equal(p.hubCode, "CDG");
+    assert.equal(p.partnerCarrierCode, "");
+    assert.equal(p.description, "Handed over to a partner carrier at hub CDG");
+    assert.doesNotMatch(p.description, /lastmile/);
+  });
+
+  it("list the partners in the full Shipment only, leaving status and version rules as for any event", () => {
+    const s = shipmentMessage(doc);
+    assert.deepEqual(s.partnerCarrierCodes, ["lastmile"]);
+    assert.equal(s.carrierCode, "acme");
+    assert.equal(s.status, ShipmentStatus.IN_TRANSIT);
+    assert.equal(s.version, 3n);
+    const p = publicShipment(s);
+    assert.deepEqual(p.partnerCarrierCodes, []);
+    assert.equal(p.carrierCode, "");
   });
 });
 

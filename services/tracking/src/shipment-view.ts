@@ -129,6 +129,7 @@ export function shipmentMessage(doc: ShipmentDoc): Shipment {
     deliveredAt: delivered ? docTime(doc.statusTime) : undefined,
     version: BigInt(doc.version),
     eventCount: doc.derivation.eventIds.length,
+    partnerCarrierCodes: doc.partnerCarrierCodes ?? [],
   });
 }
 
@@ -208,11 +209,21 @@ function day(t: Timestamp | undefined): string {
   return t ? DAY_FORMAT.format(timestampDate(t)) : "?";
 }
 
+/**
+ * The summary of a handover: to `partner` (or, when the reader may not see who, to "a partner
+ * carrier"), at `hubCode` when there is one.
+ */
+export function describeHandover(partner: string | undefined, hubCode: string): string {
+  return `Handed over to ${partner || "a partner carrier"}${hubCode ? ` at hub ${hubCode}` : ""}`;
+}
+
 /** A one-line English summary of an event ("Arrived at hub FRA", "ETA moved to 14 Mar: missed cut-off"). */
 export function describeEvent(e: ProjectedEvent): string {
   switch (e.type) {
     case "shipment.created":
       return "Shipment information received";
+    case "shipment.handed_over":
+      return describeHandover(e.message.partnerCarrierCode, e.message.hubCode);
     case "scan.recorded": {
       const { kind, status } = e.message;
       const hubCode = e.message.scan?.hubCode;
@@ -233,6 +244,8 @@ function eventKind(e: ProjectedEvent): ShipmentEventKind {
   switch (e.type) {
     case "shipment.created":
       return ShipmentEventKind.CREATED;
+    case "shipment.handed_over":
+      return ShipmentEventKind.HANDED_OVER;
     case "scan.recorded":
       return e.message.kind === ScanKind.CORRECTION ? ShipmentEventKind.STATUS_CORRECTED : ShipmentEventKind.SCAN;
     case "route.planned":
@@ -257,6 +270,7 @@ function eventStatus(e: ProjectedEvent): ShipmentStatus {
 export function shipmentEventMessage(s: StoredEvent): ShipmentEvent {
   const e = s.event;
   const scanned = e.type === "scan.recorded" ? e.message : undefined;
+  const handover = e.type === "shipment.handed_over" ? e.message : undefined;
   return create(ShipmentEventSchema, {
     eventId: s.eventId,
     kind: eventKind(e),
@@ -265,24 +279,27 @@ export function shipmentEventMessage(s: StoredEvent): ShipmentEvent {
     status: eventStatus(e),
     scanKind: scanned?.kind ?? ScanKind.UNSPECIFIED,
     carrierStatus: scanned?.scan?.rawStatus,
-    hubCode: scanned?.scan?.hubCode ?? "",
+    hubCode: scanned?.scan?.hubCode ?? handover?.hubCode ?? "",
     location: scanned?.scan?.location,
     late: s.late,
     description: describeEvent(e),
+    partnerCarrierCode: handover?.partnerCarrierCode ?? "",
   });
 }
 
 /**
- * True for the events customers see: creation, scans and corrections. Route planning events are
- * internal (customers see the shipment's current ETA instead of routing's revisions).
+ * True for the events customers see: creation, scans, corrections and handovers. Route planning
+ * events are internal (customers see the shipment's current ETA instead of routing's revisions).
  */
 export function isPublicEvent(e: Pick<ShipmentEvent, "kind">): boolean {
   return e.kind !== ShipmentEventKind.ROUTE_PLANNED && e.kind !== ShipmentEventKind.ROUTE_UPDATED;
 }
 
 /**
- * The public view of a ShipmentEvent: event id, recorded time, late flag and the carrier's raw code
- * emptied, position rounded. Callers leave out events that are not {@link isPublicEvent}.
+ * The public view of a ShipmentEvent: event id, recorded time, late flag, the carrier's raw code
+ * and a handover's partner carrier emptied (also from its description: partners are as internal
+ * as the shipment's carrier), position rounded. Callers leave out events that are not
+ * {@link isPublicEvent}.
  */
 export function publicShipmentEvent(e: ShipmentEvent): ShipmentEvent {
   return create(ShipmentEventSchema, {
@@ -293,6 +310,6 @@ export function publicShipmentEvent(e: ShipmentEvent): ShipmentEvent {
     carrierStatus: publicCarrierStatus(e.carrierStatus),
     hubCode: e.hubCode,
     location: publicPoint(e.location),
-    description: e.description,
+    description: e.kind === ShipmentEventKind.HANDED_OVER ? describeHandover(undefined, e.hubCode) : e.description,
   });
 }

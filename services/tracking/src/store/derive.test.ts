@@ -2,7 +2,17 @@ import * as assert from "node:assert/strict";
 import { describe, it } from "vitest";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
-import { bySortKey, created, idOf, jsonTime, planOf, route, routeWithLegs, scan as scanOf } from "../../test/store/event-builders.js";
+import {
+  bySortKey,
+  created,
+  handedOver,
+  idOf,
+  jsonTime,
+  planOf,
+  route,
+  routeWithLegs,
+  scan as scanOf,
+} from "../../test/store/event-builders.js";
 import { applyToDoc, roundCoordinate, sameEta } from "./derive.js";
 import { DocumentTooLargeError } from "./errors.js";
 import type { ProjectedEvent, ShipmentDoc } from "./ports.js";
@@ -136,6 +146,63 @@ describe("applyToDoc", () => {
     const r4 = applyToDoc(r2.doc, route(TN, "r4", t(8), t(60)));
     assert.deepEqual(r4.doc.route, {}, "a newer route event without legs leaves no stale legs");
     assert.equal(r4.doc.eta?.estimatedArrival, jsonTime(t(60)));
+  });
+
+  it("adds a handover's partner and a version, and changes neither status nor ETA", () => {
+    const before = fold([created(TN, "c", t(0), "cust-1"), routed("r", 1, 90, ["FRA", "CDG"], 1), scan("p", 2, ScanKind.PICKUP)]) as ShipmentDoc;
+    const r = applyToDoc(before, handedOver(TN, "h", t(3), "lastmile", "CDG"));
+    assert.deepEqual(r.doc.partnerCarrierCodes, ["lastmile"]);
+    assert.equal(r.doc.version, before.version + 1);
+    assert.equal(r.doc.updatedAt, new Date(t(3)).toISOString());
+    assert.equal(r.doc.status, ShipmentStatus.IN_TRANSIT);
+    assert.equal(r.doc.carrierCode, "acme");
+    assert.deepEqual([r.statusChanged, r.etaChanged, r.late, r.duplicate], [false, false, false, false]);
+    assert.deepEqual(r.doc.derivation.timeline, before.derivation.timeline, "a handover is not a status event");
+    assert.equal(before.partnerCarrierCodes, undefined, "the input document is not modified");
+    const again = applyToDoc(r.doc, handedOver(TN, "h", t(9), "lastmile", "CDG"));
+    assert.equal(again.duplicate, true);
+    assert.equal(again.doc, r.doc);
+  });
+
+  it("lists the creation's partners first, then the handovers' in event-time order, each once", () => {
+    const doc = fold([
+      handedOver(TN, "h2", t(20), "courier-b"),
+      created(TN, "c", t(0), "cust-1", "acme", ["air-x", "courier-b"]),
+      handedOver(TN, "h1", t(10), "lastmile"),
+      handedOver(TN, "h3", t(30), "air-x"),
+    ]) as ShipmentDoc;
+    assert.deepEqual(doc.partnerCarrierCodes, ["air-x", "courier-b", "lastmile"]);
+    assert.deepEqual(doc.derivation.createdPartners, ["air-x", "courier-b"]);
+    assert.deepEqual(doc.derivation.handovers?.map((h) => h.eventId), ["h1", "h2", "h3"]);
+    assert.equal(doc.status, ShipmentStatus.INFO_RECEIVED);
+  });
+
+  it("flags a handover older than one already applied as late", () => {
+    const first = applyToDoc(undefined, handedOver(TN, "h2", t(20), "courier-b"));
+    assert.equal(first.late, false);
+    assert.equal(first.doc.status, ShipmentStatus.UNSPECIFIED, "a handover before the creation keeps the document's status unset");
+    assert.equal(first.doc.carrierCode, "acme", "a document the creation has not reached yet takes the handover's carrier");
+    const older = applyToDoc(first.doc, handedOver(TN, "h1", t(10), "lastmile"));
+    assert.equal(older.late, true);
+    assert.deepEqual(older.doc.partnerCarrierCodes, ["lastmile", "courier-b"]);
+  });
+
+  it("converges on the partner carriers for every arrival order of creation, handovers and scans", () => {
+    const events: ProjectedEvent[] = [
+      created(TN, "c", t(0), "cust-1", "acme", ["air-x"]),
+      handedOver(TN, "h1", t(10), "lastmile", "CDG"),
+      handedOver(TN, "h2", t(20), "air-x"),
+      handedOver(TN, "h3", t(20), "courier-b"),
+      scan("p", 5, ScanKind.PICKUP),
+      scan("o", 25, ScanKind.OUT_FOR_DELIVERY),
+    ];
+    const expected = fold(sortedByTime(events)) as ShipmentDoc;
+    assert.deepEqual(expected.partnerCarrierCodes, ["air-x", "lastmile", "courier-b"]);
+    assert.equal(expected.status, ShipmentStatus.OUT_FOR_DELIVERY);
+    for (const order of permutations(events)) {
+      const got = fold(order) as ShipmentDoc;
+      assert.deepEqual(withSortedIds(got), withSortedIds(expected));
+    }
   });
 
   it("converges to the event-time-ordered result for every arrival order", () => {

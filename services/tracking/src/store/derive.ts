@@ -4,7 +4,7 @@ import { PlaceSchema } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js
 import { EtaChangeReason, EtaSchema, RouteSchema, type EtaJson, type RouteJson } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { eventKey } from "./events.js";
-import type { ApplyResult, ProjectedEvent, ShipmentDoc, TimelineEntry } from "./ports.js";
+import type { ApplyResult, HandoverEntry, ProjectedEvent, ShipmentDoc, TimelineEntry } from "./ports.js";
 
 /**
  * The shipment derivation rules: one pure module used by every adapter.
@@ -22,7 +22,9 @@ import type { ApplyResult, ProjectedEvent, ShipmentDoc, TimelineEntry } from "./
  * would have in event-time order. ETA and route plan: the route event with the newest
  * (eventTime, eventId) wins, for both together (its route, legs and all, replaces the previous
  * plan).
- * Location: the newest scan carrying one. So any arrival order of the same events converges to
+ * Location: the newest scan carrying one. Partner carriers: the newest creation's, then each
+ * handover's in (eventTime, eventId) order, each carrier once; a handover changes neither status
+ * nor ETA. So any arrival order of the same events converges to
  * the document an event-time-ordered apply produces (version = number of distinct events), except
  * `derivation.eventIds`, which records the order the events were applied in: version k is the
  * document after `eventIds[k - 1]`, so replaying the history in that order rebuilds every version.
@@ -147,8 +149,21 @@ export function applyToDoc(current: ShipmentDoc | undefined, event: ProjectedEve
         setOptional(doc, "origin", m.origin && toJson(PlaceSchema, m.origin));
         setOptional(doc, "destination", m.destination && toJson(PlaceSchema, m.destination));
         setOptional(doc, "weightGrams", m.weightGrams || undefined);
+        setOptional(doc.derivation, "createdPartners", m.partnerCarrierCodes.length > 0 ? [...m.partnerCarrierCodes] : undefined);
+        setOptional(doc, "partnerCarrierCodes", partnersOf(doc.derivation));
       }
       insertEntry(doc.derivation.timeline, { eventId, eventTime, kind: ScanKind.INFO, status: ShipmentStatus.INFO_RECEIVED });
+      break;
+    }
+    case "shipment.handed_over": {
+      const m = event.message;
+      const handovers = [...(doc.derivation.handovers ?? [])];
+      const newest = handovers[handovers.length - 1];
+      late = newest !== undefined && compareKeys(eventTime, eventId, newest.eventTime, newest.eventId) < 0;
+      insertEntry(handovers, { eventId, eventTime, carrierCode: m.partnerCarrierCode });
+      doc.derivation.handovers = handovers;
+      doc.partnerCarrierCodes = partnersOf(doc.derivation);
+      if (doc.carrierCode === undefined && m.carrierCode) doc.carrierCode = m.carrierCode;
       break;
     }
     case "scan.recorded": {
@@ -257,19 +272,27 @@ export function resolveScanStatus(kind: ScanKind, explicit: ShipmentStatus): Shi
   return statusForKind(kind);
 }
 
-function insertEntry(timeline: TimelineEntry[], entry: TimelineEntry): void {
+/** Inserts `entry` into a list kept in (eventTime, eventId) order. */
+function insertEntry<T extends { eventTime: string; eventId: string }>(timeline: T[], entry: T): void {
   let i = timeline.length;
   while (i > 0) {
-    const prev = timeline[i - 1] as TimelineEntry;
+    const prev = timeline[i - 1] as T;
     if (compareKeys(prev.eventTime, prev.eventId, entry.eventTime, entry.eventId) <= 0) break;
     i--;
   }
   timeline.splice(i, 0, entry);
 }
 
-function setOptional<K extends keyof ShipmentDoc>(doc: ShipmentDoc, key: K, value: ShipmentDoc[K] | undefined): void {
-  if (value === undefined) delete doc[key];
-  else doc[key] = value;
+/** The document's partner carriers: the creation's, then the handovers', each once; undefined for none. */
+function partnersOf(d: { createdPartners?: string[]; handovers?: HandoverEntry[] }): string[] | undefined {
+  const codes = new Set(d.createdPartners);
+  for (const h of d.handovers ?? []) codes.add(h.carrierCode);
+  return codes.size > 0 ? [...codes] : undefined;
+}
+
+function setOptional<T extends object, K extends keyof T>(target: T, key: K, value: T[K] | undefined): void {
+  if (value === undefined) delete target[key];
+  else target[key] = value;
 }
 
 /**

@@ -5,7 +5,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
-import { route, scan } from "../../test/store/event-builders.js";
+import { handedOver, route, scan } from "../../test/store/event-builders.js";
 import { DocumentTooLargeError, InvalidEventError } from "./errors.js";
 import { checkEvent, eventFromJson, eventKey } from "./events.js";
 import type { ProjectedEvent } from "./ports.js";
@@ -18,7 +18,7 @@ const rejects = (e: ProjectedEvent, field: string) =>
   assert.throws(() => checkEvent(e), (err: unknown) => err instanceof InvalidEventError && err.field === field);
 
 describe("eventKey", () => {
-  it("takes each event's own time: the scan's, else created_at, ready_time, planned_at, updated_at or the route's planned_at", () => {
+  it("takes each event's own time: the scan's, else created_at, ready_time, handed_over_at, planned_at, updated_at or the route's planned_at", () => {
     assert.deepEqual(eventKey(scan(TN, "s", T, ScanKind.PICKUP)), { eventId: "s", trackingNumber: TN, eventTime: iso(T) });
     const created = (m: Parameters<typeof create<typeof ShipmentCreatedSchema>>[1]): ProjectedEvent => ({
       type: "shipment.created",
@@ -27,6 +27,7 @@ describe("eventKey", () => {
     assert.equal(eventKey(created({ createdAt: timestampFromMs(T), readyTime: timestampFromMs(T + 1) })).eventTime, iso(T));
     assert.equal(eventKey(created({ readyTime: timestampFromMs(T + 1) })).eventTime, iso(T + 1));
     assert.equal(eventKey(created({})).eventTime, "", "no time: empty, which checkEvent refuses");
+    assert.deepEqual(eventKey(handedOver(TN, "h", T + 4, "lastmile")), { eventId: "h", trackingNumber: TN, eventTime: iso(T + 4) });
     const planned: ProjectedEvent = {
       type: "route.planned",
       message: create(RoutePlannedSchema, { eventId: "p", trackingNumber: TN, route: { plannedAt: timestampFromMs(T + 2) } }),
@@ -46,6 +47,8 @@ describe("checkEvent", () => {
     const json = checkEvent(e);
     assert.deepEqual(eventFromJson(e.type, JSON.parse(json)), e);
     assert.match(json, /"eventTime":"2026-11-01T08:00:00Z"/);
+    const h = handedOver(TN, "h", T, "lastmile", "CDG");
+    assert.deepEqual(eventFromJson(h.type, JSON.parse(checkEvent(h))), h);
   });
 
   it("refuses only what the store could not key, order, index or hold", () => {
@@ -64,6 +67,10 @@ describe("checkEvent", () => {
     assert.ok(yearOne.message.route?.eta);
     yearOne.message.route.eta.estimatedArrival = { $typeName: "google.protobuf.Timestamp", seconds: -62135596800n, nanos: 0 };
     rejects(yearOne, "route.eta.estimated_arrival");
+    rejects(handedOver(TN, "h", T, ""), "partner_carrier_code");
+    const timeless = handedOver(TN, "h", T, "lastmile");
+    timeless.message.handedOverAt = undefined;
+    rejects(timeless, "handed_over_at");
     assert.throws(() => checkEvent(scan(TN, "s", T, ScanKind.PICKUP, { note: "x".repeat(5000) }), 4096), DocumentTooLargeError);
   });
 

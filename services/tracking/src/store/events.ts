@@ -1,7 +1,7 @@
 import { clone, fromJson, toJson, type DescMessage, type JsonValue, type Message } from "@bufbuild/protobuf";
 import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { timestampFromDate, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import { ScanRecordedSchema, ShipmentCreatedSchema, ShipmentHandedOverSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { assertJsonSize, MAX_DOCUMENT_BYTES } from "./size.js";
 import { InvalidEventError } from "./errors.js";
@@ -23,7 +23,13 @@ export interface EventKey {
 }
 
 /** The event types the store applies (their catalog names). */
-export const EVENT_TYPES: ReadonlyArray<ProjectedEvent["type"]> = ["scan.recorded", "shipment.created", "route.planned", "route.updated"];
+export const EVENT_TYPES: ReadonlyArray<ProjectedEvent["type"]> = [
+  "scan.recorded",
+  "shipment.created",
+  "shipment.handed_over",
+  "route.planned",
+  "route.updated",
+];
 
 /** Latest time a timestamptz partition key may take here (PostgreSQL goes further; JavaScript dates do not). */
 const MAX_TIME_MS = Date.UTC(9999, 11, 31);
@@ -34,13 +40,15 @@ const keys = new WeakMap<object, EventKey>();
 const TIME_FIELD: Readonly<Record<ProjectedEvent["type"], string>> = {
   "scan.recorded": "scan.event_time",
   "shipment.created": "created_at",
+  "shipment.handed_over": "handed_over_at",
   "route.planned": "planned_at",
   "route.updated": "updated_at",
 };
 
 /**
  * The event's own time: the scan's event time for a scan, `created_at` (else `ready_time`) for a
- * creation, `planned_at` / `updated_at` (else the route's `planned_at`) for a route event.
+ * creation, `handed_over_at` for a handover, `planned_at` / `updated_at` (else the route's
+ * `planned_at`) for a route event.
  */
 export function eventTimestamp(e: ProjectedEvent): Timestamp | undefined {
   switch (e.type) {
@@ -48,6 +56,8 @@ export function eventTimestamp(e: ProjectedEvent): Timestamp | undefined {
       return e.message.scan?.eventTime;
     case "shipment.created":
       return e.message.createdAt ?? e.message.readyTime;
+    case "shipment.handed_over":
+      return e.message.handedOverAt;
     case "route.planned":
       return e.message.plannedAt ?? e.message.route?.plannedAt;
     case "route.updated":
@@ -72,6 +82,7 @@ export function eventKey(e: ProjectedEvent): EventKey {
 const SCHEMAS: Readonly<Record<ProjectedEvent["type"], DescMessage>> = {
   "scan.recorded": ScanRecordedSchema,
   "shipment.created": ShipmentCreatedSchema,
+  "shipment.handed_over": ShipmentHandedOverSchema,
   "route.planned": RoutePlannedSchema,
   "route.updated": RouteUpdatedSchema,
 };
@@ -128,6 +139,8 @@ export function eventFromJson(type: string, json: JsonValue): ProjectedEvent {
       return { type, message: fromJson(ScanRecordedSchema, json, { ignoreUnknownFields: true }) };
     case "shipment.created":
       return { type, message: fromJson(ShipmentCreatedSchema, json, { ignoreUnknownFields: true }) };
+    case "shipment.handed_over":
+      return { type, message: fromJson(ShipmentHandedOverSchema, json, { ignoreUnknownFields: true }) };
     case "route.planned":
       return { type, message: fromJson(RoutePlannedSchema, json, { ignoreUnknownFields: true }) };
     case "route.updated":
@@ -169,8 +182,9 @@ function unstorablePath(v: unknown, path: string): string | undefined {
  * What the store itself must refuse before writing, and the event's stored JSON (serialized once,
  * for the size limit and the write): an event without id, tracking number or a usable event time
  * (the dedupe key, the document key and the partition key); a scan without its scan; a route
- * event without an ETA; a scan position that is not finite or not on the globe (the geo index
- * would fail on it); text the database cannot hold; an event over `maxBytes`. Throws
+ * event without an ETA; a handover without its partner carrier (what the document records); a
+ * scan position that is not finite or not on the globe (the geo index would fail on it); text the
+ * database cannot hold; an event over `maxBytes`. Throws
  * {@link InvalidEventError} naming the field, or DocumentTooLargeError.
  */
 export function checkEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTES): string {
@@ -196,6 +210,9 @@ export function checkEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTES): st
       }
       break;
     }
+    case "shipment.handed_over":
+      if (!e.message.partnerCarrierCode) throw new InvalidEventError("partner_carrier_code", "is required");
+      break;
     case "shipment.created":
       break;
   }

@@ -3,7 +3,7 @@ import type { GeoPoint, PlaceJson } from "@logistics/shared/gen/logistics/common
 import type { EtaChangeReason, EtaJson, RouteJson } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import type { CarrierStatusJson, ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import type { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
-import type { ScanRecorded, ShipmentCreated } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import type { ScanRecorded, ShipmentCreated, ShipmentHandedOver } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import type { RoutePlanned, RouteUpdated } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 
 /**
@@ -23,6 +23,7 @@ import type { RoutePlanned, RouteUpdated } from "@logistics/shared/gen/logistics
 export type ProjectedEvent =
   | { readonly type: "scan.recorded"; readonly message: ScanRecorded }
   | { readonly type: "shipment.created"; readonly message: ShipmentCreated }
+  | { readonly type: "shipment.handed_over"; readonly message: ShipmentHandedOver }
   | { readonly type: "route.planned"; readonly message: RoutePlanned }
   | { readonly type: "route.updated"; readonly message: RouteUpdated };
 
@@ -40,6 +41,14 @@ export interface TimelineEntry {
   hubCode?: string;
 }
 
+/** A handover the document holds (see {@link ShipmentDoc.derivation}). */
+export interface HandoverEntry {
+  eventId: string;
+  eventTime: string;
+  /** The partner carrier that took the shipment over. */
+  carrierCode: string;
+}
+
 /**
  * The shipment read-model document. `derivation` is bookkeeping that makes derivation a function
  * of the SET of applied events (so any arrival order converges, apart from the order recorded in
@@ -51,6 +60,12 @@ export interface ShipmentDoc {
   customerId?: string;
   customerReference?: string;
   carrierCode?: string;
+  /**
+   * Partner carriers besides `carrierCode`, each once: the creation's (`derivation.createdPartners`)
+   * first, then the handovers' (`derivation.handovers`) in (eventTime, eventId) order. Absent
+   * while there are none.
+   */
+  partnerCarrierCodes?: string[];
   serviceLevel?: ServiceLevel;
   origin?: PlaceJson;
   destination?: PlaceJson;
@@ -88,6 +103,10 @@ export interface ShipmentDoc {
     eventIds: string[];
     /** eventTime|eventId of the creation event that set the static fields. */
     createdKey?: string;
+    /** The partner carriers named by the creation event that set the static fields (absent: none). */
+    createdPartners?: string[];
+    /** Every applied handover, in (eventTime, eventId) order (absent: none). */
+    handovers?: HandoverEntry[];
   };
 }
 

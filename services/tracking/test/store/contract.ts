@@ -8,7 +8,7 @@ import { DocumentTooLargeError, InvalidEventError, InvalidQueryError } from "../
 import { eventKey } from "../../src/store/events.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc, ShipmentStore, StoredEvent } from "../../src/store/ports.js";
 import { seededRandom } from "@logistics/shared/testing";
-import { bySortKey, created, idOf, jsonTime, planOf, route, routeWithLegs, scan, type RouteEvent } from "./event-builders.js";
+import { bySortKey, created, handedOver, idOf, jsonTime, planOf, route, routeWithLegs, scan, type RouteEvent } from "./event-builders.js";
 
 /** Options the contract asks a store factory for. */
 export interface ContractStoreOptions {
@@ -61,11 +61,14 @@ async function allEvents(store: ShipmentStore, tn: string, pageSize = 100): Prom
   return out;
 }
 
-/** The ten events of one shipment in the convergence test; the last one varies. */
+/**
+ * The eleven events of one shipment in the convergence test: the tenth varies, every other
+ * creation names a partner carrier, and the last is a handover to another one.
+ */
 function lifecycle(tn: string, i: number, t0: number, customerId: string): ProjectedEvent[] {
   const at = (latitude: number, longitude: number) => ({ latitude, longitude });
   const e: ProjectedEvent[] = [
-    created(tn, `${tn}-01`, t0, customerId),
+    created(tn, `${tn}-01`, t0, customerId, "acme", i % 2 === 1 ? ["air-x"] : []),
     route(tn, `${tn}-02`, t0 + 60_000, t0 + 48 * HOUR, "route.planned"),
     scan(tn, `${tn}-03`, t0 + HOUR, ScanKind.PICKUP, { location: at(52.5, 13.4) }),
     scan(tn, `${tn}-04`, t0 + 3 * HOUR, ScanKind.HUB_ARRIVAL, { hubCode: "BER1" }),
@@ -88,6 +91,7 @@ function lifecycle(tn: string, i: number, t0: number, customerId: string): Proje
     default:
       e.push(scan(tn, `${tn}-10`, t0 + 22 * HOUR, ScanKind.DELIVERY_ATTEMPT));
   }
+  e.push(handedOver(tn, `${tn}-11`, t0 + 9 * HOUR, "lastmile", "HAM1"));
   return e;
 }
 
@@ -246,6 +250,28 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         assert.deepEqual(results[1]?.after.route, planOf(events[0] as RouteEvent));
         assert.deepEqual(await store.getShipment(tn), results[1]?.after);
         assert.deepEqual(withSortedIds(results[1]?.after as ShipmentDoc), withSortedIds(sequentialDoc(events) as ShipmentDoc));
+      });
+    });
+
+    describe("handovers to partner carriers", () => {
+      it("keeps a handover once, in the history and as a partner, whether it arrives before or after the creation", async () => {
+        const tn = uniqueTrackingNumber();
+        const handover = handedOver(tn, `${tn}-h`, now - HOUR, "lastmile", "HAM1");
+        const creation = created(tn, `${tn}-c`, now - 3 * HOUR, "cust-ho", "acme", ["air-x"]);
+        const first = await store.applyEvent(handover);
+        assert.deepEqual([first.applied, first.statusChanged, first.etaChanged], [true, false, false]);
+        assert.deepEqual(first.after.partnerCarrierCodes, ["lastmile"]);
+        const results = await store.applyEvents([creation, handover, creation]);
+        assert.deepEqual(results.map((r) => [r.applied, r.duplicate]), [[true, false], [false, true], [false, true]]);
+        assert.equal((await store.applyEvent(handover)).duplicate, true);
+        const doc = await store.getShipment(tn);
+        assert.equal(doc?.version, 2);
+        assert.deepEqual(doc?.partnerCarrierCodes, ["air-x", "lastmile"]);
+        assert.equal(doc?.status, ShipmentStatus.INFO_RECEIVED);
+        assert.deepEqual(withSortedIds(doc as ShipmentDoc), withSortedIds(sequentialDoc([creation, handover]) as ShipmentDoc));
+        const history = await allEvents(store, tn);
+        assert.deepEqual(history.map((h) => h.eventId), [idOf(creation), idOf(handover)]);
+        assert.deepEqual(history[1]?.event, handover, "the history gives the handover back as it was applied");
       });
     });
 

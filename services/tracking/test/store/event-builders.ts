@@ -3,7 +3,7 @@ import { timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { EtaChangeReason, RouteSchema, TransportMode } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { ScanKind, ScanSchema } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
-import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import { ScanRecordedSchema, ShipmentCreatedSchema, ShipmentHandedOverSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { compareKeys } from "../../src/store/derive.js";
 import { eventKey } from "../../src/store/events.js";
@@ -11,7 +11,7 @@ import type { ProjectedEvent, ShipmentDoc } from "../../src/store/ports.js";
 
 /**
  * Events for store tests, built as the mesh builds them: the catalog's Protobuf messages (times in
- * epoch ms). One scan, creation or route event per call; ids and tracking numbers as given.
+ * epoch ms). One scan, creation, handover or route event per call; ids and tracking numbers as given.
  */
 
 const HOUR = 3_600_000;
@@ -49,7 +49,7 @@ export function scan(
   return { type: "scan.recorded", message };
 }
 
-export function created(tn: string, id: string, ms: number, customerId: string, carrierCode = "acme"): ProjectedEvent {
+export function created(tn: string, id: string, ms: number, customerId: string, carrierCode = "acme", partners: string[] = []): ProjectedEvent {
   const message = create(ShipmentCreatedSchema, {
     eventId: id,
     trackingNumber: tn,
@@ -59,8 +59,27 @@ export function created(tn: string, id: string, ms: number, customerId: string, 
     customerId,
     serviceLevel: ServiceLevel.STANDARD,
     origin: { countryCode: "DE", city: "Berlin", location: { latitude: 52.52, longitude: 13.405 } },
+    partnerCarrierCodes: partners,
   });
   return { type: "shipment.created", message };
+}
+
+export type HandoverEvent = Extract<ProjectedEvent, { type: "shipment.handed_over" }>;
+
+/** A handover of an "acme" shipment to `partner`, at `hubCode` when given. */
+export function handedOver(tn: string, id: string, ms: number, partner: string, hubCode = ""): HandoverEvent {
+  const message = create(ShipmentHandedOverSchema, {
+    eventId: id,
+    trackingNumber: tn,
+    shipmentId: `s-${tn}`,
+    carrierCode: "acme",
+    partnerCarrierCode: partner,
+    hubCode,
+    handedOverAt: timestampFromMs(ms),
+    requestedByCarrierCode: "acme",
+    region: "eu-west",
+  });
+  return { type: "shipment.handed_over", message };
 }
 
 /** A route event: its ETA and, with `legs`, a plan. */

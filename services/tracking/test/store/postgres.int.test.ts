@@ -15,6 +15,7 @@ import { DocumentTooLargeError } from "../../src/store/errors.js";
 import type { ProjectedEvent, ShipmentQuery } from "../../src/store/ports.js";
 import { normalizeQuery } from "../../src/store/query.js";
 import { runShipmentStoreContract, uniqueTrackingNumber } from "./contract.js";
+import { created } from "./event-builders.js";
 
 function scan(tn: string, id: string, time: string, kind = ScanKind.HUB_ARRIVAL, rawStatus = { code: "X", text: "" }): ProjectedEvent {
   const scanned = { eventId: id, trackingNumber: tn, eventTime: timestampFromMs(Date.parse(time)), carrierCode: "acme", rawStatus };
@@ -388,6 +389,43 @@ describe("PostgresShipmentStore", () => {
       } finally {
         await pool.end();
         await legacy.drop();
+      }
+    });
+  });
+
+  describe("migration 6 (partner carriers in the document)", () => {
+    it("copies the partners of the creation that set each document's static fields, as applying it now does", async () => {
+      const before6 = await createTestSchema({ prefix: "store_v5" });
+      const pool = new pg.Pool({ connectionString: before6.connectionString, max: 2 });
+      try {
+        await migrate(pool, MIGRATIONS.filter((m) => m.version <= 5));
+        const store = await createPostgresShipmentStore({ pool, migrate: false });
+        const t = (h: number) => Date.UTC(2026, 10, 1, h);
+        const [a, b, c] = [uniqueTrackingNumber(), uniqueTrackingNumber(), uniqueTrackingNumber()];
+        // b has two creations: the newer one (its static fields) names other partners.
+        await store.applyEvents([
+          created(a, `${a}-c`, t(8), "cust", "acme", ["lastmile", "air-x", "lastmile"]),
+          scan(a, `${a}-s`, new Date(t(9)).toISOString()),
+          created(b, `${b}-c2`, t(8), "cust", "acme", ["courier-b"]),
+          created(b, `${b}-c1`, t(7), "cust", "acme", ["air-x"]),
+          created(c, `${c}-c`, t(8), "cust"),
+        ]);
+        const now = async () => {
+          const rows = await pool.query<{ tracking_number: string; doc: unknown }>("SELECT tracking_number, doc FROM shipments");
+          return new Map(rows.rows.map((r) => [r.tracking_number, r.doc]));
+        };
+        const applied = await now();
+        assert.deepEqual((applied.get(a) as { partnerCarrierCodes?: string[] }).partnerCarrierCodes, ["lastmile", "air-x"]);
+        // What a release before this one wrote: no partners in the documents.
+        await pool.query(`UPDATE shipments SET doc = (doc #- '{derivation,createdPartners}'::text[]) - 'partnerCarrierCodes'::text`);
+        assert.equal(JSON.stringify([...(await now()).values()]).includes("air-x"), false);
+
+        assert.deepEqual(await migrate(pool), [6]);
+        assert.deepEqual(await now(), applied);
+        await store.close();
+      } finally {
+        await pool.end();
+        await before6.drop();
       }
     });
   });

@@ -199,6 +199,35 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP FUNCTION IF EXISTS shipment_geo_cell(float8, float8);
     `,
   },
+  {
+    version: 6,
+    name: "documents list the partner carriers their creation named",
+    // Documents now keep the partner carriers (derive.ts: derivation.createdPartners from the
+    // creation, derivation.handovers, partnerCarrierCodes). Before, the creation's
+    // partner_carrier_codes were stored in its history row only, and handovers were not applied
+    // at all; this copies the list of the creation that set each document's static fields (the
+    // one named by derivation.createdKey, "<eventTime>|<eventId>") into the document, as applying
+    // it now would. One pass over the shipments, each joined to its history by the
+    // tracking-number index.
+    sql: `
+      UPDATE shipments s
+         SET doc = jsonb_set(
+               jsonb_set(s.doc, '{derivation,createdPartners}', e.payload->'partnerCarrierCodes'),
+               '{partnerCarrierCodes}',
+               (SELECT jsonb_agg(to_jsonb(p.code) ORDER BY p.n)
+                  FROM (SELECT code, min(n) AS n
+                          FROM jsonb_array_elements_text(e.payload->'partnerCarrierCodes') WITH ORDINALITY AS a(code, n)
+                         GROUP BY code) p))
+        FROM shipment_events e
+       WHERE s.doc->'derivation' ? 'createdKey'
+         AND NOT s.doc->'derivation' ? 'createdPartners'
+         AND e.tracking_number = s.tracking_number
+         AND e.event_type = 'shipment.created'
+         AND e.event_id = substr(s.doc->'derivation'->>'createdKey', strpos(s.doc->'derivation'->>'createdKey', '|') + 1)
+         AND jsonb_typeof(e.payload->'partnerCarrierCodes') = 'array'
+         AND jsonb_array_length(e.payload->'partnerCarrierCodes') > 0;
+    `,
+  },
 ];
 
 /**
