@@ -15,7 +15,7 @@ import {
 } from "@logistics/shared/testing";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
+import { createContextValues, createHandlerContext, type Client, type HandlerContext } from "@connectrpc/connect";
 import { ANONYMOUS, principalKey, type Principal } from "@logistics/shared/auth";
 import { createCatalogPublisher, type EventCatalog } from "@logistics/shared/events";
 import {
@@ -39,8 +39,10 @@ import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment
 import {
   ScanRecordedSchema,
   ShipmentCreatedSchema,
+  ShipmentHandedOverSchema,
   type ScanRecorded,
   type ShipmentCreated,
+  type ShipmentHandedOver,
 } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, type RoutePlanned } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import type { EventPublisher } from "@logistics/shared/nats";
@@ -53,6 +55,7 @@ import type { ProjectedEvent, ShipmentDoc } from "../src/store/ports.js";
 export type FixtureEvent =
   | { kind: "scan"; message: ScanRecorded; event: ProjectedEvent }
   | { kind: "created"; message: ShipmentCreated; event: ProjectedEvent }
+  | { kind: "handover"; message: ShipmentHandedOver; event: ProjectedEvent }
   | { kind: "route"; message: RoutePlanned; event: ProjectedEvent };
 
 export const REGION = "eu-west";
@@ -77,7 +80,7 @@ const HUBS = [
   { code: "MAD", lat: 40.47, lon: -3.56 },
 ];
 
-export function createdEvent(tn: string, at: Date, customerId = "cust-1"): FixtureEvent {
+export function createdEvent(tn: string, at: Date, customerId = "cust-1", partnerCarrierCodes: string[] = []): FixtureEvent {
   const message = create(ShipmentCreatedSchema, {
     eventId: `created.${tn}`,
     trackingNumber: tn,
@@ -91,6 +94,7 @@ export function createdEvent(tn: string, at: Date, customerId = "cust-1"): Fixtu
     createdAt: timestampFromDate(at),
     readyTime: timestampFromDate(at),
     weightGrams: 1200,
+    partnerCarrierCodes,
   });
   return { kind: "created", message, event: { type: "shipment.created", message } };
 }
@@ -113,6 +117,22 @@ export function scanEvent(tn: string, n: number, kind: ScanKind, at: Date, hub?:
     region: REGION,
   });
   return { kind: "scan", message, event: { type: "scan.recorded", message } };
+}
+
+/** A ShipmentHandedOver of the shipment to `partner`, as ingest's HandOverShipment publishes it. */
+export function handoverEvent(tn: string, partner: string, at: Date, hubCode = ""): FixtureEvent {
+  const message = create(ShipmentHandedOverSchema, {
+    eventId: `ho.${tn}.${partner}`,
+    trackingNumber: tn,
+    shipmentId: `shp_${tn}`,
+    carrierCode: CARRIER,
+    partnerCarrierCode: partner,
+    hubCode,
+    handedOverAt: timestampFromDate(at),
+    requestedByCarrierCode: CARRIER,
+    region: REGION,
+  });
+  return { kind: "handover", message, event: { type: "shipment.handed_over", message } };
 }
 
 /** A RoutePlanned (revision 1) FRA → CDG → AMS by road then air, with the given ETA. */
@@ -148,7 +168,8 @@ const JOURNEY: ScanKind[] = [
 
 /**
  * A data set for `count` shipments: each a creation event, 2-4 scans along a journey (some with
- * an exception, some ending delivered), and for one in five a route plan.
+ * an exception, some ending delivered), for one in five a route plan, and for one in four a
+ * handover to a partner carrier.
  */
 export function generateDataSet(tag: string, count: number, seed: number): FixtureEvent[] {
   const random = seededRandom(seed);
@@ -166,6 +187,7 @@ export function generateDataSet(tag: string, count: number, seed: number): Fixtu
       events.push(scanEvent(tn, s, kind, new Date(t0 + (s + 1) * 3_600_000), kind === ScanKind.HUB_ARRIVAL || kind === ScanKind.HUB_DEPARTURE ? hub : undefined));
     }
     if (i % 5 === 0) events.push(routeEvent(tn, new Date(t0 + 60_000), new Date(t0 + 3 * 86_400_000)));
+    if (i % 4 === 1) events.push(handoverEvent(tn, "lastmile", new Date(t0 + 90 * 60_000), HUBS[i % HUBS.length]?.code));
   }
   return events;
 }
@@ -179,6 +201,9 @@ export async function publishFixture(publisher: EventPublisher, subjects: Subjec
       return;
     case "created":
       await publisher.publish(subjects.shipmentCreated(region), ShipmentCreatedSchema, e.message, { msgId: id });
+      return;
+    case "handover":
+      await publisher.publish(subjects.shipmentHandedOver(region), ShipmentHandedOverSchema, e.message, { msgId: id });
       return;
     case "route":
       await publisher.publish(subjects.routePlanned(region), RoutePlannedSchema, e.message, { msgId: id });
@@ -276,6 +301,29 @@ export function openWatches(handlers: TrackingHandlers, trackingNumber: string, 
       await Promise.all(runs);
     },
   };
+}
+
+/** A running watch stream: what it received, how it ended, and how to cut it. */
+export interface Watch {
+  updates: WatchShipmentResponse[];
+  ended: Promise<{ error?: unknown }>;
+  cancel(): void;
+}
+
+/** A WatchShipment call through a Connect client, collecting what it receives; `headers` e.g. a bearer token. */
+export function connectWatch(client: Client<typeof TrackingService>, trackingNumber: string, afterSequence = 0n, headers?: Record<string, string>): Watch {
+  const abort = new AbortController();
+  const updates: WatchShipmentResponse[] = [];
+  const ended = (async () => {
+    try {
+      const stream = client.watchShipment({ trackingNumber, afterSequence }, { signal: abort.signal, ...(headers ? { headers } : {}) });
+      for await (const u of stream) updates.push(u);
+      return {};
+    } catch (error) {
+      return { error };
+    }
+  })();
+  return { updates, ended, cancel: () => abort.abort() };
 }
 
 // ---- running tracking replicas in-process ----

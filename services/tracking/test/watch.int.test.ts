@@ -21,6 +21,7 @@ import { uniqueName, waitFor } from "@logistics/shared/testing";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
+  connectWatch,
   createdEvent,
   createTrackingTestEnv,
   publishFixture,
@@ -28,14 +29,8 @@ import {
   scanEvent,
   trackingNumber,
   type TrackingTestEnv,
+  type Watch,
 } from "./tracking-fixtures.js";
-
-/** A running watch stream: what it received, how it ended, and how to cut it. */
-interface Watch {
-  updates: WatchShipmentResponse[];
-  ended: Promise<{ error?: unknown }>;
-  cancel(): void;
-}
 
 function grpcWatch(port: number, trackingNumber: string, afterSequence = 0n): Watch {
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
@@ -52,20 +47,6 @@ function grpcWatch(port: number, trackingNumber: string, afterSequence = 0n): Wa
     call.on("end", () => resolve({}));
   }).finally(() => client.close());
   return { updates, ended, cancel: () => call.cancel() };
-}
-
-function connectWatch(client: Client<typeof TrackingService>, trackingNumber: string, afterSequence = 0n): Watch {
-  const abort = new AbortController();
-  const updates: WatchShipmentResponse[] = [];
-  const ended = (async () => {
-    try {
-      for await (const u of client.watchShipment({ trackingNumber, afterSequence }, { signal: abort.signal })) updates.push(u);
-      return {};
-    } catch (error) {
-      return { error };
-    }
-  })();
-  return { updates, ended, cancel: () => abort.abort() };
 }
 
 const changes = (w: Watch) => w.updates.filter((u) => u.kind !== WatchUpdateKind.HEARTBEAT);
