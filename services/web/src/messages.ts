@@ -44,6 +44,11 @@ export interface EventMessages {
   readonly returning: string;
   readonly returned: string;
   readonly corrected: string;
+  /**
+   * The parcel went to another carrier (e.g. a last-mile one): `partner` is that carrier's code
+   * when the reader may see it, else empty; `place` is empty when it did not happen at a hub.
+   */
+  handedOver(partner: string, place: string): string;
   readonly carrierUpdate: string;
 }
 

@@ -290,6 +290,8 @@ export function eventText(e: ShipmentEvent, c: RenderContext): string {
   const place = e.hubCode ? hubPlace(e.hubCode, c) : "";
   if (e.kind === ShipmentEventKind.CREATED) return ev.created;
   if (e.kind === ShipmentEventKind.STATUS_CORRECTED) return ev.corrected;
+  // The partner's code only reaches readers who may see it (never the anonymous page).
+  if (e.kind === ShipmentEventKind.HANDED_OVER) return ev.handedOver(e.partnerCarrierCode, place);
   switch (e.scanKind) {
     case ScanKind.INFO:
       return ev.info;

@@ -24,8 +24,8 @@ export interface ShipmentModelStore {
 
 /**
  * Creates an empty model. Public events carry no id, so the history dedupes on what the event
- * says (kind, event time, status, scan kind, hub, carrier text): a change that arrives both in the
- * history listing and on the live stream appears once.
+ * says (kind, event time, status, scan kind, hub, carrier text, partner): a change that arrives
+ * both in the history listing and on the live stream appears once.
  */
 export function createShipmentModel(): ShipmentModelStore {
   let shipment: Shipment | undefined;
@@ -53,5 +53,5 @@ export function eventTimeMs(e: ShipmentEvent): number {
 
 function eventKey(e: ShipmentEvent): string {
   const t = e.eventTime ? `${e.eventTime.seconds}.${e.eventTime.nanos}` : "-";
-  return [e.kind, t, e.status, e.scanKind, e.hubCode, e.carrierStatus?.text ?? ""].join("|");
+  return [e.kind, t, e.status, e.scanKind, e.hubCode, e.carrierStatus?.text ?? "", e.partnerCarrierCode].join("|");
 }

@@ -111,6 +111,7 @@ const en: Catalog = {
       returning: "On its way back to the sender",
       returned: "Returned to the sender",
       corrected: "An earlier update was corrected",
+      handedOver: (partner, place) => `Handed over to ${partner || "a partner carrier"}${place ? ` in ${place}` : ""}`,
       carrierUpdate: "Update from the carrier",
     },
     carrierNote: (text) => `Carrier's note: ${text}`,

@@ -111,6 +111,7 @@ const ko: Catalog = {
       returning: "보낸 사람에게 돌아가는 중입니다",
       returned: "보낸 사람에게 반송되었습니다",
       corrected: "이전 정보가 정정되었습니다",
+      handedOver: (partner, place) => `${place ? `${place}에서 ` : ""}${partner || "협력 운송사"}에 인계되었습니다`,
       carrierUpdate: "운송사 업데이트",
     },
     carrierNote: (text) => `운송사 메모: ${text}`,
