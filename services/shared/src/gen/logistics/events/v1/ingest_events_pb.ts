@@ -354,7 +354,9 @@ export const ShipmentCreatedSchema: GenMessage<ShipmentCreated, {jsonType: Shipm
  * A shipment was handed over to a partner carrier (IngestService.HandOverShipment): from now on the
  * partner's scans of it are accepted too. Published by ingest on the subject family
  * `logistics.shipment.handed_over.<region>`, with event_id as the JetStream message id, after the
- * shipment directory recorded the partner and before the RPC answers.
+ * shipment directory recorded the partner and before the RPC answers. Consumer: tracking (a
+ * HANDED_OVER event in the shipment's history at handed_over_at, and the partner added to
+ * Shipment.partner_carrier_codes; status and ETA unchanged).
  *
  * @generated from message logistics.events.v1.ShipmentHandedOver
  */
@@ -428,7 +430,9 @@ export type ShipmentHandedOver = Message<"logistics.events.v1.ShipmentHandedOver
  * A shipment was handed over to a partner carrier (IngestService.HandOverShipment): from now on the
  * partner's scans of it are accepted too. Published by ingest on the subject family
  * `logistics.shipment.handed_over.<region>`, with event_id as the JetStream message id, after the
- * shipment directory recorded the partner and before the RPC answers.
+ * shipment directory recorded the partner and before the RPC answers. Consumer: tracking (a
+ * HANDED_OVER event in the shipment's history at handed_over_at, and the partner added to
+ * Shipment.partner_carrier_codes; status and ETA unchanged).
  *
  * @generated from message logistics.events.v1.ShipmentHandedOver
  */
