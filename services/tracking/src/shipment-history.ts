@@ -41,13 +41,20 @@ export class HistoryGapError extends Error {
 
 /**
  * The steps from `from` (the document at some version, or undefined for version 0) to
- * `target.version`, replaying `target`'s applied events after `from.version`.
+ * `target.version`, replaying `target`'s applied events after `from.version`. The last step's
+ * document is `target` itself (what its replay gives: {@link applyToDoc} is deterministic), so
+ * whatever was rendered from `target` once serves its step too.
  */
 export function stepsBetween(
   from: ShipmentDoc | undefined,
   target: ShipmentDoc,
   history: ReadonlyMap<string, StoredEvent>,
 ): VersionStep[] {
+  return replay(from, target, history, true);
+}
+
+/** The steps to `target.version`; the last one's document is `target` when `endAtTarget`, else replayed too. */
+function replay(from: ShipmentDoc | undefined, target: ShipmentDoc, history: ReadonlyMap<string, StoredEvent>, endAtTarget: boolean): VersionStep[] {
   const steps: VersionStep[] = [];
   let cur = from;
   const start = from?.version ?? 0;
@@ -55,7 +62,7 @@ export function stepsBetween(
     const id = target.derivation.eventIds[v - 1];
     const cause = id === undefined ? undefined : history.get(id);
     if (id === undefined || !cause) throw new HistoryGapError(target.trackingNumber, id ?? `#${v}`);
-    cur = applyToDoc(cur, cause.event).doc;
+    cur = endAtTarget && v === target.version ? target : applyToDoc(cur, cause.event).doc;
     steps.push({ version: v, doc: cur, cause });
   }
   return steps;
@@ -65,7 +72,8 @@ export function stepsBetween(
 export function docAtVersion(target: ShipmentDoc, version: number, history: ReadonlyMap<string, StoredEvent>): ShipmentDoc {
   if (version === target.version) return target;
   const partial = { ...target, version, derivation: { ...target.derivation, eventIds: target.derivation.eventIds.slice(0, version) } };
-  const steps = stepsBetween(undefined, partial, history);
+  // `partial` carries the newest version's fields: every step, the last too, is replayed.
+  const steps = replay(undefined, partial, history, false);
   const last = steps[steps.length - 1];
   if (!last) throw new RangeError(`version ${version} out of range`);
   return last.doc;

@@ -347,6 +347,15 @@ describe("shipment history replay", () => {
     assert.deepEqual(steps.at(-1)?.doc, target);
   });
 
+  it("ends at the target document itself (shared renderings), while an older version is replayed whole", () => {
+    const steps = stepsBetween(undefined, target, history);
+    assert.equal(steps.at(-1)?.doc, target, "the target object, not a copy");
+    const at3 = docAtVersion(target, 3, history);
+    assert.deepEqual(at3, steps[2]?.doc);
+    assert.deepEqual(at3.derivation.eventIds, ["c1", "s3", "s1"]);
+    assert.equal(at3.hubCode, undefined, "not the newest version's hub");
+  });
+
   it("continues from a given version without repeating it", () => {
     const at2 = docAtVersion(target, 2, history);
     assert.equal(at2.version, 2);
