@@ -1,7 +1,9 @@
 import * as assert from "node:assert/strict";
 import { describe, it } from "vitest";
 import { commitAll, journey, type Commit } from "../test/live-changes.js";
-import { decodeNotice, encodeNotice, noticeChange } from "./live-notice.js";
+import { create } from "@bufbuild/protobuf";
+import { TimestampSchema } from "@bufbuild/protobuf/wkt";
+import { decodeNotice, encodeNotice, localNotice, noticeChange } from "./live-notice.js";
 
 const TN = "TN00000001";
 const encoder = new TextEncoder();
@@ -25,6 +27,27 @@ describe("live notices", () => {
       second.applied.map(({ event }) => event),
     );
     assert.equal(decodeNotice(TN, noticeOf(first)).change?.events.length, 2);
+  });
+
+  it("taken in process: the document object the projector wrote, and the events as the wire (and the history) gives them", () => {
+    const local = localNotice(5, noticeChange(second.doc, second.applied));
+    assert.equal(local.change?.doc, second.doc, "the same object: what was rendered from it is shared");
+    assert.deepEqual(local.change?.events, decodeNotice(TN, noticeOf(second)).change?.events);
+    assert.deepEqual(localNotice(5), { version: 5 });
+
+    // A time proto JSON cannot write is cleared in the history row: the local event is the row's.
+    const events = journey(TN, 2);
+    const last = events[events.length - 1]!;
+    if (last.type !== "scan.recorded") throw new Error("the journey ends with a scan");
+    last.message.recordedAt = create(TimestampSchema, { seconds: 10n ** 12n });
+    const [odd] = commitAll([events]) as [Commit];
+    const change = noticeChange(odd.doc, odd.applied);
+    const fromWire = decodeNotice(TN, encodeNotice(odd.doc.version, change)).change?.events;
+    const inProcess = localNotice(odd.doc.version, change).change?.events;
+    assert.ok(fromWire && inProcess);
+    assert.deepEqual(inProcess, fromWire);
+    const lastEvent = inProcess.at(-1)?.event;
+    assert.ok(lastEvent?.type === "scan.recorded" && lastEvent.message.recordedAt === undefined, "the unwritable time is cleared");
   });
 
   it("announce the version alone when the change is over the size limit or its writes are not known", () => {

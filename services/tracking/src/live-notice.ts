@@ -1,5 +1,6 @@
 import type { JsonValue } from "@bufbuild/protobuf";
-import { storedEvent } from "./store/events.js";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { eventKey, storedEvent } from "./store/events.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc, StoredEvent } from "./store/ports.js";
 
 /*
@@ -19,12 +20,23 @@ import type { ApplyResult, ProjectedEvent, ShipmentDoc, StoredEvent } from "./st
 /** Largest notice that carries data; a larger change is announced by its version alone. */
 export const MAX_NOTICE_BYTES = 64 * 1024;
 
-/** A committed change as the projector hands it to the notifier: the JSON the store wrote. */
+/**
+ * A committed change as the projector hands it to the notifier: what the store wrote, as JSON
+ * (for other replicas) and as objects (for this replica's own watchers, {@link localNotice}).
+ */
 export interface NoticeChange {
-  /** The shipment's newest document as written. */
+  /** The shipment's newest document. */
+  readonly doc: ShipmentDoc;
+  /** That document as written. */
   readonly docJson: string;
-  /** The events of the versions up to the document's, oldest first. */
-  readonly events: ReadonlyArray<{ readonly type: string; readonly late: boolean; readonly appliedAt: Date; readonly json: string }>;
+  /** The events of the versions up to the document's, oldest first, as the history holds them. */
+  readonly events: ReadonlyArray<{
+    readonly type: string;
+    readonly late: boolean;
+    readonly appliedAt: Date;
+    readonly json: string;
+    readonly event: ProjectedEvent;
+  }>;
 }
 
 /** A notice as received. */
@@ -56,9 +68,24 @@ export function noticeChange(
   const events: Array<NoticeChange["events"][number]> = [];
   for (const [i, { event, result }] of applied.entries()) {
     if (!result.stored || result.version !== first + i) return undefined;
-    events.push({ type: event.type, late: result.late, appliedAt: result.stored.appliedAt, json: result.stored.eventJson });
+    events.push({ type: event.type, late: result.late, appliedAt: result.stored.appliedAt, json: result.stored.eventJson, event: result.stored.event });
   }
-  return { docJson, events };
+  return { doc, docJson, events };
+}
+
+/**
+ * The notice of `version` as this replica's own watchers take it, without a trip through NATS
+ * and JSON: the same document object the projector wrote (so whatever is rendered from it once,
+ * e.g. the Shipment message of the cache refresh, is shared) and the stored events as they read
+ * back from the history. No size limit applies: nothing is sent.
+ */
+export function localNotice(version: number, change?: NoticeChange): LiveNotice {
+  if (!change) return { version };
+  const events = change.events.map(({ event, late, appliedAt }): StoredEvent => {
+    const { eventId, trackingNumber, eventTime } = eventKey(event);
+    return { event, eventId, trackingNumber, eventTime, late, appliedAt: timestampFromDate(appliedAt) };
+  });
+  return { version, change: { doc: change.doc, events } };
 }
 
 const encoder = new TextEncoder();

@@ -1,6 +1,7 @@
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { randomUUID } from "node:crypto";
+import { headers, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Subjects } from "@logistics/shared/nats";
-import { decodeNotice, encodeNotice, type LiveNotice, type NoticeChange } from "./live-notice.js";
+import { decodeNotice, encodeNotice, localNotice, type LiveNotice, type NoticeChange } from "./live-notice.js";
 
 /*
  * Cross-replica "shipment changed" notices over core NATS (`subjects.liveShipment`). The projector
@@ -9,7 +10,16 @@ import { decodeNotice, encodeNotice, type LiveNotice, type NoticeChange } from "
  * the watchers of the shipment on every API replica can follow without reading the store
  * (watch-feed.ts). Notices are hints, not the truth: a lost, garbled, out-of-order or version-only
  * notice makes the watchers read the store, and a heartbeat re-read catches a lost last one.
+ *
+ * The replica whose projector committed a change hands the notice to its own watchers in process
+ * (the document object as written and the events as stored: nothing to decode, and the Shipment
+ * rendered for the cache refresh is the one those watchers send) and tags what it publishes with
+ * its origin, so its own subscriptions skip the echo. Other replicas, and replicas that do not
+ * know the tag, take the notice from NATS.
  */
+
+/** Header naming the process that published a notice (a random id per process). */
+export const NOTICE_ORIGIN_HEADER = "Logistics-Notice-Origin";
 
 /** Publishes change notices. */
 export interface LiveNotifier {
@@ -20,15 +30,21 @@ export interface LiveNotifier {
   notify(trackingNumber: string, version: number, change?: NoticeChange): void;
 }
 
-/** Creates the notifier the projector uses. */
-export function createLiveNotifier(nc: NatsConnection, subjects: Pick<Subjects, "liveShipment">): LiveNotifier {
+/**
+ * Creates the notifier the projector uses. With `local` (the replica's hub), the replica's own
+ * watchers get each notice in process and the hub skips its echo from NATS.
+ */
+export function createLiveNotifier(nc: NatsConnection, subjects: Pick<Subjects, "liveShipment">, local?: LiveHub): LiveNotifier {
+  const h = local ? headers() : undefined;
+  if (h && local) h.set(NOTICE_ORIGIN_HEADER, local.origin);
   return {
     notify(trackingNumber, version, change) {
       try {
-        nc.publish(subjects.liveShipment(trackingNumber), encodeNotice(version, change));
+        nc.publish(subjects.liveShipment(trackingNumber), encodeNotice(version, change), h ? { headers: h } : undefined);
       } catch {
         // A closed or draining connection: watchers catch up on their next periodic re-read.
       }
+      local?.deliver(trackingNumber, localNotice(version, change));
     },
   };
 }
@@ -41,6 +57,13 @@ export interface LiveHub {
    * empty). One NATS subscription per watched shipment, shared by its listeners.
    */
   listen(trackingNumber: string, listener: (notice: LiveNotice) => void): () => void;
+  /**
+   * Hands a notice of this process to the listeners of `trackingNumber` (none: nothing happens).
+   * A listener that throws does not keep it from the others.
+   */
+  deliver(trackingNumber: string, notice: LiveNotice): void;
+  /** This process's origin tag: notices published with it are not taken from NATS again. */
+  readonly origin: string;
   /** Unsubscribes everything. */
   close(): void;
 }
@@ -48,7 +71,18 @@ export interface LiveHub {
 /** Creates the hub an API replica's WatchShipment handlers share. */
 export function createLiveHub(nc: NatsConnection, subjects: Pick<Subjects, "liveShipment">): LiveHub {
   const entries = new Map<string, { sub: Subscription; listeners: Set<(notice: LiveNotice) => void> }>();
+  const origin = randomUUID();
+  const fanOut = (listeners: ReadonlySet<(notice: LiveNotice) => void>, notice: LiveNotice) => {
+    for (const l of listeners) {
+      try {
+        l(notice);
+      } catch {
+        // A watcher's failure is its own; the heartbeat re-read covers it.
+      }
+    }
+  };
   return {
+    origin,
     listen(trackingNumber, listener) {
       let entry = entries.get(trackingNumber);
       if (!entry) {
@@ -56,8 +90,9 @@ export function createLiveHub(nc: NatsConnection, subjects: Pick<Subjects, "live
         const sub = nc.subscribe(subjects.liveShipment(trackingNumber), {
           callback: (err, msg) => {
             if (err) return;
-            const notice = decodeNotice(trackingNumber, msg.data);
-            for (const l of listeners) l(notice);
+            // Delivered in process already (`deliver`).
+            if (msg.headers?.get(NOTICE_ORIGIN_HEADER) === origin) return;
+            fanOut(listeners, decodeNotice(trackingNumber, msg.data));
           },
         });
         entry = { sub, listeners };
@@ -72,6 +107,10 @@ export function createLiveHub(nc: NatsConnection, subjects: Pick<Subjects, "live
           current.sub.unsubscribe();
         }
       };
+    },
+    deliver(trackingNumber, notice) {
+      const entry = entries.get(trackingNumber);
+      if (entry) fanOut(entry.listeners, notice);
     },
     close() {
       for (const { sub } of entries.values()) sub.unsubscribe();

@@ -51,6 +51,8 @@ export interface ProjectorOptions {
   cache?: ShipmentCache;
   /** Cross-replica change notices for watchers (optional). */
   notifier?: LiveNotifier;
+  /** Renders the Shipment of a cache refresh (default `shipmentMessage`): a memo shared with the watchers renders each version once. */
+  shipmentMessages?: (doc: ShipmentDoc) => ReturnType<typeof shipmentMessage>;
   /**
    * Replaces `tracking` in the durable names (`tracking-scans`, `tracking-shipment-events`,
    * `tracking-routes`), e.g. for a second projection. Default "tracking".
@@ -163,6 +165,7 @@ const errorText = (err: unknown) => (err instanceof Error ? err.message : String
  */
 export async function startProjector(opts: ProjectorOptions): Promise<Projector> {
   const { js, jsm, nc, catalog, store, publisher, metrics, cache, notifier } = opts;
+  const render = opts.shipmentMessages ?? shipmentMessage;
   const log = opts.logger ?? silentNatsLog;
   const now = opts.now ?? (() => new Date());
   const defaultRegion = opts.defaultRegion ?? "global";
@@ -369,7 +372,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
 
     const cacheWrites = cache
       ? [...newest.values()].map(({ doc }) =>
-          cache.put(shipmentMessage(doc)).catch((err: unknown) => {
+          cache.put(render(doc)).catch((err: unknown) => {
             metrics.cacheErrors.inc({ op: "put" });
             log.debug({ err, trackingNumber: doc.trackingNumber }, "cache refresh failed");
           }),

@@ -16,7 +16,7 @@ import { StoreError } from "./store/errors.js";
 import type { ShipmentQuery, ShipmentStore } from "./store/ports.js";
 import type { LiveHub } from "./live-updates.js";
 import { createWatchFeeds, type WatchFeeds } from "./watch-feed.js";
-import { createWatchMessages } from "./watch-messages.js";
+import { createWatchMessages, type ShipmentMessages } from "./watch-messages.js";
 import { HistoryGapError } from "./shipment-history.js";
 import type { ShipmentReader } from "./shipment-reader.js";
 import { isPublicEvent, publicShipment, publicShipmentEvent, shipmentEventMessage, shipmentMessage } from "./shipment-view.js";
@@ -43,6 +43,8 @@ export interface TrackingHandlersDeps {
   readCache?: ReadCachePolicy;
   /** What the watchers of one shipment share (notices, reads, versions). Default: over `store` and `live`. */
   feeds?: WatchFeeds;
+  /** Renders a document's full Shipment for watchers; the projector's memo shares its cache refreshes. Default: a memo of its own. */
+  shipmentMessages?: ShipmentMessages;
 }
 
 /** Page size when a request leaves it 0. */
@@ -134,7 +136,7 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
   const maxLifetimeMs = deps.maxStreamLifetimeMs ?? 30 * 60_000;
   const readCache = deps.readCache ?? { maxAgeSeconds: 5, staleWhileRevalidateSeconds: 30 };
   const feeds = deps.feeds ?? createWatchFeeds({ store, metrics, ...(live ? { live } : {}) });
-  const messages = createWatchMessages();
+  const messages = createWatchMessages(deps.shipmentMessages);
 
   return {
     async getShipment(req, ctx) {

@@ -12,6 +12,7 @@ import { createRedisShipmentCache } from "./shipment-cache.js";
 import { createShipmentReader } from "./shipment-reader.js";
 import { createTrackingMetrics } from "./tracking-metrics.js";
 import { createTrackingHandlers } from "./tracking-handlers.js";
+import { createShipmentMessages } from "./watch-messages.js";
 
 /** Minimum pause between two warnings about the cache being unavailable. */
 const CACHE_WARN_INTERVAL_MS = 30_000;
@@ -48,10 +49,14 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
       log,
       degradedBehaviour: "shipment reads are served from the store",
       warnIntervalMs: CACHE_WARN_INTERVAL_MS,
+      // The projector refreshes every shipment of a batch at once, and reads arrive together.
+      autoPipelining: true,
     });
     const cache = createRedisShipmentCache({ redis, ttlSeconds: config.TRACKING_CACHE_TTL_SECONDS });
     const reader = createShipmentReader({ store, cache, metrics, onCacheError });
     const live = createLiveHub(ctx.nats, ctx.subjects);
+    // One rendering of each version for the cache refresh and this replica's watchers.
+    const shipmentMessages = createShipmentMessages();
 
     let projector: Projector | undefined;
     try {
@@ -63,7 +68,8 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
           catalog: ctx.catalog,
           store,
           cache,
-          notifier: createLiveNotifier(ctx.nats, ctx.subjects),
+          notifier: createLiveNotifier(ctx.nats, ctx.subjects, live),
+          shipmentMessages,
           publisher: createCatalogPublisher({ js: ctx.js, logger: log }),
           metrics,
           durablePrefix: config.TRACKING_CONSUMER_PREFIX,
@@ -101,6 +107,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
       store,
       reader,
       live,
+      shipmentMessages,
       metrics,
       heartbeatMs: config.TRACKING_WATCH_HEARTBEAT_MS,
       maxStreamLifetimeMs: config.TRACKING_WATCH_MAX_LIFETIME_MS,

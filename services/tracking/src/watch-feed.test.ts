@@ -25,6 +25,8 @@ function fixture(versions: number) {
   let deliver: (n: LiveNotice) => void = () => {};
   const live: LiveHub = {
     listen: (_tn, listener) => ((deliver = listener), () => (deliver = () => {})),
+    deliver: (_tn, n) => deliver(n),
+    origin: "test",
     close: () => {},
   };
   const notice = (c: Commit): LiveNotice => decodeNotice(TN, encodeNotice(c.doc.version, noticeChange(c.doc, c.applied)));

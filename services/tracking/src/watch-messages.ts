@@ -37,11 +37,31 @@ function memo<K extends object, T>(build: (key: K, full: boolean) => T): (key: K
   };
 }
 
-/** Creates the message memo of a replica's WatchShipment handlers (entries live as long as their documents and steps). */
-export function createWatchMessages(): WatchMessages {
+/**
+ * The full Shipment message of a document, built once per document object (a WeakMap memo): the
+ * projector's cache refresh and the replica's watchers, handed the same document in process
+ * (live-updates.ts), share one message. A message is never changed once built.
+ */
+export type ShipmentMessages = (doc: ShipmentDoc) => Shipment;
+
+/** Creates a {@link ShipmentMessages} memo. */
+export function createShipmentMessages(): ShipmentMessages {
+  const built = new WeakMap<ShipmentDoc, Shipment>();
+  return (doc) => {
+    let m = built.get(doc);
+    if (!m) built.set(doc, (m = shipmentMessage(doc)));
+    return m;
+  };
+}
+
+/**
+ * Creates the message memo of a replica's WatchShipment handlers (entries live as long as their
+ * documents and steps); `full` renders the full Shipment of a document (default: a memo of its own).
+ */
+export function createWatchMessages(full: ShipmentMessages = createShipmentMessages()): WatchMessages {
   // The public view is made from the full one.
-  const shipment: (doc: ShipmentDoc, full: boolean) => Shipment = memo((doc: ShipmentDoc, full: boolean) =>
-    full ? shipmentMessage(doc) : publicShipment(shipment(doc, true)),
+  const shipment: (doc: ShipmentDoc, full: boolean) => Shipment = memo((doc: ShipmentDoc, isFull: boolean) =>
+    isFull ? full(doc) : publicShipment(shipment(doc, true)),
   );
   return {
     snapshot: memo((doc, full) =>

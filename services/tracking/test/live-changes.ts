@@ -1,6 +1,6 @@
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { appliedResult, applyToDoc } from "../src/store/derive.js";
-import { checkEvent, storedEvent } from "../src/store/events.js";
+import { checkStoredEvent, storedEvent } from "../src/store/events.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc, StoredEvent } from "../src/store/ports.js";
 import { created, scan } from "./store/event-builders.js";
 
@@ -34,7 +34,8 @@ export function commitAll(groups: readonly (readonly ProjectedEvent[])[]): Commi
       const derived = applyToDoc(before, event);
       doc = derived.doc;
       const result = appliedResult(before, derived);
-      result.stored = { eventJson: checkEvent(event), appliedAt };
+      const { json, stored } = checkStoredEvent(event);
+      result.stored = { eventJson: json, event: stored, appliedAt };
       return { event, result };
     });
     const last = applied[applied.length - 1]?.result;

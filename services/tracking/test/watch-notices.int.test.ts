@@ -15,15 +15,20 @@ import {
   type WatchShipmentResponse,
 } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { ensureStreams } from "@logistics/shared/nats";
-import { uniqueName, waitFor } from "@logistics/shared/testing";
+import { testRedisUrl, uniqueName, waitFor } from "@logistics/shared/testing";
+import { Redis } from "ioredis";
+import type { Shipment } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import type { LiveNotice } from "../src/live-notice.js";
+import { createRedisShipmentCache } from "../src/shipment-cache.js";
+import { shipmentMessage } from "../src/shipment-view.js";
 import { createLiveHub, createLiveNotifier, type LiveNotifier } from "../src/live-updates.js";
 import { loadHistory, stepsBetween } from "../src/shipment-history.js";
 import type { PostgresShipmentStore } from "../src/store/postgres/postgres-shipment-store.js";
-import type { ShipmentStore } from "../src/store/ports.js";
+import type { ShipmentDoc, ShipmentStore } from "../src/store/ports.js";
 import { createTrackingHandlers, type TrackingHandlers } from "../src/tracking-handlers.js";
 import { createTrackingMetrics } from "../src/tracking-metrics.js";
 import { createWatchMessages } from "../src/watch-messages.js";
-import { CARRIER, createProjectorTestEnv, REGION, openWatches, type ProjectorTestEnv } from "./tracking-fixtures.js";
+import { CARRIER, createProjectorTestEnv, deleteKeys, REGION, openWatches, type ProjectorTestEnv } from "./tracking-fixtures.js";
 
 /*
  * WatchShipment fed by the projector's change notices (a real projector applying real JetStream
@@ -230,5 +235,104 @@ describe("WatchShipment from change notices (real projector, PostgreSQL and nats
     assert.ok(reads.getShipment > afterSnapshots.getShipment && reads.listEvents > afterSnapshots.listEvents, "the lost versions were read");
     await assertEveryVersion(tn, await watches.close(), 8);
     close();
+  });
+
+  it("hands the projector's own replica its notices in process, once each, sharing the Shipment its cache refresh rendered; another replica takes them from NATS", async () => {
+    const catalog = createEventCatalog(uniqueName("trkwl"));
+    await ensureStreams(env.jsm, catalog.subjects.streamList);
+    // This replica's hub (the projector's notifier delivers to it) and another replica's.
+    const ownHub = createLiveHub(hubConnection, catalog.subjects);
+    const otherConnection = await connect({ servers: env.nats.url });
+    const otherHub = createLiveHub(otherConnection, catalog.subjects);
+    const real = createLiveNotifier(env.admin, catalog.subjects, ownHub);
+    let notified = 0;
+    const notifier: LiveNotifier = { notify: (tn, v, c) => (notified++, real.notify(tn, v, c)) };
+
+    // The replica's one rendering memo, counting what it renders.
+    const rendered = new WeakMap<ShipmentDoc, Shipment>();
+    let renders = 0;
+    const shipmentMessages = (doc: ShipmentDoc): Shipment => {
+      let m = rendered.get(doc);
+      if (!m) {
+        renders++;
+        rendered.set(doc, (m = shipmentMessage(doc)));
+      }
+      return m;
+    };
+    // The real Redis cache, recording what the projector refreshed it with.
+    const prefix = `${uniqueName("trkwl")}:`;
+    const redis = new Redis(testRedisUrl(), { keyPrefix: prefix, maxRetriesPerRequest: 1 });
+    const redisCache = createRedisShipmentCache({ redis, ttlSeconds: 60 });
+    const refreshed: Shipment[] = [];
+    const cache = { get: redisCache.get, put: (m: Shipment) => (refreshed.push(m), redisCache.put(m)) };
+    await env.startReplica(catalog, { notifier, shipmentMessages, cache });
+
+    const reads = { getShipment: 0, listEvents: 0 };
+    const counted: Pick<ShipmentStore, "getShipment" | "listEvents" | "searchShipments"> = {
+      getShipment: (tn) => (reads.getShipment++, store.getShipment(tn)),
+      listEvents: (tn, page) => (reads.listEvents++, store.listEvents(tn, page)),
+      searchShipments: (q) => store.searchShipments(q),
+    };
+    const handlersOf = (live: typeof ownHub, own: boolean) =>
+      createTrackingHandlers({
+        store: counted,
+        reader: { get: async () => undefined },
+        live,
+        ...(own ? { shipmentMessages } : {}),
+        metrics: createTrackingMetrics(new Registry()),
+        heartbeatMs: 60_000,
+      });
+    const ownHandlers = handlersOf(ownHub, true);
+    const otherHandlers = handlersOf(otherHub, false);
+
+    const tn = tnOf(uniqueName("wnlocal"));
+    const heard = { own: [] as LiveNotice[], other: [] as LiveNotice[] };
+    const stopOwn = ownHub.listen(tn, (n) => heard.own.push(n));
+    const stopOther = otherHub.listen(tn, (n) => heard.other.push(n));
+    await publishCreated(catalog, tn);
+    await visible(tn, 1);
+    const ownWatches = watch(ownHandlers, tn, 2);
+    const otherWatches = watch(otherHandlers, tn, 2);
+    await Promise.all([ownWatches.reach(1), otherWatches.reach(1)]);
+    const afterSnapshots = { ...reads };
+
+    for (let n = 0; n < 3; n++) {
+      await publishScans(catalog, tn, n, n + 1);
+      await Promise.all([ownWatches.reach(n + 2), otherWatches.reach(n + 2)]);
+    }
+    await publishScans(catalog, tn, 3, 10);
+    await Promise.all([ownWatches.reach(11), otherWatches.reach(11)]);
+    await waitFor(() => heard.other.length === notified, { message: "the other replica heard every notice", timeoutMs: 10_000 });
+
+    // Once each: in process on this replica (its echo from NATS skipped), from NATS on the other.
+    assert.equal(heard.own.length, notified, "one notice per notify on the projector's replica, no echo");
+    assert.deepEqual(heard.own.map((n) => n.version), heard.other.map((n) => n.version));
+    assert.ok(heard.own.every((n) => n.change !== undefined), "every local notice carries its change");
+    assert.deepEqual(reads, afterSnapshots, "no store read after the snapshots, on either replica");
+
+    // The cache refresh's Shipment is the very message this replica's watchers were sent for that version.
+    const ownStreams = await ownWatches.close();
+    // Version 1 reached the watchers by their snapshot read, every later one by a notice.
+    const afterSnapshot = refreshed.filter((m) => m.version > 1n);
+    assert.ok(afterSnapshot.length > 0);
+    for (const put of afterSnapshot) {
+      for (const [w, updates] of ownStreams.entries()) {
+        const sent = updates.find((u) => u.sequence === put.version);
+        assert.equal(sent?.shipment, put, `watcher ${w}, version ${put.version}: the cache refresh's message`);
+      }
+    }
+    // Versions 2..11 once each for the watchers and the cache alike; version 1 twice (the
+    // projector's document for the cache, the watchers' snapshot read).
+    assert.equal(renders, 12, "each version rendered once on this replica (and the snapshot read)");
+    await assertEveryVersion(tn, ownStreams, 11);
+    await assertEveryVersion(tn, await otherWatches.close(), 11);
+
+    stopOwn();
+    stopOther();
+    ownHub.close();
+    otherHub.close();
+    await otherConnection.drain();
+    redis.disconnect();
+    await deleteKeys(testRedisUrl(), prefix);
   });
 });

@@ -95,13 +95,18 @@ const SCHEMAS: Readonly<Record<ProjectedEvent["type"], DescMessage>> = {
  * and a consumer must not retry forever on a time no reader of the history needs.
  */
 export function eventJson(e: ProjectedEvent): JsonValue {
+  return storedForm(e).value;
+}
+
+/** The event as the history keeps it (`e`, or the copy with the times cleared) and its proto JSON. */
+function storedForm(e: ProjectedEvent): { event: ProjectedEvent; value: JsonValue } {
   const schema = SCHEMAS[e.type];
   try {
-    return toJson(schema, e.message);
+    return { event: e, value: toJson(schema, e.message) };
   } catch (err) {
     const copy = clone(schema, e.message as Message);
     if (!clearUnencodableTimes(reflect(schema, copy))) throw err;
-    return toJson(schema, copy);
+    return { event: { type: e.type, message: copy } as ProjectedEvent, value: toJson(schema, copy) };
   }
 }
 
@@ -188,6 +193,15 @@ function unstorablePath(v: unknown, path: string): string | undefined {
  * {@link InvalidEventError} naming the field, or DocumentTooLargeError.
  */
 export function checkEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTES): string {
+  return checkStoredEvent(e, maxBytes).json;
+}
+
+/**
+ * {@link checkEvent}, also returning the event as the history keeps it: `e` itself, or its copy
+ * with the times proto JSON cannot write cleared ({@link eventJson}), which is what reading the
+ * history back gives (so a caller can pass the stored event on without parsing `json`).
+ */
+export function checkStoredEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTES): { json: string; stored: ProjectedEvent } {
   const key = eventKey(e);
   if (!key.eventId) throw new InvalidEventError("event_id", "is required");
   if (!key.trackingNumber) throw new InvalidEventError("tracking_number", "is required");
@@ -216,11 +230,11 @@ export function checkEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTES): st
     case "shipment.created":
       break;
   }
-  const value = eventJson(e);
+  const { event: stored, value } = storedForm(e);
   const json = JSON.stringify(value);
   if (UNSTORABLE_ESCAPE.test(json)) {
     throw new InvalidEventError(unstorablePath(value, "event") ?? "event", "must not contain NUL characters or unpaired surrogates");
   }
   assertJsonSize("event", json, maxBytes);
-  return json;
+  return { json, stored };
 }

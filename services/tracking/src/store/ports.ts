@@ -137,6 +137,8 @@ export interface ApplyResult {
 export interface StoredWrite {
   /** The history row's payload: the event's proto JSON text. */
   readonly eventJson: string;
+  /** The event that text is the JSON of: what reading the row back gives (never to be changed). */
+  readonly event: ProjectedEvent;
   /** The history row's `appliedAt` (what `listEvents` will report). */
   readonly appliedAt: Date;
   /**

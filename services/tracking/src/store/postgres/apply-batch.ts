@@ -161,7 +161,7 @@ function reportWrites(batch: DerivedBatch, appliedAt: Date): void {
   for (const h of batch.history) {
     const r = batch.results[h.result] as ApplyResult;
     const json = docJson.get(r.after);
-    r.stored = { eventJson: h.event.json, appliedAt, ...(json !== undefined ? { docJson: json } : {}) };
+    r.stored = { eventJson: h.event.json, event: h.event.stored, appliedAt, ...(json !== undefined ? { docJson: json } : {}) };
   }
 }
 

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { ConflictError } from "../errors.js";
-import { checkEvent, eventKey, type EventKey } from "../events.js";
+import { checkStoredEvent, eventKey, type EventKey } from "../events.js";
 import type { ProjectedEvent } from "../ports.js";
 
 /** What the apply paths need of the store's options. */
@@ -11,18 +11,20 @@ export interface ApplySettings {
   readonly maxBytes: number;
 }
 
-/** An event the store accepted ({@link checkEvent}): its key and its stored JSON, computed once. */
+/** An event the store accepted ({@link checkStoredEvent}): its key and its stored JSON, computed once. */
 export interface CheckedEvent {
   readonly event: ProjectedEvent;
   readonly key: EventKey;
   /** The history row's payload. */
   readonly json: string;
+  /** The event as the history row holds it (what reading it back gives). */
+  readonly stored: ProjectedEvent;
 }
 
 /** Checks an event and keeps what the write needs of it. */
 export function checked(event: ProjectedEvent, maxBytes: number): CheckedEvent {
-  const json = checkEvent(event, maxBytes);
-  return { event, key: eventKey(event), json };
+  const { json, stored } = checkStoredEvent(event, maxBytes);
+  return { event, key: eventKey(event), json, stored };
 }
 
 /** Serialization failure, deadlock, a concurrent first insert: the transaction may be retried. */
