@@ -15,6 +15,7 @@
  * - shipments get 7–13 scans along their route, so documents and histories have real sizes.
  * CPU per component comes from /proc over the measured window (see lib/proc.ts).
  */
+import { setMaxListeners } from "node:events";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { create } from "@bufbuild/protobuf";
@@ -289,6 +290,8 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
 
   // Watchers: one per shipment from its creation until its last scan is visible.
   const watching = new AbortController();
+  // Every open watcher's signal follows it (AbortSignal.any): a hundred or more at once is the design.
+  setMaxListeners(0, watching.signal);
   const watchers = new Set<Promise<void>>();
   let watchersOpen = 0;
   let watchersPeak = 0;
