@@ -1,7 +1,28 @@
 import * as assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { createPgPool, migrate, type Migration } from "../src/postgres/index.js";
-import { createTestSchema, uniqueName, waitFor, type TestSchema } from "../src/testing/index.js";
+import pg from "pg";
+import { permanentFailureReason } from "../src/nats/permanent-failure.js";
+import { createPgPool, databaseUnavailableReason, inTransaction, migrate, type Migration } from "../src/postgres/index.js";
+import { createTestSchema, startBlackHole, uniqueName, waitFor, type TestSchema } from "../src/testing/index.js";
+
+/** Far above the timeouts configured below: a failure later than this is a hang, not a timeout. */
+const BOUND_MS = 15_000;
+
+/** How `p` failed and after how long; fails the test if it does not fail within {@link BOUND_MS}. */
+async function failure(p: Promise<unknown>): Promise<{ err: unknown; ms: number }> {
+  const t0 = performance.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still waiting after ${BOUND_MS} ms`)), BOUND_MS)));
+  try {
+    await Promise.race([p, hang]);
+  } catch (err) {
+    if (err instanceof Error && err.message.startsWith("still waiting")) throw err;
+    return { err, ms: performance.now() - t0 };
+  } finally {
+    clearTimeout(timer);
+  }
+  throw new Error("expected a failure");
+}
 
 describe("PostgreSQL toolkit (real PostgreSQL)", () => {
   let db: TestSchema;
@@ -108,5 +129,87 @@ describe("PostgreSQL toolkit (real PostgreSQL)", () => {
       await pool.end();
       await admin.end();
     }
+  });
+
+  describe("timeouts", () => {
+    it("fails a checkout against a server that accepts TCP and never answers after connectTimeoutMs, as unavailable, not poison", async () => {
+      const hole = await startBlackHole();
+      const pool = createPgPool({ connectionString: hole.postgresUrl, max: 1, connectTimeoutMs: 300 });
+      try {
+        // The first opens a connection into the hole; the second waits for the pool's only slot.
+        const [opening, waiting] = await Promise.all([failure(pool.query("SELECT 1")), failure(pool.query("SELECT 1"))]);
+        assert.equal(hole.accepted(), 1);
+        for (const { err, ms } of [opening, waiting]) {
+          assert.ok(ms >= 250 && ms < BOUND_MS, `failed after ${Math.round(ms)} ms`);
+          assert.match(databaseUnavailableReason(err) ?? String(err), /connect timeout/);
+          assert.equal(permanentFailureReason(err), undefined);
+        }
+      } finally {
+        await pool.end();
+        await hole.close();
+      }
+    });
+
+    it("cancels a statement waiting on a lock after statementTimeoutMs (SQLSTATE 57014), as unavailable, not poison", async () => {
+      const table = uniqueName("kitlock");
+      const pool = createPgPool({ connectionString: db.connectionString, max: 1, statementTimeoutMs: 500 });
+      const holder = new pg.Client({ connectionString: db.connectionString });
+      await holder.connect();
+      try {
+        await holder.query(`CREATE TABLE ${table} (id int PRIMARY KEY); INSERT INTO ${table} VALUES (1)`);
+        await holder.query(`BEGIN; SELECT * FROM ${table} WHERE id = 1 FOR UPDATE`);
+        const { err, ms } = await failure(pool.query(`UPDATE ${table} SET id = 2 WHERE id = 1`));
+        assert.equal((err as { code?: unknown }).code, "57014");
+        assert.ok(ms >= 450, `cancelled after ${Math.round(ms)} ms`);
+        assert.match(databaseUnavailableReason(err) ?? "", /statement timeout \(SQLSTATE 57014\)/);
+        assert.equal(permanentFailureReason(err), undefined);
+        await holder.query("ROLLBACK");
+        assert.equal((await pool.query(`UPDATE ${table} SET id = 2 WHERE id = 1`)).rowCount, 1, "the same statement succeeds once the lock is gone");
+      } finally {
+        await holder.query(`ROLLBACK; DROP TABLE IF EXISTS ${table}`).catch(() => {});
+        await holder.end();
+        await pool.end();
+      }
+    });
+
+    it("runs migrations and untimed transactions without the statement timeout, also while waiting for the advisory lock", async () => {
+      const table = uniqueName("kitslow");
+      const lockName = `kit:${table}`;
+      const app = uniqueName("kitslowapp");
+      const pool = createPgPool({ connectionString: db.connectionString, max: 2, statementTimeoutMs: 300, applicationName: app });
+      const holder = new pg.Client({ connectionString: db.connectionString });
+      await holder.connect();
+      // Outside the holder's transaction, whose reads of pg_stat_activity would stay at their first snapshot.
+      const observer = createPgPool({ connectionString: db.connectionString, max: 1 });
+      try {
+        await assert.rejects(pool.query("SELECT pg_sleep(1)"), (e: unknown) => (e as { code?: unknown }).code === "57014", "a plain statement is bounded");
+        // A migration that runs longer than the statement timeout...
+        const slow: Migration[] = [{ version: 1, name: "slow", sql: `SELECT pg_sleep(1); CREATE TABLE ${table} (id int)` }];
+        // ...started while another replica holds the migration lock, for longer than the statement timeout too.
+        await holder.query("BEGIN");
+        await holder.query("SELECT pg_advisory_xact_lock(hashtext($1))", [lockName]);
+        const run = migrate(pool, { lockName, ledger: `${table}_ledger`, migrations: slow });
+        await waitFor(
+          async () =>
+            (
+              await observer.query<{ n: number }>(
+                "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' AND clock_timestamp() - query_start > interval '600 milliseconds'",
+                [app],
+              )
+            ).rows[0]?.n === 1,
+          { timeoutMs: BOUND_MS, message: "the migration waiting on the advisory lock past the statement timeout" },
+        );
+        await holder.query("COMMIT");
+        assert.deepEqual(await run, [1]);
+        assert.equal(await inTransaction(pool, async (c) => (await c.query("SELECT pg_sleep(0.6)")).rowCount, { untimed: true }), 1);
+        assert.equal((await pool.query("SHOW statement_timeout")).rows[0]?.statement_timeout, "300ms", "the pool's connections keep their timeout after an untimed transaction");
+      } finally {
+        await holder.query("ROLLBACK").catch(() => {});
+        await holder.end();
+        await observer.query(`DROP TABLE IF EXISTS ${table}; DROP TABLE IF EXISTS ${table}_ledger`).catch(() => {});
+        await observer.end();
+        await pool.end();
+      }
+    });
   });
 });

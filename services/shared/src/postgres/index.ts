@@ -1,4 +1,5 @@
-export { createPgPool, type PgPoolOptions } from "./pool.js";
+export { createPgPool, DEFAULT_PG_CONNECT_TIMEOUT_MS, type PgPoolOptions, type PgTimeouts } from "./pool.js";
 export { migrate, qualify, type MigrateOptions, type Migration } from "./migrations.js";
-export { inTransaction } from "./transaction.js";
+export { inTransaction, type TransactionOptions } from "./transaction.js";
+export { databaseUnavailableReason } from "./unavailable.js";
 export { named } from "./named.js";

@@ -46,6 +46,8 @@ export function qualify(schema: string | undefined, table: string): string {
  * Applies the pending migrations in one transaction under the advisory lock `lockName`, recording
  * each in the ledger table `(version, name, applied_at)`. Idempotent and safe to run from many
  * replicas at once; a failing migration rolls the whole run back. Returns the versions applied.
+ * Runs without the pool's statement timeout (a migration may rewrite a large table, and a replica
+ * waits on the advisory lock for as long as another one migrates).
  */
 export async function migrate(pool: pg.Pool, o: MigrateOptions): Promise<number[]> {
   const ledger = qualify(o.schema, o.ledger ?? "schema_migrations");
@@ -68,6 +70,6 @@ export async function migrate(pool: pg.Pool, o: MigrateOptions): Promise<number[
       }
       return applied;
     },
-    { lockName: o.lockName },
+    { lockName: o.lockName, untimed: true },
   );
 }

@@ -1,7 +1,32 @@
 import pg from "pg";
 
+/** Default of {@link PgTimeouts.connectTimeoutMs}. */
+export const DEFAULT_PG_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * How long a pool waits for PostgreSQL. A server that accepts TCP and never answers (a network
+ * black hole, a server stuck in recovery) or a lock held elsewhere would otherwise keep a
+ * checkout or a statement waiting forever, and with it the RPC or the consumer batch behind it.
+ */
+export interface PgTimeouts {
+  /**
+   * Time a checkout may take: opening a connection (TCP, TLS, startup), or waiting for one while
+   * all are in use. Then it fails (`databaseUnavailableReason` recognises the error). Default
+   * {@link DEFAULT_PG_CONNECT_TIMEOUT_MS}.
+   */
+  connectTimeoutMs?: number;
+  /**
+   * PostgreSQL `statement_timeout` of every connection (sent as a startup parameter): a statement
+   * running or waiting for a lock longer than this is cancelled by the server with SQLSTATE 57014.
+   * Work that may legitimately take long opts out per transaction (`migrate`, `inTransaction`
+   * with `untimed`). Default: none (the server's setting), so tools that bulk-load or build
+   * indexes through a pool keep working; the services always set it (`PG_STATEMENT_TIMEOUT_MS`).
+   */
+  statementTimeoutMs?: number;
+}
+
 /** Options for {@link createPgPool}. */
-export interface PgPoolOptions {
+export interface PgPoolOptions extends PgTimeouts {
   /**
    * PostgreSQL connection string (its search_path, if any, decides the default schema). Default:
    * the driver's PG* environment variables.
@@ -25,12 +50,15 @@ export interface PgPoolOptions {
  * a transaction (`pg_ctl stop -m fast`, a failover) emitted an unhandled 'error' event and
  * crashed the process; a stopped PostgreSQL took down every replica of tracking, routing and
  * notification at once. Now the client's next query fails with its own error, the client is
- * dropped on release (it is no longer queryable), and the pool reconnects.
+ * dropped on release (it is no longer queryable), and the pool reconnects. Checkouts and
+ * statements are bounded by {@link PgTimeouts}.
  */
 export function createPgPool(o: PgPoolOptions): pg.Pool {
   const pool = new pg.Pool({
     ...(o.connectionString !== undefined ? { connectionString: o.connectionString } : {}),
     max: o.max ?? 10,
+    connectionTimeoutMillis: o.connectTimeoutMs ?? DEFAULT_PG_CONNECT_TIMEOUT_MS,
+    ...(o.statementTimeoutMs !== undefined ? { statement_timeout: o.statementTimeoutMs } : {}),
     ...(o.applicationName ? { application_name: o.applicationName } : {}),
   });
   pool.on("error", o.onIdleError ?? (() => {}));

@@ -1,15 +1,30 @@
 import type pg from "pg";
 
+/** Options of {@link inTransaction}. */
+export interface TransactionOptions {
+  /**
+   * Takes the transaction-scoped advisory lock `pg_advisory_xact_lock(hashtext(lockName))` first,
+   * so maintenance of the same tables by several replicas runs one at a time.
+   */
+  lockName?: string;
+  /**
+   * Runs without the pool's statement timeout (`SET LOCAL statement_timeout = 0`, before the
+   * advisory lock, whose wait it would also cut short): schema changes and maintenance that may
+   * legitimately take long, e.g. migrations, or partitions moving rows. Default false.
+   */
+  untimed?: boolean;
+}
+
 /**
  * Runs `fn` in one transaction on a pooled connection: COMMIT when it resolves, ROLLBACK when it
- * throws (the error is rethrown). With `lockName`, a transaction-scoped advisory lock
- * (`pg_advisory_xact_lock(hashtext(lockName))`) is taken first, so maintenance of the same tables
- * by several replicas runs one at a time.
+ * throws (the error is rethrown). See {@link TransactionOptions} for the advisory lock and the
+ * statement timeout.
  */
-export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>, o: { lockName?: string } = {}): Promise<T> {
+export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>, o: TransactionOptions = {}): Promise<T> {
   const client = await pool.connect();
   try {
     await client.query("BEGIN");
+    if (o.untimed) await client.query("SET LOCAL statement_timeout = 0");
     if (o.lockName !== undefined) await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [o.lockName]);
     const out = await fn(client);
     await client.query("COMMIT");

@@ -1,3 +1,4 @@
+export { startBlackHole, type BlackHole } from "./black-hole.js";
 export { startTestConnectServer, type TestConnectServer } from "./connect-server.js";
 export { getFreePort } from "./free-port.js";
 export {
