@@ -25,6 +25,7 @@ import {
 import { DisruptionSchema, type Disruption, type DisruptionCause } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import { Outcomes, publication, type CatalogEvents, type CatalogPublisher, type Outcome, type Publication } from "@logistics/shared/events";
 import { permanentFailureReason } from "@logistics/shared/nats";
+import { databaseUnavailableReason } from "@logistics/shared/postgres";
 import type { Hub, HubNetwork } from "./hub-network.js";
 import {
   DEFAULT_HORIZON_MS,
@@ -601,7 +602,8 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
    * revision per round, so a revision whose event failed to publish is always the shipment's
    * newest: its event's redelivery republishes it. A revision that lost a race with another
    * replica, or a round whose statement failed, falls back to the one-event path for the
-   * shipments concerned.
+   * shipments concerned; when the failure says the database is unavailable (a statement or
+   * connection timeout), their events are retried instead.
    */
   const applyBatch = async <T>(
     items: readonly T[],
@@ -677,9 +679,12 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
           if (created.has(s.key)) stored.push(s);
           else alone.set(s.key, s.i); // another replica registered it first
         }
-      } catch {
+      } catch (err) {
+        // A database that is unavailable (a timeout, a lost connection) would fail the one-event
+        // path too, one timeout per shipment: the round's events are retried later instead.
+        if (databaseUnavailableReason(err) !== undefined) for (const s of [...saves, ...creates]) fail(s.key, s.i, err);
         // Not knowing which write the store refused, each shipment takes the one-event path.
-        for (const s of [...saves, ...creates]) alone.set(s.key, s.i);
+        else for (const s of [...saves, ...creates]) alone.set(s.key, s.i);
       }
       for (const key of alone.keys()) {
         cache.delete(key);

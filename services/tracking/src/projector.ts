@@ -21,6 +21,7 @@ import {
   type Publication,
 } from "@logistics/shared/events";
 import { silentNatsLog, type NatsLog } from "@logistics/shared/nats";
+import { databaseUnavailableReason } from "@logistics/shared/postgres";
 import { observeWithExemplar } from "@logistics/shared/telemetry";
 import type { ConsumerRef } from "@logistics/shared/operations";
 import { sameEta } from "./store/derive.js";
@@ -151,7 +152,9 @@ const errorText = (err: unknown) => (err instanceof Error ? err.message : String
  *    poison; the batch is re-applied without it, so the rest commits. Any other failure is
  *    isolated by applying the batch's events one at a time; an event whose apply fails is retried
  *    (redelivered with backoff, dead-lettered on the last delivery) together with the later events
- *    of its shipment in the batch;
+ *    of its shipment in the batch. A failure that says the database is unavailable (a statement or
+ *    connection timeout, a lost connection: `databaseUnavailableReason`) retries the whole batch
+ *    instead, never as poison;
  * 3. after the commit: one cache refresh and one live notice per shipment (its newest version,
  *    with the document and the events applied when the store reported them, see live-notice.ts),
  *    and every StatusChanged / EtaChanged published at once (`publishAll`) with `Nats-Msg-Id`
@@ -227,12 +230,18 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
    * After a failure that names no event: each event alone, in order, so one event that keeps
    * failing is retried (and in the end dead-lettered) without its batch. A shipment whose event
    * failed has its later events retried too, unapplied (the batch consumer parks the shipment).
+   * Once a failure says the database is unavailable, the rest are retried unapplied.
    */
   const applyOneByOne = async (entries: readonly Entry[], outcomes: Outcome[], cause: unknown): Promise<Map<number, ApplyResult>> => {
     log.warn({ size: entries.length, err: cause }, "batch apply failed; applying its events one at a time");
     const results = new Map<number, ApplyResult>();
     const failedKeys = new Set<string>();
+    let unavailable: string | undefined;
     for (const e of entries) {
+      if (unavailable !== undefined) {
+        outcomes[e.index] = Outcomes.retry(unavailable);
+        continue;
+      }
       if (failedKeys.has(e.trackingNumber)) {
         outcomes[e.index] = Outcomes.retry("an earlier event of the shipment failed");
         continue;
@@ -244,6 +253,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
         failedKeys.add(e.trackingNumber);
         outcomes[e.index] = Outcomes.retry(errorText(err));
         metrics.projectorFailures.inc({ type: e.item.type });
+        // The database is down or stalled: each further event would wait out the same timeout.
+        if (databaseUnavailableReason(err) !== undefined) unavailable = `the database is unavailable: ${errorText(err)}`;
       }
     }
     return results;
@@ -325,7 +336,9 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
       results = await applyAll(entries, outcomes);
     } catch (err) {
       const left = entries.filter((e) => outcomes[e.index]?.kind === "ack");
-      if (left.length > 1) results = await applyOneByOne(left, outcomes, err);
+      // One at a time isolates an event that fails; a database that is unavailable (a timeout, a
+      // lost connection) fails them all: the batch is retried as a whole, later.
+      if (left.length > 1 && databaseUnavailableReason(err) === undefined) results = await applyOneByOne(left, outcomes, err);
       else {
         results = new Map();
         for (const e of left) {

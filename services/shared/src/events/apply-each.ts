@@ -1,5 +1,6 @@
 import { errorText } from "../nats/dead-letters.js";
 import { permanentFailureReason } from "../nats/permanent-failure.js";
+import { databaseUnavailableReason } from "../postgres/unavailable.js";
 import type { AnyEventDef } from "./catalog.js";
 import { Outcomes, type BatchItem, type Outcome } from "./batch-consumer.js";
 
@@ -21,7 +22,10 @@ export interface ApplyEachOptions {
  * applied one at a time in batch order; different keys run at once up to `concurrency`. A failure
  * that can never succeed makes its item poison (later items of the key proceed: the batch
  * consumer does not park a poisoned key); any other failure retries the item and every later item
- * of its key unapplied, so a shipment's events are never applied out of order.
+ * of its key unapplied, so a shipment's events are never applied out of order. A failure that
+ * says the database is unavailable ({@link databaseUnavailableReason}: a statement or connection
+ * timeout, a lost connection) retries every item not yet applied, unapplied: each would wait out
+ * the same timeout.
  */
 export async function applyEach<E extends AnyEventDef>(
   items: ReadonlyArray<BatchItem<E>>,
@@ -37,12 +41,14 @@ export async function applyEach<E extends AnyEventDef>(
   });
   const groups = [...byKey.values()];
   let next = 0;
+  let unavailable: string | undefined;
   const worker = async () => {
     for (let g = next++; g < groups.length; g = next++) {
       let failed: string | undefined;
       for (const i of groups[g] as number[]) {
-        if (failed !== undefined) {
-          outcomes[i] = Outcomes.retry(`an earlier event of the shipment is retried: ${failed}`);
+        const skip = failed !== undefined ? `an earlier event of the shipment is retried: ${failed}` : unavailable;
+        if (skip !== undefined) {
+          outcomes[i] = Outcomes.retry(skip);
           continue;
         }
         try {
@@ -54,6 +60,7 @@ export async function applyEach<E extends AnyEventDef>(
           } else {
             failed = errorText(err);
             outcomes[i] = Outcomes.retry(failed);
+            if (databaseUnavailableReason(err) !== undefined) unavailable = `the database is unavailable: ${failed}`;
           }
         }
       }

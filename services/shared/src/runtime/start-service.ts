@@ -8,6 +8,7 @@ import { createAuthInterceptor, createJwtVerifier, type MethodPolicies } from ".
 import { createEventCatalog, type EventCatalog } from "../events/catalog.js";
 import type { Subjects } from "../nats/subjects.js";
 import { ensureStreams } from "../nats/streams.js";
+import { createDatabaseUnavailableInterceptor } from "../server/database-unavailable.js";
 import { ServingStatus } from "../server/health.js";
 import { startServer, type ServerHandle } from "../server/serve.js";
 import { createStreamLimitInterceptor, type StreamLimit } from "../server/stream-limits.js";
@@ -83,8 +84,8 @@ export interface RunningService {
 /**
  * Starts a service: NATS (+ streams) → the service's own parts → the RPC server and metrics
  * endpoint. Telemetry is process-wide and started by `runMain` (tests may run several services
- * in one process and install their own tracer provider). Every request passes tracing → metrics → internal-error log → auth → stream caps → validation, in that order,
- * so rejected calls are still traced and counted. Shutdown runs in reverse.
+ * in one process and install their own tracer provider). Every request passes tracing → metrics → internal-error log → database-unavailable mapping → auth → stream caps →
+ * validation, in that order, so rejected calls are still traced and counted. Shutdown runs in reverse.
  */
 export async function startService<C extends BaseConfig>(def: ServiceDefinition<C>, config: C): Promise<RunningService> {
   const log = createLogger({ service: def.name, level: config.LOG_LEVEL });
@@ -139,6 +140,7 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
       createServerTracingInterceptor(),
       createMetricsInterceptor(metrics),
       createErrorLogInterceptor(log),
+      createDatabaseUnavailableInterceptor({ log }),
       createAuthInterceptor({ verifier, policies: def.policies, logger: log }),
       createStreamLimitInterceptor(def.streamLimits?.(config) ?? []),
       createValidateInterceptor({ validator: createMeshValidator() }),

@@ -1,4 +1,5 @@
 export * from "./cors.js";
+export * from "./database-unavailable.js";
 export * from "./health.js";
 export * from "./reflection.js";
 export * from "./serve.js";

@@ -1,28 +1,17 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
-import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { startTestConnectServer } from "../testing/connect-server.js";
+import { failingHealthClient } from "../testing/failing-health.js";
 import { createErrorLogInterceptor } from "./error-log.js";
 
 describe("createErrorLogInterceptor", () => {
   function setup(fail: (service: string) => unknown) {
     const logged: Array<{ obj: Record<string, unknown>; msg?: string }> = [];
-    const transport = createRouterTransport(
-      (router) =>
-        router.service(Health, {
-          check: (req) => {
-            throw fail(req.service);
-          },
-          async *watch(req) {
-            yield { status: 1 };
-            throw fail(req.service);
-          },
-        }),
-      { router: { interceptors: [createErrorLogInterceptor({ error: (obj, msg) => logged.push({ obj: obj as Record<string, unknown>, msg }) })] } },
-    );
-    return { client: createClient(Health, transport), logged };
+    const interceptor = createErrorLogInterceptor({ error: (obj, msg) => logged.push({ obj: obj as Record<string, unknown>, msg }) });
+    return { client: failingHealthClient(fail, [interceptor]), logged };
   }
 
   it("logs a handler's unexpected error (answered Internal) with the method and the cause", async () => {
