@@ -1,5 +1,5 @@
 import { bool, defineConfig, int, list, oneOf, str, type ConfigOf } from "@logistics/shared/config";
-import { baseConfigSpec, checkBaseConfig } from "@logistics/shared/runtime";
+import { baseConfigSpec, checkBaseConfig, postgresConfigSpec } from "@logistics/shared/runtime";
 import { parseCidr } from "./address-policy.js";
 
 /**
@@ -16,6 +16,7 @@ export const notificationConfig = defineConfig(
       default: "postgres://postgres@127.0.0.1:5432/test",
       secret: true,
     }),
+    ...postgresConfigSpec(),
     NOTIFICATION_DB_SCHEMA: str({
       description: "PostgreSQL schema holding the notification tables (created at start if missing)",
       pattern: /^[a-z_][a-z0-9_]{0,62}$/,

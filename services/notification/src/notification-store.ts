@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type pg from "pg";
-import { createPgPool, inTransaction, migrate, named, type Migration } from "@logistics/shared/postgres";
+import { createPgPool, inTransaction, migrate, named, type Migration, type PgTimeouts } from "@logistics/shared/postgres";
 import {
   DeliveryAttemptSchema,
   DeliverySchema,
@@ -21,6 +21,8 @@ export interface NotificationStoreOptions {
   schema: string;
   /** Pool size. Default 10. */
   poolSize?: number;
+  /** Connection and statement timeouts of the pool (`createPgPool`'s defaults when left out). */
+  timeouts?: PgTimeouts;
   /**
    * How long after creation a delivery first becomes due. Events of one shipment can be consumed
    * out of order (parallel consumers, replicas); holding new deliveries this long lets an earlier
@@ -323,7 +325,7 @@ export function createNotificationStore(opts: NotificationStoreOptions): Notific
   const q = `"${opts.schema}"`;
   const tables = { subs: `${q}.subscriptions`, dels: `${q}.deliveries`, atts: `${q}.delivery_attempts` };
   const ctx: StoreContext = {
-    pool: createPgPool({ connectionString: opts.connectionString, max: opts.poolSize ?? 10, applicationName: "notification" }),
+    pool: createPgPool({ ...opts.timeouts, connectionString: opts.connectionString, max: opts.poolSize ?? 10, applicationName: "notification" }),
     schema: opts.schema,
     ...tables,
     claimSql: claimDueSql(opts.schema),

@@ -1,7 +1,7 @@
 import { NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { EventDeadLetterService } from "@logistics/shared/gen/logistics/operations/v1/dead_letters_pb.js";
 import { createDeadLetterAdmin, startConsumerLagSampler } from "@logistics/shared/operations";
-import type { ServiceDefinition } from "@logistics/shared/runtime";
+import { pgTimeouts, type ServiceDefinition } from "@logistics/shared/runtime";
 import type { NotificationConfig } from "./config.js";
 import { startDeliveryWorker, type DeliveryWorker } from "./delivery-worker.js";
 import { createEventDeadLetterHandlers } from "./event-dead-letter-handlers.js";
@@ -29,6 +29,7 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
       connectionString: config.DATABASE_URL,
       schema: config.NOTIFICATION_DB_SCHEMA,
       poolSize: config.NOTIFICATION_DB_POOL_SIZE,
+      timeouts: pgTimeouts(config),
       orderWindowMs: config.NOTIFICATION_ORDER_WINDOW_MS,
     });
     const closers: Array<() => Promise<void>> = [() => store.close()];

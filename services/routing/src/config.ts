@@ -1,5 +1,5 @@
 import { defineConfig, int, optional, str, url, type ConfigOf } from "@logistics/shared/config";
-import { baseConfigSpec, checkBaseConfig } from "@logistics/shared/runtime";
+import { baseConfigSpec, checkBaseConfig, postgresConfigSpec } from "@logistics/shared/runtime";
 
 /** Environment variables of the routing service (see the README's configuration table). */
 export const routingConfig = defineConfig(
@@ -11,6 +11,7 @@ export const routingConfig = defineConfig(
       default: "postgres://postgres@127.0.0.1:5432/test",
       secret: true,
     }),
+    ...postgresConfigSpec(),
     DATABASE_SCHEMA: optional(
       str({
         description: "schema of the routing tables (created if missing); unset: the connection's search_path",

@@ -2,7 +2,7 @@ import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { EtaSchema, RouteSchema, type EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { DisruptionSchema } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
-import { createPgPool, migrate, named, qualify, type Migration } from "@logistics/shared/postgres";
+import { createPgPool, migrate, named, qualify, type Migration, type PgTimeouts } from "@logistics/shared/postgres";
 import type { ServiceLevelName } from "./planner.js";
 import {
   ConcurrentUpdateError,
@@ -26,6 +26,8 @@ export interface PgRouteStoreOptions {
   schema?: string;
   /** Pool size. Default 10. */
   maxConnections?: number;
+  /** Connection and statement timeouts of the pool (`createPgPool`'s defaults when left out). */
+  timeouts?: PgTimeouts;
 }
 
 /** The PostgreSQL route store with its pool. */
@@ -46,7 +48,7 @@ export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgR
   const S = q("routing_shipments");
   const H = q("routing_eta_history");
   const D = q("routing_disruptions");
-  const pool = createPgPool({ connectionString: opts.connectionString, max: opts.maxConnections ?? 10, applicationName: "routing" });
+  const pool = createPgPool({ ...opts.timeouts, connectionString: opts.connectionString, max: opts.maxConnections ?? 10, applicationName: "routing" });
   try {
     // Routing may share a schema with other owners (no DATABASE_SCHEMA): its own ledger table.
     await migrate(pool, { lockName: "routing-schema", ledger: "routing_schema_migrations", ...(opts.schema ? { schema: opts.schema } : {}), migrations: routingMigrations(S, H, D) });

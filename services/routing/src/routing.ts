@@ -4,7 +4,7 @@ import { EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route
 import { RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import { createCatalogPublisher } from "@logistics/shared/events";
 import { startConsumerLagSampler } from "@logistics/shared/operations";
-import type { ServiceDefinition } from "@logistics/shared/runtime";
+import { pgTimeouts, type ServiceDefinition } from "@logistics/shared/runtime";
 import type { RoutingConfig } from "./config.js";
 import { hubNetworkData } from "./data/hub-network-data.js";
 import { createHubNetwork } from "./hub-network.js";
@@ -31,6 +31,7 @@ export const routingService: ServiceDefinition<RoutingConfig> = {
     const spatial = createSpatialIndex(network.hubs);
     const store = await createPgRouteStore({
       connectionString: config.DATABASE_URL,
+      timeouts: pgTimeouts(config),
       ...(config.DATABASE_SCHEMA ? { schema: config.DATABASE_SCHEMA } : {}),
     });
     const clock = () => new Date();

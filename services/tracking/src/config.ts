@@ -1,5 +1,5 @@
 import { bool, defineConfig, int, optional, str, url, type ConfigOf } from "@logistics/shared/config";
-import { baseConfigSpec, checkBaseConfig } from "@logistics/shared/runtime";
+import { baseConfigSpec, checkBaseConfig, postgresConfigSpec } from "@logistics/shared/runtime";
 
 /** Environment variables of the tracking service (see the README's configuration table). */
 export const trackingConfig = defineConfig(
@@ -10,6 +10,7 @@ export const trackingConfig = defineConfig(
       protocols: ["postgres:", "postgresql:"],
       default: "postgres://postgres@127.0.0.1:5432/test",
     }),
+    ...postgresConfigSpec(),
     REDIS_URL: url({
       description: "Redis for the shipment snapshot cache (tracking answers from the store when it is down)",
       protocols: ["redis:", "rediss:"],

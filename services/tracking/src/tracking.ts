@@ -2,7 +2,7 @@ import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tra
 import { createCatalogPublisher } from "@logistics/shared/events";
 import { startConsumerLagSampler } from "@logistics/shared/operations";
 import { createFailOpenRedis } from "@logistics/shared/redis";
-import { effectiveRegion, type ServiceDefinition } from "@logistics/shared/runtime";
+import { effectiveRegion, pgTimeouts, type ServiceDefinition } from "@logistics/shared/runtime";
 import { createPostgresShipmentStore } from "./store/postgres/postgres-shipment-store.js";
 import type { TrackingConfig } from "./config.js";
 import { createLiveHub, createLiveNotifier } from "./live-updates.js";
@@ -40,6 +40,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
     const store = await createPostgresShipmentStore({
       connectionString: config.DATABASE_URL,
       maxConnections: config.TRACKING_DB_POOL_SIZE,
+      timeouts: pgTimeouts(config),
       migrate: config.TRACKING_DB_MIGRATE,
     });
     const { redis, reportError: onCacheError, close: closeRedis } = createFailOpenRedis({

@@ -1,2 +1,3 @@
 export * from "./base-config.js";
 export * from "./start-service.js";
+export * from "./postgres-config.js";

@@ -26,8 +26,9 @@ function monthStart(year: number, month0: number): Date {
   return new Date(Date.UTC(year, month0, 1));
 }
 
+/** Under the store's lock, like its migrations, and like them without the statement timeout: moving rows and attaching or detaching partitions may take long. */
 function inLockedTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  return inTransaction(pool, fn, { lockName: STORE_LOCK_NAME });
+  return inTransaction(pool, fn, { lockName: STORE_LOCK_NAME, untimed: true });
 }
 
 /** Names of the current monthly partitions of shipment_events (in the current schema). */

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { createPgPool } from "@logistics/shared/postgres";
+import { createPgPool, type PgTimeouts } from "@logistics/shared/postgres";
 import type { ShipmentStore } from "../ports.js";
 import { MAX_DOCUMENT_BYTES } from "../size.js";
 import { applyEvents } from "./apply-batch.js";
@@ -24,6 +24,8 @@ export interface PostgresShipmentStoreOptions {
   pool?: pg.Pool;
   /** Pool size when the store creates the pool. Default 10. */
   maxConnections?: number;
+  /** Connection and statement timeouts when the store creates the pool (`createPgPool`'s defaults when left out). */
+  timeouts?: PgTimeouts;
   /** Run migrations and create partitions at start. Default true. */
   migrate?: boolean;
   /** Monthly partitions to keep ready ahead of now at start. Default 3. */
@@ -63,6 +65,7 @@ export async function createPostgresShipmentStore(options: PostgresShipmentStore
   const pool =
     options.pool ??
     createPgPool({
+      ...options.timeouts,
       ...(options.connectionString !== undefined ? { connectionString: options.connectionString } : {}),
       max: options.maxConnections ?? 10,
       applicationName: "shipment-store",

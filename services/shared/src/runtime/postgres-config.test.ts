@@ -1,0 +1,35 @@
+import assert from "node:assert/strict";
+import { describe, it } from "vitest";
+import { ConfigError, defineConfig } from "../config/env-config.js";
+import { DEFAULT_PG_CONNECT_TIMEOUT_MS } from "../postgres/pool.js";
+import { DEFAULT_PG_STATEMENT_TIMEOUT_MS, pgTimeouts, postgresConfigSpec } from "./postgres-config.js";
+
+describe("postgresConfigSpec", () => {
+  const config = defineConfig(postgresConfigSpec());
+
+  it("defaults to a 10 s connect timeout and a 15 s statement timeout, handed to the pool as given", () => {
+    const c = config.parse({});
+    assert.deepEqual(pgTimeouts(c), { connectTimeoutMs: DEFAULT_PG_CONNECT_TIMEOUT_MS, statementTimeoutMs: DEFAULT_PG_STATEMENT_TIMEOUT_MS });
+    assert.deepEqual([DEFAULT_PG_CONNECT_TIMEOUT_MS, DEFAULT_PG_STATEMENT_TIMEOUT_MS], [10_000, 15_000]);
+    assert.deepEqual(pgTimeouts(config.parse({ PG_CONNECT_TIMEOUT_MS: " 2500 ", PG_STATEMENT_TIMEOUT_MS: "60000" })), {
+      connectTimeoutMs: 2500,
+      statementTimeoutMs: 60_000,
+    });
+  });
+
+  it("rejects bad values at start, every one at once, naming the variable and the rule", () => {
+    const cases: Array<[Record<string, string>, string[]]> = [
+      [{ PG_CONNECT_TIMEOUT_MS: "10s" }, ['PG_CONNECT_TIMEOUT_MS="10s": must be an integer']],
+      [{ PG_STATEMENT_TIMEOUT_MS: "0" }, ['PG_STATEMENT_TIMEOUT_MS="0": must be >= 100']],
+      [{ PG_CONNECT_TIMEOUT_MS: "-1", PG_STATEMENT_TIMEOUT_MS: "1.5" }, ['PG_CONNECT_TIMEOUT_MS="-1": must be >= 100', 'PG_STATEMENT_TIMEOUT_MS="1.5": must be an integer']],
+      [{ PG_CONNECT_TIMEOUT_MS: "300001", PG_STATEMENT_TIMEOUT_MS: "3600001" }, ['PG_CONNECT_TIMEOUT_MS="300001": must be <= 300000', 'PG_STATEMENT_TIMEOUT_MS="3600001": must be <= 3600000']],
+    ];
+    for (const [env, problems] of cases) {
+      assert.throws(
+        () => config.parse(env),
+        (e: unknown) => e instanceof ConfigError && JSON.stringify(e.problems) === JSON.stringify(problems),
+        JSON.stringify(env),
+      );
+    }
+  });
+});

@@ -1,0 +1,39 @@
+import { int } from "../config/env-config.js";
+import { DEFAULT_PG_CONNECT_TIMEOUT_MS, type PgTimeouts } from "../postgres/pool.js";
+
+/** Default of `PG_STATEMENT_TIMEOUT_MS`. */
+export const DEFAULT_PG_STATEMENT_TIMEOUT_MS = 15_000;
+
+/**
+ * The environment variables of every service with a PostgreSQL pool (routing, tracking,
+ * notification): how long a checkout and a statement may wait. Spread into the service's
+ * `defineConfig` spec next to its `DATABASE_URL`; hand the parsed values to its pool with
+ * {@link pgTimeouts}.
+ */
+export function postgresConfigSpec() {
+  return {
+    PG_CONNECT_TIMEOUT_MS: int({
+      description:
+        "time to get a PostgreSQL connection (open one, or wait for a free one); then the RPC answers UNAVAILABLE and a consumer retries its batch later",
+      min: 100,
+      max: 300_000,
+      default: DEFAULT_PG_CONNECT_TIMEOUT_MS,
+    }),
+    PG_STATEMENT_TIMEOUT_MS: int({
+      description:
+        "PostgreSQL statement_timeout of the service's connections: a statement running or waiting for a lock longer is cancelled (UNAVAILABLE, consumers retry); migrations and partition maintenance run without it",
+      min: 100,
+      max: 3_600_000,
+      default: DEFAULT_PG_STATEMENT_TIMEOUT_MS,
+    }),
+  };
+}
+
+type Spec = ReturnType<typeof postgresConfigSpec>;
+/** The parsed variables of {@link postgresConfigSpec}. */
+export type PostgresConfig = { readonly [K in keyof Spec]: Spec[K] extends { parse(raw: string): infer T } ? T : never };
+
+/** The pool timeouts (`createPgPool`) a service's config asks for. */
+export function pgTimeouts(c: PostgresConfig): Required<PgTimeouts> {
+  return { connectTimeoutMs: c.PG_CONNECT_TIMEOUT_MS, statementTimeoutMs: c.PG_STATEMENT_TIMEOUT_MS };
+}
