@@ -145,8 +145,9 @@ describe("PostgreSQL toolkit (real PostgreSQL)", () => {
           assert.equal(permanentFailureReason(err), undefined);
         }
       } finally {
-        await pool.end();
+        // The hole first: a connection still opening into it would keep pool.end() waiting.
         await hole.close();
+        await pool.end();
       }
     });
 
