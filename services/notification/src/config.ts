@@ -60,6 +60,13 @@ export const notificationConfig = defineConfig(
       max: 1000,
       default: 4,
     }),
+    NOTIFICATION_KEEPALIVE_IDLE_MS: int({
+      description:
+        "how long an idle webhook connection is kept for the next delivery to its endpoint (keep it below the receivers' idle timeout, 5 s on Node and Apache); 0 opens a new connection per delivery",
+      min: 0,
+      max: 60_000,
+      default: 4000,
+    }),
     NOTIFICATION_BREAKER_FAILURES: int({
       description: "consecutive failures of an endpoint that open its circuit breaker",
       min: 1,

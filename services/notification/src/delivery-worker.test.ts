@@ -68,6 +68,7 @@ const options = (over: Partial<DeliveryWorkerOptions>): DeliveryWorkerOptions =>
   pollIntervalMs: 10,
   breaker: { failureThreshold: 3, cooldownMs: 60_000 },
   log: { warn() {}, error() {}, debug() {} },
+  send: async () => answer(200),
   ...over,
 });
 

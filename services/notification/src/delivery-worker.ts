@@ -9,7 +9,7 @@ import { createCircuitBreakers, type CircuitBreakerOptions, type CircuitBreakers
 import type { AttemptRecord, ClaimedDelivery, DeliveryTransition, NotificationStore, RecordedAttempt } from "./notification-store.js";
 import { classifyStatus, nextRetryDelayMs, parseRetryAfter, type RetryPolicyOptions } from "./retry-policy.js";
 import { signatureHeader, SIGNATURE_HEADER } from "./signature.js";
-import { sendWebhook, type WebhookRequest, type WebhookResult } from "./webhook-sender.js";
+import type { WebhookRequest, WebhookResult, WebhookSender } from "./webhook-sender.js";
 import { resolveWebhookTarget, type WebhookTargetPolicy } from "./webhook-target.js";
 
 /** Header naming the event (receivers deduplicate by it). */
@@ -66,8 +66,8 @@ export interface DeliveryWorkerOptions {
   log: WorkerLog;
   /** Called after every recorded attempt. */
   onAttempt?: (report: AttemptReport) => void;
-  /** HTTP client. Default {@link sendWebhook}. */
-  send?: (req: WebhookRequest) => Promise<WebhookResult>;
+  /** HTTP client: {@link WebhookSender.send} of the service's sender, or a fake (must never reject). */
+  send: (req: WebhookRequest) => Promise<WebhookResult>;
   /** Tracer for the CLIENT span of each attempt. Default `trace.getTracer("logistics.notification")`. */
   tracer?: Tracer;
 }
@@ -105,7 +105,7 @@ export interface DeliveryWorker {
  * due, expired leases of other replicas). Wakes during a claim lead to one more claim, never none.
  */
 export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker {
-  const send = opts.send ?? sendWebhook;
+  const { send } = opts;
   const tracer = opts.tracer ?? trace.getTracer("logistics.notification");
   const breakers = createCircuitBreakers(opts.breaker);
   const workerId = randomBytes(6).toString("base64url");

@@ -10,6 +10,7 @@ import { createNotificationMetrics } from "./notification-metrics.js";
 import { createNotificationHandlers } from "./notification-handlers.js";
 import { createNotificationStore } from "./notification-store.js";
 import { notificationPolicies, registerNotificationRoutes } from "./routes.js";
+import { createWebhookSender } from "./webhook-sender.js";
 import type { WebhookTargetPolicy } from "./webhook-target.js";
 
 /**
@@ -47,6 +48,13 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
       const metrics = createNotificationMetrics(ctx.metrics.registry);
       let worker: DeliveryWorker | undefined;
       if (config.NOTIFICATION_WORKER_ENABLED) {
+        // Keep-alive pools sized to the worker's per-endpoint concurrency; closed after the worker
+        // has drained (closers run in reverse order).
+        const sender = createWebhookSender({
+          maxSocketsPerEndpoint: config.NOTIFICATION_ENDPOINT_CONCURRENCY,
+          keepAliveIdleMs: config.NOTIFICATION_KEEPALIVE_IDLE_MS,
+        });
+        closers.push(async () => sender.close());
         worker = startDeliveryWorker({
           store,
           targetPolicy,
@@ -67,6 +75,7 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
             cooldownMs: config.NOTIFICATION_BREAKER_COOLDOWN_MS,
           },
           log: ctx.log,
+          send: sender.send,
           onAttempt: (r) => metrics.onAttempt(r),
         });
         const w = worker;
