@@ -200,6 +200,7 @@ describe("notification webhook delivery (nats-server, PostgreSQL, node:http rece
     assert.ok(d?.deliveredAt);
     assert.equal(d?.nextAttemptAt, undefined);
     assert.deepEqual([...new Set(r.requests.map((q) => q.headers["logistics-delivery-attempt"]))], ["1", "2", "3", "4", "5", "6"]);
+    assert.equal(r.connections, 1, "the attempts (a short 503 each) shared one kept-alive connection");
   });
 
   it("dead-letters the deliveries of a dead receiver, and a redrive delivers them once it is back", async () => {

@@ -32,6 +32,8 @@ export interface TestReceiver {
   readonly accepted: ReceivedRequest[];
   /** Most requests handled at once. */
   maxConcurrent: number;
+  /** Connections accepted. */
+  connections: number;
   close(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export async function startReceiver(
     requests: [],
     accepted: [],
     maxConcurrent: 0,
+    connections: 0,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
@@ -77,6 +80,7 @@ export async function startReceiver(
     });
   });
   server.on("connection", (s) => {
+    receiver.connections++;
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
   });
