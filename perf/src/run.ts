@@ -12,6 +12,7 @@
  *   npm run perf -- --soak --soak-rate 200 --soak-minutes 10
  *   npm run perf -- --rejudge-soak perf/results/<dir>   a soak's memory samples judged again (writes soak-memory-floors.md)
  *   npm run perf -- --ghz-web URL         also post the ghz reports to a ghz-web server
+ *   npm run perf -- --only e2e --service-node-args "--max-semi-space-size=32"   a Node.js setting for every service
  *   npm run perf -- --only e2e --profile  also CPU profiles of every service in each end-to-end run
  *                                         (<results>/profiles/e2e-<rate>/<service>/*.cpuprofile)
  */
@@ -64,6 +65,8 @@ const { values: args } = parseArgs({
     label: { type: "string" },
     /** Every service of every end-to-end run under `node --cpu-prof` (profiles next to the report). */
     profile: { type: "boolean", default: false },
+    /** Node.js options for every service of every end-to-end run (space-separated), e.g. "--max-semi-space-size=32": trying a runtime setting. */
+    "service-node-args": { type: "string" },
     /** Wall-clock budget of this process (the build before it is not counted). */
     "budget-seconds": { type: "string", default: "280" },
     /** Rates tried first; the search continues from them (1,000/s next while nothing failed). */
@@ -289,6 +292,9 @@ function figures(r: E2eResult): E2eFigures {
   };
 }
 
+/** `--service-node-args`, split on spaces. */
+const serviceNodeArgs = (args["service-node-args"] ?? "").split(" ").filter((a) => a !== "");
+
 /** One end-to-end run on a fresh mesh (an overloaded rate would leave a backlog that pollutes the next). */
 async function e2eAt(infra: Infra, rate: number, windowMs: number, settleMs: number): Promise<{ result: E2eResult; wallMs: number }> {
   const t = performance.now();
@@ -296,7 +302,12 @@ async function e2eAt(infra: Infra, rate: number, windowMs: number, settleMs: num
   const mesh = await startMeshProcesses(
     MESH_ENV,
     { databaseUrl: infra.pg.url, redisUrl: infra.redis.url },
-    args.profile ? { nodeArgs: (service) => ["--cpu-prof", `--cpu-prof-dir=${join(outDir, "profiles", `e2e-${rate}`, service)}`] } : {},
+    {
+      nodeArgs: (service) => [
+        ...serviceNodeArgs,
+        ...(args.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(outDir, "profiles", `e2e-${rate}`, service)}`] : []),
+      ],
+    },
   );
   log(`e2e ${rate}/s: mesh up after ${((performance.now() - t) / 1000).toFixed(1)} s`);
   try {
@@ -487,6 +498,7 @@ async function shortRun(): Promise<void> {
       `The run took ${tookS.toFixed(0)} s (plus the build).`,
     "",
     ...infraNotes.map((n) => `- ${n}`),
+    ...(serviceNodeArgs.length > 0 ? [`- Services started with the Node.js options \`${serviceNodeArgs.join(" ")}\` (\`--service-node-args\`).`] : []),
     "",
     "## Targets (issue 13)",
     "",
