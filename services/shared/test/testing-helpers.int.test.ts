@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { getEventListeners } from "node:events";
 import * as net from "node:net";
 import { describe, it } from "vitest";
 import { Redis } from "ioredis";
@@ -45,6 +46,15 @@ describe("waitFor", () => {
     const waiting = waitFor(() => false, { timeoutMs: 10_000, signal: controller.signal });
     controller.abort(new Error("process exited"));
     await assert.rejects(waiting, /process exited/);
+  });
+
+  it("leaves no listener on its signal once it is over, however it ended", async () => {
+    const exited = new AbortController();
+    await waitFor(() => true, { signal: exited.signal });
+    await assert.rejects(waitFor(() => false, { timeoutMs: 30, intervalMs: 5, signal: exited.signal }), WaitForTimeoutError);
+    let n = 0;
+    await waitFor(() => ++n >= 3, { intervalMs: 1, signal: exited.signal });
+    assert.equal(getEventListeners(exited.signal, "abort").length, 0);
   });
 });
 

@@ -50,54 +50,65 @@ export async function waitFor<T>(
   let lastError: unknown;
   let lastValue: unknown;
   let attempts = 0;
-  const abortedPromise = opts.signal ? aborted(opts.signal) : undefined;
-  abortedPromise?.catch(() => {});
-
-  for (;;) {
-    opts.signal?.throwIfAborted();
-    attempts++;
-    const remaining = Math.max(deadline - Date.now(), 1);
-    const timer = new AbortController();
-    try {
-      const outcome = await Promise.race([
-        Promise.resolve().then(probe),
-        delay(remaining, pending, { signal: timer.signal }),
-        ...(abortedPromise ? [abortedPromise] : []),
-      ]);
-      if (outcome === pending) {
-        lastError = new Error(`probe did not settle within the remaining ${remaining} ms`);
-      } else if (outcome) {
-        return outcome as NonNullable<T>;
-      } else {
-        lastError = undefined;
-        lastValue = outcome;
+  // The signal usually outlives this wait (a child process's exit): its listener goes when the
+  // wait ends, or each wait would leave one behind, holding the wait's promises.
+  const abort = opts.signal ? aborted(opts.signal) : undefined;
+  abort?.promise.catch(() => {});
+  try {
+    for (;;) {
+      opts.signal?.throwIfAborted();
+      attempts++;
+      const remaining = Math.max(deadline - Date.now(), 1);
+      const timer = new AbortController();
+      try {
+        const outcome = await Promise.race([
+          Promise.resolve().then(probe),
+          delay(remaining, pending, { signal: timer.signal }),
+          ...(abort ? [abort.promise] : []),
+        ]);
+        if (outcome === pending) {
+          lastError = new Error(`probe did not settle within the remaining ${remaining} ms`);
+        } else if (outcome) {
+          return outcome as NonNullable<T>;
+        } else {
+          lastError = undefined;
+          lastValue = outcome;
+        }
+      } catch (err) {
+        if (opts.signal?.aborted) throw opts.signal.reason;
+        lastError = err;
+      } finally {
+        timer.abort();
       }
-    } catch (err) {
-      if (opts.signal?.aborted) throw opts.signal.reason;
-      lastError = err;
-    } finally {
-      timer.abort();
-    }
 
-    const left = deadline - Date.now();
-    if (left <= 0) {
-      const detail =
-        lastError !== undefined ? `last error: ${describe(lastError)}` : `last value: ${String(lastValue)}`;
-      throw new WaitForTimeoutError(
-        `timed out after ${timeoutMs} ms (${attempts} attempts) waiting for ${what}; ${detail}`,
-        lastError,
-        lastValue,
-      );
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        const detail =
+          lastError !== undefined ? `last error: ${describe(lastError)}` : `last value: ${String(lastValue)}`;
+        throw new WaitForTimeoutError(
+          `timed out after ${timeoutMs} ms (${attempts} attempts) waiting for ${what}; ${detail}`,
+          lastError,
+          lastValue,
+        );
+      }
+      await delay(Math.min(intervalMs, left), undefined, opts.signal ? { signal: opts.signal } : {});
     }
-    await delay(Math.min(intervalMs, left), undefined, opts.signal ? { signal: opts.signal } : {});
+  } finally {
+    abort?.dispose();
   }
 }
 
-function aborted(signal: AbortSignal): Promise<never> {
-  return new Promise<never>((_, reject) => {
+/** A promise rejected when `signal` aborts, and how to stop listening. */
+function aborted(signal: AbortSignal): { promise: Promise<never>; dispose(): void } {
+  let onAbort: (() => void) | undefined;
+  const promise = new Promise<never>((_, reject) => {
     if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+    else {
+      onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+    }
   });
+  return { promise, dispose: () => onAbort && signal.removeEventListener("abort", onAbort) };
 }
 
 function describe(err: unknown): string {
