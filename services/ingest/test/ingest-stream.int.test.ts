@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import type { Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { RejectReason, ScanOutcome, type StreamScansRequest } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { uniqueName, waitFor } from "@logistics/shared/testing";
 import { recordedEventId } from "../src/event-ids.js";
 import { bearer, openScanCall, scanMessage, startIngestHarness, streamAll, validScan, type IngestHarness } from "./ingest-harness.js";
 
@@ -102,5 +103,32 @@ describe("StreamScans over grpc-js (real nats-server and redis-server)", () => {
     assert.equal(await h.metric("logistics_ingest_scans_total", 'outcome="duplicate"'), dupCount);
     assert.equal(await h.metric("logistics_ingest_scans_total", 'reason="invalid"'), kinds.filter((k) => k === "invalid").length);
     console.log(`# streamed ${TOTAL} scans in ${seconds.toFixed(1)} s (${Math.round(TOTAL / seconds)} scans/s); ${expectedIds.size} stored, ${dupCount} duplicates`);
+  });
+
+  it("holds more open StreamScans calls than Node's default of 10 listeners without a MaxListenersExceededWarning", async () => {
+    // Each open call listens on the service's drain signal until it ends; Node would call the
+    // eleventh "a possible memory leak" although every listener goes with its stream.
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => {
+      if (w.name === "MaxListenersExceededWarning") warnings.push(w.message);
+    };
+    process.on("warning", onWarning);
+    const token = await h.token({ carrier: "acme" });
+    const client = h.grpcClient();
+    const calls = Array.from({ length: 12 }, () => openScanCall(client, bearer(token)));
+    const answered = calls.map(() => 0);
+    calls.forEach((c, i) => {
+      c.on("data", () => answered[i]!++);
+      c.on("error", () => {});
+    });
+    try {
+      calls.forEach((c, i) => c.write(scanMessage([validScan("acme", `${uniqueName("listeners")}-${i}`)])));
+      await waitFor(() => answered.every((n) => n > 0), { message: "every call answered" });
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(warnings, []);
+    } finally {
+      process.off("warning", onWarning);
+      for (const c of calls) c.end();
+    }
   });
 });

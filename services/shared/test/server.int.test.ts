@@ -22,6 +22,7 @@ import {
   type ServerReflectionResponse,
 } from "../src/gen/grpc/reflection/v1/reflection_pb.js";
 import { startServer, type ServerHandle } from "../src/server/serve.js";
+import { waitFor } from "../src/testing/wait-for.js";
 
 /** A standard grpc-js client for a method, with protobuf-es doing the (de)serialization. */
 function grpcUnary<I, O>(address: string, path: string, encode: (m: I) => Uint8Array, decode: (b: Buffer) => O) {
@@ -190,6 +191,41 @@ describe("startServer", () => {
     await s.close();
     const again = await fetch(`${s.url}/grpc.health.v1.Health/Check`).catch((e: unknown) => e);
     assert.ok(again instanceof Error, "the port no longer accepts connections");
+  });
+
+  it("holds more open health watches than Node's default of 10 listeners without a MaxListenersExceededWarning", async () => {
+    // Each open watch listens on the server's drain signal until it ends; Node would call the
+    // eleventh "a possible memory leak" although every listener goes with its stream.
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => {
+      if (w.name === "MaxListenersExceededWarning") warnings.push(w.message);
+    };
+    process.on("warning", onWarning);
+    const s = await startServer({ port: 0, host: "127.0.0.1", services: [], routes: () => {} });
+    const client = new grpc.Client(`127.0.0.1:${s.port}`, grpc.credentials.createInsecure());
+    const calls = Array.from({ length: 12 }, () =>
+      client.makeServerStreamRequest(
+        "/grpc.health.v1.Health/Watch",
+        (m: ReturnType<typeof create<typeof HealthCheckRequestSchema>>) => Buffer.from(toBinary(HealthCheckRequestSchema, m)),
+        (b: Buffer) => fromBinary(HealthCheckResponseSchema, b),
+        create(HealthCheckRequestSchema),
+      ),
+    );
+    const serving = calls.map(() => false);
+    calls.forEach((c, i) => {
+      c.on("data", (r: { status: ServingStatus }) => (serving[i] = r.status === ServingStatus.SERVING));
+      c.on("error", () => {});
+    });
+    try {
+      await waitFor(() => serving.every(Boolean), { message: "every watch answered SERVING" });
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(warnings, []);
+    } finally {
+      process.off("warning", onWarning);
+      for (const c of calls) c.cancel();
+      client.close();
+      await s.close({ graceMs: 1000 });
+    }
   });
 });
 

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
@@ -133,6 +134,8 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
 
     const metrics = createMetrics({ service: def.name, exemplars: config.METRICS_EXEMPLARS });
     const drain = new AbortController();
+    // Open long-lived streams listen on it until they end (StreamScans: one each), as on the server's.
+    setMaxListeners(0, drain.signal);
     const parts = await def.start({ config, log, nats, js, jsm, subjects, catalog, metrics, drainSignal: drain.signal });
     if (parts.close) cleanups.push(parts.close);
 

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
@@ -151,6 +152,9 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   const jsonLimits: JsonLimits = { maxBytes: limits.maxJsonBytes, maxDepth: limits.maxJsonDepth };
   const hops = options.trustedProxyHops ?? 0;
   const drain = new AbortController();
+  // Every open long-lived stream (health Watch, WatchShipment...) listens on it until it ends:
+  // more than Node's default of 10 is normal load, not a leak to warn about.
+  setMaxListeners(0, drain.signal);
   const health = createHealthRegistry(options.services.map((s) => s.typeName), drain.signal);
   const handler = connectNodeAdapter({
     routes(router) {
