@@ -90,13 +90,13 @@ export const ingestConfig = defineConfig(
       default: 180,
     }),
     INGEST_SHIPMENT_CACHE_SIZE: int({
-      description: "shipments whose carriers this process keeps in memory (LRU), so scans of a hot shipment need no directory read",
+      description: "shipments whose carriers this process keeps in memory (LRU, about 350 B each), so scans of a hot shipment need no directory read",
       min: 1,
       max: 10_000_000,
       default: 200_000,
     }),
     INGEST_SHIPMENT_CACHE_TTL_SECONDS: int({
-      description: "seconds a cached shipment directory entry is trusted before it is read again",
+      description: "seconds a cached shipment directory entry is trusted before it is read again; expired entries are dropped within a minute",
       min: 1,
       max: 86_400,
       default: 600,

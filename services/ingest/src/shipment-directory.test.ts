@@ -39,4 +39,18 @@ describe("createKvShipmentDirectory", () => {
     });
     await assert.rejects(dir.lookup(["KNOWN0001"]), DirectoryUnavailableError);
   });
+
+  it("drops cached entries once their TTL has passed instead of keeping them until the cache is full", async () => {
+    let t = 1000;
+    const kv = { get: async () => ({ operation: "PUT", value: encodeParties(parties), revision: 1 }) } as unknown as KV;
+    const dir = createKvShipmentDirectory({ kv, cacheSize: 1000, cacheTtlMs: 120_000, now: () => t });
+    await dir.lookup(Array.from({ length: 100 }, (_, i) => `OLD${String(i).padStart(6, "0")}`));
+    assert.equal(dir.cached, 100);
+    t = 61_000;
+    await dir.lookup(["NEW0000001"]);
+    assert.equal(dir.cached, 101, "entries within their TTL stay");
+    t = 122_000;
+    await dir.lookup(["NEW0000002"]);
+    assert.equal(dir.cached, 2, "expired entries are gone, not only unserved");
+  });
 });

@@ -63,6 +63,14 @@ export interface KvShipmentDirectoryOptions {
    * miss is confirmed here before a scan is rejected as UNKNOWN_SHIPMENT. Default: misses are final.
    */
   readFromLeader?: (trackingNumber: string) => Promise<{ value: Uint8Array; revision: number } | undefined>;
+  /** Monotonic clock in ms for the cache's TTL (tests pass their own). Default `performance.now`. */
+  now?: () => number;
+}
+
+/** The directory with a view of its cache (tests and memory checks). */
+export interface KvShipmentDirectory extends ShipmentDirectory {
+  /** Entries in the in-process cache right now, expired ones not yet dropped included. */
+  readonly cached: number;
 }
 
 const CAS_ATTEMPTS = 8;
@@ -77,12 +85,28 @@ const CAS_ATTEMPTS = 8;
  * with `fresh` before rejecting a scan as WRONG_CARRIER, which also refreshes the cache.
  * Unregistered numbers are never cached, so a scan right after CreateShipment always finds its
  * shipment; a miss is confirmed with the bucket's leader (`readFromLeader`), because the direct
- * get behind `kv.get` may be answered by a replica that is behind. Entries expire from the cache after `cacheTtlMs` (the bucket's own max age bounds
- * how long a shipment stays registered).
+ * get behind `kv.get` may be answered by a replica that is behind. Entries expire from the cache
+ * after `cacheTtlMs` and are dropped within a minute of it (the bucket's own max age bounds how
+ * long a shipment stays registered).
  */
-export function createKvShipmentDirectory(opts: KvShipmentDirectoryOptions): ShipmentDirectory {
+export function createKvShipmentDirectory(opts: KvShipmentDirectoryOptions): KvShipmentDirectory {
   const { kv } = opts;
-  const cache = new LRUCache<string, ShipmentParties>({ max: opts.cacheSize, ttl: opts.cacheTtlMs });
+  const now = opts.now ?? (() => performance.now());
+  // ttlResolution 0: the clock is read at each check, instead of cached for 1 ms behind a timer
+  // that each fresh reading would start.
+  const cache = new LRUCache<string, ShipmentParties>({ max: opts.cacheSize, ttl: opts.cacheTtlMs, ttlResolution: 0, perf: { now } });
+  // An expired entry is never served, but the LRU keeps it until it is read or evicted: a replica
+  // that sees new shipments all day would fill the cache to cacheSize with them (about 350 B
+  // each: ~75 MiB at the default 200,000). Every minute (or TTL, if shorter) they are dropped, so
+  // the cache holds about the shipments read within one TTL. The sweep walks the cache once.
+  const sweepEveryMs = Math.min(opts.cacheTtlMs, 60_000);
+  let swept = now();
+  const sweep = () => {
+    const t = now();
+    if (t - swept < sweepEveryMs) return;
+    swept = t;
+    cache.purgeStale();
+  };
   const reading = new Map<string, Promise<{ parties: ShipmentParties; revision: number } | undefined>>();
 
   const unavailable = (op: string, err: unknown) =>
@@ -127,7 +151,12 @@ export function createKvShipmentDirectory(opts: KvShipmentDirectoryOptions): Shi
   };
 
   return {
+    get cached() {
+      return cache.size;
+    },
+
     async lookup(trackingNumbers, fresh = false) {
+      sweep();
       const found = new Map<string, ShipmentParties>();
       const misses: string[] = [];
       for (const tn of new Set(trackingNumbers)) {
@@ -146,6 +175,7 @@ export function createKvShipmentDirectory(opts: KvShipmentDirectoryOptions): Shi
     },
 
     async register(tn, parties) {
+      sweep();
       try {
         await kv.create(tn, encodeParties(parties));
         cache.set(tn, parties);
