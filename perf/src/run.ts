@@ -12,7 +12,7 @@
  *   npm run perf -- --soak --soak-rate 200 --soak-minutes 10
  *   npm run perf -- --rejudge-soak perf/results/<dir>   a soak's memory samples judged again (writes soak-memory-floors.md)
  *   npm run perf -- --ghz-web URL         also post the ghz reports to a ghz-web server
- *   npm run perf -- --only e2e --service-node-args "--max-semi-space-size=32"   a Node.js setting for every service
+ *   npm run perf -- --only e2e --service-node-args=--max-semi-space-size=32   a Node.js setting for every service (options starting with -- need the = form)
  *   npm run perf -- --only e2e --profile  also CPU profiles of every service in each end-to-end run
  *                                         (<results>/profiles/e2e-<rate>/<service>/*.cpuprofile)
  */
