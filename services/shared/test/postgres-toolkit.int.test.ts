@@ -89,6 +89,23 @@ describe("PostgreSQL toolkit (real PostgreSQL)", () => {
     }
   });
 
+  it("closes idle connections after idleTimeoutMs, and keeps them for the pool's life with 0", async () => {
+    const closing = createPgPool({ connectionString: db.connectionString, max: 1, idleTimeoutMs: 150 });
+    const keeping = createPgPool({ connectionString: db.connectionString, max: 1, idleTimeoutMs: 0 });
+    try {
+      const backend = async (pool: pg.Pool) => (await pool.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
+      const kept = await backend(keeping);
+      await backend(closing);
+      // Both went idle at the same moment; the one with a timeout lets its connection go...
+      await waitFor(() => closing.totalCount === 0, { message: "the idle connection closed", timeoutMs: 10_000 });
+      // ...while the other still holds its backend, and reuses it.
+      assert.equal(keeping.idleCount, 1);
+      assert.equal(await backend(keeping), kept, "the same backend");
+    } finally {
+      await Promise.all([closing.end(), keeping.end()]);
+    }
+  });
+
   it("survives the server dropping an idle pooled connection, and reports it to onIdleError", async () => {
     const errors: Error[] = [];
     const app = uniqueName("kitidle");
