@@ -8,13 +8,13 @@ import { trackingConfig } from "@logistics/tracking";
 const base = { JWT_PUBLIC_KEY_FILE: "keys.json" };
 const withDatabase = { routing: routingConfig, tracking: trackingConfig, notification: notificationConfig };
 
-describe("the services' PostgreSQL timeouts (PG_CONNECT_TIMEOUT_MS, PG_STATEMENT_TIMEOUT_MS)", () => {
-  it("are read by every service with a database, defaulting to 10 s and 15 s, and by no other", () => {
+describe("the services' PostgreSQL timeouts (PG_CONNECT_TIMEOUT_MS, PG_STATEMENT_TIMEOUT_MS, PG_IDLE_TIMEOUT_MS)", () => {
+  it("are read by every service with a database, defaulting to 10 s, 15 s and 60 s, and by no other", () => {
     for (const [name, config] of Object.entries(withDatabase)) {
       const c = config.parse(base);
-      assert.deepEqual([c.PG_CONNECT_TIMEOUT_MS, c.PG_STATEMENT_TIMEOUT_MS], [10_000, 15_000], name);
-      const set = config.parse({ ...base, PG_CONNECT_TIMEOUT_MS: "2000", PG_STATEMENT_TIMEOUT_MS: "30000" });
-      assert.deepEqual([set.PG_CONNECT_TIMEOUT_MS, set.PG_STATEMENT_TIMEOUT_MS], [2000, 30_000], name);
+      assert.deepEqual([c.PG_CONNECT_TIMEOUT_MS, c.PG_STATEMENT_TIMEOUT_MS, c.PG_IDLE_TIMEOUT_MS], [10_000, 15_000, 60_000], name);
+      const set = config.parse({ ...base, PG_CONNECT_TIMEOUT_MS: "2000", PG_STATEMENT_TIMEOUT_MS: "30000", PG_IDLE_TIMEOUT_MS: "0" });
+      assert.deepEqual([set.PG_CONNECT_TIMEOUT_MS, set.PG_STATEMENT_TIMEOUT_MS, set.PG_IDLE_TIMEOUT_MS], [2000, 30_000, 0], name);
     }
     assert.ok(!ingestConfig.names.some((n) => n.startsWith("PG_")), "ingest has no database");
   });

@@ -517,7 +517,7 @@ async function main(): Promise<void> {
       // with the driver's 10 s idle timeout, a store's connections closed while the other store's
       // series ran, and its next series paid for new backends (catalog caches, first touch of
       // every shared-buffer page): p99 36-50 ms on the large store's searches, not the store's.
-      const store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 8, idleTimeoutMs: 0 });
+      const store = await createPostgresShipmentStore({ connectionString: schema.connectionString, maxConnections: 8, timeouts: { idleTimeoutMs: 0 } });
       stores.push(store);
       await store.ensurePartitions(3, { monthsBehind, now: new Date(nowMs) });
       return { schema, store };

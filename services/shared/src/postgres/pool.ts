@@ -23,6 +23,14 @@ export interface PgTimeouts {
    * indexes through a pool keep working; the services always set it (`PG_STATEMENT_TIMEOUT_MS`).
    */
   statementTimeoutMs?: number;
+  /**
+   * How long a connection may sit idle in the pool before it is closed, ms; 0 keeps it until the
+   * pool ends. Default 10 000 (the driver's); the services set `PG_IDLE_TIMEOUT_MS`. A new
+   * connection pays for a new backend: its catalog caches, and its first touch of every
+   * shared-buffer page it reads (4 kB pages mapped one at a time without huge pages), tens of ms
+   * on a large store's first searches.
+   */
+  idleTimeoutMs?: number;
 }
 
 /** Options for {@link createPgPool}. */
@@ -36,13 +44,6 @@ export interface PgPoolOptions extends PgTimeouts {
   max?: number;
   /** Shown in pg_stat_activity, so an operator can tell the services' connections apart. */
   applicationName?: string;
-  /**
-   * How long a connection may sit idle in the pool before it is closed, ms; 0 keeps it until the
-   * pool ends. Default 10 000 (the driver's). A new connection pays for a new backend: its
-   * catalog caches, and its first touch of every shared-buffer page it reads (4 kB pages mapped
-   * one at a time without huge pages), tens of ms on a large store's first searches.
-   */
-  idleTimeoutMs?: number;
   /**
    * Called when an idle pooled connection fails (server restart, network cut); the pool drops it
    * and the next query opens a new one. Default: ignored.

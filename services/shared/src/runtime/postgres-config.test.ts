@@ -2,18 +2,24 @@ import assert from "node:assert/strict";
 import { describe, it } from "vitest";
 import { ConfigError, defineConfig } from "../config/env-config.js";
 import { DEFAULT_PG_CONNECT_TIMEOUT_MS } from "../postgres/pool.js";
-import { DEFAULT_PG_STATEMENT_TIMEOUT_MS, pgTimeouts, postgresConfigSpec } from "./postgres-config.js";
+import { DEFAULT_PG_IDLE_TIMEOUT_MS, DEFAULT_PG_STATEMENT_TIMEOUT_MS, pgTimeouts, postgresConfigSpec } from "./postgres-config.js";
 
 describe("postgresConfigSpec", () => {
   const config = defineConfig(postgresConfigSpec());
 
   it("defaults to a 10 s connect timeout and a 15 s statement timeout, handed to the pool as given", () => {
     const c = config.parse({});
-    assert.deepEqual(pgTimeouts(c), { connectTimeoutMs: DEFAULT_PG_CONNECT_TIMEOUT_MS, statementTimeoutMs: DEFAULT_PG_STATEMENT_TIMEOUT_MS });
+    assert.deepEqual(pgTimeouts(c), {
+      connectTimeoutMs: DEFAULT_PG_CONNECT_TIMEOUT_MS,
+      statementTimeoutMs: DEFAULT_PG_STATEMENT_TIMEOUT_MS,
+      idleTimeoutMs: DEFAULT_PG_IDLE_TIMEOUT_MS,
+    });
+    assert.equal(DEFAULT_PG_IDLE_TIMEOUT_MS, 60_000);
     assert.deepEqual([DEFAULT_PG_CONNECT_TIMEOUT_MS, DEFAULT_PG_STATEMENT_TIMEOUT_MS], [10_000, 15_000]);
-    assert.deepEqual(pgTimeouts(config.parse({ PG_CONNECT_TIMEOUT_MS: " 2500 ", PG_STATEMENT_TIMEOUT_MS: "60000" })), {
+    assert.deepEqual(pgTimeouts(config.parse({ PG_CONNECT_TIMEOUT_MS: " 2500 ", PG_STATEMENT_TIMEOUT_MS: "60000", PG_IDLE_TIMEOUT_MS: "0" })), {
       connectTimeoutMs: 2500,
       statementTimeoutMs: 60_000,
+      idleTimeoutMs: 0,
     });
   });
 

@@ -4,9 +4,12 @@ import { DEFAULT_PG_CONNECT_TIMEOUT_MS, type PgTimeouts } from "../postgres/pool
 /** Default of `PG_STATEMENT_TIMEOUT_MS`. */
 export const DEFAULT_PG_STATEMENT_TIMEOUT_MS = 15_000;
 
+/** Default of `PG_IDLE_TIMEOUT_MS`. */
+export const DEFAULT_PG_IDLE_TIMEOUT_MS = 60_000;
+
 /**
  * The environment variables of every service with a PostgreSQL pool (routing, tracking,
- * notification): how long a checkout and a statement may wait. Spread into the service's
+ * notification): how long a checkout and a statement may wait, and how long an idle connection is kept. Spread into the service's
  * `defineConfig` spec next to its `DATABASE_URL`; hand the parsed values to its pool with
  * {@link pgTimeouts}.
  */
@@ -26,6 +29,13 @@ export function postgresConfigSpec() {
       max: 3_600_000,
       default: DEFAULT_PG_STATEMENT_TIMEOUT_MS,
     }),
+    PG_IDLE_TIMEOUT_MS: int({
+      description:
+        "how long an idle pooled PostgreSQL connection stays open (0: until shutdown); a new one costs a new backend, whose first queries load its catalog caches and touch the shared buffers for the first time (tens of ms on a large store's searches after a quiet spell)",
+      min: 0,
+      max: 86_400_000,
+      default: DEFAULT_PG_IDLE_TIMEOUT_MS,
+    }),
   };
 }
 
@@ -35,5 +45,5 @@ export type PostgresConfig = { readonly [K in keyof Spec]: Spec[K] extends { par
 
 /** The pool timeouts (`createPgPool`) a service's config asks for. */
 export function pgTimeouts(c: PostgresConfig): Required<PgTimeouts> {
-  return { connectTimeoutMs: c.PG_CONNECT_TIMEOUT_MS, statementTimeoutMs: c.PG_STATEMENT_TIMEOUT_MS };
+  return { connectTimeoutMs: c.PG_CONNECT_TIMEOUT_MS, statementTimeoutMs: c.PG_STATEMENT_TIMEOUT_MS, idleTimeoutMs: c.PG_IDLE_TIMEOUT_MS };
 }

@@ -24,8 +24,6 @@ export interface PostgresShipmentStoreOptions {
   pool?: pg.Pool;
   /** Pool size when the store creates the pool. Default 10. */
   maxConnections?: number;
-  /** Idle time before a pooled connection is closed, when the store creates the pool (`createPgPool`'s `idleTimeoutMs`). */
-  idleTimeoutMs?: number;
   /** Connection and statement timeouts when the store creates the pool (`createPgPool`'s defaults when left out). */
   timeouts?: PgTimeouts;
   /** Run migrations and create partitions at start. Default true. */
@@ -70,7 +68,6 @@ export async function createPostgresShipmentStore(options: PostgresShipmentStore
       ...options.timeouts,
       ...(options.connectionString !== undefined ? { connectionString: options.connectionString } : {}),
       max: options.maxConnections ?? 10,
-      ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
       applicationName: "shipment-store",
       ...(options.onPoolError ? { onIdleError: options.onPoolError } : {}),
     });
