@@ -44,7 +44,7 @@ export function createLiveNotifier(nc: NatsConnection, subjects: Pick<Subjects, 
       } catch {
         // A closed or draining connection: watchers catch up on their next periodic re-read.
       }
-      local?.deliver(trackingNumber, localNotice(version, change));
+      local?.deliver(trackingNumber, () => localNotice(version, change));
     },
   };
 }
@@ -58,10 +58,11 @@ export interface LiveHub {
    */
   listen(trackingNumber: string, listener: (notice: LiveNotice) => void): () => void;
   /**
-   * Hands a notice of this process to the listeners of `trackingNumber` (none: nothing happens).
-   * A listener that throws does not keep it from the others.
+   * Hands a notice of this process to the listeners of `trackingNumber`, made by `notice` only
+   * when there are some (most shipments have no watcher on a given replica). A listener that
+   * throws does not keep it from the others.
    */
-  deliver(trackingNumber: string, notice: LiveNotice): void;
+  deliver(trackingNumber: string, notice: () => LiveNotice): void;
   /** This process's origin tag: notices published with it are not taken from NATS again. */
   readonly origin: string;
   /** Unsubscribes everything. */
@@ -110,7 +111,7 @@ export function createLiveHub(nc: NatsConnection, subjects: Pick<Subjects, "live
     },
     deliver(trackingNumber, notice) {
       const entry = entries.get(trackingNumber);
-      if (entry) fanOut(entry.listeners, notice);
+      if (entry) fanOut(entry.listeners, notice());
     },
     close() {
       for (const { sub } of entries.values()) sub.unsubscribe();

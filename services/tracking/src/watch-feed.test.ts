@@ -25,7 +25,7 @@ function fixture(versions: number) {
   let deliver: (n: LiveNotice) => void = () => {};
   const live: LiveHub = {
     listen: (_tn, listener) => ((deliver = listener), () => (deliver = () => {})),
-    deliver: (_tn, n) => deliver(n),
+    deliver: (_tn, n) => deliver(n()),
     origin: "test",
     close: () => {},
   };
