@@ -25,6 +25,7 @@ import { databaseUnavailableReason } from "@logistics/shared/postgres";
 import { observeWithExemplar } from "@logistics/shared/telemetry";
 import type { ConsumerRef } from "@logistics/shared/operations";
 import { sameEta } from "./store/derive.js";
+import type { ShipmentMessages } from "./watch-messages.js";
 import { StoreError } from "./store/errors.js";
 import { eventKey } from "./store/events.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc, ShipmentStore } from "./store/ports.js";
@@ -53,7 +54,7 @@ export interface ProjectorOptions {
   /** Cross-replica change notices for watchers (optional). */
   notifier?: LiveNotifier;
   /** Renders the Shipment of a cache refresh (default `shipmentMessage`): a memo shared with the watchers renders each version once. */
-  shipmentMessages?: (doc: ShipmentDoc) => ReturnType<typeof shipmentMessage>;
+  shipmentMessages?: ShipmentMessages;
   /**
    * Replaces `tracking` in the durable names (`tracking-scans`, `tracking-shipment-events`,
    * `tracking-routes`), e.g. for a second projection. Default "tracking".
