@@ -155,7 +155,10 @@ describe("PostgreSQL toolkit (real PostgreSQL)", () => {
       try {
         // The first opens a connection into the hole; the second waits for the pool's only slot.
         const [opening, waiting] = await Promise.all([failure(pool.query("SELECT 1")), failure(pool.query("SELECT 1"))]);
-        assert.equal(hole.accepted(), 1);
+        // Both time out at about the same moment. When the opening connection's timer fires
+        // first, the pool hands its freed slot to the waiter, which opens a second connection
+        // (one at a time) before its own timer fails it; so one or two, never more.
+        assert.ok(hole.accepted() >= 1 && hole.accepted() <= 2, `${hole.accepted()} connections into the hole`);
         for (const { err, ms } of [opening, waiting]) {
           assert.ok(ms >= 250 && ms < BOUND_MS, `failed after ${Math.round(ms)} ms`);
           assert.match(databaseUnavailableReason(err) ?? String(err), /connect timeout/);
