@@ -26,7 +26,7 @@ import { parseArgs } from "node:util";
 import { DEV_DATA_DIR, provideMeshServers, type MeshServers } from "@logistics/dev";
 import { asLoadResult, runE2e, type E2eResult } from "./e2e/e2e-bench.js";
 import { postToGhzWeb, toGhzReport, type GhzReport } from "./lib/ghz-report.js";
-import { startMeshProcesses, scrapeGauge, type MeshProcesses, type MeshService } from "./lib/mesh-processes.js";
+import { startMeshProcesses, scrapeGauges, type MeshProcesses, type MeshService } from "./lib/mesh-processes.js";
 import { childPids, CpuSampler, loadAverage, rssMiB, type ProcessGroup } from "./lib/proc.js";
 import { writeReport, type ScenarioResult } from "./lib/report.js";
 import { SOAK_FLOOR_RULE } from "./lib/floor-verdict.js";
@@ -606,6 +606,9 @@ async function lastHighestSustained(): Promise<{ rate: number; dir: string } | u
   return undefined;
 }
 
+/** The prom-client default gauges the soak samples from each service. */
+const HEAP_GAUGES = ["nodejs_heap_size_used_bytes", "nodejs_heap_size_total_bytes", "nodejs_external_memory_bytes"] as const;
+
 async function soak(): Promise<void> {
   await mkdir(outDir, { recursive: true });
   const minutes = Number(args["soak-minutes"]);
@@ -624,15 +627,19 @@ async function soak(): Promise<void> {
   const commit = gitDescribe();
   const infra = startInfra();
   const mesh = await startMeshProcesses(MESH_ENV, { databaseUrl: infra.pg.url, redisUrl: infra.redis.url });
-  const samples: Array<{ at: number; svc: string; rssMiB: number; heapMiB?: number }> = [];
+  const samples: Array<{ at: number; svc: string; rssMiB: number; heapMiB?: number; heapTotalMiB?: number; externalMiB?: number }> = [];
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
       const at = performance.now();
       for (const svc of MESH) {
         const rss = rssMiB(mesh.pids[svc]);
-        const heap = await scrapeGauge(mesh.metricsPorts[svc], "nodejs_heap_size_used_bytes").catch(() => undefined);
-        if (rss !== undefined) samples.push({ at, svc, rssMiB: rss, ...(heap === undefined ? {} : { heapMiB: heap / 2 ** 20 }) });
+        // Heap used is judged; V8's committed heap and external (Buffers, off-heap) memory say what
+        // else an RSS floor holds.
+        const g = await scrapeGauges(mesh.metricsPorts[svc], HEAP_GAUGES).catch(() => ({}) as Partial<Record<(typeof HEAP_GAUGES)[number], number>>);
+        const mib = (v: number | undefined) => (v === undefined ? undefined : v / 2 ** 20);
+        const heap = { heapMiB: mib(g.nodejs_heap_size_used_bytes), heapTotalMiB: mib(g.nodejs_heap_size_total_bytes), externalMiB: mib(g.nodejs_external_memory_bytes) };
+        if (rss !== undefined) samples.push({ at, svc, rssMiB: rss, ...Object.fromEntries(Object.entries(heap).filter(([, v]) => v !== undefined)) });
       }
       await new Promise((r) => setTimeout(r, MEMORY_SAMPLE_MS));
     }

@@ -145,5 +145,21 @@ describe("judgeSoakMemory", () => {
     assert.match(md, /sampled every 2 s/);
     assert.match(md, /\| ingest \| RSS \| (\d+ ){7}\d+ \| 3\.\d\d \| 1\.00 \| [\d.]+ \| \*\*growing\*\* \|/);
     assert.match(md, /Memory — \*\*growing\*\*: ingest \(RSS\); not enough data: tracking \(heap used\); flat: routing\./);
+    assert.doesNotMatch(md, /V8 heap committed/, "samples without heap total or external (older soaks) get no breakdown");
+  });
+
+  it("adds the floors of V8's committed heap and of external memory, over the judged load only", () => {
+    const total = sawtooth({ floor: (t) => 80 + (2 * t) / MIN, height: () => 10 });
+    const memory: MemorySample[] = [
+      ...total.map(([t, v]) => ({ t, svc: "ingest", rssMiB: 150, heapMiB: 50, heapTotalMiB: v, externalMiB: 12 })),
+      // After the load (the settle): a drop that must not become a floor.
+      { t: 10 * MIN + 20, svc: "ingest", rssMiB: 150, heapMiB: 50, heapTotalMiB: 1, externalMiB: 1 },
+    ];
+    const md = soakMemorySection(memory, judgeSoakMemory(memory, ["ingest"], 10 * MIN)).join("\n");
+    const row = (label: string) => md.split("\n").find((l) => l.startsWith(`| ingest | ${label} |`));
+    const floors = (label: string) => row(label)!.split("|")[3]!.trim().split(" ").map(Number);
+    assert.ok(floors("V8 heap committed").every((f) => f >= 80), `no floor from after the load: ${row("V8 heap committed")}`);
+    assert.match(row("V8 heap committed")!, /\| 2\.\d\d \|$/);
+    assert.match(row("external")!, /\| 0\.00 \|$/);
   });
 });

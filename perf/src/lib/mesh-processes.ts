@@ -159,13 +159,18 @@ async function startMeshOnce(env: Record<string, string>, stores: MeshStores, o:
 
 /** Reads one gauge (summed over label sets) from a Prometheus text endpoint. */
 export async function scrapeGauge(metricsPort: number, name: string): Promise<number | undefined> {
+  return (await scrapeGauges(metricsPort, [name]))[name];
+}
+
+/** Reads several gauges (each summed over its label sets) from one scrape of a Prometheus text endpoint. */
+export async function scrapeGauges<N extends string>(metricsPort: number, names: readonly N[]): Promise<Partial<Record<N, number>>> {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  let sum: number | undefined;
+  const sums: Partial<Record<N, number>> = {};
   for (const line of text.split("\n")) {
-    if (line.startsWith(name + " ") || line.startsWith(name + "{")) {
-      const v = Number(line.slice(line.lastIndexOf(" ") + 1));
-      if (Number.isFinite(v)) sum = (sum ?? 0) + v;
-    }
+    const name = names.find((n) => line.startsWith(n + " ") || line.startsWith(n + "{"));
+    if (name === undefined) continue;
+    const v = Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (Number.isFinite(v)) sums[name] = (sums[name] ?? 0) + v;
   }
-  return sum;
+  return sums;
 }

@@ -2,12 +2,18 @@
 import { floorVerdict, SOAK_FLOOR_RULE, type FloorRule, type FloorVerdict, type FloorVerdictKind } from "./floor-verdict.js";
 import { median } from "./stats.js";
 
-/** One memory sample of one service: seconds from the load's start, RSS, and heap used when its /metrics answered. */
+/**
+ * One memory sample of one service: seconds from the load's start, RSS, and, when its /metrics
+ * answered, V8 heap used, V8 heap committed (heap total) and external memory (Buffers and other
+ * off-heap allocations V8 is told of; soaks before 2026-12-05 sampled heap used only).
+ */
 export interface MemorySample {
   readonly t: number;
   readonly svc: string;
   readonly rssMiB: number;
   readonly heapMiB?: number;
+  readonly heapTotalMiB?: number;
+  readonly externalMiB?: number;
 }
 
 /** A service's memory verdict: growing when either floor grows; flat only when both are flat. */
@@ -15,6 +21,8 @@ export interface ServiceMemoryVerdict {
   readonly verdict: FloorVerdictKind;
   readonly rss: FloorVerdict;
   readonly heap: FloorVerdict;
+  /** The end of the load judged (seconds from its start). */
+  readonly loadEndS: number;
 }
 
 /** Judges every service's RSS and heap-used floors over a load that ends at `loadEndS`. */
@@ -31,7 +39,7 @@ export function judgeSoakMemory(
     const heap = floorVerdict(mine.flatMap((m) => (m.heapMiB === undefined ? [] : [[m.t, m.heapMiB] as const])), loadEndS, rule);
     const kinds = [rss.verdict, heap.verdict];
     const verdict = kinds.includes("growing") ? "growing" : kinds.includes("not enough data") ? "not enough data" : "flat";
-    out[svc] = { verdict, rss, heap };
+    out[svc] = { verdict, rss, heap, loadEndS };
   }
   return out;
 }
@@ -82,5 +90,39 @@ export function soakMemorySection(
       });
   const parts = (["growing", "not enough data", "flat"] as const).flatMap((k) => (named(k).length ? [`${shown(k)}: ${named(k).join(", ")}`] : []));
   lines.push("", `Memory — ${parts.join("; ")}.`);
+  return [...lines, ...breakdownLines(memory, verdicts, rule)];
+}
+
+/**
+ * Not judged: the floors of V8's committed heap and of external memory, which say whether an RSS
+ * floor that moves is the heap V8 keeps committed or memory outside it. Empty for samples that
+ * have neither (older soaks).
+ */
+function breakdownLines(memory: readonly MemorySample[], verdicts: Readonly<Record<string, ServiceMemoryVerdict>>, rule: FloorRule): string[] {
+  const kinds = [
+    ["V8 heap committed", (m: MemorySample) => m.heapTotalMiB],
+    ["external", (m: MemorySample) => m.externalMiB],
+  ] as const;
+  if (!memory.some((m) => m.heapTotalMiB !== undefined || m.externalMiB !== undefined)) return [];
+  const lines = [
+    "",
+    "What else the RSS floors hold (not judged; same windows, floors and slopes as above): V8's committed heap (`nodejs_heap_size_total_bytes`) " +
+      "and external memory (`nodejs_external_memory_bytes`: Buffers and other off-heap allocations V8 knows of). RSS above committed heap + " +
+      "external is code, stacks, the allocator's free lists and native libraries' own memory.",
+    "",
+    "| service | memory | floors (MiB), window by window | floor slope (MiB/min) |",
+    "|---|---|---|---:|",
+  ];
+  for (const [svc, judged] of Object.entries(verdicts)) {
+    const mine = memory.filter((m) => m.svc === svc);
+    for (const [label, pick] of kinds) {
+      const points = mine.flatMap((m) => {
+        const v = pick(m);
+        return v === undefined ? [] : [[m.t, v] as const];
+      });
+      const f = floorVerdict(points, judged.loadEndS, rule);
+      lines.push(`| ${svc} | ${label} | ${f.floors.map((x) => x.value.toFixed(0)).join(" ") || "—"} | ${num(f.floorSlopePerMin, 2)} |`);
+    }
+  }
   return lines;
 }
