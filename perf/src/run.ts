@@ -192,7 +192,7 @@ const BENCHES: BenchSpec[] = [
     // 40,000 events a round: the raw side lasts ~0.5 s (at 3,000 it lasted ~50 ms and rounds swung 5%-32%).
     args: ["--events", "40000", "--rounds", "3", "--per-event", "600"],
     timeoutMs: 150_000,
-    target: "batched apply >= 25% of raw multi-row INSERT (per-event apply reported)",
+    target: "batched apply >= 25% of a raw multi-row write of the same rows (history, claims, shipments); vs the history rows alone and the per-event apply reported",
   },
 ];
 
@@ -204,11 +204,17 @@ function benchFigures(j: Record<string, Record<string, unknown>>): BenchFigures 
     out.ingest = { ratio: num(ing["ratio"])!, ingestPerSec: num(ing["ingestAcceptedPerSec"]) ?? NaN, rawPerSec: num(ing["rawPublishPerSec"]) ?? NaN };
   }
   const st = j["store-apply"];
-  if (st && num(st["ratioBatchedVsRaw"]) !== undefined) {
+  // The target's reference is a raw multi-row write of the same rows the apply writes (history,
+  // claims, shipments); the history rows alone, the reference of earlier reports, are shown beside.
+  if (st && num(st["ratioBatchedVsRawAllRows"]) !== undefined) {
     out.store = {
-      ratio: num(st["ratioBatchedVsRaw"])!,
+      ratio: num(st["ratioBatchedVsRawAllRows"])!,
       batchedPerSec: num((st["adapterBatched"] as Record<string, unknown>)?.["eventsPerSec"]) ?? NaN,
-      rawPerSec: num((st["rawInsert"] as Record<string, unknown>)?.["rowsPerSec"]) ?? NaN,
+      rawPerSec: num((st["rawAllRows"] as Record<string, unknown>)?.["eventsPerSec"]) ?? NaN,
+      historyOnly: {
+        ratio: num(st["ratioBatchedVsRaw"]) ?? NaN,
+        rawPerSec: num((st["rawInsert"] as Record<string, unknown>)?.["rowsPerSec"]) ?? NaN,
+      },
     };
   }
   const cl = j["notification-claim"];

@@ -24,7 +24,11 @@ export interface E2eFigures {
 /** The service benches' ratios (undefined when a bench was not run or failed). */
 export interface BenchFigures {
   ingest?: { ratio: number; ingestPerSec: number; rawPerSec: number };
-  store?: { ratio: number; batchedPerSec: number; rawPerSec: number };
+  /**
+   * Batched apply vs a raw multi-row write of the same rows (every row the apply writes: history,
+   * claims, shipments upsert), and, reported, vs the history rows alone (the reference up to 2026-12-04).
+   */
+  store?: { ratio: number; batchedPerSec: number; rawPerSec: number; historyOnly?: { ratio: number; rawPerSec: number } };
   getShipment?: { ratio: number; getPerSec: number; echoPerSec: number };
   /** Notification claimDue calls/s with a large backlog of due deliveries vs a small one. */
   claim?: { ratio: number; largePerSec: number; smallPerSec: number; large: number; small: number };
@@ -101,10 +105,15 @@ export function targetRows(runs: readonly E2eFigures[], benches: BenchFigures): 
       ingest ? `${ingest.ingestPerSec.toFixed(0)} vs ${ingest.rawPerSec.toFixed(0)} scans/s` : "",
     ),
     ratioRow(
-      "batched store apply ≥ 25% of raw multi-row INSERT",
+      "batched store apply ≥ 25% of raw multi-row INSERT of the same rows",
       0.25,
       store?.ratio,
-      store ? `${store.batchedPerSec.toFixed(0)} vs ${store.rawPerSec.toFixed(0)} rows/s` : "",
+      store
+        ? `${store.batchedPerSec.toFixed(0)} vs ${store.rawPerSec.toFixed(0)} events/s, the raw side writing every row the apply writes` +
+            (store.historyOnly
+              ? `; vs the history rows alone: ${pct(store.historyOnly.ratio)} (${store.batchedPerSec.toFixed(0)} vs ${store.historyOnly.rawPerSec.toFixed(0)} rows/s)`
+              : "")
+        : "",
     ),
     ratioRow(
       "GetShipment (cache hit) ≥ 70% of a bare echo RPC",
