@@ -1,9 +1,9 @@
 import * as assert from "node:assert/strict";
-import { afterAll, beforeAll, describe, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, it } from "vitest";
 import pg from "pg";
 import { permanentFailureReason } from "../src/nats/permanent-failure.js";
 import { createPgPool, databaseUnavailableReason, inTransaction, migrate, type Migration } from "../src/postgres/index.js";
-import { createTestSchema, startBlackHole, uniqueName, waitFor, type TestSchema } from "../src/testing/index.js";
+import { createTestSchema, startBlackHole, startTcpProxy, uniqueName, waitFor, type TestSchema, type TcpProxy } from "../src/testing/index.js";
 
 /** Far above the timeouts configured below: a failure later than this is a hang, not a timeout. */
 const BOUND_MS = 15_000;
@@ -189,6 +189,104 @@ describe("PostgreSQL toolkit (real PostgreSQL)", () => {
       } finally {
         await holder.query(`ROLLBACK; DROP TABLE IF EXISTS ${table}`).catch(() => {});
         await holder.end();
+        await pool.end();
+      }
+    });
+
+    describe("a server that stops answering on an open connection (queryTimeoutMs)", () => {
+      const QUERY_TIMEOUT_MS = 800;
+      const UNANSWERED = "the database did not answer within the query timeout";
+      let proxy: TcpProxy;
+      let pool: pg.Pool;
+      let app: string;
+      beforeEach(async () => {
+        proxy = await startTcpProxy(db.connectionString);
+        app = uniqueName("kitsilent");
+        pool = createPgPool({ connectionString: proxy.url, max: 1, statementTimeoutMs: 300, queryTimeoutMs: QUERY_TIMEOUT_MS, applicationName: app });
+      });
+      afterEach(async () => {
+        // The proxy first: a connection still waiting behind it would keep pool.end() waiting.
+        await proxy.close();
+        await pool.end();
+      });
+
+      const backend = async (marker: string) => (await pool.query<{ pid: number; marker: string }>("SELECT pg_backend_pid() AS pid, $1::text AS marker", [marker])).rows[0]!;
+
+      it("fails a query on the idle pooled connection after about queryTimeoutMs, as unavailable, not poison, and never reuses the connection", async () => {
+        const before = await backend("warm");
+        assert.deepEqual([pool.totalCount, pool.idleCount], [1, 1], "one open connection, idle in the pool");
+        proxy.blackHole();
+        const { err, ms } = await failure(pool.query("SELECT 'stale' AS marker"));
+        assert.equal((err as Error).message, "Query read timeout");
+        assert.equal(databaseUnavailableReason(err), UNANSWERED);
+        assert.equal(permanentFailureReason(err), undefined);
+        assert.ok(ms >= QUERY_TIMEOUT_MS - 50 && ms < BOUND_MS, `failed after ${Math.round(ms)} ms`);
+        assert.equal(pool.totalCount, 0, "the connection left the pool");
+        proxy.forward();
+        // The held query and its late answer belong to the closed connection alone.
+        const after = await backend("fresh");
+        assert.equal(after.marker, "fresh");
+        assert.notEqual(after.pid, before.pid, "a new connection (a new backend) answered");
+        assert.equal(proxy.accepted(), 2);
+      });
+
+      it("closes a checked-out connection whose query timed out, so a plain release() does not return it to the pool", async () => {
+        const client = await pool.connect();
+        const { pid } = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!;
+        proxy.blackHole();
+        const { err } = await failure(client.query("SELECT 'stale'"));
+        assert.equal(databaseUnavailableReason(err), UNANSWERED);
+        await assert.rejects(client.query("SELECT 1"), /not queryable/, "the client refuses further queries at once instead of queueing them behind the lost one");
+        client.release();
+        assert.deepEqual([pool.totalCount, pool.idleCount], [0, 0], "released without an error, still dropped");
+        proxy.forward();
+        assert.notEqual((await backend("next")).pid, pid);
+      });
+
+      it("fails a transaction whose server goes silent mid-way after about queryTimeoutMs, rolls it back and drops its connection", async () => {
+        const table = uniqueName("kitsilent");
+        await pool.query(`CREATE TABLE ${table} (id int PRIMARY KEY)`);
+        try {
+          const { err, ms } = await failure(
+            inTransaction(pool, async (c) => {
+              await c.query(`INSERT INTO ${table} VALUES (1)`);
+              proxy.blackHole();
+              await c.query(`INSERT INTO ${table} VALUES (2)`);
+            }),
+          );
+          assert.equal(databaseUnavailableReason(err), UNANSWERED);
+          // The ROLLBACK after the timeout does not wait behind the lost statement a second time.
+          assert.ok(ms >= QUERY_TIMEOUT_MS - 50 && ms < 2 * QUERY_TIMEOUT_MS, `failed after ${Math.round(ms)} ms`);
+          assert.equal(pool.totalCount, 0, "the connection left the pool");
+          proxy.forward();
+          // The server sees the connection close once the path carries it, and aborts the transaction.
+          const observer = createPgPool({ connectionString: db.connectionString, max: 1 });
+          try {
+            await waitFor(async () => (await observer.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1", [app])).rowCount === 0, {
+              timeoutMs: BOUND_MS,
+              message: "the transaction's backend to end",
+            });
+          } finally {
+            await observer.end();
+          }
+          assert.equal((await pool.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0]?.n, 0, "nothing of the transaction was committed");
+        } finally {
+          proxy.forward();
+          await pool.query(`DROP TABLE IF EXISTS ${table}`);
+        }
+      });
+    });
+
+    it("bounds a query by queryTimeoutMs on the client, except in untimed transactions, and restores the bound after them", async () => {
+      // A statement timeout above the query timeout, so the client's bound is what cuts the sleep.
+      const pool = createPgPool({ connectionString: db.connectionString, max: 1, statementTimeoutMs: 10_000, queryTimeoutMs: 500 });
+      try {
+        const timedOut = (e: unknown) => databaseUnavailableReason(e) === "the database did not answer within the query timeout";
+        await assert.rejects(pool.query("SELECT pg_sleep(1)"), timedOut);
+        assert.equal(await inTransaction(pool, async (c) => (await c.query("SELECT pg_sleep(1)")).rowCount, { untimed: true }), 1);
+        await assert.rejects(pool.query("SELECT pg_sleep(1)"), timedOut, "the bound is back after the untimed transaction");
+        assert.equal((await pool.query("SELECT 1 AS one")).rows[0]?.one, 1);
+      } finally {
         await pool.end();
       }
     });

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { suspendQueryTimeout } from "./pool.js";
 
 /** Options of {@link inTransaction}. */
 export interface TransactionOptions {
@@ -9,8 +10,9 @@ export interface TransactionOptions {
   lockName?: string;
   /**
    * Runs without the pool's statement timeout (`SET LOCAL statement_timeout = 0`, before the
-   * advisory lock, whose wait it would also cut short): schema changes and maintenance that may
-   * legitimately take long, e.g. migrations, or partitions moving rows. Default false.
+   * advisory lock, whose wait it would also cut short) and without its query timeout (the
+   * client-side bound that backs the statement timeout up): schema changes and maintenance that
+   * may legitimately take long, e.g. migrations, or partitions moving rows. Default false.
    */
   untimed?: boolean;
 }
@@ -22,9 +24,13 @@ export interface TransactionOptions {
  */
 export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>, o: TransactionOptions = {}): Promise<T> {
   const client = await pool.connect();
+  let restoreQueryTimeout = (): void => {};
   try {
     await client.query("BEGIN");
-    if (o.untimed) await client.query("SET LOCAL statement_timeout = 0");
+    if (o.untimed) {
+      await client.query("SET LOCAL statement_timeout = 0");
+      restoreQueryTimeout = suspendQueryTimeout(client);
+    }
     if (o.lockName !== undefined) await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [o.lockName]);
     const out = await fn(client);
     await client.query("COMMIT");
@@ -33,6 +39,8 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient
     await client.query("ROLLBACK").catch(() => {});
     throw err;
   } finally {
+    restoreQueryTimeout();
+    // A client whose query timed out on this side was closed; the pool drops it on release.
     client.release();
   }
 }

@@ -14,11 +14,13 @@ describe("databaseUnavailableReason", () => {
     assert.equal(databaseUnavailableReason(serverError("57014", "canceling statement due to user request")), "the statement was cancelled (SQLSTATE 57014)");
   });
 
-  it("recognises the pool's checkout timeouts, lost and refused connections, and servers going down or starting", () => {
+  it("recognises the pool's checkout timeouts, queries the server never answered (query timeout), lost and refused connections, and servers going down or starting", () => {
     const cases: Array<[unknown, RegExp]> = [
       [new Error("timeout exceeded when trying to connect"), /within the connect timeout \(all in use\)/],
       [new Error("Connection terminated due to connection timeout", { cause: new Error("Connection terminated unexpectedly") }), /did not accept a connection within the connect timeout/],
       [new Error("Connection terminated unexpectedly"), /connection was lost/],
+      [new Error("Query read timeout"), /^the database did not answer within the query timeout$/],
+      [new Error("Client has encountered a connection error and is not queryable"), /connection was lost/],
       [Object.assign(new Error("connect ECONNREFUSED 10.0.0.5:5432"), { code: "ECONNREFUSED" }), /^the database connection failed \(ECONNREFUSED\)$/],
       [serverError("55P03", "canceling statement due to lock timeout"), /lock was not available in time \(SQLSTATE 55P03\)/],
       [serverError("57P01", "terminating connection due to administrator command"), /shutting down \(SQLSTATE 57P01\)/],

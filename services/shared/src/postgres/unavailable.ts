@@ -20,6 +20,10 @@ const DRIVER_MESSAGES: ReadonlyMap<string, string> = new Map([
   ["Connection terminated due to connection timeout", "the database did not accept a connection within the connect timeout"],
   ["Connection terminated unexpectedly", "the database connection was lost"],
   ["Connection terminated", "the database connection was closed"],
+  ["Client has encountered a connection error and is not queryable", "the database connection was lost"],
+  // pg's query_timeout (createPgPool's queryTimeoutMs): the server sent no answer, not even the
+  // statement timeout's cancellation (its host gone, or the network path dropping packets).
+  ["Query read timeout", "the database did not answer within the query timeout"],
 ]);
 
 /** Socket errors of an unreachable server. */
@@ -27,9 +31,10 @@ const NETWORK_CODES: ReadonlySet<string> = new Set(["ECONNREFUSED", "ECONNRESET"
 
 /**
  * Why `err` (or an error in its `cause` chain) says PostgreSQL is unavailable right now — a
- * statement or lock wait cut short by the server's timeout, a checkout that timed out, a lost or
- * refused connection, a server shutting down or starting — or undefined when it says something
- * else (a bug, bad data, a conflict). Such a failure is transient: an RPC answers `Unavailable`
+ * statement or lock wait cut short by the server's timeout, a query the server did not answer
+ * within the client's query timeout, a checkout that timed out, a lost or refused connection, a
+ * server shutting down or starting — or undefined when it says something else (a bug, bad data,
+ * a conflict). Such a failure is transient: an RPC answers `Unavailable`
  * and a consumer retries the message later, never dead-lettering it as poison. The reason never
  * holds the server's address or the statement, so it may be shown to callers.
  */

@@ -1,4 +1,4 @@
-export { startBlackHole, type BlackHole } from "./black-hole.js";
+export { startBlackHole, startTcpProxy, type BlackHole, type TcpProxy } from "./black-hole.js";
 export { startTestConnectServer, type TestConnectServer } from "./connect-server.js";
 export { getFreePort } from "./free-port.js";
 export {
