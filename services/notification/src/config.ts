@@ -1,5 +1,5 @@
 import { bool, defineConfig, int, list, oneOf, str, type ConfigOf } from "@logistics/shared/config";
-import { baseConfigSpec, checkBaseConfig, postgresConfigSpec } from "@logistics/shared/runtime";
+import { baseConfigSpec, checkBaseConfig, checkPostgresConfig, postgresConfigSpec } from "@logistics/shared/runtime";
 import { parseCidr } from "./address-policy.js";
 
 /**
@@ -111,7 +111,7 @@ export const notificationConfig = defineConfig(
     NOTIFICATION_WORKER_ENABLED: bool({ description: "run the delivery worker in this replica", default: true }),
   },
   (c) => {
-    const problems = checkBaseConfig(c);
+    const problems = [...checkBaseConfig(c), ...checkPostgresConfig(c)];
     for (const cidr of c.NOTIFICATION_WEBHOOK_ALLOW_CIDRS) {
       if (!parseCidr(cidr)) problems.push(`NOTIFICATION_WEBHOOK_ALLOW_CIDRS: ${JSON.stringify(cidr)} is not a CIDR`);
     }

@@ -1,5 +1,5 @@
 import { defineConfig, int, optional, str, url, type ConfigOf } from "@logistics/shared/config";
-import { baseConfigSpec, checkBaseConfig, postgresConfigSpec } from "@logistics/shared/runtime";
+import { baseConfigSpec, checkBaseConfig, checkPostgresConfig, postgresConfigSpec } from "@logistics/shared/runtime";
 
 /** Environment variables of the routing service (see the README's configuration table). */
 export const routingConfig = defineConfig(
@@ -37,7 +37,7 @@ export const routingConfig = defineConfig(
       default: 10_000,
     }),
   },
-  checkBaseConfig,
+  (c) => [...checkBaseConfig(c), ...checkPostgresConfig(c)],
 );
 
 export type RoutingConfig = ConfigOf<typeof routingConfig.spec>;

@@ -1,5 +1,5 @@
 import { bool, defineConfig, int, optional, str, url, type ConfigOf } from "@logistics/shared/config";
-import { baseConfigSpec, checkBaseConfig, postgresConfigSpec } from "@logistics/shared/runtime";
+import { baseConfigSpec, checkBaseConfig, checkPostgresConfig, postgresConfigSpec } from "@logistics/shared/runtime";
 
 /** Environment variables of the tracking service (see the README's configuration table). */
 export const trackingConfig = defineConfig(
@@ -107,6 +107,7 @@ export const trackingConfig = defineConfig(
   },
   (c) => [
     ...checkBaseConfig(c),
+    ...checkPostgresConfig(c),
     ...(c.REGION && c.TRACKING_REGION && c.TRACKING_REGION !== c.REGION ? [`TRACKING_REGION (${c.TRACKING_REGION}) differs from REGION (${c.REGION}): drop TRACKING_REGION`] : []),
   ],
 );
