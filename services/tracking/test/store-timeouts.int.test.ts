@@ -8,7 +8,7 @@ import pg from "pg";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "@logistics/shared/gen/grpc/health/v1/health_pb.js";
 import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { createEventPublisher } from "@logistics/shared/nats";
-import { startBlackHole, uniqueName, waitFor, type BlackHole } from "@logistics/shared/testing";
+import { startBlackHole, startTcpProxy, uniqueName, waitFor, type BlackHole } from "@logistics/shared/testing";
 import { createPostgresShipmentStore } from "../src/store/postgres/postgres-shipment-store.js";
 import { createdEvent, createTrackingTestEnv, publishFixture, readCounter, trackingNumber, type TrackingTestEnv } from "./tracking-fixtures.js";
 
@@ -32,8 +32,9 @@ async function outcome(call: () => Promise<unknown>): Promise<{ code: Code | "ok
 /**
  * Tracking against a PostgreSQL that stalls: the RPC answers Unavailable within the configured
  * timeouts instead of hanging, the service stays up, and the projector retries what timed out.
- * Everything is real: the service over real sockets, a TCP listener that never answers, and the
- * real PostgreSQL with a lock held by another connection.
+ * Everything is real: the service over real sockets, a TCP listener that never answers, a TCP
+ * proxy that goes silent on open connections, and the real PostgreSQL with a lock held by another
+ * connection.
  */
 describe("tracking with a stalled PostgreSQL (real sockets, real PostgreSQL)", () => {
   let env: TrackingTestEnv;
@@ -143,5 +144,51 @@ describe("tracking with a stalled PostgreSQL (real sockets, real PostgreSQL)", (
     const shipment = await waitFor(async () => (await get(tracking, tn)).shipment, { timeoutMs: 60_000, message: "the event applied after the lock" });
     assert.equal(shipment.trackingNumber, tn);
     assert.equal(await deadLetters(), 0);
+  });
+
+  it("answers Unavailable after PG_QUERY_TIMEOUT_MS when PostgreSQL stops answering on open connections, retries the projector's batch, and recovers on new connections", async () => {
+    const [seen, unseen, cold] = [trackingNumber(tag, 4), trackingNumber(tag, 5), trackingNumber(tag, 6)];
+    // Written straight into the store, so no cache holds it and reading it takes a query.
+    const seed = await createPostgresShipmentStore({ connectionString: env.schema.connectionString, maxConnections: 1 });
+    try {
+      await seed.applyEvent(createdEvent(cold, t0).event);
+    } finally {
+      await seed.close();
+    }
+    const proxy = await startTcpProxy(env.schema.connectionString);
+    const svc = await env.start({ DATABASE_URL: proxy.url, PG_STATEMENT_TIMEOUT_MS: "500", PG_QUERY_TIMEOUT_MS: "1000" });
+    try {
+      const { tracking } = clients(svc.url);
+      const publisher = createEventPublisher({ js: jetstream(nc) });
+      const failures = () => readCounter(svc.metricsUrl, "logistics_tracking_projector_failures_total");
+      const jsm = await jetstreamManager(nc);
+      const deadLetters = async () => (await jsm.streams.info(env.subjects.streams.deadLetters.name)).state.messages;
+      await publishFixture(publisher, env.subjects, createdEvent(seen, t0));
+      await waitFor(async () => (await get(tracking, seen)).shipment, { timeoutMs: 60_000, message: "the first event applied through the proxy" });
+      const opened = proxy.accepted();
+
+      // The server's host vanishes: the pooled connections stay open, nothing comes back, no reset.
+      proxy.blackHole();
+      const silent = await outcome(() => get(tracking, cold));
+      assert.equal(silent.code, Code.Unavailable, `answered ${String(silent.code)}: ${silent.message}`);
+      assert.match(silent.message, /^database unavailable: the database did not answer within the query timeout/);
+      assert.ok(silent.ms >= 900 && silent.ms < BOUND_MS, `answered after ${Math.round(silent.ms)} ms`);
+
+      const failed = await failures();
+      await publishFixture(publisher, env.subjects, createdEvent(unseen, t0));
+      await waitFor(async () => (await failures()) > failed, { timeoutMs: 60_000, message: "a failed delivery of the batch" });
+      assert.equal(await deadLetters(), 0, "an unanswered batch is not dead-lettered");
+
+      proxy.forward();
+      const shipment = await waitFor(async () => (await get(tracking, unseen)).shipment, { timeoutMs: 60_000, message: "the batch applied once the path carries again" });
+      assert.equal(shipment.trackingNumber, unseen);
+      assert.equal((await get(tracking, cold)).shipment?.trackingNumber, cold, "the read that timed out succeeds, with its own answer");
+      assert.ok(proxy.accepted() > opened, "the connections whose queries timed out were replaced");
+      assert.equal(await deadLetters(), 0);
+    } finally {
+      proxy.forward();
+      await svc.close();
+      await proxy.close();
+    }
   });
 });
