@@ -169,10 +169,12 @@ export interface StreamRun {
  * Streams `messages` over `call` like a well-behaved gateway: at most `maxUnacked` request
  * messages without a response, and no write while grpc-js reports a full buffer. `onResponse`
  * sees every response as it arrives (index = request message). Resolves when the call ends.
+ * `Req` is whatever the call's serializer takes: request messages ({@link openScanCall}) or
+ * request bytes encoded beforehand (a benchmark keeping the encoding out of its timed region).
  */
-export function streamAll(
-  call: grpc.ClientDuplexStream<StreamScansRequest, StreamScansResponse>,
-  messages: readonly StreamScansRequest[],
+export function streamAll<Req = StreamScansRequest>(
+  call: grpc.ClientDuplexStream<Req, StreamScansResponse>,
+  messages: readonly Req[],
   maxUnacked: number,
   onResponse?: (res: StreamScansResponse, index: number) => void,
 ): Promise<StreamRun> {
