@@ -9,6 +9,9 @@
  * with (`createPipelinedPublisher`, batches of `--batch`): `ratioToPipelined` says how far ingest
  * is from its own publisher's ceiling, where `ratio` also counts what that publisher saves over
  * `js.publish`.
+ * `cpuRatio`: this process's main-thread CPU (the service's event loop; the gateway is a worker
+ * thread) during an ingest run over that during the paired raw `js.publish` run (Linux only):
+ * steadier than the rates when other work shares the machine.
  *
  *   node dist/perf/ingest/ingest-bench.js [--scans 20000] [--shipments 2000] [--batch 100] [--streams 2] [--unacked 32] [--rounds 3] [--window 16]
  *
@@ -41,6 +44,7 @@
  * Starts a private nats-server and redis-server (or uses NATS_URL / REDIS_URL when set). Prints
  * per phase one JSON line, then one human-readable line.
  */
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -187,6 +191,7 @@ async function main(): Promise<void> {
       const window = unacked;
       let next = 0;
       let stored = 0;
+      const cpu0 = mainThreadCpuMs();
       const started = performance.now();
       if (mode === "js") {
         await Promise.all(
@@ -211,6 +216,8 @@ async function main(): Promise<void> {
         );
       }
       const seconds = (performance.now() - started) / 1000;
+      const cpu1 = mainThreadCpuMs();
+      lastRawRunCpuMs = cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : undefined;
       if (stored !== events.length) throw new Error(`raw run stored ${stored} of ${events.length}`);
       return stored / seconds;
     };
@@ -294,20 +301,32 @@ type RawRun = (run: string, total?: number, mode?: "js" | "pipelined", unacked?:
 
 /** The batched rounds: accepted scans/s through StreamScans (`--batch` scans a message) vs raw JetStream publish. */
 async function batchPhase(rawRun: RawRun, ingestRun: (run: string) => Promise<number>): Promise<void> {
-  const rounds: Array<{ raw: number; rawPipelined: number; ingest: number; ratio: number; ratioToPipelined: number }> = [];
+  const rounds: Array<{ raw: number; rawPipelined: number; ingest: number; ratio: number; ratioToPipelined: number; cpuRatio?: number }> = [];
   for (let r = 0; r < ROUNDS; r++) {
     // Alternate the order so drift on a shared machine does not favour one side.
     let raw = 0;
     let rawPipelined = 0;
     let ingest = 0;
+    let rawCpu: number | undefined;
+    let ingestCpu: number | undefined;
+    const timedRaw = async () => {
+      raw = await rawRun(uniqueName("raw"));
+      rawCpu = lastRawRunCpuMs;
+    };
+    const timedIngest = async () => {
+      const c0 = mainThreadCpuMs();
+      ingest = await ingestRun(uniqueName("ing"));
+      const c1 = mainThreadCpuMs();
+      ingestCpu = c0 !== undefined && c1 !== undefined ? c1 - c0 : undefined;
+    };
     if (r % 2 === 0) {
-      raw = await rawRun(uniqueName("raw"));
+      await timedRaw();
       rawPipelined = await rawRun(uniqueName("rawp"), TOTAL, "pipelined");
-      ingest = await ingestRun(uniqueName("ing"));
+      await timedIngest();
     } else {
-      ingest = await ingestRun(uniqueName("ing"));
+      await timedIngest();
       rawPipelined = await rawRun(uniqueName("rawp"), TOTAL, "pipelined");
-      raw = await rawRun(uniqueName("raw"));
+      await timedRaw();
     }
     rounds.push({
       raw: Math.round(raw),
@@ -315,6 +334,7 @@ async function batchPhase(rawRun: RawRun, ingestRun: (run: string) => Promise<nu
       ingest: Math.round(ingest),
       ratio: Number((ingest / raw).toFixed(3)),
       ratioToPipelined: Number((ingest / rawPipelined).toFixed(3)),
+      ...(rawCpu && ingestCpu !== undefined ? { cpuRatio: Number((ingestCpu / rawCpu).toFixed(2)) } : {}),
     });
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -333,15 +353,38 @@ async function batchPhase(rawRun: RawRun, ingestRun: (run: string) => Promise<nu
     ratio: median(rounds.map((x) => x.ratio)),
     ratioToPipelined: median(rounds.map((x) => x.ratioToPipelined)),
     target: 0.7,
+    // Main-thread CPU of an ingest run (the service: the gateway is a worker thread) over that of
+    // a raw js.publish run of the same scans; steadier than the rates on a shared machine.
+    ...(rounds.every((x) => x.cpuRatio !== undefined) ? { cpuRatio: median(rounds.map((x) => x.cpuRatio as number)) } : {}),
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);
   process.stdout.write(
     `ingest StreamScans ${report.ingestAcceptedPerSec} accepted scans/s vs raw JetStream publish ${report.rawPublishPerSec}/s ` +
       `(medians of ${ROUNDS} paired rounds): ratio ${(report.ratio * 100).toFixed(1)}% (target >= 70%); ` +
       `per round ${rounds.map((x) => `${(x.ratio * 100).toFixed(0)}%`).join(", ")}; ` +
-      `vs the same bytes through ingest's pipelined publisher (${report.rawPipelinedPublishPerSec}/s): ${(report.ratioToPipelined * 100).toFixed(1)}%\n`,
+      `vs the same bytes through ingest's pipelined publisher (${report.rawPipelinedPublishPerSec}/s): ${(report.ratioToPipelined * 100).toFixed(1)}%` +
+      `${report.cpuRatio !== undefined ? `; main-thread CPU per scan ${report.cpuRatio}x raw js.publish's` : ""}\n`,
   );
 }
+
+/**
+ * CPU time of this process's main thread in ms (Linux: /proc, in clock ticks of 10 ms), or
+ * undefined where it cannot be read. The worker threads' CPU (the batched phase's gateway) is not in it.
+ */
+function mainThreadCpuMs(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8");
+    // Fields after the command name (which may contain spaces): utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SEC;
+  } catch {
+    return undefined;
+  }
+}
+/** Main-thread CPU ms of the last raw run's timed region (its events are encoded before it). */
+let lastRawRunCpuMs: number | undefined;
+/** USER_HZ, the unit of /proc's CPU times: 100 on every Linux architecture Node.js runs on. */
+const CLOCK_TICKS_PER_SEC = 100;
 
 /** What a gateway reports back. */
 interface GatewayResult {
