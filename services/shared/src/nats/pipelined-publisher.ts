@@ -101,6 +101,34 @@ function traceHeaders(): Record<string, string[]> {
 }
 
 /**
+ * The text of an event's header block up to its `Nats-Msg-Id` value, as `MsgHdrs.encode` writes
+ * `{ ...trace, Content-Type, Logistics-Type, Nats-Msg-Id }` (the version line, then one
+ * `\r\nName: value` per value, in insertion order): a message's block is this, its id and
+ * `\r\n\r\n`. Built once per call and type, not as a headers object per message.
+ */
+export function headerTextBeforeMsgId(trace: Readonly<Record<string, readonly string[]>>, typeName: string): string {
+  let text = "NATS/1.0";
+  for (const k in trace) for (const v of trace[k] as readonly string[]) text += `\r\n${k}: ${v}`;
+  return `${text}\r\n${EventHeaders.ContentType}: ${PROTOBUF_CONTENT_TYPE}\r\n${EventHeaders.MessageType}: ${typeName}\r\n${EventHeaders.MsgId}: `;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Headers whose wire form was written beforehand: `nc.publish` only calls `encode()` on them.
+ * Empty to any other reader (nothing else sees them: they go straight to the connection).
+ */
+class EncodedHeaders extends MsgHdrsImpl {
+  constructor(private readonly text: string) {
+    super();
+  }
+
+  override encode(): Uint8Array {
+    return encoder.encode(this.text);
+  }
+}
+
+/**
  * Creates a pipelined JetStream publisher: each message is a plain NATS publish whose reply
  * subject is `<inbox>.<n>`, `n` a per-publisher counter, and one wildcard subscription
  * `<inbox>.*` receives every PubAck, matched to its publish by `n` (so PubAcks may arrive in any
@@ -110,8 +138,9 @@ function traceHeaders(): Record<string, string[]> {
  *
  * Headers are those of {@link sendEvent}: `Nats-Msg-Id`, content type, type name and the active
  * trace context (injected once per call: every message of a call carries the same one). The
- * per-message headers are built without `MsgHdrs.set`'s per-header checks: the names are ours,
- * the trace headers were checked once, and a `msgId` with CR or LF fails that publish.
+ * per-message headers are written as text from a prefix built once per call
+ * ({@link headerTextBeforeMsgId}), without `MsgHdrs.set`'s per-header checks: the names are
+ * ours, the trace headers were checked once, and a `msgId` with CR or LF fails that publish.
  *
  * On reconnect the client re-subscribes and sends what it buffered; a PubAck lost with the old
  * connection makes its publish time out, and the stream recognises the retry by `Nats-Msg-Id`.
@@ -201,6 +230,8 @@ export function createPipelinedPublisher(opts: PipelinedPublisherOptions): Pipel
         for (let i = 0; i < events.length; i++) finish(call, i, err);
       }, timeoutMs);
       const trace = traceHeaders();
+      let typeName: string | undefined;
+      let before = "";
       for (let i = 0; i < events.length; i++) {
         while (pending.size >= maxInFlight && !closed && call.timer) await waitForSlot();
         if (closed) {
@@ -217,8 +248,11 @@ export function createPipelinedPublisher(opts: PipelinedPublisherOptions): Pipel
         try {
           if (!sub) subscribe();
           if (INVALID_VALUE.test(e.msgId)) throw new TypeError(`msgId ${JSON.stringify(e.msgId)} contains CR or LF`);
-          const h = MsgHdrsImpl.fromRecord({ ...trace, [EventHeaders.ContentType]: [PROTOBUF_CONTENT_TYPE], [EventHeaders.MessageType]: [e.typeName], [EventHeaders.MsgId]: [e.msgId.trim()] });
-          nc.publish(e.subject, e.payload, { reply: `${base}${token}`, headers: h });
+          if (e.typeName !== typeName) {
+            typeName = e.typeName;
+            before = headerTextBeforeMsgId(trace, typeName);
+          }
+          nc.publish(e.subject, e.payload, { reply: `${base}${token}`, headers: new EncodedHeaders(`${before}${e.msgId.trim()}\r\n\r\n`) });
         } catch (err) {
           finish(call, i, err instanceof Error ? err : new Error(String(err)));
           continue;
