@@ -15,6 +15,7 @@ import { observeWithExemplar } from "@logistics/shared/telemetry";
 import type { IngestMetrics } from "./ingest-metrics.js";
 import type { AcceptableScan, ScanCheck, ScanVerdict } from "./scan-check.js";
 import { checkCallerCarrier, judgeScanOwnership, type OwnershipVerdict, type PartiesLookup } from "./scan-ownership.js";
+import { encodeScanEvents } from "./scan-event-encoding.js";
 import type { Semaphore } from "./semaphore.js";
 import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";
 
@@ -118,11 +119,13 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
   const publishDurably = async (batch: readonly AcceptableScan[], recordedAt: Timestamp): Promise<Array<PublishEventResult | Error>> => {
     const started = performance.now();
     const deadline = started + deadlineMs;
-    const items = batch.map((a) => {
+    for (const a of batch) {
       a.event.recordedAt = recordedAt;
       a.event.region = opts.region;
-      return publication(opts.scanEvent, a.event, { region: opts.region, carrier: a.scan.carrierCode });
-    });
+    }
+    // Encoded once for every round (a retry sends the same bytes).
+    const payloads = encodeScanEvents(batch.map((a) => a.event));
+    const items = batch.map((a, i) => publication(opts.scanEvent, a.event, { region: opts.region, carrier: a.scan.carrierCode }, payloads[i]));
     const results = new Array<PublishEventResult | Error | undefined>(batch.length);
     let pending = batch.map((_, i) => i);
     let backoff = 25;

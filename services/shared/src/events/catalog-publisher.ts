@@ -13,11 +13,19 @@ export interface Publication<E extends AnyEventDef = AnyEventDef> {
   readonly event: E;
   readonly message: MessageOf<E>;
   readonly tokens: TokensOf<E>;
+  /**
+   * The message's bytes when the caller encoded it already (exactly `toBinary(event.schema,
+   * message)`, e.g. a batch encoded at once); else the publisher encodes it.
+   */
+  readonly payload?: Uint8Array;
 }
 
-/** Builds a {@link Publication}, checking that message and tokens fit the event. */
-export function publication<E extends AnyEventDef>(event: E, message: MessageOf<E>, tokens: TokensOf<E>): Publication {
-  return { event, message, tokens } as Publication;
+/**
+ * Builds a {@link Publication}, checking that message and tokens fit the event. `payload`: the
+ * message's bytes if already encoded (see {@link Publication.payload}).
+ */
+export function publication<E extends AnyEventDef>(event: E, message: MessageOf<E>, tokens: TokensOf<E>, payload?: Uint8Array): Publication {
+  return (payload ? { event, message, tokens, payload } : { event, message, tokens }) as Publication;
 }
 
 /** Per-call options. */
@@ -69,7 +77,7 @@ export function createCatalogPublisher(opts: CatalogPublisherOptions): CatalogPu
   const encode = (p: Publication) => {
     const msgId = p.event.id(p.message);
     if (!msgId) throw new TypeError(`${p.event.name}: the message has no event id (the Nats-Msg-Id)`);
-    return { subject: p.event.subject(p.tokens), typeName: p.event.schema.typeName, payload: toBinary(p.event.schema, p.message), msgId };
+    return { subject: p.event.subject(p.tokens), typeName: p.event.schema.typeName, payload: p.payload ?? toBinary(p.event.schema, p.message), msgId };
   };
 
   /** A batch of one is a single-message publish: name the message, as publish() does. */
