@@ -119,12 +119,59 @@ const encoder = new TextEncoder();
  * Empty to any other reader (nothing else sees them: they go straight to the connection).
  */
 class EncodedHeaders extends MsgHdrsImpl {
-  constructor(private readonly text: string) {
+  constructor(private readonly bytes: Uint8Array) {
     super();
   }
 
   override encode(): Uint8Array {
-    return encoder.encode(this.text);
+    return this.bytes;
+  }
+}
+
+/**
+ * Writes the header blocks of one call's messages side by side into shared chunks: per message a
+ * copy of the encoded prefix ({@link headerTextBeforeMsgId}, encoded once per type), its id and
+ * the blank line, without a text encoder call and a buffer per message.
+ */
+export class HeaderBlocks {
+  private chunk: Uint8Array = new Uint8Array(0);
+  private pos = 0;
+  private typeName: string | undefined;
+  private prefix: Uint8Array = new Uint8Array(0);
+
+  constructor(private readonly trace: Readonly<Record<string, readonly string[]>>) {}
+
+  /** The header block of a message of `typeName` with id `msgId` (no CR or LF in it). */
+  block(typeName: string, msgId: string): Uint8Array {
+    if (typeName !== this.typeName) {
+      this.typeName = typeName;
+      this.prefix = encoder.encode(headerTextBeforeMsgId(this.trace, typeName));
+    }
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    const most = this.prefix.length + msgId.length * 3 + 4;
+    if (this.pos + most > this.chunk.length) {
+      // Blocks already handed out keep the old chunk alive until the connection has copied them.
+      this.chunk = new Uint8Array(Math.max(16_384, most));
+      this.pos = 0;
+    }
+    const buf = this.chunk;
+    const start = this.pos;
+    buf.set(this.prefix, start);
+    let p = start + this.prefix.length;
+    for (let i = 0; i < msgId.length; i++) {
+      const c = msgId.charCodeAt(i);
+      if (c > 0x7f) {
+        p = start + this.prefix.length + encoder.encodeInto(msgId, buf.subarray(start + this.prefix.length)).written;
+        break;
+      }
+      buf[p++] = c;
+    }
+    buf[p++] = 13;
+    buf[p++] = 10;
+    buf[p++] = 13;
+    buf[p++] = 10;
+    this.pos = p;
+    return buf.subarray(start, p);
   }
 }
 
@@ -138,8 +185,8 @@ class EncodedHeaders extends MsgHdrsImpl {
  *
  * Headers are those of {@link sendEvent}: `Nats-Msg-Id`, content type, type name and the active
  * trace context (injected once per call: every message of a call carries the same one). The
- * per-message headers are written as text from a prefix built once per call
- * ({@link headerTextBeforeMsgId}), without `MsgHdrs.set`'s per-header checks: the names are
+ * per-message headers are written as bytes from a prefix built once per call
+ * ({@link headerTextBeforeMsgId}, {@link HeaderBlocks}), without `MsgHdrs.set`'s per-header checks: the names are
  * ours, the trace headers were checked once, and a `msgId` with CR or LF fails that publish.
  *
  * On reconnect the client re-subscribes and sends what it buffered; a PubAck lost with the old
@@ -230,8 +277,7 @@ export function createPipelinedPublisher(opts: PipelinedPublisherOptions): Pipel
         for (let i = 0; i < events.length; i++) finish(call, i, err);
       }, timeoutMs);
       const trace = traceHeaders();
-      let typeName: string | undefined;
-      let before = "";
+      const blocks = new HeaderBlocks(trace);
       for (let i = 0; i < events.length; i++) {
         while (pending.size >= maxInFlight && !closed && call.timer) await waitForSlot();
         if (closed) {
@@ -248,11 +294,7 @@ export function createPipelinedPublisher(opts: PipelinedPublisherOptions): Pipel
         try {
           if (!sub) subscribe();
           if (INVALID_VALUE.test(e.msgId)) throw new TypeError(`msgId ${JSON.stringify(e.msgId)} contains CR or LF`);
-          if (e.typeName !== typeName) {
-            typeName = e.typeName;
-            before = headerTextBeforeMsgId(trace, typeName);
-          }
-          nc.publish(e.subject, e.payload, { reply: `${base}${token}`, headers: new EncodedHeaders(`${before}${e.msgId.trim()}\r\n\r\n`) });
+          nc.publish(e.subject, e.payload, { reply: `${base}${token}`, headers: new EncodedHeaders(blocks.block(e.typeName, e.msgId.trim())) });
         } catch (err) {
           finish(call, i, err instanceof Error ? err : new Error(String(err)));
           continue;
