@@ -148,7 +148,7 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       });
       const okCount = pending.length - failed.length;
       const took = (performance.now() - started) / 1000;
-      for (let k = 0; k < okCount; k++) observeWithExemplar(metrics.publishDuration, { result: "ok" }, took);
+      if (okCount > 0) observeWithExemplar(metrics.publishDuration, { result: "ok" }, took, okCount);
       pending = failed;
       if (pending.length === 0) return results as Array<PublishEventResult | Error>;
       const left = deadline - performance.now();
@@ -158,7 +158,7 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       backoff = Math.min(backoff * 2, 500);
     }
     const took = (performance.now() - started) / 1000;
-    for (let k = 0; k < pending.length; k++) observeWithExemplar(metrics.publishDuration, { result: "unavailable" }, took);
+    if (pending.length > 0) observeWithExemplar(metrics.publishDuration, { result: "unavailable" }, took, pending.length);
     // One error for every scan the deadline left without an outcome (not one allocation per scan).
     let elapsed: Error | undefined;
     for (let i = 0; i < results.length; i++) results[i] ??= elapsed ??= new Error("publish deadline elapsed");
@@ -170,7 +170,8 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
     const verdicts: Array<OwnershipVerdict | undefined> = checked.map((v) =>
       v.ok ? checkCallerCarrier(caller.carrier, v.scan.carrierCode) : undefined,
     );
-    const pending = checked.flatMap((v, i) => (v.ok && verdicts[i] === undefined ? [i] : []));
+    const pending: number[] = [];
+    for (let i = 0; i < checked.length; i++) if ((checked[i] as ScanVerdict).ok && verdicts[i] === undefined) pending.push(i);
     if (pending.length === 0) return verdicts;
     const tnOf = (i: number) => (checked[i] as AcceptableScan).scan.trackingNumber;
     const lookups = new Map<string, PartiesLookup>();
@@ -229,29 +230,30 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       }
     }
 
-    const toPublish = slots.flatMap((s, i) => (s.kind === "publish" ? [i] : []));
-    const results = new Map<number, { seq: number; duplicate: boolean } | Error | "seen">();
+    // Index by index (plain arrays: this runs for every scan).
+    const toPublish: number[] = [];
+    for (let i = 0; i < slots.length; i++) if ((slots[i] as Slot).kind === "publish") toPublish.push(i);
+    const publishedAt = (i: number) => (slots[i] as { scan: AcceptableScan }).scan;
+    const results = new Array<{ seq: number; duplicate: boolean } | Error | "seen" | undefined>(slots.length);
     if (toPublish.length > 0) {
       const release = await opts.inflight.acquire(toPublish.length, signal);
       metrics.inflight.inc(toPublish.length);
       try {
-        const ids = toPublish.map((i) => (slots[i] as { scan: AcceptableScan }).scan.event.eventId);
-        const seen = await opts.dedupe.seen(ids);
-        const fresh = toPublish.filter((i) => !seen.has((slots[i] as { scan: AcceptableScan }).scan.event.eventId));
-        for (const i of toPublish) if (seen.has((slots[i] as { scan: AcceptableScan }).scan.event.eventId)) results.set(i, "seen");
-        if (fresh.length > 0) {
-          const acks = await publishDurably(
-            fresh.map((i) => (slots[i] as { scan: AcceptableScan }).scan),
-            timestampFromMs(now()),
-          );
-          fresh.forEach((i, k) => results.set(i, acks[k] as PublishEventResult | Error));
+        const seen = await opts.dedupe.seen(toPublish.map((i) => publishedAt(i).event.eventId));
+        const fresh: number[] = [];
+        for (const i of toPublish) {
+          if (seen.has(publishedAt(i).event.eventId)) results[i] = "seen";
+          else fresh.push(i);
         }
-        const stored = toPublish.flatMap((i) => {
-          const r = results.get(i);
-          return r !== undefined && r !== "seen" && !(r instanceof Error)
-            ? [(slots[i] as { scan: AcceptableScan }).scan.event.eventId]
-            : [];
-        });
+        if (fresh.length > 0) {
+          const acks = await publishDurably(fresh.map(publishedAt), timestampFromMs(now()));
+          for (let k = 0; k < fresh.length; k++) results[fresh[k] as number] = acks[k] as PublishEventResult | Error;
+        }
+        const stored: string[] = [];
+        for (const i of toPublish) {
+          const r = results[i];
+          if (r !== undefined && r !== "seen" && !(r instanceof Error)) stored.push(publishedAt(i).event.eventId);
+        }
         // Not awaited: the ack does not depend on it (a resend racing it is caught by JetStream's
         // window), and the adapter never rejects (it fails open).
         if (stored.length > 0) void opts.dedupe.remember(stored);
@@ -264,7 +266,7 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
     let unavailable: Error | undefined;
     const acks = slots.map((slot, i): ScanAck => {
       if (slot.kind === "reject") return slot.ack;
-      const r = results.get(slot.kind === "copy" ? slot.of : i);
+      const r = results[slot.kind === "copy" ? slot.of : i];
       const scan = slot.scan.scan;
       if (r instanceof Error || r === undefined) {
         unavailable ??= r;
@@ -287,15 +289,23 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       });
     });
     if (unavailable) opts.log.warn({ err: unavailable }, "scans rejected as unavailable: no PubAck within the publish deadline");
-    countAcks(metrics, acks, (i) => {
-      const v = checked[i] as ScanVerdict;
-      return carrierLabel(caller, v.scan, { valid: v.ok || v.reason !== RejectReason.INVALID, ownerConfirmed: owned[i]?.ok === true });
-    });
+    const callerCarrier = caller.carrier;
+    countAcks(
+      metrics,
+      acks,
+      // A carrier's scans all count under its carrier (see carrierLabel): no verdict to look at per scan.
+      callerCarrier !== undefined
+        ? () => callerCarrier
+        : (i) => {
+            const v = checked[i] as ScanVerdict;
+            return carrierLabel(caller, v.scan, { valid: v.ok || v.reason !== RejectReason.INVALID, ownerConfirmed: owned[i]?.ok === true });
+          },
+    );
     const seconds = (performance.now() - started) / 1000;
-    for (const ack of acks) {
-      const unavailableAck = ack.outcome === ScanOutcome.REJECTED && ack.rejectReason === RejectReason.UNAVAILABLE;
-      observeWithExemplar(metrics.scanAck, { result: unavailableAck ? "unavailable" : "ok" }, seconds);
-    }
+    let unavailableAcks = 0;
+    for (const ack of acks) if (ack.outcome === ScanOutcome.REJECTED && ack.rejectReason === RejectReason.UNAVAILABLE) unavailableAcks++;
+    if (acks.length > unavailableAcks) observeWithExemplar(metrics.scanAck, { result: "ok" }, seconds, acks.length - unavailableAcks);
+    if (unavailableAcks > 0) observeWithExemplar(metrics.scanAck, { result: "unavailable" }, seconds, unavailableAcks);
     return acks;
   };
 

@@ -139,17 +139,21 @@ export function exemplarsEnabled(registry: Registry): boolean {
 }
 
 /**
- * Observes `value` in `histogram`. When the histogram keeps exemplars and a sampled span is
- * active, the bucket's exemplar becomes `{trace_id, span_id}` of that span; otherwise this is a
- * plain observation.
+ * Observes `value` in `histogram` (`count` times: one observation per item of a batch that took
+ * `value`). When the histogram keeps exemplars and a sampled span is active, the bucket's exemplar
+ * becomes `{trace_id, span_id}` of that span (set once, by the last of the `count`); otherwise
+ * these are plain observations.
  */
-export function observeWithExemplar<T extends string>(histogram: Histogram<T>, labels: LabelValues<T>, value: number): void {
+export function observeWithExemplar<T extends string>(histogram: Histogram<T>, labels: LabelValues<T>, value: number, count = 1): void {
   if (!(histogram as { enableExemplars?: boolean }).enableExemplars) {
-    histogram.observe(labels, value);
+    for (let i = 0; i < count; i++) histogram.observe(labels, value);
     return;
   }
+  if (count < 1) return;
+  const none = {} as LabelValues<T>;
+  for (let i = 1; i < count; i++) histogram.observe({ labels, value, exemplarLabels: none });
   const sc = trace.getActiveSpan()?.spanContext();
   const sampled = sc !== undefined && isSpanContextValid(sc) && (sc.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED;
-  const exemplarLabels = (sampled ? { trace_id: sc.traceId, span_id: sc.spanId } : {}) as LabelValues<T>;
+  const exemplarLabels = (sampled ? { trace_id: sc.traceId, span_id: sc.spanId } : none) as LabelValues<T>;
   histogram.observe({ labels, value, exemplarLabels });
 }
