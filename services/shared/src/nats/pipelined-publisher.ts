@@ -2,9 +2,9 @@ import { JetStreamApiError, type ApiError } from "@nats-io/jetstream";
 import {
   createInbox,
   headers as createHeaders,
-  MsgHdrsImpl,
   NoRespondersError,
   type Msg,
+  type MsgHdrs,
   type NatsConnection,
   type Subscription,
 } from "@nats-io/transport-node";
@@ -115,17 +115,13 @@ export function headerTextBeforeMsgId(trace: Readonly<Record<string, readonly st
 const encoder = new TextEncoder();
 
 /**
- * Headers whose wire form was written beforehand: `nc.publish` only calls `encode()` on them.
- * Empty to any other reader (nothing else sees them: they go straight to the connection).
+ * Headers whose wire form was written beforehand, as `nc.publish` takes them: it only calls
+ * `encode()` on the headers of a message it sends (nats.js 3), so a message's headers are this
+ * one-method object rather than a `MsgHdrs` (a Map and its per-key arrays) per message. Nothing
+ * else sees them: they go straight to the connection's outbound buffer.
  */
-class EncodedHeaders extends MsgHdrsImpl {
-  constructor(private readonly bytes: Uint8Array) {
-    super();
-  }
-
-  override encode(): Uint8Array {
-    return this.bytes;
-  }
+function encodedHeaders(bytes: Uint8Array): MsgHdrs {
+  return { encode: () => bytes } as unknown as MsgHdrs;
 }
 
 /**
@@ -294,7 +290,7 @@ export function createPipelinedPublisher(opts: PipelinedPublisherOptions): Pipel
         try {
           if (!sub) subscribe();
           if (INVALID_VALUE.test(e.msgId)) throw new TypeError(`msgId ${JSON.stringify(e.msgId)} contains CR or LF`);
-          nc.publish(e.subject, e.payload, { reply: `${base}${token}`, headers: new EncodedHeaders(blocks.block(e.typeName, e.msgId.trim())) });
+          nc.publish(e.subject, e.payload, { reply: `${base}${token}`, headers: encodedHeaders(blocks.block(e.typeName, e.msgId.trim())) });
         } catch (err) {
           finish(call, i, err instanceof Error ? err : new Error(String(err)));
           continue;
