@@ -153,7 +153,25 @@ export function statusTableFor(carrierCode: string): string {
  */
 export function normalizeStatus(carrierCode: string, rawCode: string): NormalizedStatus {
   const table = statusTableFor(carrierCode);
+  const outcomes = OUTCOMES[table] as TableOutcomes;
   const key = rawCode.trim().toUpperCase();
-  const hit = Object.hasOwn(TABLES[table] as Table, key) ? (TABLES[table] as Table)[key] : undefined;
-  return hit ? { ...hit, table, mapped: true } : { ...UNMAPPED_STATUS, table, mapped: false };
+  return (Object.hasOwn(outcomes.mapped, key) ? outcomes.mapped[key] : undefined) ?? outcomes.unmapped;
 }
+
+interface TableOutcomes {
+  readonly mapped: Readonly<Record<string, NormalizedStatus>>;
+  readonly unmapped: NormalizedStatus;
+}
+
+/** Every answer of {@link normalizeStatus}, built once (frozen), so a scan's costs no object. */
+const OUTCOMES: Readonly<Record<string, TableOutcomes>> = Object.freeze(
+  Object.fromEntries(
+    Object.entries(TABLES).map(([table, codes]) => [
+      table,
+      Object.freeze({
+        mapped: Object.freeze(Object.fromEntries(Object.entries(codes).map(([code, hit]) => [code, Object.freeze({ ...hit, table, mapped: true })]))),
+        unmapped: Object.freeze({ ...UNMAPPED_STATUS, table, mapped: false }),
+      }),
+    ]),
+  ),
+);
