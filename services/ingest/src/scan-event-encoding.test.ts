@@ -5,7 +5,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ScanKind, ScanSchema } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { ScanRecordedSchema, type ScanRecorded } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
-import { encodeScanEvents } from "./scan-event-encoding.js";
+import { encodeScanEvents, fieldShape, SCAN_RECORDED_SHAPE } from "./scan-event-encoding.js";
 
 const AT = timestampFromMs(Date.UTC(2026, 0, 15, 12, 0, 0, 123));
 
@@ -56,7 +56,7 @@ describe("encodeScanEvents", () => {
           attributes: { dock: "7", "β": "γ" },
         }),
       }),
-      event(10),
+      event(10, { recordedAt: Object.assign(timestampFromMs(Date.UTC(2026, 0, 15, 12, 0, 2)), { $unknown: [{ no: 9, wireType: 0, data: new Uint8Array([1]) }] }) }),
       event(11, { status: ShipmentStatus.DELIVERED, kind: ScanKind.DELIVERED }),
     ];
     const encoded = encodeScanEvents(events);
@@ -66,5 +66,10 @@ describe("encodeScanEvents", () => {
       assert.deepEqual(fromBinary(ScanRecordedSchema, encoded[i] as Uint8Array), fromBinary(ScanRecordedSchema, toBinary(ScanRecordedSchema, e)));
     });
     assert.deepEqual(encodeScanEvents([]), []);
+    assert.deepEqual(encodeScanEvents([event(1)]), [toBinary(ScanRecordedSchema, event(1))]);
+  });
+
+  it("knows every field of ScanRecorded (a changed message falls back to toBinary: update the encoder with it)", () => {
+    assert.equal(fieldShape(ScanRecordedSchema), SCAN_RECORDED_SHAPE);
   });
 });
