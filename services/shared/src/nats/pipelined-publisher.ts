@@ -135,7 +135,11 @@ export class HeaderBlocks {
   private typeName: string | undefined;
   private prefix: Uint8Array = new Uint8Array(0);
 
-  constructor(private readonly trace: Readonly<Record<string, readonly string[]>>) {}
+  /** `messages`: how many blocks the call will ask for (sizes the chunks: a call of one message takes no 16 KiB). */
+  constructor(
+    private readonly trace: Readonly<Record<string, readonly string[]>>,
+    private remaining = 1,
+  ) {}
 
   /** The header block of a message of `typeName` with id `msgId` (no CR or LF in it). */
   block(typeName: string, msgId: string): Uint8Array {
@@ -147,9 +151,10 @@ export class HeaderBlocks {
     const most = this.prefix.length + msgId.length * 3 + 4;
     if (this.pos + most > this.chunk.length) {
       // Blocks already handed out keep the old chunk alive until the connection has copied them.
-      this.chunk = new Uint8Array(Math.max(16_384, most));
+      this.chunk = new Uint8Array(Math.max(most, Math.min(16_384, most * Math.max(1, this.remaining))));
       this.pos = 0;
     }
+    this.remaining--;
     const buf = this.chunk;
     const start = this.pos;
     buf.set(this.prefix, start);
@@ -273,7 +278,7 @@ export function createPipelinedPublisher(opts: PipelinedPublisherOptions): Pipel
         for (let i = 0; i < events.length; i++) finish(call, i, err);
       }, timeoutMs);
       const trace = traceHeaders();
-      const blocks = new HeaderBlocks(trace);
+      const blocks = new HeaderBlocks(trace, events.length);
       for (let i = 0; i < events.length; i++) {
         while (pending.size >= maxInFlight && !closed && call.timer) await waitForSlot();
         if (closed) {
