@@ -226,7 +226,10 @@ interface CallSize {
 const bigintAsText = (_: string, v: unknown) => (typeof v === "bigint" ? v.toString() : v);
 
 /** The mean rows and JSON KiB a read returns on a store, over `calls` untimed calls. */
-async function callSize(read: ReadKind, s: StoreUnderTest, random: () => number, calls = 40): Promise<CallSize | undefined> {
+/** Untimed calls per read and store that measure what a call returns ({@link callSize}). */
+const SIZE_CALLS = 40;
+
+async function callSize(read: ReadKind, s: StoreUnderTest, random: () => number, calls = SIZE_CALLS): Promise<CallSize | undefined> {
   let rows = 0;
   let bytes = 0;
   for (let i = 0; i < calls; i++) {
@@ -834,7 +837,7 @@ function writeReport(r: ReportInput): void {
   }
   p();
   p(
-    `A ratio compares like with like only when both stores return the same work: the last column gives each store's mean rows and JSON size per call (${"40"} untimed calls after the series). ` +
+    `A ratio compares like with like only when both stores return the same work: the last column gives each store's mean rows and JSON size per call (${SIZE_CALLS} untimed calls after the series). ` +
       "On this machine a response's bytes alone set much of the tail: 51 rows of 1.7 KiB (`SELECT repeat(...)`, no table) had a p99 of 37–49 ms against 5–22 ms for 51 rows of 2 bytes, at 40 calls/s on a busy 2-core machine.",
   );
   p();
