@@ -11,7 +11,7 @@ import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/vali
  * Describes the file logistics/common/v1/validation.proto.
  */
 export const file_logistics_common_v1_validation: GenFile = /*@__PURE__*/
-  fileDesc("CiRsb2dpc3RpY3MvY29tbW9uL3YxL3ZhbGlkYXRpb24ucHJvdG8SE2xvZ2lzdGljcy5jb21tb24udjE6vQEKBHRleHQSGS5idWYudmFsaWRhdGUuU3RyaW5nUnVsZXMYqboEIAEoCEKLAcJIhwEKhAEKC3N0cmluZy50ZXh0GnUhcnVsZSB8fCB0aGlzLm1hdGNoZXMocideW15ceDAwXHh7RDgwMH0tXHh7REZGRn1dKiQnKSA/ICcnIDogJ211c3Qgbm90IGNvbnRhaW4gTlVMIGNoYXJhY3RlcnMgb3IgdW5wYWlyZWQgc3Vycm9nYXRlcydSBHRleHQ60QIKCW1lc2hfdGltZRIcLmJ1Zi52YWxpZGF0ZS5UaW1lc3RhbXBSdWxlcxiqugQgASgIQpMCwkiPAgqMAgoTdGltZXN0YW1wLm1lc2hfdGltZRr0ASFydWxlID8gJycgOiB0aGlzIDwgdGltZXN0YW1wKCcyMDAwLTAxLTAxVDAwOjAwOjAwWicpIHx8IHRoaXMgPj0gdGltZXN0YW1wKCcyMTAwLTAxLTAxVDAwOjAwOjAwWicpID8gJ211c3QgYmUgZnJvbSAyMDAwLTAxLTAxVDAwOjAwOjAwWiB0byBiZWZvcmUgMjEwMC0wMS0wMVQwMDowMDowMFonIDogdGhpcyAhPSB0aGlzICsgZHVyYXRpb24oJzBzJykgPyAnbmFub3MgbXVzdCBiZSBmcm9tIDAgdG8gOTk5LDk5OSw5OTknIDogJydSCG1lc2hUaW1l", [file_buf_validate_validate]);
+  fileDesc("CiRsb2dpc3RpY3MvY29tbW9uL3YxL3ZhbGlkYXRpb24ucHJvdG8SE2xvZ2lzdGljcy5jb21tb24udjE6vQEKBHRleHQSGS5idWYudmFsaWRhdGUuU3RyaW5nUnVsZXMYqboEIAEoCEKLAcJIhwEKhAEKC3N0cmluZy50ZXh0GnUhcnVsZSB8fCB0aGlzLm1hdGNoZXMocideW15ceDAwXHh7RDgwMH0tXHh7REZGRn1dKiQnKSA/ICcnIDogJ211c3Qgbm90IGNvbnRhaW4gTlVMIGNoYXJhY3RlcnMgb3IgdW5wYWlyZWQgc3Vycm9nYXRlcydSBHRleHQ60gMKCW1lc2hfdGltZRIcLmJ1Zi52YWxpZGF0ZS5UaW1lc3RhbXBSdWxlcxiqugQgASgIQpQDwkiQAwqNAwoTdGltZXN0YW1wLm1lc2hfdGltZRr1AiFydWxlID8gJycgOiBpbnQodGhpcykgPiA5NDY2ODQ4MDAgJiYgaW50KHRoaXMpIDwgNDEwMjQ0NDgwMCA/ICh0aGlzICE9IHRoaXMgKyBkdXJhdGlvbignMHMnKSA/ICduYW5vcyBtdXN0IGJlIGZyb20gMCB0byA5OTksOTk5LDk5OScgOiAnJykgOiB0aGlzIDwgdGltZXN0YW1wKCcyMDAwLTAxLTAxVDAwOjAwOjAwWicpIHx8IHRoaXMgPj0gdGltZXN0YW1wKCcyMTAwLTAxLTAxVDAwOjAwOjAwWicpID8gJ211c3QgYmUgZnJvbSAyMDAwLTAxLTAxVDAwOjAwOjAwWiB0byBiZWZvcmUgMjEwMC0wMS0wMVQwMDowMDowMFonIDogdGhpcyAhPSB0aGlzICsgZHVyYXRpb24oJzBzJykgPyAnbmFub3MgbXVzdCBiZSBmcm9tIDAgdG8gOTk5LDk5OSw5OTknIDogJydSCG1lc2hUaW1l", [file_buf_validate_validate]);
 
 /**
  * Free text (names, notes, carrier texts, keys): no NUL character (U+0000) and no unpaired
@@ -29,6 +29,12 @@ export const text: GenExtension<StringRules, boolean> = /*@__PURE__*/
  * 2100-01-01T00:00:00Z (exclusive), with nanos from 0 to 999,999,999. Values outside cannot be
  * written as RFC 3339 (the JSON form events are stored in) or planned with, so they are
  * rejected at the edge.
+ *
+ * The expression first looks at the whole seconds since the epoch (`int(this)`, no parsing): a
+ * value with 946684800 < seconds < 4102444800 lies in the range whatever its nanos and needs
+ * only the nanos check. Every other value (outside the range, or in its first second, where
+ * negative nanos fall before it) is compared with the range's ends as timestamps, so each value
+ * gets the verdict and message that comparison gives.
  *
  * @generated from extension: optional bool mesh_time = 73002;
  */
