@@ -14,7 +14,8 @@ import {
   type StringRules,
   type TimestampRules,
 } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import { mesh_time, text } from "@logistics/shared/gen/logistics/common/v1/validation_pb.js";
+import { mesh_time } from "@logistics/shared/gen/logistics/common/v1/validation_pb.js";
+import { FREE_TEXT_PATTERN, isFreeText } from "@logistics/shared/validation";
 
 /**
  * Extreme-but-valid messages derived from the contracts themselves: every field is filled from
@@ -28,9 +29,9 @@ import { mesh_time, text } from "@logistics/shared/gen/logistics/common/v1/valid
 export type Extreme = "min" | "max";
 
 /**
- * Characters a `text` rule admits that trip naive code: astral (4 UTF-8 bytes, 2 UTF-16 units),
- * combining marks, right-to-left override, C0 controls other than NUL, noncharacters, JSON and
- * SQL metacharacters, a byte-order mark and line breaks.
+ * Characters the free-text rule admits that trip naive code: astral (4 UTF-8 bytes, 2 UTF-16
+ * units), combining marks, right-to-left override, C0 controls other than NUL, noncharacters, JSON
+ * and SQL metacharacters, a byte-order mark and line breaks.
  */
 export const AWKWARD_TEXT = ["😀", "e\u0301", "\u202e", "\u0001", "\u001f", "\uffff", "\ufffe", '"', "\\", "'", "%", "<", "\ufeff", "\r\n", "\u2028", "𝕏"];
 
@@ -219,8 +220,8 @@ function stringValue(r: StringRules | undefined, o: ExtremeOptions, path: string
     const base = "https://hooks.example.com/";
     return o.extreme === "max" ? base + "p%C3%A9/".repeat(Math.floor((max - base.length) / 8)) : base;
   }
-  if (r?.pattern) return fromPattern(r.pattern, o, path);
-  const free = !r || (hasExtension(r, text) && getExtension(r, text));
+  if (r?.pattern && r.pattern !== FREE_TEXT_PATTERN) return fromPattern(r.pattern, o, path);
+  const free = !r || isFreeText(r);
   if (!free) throw new Error(`${path}: no way to derive a value for string rules ${JSON.stringify(r)}`);
   const length = o.extreme === "max" ? max : Math.max(min, 0);
   const shift = o.variant ?? 0;

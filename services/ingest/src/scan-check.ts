@@ -61,7 +61,7 @@ export type ScanCheck = (scan: Scan, nowMs: number) => ScanVerdict;
  * The rules are compiled once into plain checks ({@link compilePrecheck}); a scan that passes them
  * is valid without running the interpreted validator, which then only judges the scans that fail
  * them (and names their violations). That is most of the cost of a batch gone: protovalidate
- * spends tens of microseconds per scan on CEL and RE2.
+ * spends over ten microseconds per scan on RE2 (the patterns) and CEL (mesh_time).
  */
 export function createScanCheck(opts: ScanCheckOptions): ScanCheck {
   const maxAgeMs = opts.maxAgeMs ?? 30 * 24 * 3600_000;

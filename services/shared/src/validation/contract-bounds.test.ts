@@ -7,17 +7,23 @@ import { IngestService } from "../gen/logistics/ingest/v1/ingest_pb.js";
 import { NotificationService } from "../gen/logistics/notification/v1/notification_pb.js";
 import { RoutingService } from "../gen/logistics/routing/v1/routing_pb.js";
 import { TrackingService } from "../gen/logistics/tracking/v1/tracking_pb.js";
+import { isFreeText } from "./free-text.js";
 
 const SERVICES: readonly DescService[] = [IngestService, RoutingService, TrackingService, NotificationService];
 
-/** Why a string's rules bound it (or undefined): a pattern, a list of values, or a length cap with the text rule. */
+/**
+ * Why a string's rules do not bound it (or undefined): a pattern, a list of values, or a length
+ * cap with the free-text rule (the free-text pattern, or logistics.common.v1.text).
+ */
 function stringProblem(rules: FieldRules | undefined): string | undefined {
   const s = rules?.type.case === "string" ? rules.type.value : undefined;
   if (!s) return "has no string rules";
+  // The predefined rule sends every rule of the field through CEL: only where the pattern is taken.
+  if (hasExtension(s, text) && !s.pattern) return "uses (logistics.common.v1.text) instead of the free-text pattern";
+  if (isFreeText(s)) return s.maxLen || s.len ? undefined : "has no max_len";
   if (s.pattern || s.in.length > 0 || s.const) return undefined;
   if (!s.maxLen && !s.len) return "has no max_len";
-  if (!hasExtension(s, text)) return "is free text without (logistics.common.v1.text)";
-  return undefined;
+  return "is free text without the free-text pattern or (logistics.common.v1.text)";
 }
 
 /** Every field of `desc` reachable from a request, with what is missing to bound it. */

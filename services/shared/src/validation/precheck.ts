@@ -37,7 +37,8 @@ class Unsupported extends Error {}
  * JavaScript checks, once, so that a hot path (ingest judges every scan) pays a few comparisons
  * per field instead of an interpreted CEL and RE2 evaluation. Only a small, common subset is
  * compiled: string `pattern` (anchored patterns of literal characters and character classes with
- * quantifiers, which mean the same in RE2 and in a JavaScript `u` RegExp), `min_len`/`max_len`
+ * quantifiers, which mean the same in RE2 and in a JavaScript `u` RegExp; classes may name code
+ * points as `\xHH` or `\x{H...}`, as the free-text pattern does), `min_len`/`max_len`
  * (in code points), the mesh's `text` rule, `required` message fields, `ignore`, double
  * `gt`/`gte`/`lt`/`lte`, the mesh's `mesh_time` timestamp rule, map `min_pairs`/`max_pairs` with
  * string keys and values. Any other rule anywhere in the graph (message or oneof rules, CEL
@@ -181,7 +182,7 @@ const RULE_SCHEMAS = new Map<string, DescMessage>(
 
 /** Characters a compiled pattern may contain literally, in and out of classes. */
 const LITERAL = String.raw`[A-Za-z0-9_:\-]`;
-const CLASS_ITEM = String.raw`(?:[A-Za-z0-9._:\- ]|\\x\{[0-9A-Fa-f]{1,6}\})`;
+const CLASS_ITEM = String.raw`(?:[A-Za-z0-9._:\- ]|\\x\{[0-9A-Fa-f]{1,6}\}|\\x[0-9A-Fa-f]{2})`;
 const QUANT = String.raw`(?:\{\d{1,4}(?:,\d{0,4})?\}|[*+?])?`;
 const SAFE_PATTERN = new RegExp(String.raw`^\^(?:(?:${LITERAL}|\[\^?${CLASS_ITEM}+\])${QUANT})*\$$`);
 /** Any UTF-16 surrogate or NUL: strings with them are left to the validator. */

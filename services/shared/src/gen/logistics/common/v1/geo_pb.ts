@@ -5,14 +5,13 @@
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import { file_logistics_common_v1_validation } from "./validation_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file logistics/common/v1/geo.proto.
  */
 export const file_logistics_common_v1_geo: GenFile = /*@__PURE__*/
-  fileDesc("Ch1sb2dpc3RpY3MvY29tbW9uL3YxL2dlby5wcm90bxITbG9naXN0aWNzLmNvbW1vbi52MSJhCghHZW9Qb2ludBIpCghsYXRpdHVkZRgBIAEoAUIXukgUEhIZAAAAAACAVkApAAAAAACAVsASKgoJbG9uZ2l0dWRlGAIgASgBQhe6SBQSEhkAAAAAAIBmQCkAAAAAAIBmwCJpCgRBcmVhEjUKBmNlbnRlchgBIAEoCzIdLmxvZ2lzdGljcy5jb21tb24udjEuR2VvUG9pbnRCBrpIA8gBARIqCglyYWRpdXNfa20YAiABKAFCF7pIFBISGQAAAAAAiNNAIQAAAAAAAAAAItYBCgVQbGFjZRInCgxjb3VudHJ5X2NvZGUYASABKAlCEbpIDnIMMgpeW0EtWl17Mn0kEiAKC3Bvc3RhbF9jb2RlGAIgASgJQgu6SAhyBsjSIwEYEBIcCgRjaXR5GAMgASgJQg66SAtyCcjSIwEQARiAARI3Cghsb2NhdGlvbhgEIAEoCzIdLmxvZ2lzdGljcy5jb21tb24udjEuR2VvUG9pbnRCBrpIA8gBARIrCghodWJfY29kZRgFIAEoCUIZukgW2AEBchEyD15bQS1aMC05XXszLDh9JGIGcHJvdG8z", [file_buf_validate_validate, file_logistics_common_v1_validation]);
+  fileDesc("Ch1sb2dpc3RpY3MvY29tbW9uL3YxL2dlby5wcm90bxITbG9naXN0aWNzLmNvbW1vbi52MSJhCghHZW9Qb2ludBIpCghsYXRpdHVkZRgBIAEoAUIXukgUEhIZAAAAAACAVkApAAAAAACAVsASKgoJbG9uZ2l0dWRlGAIgASgBQhe6SBQSEhkAAAAAAIBmQCkAAAAAAIBmwCJpCgRBcmVhEjUKBmNlbnRlchgBIAEoCzIdLmxvZ2lzdGljcy5jb21tb24udjEuR2VvUG9pbnRCBrpIA8gBARIqCglyYWRpdXNfa20YAiABKAFCF7pIFBISGQAAAAAAiNNAIQAAAAAAAAAAIogCCgVQbGFjZRInCgxjb3VudHJ5X2NvZGUYASABKAlCEbpIDnIMMgpeW0EtWl17Mn0kEjkKC3Bvc3RhbF9jb2RlGAIgASgJQiS6SCFyHxgQMhteW15ceDAwXHh7RDgwMH0tXHh7REZGRn1dKiQSNQoEY2l0eRgDIAEoCUInukgkciIQARiAATIbXlteXHgwMFx4e0Q4MDB9LVx4e0RGRkZ9XSokEjcKCGxvY2F0aW9uGAQgASgLMh0ubG9naXN0aWNzLmNvbW1vbi52MS5HZW9Qb2ludEIGukgDyAEBEisKCGh1Yl9jb2RlGAUgASgJQhm6SBbYAQFyETIPXltBLVowLTldezMsOH0kYgZwcm90bzM", [file_buf_validate_validate]);
 
 /**
  * A point on the Earth's surface in WGS 84 decimal degrees (the datum GPS reports).
@@ -140,8 +139,8 @@ export type Place = Message<"logistics.common.v1.Place"> & {
 
   /**
    * Postal code as written in the country's format, e.g. "10115" or "SW1A 1AA"; 0 to 16
-   * characters of free text (no NUL, see logistics.common.v1.text). Empty for countries without
-   * postal codes.
+   * characters of free text (no NUL or unpaired surrogate, see logistics.common.v1.text). Empty
+   * for countries without postal codes.
    *
    * @generated from field: string postal_code = 2;
    */
@@ -188,8 +187,8 @@ export type PlaceJson = {
 
   /**
    * Postal code as written in the country's format, e.g. "10115" or "SW1A 1AA"; 0 to 16
-   * characters of free text (no NUL, see logistics.common.v1.text). Empty for countries without
-   * postal codes.
+   * characters of free text (no NUL or unpaired surrogate, see logistics.common.v1.text). Empty
+   * for countries without postal codes.
    *
    * @generated from field: string postal_code = 2;
    */

@@ -19,6 +19,13 @@ export const file_logistics_common_v1_validation: GenFile = /*@__PURE__*/
  * cannot store either in text or jsonb. Binary Protobuf strings are UTF-8 already; this rule
  * closes the same gap for the JSON codecs.
  *
+ * The contracts state this rule on free-text fields as the standard rule
+ * `pattern: "^[^\\x00\\x{D800}-\\x{DFFF}]*$"`: the same RE2 pattern as this rule's expression, so
+ * the same values pass, but protovalidate evaluates standard rules without CEL (a predefined
+ * rule makes it evaluate every rule of the field in CEL). A violation of a free-text field then
+ * reads rule `string.pattern` ("does not match regex pattern ..."). This predefined form (rule
+ * `string.text`) remains for a field that has a pattern of its own (a field holds one pattern).
+ *
  * @generated from extension: optional bool text = 73001;
  */
 export const text: GenExtension<StringRules, boolean> = /*@__PURE__*/
