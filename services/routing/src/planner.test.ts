@@ -143,6 +143,24 @@ describe("createPlanner().plan", () => {
     );
   });
 
+  it("among routes arriving at the same time, takes the one through the hub reached first (as Dijkstra did)", () => {
+    // AAA → CCC (arrives 10:30) → DDD (12:00, 8 h) and AAA → BBB (arrives 12:00) → DDD (18:00, 2 h)
+    // both arrive at 20:00. BBB is nearer the destination in transit time, so a goal-directed
+    // search settles it first; the planner still returns the route through CCC, reached first.
+    const tie = createHubNetwork({
+      hubs: [hub("AAA", 50, 8), hub("BBB", 51, 9), hub("CCC", 49, 9), hub("DDD", 50, 10)],
+      lanes: [
+        ["AAA", "BBB", "ROAD", 150, 120, 30, DAILY, [at(10)]],
+        ["AAA", "CCC", "ROAD", 100, 60, 30, DAILY, [at(9, 30)]],
+        ["BBB", "DDD", "ROAD", 150, 120, 30, DAILY, [at(18)]],
+        ["CCC", "DDD", "ROAD", 700, 480, 30, DAILY, [at(12)]],
+      ],
+    });
+    const r = createPlanner(tie).plan({ origin: 0, destination: 3, readyAt: day1(8) });
+    assert.equal(r.arrival, day1(20));
+    assert.equal(path(r.legs), "AAA>CCC>DDD");
+  });
+
   it("returns an empty route when origin and destination are the same hub", () => {
     const r = planner.plan({ origin: idx("AAA"), destination: idx("AAA"), readyAt: day1(8) });
     assert.equal(r.legs.length, 0);
