@@ -1,11 +1,17 @@
 /**
  * Route planning over the time-dependent, scheduled hub network. Pure: no I/O, no clock.
  *
- * Earliest-arrival search: Dijkstra keyed on the time a parcel reaches each hub. At a hub the
- * parcel first goes through the hub's processing time; it then takes, on each outgoing lane, the
- * first departure whose cut-off (`cutoffMin` before departure) it still makes; a parcel that
- * misses a cut-off waits for the next departure. Because waiting is allowed, arrival times are
- * monotone in departure readiness (FIFO), so Dijkstra on arrival time is exact.
+ * Earliest-arrival search keyed on the time a parcel reaches each hub. At a hub the parcel first
+ * goes through the hub's processing time; it then takes, on each outgoing lane, the first
+ * departure whose cut-off (`cutoffMin` before departure) it still makes; a parcel that misses a
+ * cut-off waits for the next departure. Because waiting is allowed, arrival times are monotone in
+ * departure readiness (FIFO), so a label-setting search on arrival time is exact.
+ *
+ * The search is goal-directed (A*): a hub's heap key is its arrival time plus a lower bound on
+ * the time still needed to reach the destination (see {@link remainingLowerBounds}), so it
+ * settles few hubs away from the destination's direction. The route returned is the one a plain
+ * Dijkstra on arrival time (the planner before A*) returns, including among routes that arrive at
+ * the same time; see `reconstruct` in {@link createPlanner}.
  */
 import { ALL_MODES, nextDeparture, type Hub, type HubNetwork, type Lane, type ModeName } from "./hub-network.js";
 
@@ -141,6 +147,18 @@ export interface Planner {
   staticShortestPath(origin: number, destination: number, modes?: ReadonlySet<ModeName>): StaticPath | undefined;
 }
 
+/** A query with its defaults applied and its sets indexed, as the search uses it. */
+interface Search {
+  readonly origin: number;
+  readonly destination: number;
+  readonly readyAt: number;
+  readonly modes: number;
+  readonly horizonEnd: number;
+  readonly blocked: ReadonlyMap<number, readonly BlockedWindow[]>;
+  readonly excluded: ReadonlySet<number> | undefined;
+  readonly originProcessed: boolean;
+}
+
 /** Creates a planner over `network`. */
 export function createPlanner(network: HubNetwork): Planner {
   const n = network.hubs.length;
@@ -148,46 +166,128 @@ export function createPlanner(network: HubNetwork): Planner {
   const predLane = new Int32Array(n);
   const predDeparture = new Float64Array(n);
   const done = new Uint8Array(n);
+  const flat = flatLanes(network);
+  // Lower bounds by destination and mode mask, computed on first use: at most one array of one
+  // float per hub for each destination and mask (252 hubs × 4 service levels: about 2 MB).
+  const bounds: (Float64Array | undefined)[] = [];
+  const boundsTo = (destination: number, modes: number): Float64Array =>
+    (bounds[destination * 16 + modes] ??= remainingLowerBounds(flat, destination, modes));
+
+  /** When the parcel, arrived at `u` at `t`, is ready to leave it. */
+  const processedAt = (s: Search, u: number, t: number) =>
+    u === s.origin && s.originProcessed ? t : t + network.hubs[u]!.processingMin * MIN_MS;
+
+  /**
+   * Fills `arrival` (exact for every settled hub), `done` and the predecessors. Without `bound`:
+   * Dijkstra on arrival time, stopping when the destination is settled (the planner's search
+   * before A*, kept operation for operation as the reference for ties). With `bound`: A* on
+   * arrival + bound, which skips hubs that cannot reach the destination within the horizon or
+   * before its best arrival found so far, and, after settling the destination at T, goes on
+   * settling every hub whose key is T too, so that every hub with arrival + bound <= T is settled
+   * with its exact arrival (what `reconstruct` needs).
+   */
+  const search = (s: Search, bound: Float64Array | undefined): void => {
+    const { origin, destination, modes, horizonEnd, blocked, excluded } = s;
+    arrival.fill(Infinity);
+    predLane.fill(-1);
+    done.fill(0);
+    arrival[origin] = s.readyAt;
+    const heap = new MinHeap();
+    heap.push(s.readyAt, origin);
+    while (heap.size > 0) {
+      const [key, u] = heap.pop();
+      if (bound && key > arrival[destination]!) break; // only reached once the destination is settled
+      if (done[u] || key > arrival[u]! + (bound ? bound[u]! : 0)) continue;
+      done[u] = 1;
+      if (u === destination) {
+        if (bound) continue;
+        break;
+      }
+      const processed = processedAt(s, u, arrival[u]!);
+      for (let k = flat.outStart[u]!, end = flat.outStart[u + 1]!; k < end; k++) {
+        const id = flat.outLanes[k]!;
+        const v = flat.to[id]!;
+        if ((modes & flat.modeBit[id]!) === 0 || done[v] || excluded?.has(id)) continue;
+        const toGo = bound ? bound[v]! : 0;
+        // Departure is at least the cut-off after `processed`: skip before looking it up.
+        if (bound && (toGo === Infinity || processed + flat.minMs[id]! + toGo > Math.min(horizonEnd, arrival[destination]!))) continue;
+        const lane = network.lanes[id]!;
+        const dep = firstUsableDeparture(lane, processed, blocked, horizonEnd);
+        if (dep === undefined) continue;
+        const arr = dep + lane.transitMin * MIN_MS;
+        if (arr < arrival[v]! && (!bound || arr + toGo <= Math.min(horizonEnd, arrival[destination]!))) {
+          arrival[v] = arr;
+          predLane[v] = lane.id;
+          predDeparture[v] = dep;
+          heap.push(arr + toGo, v);
+        }
+      }
+    }
+  };
+
+  /**
+   * Sets the predecessors along the route to the predecessors Dijkstra would have chosen, from
+   * the exact arrivals of an A* search; false when that choice cannot be told from the arrivals.
+   *
+   * Dijkstra keeps, for a hub v, the first relaxation that reaches v at its earliest arrival:
+   * among the lanes u→v that do, the one from the hub u it settled first, i.e. with the earliest
+   * arrival at u (and, from one hub, the first of its outgoing lanes). Every such u arrives before
+   * v and has arrival + bound <= T, so the A* search settled it with its exact arrival. Two such
+   * hubs arriving at the same time were settled in an order only Dijkstra's heap knows: then the
+   * caller runs Dijkstra itself. So it does when a u arrives at the same time as v (lanes taking
+   * no time at all): Dijkstra may have settled u after v, and the walk back could loop.
+   */
+  const reconstruct = (s: Search): boolean => {
+    const { origin, destination, modes, horizonEnd, blocked, excluded } = s;
+    for (let v = destination; v !== origin; ) {
+      const av = arrival[v]!;
+      let best: Lane | undefined;
+      let bestAt = Infinity;
+      let bestDep = 0;
+      for (let k = flat.inStart[v]!, end = flat.inStart[v + 1]!; k < end; k++) {
+        const lane = network.lanes[flat.inLanes[k]!]!;
+        const u = lane.from;
+        if (!done[u] || (modes & MODE_BIT[lane.mode]) === 0 || excluded?.has(lane.id)) continue;
+        const au = arrival[u]!;
+        if (au > bestAt || au + (lane.cutoffMin + lane.transitMin) * MIN_MS > av) continue;
+        const dep = firstUsableDeparture(lane, processedAt(s, u, au), blocked, horizonEnd);
+        if (dep === undefined || dep + lane.transitMin * MIN_MS !== av) continue;
+        if (au === av) return false;
+        if (au < bestAt) {
+          best = lane;
+          bestAt = au;
+          bestDep = dep;
+        } else if (u !== best!.from) return false;
+      }
+      if (!best) return false; // not expected: v's own A* predecessor qualifies
+      predLane[v] = best.id;
+      predDeparture[v] = bestDep;
+      v = best.from;
+    }
+    return true;
+  };
 
   const plan = (query: PlanQuery): PlannedRoute => {
     const { origin, destination, readyAt } = query;
     const o = network.hubs[origin];
     const d = network.hubs[destination];
     if (!o || !d) throw new RangeError("origin or destination is not a hub of the network");
-    const modes = modeMask(query.modes ?? MODES_BY_SERVICE_LEVEL.STANDARD);
-    const horizonEnd = readyAt + (query.horizonMs ?? DEFAULT_HORIZON_MS);
-    const blocked = indexBlocked(query.blocked ?? []);
-    const excluded = query.excludedLanes;
-
-    arrival.fill(Infinity);
-    predLane.fill(-1);
-    done.fill(0);
-    arrival[origin] = readyAt;
-    const heap = new MinHeap();
-    heap.push(readyAt, origin);
-    while (heap.size > 0) {
-      const [t, u] = heap.pop();
-      if (done[u] || t > arrival[u]!) continue;
-      done[u] = 1;
-      if (u === destination) break;
-      const processed = u === origin && query.originProcessed ? t : t + network.hubs[u]!.processingMin * MIN_MS;
-      for (const lane of network.outgoing[u]!) {
-        if ((modes & MODE_BIT[lane.mode]) === 0 || done[lane.to] || excluded?.has(lane.id)) continue;
-        const dep = firstUsableDeparture(lane, processed, blocked, horizonEnd);
-        if (dep === undefined) continue;
-        const arr = dep + lane.transitMin * MIN_MS;
-        if (arr < arrival[lane.to]!) {
-          arrival[lane.to] = arr;
-          predLane[lane.to] = lane.id;
-          predDeparture[lane.to] = dep;
-          heap.push(arr, lane.to);
-        }
-      }
-    }
+    const s: Search = {
+      origin,
+      destination,
+      readyAt,
+      modes: modeMask(query.modes ?? MODES_BY_SERVICE_LEVEL.STANDARD),
+      horizonEnd: readyAt + (query.horizonMs ?? DEFAULT_HORIZON_MS),
+      blocked: indexBlocked(query.blocked ?? []),
+      excluded: query.excludedLanes,
+      originProcessed: query.originProcessed === true,
+    };
+    search(s, boundsTo(destination, s.modes));
     if (arrival[destination] === Infinity) {
-      const days = Math.round((horizonEnd - readyAt) / DAY_MS);
+      const days = Math.round((s.horizonEnd - readyAt) / DAY_MS);
       throw new NoRouteError(o.code, d.code, `nothing arrives within ${days} days with the allowed modes and disruptions`);
     }
+    if (!reconstruct(s)) search(s, undefined);
     // The destination itself may be blocked when the parcel would be ready there: the window
     // only delays arrival (handled in the search), so no further check is needed here.
     const legs: PlannedLeg[] = [];
@@ -195,12 +295,11 @@ export function createPlanner(network: HubNetwork): Planner {
       const lane = network.lanes[predLane[v]!]!;
       const departure = predDeparture[v]!;
       const u = lane.from;
-      const readyAtU = u === origin && query.originProcessed ? arrival[u]! : arrival[u]! + network.hubs[u]!.processingMin * MIN_MS;
       legs.push({
         lane,
         from: network.hubs[u]!,
         to: network.hubs[v]!,
-        readyAt: readyAtU,
+        readyAt: processedAt(s, u, arrival[u]!),
         cutoff: departure - lane.cutoffMin * MIN_MS,
         departure,
         arrival: departure + lane.transitMin * MIN_MS,
@@ -294,6 +393,92 @@ function modeMask(modes: ReadonlySet<ModeName>): number {
   let m = 0;
   for (const mode of modes) m |= MODE_BIT[mode];
   return m;
+}
+
+/**
+ * The lanes as flat arrays by lane id (compact for the search's inner loops), and each hub's
+ * outgoing and incoming lane ids: hub u's outgoing lanes are `outLanes[outStart[u]]` up to
+ * (excluding) `outLanes[outStart[u + 1]]`, in `network.outgoing` order; its incoming lanes
+ * likewise, those from one hub in that hub's outgoing order.
+ */
+interface FlatLanes {
+  readonly outStart: Int32Array;
+  readonly outLanes: Int32Array;
+  readonly inStart: Int32Array;
+  readonly inLanes: Int32Array;
+  readonly from: Int32Array;
+  readonly to: Int32Array;
+  readonly modeBit: Uint8Array;
+  /** Cut-off plus transit (ms): the least time from ready at `from` to arrival at `to`. */
+  readonly minMs: Float64Array;
+  /** `from`'s processing time plus `minMs`: the least time from arrival at `from` to arrival at `to`. */
+  readonly minFromArrivalMs: Float64Array;
+}
+
+function flatLanes(network: HubNetwork): FlatLanes {
+  const n = network.hubs.length;
+  const count = network.lanes.length;
+  const outStart = new Int32Array(n + 1);
+  const outLanes = new Int32Array(count);
+  const inStart = new Int32Array(n + 1);
+  const inLanes = new Int32Array(count);
+  const from = new Int32Array(count);
+  const to = new Int32Array(count);
+  const modeBit = new Uint8Array(count);
+  const minMs = new Float64Array(count);
+  const minFromArrivalMs = new Float64Array(count);
+  let k = 0;
+  for (let u = 0; u < n; u++) {
+    outStart[u] = k;
+    for (const lane of network.outgoing[u]!) {
+      outLanes[k++] = lane.id;
+      inStart[lane.to + 1]!++;
+    }
+  }
+  outStart[n] = k;
+  for (let v = 0; v < n; v++) inStart[v + 1]! += inStart[v]!;
+  const fill = inStart.slice(0, n);
+  for (const id of outLanes) inLanes[fill[network.lanes[id]!.to]!++] = id;
+  for (const lane of network.lanes) {
+    from[lane.id] = lane.from;
+    to[lane.id] = lane.to;
+    modeBit[lane.id] = MODE_BIT[lane.mode];
+    minMs[lane.id] = (lane.cutoffMin + lane.transitMin) * MIN_MS;
+    minFromArrivalMs[lane.id] = minMs[lane.id]! + network.hubs[lane.from]!.processingMin * MIN_MS;
+  }
+  return { outStart, outLanes, inStart, inLanes, from, to, modeBit, minMs, minFromArrivalMs };
+}
+
+/**
+ * For every hub u, a lower bound (ms) on the time from the parcel's arrival at u to its arrival at
+ * `destination` over lanes of the `modes` mask: the static shortest path where a lane u→v weighs
+ * u's processing time plus the lane's cut-off and transit times (a departure is at least the
+ * cut-off after the parcel is processed; waiting for the departure only adds). Infinity where the
+ * destination cannot be reached. Blocked windows and excluded lanes only delay or remove options,
+ * so the bound holds for every query to `destination` with that mask. It overestimates only at
+ * an origin already processed, which the search settles first whatever its key. Consistent: for
+ * every lane u→v of the mask, bound(u) <= weight(u→v) + bound(v) <= arrival(v) - arrival(u) + bound(v).
+ */
+function remainingLowerBounds(flat: FlatLanes, destination: number, modes: number): Float64Array {
+  const dist = new Float64Array(flat.inStart.length - 1).fill(Infinity);
+  dist[destination] = 0;
+  const heap = new MinHeap();
+  heap.push(0, destination);
+  while (heap.size > 0) {
+    const [t, v] = heap.pop();
+    if (t > dist[v]!) continue;
+    for (let k = flat.inStart[v]!, end = flat.inStart[v + 1]!; k < end; k++) {
+      const id = flat.inLanes[k]!;
+      if ((modes & flat.modeBit[id]!) === 0) continue;
+      const u = flat.from[id]!;
+      const nd = t + flat.minFromArrivalMs[id]!;
+      if (nd < dist[u]!) {
+        dist[u] = nd;
+        heap.push(nd, u);
+      }
+    }
+  }
+  return dist;
 }
 
 /**
