@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { EtaChangeReason, TransportMode } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
-import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { timestampFromDate, timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import { seededRandom } from "@logistics/shared/testing";
+import { GeoPointSchema, PlaceSchema } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
+import { EtaChangeReason, EtaSchema, RouteSchema, TransportMode, type RouteLegJson } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { CarrierStatusSchema, ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
-import { ShipmentEventKind } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { ShipmentEventKind, ShipmentSchema, type Shipment } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { carrierStatusJson, etaJson, iso, legJson, pick, placeJson, planJson, shipmentEvents } from "../test/store/doc-generators.js";
 import { handedOver } from "../test/store/event-builders.js";
 import { applyToDoc } from "./store/derive.js";
 import { eventKey } from "./store/events.js";
@@ -15,10 +18,12 @@ import type { ProjectedEvent, ShipmentDoc, StoredEvent } from "./store/ports.js"
 import { docAtVersion, HistoryGapError, stepsBetween } from "./shipment-history.js";
 import {
   describeEvent,
+  docTime,
   isPublicEvent,
   legActualsFromScans,
   publicShipment,
   publicShipmentEvent,
+  shipmentEta,
   shipmentEventMessage,
   shipmentMessage,
 } from "./shipment-view.js";
@@ -366,5 +371,131 @@ describe("shipment history replay", () => {
     const partial = new Map(history);
     partial.delete("s1");
     assert.throws(() => stepsBetween(undefined, target, partial), HistoryGapError);
+  });
+});
+
+/**
+ * The Shipment of a document as it was rendered before the hand-written readers: every nested
+ * value through `fromJson`, the message through `create`. The reference the rendering is pinned to.
+ */
+function referenceShipmentMessage(doc: ShipmentDoc): Shipment {
+  const time = (iso: string | undefined) => (iso === undefined ? undefined : fromJson(TimestampSchema, iso));
+  const route = () => {
+    const plan = doc.route;
+    if (!plan) return undefined;
+    const legs = plan.legs ?? [];
+    const actuals = legActualsFromScans(legs, doc.derivation.timeline);
+    return fromJson(RouteSchema, {
+      ...plan,
+      trackingNumber: doc.trackingNumber,
+      ...(doc.eta ? { eta: doc.eta } : {}),
+      legs: legs.map((leg, i) => {
+        const { departure, arrival } = actuals[i] ?? {};
+        return { ...leg, ...(departure ? { actualDeparture: departure } : {}), ...(arrival ? { actualArrival: arrival } : {}) };
+      }),
+    } as JsonValue);
+  };
+  const currentHub = () => {
+    const timeline = doc.derivation.timeline;
+    for (let i = timeline.length - 1; i >= 0; i--) {
+      const hub = timeline[i]?.hubCode;
+      if (hub) return hub;
+    }
+    return doc.hubCode ?? "";
+  };
+  const delivered = doc.status === ShipmentStatus.DELIVERED;
+  return create(ShipmentSchema, {
+    trackingNumber: doc.trackingNumber,
+    shipmentId: doc.shipmentId ?? "",
+    carrierCode: doc.carrierCode ?? "",
+    customerId: doc.customerId ?? "",
+    customerReference: doc.customerReference ?? "",
+    serviceLevel: doc.serviceLevel ?? ServiceLevel.UNSPECIFIED,
+    origin: doc.origin && fromJson(PlaceSchema, doc.origin as JsonValue),
+    destination: doc.destination && fromJson(PlaceSchema, doc.destination as JsonValue),
+    status: doc.status,
+    lastCarrierStatus: doc.carrierStatus && fromJson(CarrierStatusSchema, doc.carrierStatus as JsonValue),
+    statusTime: time(doc.statusTime),
+    currentHubCode: currentHub(),
+    currentLocation: doc.location && create(GeoPointSchema, doc.location),
+    eta: delivered || !doc.eta ? undefined : fromJson(EtaSchema, doc.eta as JsonValue),
+    route: route(),
+    etaChangeReason: doc.etaReason ?? EtaChangeReason.UNSPECIFIED,
+    createdAt: time(doc.derivation.createdKey?.split("|")[0]),
+    updatedAt: time(doc.updatedAt),
+    deliveredAt: delivered ? time(doc.statusTime) : undefined,
+    version: BigInt(doc.version),
+    eventCount: doc.derivation.eventIds.length,
+    partnerCarrierCodes: doc.partnerCarrierCodes ?? [],
+  });
+}
+
+/** What a call gives: its value, or the message it throws. */
+function outcome(f: () => unknown): { value: unknown } | { error: string } {
+  try {
+    return { value: f() };
+  } catch (err) {
+    return { error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** Every version of generated shipments' documents, as derived and as read back from the store (JSON). */
+function generatedDocs(seed: number, shipments: number): ShipmentDoc[] {
+  const random = seededRandom(seed);
+  const docs: ShipmentDoc[] = [];
+  for (let n = 0; n < shipments; n++) {
+    let doc: ShipmentDoc | undefined;
+    for (const e of shipmentEvents(random, n)) {
+      doc = applyToDoc(doc, e).doc;
+      docs.push(doc, JSON.parse(JSON.stringify(doc)) as ShipmentDoc);
+    }
+  }
+  return docs;
+}
+
+describe("shipmentMessage against the fromJson rendering", () => {
+  it("renders every version of generated shipments exactly as fromJson and create did", () => {
+    const docs = generatedDocs(21, 400);
+    let rendered = 0;
+    for (const doc of docs) {
+      const want = outcome(() => referenceShipmentMessage(doc));
+      assert.deepStrictEqual(outcome(() => shipmentMessage(doc)), want, JSON.stringify(doc));
+      assert.deepStrictEqual(
+        outcome(() => shipmentEta(doc)),
+        outcome(() => (doc.status === ShipmentStatus.DELIVERED || !doc.eta ? undefined : fromJson(EtaSchema, doc.eta as JsonValue))),
+        "shipmentEta",
+      );
+      if ("value" in want) rendered++;
+    }
+    assert.ok(rendered > docs.length * 0.8, `${rendered} of ${docs.length} rendered`);
+  });
+
+  it("renders documents holding odd values (offset times, proto names, nulls, unknown keys, numbers as text) exactly as before", () => {
+    const random = seededRandom(22);
+    const docs = generatedDocs(23, 150);
+    const times = ["statusTime", "updatedAt"] as const;
+    for (let i = 0; i < docs.length; i++) {
+      const doc = structuredClone(docs[i] as ShipmentDoc);
+      // A few values of a document from elsewhere: a migration, an older writer, a hand edit.
+      for (let k = 0; k < 3; k++) {
+        const r = random();
+        if (r < 0.15) doc[pick(random, times)] = iso(random);
+        else if (r < 0.3) doc.origin = placeJson(random, 0.5) as ShipmentDoc["origin"];
+        else if (r < 0.45) doc.eta = etaJson(random, 0.5) as ShipmentDoc["eta"];
+        else if (r < 0.55) doc.carrierStatus = carrierStatusJson(random, 0.5) as ShipmentDoc["carrierStatus"];
+        else if (r < 0.75) doc.route = planJson(random, 0.2) as ShipmentDoc["route"];
+        else if (r < 0.85 && doc.route?.legs?.length) doc.route.legs[0] = legJson(random, 0.5) as RouteLegJson;
+        else if (r < 0.9) doc.derivation.createdKey = `${iso(random)}|c`;
+        else if (r < 0.95) delete doc.route;
+        else delete doc.eta;
+      }
+      const label = JSON.stringify(doc);
+      assert.deepStrictEqual(outcome(() => shipmentMessage(doc)), outcome(() => referenceShipmentMessage(doc)), label);
+      assert.deepStrictEqual(
+        outcome(() => docTime(doc.statusTime)),
+        outcome(() => (doc.statusTime === undefined ? undefined : fromJson(TimestampSchema, doc.statusTime))),
+        label,
+      );
+    }
   });
 });

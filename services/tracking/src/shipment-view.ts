@@ -1,7 +1,7 @@
-import { create, fromJson } from "@bufbuild/protobuf";
-import { timestampDate, TimestampSchema, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { GeoPointSchema, PlaceSchema, type GeoPoint, type Place } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
-import { EtaChangeReason, EtaSchema, RouteSchema, type Eta, type RouteLegJson, type Route } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { EtaChangeReason, type Eta, type RouteLegJson, type Route } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { CarrierStatusSchema, ScanKind, type CarrierStatus } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import {
@@ -12,13 +12,15 @@ import {
   type ShipmentEvent,
 } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { resolveScanStatus } from "./store/derive.js";
+import { carrierStatusFromDoc, etaFromDoc, fieldsAsKnown, placeFromDoc, routeFromDoc, timeFromDoc, type LegActuals } from "./store/doc-json.js";
 import { eventTimestamp } from "./store/events.js";
 import type { ProjectedEvent, ShipmentDoc, StoredEvent, TimelineEntry } from "./store/ports.js";
 
 /**
  * Rendering of the store's documents and history as the TrackingService's messages, and the
- * public view anonymous callers get. The document's nested values are proto JSON, read with
- * `fromJson`; history events are the mesh's messages already. Pure: no I/O.
+ * public view anonymous callers get. The document's nested values are proto JSON, read as
+ * `fromJson` reads them (store/doc-json.ts); history events are the mesh's messages already.
+ * Pure: no I/O.
  */
 
 /** Anonymous callers see positions rounded to this many degrees (about 11 km of latitude). */
@@ -26,14 +28,10 @@ export const PUBLIC_LOCATION_PRECISION_DEG = 0.1;
 
 /** A document time (ISO-8601, the JSON form of a Timestamp) as a Timestamp. */
 export function docTime(iso: string | undefined): Timestamp | undefined {
-  return iso === undefined ? undefined : fromJson(TimestampSchema, iso);
+  return iso === undefined ? undefined : timeFromDoc(iso);
 }
 
-/** Actual times of one leg, as ISO strings. */
-export interface LegActuals {
-  departure?: string;
-  arrival?: string;
-}
+export type { LegActuals };
 
 /**
  * The actual times of a route's legs, read from the shipment's hub scans. The timeline (event-time
@@ -74,15 +72,7 @@ function route(doc: ShipmentDoc): Route | undefined {
   if (!plan) return undefined;
   const legs = plan.legs ?? [];
   const actuals = legActualsFromScans(legs, doc.derivation.timeline);
-  return fromJson(RouteSchema, {
-    ...plan,
-    trackingNumber: doc.trackingNumber,
-    ...(doc.eta ? { eta: doc.eta } : {}),
-    legs: legs.map((leg, i) => {
-      const { departure, arrival } = actuals[i] ?? {};
-      return { ...leg, ...(departure ? { actualDeparture: departure } : {}), ...(arrival ? { actualArrival: arrival } : {}) };
-    }),
-  });
+  return routeFromDoc(plan, doc.trackingNumber, doc.eta, legs, actuals);
 }
 
 /** The hub of the newest (event time) timeline entry that had one. */
@@ -100,37 +90,57 @@ function currentHub(doc: ShipmentDoc): string {
  * Routing's ETA is closed by the delivery; the proto leaves it unset after delivery.
  */
 export function shipmentEta(doc: ShipmentDoc): Eta | undefined {
-  return doc.status === ShipmentStatus.DELIVERED || !doc.eta ? undefined : fromJson(EtaSchema, doc.eta);
+  return doc.status === ShipmentStatus.DELIVERED || !doc.eta ? undefined : etaFromDoc(doc.eta);
 }
 
-/** The full (internal) Shipment message for a store document. */
+/** Whether Shipment is still the message {@link shipmentMessage} builds as a literal (else `create` fills it in). */
+const SHIPMENT_LITERAL = fieldsAsKnown(ShipmentSchema);
+
+/**
+ * The full (internal) Shipment message for a store document. Built as an object literal: what
+ * `create(ShipmentSchema, …)` makes of the same values (unset message fields absent, `null` and
+ * `undefined` scalars their zero value), at a fraction of its cost.
+ */
 export function shipmentMessage(doc: ShipmentDoc): Shipment {
   const createdAt = doc.derivation.createdKey?.split("|")[0];
   const delivered = doc.status === ShipmentStatus.DELIVERED;
-  return create(ShipmentSchema, {
-    trackingNumber: doc.trackingNumber,
+  // In field order, as create() would run them (the first to throw is the same).
+  const origin = doc.origin && placeFromDoc(doc.origin);
+  const destination = doc.destination && placeFromDoc(doc.destination);
+  const lastCarrierStatus = doc.carrierStatus && carrierStatusFromDoc(doc.carrierStatus);
+  const statusTime = docTime(doc.statusTime);
+  const currentHubCode = currentHub(doc);
+  const currentLocation = doc.location && create(GeoPointSchema, doc.location);
+  const eta = shipmentEta(doc);
+  const plan = route(doc);
+  const created = docTime(createdAt);
+  const updatedAt = docTime(doc.updatedAt);
+  const deliveredAt = delivered ? docTime(doc.statusTime) : undefined;
+  const m: Omit<Shipment, "$typeName"> = {
+    trackingNumber: doc.trackingNumber ?? "",
     shipmentId: doc.shipmentId ?? "",
     carrierCode: doc.carrierCode ?? "",
     customerId: doc.customerId ?? "",
     customerReference: doc.customerReference ?? "",
     serviceLevel: doc.serviceLevel ?? ServiceLevel.UNSPECIFIED,
-    origin: doc.origin && fromJson(PlaceSchema, doc.origin),
-    destination: doc.destination && fromJson(PlaceSchema, doc.destination),
-    status: doc.status,
-    lastCarrierStatus: doc.carrierStatus && fromJson(CarrierStatusSchema, doc.carrierStatus),
-    statusTime: docTime(doc.statusTime),
-    currentHubCode: currentHub(doc),
-    currentLocation: doc.location && create(GeoPointSchema, doc.location),
-    eta: shipmentEta(doc),
-    route: route(doc),
-    etaChangeReason: doc.etaReason ?? EtaChangeReason.UNSPECIFIED,
-    createdAt: docTime(createdAt),
-    updatedAt: docTime(doc.updatedAt),
-    deliveredAt: delivered ? docTime(doc.statusTime) : undefined,
+    status: doc.status ?? ShipmentStatus.UNSPECIFIED,
+    currentHubCode,
     version: BigInt(doc.version),
     eventCount: doc.derivation.eventIds.length,
+    etaChangeReason: doc.etaReason ?? EtaChangeReason.UNSPECIFIED,
     partnerCarrierCodes: doc.partnerCarrierCodes ?? [],
-  });
+  };
+  if (origin != null) m.origin = origin;
+  if (destination != null) m.destination = destination;
+  if (lastCarrierStatus != null) m.lastCarrierStatus = lastCarrierStatus;
+  if (statusTime) m.statusTime = statusTime;
+  if (currentLocation != null) m.currentLocation = currentLocation;
+  if (eta) m.eta = eta;
+  if (plan) m.route = plan;
+  if (created) m.createdAt = created;
+  if (updatedAt) m.updatedAt = updatedAt;
+  if (deliveredAt) m.deliveredAt = deliveredAt;
+  return SHIPMENT_LITERAL ? Object.assign(m, { $typeName: ShipmentSchema.typeName }) : create(ShipmentSchema, m);
 }
 
 function roundCoord(v: number): number {
