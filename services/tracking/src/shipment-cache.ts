@@ -1,6 +1,7 @@
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
 import { ShipmentSchema, type Shipment } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { shipmentBinary } from "./shipment-binary.js";
 
 /** The shipment snapshot cache tracking reads through. */
 export interface ShipmentCache {
@@ -52,7 +53,7 @@ export function createRedisShipmentCache(opts: RedisShipmentCacheOptions): Shipm
       return bytes ? fromBinary(ShipmentSchema, bytes) : undefined;
     },
     async put(shipment) {
-      const bytes = Buffer.from(toBinary(ShipmentSchema, shipment));
+      const bytes = shipmentBinary(shipment);
       const written = await redis.eval(PUT_IF_NEWER, 1, key(shipment.trackingNumber), shipment.version.toString(), bytes, ttlMs);
       return written === 1;
     },
