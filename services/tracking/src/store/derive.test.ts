@@ -13,7 +13,10 @@ import {
   routeWithLegs,
   scan as scanOf,
 } from "../../test/store/event-builders.js";
+import { seededRandom } from "@logistics/shared/testing";
+import { shipmentEvents } from "../../test/store/doc-generators.js";
 import { applyToDoc, roundCoordinate, sameEta } from "./derive.js";
+import { eventJson } from "./events.js";
 import { DocumentTooLargeError } from "./errors.js";
 import type { ProjectedEvent, ShipmentDoc } from "./ports.js";
 import { assertSize } from "./size.js";
@@ -223,6 +226,41 @@ describe("applyToDoc", () => {
       assert.deepEqual(withSortedIds(got), withSortedIds(expected as ShipmentDoc));
       assert.deepEqual(got.derivation.eventIds, order.map(idOf), "eventIds records the applied order");
       assert.deepEqual(fold(got.derivation.eventIds.map((id) => order.find((e) => idOf(e) === id) as ProjectedEvent)), got);
+    }
+  });
+});
+
+/** `v` and everything in it frozen: a write to it throws (modules are strict). */
+function deepFreeze<T>(v: T): T {
+  if (typeof v === "object" && v !== null && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
+describe("applyToDoc with the event's proto JSON", () => {
+  it("derives the same document, to the text, as converting the event itself, and changes neither input", () => {
+    const random = seededRandom(41);
+    for (let n = 0; n < 300; n++) {
+      const events = shipmentEvents(random, n);
+      const orders = [events, [...events].reverse(), [...events.slice(3), ...events.slice(0, 3)]];
+      for (const order of orders) {
+        let plain: ShipmentDoc | undefined;
+        let viaJson: ShipmentDoc | undefined;
+        for (const e of order) {
+          const value = eventJson(e);
+          const a = applyToDoc(plain, e);
+          const b = applyToDoc(viaJson && deepFreeze(JSON.parse(JSON.stringify(viaJson)) as ShipmentDoc), e, deepFreeze(value));
+          assert.equal(JSON.stringify(b.doc), JSON.stringify(a.doc));
+          assert.deepEqual({ ...b, doc: undefined }, { ...a, doc: undefined });
+          // The document it returns is changed by nothing after: the next event's copy shares its parts.
+          plain = deepFreeze(a.doc);
+          viaJson = deepFreeze(b.doc);
+        }
+        assert.ok(viaJson);
+        assert.deepEqual(applyToDoc(viaJson, order[0] as ProjectedEvent).duplicate, true);
+      }
     }
   });
 });

@@ -1,8 +1,9 @@
-import { equals, fromJson, toJson } from "@bufbuild/protobuf";
-import { CarrierStatusSchema, ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
-import { PlaceSchema } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
+import { equals, toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { CarrierStatusSchema, ScanKind, type CarrierStatusJson } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { PlaceSchema, type PlaceJson } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
 import { EtaChangeReason, EtaSchema, RouteSchema, type EtaJson, type RouteJson } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
+import { etaFromDoc } from "./doc-json.js";
 import { eventKey } from "./events.js";
 import type { ApplyResult, HandoverEntry, ProjectedEvent, ShipmentDoc, TimelineEntry } from "./ports.js";
 
@@ -115,21 +116,24 @@ export interface DeriveResult {
 /**
  * Applies an event (one {@link checkEvent} accepted) to a document, returning a new document (the
  * input is not modified). The parts of the event the document keeps are converted to proto JSON
- * here, once. Pure and deterministic: no clock, no I/O.
+ * here, once, or taken from `eventJson` when the caller has the event's proto JSON already
+ * (`toJson` of its message, as {@link checkStoredEvent} makes it; it is not modified, but parts of
+ * it become part of the document). Pure and deterministic: no clock, no I/O.
  */
-export function applyToDoc(current: ShipmentDoc | undefined, event: ProjectedEvent): DeriveResult {
+export function applyToDoc(current: ShipmentDoc | undefined, event: ProjectedEvent, eventJson?: JsonValue): DeriveResult {
   const { eventId, trackingNumber, eventTime } = eventKey(event);
   if (current?.derivation.eventIds.includes(eventId)) {
     return { doc: current, duplicate: true, late: false, statusChanged: false, etaChanged: false };
   }
+  const json = eventJson as JsonObject | undefined;
   const doc: ShipmentDoc = current
-    ? copyForUpdate(current)
+    ? copyForUpdate(current, eventId)
     : {
         trackingNumber,
         status: ShipmentStatus.UNSPECIFIED,
         updatedAt: eventTime,
         version: 0,
-        derivation: { timeline: [], eventIds: [] },
+        derivation: { timeline: [], eventIds: [eventId] },
       };
   let late = false;
 
@@ -146,22 +150,21 @@ export function applyToDoc(current: ShipmentDoc | undefined, event: ProjectedEve
         doc.carrierCode = m.carrierCode;
         doc.serviceLevel = m.serviceLevel;
         setOptional(doc, "customerReference", m.customerReference || undefined);
-        setOptional(doc, "origin", m.origin && toJson(PlaceSchema, m.origin));
-        setOptional(doc, "destination", m.destination && toJson(PlaceSchema, m.destination));
+        setOptional(doc, "origin", m.origin && ((json?.origin as PlaceJson | undefined) ?? toJson(PlaceSchema, m.origin)));
+        setOptional(doc, "destination", m.destination && ((json?.destination as PlaceJson | undefined) ?? toJson(PlaceSchema, m.destination)));
         setOptional(doc, "weightGrams", m.weightGrams || undefined);
         setOptional(doc.derivation, "createdPartners", m.partnerCarrierCodes.length > 0 ? [...m.partnerCarrierCodes] : undefined);
         setOptional(doc, "partnerCarrierCodes", partnersOf(doc.derivation));
       }
-      insertEntry(doc.derivation.timeline, { eventId, eventTime, kind: ScanKind.INFO, status: ShipmentStatus.INFO_RECEIVED });
+      doc.derivation.timeline = withEntry(doc.derivation.timeline, { eventId, eventTime, kind: ScanKind.INFO, status: ShipmentStatus.INFO_RECEIVED });
       break;
     }
     case "shipment.handed_over": {
       const m = event.message;
-      const handovers = [...(doc.derivation.handovers ?? [])];
+      const handovers = doc.derivation.handovers ?? [];
       const newest = handovers[handovers.length - 1];
       late = newest !== undefined && compareKeys(eventTime, eventId, newest.eventTime, newest.eventId) < 0;
-      insertEntry(handovers, { eventId, eventTime, carrierCode: m.partnerCarrierCode });
-      doc.derivation.handovers = handovers;
+      doc.derivation.handovers = withEntry(handovers, { eventId, eventTime, carrierCode: m.partnerCarrierCode });
       doc.partnerCarrierCodes = partnersOf(doc.derivation);
       if (doc.carrierCode === undefined && m.carrierCode) doc.carrierCode = m.carrierCode;
       break;
@@ -172,12 +175,15 @@ export function applyToDoc(current: ShipmentDoc | undefined, event: ProjectedEve
       late = doc.lastScanTime !== undefined && eventTime < doc.lastScanTime;
       if (doc.lastScanTime === undefined || eventTime > doc.lastScanTime) doc.lastScanTime = eventTime;
       if (doc.carrierCode === undefined && scan?.carrierCode) doc.carrierCode = scan.carrierCode;
-      insertEntry(doc.derivation.timeline, {
+      const rawStatus = scan?.rawStatus
+        ? (((json?.scan as JsonObject | undefined)?.rawStatus as CarrierStatusJson | undefined) ?? toJson(CarrierStatusSchema, scan.rawStatus))
+        : {};
+      doc.derivation.timeline = withEntry(doc.derivation.timeline, {
         eventId,
         eventTime,
         kind: m.kind,
         status: resolveScanStatus(m.kind, m.status),
-        carrierStatus: scan?.rawStatus ? toJson(CarrierStatusSchema, scan.rawStatus) : {},
+        carrierStatus: rawStatus,
         ...(scan?.hubCode ? { hubCode: scan.hubCode } : {}),
       });
       const at = scan?.location;
@@ -194,7 +200,8 @@ export function applyToDoc(current: ShipmentDoc | undefined, event: ProjectedEve
       late = !newer;
       if (newer) {
         const reason = event.type === "route.planned" ? EtaChangeReason.INITIAL_PLAN : event.message.reason;
-        const { eta, trackingNumber: _tn, ...plan } = event.message.route ? toJson(RouteSchema, event.message.route) : ({} as RouteJson);
+        const route = event.message.route;
+        const { eta, trackingNumber: _tn, ...plan } = route ? ((json?.route as RouteJson | undefined) ?? toJson(RouteSchema, route)) : ({} as RouteJson);
         setOptional(doc, "eta", eta);
         setOptional(doc, "etaReason", reason || undefined);
         doc.route = plan;
@@ -212,7 +219,6 @@ export function applyToDoc(current: ShipmentDoc | undefined, event: ProjectedEve
   setOptional(doc, "carrierStatus", derived.entry?.carrierStatus);
   setOptional(doc, "hubCode", derived.entry?.hubCode);
   if (eventTime > doc.updatedAt) doc.updatedAt = eventTime;
-  doc.derivation.eventIds.push(eventId);
   doc.version += 1;
 
   const beforeStatus = current?.status ?? ShipmentStatus.UNSPECIFIED;
@@ -232,7 +238,7 @@ export function applyToDoc(current: ShipmentDoc | undefined, event: ProjectedEve
  */
 export function sameEta(a: EtaJson | undefined, b: EtaJson | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
-  return equals(EtaSchema, fromJson(EtaSchema, a), fromJson(EtaSchema, b));
+  return equals(EtaSchema, etaFromDoc(a), etaFromDoc(b));
 }
 
 /** What a store reports for an event {@link applyToDoc} applied to `before` (not a duplicate). */
@@ -255,14 +261,15 @@ export function duplicateResult(doc: ShipmentDoc): ApplyResult {
 }
 
 /**
- * The copy {@link applyToDoc} changes: new top level, derivation and derivation arrays; nested
- * values (places, ETA, route, timeline entries) are shared with `current`, because applying an
- * event only ever replaces them, never changes them in place. A deep copy per event was the
- * largest CPU cost of a batch apply.
+ * The copy {@link applyToDoc} changes: new top level and derivation, with `eventId` appended to a
+ * copy of the event ids; everything else (places, ETA, route, the timeline and its entries, the
+ * handovers) is shared with `current`, because applying an event only ever replaces those, never
+ * changes them in place (a new timeline is made by {@link withEntry}). A deep copy per event was
+ * the largest CPU cost of a batch apply.
  */
-function copyForUpdate(current: ShipmentDoc): ShipmentDoc {
+function copyForUpdate(current: ShipmentDoc, eventId: string): ShipmentDoc {
   const d = current.derivation;
-  return { ...current, derivation: { ...d, timeline: [...d.timeline], eventIds: [...d.eventIds] } };
+  return { ...current, derivation: { ...d, eventIds: [...d.eventIds, eventId] } };
 }
 
 /** The status a scan sets: ingest's normalized status, else the one its kind implies. */
@@ -272,15 +279,19 @@ export function resolveScanStatus(kind: ScanKind, explicit: ShipmentStatus): Shi
   return statusForKind(kind);
 }
 
-/** Inserts `entry` into a list kept in (eventTime, eventId) order. */
-function insertEntry<T extends { eventTime: string; eventId: string }>(timeline: T[], entry: T): void {
-  let i = timeline.length;
+/** A copy of a list kept in (eventTime, eventId) order, with `entry` in its place. */
+function withEntry<T extends { eventTime: string; eventId: string }>(list: readonly T[], entry: T): T[] {
+  let i = list.length;
   while (i > 0) {
-    const prev = timeline[i - 1] as T;
+    const prev = list[i - 1] as T;
     if (compareKeys(prev.eventTime, prev.eventId, entry.eventTime, entry.eventId) <= 0) break;
     i--;
   }
-  timeline.splice(i, 0, entry);
+  if (i === list.length) return [...list, entry];
+  const out = list.slice(0, i);
+  out.push(entry);
+  for (let k = i; k < list.length; k++) out.push(list[k] as T);
+  return out;
 }
 
 /** The document's partner carriers: the creation's, then the handovers', each once; undefined for none. */

@@ -199,9 +199,11 @@ export function checkEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTES): st
 /**
  * {@link checkEvent}, also returning the event as the history keeps it: `e` itself, or its copy
  * with the times proto JSON cannot write cleared ({@link eventJson}), which is what reading the
- * history back gives (so a caller can pass the stored event on without parsing `json`).
+ * history back gives (so a caller can pass the stored event on without parsing `json`), and
+ * `value`, the proto JSON that `json` is the text of (`toJson` of `stored`'s message; not to be
+ * changed).
  */
-export function checkStoredEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTES): { json: string; stored: ProjectedEvent } {
+export function checkStoredEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTES): { json: string; stored: ProjectedEvent; value: JsonValue } {
   const key = eventKey(e);
   if (!key.eventId) throw new InvalidEventError("event_id", "is required");
   if (!key.trackingNumber) throw new InvalidEventError("tracking_number", "is required");
@@ -236,5 +238,5 @@ export function checkStoredEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTE
     throw new InvalidEventError(unstorablePath(value, "event") ?? "event", "must not contain NUL characters or unpaired surrogates");
   }
   assertJsonSize("event", json, maxBytes);
-  return { json, stored };
+  return { json, stored, value };
 }

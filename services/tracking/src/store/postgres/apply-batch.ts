@@ -70,7 +70,7 @@ function deriveBatch(
       results.push(duplicateResult(before));
       continue;
     }
-    const derived = applyToDoc(before, event.event);
+    const derived = applyToDoc(before, event.event, event.value);
     // Already part of the document (e.g. written before the dedupe row existed): keep the claim.
     if (derived.duplicate) {
       results.push(duplicateResult(derived.doc));

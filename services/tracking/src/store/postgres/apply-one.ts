@@ -45,7 +45,7 @@ async function applyOnce(client: pg.PoolClient, checkedEvent: CheckedEvent, maxB
     return duplicateResult(doc);
   }
   const before = row.doc ?? undefined;
-  const derived = applyToDoc(before, event);
+  const derived = applyToDoc(before, event, checkedEvent.value);
   if (derived.duplicate) {
     // Already part of the document (e.g. written before the dedupe row existed): keep the claim.
     await client.query("COMMIT");

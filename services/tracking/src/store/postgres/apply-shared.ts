@@ -1,3 +1,4 @@
+import type { JsonValue } from "@bufbuild/protobuf";
 import type pg from "pg";
 import { ConflictError } from "../errors.js";
 import { checkStoredEvent, eventKey, type EventKey } from "../events.js";
@@ -19,12 +20,18 @@ export interface CheckedEvent {
   readonly json: string;
   /** The event as the history row holds it (what reading it back gives). */
   readonly stored: ProjectedEvent;
+  /**
+   * The proto JSON of `event`'s message (what `json` is the text of), when the history keeps the
+   * event as it is; derive.ts `applyToDoc` takes the parts the document keeps from it instead
+   * of converting them again. Absent when times were cleared for the history (`stored` is a copy).
+   */
+  readonly value?: JsonValue;
 }
 
 /** Checks an event and keeps what the write needs of it. */
 export function checked(event: ProjectedEvent, maxBytes: number): CheckedEvent {
-  const { json, stored } = checkStoredEvent(event, maxBytes);
-  return { event, key: eventKey(event), json, stored };
+  const { json, stored, value } = checkStoredEvent(event, maxBytes);
+  return { event, key: eventKey(event), json, stored, value: stored === event ? value : undefined };
 }
 
 /** Serialization failure, deadlock, a concurrent first insert: the transaction may be retried. */
