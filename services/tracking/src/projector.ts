@@ -1,9 +1,8 @@
-import { create, fromJson } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { GeoPointSchema } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
-import { CarrierStatusSchema } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { EtaChangedSchema, StatusChangedSchema } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
 import {
@@ -25,6 +24,7 @@ import { databaseUnavailableReason } from "@logistics/shared/postgres";
 import { observeWithExemplar } from "@logistics/shared/telemetry";
 import type { ConsumerRef } from "@logistics/shared/operations";
 import { sameEta } from "./store/derive.js";
+import { carrierStatusFromDoc } from "./store/doc-json.js";
 import type { ShipmentMessages } from "./watch-messages.js";
 import { StoreError } from "./store/errors.js";
 import { eventKey } from "./store/events.js";
@@ -297,7 +297,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
             eventId: `${tn}.v${after.version}.status`,
             previousStatus: before?.status ?? ShipmentStatus.UNSPECIFIED,
             status: after.status,
-            carrierStatus: after.carrierStatus && fromJson(CarrierStatusSchema, after.carrierStatus),
+            carrierStatus: after.carrierStatus && carrierStatusFromDoc(after.carrierStatus),
             statusTime: docTime(after.statusTime),
             causeEventId,
             hubCode: after.hubCode ?? "",

@@ -116,7 +116,8 @@ export function shipmentMessage(doc: ShipmentDoc): Shipment {
   const created = docTime(createdAt);
   const updatedAt = docTime(doc.updatedAt);
   const deliveredAt = delivered ? docTime(doc.statusTime) : undefined;
-  const m: Omit<Shipment, "$typeName"> = {
+  const m: Shipment = {
+    $typeName: ShipmentSchema.typeName,
     trackingNumber: doc.trackingNumber ?? "",
     shipmentId: doc.shipmentId ?? "",
     carrierCode: doc.carrierCode ?? "",
@@ -140,7 +141,7 @@ export function shipmentMessage(doc: ShipmentDoc): Shipment {
   if (created) m.createdAt = created;
   if (updatedAt) m.updatedAt = updatedAt;
   if (deliveredAt) m.deliveredAt = deliveredAt;
-  return SHIPMENT_LITERAL ? Object.assign(m, { $typeName: ShipmentSchema.typeName }) : create(ShipmentSchema, m);
+  return SHIPMENT_LITERAL ? m : create(ShipmentSchema, { ...m, $typeName: undefined });
 }
 
 function roundCoord(v: number): number {
