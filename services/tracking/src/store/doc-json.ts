@@ -11,7 +11,8 @@ import {
   type RouteLeg,
   type TransportMode,
 } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
-import { CarrierStatusSchema, type CarrierStatus } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { CarrierStatusSchema, ScanSchema, type CarrierStatus } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
+import { ScanRecordedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { ShipmentSchema } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 
 /**
@@ -374,14 +375,8 @@ export function routeFromDoc(
 function fieldSignature(schema: DescMessage): string {
   return schema.fields
     .map((f) => {
-      const type =
-        f.fieldKind === "scalar" || (f.fieldKind === "list" && f.listKind === "scalar")
-          ? ScalarType[f.scalar as ScalarType]
-          : f.fieldKind === "enum" || (f.fieldKind === "list" && f.listKind === "enum")
-            ? f.enum?.typeName
-            : f.fieldKind === "message" || (f.fieldKind === "list" && f.listKind === "message")
-              ? f.message?.typeName
-              : f.fieldKind;
+      const value = f.scalar !== undefined ? ScalarType[f.scalar] : (f.enum ?? f.message)?.typeName;
+      const type = f.fieldKind === "map" ? `map<${ScalarType[f.mapKey]},${value}>` : value;
       const name = f.jsonName === f.localName && !f.oneof ? f.localName : `?${f.localName}`;
       return `${f.number}:${name}:${f.fieldKind === "list" ? `[${type}]` : type}`;
     })
@@ -390,8 +385,8 @@ function fieldSignature(schema: DescMessage): string {
 
 /**
  * The contracts' messages as this package's hand-written readers and writers know them
- * (`fieldSignature`): the document readers here, the Shipment literal of shipment-view.ts and the
- * Shipment encoder of shipment-binary.ts. Should a contract change (a field added, renamed,
+ * (`fieldSignature`): the document readers here, the Shipment literal of shipment-view.ts, the
+ * Shipment encoder of shipment-binary.ts and the ScanRecorded writer of event-json.ts. Should a contract change (a field added, renamed,
  * renumbered or retyped), {@link fieldsAsKnown} is false for it and that code falls back to
  * protobuf-es (and a unit test fails, to have the code updated).
  */
@@ -413,6 +408,16 @@ export const KNOWN_FIELDS: ReadonlyMap<DescMessage, string> = new Map<DescMessag
     RouteSchema,
     "1:routeId:STRING 2:trackingNumber:STRING 3:legs:[logistics.common.v1.RouteLeg] 4:eta:logistics.common.v1.Eta 5:revision:UINT32 " +
       "6:plannedAt:google.protobuf.Timestamp",
+  ],
+  [
+    ScanSchema,
+    "1:eventId:STRING 2:trackingNumber:STRING 3:carrierCode:STRING 4:rawStatus:logistics.common.v1.CarrierStatus 5:eventTime:google.protobuf.Timestamp " +
+      "6:hubCode:STRING 7:location:logistics.common.v1.GeoPoint 8:note:STRING 9:attributes:map<STRING,STRING>",
+  ],
+  [
+    ScanRecordedSchema,
+    "1:eventId:STRING 2:scan:logistics.common.v1.Scan 3:status:logistics.common.v1.ShipmentStatus 4:kind:logistics.common.v1.ScanKind " +
+      "5:recordedAt:google.protobuf.Timestamp 6:region:STRING",
   ],
   [
     ShipmentSchema,

@@ -3,6 +3,7 @@ import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { timestampFromDate, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { ScanRecordedSchema, ShipmentCreatedSchema, ShipmentHandedOverSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
+import { scanRecordedJson } from "./event-json.js";
 import { assertJsonSize, MAX_DOCUMENT_BYTES } from "./size.js";
 import { InvalidEventError } from "./errors.js";
 import type { ProjectedEvent, StoredEvent } from "./ports.js";
@@ -102,7 +103,7 @@ export function eventJson(e: ProjectedEvent): JsonValue {
 function storedForm(e: ProjectedEvent): { event: ProjectedEvent; value: JsonValue } {
   const schema = SCHEMAS[e.type];
   try {
-    return { event: e, value: toJson(schema, e.message) };
+    return { event: e, value: e.type === "scan.recorded" ? scanRecordedJson(e.message) : toJson(schema, e.message) };
   } catch (err) {
     const copy = clone(schema, e.message as Message);
     if (!clearUnencodableTimes(reflect(schema, copy))) throw err;
