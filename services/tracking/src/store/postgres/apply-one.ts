@@ -2,7 +2,7 @@ import { named } from "@logistics/shared/postgres";
 import type pg from "pg";
 import { appliedResult, applyToDoc, duplicateResult } from "../derive.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc } from "../ports.js";
-import { assertSize } from "../size.js";
+import { assertJsonSize } from "../size.js";
 import { CasMiss, checked, withConflictRetries, type ApplySettings, type CheckedEvent } from "./apply-shared.js";
 
 /**
@@ -52,7 +52,9 @@ async function applyOnce(client: pg.PoolClient, checkedEvent: CheckedEvent, maxB
     return duplicateResult(derived.doc);
   }
   const doc = derived.doc;
-  assertSize("document", doc, maxBytes);
+  // Serialized once: for the size limit and the write.
+  const docJson = JSON.stringify(doc);
+  assertJsonSize("document", docJson, maxBytes);
   const params = [
     doc.trackingNumber,
     doc.customerId ?? null,
@@ -62,7 +64,7 @@ async function applyOnce(client: pg.PoolClient, checkedEvent: CheckedEvent, maxB
     doc.location?.latitude ?? null,
     doc.location?.longitude ?? null,
     doc.version,
-    JSON.stringify(doc),
+    docJson,
     key.eventId,
     key.eventTime,
     event.type,
