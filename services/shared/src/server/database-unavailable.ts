@@ -1,5 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { databaseUnavailableReason } from "../postgres/unavailable.js";
+import { mapStreamErrors } from "../telemetry/observe-stream.js";
 
 /** The narrow logger the interceptor warns on (pino satisfies it). */
 export interface UnavailableLog {
@@ -51,16 +52,6 @@ export function createDatabaseUnavailableInterceptor(o: DatabaseUnavailableOptio
       throw map(err, rpc, req.signal);
     }
     if (!res.stream) return res;
-    const source = res.message;
-    return {
-      ...res,
-      message: (async function* () {
-        try {
-          yield* source;
-        } catch (err) {
-          throw map(err, rpc, req.signal);
-        }
-      })(),
-    };
+    return { ...res, message: mapStreamErrors(res.message, (err) => map(err, rpc, req.signal)) };
   };
 }

@@ -2,6 +2,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { principalKey } from "../auth/auth-interceptor.js";
 import type { Principal } from "../auth/principal.js";
+import { observeStream } from "../telemetry/observe-stream.js";
 import { clientAddressKey, connectionKey } from "./serve.js";
 
 /** Caps on the open calls of one long-lived streaming method; 0 means no cap. */
@@ -93,7 +94,8 @@ export function createStreamLimitInterceptor(limits: readonly StreamLimit[]): St
         release();
         return res;
       }
-      return { ...res, message: releasing(res, release) };
+      // Released when the stream ends in any way, on the stream's one wrapper (see observeStream).
+      return { ...res, message: observeStream(res.message, { onEnd: release }) };
     } catch (e) {
       release();
       throw e;
@@ -110,12 +112,4 @@ export function createStreamLimitInterceptor(limits: readonly StreamLimit[]): St
       return { connections: c, principals: p };
     },
   });
-}
-
-async function* releasing<T>(res: { message: AsyncIterable<T> }, release: () => void): AsyncGenerator<T> {
-  try {
-    yield* res.message;
-  } finally {
-    release();
-  }
 }
