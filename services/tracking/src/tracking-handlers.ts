@@ -112,21 +112,56 @@ function decodePageToken(binding: unknown, token: string): string | undefined {
   return parsed[1];
 }
 
-/** Waits for a wake-up, a timeout or an abort. */
-function pause(ms: number, signal: AbortSignal, register: (wake: () => void) => void): Promise<"wake" | "timeout" | "abort"> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve("abort");
-    const done = (outcome: "wake" | "timeout" | "abort") => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      register(() => {});
-      resolve(outcome);
-    };
-    const onAbort = () => done("abort");
-    const timer = setTimeout(() => done("timeout"), Math.max(0, ms));
-    signal.addEventListener("abort", onAbort, { once: true });
-    register(() => done("wake"));
-  });
+type WaitOutcome = "wake" | "timeout" | "abort";
+
+/**
+ * The waits of one watch stream: a wake-up (a notice), the heartbeat timeout (`heartbeatMs` after
+ * the wait began) or the end of the stream, whichever comes first. Everything but the promise of
+ * a wait is made once per stream: one timer re-armed at each wait, one resolver slot, so that a
+ * message costs no timer, listener or closure of its own.
+ */
+class StreamWaits {
+  private resolve: ((outcome: WaitOutcome) => void) | undefined;
+  private ended = false;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private readonly capture = (resolve: (outcome: WaitOutcome) => void) => {
+    this.resolve = resolve;
+  };
+
+  constructor(private readonly heartbeatMs: number) {}
+
+  /** True once {@link end} was called. */
+  get stopped(): boolean {
+    return this.ended;
+  }
+
+  /** Waits for the next outcome; "abort" at once when the stream has ended. */
+  wait(): Promise<WaitOutcome> {
+    if (this.ended) return Promise.resolve("abort");
+    // A timer that fired while no wait was under way is armed again by `refresh` too.
+    if (this.heartbeat === undefined) this.heartbeat = setTimeout(() => this.settle("timeout"), Math.max(0, this.heartbeatMs));
+    else this.heartbeat.refresh();
+    return new Promise(this.capture);
+  }
+
+  /** Ends the wait under way, if any, with a wake-up. */
+  wake(): void {
+    this.settle("wake");
+  }
+
+  /** Ends the stream: the wait under way and every later one end with "abort". Idempotent. */
+  end(): void {
+    this.ended = true;
+    clearTimeout(this.heartbeat);
+    this.settle("abort");
+  }
+
+  private settle(outcome: WaitOutcome): void {
+    const resolve = this.resolve;
+    if (resolve === undefined) return;
+    this.resolve = undefined;
+    resolve(outcome);
+  }
 }
 
 /** Creates the TrackingService handlers. */
@@ -199,9 +234,8 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
       // Ends on cancel, drain or lifetime. Built by hand so that a closed stream leaves nothing
       // behind: AbortSignal.timeout would keep a timer (and this stream) for the whole lifetime,
       // and the server's drain signal would keep a listener per stream ever opened.
-      const stop = new AbortController();
-      const signal = stop.signal;
-      const end = () => stop.abort();
+      const waits = new StreamWaits(heartbeatMs);
+      const end = () => waits.end();
       const drain = ctx.values.get(drainSignalKey);
       const lifetime = setTimeout(end, maxLifetimeMs);
       ctx.signal.addEventListener("abort", end, { once: true });
@@ -213,16 +247,15 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
       // they carry: the watchers of a shipment share its notices, reads and rendered versions.
       let noticed = false;
       let noticedVersion = 0;
-      let wake: () => void = () => {};
       const feed = feeds.join(tn, (version) => {
         noticed = true;
         noticedVersion = Math.max(noticedVersion, version);
-        wake();
+        waits.wake();
       });
       const listeningSince = performance.now();
       metrics.watchers.inc();
       try {
-        let state = await mapped(() => feed.current(0, listeningSince));
+        let state = await feed.current(0, listeningSince);
         if (!state) throw notFound(tn);
         full = fullAccess(ctx, state.customerId);
         const after = Number(req.afterSequence);
@@ -232,31 +265,33 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
         if (after === 0) {
           yield messages.snapshot(state, full);
         } else if (after < state.version) {
-          const target = state;
-          for (const step of await mapped(() => feed.steps(after, target))) yield messages.change(step, full);
+          for (const step of await feed.steps(after, state)) yield messages.change(step, full);
         }
         let last = state.version;
 
-        while (!signal.aborted) {
-          const outcome = noticed ? "wake" : await pause(heartbeatMs, signal, (w) => (wake = w));
+        while (!waits.stopped) {
+          const outcome = noticed ? "wake" : await waits.wait();
           if (outcome === "abort") return;
           noticed = false;
           // A notice names the new version: the shared copy serves it once the feed took in the
           // notice's change or one watcher's read found it. A heartbeat re-read (a lost notice)
           // shares reads made within half a period.
-          const current = await mapped(() =>
-            outcome === "wake" ? feed.current(Math.max(noticedVersion, last)) : feed.current(last, performance.now() - heartbeatMs / 2),
-          );
+          const current = await (outcome === "wake"
+            ? feed.current(Math.max(noticedVersion, last))
+            : feed.current(last, performance.now() - heartbeatMs / 2));
           if (current && current.version > last) {
-            const from = state;
-            for (const step of await mapped(() => feed.steps(from, current))) yield messages.change(step, full);
+            for (const step of await feed.steps(state, current)) yield messages.change(step, full);
             state = current;
             last = current.version;
           } else if (outcome === "timeout") {
             yield create(WatchShipmentResponseSchema, { sequence: BigInt(last), kind: WatchUpdateKind.HEARTBEAT });
           }
         }
+      } catch (err) {
+        // Store failures (the feed's reads) as Connect codes, as `mapped` does for the other methods.
+        throw toConnectError(err);
       } finally {
+        waits.end();
         clearTimeout(lifetime);
         ctx.signal.removeEventListener("abort", end);
         drain.removeEventListener("abort", end);
