@@ -16,8 +16,9 @@ import {
   StreamScansRequestSchema,
   type StreamScansRequest,
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { seededRandom } from "@logistics/shared/testing";
 import { createIngestMetrics } from "./ingest-metrics.js";
-import { createIngestHandlers, type IngestHandlersDeps } from "./ingest-handlers.js";
+import { createIngestHandlers, pipeline, type IngestHandlersDeps } from "./ingest-handlers.js";
 import type { RateLimiter } from "./redis-rate-limiter.js";
 import type { ScanCaller, ScanIngestor } from "./scan-ingestor.js";
 
@@ -225,5 +226,203 @@ describe("IngestService handlers", () => {
       drain.abort();
     }
     assert.deepEqual(got, ["h1", "h2"]);
+  });
+});
+
+type Step<Res> =
+  | { tag: "request"; result: IteratorResult<StreamScansRequest> }
+  | { tag: "readError"; error: unknown }
+  | { tag: "answered"; response: Res }
+  | { tag: "drain" };
+
+/** The pipeline as an async generator racing its steps, as it was before it became a state machine: the reference. */
+async function* referencePipeline<Res>(
+  requests: AsyncIterable<StreamScansRequest>,
+  window: number,
+  drainSignal: AbortSignal,
+  handle: (req: StreamScansRequest) => Promise<Res>,
+): AsyncGenerator<Res> {
+  const it = requests[Symbol.asyncIterator]();
+  const inProgress: Array<Promise<Step<Res>>> = [];
+  let reading: Promise<Step<Res>> | undefined;
+  let readingDone = false;
+  let failure: { error: unknown } | undefined;
+  let drainedOpen = false;
+  let wake: ((step: Step<Res>) => void) | undefined;
+  const onDrain = () => wake?.({ tag: "drain" });
+  drainSignal.addEventListener("abort", onDrain, { once: true });
+  try {
+    for (;;) {
+      if (!readingDone && !failure && !reading && inProgress.length < window) {
+        if (drainSignal.aborted) {
+          readingDone = true;
+          drainedOpen = true;
+        } else {
+          reading = new Promise<Step<Res>>((resolve) => {
+            wake = resolve;
+            it.next().then(
+              (result) => resolve({ tag: "request", result }),
+              (error: unknown) => resolve({ tag: "readError", error }),
+            );
+          });
+        }
+      }
+      const racers: Array<Promise<Step<Res>>> = inProgress.slice(0, 1);
+      if (reading) racers.push(reading);
+      if (racers.length === 0) break;
+      const step = await Promise.race(racers);
+      switch (step.tag) {
+        case "answered":
+          inProgress.shift();
+          yield step.response;
+          break;
+        case "request":
+          reading = undefined;
+          wake = undefined;
+          if (step.result.done) {
+            readingDone = true;
+            break;
+          }
+          try {
+            const answered = handle(step.result.value).then((response): Step<Res> => ({ tag: "answered", response }));
+            answered.catch(() => {});
+            inProgress.push(answered);
+          } catch (error) {
+            failure = { error };
+          }
+          break;
+        case "readError":
+          reading = undefined;
+          wake = undefined;
+          failure = { error: step.error };
+          break;
+        case "drain":
+          reading = undefined;
+          readingDone = true;
+          drainedOpen = true;
+          break;
+      }
+    }
+    if (failure) throw failure.error;
+    if (drainedOpen) throw new ConnectError("drained", Code.Unavailable);
+  } finally {
+    drainSignal.removeEventListener("abort", onDrain);
+    if (!readingDone || failure) void it.return?.().catch(() => {});
+  }
+}
+
+interface PipelineCase {
+  messages: number;
+  /** Reading fails after the messages instead of ending. */
+  readFails: boolean;
+  window: number;
+  /** Per message: hops before its answer, and whether `handle` answers, rejects, or throws at once. */
+  answers: Array<{ hops: number; outcome: "ok" | "reject" | "throw" }>;
+  /** The reader stops after this many responses, if it does. */
+  stopAfter: number | undefined;
+}
+
+function pipelineCase(random: () => number): PipelineCase {
+  const messages = Math.floor(random() * 10);
+  return {
+    messages,
+    readFails: random() < 0.2,
+    window: 1 + Math.floor(random() * 4),
+    answers: Array.from({ length: messages }, () => ({
+      hops: Math.floor(random() * 4),
+      outcome: random() < 0.85 ? ("ok" as const) : random() < 0.5 ? ("reject" as const) : ("throw" as const),
+    })),
+    stopAfter: random() < 0.25 ? Math.floor(random() * (messages + 1)) : undefined,
+  };
+}
+
+/** A pause of `hops` turns, some of them timer turns so that reads and answers interleave. */
+async function hops(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await (i % 2 === 0 ? Promise.resolve() : new Promise((r) => setImmediate(r)));
+}
+
+async function playPipeline(c: PipelineCase, impl: typeof pipeline): Promise<{ got: string[]; outcome: string }> {
+  let read = 0;
+  let closed = false;
+  let handling = 0;
+  let mostHandling = 0;
+  const requests: AsyncIterable<StreamScansRequest> = {
+    [Symbol.asyncIterator]: () => ({
+      async next() {
+        await hops(1);
+        if (read < c.messages) return { done: false, value: create(StreamScansRequestSchema, { scans: [scan(`p${read++}`)] }) };
+        if (c.readFails) throw new Error("read failed");
+        return { done: true, value: undefined };
+      },
+      async return() {
+        closed = true;
+        return { done: true, value: undefined };
+      },
+    }),
+  };
+  const handle = (req: StreamScansRequest): Promise<string> => {
+    const id = req.scans[0]!.eventId;
+    const a = c.answers[Number(id.slice(1))]!;
+    if (a.outcome === "throw") throw new Error(`refused ${id}`);
+    handling++;
+    mostHandling = Math.max(mostHandling, handling);
+    return hops(a.hops).then(() => {
+      handling--;
+      if (a.outcome === "reject") throw new Error(`failed ${id}`);
+      return id;
+    });
+  };
+  const got: string[] = [];
+  let outcome = "done";
+  const it = impl(requests, c.window, new AbortController().signal, handle)[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      if (got.length === c.stopAfter) {
+        await it.return?.();
+        outcome = "stopped";
+        break;
+      }
+      const r = await it.next();
+      if (r.done === true) break;
+      got.push(r.value);
+    }
+  } catch (err) {
+    outcome = `failed: ${(err as Error).message}`;
+  }
+  assert.ok(mostHandling <= c.window, `at most the window in progress: ${mostHandling} > ${c.window}`);
+  if (outcome !== "done" || c.readFails) {
+    await new Promise((r) => setImmediate(r));
+    // A reader that leaves before its first pull never started the stream.
+    assert.ok(closed || read === c.messages || c.stopAfter === 0, "a stream that stopped early stops reading its requests");
+  }
+  return { got, outcome };
+}
+
+describe("the StreamScans pipeline", () => {
+  it("answers as the racing generator did, on many generated streams, readers and answer timings", async () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const c = pipelineCase(seededRandom(seed));
+      const ref = await playPipeline(c, referencePipeline as unknown as typeof pipeline);
+      assert.deepEqual(await playPipeline(c, pipeline), ref, `seed ${seed}: ${JSON.stringify(c)}`);
+    }
+  });
+
+  it("stops reading requests and ends at once when the reader leaves while a response is pending", async () => {
+    let closed = false;
+    let started = 0;
+    const requests: AsyncIterable<StreamScansRequest> = {
+      [Symbol.asyncIterator]: () => ({
+        next: async () => ({ done: false, value: create(StreamScansRequestSchema, { scans: [scan("x")] }) }),
+        return: async () => ((closed = true), { done: true, value: undefined }),
+      }),
+    };
+    const it = pipeline(requests, 4, new AbortController().signal, () => (started++, new Promise<string>(() => {})));
+    const pending = it.next();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(started, 4, "the window is full");
+    assert.deepEqual(await it.return!(), { done: true, value: undefined });
+    assert.deepEqual(await pending, { done: true, value: undefined });
+    assert.equal(closed, true);
+    assert.deepEqual(await it.next(), { done: true, value: undefined });
   });
 });

@@ -93,7 +93,7 @@ export function createIngestHandlers(deps: IngestHandlersDeps): IngestHandlers {
       return { acks: await ingestor.ingest(req.scans, callerOf(principal), ctx.signal) };
     },
 
-    async *streamScans(requests, ctx) {
+    streamScans(requests, ctx) {
       const principal = ctx.values.get(principalKey);
       const bucket = bucketOf(principal);
       let received = 0;
@@ -121,7 +121,7 @@ export function createIngestHandlers(deps: IngestHandlersDeps): IngestHandlers {
         return create(StreamScansResponseSchema, { acks: await ingestor.ingest(req.scans, caller, ctx.signal, span) });
       };
       const caller = callerOf(principal);
-      yield* pipeline(requests, window, deps.drainSignal, answer);
+      return pipeline(requests, window, deps.drainSignal, answer);
     },
 
     async createShipment(req, ctx) {
@@ -142,103 +142,191 @@ function callerOf(p: Principal): { carrier?: string } {
   return p.carrier === undefined ? {} : { carrier: p.carrier };
 }
 
-type Step<Res> =
-  | { tag: "request"; result: IteratorResult<StreamScansRequest> }
-  | { tag: "readError"; error: unknown }
-  | { tag: "answered"; response: Res }
-  | { tag: "drain" };
+/** A request message being answered, in request order. */
+interface Answer<Res> {
+  state: "pending" | "answered" | "failed";
+  response?: Res;
+  error?: unknown;
+}
 
 /**
  * Reads request messages in order and answers each with `handle`'s response, in request order,
  * with at most `window` messages being handled at once. No message is read while the window is
- * full, and no response is produced while the consumer of this generator (the HTTP/2 writer) has
+ * full, and no response is produced while the consumer of this iterator (the HTTP/2 writer) has
  * not taken the previous one, so a slow reader of responses stops the reading of requests.
  *
  * `handle` throwing synchronously (authorization) or a failing read stops reading; responses for
- * messages already started are still yielded, then the error ends the stream. On drain it stops
- * reading, yields what is in progress, then ends the stream with Unavailable: messages the client
+ * messages already started are still produced, then the error ends the stream. On drain it stops
+ * reading, produces what is in progress, then ends the stream with Unavailable: messages the client
  * sent but the server did not read get no response, and the status says so. A client that had
  * half-closed before the drain had every message read and answered: its stream ends with OK.
+ * (Exported for its tests.)
  */
-async function* pipeline<Res>(
+export function pipeline<Res>(
   requests: AsyncIterable<StreamScansRequest>,
   window: number,
   drainSignal: AbortSignal,
   handle: (req: StreamScansRequest) => Promise<Res>,
-): AsyncGenerator<Res> {
-  const it = requests[Symbol.asyncIterator]();
-  const inProgress: Array<Promise<Step<Res>>> = [];
-  let reading: Promise<Step<Res>> | undefined;
-  let readingDone = false;
-  let failure: { error: unknown } | undefined;
-  let drainedOpen = false;
-  // The drain signal outlives every stream, so it wakes the pending read (through `wake`, that
-  // read's resolver) rather than being raced as a promise: Promise.race adds a reaction to each
-  // promise it is given, and one pending for the server's life keeps them all, each holding a
-  // step with the request message it read (a long-lived stream retained every message). All
-  // that is raced here settles within a window of steps. The listener goes when the stream
-  // ends, or each closed stream would stay reachable from the signal.
-  let wake: ((step: Step<Res>) => void) | undefined;
-  const onDrain = () => wake?.({ tag: "drain" });
-  drainSignal.addEventListener("abort", onDrain, { once: true });
-  try {
-    for (;;) {
-      if (!readingDone && !failure && !reading && inProgress.length < window) {
-        if (drainSignal.aborted) {
-          readingDone = true;
-          drainedOpen = true;
+): AsyncIterableIterator<Res> {
+  return new Pipeline(requests, window, drainSignal, handle);
+}
+
+/**
+ * The state machine of {@link pipeline}. It advances only while the consumer waits for a response
+ * (as a generator suspended at its `yield` would): a read that completes meanwhile is handled on
+ * the consumer's next pull. A message costs its read's promise and one reaction on it, `handle`'s
+ * promise and one reaction on it, and the promise the consumer waits on: no race, step object or
+ * generator between them.
+ */
+class Pipeline<Res> implements AsyncIterableIterator<Res> {
+  private it: AsyncIterator<StreamScansRequest> | undefined;
+  private readonly answers: Array<Answer<Res>> = [];
+  /** Consumers waiting for a response, oldest first (one, unless pulls overlap). */
+  private readonly waiters: Array<{ resolve: (r: IteratorResult<Res>) => void; reject: (e: unknown) => void }> = [];
+  /** A read is under way. */
+  private reading = false;
+  /** A read that completed and is not handled yet. */
+  private read: { result: IteratorResult<StreamScansRequest> } | { error: unknown } | undefined;
+  private readingDone = false;
+  /** The drain stopped the stream while the client could still send. */
+  private drainedOpen = false;
+  private failure: { error: unknown } | undefined;
+  private finished = false;
+
+  // The drain signal outlives every stream: the listener goes when the stream ends, or each closed
+  // stream would stay reachable from the signal. It abandons a read under way (the stream is
+  // closed by the server); a read already completed is handled first, as it was read.
+  private readonly onDrain = () => {
+    if (!this.reading) return;
+    this.reading = false;
+    this.readingDone = true;
+    this.drainedOpen = true;
+    this.pump();
+  };
+  private readonly onRead = (result: IteratorResult<StreamScansRequest>) => this.completeRead({ result });
+  private readonly onReadError = (error: unknown) => this.completeRead({ error });
+
+  constructor(
+    private readonly requests: AsyncIterable<StreamScansRequest>,
+    private readonly window: number,
+    private readonly drainSignal: AbortSignal,
+    private readonly handle: (req: StreamScansRequest) => Promise<Res>,
+  ) {}
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Res> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Res>> {
+    if (this.finished) return Promise.resolve({ done: true, value: undefined });
+    if (this.it === undefined) {
+      this.it = this.requests[Symbol.asyncIterator]();
+      this.drainSignal.addEventListener("abort", this.onDrain, { once: true });
+    }
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.pump();
+    });
+  }
+
+  async return(value?: unknown): Promise<IteratorResult<Res>> {
+    this.finish(undefined, false);
+    return { done: true, value: value as Res };
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<Res>> {
+    this.finish(undefined, false);
+    throw error;
+  }
+
+  private completeRead(read: { result: IteratorResult<StreamScansRequest> } | { error: unknown }): void {
+    // A read abandoned on drain (or by the end of the stream) completes into nothing.
+    if (!this.reading) return;
+    this.reading = false;
+    this.read = read;
+    this.pump();
+  }
+
+  /** Does everything that can be done now while a consumer waits. */
+  private pump(): void {
+    while (this.waiters.length > 0 && !this.finished) {
+      if (!this.readingDone && !this.failure && !this.reading && this.read === undefined && this.answers.length < this.window) {
+        if (this.drainSignal.aborted) {
+          this.readingDone = true;
+          this.drainedOpen = true;
         } else {
-          reading = new Promise<Step<Res>>((resolve) => {
-            wake = resolve;
-            it.next().then(
-              (result) => resolve({ tag: "request", result }),
-              (error: unknown) => resolve({ tag: "readError", error }),
-            );
-          });
+          this.reading = true;
+          this.it!.next().then(this.onRead, this.onReadError);
         }
       }
-      const racers: Array<Promise<Step<Res>>> = inProgress.slice(0, 1);
-      if (reading) racers.push(reading);
-      if (racers.length === 0) break;
-      const step = await Promise.race(racers);
-      switch (step.tag) {
-        case "answered":
-          inProgress.shift();
-          yield step.response;
-          break;
-        case "request":
-          reading = undefined;
-          wake = undefined;
-          if (step.result.done) {
-            readingDone = true;
-            break;
-          }
-          try {
-            const answered = handle(step.result.value).then((response): Step<Res> => ({ tag: "answered", response }));
-            // Handled when it reaches the head of the queue; until then keep a rejection from counting as unhandled.
-            answered.catch(() => {});
-            inProgress.push(answered);
-          } catch (error) {
-            failure = { error };
-          }
-          break;
-        case "readError":
-          reading = undefined;
-          wake = undefined;
-          failure = { error: step.error };
-          break;
-        case "drain":
-          // Stop reading; the pending read is abandoned (the stream is closed by the server).
-          reading = undefined;
-          readingDone = true;
-          drainedOpen = true;
-          break;
+      const head = this.answers[0];
+      if (head !== undefined && head.state !== "pending") {
+        this.answers.shift();
+        if (head.state === "failed") this.finish({ error: head.error }, true);
+        else this.waiters.shift()!.resolve({ done: false, value: head.response as Res });
+        continue;
       }
+      const read = this.read;
+      if (read !== undefined) {
+        this.read = undefined;
+        if ("error" in read) this.failure = { error: read.error };
+        else if (read.result.done === true) this.readingDone = true;
+        else this.start(read.result.value);
+        continue;
+      }
+      if (head === undefined && !this.reading) {
+        // Nothing in progress and nothing more to read.
+        if (this.failure) this.finish(this.failure, true);
+        else if (this.drainedOpen) this.finish({ error: new ConnectError(STREAM_DRAINED_MESSAGE, Code.Unavailable) }, true);
+        else this.finish(undefined, true);
+      }
+      return;
     }
-    if (failure) throw failure.error;
-    if (drainedOpen) throw new ConnectError(STREAM_DRAINED_MESSAGE, Code.Unavailable);
-  } finally {
-    drainSignal.removeEventListener("abort", onDrain);
-    if (!readingDone || failure) void it.return?.().catch(() => {});
+  }
+
+  /** Starts answering a request message; `handle` throwing stops reading. */
+  private start(req: StreamScansRequest): void {
+    let answered: Promise<Res>;
+    try {
+      answered = this.handle(req);
+    } catch (error) {
+      this.failure = { error };
+      return;
+    }
+    const answer: Answer<Res> = { state: "pending" };
+    this.answers.push(answer);
+    // Handled when it reaches the head of the queue, so a rejection never counts as unhandled.
+    answered.then(
+      (response) => {
+        answer.state = "answered";
+        answer.response = response;
+        if (this.answers[0] === answer) this.pump();
+      },
+      (error: unknown) => {
+        answer.state = "failed";
+        answer.error = error;
+        if (this.answers[0] === answer) this.pump();
+      },
+    );
+  }
+
+  /**
+   * Ends the stream: the first waiting consumer gets `failure`'s error or the end (`settle`),
+   * any other the end. Stops reading unless every message was read.
+   */
+  private finish(failure: { error: unknown } | undefined, settle: boolean): void {
+    if (this.finished) return;
+    this.finished = true;
+    const stopReading = this.it !== undefined && (!this.readingDone || this.failure !== undefined);
+    this.reading = false;
+    this.read = undefined;
+    this.answers.length = 0;
+    this.drainSignal.removeEventListener("abort", this.onDrain);
+    if (stopReading) void this.it!.return?.().catch(() => {});
+    const waiters = this.waiters.splice(0);
+    for (const [i, w] of waiters.entries()) {
+      if (i === 0 && settle && failure) w.reject(failure.error);
+      else w.resolve({ done: true, value: undefined });
+    }
   }
 }

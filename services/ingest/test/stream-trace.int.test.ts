@@ -41,6 +41,16 @@ describe("tracing of StreamScans messages of one scan each (real nats-server, sp
       { timeoutMs: 10_000, message: "every message span ended" },
     );
     const messages = spans.filter((s) => s.name === STREAM_MESSAGE_SPAN);
+    // Each message span is handled in the call's context, so it links to the call's span (which
+    // ends with the stream, OK).
+    const call = await waitFor(
+      () => exporter.getFinishedSpans().find((s) => s.kind === SpanKind.SERVER && s.name === "logistics.ingest.v1.IngestService/StreamScans"),
+      { timeoutMs: 10_000, message: "the call's span ended" },
+    );
+    assert.equal(call.attributes["rpc.status_code"], "OK");
+    for (const m of messages) {
+      assert.ok(m.links.some((l) => l.context.spanId === call.spanContext().spanId), "a message span links to the call's span");
+    }
     const producers = new Map<string, ReadableSpan>();
     for (const m of messages) {
       assert.equal(m.attributes["logistics.scan.count"], 1);
