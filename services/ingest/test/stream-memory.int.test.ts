@@ -82,6 +82,10 @@ describe("StreamScans memory (ingest process, grpc-js)", () => {
       // Caps off: this measures what open streams cost, not who may open them.
       INGEST_STREAMS_PER_CONNECTION: "0",
       INGEST_STREAMS_PER_PRINCIPAL: "0",
+      // The carrier's scan rate limit too: a pass of 200 one-scan messages answered faster than
+      // 2,000/s (the default) had some answered RESOURCE_EXHAUSTED, not the accepted path measured.
+      INGEST_RATE_PER_SEC: "1000000",
+      INGEST_RATE_BURST: "1000000",
     });
     await waitFor(async () => (await readMetric(metricsUrl, "rpc_server_open_streams")) !== undefined, {
       message: "ingest process up",
