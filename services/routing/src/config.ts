@@ -36,6 +36,13 @@ export const routingConfig = defineConfig(
       max: 10_000_000,
       default: 10_000,
     }),
+    DISRUPTION_CACHE_MS: int({
+      description:
+        "how long a replica serves the active disruptions from memory while it listens for their changes (the bound on their staleness should a change notification be lost); 0: read them for every batch",
+      min: 0,
+      max: 600_000,
+      default: 5_000,
+    }),
   },
   (c) => [...checkBaseConfig(c), ...checkPostgresConfig(c)],
 );

@@ -3,9 +3,12 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { EtaSchema, RouteSchema, type EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { DisruptionSchema } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import { createPgPool, migrate, named, qualify, type Migration, type PgTimeouts } from "@logistics/shared/postgres";
+import type pg from "pg";
+import { createDisruptionCache, DEFAULT_DISRUPTION_CACHE_MS, type ActiveDisruptionRow } from "./disruption-cache.js";
 import type { ServiceLevelName } from "./planner.js";
 import {
   ConcurrentUpdateError,
+  type ChangedShipments,
   type RevisionWrite,
   type RouteRevision,
   type RouteStore,
@@ -28,7 +31,20 @@ export interface PgRouteStoreOptions {
   maxConnections?: number;
   /** Connection and statement timeouts of the pool (`createPgPool`'s defaults when left out). */
   timeouts?: PgTimeouts;
+  /**
+   * How long the active disruptions are served from memory, ms, while this store listens for
+   * changes to them (a trigger notifies every change, whichever replica or session made it; a
+   * change made through this store forgets them at once); the bound on their staleness should a
+   * notification be lost unnoticed. 0: read at every call. Default {@link DEFAULT_DISRUPTION_CACHE_MS}.
+   */
+  disruptionCacheMs?: number;
 }
+
+/** The channel the disruptions trigger notifies, with the table's schema as payload. */
+export const DISRUPTIONS_CHANNEL = "routing_disruptions";
+
+/** Delays before listening again after the listening connection was lost, ms (the last repeats). */
+const RELISTEN_DELAYS_MS = [100, 1_000, 5_000];
 
 /** The PostgreSQL route store with its pool. */
 export interface PgRouteStore extends RouteStore {
@@ -48,48 +64,12 @@ export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgR
   const S = q("routing_shipments");
   const H = q("routing_eta_history");
   const D = q("routing_disruptions");
-  const pool = createPgPool({ ...opts.timeouts, connectionString: opts.connectionString, max: opts.maxConnections ?? 10, applicationName: "routing" });
-  try {
-    // Routing may share a schema with other owners (no DATABASE_SCHEMA): its own ledger table.
-    await migrate(pool, { lockName: "routing-schema", ledger: "routing_schema_migrations", ...(opts.schema ? { schema: opts.schema } : {}), migrations: routingMigrations(S, H, D) });
-  } catch (e) {
-    await pool.end();
-    throw e;
-  }
-
-  return {
-    async get(trackingNumber) {
-      const res = await pool.query(`SELECT * FROM ${S} WHERE tracking_number = $1`, [trackingNumber]);
-      return res.rows[0] ? rowToShipment(res.rows[0] as ShipmentRow) : undefined;
-    },
-
-    async getChanged(trackingNumbers, known) {
-      const changed = new Map<string, ShipmentRoute>();
-      const unchanged = new Set<string>();
-      if (trackingNumbers.length === 0) return { changed, unchanged };
-      // The route documents of shipments the caller holds at their stored revision stay in the database.
-      const res = await pool.query(
-        named(`SELECT k.rev IS NOT DISTINCT FROM s.revision AS unchanged, s.tracking_number, s.region, s.route_id, s.revision,
-           s.origin_hub, s.destination_hub, s.service_level, s.ready_at, s.delivered, s.last_event_id, s.last_reason,
-           s.last_detail, s.avoided_disruptions,
-           CASE WHEN k.rev IS NOT DISTINCT FROM s.revision THEN NULL ELSE s.route END AS route,
-           CASE WHEN k.rev IS NOT DISTINCT FROM s.revision THEN NULL ELSE s.previous_eta END AS previous_eta
-         FROM unnest($1::text[], $2::int[]) AS k(tracking_number, rev) JOIN ${S} s USING (tracking_number)`),
-        [trackingNumbers, trackingNumbers.map((tn) => known.get(tn) ?? null)],
-      );
-      for (const row of res.rows as Array<ShipmentRow & { unchanged: boolean }>) {
-        if (row.unchanged) unchanged.add(row.tracking_number);
-        else changed.set(row.tracking_number, rowToShipment(row));
-      }
-      return { changed, unchanged };
-    },
-
-    async saveRevisions(writes) {
-      if (writes.length === 0) return new Set();
-      // One statement, so one transaction: the route rows whose revision still is the expected
-      // one move on, and exactly those get their ETA history row.
-      const res = await pool.query(
-        named(`WITH t AS (
+  /**
+   * The revision writes of `$1` (a `jsonb_to_recordset` of {@link revisionRecord}s) as CTEs of one
+   * statement, so one transaction: the route rows whose revision still is the expected one move on
+   * (`u`), and exactly those get their ETA history row.
+   */
+  const revisionWrites = `t AS (
            SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(tracking_number text, expected integer, route jsonb, hubs text[],
              last_event_id text, last_reason integer, last_detail text, avoided text[], delivered boolean, eta jsonb,
              revised_at timestamptz)
@@ -102,12 +82,84 @@ export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgR
          ), h AS (
            INSERT INTO ${H} (tracking_number, revision, eta, reason, detail, revised_at)
            SELECT t.tracking_number, u.revision, t.eta, t.last_reason, t.last_detail, t.revised_at FROM t JOIN u USING (tracking_number)
-         )
-         SELECT tracking_number FROM u`),
-        [JSON.stringify(writes.map(revisionRecord))],
+         )`;
+  /**
+   * The read of `getChanged`, its tracking numbers and known revisions in parameters `$n` and
+   * `$n+1`: the route documents of shipments the caller holds at their stored revision stay in the
+   * database.
+   */
+  const readChanged = (n: number) => `SELECT k.rev IS NOT DISTINCT FROM s.revision AS unchanged, s.tracking_number, s.region, s.route_id, s.revision,
+           s.origin_hub, s.destination_hub, s.service_level, s.ready_at, s.delivered, s.last_event_id, s.last_reason,
+           s.last_detail, s.avoided_disruptions,
+           CASE WHEN k.rev IS NOT DISTINCT FROM s.revision THEN NULL ELSE s.route END AS route,
+           CASE WHEN k.rev IS NOT DISTINCT FROM s.revision THEN NULL ELSE s.previous_eta END AS previous_eta
+         FROM unnest($${n}::text[], $${n + 1}::int[]) AS k(tracking_number, rev) JOIN ${S} s USING (tracking_number)`;
+
+  const cacheMs = Math.max(0, opts.disruptionCacheMs ?? DEFAULT_DISRUPTION_CACHE_MS);
+  // One more connection than asked for while listening: it is held by the listener.
+  const max = (opts.maxConnections ?? 10) + (cacheMs > 0 ? 1 : 0);
+  const pool = createPgPool({ ...opts.timeouts, connectionString: opts.connectionString, max, applicationName: "routing" });
+  let tableSchema: string;
+  try {
+    // Routing may share a schema with other owners (no DATABASE_SCHEMA): its own ledger table.
+    await migrate(pool, { lockName: "routing-schema", ledger: "routing_schema_migrations", ...(opts.schema ? { schema: opts.schema } : {}), migrations: routingMigrations(S, H, D, q("routing_disruptions_notify")) });
+    // The schema the disruptions table resolved to: the payload of its notifications.
+    const res = await pool.query(
+      `SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass`,
+      [D],
+    );
+    tableSchema = (res.rows[0] as { nspname: string }).nspname;
+  } catch (e) {
+    await pool.end();
+    throw e;
+  }
+
+  const readActive = async (at: Date): Promise<ActiveDisruptionRow[]> => {
+    const res = await pool.query(
+      `SELECT hubs, body, (extract(epoch FROM ends_at) * 1000000)::bigint AS ends_us FROM ${D}
+       WHERE cleared_at IS NULL AND (ends_at IS NULL OR ends_at > $1)`,
+      [at],
+    );
+    return (res.rows as Array<DisruptionRow & { ends_us: string | null }>).map((row) => ({
+      stored: rowToDisruption(row),
+      endsUs: row.ends_us === null ? undefined : BigInt(row.ends_us),
+    }));
+  };
+  const disruptions = createDisruptionCache({ load: readActive, ttlMs: cacheMs });
+  const listener = cacheMs > 0 ? listenForDisruptions(pool, tableSchema, disruptions) : undefined;
+  await listener?.started;
+
+  const store: PgRouteStore = {
+    async get(trackingNumber) {
+      const res = await pool.query(`SELECT * FROM ${S} WHERE tracking_number = $1`, [trackingNumber]);
+      return res.rows[0] ? rowToShipment(res.rows[0] as ShipmentRow) : undefined;
+    },
+
+    async getChanged(trackingNumbers, known) {
+      if (trackingNumbers.length === 0) return { changed: new Map(), unchanged: new Set() };
+      const res = await pool.query(named(readChanged(1)), readValues(trackingNumbers, known));
+      return changedOf(res.rows as ChangedRow[]);
+    },
+
+    async saveRevisions(writes) {
+      if (writes.length === 0) return new Set();
+      const res = await pool.query(named(`WITH ${revisionWrites} SELECT tracking_number FROM u`), [JSON.stringify(writes.map(revisionRecord))]);
+      return conflictsOf(writes, res.rows as Array<{ tracking_number: string }>);
+    },
+
+    async saveRevisionsAndGetChanged(writes, trackingNumbers, known) {
+      if (writes.length === 0) return { ...(await store.getChanged(trackingNumbers, known)), conflicts: new Set<string>() };
+      if (trackingNumbers.length === 0) return { changed: new Map(), unchanged: new Set(), conflicts: await store.saveRevisions(writes) };
+      // One statement, one snapshot: the read sees the other shipments as the writes found them.
+      // The stored ones come with every row read, or alone on a row of nulls when none was read.
+      const res = await pool.query(
+        named(`WITH ${revisionWrites}, r AS (${readChanged(2)})
+         SELECT (SELECT array_agg(tracking_number) FROM u) AS stored, r.* FROM (SELECT) AS one LEFT JOIN r ON true`),
+        [JSON.stringify(writes.map(revisionRecord)), ...readValues(trackingNumbers, known)],
       );
-      const stored = new Set((res.rows as Array<{ tracking_number: string }>).map((r) => r.tracking_number));
-      return new Set(writes.map((w) => w.trackingNumber).filter((tn) => !stored.has(tn)));
+      const rows = res.rows as Array<ChangedRow & { stored: string[] | null }>;
+      const stored = (rows[0]?.stored ?? []).map((tracking_number) => ({ tracking_number }));
+      return { ...changedOf(rows.filter((r) => r.tracking_number !== null)), conflicts: conflictsOf(writes, stored) };
     },
 
     async createMany(writes) {
@@ -260,6 +312,7 @@ export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgR
           toJson(DisruptionSchema, disruption),
         ],
       );
+      disruptions.invalidate();
     },
 
     async getDisruption(id) {
@@ -274,17 +327,76 @@ export async function createPgRouteStore(opts: PgRouteStoreOptions): Promise<PgR
          WHERE disruption_id = $1 AND cleared_at IS NULL RETURNING *`,
         [id, at, at.toISOString()],
       );
+      disruptions.invalidate();
       if (res.rows[0]) return { disruption: rowToDisruption(res.rows[0] as DisruptionRow), changed: true };
       const existing = await pool.query(`SELECT * FROM ${D} WHERE disruption_id = $1`, [id]);
       return existing.rows[0] ? { disruption: rowToDisruption(existing.rows[0] as DisruptionRow), changed: false } : undefined;
     },
 
-    async activeDisruptions(at) {
-      const res = await pool.query(`SELECT * FROM ${D} WHERE cleared_at IS NULL AND (ends_at IS NULL OR ends_at > $1)`, [at]);
-      return (res.rows as DisruptionRow[]).map(rowToDisruption);
-    },
+    activeDisruptions: (at) => disruptions.active(at),
 
-    close: () => pool.end(),
+    async close() {
+      await listener?.close();
+      await pool.end();
+    },
+  };
+  return store;
+}
+
+/**
+ * Listens on a connection of its own (checked out of `pool` for good) for the disruptions
+ * trigger's notifications of `schema`, each forgetting what `cache` holds. The cache is used only
+ * while listening: from the LISTEN on, and not from the moment the connection is lost until it
+ * listens again (then with nothing held, as changes may have been missed meanwhile).
+ */
+function listenForDisruptions(pool: pg.Pool, schema: string, cache: ReturnType<typeof createDisruptionCache>) {
+  let closed = false;
+  let client: pg.PoolClient | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let failures = 0;
+  const onNotification = (n: pg.Notification) => {
+    if (n.channel === DISRUPTIONS_CHANNEL && n.payload === schema) cache.invalidate();
+  };
+  const drop = (c: pg.PoolClient, err?: Error) => {
+    if (client !== c) return;
+    client = undefined;
+    cache.watching(false);
+    c.removeListener("notification", onNotification);
+    // Destroyed, never back in the pool: the session still listens.
+    c.release(err ?? true);
+    if (!closed) timer = setTimeout(() => void listen(), RELISTEN_DELAYS_MS[Math.min(failures++, RELISTEN_DELAYS_MS.length - 1)]);
+  };
+  const listen = async () => {
+    timer = undefined;
+    let c: pg.PoolClient;
+    try {
+      c = await pool.connect();
+    } catch {
+      if (!closed) timer = setTimeout(() => void listen(), RELISTEN_DELAYS_MS[Math.min(failures++, RELISTEN_DELAYS_MS.length - 1)]);
+      return;
+    }
+    if (closed) return c.release(true);
+    client = c;
+    c.on("notification", onNotification);
+    c.once("error", (err) => drop(c, err));
+    c.once("end", () => drop(c));
+    try {
+      await c.query(`LISTEN ${DISRUPTIONS_CHANNEL}`);
+    } catch (err) {
+      drop(c, err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (client !== c) return;
+    failures = 0;
+    cache.watching(true);
+  };
+  return {
+    started: listen(),
+    async close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      if (client) drop(client);
+    },
   };
 }
 
@@ -317,6 +429,28 @@ interface HistoryRow {
 interface DisruptionRow {
   hubs: string[];
   body: JsonValue;
+}
+
+type ChangedRow = ShipmentRow & { unchanged: boolean };
+
+function readValues(trackingNumbers: readonly string[], known: ReadonlyMap<string, number>): [readonly string[], Array<number | null>] {
+  return [trackingNumbers, trackingNumbers.map((tn) => known.get(tn) ?? null)];
+}
+
+function changedOf(rows: readonly ChangedRow[]): ChangedShipments {
+  const changed = new Map<string, ShipmentRoute>();
+  const unchanged = new Set<string>();
+  for (const row of rows) {
+    if (row.unchanged) unchanged.add(row.tracking_number);
+    else changed.set(row.tracking_number, rowToShipment(row));
+  }
+  return { changed, unchanged };
+}
+
+/** The tracking numbers of `writes` that were not stored. */
+function conflictsOf(writes: readonly RevisionWrite[], stored: ReadonlyArray<{ tracking_number: string }>): Set<string> {
+  const done = new Set(stored.map((r) => r.tracking_number));
+  return new Set(writes.map((w) => w.trackingNumber).filter((tn) => !done.has(tn)));
 }
 
 /** The hub codes a revision's route touches (the GIN-indexed `hubs` column). */
@@ -399,7 +533,7 @@ function rowToDisruption(row: DisruptionRow): StoredDisruption {
  * original schema, written with IF NOT EXISTS so a database created before versioning is adopted
  * as it is; later versions only ALTER.
  */
-function routingMigrations(S: string, H: string, D: string): Migration[] {
+function routingMigrations(S: string, H: string, D: string, notify: string): Migration[] {
   return [
     {
       version: 1,
@@ -443,6 +577,21 @@ function routingMigrations(S: string, H: string, D: string): Migration[] {
           cleared_at timestamptz,
           body jsonb NOT NULL
         );`,
+    },
+    {
+      version: 2,
+      name: "notify changes of disruptions",
+      // Per statement, whatever it changed: replicas forget the active disruptions they hold.
+      sql: `
+        CREATE OR REPLACE FUNCTION ${notify}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+          PERFORM pg_notify('${DISRUPTIONS_CHANNEL}', TG_TABLE_SCHEMA);
+          RETURN NULL;
+        END
+        $fn$;
+        DROP TRIGGER IF EXISTS routing_disruptions_notify ON ${D};
+        CREATE TRIGGER routing_disruptions_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${D}
+          FOR EACH STATEMENT EXECUTE FUNCTION ${notify}();`,
     },
   ];
 }

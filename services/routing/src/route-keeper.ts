@@ -41,6 +41,7 @@ import { msOf, routeToProto, serviceLevelName } from "./route-mapping.js";
 import {
   ConcurrentUpdateError,
   registered,
+  type ChangedShipments,
   withRevision,
   type NewShipment,
   type RevisionWrite,
@@ -566,50 +567,53 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
     if (cache.size > cacheSize) cache.delete(cache.keys().next().value as string);
   };
 
-  /**
-   * The shipments of a batch as stored now, in one read: a shipment this replica holds at its
-   * stored revision comes from memory (every revision changes the revision number, so an equal
-   * number means an equal row, whichever replica wrote it); any other is read in full.
-   */
-  const loadShipments = async (trackingNumbers: readonly string[]): Promise<Map<string, ShipmentRoute>> => {
-    // Held here, not looked up again after the read: another batch may evict them meanwhile.
-    const held = new Map<string, ShipmentRoute>();
-    const known = new Map<string, number>();
-    for (const tn of trackingNumbers) {
-      const s = cache.get(tn);
-      if (s) {
-        held.set(tn, s);
-        known.set(tn, s.revision);
-      }
-    }
-    const { changed, unchanged } = await store.getChanged(trackingNumbers, known);
-    const out = new Map<string, ShipmentRoute>();
-    for (const tn of trackingNumbers) {
-      const s = changed.get(tn) ?? (unchanged.has(tn) ? held.get(tn) : undefined);
-      if (s) {
-        out.set(tn, s);
-        remember(s);
-      } else cache.delete(tn);
-    }
-    return out;
-  };
+  /** A step of a round: item `i` of shipment `key`. */
+  interface RoundStep {
+    readonly key: string;
+    readonly i: number;
+    readonly step: Exclude<Step, undefined>;
+  }
+
+  /** What a shipment's events lead to from an assumed state, decided before reading it. */
+  interface Guess {
+    /** The state assumed: what this replica holds, or none (a new shipment). */
+    readonly basis: ShipmentRoute | undefined;
+    /** Position after the last event decided. */
+    readonly end: number;
+    /** The first step, if any. */
+    readonly step: RoundStep | undefined;
+  }
 
   /**
-   * Applies a batch of events to their shipments: one read of the shipments, the active
-   * disruptions read at most once, then rounds in which each shipment takes its events in order up
-   * to the first that stores a revision or publishes; a round's revisions are stored in one
+   * Applies a batch of events to their shipments: rounds in which each shipment takes its events in
+   * order up to the first that stores a revision or publishes; a round's revisions are stored in one
    * statement and its route events published at once (`publishAll`). A shipment has at most one
    * revision per round, so a revision whose event failed to publish is always the shipment's
    * newest: its event's redelivery republishes it. A revision that lost a race with another
    * replica, or a round whose statement failed, falls back to the one-event path for the
    * shipments concerned; when the failure says the database is unavailable (a statement or
-   * connection timeout), their events are retried instead.
+   * connection timeout), their events are retried instead. The active disruptions are asked for at
+   * most once.
+   *
+   * Every decision is made from the shipment as stored, read before or checked by the write that
+   * depends on it. First, each shipment's events are decided from what this replica holds of it (or,
+   * with `guessAbsent`, from nothing when it holds nothing: a new shipment). A shipment whose first
+   * step so found is a revision of the revision held (or a registration) needs no read: the write's
+   * compare-and-set (or the insert's `ON CONFLICT DO NOTHING`) checks what it was decided from, and
+   * when it finds otherwise, all the shipment's events take the one-event path, which reads. The
+   * others are read in one statement (`getChanged`), which also stores those revisions
+   * (`saveRevisionsAndGetChanged`); a shipment stored as held keeps what was decided for it, any
+   * other is decided from what was read. So a batch of shipments this replica holds costs one
+   * statement, and none more when nothing changes; without anything held it is read first, as
+   * before. A first statement that fails is followed by the plain read and the rounds, as if
+   * nothing had been decided before.
    */
   const applyBatch = async <T>(
     items: readonly T[],
     keyOf: (item: T) => string,
     decide: (s: ShipmentRoute | undefined, item: T, disruptions: () => Promise<readonly StoredDisruption[]>) => Promise<Step>,
     one: (item: T) => Promise<void>,
+    guessAbsent: boolean,
   ): Promise<Outcome[]> => {
     const outcomes: Outcome[] = items.map(() => Outcomes.ack);
     const byKey = new Map<string, number[]>();
@@ -636,14 +640,113 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
     };
     /** Shipments handed to the one-event path (from item `from` on), after the rounds. */
     const alone = new Map<string, number>();
-
-    const states = await loadShipments([...byKey.keys()]);
     let active: Promise<readonly StoredDisruption[]> | undefined;
     const disruptions = () => (active ??= store.activeDisruptions(clock()));
-    let keys = [...byKey.keys()];
-    while (keys.length > 0) {
-      const steps: Array<{ key: string; i: number; step: Exclude<Step, undefined> }> = [];
+    const all = [...byKey.keys()];
+
+    // What this replica holds, for the whole batch: another batch may evict it meanwhile.
+    const held = new Map<string, ShipmentRoute>();
+    for (const tn of all) {
+      const s = cache.get(tn);
+      if (s) held.set(tn, s);
+    }
+    const knownOf = (tns: readonly string[]) => new Map(tns.flatMap((tn) => (held.has(tn) ? [[tn, held.get(tn)!.revision] as const] : [])));
+
+    /** `key`'s events decided from `basis` up to its first step; undefined when a decision threw (it is made again from the stored state). */
+    const guess = async (key: string, basis: ShipmentRoute | undefined): Promise<Guess | undefined> => {
+      const list = byKey.get(key)!;
+      for (let p = 0; p < list.length; p++) {
+        let step: Step;
+        try {
+          step = await decide(basis, items[list[p]!]!, disruptions);
+        } catch {
+          return undefined;
+        }
+        if (step) return { basis, end: p + 1, step: { key, i: list[p]!, step } };
+      }
+      return { basis, end: list.length, step: undefined };
+    };
+    const guesses = new Map<string, Guess>();
+    for (const key of all) {
+      const basis = held.get(key);
+      if (!basis && !guessAbsent) continue;
+      const g = await guess(key, basis);
+      if (g) guesses.set(key, g);
+    }
+    const writesFirst = (key: string) => {
+      const kind = guesses.get(key)?.step?.step.kind;
+      return kind === "save" || kind === "create";
+    };
+    const guarded = all.filter(writesFirst);
+    const unread = all.filter((key) => !writesFirst(key));
+
+    const states = new Map<string, ShipmentRoute>();
+    /** Each shipment's step of the first round, when decided before it. */
+    const preset = new Map<string, RoundStep>();
+    /** Shipments whose first write checks what they were decided from: on a conflict, all their events go alone. */
+    const unchecked = new Set<string>();
+    /** First-round revisions stored with the read, and those of them that conflicted. */
+    let prewritten: { keys: Set<string>; conflicts: Set<string> } | undefined;
+    const adopt = (key: string, checked: boolean) => {
+      const g = guesses.get(key)!;
+      pos.set(key, g.end);
+      if (g.step) preset.set(key, g.step);
+      if (!checked) unchecked.add(key);
+      if (g.basis) {
+        states.set(key, g.basis);
+        remember(g.basis);
+      }
+    };
+    /** Takes in a read of `tns`: each one's stored state; a guess made from that state stands. */
+    const absorb = (tns: readonly string[], read: ChangedShipments) => {
+      for (const tn of tns) {
+        const s = read.changed.get(tn) ?? (read.unchanged.has(tn) ? held.get(tn) : undefined);
+        if (s) {
+          states.set(tn, s);
+          remember(s);
+        } else cache.delete(tn);
+        if (guesses.has(tn) && guesses.get(tn)!.basis === s) adopt(tn, true);
+      }
+    };
+    /** The plain read of the whole batch, before the first round (as if nothing had been decided before). */
+    const readAll = async () => {
+      pos.clear();
+      preset.clear();
+      unchecked.clear();
+      states.clear();
+      prewritten = undefined;
+      absorb(all, await store.getChanged(all, knownOf(all)));
+    };
+
+    /** Whether the first round's writes are the batch's only check (nothing read before them). */
+    let unread0 = unread.length === 0;
+    if (unread0) for (const key of guarded) adopt(key, false);
+    else {
+      const saves = guarded.filter((key) => guesses.get(key)!.step!.step.kind === "save");
+      if (saves.length > 0 && saves.length === guarded.length) {
+        try {
+          const writes = saves.map((key) => (guesses.get(key)!.step!.step as SaveStep).write);
+          const res = await store.saveRevisionsAndGetChanged(writes, unread, knownOf(unread));
+          prewritten = { keys: new Set(saves), conflicts: res.conflicts };
+          for (const key of saves) adopt(key, false);
+          absorb(unread, res);
+        } catch {
+          // Nothing was stored.
+          prewritten = undefined;
+        }
+      }
+      if (!prewritten) await readAll();
+    }
+
+    let keys = all;
+    for (let round = 0; keys.length > 0; round++) {
+      const steps: RoundStep[] = [];
       for (const key of keys) {
+        const pre = preset.get(key);
+        if (pre) {
+          steps.push(pre);
+          continue;
+        }
         const list = byKey.get(key)!;
         let p = pos.get(key) ?? 0;
         while (p < list.length) {
@@ -663,29 +766,43 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
           }
         }
       }
+      preset.clear();
 
-      // Store the round's revisions and new shipments, one statement each.
-      const stored: typeof steps = [];
-      const saves = steps.filter((s) => s.step.kind === "save");
+      // Store the round's revisions and new shipments, one statement each (the first round's
+      // revisions may already be stored with the read).
+      const stored: RoundStep[] = [];
+      const conflict = (s: RoundStep) => alone.set(s.key, unchecked.has(s.key) ? byKey.get(s.key)![0]! : s.i);
+      const pre = round === 0 ? prewritten : undefined;
+      const saves = steps.filter((s) => s.step.kind === "save" && !pre?.keys.has(s.key));
       const creates = steps.filter((s) => s.step.kind === "create");
+      for (const s of steps) if (pre?.keys.has(s.key)) (pre.conflicts.has(s.key) ? conflict(s) : stored.push(s));
       try {
         const conflicts = await store.saveRevisions(saves.map((s) => (s.step as SaveStep).write));
         const created = await store.createMany(creates.map((s) => (s.step as CreateStep).write));
         for (const s of saves) {
-          if (conflicts.has(s.key)) alone.set(s.key, s.i);
+          if (conflicts.has(s.key)) conflict(s);
           else stored.push(s);
         }
         for (const s of creates) {
           if (created.has(s.key)) stored.push(s);
-          else alone.set(s.key, s.i); // another replica registered it first
+          else conflict(s); // another replica registered it first
         }
       } catch (err) {
+        if (unread0) {
+          // Nothing is known to be stored, nor anything decided to hold: read, and decide again.
+          unread0 = false;
+          await readAll();
+          round--;
+          continue;
+        }
         // A database that is unavailable (a timeout, a lost connection) would fail the one-event
         // path too, one timeout per shipment: the round's events are retried later instead.
         if (databaseUnavailableReason(err) !== undefined) for (const s of [...saves, ...creates]) fail(s.key, s.i, err);
         // Not knowing which write the store refused, each shipment takes the one-event path.
         else for (const s of [...saves, ...creates]) alone.set(s.key, s.i);
       }
+      unread0 = false;
+      unchecked.clear();
       for (const key of alone.keys()) {
         cache.delete(key);
         pos.set(key, byKey.get(key)!.length);
@@ -816,6 +933,7 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
           };
         },
         (b) => onShipmentCreated(b.event, b.region),
+        true,
       );
     },
 
@@ -831,6 +949,7 @@ export function createRouteKeeper(opts: RouteKeeperOptions): RouteKeeper {
           return { kind: "save", write: next.write, after: next.after, publication: next.publication, reason: d.change.reason };
         },
         onScan,
+        false,
       );
     },
 

@@ -144,6 +144,16 @@ export interface RouteStore {
    */
   saveRevisions(writes: readonly RevisionWrite[]): Promise<Set<string>>;
   /**
+   * {@link saveRevisions} of `writes` and {@link getChanged} of `trackingNumbers` (other shipments
+   * than the written ones) in one statement: the read sees its shipments as the writes found them.
+   * Returns what both return; nothing is stored when it fails.
+   */
+  saveRevisionsAndGetChanged(
+    writes: readonly RevisionWrite[],
+    trackingNumbers: readonly string[],
+    known: ReadonlyMap<string, number>,
+  ): Promise<ChangedShipments & { readonly conflicts: Set<string> }>;
+  /**
    * {@link create} for many shipments in one statement (one per shipment). Returns the tracking
    * numbers registered; the others already existed and are unchanged.
    */

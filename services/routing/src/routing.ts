@@ -32,6 +32,7 @@ export const routingService: ServiceDefinition<RoutingConfig> = {
     const store = await createPgRouteStore({
       connectionString: config.DATABASE_URL,
       timeouts: pgTimeouts(config),
+      disruptionCacheMs: config.DISRUPTION_CACHE_MS,
       ...(config.DATABASE_SCHEMA ? { schema: config.DATABASE_SCHEMA } : {}),
     });
     const clock = () => new Date();
