@@ -3,17 +3,18 @@ import { describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { AreaSchema } from "@logistics/shared/gen/logistics/common/v1/geo_pb.js";
-import { EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
+import { EtaChangeReason, RouteSchema } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema, type RouteUpdated } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { DisruptionCause } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import { createEventCatalog, type Publication } from "@logistics/shared/events";
+import { seededRandom } from "@logistics/shared/testing";
 import { createHubNetwork, type HubRecord } from "./hub-network.js";
 import { createPlanner } from "./planner.js";
 import { msOf } from "./route-mapping.js";
-import { createRouteKeeper } from "./route-keeper.js";
+import { createRouteKeeper, unplannable } from "./route-keeper.js";
 import { ConcurrentUpdateError, registered, withRevision, type RouteStore, type ShipmentRoute, type StoredDisruption, type StoredEtaRevision } from "./route-store.js";
 import { createSpatialIndex } from "./spatial-index.js";
 
@@ -118,12 +119,17 @@ function setup(o: { cacheSize?: number } = {}) {
   const raw = memoryStore();
   /** Calls per store method, to check that a batch reads and writes once. */
   const calls = new Map<string, number>();
+  /** Statements the store would send: calls, less the batch methods' with nothing to read or write. */
+  let statements = 0;
   const store = new Proxy(raw, {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver) as unknown;
       if (typeof v !== "function") return v;
       return (...args: unknown[]) => {
         calls.set(String(prop), (calls.get(String(prop)) ?? 0) + 1);
+        const lists = args.filter((a) => Array.isArray(a));
+        // The PostgreSQL store serves the active disruptions from memory.
+        if (prop !== "activeDisruptions" && (lists.length === 0 || lists.some((a) => (a as unknown[]).length > 0))) statements++;
         return (v as (...a: unknown[]) => unknown).apply(target, args);
       };
     },
@@ -175,7 +181,7 @@ function setup(o: { cacheSize?: number } = {}) {
       region: "eu",
     });
   const scan = (tn: string, n: number, kind: ScanKind, hubCode: string, at: number) => keeper.onScan(scanEvent(tn, n, kind, hubCode, at));
-  return { keeper, store, raw, calls, failing, published, updates, ship, scan, scanEvent, setNow: (t: number) => (now = t) };
+  return { keeper, store, raw, calls, statements: () => statements, failing, published, updates, ship, scan, scanEvent, setNow: (t: number) => (now = t) };
 }
 
 const at = (day: number, hour: number) => DAY1 + (day - 1) * 86_400_000 + hour * 3_600_000;
@@ -431,6 +437,191 @@ describe("createRouteKeeper", () => {
       assert.equal(s?.revision, 3);
       assert.equal(s?.lastEventId, "scan-TN10000009-1");
       assert.equal(s?.delivered, true);
+    });
+
+    it("stores revisions of shipments it holds in one statement, without reading them first", async () => {
+      const t = setup();
+      await t.keeper.onShipmentsCreated([created("TN10000020"), created("TN10000021")]); // held at revision 1
+      const before = t.statements();
+      const outcomes = await t.keeper.onScans([
+        t.scanEvent("TN10000020", 1, ScanKind.HUB_ARRIVAL, "BBB", at(1, 12)), // on plan
+        t.scanEvent("TN10000020", 2, ScanKind.HUB_ARRIVAL, "BBB", at(1, 13)), // late: re-planned
+        t.scanEvent("TN10000021", 1, ScanKind.DELIVERED, "", at(1, 18)),
+      ]);
+      assert.deepEqual(outcomes.map((o) => o.kind), ["ack", "ack", "ack"]);
+      assert.equal(t.statements() - before, 1, "the revisions' compare-and-set is the only check");
+      assert.equal(t.calls.get("getChanged") ?? 0, 0);
+      assert.deepEqual(t.updates().map((u) => [u.trackingNumber, u.route?.revision, u.reason]), [
+        ["TN10000020", 2, EtaChangeReason.LATE_ARRIVAL],
+        ["TN10000021", 2, EtaChangeReason.DELIVERED],
+      ]);
+    });
+
+    it("reads the shipments decided as unchanged in the statement that stores the others' revisions", async () => {
+      const t = setup();
+      await t.keeper.onShipmentsCreated([created("TN10000022"), created("TN10000023")]);
+      const before = t.statements();
+      const outcomes = await t.keeper.onScans([
+        t.scanEvent("TN10000022", 1, ScanKind.HUB_ARRIVAL, "BBB", at(1, 13)), // late: re-planned
+        t.scanEvent("TN10000023", 1, ScanKind.HUB_ARRIVAL, "BBB", at(1, 12)), // on plan
+      ]);
+      assert.deepEqual(outcomes.map((o) => o.kind), ["ack", "ack"]);
+      assert.equal(t.statements() - before, 1);
+      assert.equal(t.calls.get("saveRevisionsAndGetChanged"), 1);
+      // Nothing changes: one read, no write.
+      const quiet = t.statements();
+      await t.keeper.onScans([t.scanEvent("TN10000023", 2, ScanKind.HUB_DEPARTURE, "BBB", at(1, 14))]);
+      assert.equal(t.statements() - quiet, 1);
+    });
+
+    it("decides again from the store when the shipment it holds was revised elsewhere, scans on plan included", async () => {
+      const t = setup();
+      await t.keeper.onShipmentsCreated([created("TN10000024")]); // held at revision 1: AAA > BBB > DDD
+      // Another replica moves it to CCC > DDD.
+      const s = (await t.raw.get("TN10000024"))!;
+      const route = create(RouteSchema, { ...s.route!, legs: s.route!.legs.filter((l) => l.fromHub !== "AAA").map((l) => ({ ...l })) });
+      route.legs[0]!.fromHub = "CCC";
+      await t.raw.saveRevision(s.trackingNumber, s.revision, { route, reason: EtaChangeReason.DISRUPTION, detail: "elsewhere", revisedAt: new Date(DAY1), eventId: "dis-2", avoidedDisruptions: [] });
+      // On plan for the held route, then late at BBB for it: decided from the stored route, the first
+      // is from a hub it never leaves.
+      const outcomes = await t.keeper.onScans([
+        t.scanEvent("TN10000024", 1, ScanKind.HUB_DEPARTURE, "AAA", at(1, 10)),
+        t.scanEvent("TN10000024", 2, ScanKind.HUB_ARRIVAL, "BBB", at(1, 13)),
+      ]);
+      assert.deepEqual(outcomes.map((o) => o.kind), ["ack", "ack"]);
+      assert.deepEqual(t.updates().map((u) => [u.route?.revision, u.reason]), [
+        [3, EtaChangeReason.UNPLANNED_HUB],
+      ]);
+    });
+
+    /** Messages and states without route ids (opaque ids drawn in a different order on the two paths). */
+    const norm = (v: unknown): unknown => v === undefined ? v : JSON.parse(JSON.stringify(v, (k, x: unknown) => (k === "routeId" ? "" : typeof x === "bigint" ? x.toString() : x)));
+
+    it("gives the batch path's routes, events and outcomes the one-event path gives, with other replicas writing before and during batches", async () => {
+      /** How often each path was taken, over all seeds. */
+      const paths = { combined: 0, unreadBatches: 0, oneEvent: 0, createdUnread: 0 };
+      for (let seed = 1; seed <= 60; seed++) {
+        const rnd = seededRandom(seed);
+        const pick = <X>(xs: readonly X[]): X => xs[Math.floor(rnd() * xs.length)]!;
+        const t = setup({ cacheSize: rnd() < 0.2 ? 2 : 10_000 }); // the batch path
+        const r = setup(); // the reference: one event at a time, each read from the store
+        const tns = Array.from({ length: 5 }, (_, k) => `TN${seed}X${k}`);
+        const events: Array<ReturnType<typeof t.scanEvent>> = [];
+        const otherWrite = async (b: number) => {
+          const tn = pick(tns);
+          const s = await r.raw.get(tn);
+          if (!s?.route || s.delivered) return undefined;
+          const deliver = rnd() < 0.3;
+          const route = create(RouteSchema, { ...s.route, legs: s.route.legs.length > 1 && !deliver ? s.route.legs.slice(1) : s.route.legs });
+          const rev = { route, reason: deliver ? EtaChangeReason.DELIVERED : EtaChangeReason.DISRUPTION, detail: "elsewhere", revisedAt: new Date(DAY1), eventId: `other-${b}`, avoidedDisruptions: [], delivered: deliver };
+          return async (raw: RouteStore) => raw.saveRevision(tn, s.revision, rev);
+        };
+        /** Runs `write` on the batch path's store inside its first batch statement (after the batch decided from what it holds). */
+        const during = (write: (raw: RouteStore) => Promise<void>) => {
+          const raw = t.raw as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+          const names = ["getChanged", "saveRevisions", "saveRevisionsAndGetChanged", "createMany"];
+          const saved = names.map((n) => raw[n]!);
+          let done = false;
+          names.forEach((n, k) => {
+            raw[n] = async (...args: unknown[]) => {
+              if (!done) {
+                done = true;
+                names.forEach((m, j) => (raw[m] = saved[j]!));
+                await write(t.raw);
+              }
+              return saved[k]!.apply(t.raw, args);
+            };
+          });
+        };
+        const compare = async (label: string, got: string[], want: string[]) => {
+          assert.deepEqual(got, want, `${label}: outcomes`);
+          for (const tn of [...tns, "TNNEW"]) {
+            const of = (x: typeof t) => norm(x.published.filter((p) => (p.message as { trackingNumber: string }).trackingNumber === tn).map((p) => [p.msgId, p.message]));
+            assert.deepEqual(of(t), of(r), `${label}: events of ${tn}`);
+            assert.deepEqual(norm(await t.raw.get(tn)), norm(await r.raw.get(tn)), `${label}: state of ${tn}`);
+            assert.deepEqual(norm(await t.raw.etaHistory(tn)), norm(await r.raw.etaHistory(tn)), `${label}: history of ${tn}`);
+          }
+        };
+
+        // Creation: some shipments already registered by another replica (the same event, or another one).
+        for (const tn of tns.slice(0, 2)) for (const x of [t, r]) await x.keeper.onShipmentCreated(created(tn, "CCC").event, "eu");
+        const creations = tns.map((tn) => created(tn, pick(["AAA", "CCC", "EEE"])));
+        creations[1]!.event.eventId = "created-elsewhere";
+        creations.push(created(pick(tns)), created("TNNEW", "ZZZ"), created(tns[0]!, "ZZZ"));
+        const firstBatch = creations.filter(() => rnd() < 0.8);
+        const createdOutcomes = (await t.keeper.onShipmentsCreated(firstBatch)).map((o) => o.kind);
+        if (!t.calls.has("getChanged")) paths.createdUnread++;
+        const wantCreated: string[] = [];
+        for (const c of firstBatch) {
+          try {
+            await r.keeper.onShipmentCreated(c.event, c.region);
+            wantCreated.push("ack");
+          } catch (e) {
+            wantCreated.push(unplannable(e) ? "poison" : "retry");
+          }
+        }
+        await compare(`seed ${seed} creation`, createdOutcomes, wantCreated);
+
+        for (let b = 0; b < 6; b++) {
+          const now = at(1, 6 + b * 4);
+          t.setNow(now);
+          r.setNow(now);
+          if (rnd() < 0.3) {
+            const w = await otherWrite(b);
+            if (w) for (const x of [t, r]) await w(x.raw);
+          }
+          const batch = [];
+          for (let n = 1 + Math.floor(rnd() * 7); n > 0; n--) {
+            const tn = pick(tns);
+            const s = await r.raw.get(tn);
+            const legs = s?.route?.legs ?? [];
+            const leg = legs.length > 0 ? pick(legs) : undefined;
+            const k = rnd();
+            const id = events.length + 1;
+            let ev;
+            if (k < 0.1 && events.length > 0) {
+              ev = pick(events); // a redelivery
+            } else if (k < 0.2 || !leg) {
+              ev = t.scanEvent(tn, id, ScanKind.DELIVERED, "", now + h(1) * 60_000);
+            } else if (k < 0.3) {
+              ev = t.scanEvent(tn, id, ScanKind.HUB_ARRIVAL, "EEE", msOf(leg.plannedArrival));
+            } else if (k < 0.35) {
+              ev = t.scanEvent(tn, id, ScanKind.HUB_ARRIVAL, leg.toHub, 0);
+              ev.scan!.eventTime = { $typeName: "google.protobuf.Timestamp", seconds: 10n ** 12n, nanos: 0 };
+            } else {
+              const kind = rnd() < 0.5 ? ScanKind.HUB_ARRIVAL : ScanKind.HUB_DEPARTURE;
+              const planned = msOf(kind === ScanKind.HUB_ARRIVAL ? leg.plannedArrival : leg.plannedDeparture);
+              const off = pick([0, 10, -10, 90, -90, 600, 24 * 60]) * 60_000;
+              ev = t.scanEvent(tn, id, kind, kind === ScanKind.HUB_ARRIVAL ? leg.toHub : leg.fromHub, planned + off);
+            }
+            events.push(ev);
+            batch.push(ev);
+          }
+          if (rnd() < 0.3) {
+            const w = await otherWrite(100 + b);
+            if (w) {
+              await w(r.raw);
+              during(w);
+            }
+          }
+          const reads = [t.calls.get("getChanged") ?? 0, t.calls.get("saveRevisionsAndGetChanged") ?? 0, t.calls.get("get") ?? 0];
+          const got = (await t.keeper.onScans(batch)).map((o) => o.kind);
+          if ((t.calls.get("getChanged") ?? 0) === reads[0] && (t.calls.get("saveRevisionsAndGetChanged") ?? 0) === reads[1]) paths.unreadBatches++;
+          if ((t.calls.get("saveRevisionsAndGetChanged") ?? 0) > reads[1]!) paths.combined++;
+          if ((t.calls.get("get") ?? 0) > reads[2]!) paths.oneEvent++;
+          const want: string[] = [];
+          for (const ev of batch) {
+            try {
+              await r.keeper.onScan(ev);
+              want.push("ack");
+            } catch (e) {
+              want.push(unplannable(e) ? "poison" : "retry");
+            }
+          }
+          await compare(`seed ${seed} batch ${b}`, got, want);
+        }
+      }
+      for (const [path, n] of Object.entries(paths)) assert.ok(n >= 5, `the generated batches take each path: ${path} ${n}`);
     });
   });
 });
