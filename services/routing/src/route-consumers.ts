@@ -38,7 +38,8 @@ export interface RouteConsumers {
  * Starts the two durable consumers of the catalog on the batch consumer: `routing-shipments-created`
  * (plan the first route, publish RoutePlanned) and `routing-scans` (re-plan on deviation, publish
  * RouteUpdated). A batch is applied by the keeper's batch path (`onShipmentsCreated`, `onScans`):
- * one read of its shipments, one statement for its writes, one publishing round; a shipment's
+ * one read of its shipments (folded into the first write, or left to the writes' checks, where it
+ * can be), one statement per round for its writes, one publishing round; a shipment's
  * events in stream order; every event acknowledged after its effects are stored and published. A
  * failure is retried with backoff (with the shipment's later events, unapplied) and dead-lettered
  * after the last delivery, except events that can never be planned (unknown hub, unusable time,

@@ -3,7 +3,8 @@
  * disruptions, stores every revision and publishes route events. Used by the RPC handlers and
  * the event consumers alike. All state lives in the {@link RouteStore}, so any replica can handle
  * any event; a replica keeps the shipments it last saw in a bounded cache, used only while the
- * store holds them at the same revision (checked in the batch's one read).
+ * store holds them at the same revision (checked by the batch's read, or by the compare-and-set of
+ * the revision decided from it).
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
@@ -188,9 +189,10 @@ export interface RouteKeeper {
    */
   onShipmentsCreated(batch: ReadonlyArray<{ readonly event: ShipmentCreated; readonly region: string }>): Promise<Outcome[]>;
   /**
-   * {@link onScan} for a consumer batch: one read of the batch's shipments, one statement for its
-   * revisions and one publishing round for its route events (more only when a shipment has
-   * several revisions in the batch). A shipment's events are applied in batch order; one that can
+   * {@link onScan} for a consumer batch: one statement reads the batch's shipments and stores the
+   * revisions of those this replica holds (none reads them when each one's first step is such a
+   * revision), one more stores the others' revisions, and one publishing round sends the route
+   * events (more only when a shipment has several revisions in the batch). A shipment's events are applied in batch order; one that can
    * never be applied is poison (the shipment's later events go on), any other failure retries it
    * and the shipment's later events, unapplied. Every outcome holds after its effects are stored
    * and published.
