@@ -92,6 +92,9 @@ describe("routing's PostgreSQL store and keeper across replicas (real PostgreSQL
     await waitFor(async () => (await activeIds(a)).includes("dis-b1"), { message: "a sees b's disruption" });
     await a.saveDisruption(disruption("dis-a1", "FRA", Date.now() + 5 * HOUR));
     assert.deepEqual(await activeIds(a), ["dis-a1", "dis-b1"], "its own report at once");
+    // Every notification so far has reached a once it sees a later one (they arrive in commit order).
+    await sql(schema, (c) => c.query(`UPDATE routing_disruptions SET body = jsonb_set(body, '{description}', '"synced"') WHERE disruption_id = 'dis-b1'`));
+    await waitFor(async () => (await a.activeDisruptions(new Date())).some((d) => d.disruption.description === "synced"), { message: "a synced" });
     // Held: a change that notifies nobody (triggers off for this session) is not seen...
     await sql(schema, async (c) => {
       await c.query("SET session_replication_role = replica");
