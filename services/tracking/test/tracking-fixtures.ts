@@ -426,7 +426,13 @@ export async function createProjectorTestEnv(o: { schemaPrefix: string; maxConne
     async startReplica(catalog, { wrap, ...opts } = {}) {
       const nc = await connect({ servers: nats.url, name: uniqueName("projector") });
       connections.push(nc);
-      const applyEvents = store.applyEvents.bind(store);
+      // The documents a batch returns are frozen: the store keeps them for its next batches
+      // (its document cache), so nothing downstream may change one.
+      const applyEvents: ShipmentStore["applyEvents"] = async (events) => {
+        const results = await store.applyEvents(events);
+        for (const r of results) for (const doc of [r.before, r.after]) deepFreeze(doc);
+        return results;
+      };
       const projector = await startProjector({
         js: jetstream(nc),
         jsm: await jetstreamManager(nc),
@@ -449,6 +455,15 @@ export async function createProjectorTestEnv(o: { schemaPrefix: string; maxConne
       await nats.stop();
     },
   };
+}
+
+/** `value` and everything in it frozen (in strict code, a change throws). */
+export function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }
 
 /** Deletes every key under `prefix` (test cleanup on the shared Redis). */

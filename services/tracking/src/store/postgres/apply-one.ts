@@ -4,17 +4,24 @@ import { appliedResult, applyToDoc, duplicateResult } from "../derive.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc } from "../ports.js";
 import { assertJsonSize } from "../size.js";
 import { CasMiss, checked, withConflictRetries, type ApplySettings, type CheckedEvent } from "./apply-shared.js";
+import type { DocCache } from "./doc-cache.js";
 
 /**
  * `applyEvent` of the PostgreSQL store: one transaction per event on one pooled connection,
- * retried as a whole on a conflict (see {@link applyOnce}) up to `maxAttempts` times.
+ * retried as a whole on a conflict (see {@link applyOnce}) up to `maxAttempts` times. Drops the
+ * shipment from `cache` (`applyEvents`' documents) once done: the batch apply would find the
+ * cached document outdated anyway (doc-cache.ts), at the cost of a failed write.
  */
-export async function applyEvent(pool: pg.Pool, input: ProjectedEvent, settings: ApplySettings): Promise<ApplyResult> {
+export async function applyEvent(pool: pg.Pool, input: ProjectedEvent, settings: ApplySettings, cache?: DocCache): Promise<ApplyResult> {
   const event = checked(input, settings.maxBytes);
-  return withConflictRetries(pool, settings.maxAttempts, {
-    locked: (client) => applyOnce(client, event, settings.maxBytes),
-    shipments: () => event.key.trackingNumber,
-  });
+  try {
+    return await withConflictRetries(pool, settings.maxAttempts, {
+      locked: (client) => applyOnce(client, event, settings.maxBytes),
+      shipments: () => event.key.trackingNumber,
+    });
+  } finally {
+    cache?.delete([event.key.trackingNumber]);
+  }
 }
 
 /**

@@ -5,12 +5,16 @@ import { MAX_DOCUMENT_BYTES } from "../size.js";
 import { applyEvents } from "./apply-batch.js";
 import { applyEvent } from "./apply-one.js";
 import type { ApplySettings } from "./apply-shared.js";
+import { DocCache } from "./doc-cache.js";
 import { migrate } from "./migrations.js";
 import { detachPartitionsOlderThan, ensurePartitions, type EnsurePartitionsOptions } from "./partitions.js";
 import { getShipment, listEvents, searchShipments } from "./reads.js";
 import { buildSearchSql } from "./search-sql.js";
 
 export { buildSearchSql };
+
+/** {@link PostgresShipmentStoreOptions.documentCacheEntries} when left out. */
+export const DEFAULT_DOCUMENT_CACHE_ENTRIES = 10_000;
 
 /** Options for {@link createPostgresShipmentStore}. */
 export interface PostgresShipmentStoreOptions {
@@ -35,6 +39,12 @@ export interface PostgresShipmentStoreOptions {
   /** Size limit of one document or event (JSON bytes). Default 256 KiB. */
   maxDocumentBytes?: number;
   /**
+   * Documents `applyEvents` keeps in memory (least recently used evicted): a batch whose
+   * documents are all kept skips reading them (one round trip instead of two). 0 keeps none.
+   * Default 10,000 (tens of MB at a few KB of JSON per document; see the README).
+   */
+  documentCacheEntries?: number;
+  /**
    * Called when an idle pooled connection fails (server restart, network); the pool replaces it.
    * Only for a pool the store creates. Default: ignored (the next query reconnects).
    */
@@ -56,7 +66,8 @@ export interface PostgresShipmentStore extends ShipmentStore {
  * `applied_events` dedupe table. Each apply is one transaction: claim the event id (a repeat
  * finds it claimed → duplicate), lock the document, derive (derive.ts), compare-and-set on
  * `version`, append history (apply-one.ts). `applyEvents` does the same for a whole batch in one
- * transaction (apply-batch.ts; group commit: one durable commit for many events). Conflicts (a
+ * transaction (apply-batch.ts; group commit: one durable commit for many events), starting from
+ * the documents it last wrote when it still holds them (doc-cache.ts). Conflicts (a
  * concurrent first insert, serialization failures, deadlocks) roll back and retry (a batch as a
  * whole). Reads and searches are plain queries on the pool (reads.ts).
  */
@@ -72,6 +83,7 @@ export async function createPostgresShipmentStore(options: PostgresShipmentStore
       ...(options.onPoolError ? { onIdleError: options.onPoolError } : {}),
     });
   const settings: ApplySettings = { maxAttempts: options.maxAttempts ?? 50, maxBytes: options.maxDocumentBytes ?? MAX_DOCUMENT_BYTES };
+  const docs = new DocCache(options.documentCacheEntries ?? DEFAULT_DOCUMENT_CACHE_ENTRIES);
 
   if (options.migrate ?? true) {
     try {
@@ -86,8 +98,8 @@ export async function createPostgresShipmentStore(options: PostgresShipmentStore
   return {
     pool,
 
-    applyEvent: (event) => applyEvent(pool, event, settings),
-    applyEvents: (events) => applyEvents(pool, events, settings),
+    applyEvent: (event) => applyEvent(pool, event, settings, docs),
+    applyEvents: (events) => applyEvents(pool, events, settings, docs),
 
     getShipment: (trackingNumber) => getShipment(pool, trackingNumber),
     listEvents: (trackingNumber, page) => listEvents(pool, trackingNumber, page),
