@@ -35,6 +35,13 @@ export const trackingConfig = defineConfig(
     }),
     TRACKING_DB_POOL_SIZE: int({ description: "PostgreSQL connections of this process", min: 1, max: 200, default: 20 }),
     TRACKING_DB_MIGRATE: bool({ description: "run store migrations and create partitions at start", default: true }),
+    TRACKING_DOC_CACHE_ENTRIES: int({
+      description:
+        "shipment documents the projector keeps in memory after writing them (~5 KB of heap each), so that a batch of shipments it wrote last skips reading them back (0 = none)",
+      min: 0,
+      max: 1_000_000,
+      default: 10_000,
+    }),
     TRACKING_PROJECTOR_ENABLED: bool({
       description: "run the projector (event consumers) in this process; API-only replicas set false",
       default: true,

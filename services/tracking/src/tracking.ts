@@ -42,6 +42,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
       maxConnections: config.TRACKING_DB_POOL_SIZE,
       timeouts: pgTimeouts(config),
       migrate: config.TRACKING_DB_MIGRATE,
+      documentCacheEntries: config.TRACKING_DOC_CACHE_ENTRIES,
     });
     const { redis, reportError: onCacheError, close: closeRedis } = createFailOpenRedis({
       url: config.REDIS_URL,
