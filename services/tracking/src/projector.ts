@@ -19,6 +19,7 @@ import {
   type Outcome,
   type Publication,
 } from "@logistics/shared/events";
+import { createRoundTripCoalescer } from "@logistics/shared/batching";
 import { silentNatsLog, type NatsLog } from "@logistics/shared/nats";
 import { databaseUnavailableReason } from "@logistics/shared/postgres";
 import { observeWithExemplar } from "@logistics/shared/telemetry";
@@ -30,7 +31,6 @@ import { StoreError } from "./store/errors.js";
 import { eventKey } from "./store/events.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc, ShipmentStore } from "./store/ports.js";
 import { noticeChange } from "./live-notice.js";
-import { createKeyGate } from "./key-gate.js";
 import type { LiveNotifier } from "./live-updates.js";
 import type { ShipmentCache } from "./shipment-cache.js";
 import { docAtVersion, loadHistory } from "./shipment-history.js";
@@ -147,8 +147,8 @@ const errorText = (err: unknown) => (err instanceof Error ? err.message : String
  *
  * 1. every message is passed on to the store as it was decoded (a creation, handover or route
  *    event whose producer left its time out gets the stream's time);
- * 2. the events are applied with one `store.applyEvents` call: one transaction, one statement per
- *    table for the whole batch (idempotent by event id, order-safe by event time, a shipment's
+ * 2. the events are applied with one `store.applyEvents` call, merged with the other consumers'
+ *    batches waiting at that moment (group apply, below): one transaction, one statement for them all (idempotent by event id, order-safe by event time, a shipment's
  *    events in stream order). An event the store rejects for its data (`batchIndex` set) is
  *    poison; the batch is re-applied without it, so the rest commits. Any other failure is
  *    isolated by applying the batch's events one at a time; an event whose apply fails is retried
@@ -179,8 +179,29 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     ...(opts.maxDeliver !== undefined ? { maxDeliver: opts.maxDeliver } : {}),
   };
   const { events } = catalog;
-  /** A shipment's events from two consumers never meet in the store from this process (key-gate.ts). */
-  const gate = createKeyGate();
+  /**
+   * Group apply: one store apply at a time, into which the three consumers' waiting batches are
+   * merged. Their batches nearly always share shipments (a shipment's creation, route and scans
+   * arrive on three streams within seconds), so two applied at once would meet in the store (a
+   * compare-and-set miss, then a locking retry), and applied one after the other each paid a
+   * round trip and a commit for a few events: under load that queue, not the database, set how
+   * many events a second the projector applied. Merged, one statement and one commit take
+   * everything waiting. An event the store rejects for its data fails only the batch that sent
+   * it (at its own `batchIndex`) and the others apply again without it; any other failure fails
+   * every batch of the round, each to its own fallback (`applyOneByOne`, whose applies go to the
+   * store directly, unmerged).
+   */
+  const applier = createRoundTripCoalescer<ProjectedEvent, ApplyResult>({
+    serial: true,
+    send: (events) => {
+      metrics.storeApplyEvents.observe(events.length);
+      return store.applyEvents([...events]);
+    },
+    blame: {
+      itemOf: (err) => (isPoison(err) ? err.batchIndex : undefined),
+      forCall: (err, index) => Object.assign(err as StoreError, { batchIndex: index }),
+    },
+  });
 
   /** The message as the store applies it. */
   const convert = (item: Item, index: number): Entry => {
@@ -200,19 +221,18 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
   };
 
   /**
-   * Applies the entries in one transaction; poison (per the store's `batchIndex`) is taken out
-   * and the rest re-applied. Returns the results by batch position; throws what is not poison.
+   * Applies the entries in one transaction (with the other consumers' waiting batches unless
+   * `alone`); poison (per the store's `batchIndex`) is taken out and the rest re-applied. Returns
+   * the results by batch position; throws what is not poison.
    */
-  const applyAll = async (entries: readonly Entry[], outcomes: Outcome[]): Promise<Map<number, ApplyResult>> => {
+  const applyAll = async (entries: readonly Entry[], outcomes: Outcome[], alone = false): Promise<Map<number, ApplyResult>> => {
     let pending = entries;
     const results = new Map<number, ApplyResult>();
     while (pending.length > 0) {
       try {
         const batch = pending;
-        const applied = await gate.run(
-          batch.map((e) => e.trackingNumber),
-          () => store.applyEvents(batch.map((e) => e.event)),
-        );
+        const events = batch.map((e) => e.event);
+        const applied = alone ? await store.applyEvents(events) : await applier.call(events);
         applied.forEach((r, k) => results.set((pending[k] as Entry).index, r));
         return results;
       } catch (err) {
@@ -248,7 +268,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
         continue;
       }
       try {
-        const r = await applyAll([e], outcomes);
+        const r = await applyAll([e], outcomes, true);
         for (const [i, x] of r) results.set(i, x);
       } catch (err) {
         failedKeys.add(e.trackingNumber);

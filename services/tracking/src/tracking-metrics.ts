@@ -10,6 +10,11 @@ export interface TrackingMetrics {
   readonly ackToVisible: Histogram<never>;
   /** `logistics_tracking_projected_events_total{type, outcome}`: events the projector handled (outcome applied|duplicate). */
   readonly projectedEvents: Counter<"type" | "outcome">;
+  /**
+   * `logistics_tracking_store_apply_events`: events per store apply of the projector, its three
+   * consumers' waiting batches merged (group-apply.ts). Grows with the load: the cost per event falls.
+   */
+  readonly storeApplyEvents: Histogram<never>;
   /** `logistics_tracking_projector_failures_total{type}`: events the projector could not apply or publish, by catalog event (`scan.recorded`, ...): retried (redelivered with backoff) or dead-lettered. */
   readonly projectorFailures: Counter<"type">;
   /** `logistics_tracking_cache_hits_total`: shipment reads served from the cache. */
@@ -46,6 +51,12 @@ export function createTrackingMetrics(registry: Registry): TrackingMetrics {
       name: "logistics_tracking_projected_events_total",
       help: "Events applied to the read model by the projector",
       labelNames: ["type", "outcome"],
+      registers,
+    }),
+    storeApplyEvents: new Histogram({
+      name: "logistics_tracking_store_apply_events",
+      help: "Events per store apply of the projector (its consumers' waiting batches merged into one transaction)",
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
       registers,
     }),
     projectorFailures: new Counter({

@@ -14,7 +14,7 @@ import { uniqueName, waitFor } from "@logistics/shared/testing";
 import { docAtVersion, loadHistory } from "../src/shipment-history.js";
 import type { PostgresShipmentStore } from "../src/store/postgres/postgres-shipment-store.js";
 import type { ShipmentDoc, ProjectedEvent } from "../src/store/ports.js";
-import { CARRIER, createProjectorTestEnv, REGION, type ProjectorTestEnv } from "./tracking-fixtures.js";
+import { CARRIER, createdEvent, createProjectorTestEnv, REGION, routeEvent, type ProjectorTestEnv } from "./tracking-fixtures.js";
 
 /*
  * The batched projector's guarantees, each on its own catalog prefix (own streams and durables)
@@ -214,6 +214,66 @@ describe("the batched tracking projector (real nats-server and PostgreSQL)", () 
     }
     assert.ok(reasons.some((r) => /^poison: .*scan\.event_time/.test(r)), reasons.join(" | "));
     assert.ok(reasons.some((r) => /^poison: .*scan\.location/.test(r)), reasons.join(" | "));
+  });
+
+  it("merges the three consumers' waiting batches into one store apply; a poison event fails only its own batch", async () => {
+    const { catalog, publishScans } = await setup();
+    const shipments = Array.from({ length: 10 }, (_, i) => tnOf("BMRG", i));
+    const created = shipments.map((tn) => createdEvent(tn, new Date(BASE - 86_400_000)));
+    const routes = shipments.map((tn) => routeEvent(tn, new Date(BASE - 3_600_000), new Date(BASE + 3 * 86_400_000)));
+    const results = await publisher.publishAll([
+      ...created.map((e) => publication(catalog.events.shipmentCreated, e.message as never, { region: REGION })),
+      ...routes.map((e) => publication(catalog.events.routePlanned, e.message as never, { region: REGION })),
+    ]);
+    for (const r of results) if (r.status === "rejected") throw r.reason;
+    const scans = shipments.map((tn) => scan(tn, 0));
+    scans.splice(4, 0, scan(tnOf("BMRP", 0), 0, { eventTime: null }));
+    await publishScans(scans);
+
+    // The first apply waits until every consumer has handed its batch over: the two others then
+    // wait together, and go as one apply.
+    const calls: Array<Array<ProjectedEvent["type"]>> = [];
+    let projector: Awaited<ReturnType<typeof startReplica>>["projector"] | undefined;
+    const batches = () => Object.values(projector?.stats() ?? {}).reduce((n, c) => n + c.batches, 0);
+    ({ projector } = await startReplica(catalog, {
+      maxBatch: 100,
+      lingerMs: 1_000,
+      wrap: (apply) => async (events: readonly ProjectedEvent[]) => {
+        calls.push(events.map((e) => e.type));
+        if (calls.length === 1) await waitFor(() => batches() === 3, { timeoutMs: 10_000, message: "three batches handed over" });
+        return apply(events);
+      },
+    }));
+    await scansSettled(catalog, scans.length);
+    await waitFor(
+      async () => {
+        const all = await Promise.all(
+          (["tracking-shipment-events", "tracking-routes"] as const).map((d) =>
+            jsm.consumers.info(catalog.consumer(d).stream.name, d),
+          ),
+        );
+        return all.every((i) => i.num_pending === 0 && i.num_ack_pending === 0);
+      },
+      { message: "creations and routes settled" },
+    );
+
+    const kinds = (c: ReadonlyArray<ProjectedEvent["type"]>) => [...new Set(c)].sort().join("+");
+    // One consumer's batch alone, then the two others merged (with the poison scan: it fails, and
+    // they apply again without it), or, when the scans went first, the two others merged at once.
+    assert.ok(calls.length >= 2 && calls.length <= 3, `store applies: ${calls.map(kinds).join(" | ")}`);
+    const merged = calls.slice(1).map(kinds);
+    assert.ok(merged.every((k) => k.includes("+")), `the later applies hold two consumers' batches: ${merged.join(" | ")}`);
+    assert.ok(calls.flat().filter((t) => t !== "scan.recorded").length >= 2 * shipments.length, "every creation and route went through the store");
+    const stats = projector.stats();
+    assert.equal(stats["tracking-scans"]?.deadLettered, 1, "the poison scan, alone");
+    assert.equal(stats["tracking-scans"]?.acked, shipments.length);
+    assert.equal(stats["tracking-shipment-events"]?.acked, shipments.length);
+    assert.equal(stats["tracking-routes"]?.acked, shipments.length);
+    const byTn = await docs(shipments);
+    for (const tn of shipments) {
+      const ids = byTn.get(tn)?.derivation.eventIds ?? [];
+      assert.deepEqual([...ids].sort(), [`created.${tn}`, `route.${tn}.1`, `scan.${tn}.0`].sort(), `${tn}: ${ids.join(",")}`);
+    }
   });
 
   it("loses nothing and applies nothing twice when a replica dies after its commit and before its acks", async () => {

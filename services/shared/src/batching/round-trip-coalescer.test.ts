@@ -173,3 +173,87 @@ describe("createRoundTripCoalescer, serial with a linger (group commit)", () => 
     assert.deepEqual(writes, [[1], [2]]);
   });
 });
+
+describe("createRoundTripCoalescer, serial with blame (the tracking projector's group apply)", () => {
+  class ItemError extends Error {
+    constructor(public index: number | undefined) {
+      super(index === undefined ? "store down" : `item ${index} is bad`);
+    }
+  }
+
+  /** Serial rounds the test releases one by one; `bad` items fail their round with an ItemError naming them. */
+  const gated = (bad: ReadonlySet<number> = new Set(), down = false) => {
+    const rounds: number[][] = [];
+    const gates: Array<() => void> = [];
+    let running = 0;
+    let maxRunning = 0;
+    const due: Array<() => void> = [];
+    const c = createRoundTripCoalescer<number, number>({
+      serial: true,
+      maxItems: 6,
+      schedule: (flush) => due.push(flush),
+      blame: {
+        itemOf: (err) => (err instanceof ItemError ? err.index : undefined),
+        forCall: (err, index) => Object.assign(err as ItemError, { index }),
+      },
+      async send(items) {
+        rounds.push([...items]);
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        await new Promise<void>((r) => gates.push(r));
+        running--;
+        if (down) throw new ItemError(undefined);
+        const i = items.findIndex((x) => bad.has(x));
+        if (i >= 0) throw new ItemError(i);
+        return items.map((x) => x * 10);
+      },
+    });
+    /** Runs scheduled flushes and releases the next round, in turns, until `settled` settles. */
+    const drive = async <T>(settled: Promise<T>): Promise<T> => {
+      let done = false;
+      const out = settled.finally(() => (done = true));
+      for (let turn = 0; turn < 200 && !done; turn++) {
+        for (const f of due.splice(0)) f();
+        gates.shift()?.();
+        await new Promise((r) => setImmediate(r));
+      }
+      return out;
+    };
+    const flushDue = () => {
+      for (const f of due.splice(0)) f();
+    };
+    return { c, rounds, drive, flushDue, releaseNext: () => gates.shift()?.(), maxRunning: () => maxRunning };
+  };
+  const outcome = (p: Promise<number[]>) => p.then((v) => v, (err: unknown) => err as ItemError);
+
+  it("merges the calls made while a round runs into the next one, one round at a time", async () => {
+    const { c, rounds, drive, flushDue, releaseNext, maxRunning } = gated();
+    const first = c.call([1]);
+    flushDue();
+    assert.deepEqual(rounds, [[1]]);
+    const later = [c.call([2, 3]), c.call([4])];
+    flushDue();
+    assert.deepEqual(rounds, [[1]], "nothing more is sent while a round runs");
+    releaseNext();
+    assert.deepEqual(await drive(Promise.all([first, ...later])), [[10], [20, 30], [40]]);
+    assert.deepEqual(rounds, [[1], [2, 3, 4]]);
+    assert.equal(maxRunning(), 1);
+  });
+
+  it("fails only the call holding the blamed item, at its own position, and sends the others again first", async () => {
+    const { c, rounds, drive } = gated(new Set([5]));
+    const calls = [c.call([1, 2]), c.call([4, 5, 6]), c.call([7])].map(outcome);
+    const [a, b, d] = await drive(Promise.all(calls));
+    assert.deepEqual(a, [10, 20]);
+    assert.ok(b instanceof ItemError && b.index === 1, `the bad call learns its own position: ${String(b)}`);
+    assert.deepEqual(d, [70]);
+    assert.deepEqual(rounds, [[1, 2, 4, 5, 6, 7], [1, 2, 7]]);
+  });
+
+  it("rejects every call of the round on an error that names no item", async () => {
+    const { c, rounds, drive } = gated(new Set(), true);
+    const results = await drive(Promise.all([c.call([1]), c.call([2])].map(outcome)));
+    for (const r of results) assert.ok(r instanceof ItemError && r.index === undefined);
+    assert.deepEqual(rounds, [[1, 2]], "not sent again");
+  });
+});

@@ -28,6 +28,18 @@ export interface RoundTripCoalescerOptions<T, R> {
    */
   isolateFailures?: boolean;
   /**
+   * Errors that name the item they are about (a store's "event 3 of the batch is invalid"): when a
+   * round of several calls fails with one, only the call holding that item fails, with
+   * `forCall(err, position in that call)`, and the other calls go again first, without it. Other
+   * errors are handled as without it (every call rejected, or `isolateFailures`).
+   */
+  blame?: {
+    /** The position in the round's items of the item `err` is about, or undefined. */
+    itemOf(err: unknown): number | undefined;
+    /** The error the call holding the item gets (e.g. `err` with the position rewritten). */
+    forCall(err: unknown, index: number): unknown;
+  };
+  /**
    * Queues the sending of a round without linger; default `setImmediate`, i.e. after the I/O
    * callbacks of the current event-loop turn and every promise continuation they started (tests
    * pass their own).
@@ -80,6 +92,21 @@ export function createRoundTripCoalescer<T, R>(opts: RoundTripCoalescerOptions<T
       all = await opts.send(items);
       if (all.length !== items.length) throw new Error(`a coalesced round of ${items.length} items got ${all.length} results`);
     } catch (err) {
+      const at = mine.length > 1 ? opts.blame?.itemOf(err) : undefined;
+      if (at !== undefined && opts.blame) {
+        const again: Array<Waiter<T, R>> = [];
+        let offset = 0;
+        for (const w of mine) {
+          if (at >= offset && at < offset + w.items.length) w.reject(opts.blame.forCall(err, at - offset));
+          else again.push(w);
+          offset += w.items.length;
+        }
+        if (waiters.length === 0) since = Date.now();
+        waiters = [...again, ...waiters];
+        for (const w of again) queued += w.items.length;
+        arm();
+        return;
+      }
       if (opts.isolateFailures && mine.length > 1) {
         for (const w of mine) await sendRound([w]);
       } else {
