@@ -54,6 +54,8 @@ export interface E2eOptions {
   scanGapMs?: number;
   /** Creation → first scan (ms). Default 1000. */
   createLeadMs?: number;
+  /** Full-rate warm-up between the ramp and the window (ms, see `buildSchedule`). Default 0. */
+  warmupMs?: number;
   /** StreamScans calls the gateway spreads shipments over. Default 2. */
   streams?: number;
   /** Bucket of the per-interval latency series (ms). Default 1000; the soak uses longer ones. */
@@ -139,7 +141,7 @@ export interface E2eResult {
   backlog: Array<{ t: number; perConsumer: Readonly<Record<string, number>>; total: number }>;
   scenario: { templates: number; scansPerShipment: { mean: number; min: number; max: number }; scanGapMs: number; streams: number; watchersPeak: number };
   /** Phase lengths (ms), and when the window opened (performance.now()). */
-  timing: { setupMs: number; idleMs: number; rampMs: number; settleMs: number; settledEarly: boolean; windowStartedAt: number };
+  timing: { setupMs: number; idleMs: number; /** Ramp and full-rate warm-up together. */ rampMs: number; /** The full-rate part of `rampMs`. */ warmupMs: number; settleMs: number; settledEarly: boolean; windowStartedAt: number };
 }
 
 const hist = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
@@ -184,7 +186,7 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
   // Everything before the clock starts: routes planned, schedule built.
   const templates: ShipmentTemplate[] = shipmentTemplates(Date.now());
   const perTemplate = templates.map((t) => t.scans.length);
-  const schedule = buildSchedule({ rate: o.rate, windowMs: o.windowMs, scansPerTemplate: perTemplate, scanGapMs, createLeadMs });
+  const schedule = buildSchedule({ rate: o.rate, windowMs: o.windowMs, scansPerTemplate: perTemplate, scanGapMs, createLeadMs, warmupMs: o.warmupMs ?? 0 });
   const runId = Date.now().toString(36).toUpperCase();
   const tnOf = (k: number) => `PF${runId}${String(k).padStart(7, "0")}`.slice(0, 30);
 
@@ -706,7 +708,7 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
       streams: nStreams,
       watchersPeak,
     },
-    timing: { setupMs: rampStarted - setupStarted - idleMs, idleMs, rampMs: -schedule.startsAt, settleMs, settledEarly, windowStartedAt: t0 },
+    timing: { setupMs: rampStarted - setupStarted - idleMs, idleMs, rampMs: -schedule.startsAt, warmupMs: o.warmupMs ?? 0, settleMs, settledEarly, windowStartedAt: t0 },
   };
 }
 

@@ -51,6 +51,18 @@ describe("buildSchedule", () => {
     assert.ok(s.actions.every((a) => a.at < o.windowMs), "nothing after the window");
   });
 
+  it("with a warm-up, offers the full rate for that long before the window, after the same ramp", () => {
+    const w = buildSchedule({ ...o, warmupMs: 6_000 });
+    assert.ok(w.startsAt <= s.startsAt - 6_000, `starts ${w.startsAt} vs ${s.startsAt} without a warm-up`);
+    assert.ok(Math.abs(w.scansInWindow - s.scansInWindow) <= 5, "the window is the same");
+    // The warm-up's seconds (after the ramp: one lifetime of 5.8 s) carry the full rate.
+    for (let sec = -6; sec < 0; sec++) {
+      const n = w.actions.filter((a) => a.kind === "scan" && a.at >= sec * 1000 && a.at < (sec + 1) * 1000).length;
+      assert.ok(n >= 270 && n <= 330, `warm-up second ${sec}: ${n} scans`);
+    }
+    assert.ok(w.warmupScans >= s.warmupScans + 6 * 270);
+  });
+
   it("creates shipments at the matching rate, each before its first scan, with scans a gap apart", () => {
     const meanScans = per.reduce((a, b) => a + b, 0) / per.length;
     assert.ok(Math.abs(s.shipmentsCreatedInWindow - (300 / meanScans) * 10) <= 2, `${s.shipmentsCreatedInWindow} shipments created`);

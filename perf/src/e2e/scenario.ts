@@ -163,13 +163,19 @@ export interface ScheduleOptions {
   readonly scanGapMs: number;
   /** Time between a shipment's creation and its first scan (ms). */
   readonly createLeadMs: number;
+  /**
+   * Warm-up at the full rate before the window (ms), after the ramp: lets fresh processes reach
+   * steady state (optimized code, pools and caches filled, any backlog of the ramp drained) so
+   * that the window measures the rate sustained, not a cold start. Default 0.
+   */
+  readonly warmupMs?: number;
 }
 
 /**
  * Builds the open-loop schedule. Shipments start at a constant rate of `rate / mean scans per
  * shipment`; each gets its template's scans `scanGapMs` apart. Starts are taken back far enough
- * before the window (one shipment lifetime) that the scan rate is already steady when the window
- * opens: the ramp is warm-up, not measured. Creations continue to the window's end; scans due
+ * before the window (one shipment lifetime, plus `warmupMs` at the full rate) that the scan rate
+ * is already steady when the window opens: the ramp and the warm-up are not measured. Creations continue to the window's end; scans due
  * after it are not sent.
  */
 export function buildSchedule(o: ScheduleOptions): Schedule {
@@ -179,7 +185,7 @@ export function buildSchedule(o: ScheduleOptions): Schedule {
   const maxScans = Math.max(...per);
   const startInterval = (meanScans / o.rate) * 1000; // ms between two shipment starts
   const lifetime = o.createLeadMs + (maxScans - 1) * o.scanGapMs;
-  const firstStart = -Math.ceil(lifetime / startInterval) * startInterval;
+  const firstStart = -Math.ceil((lifetime + Math.max(0, o.warmupMs ?? 0)) / startInterval) * startInterval;
   const actions: Action[] = [];
   const templateOf: number[] = [];
   let scansInWindow = 0;
