@@ -13,6 +13,7 @@
  *   npm run perf -- --rejudge-soak perf/results/<dir>   a soak's memory samples judged again (writes soak-memory-floors.md)
  *   npm run perf -- --ghz-web URL         also post the ghz reports to a ghz-web server
  *   npm run perf -- --only e2e --service-node-args=--max-semi-space-size=32   a Node.js setting for every service (options starting with -- need the = form)
+ *   npm run perf -- --scenario-hour 1     the scenario's routes planned from 01:00 UTC whatever the hour (they change hourly otherwise)
  *   npm run perf -- --warmup-seconds 0    end-to-end windows right after the ramp (cold processes; default 10 s at the full rate first)
  *   npm run perf -- --only e2e --profile  also CPU profiles of every service in each end-to-end run
  *                                         (<results>/profiles/e2e-<rate>/<service>/*.cpuprofile)
@@ -82,6 +83,8 @@ const { values: args } = parseArgs({
      * start, not the rate it sustains. 0 measures from the ramp's end (the harness before 2026-12-05).
      */
     "warmup-seconds": { type: "string", default: "10" },
+    /** The UTC hour of day the scenario's routes are planned from (default: the hour the run starts). */
+    "scenario-hour": { type: "string" },
   },
 });
 
@@ -332,6 +335,7 @@ async function e2eAt(infra: Infra, rate: number, windowMs: number, settleMs: num
       windowMs,
       settleMs,
       warmupMs: Number(args["warmup-seconds"]) * 1000,
+      ...(args["scenario-hour"] !== undefined ? { scenarioHourUtc: Number(args["scenario-hour"]) } : {}),
       cpu: new CpuSampler(cpuGroups(mesh, infra), LOAD_GENERATOR),
       databaseUrl: infra.pg.url,
       log,

@@ -54,6 +54,8 @@ export interface E2eOptions {
   scanGapMs?: number;
   /** Creation → first scan (ms). Default 1000. */
   createLeadMs?: number;
+  /** The UTC hour of day the shipments' plans start at (see `shipmentTemplates`). Default: the run's own hour. */
+  scenarioHourUtc?: number;
   /** Full-rate warm-up between the ramp and the window (ms, see `buildSchedule`). Default 0. */
   warmupMs?: number;
   /** StreamScans calls the gateway spreads shipments over. Default 2. */
@@ -184,7 +186,7 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
   const notification = createClient(NotificationService, transport("notification"));
 
   // Everything before the clock starts: routes planned, schedule built.
-  const templates: ShipmentTemplate[] = shipmentTemplates(Date.now());
+  const templates: ShipmentTemplate[] = shipmentTemplates(Date.now(), undefined, o.scenarioHourUtc);
   const perTemplate = templates.map((t) => t.scans.length);
   const schedule = buildSchedule({ rate: o.rate, windowMs: o.windowMs, scansPerTemplate: perTemplate, scanGapMs, createLeadMs, warmupMs: o.warmupMs ?? 0 });
   const runId = Date.now().toString(36).toUpperCase();

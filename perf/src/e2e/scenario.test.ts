@@ -27,6 +27,15 @@ describe("shipmentTemplates", () => {
     }
   });
 
+  it("plans the same routes at any hour of a run when the scenario's hour is pinned, and from that hour", () => {
+    const at1 = shipmentTemplates(Date.UTC(2026, 11, 2, 1, 44), undefined, 1);
+    const at14 = shipmentTemplates(Date.UTC(2026, 11, 2, 14, 5), undefined, 1);
+    assert.deepEqual(at14, at1);
+    assert.equal(new Date(at1[0]!.readyAtMs).getUTCHours(), 1);
+    // Unpinned, the run's own hour decides (and the routes may differ).
+    assert.equal(new Date(shipmentTemplates(Date.UTC(2026, 11, 2, 14, 5))[0]!.readyAtMs).getUTCHours(), 14);
+  });
+
   it("clears customs in the destination country on international lanes only, some after a hold", () => {
     const intl = templates.filter((t) => t.lane.origin.countryCode !== t.lane.destination.countryCode);
     for (const t of intl) assert.equal(t.scans.filter((s) => s.code === "CU").length, 1, t.hubs.join(">"));

@@ -81,14 +81,17 @@ const LEVELS: Record<ServiceLevelName, ServiceLevel> = {
  * Plans every lane at `readyTimes` ready times (hours apart, ending days before `nowMs`) and turns
  * each plan into a scan script. Every fourth template is held at customs before clearance.
  */
-export function shipmentTemplates(nowMs: number, readyTimes = 4): ShipmentTemplate[] {
+export function shipmentTemplates(nowMs: number, readyTimes = 4, hourUtc?: number): ShipmentTemplate[] {
   const network = createHubNetwork(hubNetworkData);
   const planner = createPlanner(network);
   const spatial = createSpatialIndex(network.hubs);
   const nearest = (l: LatLon) => spatial.nearest({ lat: l.latitude, lon: l.longitude }, { limit: 1 })[0]!.item;
   // Whole hours, five days back: every planned time lies in the past (scans may not be from the
   // future) and well inside ingest's 30-day window.
-  const base = Math.floor((nowMs - 5 * 24 * HOUR) / HOUR) * HOUR;
+  // With `hourUtc`, the latest such hour of that time of day: the routes (and so the traffic) then
+  // do not change with the hour the run starts at.
+  let base = Math.floor((nowMs - 5 * 24 * HOUR) / HOUR) * HOUR;
+  if (hourUtc !== undefined) base -= (((new Date(base).getUTCHours() - hourUtc) % 24) + 24) % 24 * HOUR;
   const out: ShipmentTemplate[] = [];
   for (let r = 0; r < readyTimes; r++) {
     for (const l of LANES) {
