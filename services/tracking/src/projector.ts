@@ -148,9 +148,10 @@ const errorText = (err: unknown) => (err instanceof Error ? err.message : String
  * 1. every message is passed on to the store as it was decoded (a creation, handover or route
  *    event whose producer left its time out gets the stream's time);
  * 2. the events are applied with one `store.applyEvents` call, merged with the other consumers'
- *    batches waiting at that moment (group apply, below): one transaction, one statement for them all (idempotent by event id, order-safe by event time, a shipment's
- *    events in stream order). An event the store rejects for its data (`batchIndex` set) is
- *    poison; the batch is re-applied without it, so the rest commits. Any other failure is
+ *    batches waiting at that moment (group apply, below): one transaction, one statement for them
+ *    all (idempotent by event id, order-safe by event time, a shipment's events in stream order).
+ *    An event the store rejects for its data (`batchIndex` set) is poison; the batch is re-applied
+ *    without it, so the rest commits. Any other failure is
  *    isolated by applying the batch's events one at a time; an event whose apply fails is retried
  *    (redelivered with backoff, dead-lettered on the last delivery) together with the later events
  *    of its shipment in the batch. A failure that says the database is unavailable (a statement or
@@ -186,7 +187,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
    * compare-and-set miss, then a locking retry), and applied one after the other each paid a
    * round trip and a commit for a few events: under load that queue, not the database, set how
    * many events a second the projector applied. Merged, one statement and one commit take
-   * everything waiting. An event the store rejects for its data fails only the batch that sent
+   * everything waiting (at most the consumers' batches in flight: 3 × `maxInFlightBatches` ×
+   * `maxBatch`, 1,536 events by default). An event the store rejects for its data fails only the batch that sent
    * it (at its own `batchIndex`) and the others apply again without it; any other failure fails
    * every batch of the round, each to its own fallback (`applyOneByOne`, whose applies go to the
    * store directly, unmerged).
@@ -195,7 +197,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     serial: true,
     send: (events) => {
       metrics.storeApplyEvents.observe(events.length);
-      return store.applyEvents([...events]);
+      return store.applyEvents(events);
     },
     blame: {
       itemOf: (err) => (isPoison(err) ? err.batchIndex : undefined),
