@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { principalKey, type Principal } from "@logistics/shared/auth";
+import { drainOf } from "@logistics/shared/server";
 import type { Span } from "@opentelemetry/api";
 import { inMessageTrace } from "@logistics/shared/telemetry";
 import {
@@ -192,6 +193,7 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
   private drainedOpen = false;
   private failure: { error: unknown } | undefined;
   private finished = false;
+  private leaveDrain: () => void = () => {};
 
   // The drain signal outlives every stream: the listener goes when the stream ends, or each closed
   // stream would stay reachable from the signal. It abandons a read under way (the stream is
@@ -221,7 +223,9 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
     if (this.finished) return Promise.resolve({ done: true, value: undefined });
     if (this.it === undefined) {
       this.it = this.requests[Symbol.asyncIterator]();
-      this.drainSignal.addEventListener("abort", this.onDrain, { once: true });
+      // Through `drainOf`: a listener per open stream on the signal itself made opening and
+      // closing a stream cost in proportion to the streams open.
+      this.leaveDrain = drainOf(this.drainSignal).onDrain(this.onDrain);
     }
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
@@ -321,7 +325,7 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
     this.reading = false;
     this.read = undefined;
     this.answers.length = 0;
-    this.drainSignal.removeEventListener("abort", this.onDrain);
+    this.leaveDrain();
     if (stopReading) void this.it!.return?.().catch(() => {});
     const waiters = this.waiters.splice(0);
     for (const [i, w] of waiters.entries()) {

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { drainOf } from "./drain.js";
 import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
@@ -43,7 +44,7 @@ export function createHealthRegistry(services: readonly string[], drainSignal?: 
     const changed = () => wake?.();
     watchers.add(changed);
     ctx.signal.addEventListener("abort", changed);
-    drainSignal?.addEventListener("abort", changed);
+    const leaveDrain = drainSignal ? drainOf(drainSignal).onDrain(changed) : () => {};
     try {
       // A status change is always sent before the stream ends, so a watcher sees NOT_SERVING
       // when the server drains.
@@ -61,7 +62,7 @@ export function createHealthRegistry(services: readonly string[], drainSignal?: 
     } finally {
       watchers.delete(changed);
       ctx.signal.removeEventListener("abort", changed);
-      drainSignal?.removeEventListener("abort", changed);
+      leaveDrain();
     }
   }
 

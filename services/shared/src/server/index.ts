@@ -1,5 +1,6 @@
 export * from "./cors.js";
 export * from "./database-unavailable.js";
+export * from "./drain.js";
 export * from "./health.js";
 export * from "./reflection.js";
 export * from "./serve.js";
