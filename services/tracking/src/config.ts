@@ -108,6 +108,13 @@ export const trackingConfig = defineConfig(
       max: 100_000,
       default: 100,
     }),
+    TRACKING_WATCH_CREATION_GRACE_MS: int({
+      description:
+        "how long a WatchShipment of a tracking number not in the read model yet waits for the shipment's creation before NotFound (0 = NotFound at once)",
+      min: 0,
+      max: 60_000,
+      default: 2_000,
+    }),
     TRACKING_WATCH_MAX_LIFETIME_MS: int({
       description: "a WatchShipment stream ends with OK after this long; clients resume",
       min: 1000,

@@ -153,9 +153,42 @@ describe("WatchShipment", () => {
   it("refuses an after_sequence beyond the shipment's version with OutOfRange, and an unknown shipment with NotFound", async () => {
     const t = setup();
     await assert.rejects(t.watch(9n).it.next(), (e: unknown) => e instanceof ConnectError && e.code === Code.OutOfRange);
-    const none = setup();
+    const none = setup({ creationGraceMs: 30 });
     none.commit(0, false);
     await assert.rejects(none.watch().it.next(), (e: unknown) => e instanceof ConnectError && e.code === Code.NotFound);
     assert.equal(none.feeds.size(), 0);
+    assert.equal((await none.metrics.watchCreationWaits.get()).values.find((v) => v.labels.outcome === "not_found")?.value, 1);
+  });
+
+  it("waits for the creation of a shipment the read model does not hold yet: its notice, or a read at the deadline", async () => {
+    // The creation's notice arrives while the watch waits.
+    const early = setup({ creationGraceMs: 60_000, heartbeatMs: 60_000 });
+    early.commit(0, false);
+    const { it: stream, cancel } = early.watch();
+    const first = stream.next();
+    await new Promise((r) => setImmediate(r));
+    early.commit(1);
+    assert.equal(update(await first), "SNAPSHOT 1");
+    const next = stream.next();
+    early.commit(2);
+    assert.equal(update(await next), "CHANGE 2");
+    cancel();
+    // Its notice was lost: the read at the end of the grace finds it.
+    const lost = setup({ creationGraceMs: 30, heartbeatMs: 60_000 });
+    lost.commit(0, false);
+    const quiet = lost.watch();
+    const snapshot = quiet.it.next();
+    lost.commit(1, false);
+    assert.equal(update(await snapshot), "SNAPSHOT 1");
+    quiet.cancel();
+    // The caller goes while it waits: the stream ends, nothing stays behind.
+    const gone = setup({ creationGraceMs: 60_000 });
+    gone.commit(0, false);
+    const w = gone.watch();
+    const pending = w.it.next();
+    await new Promise((r) => setImmediate(r));
+    w.cancel();
+    assert.equal(update(await pending), "end");
+    assert.equal(gone.feeds.size(), 0);
   });
 });

@@ -11,7 +11,7 @@ import {
   WatchUpdateKind,
   type TrackingService,
 } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
-import { drainSignalKey } from "@logistics/shared/server";
+import { drainOf, drainSignalKey } from "@logistics/shared/server";
 import { StoreError } from "./store/errors.js";
 import type { ShipmentQuery, ShipmentStore } from "./store/ports.js";
 import type { LiveHub } from "./live-updates.js";
@@ -34,11 +34,16 @@ export interface TrackingHandlersDeps {
   reader: ShipmentReader;
   /** Cross-replica change notices; without it watchers only see changes on their periodic re-read. */
   live?: LiveHub;
-  metrics: Pick<TrackingMetrics, "watchers" | "watchNotices">;
+  metrics: Pick<TrackingMetrics, "watchers" | "watchNotices" | "watchCreationWaits">;
   /** Idle time after which a watch stream gets a heartbeat (and re-reads the store). Default 15 000 ms. */
   heartbeatMs?: number;
   /** A watch stream ends with OK after this long (clients resume). Default 30 minutes. */
   maxStreamLifetimeMs?: number;
+  /**
+   * How long a watch of a tracking number the read model does not hold yet waits for the
+   * shipment's creation before NotFound (0: NotFound at once). Default 2,000 ms.
+   */
+  creationGraceMs?: number;
   /** HTTP caching of GetShipment / ListShipmentEvents answers. Default max-age 5 s, stale 30 s. */
   readCache?: ReadCachePolicy;
   /** What the watchers of one shipment share (notices, reads, versions). Default: over `store` and `live`. */
@@ -124,6 +129,8 @@ class StreamWaits {
   private resolve: ((outcome: WaitOutcome) => void) | undefined;
   private ended = false;
   private heartbeat: NodeJS.Timeout | undefined;
+  /** The period `heartbeat` was made with. */
+  private armedMs = 0;
   private readonly capture = (resolve: (outcome: WaitOutcome) => void) => {
     this.resolve = resolve;
   };
@@ -135,12 +142,18 @@ class StreamWaits {
     return this.ended;
   }
 
-  /** Waits for the next outcome; "abort" at once when the stream has ended. */
-  wait(): Promise<WaitOutcome> {
+  /**
+   * Waits for the next outcome; "abort" at once when the stream has ended. The timeout is the
+   * heartbeat period, or `timeoutMs` (the wait for a shipment's creation).
+   */
+  wait(timeoutMs = this.heartbeatMs): Promise<WaitOutcome> {
     if (this.ended) return Promise.resolve("abort");
     // A timer that fired while no wait was under way is armed again by `refresh` too.
-    if (this.heartbeat === undefined) this.heartbeat = setTimeout(() => this.settle("timeout"), Math.max(0, this.heartbeatMs));
-    else this.heartbeat.refresh();
+    if (this.heartbeat === undefined || timeoutMs !== this.armedMs) {
+      clearTimeout(this.heartbeat);
+      this.armedMs = timeoutMs;
+      this.heartbeat = setTimeout(() => this.settle("timeout"), Math.max(0, timeoutMs));
+    } else this.heartbeat.refresh();
     return new Promise(this.capture);
   }
 
@@ -169,6 +182,7 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
   const { store, reader, live, metrics } = deps;
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const maxLifetimeMs = deps.maxStreamLifetimeMs ?? 30 * 60_000;
+  const creationGraceMs = deps.creationGraceMs ?? 2_000;
   const readCache = deps.readCache ?? { maxAgeSeconds: 5, staleWhileRevalidateSeconds: 30 };
   const feeds = deps.feeds ?? createWatchFeeds({ store, metrics, ...(live ? { live } : {}) });
   const messages = createWatchMessages(deps.shipmentMessages);
@@ -233,14 +247,15 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
       let full = false;
       // Ends on cancel, drain or lifetime. Built by hand so that a closed stream leaves nothing
       // behind: AbortSignal.timeout would keep a timer (and this stream) for the whole lifetime,
-      // and the server's drain signal would keep a listener per stream ever opened.
+      // and the server's drain signal would keep a listener per stream ever opened. The drain is
+      // joined through `drainOf`: every open watch listening on the signal itself made each
+      // stream's start and end cost in proportion to the watches open.
       const waits = new StreamWaits(heartbeatMs);
       const end = () => waits.end();
-      const drain = ctx.values.get(drainSignalKey);
       const lifetime = setTimeout(end, maxLifetimeMs);
       ctx.signal.addEventListener("abort", end, { once: true });
-      drain.addEventListener("abort", end, { once: true });
-      if (ctx.signal.aborted || drain.aborted) end();
+      const leaveDrain = drainOf(ctx.values.get(drainSignalKey)).onDrain(end);
+      if (ctx.signal.aborted) end();
 
       // Everything goes through the shipment's feed, which listens for notices before the first
       // read (so no change between the read and the wait is missed) and takes in the changes
@@ -256,6 +271,22 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
       metrics.watchers.inc();
       try {
         let state = await feed.current(0, listeningSince);
+        if (!state && creationGraceMs > 0) {
+          // Not in the read model yet. A client that watches right after CreateShipment races the
+          // projector (tens of milliseconds apart, seconds under a backlog): the feed listens
+          // already, so the creation's notice ends the wait; one read at the deadline covers a
+          // lost notice. A tracking number nobody created costs the caller the grace period.
+          const deadline = performance.now() + creationGraceMs;
+          for (;;) {
+            const left = deadline - performance.now();
+            const outcome = noticed ? "wake" : left > 0 ? await waits.wait(left) : "timeout";
+            if (outcome === "abort") return;
+            noticed = false;
+            state = await (outcome === "wake" ? feed.current(noticedVersion) : feed.current(0, performance.now()));
+            if (state || outcome === "timeout") break;
+          }
+          metrics.watchCreationWaits.inc({ outcome: state ? "appeared" : "not_found" });
+        }
         if (!state) throw notFound(tn);
         full = fullAccess(ctx, state.customerId);
         const after = Number(req.afterSequence);
@@ -294,7 +325,7 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
         waits.end();
         clearTimeout(lifetime);
         ctx.signal.removeEventListener("abort", end);
-        drain.removeEventListener("abort", end);
+        leaveDrain();
         feed.leave();
         metrics.watchers.dec();
       }

@@ -34,6 +34,11 @@ export interface TrackingMetrics {
    * feed had already), `unreadable` (read at once).
    */
   readonly watchNotices: Counter<"outcome">;
+  /**
+   * `logistics_tracking_watch_creation_waits_total{outcome}`: watches of a shipment the read model
+   * did not hold yet that waited for its creation: `appeared` or `not_found` (the grace ran out).
+   */
+  readonly watchCreationWaits: Counter<"outcome">;
 }
 
 /** Registers the tracking instruments on `registry` (the service's `ctx.metrics.registry`). */
@@ -83,6 +88,12 @@ export function createTrackingMetrics(registry: Registry): TrackingMetrics {
     watchNotices: new Counter({
       name: "logistics_tracking_watch_notices_total",
       help: "Change notices received by the WatchShipment feeds, by what they cost (taken: no store read)",
+      labelNames: ["outcome"],
+      registers,
+    }),
+    watchCreationWaits: new Counter({
+      name: "logistics_tracking_watch_creation_waits_total",
+      help: "WatchShipment calls that waited for a shipment not in the read model yet, by outcome (appeared, not_found)",
       labelNames: ["outcome"],
       registers,
     }),

@@ -113,6 +113,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
       metrics,
       heartbeatMs: config.TRACKING_WATCH_HEARTBEAT_MS,
       maxStreamLifetimeMs: config.TRACKING_WATCH_MAX_LIFETIME_MS,
+      creationGraceMs: config.TRACKING_WATCH_CREATION_GRACE_MS,
       readCache: {
         maxAgeSeconds: config.TRACKING_PUBLIC_MAX_AGE_SECONDS,
         staleWhileRevalidateSeconds: config.TRACKING_PUBLIC_STALE_SECONDS,

@@ -25,6 +25,7 @@ import {
   createdEvent,
   createTrackingTestEnv,
   publishFixture,
+  readCounter,
   routeEvent,
   scanEvent,
   trackingNumber,
@@ -62,7 +63,7 @@ describe("TrackingService.WatchShipment (real servers, grpc-js and Connect over 
 
   beforeAll(async () => {
     env = await createTrackingTestEnv();
-    svc = await env.start({ TRACKING_WATCH_HEARTBEAT_MS: "400" });
+    svc = await env.start({ TRACKING_WATCH_HEARTBEAT_MS: "400", TRACKING_WATCH_CREATION_GRACE_MS: "600" });
     nc = await connect({ servers: env.nats.url });
     publisher = createEventPublisher({ js: jetstream(nc) });
     connectClient = createClient(TrackingService, createConnectTransport({ baseUrl: svc.url, httpVersion: "1.1" }));
@@ -71,6 +72,9 @@ describe("TrackingService.WatchShipment (real servers, grpc-js and Connect over 
     await nc?.drain();
     await env?.close();
   });
+
+  const creationWaits = (outcome: string) => readCounter(svc.metricsUrl, "logistics_tracking_watch_creation_waits_total", `outcome="${outcome}"`);
+  const openWatchers = () => readCounter(svc.metricsUrl, "logistics_tracking_watchers");
 
   const version = async (tn: string) => {
     try {
@@ -162,14 +166,36 @@ describe("TrackingService.WatchShipment (real servers, grpc-js and Connect over 
     await scenario((tn, after) => connectWatch(connectClient, tn, after), 2);
   });
 
-  it("answers NotFound for an unknown shipment and OutOfRange for a sequence from the future", async () => {
+  it("answers NotFound for an unknown shipment once the creation grace has passed, and OutOfRange for a sequence from the future", async () => {
+    const opened = performance.now();
     const unknown = connectWatch(connectClient, trackingNumber(tag, 99));
     const e1 = await unknown.ended;
     assert.equal(ConnectError.from(e1.error).code, Code.NotFound);
+    // TRACKING_WATCH_CREATION_GRACE_MS of this service is 600 ms.
+    assert.ok(performance.now() - opened >= 590, "NotFound only after the grace");
+    assert.equal(unknown.updates.length, 0);
     const tn = trackingNumber(tag, 1);
     const future = connectWatch(connectClient, tn, 1000n);
     const e2 = await future.ended;
     assert.equal(ConnectError.from(e2.error).code, Code.OutOfRange);
+  });
+
+  it("holds a watch opened before the shipment's creation is applied and streams it from its snapshot, without NotFound", async () => {
+    const tn = trackingNumber(tag, 7);
+    const t0 = Date.UTC(2026, 10, 21, 8, 0, 0);
+    const waitsBefore = await creationWaits("appeared");
+    const early = connectWatch(connectClient, tn);
+    // The watch is waiting (nothing applied yet) when the creation is published.
+    await waitFor(async () => (await openWatchers()) >= 1, { message: "the early watch is open" });
+    await publishFixture(publisher, env.subjects, createdEvent(tn, new Date(t0)));
+    await waitFor(() => early.updates.length >= 1, { message: "snapshot after the creation" });
+    assert.equal(early.updates[0]?.kind, WatchUpdateKind.SNAPSHOT);
+    assert.equal(early.updates[0]?.sequence, 1n);
+    await publishFixture(publisher, env.subjects, scanEvent(tn, 1, ScanKind.PICKUP, new Date(t0 + 3_600_000)));
+    await waitFor(() => lastSequence(early) >= 2n, { message: "the first scan on the same stream" });
+    assert.equal(await creationWaits("appeared"), waitsBefore + 1);
+    early.cancel();
+    await early.ended;
   });
 
   it("gives callers with shipments:read the internal fields", async () => {

@@ -1321,6 +1321,9 @@ export const TrackingService: GenService<{
    * from the last received sequence) or the server's maximum stream lifetime passes (the stream
    * ends with OK: resume the same way).
    *
+   * A tracking number the read model does not hold yet (a shipment created a moment ago) is
+   * waited for, up to a grace period (2 seconds by default), before NotFound.
+   *
    * Errors: NotFound for an unknown tracking number; OutOfRange when after_sequence is greater
    * than the shipment's current version.
    *
