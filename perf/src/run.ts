@@ -4,19 +4,7 @@
  * stated rate, because absolute numbers on small shared machines are noise. Writes
  * perf/results/<date>/ (summary.md, results.json, ghz JSON, SVG plots).
  *
- *   npm run perf                          short run: service benches, then end to end at 300/s and a
- *                                         search for the highest sustained rate (1,000/s next if 300/s holds)
- *   npm run perf -- --only e2e            some parts only (ingest, get-shipment, route-planning, notification-claim, store-apply, e2e)
- *   npm run perf -- --label "before"      a label in the report's title (e.g. before/after a change)
- *   npm run perf -- --soak                10-minute soak at 70% of the last report's highest sustained rate
- *   npm run perf -- --soak --soak-rate 200 --soak-minutes 10
- *   npm run perf -- --rejudge-soak perf/results/<dir>   a soak's memory samples judged again (writes soak-memory-floors.md)
- *   npm run perf -- --ghz-web URL         also post the ghz reports to a ghz-web server
- *   npm run perf -- --only e2e --service-node-args=--max-semi-space-size=32   a Node.js setting for every service (options starting with -- need the = form)
- *   npm run perf -- --scenario-hour 1     the scenario's routes planned from 01:00 UTC whatever the hour (they change hourly otherwise)
- *   npm run perf -- --warmup-seconds 0    end-to-end windows right after the ramp (cold processes; default 10 s at the full rate first)
- *   npm run perf -- --only e2e --profile  also CPU profiles of every service in each end-to-end run
- *                                         (<results>/profiles/e2e-<rate>/<service>/*.cpuprofile)
+ * Usage: see USAGE below (`npm run perf -- --help` prints it).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -54,8 +42,24 @@ const here = dirname(fileURLToPath(import.meta.url)); // perf/dist
 const repoRoot = resolve(here, "..", "..");
 const resultsRoot = join(repoRoot, "perf", "results");
 
+const USAGE = `  npm run perf                          short run: service benches, then end to end at 300/s and a
+                                        search for the highest sustained rate (1,000/s next if 300/s holds)
+  npm run perf -- --only e2e            some parts only (ingest, get-shipment, route-planning, notification-claim, store-apply, e2e)
+  npm run perf -- --label "before"      a label in the report's title (e.g. before/after a change)
+  npm run perf -- --soak                10-minute soak at 70% of the last report's highest sustained rate
+  npm run perf -- --soak --soak-rate 200 --soak-minutes 10
+  npm run perf -- --rejudge-soak perf/results/<dir>   a soak's memory samples judged again (writes soak-memory-floors.md)
+  npm run perf -- --ghz-web URL         also post the ghz reports to a ghz-web server
+  npm run perf -- --only e2e --service-node-args=--max-semi-space-size=32   a Node.js setting for every service (options starting with -- need the = form)
+  npm run perf -- --scenario-hour 1     the scenario's routes planned from 01:00 UTC whatever the hour (they change hourly otherwise)
+  npm run perf -- --warmup-seconds 0    end-to-end windows right after the ramp (cold processes; default 10 s at the full rate first)
+  npm run perf -- --only e2e --profile  also CPU profiles of every service in each end-to-end run
+                                        (<results>/profiles/e2e-<rate>/<service>/*.cpuprofile)
+`;
+
 const { values: args } = parseArgs({
   options: {
+    help: { type: "boolean", short: "h", default: false },
     soak: { type: "boolean", default: false },
     "soak-minutes": { type: "string", default: "10" },
     "soak-rate": { type: "string" },
@@ -87,6 +91,11 @@ const { values: args } = parseArgs({
     "scenario-hour": { type: "string" },
   },
 });
+
+if (args.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 
 const started = performance.now();
 const budgetMs = Number(args["budget-seconds"]) * 1000;
@@ -346,10 +355,28 @@ async function e2eAt(infra: Infra, rate: number, windowMs: number, settleMs: num
         `(${result.webhooks.received}/${result.webhooks.expected}), mesh ${meshTotal(result.cost.perThousandScans).toFixed(0)} ms CPU per 1,000 scans, ` +
         `sustained ${result.sustained}${result.sustained ? "" : ` (${result.failed.join("; ")})`}`,
     );
+    await snapshotMetrics(mesh, join(outDir, "metrics", `e2e-${rate}`));
     return { result, wallMs: performance.now() - t };
   } finally {
     await mesh.close();
   }
+}
+
+/**
+ * Every service's Prometheus exposition after a run (the notices taken or read, the projector's
+ * batch sizes, the store's round trips...): what a counter says about where the time went.
+ */
+async function snapshotMetrics(mesh: MeshProcesses, dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await Promise.all(
+    MESH.map(async (svc) => {
+      const text = await fetch(`http://127.0.0.1:${mesh.metricsPorts[svc]}/metrics`).then(
+        (r) => r.text(),
+        (err: unknown) => `# not scraped: ${String(err)}\n`,
+      );
+      await writeFile(join(dir, `${svc}.prom`), text);
+    }),
+  );
 }
 
 /** `<stream>/<durable>` without the run's unique stream prefix: `SCANS/tracking-scans`. */

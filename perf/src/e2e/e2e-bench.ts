@@ -340,6 +340,7 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
               }
               status = newStatus;
             }
+            if (process.env["PERF_DEBUG"] && !signal.aborted) log(`watch ${tn} after ${after}: ended by the server`);
           } catch (e) {
             // NotFound until tracking has applied the creation; a dropped stream resumes after `after`.
             if (process.env["PERF_DEBUG"] && !signal.aborted) log(`watch ${tn} after ${after}: ${e instanceof Error ? e.message : String(e)}`);
@@ -601,11 +602,16 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
   // --- results ---
   let ackMissing = 0;
   let visibleMissing = 0;
+  const invisible = new Map<number, number[]>();
   for (const r of scans.values()) {
     if (!r.inWindow) continue;
     if (r.ackAt === undefined) ackMissing++;
-    else if (r.visibleAt === undefined) visibleMissing++;
+    else if (r.visibleAt === undefined) {
+      visibleMissing++;
+      invisible.set(r.shipment, [...(invisible.get(r.shipment) ?? []), r.step]);
+    }
   }
+  if (process.env["PERF_DEBUG"]) for (const [k, steps] of invisible) log(`never visible: ${tnOf(k)} steps ${steps.sort((a, b) => a - b).join(",")}`);
   // Window scans sent late (held for their shipment's creation) count as sent; never-sent ones as missing acks.
   ackMissing += held.size ? [...held.values()].reduce((a, l) => a + l.filter((x) => x.at >= 0).length, 0) : 0;
   const webhookMissing = webhookExpected.size;
