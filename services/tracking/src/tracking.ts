@@ -27,6 +27,10 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
   moduleUrl: import.meta.url,
   services: [TrackingService],
   policies: trackingPolicies,
+  // The replica's own change notices reach its watchers in process (live-updates.ts): NATS
+  // sending each one back (a document and its events, per changed shipment) only to be skipped
+  // was a second copy of the busiest subject through the broker and the socket.
+  natsNoEcho: true,
   streamLimits: (config) => [
     {
       method: TrackingService.method.watchShipment,

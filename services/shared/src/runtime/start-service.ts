@@ -66,6 +66,12 @@ export interface ServiceDefinition<C extends BaseConfig> {
   moduleUrl?: string;
   /** Caps on its long-lived streaming methods, per connection and per principal (from its config). */
   streamLimits?: (config: C) => StreamLimit[];
+  /**
+   * The service's NATS connection never receives what it publishes itself (the protocol's
+   * `no_echo`), for a service that subscribes to subjects it also publishes on and handles its own
+   * messages in process (tracking's change notices). Default false.
+   */
+  natsNoEcho?: boolean;
   /** Builds handlers and background work from the shared connections. */
   start(ctx: ServiceContext<C>): Promise<ServiceParts>;
 }
@@ -106,14 +112,17 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
       servers: [...config.NATS_URL],
       name: def.name,
       logger: log,
-      connection: natsConnectionOptions({
-        user: config.NATS_USER,
-        password: config.NATS_PASSWORD,
-        credsFile: config.NATS_CREDS_FILE,
-        tlsCaFile: config.NATS_TLS_CA_FILE,
-        tlsCertFile: config.NATS_TLS_CERT_FILE,
-        tlsKeyFile: config.NATS_TLS_KEY_FILE,
-      }),
+      connection: {
+        ...natsConnectionOptions({
+          user: config.NATS_USER,
+          password: config.NATS_PASSWORD,
+          credsFile: config.NATS_CREDS_FILE,
+          tlsCaFile: config.NATS_TLS_CA_FILE,
+          tlsCertFile: config.NATS_TLS_CERT_FILE,
+          tlsKeyFile: config.NATS_TLS_KEY_FILE,
+        }),
+        ...(def.natsNoEcho ? { noEcho: true } : {}),
+      },
     });
     cleanups.push(() => nats.drain());
     const jsm = await jetstreamManager(nats);
