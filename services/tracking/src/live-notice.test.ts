@@ -50,6 +50,17 @@ describe("live notices", () => {
     assert.ok(lastEvent?.type === "scan.recorded" && lastEvent.message.recordedAt === undefined, "the unwritable time is cleared");
   });
 
+  it("carry the change of a shipment's earlier version in a merged apply, whose document JSON the store did not report", () => {
+    // One apply merged two batches with events of this shipment: only its last result carries
+    // the document JSON the store wrote; the first batch's notice serializes its document.
+    const earlier = second.applied.map(({ event, result }) => ({ event, result: { ...result, stored: { ...result.stored!, docJson: undefined } } }));
+    const change = noticeChange(second.doc, earlier);
+    assert.ok(change, "the change is carried, not the version alone");
+    assert.equal(change.docJson, undefined);
+    assert.deepEqual(decodeNotice(TN, encodeNotice(second.doc.version, change)), decodeNotice(TN, noticeOf(second)));
+    assert.equal(localNotice(5, change).change?.doc, second.doc);
+  });
+
   it("announce the version alone when the change is over the size limit or its writes are not known", () => {
     const big = noticeOf(second, 200);
     assert.equal(new TextDecoder().decode(big), "5");

@@ -27,8 +27,12 @@ export const MAX_NOTICE_BYTES = 64 * 1024;
 export interface NoticeChange {
   /** The shipment's newest document. */
   readonly doc: ShipmentDoc;
-  /** That document as written. */
-  readonly docJson: string;
+  /**
+   * That document as written; undefined for a version the store reported no JSON for (a
+   * shipment's earlier version in an apply that merged several batches: only its last document
+   * is written), serialized when the notice is sent.
+   */
+  readonly docJson: string | undefined;
   /** The events of the versions up to the document's, oldest first, as the history holds them. */
   readonly events: ReadonlyArray<{
     readonly type: string;
@@ -62,8 +66,11 @@ export function noticeChange(
   applied: ReadonlyArray<{ readonly event: ProjectedEvent; readonly result: ApplyResult }>,
 ): NoticeChange | undefined {
   const last = applied[applied.length - 1]?.result;
-  const docJson = last?.stored?.docJson;
-  if (!last || last.after !== doc || docJson === undefined) return undefined;
+  if (!last || last.after !== doc) return undefined;
+  // A shipment whose events came in several of the batches one apply merged has a notice per
+  // batch; only the last carries the JSON the store wrote. The others still carry their change
+  // (a version-only notice sent every watcher of the shipment to the store, then to its history).
+  const docJson = last.stored?.docJson;
   const first = doc.version - applied.length + 1;
   const events: Array<NoticeChange["events"][number]> = [];
   for (const [i, { event, result }] of applied.entries()) {
@@ -97,7 +104,7 @@ export function encodeNotice(version: number, change?: NoticeChange, maxBytes = 
     const events = change.events.map(
       (e) => `{"type":${JSON.stringify(e.type)},"late":${e.late},"appliedAt":${e.appliedAt.getTime()},"event":${e.json}}`,
     );
-    const data = encoder.encode(`{"version":${version},"doc":${change.docJson},"events":[${events.join(",")}]}`);
+    const data = encoder.encode(`{"version":${version},"doc":${change.docJson ?? JSON.stringify(change.doc)},"events":[${events.join(",")}]}`);
     if (data.length <= maxBytes) return data;
   }
   return encoder.encode(String(version));

@@ -235,9 +235,11 @@ describe("the batched tracking projector (real nats-server and PostgreSQL)", () 
     const calls: Array<Array<ProjectedEvent["type"]>> = [];
     let projector: Awaited<ReturnType<typeof startReplica>>["projector"] | undefined;
     const batches = () => Object.values(projector?.stats() ?? {}).reduce((n, c) => n + c.batches, 0);
+    const notices: Array<{ tn: string; version: number; carried: boolean }> = [];
     ({ projector } = await startReplica(catalog, {
       maxBatch: 100,
       lingerMs: 1_000,
+      notifier: { notify: (tn, version, change) => void notices.push({ tn, version, carried: change !== undefined }) },
       wrap: (apply) => async (events: readonly ProjectedEvent[]) => {
         calls.push(events.map((e) => e.type));
         if (calls.length === 1) await waitFor(() => batches() === 3, { timeoutMs: 10_000, message: "three batches handed over" });
@@ -273,6 +275,13 @@ describe("the batched tracking projector (real nats-server and PostgreSQL)", () 
     for (const tn of shipments) {
       const ids = byTn.get(tn)?.derivation.eventIds ?? [];
       assert.deepEqual([...ids].sort(), [`created.${tn}`, `route.${tn}.1`, `scan.${tn}.0`].sort(), `${tn}: ${ids.join(",")}`);
+    }
+    // A shipment with events in two of a merged apply's batches gets a notice per batch, and each
+    // carries its change: watchers take it in without reading the store.
+    for (const tn of shipments) {
+      const mine = notices.filter((n) => n.tn === tn);
+      assert.ok(mine.length >= 2, `${tn}: ${mine.length} notices`);
+      assert.deepEqual(mine.filter((n) => !n.carried).map((n) => n.version), [], `${tn}: notices with the version alone`);
     }
   });
 
