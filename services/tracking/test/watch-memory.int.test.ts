@@ -53,6 +53,8 @@ describe("WatchShipment memory after streams close (tracking process, grpc-js)",
       // Caps off: this measures what open streams cost, not who may open them.
       TRACKING_WATCHES_PER_CONNECTION: "0",
       TRACKING_WATCHES_PER_PRINCIPAL: "0",
+      // Watches of numbers nobody created wait for the creation until they are closed.
+      TRACKING_WATCH_CREATION_GRACE_MS: "60000",
     });
     await waitFor(async () => (await readMetric(metricsUrl, "rpc_server_open_streams")) !== undefined, {
       message: "tracking process up",
@@ -72,8 +74,12 @@ describe("WatchShipment memory after streams close (tracking process, grpc-js)",
     await env?.close();
   });
 
-  /** Opens `n` watches over `CONNECTIONS` connections; resolves once each got its snapshot. */
-  async function openWatches(n: number) {
+  /**
+   * Opens `n` watches over `CONNECTIONS` connections: of the shipment (resolves once each got its
+   * snapshot), or with `waiting` each of its own tracking number nobody created (resolves once all
+   * are open, waiting for a creation: a feed, a notice subscription and a timer each).
+   */
+  async function openWatches(n: number, waiting = false) {
     const clients = Array.from({ length: CONNECTIONS }, () =>
       new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 }),
     );
@@ -83,13 +89,19 @@ describe("WatchShipment memory after streams close (tracking process, grpc-js)",
         "/logistics.tracking.v1.TrackingService/WatchShipment",
         (m: ReturnType<typeof create<typeof WatchShipmentRequestSchema>>) => Buffer.from(toBinary(WatchShipmentRequestSchema, m)),
         (b: Buffer) => fromBinary(WatchShipmentResponseSchema, b),
-        create(WatchShipmentRequestSchema, { trackingNumber: tn }),
+        create(WatchShipmentRequestSchema, { trackingNumber: waiting ? `${tn}W${i}` : tn }),
       );
       call.once("data", () => snapshots++);
       call.on("error", () => {});
       return call;
     });
-    await waitFor(() => snapshots === n, { message: `${n} watches served`, timeoutMs: 120_000, signal: svc.proc.exitSignal });
+    if (waiting) {
+      await waitFor(async () => (await readMetric(metricsUrl, "tracking_watchers")) === n, {
+        message: `${n} watches waiting`,
+        timeoutMs: 120_000,
+        signal: svc.proc.exitSignal,
+      });
+    } else await waitFor(() => snapshots === n, { message: `${n} watches served`, timeoutMs: 120_000, signal: svc.proc.exitSignal });
     return {
       async close() {
         for (const c of calls) c.cancel();
@@ -104,5 +116,13 @@ describe("WatchShipment memory after streams close (tracking process, grpc-js)",
 
   it(`returns to its baseline heap after ${STREAMS} watch streams close`, async () => {
     await assertHeapReturnsAfterStreams(svc, openWatches, { label: "WatchShipment", streams: STREAMS, marginBytes: MARGIN_BYTES });
+  });
+
+  it(`returns to its baseline heap after ${STREAMS} watches waiting for a creation are closed`, async () => {
+    await assertHeapReturnsAfterStreams(svc, (n) => openWatches(n, true), {
+      label: "WatchShipment waiting for a creation",
+      streams: STREAMS,
+      marginBytes: MARGIN_BYTES,
+    });
   });
 });
