@@ -156,6 +156,38 @@ describe("event catalog publishing and the batch consumer (real nats-server)", (
     await settled(def.stream.name, def.durable, 1);
   });
 
+  it("keeps a pull outstanding across pull expiries: no message of a trickle waits for a heartbeat timeout", async () => {
+    // Pulls of up to 64 messages expiring after 2 s, under a trickle of one message per 150 ms:
+    // each pull ends part-filled at its expiry. No message may wait for nats.js to miss two 1 s
+    // heartbeats (~2 s) before the next pull. (This server answers each expiry with a 408, so the
+    // test holds without the client-side end of a pull at its expiry too; it guards the pulls'
+    // continuity, not the silent expiries seen under load.)
+    const { catalog, def, publishScans } = await setup();
+    const seenAt = new Map<string, number>();
+    await start(catalog, {
+      consumer: def,
+      maxBatch: 64,
+      maxInFlightBatches: 1,
+      lingerMs: 0,
+      pullExpiresMs: 2_000,
+      handler: async (items) => {
+        for (const i of items) seenAt.set(i.id, performance.now());
+        return items.map(() => Outcomes.ack);
+      },
+    });
+    const sentAt = new Map<string, number>();
+    const opened = performance.now();
+    for (let n = 0; performance.now() - opened < 5_500; n++) {
+      sentAt.set(`TNEXPIRE01-${n}`, performance.now());
+      await publishScans([scan("TNEXPIRE01", n)]);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    await waitFor(() => seenAt.size === sentAt.size, { message: "every message of the trickle", timeoutMs: 15_000 });
+    const waits = [...sentAt].map(([id, at]) => seenAt.get(id)! - at);
+    const longest = Math.max(...waits);
+    assert.ok(longest < 800, `a message waited ${longest.toFixed(0)} ms for a pull (of ${waits.length}, two or more pulls expired)`);
+  });
+
   it("takes a backlog in batches of at most maxBatch, each key's messages in stream order, and acks them all", async () => {
     const { catalog, def, publishScans } = await setup();
     const keys = Array.from({ length: 7 }, (_, i) => `TNORD${String(i).padStart(5, "0")}`);
