@@ -159,7 +159,8 @@ interface Held {
  * Runs a durable JetStream pull consumer that hands the handler whole batches.
  *
  * Pulling: fetch requests for as many messages as there is room for (`maxBatch ×
- * maxInFlightBatches` held at most), so the client never buffers more than it can work on. Every
+ * maxInFlightBatches` held at most), so the client never buffers more than it can work on; a pull
+ * the server has not ended by its expiry is ended by the client `PULL_EXPIRY_MARGIN_MS` later. Every
  * message is decoded once, by its subject (a whole-stream consumer decodes each event type with
  * its own schema): a subject that is not one of the consumer's events, a `Logistics-Type` header
  * naming another type or an undecodable payload is poison and dead-lettered at once.
