@@ -602,16 +602,19 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
   // --- results ---
   let ackMissing = 0;
   let visibleMissing = 0;
-  const invisible = new Map<number, number[]>();
+  /** PERF_DEBUG: the steps never visible, by shipment. */
+  const invisible = process.env["PERF_DEBUG"] ? new Map<number, number[]>() : undefined;
   for (const r of scans.values()) {
     if (!r.inWindow) continue;
     if (r.ackAt === undefined) ackMissing++;
     else if (r.visibleAt === undefined) {
       visibleMissing++;
-      invisible.set(r.shipment, [...(invisible.get(r.shipment) ?? []), r.step]);
+      const steps = invisible?.get(r.shipment);
+      if (steps) steps.push(r.step);
+      else invisible?.set(r.shipment, [r.step]);
     }
   }
-  if (process.env["PERF_DEBUG"]) for (const [k, steps] of invisible) log(`never visible: ${tnOf(k)} steps ${steps.sort((a, b) => a - b).join(",")}`);
+  for (const [k, steps] of invisible ?? []) log(`never visible: ${tnOf(k)} steps ${steps.sort((a, b) => a - b).join(",")}`);
   // Window scans sent late (held for their shipment's creation) count as sent; never-sent ones as missing acks.
   ackMissing += held.size ? [...held.values()].reduce((a, l) => a + l.filter((x) => x.at >= 0).length, 0) : 0;
   const webhookMissing = webhookExpected.size;
