@@ -82,6 +82,11 @@ export interface BatchConsumerStats {
   parkedKeys: number;
   /** Batches with the handler for longer than `stalledAfterMs` now. */
   stalled: number;
+  /**
+   * Pulls the server had not ended `PULL_EXPIRY_MARGIN_MS` after their expiry, ended by this
+   * client (see the pull loop: nats-server before 2.9.16 can drop an expired pull silently).
+   */
+  pullsEndedByClient: number;
 }
 
 /** A finished batch, for metrics. */
@@ -213,7 +218,7 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
   const ackWaitMs = config.ack_wait ? Math.round(config.ack_wait / 1e6) : def.ackWaitMs;
   const stalledAfterMs = opts.stalledAfterMs ?? ackWaitMs;
 
-  const stats: BatchConsumerStats = { received: 0, batches: 0, acked: 0, retried: 0, deadLettered: 0, poison: 0, held: 0, parkedKeys: 0, stalled: 0 };
+  const stats: BatchConsumerStats = { received: 0, batches: 0, acked: 0, retried: 0, deadLettered: 0, poison: 0, held: 0, parkedKeys: 0, stalled: 0, pullsEndedByClient: 0 };
   const deadLetter = createDeadLetterer({
     js,
     stream,
@@ -530,15 +535,33 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
           iter.stop();
           break;
         }
-        // The pull ends at its expiry on the client too. Pulls that the server let expire
-        // without a word were seen in the end-to-end runs (a consumer at ~40 messages/s got 391
-        // of the 500 it asked for, then no message, heartbeat or 408 for 5,034 ms); nats.js then
-        // waits for two missed heartbeats, ~5 s with no pull outstanding while the stream's new
-        // messages wait. The margin stays above how late a loaded server may take the request
-        // (a message it sent after the client stopped would wait for the ack wait), and the stop
-        // waits for the I/O phase (setImmediate), so a message already in the socket is taken.
-        expiry = setTimeout(() => setImmediate(() => iter.stop()), expiresMs + PULL_EXPIRY_MARGIN_MS);
+        // The pull ends at its expiry on the client too. nats-server before 2.9.16 drops an
+        // expired pull request without its 408 when a new message reaches the consumer after the
+        // expiry and before the server's own expiry timer runs (fixed upstream in 2.9.16, "Fix
+        // Pull Consumer not sending request timeout"): a busy stream hits that race. nats.js then
+        // waits for two missed heartbeats (expires / 2 each), ~5 s with no pull outstanding
+        // while the stream's new messages wait; the end-to-end runs saw exactly that (391 of 500
+        // messages, then nothing for 5,034 ms). The margin stays above how late a loaded server
+        // may take the request (a message it sent after the client stopped would wait for the
+        // ack wait), and the stop waits for the I/O phase (setImmediate), so a message already in
+        // the socket is taken.
+        let endedHere = false;
+        expiry = setTimeout(
+          () =>
+            setImmediate(() => {
+              endedHere = true;
+              iter.stop();
+            }),
+          expiresMs + PULL_EXPIRY_MARGIN_MS,
+        );
         for await (const m of iter) accept(m);
+        if (endedHere && !stopped) {
+          stats.pullsEndedByClient++;
+          log.warn(
+            { stream, durable, expiresMs, marginMs: PULL_EXPIRY_MARGIN_MS },
+            "the server did not end a pull at its expiry: ended by the client (nats-server before 2.9.16 drops such pulls silently; upgrade it)",
+          );
+        }
       } catch (err) {
         if (stopped) break;
         const delayMs = pullRetryDelayMs(err);
@@ -583,11 +606,15 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
 }
 
 /**
- * How long after a pull's expiry the client ends it when the server has not: far above a
- * loopback or in-cluster round trip and a loaded server's delay in taking the request, so the
- * server's own end (or a last message) arrives first; a fifth of the ~5 s nats.js waited.
+ * How long after a pull's expiry the client ends it when the server has not (nats-server < 2.9.16
+ * can drop an expired request silently, see the pull loop). Every consumer of the stream waits
+ * this long when it happens, so it is kept short, above how late a server's own end arrives: in
+ * an end-to-end run at 600 scans/s on two saturated cores the 408 of a pull that expired came at
+ * most 118 ms (p99 49 ms) after the client's expiry. Ending a pull the server still holds is
+ * safe: the stop unsubscribes the pull's inbox, and the server drops a waiting request nobody
+ * listens to instead of delivering to it. It was 1 s, a fifth of the ~5 s nats.js waited.
  */
-export const PULL_EXPIRY_MARGIN_MS = 1_000;
+export const PULL_EXPIRY_MARGIN_MS = 250;
 
 /**
  * How long the pull loop waits before pulling again after `fetch` failed. A fetch that ends with
