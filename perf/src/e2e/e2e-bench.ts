@@ -15,7 +15,6 @@
  * - shipments get 7–13 scans along their route, so documents and histories have real sizes.
  * CPU per component comes from /proc over the measured window (see lib/proc.ts).
  */
-import { setMaxListeners } from "node:events";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { create } from "@bufbuild/protobuf";
@@ -30,7 +29,7 @@ import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { IngestService, ScanOutcome, type StreamScansRequest, type StreamScansResponse } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { NotificationEventType, NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
-import { TrackingService, WatchUpdateKind } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { WatchUpdateKind } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { recordedEventId } from "@logistics/ingest";
 import { bearer, openScanCall, scanMessage } from "@logistics/ingest/client";
 import { sampleBacklog } from "../lib/jetstream-backlog.js";
@@ -40,6 +39,7 @@ import { cpuBetween, loadAverage, type CpuSampler, type CpuSample } from "../lib
 import { seriesPercentileMs } from "../lib/stats.js";
 import { judgeSustained } from "../lib/summary.js";
 import { buildSchedule, dueUntil, shipmentTemplates, type ShipmentTemplate } from "./scenario.js";
+import { openWatch, type WatchUpdate } from "./watch-client.js";
 
 export interface E2eOptions {
   /** Scans per second offered in steady state (open loop). */
@@ -177,12 +177,12 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
   const setupStarted = performance.now();
 
   const carrier = "acme";
-  const adminHeaders = { authorization: `Bearer ${await mesh.token([Scope.Admin])}` };
+  const adminToken = await mesh.token([Scope.Admin]);
+  const adminHeaders = { authorization: `Bearer ${adminToken}` };
   const carrierToken = await mesh.token([Scope.ScansWrite], { carrier });
   const ordersHeaders = { authorization: `Bearer ${await mesh.token([Scope.ShipmentsWrite])}` };
   const transport = (svc: keyof MeshProcesses["ports"]) => createGrpcTransport({ baseUrl: `http://127.0.0.1:${mesh.ports[svc]}` });
   const ingest = createClient(IngestService, transport("ingest"));
-  const tracking = createClient(TrackingService, transport("tracking"));
   const notification = createClient(NotificationService, transport("notification"));
 
   // Everything before the clock starts: routes planned, schedule built.
@@ -292,60 +292,71 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
     { headers: adminHeaders },
   );
 
-  // Watchers: one per shipment from its creation until its last scan is visible.
-  const watching = new AbortController();
-  // Every open watcher's signal follows it (AbortSignal.any): a hundred or more at once is the design.
-  setMaxListeners(0, watching.signal);
+  // Watchers: one per shipment from its creation until its last scan is visible, on grpc-js
+  // server streams read for the four fields measured (watch-client.ts): the generator shares the
+  // two cores with the mesh, and a Connect client's per-message async iterables and full decoding
+  // were a third of its CPU.
+  const trackingGrpc = new grpc.Client(`127.0.0.1:${mesh.ports.tracking}`, grpc.credentials.createInsecure());
+  const adminMd = bearer(adminToken);
+  let watchingStopped = false;
+  const openWatches = new Set<grpc.ClientReadableStream<WatchUpdate>>();
   const watchers = new Set<Promise<void>>();
   let watchersOpen = 0;
   let watchersPeak = 0;
   const watch = (k: number, tn: string) => {
     const lastStep = templates[schedule.templateOf[k]!]!.scans.length - 1;
-    const mine = new AbortController();
-    const signal = AbortSignal.any([watching.signal, mine.signal]);
+    let done = false; // the last scan is visible (or the run is closing)
     let after = 1n; // version 1 is the creation; every later change arrives with its cause
     let status = ShipmentStatus.INFO_RECEIVED; // a created shipment's status
+    let current: grpc.ClientReadableStream<WatchUpdate> | undefined;
+    const onUpdate = (u: WatchUpdate) => {
+      if (u.kind === WatchUpdateKind.HEARTBEAT) return;
+      const now = performance.now();
+      if (u.sequence > after) after = u.sequence;
+      const newStatus: ShipmentStatus = u.status ?? status;
+      const id = u.causeEventId;
+      const rec = id ? scans.get(id) : undefined;
+      if (id && rec && rec.visibleAt === undefined) {
+        rec.visibleAt = now;
+        bump("visible", now);
+        if (rec.inWindow) {
+          c.visibleInWindow++;
+          if (rec.ackAt !== undefined) record("ackToVisible", ackToVisible, rec, (now - rec.ackAt) * 1000);
+        }
+        if (u.kind === WatchUpdateKind.CHANGE && newStatus !== status && rec.inWindow) {
+          const key = `${tn}:${u.sequence}`;
+          rec.webhookKey = key;
+          webhookExpected.set(key, id);
+          if (webhookAt.has(key)) {
+            c.otherWebhooks--;
+            matchWebhook(key);
+          }
+        }
+        if (rec.step === lastStep) {
+          done = true;
+          current?.cancel();
+        }
+        forget(id, rec);
+      }
+      status = newStatus;
+    };
     const p = (async () => {
       watchersOpen++;
       watchersPeak = Math.max(watchersPeak, watchersOpen);
       let backoff = 200;
       try {
-        while (!signal.aborted) {
-          try {
-            for await (const u of tracking.watchShipment({ trackingNumber: tn, afterSequence: after }, { signal, headers: adminHeaders })) {
-              if (u.kind === WatchUpdateKind.HEARTBEAT) continue;
-              const now = performance.now();
-              if (u.sequence > after) after = u.sequence;
-              const newStatus: ShipmentStatus = u.shipment?.status ?? status;
-              const id = u.cause?.eventId;
-              const rec = id ? scans.get(id) : undefined;
-              if (id && rec && rec.visibleAt === undefined) {
-                rec.visibleAt = now;
-                bump("visible", now);
-                if (rec.inWindow) {
-                  c.visibleInWindow++;
-                  if (rec.ackAt !== undefined) record("ackToVisible", ackToVisible, rec, (now - rec.ackAt) * 1000);
-                }
-                if (u.kind === WatchUpdateKind.CHANGE && newStatus !== status && rec.inWindow) {
-                  const key = `${tn}:${u.sequence}`;
-                  rec.webhookKey = key;
-                  webhookExpected.set(key, id);
-                  if (webhookAt.has(key)) {
-                    c.otherWebhooks--;
-                    matchWebhook(key);
-                  }
-                }
-                if (rec.step === lastStep) mine.abort();
-                forget(id, rec);
-              }
-              status = newStatus;
-            }
-            if (process.env["PERF_DEBUG"] && !signal.aborted) log(`watch ${tn} after ${after}: ended by the server`);
-          } catch (e) {
-            // NotFound until tracking has applied the creation; a dropped stream resumes after `after`.
-            if (process.env["PERF_DEBUG"] && !signal.aborted) log(`watch ${tn} after ${after}: ${e instanceof Error ? e.message : String(e)}`);
+        while (!done && !watchingStopped) {
+          const { call, ended } = openWatch(trackingGrpc, adminMd, { trackingNumber: tn, afterSequence: after }, onUpdate);
+          current = call;
+          openWatches.add(call);
+          const end = await ended;
+          openWatches.delete(call);
+          current = undefined;
+          if (done || watchingStopped) break;
+          // NotFound until tracking has applied the creation; a dropped stream resumes after `after`.
+          if (process.env["PERF_DEBUG"]) {
+            log(`watch ${tn} after ${after}: ${end.code === grpc.status.OK ? "ended by the server" : `${grpc.status[end.code]}: ${end.details}`}`);
           }
-          if (signal.aborted) break;
           await new Promise((r) => setTimeout(r, backoff));
           backoff = Math.min(1000, backoff * 2);
         }
@@ -355,6 +366,10 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
     })();
     watchers.add(p);
     void p.finally(() => watchers.delete(p));
+  };
+  const stopWatching = () => {
+    watchingStopped = true;
+    for (const call of openWatches) call.cancel();
   };
 
   // Carrier gateway: `nStreams` StreamScans calls, shipments spread over them by index.
@@ -589,8 +604,9 @@ export async function runE2e(mesh: MeshProcesses, o: E2eOptions): Promise<E2eRes
   }
   const settleMs = performance.now() - settleStarted;
   await backlog.stop();
-  watching.abort();
+  stopWatching();
   await Promise.allSettled([...watchers]);
+  trackingGrpc.close();
   await Promise.race([Promise.all(callsEnded), new Promise((r) => setTimeout(r, 3000))]);
   closing = true;
   for (const call of calls) call.cancel();
