@@ -30,12 +30,31 @@ export interface IngestMetrics {
   readonly redisErrors: Counter<"op">;
   /** `logistics_ingest_shipments_total{result}`: CreateShipment outcomes (created, replayed). */
   readonly shipments: Counter<"result">;
+  /**
+   * Serves `logistics_ingest_shipment_cache_entries`, the shipment directory's in-process cache
+   * size (`size` read at each scrape). The cache fills with the shipments scanned within
+   * INGEST_SHIPMENT_CACHE_TTL_SECONDS (up to INGEST_SHIPMENT_CACHE_SIZE): a process's heap grows
+   * with it for that long after a start, then stays level.
+   */
+  observeShipmentCache(size: () => number): void;
 }
 
 /** Creates the ingest instruments on `registry` (the service's registry, served at /metrics). */
 export function createIngestMetrics(registry: Registry): IngestMetrics {
   const registers = [registry];
+  let cacheSize: (() => number) | undefined;
+  new Gauge({
+    name: "logistics_ingest_shipment_cache_entries",
+    help: "Shipments (tracking number to carriers) in this process's directory cache, expired ones not yet dropped included",
+    registers,
+    collect() {
+      if (cacheSize) this.set(cacheSize());
+    },
+  });
   return {
+    observeShipmentCache(size) {
+      cacheSize = size;
+    },
     scans: new Counter({
       name: "logistics_ingest_scans_total",
       help: "Scans acknowledged, by carrier, outcome and reject reason",

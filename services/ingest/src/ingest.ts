@@ -91,6 +91,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
         return peer ? { value: peer.data, revision: 0 } : undefined;
       },
     });
+    metrics.observeShipmentCache(() => directory.cached);
     // Scans go out as pipelined publishes with one reply subscription for every PubAck: per scan
     // a plain publish and a map entry, instead of a js.publish request (object, timer, error).
     const scanPipeline = createPipelinedPublisher({ nc: ctx.nats, maxInFlight: config.INGEST_MAX_INFLIGHT });
