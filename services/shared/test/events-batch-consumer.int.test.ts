@@ -188,6 +188,33 @@ describe("event catalog publishing and the batch consumer (real nats-server)", (
     assert.ok(longest < 800, `a message waited ${longest.toFixed(0)} ms for a pull (of ${waits.length}, two or more pulls expired)`);
   });
 
+  it("loses nothing to a pull the client ended while the server still held it: the server drops a request nobody listens to", async () => {
+    // The premise of ending pulls on the client (PULL_EXPIRY_MARGIN_MS): if the client's end comes
+    // before the server's (a request that reached the server late), messages published after it
+    // must not go to the ended pull's inbox, where they would wait for the ack wait (30 s here).
+    const { def, publishScans } = await setup({ ackWaitMs: 30_000 });
+    const consumer = await js.consumers.get(def.stream.name, def.durable);
+    const held = await consumer.fetch({ max_messages: 100, expires: 20_000 });
+    const drained = (async () => {
+      for await (const _ of held) {
+        // nothing is published while it is open
+      }
+    })();
+    await waitFor(async () => (await info(def.stream.name, def.durable)).num_waiting === 1, { message: "the pull is waiting on the server" });
+    held.stop();
+    await drained;
+    await publishScans([scan("TNHELD0001", 1), scan("TNHELD0001", 2), scan("TNHELD0001", 3)]);
+    const started = performance.now();
+    const got: string[] = [];
+    const next = await consumer.fetch({ max_messages: 3, expires: 5_000 });
+    for await (const m of next) {
+      got.push(fromBinary(ScanRecordedSchema, m.data).eventId);
+      m.ack();
+    }
+    assert.deepEqual(got, ["TNHELD0001-1", "TNHELD0001-2", "TNHELD0001-3"]);
+    assert.ok(performance.now() - started < 4_000, "the messages came to the next pull, not after the ack wait");
+  });
+
   it("takes a backlog in batches of at most maxBatch, each key's messages in stream order, and acks them all", async () => {
     const { catalog, def, publishScans } = await setup();
     const keys = Array.from({ length: 7 }, (_, i) => `TNORD${String(i).padStart(5, "0")}`);
