@@ -3,6 +3,7 @@ import { Counter } from "prom-client";
 import { EtaChangeReason } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { RoutingService } from "@logistics/shared/gen/logistics/routing/v1/routing_pb.js";
 import { createCatalogPublisher } from "@logistics/shared/events";
+import { createPipelinedPublisher } from "@logistics/shared/nats";
 import { startConsumerLagSampler } from "@logistics/shared/operations";
 import { pgTimeouts, type ServiceDefinition } from "@logistics/shared/runtime";
 import type { RoutingConfig } from "./config.js";
@@ -43,12 +44,15 @@ export const routingService: ServiceDefinition<RoutingConfig> = {
       labelNames: ["reason"] as const,
       registers: [ctx.metrics.registry],
     });
+    // Route events go out as pipelined publishes with one reply subscription for every PubAck
+    // (as ingest's scans), not one js.publish request each.
+    const eventPipeline = createPipelinedPublisher({ nc: ctx.nats });
     const keeper = createRouteKeeper({
       network,
       planner,
       spatial,
       store,
-      publisher: createCatalogPublisher({ js: ctx.js, logger: log }),
+      publisher: createCatalogPublisher({ js: ctx.js, logger: log, pipeline: eventPipeline }),
       events: ctx.catalog.events,
       clock,
       newId,
@@ -68,6 +72,7 @@ export const routingService: ServiceDefinition<RoutingConfig> = {
         logger: log,
       });
     } catch (e) {
+      eventPipeline.close();
       await store.close();
       throw e;
     }
@@ -87,6 +92,7 @@ export const routingService: ServiceDefinition<RoutingConfig> = {
       async close() {
         await backlog.close();
         await consumers.close();
+        eventPipeline.close();
         await store.close();
       },
     };

@@ -1,5 +1,6 @@
 import { TrackingService } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { createCatalogPublisher } from "@logistics/shared/events";
+import { createPipelinedPublisher } from "@logistics/shared/nats";
 import { startConsumerLagSampler } from "@logistics/shared/operations";
 import { createFailOpenRedis } from "@logistics/shared/redis";
 import { effectiveRegion, pgTimeouts, type ServiceDefinition } from "@logistics/shared/runtime";
@@ -64,6 +65,10 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
     // One rendering of each version for the cache refresh and this replica's watchers.
     const shipmentMessages = createShipmentMessages();
 
+    // The projector's status and ETA events go out as pipelined publishes with one reply
+    // subscription for every PubAck (as ingest's scans): per event a plain publish and a map entry,
+    // instead of a js.publish request (its object, headers, timer and settled error).
+    const eventPipeline = createPipelinedPublisher({ nc: ctx.nats });
     let projector: Projector | undefined;
     try {
       if (config.TRACKING_PROJECTOR_ENABLED) {
@@ -76,7 +81,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
           cache,
           notifier: createLiveNotifier(ctx.nats, ctx.subjects, live),
           shipmentMessages,
-          publisher: createCatalogPublisher({ js: ctx.js, logger: log }),
+          publisher: createCatalogPublisher({ js: ctx.js, logger: log, pipeline: eventPipeline }),
           metrics,
           durablePrefix: config.TRACKING_CONSUMER_PREFIX,
           maxBatch: config.TRACKING_PROJECTOR_MAX_BATCH,
@@ -91,6 +96,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
         });
       }
     } catch (err) {
+      eventPipeline.close();
       live.close();
       closeRedis();
       await store.close();
@@ -128,6 +134,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
       async close() {
         await backlog.close();
         await projector?.close();
+        eventPipeline.close();
         live.close();
         closeRedis();
         await store.close();
