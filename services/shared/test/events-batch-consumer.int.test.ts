@@ -159,9 +159,10 @@ describe("event catalog publishing and the batch consumer (real nats-server)", (
   it("keeps a pull outstanding across pull expiries: no message of a trickle waits for a heartbeat timeout", async () => {
     // Pulls of up to 64 messages expiring after 2 s, under a trickle of one message per 150 ms:
     // each pull ends part-filled at its expiry. No message may wait for nats.js to miss two 1 s
-    // heartbeats (~2 s) before the next pull. (This server answers each expiry with a 408, so the
-    // test holds without the client-side end of a pull at its expiry too; it guards the pulls'
-    // continuity, not the silent expiries seen under load.)
+    // heartbeats (~2 s) before the next pull. (A trickle this slow almost never has a message
+    // arrive just after an expiry, the race in which nats-server < 2.9.16 drops the request without
+    // its 408, so the test holds without the client-side end of a pull too; it guards the pulls'
+    // continuity, not that race.)
     const { catalog, def, publishScans } = await setup();
     const seenAt = new Map<string, number>();
     await start(catalog, {
@@ -192,6 +193,8 @@ describe("event catalog publishing and the batch consumer (real nats-server)", (
     // The premise of ending pulls on the client (PULL_EXPIRY_MARGIN_MS): if the client's end comes
     // before the server's (a request that reached the server late), messages published after it
     // must not go to the ended pull's inbox, where they would wait for the ack wait (30 s here).
+    // This covers a request without a listener; a message the server sent before the unsubscribe
+    // reached it still waits for the ack wait.
     const { def, publishScans } = await setup({ ackWaitMs: 30_000 });
     const consumer = await js.consumers.get(def.stream.name, def.durable);
     const held = await consumer.fetch({ max_messages: 100, expires: 20_000 });
