@@ -11,6 +11,7 @@ import {
   type EventCatalog,
 } from "@logistics/shared/events";
 import type { NatsLog } from "@logistics/shared/nats";
+import type { Registry } from "prom-client";
 import type { ConsumerRef } from "@logistics/shared/operations";
 import type { NotificationStore } from "./notification-store.js";
 
@@ -41,6 +42,8 @@ export interface EventIntakeOptions {
   maxBatch?: number;
   /** How long a batch may wait to fill up. Default: the batch consumer's (0, no wait). */
   lingerMs?: number;
+  /** The service's metrics registry, for the consumers' own counters (see `BatchConsumerOptions.registry`). */
+  registry?: Registry;
 }
 
 /** The running consumers. */
@@ -99,6 +102,7 @@ export async function startEventIntake(opts: EventIntakeOptions): Promise<EventI
           ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
           ...(opts.lingerMs !== undefined ? { lingerMs: opts.lingerMs } : {}),
           ...(log ? { logger: log } : {}),
+          ...(opts.registry ? { registry: opts.registry } : {}),
         }),
       );
     }

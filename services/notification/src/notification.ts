@@ -91,6 +91,7 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
         catalog: ctx.catalog,
         store,
         logger: ctx.log,
+        registry: ctx.metrics.registry,
         lingerMs: config.NOTIFICATION_INTAKE_LINGER_MS,
         // New deliveries become due after the order window (on the database's clock, hence a few
         // ms more): look for them then, one claim per worker tick however many batches committed.

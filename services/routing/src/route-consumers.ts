@@ -2,6 +2,7 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ensureCatalogConsumer, startBatchConsumer, type BatchConsumer, type EventCatalog } from "@logistics/shared/events";
 import type { NatsLog } from "@logistics/shared/nats";
+import type { Registry } from "prom-client";
 import type { ConsumerRef } from "@logistics/shared/operations";
 import type { RouteKeeper } from "./route-keeper.js";
 
@@ -27,6 +28,8 @@ export interface RouteConsumersOptions {
   logger?: NatsLog;
   /** Most events per batch. Default: the batch consumer's (256). */
   maxBatch?: number;
+  /** The service's metrics registry, for the consumers' own counters (see `BatchConsumerOptions.registry`). */
+  registry?: Registry;
 }
 
 /** The running consumers. */
@@ -53,6 +56,7 @@ export async function startRouteConsumers(opts: RouteConsumersOptions): Promise<
     catalog,
     ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
     ...(opts.logger ? { logger: opts.logger } : {}),
+    ...(opts.registry ? { registry: opts.registry } : {}),
   };
   const shipments = catalog.consumer("routing-shipments-created");
   const scans = catalog.consumer("routing-scans");

@@ -70,6 +70,7 @@ export const routingService: ServiceDefinition<RoutingConfig> = {
         catalog: ctx.catalog,
         keeper,
         logger: log,
+        registry: ctx.metrics.registry,
       });
     } catch (e) {
       eventPipeline.close();

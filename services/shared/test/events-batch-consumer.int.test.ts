@@ -5,6 +5,7 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { SpanKind, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter } from "@opentelemetry/sdk-trace";
+import { Registry } from "prom-client";
 import { ScanRecordedSchema, type ScanRecorded } from "../src/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "../src/gen/logistics/events/v1/routing_events_pb.js";
 import {
@@ -13,6 +14,7 @@ import {
   ensureCatalogConsumer,
   Outcomes,
   publication,
+  PULLS_ENDED_BY_CLIENT_METRIC,
   startBatchConsumer,
   type BatchConsumer,
   type BatchConsumerOptions,
@@ -187,6 +189,14 @@ describe("event catalog publishing and the batch consumer (real nats-server)", (
     const waits = [...sentAt].map(([id, at]) => seenAt.get(id)! - at);
     const longest = Math.max(...waits);
     assert.ok(longest < 800, `a message waited ${longest.toFixed(0)} ms for a pull (of ${waits.length}, two or more pulls expired)`);
+  });
+
+  it("serves its count of pulls it ended itself on the service's registry, from zero, per consumer", async () => {
+    const { catalog, def } = await setup();
+    const registry = new Registry();
+    await start(catalog, { consumer: def, registry, handler: async (items) => items.map(() => Outcomes.ack) });
+    const text = await registry.metrics();
+    assert.match(text, new RegExp(`^${PULLS_ENDED_BY_CLIENT_METRIC}\\{consumer="${def.durable}"\\} 0$`, "m"));
   });
 
   it("loses nothing to a pull the client ended while the server still held it: the server drops a request nobody listens to", async () => {

@@ -36,6 +36,7 @@ import type { ShipmentCache } from "./shipment-cache.js";
 import { docAtVersion, loadHistory } from "./shipment-history.js";
 import { docTime, shipmentEta, shipmentMessage } from "./shipment-view.js";
 import type { TrackingMetrics } from "./tracking-metrics.js";
+import type { Registry } from "prom-client";
 
 /** Options of {@link startProjector}. */
 export interface ProjectorOptions {
@@ -85,6 +86,8 @@ export interface ProjectorOptions {
    */
   ownRegion?: string;
   logger?: NatsLog;
+  /** The service's metrics registry, for the consumers' own counters (see `BatchConsumerOptions.registry`). */
+  registry?: Registry;
   /** Wall clock (for recorded_at / changed_at and the lag metric). Default `() => new Date()`. */
   now?: () => Date;
 }
@@ -454,6 +457,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
       ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
       ...(opts.maxInFlightBatches !== undefined ? { maxInFlightBatches: opts.maxInFlightBatches } : {}),
       ...(opts.lingerMs !== undefined ? { lingerMs: opts.lingerMs } : {}),
+      ...(opts.registry ? { registry: opts.registry } : {}),
       logger: log,
     });
     consumers.push({ durable: def.durable, consumer });

@@ -83,6 +83,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
           shipmentMessages,
           publisher: createCatalogPublisher({ js: ctx.js, logger: log, pipeline: eventPipeline }),
           metrics,
+          registry: ctx.metrics.registry,
           durablePrefix: config.TRACKING_CONSUMER_PREFIX,
           maxBatch: config.TRACKING_PROJECTOR_MAX_BATCH,
           // Three consumers with two batches in flight each: six connections at most, the rest of

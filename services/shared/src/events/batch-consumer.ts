@@ -2,6 +2,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Link, type Span, type Tracer } from "@opentelemetry/api";
+import { Counter, type Registry } from "prom-client";
 import { exponentialRetryDelay } from "../nats/consumer.js";
 import { createDeadLetterer, errorText, watchMaxDeliveries, type MaxDeliveriesWatch } from "../nats/dead-letters.js";
 import { EventHeaders } from "../nats/event-headers.js";
@@ -140,6 +141,31 @@ export interface BatchConsumerOptions<E extends AnyEventDef> {
   tracer?: Tracer;
   /** Called after every batch is settled (e.g. to feed metrics). */
   onBatch?: (summary: BatchSummary) => void;
+  /**
+   * The service's metrics registry: counts the pulls this consumer ended itself in
+   * {@link PULLS_ENDED_BY_CLIENT_METRIC}`{consumer}` (the series exists from the start, at 0).
+   */
+  registry?: Registry;
+}
+
+/**
+ * Pulls a consumer ended itself `PULL_EXPIRY_MARGIN_MS` after their expiry because the server had
+ * not (nats-server before 2.9.16 drops such a pull silently; else a late server). Each one held
+ * the consumer's messages back for the margin: a rate above zero says to upgrade the server.
+ */
+export const PULLS_ENDED_BY_CLIENT_METRIC = "logistics_consumer_pulls_ended_by_client_total";
+
+/** The counter of {@link PULLS_ENDED_BY_CLIENT_METRIC} on `registry`, registered once per registry. */
+function pullsEndedByClientCounter(registry: Registry): Counter<"consumer"> {
+  return (
+    (registry.getSingleMetric(PULLS_ENDED_BY_CLIENT_METRIC) as Counter<"consumer"> | undefined) ??
+    new Counter({
+      name: PULLS_ENDED_BY_CLIENT_METRIC,
+      help: "Pulls the consumer ended itself after their expiry because the server had not (nats-server < 2.9.16 drops such pulls silently)",
+      labelNames: ["consumer"],
+      registers: [registry],
+    })
+  );
 }
 
 /** A running batch consumer. */
@@ -218,6 +244,8 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
   const ackWaitMs = config.ack_wait ? Math.round(config.ack_wait / 1e6) : def.ackWaitMs;
   const stalledAfterMs = opts.stalledAfterMs ?? ackWaitMs;
 
+  const endedByClient = opts.registry ? pullsEndedByClientCounter(opts.registry).labels({ consumer: durable }) : undefined;
+  endedByClient?.inc(0);
   const stats: BatchConsumerStats = { received: 0, batches: 0, acked: 0, retried: 0, deadLettered: 0, poison: 0, held: 0, parkedKeys: 0, stalled: 0, pullsEndedByClient: 0 };
   const deadLetter = createDeadLetterer({
     js,
@@ -557,6 +585,7 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
         for await (const m of iter) accept(m);
         if (endedHere && !stopped) {
           stats.pullsEndedByClient++;
+          endedByClient?.inc();
           log.warn(
             { stream, durable, expiresMs, marginMs: PULL_EXPIRY_MARGIN_MS },
             "the server did not end a pull at its expiry: ended by the client (nats-server before 2.9.16 drops such pulls silently: upgrade it; else the server is late)",
