@@ -654,8 +654,13 @@ async function lastHighestSustained(): Promise<{ rate: number; dir: string } | u
   return undefined;
 }
 
-/** The prom-client default gauges the soak samples from each service. */
-const HEAP_GAUGES = ["nodejs_heap_size_used_bytes", "nodejs_heap_size_total_bytes", "nodejs_external_memory_bytes"] as const;
+/** The prom-client default gauges the soak samples from each service, and ingest's bounded cache. */
+const HEAP_GAUGES = [
+  "nodejs_heap_size_used_bytes",
+  "nodejs_heap_size_total_bytes",
+  "nodejs_external_memory_bytes",
+  "logistics_ingest_shipment_cache_entries",
+] as const;
 
 async function soak(): Promise<void> {
   await mkdir(outDir, { recursive: true });
@@ -675,7 +680,7 @@ async function soak(): Promise<void> {
   const commit = gitDescribe();
   const infra = startInfra();
   const mesh = await startMeshProcesses(MESH_ENV, { databaseUrl: infra.pg.url, redisUrl: infra.redis.url });
-  const samples: Array<{ at: number; svc: string; rssMiB: number; heapMiB?: number; heapTotalMiB?: number; externalMiB?: number }> = [];
+  const samples: Array<{ at: number; svc: string; rssMiB: number; heapMiB?: number; heapTotalMiB?: number; externalMiB?: number; cacheEntries?: number }> = [];
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
@@ -686,7 +691,12 @@ async function soak(): Promise<void> {
         // else an RSS floor holds.
         const g = await scrapeGauges(mesh.metricsPorts[svc], HEAP_GAUGES).catch(() => ({}) as Partial<Record<(typeof HEAP_GAUGES)[number], number>>);
         const mib = (v: number | undefined) => (v === undefined ? undefined : v / 2 ** 20);
-        const heap = { heapMiB: mib(g.nodejs_heap_size_used_bytes), heapTotalMiB: mib(g.nodejs_heap_size_total_bytes), externalMiB: mib(g.nodejs_external_memory_bytes) };
+        const heap = {
+          heapMiB: mib(g.nodejs_heap_size_used_bytes),
+          heapTotalMiB: mib(g.nodejs_heap_size_total_bytes),
+          externalMiB: mib(g.nodejs_external_memory_bytes),
+          cacheEntries: g.logistics_ingest_shipment_cache_entries,
+        };
         if (rss !== undefined) samples.push({ at, svc, rssMiB: rss, ...Object.fromEntries(Object.entries(heap).filter(([, v]) => v !== undefined)) });
       }
       await new Promise((r) => setTimeout(r, MEMORY_SAMPLE_MS));

@@ -146,6 +146,20 @@ describe("judgeSoakMemory", () => {
     assert.match(md, /\| ingest \| RSS \| (\d+ ){7}\d+ \| 3\.\d\d \| 1\.00 \| [\d.]+ \| \*\*growing\*\* \|/);
     assert.match(md, /Memory — \*\*growing\*\*: ingest \(RSS\); not enough data: tracking \(heap used\); flat: routing\./);
     assert.doesNotMatch(md, /V8 heap committed/, "samples without heap total or external (older soaks) get no breakdown");
+    assert.doesNotMatch(md, /Bounded caches/, "no cache reported, no cache table");
+  });
+
+  it("lists a service's bounded cache by window, after the warm-up and within the load only", () => {
+    // A cache filling at 45 entries/s, sampled every 2 s; a reading after the load must not show.
+    const memory: MemorySample[] = [];
+    for (let t = 0; t <= 10 * MIN; t += 2) memory.push({ t, svc: "ingest", rssMiB: 150, heapMiB: 50, cacheEntries: 45 * t });
+    memory.push({ t: 10 * MIN + 20, svc: "ingest", rssMiB: 150, heapMiB: 50, cacheEntries: 1 });
+    memory.push({ t: 5 * MIN, svc: "routing", rssMiB: 100, heapMiB: 30 });
+    const md = soakMemorySection(memory, judgeSoakMemory(memory, ["ingest", "routing"], 10 * MIN)).join("\n");
+    const row = md.split("\n").find((l) => l.startsWith("| ingest | ") && !l.includes("RSS") && !l.includes("heap"));
+    // Windows start at 2 minutes: the last readings of minutes 2–3, ..., 9–10 (and 10:00 itself).
+    assert.equal(row, "| ingest | 8,010 10,710 13,410 16,110 18,810 21,510 24,210 26,910 27,000 |");
+    assert.ok(!md.split("\n").some((l) => l.startsWith("| routing | ") && /^\| routing \| [\d,]+( [\d,]+)* \|$/.test(l)), "routing reported no cache");
   });
 
   it("adds the floors of V8's committed heap and of external memory, over the judged load only", () => {

@@ -14,6 +14,12 @@ export interface MemorySample {
   readonly heapMiB?: number;
   readonly heapTotalMiB?: number;
   readonly externalMiB?: number;
+  /**
+   * Entries of the service's bounded in-process cache, when it reports one (ingest's shipment
+   * directory cache, `logistics_ingest_shipment_cache_entries`): a cache that is still filling makes
+   * the heap's floors climb for as long as its TTL without a leak.
+   */
+  readonly cacheEntries?: number;
 }
 
 /** A service's memory verdict: growing when either floor grows; flat only when both are flat. */
@@ -90,7 +96,35 @@ export function soakMemorySection(
       });
   const parts = (["growing", "not enough data", "flat"] as const).flatMap((k) => (named(k).length ? [`${shown(k)}: ${named(k).join(", ")}`] : []));
   lines.push("", `Memory — ${parts.join("; ")}.`);
-  return [...lines, ...breakdownLines(memory, verdicts, rule)];
+  return [...lines, ...breakdownLines(memory, verdicts, rule), ...cacheLines(memory, verdicts, rule)];
+}
+
+/**
+ * Not judged: each window's last reading of a service's bounded cache (see
+ * {@link MemorySample.cacheEntries}), so a heap floor that climbs can be set against a cache that
+ * fills. Empty when no service reported one.
+ */
+function cacheLines(memory: readonly MemorySample[], verdicts: Readonly<Record<string, ServiceMemoryVerdict>>, rule: FloorRule): string[] {
+  const lines: string[] = [];
+  for (const [svc, judged] of Object.entries(verdicts)) {
+    const mine = memory.filter((m) => m.svc === svc && m.cacheEntries !== undefined && m.t >= rule.warmupS && m.t <= judged.loadEndS);
+    if (mine.length === 0) continue;
+    const byWindow = new Map<number, number>();
+    for (const m of mine) byWindow.set(Math.floor((m.t - rule.warmupS) / rule.windowS), m.cacheEntries!);
+    const readings = [...byWindow.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v);
+    lines.push(`| ${svc} | ${readings.map((v) => v.toLocaleString("en-US")).join(" ")} |`);
+  }
+  if (lines.length === 0) return [];
+  return [
+    "",
+    "Bounded caches (not judged; each window's last reading): ingest's shipment directory cache " +
+      "(`logistics_ingest_shipment_cache_entries`, about 350 B of heap per entry) holds the shipments scanned within its TTL " +
+      "(INGEST_SHIPMENT_CACHE_TTL_SECONDS, 10 minutes by default): while it fills, the heap's floors climb with it.",
+    "",
+    "| service | cache entries, window by window |",
+    "|---|---|",
+    ...lines,
+  ];
 }
 
 /**
