@@ -107,11 +107,12 @@ function ours(r: Runner, pid: number): boolean {
 
 async function waitOutput(r: Runner, pattern: RegExp, timeoutMs = 150_000): Promise<RegExpMatchArray> {
   let m: RegExpMatchArray | null = null;
-  await waitFor(() => (m = pattern.exec(r.output())) !== null, {
-    timeoutMs,
-    intervalMs: 100,
-    message: `runner output to match ${pattern}\n--- output ---\n${r.output().slice(-4000)}`,
-  });
+  try {
+    await waitFor(() => (m = pattern.exec(r.output())) !== null, { timeoutMs, intervalMs: 100, message: `runner output to match ${pattern}` });
+  } catch (err) {
+    // The output when the wait gave up (a message built with the call would show it at the start).
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- output at the deadline ---\n${r.output().slice(-4000)}`, { cause: err });
+  }
   return m!;
 }
 
@@ -142,8 +143,10 @@ describe("npm start, with no server configured", () => {
   beforeAll(async () => {
     const { env, ports } = await runnerEnv({ SIMULATOR_SHIPMENTS: "1", SIMULATOR_INTERVAL_MS: "300" });
     r = startRunner("npm", ["start"], env, ports);
-    await waitOutput(r, /logistics mesh is up/);
-  });
+    // A fresh mesh (the build check, a new PostgreSQL cluster, the servers, four services) while
+    // the rest of the suite loads both cores: it took longer than 150 s once in CI.
+    await waitOutput(r, /logistics mesh is up/, 270_000);
+  }, 300_000);
 
   it("reaches a healthy mesh on private servers, and a simulated scan is visible through tracking", async () => {
     const out = r.output();
@@ -207,8 +210,8 @@ describe("npm start, stopped by SIGHUP", () => {
   it("stops every process it started when npm gets SIGHUP (npm does not pass it on)", async () => {
     const { env, ports } = await runnerEnv({ SIMULATOR: "off" });
     const r = startRunner("npm", ["start"], env, ports);
-    await waitOutput(r, /logistics mesh is up/);
+    await waitOutput(r, /logistics mesh is up/, 270_000);
     await assertStopsClean(r, "SIGHUP");
     assert.match(r.output(), /the parent process \(\d+\) is gone: stopping/);
-  });
+  }, 330_000);
 });

@@ -1,6 +1,18 @@
 /** How servers say a port was taken (nats-server, redis-server: "address already in use"; PostgreSQL: "could not bind"). */
 const BIND_RACE = /could not bind|address already in use/i;
 
+/**
+ * Whether `err` or one of its causes reports a port taken: a server started on fixed ports fails
+ * with an abort whose cause carries the server's output.
+ */
+export function isBindRace(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
+    if (BIND_RACE.test(e instanceof Error ? e.message : String(e))) return true;
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return false;
+}
+
 /** Options of {@link launchOnFreePorts}. */
 export interface LaunchOnFreePortsOptions {
   /** Picks the ports of the next try (free ones, unless the caller fixed them). */

@@ -4,7 +4,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getFreePort } from "./free-port.js";
-import { launchOnFreePorts } from "./free-port-launch.js";
+import { isBindRace, launchOnFreePorts } from "./free-port-launch.js";
 import { removeOnExit, spawnManagedProcess, type ManagedProcess } from "./managed-process.js";
 import { uniqueName } from "./unique.js";
 import { waitFor } from "./wait-for.js";
@@ -226,8 +226,9 @@ export async function startNatsCluster(opts: NatsClusterOptions = {}): Promise<N
     const failure = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failure) {
       await stopAll();
-      const bindRace = /address already in use/i.test(String(failure.reason));
-      if (bindRace && attempt < BIND_RETRIES) continue;
+      // Another process took one of the ports picked (the route ports above all: a node binds its
+      // own only once started, after the others were told it): pick new ones.
+      if (isBindRace(failure.reason) && attempt < BIND_RETRIES) continue;
       throw failure.reason;
     }
     try {
