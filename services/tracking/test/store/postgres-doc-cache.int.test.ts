@@ -162,7 +162,9 @@ describe("the PostgreSQL store's document cache", () => {
           break;
         }
       }
-      assert.ok(oneStatement >= 5, `${oneStatement} of ${batches} batches in one statement (${msg})`);
+      // The comparison must have covered the cached path; how often a random seed takes it varies
+      // (4 of 74 batches for seed 1491852970, so a floor of 5 failed now and then).
+      assert.ok(oneStatement >= 1, `${oneStatement} of ${batches} batches in one statement (${msg})`);
       for (let i = 0; i < 40; i++) {
         const tn = `TN${10_000_000 + base + i}`;
         assert.deepStrictEqual(await cached.store.getShipment(tn), await plain.getShipment(tn), `${tn} (${msg})`);
