@@ -116,6 +116,32 @@ async function waitOutput(r: Runner, pattern: RegExp, timeoutMs = 150_000): Prom
   return m!;
 }
 
+/**
+ * Starts `npm start` on ports picked free and waits until the mesh is up. Another test's process
+ * can take a picked port before the runner binds it: the runner then refuses to start ("a port is
+ * taken") and exits, and this starts it again on new ports (at most three tries). Any other exit
+ * before the mesh is up fails at once, with the runner's output.
+ */
+async function startMeshRunner(extra: Record<string, string>): Promise<Runner> {
+  for (let attempt = 1; ; attempt++) {
+    const { env, ports } = await runnerEnv(extra);
+    const r = startRunner("npm", ["start"], env, ports);
+    const exited = () => r.proc.exitCode !== null || r.proc.signalCode !== null;
+    // A fresh mesh (the build check, a new PostgreSQL cluster, the servers, four services) while
+    // the rest of the suite loads both cores: it took longer than 150 s once in CI.
+    const outcome = await waitFor(() => (/logistics mesh is up/.test(r.output()) ? "up" : exited() ? "exited" : undefined), {
+      timeoutMs: 270_000,
+      intervalMs: 100,
+      message: "the runner to print that the mesh is up, or to exit",
+    }).catch((err: unknown) => {
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- output at the deadline ---\n${r.output().slice(-4000)}`, { cause: err });
+    });
+    if (outcome === "up") return r;
+    if (attempt < 3 && /a port is taken/.test(r.output())) continue;
+    throw new Error(`npm start exited before the mesh was up:\n${r.output().slice(-4000)}`);
+  }
+}
+
 /** Stops a runner (SIGTERM to the given pid) and checks nothing it started is left. */
 async function assertStopsClean(r: Runner, signal: NodeJS.Signals): Promise<void> {
   const pids = r.pids();
@@ -141,12 +167,8 @@ afterAll(async () => {
 describe("npm start, with no server configured", () => {
   let r: Runner;
   beforeAll(async () => {
-    const { env, ports } = await runnerEnv({ SIMULATOR_SHIPMENTS: "1", SIMULATOR_INTERVAL_MS: "300" });
-    r = startRunner("npm", ["start"], env, ports);
-    // A fresh mesh (the build check, a new PostgreSQL cluster, the servers, four services) while
-    // the rest of the suite loads both cores: it took longer than 150 s once in CI.
-    await waitOutput(r, /logistics mesh is up/, 270_000);
-  }, 300_000);
+    r = await startMeshRunner({ SIMULATOR_SHIPMENTS: "1", SIMULATOR_INTERVAL_MS: "300" });
+  }, 900_000);
 
   it("reaches a healthy mesh on private servers, and a simulated scan is visible through tracking", async () => {
     const out = r.output();
@@ -208,10 +230,8 @@ describe("npm start, with no server configured", () => {
 
 describe("npm start, stopped by SIGHUP", () => {
   it("stops every process it started when npm gets SIGHUP (npm does not pass it on)", async () => {
-    const { env, ports } = await runnerEnv({ SIMULATOR: "off" });
-    const r = startRunner("npm", ["start"], env, ports);
-    await waitOutput(r, /logistics mesh is up/, 270_000);
+    const r = await startMeshRunner({ SIMULATOR: "off" });
     await assertStopsClean(r, "SIGHUP");
     assert.match(r.output(), /the parent process \(\d+\) is gone: stopping/);
-  }, 330_000);
+  }, 900_000);
 });
