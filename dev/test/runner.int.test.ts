@@ -105,15 +105,20 @@ function ours(r: Runner, pid: number): boolean {
   }
 }
 
-async function waitOutput(r: Runner, pattern: RegExp, timeoutMs = 150_000): Promise<RegExpMatchArray> {
-  let m: RegExpMatchArray | null = null;
+/**
+ * Waits until `probe` returns a value, failing after `timeoutMs` with the runner's output at the
+ * deadline (a message built with the call would show the output at the start).
+ */
+async function waitRunner<T>(r: Runner, probe: () => T | undefined, timeoutMs: number, message: string): Promise<T> {
   try {
-    await waitFor(() => (m = pattern.exec(r.output())) !== null, { timeoutMs, intervalMs: 100, message: `runner output to match ${pattern}` });
+    return await waitFor(probe, { timeoutMs, intervalMs: 100, message });
   } catch (err) {
-    // The output when the wait gave up (a message built with the call would show it at the start).
     throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- output at the deadline ---\n${r.output().slice(-4000)}`, { cause: err });
   }
-  return m!;
+}
+
+async function waitOutput(r: Runner, pattern: RegExp, timeoutMs = 150_000): Promise<RegExpMatchArray> {
+  return waitRunner(r, () => pattern.exec(r.output()) ?? undefined, timeoutMs, `runner output to match ${pattern}`);
 }
 
 /**
@@ -129,13 +134,12 @@ async function startMeshRunner(extra: Record<string, string>): Promise<Runner> {
     const exited = () => r.proc.exitCode !== null || r.proc.signalCode !== null;
     // A fresh mesh (the build check, a new PostgreSQL cluster, the servers, four services) while
     // the rest of the suite loads both cores: it took longer than 150 s once in CI.
-    const outcome = await waitFor(() => (/logistics mesh is up/.test(r.output()) ? "up" : exited() ? "exited" : undefined), {
-      timeoutMs: 270_000,
-      intervalMs: 100,
-      message: "the runner to print that the mesh is up, or to exit",
-    }).catch((err: unknown) => {
-      throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- output at the deadline ---\n${r.output().slice(-4000)}`, { cause: err });
-    });
+    const outcome = await waitRunner(
+      r,
+      () => (/logistics mesh is up/.test(r.output()) ? "up" : exited() ? "exited" : undefined),
+      270_000,
+      "the runner to print that the mesh is up, or to exit",
+    );
     if (outcome === "up") return r;
     if (attempt < 3 && /a port is taken/.test(r.output())) continue;
     throw new Error(`npm start exited before the mesh was up:\n${r.output().slice(-4000)}`);
