@@ -641,9 +641,11 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
  * safe for what comes later: the stop unsubscribes the pull's inbox, and once the unsubscribe
  * reaches it the server drops a waiting request nobody listens to. But a message the server sends
  * before then waits for the ack wait, so the margin stays well above how late a starved server's
- * own end can come: 250 ms was tried (the 408 of an expired pull came at most 118 ms after the
- * client's expiry in a 600 scans/s run), and the test suite, loading both cores, then missed its
- * freshness SLO's healthy phase once.
+ * own end can come: the 408 of an expired pull came at most 118 ms after the client's expiry in a
+ * 600 scans/s run, so 250 ms would leave about twice that. 250 ms was tried; a test-suite failure
+ * of the freshness SLO's healthy phase first blamed on it happened again with 1 s (that phase now
+ * waits longer), so nothing showed 250 ms wrong, and nothing yet showed it worth the narrower
+ * headroom either.
  */
 export const PULL_EXPIRY_MARGIN_MS = 1_000;
 
