@@ -21,11 +21,11 @@
 // with backoff, at most UNKNOWN_RETRIES times (default 30); on the first endpoint that answer is final.
 //
 //   INGEST_ENDPOINTS=https://ingest.eu.example.com,https://ingest.us.example.com \
-//     TOKEN=$CARRIER TRACKING_NUMBER=LM... node examples/carrier-gateway.mjs
+//     TOKEN=$CARRIER_TOKEN TRACKING_NUMBER=LM... node examples/carrier-gateway.mjs
 //
 // Environment: INGEST_ENDPOINTS (comma-separated; https://host[:port] uses TLS, http://host:port
 // or host:port plaintext), else INGEST_ADDR (one host:port, default 127.0.0.1:8081); TOKEN
-// (scans:write with a carrier claim), CARRIER (default acme), TRACKING_NUMBER (a shipment of that
+// (scans:write with a carrier claim), CARRIER_CODE (default acme), TRACKING_NUMBER (a shipment of that
 // carrier), SCANS (default 4), DROP_FIRST_STREAM=1 (demonstration: cancel the first stream right
 // after sending, before its acknowledgements arrive, to show the reconnect and resend).
 import { readFileSync } from "node:fs";
@@ -44,7 +44,7 @@ const definition = protoLoader.loadFileDescriptorSetFromBuffer(readFileSync(prot
 const { IngestService } = grpc.loadPackageDefinition(definition).logistics.ingest.v1;
 
 const env = process.env;
-const carrier = env.CARRIER ?? "acme";
+const carrier = env.CARRIER_CODE ?? "acme";
 const trackingNumber = env.TRACKING_NUMBER;
 if (!trackingNumber || !env.TOKEN) {
   console.error("set TRACKING_NUMBER and TOKEN (npm run -s token -- --scope scans:write --carrier acme)");
@@ -72,6 +72,8 @@ const unacked = new Map();
 // Resends per event id after UNKNOWN_SHIPMENT from a failover endpoint.
 const unknownResends = new Map();
 const unknownRetries = Number(env.UNKNOWN_RETRIES ?? 30);
+// Scans answered with a final rejection (fix the scan; resending cannot help).
+const rejectedFinal = [];
 const count = Number(env.SCANS ?? 4);
 const codes = [
   ["PU", "Picked up"],
@@ -140,6 +142,7 @@ function connect() {
       const keep = hold || (rejected && ack.reject_reason === "REJECT_REASON_UNAVAILABLE");
       console.log(`ack ${ack.event_id} ${ack.outcome.replace("SCAN_OUTCOME_", "")}${ack.detail ? ` (${ack.detail})` : ""}`);
       if (!keep) unacked.delete(ack.event_id);
+      if (rejected && !keep) rejectedFinal.push(ack.event_id);
       if (hold) {
         unknownResends.set(ack.event_id, tries + 1);
         held.push(ack.event_id);
@@ -165,7 +168,11 @@ function connect() {
 }
 
 function finish() {
-  console.log(`all ${count} scans acknowledged${endpoints.length > 1 ? ` (last endpoint ${endpoints[current].label})` : ""}`);
+  const where = endpoints.length > 1 ? ` (last endpoint ${endpoints[current].label})` : "";
+  if (rejectedFinal.length > 0) {
+    console.error(`${rejectedFinal.length} of ${count} scans rejected for good: ${rejectedFinal.join(", ")}${where}`);
+    process.exitCode = 1;
+  } else console.log(`all ${count} scans acknowledged${where}`);
   for (const c of clients.values()) c.close();
 }
 

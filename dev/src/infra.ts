@@ -9,7 +9,8 @@
  * apt when missing; elsewhere the error says how to get them). Nothing depends on whatever
  * happens to listen on a default port.
  */
-import { accessSync, constants, existsSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { accessSync, constants, existsSync, mkdirSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { spawn } from "node:child_process";
 import { userInfo } from "node:os";
@@ -98,6 +99,16 @@ export async function provideMeshServers(o: MeshServersOptions): Promise<MeshSer
     log,
   });
   if (wantNats || wantRedis || wantPostgres) await mkdir(dataDir, { recursive: true });
+  // As root, PostgreSQL runs as the postgres user, who cannot enter a checkout under /root: kept
+  // data then goes to a folder of its own under /var/tmp (one per data folder), not to a temporary
+  // one that stop() removes while the NATS streams beside it stay.
+  const pgDataDir = join(dataDir, "postgres");
+  let pgFallback: string | undefined;
+  if (wantPostgres && o.persistent && userInfo().uid === 0) {
+    const base = join("/var/tmp", `logistics-mesh-${createHash("sha256").update(pgDataDir).digest("hex").slice(0, 12)}`);
+    mkdirSync(base, { recursive: true, mode: 0o755 });
+    pgFallback = join(base, "postgres");
+  }
 
   let pgServer: PostgresServerHandle | undefined;
   let nats: NatsServerHandle | undefined;
@@ -110,7 +121,8 @@ export async function provideMeshServers(o: MeshServersOptions): Promise<MeshSer
   const started = await Promise.allSettled([
     wantPostgres
       ? startPostgresServer({
-          dataDir: join(dataDir, "postgres"),
+          dataDir: pgDataDir,
+          ...(pgFallback ? { fallbackDataDir: pgFallback } : {}),
           databases: [o.database],
           durable: o.durable ?? o.persistent === true,
           ...(o.postgresSettings ? { settings: o.postgresSettings } : {}),
@@ -143,6 +155,9 @@ export async function provideMeshServers(o: MeshServersOptions): Promise<MeshSer
     redis ? `redis-server on ${redisUrl}` : `Redis: REDIS_URL (started nothing)`,
   ];
   for (const line of summary) log(line);
+  if (pgServer && pgServer.dataDir !== pgDataDir) {
+    log(`PostgreSQL's data is in ${pgServer.dataDir}: the postgres user it runs as (as root) cannot reach ${pgDataDir}`);
+  }
   let stopping: Promise<void> | undefined;
   return {
     databaseUrl,

@@ -75,12 +75,14 @@ describe("integrator examples", () => {
     const commands = block
       .replaceAll("http://127.0.0.1:8081", mesh.get("ingest").url)
       .replaceAll("http://127.0.0.1:8083", mesh.get("tracking").url)
+      .replaceAll("http://127.0.0.1:8084", mesh.get("notification").url)
       .split(/\n\s*\n/)
       .map((c) => c.trim());
-    assert.equal(commands.length, 3);
+    assert.equal(commands.length, 4);
+    const customer = await mesh.token([Scope.ShipmentsRead, Scope.SubscriptionsWrite, Scope.SubscriptionsRead], { customer: "cust-42" });
     // Asynchronously: the mesh answers from this very process.
     const sh = async (command: string, env: Record<string, string>) => {
-      const { stdout } = await execFileAsync("sh", ["-c", command], { env: { ...process.env, TOKEN: internal, CARRIER: carrier, ...env }, timeout: 30_000 });
+      const { stdout } = await execFileAsync("sh", ["-c", command], { env: { ...process.env, TOKEN: internal, CARRIER_TOKEN: carrier, CUSTOMER_TOKEN: customer, ...env }, timeout: 30_000 });
       return stdout;
     };
     const created = JSON.parse(await sh(commands[0]!, {})) as { trackingNumber?: string };
@@ -98,6 +100,10 @@ describe("integrator examples", () => {
       },
       { timeoutMs: 30_000, intervalMs: 200, message: `${tn} in transit after its pickup scan, read back with curl` },
     );
+    const subscribed = JSON.parse(await sh(commands[3]!, { TN: tn! })) as { subscription?: { subscriptionId?: string; trackingNumber?: string }; signingSecret?: string };
+    assert.ok(subscribed.subscription?.subscriptionId, JSON.stringify(subscribed));
+    assert.equal(subscribed.subscription?.trackingNumber, tn, JSON.stringify(subscribed));
+    assert.ok((subscribed.signingSecret ?? "").length >= 32, JSON.stringify(subscribed));
   });
 
   /** An acme shipment from Frankfurt, created over Connect JSON; its tracking number. */
@@ -166,6 +172,23 @@ describe("integrator examples", () => {
     const scans = history.events.filter((e) => e.kind === ShipmentEventKind.SCAN);
     assert.equal(scans.length, 5);
     assert.equal(scans.at(-1)?.scanKind, ScanKind.DELIVERED);
+  });
+
+  it("a gateway whose scans are rejected for good says so and exits non-zero", async () => {
+    const tn = await createShipment("examples-test-rejected", { countryCode: "FR", city: "Paris", location: { latitude: 48.86, longitude: 2.35 } });
+    // The token is acme's; scans naming another carrier are WRONG_CARRIER, a final rejection.
+    const gateway = run("carrier-gateway.mjs", {
+      INGEST_ADDR: new URL(mesh.get("ingest").url).host,
+      TOKEN: carrier,
+      CARRIER_CODE: "globex",
+      TRACKING_NUMBER: tn,
+      SCANS: "2",
+    });
+    assert.equal(await gateway.exited, 1, gateway.output());
+    const out = gateway.output();
+    assert.match(out, new RegExp(`ack globex-${tn}-0 REJECTED`));
+    assert.match(out, new RegExp(`2 of 2 scans rejected for good: globex-${tn}-0, globex-${tn}-1`));
+    assert.doesNotMatch(out, /all 2 scans acknowledged/);
   });
 
   it("a gateway given endpoints across regions fails over from an unreachable first one and resends there", async () => {

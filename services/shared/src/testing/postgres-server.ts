@@ -16,6 +16,12 @@ export interface PostgresServerOptions {
    * under the OS temp dir, removed by `stop()`.
    */
   dataDir?: string;
+  /**
+   * Where the cluster goes instead when, running as root, the `postgres` user cannot reach
+   * `dataDir` (a checkout under a home only root may enter, e.g. /root): initialised on first use
+   * and kept like `dataDir`. Default: a fresh temporary directory, removed by `stop()`.
+   */
+  fallbackDataDir?: string;
   /** Databases to create when missing. Default `["test"]`. */
   databases?: readonly string[];
   /** Port on 127.0.0.1. Default: a free port (retried if another process takes it first). */
@@ -134,14 +140,14 @@ export async function startPostgresServer(opts: PostgresServerOptions = {}): Pro
   const ids = user ? { uid: user.uid, gid: user.gid } : {};
   const databases = opts.databases ?? ["test"];
   let dataDir = opts.dataDir;
-  if (dataDir !== undefined) {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    if (user) {
-      chownSync(dataDir, user.uid, user.gid);
-      // As root, the postgres user may not reach the folder asked for (e.g. under /root).
-      if (!writableBy(dataDir, user)) dataDir = undefined;
-    }
-  }
+  /** The folder if the server's user can work in it (as root, the postgres user may not reach it, e.g. under /root). */
+  const usable = (dir: string): string | undefined => {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (!user) return dir;
+    chownSync(dir, user.uid, user.gid);
+    return writableBy(dir, user) ? dir : undefined;
+  };
+  if (dataDir !== undefined) dataDir = usable(dataDir) ?? (opts.fallbackDataDir !== undefined ? usable(opts.fallbackDataDir) : undefined);
   let ownedDir: string | undefined;
   if (dataDir === undefined) {
     ownedDir = await mkdtemp(join(tmpdir(), "pg-"));
