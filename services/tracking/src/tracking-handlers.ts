@@ -231,6 +231,11 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
           ? { near: { lat: req.near.center?.latitude ?? 0, lon: req.near.center?.longitude ?? 0, radiusKm: req.near.radiusKm } }
           : {}),
       } satisfies Omit<ShipmentQuery, "pageSize" | "cursor">;
+      // Checked here, not in the contract's validation: a customer token's empty customer_id is
+      // its own account (searchCustomerFor), and only unpinned callers must narrow the search.
+      if (!filters.customerId && !filters.carrierCode && !filters.near) {
+        throw new ConnectError("at least one of customer_id, carrier_code or near must be set", Code.InvalidArgument);
+      }
       const cursor = decodePageToken(["search", filters], req.pageToken);
       const page = await mapped(() =>
         store.searchShipments({ ...filters, pageSize: req.pageSize || DEFAULT_PAGE_SIZE, ...(cursor ? { cursor } : {}) }),

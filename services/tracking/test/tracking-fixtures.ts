@@ -337,8 +337,8 @@ export interface TrackingTestEnv {
   env: Record<string, string>;
   /** Starts a replica with `overrides` on top of `env`. */
   start(overrides?: Record<string, string>): Promise<RunningService>;
-  /** A bearer token with `scopes`. */
-  token(scopes: string[]): Promise<string>;
+  /** A bearer token with `scopes` (a customer's with `extra.customer`, a carrier's with `extra.carrier`). */
+  token(scopes: string[], extra?: { customer?: string; carrier?: string }): Promise<string>;
   /** Stops every replica started, then the server, schema, keys and Redis keys. */
   close(): Promise<void>;
 }
@@ -377,8 +377,8 @@ export async function createTrackingTestEnv(opts: { redisUrl?: string } = {}): P
       running.push(svc);
       return svc;
     },
-    token: (scopes) =>
-      mintToken({ privateJwkPath: keys.privateJwkPath, issuer: "logistics-dev", audience: "logistics-mesh", subject: "test", scopes }),
+    token: (scopes, extra = {}) =>
+      mintToken({ privateJwkPath: keys.privateJwkPath, issuer: "logistics-dev", audience: "logistics-mesh", subject: "test", scopes, ...extra }),
     async close() {
       await Promise.allSettled(running.map((s) => s.close()));
       await nats.stop();

@@ -223,6 +223,20 @@ describe("TrackingService.WatchShipment (real servers, grpc-js and Connect over 
     const found = await grpcClient.searchShipments({ customerId: "cust-1", statuses: [ShipmentStatus.DELIVERED] }, { headers });
     assert.deepEqual(found.shipments.map((s) => s.trackingNumber).sort(), [trackingNumber(tag, 1), trackingNumber(tag, 2)]);
     await assert.rejects(grpcClient.searchShipments({ customerId: "cust-1" }), (e: unknown) => ConnectError.from(e).code === Code.Unauthenticated);
+
+    // A customer's search is pinned to its own account: an empty request lists its shipments.
+    const customer = { authorization: `Bearer ${await env.token([Scope.ShipmentsRead], { customer: "cust-1" })}` };
+    const own = await grpcClient.searchShipments({ statuses: [ShipmentStatus.DELIVERED] }, { headers: customer });
+    assert.deepEqual(own.shipments.map((s) => s.trackingNumber).sort(), [trackingNumber(tag, 1), trackingNumber(tag, 2)]);
+    const other = { authorization: `Bearer ${await env.token([Scope.ShipmentsRead], { customer: "cust-other" })}` };
+    assert.deepEqual((await grpcClient.searchShipments({}, { headers: other })).shipments, []);
+    // Callers not pinned to an account must still narrow the search; carriers may not search.
+    await assert.rejects(grpcClient.searchShipments({}, { headers }), (e: unknown) => {
+      const err = ConnectError.from(e);
+      return err.code === Code.InvalidArgument && /at least one of customer_id, carrier_code or near/.test(err.rawMessage);
+    });
+    const carrier = { authorization: `Bearer ${await env.token([Scope.ShipmentsRead], { carrier: "acme" })}` };
+    await assert.rejects(grpcClient.searchShipments({}, { headers: carrier }), (e: unknown) => ConnectError.from(e).code === Code.PermissionDenied);
   });
 
   it("serves the projected RoutePlanned's legs in GetShipment, to internal and anonymous callers", async () => {
