@@ -665,6 +665,16 @@ function recordAttemptsSql({ dels, atts }: Pick<StoreContext, "dels" | "atts">):
      FROM u`;
 }
 
+/**
+ * Text as a PostgreSQL `text` column holds it: NUL (which PostgreSQL refuses in text) becomes
+ * U+FFFD. The attempt's error and response excerpt come from the receiver, which controls every
+ * byte of them: one NUL made its attempt unrecordable, so the delivery was sent again at every
+ * lease expiry and never retried, dead-lettered or followed by the shipment's later events.
+ */
+export function storableText(s: string): string {
+  return s.includes("\u0000") ? s.replaceAll("\u0000", "\uFFFD") : s;
+}
+
 async function recordAttempts(ctx: StoreContext, records: readonly AttemptRecord[]): Promise<RecordedAttempt[]> {
   if (records.length === 0) return [];
   const res = await ctx.pool.query(named(ctx.recordSql), [
@@ -673,10 +683,10 @@ async function recordAttempts(ctx: StoreContext, records: readonly AttemptRecord
     records.map((r) => r.next.state),
     records.map((r) => (r.next.state === RETRYING ? r.next.delayMs : 0)),
     records.map((r) => (r.attempt.attemptedAt ? timestampDate(r.attempt.attemptedAt) : new Date())),
-    records.map((r) => r.attempt.error),
+    records.map((r) => storableText(r.attempt.error)),
     records.map((r) => r.attempt.httpStatus),
     records.map((r) => (r.attempt.duration ? Math.round(durationMs(r.attempt.duration)) : 0)),
-    records.map((r) => r.attempt.responseExcerpt),
+    records.map((r) => storableText(r.attempt.responseExcerpt)),
   ]);
   const results: RecordedAttempt[] = records.map(() => ({ written: false, successorDue: false }));
   for (const row of res.rows as Array<{ n: string; successor_due: boolean }>) {

@@ -257,6 +257,31 @@ describe("notification webhook delivery (nats-server, PostgreSQL, node:http rece
     assert.equal(r.requests.length, 1);
   });
 
+  it("records an attempt whose answer holds NUL bytes, and the shipment's later events follow it", async () => {
+    // The receiver controls every byte of the excerpt; PostgreSQL text cannot hold NUL.
+    const r = await receiver(() => ({ status: 200, body: "ok\u0000poison" }));
+    const fail = await receiver(() => ({ status: 500, body: "\u0000".repeat(64) }));
+    const tn = trackingNumber();
+    const sub = await subscribe({ trackingNumber: tn }, r.url);
+    const other = await subscribe({ trackingNumber: tn }, fail.url);
+    await h.publishStatus({ eventId: uniqueName("evt"), trackingNumber: tn, version: 1 });
+    await h.publishStatus({ eventId: uniqueName("evt"), trackingNumber: tn, version: 2, status: ShipmentStatus.DELIVERED });
+    await waitFor(() => r.accepted.length === 2, { timeoutMs: 20_000, message: "both events delivered" });
+    assert.deepEqual(r.requests.map((q) => q.json.data.shipment_version), [1, 2], "each sent once");
+    const delivered = await waitFor(async () => {
+      const res = await h.client.listDeliveries({ subscriptionId: sub.id, state: DeliveryState.DELIVERED });
+      return res.deliveries.length === 2 ? res.deliveries : undefined;
+    });
+    for (const d of delivered) assert.equal(d.attempts[0]?.responseExcerpt, "ok\uFFFDpoison");
+    // A failing answer full of NUL is recorded as a failed attempt and retried, not left to its lease.
+    const [retrying] = await waitFor(async () => {
+      const res = await h.client.listDeliveries({ subscriptionId: other.id, state: DeliveryState.RETRYING });
+      return res.deliveries.length ? res.deliveries : undefined;
+    });
+    assert.equal(retrying?.attempts[0]?.httpStatus, 500);
+    assert.equal(retrying?.attempts[0]?.responseExcerpt, "\uFFFD".repeat(64));
+  });
+
   it("does not let a slow receiver delay a fast one", async (t) => {
     const carrier = uniqueName("slow").replace(/_/g, "-").slice(0, 30);
     const slow = await receiver(() => ({ status: 200, delayMs: 1200 }));
