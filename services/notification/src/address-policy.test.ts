@@ -17,6 +17,18 @@ describe("isPublicAddress", () => {
     ]) assert.equal(isPublicAddress(a), false, a);
   });
 
+  it("refuses every IPv6 address outside global unicast (2000::/3) and the documentation prefixes", () => {
+    for (const a of [
+      "::ffff:0:a9fe:a9fe", // IPv4-translated 169.254.169.254 (a stateless translator would reach it)
+      "::ffff:0:a00:1", // IPv4-translated 10.0.0.1
+      "::1:2:3:4:5:6", // reserved ::/8
+      "5f00::1", // SRv6 SIDs
+      "4000::1", // unassigned
+      "3fff::1", // documentation (RFC 9637)
+      "3fff:fff::1",
+    ]) assert.equal(isPublicAddress(a), false, a);
+  });
+
   it("accepts public IPv4 and IPv6 unicast", () => {
     for (const a of ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700:4700::1111", "2a00:1450:4001:81b::200e", "::ffff:8.8.8.8"]) {
       assert.equal(isPublicAddress(a), true, a);

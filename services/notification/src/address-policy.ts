@@ -145,7 +145,11 @@ const NON_PUBLIC_V6 = cidrs([
   "fe80::/10", // link-local
   "fec0::/10", // deprecated site-local
   "ff00::/8", // multicast
+  "3fff::/20", // documentation (RFC 9637)
 ]);
+
+/** Global unicast: no other IPv6 address is public (reserved ::/8 with IPv4-translated ::ffff:0:a.b.c.d, SRv6 5f00::/16, ...). */
+const GLOBAL_UNICAST_V6 = parseCidr("2000::/3") as Cidr;
 
 const V4_MAPPED = parseCidr("::ffff:0:0/96") as Cidr;
 const V4_COMPATIBLE = parseCidr("::/96") as Cidr;
@@ -162,7 +166,7 @@ export function isPublicAddress(address: string): boolean {
   if (cidrContains(V4_MAPPED, ip) || (cidrContains(V4_COMPATIBLE, ip) && ip.value > 1n)) {
     return isPublicAddress(v4Text(ip.value & 0xffffffffn));
   }
-  return !NON_PUBLIC_V6.some((c) => cidrContains(c, ip));
+  return cidrContains(GLOBAL_UNICAST_V6, ip) && !NON_PUBLIC_V6.some((c) => cidrContains(c, ip));
 }
 
 function v4Text(v: bigint): string {
