@@ -73,6 +73,19 @@ export const ingestConfig = defineConfig(
       min: 0,
       default: 60,
     }),
+    INGEST_SHIPMENT_SCAN_BUDGET_BYTES: int({
+      description:
+        "scan data one shipment may accumulate, in bytes of what its scans add to tracking's shipment document (about 290 per typical scan, at most ~3.5 KB with a 512-character text); a scan past it is rejected with SHIPMENT_FULL. Keep it well below tracking's document limit (256 KiB), which also holds the shipment's places, route and handovers. 0: no budget (load tests that pile scans on a few shipments; tracking then dead-letters the events of a shipment past its document limit)",
+      min: 0,
+      max: 196_608,
+      default: 131_072,
+    }),
+    INGEST_SHIPMENT_BUDGET_TTL_DAYS: int({
+      description: "days a shipment's scan-data account stays in Redis after its last accepted scan",
+      min: 1,
+      max: 365,
+      default: 30,
+    }),
     INGEST_DEDUPE_TTL_DAYS: int({
       description: "days a stored scan id stays in the Redis dedupe set (JetStream's own window on the scans stream, which holds without Redis, is SCAN_DUPLICATE_WINDOW_MINUTES)",
       min: 1,

@@ -10,6 +10,7 @@ import { createIngestMetrics } from "./ingest-metrics.js";
 import { createIngestHandlers } from "./ingest-handlers.js";
 import { createRedisRateLimiter } from "./redis-rate-limiter.js";
 import { createRedisScanDedupe } from "./redis-scan-dedupe.js";
+import { createRedisShipmentBudget } from "./shipment-budget.js";
 import { createRedisShipmentStore } from "./redis-shipment-store.js";
 import { ingestPolicies, registerIngestRoutes } from "./routes.js";
 import { createScanCheck } from "./scan-check.js";
@@ -49,7 +50,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       keyPrefix: config.INGEST_REDIS_KEY_PREFIX,
       commandTimeoutMs: config.INGEST_REDIS_TIMEOUT_MS,
       log,
-      degradedBehaviour: "ingest goes on without dedupe hints and rate limits",
+      degradedBehaviour: "ingest goes on without dedupe hints, rate limits and shipment budgets",
       onError: (op) => metrics.redisErrors.inc({ op }),
       // Each batch sends a rate-limit take, a dedupe lookup and a dedupe record; concurrent
       // batches' commands then share socket writes (each write was a loopback TCP send).
@@ -106,6 +107,16 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
         maxAheadMs: config.INGEST_SCAN_MAX_AHEAD_MINUTES * 60_000,
       }),
       dedupe: createRedisScanDedupe({ redis, ttlSeconds: config.INGEST_DEDUPE_TTL_DAYS * 86_400, onError: onRedisError }),
+      ...(config.INGEST_SHIPMENT_SCAN_BUDGET_BYTES > 0
+        ? {
+            budget: createRedisShipmentBudget({
+              redis,
+              limitBytes: config.INGEST_SHIPMENT_SCAN_BUDGET_BYTES,
+              ttlSeconds: config.INGEST_SHIPMENT_BUDGET_TTL_DAYS * 86_400,
+              onError: onRedisError,
+            }),
+          }
+        : {}),
       inflight: createSemaphore(config.INGEST_MAX_INFLIGHT),
       metrics,
       log,

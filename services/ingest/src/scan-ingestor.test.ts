@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Registry } from "prom-client";
 import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
-import type { ScanRecorded } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import { ScanRecordedSchema, type ScanRecorded } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RejectReason, ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { createEventCatalog, type Publication } from "@logistics/shared/events";
 import type { PublishEventResult } from "@logistics/shared/nats";
@@ -15,6 +15,7 @@ import { createScanCheck } from "./scan-check.js";
 import { createScanIngestor, type ScanDedupe } from "./scan-ingestor.js";
 import type { ShipmentParties } from "./scan-ownership.js";
 import { createSemaphore } from "./semaphore.js";
+import { scanDocumentCost, type BudgetCharge, type ShipmentBudget } from "./shipment-budget.js";
 import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";
 import { memoryDedupe } from "../test/memory-dedupe.js";
 
@@ -94,12 +95,40 @@ function memoryDirectory(stored: Record<string, ShipmentParties> = { ABCD1234567
   return dir;
 }
 
+/** The event the ingestor publishes for `s` (what its budget charge is computed from). */
+const scanEvent = (s: Scan) => create(ScanRecordedSchema, { eventId: recordedEventId(s.carrierCode, s.eventId), scan: s });
+
+/** A budget of our own interface: per-shipment totals, charged in order like the Redis script. */
+function memoryBudget(limit: number) {
+  const used = new Map<string, number>();
+  const budget = {
+    used,
+    released: [] as BudgetCharge[],
+    async reserve(items: readonly BudgetCharge[]) {
+      return items.map((c) => {
+        const v = (used.get(c.shipment) ?? 0) + c.cost;
+        if (v > limit) return false;
+        used.set(c.shipment, v);
+        return true;
+      });
+    },
+    release(items: readonly BudgetCharge[]) {
+      for (const c of items) {
+        budget.released.push(c);
+        used.set(c.shipment, (used.get(c.shipment) ?? 0) - c.cost);
+      }
+    },
+  } satisfies ShipmentBudget & Record<string, unknown>;
+  return budget;
+}
+
 function ingestorFor(
   stream: ReturnType<typeof fakeStream>,
   dedupe: ScanDedupe,
   deadlineMs = 2000,
   directory = memoryDirectory(),
   metrics = createIngestMetrics(new Registry()),
+  budget?: ShipmentBudget,
 ) {
   return createScanIngestor({
     publisher: stream.publisher,
@@ -108,6 +137,7 @@ function ingestorFor(
     directory,
     check: createScanCheck({ validator }),
     dedupe,
+    ...(budget ? { budget } : {}),
     inflight: createSemaphore(100),
     metrics,
     log: silent,
@@ -144,6 +174,39 @@ describe("createScanIngestor", () => {
     await ingestor.ingest([scan("c")], {});
     assert.ok(dedupe.ids.has(recordedEventId("acme", "c")));
     assert.equal((await ingestor.ingest([scan("c")], {}))[0]?.outcome, ScanOutcome.DUPLICATE);
+  });
+
+  it("rejects the scans past their shipment's budget as SHIPMENT_FULL, unpublished; other shipments go on", async () => {
+    const stream = fakeStream();
+    const budget = memoryBudget(3 * scanDocumentCost(scanEvent(scan("x0"))) + 10);
+    const directory = memoryDirectory({ ABCD12345678: parties("acme"), EFGH12345678: parties("acme") });
+    const ingestor = ingestorFor(stream, memoryDedupe(), 2000, directory, createIngestMetrics(new Registry()), budget);
+    const acks = await ingestor.ingest(["x0", "x1", "x2", "x3", "x3"].map((id) => scan(id)), {});
+    assert.deepEqual(acks.map((a) => [ScanOutcome[a.outcome], RejectReason[a.rejectReason]]), [
+      ["ACCEPTED", "UNSPECIFIED"], ["ACCEPTED", "UNSPECIFIED"], ["ACCEPTED", "UNSPECIFIED"],
+      ["REJECTED", "SHIPMENT_FULL"], ["REJECTED", "SHIPMENT_FULL"], // the copy of a scan past the budget shares its answer
+    ]);
+    assert.equal(stream.events.length, 3);
+    // A resend of an accepted scan is still a DUPLICATE; another shipment has its own budget.
+    const later = await ingestor.ingest([scan("x1"), scan("y0", { trackingNumber: "EFGH12345678" })], {});
+    assert.deepEqual(later.map((a) => ScanOutcome[a.outcome]), ["DUPLICATE", "ACCEPTED"]);
+  });
+
+  it("gives back the charge of a scan that was not stored after all (no PubAck, or a duplicate by JetStream's window)", async () => {
+    const budget = memoryBudget(1_000_000);
+    const down = await ingestorFor(fakeStream({ failAlways: true }), memoryDedupe(), 200, memoryDirectory(), createIngestMetrics(new Registry()), budget).ingest([scan("f")], {});
+    assert.equal(down[0]?.rejectReason, RejectReason.UNAVAILABLE);
+    assert.equal(budget.used.get("ABCD12345678"), 0);
+    assert.equal(budget.released.length, 1);
+    // Stored before, but the dedupe set forgot it (Redis failed open): JetStream answers duplicate.
+    const stream = fakeStream();
+    const ingestor = ingestorFor(stream, memoryDedupe(), 2000, memoryDirectory(), createIngestMetrics(new Registry()), budget);
+    await ingestor.ingest([scan("g")], {});
+    const charged = budget.used.get("ABCD12345678");
+    const forgetful = ingestorFor(stream, memoryDedupe(), 2000, memoryDirectory(), createIngestMetrics(new Registry()), budget);
+    const again = await forgetful.ingest([scan("g")], {});
+    assert.equal(again[0]?.outcome, ScanOutcome.DUPLICATE);
+    assert.equal(budget.used.get("ABCD12345678"), charged, "the duplicate's charge was given back");
   });
 
   it("retries a failing publish within the deadline", async () => {

@@ -18,6 +18,7 @@ import { checkCallerCarrier, judgeScanOwnership, type OwnershipVerdict, type Par
 import { encodeScanEvents } from "./scan-event-encoding.js";
 import type { Semaphore } from "./semaphore.js";
 import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";
+import { scanDocumentCost, type BudgetCharge, type ShipmentBudget } from "./shipment-budget.js";
 
 /**
  * The longer-lived scan dedupe set (beyond JetStream's duplicate window). Implementations fail
@@ -48,6 +49,11 @@ export interface ScanIngestorOptions {
   /** Who carries each shipment: decides ownership (see scan-ownership.ts). */
   directory: Pick<ShipmentDirectory, "lookup">;
   dedupe: ScanDedupe;
+  /**
+   * Per-shipment budgets of scan data (shipment-budget.ts): a scan that would take its shipment past
+   * its budget is rejected with SHIPMENT_FULL. Default: none (tests of other concerns).
+   */
+  budget?: ShipmentBudget;
   /** Bounds scans being processed in the whole process (INGEST_MAX_INFLIGHT). */
   inflight: Semaphore;
   metrics: IngestMetrics;
@@ -234,25 +240,51 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
     const toPublish: number[] = [];
     for (let i = 0; i < slots.length; i++) if ((slots[i] as Slot).kind === "publish") toPublish.push(i);
     const publishedAt = (i: number) => (slots[i] as { scan: AcceptableScan }).scan;
-    const results = new Array<{ seq: number; duplicate: boolean } | Error | "seen" | undefined>(slots.length);
+    const results = new Array<{ seq: number; duplicate: boolean } | Error | "seen" | "full" | undefined>(slots.length);
     if (toPublish.length > 0) {
       const release = await opts.inflight.acquire(toPublish.length, signal);
       metrics.inflight.inc(toPublish.length);
       try {
         const seen = await opts.dedupe.seen(toPublish.map((i) => publishedAt(i).event.eventId));
-        const fresh: number[] = [];
+        let fresh: number[] = [];
         for (const i of toPublish) {
           if (seen.has(publishedAt(i).event.eventId)) results[i] = "seen";
           else fresh.push(i);
+        }
+        // What ingest accepts tracking must be able to hold: each new scan is charged to its
+        // shipment's budget first, and one that would take the shipment past it is not published.
+        let charged: Map<number, BudgetCharge> | undefined;
+        if (opts.budget && fresh.length > 0) {
+          const charges = fresh.map((i) => ({ shipment: publishedAt(i).scan.trackingNumber, cost: scanDocumentCost(publishedAt(i).event) }));
+          const granted = await opts.budget.reserve(charges);
+          charged = new Map();
+          const publish: number[] = [];
+          for (let k = 0; k < fresh.length; k++) {
+            const i = fresh[k] as number;
+            if (granted[k]) {
+              charged.set(i, charges[k] as BudgetCharge);
+              publish.push(i);
+            } else results[i] = "full";
+          }
+          fresh = publish;
         }
         if (fresh.length > 0) {
           const acks = await publishDurably(fresh.map(publishedAt), timestampFromMs(now()));
           for (let k = 0; k < fresh.length; k++) results[fresh[k] as number] = acks[k] as PublishEventResult | Error;
         }
+        if (charged) {
+          // Not stored after all (no PubAck), or stored before (JetStream's duplicate window): give the charge back.
+          const back: BudgetCharge[] = [];
+          for (const [i, c] of charged) {
+            const r = results[i];
+            if (r === undefined || r instanceof Error || (r !== "seen" && r !== "full" && r.duplicate)) back.push(c);
+          }
+          opts.budget?.release(back);
+        }
         const stored: string[] = [];
         for (const i of toPublish) {
           const r = results[i];
-          if (r !== undefined && r !== "seen" && !(r instanceof Error)) stored.push(publishedAt(i).event.eventId);
+          if (r !== undefined && r !== "seen" && r !== "full" && !(r instanceof Error)) stored.push(publishedAt(i).event.eventId);
         }
         // Not awaited: the ack does not depend on it (a resend racing it is caught by JetStream's
         // window), and the adapter never rejects (it fails open).
@@ -268,6 +300,14 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       if (slot.kind === "reject") return slot.ack;
       const r = results[slot.kind === "copy" ? slot.of : i];
       const scan = slot.scan.scan;
+      if (r === "full") {
+        return rejectAck(
+          scan,
+          RejectReason.SHIPMENT_FULL,
+          "the shipment holds as much scan data as the mesh keeps for one shipment; further scans of it are not accepted",
+          [],
+        );
+      }
       if (r instanceof Error || r === undefined) {
         unavailable ??= r;
         return rejectAck(scan, RejectReason.UNAVAILABLE, "the event stream did not confirm storage in time; resend the scan", []);

@@ -67,6 +67,9 @@ export async function startIngestHarness(env: Record<string, string> = {}): Prom
         ...serviceTestEnv({ natsUrl: nats.url, prefix, jwksPath: keys.jwksPath }),
         REDIS_URL: redis.url,
         INGEST_REDIS_KEY_PREFIX: `${prefix}:`,
+        // These tests pile tens of thousands of scans on 32 shipments per carrier: no shipment
+        // budget (shipment-budget.int.test.ts and dev/test/shipment-budget.int.test.ts test it).
+        INGEST_SHIPMENT_SCAN_BUDGET_BYTES: "0",
         ...env,
       }),
     );
