@@ -153,6 +153,8 @@ describe("WatchShipment", () => {
   it("refuses an after_sequence beyond the shipment's version with OutOfRange, and an unknown shipment with NotFound", async () => {
     const t = setup();
     await assert.rejects(t.watch(9n).it.next(), (e: unknown) => e instanceof ConnectError && e.code === Code.OutOfRange);
+    // The largest uint64 is named as sent, not as the nearest double.
+    await assert.rejects(setup().watch(18446744073709551615n).it.next(), (e: unknown) => e instanceof ConnectError && e.code === Code.OutOfRange && e.rawMessage.startsWith("after_sequence 18446744073709551615 "));
     const none = setup({ creationGraceMs: 30 });
     none.commit(0, false);
     await assert.rejects(none.watch().it.next(), (e: unknown) => e instanceof ConnectError && e.code === Code.NotFound);

@@ -296,7 +296,7 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
         full = fullAccess(ctx, state.customerId);
         const after = Number(req.afterSequence);
         if (after > state.version) {
-          throw new ConnectError(`after_sequence ${after} is beyond the shipment's version ${state.version}`, Code.OutOfRange);
+          throw new ConnectError(`after_sequence ${req.afterSequence} is beyond the shipment's version ${state.version}`, Code.OutOfRange);
         }
         if (after === 0) {
           yield messages.snapshot(state, full);
