@@ -268,18 +268,21 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
           }
           fresh = publish;
         }
-        if (fresh.length > 0) {
-          const acks = await publishDurably(fresh.map(publishedAt), timestampFromMs(now()));
-          for (let k = 0; k < fresh.length; k++) results[fresh[k] as number] = acks[k] as PublishEventResult | Error;
-        }
-        if (charged) {
-          // Not stored after all (no PubAck), or stored before (JetStream's duplicate window): give the charge back.
-          const back: BudgetCharge[] = [];
-          for (const [i, c] of charged) {
-            const r = results[i];
-            if (r === undefined || r instanceof Error || (r !== "seen" && r !== "full" && r.duplicate)) back.push(c);
+        try {
+          if (fresh.length > 0) {
+            const acks = await publishDurably(fresh.map(publishedAt), timestampFromMs(now()));
+            for (let k = 0; k < fresh.length; k++) results[fresh[k] as number] = acks[k] as PublishEventResult | Error;
           }
-          opts.budget?.release(back);
+        } finally {
+          if (charged) {
+            // Not stored after all (no PubAck), or stored before (JetStream's duplicate window): give the charge back.
+            const back: BudgetCharge[] = [];
+            for (const [i, c] of charged) {
+              const r = results[i];
+              if (r === undefined || r instanceof Error || (r !== "seen" && r !== "full" && r.duplicate)) back.push(c);
+            }
+            opts.budget?.release(back);
+          }
         }
         const stored: string[] = [];
         for (const i of toPublish) {
