@@ -253,10 +253,11 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
         }
         // What ingest accepts tracking must be able to hold: each new scan is charged to its
         // shipment's budget first, and one that would take the shipment past it is not published.
+        const budget = opts.budget;
         let charged: Map<number, BudgetCharge> | undefined;
-        if (opts.budget && fresh.length > 0) {
+        if (budget && fresh.length > 0) {
           const charges = fresh.map((i) => ({ shipment: publishedAt(i).scan.trackingNumber, cost: scanDocumentCost(publishedAt(i).event) }));
-          const granted = await opts.budget.reserve(charges);
+          const granted = await budget.reserve(charges);
           charged = new Map();
           const publish: number[] = [];
           for (let k = 0; k < fresh.length; k++) {
@@ -274,14 +275,14 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
             for (let k = 0; k < fresh.length; k++) results[fresh[k] as number] = acks[k] as PublishEventResult | Error;
           }
         } finally {
-          if (charged) {
+          if (budget && charged) {
             // Not stored after all (no PubAck), or stored before (JetStream's duplicate window): give the charge back.
             const back: BudgetCharge[] = [];
             for (const [i, c] of charged) {
               const r = results[i];
               if (r === undefined || r instanceof Error || (r !== "seen" && r !== "full" && r.duplicate)) back.push(c);
             }
-            opts.budget?.release(back);
+            budget.release(back);
           }
         }
         const stored: string[] = [];
