@@ -10,7 +10,7 @@
  * happens to listen on a default port.
  */
 import { createHash } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync } from "node:fs";
+import { accessSync, constants, existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { spawn } from "node:child_process";
 import { userInfo } from "node:os";
@@ -105,9 +105,7 @@ export async function provideMeshServers(o: MeshServersOptions): Promise<MeshSer
   const pgDataDir = join(dataDir, "postgres");
   let pgFallback: string | undefined;
   if (wantPostgres && o.persistent && userInfo().uid === 0) {
-    const base = join("/var/tmp", `logistics-mesh-${createHash("sha256").update(pgDataDir).digest("hex").slice(0, 12)}`);
-    mkdirSync(base, { recursive: true, mode: 0o755 });
-    pgFallback = join(base, "postgres");
+    pgFallback = join("/var/tmp", `logistics-mesh-${createHash("sha256").update(pgDataDir).digest("hex").slice(0, 12)}`, "postgres");
   }
 
   let pgServer: PostgresServerHandle | undefined;

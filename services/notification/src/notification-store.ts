@@ -671,7 +671,7 @@ function recordAttemptsSql({ dels, atts }: Pick<StoreContext, "dels" | "atts">):
  * byte of them: one NUL made its attempt unrecordable, so the delivery was sent again at every
  * lease expiry and never retried, dead-lettered or followed by the shipment's later events.
  */
-export function storableText(s: string): string {
+function storableText(s: string): string {
   return s.includes("\u0000") ? s.replaceAll("\u0000", "\uFFFD") : s;
 }
 

@@ -23,10 +23,8 @@ describe.skipIf(userInfo().uid !== 0)("startPostgresServer as root (real Postgre
     mkdirSync(closed, { mode: 0o700 });
     chmodSync(closed, 0o700);
     const asked = join(closed, "checkout", "postgres");
-    const open = join(root, "var");
-    mkdirSync(open, { mode: 0o755 });
-    chmodSync(open, 0o755);
-    const fallback = join(open, "postgres");
+    // Its parents do not exist yet: they are made, traversable, only when the fallback is needed.
+    const fallback = join(root, "var", "tmp", "postgres");
 
     const first = await startPostgresServer({ dataDir: asked, fallbackDataDir: fallback, databases: ["kept"], durable: false });
     servers.push(first);

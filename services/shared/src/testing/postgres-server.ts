@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { arch, platform, tmpdir, userInfo } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import pg from "pg";
 import { getFreePort } from "./free-port.js";
 import { launchOnFreePorts } from "./free-port-launch.js";
@@ -147,7 +147,12 @@ export async function startPostgresServer(opts: PostgresServerOptions = {}): Pro
     chownSync(dir, user.uid, user.gid);
     return writableBy(dir, user) ? dir : undefined;
   };
-  if (dataDir !== undefined) dataDir = usable(dataDir) ?? (opts.fallbackDataDir !== undefined ? usable(opts.fallbackDataDir) : undefined);
+  /** The fallback, its parents made traversable by the server's user (created only when it is needed). */
+  const fallback = (dir: string): string | undefined => {
+    mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
+    return usable(dir);
+  };
+  if (dataDir !== undefined) dataDir = usable(dataDir) ?? (opts.fallbackDataDir !== undefined ? fallback(opts.fallbackDataDir) : undefined);
   let ownedDir: string | undefined;
   if (dataDir === undefined) {
     ownedDir = await mkdtemp(join(tmpdir(), "pg-"));
