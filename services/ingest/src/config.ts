@@ -39,6 +39,13 @@ export const ingestConfig = defineConfig(
       max: 64,
       default: 16,
     }),
+    INGEST_STREAM_IDLE_TIMEOUT_MS: int({
+      description:
+        "a StreamScans call that sent no message for this long, with none of its messages being answered, is closed with Unavailable (0 = never)",
+      min: 0,
+      max: 86_400_000,
+      default: 300_000,
+    }),
     INGEST_STREAMS_PER_CONNECTION: int({
       description: "StreamScans calls one connection may have open (0 = no cap); beyond it ResourceExhausted",
       min: 0,

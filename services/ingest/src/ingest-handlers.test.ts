@@ -216,6 +216,46 @@ describe("IngestService handlers", () => {
     assert.match(err.rawMessage, /resend/);
   });
 
+  it("ends a stream that stopped sending with Unavailable after the idle timeout, and never one whose message is being answered", async () => {
+    // The first message takes three timeouts to answer: the stream is not idle while it waits.
+    const ingestor = echoIngestor((id) => (id === "slow" ? 300 : 0));
+    const client = clientFor(carrierPrincipal("acme"), { ingestor, streamIdleMs: 100 });
+    let stop!: () => void;
+    const never = new Promise<void>((r) => (stop = r));
+    async function* open(): AsyncIterable<StreamScansRequest> {
+      yield create(StreamScansRequestSchema, { scans: [scan("slow")] });
+      await never; // half-open: no more messages, no end
+    }
+    const got: string[] = [];
+    const t0 = performance.now();
+    const err = await (async () => {
+      for await (const res of client.streamScans(open())) got.push(res.acks[0]?.eventId ?? "");
+    })().then(
+      () => assert.fail("an idle stream must not end with OK"),
+      (e: unknown) => ConnectError.from(e),
+    );
+    stop();
+    assert.deepEqual(got, ["slow"]);
+    assert.equal(err.code, Code.Unavailable);
+    assert.match(err.rawMessage, /stream idle.*resend/);
+    // The answer came after ~300 ms; the stream was idle only from then on.
+    assert.ok(performance.now() - t0 >= 390, `closed after ${Math.round(performance.now() - t0)} ms`);
+  });
+
+  it("keeps a stream open that sends more often than the idle timeout, and ends it with OK when it half-closes", async () => {
+    // 40 ms between messages against 400 ms: a late timer on a loaded machine does not make it idle.
+    const client = clientFor(carrierPrincipal("acme"), { streamIdleMs: 400 });
+    async function* steady(): AsyncIterable<StreamScansRequest> {
+      for (let i = 0; i < 8; i++) {
+        yield create(StreamScansRequestSchema, { scans: [scan(`s${i}`)] });
+        await new Promise((r) => setTimeout(r, 40));
+      }
+    }
+    const got: string[] = [];
+    for await (const res of client.streamScans(steady())) got.push(res.acks[0]?.eventId ?? "");
+    assert.deepEqual(got, ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"]);
+  });
+
   it("ends with OK on drain when the gateway had half-closed and every message was answered", async () => {
     const drain = new AbortController();
     const ingestor = echoIngestor(() => 30);

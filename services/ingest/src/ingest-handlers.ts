@@ -34,6 +34,13 @@ export interface IngestHandlersDeps {
    */
   streamWindow?: number;
   /**
+   * A StreamScans call that sent no request message for this long, while none of its messages
+   * is being answered, is closed with Unavailable ({@link STREAM_IDLE_MESSAGE}); 0 = never
+   * (INGEST_STREAM_IDLE_TIMEOUT_MS). Default 0. A half-open stream otherwise holds a slot of its
+   * principal's and connection's caps, and the server's memory, for as long as the peer likes.
+   */
+  streamIdleMs?: number;
+  /**
    * Aborts when the server drains: open streams stop reading, answer every message they read, then
    * end with Unavailable (the gateway may have sent scans the server never read; see
    * {@link STREAM_DRAINED_MESSAGE}), unless the gateway had already half-closed.
@@ -48,6 +55,13 @@ export interface IngestHandlersDeps {
  * that trusts a clean end that every sent scan was answered.
  */
 export const STREAM_DRAINED_MESSAGE = "server is shutting down; reconnect and resend every scan that was not acknowledged";
+
+/**
+ * The message of the Unavailable status that ends an idle StreamScans call (see
+ * `streamIdleMs`). As on a drain, the gateway may have sent a message the server did not read:
+ * it reconnects when it has scans to send, and resends every scan that was not acknowledged.
+ */
+export const STREAM_IDLE_MESSAGE = "stream idle: no message within the idle timeout; reconnect and resend every scan that was not acknowledged";
 
 /**
  * The span each StreamScans request message is handled in: the root of its own trace (or a child
@@ -122,7 +136,7 @@ export function createIngestHandlers(deps: IngestHandlersDeps): IngestHandlers {
         return create(StreamScansResponseSchema, { acks: await ingestor.ingest(req.scans, caller, ctx.signal, span) });
       };
       const caller = callerOf(principal);
-      return pipeline(requests, window, deps.drainSignal, answer);
+      return pipeline(requests, window, deps.drainSignal, answer, deps.streamIdleMs ?? 0);
     },
 
     async createShipment(req, ctx) {
@@ -161,6 +175,8 @@ interface Answer<Res> {
  * reading, produces what is in progress, then ends the stream with Unavailable: messages the client
  * sent but the server did not read get no response, and the status says so. A client that had
  * half-closed before the drain had every message read and answered: its stream ends with OK.
+ * With `idleMs` > 0, a stream that sent no message for that long while none of its messages is
+ * being answered ends the same way, with {@link STREAM_IDLE_MESSAGE}.
  * (Exported for its tests.)
  */
 export function pipeline<Res>(
@@ -168,8 +184,9 @@ export function pipeline<Res>(
   window: number,
   drainSignal: AbortSignal,
   handle: (req: StreamScansRequest) => Promise<Res>,
+  idleMs = 0,
 ): AsyncIterableIterator<Res> {
-  return new Pipeline(requests, window, drainSignal, handle);
+  return new Pipeline(requests, window, drainSignal, handle, idleMs);
 }
 
 /**
@@ -189,8 +206,12 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
   /** A read that completed and is not handled yet. */
   private read: { result: IteratorResult<StreamScansRequest> } | { error: unknown } | undefined;
   private readingDone = false;
-  /** The drain stopped the stream while the client could still send. */
-  private drainedOpen = false;
+  /** The drain (or the idle timeout) stopped the stream while the client could still send. */
+  private drainedOpen: ConnectError | undefined;
+  /** When the last read or answer completed, or the stream started (performance.now()). */
+  private lastActivity = 0;
+  /** The idle check: armed while the stream lives, re-armed for what is left when it fires early. */
+  private idleTimer: NodeJS.Timeout | undefined;
   private failure: { error: unknown } | undefined;
   private finished = false;
   private leaveDrain: () => void = () => {};
@@ -198,13 +219,34 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
   // The drain signal outlives every stream: the listener goes when the stream ends, or each closed
   // stream would stay reachable from the signal. It abandons a read under way (the stream is
   // closed by the server); a read already completed is handled first, as it was read.
-  private readonly onDrain = () => {
+  private readonly onDrain = () => this.stopReading(new ConnectError(STREAM_DRAINED_MESSAGE, Code.Unavailable));
+  private stopReading(why: ConnectError): void {
     if (!this.reading) return;
     this.reading = false;
     this.readingDone = true;
-    this.drainedOpen = true;
+    this.drainedOpen = why;
     this.pump();
+  }
+  /**
+   * Idle: waiting for the client's next message, nothing in progress, for `idleMs` since the last
+   * message was read or answered. One timer per stream, not one per message: reads and answers
+   * only stamp `lastActivity`, and the timer re-arms itself for
+   * the time left when it fires early.
+   */
+  private readonly onIdleCheck = () => {
+    this.idleTimer = undefined;
+    if (this.finished) return;
+    const left = this.idleMs - (performance.now() - this.lastActivity);
+    if (left <= 0 && this.reading && this.answers.length === 0) {
+      this.stopReading(new ConnectError(STREAM_IDLE_MESSAGE, Code.Unavailable));
+      return;
+    }
+    this.armIdle(left > 0 ? left : this.idleMs);
   };
+  private armIdle(ms: number): void {
+    this.idleTimer = setTimeout(this.onIdleCheck, Math.ceil(ms));
+    this.idleTimer.unref();
+  }
   private readonly onRead = (result: IteratorResult<StreamScansRequest>) => this.completeRead({ result });
   private readonly onReadError = (error: unknown) => this.completeRead({ error });
 
@@ -213,6 +255,7 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
     private readonly window: number,
     private readonly drainSignal: AbortSignal,
     private readonly handle: (req: StreamScansRequest) => Promise<Res>,
+    private readonly idleMs: number,
   ) {}
 
   [Symbol.asyncIterator](): AsyncIterableIterator<Res> {
@@ -226,6 +269,10 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
       // Through `drainOf`: a listener per open stream on the signal itself made opening and
       // closing a stream cost in proportion to the streams open.
       this.leaveDrain = drainOf(this.drainSignal).onDrain(this.onDrain);
+      if (this.idleMs > 0) {
+        this.lastActivity = performance.now();
+        this.armIdle(this.idleMs);
+      }
     }
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
@@ -248,6 +295,7 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
     if (!this.reading) return;
     this.reading = false;
     this.read = read;
+    if (this.idleMs > 0) this.lastActivity = performance.now();
     this.pump();
   }
 
@@ -257,7 +305,7 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
       if (!this.readingDone && !this.failure && !this.reading && this.read === undefined && this.answers.length < this.window) {
         if (this.drainSignal.aborted) {
           this.readingDone = true;
-          this.drainedOpen = true;
+          this.drainedOpen = new ConnectError(STREAM_DRAINED_MESSAGE, Code.Unavailable);
         } else {
           this.reading = true;
           this.it!.next().then(this.onRead, this.onReadError);
@@ -281,7 +329,7 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
       if (head === undefined && !this.reading) {
         // Nothing in progress and nothing more to read.
         if (this.failure) this.finish(this.failure, true);
-        else if (this.drainedOpen) this.finish({ error: new ConnectError(STREAM_DRAINED_MESSAGE, Code.Unavailable) }, true);
+        else if (this.drainedOpen) this.finish({ error: this.drainedOpen }, true);
         else this.finish(undefined, true);
       }
       return;
@@ -304,9 +352,11 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
       (response) => {
         answer.state = "answered";
         answer.response = response;
+        if (this.idleMs > 0) this.lastActivity = performance.now();
         if (this.answers[0] === answer) this.pump();
       },
       (error: unknown) => {
+        if (this.idleMs > 0) this.lastActivity = performance.now();
         answer.state = "failed";
         answer.error = error;
         if (this.answers[0] === answer) this.pump();
@@ -326,6 +376,7 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
     this.read = undefined;
     this.answers.length = 0;
     this.leaveDrain();
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
     if (stopReading) void this.it!.return?.().catch(() => {});
     const waiters = this.waiters.splice(0);
     for (const [i, w] of waiters.entries()) {

@@ -148,6 +148,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       }),
       metrics,
       streamWindow: config.INGEST_STREAM_WINDOW,
+      streamIdleMs: config.INGEST_STREAM_IDLE_TIMEOUT_MS,
       drainSignal: ctx.drainSignal,
     });
     return {

@@ -107,3 +107,53 @@ describe("StreamScans stream caps (real ingest service, grpc-js)", () => {
     }
   });
 });
+
+describe("StreamScans idle timeout (real ingest service, grpc-js)", () => {
+  const IDLE_MS = 1000;
+  let h: IngestHarness;
+  const carrier = "acme";
+  beforeAll(async () => {
+    h = await startIngestHarness({ INGEST_STREAM_IDLE_TIMEOUT_MS: String(IDLE_MS), INGEST_STREAMS_PER_PRINCIPAL: "2" });
+    await h.createShipments(carrier);
+  });
+  afterAll(() => h?.close());
+
+  it("closes a half-open stream that stopped sending with UNAVAILABLE, gives its slot back, and leaves a busy stream open", async () => {
+    const token = await h.token({ carrier, subject: uniqueName("gw") });
+    const client = ownConnection(h.svc.port);
+    try {
+      // The idle one sends one message, is answered, then says nothing and never half-closes.
+      const idle = open(client, token);
+      idle.call.write(scanMessage([validScan(carrier, uniqueName("idle"))]));
+      // The busy one sends a message every quarter of the timeout, for three timeouts.
+      const busy = open(client, token);
+      const t0 = performance.now();
+      let sent = 0;
+      while (performance.now() - t0 < 3 * IDLE_MS) {
+        busy.call.write(scanMessage([validScan(carrier, `${uniqueName("busy")}-${++sent}`)]));
+        const want = sent;
+        await waitFor(() => busy.responses.length >= want || busy.error !== undefined, { message: "busy stream answers" });
+        await new Promise((r) => setTimeout(r, IDLE_MS / 4));
+      }
+      await waitFor(() => idle.error !== undefined, { message: "the idle stream is closed", timeoutMs: 10_000 });
+      assert.equal(idle.responses.length, 1);
+      assert.equal(idle.responses[0]?.acks[0]?.outcome, ScanOutcome.ACCEPTED);
+      assert.equal(idle.error?.code, grpc.status.UNAVAILABLE, idle.error?.details);
+      assert.match(idle.error!.details, /stream idle.*resend/);
+      assert.equal(busy.error, undefined, "a stream that keeps sending is never idle");
+      assert.equal(busy.responses.length, sent);
+
+      // The idle stream's slot under the per-principal cap of 2 is free again.
+      const third = open(client, token);
+      third.call.write(scanMessage([validScan(carrier, uniqueName("third"))]));
+      await waitFor(() => third.responses.length > 0 || third.error !== undefined, { message: "a new stream answers" });
+      assert.equal(third.error, undefined);
+      busy.call.end();
+      third.call.end();
+      await Promise.all([busy.ended, third.ended, idle.ended]);
+      assert.equal(busy.error, undefined);
+    } finally {
+      client.close();
+    }
+  });
+});

@@ -1085,7 +1085,8 @@ export const IngestService: GenService<{
    * The stream as a whole fails only for request-level problems: Unauthenticated or
    * PermissionDenied (credentials), InvalidArgument (a request message with no scans or more than
    * 500), ResourceExhausted (too many concurrent streams for the caller), or Unavailable (the
-   * server is shutting down; reconnect and resend what was not acknowledged).
+   * server is shutting down, or the stream sent no message for the server's idle timeout while
+   * none of its messages was being answered; reconnect and resend what was not acknowledged).
    *
    * @generated from rpc logistics.ingest.v1.IngestService.StreamScans
    */
