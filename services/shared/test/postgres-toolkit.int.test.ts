@@ -2,7 +2,7 @@ import * as assert from "node:assert/strict";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, it } from "vitest";
 import pg from "pg";
 import { permanentFailureReason } from "../src/nats/permanent-failure.js";
-import { createPgPool, databaseUnavailableReason, inTransaction, joinJsonTexts, JSON_TEXTS_SQL, migrate, type Migration } from "../src/postgres/index.js";
+import { createPgPool, databaseUnavailableReason, inTransaction, migrate, type Migration } from "../src/postgres/index.js";
 import { createTestSchema, startBlackHole, startTcpProxy, uniqueName, waitFor, type TestSchema, type TcpProxy } from "../src/testing/index.js";
 
 /** Far above the timeouts configured below: a failure later than this is a hang, not a timeout. */
@@ -85,38 +85,6 @@ describe("PostgreSQL toolkit (real PostgreSQL)", () => {
       assert.deepEqual(await migrate(pool, { lockName: "b", schema, ledger: "b_migrations", migrations: theirs }), [1]);
     } finally {
       await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await pool.end();
-    }
-  });
-
-  it("splits joined JSON texts back into the same documents, in order, zipped with the rows they belong to", async () => {
-    const docs: unknown[] = [
-      { a: 'quote " backslash \\ slash /', b: [1, 2.5, null, true] },
-      { rs: "\u001e record separator, \n newline, \u0001 control", emoji: "📦 Zürich 東京" },
-      "a bare string",
-      [],
-      { nested: { deep: [{ x: "}{][" }] } },
-    ];
-    const texts = docs.map((d) => JSON.stringify(d));
-    const pool = createPgPool({ connectionString: db.connectionString, max: 1 });
-    try {
-      const rows = (
-        await pool.query<{ n: number; doc: unknown }>(
-          `SELECT d.n, d.doc::jsonb AS doc FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (n int), ${JSON_TEXTS_SQL(2)}) AS d(n, doc)`,
-          [JSON.stringify(docs.map((_, n) => ({ n }))), joinJsonTexts(texts)],
-        )
-      ).rows;
-      assert.deepEqual(
-        rows.map((r) => r.n),
-        docs.map((_, n) => n),
-      );
-      assert.deepEqual(
-        rows.map((r) => r.doc),
-        docs,
-      );
-      const none = await pool.query(`SELECT x FROM ${JSON_TEXTS_SQL(1)} AS x`, [joinJsonTexts([])]);
-      assert.equal(none.rowCount, 0);
-    } finally {
       await pool.end();
     }
   });

@@ -11,4 +11,3 @@ export { migrate, qualify, type MigrateOptions, type Migration } from "./migrati
 export { inTransaction, type TransactionOptions } from "./transaction.js";
 export { databaseUnavailableReason } from "./unavailable.js";
 export { named } from "./named.js";
-export { joinJsonTexts, JSON_TEXT_SEPARATOR, JSON_TEXTS_SQL } from "./json-texts.js";
