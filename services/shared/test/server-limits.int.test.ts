@@ -195,6 +195,40 @@ describe("startServer limits on the shared port (real sockets)", () => {
       assert.equal(((await get.json()) as { code: string }).code, "invalid_argument");
     });
 
+    it("inflates a compressed JSON message in a GET query, and a gRPC JSON message by its grpc-encoding, before checking its depth", async () => {
+      // Under 1 KB of gzip that inflates to the size bound in brackets: refused before the parser
+      // sees it, for its depth; 4 MB of brackets (~4 KB of gzip) for its size.
+      const bomb = gzipSync("[".repeat(LIMITS.maxJsonBytes - 1));
+      assert.ok(bomb.length < 1_000);
+      const big = new URLSearchParams({
+        connect: "v1",
+        encoding: "json",
+        compression: "gzip",
+        base64: "1",
+        message: gzipSync("[".repeat(4_000_000)).toString("base64url"),
+      });
+      const tooBig = await fetch(`${server.url}/logistics.tracking.v1.TrackingService/GetShipment?${big.toString()}`);
+      assert.equal(((await tooBig.json()) as { code: string }).code, "resource_exhausted");
+      const q = new URLSearchParams({ connect: "v1", encoding: "json", compression: "gzip", base64: "1", message: bomb.toString("base64url") });
+      const get = await fetch(`${server.url}/logistics.tracking.v1.TrackingService/GetShipment?${q.toString()}`);
+      assert.equal(get.status, 400);
+      const getErr = (await get.json()) as { code: string; message: string };
+      assert.equal(getErr.code, "invalid_argument");
+      assert.match(getErr.message, /nested deeper than 32 levels/);
+
+      // A compressed gRPC-Web JSON message with a misleading Connect header: the grpc-encoding counts.
+      const deep = gzipSync(deepUnknownField(100_000));
+      const frame = Buffer.concat([Buffer.from([1, 0, 0, 0, 0]), deep]);
+      frame.writeUInt32BE(deep.length, 1);
+      const grpcWeb = await fetch(`${server.url}/logistics.tracking.v1.TrackingService/GetShipment`, {
+        method: "POST",
+        headers: { "content-type": "application/grpc-web+json", "grpc-encoding": "gzip", "connect-content-encoding": "identity" },
+        body: frame,
+      });
+      const status = grpcWeb.headers.get("grpc-status") ?? trailerStatus(Buffer.from(await grpcWeb.arrayBuffer()));
+      assert.equal(status, String(Code.InvalidArgument));
+    });
+
     it("still serves Connect JSON streams within the bounds", async () => {
       const client = createClient(TrackingService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
       for await (const u of client.watchShipment({ trackingNumber: "T1" })) {
@@ -204,3 +238,13 @@ describe("startServer limits on the shared port (real sockets)", () => {
     });
   });
 });
+
+/** The grpc-status of a gRPC-Web response body's trailer frame (flag 0x80). */
+function trailerStatus(body: Buffer): string | undefined {
+  for (let at = 0; at + 5 <= body.length; ) {
+    const len = body.readUInt32BE(at + 1);
+    if ((body[at]! & 0x80) !== 0) return /grpc-status:\s*(\d+)/i.exec(body.subarray(at + 5, at + 5 + len).toString())?.[1];
+    at += 5 + len;
+  }
+  return undefined;
+}

@@ -49,9 +49,25 @@ export class JsonDepthScanner {
   }
 }
 
-/** Checks one complete JSON message (e.g. a query parameter or an envelope's payload). */
-export function checkJsonMessage(bytes: Uint8Array, limits: JsonLimits): void {
-  new JsonDepthScanner(limits).push(bytes);
+/**
+ * Checks one complete JSON message (e.g. a query parameter or an envelope's payload), compressed
+ * with `encoding` when that is set and not `identity`: it is inflated first, never past the size
+ * bound, so that a few kilobytes of gzip cannot carry megabytes of nesting past the check.
+ */
+export function checkJsonMessage(bytes: Uint8Array, limits: JsonLimits, encoding?: string): void {
+  const plain = encoding && encoding !== "identity" ? decompress(bytes, encoding, limits.maxBytes) : bytes;
+  new JsonDepthScanner(limits).push(plain);
+}
+
+/**
+ * The header that names the compression of a streaming JSON request's messages: gRPC and gRPC-Web
+ * read `grpc-encoding`, Connect streaming `connect-content-encoding` (each protocol's server reads
+ * only its own, so the check must too: a Connect header on a gRPC request would otherwise make
+ * it inspect compressed bytes as if they were JSON).
+ */
+export function envelopeEncodingHeader(contentType: string | undefined): "grpc-encoding" | "connect-content-encoding" {
+  const type = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
+  return type.startsWith("application/grpc") ? "grpc-encoding" : "connect-content-encoding";
 }
 
 /**

@@ -12,7 +12,7 @@ import { answerConditionalGet } from "./conditional-get.js";
 import { applyCors, type CorsOptions } from "./cors.js";
 import { fixGrpcMessageHeader } from "./grpc-message.js";
 import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./health.js";
-import { checkJsonMessage, guardJsonBody, jsonFramingOf, type JsonLimits } from "./json-guard.js";
+import { checkJsonMessage, envelopeEncodingHeader, guardJsonBody, jsonFramingOf, type JsonLimits } from "./json-guard.js";
 import { registerReflection } from "./reflection.js";
 import { answerUnparsableAsInvalid } from "./unparsable-request.js";
 
@@ -370,13 +370,14 @@ function guardJson(req: http.IncomingMessage | http2.Http2ServerRequest, limits:
     const message = query.get("message");
     if (query.get("encoding") !== "json" || message === null) return;
     const bytes = query.get("base64") === "1" ? Buffer.from(message, "base64url") : Buffer.from(message, "utf8");
-    // A compressed message is at most the URL's size; its decompressed form is bounded by the RPC layer's read limit.
-    if (!query.get("compression") || query.get("compression") === "identity") checkJsonMessage(bytes, limits);
+    // A compressed message is inflated (never past the size bound) and checked like a plain one:
+    // a few KB of gzip in a URL would otherwise carry megabytes of nesting to the parser.
+    checkJsonMessage(bytes, limits, query.get("compression") ?? undefined);
     return;
   }
   const framing = jsonFramingOf(header("content-type"));
   if (!framing) return;
-  const encoding = framing === "unary" ? header("content-encoding") : (header("connect-content-encoding") ?? header("grpc-encoding"));
+  const encoding = framing === "unary" ? header("content-encoding") : header(envelopeEncodingHeader(header("content-type")));
   // connect-node reads the body with `for await`: this instance's iterator replaces the stream's.
   const body = { [Symbol.asyncIterator]: req[Symbol.asyncIterator].bind(req) } as AsyncIterable<Uint8Array>;
   Object.defineProperty(req, Symbol.asyncIterator, {
