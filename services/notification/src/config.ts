@@ -23,6 +23,19 @@ export const notificationConfig = defineConfig(
       default: "notification",
     }),
     NOTIFICATION_DB_POOL_SIZE: int({ description: "PostgreSQL connections per replica", min: 1, max: 200, default: 10 }),
+    NOTIFICATION_MAX_SUBSCRIPTIONS_PER_OWNER: int({
+      description: "active subscriptions one customer or carrier may hold (0 = no cap); Subscribe beyond it fails with ResourceExhausted",
+      min: 0,
+      max: 10_000_000,
+      default: 1000,
+    }),
+    NOTIFICATION_MAX_BROAD_SUBSCRIPTIONS_PER_OWNER: int({
+      description:
+        "of those, subscriptions with a customer or carrier scope (every event of the owner becomes one delivery per such subscription; 0 = no cap)",
+      min: 0,
+      max: 1_000_000,
+      default: 16,
+    }),
     NOTIFICATION_ALLOW_HTTP: bool({
       description: "accept http:// webhook URLs (local development only; production requires https)",
       default: false,

@@ -3,7 +3,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { requirePrincipal } from "@logistics/shared/auth";
 import type { NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
 import { checkSubscriptionScope, idempotencyScope, ownerOf } from "./notification-access.js";
-import type { NotificationStore } from "./notification-store.js";
+import { SubscriptionLimitError, type NotificationStore, type SubscriptionLimits } from "./notification-store.js";
 import { resolveWebhookTarget, WebhookUrlError, type WebhookTargetPolicy } from "./webhook-target.js";
 
 /** The RPC handlers of NotificationService. */
@@ -17,6 +17,8 @@ export interface NotificationHandlersDeps {
   >;
   /** Where webhook URLs may point (checked at Subscribe). */
   targetPolicy: WebhookTargetPolicy;
+  /** Caps on a customer's or carrier's active subscriptions (none for internal and operator callers). */
+  subscriptionLimits?: SubscriptionLimits;
   /** Called after RedriveDeadLetters moved deliveries (e.g. to wake the delivery worker). */
   onRedriven?: (count: number) => void;
 }
@@ -62,18 +64,24 @@ export function createNotificationHandlers(deps: NotificationHandlersDeps): Noti
         }
         throw err;
       }
-      const { subscription, secret } = await store.createSubscription({
-        id: `sub_${randomBytes(12).toString("base64url")}`,
-        owner,
-        ownedBy: ownerOf(principal),
-        scope,
-        eventTypes: [...new Set(req.eventTypes)],
-        webhookUrl: url.toString(),
-        origin: url.origin,
-        secret: req.secret || generateSigningSecret(),
-        idempotencyKey: req.idempotencyKey || undefined,
-      });
-      return { subscription, signingSecret: secret };
+      const created = await store
+        .createSubscription({
+          id: `sub_${randomBytes(12).toString("base64url")}`,
+          owner,
+          ownedBy: ownerOf(principal),
+          scope,
+          eventTypes: [...new Set(req.eventTypes)],
+          webhookUrl: url.toString(),
+          origin: url.origin,
+          secret: req.secret || generateSigningSecret(),
+          idempotencyKey: req.idempotencyKey || undefined,
+          ...(deps.subscriptionLimits ? { limits: deps.subscriptionLimits } : {}),
+        })
+        .catch((err: unknown) => {
+          if (err instanceof SubscriptionLimitError) throw new ConnectError(err.message, Code.ResourceExhausted);
+          throw err;
+        });
+      return { subscription: created.subscription, signingSecret: created.secret };
     },
 
     async unsubscribe(req, ctx) {

@@ -64,6 +64,34 @@ export interface NewSubscription {
   readonly origin: string;
   readonly secret: string;
   readonly idempotencyKey: string | undefined;
+  /**
+   * Caps on the owner's active subscriptions, checked with the insert under a lock per owner (so
+   * concurrent calls cannot pass them together); absent, or no `ownedBy`: none. A replay of an
+   * idempotency key returns its subscription even at a cap.
+   */
+  readonly limits?: SubscriptionLimits;
+}
+
+/** Caps on one customer's or carrier's active subscriptions (0 = none). */
+export interface SubscriptionLimits {
+  /** All of them. */
+  readonly maxActive: number;
+  /**
+   * Those of a customer or carrier scope, which every event of the owner fans out to (one
+   * delivery each); tracking-number scopes see only their shipment's events.
+   */
+  readonly maxBroad: number;
+}
+
+/** A subscription refused because its owner is at a cap of {@link SubscriptionLimits}. */
+export class SubscriptionLimitError extends Error {
+  constructor(
+    message: string,
+    readonly limit: number,
+  ) {
+    super(message);
+    this.name = "SubscriptionLimitError";
+  }
 }
 
 /** An event to turn into deliveries, with the trace context its webhooks continue. */
@@ -400,8 +428,44 @@ function pageOf<T>(rows: ReadonlyArray<Record<string, unknown>>, limit: number, 
 }
 
 async function createSubscription(ctx: StoreContext, s: NewSubscription): Promise<{ subscription: Subscription; secret: string; created: boolean }> {
+  const limits = s.limits;
+  const ownedBy = s.ownedBy;
+  if (!ownedBy || !limits || (limits.maxActive <= 0 && limits.maxBroad <= 0)) return insertSubscription(ctx, ctx.pool, s);
+  return inTransaction(ctx.pool, async (client) => {
+    const [cond, value] = ownerCondition("", ownedBy);
+    // One owner's Subscribe calls queue here, so a count and the insert after it are one step.
+    await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`notification:subscriptions:${cond}:${value}`]);
+    if (s.idempotencyKey) {
+      const replay = await findByIdempotencyKey(ctx, s.owner, s.idempotencyKey, client);
+      if (replay) return { ...replay, created: false };
+    }
+    const counts = await client.query<{ total: number; broad: number }>(
+      `SELECT count(*)::int AS total, (count(*) FILTER (WHERE tracking_number IS NULL))::int AS broad
+         FROM ${ctx.subs} WHERE ${cond.replace("?", "$1")} AND active`,
+      [value],
+    );
+    const { total, broad } = counts.rows[0] ?? { total: 0, broad: 0 };
+    const who = ownedBy.customerId !== undefined ? `customer ${ownedBy.customerId}` : `carrier ${ownedBy.carrierCode}`;
+    if (limits.maxActive > 0 && total >= limits.maxActive) {
+      throw new SubscriptionLimitError(`${who} has ${total} active subscriptions, the most allowed; unsubscribe one first`, limits.maxActive);
+    }
+    if (limits.maxBroad > 0 && s.scope.case !== "trackingNumber" && broad >= limits.maxBroad) {
+      throw new SubscriptionLimitError(
+        `${who} has ${broad} active customer- or carrier-wide subscriptions, the most allowed; unsubscribe one first or subscribe by tracking number`,
+        limits.maxBroad,
+      );
+    }
+    return insertSubscription(ctx, client, s);
+  });
+}
+
+async function insertSubscription(
+  ctx: StoreContext,
+  db: pg.Pool | pg.PoolClient,
+  s: NewSubscription,
+): Promise<{ subscription: Subscription; secret: string; created: boolean }> {
   const scopeCol = { trackingNumber: "tracking_number", customerId: "customer_id", carrierCode: "carrier_code" }[s.scope.case];
-  const res = await ctx.pool.query(
+  const res = await db.query(
     `INSERT INTO ${ctx.subs} (id, owner, ${scopeCol}, event_types, webhook_url, origin, secret, idempotency_key,
                           owner_customer_id, owner_carrier_code)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -422,13 +486,18 @@ async function createSubscription(ctx: StoreContext, s: NewSubscription): Promis
   );
   const row = res.rows[0] as Record<string, unknown> | undefined;
   if (row) return { subscription: rowToSubscription(row), secret: String(row.secret), created: true };
-  const existing = await findByIdempotencyKey(ctx, s.owner, s.idempotencyKey ?? "");
+  const existing = await findByIdempotencyKey(ctx, s.owner, s.idempotencyKey ?? "", db);
   if (!existing) throw new Error("idempotency conflict without an existing subscription");
   return { ...existing, created: false };
 }
 
-async function findByIdempotencyKey(ctx: StoreContext, owner: string, key: string): Promise<{ subscription: Subscription; secret: string } | undefined> {
-  const res = await ctx.pool.query(`SELECT ${SUB_COLUMNS}, secret FROM ${ctx.subs} WHERE owner = $1 AND idempotency_key = $2`, [owner, key]);
+async function findByIdempotencyKey(
+  ctx: StoreContext,
+  owner: string,
+  key: string,
+  db: pg.Pool | pg.PoolClient = ctx.pool,
+): Promise<{ subscription: Subscription; secret: string } | undefined> {
+  const res = await db.query(`SELECT ${SUB_COLUMNS}, secret FROM ${ctx.subs} WHERE owner = $1 AND idempotency_key = $2`, [owner, key]);
   const row = res.rows[0] as Record<string, unknown> | undefined;
   return row ? { subscription: rowToSubscription(row), secret: String(row.secret) } : undefined;
 }

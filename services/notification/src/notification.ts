@@ -108,7 +108,15 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
         log: ctx.log,
       });
       closers.push(() => backlog.close());
-      const handlers = createNotificationHandlers({ store, targetPolicy, onRedriven: () => worker?.wake() });
+      const handlers = createNotificationHandlers({
+        store,
+        targetPolicy,
+        subscriptionLimits: {
+          maxActive: config.NOTIFICATION_MAX_SUBSCRIPTIONS_PER_OWNER,
+          maxBroad: config.NOTIFICATION_MAX_BROAD_SUBSCRIPTIONS_PER_OWNER,
+        },
+        onRedriven: () => worker?.wake(),
+      });
       const deadLetters = createEventDeadLetterHandlers({
         admin: createDeadLetterAdmin({
           js: ctx.js,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { Code, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Scope } from "@logistics/shared/auth";
 import { NotificationEventType, NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
@@ -111,5 +111,68 @@ describe("notification ownership: a customer touches only its own subscriptions 
     const body = hook.accepted.find((r) => r.json.data.tracking_number === tn)?.json.data as unknown as Record<string, unknown>;
     assert.equal("customer_id" in body, false);
     assert.equal("shipment_id" in body, false);
+  });
+});
+
+describe("notification caps: a customer holds at most so many active subscriptions (real tokens, PostgreSQL)", () => {
+  let h: NotificationHarness;
+  let hook: TestReceiver;
+  let clientFor: (customer: string) => Promise<Client<typeof NotificationService>>;
+
+  beforeAll(async () => {
+    h = await startNotificationHarness({ NOTIFICATION_MAX_SUBSCRIPTIONS_PER_OWNER: "5", NOTIFICATION_MAX_BROAD_SUBSCRIPTIONS_PER_OWNER: "2" });
+    hook = await startReceiver();
+    clientFor = async (customer) => {
+      const token = await h.token(CUSTOMER_SCOPES, `${customer}-portal`, { customer });
+      return createClient(
+        NotificationService,
+        createConnectTransport({
+          baseUrl: h.svc.url,
+          httpVersion: "1.1",
+          interceptors: [
+            (next) => (req) => {
+              req.header.set("authorization", `Bearer ${token}`);
+              return next(req);
+            },
+          ],
+        }),
+      );
+    };
+  });
+  afterAll(async () => {
+    await hook?.close();
+    await h?.close();
+  });
+
+  it("refuses customer-wide subscriptions past their cap and all subscriptions past theirs, counts concurrent calls, and frees a slot on unsubscribe", async () => {
+    const customer = `cap-${trackingNumber().toLowerCase()}`;
+    const c = await clientFor(customer);
+    const broad = (key?: string) =>
+      c.subscribe({ scope: { case: "customerId", value: customer }, eventTypes: STATUS, webhookUrl: `${hook.url}/b`, ...(key ? { idempotencyKey: key } : {}) });
+    const byNumber = () => c.subscribe({ scope: { case: "trackingNumber", value: trackingNumber() }, eventTypes: STATUS, webhookUrl: `${hook.url}/t` });
+
+    const first = await broad("first-of-all");
+    // Ten more at once: the cap of 2 holds (the count and the insert are one step per owner).
+    const settled = await Promise.allSettled(Array.from({ length: 10 }, () => broad()));
+    assert.equal(settled.filter((r) => r.status === "fulfilled").length, 1);
+    for (const r of settled) if (r.status === "rejected") assert.equal(ConnectError.from(r.reason).code, Code.ResourceExhausted, ConnectError.from(r.reason).message);
+    const refused = settled.find((r) => r.status === "rejected") as PromiseRejectedResult;
+    assert.match(ConnectError.from(refused.reason).rawMessage, /2 active customer- or carrier-wide subscriptions/);
+
+    // A replay of an idempotency key at the cap returns the subscription it made.
+    assert.equal((await broad("first-of-all")).subscription?.subscriptionId, first.subscription?.subscriptionId);
+
+    // Tracking-number scopes count toward the total only: 3 more fit, the 6th does not.
+    for (let i = 0; i < 3; i++) await byNumber();
+    assert.equal(await codeOf(byNumber()), Code.ResourceExhausted);
+
+    // Another customer is not held back.
+    const other = await clientFor(`${customer}-other`);
+    await other.subscribe({ scope: { case: "customerId", value: `${customer}-other` }, eventTypes: STATUS, webhookUrl: `${hook.url}/o` });
+
+    // Unsubscribing frees the slot.
+    await c.unsubscribe({ subscriptionId: first.subscription?.subscriptionId ?? "" });
+    await broad();
+    assert.equal(await codeOf(broad()), Code.ResourceExhausted);
   });
 });

@@ -1203,6 +1203,10 @@ export const NotificationService: GenService<{
    * Idempotent by idempotency_key when one is given: repeating the request with the same key
    * returns the original subscription and signing secret and creates nothing.
    *
+   * A customer or carrier holds a bounded number of active subscriptions, and a smaller number
+   * with a customer or carrier scope (each of those gets one delivery per event of the owner);
+   * past either bound Subscribe fails with ResourceExhausted until one is unsubscribed.
+   *
    * @generated from rpc logistics.notification.v1.NotificationService.Subscribe
    */
   subscribe: {
