@@ -10,6 +10,24 @@ import { codeOf, startNotificationHarness, startReceiver, trackingNumber, type N
 const STATUS = [NotificationEventType.STATUS_CHANGED];
 const CUSTOMER_SCOPES = [Scope.SubscriptionsWrite, Scope.SubscriptionsRead, Scope.DeliveriesAdmin];
 
+/** A NotificationService client of the harness with a token for `extra`'s customer or carrier. */
+async function clientOf(h: NotificationHarness, extra: { customer?: string; carrier?: string }, scopes = CUSTOMER_SCOPES): Promise<Client<typeof NotificationService>> {
+  const token = await h.token(scopes, `${extra.customer ?? extra.carrier}-portal`, extra);
+  return createClient(
+    NotificationService,
+    createConnectTransport({
+      baseUrl: h.svc.url,
+      httpVersion: "1.1",
+      interceptors: [
+        (next) => (req) => {
+          req.header.set("authorization", `Bearer ${token}`);
+          return next(req);
+        },
+      ],
+    }),
+  );
+}
+
 describe("notification ownership: a customer touches only its own subscriptions (real tokens, PostgreSQL, webhooks)", () => {
   let h: NotificationHarness;
   const receivers: TestReceiver[] = [];
@@ -17,22 +35,7 @@ describe("notification ownership: a customer touches only its own subscriptions 
 
   beforeAll(async () => {
     h = await startNotificationHarness({ NOTIFICATION_ORDER_WINDOW_MS: "0" });
-    clientFor = async (extra, scopes = CUSTOMER_SCOPES) => {
-      const token = await h.token(scopes, `${extra.customer ?? extra.carrier}-portal`, extra);
-      return createClient(
-        NotificationService,
-        createConnectTransport({
-          baseUrl: h.svc.url,
-          httpVersion: "1.1",
-          interceptors: [
-            (next) => (req) => {
-              req.header.set("authorization", `Bearer ${token}`);
-              return next(req);
-            },
-          ],
-        }),
-      );
-    };
+    clientFor = (extra, scopes = CUSTOMER_SCOPES) => clientOf(h, extra, scopes);
   });
   afterAll(async () => {
     for (const r of receivers) await r.close();
@@ -122,22 +125,7 @@ describe("notification caps: a customer holds at most so many active subscriptio
   beforeAll(async () => {
     h = await startNotificationHarness({ NOTIFICATION_MAX_SUBSCRIPTIONS_PER_OWNER: "5", NOTIFICATION_MAX_BROAD_SUBSCRIPTIONS_PER_OWNER: "2" });
     hook = await startReceiver();
-    clientFor = async (customer) => {
-      const token = await h.token(CUSTOMER_SCOPES, `${customer}-portal`, { customer });
-      return createClient(
-        NotificationService,
-        createConnectTransport({
-          baseUrl: h.svc.url,
-          httpVersion: "1.1",
-          interceptors: [
-            (next) => (req) => {
-              req.header.set("authorization", `Bearer ${token}`);
-              return next(req);
-            },
-          ],
-        }),
-      );
-    };
+    clientFor = (customer) => clientOf(h, { customer });
   });
   afterAll(async () => {
     await hook?.close();
