@@ -10,7 +10,7 @@ import type { AttemptRecord, ClaimedDelivery, DeliveryTransition, NotificationSt
 import { classifyStatus, nextRetryDelayMs, parseRetryAfter, type RetryPolicyOptions } from "./retry-policy.js";
 import { signatureHeader, SIGNATURE_HEADER } from "./signature.js";
 import type { WebhookRequest, WebhookResult, WebhookSender } from "./webhook-sender.js";
-import { resolveWebhookTarget, type WebhookTargetPolicy } from "./webhook-target.js";
+import { resolveWebhookTarget, WebhookUrlError, type WebhookTargetPolicy } from "./webhook-target.js";
 
 /** Header naming the event (receivers deduplicate by it). */
 export const EVENT_ID_HEADER = "Logistics-Event-Id";
@@ -256,7 +256,7 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
         target = await resolveWebhookTarget(d.webhookUrl, opts.targetPolicy);
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
-        span.setStatus({ code: SpanStatusCode.ERROR, message });
+        span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof WebhookUrlError ? err.detail : message });
         span.setAttribute(SemConv.ERROR_TYPE, "refused");
         return { result: notSent(`refused: ${message}`), context: spanContext };
       }

@@ -33,8 +33,16 @@ describe("resolveWebhookTarget", () => {
     await assert.rejects(resolveWebhookTarget("http://hooks.example.com/x", policy()), /must use https.*NOTIFICATION_ALLOW_HTTP=true/);
     await assert.rejects(
       resolveWebhookTarget("https://internal.example.com/x", policy()),
-      /192\.168\.0\.10, which is not a public address.*NOTIFICATION_WEBHOOK_ALLOW_HOSTS or NOTIFICATION_WEBHOOK_ALLOW_CIDRS/,
+      /internal\.example\.com resolves to an address that is not public.*NOTIFICATION_WEBHOOK_ALLOW_HOSTS or NOTIFICATION_WEBHOOK_ALLOW_CIDRS/,
     );
+  });
+
+  it("tells the caller a resolved name's address only in the operator's detail, and a literal address in both", async () => {
+    const named = await resolveWebhookTarget("https://internal.example.com/x", policy()).catch((e: unknown) => e as WebhookUrlError);
+    assert.ok(named instanceof WebhookUrlError);
+    assert.doesNotMatch(named.message, /192\.168/);
+    assert.match(named.detail, /resolves to 192\.168\.0\.10, which is not a public address/);
+    await assert.rejects(resolveWebhookTarget("https://10.1.2.3/x", policy()), /10\.1\.2\.3, which is not a public address/);
   });
 
   it("accepts an https URL whose every address is public, pinning the first", async () => {

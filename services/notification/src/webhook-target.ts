@@ -14,7 +14,10 @@ export class WebhookUrlError extends Error {
   override readonly name = "WebhookUrlError";
   constructor(
     readonly problem: WebhookUrlProblem,
+    /** What the caller is told (it reaches the subscriber: the Subscribe error, an attempt's error). */
     message: string,
+    /** What only the operator is told (logs, spans): e.g. the address a host name resolved to. */
+    readonly detail: string = message,
   ) {
     super(message);
   }
@@ -92,10 +95,17 @@ export async function resolveWebhookTarget(raw: string | URL, policy: WebhookTar
   }
   const refused = addresses.find((a) => !isPermittedAddress(a.address, policy.allow));
   if (refused) {
+    // The address a name resolved to stays out of the caller's message: told it, a subscriber
+    // could map the deployment's internal names (Subscribe with https://db.internal/, read
+    // the answer). A literal address is the caller's own.
+    const hint =
+      `; for local development the service can allow it with NOTIFICATION_WEBHOOK_ALLOW_HOSTS or NOTIFICATION_WEBHOOK_ALLOW_CIDRS ` +
+      `(npm start allows loopback)`;
+    const detail = `webhook host ${host} resolves to ${refused.address}, which is not a public address`;
     throw new WebhookUrlError(
       "forbidden",
-      `webhook host ${host} resolves to ${refused.address}, which is not a public address; ` +
-        `for local development the service can allow it with NOTIFICATION_WEBHOOK_ALLOW_HOSTS or NOTIFICATION_WEBHOOK_ALLOW_CIDRS (npm start allows loopback)`,
+      (literal ? detail : `webhook host ${host} resolves to an address that is not public`) + hint,
+      detail + hint,
     );
   }
   const first = addresses[0] as { address: string; family: number };
