@@ -131,6 +131,8 @@ export function createNotificationHandlers(deps: NotificationHandlersDeps): Noti
   };
 }
 
+const MAX_BIGINT = 2n ** 63n - 1n;
+
 /** Page tokens: the last row's sequence plus a fingerprint of the filters they were issued for. */
 function pageToken(seq: string, filter: object): string {
   return Buffer.from(JSON.stringify({ s: seq, f: fingerprint(filter) })).toString("base64url");
@@ -145,7 +147,8 @@ function readPageToken(token: string, filter: object): string | undefined {
     throw new ConnectError("page_token is not a token issued by this service", Code.InvalidArgument);
   }
   const { s, f } = (typeof parsed === "object" && parsed !== null ? parsed : {}) as Record<string, unknown>;
-  if (typeof s !== "string" || !/^\d{1,19}$/.test(s) || typeof f !== "string") {
+  // A sequence is a PostgreSQL bigint: a longer or larger one was never issued (and would fail the query).
+  if (typeof s !== "string" || !/^\d{1,19}$/.test(s) || BigInt(s) > MAX_BIGINT || typeof f !== "string") {
     throw new ConnectError("page_token is not a token issued by this service", Code.InvalidArgument);
   }
   if (f !== fingerprint(filter)) {

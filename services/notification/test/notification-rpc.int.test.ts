@@ -126,6 +126,14 @@ describe("NotificationService RPCs (https required, SSRF protection)", () => {
       Code.InvalidArgument,
     );
     assert.equal(await codeOf(h.client.listSubscriptions({ pageToken: "garbage" })), Code.InvalidArgument);
+    // A forged token with the right filters and a sequence past PostgreSQL's bigint: refused, not an Internal error.
+    const { f } = JSON.parse(Buffer.from(p1.nextPageToken, "base64url").toString()) as { f: string };
+    for (const seq of ["9999999999999999999", "9223372036854775808"]) {
+      const forged = Buffer.from(JSON.stringify({ s: seq, f })).toString("base64url");
+      assert.equal(await codeOf(h.client.listSubscriptions({ customerId: customer, pageSize: 2, pageToken: forged })), Code.InvalidArgument, seq);
+    }
+    const last = Buffer.from(JSON.stringify({ s: "9223372036854775807", f })).toString("base64url");
+    assert.equal((await h.client.listSubscriptions({ customerId: customer, pageSize: 2, pageToken: last })).subscriptions.length, 2);
   });
 
   it("unsubscribes (idempotently), cancels pending retries, and answers NotFound for unknown ids", async () => {
