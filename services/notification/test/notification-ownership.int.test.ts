@@ -11,7 +11,7 @@ const STATUS = [NotificationEventType.STATUS_CHANGED];
 const CUSTOMER_SCOPES = [Scope.SubscriptionsWrite, Scope.SubscriptionsRead, Scope.DeliveriesAdmin];
 
 /** A NotificationService client of the harness with a token for `extra`'s customer or carrier. */
-async function clientOf(h: NotificationHarness, extra: { customer?: string; carrier?: string }, scopes = CUSTOMER_SCOPES): Promise<Client<typeof NotificationService>> {
+async function clientOf(h: NotificationHarness, extra: { customer?: string; carrier?: string }, scopes: string[] = CUSTOMER_SCOPES): Promise<Client<typeof NotificationService>> {
   const token = await h.token(scopes, `${extra.customer ?? extra.carrier}-portal`, extra);
   return createClient(
     NotificationService,
