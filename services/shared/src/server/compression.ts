@@ -1,7 +1,7 @@
 import { promisify } from "node:util";
 import * as zlib from "node:zlib";
 import type { Compression } from "@connectrpc/connect/protocol";
-import { compressionGzip } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 
 /**
  * Largest response message gzipped synchronously, on the event loop: about 0.4 ms at level 1.
@@ -10,6 +10,7 @@ import { compressionGzip } from "@connectrpc/connect-node";
 export const SYNC_GZIP_MAX_BYTES = 64 * 1024;
 
 const gzipAsync = promisify(zlib.gzip);
+const brotliAsync = promisify(zlib.brotliCompress);
 const OPTIONS: zlib.ZlibOptions = { level: zlib.constants.Z_BEST_SPEED };
 
 /**
@@ -30,5 +31,27 @@ export const fastGzip: Compression = {
   },
   decompress(bytes, readMaxBytes) {
     return compressionGzip.decompress(bytes, readMaxBytes);
+  },
+};
+
+/** Brotli quality of responses: 4 (see {@link fastBrotli}). */
+export const BROTLI_QUALITY = 4;
+const BROTLI_OPTIONS: zlib.BrotliOptions = { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY } };
+
+/**
+ * brotli as the servers answer with it, at quality 4: connect-node's `compressionBrotli` uses
+ * zlib's default, quality 11, which any caller can ask for (`Accept-Encoding: br`, also
+ * anonymously): a 35 KB page of events took ~32 ms of CPU at quality 11 against ~0.75 ms at
+ * quality 4 and ~0.9 ms for level-1 gzip, so one cheap request bought tens of milliseconds of
+ * the server's thread pool. Small messages are compressed in place, as {@link fastGzip} does.
+ */
+export const fastBrotli: Compression = {
+  name: compressionBrotli.name,
+  async compress(bytes) {
+    const out = bytes.byteLength <= SYNC_GZIP_MAX_BYTES ? zlib.brotliCompressSync(bytes, BROTLI_OPTIONS) : await brotliAsync(bytes, BROTLI_OPTIONS);
+    return out.buffer instanceof ArrayBuffer ? new Uint8Array(out.buffer, out.byteOffset, out.byteLength) : new Uint8Array(out);
+  },
+  decompress(bytes, readMaxBytes) {
+    return compressionBrotli.decompress(bytes, readMaxBytes);
   },
 };

@@ -6,8 +6,8 @@ import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
-import { compressionBrotli, connectNodeAdapter } from "@connectrpc/connect-node";
-import { fastGzip } from "./compression.js";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { fastBrotli, fastGzip } from "./compression.js";
 import { answerConditionalGet } from "./conditional-get.js";
 import { applyCors, type CorsOptions } from "./cors.js";
 import { fixGrpcMessageHeader } from "./grpc-message.js";
@@ -172,8 +172,9 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
         .set(clientAddressKey, clientAddress(req, hops));
     },
     readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
-    // connect-node's defaults, with gzip at level 1 and small messages compressed in place (see fastGzip).
-    acceptCompression: [fastGzip, compressionBrotli],
+    // connect-node's defaults, with gzip at level 1, brotli at quality 4 (not 11: any caller may
+    // ask for it) and small messages compressed in place (see fastGzip, fastBrotli).
+    acceptCompression: [fastGzip, fastBrotli],
     // Strict JSON: an unknown field or an unknown enum name is InvalidArgument. protobuf-es ties
     // both to one switch, and ignoring them (connect-es's default) silently dropped unknown
     // `statuses` from a search filter, so the filter was ignored and everything returned.
