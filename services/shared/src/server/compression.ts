@@ -22,17 +22,30 @@ const OPTIONS: zlib.ZlibOptions = { level: zlib.constants.Z_BEST_SPEED };
  * took a core from nats-server and Redis. Decompression (requests a client compressed) is
  * connect-node's, with its `readMaxBytes` bound.
  */
-export const fastGzip: Compression = {
-  name: compressionGzip.name,
-  async compress(bytes) {
-    const out = bytes.byteLength <= SYNC_GZIP_MAX_BYTES ? zlib.gzipSync(bytes, OPTIONS) : await gzipAsync(bytes, OPTIONS);
-    // connect wants a Uint8Array over an ArrayBuffer (not a pooled or shared one).
-    return out.buffer instanceof ArrayBuffer ? new Uint8Array(out.buffer, out.byteOffset, out.byteLength) : new Uint8Array(out);
-  },
-  decompress(bytes, readMaxBytes) {
-    return compressionGzip.decompress(bytes, readMaxBytes);
-  },
-};
+export const fastGzip: Compression = tuned(compressionGzip, zlib.gzipSync, gzipAsync, OPTIONS);
+
+/**
+ * `base`'s format with `options`: compressed in place up to {@link SYNC_GZIP_MAX_BYTES}, on
+ * zlib's thread pool beyond; decompression is `base`'s (with connect-node's `readMaxBytes` bound).
+ */
+function tuned<O>(
+  base: Compression,
+  sync: (bytes: Uint8Array, options: O) => Buffer,
+  pooled: (bytes: Uint8Array, options: O) => Promise<Buffer>,
+  options: O,
+): Compression {
+  return {
+    name: base.name,
+    async compress(bytes) {
+      const out = bytes.byteLength <= SYNC_GZIP_MAX_BYTES ? sync(bytes, options) : await pooled(bytes, options);
+      // connect wants a Uint8Array over an ArrayBuffer (not a pooled or shared one).
+      return out.buffer instanceof ArrayBuffer ? new Uint8Array(out.buffer, out.byteOffset, out.byteLength) : new Uint8Array(out);
+    },
+    decompress(bytes, readMaxBytes) {
+      return base.decompress(bytes, readMaxBytes);
+    },
+  };
+}
 
 /** Brotli quality of responses: 4 (see {@link fastBrotli}). */
 export const BROTLI_QUALITY = 4;
@@ -45,13 +58,4 @@ const BROTLI_OPTIONS: zlib.BrotliOptions = { params: { [zlib.constants.BROTLI_PA
  * quality 4 and ~0.9 ms for level-1 gzip, so one cheap request bought tens of milliseconds of
  * the server's thread pool. Small messages are compressed in place, as {@link fastGzip} does.
  */
-export const fastBrotli: Compression = {
-  name: compressionBrotli.name,
-  async compress(bytes) {
-    const out = bytes.byteLength <= SYNC_GZIP_MAX_BYTES ? zlib.brotliCompressSync(bytes, BROTLI_OPTIONS) : await brotliAsync(bytes, BROTLI_OPTIONS);
-    return out.buffer instanceof ArrayBuffer ? new Uint8Array(out.buffer, out.byteOffset, out.byteLength) : new Uint8Array(out);
-  },
-  decompress(bytes, readMaxBytes) {
-    return compressionBrotli.decompress(bytes, readMaxBytes);
-  },
-};
+export const fastBrotli: Compression = tuned(compressionBrotli, zlib.brotliCompressSync, brotliAsync, BROTLI_OPTIONS);
