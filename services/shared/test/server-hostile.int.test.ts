@@ -40,6 +40,8 @@ describe("startServer facing hostile clients", () => {
         router.service(TrackingService, {
           // Echoes the filter as it was parsed, so a test sees what the server understood.
           searchShipments: (req) => ({ shipments: [], nextPageToken: JSON.stringify(req.statuses) }),
+          // Ends at once: what is under test is the request's decoding.
+          async *watchShipment() {},
         });
       },
     });
@@ -109,5 +111,45 @@ describe("startServer facing hostile clients", () => {
     });
     assert.equal(ok.status, 200);
     assert.deepEqual([...fromBinary(EchoResponseSchema, new Uint8Array(await ok.arrayBuffer())).payload], [200]);
+  });
+
+  it("answers an undecodable Connect streaming or gRPC-Web request with invalid_argument, not internal", async () => {
+    const frame = (payload: number[], flags = 0) => {
+      const b = Buffer.alloc(5 + payload.length);
+      b[0] = flags;
+      b.writeUInt32BE(payload.length, 1);
+      Buffer.from(payload).copy(b, 5);
+      return b;
+    };
+    const undecodable = frame([0x0a, 0xff, 0xff, 0xff]);
+    const tracking = `${server.url}/logistics.tracking.v1.TrackingService`;
+
+    // Connect server streaming: HTTP 200 and an end-stream message carrying the error.
+    const watch = await fetch(`${tracking}/WatchShipment`, {
+      method: "POST",
+      headers: { "content-type": "application/connect+proto" },
+      body: undecodable,
+      signal: AbortSignal.timeout(5000),
+    });
+    const frames = Buffer.from(await watch.arrayBuffer());
+    assert.equal(frames[0], 0x02, "an end-stream message");
+    assert.equal(frames.readUInt32BE(1), frames.length - 5, "its length prefix matches what follows");
+    const end = JSON.parse(frames.subarray(5).toString()) as { error?: { code: string; message: string } };
+    assert.equal(end.error?.code, "invalid_argument");
+    assert.match(end.error?.message ?? "", /^parse binary: /);
+
+    // gRPC-Web, unary and server streaming: the status in the head (trailers-only) or in the trailer frame.
+    for (const method of ["GetShipment", "WatchShipment"]) {
+      const res = await fetch(`${tracking}/${method}`, {
+        method: "POST",
+        headers: { "content-type": "application/grpc-web+proto" },
+        body: undecodable,
+        signal: AbortSignal.timeout(5000),
+      });
+      const body = Buffer.from(await res.arrayBuffer());
+      const status = res.headers.get("grpc-status") ?? /grpc-status:\s*(\d+)/i.exec(body.subarray(5).toString())?.[1];
+      assert.equal(status, String(Code.InvalidArgument), method);
+      if (!res.headers.get("grpc-status")) assert.equal(body.readUInt32BE(1), body.length - 5, `${method}: trailer frame length`);
+    }
   });
 });

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
-import { fixGrpcMessageHeader, MAX_GRPC_DETAILS_LENGTH, MAX_GRPC_MESSAGE_LENGTH, reencodeGrpcMessage, specEncodeGrpcMessage } from "./grpc-message.js";
+import {
+  fixGrpcMessageHeader,
+  MAX_GRPC_DETAILS_LENGTH,
+  MAX_GRPC_MESSAGE_LENGTH,
+  reencodeGrpcMessage,
+  specEncodeGrpcMessage,
+  unparsableAsInvalid,
+} from "./grpc-message.js";
 
 describe("grpc-message encoding", () => {
   const samples = ["plain: a/b c,d=e", "100% done", "Zürich → 東京 😀", "tab\tnewline\nCR\r", "~!@#$^&*()_+{}|\"<>?", ""];
@@ -46,3 +53,19 @@ describe("grpc-message encoding", () => {
     assert.equal(h["grpc-status-details-bin"], undefined);
   });
 });
+
+describe("unparsableAsInvalid (gRPC-Web trailers-only heads)", () => {
+  it("turns Internal for an undecodable request into InvalidArgument and leaves every other head as written", () => {
+    const h = unparsableAsInvalid({ "content-type": "application/grpc-web+proto", "grpc-status": "13", "grpc-message": "parse%20binary%3A%20premature%20EOF" });
+    assert.equal(h["grpc-status"], "3");
+    assert.equal(h["grpc-message"], "parse%20binary%3A%20premature%20EOF");
+    for (const head of [
+      { "grpc-status": "13", "grpc-message": "database exploded" },
+      { "grpc-status": "14", "grpc-message": "parse binary: premature EOF" },
+      { "content-type": "application/grpc-web+proto" },
+    ]) {
+      assert.deepEqual(unparsableAsInvalid({ ...head }), head);
+    }
+  });
+});
+

@@ -42,6 +42,27 @@ export const MAX_GRPC_DETAILS_LENGTH = 16 * 1024;
  */
 const UNPARSABLE_REQUEST = /^parse(%20| )(binary|JSON)(%3A|:)/;
 
+/** True for connect-es's Internal status of a request message that did not decode (`grpc-message` as written, percent-encoded or not). */
+export function isUnparsableRequestStatus(grpcStatus: string, grpcMessage: string): boolean {
+  return grpcStatus.trim() === "13" && UNPARSABLE_REQUEST.test(grpcMessage.trim());
+}
+
+/**
+ * Turns a gRPC-Web response head's Internal for an unparsable request into InvalidArgument (in
+ * place), leaving everything else, the message's encoding included, as connect-es wrote it.
+ */
+export function unparsableAsInvalid<T>(headers: T): T {
+  if (headers && typeof headers === "object" && !Array.isArray(headers)) {
+    const bag = headers as HeaderBag;
+    const keys = Object.keys(bag);
+    const statusKey = keys.find((k) => k.toLowerCase() === "grpc-status");
+    const messageKey = keys.find((k) => k.toLowerCase() === "grpc-message");
+    const message = messageKey === undefined ? undefined : bag[messageKey];
+    if (statusKey && typeof message === "string" && isUnparsableRequestStatus(String(bag[statusKey]), message)) bag[statusKey] = "3";
+  }
+  return headers;
+}
+
 /**
  * Rewrites the gRPC status entries of a Node.js header object in place: `grpc-message` encoded
  * by the specification and cut to {@link MAX_GRPC_MESSAGE_LENGTH}; status details beyond
@@ -58,7 +79,7 @@ export function fixGrpcMessageHeader<T>(headers: T): T {
       const value = bag[key];
       const name = key.toLowerCase();
       if (name === "grpc-message" && typeof value === "string") {
-        if (statusKey && String(bag[statusKey]) === "13" && UNPARSABLE_REQUEST.test(value)) bag[statusKey] = "3";
+        if (statusKey && isUnparsableRequestStatus(String(bag[statusKey]), value)) bag[statusKey] = "3";
         const encoded = reencodeGrpcMessage(value);
         bag[key] = encoded.length > MAX_GRPC_MESSAGE_LENGTH ? shortened(value) : encoded;
       } else if (name === "grpc-status-details-bin" && typeof value === "string" && value.length > MAX_GRPC_DETAILS_LENGTH) {
