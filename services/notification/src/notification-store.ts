@@ -85,13 +85,7 @@ export interface SubscriptionLimits {
 
 /** A subscription refused because its owner is at a cap of {@link SubscriptionLimits}. */
 export class SubscriptionLimitError extends Error {
-  constructor(
-    message: string,
-    readonly limit: number,
-  ) {
-    super(message);
-    this.name = "SubscriptionLimitError";
-  }
+  override readonly name = "SubscriptionLimitError";
 }
 
 /** An event to turn into deliveries, with the trace context its webhooks continue. */
@@ -447,12 +441,11 @@ async function createSubscription(ctx: StoreContext, s: NewSubscription): Promis
     const { total, broad } = counts.rows[0] ?? { total: 0, broad: 0 };
     const who = ownedBy.customerId !== undefined ? `customer ${ownedBy.customerId}` : `carrier ${ownedBy.carrierCode}`;
     if (limits.maxActive > 0 && total >= limits.maxActive) {
-      throw new SubscriptionLimitError(`${who} has ${total} active subscriptions, the most allowed; unsubscribe one first`, limits.maxActive);
+      throw new SubscriptionLimitError(`${who} has ${total} active subscriptions, the most allowed; unsubscribe one first`);
     }
     if (limits.maxBroad > 0 && s.scope.case !== "trackingNumber" && broad >= limits.maxBroad) {
       throw new SubscriptionLimitError(
         `${who} has ${broad} active customer- or carrier-wide subscriptions, the most allowed; unsubscribe one first or subscribe by tracking number`,
-        limits.maxBroad,
       );
     }
     return insertSubscription(ctx, client, s);
