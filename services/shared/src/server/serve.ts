@@ -14,7 +14,7 @@ import { fixGrpcMessageHeader } from "./grpc-message.js";
 import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./health.js";
 import { checkJsonMessage, envelopeEncodingHeader, guardJsonBody, jsonFramingOf, type JsonLimits } from "./json-guard.js";
 import { registerReflection } from "./reflection.js";
-import { answerUnparsableAsInvalid, answerUnparsableStreamAsInvalid } from "./unparsable-request.js";
+import { answerUnparsableAsInvalid } from "./unparsable-request.js";
 
 /** The narrow logging interface the server needs (pino loggers satisfy it). */
 export interface ServerLog {
@@ -191,9 +191,8 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
     if (isGrpcOverHttp2(req)) encodeGrpcMessageBySpec(res);
     else {
       answerConditionalGet(req, res);
-      answerUnparsableAsInvalid(res);
       const type = req.headers["content-type"];
-      if (typeof type === "string") answerUnparsableStreamAsInvalid(res, type.trim().toLowerCase());
+      answerUnparsableAsInvalid(res, typeof type === "string" ? type.trim().toLowerCase() : "");
     }
     if ("stream" in req && headerListSize(req.rawHeaders) > limits.maxHeaderBytes) {
       // Node advertises SETTINGS_MAX_HEADER_LIST_SIZE but does not enforce it on what arrives.

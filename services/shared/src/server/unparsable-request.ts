@@ -9,13 +9,23 @@ type Response = http.ServerResponse | http2.Http2ServerResponse;
 const UNPARSABLE = /^\{"code":"internal","message":"parse (binary|JSON):/;
 
 /**
- * connect-es answers a Connect request whose binary message does not decode (random bytes, a
- * truncated message) with `internal` / HTTP 500 "parse binary: …", because its parser serves
- * clients too. It is the caller's input: the answer becomes `invalid_argument` / HTTP 400, as the
- * gRPC answer does (grpc-message.ts). Only a 500 whose body is exactly that error is rewritten;
- * every other answer passes untouched.
+ * connect-es answers a request whose message does not decode (random bytes, a truncated message)
+ * with Internal "parse binary: …", because its parser serves clients too. It is the caller's
+ * input: the answer becomes InvalidArgument, as the gRPC answer does (grpc-message.ts), in the
+ * form of the request's protocol (its `contentType`, lower case), and every other answer passes
+ * untouched:
+ * - Connect unary: a 500 whose body is exactly that error becomes a 400 `invalid_argument`;
+ * - Connect streaming and gRPC-Web: see {@link answerStreamEndAsInvalid}.
+ * gRPC over HTTP/2 is not for this function (its trailers are fixed by grpc-message.ts).
  */
-export function answerUnparsableAsInvalid(res: Response): void {
+export function answerUnparsableAsInvalid(res: Response, contentType: string): void {
+  if (contentType.startsWith("application/grpc-web")) answerStreamEndAsInvalid(res, true);
+  else if (contentType.startsWith("application/connect+")) answerStreamEndAsInvalid(res, false);
+  else answerUnaryAsInvalid(res);
+}
+
+/** Connect unary: a held 500 head, released as a 400 when its body is the unparsable-request error. */
+function answerUnaryAsInvalid(res: Response): void {
   const r = res as unknown as {
     writeHead(status: number, headers?: unknown): unknown;
     write(chunk: unknown, ...rest: unknown[]): boolean;
@@ -67,15 +77,13 @@ function withoutLength(headers: unknown): Record<string, unknown> {
 const UNPARSABLE_END_STREAM = /^\{"error":\{"code":"internal","message":"parse (binary|JSON):/;
 
 /**
- * The same rewrite for the protocols whose status is not an HTTP status:
+ * The rewrite for the protocols whose status is not an HTTP status:
  * - Connect streaming (`application/connect+…`): the end-stream message's error code;
  * - gRPC-Web: `grpc-status` in the head (a trailers-only answer) or in the trailer frame (0x80).
  * A body chunk is rewritten only when it is exactly one such frame (its length prefix covering
  * the rest of the chunk), as connect-es writes them; the prefix is rewritten with it.
  */
-export function answerUnparsableStreamAsInvalid(res: Response, contentType: string): void {
-  const grpcWeb = contentType.startsWith("application/grpc-web");
-  if (!grpcWeb && !contentType.startsWith("application/connect+")) return;
+function answerStreamEndAsInvalid(res: Response, grpcWeb: boolean): void {
   const r = res as unknown as {
     writeHead(...args: unknown[]): unknown;
     write(chunk: unknown, ...rest: unknown[]): boolean;
