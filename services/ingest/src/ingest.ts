@@ -9,8 +9,7 @@ import type { IngestConfig } from "./config.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
 import { createIngestHandlers } from "./ingest-handlers.js";
 import { createRedisRateLimiter } from "./redis-rate-limiter.js";
-import { createRedisScanDedupe } from "./redis-scan-dedupe.js";
-import { createRedisShipmentBudget } from "./shipment-budget.js";
+import { createRedisScanAdmission } from "./redis-scan-admission.js";
 import { createRedisShipmentStore } from "./redis-shipment-store.js";
 import { ingestPolicies, registerIngestRoutes } from "./routes.js";
 import { createScanCheck } from "./scan-check.js";
@@ -52,7 +51,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       log,
       degradedBehaviour: "ingest goes on without dedupe hints, rate limits and shipment budgets",
       onError: (op) => metrics.redisErrors.inc({ op }),
-      // Each batch sends a rate-limit take, a dedupe lookup and a dedupe record; concurrent
+      // Each batch sends a rate-limit take and an admission (dedupe and budget); concurrent
       // batches' commands then share socket writes (each write was a loopback TCP send).
       autoPipelining: true,
     });
@@ -93,6 +92,14 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       },
     });
     metrics.observeShipmentCache(() => directory.cached);
+    const admission = createRedisScanAdmission({
+      redis,
+      dedupeTtlSeconds: config.INGEST_DEDUPE_TTL_DAYS * 86_400,
+      ...(config.INGEST_SHIPMENT_SCAN_BUDGET_BYTES > 0
+        ? { budget: { limitBytes: config.INGEST_SHIPMENT_SCAN_BUDGET_BYTES, ttlSeconds: config.INGEST_SHIPMENT_BUDGET_TTL_DAYS * 86_400 } }
+        : {}),
+      onError: onRedisError,
+    });
     // Scans go out as pipelined publishes with one reply subscription for every PubAck: per scan
     // a plain publish and a map entry, instead of a js.publish request (object, timer, error).
     const scanPipeline = createPipelinedPublisher({ nc: ctx.nats, maxInFlight: config.INGEST_MAX_INFLIGHT });
@@ -106,17 +113,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
         maxAgeMs: config.INGEST_SCAN_MAX_AGE_HOURS * 3600_000,
         maxAheadMs: config.INGEST_SCAN_MAX_AHEAD_MINUTES * 60_000,
       }),
-      dedupe: createRedisScanDedupe({ redis, ttlSeconds: config.INGEST_DEDUPE_TTL_DAYS * 86_400, onError: onRedisError }),
-      ...(config.INGEST_SHIPMENT_SCAN_BUDGET_BYTES > 0
-        ? {
-            budget: createRedisShipmentBudget({
-              redis,
-              limitBytes: config.INGEST_SHIPMENT_SCAN_BUDGET_BYTES,
-              ttlSeconds: config.INGEST_SHIPMENT_BUDGET_TTL_DAYS * 86_400,
-              onError: onRedisError,
-            }),
-          }
-        : {}),
+      admission,
       inflight: createSemaphore(config.INGEST_MAX_INFLIGHT),
       metrics,
       log,
@@ -155,6 +152,7 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       routes: (router) => registerIngestRoutes(router, handlers),
       async close() {
         scanPipeline.close();
+        admission.close();
         closeRedis();
       },
     };

@@ -12,12 +12,12 @@ import { createMeshValidator } from "@logistics/shared/validation";
 import { recordedEventId } from "./event-ids.js";
 import { createIngestMetrics } from "./ingest-metrics.js";
 import { createScanCheck } from "./scan-check.js";
-import { createScanIngestor, type ScanDedupe } from "./scan-ingestor.js";
+import { createScanIngestor, type ScanAdmission } from "./scan-ingestor.js";
 import type { ShipmentParties } from "./scan-ownership.js";
 import { createSemaphore } from "./semaphore.js";
-import { scanDocumentCost, type BudgetCharge, type ShipmentBudget } from "./shipment-budget.js";
+import { scanDocumentCost } from "./shipment-budget.js";
 import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";
-import { memoryDedupe } from "../test/memory-dedupe.js";
+import { memoryAdmission } from "../test/memory-admission.js";
 
 const validator = createMeshValidator();
 const catalog = createEventCatalog("p");
@@ -98,37 +98,12 @@ function memoryDirectory(stored: Record<string, ShipmentParties> = { ABCD1234567
 /** The event the ingestor publishes for `s` (what its budget charge is computed from). */
 const scanEvent = (s: Scan) => create(ScanRecordedSchema, { eventId: recordedEventId(s.carrierCode, s.eventId), scan: s });
 
-/** A budget of our own interface: per-shipment totals, charged in order like the Redis script. */
-function memoryBudget(limit: number) {
-  const used = new Map<string, number>();
-  const budget = {
-    used,
-    released: [] as BudgetCharge[],
-    async reserve(items: readonly BudgetCharge[]) {
-      return items.map((c) => {
-        const v = (used.get(c.shipment) ?? 0) + c.cost;
-        if (v > limit) return false;
-        used.set(c.shipment, v);
-        return true;
-      });
-    },
-    release(items: readonly BudgetCharge[]) {
-      for (const c of items) {
-        budget.released.push(c);
-        used.set(c.shipment, (used.get(c.shipment) ?? 0) - c.cost);
-      }
-    },
-  } satisfies ShipmentBudget & Record<string, unknown>;
-  return budget;
-}
-
 function ingestorFor(
   stream: ReturnType<typeof fakeStream>,
-  dedupe: ScanDedupe,
+  admission: ScanAdmission,
   deadlineMs = 2000,
   directory = memoryDirectory(),
   metrics = createIngestMetrics(new Registry()),
-  budget?: ShipmentBudget,
 ) {
   return createScanIngestor({
     publisher: stream.publisher,
@@ -136,8 +111,7 @@ function ingestorFor(
     region: "eu-west",
     directory,
     check: createScanCheck({ validator }),
-    dedupe,
-    ...(budget ? { budget } : {}),
+    admission,
     inflight: createSemaphore(100),
     metrics,
     log: silent,
@@ -148,7 +122,7 @@ function ingestorFor(
 describe("createScanIngestor", () => {
   it("answers one ack per scan in order: accepted, invalid, in-batch duplicate", async () => {
     const stream = fakeStream();
-    const acks = await ingestorFor(stream, memoryDedupe()).ingest([scan("a"), scan("b", { trackingNumber: "x" }), scan("a")], {});
+    const acks = await ingestorFor(stream, memoryAdmission()).ingest([scan("a"), scan("b", { trackingNumber: "x" }), scan("a")], {});
     assert.deepEqual(acks.map((a) => a.outcome), [ScanOutcome.ACCEPTED, ScanOutcome.REJECTED, ScanOutcome.DUPLICATE]);
     assert.equal(acks[1]?.rejectReason, RejectReason.INVALID);
     assert.equal(acks[0]?.streamSequence, 1n);
@@ -161,7 +135,7 @@ describe("createScanIngestor", () => {
 
   it("answers DUPLICATE from the dedupe set without publishing", async () => {
     const stream = fakeStream();
-    const dedupe = memoryDedupe();
+    const dedupe = memoryAdmission();
     dedupe.ids.add(recordedEventId("acme", "old"));
     const acks = await ingestorFor(stream, dedupe).ingest([scan("old")], {});
     assert.equal(acks[0]?.outcome, ScanOutcome.DUPLICATE);
@@ -169,7 +143,7 @@ describe("createScanIngestor", () => {
   });
 
   it("remembers stored scans so a later resend is a DUPLICATE", async () => {
-    const dedupe = memoryDedupe();
+    const dedupe = memoryAdmission();
     const ingestor = ingestorFor(fakeStream(), dedupe);
     await ingestor.ingest([scan("c")], {});
     assert.ok(dedupe.ids.has(recordedEventId("acme", "c")));
@@ -178,9 +152,9 @@ describe("createScanIngestor", () => {
 
   it("rejects the scans past their shipment's budget as SHIPMENT_FULL, unpublished; other shipments go on", async () => {
     const stream = fakeStream();
-    const budget = memoryBudget(3 * scanDocumentCost(scanEvent(scan("x0"))) + 10);
+    const admission = memoryAdmission(3 * scanDocumentCost(scanEvent(scan("x0"))) + 10);
     const directory = memoryDirectory({ ABCD12345678: parties("acme"), EFGH12345678: parties("acme") });
-    const ingestor = ingestorFor(stream, memoryDedupe(), 2000, directory, createIngestMetrics(new Registry()), budget);
+    const ingestor = ingestorFor(stream, admission, 2000, directory);
     const acks = await ingestor.ingest(["x0", "x1", "x2", "x3", "x3"].map((id) => scan(id)), {});
     assert.deepEqual(acks.map((a) => [ScanOutcome[a.outcome], RejectReason[a.rejectReason]]), [
       ["ACCEPTED", "UNSPECIFIED"], ["ACCEPTED", "UNSPECIFIED"], ["ACCEPTED", "UNSPECIFIED"],
@@ -193,38 +167,39 @@ describe("createScanIngestor", () => {
   });
 
   it("gives back the charge of a scan that was not stored after all (no PubAck, or a duplicate by JetStream's window)", async () => {
-    const budget = memoryBudget(1_000_000);
-    const down = await ingestorFor(fakeStream({ failAlways: true }), memoryDedupe(), 200, memoryDirectory(), createIngestMetrics(new Registry()), budget).ingest([scan("f")], {});
+    const admission = memoryAdmission(1_000_000);
+    const down = await ingestorFor(fakeStream({ failAlways: true }), admission, 200).ingest([scan("f")], {});
     assert.equal(down[0]?.rejectReason, RejectReason.UNAVAILABLE);
-    assert.equal(budget.used.get("ABCD12345678"), 0);
-    assert.equal(budget.released.length, 1);
+    assert.equal(admission.used.get("ABCD12345678"), 0);
+    assert.equal(admission.refunds.length, 1);
     // Stored before, but the dedupe set forgot it (Redis failed open): JetStream answers duplicate.
     const stream = fakeStream();
-    const ingestor = ingestorFor(stream, memoryDedupe(), 2000, memoryDirectory(), createIngestMetrics(new Registry()), budget);
+    const ingestor = ingestorFor(stream, admission, 2000);
     await ingestor.ingest([scan("g")], {});
-    const charged = budget.used.get("ABCD12345678");
-    const forgetful = ingestorFor(stream, memoryDedupe(), 2000, memoryDirectory(), createIngestMetrics(new Registry()), budget);
-    const again = await forgetful.ingest([scan("g")], {});
+    const charged = admission.used.get("ABCD12345678");
+    admission.ids.clear();
+    const again = await ingestor.ingest([scan("g")], {});
     assert.equal(again[0]?.outcome, ScanOutcome.DUPLICATE);
-    assert.equal(budget.used.get("ABCD12345678"), charged, "the duplicate's charge was given back");
+    assert.equal(admission.used.get("ABCD12345678"), charged, "the duplicate's charge was given back");
+    assert.equal(admission.refunds.length, 2);
   });
 
   it("retries a failing publish within the deadline", async () => {
     const stream = fakeStream({ failFirst: 3 });
-    const acks = await ingestorFor(stream, memoryDedupe()).ingest([scan("d")], {});
+    const acks = await ingestorFor(stream, memoryAdmission()).ingest([scan("d")], {});
     assert.equal(acks[0]?.outcome, ScanOutcome.ACCEPTED);
   });
 
   it("publishes a batch in one pipelined round and resends only the scans whose publish failed", async () => {
     const stream = fakeStream({ failFirst: 2 });
-    const acks = await ingestorFor(stream, memoryDedupe()).ingest(["r1", "r2", "r3", "r4", "r5"].map((id) => scan(id)), {});
+    const acks = await ingestorFor(stream, memoryAdmission()).ingest(["r1", "r2", "r3", "r4", "r5"].map((id) => scan(id)), {});
     assert.deepEqual(acks.map((a) => a.outcome), Array(5).fill(ScanOutcome.ACCEPTED));
     assert.deepEqual(stream.rounds, [5, 2]);
     assert.equal(stream.events.length, 5);
   });
 
   it("rejects as UNAVAILABLE when no PubAck arrives within the deadline, and remembers nothing", async () => {
-    const dedupe = memoryDedupe();
+    const dedupe = memoryAdmission();
     const acks = await ingestorFor(fakeStream({ failAlways: true }), dedupe, 200).ingest([scan("e"), scan("e")], {});
     assert.deepEqual(acks.map((a) => [a.outcome, a.rejectReason]), [
       [ScanOutcome.REJECTED, RejectReason.UNAVAILABLE],
@@ -236,7 +211,7 @@ describe("createScanIngestor", () => {
   it("rejects a scan naming another carrier than the token's as WRONG_CARRIER, alone, without reading the directory", async () => {
     const stream = fakeStream();
     const directory = memoryDirectory();
-    const acks = await ingestorFor(stream, memoryDedupe(), 2000, directory).ingest([scan("own"), scan("foreign", { carrierCode: "ups" })], {
+    const acks = await ingestorFor(stream, memoryAdmission(), 2000, directory).ingest([scan("own"), scan("foreign", { carrierCode: "ups" })], {
       carrier: "acme",
     });
     assert.deepEqual(acks.map((a) => [a.outcome, a.rejectReason]), [
@@ -251,7 +226,7 @@ describe("createScanIngestor", () => {
   it("rejects a scan for another carrier's shipment as WRONG_CARRIER, for carrier tokens and internal callers alike", async () => {
     const directory = memoryDirectory({ ABCD12345678: parties("globex") });
     const stream = fakeStream();
-    const ingestor = ingestorFor(stream, memoryDedupe(), 2000, directory);
+    const ingestor = ingestorFor(stream, memoryAdmission(), 2000, directory);
     for (const caller of [{ carrier: "acme" }, {}]) {
       const [ack] = await ingestor.ingest([scan("steal")], caller);
       assert.equal(ack?.rejectReason, RejectReason.WRONG_CARRIER);
@@ -262,7 +237,7 @@ describe("createScanIngestor", () => {
 
   it("rejects a scan for a tracking number the mesh never registered as UNKNOWN_SHIPMENT", async () => {
     const stream = fakeStream();
-    const [ack] = await ingestorFor(stream, memoryDedupe(), 2000, memoryDirectory({})).ingest([scan("early")], { carrier: "acme" });
+    const [ack] = await ingestorFor(stream, memoryAdmission(), 2000, memoryDirectory({})).ingest([scan("early")], { carrier: "acme" });
     assert.equal(ack?.rejectReason, RejectReason.UNKNOWN_SHIPMENT);
     assert.equal(stream.events.length, 0);
   });
@@ -271,7 +246,7 @@ describe("createScanIngestor", () => {
     const directory = memoryDirectory();
     directory.down = true;
     const stream = fakeStream();
-    const acks = await ingestorFor(stream, memoryDedupe(), 2000, directory).ingest([scan("x1"), scan("x2", { carrierCode: "ups" })], {
+    const acks = await ingestorFor(stream, memoryAdmission(), 2000, directory).ingest([scan("x1"), scan("x2", { carrierCode: "ups" })], {
       carrier: "acme",
     });
     assert.deepEqual(acks.map((a) => a.rejectReason), [RejectReason.UNAVAILABLE, RejectReason.WRONG_CARRIER]);
@@ -280,7 +255,7 @@ describe("createScanIngestor", () => {
 
   it("accepts a partner's scan that a stale cached entry would refuse, after a fresh read", async () => {
     const directory = memoryDirectory();
-    const ingestor = ingestorFor(fakeStream(), memoryDedupe(), 2000, directory);
+    const ingestor = ingestorFor(fakeStream(), memoryAdmission(), 2000, directory);
     await ingestor.ingest([scan("first")], { carrier: "acme" });
     directory.stored.set("ABCD12345678", parties("acme", ["lastmile"]));
     const [ack] = await ingestor.ingest([scan("p1", { carrierCode: "lastmile" })], { carrier: "lastmile" });
@@ -291,7 +266,7 @@ describe("createScanIngestor", () => {
   it("counts every ack under a carrier the mesh vouches for: the token's, a confirmed carrier_code, or a placeholder", async () => {
     const registry = new Registry();
     const metrics = createIngestMetrics(registry);
-    const ingestor = ingestorFor(fakeStream(), memoryDedupe(), 2000, memoryDirectory(), metrics);
+    const ingestor = ingestorFor(fakeStream(), memoryAdmission(), 2000, memoryDirectory(), metrics);
     const tooOld = { eventTime: timestampFromMs(Date.now() - 40 * 86_400_000) };
     // A carrier gateway: its token's carrier labels every outcome, a too-late scan included.
     await ingestor.ingest([scan("g1"), scan("g2", tooOld), scan("g3", { trackingNumber: "x" })], { carrier: "acme" });

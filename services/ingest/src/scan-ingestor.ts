@@ -18,18 +18,43 @@ import { checkCallerCarrier, judgeScanOwnership, type OwnershipVerdict, type Par
 import { encodeScanEvents } from "./scan-event-encoding.js";
 import type { Semaphore } from "./semaphore.js";
 import { DirectoryUnavailableError, type ShipmentDirectory } from "./shipment-directory.js";
-import { scanDocumentCost, type BudgetCharge, type ShipmentBudget } from "./shipment-budget.js";
+import { scanDocumentCost, type BudgetCharge } from "./shipment-budget.js";
+
+/** What {@link ScanAdmission.admit} decided for one scan about to be published. */
+export type Admission =
+  /** Its id was stored before (the longer-lived dedupe set): answered DUPLICATE, not published. */
+  | "seen"
+  /** New, and charged to its shipment's budget (given back through `settle` if not stored after all). */
+  | "charged"
+  /** New, admitted without a charge (no budgets, or the store failed open). */
+  | "free"
+  /** New, but it would take its shipment past its budget: rejected SHIPMENT_FULL, not published. */
+  | "full";
+
+/** One scan about to be published, as {@link ScanAdmission} sees it. */
+export interface AdmissionItem {
+  /** Its recorded event id (the dedupe key). */
+  readonly id: string;
+  /** Its tracking number (the budget's account). */
+  readonly shipment: string;
+  /** What it adds to its shipment's document (scanDocumentCost). */
+  readonly cost: number;
+}
 
 /**
- * The longer-lived scan dedupe set (beyond JetStream's duplicate window). Implementations fail
- * open: when the store is unreachable, `seen` answers "none seen" and `remember` does nothing,
- * leaving dedupe to JetStream's window.
+ * The longer-lived scan dedupe set (beyond JetStream's duplicate window) and the per-shipment
+ * budgets of scan data (shipment-budget.ts), decided together: one round trip per batch.
+ * Implementations fail open: when the store is unreachable every item is "free" and settlements
+ * are dropped, leaving dedupe to JetStream's window.
  */
-export interface ScanDedupe {
-  /** Which of `ids` (recorded event ids) were stored before. */
-  seen(ids: readonly string[]): Promise<ReadonlySet<string>>;
-  /** Records `ids` as stored (called only after their PubAck). */
-  remember(ids: readonly string[]): Promise<void>;
+export interface ScanAdmission {
+  /** One verdict per item, in order; items are charged in order, as separate calls would be. */
+  admit(items: readonly AdmissionItem[]): Promise<Admission[]>;
+  /**
+   * After the PubAcks: records `stored` ids in the dedupe set and gives back `refunds` (charges of
+   * scans not stored after all). Never rejects; may be carried by a later round.
+   */
+  settle(stored: readonly string[], refunds: readonly BudgetCharge[]): void;
 }
 
 /** The narrow logger the ingestor reports to (pino satisfies it). */
@@ -48,12 +73,11 @@ export interface ScanIngestorOptions {
   check: ScanCheck;
   /** Who carries each shipment: decides ownership (see scan-ownership.ts). */
   directory: Pick<ShipmentDirectory, "lookup">;
-  dedupe: ScanDedupe;
   /**
-   * Per-shipment budgets of scan data (shipment-budget.ts): a scan that would take its shipment past
-   * its budget is rejected with SHIPMENT_FULL. Default: none (tests of other concerns).
+   * The dedupe set and the per-shipment budgets (a scan that would take its shipment past its
+   * budget is rejected with SHIPMENT_FULL).
    */
-  budget?: ShipmentBudget;
+  admission: ScanAdmission;
   /** Bounds scans being processed in the whole process (INGEST_MAX_INFLIGHT). */
   inflight: Semaphore;
   metrics: IngestMetrics;
@@ -102,12 +126,14 @@ const tracer = () => trace.getTracer("logistics.ingest");
  *    the directory (one cached lookup per distinct tracking number; a rejection is confirmed
  *    with a fresh read, since a cached entry may predate a handover);
  * 3. a scan repeated inside the batch is published once; its copies get DUPLICATE;
- * 4. ids already in the dedupe set get DUPLICATE without publishing;
+ * 4. one admission round (ScanAdmission): ids already in the dedupe set get DUPLICATE without
+ *    publishing, and each new scan is charged to its shipment's budget (SHIPMENT_FULL past it);
  * 5. the rest are published as one pipelined batch (holding one in-flight permit per scan: every
  *    publish is sent before any PubAck is awaited), the failed ones retried until the publish
  *    deadline; PubAck `duplicate` → DUPLICATE, else ACCEPTED with the stream sequence; no PubAck
  *    in time → REJECTED/UNAVAILABLE (safe to resend: a stored one comes back as DUPLICATE);
- * 6. stored ids are added to the dedupe set.
+ * 6. stored ids are added to the dedupe set and the charges of scans not stored are given back
+ *    (settled with a later round).
  * The batch runs in one span `ingest scans` (or the caller's span of the batch); each publish round
  * makes one producer span under it (the catalog publisher's `publishAll`).
  */
@@ -245,29 +271,21 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
       const release = await opts.inflight.acquire(toPublish.length, signal);
       metrics.inflight.inc(toPublish.length);
       try {
-        const seen = await opts.dedupe.seen(toPublish.map((i) => publishedAt(i).event.eventId));
-        let fresh: number[] = [];
-        for (const i of toPublish) {
-          if (seen.has(publishedAt(i).event.eventId)) results[i] = "seen";
+        // One round trip decides both: ids stored before are DUPLICATE, and what ingest accepts
+        // tracking must be able to hold, so each new scan is charged to its shipment's budget
+        // first and one that would take the shipment past it is not published.
+        const items = toPublish.map((i): AdmissionItem => {
+          const a = publishedAt(i);
+          return { id: a.event.eventId, shipment: a.scan.trackingNumber, cost: scanDocumentCost(a.event) };
+        });
+        const verdicts = await opts.admission.admit(items);
+        const fresh: number[] = [];
+        for (let k = 0; k < toPublish.length; k++) {
+          const i = toPublish[k] as number;
+          const v = verdicts[k];
+          if (v === "seen") results[i] = "seen";
+          else if (v === "full") results[i] = "full";
           else fresh.push(i);
-        }
-        // What ingest accepts tracking must be able to hold: each new scan is charged to its
-        // shipment's budget first, and one that would take the shipment past it is not published.
-        const budget = opts.budget;
-        let charged: Map<number, BudgetCharge> | undefined;
-        if (budget && fresh.length > 0) {
-          const charges = fresh.map((i) => ({ shipment: publishedAt(i).scan.trackingNumber, cost: scanDocumentCost(publishedAt(i).event) }));
-          const granted = await budget.reserve(charges);
-          charged = new Map();
-          const publish: number[] = [];
-          for (let k = 0; k < fresh.length; k++) {
-            const i = fresh[k] as number;
-            if (granted[k]) {
-              charged.set(i, charges[k] as BudgetCharge);
-              publish.push(i);
-            } else results[i] = "full";
-          }
-          fresh = publish;
         }
         try {
           if (fresh.length > 0) {
@@ -275,24 +293,21 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
             for (let k = 0; k < fresh.length; k++) results[fresh[k] as number] = acks[k] as PublishEventResult | Error;
           }
         } finally {
-          if (budget && charged) {
-            // Not stored after all (no PubAck), or stored before (JetStream's duplicate window): give the charge back.
-            const back: BudgetCharge[] = [];
-            for (const [i, c] of charged) {
-              const r = results[i];
-              if (r === undefined || r instanceof Error || (r !== "seen" && r !== "full" && r.duplicate)) back.push(c);
-            }
-            budget.release(back);
+          const stored: string[] = [];
+          // Not stored after all (no PubAck), or stored before (JetStream's duplicate window): give the charge back.
+          const refunds: BudgetCharge[] = [];
+          for (let k = 0; k < toPublish.length; k++) {
+            const i = toPublish[k] as number;
+            const r = results[i];
+            if (r === "seen" || r === "full") continue;
+            const ok = r !== undefined && !(r instanceof Error);
+            if (ok) stored.push((items[k] as AdmissionItem).id);
+            if (verdicts[k] === "charged" && (!ok || r.duplicate)) refunds.push(items[k] as AdmissionItem);
           }
+          // Not awaited: the ack does not depend on it (a resend racing it is caught by JetStream's
+          // window), and the adapter never rejects (it fails open).
+          opts.admission.settle(stored, refunds);
         }
-        const stored: string[] = [];
-        for (const i of toPublish) {
-          const r = results[i];
-          if (r !== undefined && r !== "seen" && r !== "full" && !(r instanceof Error)) stored.push(publishedAt(i).event.eventId);
-        }
-        // Not awaited: the ack does not depend on it (a resend racing it is caught by JetStream's
-        // window), and the adapter never rejects (it fails open).
-        if (stored.length > 0) void opts.dedupe.remember(stored);
       } finally {
         metrics.inflight.dec(toPublish.length);
         release();

@@ -4,7 +4,8 @@ import { Redis } from "ioredis";
 import { createFailOpenRedis, type FailOpenRedis } from "@logistics/shared/redis";
 import { startRedisServer, uniqueName, waitFor, type RedisServerHandle } from "@logistics/shared/testing";
 import { createRedisRateLimiter } from "../src/redis-rate-limiter.js";
-import { createRedisScanDedupe } from "../src/redis-scan-dedupe.js";
+import { createRedisScanAdmission } from "../src/redis-scan-admission.js";
+import type { AdmissionItem } from "../src/scan-ingestor.js";
 
 /** Calls of `command` the server has executed so far (INFO commandstats), e.g. "mget" or "eval". */
 async function commandCalls(admin: Redis, command: string): Promise<number> {
@@ -48,36 +49,53 @@ describe("ingest's Redis adapters coalesce concurrent calls (private redis-serve
     await server?.stop();
   });
 
-  it("answers the dedupe lookups of 200 concurrent batches with one MGET, each batch getting its own ids' answers", async () => {
-    const dedupe = createRedisScanDedupe({ redis: client.redis, ttlSeconds: 60, onError: client.reportError });
+  /** Items of a batch of scans of one shipment, without budget costs. */
+  const items = (ids: readonly string[], shipment = "TN1", cost = 0): AdmissionItem[] => ids.map((id) => ({ id, shipment, cost }));
+
+  it("answers the admissions of 200 concurrent batches with one script call, each batch getting its own verdicts", async () => {
+    const admission = createRedisScanAdmission({ redis: client.redis, dedupeTtlSeconds: 60, onError: client.reportError });
     const batches = Array.from({ length: 200 }, (_, b) => [`sc-${b}-a`, `sc-${b}-b`]);
     // Stored before: the "a" id of every third batch.
     await admin.mset(Object.fromEntries(batches.filter((_, b) => b % 3 === 0).map((ids) => [`scan:${ids[0]}`, "1"])));
 
-    const { result, calls } = await counting(admin, ["mget"], () => Promise.all(batches.map((ids) => dedupe.seen(ids))));
-    assert.equal(calls["mget"], 1, "one MGET for every concurrent caller");
-    result.forEach((seen, b) => {
-      assert.deepEqual([...seen], b % 3 === 0 ? [`sc-${b}-a`] : [], `batch ${b} gets the answer for its own ids`);
+    const { result, calls } = await counting(admin, ["eval", "exists"], () => Promise.all(batches.map((ids) => admission.admit(items(ids)))));
+    assert.equal(calls["eval"], 1, "one script call for every concurrent caller");
+    assert.equal(calls["exists"], 400, "the script looked up every id");
+    result.forEach((verdicts, b) => {
+      assert.deepEqual(verdicts, b % 3 === 0 ? ["seen", "free"] : ["free", "free"], `batch ${b} gets the verdicts of its own ids`);
     });
+    admission.close();
   });
 
-  it("records the ids of concurrent batches with one script call, with the configured lifetime", async () => {
-    const dedupe = createRedisScanDedupe({ redis: client.redis, ttlSeconds: 120, onError: client.reportError });
+  it("records stored ids with the next admission round, in the same script call, with the configured lifetime", async () => {
+    const admission = createRedisScanAdmission({ redis: client.redis, dedupeTtlSeconds: 120, onError: client.reportError, settleLingerMs: 60_000 });
     const ids = Array.from({ length: 150 }, (_, i) => `sc-remember-${i}`);
-    const { calls } = await counting(admin, ["eval", "set"], () => Promise.all(ids.map((id) => dedupe.remember([id]))));
-    assert.equal(calls["eval"], 1, "one script call for every concurrent caller");
-    assert.equal(calls["set"], ids.length, "the script stored every id");
+    for (const id of ids) admission.settle([id], []);
+    const { result, calls } = await counting(admin, ["eval", "set"], () => admission.admit(items([ids[0] as string, "sc-remember-new"])));
+    assert.equal(calls["eval"], 1, "the settlement rode on the admission's script call");
+    assert.equal(calls["set"], ids.length, "the script stored every settled id");
+    assert.deepEqual(result, ["seen", "free"], "recorded before the round's lookups");
     const ttls = await Promise.all(ids.map((id) => admin.ttl(`scan:${id}`)));
     assert.ok(ttls.every((t) => t > 100 && t <= 120), `every id expires after the TTL: ${ttls.slice(0, 3).join(", ")}…`);
-    const seen = await dedupe.seen(ids);
-    assert.equal(seen.size, ids.length);
+    admission.close();
   });
 
-  it("splits a turn's calls into rounds of at most maxKeysPerCall ids without splitting a call", async () => {
-    const dedupe = createRedisScanDedupe({ redis: client.redis, ttlSeconds: 60, onError: client.reportError, maxKeysPerCall: 10 });
+  it("sends a settlement alone once it has waited settleLingerMs for an admission round", async () => {
+    const admission = createRedisScanAdmission({ redis: client.redis, dedupeTtlSeconds: 60, onError: client.reportError, settleLingerMs: 50 });
+    admission.settle(["sc-alone-1", "sc-alone-2"], []);
+    await waitFor(async () => (await admin.exists("scan:sc-alone-1", "scan:sc-alone-2")) === 2, {
+      timeoutMs: 5_000,
+      message: "the settlement is sent without an admission round",
+    });
+    admission.close();
+  });
+
+  it("splits a turn's calls into rounds of at most maxItemsPerCall items without splitting a call", async () => {
+    const admission = createRedisScanAdmission({ redis: client.redis, dedupeTtlSeconds: 60, onError: client.reportError, maxItemsPerCall: 10 });
     const batches = Array.from({ length: 12 }, (_, b) => [`sc-split-${b}-1`, `sc-split-${b}-2`, `sc-split-${b}-3`]);
-    const { calls } = await counting(admin, ["mget"], () => Promise.all(batches.map((ids) => dedupe.seen(ids))));
-    assert.equal(calls["mget"], 4, "36 ids in calls of 3, at most 10 ids a round: 4 rounds of 9");
+    const { calls } = await counting(admin, ["eval"], () => Promise.all(batches.map((ids) => admission.admit(items(ids)))));
+    assert.equal(calls["eval"], 4, "36 ids in calls of 3, at most 10 items a round: 4 rounds of 9");
+    admission.close();
   });
 
   it("takes the rate-limit tokens of concurrent requests in one script call, in call order, each request getting its own decision", async () => {
@@ -97,32 +115,37 @@ describe("ingest's Redis adapters coalesce concurrent calls (private redis-serve
   });
 
   it("fails open for every caller of a round while Redis is down, and coalesces again once it is back", async () => {
-    const dedupe = createRedisScanDedupe({ redis: client.redis, ttlSeconds: 60, onError: client.reportError });
+    const admission = createRedisScanAdmission({
+      redis: client.redis,
+      dedupeTtlSeconds: 60,
+      budget: { limitBytes: 10, ttlSeconds: 60 },
+      onError: client.reportError,
+    });
     const limiter = createRedisRateLimiter({ redis: client.redis, ratePerSec: 1, burst: 1, onError: client.reportError });
     await server.kill();
     try {
       errors.length = 0;
       const ids = Array.from({ length: 20 }, (_, i) => [`sc-down-${i}`]);
-      const seen = await Promise.all(ids.map((x) => dedupe.seen(x)));
-      assert.ok(seen.every((s) => s.size === 0), "nothing is reported seen");
-      await Promise.all(ids.map((x) => dedupe.remember(x)));
+      const verdicts = await Promise.all(ids.map((x) => admission.admit(items(x, "TN-down", 1000))));
+      assert.ok(verdicts.every((v) => v.length === 1 && v[0] === "free"), "nothing is reported seen or full, nothing is charged");
       const decisions = await Promise.all(Array.from({ length: 5 }, () => limiter.take("down", 1)));
       assert.ok(decisions.every((d) => d.allowed), "every request is allowed");
       assert.deepEqual(
         errors.filter((op) => op !== "connection").sort(),
-        ["dedupe_lookup", "dedupe_remember", "rate_limit"],
+        ["admission", "rate_limit"],
         "one failure reported per round, not per caller",
       );
     } finally {
       await server.restart();
     }
-    await waitFor(async () => (await dedupe.seen(["sc-back"])).size === 0 && client.redis.status === "ready", {
+    await waitFor(async () => client.redis.status === "ready" && (await admin.ping()) === "PONG", {
       timeoutMs: 15_000,
       message: "the client reconnects",
     });
     await admin.set("scan:sc-back", "1");
-    const { result, calls } = await counting(admin, ["mget"], () => Promise.all([dedupe.seen(["sc-back"]), dedupe.seen(["sc-other"])]));
-    assert.equal(calls["mget"], 1);
-    assert.deepEqual(result.map((s) => [...s]), [["sc-back"], []]);
+    const { result, calls } = await counting(admin, ["eval"], () => Promise.all([admission.admit(items(["sc-back"])), admission.admit(items(["sc-other"], "TN-back", 11))]));
+    assert.equal(calls["eval"], 1);
+    assert.deepEqual(result, [["seen"], ["full"]], "the dedupe set and the budgets answer again");
+    admission.close();
   });
 });

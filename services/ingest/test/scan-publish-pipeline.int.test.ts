@@ -13,9 +13,9 @@ import { testNatsUrl, uniqueName, waitFor } from "@logistics/shared/testing";
 import { createMeshValidator } from "@logistics/shared/validation";
 import { createIngestMetrics } from "../src/ingest-metrics.js";
 import { createScanCheck } from "../src/scan-check.js";
-import { createScanIngestor, type ScanDedupe } from "../src/scan-ingestor.js";
+import { createScanIngestor, type ScanAdmission } from "../src/scan-ingestor.js";
 import { createSemaphore } from "../src/semaphore.js";
-import { memoryDedupe } from "./memory-dedupe.js";
+import { memoryAdmission } from "./memory-admission.js";
 
 const TN = "ABCD12345678";
 const scan = (id: string): Scan =>
@@ -37,14 +37,14 @@ describe("scan ingest through the pipelined publisher (real nats-server)", () =>
     await nc?.close();
   });
 
-  const ingestorFor = (catalog: EventCatalog, dedupe: ScanDedupe, publishDeadlineMs: number) =>
+  const ingestorFor = (catalog: EventCatalog, admission: ScanAdmission, publishDeadlineMs: number) =>
     createScanIngestor({
       publisher: createCatalogPublisher({ js, pipeline }),
       scanEvent: catalog.events.scanRecorded,
       region: "eu",
       directory: { lookup: async (tns) => new Map(tns.map((tn) => [tn, { shipmentId: "shp_1", carrier: "acme", partners: [], customer: "c" }])) },
       check: createScanCheck({ validator: createMeshValidator() }),
-      dedupe,
+      admission,
       inflight: createSemaphore(1000),
       metrics: createIngestMetrics(new Registry()),
       log: { warn() {} },
@@ -54,7 +54,7 @@ describe("scan ingest through the pipelined publisher (real nats-server)", () =>
   it("acks each scan ACCEPTED with the sequence its PubAck gave, and a resend DUPLICATE", async () => {
     const catalog = createEventCatalog(uniqueName("ipp"));
     await ensureStreams(jsm, [catalog.subjects.streams.scans]);
-    const ingestor = ingestorFor(catalog, memoryDedupe(), 5000);
+    const ingestor = ingestorFor(catalog, memoryAdmission(), 5000);
     const scans = Array.from({ length: 150 }, (_, i) => scan(`e-${i}`));
 
     const acks = await ingestor.ingest(scans, { carrier: "acme" });
@@ -68,7 +68,7 @@ describe("scan ingest through the pipelined publisher (real nats-server)", () =>
       assert.equal(stored?.header.get("Nats-Msg-Id"), acks[k]?.recordedEventId, `scan ${k} is stored where its ack says`);
     }
     // A resend past the dedupe set (a fresh replica) is caught by the stream's window.
-    const again = await ingestorFor(catalog, memoryDedupe(), 5000).ingest(scans.slice(0, 10), { carrier: "acme" });
+    const again = await ingestorFor(catalog, memoryAdmission(), 5000).ingest(scans.slice(0, 10), { carrier: "acme" });
     assert.deepEqual(again.map((a) => a.outcome), Array(10).fill(ScanOutcome.DUPLICATE));
     assert.equal((await jsm.streams.info(stream)).state.messages, 150);
   });
@@ -79,7 +79,7 @@ describe("scan ingest through the pipelined publisher (real nats-server)", () =>
     const swallowed: string[] = [];
     const sub = nc.subscribe(catalog.events.scanRecorded.allSubjects, { callback: (_e, m) => void swallowed.push(m.subject) });
     try {
-      const dedupe = memoryDedupe();
+      const dedupe = memoryAdmission();
       const acks = await ingestorFor(catalog, dedupe, 400).ingest([scan("t-1"), scan("t-2")], { carrier: "acme" });
 
       assert.deepEqual(acks.map((a) => [a.outcome, a.rejectReason]), [
