@@ -1,6 +1,7 @@
 import { bool, defineConfig, int, list, oneOf, str, type ConfigOf } from "@logistics/shared/config";
 import { baseConfigSpec, checkBaseConfig, checkPostgresConfig, postgresConfigSpec } from "@logistics/shared/runtime";
 import { parseCidr } from "./address-policy.js";
+import { parsePortList } from "./port-policy.js";
 
 /**
  * Environment variables of the notification service (see the README's configuration table).
@@ -48,6 +49,12 @@ export const notificationConfig = defineConfig(
       description: "address ranges (CIDR) webhook hosts may resolve to although not public, comma-separated",
       default: [],
     }),
+    NOTIFICATION_WEBHOOK_ALLOW_PORTS: {
+      description:
+        "ports webhooks may use besides the scheme's default (443, or 80 for http), comma-separated; hosts in NOTIFICATION_WEBHOOK_ALLOW_HOSTS and addresses in NOTIFICATION_WEBHOOK_ALLOW_CIDRS may use any port",
+      parse: parsePortList,
+      default: Object.freeze([]) as readonly number[],
+    },
     NOTIFICATION_DELIVERY_TIMEOUT_MS: int({
       description: "time limit of one webhook attempt (connect, response headers and the stored body excerpt)",
       min: 100,
