@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
-import { isPermittedAddress, isPublicAddress, parseCidr, parseIp } from "./address-policy.js";
+import { isAllowListedAddress, isPermittedAddress, isPublicAddress, parseCidr, parseIp } from "./address-policy.js";
 
 describe("isPublicAddress", () => {
   it("refuses loopback, private, link-local, CGNAT, multicast, unspecified and reserved IPv4", () => {
@@ -55,5 +55,11 @@ describe("parseCidr / isPermittedAddress", () => {
     assert.equal(isPermittedAddress("fd00::5", allow), true);
     assert.equal(isPermittedAddress("10.0.0.1", allow), false);
     assert.equal(isPermittedAddress("8.8.8.8", allow), true);
+  });
+
+  it("tells addresses inside allow-listed ranges (public or not) from the rest", () => {
+    const allow = { hosts: [], cidrs: ["127.0.0.0/8", "203.0.113.0/24", "8.8.8.8"] };
+    for (const a of ["127.0.0.1", "203.0.113.9", "8.8.8.8"]) assert.equal(isAllowListedAddress(a, allow), true, a);
+    for (const a of ["8.8.4.4", "10.0.0.1", "::1", "garbage"]) assert.equal(isAllowListedAddress(a, allow), false, a);
   });
 });

@@ -189,7 +189,11 @@ export function isAllowedHost(host: string, allow: AddressAllowList): boolean {
 
 /** True when `address` is public or inside one of the allow-listed ranges. */
 export function isPermittedAddress(address: string, allow: AddressAllowList): boolean {
-  if (isPublicAddress(address)) return true;
+  return isPublicAddress(address) || isAllowListedAddress(address, allow);
+}
+
+/** True when `address` lies in one of the allow-listed ranges (public or not). */
+export function isAllowListedAddress(address: string, allow: AddressAllowList): boolean {
   const ip = parseIp(address);
   if (!ip) return false;
   return allow.cidrs.some((text) => {

@@ -112,6 +112,30 @@ describe("startDeliveryWorker", () => {
     }
   });
 
+  it("re-checks the port before every attempt: a port no longer allowed is not contacted", async () => {
+    const onPort = (id: string, port: number) =>
+      delivery({ id, trackingNumber: `PORT0000${port}`, origin: `https://hooks.example.com:${port}`, webhookUrl: `https://hooks.example.com:${port}/x` });
+    const { store, recorded } = fakeStore([onPort("dlv_22", 22), onPort("dlv_8443", 8443)]);
+    const sentTo: string[] = [];
+    const worker = startDeliveryWorker(
+      options({
+        store,
+        targetPolicy: { ...options({}).targetPolicy, allowPorts: [8443] },
+        send: async (r) => (sentTo.push(r.target.url.host), answer(200)),
+      }),
+    );
+    try {
+      await waitFor(() => recorded.length >= 2);
+      assert.deepEqual(sentTo, ["hooks.example.com:8443"]);
+      const refused = recorded.find((r) => r.id === "dlv_22");
+      assert.equal(refused?.next.state, DeliveryState.RETRYING);
+      assert.match(refused?.attempt.error ?? "", /^refused: webhook_url may not use port 22: https webhooks go to port 443 \(the default\) or 8443;/);
+      assert.equal(recorded.find((r) => r.id === "dlv_8443")?.next.state, DeliveryState.DELIVERED);
+    } finally {
+      await worker.close();
+    }
+  });
+
   it("opens the endpoint's circuit after repeated failures and stops sending to it, not to others", async () => {
     const dead = Array.from({ length: 4 }, (_, i) => delivery({ id: `dead_${i}`, trackingNumber: `DEAD000000${i}` }));
     const healthy = delivery({ id: "ok_1", origin: "https://ok.example.com", webhookUrl: "https://ok.example.com/x" });
@@ -298,7 +322,8 @@ describe("startDeliveryWorker tracing", () => {
       debug() {},
     };
     const { store, recorded } = fakeStore([delivery({ webhookUrl: "https://hooks.example.com:8443/x?token=secret#part" })]);
-    const worker = startDeliveryWorker(options({ store, log, tracer: provider.getTracer("test"), send: async () => answer(410) }));
+    const targetPolicy = { ...options({}).targetPolicy, allowPorts: [8443] };
+    const worker = startDeliveryWorker(options({ store, log, targetPolicy, tracer: provider.getTracer("test"), send: async () => answer(410) }));
     try {
       await waitFor(() => recorded.length === 1 && logged.length === 1);
       const [span] = exporter.getFinishedSpans();

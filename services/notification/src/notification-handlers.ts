@@ -35,8 +35,8 @@ export function generateSigningSecret(): string {
  * Creates the NotificationService handlers. Requests reach them authenticated, authorized and
  * validated (protovalidate); they add what the proto rules cannot express: ownership
  * (notification-access.ts: a customer or carrier sees and changes only its own subscriptions,
- * deliveries and dead letters), webhook URL checks (https, public address), idempotency replay,
- * pagination tokens and the store.
+ * deliveries and dead letters), webhook URL checks (https, public address, port), idempotency
+ * replay, pagination tokens and the store.
  *
  * Idempotency keys are scoped to the caller (the token subject, qualified by its customer or
  * carrier): the same key from another caller creates another subscription. A replay returns the

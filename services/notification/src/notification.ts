@@ -44,6 +44,7 @@ export const notificationService: ServiceDefinition<NotificationConfig> = {
       const targetPolicy: WebhookTargetPolicy = {
         allowHttp: config.NOTIFICATION_ALLOW_HTTP,
         allow: { hosts: config.NOTIFICATION_WEBHOOK_ALLOW_HOSTS, cidrs: config.NOTIFICATION_WEBHOOK_ALLOW_CIDRS },
+        allowPorts: config.NOTIFICATION_WEBHOOK_ALLOW_PORTS,
       };
       const metrics = createNotificationMetrics(ctx.metrics.registry);
       let worker: DeliveryWorker | undefined;

@@ -75,6 +75,49 @@ describe("resolveWebhookTarget", () => {
     assert.equal(await problemOf("https://nowhere.example.com/"), "invalid");
   });
 
+  it("refuses a port other than the scheme's default, unless allowed, naming the port and the setting", async () => {
+    for (const url of [
+      "https://hooks.example.com:22/x",
+      "https://hooks.example.com:6379/x",
+      "https://hooks.example.com:80/x",
+      "https://93.184.216.34:8443/x",
+      "https://[2606:2800:220:1:248:1893:25c8:1946]:25/x",
+    ]) assert.equal(await problemOf(url), "invalid", url);
+    await assert.rejects(
+      resolveWebhookTarget("https://hooks.example.com:22/x", policy()),
+      /^WebhookUrlError: webhook_url may not use port 22: https webhooks go to port 443 \(the default\); .*NOTIFICATION_WEBHOOK_ALLOW_PORTS$/,
+    );
+    assert.equal(await problemOf("https://hooks.example.com:443/x"), "ok");
+    assert.equal(await problemOf("http://hooks.example.com:80/x", policy({ allowHttp: true })), "ok");
+    assert.equal(await problemOf("http://hooks.example.com:443/x", policy({ allowHttp: true })), "invalid");
+    const withPorts = policy({ allowPorts: [8443] });
+    assert.equal(await problemOf("https://hooks.example.com:8443/x", withPorts), "ok");
+    assert.equal(await problemOf("https://hooks.example.com/x", withPorts), "ok");
+    assert.equal(await problemOf("https://hooks.example.com:8444/x", withPorts), "invalid");
+  });
+
+  it("refuses a port before resolving the host when no range is allow-listed", async () => {
+    const looked: string[] = [];
+    const counting = policy({ resolve: async (host) => (looked.push(host), [{ address: "93.184.216.34", family: 4 }]) });
+    assert.equal(await problemOf("https://hooks.example.com:22/x", counting), "invalid");
+    assert.deepEqual(looked, []);
+    assert.equal(await problemOf("https://hooks.example.com/x", counting), "ok");
+    assert.deepEqual(looked, ["hooks.example.com"]);
+  });
+
+  it("lets allow-listed hosts, and hosts whose every address is in an allow-listed range, use any port", async () => {
+    const hosts = policy({ allow: { hosts: ["internal.example.com", "hooks.example.com"], cidrs: [] } });
+    assert.equal(await problemOf("https://internal.example.com:9000/x", hosts), "ok");
+    assert.equal(await problemOf("https://hooks.example.com:22/x", hosts), "ok");
+    const ranges = policy({ allow: { hosts: [], cidrs: ["192.168.0.0/16", "10.0.0.0/8"] } });
+    assert.equal(await problemOf("https://internal.example.com:9000/x", ranges), "ok");
+    assert.equal(await problemOf("https://10.1.2.3:6379/x", ranges), "ok");
+    // A public address outside the ranges keeps the port rule, alone or beside allow-listed ones.
+    assert.equal(await problemOf("https://hooks.example.com:22/x", ranges), "invalid");
+    assert.equal(await problemOf("https://rebound.example.com:22/x", ranges), "invalid");
+    assert.equal(await problemOf("https://rebound.example.com/x", ranges), "ok");
+  });
+
   it("lets allow-listed hosts and ranges through", async () => {
     assert.equal(await problemOf("https://internal.example.com/", policy({ allow: { hosts: ["internal.example.com"], cidrs: [] } })), "ok");
     assert.equal(await problemOf("https://internal.example.com/", policy({ allow: { hosts: [], cidrs: ["192.168.0.0/16"] } })), "ok");

@@ -1,10 +1,14 @@
 import { lookup as dnsLookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { isAllowedHost, isPermittedAddress, stripBrackets, type AddressAllowList } from "./address-policy.js";
+import { isAllowedHost, isAllowListedAddress, isPermittedAddress, stripBrackets, type AddressAllowList } from "./address-policy.js";
+import { isPermittedPort, refusedPortMessage } from "./port-policy.js";
 
 /** Why a webhook URL is refused. */
 export type WebhookUrlProblem =
-  /** Not an absolute http(s) URL, http while only https is allowed, credentials in the URL, or a host that does not resolve. */
+  /**
+   * Not an absolute http(s) URL, http while only https is allowed, credentials in the URL, a host
+   * that does not resolve, or a port that is neither the scheme's default nor allowed.
+   */
   | "invalid"
   /** The host is or resolves to a non-public address (server-side request forgery protection). */
   | "forbidden";
@@ -30,8 +34,14 @@ export type HostResolver = (host: string) => Promise<ReadonlyArray<{ address: st
 export interface WebhookTargetPolicy {
   /** Accept http:// (local development). Default false: https only. */
   allowHttp: boolean;
-  /** Hosts and ranges exempt from the public-address rule. */
+  /** Hosts and ranges exempt from the public-address rule, and from the port rule. */
   allow: AddressAllowList;
+  /**
+   * Ports allowed besides the scheme's default (443 for https, 80 for http). Default none. An
+   * allow-listed host, or a host whose every address lies in an allow-listed range, may use any
+   * port: the operator vouched for that destination, as local receivers on random ports need.
+   */
+  allowPorts?: readonly number[];
   /** DNS resolver. Default: `dns.lookup` with `all: true` (the system resolver, as connections use). */
   resolve?: HostResolver;
 }
@@ -73,14 +83,21 @@ export function parseWebhookUrl(raw: string, policy: Pick<WebhookTargetPolicy, "
 
 /**
  * Checks a webhook URL and resolves its host: every address it resolves to must be public (or
- * allow-listed), otherwise {@link WebhookUrlError} "forbidden". Called at Subscribe and again
- * before every attempt, so a host re-pointed at an internal address after subscribing (DNS
- * rebinding) is refused at delivery time.
+ * allow-listed), otherwise {@link WebhookUrlError} "forbidden"; its port must be the scheme's
+ * default or allowed (unless the host or all its addresses are allow-listed), otherwise "invalid".
+ * Called at Subscribe and again before every attempt, so a host re-pointed at an internal address
+ * after subscribing (DNS rebinding), or a port no longer allowed, is refused at delivery time.
  */
 export async function resolveWebhookTarget(raw: string | URL, policy: WebhookTargetPolicy): Promise<ResolvedTarget> {
   const url = typeof raw === "string" ? parseWebhookUrl(raw, policy) : raw;
   const host = stripBrackets(url.hostname);
   if (isAllowedHost(host, policy.allow)) return { url, address: undefined, family: undefined };
+  const allowPorts = policy.allowPorts ?? [];
+  const portPermitted = isPermittedPort(url, allowPorts);
+  // Without allow-listed ranges no address can exempt the port: refuse before any DNS lookup.
+  if (!portPermitted && policy.allow.cidrs.length === 0) {
+    throw new WebhookUrlError("invalid", refusedPortMessage(url, allowPorts));
+  }
   const literal = isIP(host);
   let addresses: ReadonlyArray<{ address: string; family: number }>;
   if (literal) addresses = [{ address: host, family: literal }];
@@ -107,6 +124,9 @@ export async function resolveWebhookTarget(raw: string | URL, policy: WebhookTar
       (literal ? detail : `webhook host ${host} resolves to an address that is not public`) + hint,
       detail + hint,
     );
+  }
+  if (!portPermitted && !addresses.every((a) => isAllowListedAddress(a.address, policy.allow))) {
+    throw new WebhookUrlError("invalid", refusedPortMessage(url, allowPorts));
   }
   const first = addresses[0] as { address: string; family: number };
   return { url, address: first.address, family: first.family === 6 ? 6 : 4 };
