@@ -348,4 +348,31 @@ describe("startDeliveryWorker tracing", () => {
       await provider.shutdown();
     }
   });
+
+  it("records a transport failure's class for the subscriber and puts its detail on the span only", async () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+    const { store, recorded } = fakeStore([delivery()]);
+    const refused: WebhookResult = {
+      status: 0,
+      error: "connection failed",
+      errorDetail: "ECONNREFUSED: connect ECONNREFUSED 93.184.216.34:443",
+      durationMs: 1,
+      excerpt: "",
+      retryAfter: undefined,
+    };
+    const worker = startDeliveryWorker(options({ store, tracer: provider.getTracer("test"), send: async () => refused }));
+    try {
+      // The fake store makes a retry due at once: look at the first attempt.
+      await waitFor(() => recorded.length >= 1 && exporter.getFinishedSpans().length >= 1);
+      assert.equal(recorded[0]?.attempt.error, "connection failed");
+      assert.equal(recorded[0]?.next.state, DeliveryState.RETRYING);
+      const [span] = exporter.getFinishedSpans();
+      assert.equal(span?.attributes["error.type"], "ECONNREFUSED");
+      assert.equal(span?.status.message, "ECONNREFUSED: connect ECONNREFUSED 93.184.216.34:443");
+    } finally {
+      await worker.close();
+      await provider.shutdown();
+    }
+  });
 });

@@ -209,7 +209,10 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
       if (!recorded.written) {
         opts.log.warn({ deliveryId: d.id }, "delivery lease lost or delivery cancelled; attempt not recorded");
       } else if (next.state === DeliveryState.DEAD_LETTERED) {
-        opts.log.warn({ deliveryId: d.id, origin: d.origin, attempts: n, error }, "webhook delivery dead-lettered");
+        opts.log.warn(
+          { deliveryId: d.id, origin: d.origin, attempts: n, error, ...(result.errorDetail ? { errorDetail: result.errorDetail } : {}) },
+          "webhook delivery dead-lettered",
+        );
       }
       opts.onAttempt?.({
         deliveryId: d.id,
@@ -229,7 +232,8 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
    * conventions name spans without a route template), child of the event's trace, with
    * `http.request.method`, `url.full` (credentials and query values redacted), `server.address`,
    * `server.port`, `http.response.status_code` and, on failure, `error.type` (the status code, or
-   * the transport error's kind). Resolves with the result and the span's context.
+   * the transport error's code) with the full transport error as the status message (spans are
+   * the operator's; the subscriber sees its class). Resolves with the result and the span's context.
    */
   const sendTraced = async (d: ClaimedDelivery, n: number): Promise<{ result: WebhookResult; context: Context }> => {
     const parent = propagation.extract(ROOT_CONTEXT, d.traceContext);
@@ -273,8 +277,9 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
       const result = await send({ target, body: d.body, headers, timeoutMs: opts.timeoutMs });
       if (result.status) span.setAttribute(SemConv.HTTP_RESPONSE_STATUS_CODE, result.status);
       if (classifyStatus(result.status) !== "delivered") {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: result.error || `HTTP ${result.status}` });
-        span.setAttribute(SemConv.ERROR_TYPE, result.status ? String(result.status) : transportErrorType(result.error));
+        const detail = result.errorDetail ?? result.error;
+        span.setStatus({ code: SpanStatusCode.ERROR, message: detail || `HTTP ${result.status}` });
+        span.setAttribute(SemConv.ERROR_TYPE, result.status ? String(result.status) : transportErrorType(detail));
       }
       return { result, context: spanContext };
     } finally {

@@ -1,6 +1,7 @@
 import http from "node:http";
 import https from "node:https";
-import type { LookupFunction } from "node:net";
+import type { LookupFunction, Socket } from "node:net";
+import { timeoutClass, TransportError, transportErrorClass, type ConnectionPhase } from "./transport-error.js";
 import type { ResolvedTarget } from "./webhook-target.js";
 
 /** Bytes of a response body kept for diagnosis. */
@@ -25,8 +26,13 @@ export interface WebhookRequest {
 export interface WebhookResult {
   /** HTTP status; 0 when no response arrived. */
   readonly status: number;
-  /** Transport error, or empty when a response arrived. */
+  /**
+   * Why no response arrived, as a class the subscriber may be shown (transport-error.ts:
+   * `connection failed`, `TLS error`, `timed out after <n> ms`...), or empty when one did.
+   */
   readonly error: string;
+  /** The same failure as the system described it (error code, message, addresses): for the operator only. Default `error`. */
+  readonly errorDetail?: string;
   /** From sending to the response headers (or to the failure). */
   readonly durationMs: number;
   /** The first {@link RESPONSE_EXCERPT_BYTES} bytes of the body, UTF-8 with invalid bytes replaced. */
@@ -70,7 +76,7 @@ export interface WebhookSender {
    * closed). A request on a reused connection that the server reset before any response byte
    * (it closed the idle connection as ours was sent) is sent once more on a new connection,
    * byte for byte: receivers deduplicate by `Logistics-Event-Id`. Never rejects: failures are
-   * described in the result.
+   * described in the result, by class in `error` and in full in `errorDetail`.
    */
   send(req: WebhookRequest): Promise<WebhookResult>;
   /** Endpoints with a connection pool (at most `maxEndpoints`). */
@@ -178,13 +184,18 @@ function exchange(req: WebhookRequest, pool: Pool): Promise<WebhookResult> {
     let settled = false;
     let retried = false;
     let current: http.ClientRequest | undefined;
+    /** How far the current request's connection got, for the class of its failure. */
+    let phase: ConnectionPhase = "connecting";
     let headersAt: number | undefined;
     let status = 0;
     let retryAfter: string | undefined;
     const chunks: Buffer[] = [];
     let size = 0;
-    /** `reusable`: the response was read to its end, so the connection may serve the next request. */
-    const finish = (error: string, reusable: boolean) => {
+    /**
+     * `reusable`: the response was read to its end, so the connection may serve the next request.
+     * `failure`: why no response arrived (ignored once one did).
+     */
+    const finish = (reusable: boolean, failure?: { error: string; detail: string }) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -192,26 +203,44 @@ function exchange(req: WebhookRequest, pool: Pool): Promise<WebhookResult> {
       const excerpt = Buffer.concat(chunks).subarray(0, RESPONSE_EXCERPT_BYTES).toString("utf8");
       resolve({
         status,
-        error,
+        error: status || !failure ? "" : failure.error,
+        ...(status || !failure ? {} : { errorDetail: failure.detail }),
         durationMs: Math.round((headersAt ?? performance.now()) - started),
         excerpt,
         retryAfter,
       });
     };
     const timer = setTimeout(
-      () => finish(status ? "" : `timed out after ${req.timeoutMs} ms`, false),
+      () => finish(false, { error: timeoutClass(phase, req.timeoutMs), detail: `timed out after ${req.timeoutMs} ms ${WAITING_FOR[phase]}` }),
       req.timeoutMs,
     );
     const post = (options: https.RequestOptions) => {
       let request: http.ClientRequest;
+      phase = "connecting";
       try {
         request = mod.request(target.url, { method: "POST", headers, ...options });
       } catch (err) {
         // A header value Node refuses: no request was made.
-        finish(describe(err as Error), false);
+        finish(false, { error: TransportError.other, detail: describe(err as Error) });
         return;
       }
       current = request;
+      request.on("socket", (socket: Socket) => {
+        // A kept-alive socket is connected (and secured) already.
+        if (!socket.connecting) {
+          phase = "connected";
+          return;
+        }
+        const secure = mod === https;
+        socket.once("connect", () => {
+          if (current === request) phase = secure ? "handshaking" : "connected";
+        });
+        if (secure) {
+          socket.once("secureConnect", () => {
+            if (current === request) phase = "connected";
+          });
+        }
+      });
       request.on("response", (res) => {
         headersAt = performance.now();
         status = res.statusCode ?? 0;
@@ -221,12 +250,12 @@ function exchange(req: WebhookRequest, pool: Pool): Promise<WebhookResult> {
           if (size < RESPONSE_EXCERPT_BYTES) chunks.push(chunk);
           size += chunk.length;
           // Reading on would be unbounded: drop the connection instead of reusing it.
-          if (size > RESPONSE_EXCERPT_BYTES) finish("", false);
+          if (size > RESPONSE_EXCERPT_BYTES) finish(false);
         });
-        res.on("end", () => finish("", true));
-        res.on("error", () => finish("", false));
+        res.on("end", () => finish(true));
+        res.on("error", () => finish(false));
         // Closed before its end (the receiver went away mid-body): what arrived is the result.
-        res.on("close", () => finish("", false));
+        res.on("close", () => finish(false));
       });
       request.on("error", (err) => {
         if (settled) return;
@@ -237,13 +266,20 @@ function exchange(req: WebhookRequest, pool: Pool): Promise<WebhookResult> {
           post(pool.unpooled);
           return;
         }
-        finish(status ? "" : describe(err), false);
+        const code = (err as { code?: unknown }).code;
+        finish(false, { error: transportErrorClass(typeof code === "string" ? code : undefined, phase), detail: describe(err) });
       });
       request.end(req.body);
     };
     post({ agent: pool.agent });
   });
 }
+
+const WAITING_FOR: Readonly<Record<ConnectionPhase, string>> = {
+  connecting: "while connecting",
+  handshaking: "during the TLS handshake",
+  connected: "waiting for the response",
+};
 
 function isReset(err: Error): boolean {
   const code = (err as { code?: unknown }).code;

@@ -222,7 +222,7 @@ describe("notification webhook delivery (nats-server, PostgreSQL, node:http rece
     );
     for (const d of dead) {
       assert.equal(d.attemptCount, 7);
-      assert.match(d.lastError, /ECONNREFUSED/);
+      assert.equal(d.lastError, "connection failed", "a class, not the system's error with the address and port");
       assert.equal(d.nextAttemptAt, undefined);
     }
     const all = await h.client.listDeliveries({ state: DeliveryState.DEAD_LETTERED, pageSize: 500 });

@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import net, { type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, it } from "vitest";
@@ -255,15 +255,47 @@ describe("createWebhookSender (real HTTP and HTTPS endpoints on loopback)", () =
     const s = sender();
     const r = await s.send(post(at(fresh)));
     assert.equal(r.status, 0);
-    assert.match(r.error, /^ECONNRESET: /);
+    assert.equal(r.error, "connection closed before a response");
+    assert.match(r.errorDetail ?? "", /^ECONNRESET: /);
     assert.equal(fresh.requests.length, 1, "a new connection's reset is the worker's to retry (with backoff)");
 
     const afterFirst = await endpoint((req, res, a) => (afterFirst.requests.indexOf(a) === 0 ? res.end("ok") : req.socket.destroy()));
     assert.equal((await s.send(post(at(afterFirst)))).status, 200);
     const twice = await s.send(post(at(afterFirst)));
     assert.equal(twice.status, 0);
-    assert.match(twice.error, /^ECONNRESET: /);
+    assert.equal(twice.error, "connection closed before a response");
     assert.equal(afterFirst.requests.length, 3, "the first delivery, the second and its one resend");
+  });
+
+  it("tells the subscriber the class of a failure, and the operator its detail", async () => {
+    const s = sender();
+    const gone = await startEndpoint();
+    await gone.close();
+    const refused = await s.send(post(at(gone)));
+    assert.deepEqual([refused.status, refused.error], [0, "connection failed"]);
+    assert.match(refused.errorDetail ?? "", new RegExp(`^ECONNREFUSED: connect ECONNREFUSED 127\\.0\\.0\\.1:${gone.port}$`));
+
+    // Something that is not an HTTP server answers on the port.
+    // It reads what comes, or it would never see the sender close the connection (and close() would wait).
+    const banner = net.createServer((socket) => socket.end("SSH-2.0-OpenSSH_9.6\r\n").resume());
+    await new Promise<void>((resolve) => banner.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise((resolve) => banner.close(resolve)));
+    const bannerPort = (banner.address() as AddressInfo).port;
+    const notHttp = await s.send(post(`http://hooks.invalid:${bannerPort}/hooks`));
+    assert.deepEqual([notHttp.status, notHttp.error], [0, "invalid HTTP response"]);
+    assert.match(notHttp.errorDetail ?? "", /^HPE_/);
+
+    // https to a plain http endpoint: the handshake fails.
+    const plain = await endpoint();
+    const tlsToPlain = await s.send(post(`https://hooks.invalid:${plain.port}/hooks`));
+    assert.deepEqual([tlsToPlain.status, tlsToPlain.error], [0, "TLS error"]);
+    assert.match(tlsToPlain.errorDetail ?? "", /^EPROTO: /);
+
+    for (const r of [refused, notHttp, tlsToPlain]) {
+      assert.doesNotMatch(r.error, /127\.0\.0\.1|\d{3,}|[A-Z]{2,}_/, "no address, port or error code for the subscriber");
+    }
+    const answered = await s.send(post(at(plain)));
+    assert.deepEqual([answered.status, answered.error, answered.errorDetail], [200, "", undefined]);
   });
 
   it("connects to the pinned address, with one pool per address of an endpoint", async () => {
@@ -348,11 +380,11 @@ describe("createWebhookSender (real HTTP and HTTPS endpoints on loopback)", () =
     it("still checks the certificate against the URL's host, not the pinned address", async () => {
       const e = await endpoint(ok, { tls });
       const wrongName = await sender({ ca: tls.cert }).send(post(`https://other.test:${e.port}/hooks`));
-      assert.equal(wrongName.status, 0);
-      assert.match(wrongName.error, /^ERR_TLS_CERT_ALTNAME_INVALID: /);
+      assert.deepEqual([wrongName.status, wrongName.error], [0, "TLS error"]);
+      assert.match(wrongName.errorDetail ?? "", /^ERR_TLS_CERT_ALTNAME_INVALID: /);
       const untrusted = await sender().send(post(`https://hooks.test:${e.port}/hooks`));
-      assert.equal(untrusted.status, 0);
-      assert.match(untrusted.error, /^DEPTH_ZERO_SELF_SIGNED_CERT: /);
+      assert.deepEqual([untrusted.status, untrusted.error], [0, "TLS error"]);
+      assert.match(untrusted.errorDetail ?? "", /^DEPTH_ZERO_SELF_SIGNED_CERT: /);
       assert.equal(e.requests.length, 0);
     });
   });
