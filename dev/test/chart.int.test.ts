@@ -744,6 +744,12 @@ describe("NetworkPolicy coverage", () => {
         // Webhook delivery (the notification config) needs the webhook rule, and only it.
         const delivers = config.names.some((n) => n.includes("WEBHOOK"));
         assert.equal(isObj(svc["networkPolicy"] ?? null) && (svc["networkPolicy"] as Obj)["webhooks"] === true, delivers, `${name}: webhooks egress`);
+        if (delivers) {
+          // Every port a webhook may use is open in the webhook rule: 443 and the allowed ones.
+          const allowed = [443, ...String(env["NOTIFICATION_WEBHOOK_ALLOW_PORTS"] ?? "").split(",").filter((p) => p.trim()).map(Number)];
+          const open = at(egress, "webhooks")["ports"] as Json[];
+          assert.deepEqual(allowed.filter((p) => !open.includes(p)), [], `${name}: webhook ports networkPolicy.egress.webhooks.ports does not open`);
+        }
       }
       const webhookPeers = at(egress, "webhooks")["to"] as Json[];
       const except = webhookPeers.flatMap((p) => ((isObj(p) && isObj(p["ipBlock"] ?? null) ? (p["ipBlock"] as Obj)["except"] : []) ?? []) as Json[]);
