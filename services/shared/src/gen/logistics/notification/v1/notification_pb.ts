@@ -205,7 +205,8 @@ export type SubscribeRequest = Message<"logistics.notification.v1.SubscribeReque
 
   /**
    * Absolute URL deliveries are POSTed to, at most 2048 characters, e.g.
-   * "https://hooks.example.com/logistics". Must use https and a public host (see Subscribe).
+   * "https://hooks.example.com/logistics". Must use https, a public host and port 443 unless the
+   * deployment allows others (see Subscribe).
    *
    * @generated from field: string webhook_url = 5;
    */
@@ -264,7 +265,8 @@ export type SubscribeRequestJson = {
 
   /**
    * Absolute URL deliveries are POSTed to, at most 2048 characters, e.g.
-   * "https://hooks.example.com/logistics". Must use https and a public host (see Subscribe).
+   * "https://hooks.example.com/logistics". Must use https, a public host and port 443 unless the
+   * deployment allows others (see Subscribe).
    *
    * @generated from field: string webhook_url = 5;
    */
@@ -568,7 +570,13 @@ export type DeliveryAttempt = Message<"logistics.notification.v1.DeliveryAttempt
   httpStatus: number;
 
   /**
-   * Transport error or non-2xx summary; empty on success.
+   * Why the attempt failed, empty on success: "HTTP <status>" for a non-2xx response; when no
+   * response arrived, a class of transport error, never the system's text: "connection failed"
+   * (refused, unreachable or no answer in time), "TLS error", "connection closed before a
+   * response", "invalid HTTP response", "timed out after <n> ms" (connected, no response in
+   * time) or "request failed"; "refused: <reason>" when the URL no longer passes the checks of
+   * Subscribe and nothing was sent; "circuit open: ..." when the endpoint failed repeatedly and
+   * nothing was sent.
    *
    * @generated from field: string error = 3;
    */
@@ -611,7 +619,13 @@ export type DeliveryAttemptJson = {
   httpStatus?: number;
 
   /**
-   * Transport error or non-2xx summary; empty on success.
+   * Why the attempt failed, empty on success: "HTTP <status>" for a non-2xx response; when no
+   * response arrived, a class of transport error, never the system's text: "connection failed"
+   * (refused, unreachable or no answer in time), "TLS error", "connection closed before a
+   * response", "invalid HTTP response", "timed out after <n> ms" (connected, no response in
+   * time) or "request failed"; "refused: <reason>" when the URL no longer passes the checks of
+   * Subscribe and nothing was sent; "circuit open: ..." when the endpoint failed repeatedly and
+   * nothing was sent.
    *
    * @generated from field: string error = 3;
    */
@@ -710,7 +724,8 @@ export type Delivery = Message<"logistics.notification.v1.Delivery"> & {
   nextAttemptAt?: Timestamp | undefined;
 
   /**
-   * Error of the last failed attempt; empty when none failed.
+   * Error of the last failed attempt (see DeliveryAttempt.error), or "cancelled: subscription
+   * deleted"; empty when none failed.
    *
    * @generated from field: string last_error = 10;
    */
@@ -801,7 +816,8 @@ export type DeliveryJson = {
   nextAttemptAt?: TimestampJson;
 
   /**
-   * Error of the last failed attempt; empty when none failed.
+   * Error of the last failed attempt (see DeliveryAttempt.error), or "cancelled: subscription
+   * deleted"; empty when none failed.
    *
    * @generated from field: string last_error = 10;
    */
@@ -1198,7 +1214,8 @@ export const NotificationService: GenService<{
    * refused with InvalidArgument, and URLs whose host is or resolves to a loopback, private,
    * link-local or otherwise non-public address are refused with PermissionDenied (protection
    * against server-side request forgery). A deployment may relax both rules for local development
-   * only.
+   * only. The URL must also use port 443 (the default), unless the deployment allows other ports:
+   * another port is refused with InvalidArgument, and the message names the ports allowed.
    *
    * Idempotent by idempotency_key when one is given: repeating the request with the same key
    * returns the original subscription and signing secret and creates nothing.
