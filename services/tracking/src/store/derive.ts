@@ -5,7 +5,7 @@ import { EtaChangeReason, EtaSchema, RouteSchema, type EtaJson, type RouteJson }
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { etaFromDoc } from "./doc-json.js";
 import { eventKey } from "./events.js";
-import type { ApplyResult, HandoverEntry, ProjectedEvent, ShipmentDoc, TimelineEntry } from "./ports.js";
+import type { ApplyResult, HandoverEntry, ProjectedEvent, ShipmentDoc, StatusFold, TimelineEntry } from "./ports.js";
 
 /**
  * The shipment derivation rules: one pure module used by every adapter.
@@ -29,6 +29,12 @@ import type { ApplyResult, HandoverEntry, ProjectedEvent, ShipmentDoc, TimelineE
  * the document an event-time-ordered apply produces (version = number of distinct events), except
  * `derivation.eventIds`, which records the order the events were applied in: version k is the
  * document after `eventIds[k - 1]`, so replaying the history in that order rebuilds every version.
+ *
+ * A document the store trimmed to stay within its size limit (trim-document.ts) folds the status
+ * from `derivation.trimmed.fold`, the fold over the timeline entries it dropped; a scan older than
+ * those arriving afterwards is folded after them (it sorts first among the kept entries), where
+ * event-time order would have put it among them. Its `eventIds` may lack the oldest ids
+ * (`trimmed.ids`): version k is then the document after `eventIds[k - 1 - trimmed.ids]`.
  */
 
 const TERMINAL: ReadonlySet<ShipmentStatus> = new Set([
@@ -77,11 +83,16 @@ export function compareKeys(aTime: string, aId: string, bTime: string, bId: stri
   return 0;
 }
 
-/** The status the timeline yields, and the entry that set it. */
-export function deriveStatus(timeline: readonly TimelineEntry[]): { status: ShipmentStatus; entry?: TimelineEntry } {
-  let status = ShipmentStatus.UNSPECIFIED;
-  let entry: TimelineEntry | undefined;
-  let lastNonTerminal: ShipmentStatus | undefined;
+/**
+ * The status the timeline yields, the entry that set it and the last non-terminal status: the
+ * fold over `timeline` in its order, continuing `from` (a trimmed document's fold over the entries
+ * it dropped, which all came before) when given. A left fold, so folding a timeline in two parts,
+ * the second from the first's result, is folding it whole.
+ */
+export function deriveStatus(timeline: readonly TimelineEntry[], from?: StatusFold): StatusFold {
+  let status = from?.status ?? ShipmentStatus.UNSPECIFIED;
+  let entry = from?.entry;
+  let lastNonTerminal = from?.lastNonTerminal;
   for (const e of timeline) {
     if (e.kind === ScanKind.INFO) {
       if (status === ShipmentStatus.UNSPECIFIED || status === ShipmentStatus.INFO_RECEIVED) {
@@ -100,7 +111,23 @@ export function deriveStatus(timeline: readonly TimelineEntry[]): { status: Ship
     }
     if (!isTerminal(status)) lastNonTerminal = status;
   }
-  return entry ? { status, entry } : { status };
+  const fold: StatusFold = { status };
+  if (entry) fold.entry = entry;
+  if (lastNonTerminal !== undefined) fold.lastNonTerminal = lastNonTerminal;
+  return fold;
+}
+
+/** Event ids a trim dropped from the front of the document's `eventIds` (0 for nearly every document). */
+export function trimmedIds(doc: ShipmentDoc): number {
+  return doc.derivation.trimmed?.ids ?? 0;
+}
+
+/**
+ * The id of the event that made version `version` of `doc` (1..doc.version), or undefined when
+ * the document no longer lists it (a trim dropped it) or there is no such version.
+ */
+export function eventIdOfVersion(doc: ShipmentDoc, version: number): string | undefined {
+  return version >= 1 && version <= doc.version ? doc.derivation.eventIds[version - 1 - trimmedIds(doc)] : undefined;
 }
 
 /** What {@link applyToDoc} computed. */
@@ -212,7 +239,7 @@ export function applyToDoc(current: ShipmentDoc | undefined, event: ProjectedEve
     }
   }
 
-  const derived = deriveStatus(doc.derivation.timeline);
+  const derived = deriveStatus(doc.derivation.timeline, doc.derivation.trimmed?.fold);
   doc.status = derived.status;
   setOptional(doc, "statusTime", derived.entry?.eventTime);
   setOptional(doc, "statusEventId", derived.entry?.eventId);

@@ -41,6 +41,32 @@ export interface TimelineEntry {
   hubCode?: string;
 }
 
+/**
+ * Where the status fold over a timeline stands (derive.ts `deriveStatus`): the status, the entry
+ * that set it, and the last non-terminal status (what a CORRECTION without a status reopens to).
+ */
+export interface StatusFold {
+  status: ShipmentStatus;
+  entry?: TimelineEntry;
+  lastNonTerminal?: ShipmentStatus;
+}
+
+/**
+ * What a document no longer holds one by one (trim-document.ts). A document that would pass the
+ * store's size limit (a carrier that keeps scanning one parcel) drops its oldest timeline entries,
+ * their effect kept in `fold`, and, when that is not enough, the oldest of its `eventIds`.
+ */
+export interface TrimmedHistory {
+  /** Timeline entries dropped so far, each time the oldest in (eventTime, eventId) order. */
+  entries: number;
+  /** Event ids dropped from the front of `eventIds`: `eventIds[0]` is the event of version `ids + 1`. */
+  ids: number;
+  /** The status fold over every dropped entry, in order: where the fold over the timeline starts. */
+  fold: StatusFold;
+  /** The newest dropped entry that had a hub: the current hub when no newer kept entry has one. */
+  hubEntry?: TimelineEntry;
+}
+
 /** A handover the document holds (see {@link ShipmentDoc.derivation}). */
 export interface HandoverEntry {
   eventId: string;
@@ -97,8 +123,9 @@ export interface ShipmentDoc {
     timeline: TimelineEntry[];
     /**
      * Ids of every applied event in the order they were applied (version k is the document after
-     * `eventIds[k - 1]`); the adapter-independent idempotency record. The only part of the
-     * document that depends on arrival order.
+     * `eventIds[k - 1 - trimmed.ids]`, derive.ts `eventIdOfVersion`); the adapter-independent
+     * idempotency record, but for the ids a trim dropped. The only part of the document that
+     * depends on arrival order.
      */
     eventIds: string[];
     /** eventTime|eventId of the creation event that set the static fields. */
@@ -107,6 +134,8 @@ export interface ShipmentDoc {
     createdPartners?: string[];
     /** Every applied handover, in (eventTime, eventId) order (absent: none). */
     handovers?: HandoverEntry[];
+    /** What the document dropped to stay within the size limit (absent: nothing, nearly always). */
+    trimmed?: TrimmedHistory;
   };
 }
 
