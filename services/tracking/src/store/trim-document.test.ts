@@ -9,7 +9,7 @@ import { applyToDoc, deriveStatus, eventIdOfVersion } from "./derive.js";
 import { DocumentTooLargeError } from "./errors.js";
 import type { ProjectedEvent, ShipmentDoc } from "./ports.js";
 import { utf8Length } from "./size.js";
-import { fitDocument, MIN_TIMELINE_ENTRIES, TRIM_TARGET, trimDocument } from "./trim-document.js";
+import { fitDocument, MIN_EVENT_IDS, MIN_TIMELINE_ENTRIES, TRIM_TARGET, trimDocument } from "./trim-document.js";
 
 const TN = "TN00000001";
 /** Minutes into the test's morning, in epoch ms. */
@@ -162,30 +162,31 @@ describe("fitDocument", () => {
 });
 
 describe("trimDocument", () => {
-  const doc = deepFreeze(applyFitted(busyShipment(100), 1 << 20));
+  const doc = deepFreeze(applyFitted(busyShipment(400), 1 << 20));
+  const bytes = (items: readonly unknown[]) => items.reduce<number>((n, x) => n + utf8Length(JSON.stringify(x)) + 1, 0);
 
-  it("drops timeline entries down to the newest MIN_TIMELINE_ENTRIES before any event id, then ids, then entries down to one", () => {
-    const onlyEntries = trimDocument(doc, 1, 1);
-    assert.equal(onlyEntries?.derivation.trimmed?.entries, 1);
-    assert.equal(onlyEntries?.derivation.trimmed?.ids, 0);
+  it("drops entries down to MIN_TIMELINE_ENTRIES, then ids down to MIN_EVENT_IDS, then entries down to one, then ids down to those to keep", () => {
+    const { timeline, eventIds } = doc.derivation;
+    assert.ok(timeline.length > MIN_TIMELINE_ENTRIES + 1 && eventIds.length > MIN_EVENT_IDS + 5);
+    const shape = (d: ShipmentDoc | undefined) => [d?.derivation.timeline.length, d?.derivation.eventIds.length, d?.derivation.trimmed?.entries, d?.derivation.trimmed?.ids];
 
-    const all = bytesOf(doc);
-    const most = trimDocument(doc, all, 5);
-    assert.ok(most);
-    assert.equal(most.derivation.timeline.length, 1, "entries down to the newest one");
-    assert.equal(most.derivation.eventIds.length, 5, "ids down to the ones to keep");
-    assert.deepEqual(most.derivation.eventIds, doc.derivation.eventIds.slice(-5));
-    assert.equal(most.derivation.trimmed?.ids, doc.derivation.eventIds.length - 5);
-    assert.equal(most.derivation.trimmed?.entries, doc.derivation.timeline.length - 1);
-    assert.equal(trimDocument(most, all, 5), undefined, "nothing more may go");
+    assert.deepEqual(shape(trimDocument(doc, 1, 1)), [timeline.length - 1, eventIds.length, 1, 0]);
+    const entryBytes = bytes(timeline.slice(0, -MIN_TIMELINE_ENTRIES));
+    const droppable = timeline.length - MIN_TIMELINE_ENTRIES;
+    assert.deepEqual(shape(trimDocument(doc, entryBytes, 1)), [MIN_TIMELINE_ENTRIES, eventIds.length, droppable, 0]);
+    assert.deepEqual(shape(trimDocument(doc, entryBytes + 1, 1)), [MIN_TIMELINE_ENTRIES, eventIds.length - 1, droppable, 1]);
+    const idBytes = bytes(eventIds.slice(0, -MIN_EVENT_IDS));
+    const idsDroppable = eventIds.length - MIN_EVENT_IDS;
+    assert.deepEqual(shape(trimDocument(doc, entryBytes + idBytes, 1)), [MIN_TIMELINE_ENTRIES, MIN_EVENT_IDS, droppable, idsDroppable]);
+    assert.deepEqual(shape(trimDocument(doc, entryBytes + idBytes + 1, 1)), [MIN_TIMELINE_ENTRIES - 1, MIN_EVENT_IDS, droppable + 1, idsDroppable]);
+    assert.deepEqual(shape(trimDocument(doc, bytes(timeline.slice(0, -1)) + idBytes + 1, 1)), [1, MIN_EVENT_IDS - 1, timeline.length - 1, idsDroppable + 1]);
 
-    const entryBytes = doc.derivation.timeline.slice(0, -MIN_TIMELINE_ENTRIES).reduce((n, e) => n + utf8Length(JSON.stringify(e)) + 1, 0);
-    const upToFloor = trimDocument(doc, entryBytes, 1);
-    assert.equal(upToFloor?.derivation.timeline.length, MIN_TIMELINE_ENTRIES);
-    assert.equal(upToFloor?.derivation.trimmed?.ids, 0);
-    const beyond = trimDocument(doc, entryBytes + 1, 1);
-    assert.equal(beyond?.derivation.timeline.length, MIN_TIMELINE_ENTRIES);
-    assert.equal(beyond?.derivation.trimmed?.ids, 1);
+    const most = trimDocument(doc, bytesOf(doc), 5);
+    assert.deepEqual(shape(most), [1, 5, timeline.length - 1, eventIds.length - 5]);
+    assert.deepEqual(most?.derivation.eventIds, eventIds.slice(-5), "the newest ids");
+    assert.deepEqual(most?.derivation.timeline, timeline.slice(-1), "the newest entry");
+    assert.equal(most && trimDocument(most, bytesOf(doc), 5), undefined, "nothing more may go");
+    assert.deepEqual(shape(trimDocument(doc, bytesOf(doc), 1000)), [1, eventIds.length, timeline.length - 1, 0], "the ids to keep stay, however many");
   });
 
   it("adds to an earlier trim's counts and fold", () => {

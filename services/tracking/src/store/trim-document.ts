@@ -13,8 +13,11 @@ import { fitsLimit, utf8Length } from "./size.js";
  * A document over the limit drops what grows with every event, oldest first: timeline entries (the
  * oldest in (eventTime, eventId) order, their effect on the status kept in
  * `derivation.trimmed.fold`) down to the newest {@link MIN_TIMELINE_ENTRIES}, then the oldest
- * `eventIds` (version order) down to the ones the caller must keep, then timeline entries down to
- * the newest one. Status, its time and carrier status, location, ETA, route, partners, version and
+ * `eventIds` (version order) down to the newest {@link MIN_EVENT_IDS}, then timeline entries down
+ * to the newest one, then event ids down to the ones the caller must keep. At the default limit
+ * the first step is all it takes until a shipment has some 5,000 events; the floors matter for
+ * documents whose other parts fill most of the limit, and for small limits.
+ * Status, its time and carrier status, location, ETA, route, partners, version and
  * the event count are untouched: they are the document's own fields. What the trim loses: the
  * actual times of route legs travelled during the dropped scans (Shipment.route then shows
  * routing's recorded times), and, once ids are dropped, the versions before them can no longer be
@@ -30,6 +33,12 @@ export const TRIM_TARGET = 0.75;
 
 /** Newest timeline entries kept before any event id is dropped: the current hub and the recent legs' actual times. */
 export const MIN_TIMELINE_ENTRIES = 32;
+
+/**
+ * Newest event ids kept before the timeline goes below {@link MIN_TIMELINE_ENTRIES}: a watcher up
+ * to this many versions behind still gets each change rather than a snapshot.
+ */
+export const MIN_EVENT_IDS = 256;
 
 /** Rounds of {@link trimDocument} one fit may take (each serializes the document once; one or two suffice). */
 const MAX_ROUNDS = 4;
@@ -68,7 +77,7 @@ export function fitDocument(doc: ShipmentDoc, json: string, maxBytes: number, ke
 export function trimDocument(doc: ShipmentDoc, excess: number, keepIds: number): ShipmentDoc | undefined {
   const d = doc.derivation;
   const timeline = d.timeline;
-  const idsMay = Math.max(0, d.eventIds.length - Math.max(1, keepIds));
+  const mustKeep = Math.max(1, keepIds);
   let freed = 0;
   let entries = 0;
   let ids = 0;
@@ -76,9 +85,13 @@ export function trimDocument(doc: ShipmentDoc, excess: number, keepIds: number):
   const dropEntries = (keep: number) => {
     for (; freed < excess && timeline.length - entries > keep; entries++) freed += utf8Length(JSON.stringify(timeline[entries])) + 1;
   };
+  const dropIds = (keep: number) => {
+    for (; freed < excess && d.eventIds.length - ids > keep; ids++) freed += utf8Length(JSON.stringify(d.eventIds[ids])) + 1;
+  };
   dropEntries(MIN_TIMELINE_ENTRIES);
-  for (; freed < excess && ids < idsMay; ids++) freed += utf8Length(JSON.stringify(d.eventIds[ids])) + 1;
+  dropIds(Math.max(MIN_EVENT_IDS, mustKeep));
   dropEntries(1);
+  dropIds(mustKeep);
   if (entries === 0 && ids === 0) return undefined;
 
   const prev = d.trimmed;
