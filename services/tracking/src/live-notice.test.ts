@@ -70,6 +70,25 @@ describe("live notices", () => {
     assert.equal(noticeChange(first.doc, second.applied), undefined, "results that do not end at the document");
   });
 
+  it("carry the change of a document trimmed to its size limit, checked against the event ids it still lists", () => {
+    const events = journey(TN, 399);
+    const groups = Array.from({ length: 100 }, (_, i) => events.slice(i * 4, i * 4 + 4));
+    const last = commitAll(groups, { maxBytes: 12_000 }).at(-1) as Commit;
+    const dropped = last.doc.derivation.trimmed?.ids ?? 0;
+    assert.ok(dropped > 0, "the test's document dropped event ids");
+    const notice = decodeNotice(TN, noticeOf(last));
+    assert.equal(notice.version, 400);
+    assert.deepEqual(
+      notice.change?.events.map((e) => e.eventId),
+      events.slice(-4).map((e) => e.message.eventId),
+    );
+    const text = new TextDecoder().decode(noticeOf(last));
+    assert.ok(text.includes(`"ids":${dropped},`));
+    for (const forged of [dropped + 1, dropped - 1, 0, -1]) {
+      assert.deepEqual(decodeNotice(TN, encoder.encode(text.replace(`"ids":${dropped},`, `"ids":${forged},`))), { version: 400 }, `ids ${forged}`);
+    }
+  });
+
   it("keep only the version of a change that does not check out, and nothing of unreadable text", () => {
     const text = new TextDecoder().decode(noticeOf(second));
     const variants = [

@@ -140,10 +140,21 @@ export function decodeNotice(trackingNumber: string, data: Uint8Array): LiveNoti
 function readChange(trackingNumber: string, version: number, doc: unknown, events: unknown): LiveNotice["change"] {
   if (!isRecord(doc) || doc.trackingNumber !== trackingNumber || doc.version !== version) return undefined;
   const ids = isRecord(doc.derivation) ? doc.derivation.eventIds : undefined;
-  if (!Array.isArray(ids) || ids.length !== version || !Array.isArray(events) || events.length === 0 || events.length > version) {
+  // A trimmed document lists the ids of its newest versions only (derivation.trimmed.ids dropped).
+  const trimmed = isRecord(doc.derivation) && isRecord(doc.derivation.trimmed) ? doc.derivation.trimmed.ids : 0;
+  if (
+    !Array.isArray(ids) ||
+    typeof trimmed !== "number" ||
+    !Number.isSafeInteger(trimmed) ||
+    trimmed < 0 ||
+    ids.length + trimmed !== version ||
+    !Array.isArray(events) ||
+    events.length === 0 ||
+    events.length > ids.length
+  ) {
     return undefined;
   }
-  const first = version - events.length;
+  const first = ids.length - events.length;
   const out: StoredEvent[] = [];
   for (const [i, e] of events.entries()) {
     if (!isRecord(e) || typeof e.type !== "string" || typeof e.late !== "boolean" || !Number.isSafeInteger(e.appliedAt)) return undefined;

@@ -24,7 +24,7 @@ import { silentNatsLog, type NatsLog } from "@logistics/shared/nats";
 import { databaseUnavailableReason } from "@logistics/shared/postgres";
 import { observeWithExemplar } from "@logistics/shared/telemetry";
 import type { ConsumerRef } from "@logistics/shared/operations";
-import { sameEta } from "./store/derive.js";
+import { sameEta, trimmedIds } from "./store/derive.js";
 import { carrierStatusFromDoc } from "./store/doc-json.js";
 import type { ShipmentMessages } from "./watch-messages.js";
 import { StoreError } from "./store/errors.js";
@@ -33,7 +33,7 @@ import type { ApplyResult, ProjectedEvent, ShipmentDoc, ShipmentStore } from "./
 import { noticeChange } from "./live-notice.js";
 import type { LiveNotifier } from "./live-updates.js";
 import type { ShipmentCache } from "./shipment-cache.js";
-import { docAtVersion, loadHistory } from "./shipment-history.js";
+import { docAtVersion, loadHistory, VersionsTrimmedError } from "./shipment-history.js";
 import { docTime, shipmentEta, shipmentMessage } from "./shipment-view.js";
 import type { TrackingMetrics } from "./tracking-metrics.js";
 import type { Registry } from "prom-client";
@@ -286,13 +286,27 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     return results;
   };
 
-  /** The change an already-applied event made, rebuilt from the history (redeliveries only). */
+  /**
+   * The change an already-applied event made, rebuilt from the history (redeliveries only).
+   * Undefined when the document no longer lists the event, or dropped the ids the rebuild needs
+   * (a document trimmed to its size limit: shipment-history.ts): a change of such a shipment lost
+   * by a crash between commit and publish stays unpublished.
+   */
   const rebuildChange = async (after: ShipmentDoc, eventId: string): Promise<Change | undefined> => {
     const index = after.derivation.eventIds.indexOf(eventId);
     if (index < 0) return undefined;
+    const version = index + 1 + trimmedIds(after);
     const history = await loadHistory(store, after.trackingNumber);
-    const at = docAtVersion(after, index + 1, history);
-    const before = index > 0 ? docAtVersion(after, index, history) : undefined;
+    let at: ShipmentDoc;
+    let before: ShipmentDoc | undefined;
+    try {
+      at = docAtVersion(after, version, history);
+      before = version > 1 ? docAtVersion(after, version - 1, history) : undefined;
+    } catch (err) {
+      if (!(err instanceof VersionsTrimmedError)) throw err;
+      log.debug({ trackingNumber: after.trackingNumber, eventId, err }, "change of a redelivered event not rebuilt");
+      return undefined;
+    }
     return {
       before,
       after: at,

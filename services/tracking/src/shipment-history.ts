@@ -1,4 +1,4 @@
-import { applyToDoc } from "./store/derive.js";
+import { applyToDoc, eventIdOfVersion, trimmedIds } from "./store/derive.js";
 import type { ShipmentDoc, ShipmentStore, StoredEvent } from "./store/ports.js";
 
 /**
@@ -7,6 +7,13 @@ import type { ShipmentDoc, ShipmentStore, StoredEvent } from "./store/ports.js";
  * `eventIds[k - 1]`), and derivation is a pure function (derive.ts), so folding the stored events
  * in that order reproduces every intermediate version exactly. This is what lets a watcher fill
  * gaps (a missed live notice, a resume after a disconnect) from the store alone.
+ *
+ * A document trimmed to stay within the store's size limit (store/trim-document.ts) may no longer
+ * list its oldest event ids: the versions before the ones it lists cannot be rebuilt, and asking
+ * for them throws {@link VersionsTrimmedError}. One that only dropped timeline entries replays as
+ * before, except that a replayed version carries the trim of the document the replay started from
+ * (none from version 1), not the one the store may have made at it (the store trims what it
+ * writes; a replay does not): the same status, ETA, location and version, more timeline entries.
  */
 
 /** One applied change: the document after it and the event that caused it. */
@@ -40,6 +47,31 @@ export class HistoryGapError extends Error {
 }
 
 /**
+ * Raised when a version asked for is older than the event ids a trimmed document still lists
+ * (`derivation.trimmed.ids`): it can no longer be rebuilt. A watcher gets the current document as
+ * a snapshot instead.
+ */
+export class VersionsTrimmedError extends Error {
+  override readonly name = "VersionsTrimmedError";
+  constructor(trackingNumber: string, version: number, firstKept: number) {
+    super(`shipment ${trackingNumber}: version ${version} can no longer be rebuilt (its document lists the events from version ${firstKept} on)`);
+  }
+}
+
+/**
+ * Throws {@link VersionsTrimmedError} when the versions after `from` up to `target` cannot be
+ * rebuilt: `from` is a document the replay starts from, or a version to rebuild from version 1
+ * first ({@link docAtVersion}). Known from `target` alone, so a caller can ask before loading the
+ * history.
+ */
+export function assertReplayable(from: ShipmentDoc | number, target: ShipmentDoc): void {
+  const dropped = trimmedIds(target);
+  if (dropped === 0) return;
+  const start = typeof from === "number" ? (from < target.version ? 0 : from) : from.version;
+  if (start < dropped) throw new VersionsTrimmedError(target.trackingNumber, start + 1, dropped + 1);
+}
+
+/**
  * The steps from `from` (the document at some version, or undefined for version 0) to
  * `target.version`, replaying `target`'s applied events after `from.version`. The last step's
  * document is `target` itself (what its replay gives: {@link applyToDoc} is deterministic), so
@@ -58,8 +90,9 @@ function replay(from: ShipmentDoc | undefined, target: ShipmentDoc, history: Rea
   const steps: VersionStep[] = [];
   let cur = from;
   const start = from?.version ?? 0;
+  assertReplayable(from ?? 0, target);
   for (let v = start + 1; v <= target.version; v++) {
-    const id = target.derivation.eventIds[v - 1];
+    const id = eventIdOfVersion(target, v);
     const cause = id === undefined ? undefined : history.get(id);
     if (id === undefined || !cause) throw new HistoryGapError(target.trackingNumber, id ?? `#${v}`);
     cur = endAtTarget && v === target.version ? target : applyToDoc(cur, cause.event).doc;
@@ -68,9 +101,14 @@ function replay(from: ShipmentDoc | undefined, target: ShipmentDoc, history: Rea
   return steps;
 }
 
-/** The document as it was at `version` (1..target.version), rebuilt from the history. */
+/**
+ * The document as it was at `version` (1..target.version), rebuilt from the history. Throws
+ * {@link VersionsTrimmedError} for any older version of a document that dropped event ids: the
+ * rebuild starts from version 1.
+ */
 export function docAtVersion(target: ShipmentDoc, version: number, history: ReadonlyMap<string, StoredEvent>): ShipmentDoc {
   if (version === target.version) return target;
+  assertReplayable(version, target);
   const partial = { ...target, version, derivation: { ...target.derivation, eventIds: target.derivation.eventIds.slice(0, version) } };
   // `partial` carries the newest version's fields: every step, the last too, is replayed.
   const steps = replay(undefined, partial, history, false);

@@ -15,7 +15,8 @@ import { handedOver } from "../test/store/event-builders.js";
 import { applyToDoc } from "./store/derive.js";
 import { eventKey } from "./store/events.js";
 import type { ProjectedEvent, ShipmentDoc, StoredEvent } from "./store/ports.js";
-import { docAtVersion, HistoryGapError, stepsBetween } from "./shipment-history.js";
+import { assertReplayable, docAtVersion, HistoryGapError, stepsBetween, VersionsTrimmedError } from "./shipment-history.js";
+import { trimDocument } from "./store/trim-document.js";
 import {
   describeEvent,
   docTime,
@@ -367,6 +368,33 @@ describe("shipment history replay", () => {
     assert.deepEqual(stepsBetween(at2, target, history).map((s) => s.version), [3, 4]);
   });
 
+  it("replays a document that only dropped timeline entries from version 1, to the same state", () => {
+    const trimmed = trimDocument(target, 1, 1);
+    assert.equal(trimmed?.derivation.trimmed?.entries, 1);
+    assert.equal(trimmed?.derivation.trimmed?.ids, 0);
+    const at3 = docAtVersion(trimmed, 3, history);
+    assert.deepEqual(at3, docAtVersion(target, 3, history), "the versions before carry no trim");
+    const steps = stepsBetween(at3, trimmed, history);
+    assert.equal(steps.at(-1)?.doc, trimmed);
+  });
+
+  it("refuses the versions a document that dropped event ids no longer lists, and replays the others", () => {
+    const at2 = docAtVersion(target, 2, history);
+    const dropped = trimDocument(target, JSON.stringify(target).length, 2);
+    assert.ok(dropped);
+    assert.equal(dropped.derivation.trimmed?.ids, 2);
+    assert.deepEqual(dropped.derivation.eventIds, ["s1", "s2"]);
+    assert.throws(() => docAtVersion(dropped, 3, history), VersionsTrimmedError);
+    assert.throws(() => stepsBetween(undefined, dropped, history), VersionsTrimmedError);
+    assert.throws(() => stepsBetween(docAtVersion(target, 1, history), dropped, history), VersionsTrimmedError);
+    assert.throws(() => assertReplayable(1, dropped), VersionsTrimmedError);
+    assertReplayable(4, dropped);
+    assertReplayable(at2, dropped);
+    const steps = stepsBetween(at2, dropped, history);
+    assert.deepEqual(steps.map((s) => [s.version, s.cause.eventId]), [[3, "s1"], [4, "s2"]]);
+    assert.equal(steps.at(-1)?.doc, dropped);
+  });
+
   it("reports a history that lacks an applied event", () => {
     const partial = new Map(history);
     partial.delete("s1");
@@ -396,12 +424,11 @@ function referenceShipmentMessage(doc: ShipmentDoc): Shipment {
     } as JsonValue);
   };
   const currentHub = () => {
-    const timeline = doc.derivation.timeline;
-    for (let i = timeline.length - 1; i >= 0; i--) {
-      const hub = timeline[i]?.hubCode;
-      if (hub) return hub;
-    }
-    return doc.hubCode ?? "";
+    // The newest entry with a hub, among those kept and the newest one a trim dropped.
+    const dropped = doc.derivation.trimmed?.hubEntry;
+    const withHub = [...doc.derivation.timeline, ...(dropped ? [dropped] : [])].filter((e) => e.hubCode);
+    withHub.sort((a, b) => (a.eventTime === b.eventTime ? (a.eventId < b.eventId ? -1 : 1) : a.eventTime < b.eventTime ? -1 : 1));
+    return withHub.at(-1)?.hubCode ?? doc.hubCode ?? "";
   };
   const delivered = doc.status === ShipmentStatus.DELIVERED;
   return create(ShipmentSchema, {
@@ -425,7 +452,7 @@ function referenceShipmentMessage(doc: ShipmentDoc): Shipment {
     updatedAt: time(doc.updatedAt),
     deliveredAt: delivered ? time(doc.statusTime) : undefined,
     version: BigInt(doc.version),
-    eventCount: doc.derivation.eventIds.length,
+    eventCount: (doc.derivation.trimmed?.ids ?? 0) + doc.derivation.eventIds.length,
     partnerCarrierCodes: doc.partnerCarrierCodes ?? [],
   });
 }
@@ -439,7 +466,10 @@ function outcome(f: () => unknown): { value: unknown } | { error: string } {
   }
 }
 
-/** Every version of generated shipments' documents, as derived and as read back from the store (JSON). */
+/**
+ * Every version of generated shipments' documents, as derived and as read back from the store
+ * (JSON); now and then one trimmed as the store trims a document over its size limit.
+ */
 function generatedDocs(seed: number, shipments: number): ShipmentDoc[] {
   const random = seededRandom(seed);
   const docs: ShipmentDoc[] = [];
@@ -447,6 +477,7 @@ function generatedDocs(seed: number, shipments: number): ShipmentDoc[] {
     let doc: ShipmentDoc | undefined;
     for (const e of shipmentEvents(random, n)) {
       doc = applyToDoc(doc, e).doc;
+      if (random() < 0.1) doc = trimDocument(doc, Math.floor(random() * 600), 1) ?? doc;
       docs.push(doc, JSON.parse(JSON.stringify(doc)) as ShipmentDoc);
     }
   }
@@ -468,6 +499,8 @@ describe("shipmentMessage against the fromJson rendering", () => {
       if ("value" in want) rendered++;
     }
     assert.ok(rendered > docs.length * 0.8, `${rendered} of ${docs.length} rendered`);
+    const trimmed = docs.filter((d) => d.derivation.trimmed);
+    assert.ok(trimmed.some((d) => d.derivation.trimmed?.ids) && trimmed.some((d) => d.derivation.trimmed?.hubEntry), "trimmed documents among them");
   });
 
   it("renders documents holding odd values (offset times, proto names, nulls, unknown keys, numbers as text) exactly as before", () => {

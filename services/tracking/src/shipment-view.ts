@@ -11,7 +11,7 @@ import {
   type Shipment,
   type ShipmentEvent,
 } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
-import { resolveScanStatus } from "./store/derive.js";
+import { compareKeys, resolveScanStatus, trimmedIds } from "./store/derive.js";
 import { carrierStatusFromDoc, etaFromDoc, fieldsAsKnown, placeFromDoc, routeFromDoc, timeFromDoc, type LegActuals } from "./store/doc-json.js";
 import { eventTimestamp } from "./store/events.js";
 import type { ProjectedEvent, ShipmentDoc, StoredEvent, TimelineEntry } from "./store/ports.js";
@@ -75,14 +75,19 @@ function route(doc: ShipmentDoc): Route | undefined {
   return routeFromDoc(plan, doc.trackingNumber, doc.eta, legs, actuals);
 }
 
-/** The hub of the newest (event time) timeline entry that had one. */
+/**
+ * The hub of the newest (event time) timeline entry that had one, among the entries the document
+ * keeps and the newest one a trim dropped (`derivation.trimmed.hubEntry`).
+ */
 function currentHub(doc: ShipmentDoc): string {
   const timeline = doc.derivation.timeline;
+  const dropped = doc.derivation.trimmed?.hubEntry;
   for (let i = timeline.length - 1; i >= 0; i--) {
-    const hub = timeline[i]?.hubCode;
-    if (hub) return hub;
+    const e = timeline[i] as TimelineEntry;
+    if (!e.hubCode) continue;
+    return dropped?.hubCode && compareKeys(dropped.eventTime, dropped.eventId, e.eventTime, e.eventId) > 0 ? dropped.hubCode : e.hubCode;
   }
-  return doc.hubCode ?? "";
+  return dropped?.hubCode || doc.hubCode || "";
 }
 
 /**
@@ -127,7 +132,7 @@ export function shipmentMessage(doc: ShipmentDoc): Shipment {
     status: doc.status ?? ShipmentStatus.UNSPECIFIED,
     currentHubCode,
     version: BigInt(doc.version),
-    eventCount: doc.derivation.eventIds.length,
+    eventCount: doc.derivation.eventIds.length + trimmedIds(doc),
     etaChangeReason: doc.etaReason ?? EtaChangeReason.UNSPECIFIED,
     partnerCarrierCodes: doc.partnerCarrierCodes ?? [],
   };

@@ -21,8 +21,11 @@ const TN = "TN00000042";
  * hub the test delivers notices through (as watch-feed.test.ts does); `fail` makes the store's
  * reads fail with the given error.
  */
-function setup(opts: Partial<TrackingHandlersDeps> = {}, versions = 8) {
-  const commits = commitAll(journey(TN, versions - 1).map((e) => [e]));
+function setup(opts: Partial<TrackingHandlersDeps> = {}, versions = 8, maxBytes?: number) {
+  const commits = commitAll(
+    journey(TN, versions - 1).map((e) => [e]),
+    maxBytes === undefined ? {} : { maxBytes },
+  );
   let committed = 1;
   let fail: unknown;
   const store = {
@@ -115,6 +118,26 @@ describe("WatchShipment", () => {
     assert.equal(update(r), "CHANGE 5");
     cancel();
     assert.equal(update(await stream.next()), "end");
+  });
+
+  it("sends a snapshot in place of the changes a document trimmed to its size limit can no longer rebuild", async () => {
+    const t = setup({ heartbeatMs: 60_000 }, 400, 12_000);
+    t.commit(399, false);
+    const { it: stream, cancel } = t.watch(5n);
+    assert.equal(update(await stream.next()), "SNAPSHOT 399", "version 5's event id was dropped");
+    t.commit(400);
+    assert.equal(update(await stream.next()), "CHANGE 400", "then changes as they come");
+    // While the first watch keeps the shipment's feed: a resume from a change it keeps...
+    const held = t.watch(399n);
+    assert.equal(update(await held.it.next()), "CHANGE 400");
+    // ... and one from a version whose document would be rebuilt from version 1.
+    const resumed = t.watch(396n);
+    assert.equal(update(await resumed.it.next()), "SNAPSHOT 400");
+    for (const w of [{ it: stream, cancel }, held, resumed]) {
+      w.cancel();
+      assert.equal(update(await w.it.next()), "end");
+    }
+    assert.equal(t.feeds.size(), 0);
   });
 
   it("ends with OK when the server drains or the stream's lifetime is over", async () => {

@@ -13,11 +13,11 @@ import {
 } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { drainOf, drainSignalKey } from "@logistics/shared/server";
 import { StoreError } from "./store/errors.js";
-import type { ShipmentQuery, ShipmentStore } from "./store/ports.js";
+import type { ShipmentDoc, ShipmentQuery, ShipmentStore } from "./store/ports.js";
 import type { LiveHub } from "./live-updates.js";
-import { createWatchFeeds, type WatchFeeds } from "./watch-feed.js";
+import { createWatchFeeds, type WatchFeed, type WatchFeeds } from "./watch-feed.js";
 import { createWatchMessages, type ShipmentMessages } from "./watch-messages.js";
-import { HistoryGapError } from "./shipment-history.js";
+import { HistoryGapError, VersionsTrimmedError, type VersionStep } from "./shipment-history.js";
 import type { ShipmentReader } from "./shipment-reader.js";
 import { isPublicEvent, publicShipment, publicShipmentEvent, shipmentEventMessage, shipmentMessage } from "./shipment-view.js";
 import { setReadCaching, type ReadCachePolicy } from "./read-caching.js";
@@ -115,6 +115,21 @@ function decodePageToken(binding: unknown, token: string): string | undefined {
     throw new ConnectError("page_token is malformed or belongs to another request", Code.InvalidArgument);
   }
   return parsed[1];
+}
+
+/**
+ * The versions after `from` up to `target` from the shipment's feed, or undefined when they can no
+ * longer be rebuilt: the document was trimmed to its size limit and no longer lists the events
+ * of those versions (shipment-history.ts). The watcher then gets `target` as a SNAPSHOT, which
+ * replaces its state, rather than an error it would resume into again.
+ */
+async function changesSince(feed: WatchFeed, from: ShipmentDoc | number, target: ShipmentDoc): Promise<readonly VersionStep[] | undefined> {
+  try {
+    return await feed.steps(from, target);
+  } catch (err) {
+    if (err instanceof VersionsTrimmedError) return undefined;
+    throw err;
+  }
 }
 
 type WaitOutcome = "wake" | "timeout" | "abort";
@@ -301,7 +316,9 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
         if (after === 0) {
           yield messages.snapshot(state, full);
         } else if (after < state.version) {
-          for (const step of await feed.steps(after, state)) yield messages.change(step, full);
+          const steps = await changesSince(feed, after, state);
+          if (steps) for (const step of steps) yield messages.change(step, full);
+          else yield messages.snapshot(state, full);
         }
         let last = state.version;
 
@@ -316,7 +333,9 @@ export function createTrackingHandlers(deps: TrackingHandlersDeps): TrackingHand
             ? feed.current(Math.max(noticedVersion, last))
             : feed.current(last, performance.now() - heartbeatMs / 2));
           if (current && current.version > last) {
-            for (const step of await feed.steps(state, current)) yield messages.change(step, full);
+            const steps = await changesSince(feed, state, current);
+            if (steps) for (const step of steps) yield messages.change(step, full);
+            else yield messages.snapshot(current, full);
             state = current;
             last = current.version;
           } else if (outcome === "timeout") {

@@ -4,6 +4,7 @@ import { commitAll, historyOf, journey, type Commit } from "../test/live-changes
 import { decodeNotice, encodeNotice, noticeChange, type LiveNotice } from "./live-notice.js";
 import type { LiveHub } from "./live-updates.js";
 import type { ShipmentDoc } from "./store/ports.js";
+import { VersionsTrimmedError } from "./shipment-history.js";
 import { createWatchFeeds } from "./watch-feed.js";
 
 const TN = "TN00000001";
@@ -13,9 +14,12 @@ const TN = "TN00000001";
  * interfaces: a store that serves what is committed so far and counts reads, and a hub the test
  * delivers notices through.
  */
-function fixture(versions: number) {
+function fixture(versions: number, maxBytes?: number) {
   const events = journey(TN, versions - 1);
-  const commits = commitAll(events.map((e) => [e]));
+  const commits = commitAll(
+    events.map((e) => [e]),
+    maxBytes === undefined ? {} : { maxBytes },
+  );
   let committed = 1;
   const reads = { getShipment: 0, listEvents: 0 };
   const store = {
@@ -34,6 +38,7 @@ function fixture(versions: number) {
     reads,
     live,
     store,
+    commits,
     /** Commits up to `version`; `notify: false` loses its notice. */
     commit(version: number, notify = true) {
       committed = version;
@@ -122,5 +127,30 @@ describe("watch feeds", () => {
     assert.equal(f.reads.listEvents, 1, "the steps were not all kept");
     behind.leave();
     follower.leave();
+  });
+
+  it("follow a shipment trimmed to its size limit as any other, and refuse at once the versions its document dropped", async () => {
+    const f = fixture(400, 12_000);
+    const feeds = createWatchFeeds({ store: f.store, live: f.live });
+    const feed = feeds.join(TN);
+    f.commit(399, false);
+    const v399 = (await feed.current(0)) as ShipmentDoc;
+    const dropped = v399.derivation.trimmed?.ids ?? 0;
+    assert.ok(dropped > 10 && dropped < 390, `the test's document dropped ${dropped} ids`);
+    f.commit(400);
+    const v400 = (await feed.current(400)) as ShipmentDoc;
+    assert.deepEqual(versions(await feed.steps(v399, v400)), [400]);
+    assert.deepEqual(f.reads, { getShipment: 1, listEvents: 0 }, "the notice was taken in");
+
+    const early = f.commits[9]?.doc as ShipmentDoc;
+    assert.equal(early.version, 10);
+    await assert.rejects(feed.steps(3, v400), VersionsTrimmedError);
+    await assert.rejects(feed.steps(early, v400), VersionsTrimmedError);
+    assert.equal(f.reads.listEvents, 0, "refused without loading the history");
+
+    const kept = f.commits[395]?.doc as ShipmentDoc;
+    assert.deepEqual(versions(await feed.steps(kept, v400)), [397, 398, 399, 400], "replayed from a version the document still lists");
+    assert.equal(f.reads.listEvents, 1);
+    feed.leave();
   });
 });

@@ -1,7 +1,8 @@
 import type { LiveNotice } from "./live-notice.js";
 import type { LiveHub } from "./live-updates.js";
 import type { TrackingMetrics } from "./tracking-metrics.js";
-import { docAtVersion, loadHistory, stepsBetween, type VersionStep } from "./shipment-history.js";
+import { assertReplayable, docAtVersion, loadHistory, stepsBetween, type VersionStep } from "./shipment-history.js";
+import { eventIdOfVersion } from "./store/derive.js";
 import type { ShipmentDoc, ShipmentStore, StoredEvent } from "./store/ports.js";
 
 /**
@@ -29,7 +30,8 @@ export interface WatchFeed {
    * `target`, oldest first, as the same step objects for every watcher: from the feed's recent
    * steps when they cover the range, else replayed from the history (loaded once per version for
    * all watchers). Also tells the feed that this watcher is past `from`, so steps no watcher
-   * needs any more are dropped.
+   * needs any more are dropped. Throws VersionsTrimmedError (shipment-history.ts) when the steps
+   * are not kept and `target`, trimmed to its size limit, no longer lists their events.
    */
   steps(from: ShipmentDoc | number, target: ShipmentDoc): Promise<readonly VersionStep[]>;
   /** Stops sharing (the last watcher leaving drops the shared copy and the subscription). */
@@ -149,8 +151,7 @@ export function createWatchFeeds(opts: WatchFeedsOptions): WatchFeeds {
     const cause = events[events.length - 1];
     if (!cause) return false;
     if (base ? base.version === first - 1 : first === 1) {
-      const at = (base?.version ?? 0) - 1;
-      if (base && doc.derivation.eventIds[at] !== base.derivation.eventIds[at]) return false;
+      if (base && eventIdOfVersion(doc, base.version) !== eventIdOfVersion(base, base.version)) return false;
       try {
         for (const step of stepsBetween(base, doc, new Map(events.map((s) => [s.eventId, s])))) e.steps.set(step.version, step);
       } catch {
@@ -240,6 +241,8 @@ export function createWatchFeeds(opts: WatchFeedsOptions): WatchFeeds {
           member.position = Math.max(member.position, fromVersion);
           const kept = held(entry, fromVersion, target.version);
           if (kept) return kept;
+          // Versions a trimmed document dropped are known not to be there before the history is loaded.
+          assertReplayable(from, target);
           const events = await history(tn, entry, target);
           // Another watcher may have filled them in meanwhile: share its objects.
           const filled = held(entry, fromVersion, target.version);

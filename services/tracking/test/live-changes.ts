@@ -2,6 +2,7 @@ import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { appliedResult, applyToDoc } from "../src/store/derive.js";
 import { checkStoredEvent, storedEvent } from "../src/store/events.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc, StoredEvent } from "../src/store/ports.js";
+import { fitDocument } from "../src/store/trim-document.js";
 import { created, scan } from "./store/event-builders.js";
 
 /** One committed store call of a shipment: its applied events with their results, and the document after it. */
@@ -22,9 +23,11 @@ export function journey(tn: string, scans: number): ProjectedEvent[] {
 
 /**
  * `groups` applied as PostgreSQL's `applyEvents` calls apply them, one call per group: each
- * result reports what the call wrote (`stored`, the document's JSON on the last one).
+ * result reports what the call wrote (`stored`, the document's JSON on the last one). With
+ * `maxBytes`, each call's document is fitted within it as the store fits what it writes (trimmed,
+ * keeping the ids of the call's events).
  */
-export function commitAll(groups: readonly (readonly ProjectedEvent[])[]): Commit[] {
+export function commitAll(groups: readonly (readonly ProjectedEvent[])[], opts: { maxBytes?: number } = {}): Commit[] {
   let doc: ShipmentDoc | undefined;
   let at = Date.UTC(2026, 10, 21);
   return groups.map((events) => {
@@ -40,7 +43,12 @@ export function commitAll(groups: readonly (readonly ProjectedEvent[])[]): Commi
     });
     const last = applied[applied.length - 1]?.result;
     if (!last || !doc) throw new Error("an empty group");
-    last.stored = { ...last.stored!, docJson: JSON.stringify(doc) };
+    let docJson = JSON.stringify(doc);
+    if (opts.maxBytes !== undefined) {
+      ({ doc, json: docJson } = fitDocument(doc, docJson, opts.maxBytes, applied.length));
+      last.after = doc;
+    }
+    last.stored = { ...last.stored!, docJson };
     return { doc, applied };
   });
 }
