@@ -646,28 +646,87 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         assert.ok(Array.isArray(near.items));
       });
 
-      it("rejects an event that would grow the document past the size limit, writing nothing", async () => {
+      it("rejects an event whose document cannot fit even trimmed (a route plan near the limit), writing nothing", async () => {
         const small = await make({ maxDocumentBytes: 8192 });
         const tn = uniqueTrackingNumber();
-        const big = (i: number) =>
-          scan(tn, `${tn}-${i}`, now - (20 - i) * 60_000, ScanKind.HUB_ARRIVAL, { rawStatus: { code: "HUB", text: "x".repeat(1500) } });
-        let last: ApplyResult | undefined;
-        let i = 0;
+        const first = await small.applyEvent(created(tn, `${tn}-c`, now - 2 * HOUR, "cust-big"));
+        const hubs = Array.from({ length: 42 }, (_, i) => `HUB${String(i).padStart(2, "0")}`);
+        const big = routeWithLegs(tn, `${tn}-r`, now - HOUR, now + 48 * HOUR, hubs, 1);
+        assert.ok(JSON.stringify(planOf(big)).length > 7000, "the plan alone is most of the limit");
         let error: unknown;
-        for (; i < 20; i++) {
-          try {
-            last = await small.applyEvent(big(i));
-          } catch (err) {
-            error = err;
-            break;
-          }
-        }
+        await small.applyEvent(big).catch((err: unknown) => {
+          error = err;
+        });
         assert.ok(error instanceof DocumentTooLargeError, `expected DocumentTooLargeError, got ${String(error)}`);
         assert.equal(error.what, "document");
-        assert.ok(last && last.version >= 2);
-        assert.deepEqual(await small.getShipment(tn), last?.after);
-        assert.equal((await allEvents(small, tn)).length, i);
-        await assert.rejects(small.applyEvent(big(i)), DocumentTooLargeError, "a retry is rejected again, not taken for a duplicate");
+        assert.deepEqual(await small.getShipment(tn), first.after);
+        assert.equal((await allEvents(small, tn)).length, 1);
+        await assert.rejects(small.applyEvent(big), DocumentTooLargeError, "a retry is rejected again, not taken for a duplicate");
+      });
+    });
+
+    describe("documents over the size limit", () => {
+      const LIMIT = 8192;
+      /** Hub scans a minute apart from `from`, each with a 1,500-character carrier text: five fill the limit. */
+      const bigScans = (tn: string, from: number, n: number) =>
+        Array.from({ length: n }, (_, i) =>
+          scan(tn, `${tn}-s${String(from + i).padStart(3, "0")}`, now - 10 * HOUR + (from + i) * 60_000, i % 2 === 0 ? ScanKind.HUB_ARRIVAL : ScanKind.HUB_DEPARTURE, {
+            hubCode: `H${(from + i) % 5}`,
+            location: { latitude: 48 + (from + i) / 100, longitude: 2 },
+            rawStatus: { code: "HUB", text: `${from + i} `.padEnd(1500, "x") },
+          }),
+        );
+
+      it("applies every event of a shipment that outgrows the limit, trimming the oldest timeline entries of its document", async () => {
+        const small = await make({ maxDocumentBytes: LIMIT });
+        const tn = uniqueTrackingNumber();
+        const events = [created(tn, `${tn}-c`, now - 11 * HOUR, "cust-trim"), ...bigScans(tn, 0, 24), scan(tn, `${tn}-z`, now - HOUR, ScanKind.OUT_FOR_DELIVERY)];
+        let last: ApplyResult | undefined;
+        for (const e of events.slice(0, 13)) {
+          last = await small.applyEvent(e);
+          assert.equal(last.applied, true, e.message.eventId);
+        }
+        const batched = await small.applyEvents(events.slice(13));
+        assert.ok(batched.every((r) => r.applied));
+        last = batched.at(-1);
+        const doc = await small.getShipment(tn);
+        assert.ok(doc && last);
+        assert.deepEqual(doc, last.after, "the last result's document is the one stored");
+        assert.ok(JSON.stringify(doc).length <= LIMIT, `${JSON.stringify(doc).length} bytes`);
+        assert.equal(doc.version, events.length);
+        assert.equal(doc.status, ShipmentStatus.OUT_FOR_DELIVERY);
+        assert.equal(doc.statusEventId, `${tn}-z`);
+        assert.deepEqual(doc.location, { latitude: 48.23, longitude: 2 }, "the newest scan with a position");
+        const trimmed = doc.derivation.trimmed;
+        assert.ok(trimmed && trimmed.entries > 0);
+        assert.equal(trimmed.entries + doc.derivation.timeline.length, events.length, "every entry kept or counted");
+        assert.equal(doc.derivation.timeline.at(-1)?.eventId, `${tn}-z`);
+        assert.equal((await allEvents(small, tn)).length, events.length, "the history keeps every event");
+
+        const again = await small.applyEvent(events[1] as ProjectedEvent);
+        assert.equal(again.duplicate, true, "an event whose timeline entry was dropped is still a duplicate");
+        assert.equal((await small.applyEvents([events[2] as ProjectedEvent]))[0]?.duplicate, true);
+        assert.equal((await small.getShipment(tn))?.version, events.length);
+      });
+
+      it("recognises an event whose id the trimmed document dropped as a duplicate", async () => {
+        const small = await make({ maxDocumentBytes: LIMIT });
+        const tn = uniqueTrackingNumber();
+        const events = Array.from({ length: 320 }, (_, i) => scan(tn, `${tn}-${String(i).padStart(3, "0")}`, now - 10 * HOUR + i * 1000, ScanKind.HUB_ARRIVAL, { hubCode: "FRA" }));
+        for (let i = 0; i < events.length; i += 40) assert.ok((await small.applyEvents(events.slice(i, i + 40))).every((r) => r.applied));
+        const doc = await small.getShipment(tn);
+        assert.ok(doc?.derivation.trimmed && doc.derivation.trimmed.ids > 0, "ids were dropped");
+        assert.equal(doc.derivation.trimmed.ids + doc.derivation.eventIds.length, 320);
+        assert.ok(!doc.derivation.eventIds.includes(idOf(events[0] as ProjectedEvent)));
+        const one = await small.applyEvent(events[0] as ProjectedEvent);
+        const batch = await small.applyEvents([events[1] as ProjectedEvent, events[0] as ProjectedEvent]);
+        assert.deepEqual([one, ...batch].map((r) => [r.applied, r.duplicate, r.version]), [
+          [false, true, 320],
+          [false, true, 320],
+          [false, true, 320],
+        ]);
+        assert.equal((await small.getShipment(tn))?.version, 320);
+        assert.equal((await allEvents(small, tn, 1000)).length, 320);
       });
     });
   });

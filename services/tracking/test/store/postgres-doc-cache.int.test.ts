@@ -11,7 +11,7 @@ import type { ApplyResult, ProjectedEvent, ShipmentDoc } from "../../src/store/p
 import { uniqueTrackingNumber } from "./contract.js";
 import { shipmentEvents } from "./doc-generators.js";
 import { deepFreeze } from "../tracking-fixtures.js";
-import { created, scan } from "./event-builders.js";
+import { created, routeWithLegs, scan } from "./event-builders.js";
 
 /*
  * The batch apply's document cache (doc-cache.ts) against a real PostgreSQL: a batch whose
@@ -301,9 +301,9 @@ describe("the PostgreSQL store's document cache", () => {
       await assert.rejects(a.store.applyEvents([s1, rejected]), (err: unknown) => err instanceof InvalidEventError || err instanceof DocumentTooLargeError);
       const afterRejected = await counted(a, () => a.store.applyEvents([s1]));
       assert.deepEqual(afterRejected.ran, [WRITE], "an event rejected before the batch ran leaves the cache alone");
-      const big = Array.from({ length: 6 }, (_, i) =>
-        scan(tn, `${tn}-big${i}`, T0 + 1.5 * HOUR + i * 1000, ScanKind.HUB_ARRIVAL, { rawStatus: { code: "HUB", text: "x".repeat(1500) } }),
-      );
+      // A route plan that takes most of the limit: no trim makes the document fit.
+      const hubs = Array.from({ length: 42 }, (_, i) => `HUB${String(i).padStart(2, "0")}`);
+      const big = [routeWithLegs(tn, `${tn}-big`, T0 + 1.5 * HOUR, T0 + 48 * HOUR, hubs, 1)];
       await assert.rejects(a.store.applyEvents(big), (err: unknown) => err instanceof DocumentTooLargeError);
       const afterFailed = await counted(a, () => a.store.applyEvents([s2]));
       assert.deepEqual(afterFailed.ran, [READ, WRITE], "a batch that failed dropped its shipments");

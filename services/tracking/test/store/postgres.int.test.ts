@@ -15,7 +15,7 @@ import { DocumentTooLargeError } from "../../src/store/errors.js";
 import type { ProjectedEvent, ShipmentQuery } from "../../src/store/ports.js";
 import { normalizeQuery } from "../../src/store/query.js";
 import { runShipmentStoreContract, uniqueTrackingNumber } from "./contract.js";
-import { created } from "./event-builders.js";
+import { created, routeWithLegs } from "./event-builders.js";
 
 function scan(tn: string, id: string, time: string, kind = ScanKind.HUB_ARRIVAL, rawStatus = { code: "X", text: "" }): ProjectedEvent {
   const scanned = { eventId: id, trackingNumber: tn, eventTime: timestampFromMs(Date.parse(time)), carrierCode: "acme", rawStatus };
@@ -54,26 +54,30 @@ describe("PostgresShipmentStore", () => {
       await store.close();
     });
 
-    it("rejects the whole batch when one event grows a document past the limit, naming the first such event", async () => {
+    it("rejects the whole batch when a document cannot fit even trimmed, naming the first event after which it could not", async () => {
       const other = uniqueTrackingNumber();
       const tn = uniqueTrackingNumber();
       const t0 = Date.now() - 3_600_000;
       const big = (i: number) =>
         scan(tn, `${tn}-${i}`, new Date(t0 + i * 1000).toISOString(), ScanKind.HUB_ARRIVAL, { code: "HUB", text: "x".repeat(1500) });
-      const batch = [scan(other, `${other}-1`, new Date(t0).toISOString()), ...Array.from({ length: 12 }, (_, i) => big(i))];
+      // A route plan that takes most of the limit: what a trim cannot drop.
+      const hubs = Array.from({ length: 42 }, (_, i) => `HUB${String(i).padStart(2, "0")}`);
+      const plan = routeWithLegs(tn, `${tn}-r`, t0 + 6_500, t0 + 86_400_000, hubs, 1);
+      const batch = [scan(other, `${other}-1`, new Date(t0).toISOString()), ...Array.from({ length: 6 }, (_, i) => big(i)), plan, big(7), big(8)];
       let error: unknown;
       await store.applyEvents(batch).catch((err: unknown) => {
         error = err;
       });
       assert.ok(error instanceof DocumentTooLargeError, `expected DocumentTooLargeError, got ${String(error)}`);
-      const index = error.batchIndex ?? -1;
-      assert.ok(index > 1 && index < batch.length, `batchIndex ${index}`);
+      assert.equal(error.batchIndex, 7, "the route event; the big scans before it were trimmed");
       assert.equal(await store.getShipment(other), undefined, "nothing of the batch was written");
       assert.equal(await store.getShipment(tn), undefined);
-      const ok = await store.applyEvents(batch.slice(0, index));
+      const ok = await store.applyEvents(batch.slice(0, 7));
       assert.ok(ok.every((r) => r.applied));
-      assert.equal((await store.getShipment(tn))?.version, index - 1);
-      await assert.rejects(store.applyEvents(batch.slice(index)), (err: unknown) => err instanceof DocumentTooLargeError && err.batchIndex === 0);
+      assert.equal((await store.getShipment(tn))?.version, 6);
+      assert.ok((await store.getShipment(tn))?.derivation.trimmed, "the scans alone were trimmed to fit");
+      await assert.rejects(store.applyEvents(batch.slice(7)), (err: unknown) => err instanceof DocumentTooLargeError && err.batchIndex === 0);
+      assert.ok((await store.applyEvents(batch.slice(8))).every((r) => r.applied), "the events after it fit without it");
     });
 
     it("writes a batch of many shipments in one transaction", async () => {

@@ -7,7 +7,8 @@ import { atBatchIndex, ConflictError } from "../errors.js";
 import { checkEvent, eventFromJson, eventJson, eventKey } from "../events.js";
 import type { ApplyResult, Page, PageRequest, ProjectedEvent, ShipmentDoc, ShipmentQuery, ShipmentStore, StoredEvent } from "../ports.js";
 import { normalizeQuery } from "../query.js";
-import { assertSize, MAX_DOCUMENT_BYTES } from "../size.js";
+import { MAX_DOCUMENT_BYTES } from "../size.js";
+import { fitDocument } from "../trim-document.js";
 
 /** Options for {@link createMongoShipmentStore}. */
 export interface MongoShipmentStoreOptions {
@@ -72,6 +73,10 @@ function toStored(doc: ShipmentDoc): Omit<MongoShipment, "_id"> {
  * ids (derive.ts), so the CAS `replaceOne({_id, version})` is the atomic "apply exactly once"
  * step; the history entry is then upserted by event id. A crash between the two is repaired by
  * the redelivery, which finds the event in the document (duplicate) and upserts the history again.
+ * A document trimmed to its size limit (trim-document.ts) no longer lists the ids it dropped; for
+ * an event it does not list, the history says whether it was applied (one lookup, on trimmed
+ * documents only). A trim keeps at least the newest 256 ids while it can, so the crash window
+ * above is covered unless the shipment got hundreds of events before the redelivery.
  *
  * Sharding: shard both collections on `{ trackingNumber: "hashed" }` (shipments: `{ _id: "hashed" }`),
  * so a shipment and its history live on one shard, writes spread evenly, and per-shipment queries
@@ -138,7 +143,7 @@ export async function createMongoShipmentStore(options: MongoShipmentStoreOption
   const store: ShipmentStore = {
     async applyEvent(event: ProjectedEvent): Promise<ApplyResult> {
       checkEvent(event, maxBytes);
-      const { trackingNumber } = eventKey(event);
+      const { eventId, trackingNumber } = eventKey(event);
       for (let attempt = 1; attempt <= maxAttempts; attempt++) {
         const before = await getShipment(trackingNumber);
         const derived = applyToDoc(before, event);
@@ -146,8 +151,13 @@ export async function createMongoShipmentStore(options: MongoShipmentStoreOption
           await recordHistory(event, false);
           return duplicateResult(derived.doc);
         }
-        const doc = derived.doc;
-        assertSize("document", doc, maxBytes);
+        // A trimmed document no longer lists the ids it dropped: the history, keyed by event id,
+        // tells whether such an event was applied (it is written after the document).
+        if (before?.derivation.trimmed?.ids && (await events.countDocuments({ _id: eventId }, { limit: 1 })) > 0) {
+          return duplicateResult(before);
+        }
+        // Trimmed when over the limit (trim-document.ts).
+        const { doc } = fitDocument(derived.doc, JSON.stringify(derived.doc), maxBytes, 1);
         if (before) {
           const res = await shipments.replaceOne({ _id: trackingNumber, version: before.version }, toStored(doc));
           if (res.matchedCount !== 1) continue;
@@ -160,7 +170,7 @@ export async function createMongoShipmentStore(options: MongoShipmentStoreOption
           }
         }
         await recordHistory(event, derived.late);
-        return appliedResult(before, derived);
+        return appliedResult(before, doc === derived.doc ? derived : { ...derived, doc });
       }
       throw new ConflictError(trackingNumber, maxAttempts);
     },

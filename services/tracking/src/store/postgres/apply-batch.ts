@@ -1,9 +1,10 @@
 import { named } from "@logistics/shared/postgres";
 import type pg from "pg";
 import { appliedResult, applyToDoc, duplicateResult } from "../derive.js";
-import { atBatchIndex } from "../errors.js";
+import { atBatchIndex, DocumentTooLargeError } from "../errors.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc } from "../ports.js";
-import { assertJsonSize, assertSize } from "../size.js";
+import { fitsLimit } from "../size.js";
+import { fitDocument } from "../trim-document.js";
 import { CAS_MISSED, CasMiss, checked, withConflictRetries, type ApplySettings, type CheckedEvent } from "./apply-shared.js";
 import { asStored, DocCache } from "./doc-cache.js";
 
@@ -114,7 +115,7 @@ function deriveBatch(
     prev: docs.get(doc.trackingNumber)?.version ?? -1,
     prevXmin: xmins.get(doc.trackingNumber) ?? null,
   }));
-  checkBatchSizes(events, results, changed, maxBytes);
+  fitBatchSizes(results, changed, maxBytes);
   return { results, changed, history };
 }
 
@@ -414,32 +415,39 @@ async function applyBatchLocked(client: pg.PoolClient, events: readonly CheckedE
 }
 
 /**
- * Size limit of the batch's final documents; when one is over, finds the first event (in input
- * order) whose document crossed the limit and throws DocumentTooLargeError with its index.
+ * Keeps every document the batch writes within the size limit: one over it is trimmed
+ * (trim-document.ts: its oldest timeline entries, then event ids, keeping the ids of this batch's
+ * events) and becomes the `after` of the shipment's results that ended at it. Only the documents
+ * written are fitted, one length comparison each when under a third of the limit; the documents
+ * of a shipment's earlier events in the batch are never written and stay as derived. A document
+ * that cannot fit even trimmed fails the batch: DocumentTooLargeError with the index of the first
+ * event (input order) after which its shipment's document could not be fitted.
  */
-function checkBatchSizes(
-  events: readonly CheckedEvent[],
-  results: readonly ApplyResult[],
-  changed: ReadonlyArray<{ doc: ShipmentDoc; json: string }>,
-  maxBytes: number,
-): void {
-  const over = new Set<string>();
-  for (const { doc, json } of changed) {
+function fitBatchSizes(results: ApplyResult[], changed: DerivedBatch["changed"], maxBytes: number): void {
+  let unfit: Set<string> | undefined;
+  for (const c of changed) {
+    if (fitsLimit(c.json, maxBytes)) continue;
+    let fitted: { doc: ShipmentDoc; json: string };
     try {
-      assertJsonSize("document", json, maxBytes);
-    } catch {
-      over.add(doc.trackingNumber);
+      fitted = fitDocument(c.doc, c.json, maxBytes, c.doc.version - Math.max(c.prev, 0));
+    } catch (err) {
+      if (!(err instanceof DocumentTooLargeError)) throw err;
+      (unfit ??= new Set()).add(c.doc.trackingNumber);
+      continue;
     }
+    for (const r of results) if (r.after === c.doc) r.after = fitted.doc;
+    c.doc = fitted.doc;
+    c.json = fitted.json;
   }
-  if (over.size === 0) return;
+  if (!unfit) return;
+  const prev = new Map(changed.map((c) => [c.doc.trackingNumber, Math.max(c.prev, 0)]));
   results.forEach((r, i) => {
-    if (r.applied && over.has(r.after.trackingNumber)) {
-      try {
-        assertSize("document", r.after, maxBytes);
-      } catch (err) {
-        throw atBatchIndex(err, i);
-      }
+    if (!r.applied || !unfit.has(r.after.trackingNumber)) return;
+    try {
+      fitDocument(r.after, JSON.stringify(r.after), maxBytes, r.version - (prev.get(r.after.trackingNumber) ?? 0));
+    } catch (err) {
+      throw atBatchIndex(err, i);
     }
   });
-  throw new Error(`document over the size limit but no event of ${events.length} crossed it`);
+  throw new Error("a document over the size limit, though every one of its batch's events could be fitted");
 }

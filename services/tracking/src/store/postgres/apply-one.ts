@@ -2,7 +2,7 @@ import { named } from "@logistics/shared/postgres";
 import type pg from "pg";
 import { appliedResult, applyToDoc, duplicateResult } from "../derive.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc } from "../ports.js";
-import { assertJsonSize } from "../size.js";
+import { fitDocument } from "../trim-document.js";
 import { CasMiss, checked, withConflictRetries, type ApplySettings, type CheckedEvent } from "./apply-shared.js";
 import type { DocCache } from "./doc-cache.js";
 
@@ -58,10 +58,8 @@ async function applyOnce(client: pg.PoolClient, checkedEvent: CheckedEvent, maxB
     await client.query("COMMIT");
     return duplicateResult(derived.doc);
   }
-  const doc = derived.doc;
-  // Serialized once: for the size limit and the write.
-  const docJson = JSON.stringify(doc);
-  assertJsonSize("document", docJson, maxBytes);
+  // Serialized once: for the size limit and the write. Trimmed when over the limit (trim-document.ts).
+  const { doc, json: docJson } = fitDocument(derived.doc, JSON.stringify(derived.doc), maxBytes, 1);
   const params = [
     doc.trackingNumber,
     doc.customerId ?? null,
@@ -100,5 +98,5 @@ async function applyOnce(client: pg.PoolClient, checkedEvent: CheckedEvent, maxB
       );
   if (write.rowCount !== 1) throw new CasMiss();
   await client.query("COMMIT");
-  return appliedResult(before, derived);
+  return appliedResult(before, doc === derived.doc ? derived : { ...derived, doc });
 }
