@@ -8,6 +8,7 @@ import { shipmentBinary, HAND_WRITTEN_PATH } from "./shipment-binary.js";
 import { shipmentMessage } from "./shipment-view.js";
 import { applyToDoc } from "./store/derive.js";
 import type { ShipmentDoc } from "./store/ports.js";
+import { trimDocument } from "./store/trim-document.js";
 
 /** What a call gives: its bytes, or the message it throws. */
 function outcome(f: () => Uint8Array): { bytes: Uint8Array } | { error: string } {
@@ -18,13 +19,14 @@ function outcome(f: () => Uint8Array): { bytes: Uint8Array } | { error: string }
   }
 }
 
-/** The Shipments of every version of generated shipments (those that render). */
+/** The Shipments of every version of generated shipments (those that render); now and then a trimmed one. */
 function generatedShipments(random: Random, shipments: number): Shipment[] {
   const out: Shipment[] = [];
   for (let n = 0; n < shipments; n++) {
     let doc: ShipmentDoc | undefined;
     for (const e of shipmentEvents(random, n)) {
       doc = applyToDoc(doc, e).doc;
+      if (random() < 0.1) doc = trimDocument(doc, Math.floor(random() * 600), 1) ?? doc;
       try {
         out.push(shipmentMessage(doc));
       } catch {
@@ -42,7 +44,7 @@ function oddShipment(random: Random, s: Shipment): Shipment {
   const r = random();
   if (r < 0.1) m.customerReference = text(random);
   else if (r < 0.15) m.version = pick(random, [0n, 2n ** 53n, 2n ** 63n - 1n, -1n]);
-  else if (r < 0.2) m.eventCount = pick(random, [0, 2 ** 32 - 1, 2 ** 32, -1, 1.5]);
+  else if (r < 0.2) m[pick(random, ["eventCount", "trimmedEventCount"])] = pick(random, [0, 2 ** 32 - 1, 2 ** 32, -1, 1.5]);
   else if (r < 0.25) m.status = pick(random, [0, 99, -3, 2 ** 31]);
   else if (r < 0.32) {
     const t = ts();
@@ -65,6 +67,7 @@ describe("shipmentBinary", () => {
   it("writes every generated Shipment exactly as toBinary, without falling back to it", () => {
     const shipments = generatedShipments(seededRandom(31), 400);
     assert.ok(shipments.length > 3000, `${shipments.length} shipments`);
+    assert.ok(shipments.some((s) => s.trimmedEventCount > 0), "trimmed shipments among them");
     for (const s of shipments) {
       const bytes = HAND_WRITTEN_PATH(s);
       assert.ok(bytes, `fell back for ${s.trackingNumber} v${s.version}`);

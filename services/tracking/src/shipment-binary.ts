@@ -274,6 +274,7 @@ function shipment(s: Shipment): void {
     tag(22, DELIMITED);
     stringItem(code);
   }
+  uintField(23, s.trimmedEventCount, UINT32_MAX);
 }
 
 /** Whether the contracts are still those this encoder was written for. */

@@ -454,6 +454,7 @@ function referenceShipmentMessage(doc: ShipmentDoc): Shipment {
     version: BigInt(doc.version),
     eventCount: (doc.derivation.trimmed?.ids ?? 0) + doc.derivation.eventIds.length,
     partnerCarrierCodes: doc.partnerCarrierCodes ?? [],
+    trimmedEventCount: doc.derivation.trimmed?.entries ?? 0,
   });
 }
 
@@ -501,6 +502,10 @@ describe("shipmentMessage against the fromJson rendering", () => {
     assert.ok(rendered > docs.length * 0.8, `${rendered} of ${docs.length} rendered`);
     const trimmed = docs.filter((d) => d.derivation.trimmed);
     assert.ok(trimmed.some((d) => d.derivation.trimmed?.ids) && trimmed.some((d) => d.derivation.trimmed?.hubEntry), "trimmed documents among them");
+    for (const d of trimmed) {
+      const got = outcome(() => shipmentMessage(d).trimmedEventCount);
+      if ("value" in got) assert.equal(got.value, d.derivation.trimmed?.entries);
+    }
   });
 
   it("renders documents holding odd values (offset times, proto names, nulls, unknown keys, numbers as text) exactly as before", () => {

@@ -135,6 +135,7 @@ export function shipmentMessage(doc: ShipmentDoc): Shipment {
     eventCount: doc.derivation.eventIds.length + trimmedIds(doc),
     etaChangeReason: doc.etaReason ?? EtaChangeReason.UNSPECIFIED,
     partnerCarrierCodes: doc.partnerCarrierCodes ?? [],
+    trimmedEventCount: doc.derivation.trimmed?.entries ?? 0,
   };
   if (origin != null) m.origin = origin;
   if (destination != null) m.destination = destination;

@@ -426,7 +426,7 @@ export const KNOWN_FIELDS: ReadonlyMap<DescMessage, string> = new Map<DescMessag
       "9:status:logistics.common.v1.ShipmentStatus 10:lastCarrierStatus:logistics.common.v1.CarrierStatus 11:statusTime:google.protobuf.Timestamp " +
       "12:currentHubCode:STRING 13:currentLocation:logistics.common.v1.GeoPoint 14:eta:logistics.common.v1.Eta 15:route:logistics.common.v1.Route " +
       "16:createdAt:google.protobuf.Timestamp 17:updatedAt:google.protobuf.Timestamp 18:deliveredAt:google.protobuf.Timestamp 19:version:UINT64 " +
-      "20:eventCount:UINT32 21:etaChangeReason:logistics.common.v1.EtaChangeReason 22:partnerCarrierCodes:[STRING]",
+      "20:eventCount:UINT32 21:etaChangeReason:logistics.common.v1.EtaChangeReason 22:partnerCarrierCodes:[STRING] 23:trimmedEventCount:UINT32",
   ],
 ]);
 
