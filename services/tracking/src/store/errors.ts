@@ -45,7 +45,10 @@ export class InvalidEventError extends StoreError {
   }
 }
 
-/** The document (or event) would exceed the store's size limit. */
+/**
+ * The event, or the document even trimmed (trim-document.ts: what a trim cannot drop, a route
+ * plan, places, handovers, fills the limit), would exceed the store's size limit.
+ */
 export class DocumentTooLargeError extends StoreError {
   override readonly name = "DocumentTooLargeError";
   constructor(

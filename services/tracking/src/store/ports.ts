@@ -120,6 +120,7 @@ export interface ShipmentDoc {
   /** Number of distinct events applied; the compare-and-set token. */
   version: number;
   derivation: {
+    /** The status-relevant entries in (eventTime, eventId) order, but for those a trim dropped (`trimmed`). */
     timeline: TimelineEntry[];
     /**
      * Ids of every applied event in the order they were applied (version k is the document after
@@ -220,7 +221,9 @@ export interface ShipmentStore {
   /**
    * Applies one event atomically to the shipment document and its history. Idempotent by
    * `eventId` (a repeat returns `duplicate: true` and changes nothing) and order-safe (see
-   * derive.ts). Throws InvalidEventError / DocumentTooLargeError with nothing written.
+   * derive.ts). A document that would pass the size limit is written trimmed (trim-document.ts;
+   * `after` is the trimmed document). Throws InvalidEventError / DocumentTooLargeError (the event
+   * alone over the limit, or a document that cannot fit even trimmed) with nothing written.
    */
   applyEvent(event: ProjectedEvent): Promise<ApplyResult>;
   /**
@@ -229,7 +232,10 @@ export interface ShipmentStore {
    * would have returned: idempotent by `eventId` (against earlier batches and within the batch:
    * a repeat later in the same batch is `duplicate: true`), order-safe, and several events of one
    * shipment are applied in input order (`before` of each is the `after` of the previous one).
-   * An empty batch returns `[]`.
+   * An empty batch returns `[]`. One difference: a document over the size limit is trimmed where
+   * it is written; PostgreSQL writes a shipment's last document of the batch (its last result's
+   * `after`) only, so it trims that one, not one at each event that crossed the limit, and the
+   * shipment's earlier results keep their documents as derived (same status, ETA, location).
    *
    * Every event is validated before anything is written. A StoreError caused by one event
    * (InvalidEventError, DocumentTooLargeError) is thrown with `batchIndex` set to that event's
