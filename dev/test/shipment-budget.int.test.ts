@@ -18,7 +18,8 @@ import { assertMeshSettled, startE2eMesh, type E2eMesh } from "./e2e-mesh.js";
 /**
  * A carrier that keeps scanning one parcel (a loop, a bug, an attack) used to have every scan
  * accepted until the shipment's tracking document reached its size limit; from then on tracking
- * dead-lettered each of its events and the shipment froze. Ingest now charges each scan what it
+ * dead-lettered each of its events and the shipment froze (tracking now trims such a document
+ * instead: services/tracking/test/oversize-shipment.int.test.ts). Ingest charges each scan what it
  * adds to that document and rejects the scans past the shipment's budget (SHIPMENT_FULL), at its
  * default: whatever it accepted, tracking applied, and nothing was dead-lettered.
  */

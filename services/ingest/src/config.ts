@@ -82,7 +82,7 @@ export const ingestConfig = defineConfig(
     }),
     INGEST_SHIPMENT_SCAN_BUDGET_BYTES: int({
       description:
-        "scan data one shipment may accumulate, in bytes of what its scans add to tracking's shipment document (about 290 per typical scan, at most ~3.8 KB with the longest code and text); a scan past it is rejected with SHIPMENT_FULL. Keep it well below tracking's document limit (256 KiB), which also holds the shipment's places, route and handovers. 0: no budget (load tests that pile scans on a few shipments; tracking then dead-letters the events of a shipment past its document limit)",
+        "scan data one shipment may accumulate, in bytes of what its scans add to tracking's shipment document (about 290 per typical scan, at most ~3.8 KB with the longest code and text); a scan past it is rejected with SHIPMENT_FULL. Keep it well below tracking's document limit (256 KiB), which also holds the shipment's places, route and handovers. 0: no budget (load tests that pile scans on a few shipments; tracking then trims the oldest timeline entries of a shipment past its document limit)",
       min: 0,
       max: 196_608,
       default: 131_072,

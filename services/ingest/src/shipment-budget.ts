@@ -3,14 +3,15 @@ import type { ScanRecorded } from "@logistics/shared/gen/logistics/events/v1/ing
 /*
  * How much scan data one shipment may accumulate. Tracking keeps each shipment in one document
  * whose derivation lists every applied event (its timeline entry with the carrier's status text,
- * its event id), and a document is bounded (tracking's MAX_DOCUMENT_BYTES, 256 KiB): an event
- * that would take it past the bound can never be stored, so tracking dead-letters it, and every
- * later event of the shipment with it. A carrier that keeps scanning one parcel (a loop, a bug, an
- * attack: 2,000 short scans, or 150 with 512-character texts) would freeze that shipment at the
- * version before. Ingest is where that is decided instead: each accepted scan is charged what it
- * adds to the document, and a scan that would take its shipment past the budget is rejected
- * (REJECT_REASON_SHIPMENT_FULL), so what ingest accepts, tracking can hold. The accounts live in
- * Redis beside the dedupe set (redis-scan-admission.ts).
+ * its event id), and a document is bounded (tracking's MAX_DOCUMENT_BYTES, 256 KiB). A carrier
+ * that keeps scanning one parcel (a loop, a bug, an attack: 2,000 short scans, or 150 with
+ * 512-character texts) would take it past the bound; tracking then trims the document's oldest
+ * timeline entries (before, it dead-lettered every later event and the shipment froze). Ingest
+ * is where that is kept from happening: each accepted scan is charged what it adds to the
+ * document, and a scan that would take its shipment past the budget is rejected
+ * (REJECT_REASON_SHIPMENT_FULL), so that what ingest accepts, tracking holds whole. The accounts
+ * live in Redis beside the dedupe set (redis-scan-admission.ts). The budget fails open (Redis
+ * down) and forgets a shipment after its TTL; what gets past it is trimmed, not lost.
  */
 
 /** Fixed part of a scan's cost: the timeline entry's keys, time, kind and status, and a route revision's event id it may cause. */
