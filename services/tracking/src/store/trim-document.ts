@@ -17,12 +17,13 @@ import { fitsLimit, utf8Length } from "./size.js";
  * to the newest one, then event ids down to the ones the caller must keep. At the default limit
  * the first step is all it takes until a shipment has some 5,000 events; the floors matter for
  * documents whose other parts fill most of the limit, and for small limits.
- * Status, its time and carrier status, location, ETA, route, partners, version and
- * the event count are untouched: they are the document's own fields. What the trim loses: the
- * actual times of route legs travelled during the dropped scans (Shipment.route then shows
- * routing's recorded times), and, once ids are dropped, the versions before them can no longer be
- * rebuilt from the history (shipment-history.ts). The history rows stay: ListShipmentEvents still
- * returns every event.
+ *
+ * Status, its time and carrier status, location, ETA, route, partners, version and the event
+ * count are untouched: they are the document's own fields. What the trim loses: the actual times
+ * of route legs travelled during the dropped scans (Shipment.route then shows routing's recorded
+ * times), and, once ids are dropped, the versions before them can no longer be rebuilt from the
+ * history (shipment-history.ts). The history rows stay: ListShipmentEvents still returns every
+ * event.
  *
  * A trim cuts the document to {@link TRIM_TARGET} of the limit, so the next few hundred scans fit
  * before another one. Pure.
@@ -35,8 +36,8 @@ export const TRIM_TARGET = 0.75;
 export const MIN_TIMELINE_ENTRIES = 32;
 
 /**
- * Newest event ids kept before the timeline goes below {@link MIN_TIMELINE_ENTRIES}: a watcher up
- * to this many versions behind still gets each change rather than a snapshot.
+ * Newest event ids kept before the timeline goes below {@link MIN_TIMELINE_ENTRIES}: a watcher
+ * holding a version up to this many behind still gets each change rather than a snapshot.
  */
 export const MIN_EVENT_IDS = 256;
 
