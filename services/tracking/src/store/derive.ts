@@ -111,10 +111,9 @@ export function deriveStatus(timeline: readonly TimelineEntry[], from?: StatusFo
     }
     if (!isTerminal(status)) lastNonTerminal = status;
   }
-  const fold: StatusFold = { status };
-  if (entry) fold.entry = entry;
-  if (lastNonTerminal !== undefined) fold.lastNonTerminal = lastNonTerminal;
-  return fold;
+  // Literals, no optional property set to undefined: a fold is kept in trimmed documents as JSON.
+  if (lastNonTerminal === undefined) return entry ? { status, entry } : { status };
+  return entry ? { status, entry, lastNonTerminal } : { status, lastNonTerminal };
 }
 
 /** Event ids a trim dropped from the front of the document's `eventIds` (0 for nearly every document). */
