@@ -6,8 +6,8 @@ import {
   decodeParties,
   encodeParties,
   judgeScanOwnership,
+  handOverRight,
   MAX_PARTNER_CARRIERS,
-  mayHandOver,
   withPartner,
   type ShipmentParties,
 } from "./scan-ownership.js";
@@ -36,11 +36,11 @@ describe("scan ownership", () => {
     assert.equal(v?.ok === false ? v.reason : undefined, RejectReason.WRONG_CARRIER);
   });
 
-  it("lets a carrier of the shipment or an internal caller hand it over, adding partners up to the limit", () => {
-    assert.equal(mayHandOver("acme", acme), true);
-    assert.equal(mayHandOver("lastmile", acme), true);
-    assert.equal(mayHandOver("globex", acme), false);
-    assert.equal(mayHandOver(undefined, acme), true);
+  it("lets only the shipment's own carrier or an internal caller hand it over, not a partner, adding partners up to the limit", () => {
+    assert.equal(handOverRight("acme", acme), "allowed");
+    assert.equal(handOverRight(undefined, acme), "allowed");
+    assert.equal(handOverRight("lastmile", acme), "partner");
+    assert.equal(handOverRight("globex", acme), "not_carrier");
     assert.equal(withPartner(acme, "lastmile"), "unchanged");
     assert.equal(withPartner(acme, "acme"), "unchanged");
     assert.deepEqual(withPartner(acme, "ups"), { ...acme, partners: ["lastmile", "ups"] });

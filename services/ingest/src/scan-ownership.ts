@@ -12,6 +12,9 @@ import { RejectReason } from "@logistics/shared/gen/logistics/ingest/v1/ingest_p
  *
  * Rule 1 applies to carrier tokens; rules 2 and 3 to every caller (an internal backfill job
  * writes only scans the shipment's carriers could have written).
+ *
+ * Who may add partners is decided here too ({@link handOverRight}): the shipment's own carrier and
+ * internal callers, never a partner.
  */
 
 /** Most partner carriers one shipment can have. */
@@ -79,11 +82,23 @@ export function judgeScanOwnership(trackingNumber: string, scanCarrier: string, 
 }
 
 /**
- * May the caller hand the shipment over? A carrier token only for a shipment its carrier carries;
- * internal callers (their scope already checked) always.
+ * Whether a caller may hand a shipment over (add a partner), per {@link handOverRight}:
+ * `allowed`, `partner` (a partner of the shipment, so it scans it but may not hand it over) or
+ * `not_carrier` (a carrier that does not carry the shipment at all).
  */
-export function mayHandOver(callerCarrier: string | undefined, parties: ShipmentParties): boolean {
-  return callerCarrier === undefined || carriesShipment(parties, callerCarrier);
+export type HandOverRight = "allowed" | "partner" | "not_carrier";
+
+/**
+ * May the caller hand the shipment over? Only the shipment's own carrier (the one it was created
+ * for) and internal callers (`callerCarrier` undefined; their scope already checked). A partner
+ * carries the shipment and keeps scanning it, but may not bring in further carriers: it could
+ * otherwise fill every partner slot with codes of its choosing, locking the shipment's carrier
+ * out of adding the partners it needs, and let carriers the shipment's carrier never chose write
+ * its scans.
+ */
+export function handOverRight(callerCarrier: string | undefined, parties: ShipmentParties): HandOverRight {
+  if (callerCarrier === undefined || callerCarrier === parties.carrier) return "allowed";
+  return parties.partners.includes(callerCarrier) ? "partner" : "not_carrier";
 }
 
 /**

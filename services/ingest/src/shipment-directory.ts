@@ -1,7 +1,7 @@
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { LRUCache } from "lru-cache";
-import { decodeParties, encodeParties, withPartner, type ShipmentParties } from "./scan-ownership.js";
+import { decodeParties, encodeParties, withPartner, type HandOverRight, type ShipmentParties } from "./scan-ownership.js";
 
 /** The directory could not be read or written (NATS down, timeout); callers answer Unavailable. */
 export class DirectoryUnavailableError extends Error {
@@ -11,8 +11,14 @@ export class DirectoryUnavailableError extends Error {
 /** A handover the policy refused; the handler maps it to a Connect code. */
 export class HandOverRefusedError extends Error {
   override readonly name = "HandOverRefusedError";
-  constructor(readonly why: "not_carrier" | "full") {
-    super(why === "full" ? "the shipment has the maximum number of partner carriers" : "the caller's carrier does not carry the shipment");
+  constructor(readonly why: Exclude<HandOverRight, "allowed"> | "full") {
+    super(
+      why === "full"
+        ? "the shipment has the maximum number of partner carriers"
+        : why === "partner"
+          ? "the caller's carrier is a partner of the shipment, not its carrier"
+          : "the caller's carrier does not carry the shipment",
+    );
   }
 }
 

@@ -10,7 +10,7 @@ import {
   type HandOverShipmentResponse,
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import type { EventPublisher } from "@logistics/shared/nats";
-import { mayHandOver } from "./scan-ownership.js";
+import { handOverRight } from "./scan-ownership.js";
 import { DirectoryUnavailableError, HandOverRefusedError, type ShipmentDirectory } from "./shipment-directory.js";
 
 /** Dependencies of {@link createShipmentHandover}. */
@@ -39,6 +39,11 @@ export function handoverEventId(trackingNumber: string, partner: string): string
  * answered; scans of the partner are accepted from the answer on. A repeat (the partner already
  * carries the shipment) publishes the same event again (same id: JetStream drops it within its
  * window), so a retry after a failed publish completes the handover.
+ *
+ * Only the shipment's own carrier and internal callers may hand it over ({@link handOverRight},
+ * judged on the entry the compare-and-set writes over): a partner's credentials get
+ * PermissionDenied, even for a handover that would change nothing, and so do those of a carrier
+ * that does not carry the shipment; an unknown tracking number is NotFound.
  */
 export function createShipmentHandover(opts: ShipmentHandoverOptions): ShipmentHandover {
   const now = opts.now ?? Date.now;
@@ -47,17 +52,11 @@ export function createShipmentHandover(opts: ShipmentHandoverOptions): ShipmentH
     let result;
     try {
       result = await opts.directory.addPartner(req.trackingNumber, req.partnerCarrierCode, (parties) => {
-        if (!mayHandOver(callerCarrier, parties)) throw new HandOverRefusedError("not_carrier");
+        const right = handOverRight(callerCarrier, parties);
+        if (right !== "allowed") throw new HandOverRefusedError(right);
       });
     } catch (err) {
-      if (err instanceof HandOverRefusedError) {
-        throw err.why === "full"
-          ? new ConnectError(`shipment ${req.trackingNumber} already has the maximum number of partner carriers`, Code.FailedPrecondition)
-          : new ConnectError(
-              `credentials of carrier ${JSON.stringify(callerCarrier)} may not hand over shipment ${req.trackingNumber}: it is not carried by that carrier`,
-              Code.PermissionDenied,
-            );
-      }
+      if (err instanceof HandOverRefusedError) throw refusal(err, req.trackingNumber, callerCarrier);
       if (err instanceof DirectoryUnavailableError) throw new ConnectError(err.message, Code.Unavailable, undefined, undefined, err);
       throw err;
     }
@@ -92,4 +91,21 @@ export function createShipmentHandover(opts: ShipmentHandoverOptions): ShipmentH
       changed,
     });
   };
+}
+
+/** The Connect error for a refused handover. */
+function refusal(err: HandOverRefusedError, trackingNumber: string, callerCarrier: string | undefined): ConnectError {
+  const who = `credentials of carrier ${JSON.stringify(callerCarrier)} may not hand over shipment ${trackingNumber}`;
+  switch (err.why) {
+    case "full":
+      return new ConnectError(`shipment ${trackingNumber} already has the maximum number of partner carriers`, Code.FailedPrecondition);
+    case "partner":
+      // The message does not name the shipment's carrier: carrier tokens never see it elsewhere.
+      return new ConnectError(
+        `${who}: that carrier is a partner the shipment was handed over to; only the shipment's own carrier (or an internal service) may add partners`,
+        Code.PermissionDenied,
+      );
+    case "not_carrier":
+      return new ConnectError(`${who}: it is not carried by that carrier`, Code.PermissionDenied);
+  }
 }
