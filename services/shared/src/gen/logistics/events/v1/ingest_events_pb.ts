@@ -412,7 +412,8 @@ export type ShipmentHandedOver = Message<"logistics.events.v1.ShipmentHandedOver
   handedOverAt?: Timestamp | undefined;
 
   /**
-   * The carrier whose credentials requested the handover; empty for an internal service.
+   * The carrier whose credentials requested the handover: the shipment's carrier (partners may not
+   * hand a shipment over); empty for an internal service.
    *
    * @generated from field: string requested_by_carrier_code = 8;
    */
@@ -488,7 +489,8 @@ export type ShipmentHandedOverJson = {
   handedOverAt?: TimestampJson;
 
   /**
-   * The carrier whose credentials requested the handover; empty for an internal service.
+   * The carrier whose credentials requested the handover: the shipment's carrier (partners may not
+   * hand a shipment over); empty for an internal service.
    *
    * @generated from field: string requested_by_carrier_code = 8;
    */

@@ -578,7 +578,7 @@ export type CreateShipmentRequest = Message<"logistics.ingest.v1.CreateShipmentR
   /**
    * Partner carriers that will also scan the parcel (for example the last-mile carrier in the
    * destination country), each matching `^[a-z][a-z0-9-]{1,31}$`, at most 8, distinct. Optional;
-   * more can be added later with HandOverShipment.
+   * the shipment's carrier (or an internal service) can add more later with HandOverShipment.
    *
    * @generated from field: repeated string partner_carrier_codes = 11;
    */
@@ -668,7 +668,7 @@ export type CreateShipmentRequestJson = {
   /**
    * Partner carriers that will also scan the parcel (for example the last-mile carrier in the
    * destination country), each matching `^[a-z][a-z0-9-]{1,31}$`, at most 8, distinct. Optional;
-   * more can be added later with HandOverShipment.
+   * the shipment's carrier (or an internal service) can add more later with HandOverShipment.
    *
    * @generated from field: repeated string partner_carrier_codes = 11;
    */
@@ -1058,7 +1058,9 @@ export const RejectReasonSchema: GenEnum<RejectReason, RejectReasonJson> = /*@__
  * to (CreateShipment's partner_carrier_codes, HandOverShipment). The shipment decides, not the
  * scan: a scan whose carrier_code is not a carrier of the shipment is REJECTED with
  * REJECT_REASON_WRONG_CARRIER, and so is a scan whose carrier_code is not the carrier of the
- * calling credentials. Both are answered scan by scan; they never fail the call.
+ * calling credentials. Both are answered scan by scan; they never fail the call. Partners are
+ * chosen by the shipment's own carrier (or an internal service) only: a partner scans the
+ * shipment but cannot hand it over in turn.
  *
  * @generated from service logistics.ingest.v1.IngestService
  */
@@ -1144,13 +1146,18 @@ export const IngestService: GenService<{
    * ShipmentHandedOver event. Idempotent: handing over to a carrier that already carries the
    * shipment changes nothing and answers the same.
    *
-   * Callable by a carrier token of a carrier that carries the shipment (its carrier or a partner),
-   * or by an internal service with `scans:write` or `shipments:write`.
+   * Callable by a carrier token of the shipment's own carrier (the carrier_code it was created
+   * with), or by an internal service with `scans:write` or `shipments:write`. Handovers are not
+   * chained: a partner carrier scans the shipment but may not hand it over to another carrier,
+   * so only the shipment's carrier decides who else writes its scans and fills its partner slots;
+   * a partner that passes the parcel on asks the shipment's carrier (or an internal service) to
+   * add the next carrier.
    *
    * Errors: NotFound (no shipment with this tracking number), PermissionDenied (a carrier token
-   * of a carrier that does not carry the shipment, or a customer token), FailedPrecondition (the
-   * shipment already has the maximum of 8 partner carriers), Unavailable (the shipment directory
-   * or the event stream did not answer in time; safe to retry).
+   * of a partner carrier of the shipment, even for a handover that would change nothing; a carrier
+   * token of a carrier that does not carry the shipment; or a customer token), FailedPrecondition
+   * (the shipment already has the maximum of 8 partner carriers), Unavailable (the shipment
+   * directory or the event stream did not answer in time; safe to retry).
    *
    * @generated from rpc logistics.ingest.v1.IngestService.HandOverShipment
    */
