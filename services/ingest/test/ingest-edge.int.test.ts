@@ -105,7 +105,8 @@ describe("IngestService edges over real sockets (auth, rate limits, idempotency,
     const transport = createGrpcTransport({ baseUrl: h.svc.url });
     const client = createClient(IngestService, transport);
     const as = async (o: { carrier?: string; scopes?: string[] }) => ({ headers: { authorization: `Bearer ${await h.token(o)}` } });
-    // Neither the partner itself nor another carrier may hand the shipment over.
+    // Carriers that do not carry the shipment may not hand it over, the partner-to-be included
+    // (nor may a partner once it is one: shipment-handover.int.test.ts).
     for (const carrier of ["lastmile", "globex"]) {
       const denied = await client
         .handOverShipment({ trackingNumber: tn, partnerCarrierCode: "lastmile" }, await as({ carrier }))
