@@ -14,6 +14,7 @@ import {
   ensureCatalogConsumer,
   Outcomes,
   publication,
+  PULL_EXPIRY_MARGIN_MS,
   PULLS_ENDED_BY_CLIENT_METRIC,
   startBatchConsumer,
   type BatchConsumer,
@@ -189,6 +190,45 @@ describe("event catalog publishing and the batch consumer (real nats-server)", (
     const waits = [...sentAt].map(([id, at]) => seenAt.get(id)! - at);
     const longest = Math.max(...waits);
     assert.ok(longest < 800, `a message waited ${longest.toFixed(0)} ms for a pull (of ${waits.length}, two or more pulls expired)`);
+  });
+
+  it("pulls again at a pull's expiry: a pull the server dropped silently leaves no gap in which messages wait", async () => {
+    // Publishing without pause (one message per event-loop turn) against pulls of up to 4,000
+    // messages that expire part-filled every second: the race in which nats-server < 2.9.16 drops
+    // an expired request without its 408 (a message arriving between the request's expiry and the
+    // server's expiry timer). Such a pull ends only when the client ends it, a second later
+    // (PULL_EXPIRY_MARGIN_MS): a consumer that waited for that before pulling again left every
+    // message of that second waiting (~1,030 ms here). Runs until the server has dropped two pulls
+    // (a few seconds against 2.9.10) or for 10 s (a server without the bug drops none, and the
+    // test then only checks that no message waited long).
+    const { catalog, def, publishScans } = await setup();
+    const seenAt = new Map<string, number>();
+    const c = await start(catalog, {
+      consumer: def,
+      maxBatch: 1000,
+      maxInFlightBatches: 4,
+      lingerMs: 0,
+      pullExpiresMs: 1_000,
+      handler: async (items) => {
+        const now = performance.now();
+        for (const i of items) seenAt.set(i.id, now);
+        return items.map(() => Outcomes.ack);
+      },
+    });
+    const sentAt = new Map<string, number>();
+    const opened = performance.now();
+    for (let n = 0; performance.now() - opened < 10_000 && c.stats().pullsEndedByClient < 2; n++) {
+      sentAt.set(`TNDROPPED1-${n}`, performance.now());
+      await publishScans([scan("TNDROPPED1", n)]);
+      await new Promise((r) => setImmediate(r));
+    }
+    await waitFor(() => seenAt.size === sentAt.size, { message: "every message of the stream", timeoutMs: 15_000 });
+    const waits = [...sentAt].map(([id, at]) => seenAt.get(id)! - at);
+    const longest = Math.max(...waits);
+    assert.ok(
+      longest < PULL_EXPIRY_MARGIN_MS * 0.6,
+      `a message waited ${longest.toFixed(0)} ms for a pull (of ${waits.length}; pulls the server dropped: ${c.stats().pullsEndedByClient})`,
+    );
   });
 
   it("serves its count of pulls it ended itself on the service's registry, from zero, per consumer", async () => {

@@ -268,7 +268,8 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
   const running = new Set<Promise<void>>();
   const sideTasks = new Set<Promise<unknown>>();
   let stopped = false;
-  let fetchIter: ConsumerMessages | undefined;
+  /** Pulls still open: the current one, and one past its expiry that the server has not ended yet. */
+  const openPulls = new Set<ConsumerMessages>();
   let flushTimer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined;
   let parkTimer: ReturnType<typeof setTimeout> | undefined;
   let roomWaiter: (() => void) | undefined;
@@ -546,6 +547,46 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
 
   const advisories: MaxDeliveriesWatch | undefined = opts.nc ? watchMaxDeliveries({ nc: opts.nc, js, stream, durable, deadLetter, log }) : undefined;
 
+  /**
+   * Reads one pull until it ends. Resolves at the pull's end; rejects with the fetch's error when
+   * it fails, unless `detached` says the loop has moved on (then the error is logged here).
+   */
+  const readPull = async (iter: ConsumerMessages, expiresMs: number, detached: () => boolean): Promise<void> => {
+    // The pull ends at its expiry on the client too. nats-server before 2.9.16 drops an expired
+    // pull request without its 408 when a new message reaches the consumer after the expiry and
+    // before the server's own expiry timer runs (fixed upstream in 2.9.16, "Fix Pull Consumer not
+    // sending request timeout"): a busy stream hits that race. nats.js then waits for two missed
+    // heartbeats (expires / 2 each). The margin stays above how late a loaded server may take the
+    // request (a message it sent after the client stopped would wait for the ack wait), and the
+    // stop waits for the I/O phase (setImmediate), so a message already in the socket is taken.
+    let endedHere = false;
+    const stop = setTimeout(
+      () =>
+        setImmediate(() => {
+          endedHere = true;
+          iter.stop();
+        }),
+      expiresMs + PULL_EXPIRY_MARGIN_MS,
+    );
+    try {
+      for await (const m of iter) accept(m);
+      if (endedHere && !stopped) {
+        stats.pullsEndedByClient++;
+        endedByClient?.inc();
+        log.warn(
+          { stream, durable, expiresMs, marginMs: PULL_EXPIRY_MARGIN_MS },
+          "the server did not end a pull at its expiry: ended by the client (nats-server before 2.9.16 drops such pulls silently: upgrade it; else the server is late)",
+        );
+      }
+    } catch (err) {
+      if (!detached()) throw err;
+      if (!stopped) log.warn({ stream, durable, err }, "a pull past its expiry failed; its successor is open");
+    } finally {
+      clearTimeout(stop);
+      openPulls.delete(iter);
+    }
+  };
+
   const pullLoop = async () => {
     while (!stopped) {
       const room = capacity - waiting.length - inBatches.size;
@@ -558,38 +599,22 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
       try {
         const expiresMs = opts.pullExpiresMs ?? 5000;
         const iter = await consumer.fetch({ max_messages: room, expires: expiresMs });
-        fetchIter = iter;
+        openPulls.add(iter);
         if (stopped) {
           iter.stop();
           break;
         }
-        // The pull ends at its expiry on the client too. nats-server before 2.9.16 drops an
-        // expired pull request without its 408 when a new message reaches the consumer after the
-        // expiry and before the server's own expiry timer runs (fixed upstream in 2.9.16, "Fix
-        // Pull Consumer not sending request timeout"): a busy stream hits that race. nats.js then
-        // waits for two missed heartbeats (expires / 2 each), ~5 s with no pull outstanding
-        // while the stream's new messages wait; the end-to-end runs saw exactly that (391 of 500
-        // messages, then nothing for 5,034 ms). The margin stays above how late a loaded server
-        // may take the request (a message it sent after the client stopped would wait for the
-        // ack wait), and the stop waits for the I/O phase (setImmediate), so a message already in
-        // the socket is taken.
-        let endedHere = false;
-        expiry = setTimeout(
-          () =>
-            setImmediate(() => {
-              endedHere = true;
-              iter.stop();
-            }),
-          expiresMs + PULL_EXPIRY_MARGIN_MS,
-        );
-        for await (const m of iter) accept(m);
-        if (endedHere && !stopped) {
-          stats.pullsEndedByClient++;
-          endedByClient?.inc();
-          log.warn(
-            { stream, durable, expiresMs, marginMs: PULL_EXPIRY_MARGIN_MS },
-            "the server did not end a pull at its expiry: ended by the client (nats-server before 2.9.16 drops such pulls silently: upgrade it; else the server is late)",
-          );
+        // A pull still open at its expiry is overlapped by the next one instead of awaited: the
+        // server ends it with a 408 shortly after (nothing more comes on it), or, on a server that
+        // dropped it silently (see readPull), the client ends it a margin later. Awaiting it left
+        // the consumer without a pull for that margin, a second in which its stream's new messages
+        // waited (a thousand scans behind at 900 scans/s).
+        let detached = false;
+        const expired = new Promise<"expired">((resolve) => (expiry = setTimeout(() => resolve("expired"), expiresMs)));
+        const read = readPull(iter, expiresMs, () => detached);
+        if ((await Promise.race([read, expired])) === "expired") {
+          detached = true;
+          read.catch(() => {});
         }
       } catch (err) {
         if (stopped) break;
@@ -603,7 +628,6 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
         }
       } finally {
         clearTimeout(expiry);
-        fetchIter = undefined;
       }
     }
   };
@@ -614,7 +638,7 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
     close() {
       closing ??= (async () => {
         stopped = true;
-        fetchIter?.stop();
+        for (const iter of openPulls) iter.stop();
         roomWaiter?.();
         if (flushTimer !== undefined) {
           clearTimeout(flushTimer as ReturnType<typeof setTimeout>);
@@ -636,16 +660,14 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
 
 /**
  * How long after a pull's expiry the client ends it when the server has not (nats-server < 2.9.16
- * can drop an expired request silently, see the pull loop): a fifth of the ~5 s nats.js waited.
- * The consumer whose pull was dropped waits this long. Ending a pull the server still holds is
- * safe for what comes later: the stop unsubscribes the pull's inbox, and once the unsubscribe
- * reaches it the server drops a waiting request nobody listens to. But a message the server sends
- * before then waits for the ack wait, so the margin stays well above how late a starved server's
- * own end can come: the 408 of an expired pull came at most 118 ms after the client's expiry in a
- * 600 scans/s run, so 250 ms would leave about twice that. 250 ms was tried; a test-suite failure
- * of the freshness SLO's healthy phase first blamed on it happened again with 1 s (that phase now
- * waits longer), so nothing showed 250 ms wrong, and nothing yet showed it worth the narrower
- * headroom either.
+ * can drop an expired request silently, see readPull): a fifth of the ~5 s nats.js waited. The
+ * consumer does not wait for it: the next pull goes out at the expiry (see the pull loop), so the
+ * margin only bounds how long a dropped pull's inbox stays subscribed. Ending a pull the server
+ * still holds is safe for what comes later: the stop unsubscribes the pull's inbox, and once the
+ * unsubscribe reaches it the server drops a waiting request nobody listens to. But a message the
+ * server sends before then waits for the ack wait, so the margin stays well above how late a
+ * starved server's own end can come: the 408 of an expired pull came at most 118 ms after the
+ * client's expiry in a 600 scans/s run.
  */
 export const PULL_EXPIRY_MARGIN_MS = 1_000;
 

@@ -31,6 +31,7 @@ export {
 } from "./catalog-publisher.js";
 export {
   Outcomes,
+  PULL_EXPIRY_MARGIN_MS,
   PULLS_ENDED_BY_CLIENT_METRIC,
   startBatchConsumer,
   type BatchConsumer,
