@@ -17,7 +17,13 @@ export {
   type MintTokenKey,
   type MintTokenOptions,
 } from "./dev-keys.js";
-export { createJwtVerifier, DEFAULT_ALGORITHMS, type JwtVerifier, type JwtVerifierOptions } from "./jwt-verifier.js";
+export {
+  createJwtVerifier,
+  DEFAULT_ALGORITHMS,
+  DEFAULT_MAX_TOKEN_LIFETIME_SEC,
+  type JwtVerifier,
+  type JwtVerifierOptions,
+} from "./jwt-verifier.js";
 export {
   authorize,
   methodPath,

@@ -21,6 +21,12 @@ import { derivePrincipal, type Principal } from "./principal.js";
 /** Signature algorithms accepted unless {@link JwtVerifierOptions.algorithms} says otherwise. */
 export const DEFAULT_ALGORITHMS: readonly string[] = Object.freeze(["ES256", "RS256", "EdDSA"]);
 
+/**
+ * Longest token lifetime (`exp` − `iat`) accepted unless {@link JwtVerifierOptions.maxLifetimeSec}
+ * says otherwise: one day, the longest a carrier gateway's or a service's token usually lives.
+ */
+export const DEFAULT_MAX_TOKEN_LIFETIME_SEC = 86_400;
+
 /** Options of {@link createJwtVerifier}: one key source, plus what a valid token must say. */
 export interface JwtVerifierOptions {
   /**
@@ -39,8 +45,15 @@ export interface JwtVerifierOptions {
   issuer: string;
   /** Required `aud` claim value (the token's `aud` may be an array containing it). */
   audience: string;
-  /** Allowed clock skew for `exp`/`nbf`, in seconds. Default 30. */
+  /** Allowed clock skew for `exp`/`nbf`/`iat`, in seconds. Default 30. */
   clockToleranceSec?: number;
+  /**
+   * Longest lifetime a token may have, `exp` − `iat`, in seconds. Both claims are required, and a
+   * token issued in the future (`iat` later than now plus the clock tolerance) is refused, so no
+   * accepted token stays usable for longer than this plus the tolerance: a leaked token dies by
+   * then, without rotating the signing key. Default {@link DEFAULT_MAX_TOKEN_LIFETIME_SEC} (one day).
+   */
+  maxLifetimeSec?: number;
   /** Accepted `alg` header values. Default {@link DEFAULT_ALGORITHMS}: ES256, RS256, EdDSA. */
   algorithms?: readonly string[];
   /** How long a JWKS fetch may take, in milliseconds. Default 5000. Only with `jwksUrl`. */
@@ -66,7 +79,8 @@ export interface JwtVerifierOptions {
 export interface JwtVerifier {
   /**
    * Verifies `token` (a compact JWS): signature, `alg` in the allowed list, `iss`, `aud`, `exp`
-   * (required), `nbf`, and a non-empty string `sub` (required). Resolves to a non-anonymous
+   * and `iat` (both required; `iat` not in the future, `exp` − `iat` within the maximum lifetime),
+   * `nbf`, and a non-empty string `sub` (required). Resolves to a non-anonymous
    * principal; rejects with an {@link AuthError} whose message is safe to show the caller.
    */
   verify(token: string): Promise<Principal>;
@@ -80,8 +94,9 @@ export interface JwtVerifier {
  * rather than on the first request. A JWKS URL is not contacted here: a service starts even while
  * its identity provider is briefly unreachable, and calls fail with `unavailable` until it is back.
  *
- * @throws Error when neither or both key sources are given, or the key file is unreadable, not a
- * public key, or holds no key usable with the allowed algorithms.
+ * @throws Error when neither or both key sources are given, the key file is unreadable, not a
+ * public key, or holds no key usable with the allowed algorithms, or the maximum lifetime is not
+ * a positive number of seconds.
  */
 export async function createJwtVerifier(opts: JwtVerifierOptions): Promise<JwtVerifier> {
   if ((opts.jwksUrl === undefined) === (opts.keyFile === undefined)) {
@@ -92,6 +107,11 @@ export async function createJwtVerifier(opts: JwtVerifierOptions): Promise<JwtVe
   }
   const algorithms = [...(opts.algorithms ?? DEFAULT_ALGORITHMS)];
   if (algorithms.length === 0) throw new Error("JWT verifier needs at least one allowed algorithm");
+  const maxLifetimeSec = opts.maxLifetimeSec ?? DEFAULT_MAX_TOKEN_LIFETIME_SEC;
+  if (!(maxLifetimeSec > 0) || !Number.isFinite(maxLifetimeSec)) {
+    throw new Error("JWT verifier needs a maximum token lifetime of a positive number of seconds");
+  }
+  const clockToleranceSec = opts.clockToleranceSec ?? 30;
   const clock = opts.clock;
 
   const { jwksUrl, keyFile } = opts;
@@ -124,8 +144,8 @@ export async function createJwtVerifier(opts: JwtVerifierOptions): Promise<JwtVe
     issuer: opts.issuer,
     audience: opts.audience,
     algorithms,
-    clockTolerance: opts.clockToleranceSec ?? 30,
-    requiredClaims: ["exp", "sub"],
+    clockTolerance: clockToleranceSec,
+    requiredClaims: ["exp", "iat", "sub"],
   };
 
   return {
@@ -143,6 +163,7 @@ export async function createJwtVerifier(opts: JwtVerifierOptions): Promise<JwtVe
       } catch (err) {
         throw toAuthError(err);
       }
+      checkLifetime(result.payload, Math.floor(nowMs / 1000), maxLifetimeSec, clockToleranceSec);
       const principal = derivePrincipal(result.payload);
       const expMs = (result.payload.exp ?? 0) * 1000;
       if (cacheSize > 0 && nowMs < expMs) {
@@ -153,6 +174,19 @@ export async function createJwtVerifier(opts: JwtVerifierOptions): Promise<JwtVe
       return principal;
     },
   };
+}
+
+/**
+ * The lifetime rule, on claims whose signature, `exp` and `nbf` jose has checked: `iat` no later
+ * than now plus the tolerance (else a token could claim a short life that starts years from now),
+ * and `exp` − `iat` at most the maximum. Both are seconds since the epoch, like jose's `now`.
+ */
+function checkLifetime(payload: JWTPayload, nowSec: number, maxLifetimeSec: number, toleranceSec: number): void {
+  const { iat, exp } = payload;
+  // jose has required both as numbers (requiredClaims); this only narrows the types.
+  if (typeof iat !== "number" || typeof exp !== "number") throw new AuthError("unauthenticated", "malformed token");
+  if (iat > nowSec + toleranceSec) throw new AuthError("unauthenticated", 'token "iat" claim is in the future');
+  if (exp - iat > maxLifetimeSec) throw new AuthError("unauthenticated", "token lifetime (exp - iat) exceeds the maximum accepted");
 }
 
 /** Tokens a verifier remembers by default ({@link JwtVerifierOptions.cacheSize}). */
