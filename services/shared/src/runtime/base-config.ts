@@ -1,5 +1,21 @@
+import { DEFAULT_MAX_TOKEN_LIFETIME_SEC } from "../auth/index.js";
 import { topologyProblems } from "../nats/regions.js";
 import { bool, fraction, int, list, oneOf, optional, port, str, url, urlList } from "../config/env-config.js";
+
+/**
+ * JWT_MAX_LIFETIME_SECONDS, the longest bearer token lifetime (`exp` − `iat`) the services accept.
+ * Declared once for the services' config and for the mint-token CLI, which refuses to mint what
+ * the services would refuse. There is no "no maximum" value: an operator whose identity provider
+ * issues longer tokens raises it (up to 30 days) while moving to shorter ones, and a leaked token
+ * still dies within it. The minimum of a minute catches a value given in the wrong unit.
+ */
+export const jwtMaxLifetimeSeconds = int({
+  description:
+    "longest lifetime (exp - iat) of a bearer token accepted, in seconds; tokens must carry exp and iat, and an iat in the future is refused",
+  min: 60,
+  max: 30 * 86_400,
+  default: DEFAULT_MAX_TOKEN_LIFETIME_SEC,
+});
 
 /** Defaults that differ per service (so all four can run side by side on one machine). */
 export interface BaseConfigDefaults {
@@ -78,6 +94,7 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
     JWT_AUDIENCE: str({ description: "expected `aud` of bearer tokens", default: "logistics-mesh" }),
     JWT_JWKS_URL: optional(url({ description: "JWKS endpoint with the token signing keys", protocols: ["https:", "http:"] })),
     JWT_PUBLIC_KEY_FILE: optional(str({ description: "JWKS JSON or PEM public key file with the token signing keys" })),
+    JWT_MAX_LIFETIME_SECONDS: jwtMaxLifetimeSeconds,
     CORS_ORIGINS: list({ description: "browser origins allowed to call (comma-separated, * for any)", default: [] }),
     TLS_CERT_FILE: optional(str({ description: "PEM certificate; with TLS_KEY_FILE serves TLS (HTTP/2 + HTTP/1.1 via ALPN)" })),
     TLS_KEY_FILE: optional(str({ description: "PEM private key for TLS_CERT_FILE", secret: true })),

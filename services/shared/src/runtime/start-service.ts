@@ -105,6 +105,7 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
     const verifier = await createJwtVerifier({
       issuer: config.JWT_ISSUER,
       audience: config.JWT_AUDIENCE,
+      maxLifetimeSec: config.JWT_MAX_LIFETIME_SECONDS,
       ...(config.JWT_JWKS_URL ? { jwksUrl: config.JWT_JWKS_URL } : {}),
       ...(config.JWT_PUBLIC_KEY_FILE ? { keyFile: config.JWT_PUBLIC_KEY_FILE } : {}),
     });
