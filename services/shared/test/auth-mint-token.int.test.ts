@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, it } from "vitest";
 import { decodeProtectedHeader } from "jose";
 import { DEV_JWKS_FILE, DEV_PRIVATE_JWK_FILE, ensureDevKeys, mintToken } from "../src/auth/dev-keys.js";
 import { createJwtVerifier } from "../src/auth/jwt-verifier.js";
+import { runMintTokenCli } from "../src/cli/mint-token.js";
 import { compiledEntry } from "../src/testing/index.js";
 
 const CLI = compiledEntry("services/shared/src/cli/mint-token.ts");
@@ -17,9 +18,16 @@ interface CliResult {
   readonly stderr: string;
 }
 
+/** The test's environment without JWT_MAX_LIFETIME_SECONDS, so the CLI's default maximum applies. */
+function cliEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env["JWT_MAX_LIFETIME_SECONDS"];
+  return env;
+}
+
 function runCli(cwd: string, args: string[]): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [CLI, ...args], { cwd, timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { cwd, env: cliEnv(), timeout: 60_000 }, (err, stdout, stderr) => {
       if (err !== null && typeof err.code !== "number") {
         reject(err);
         return;
@@ -170,6 +178,40 @@ describe("mint-token CLI", () => {
       assert.match(r.stderr, message);
       assert.match(r.stderr, /usage: mint-token/);
     }
+  });
+
+  it("mints up to JWT_MAX_LIFETIME_SECONDS (default one day) and refuses a longer --ttl with exit 2", async () => {
+    const run = async (args: string[], env: Record<string, string> = {}) => {
+      const out = { stdout: "", stderr: "" };
+      const code = await runMintTokenCli(["--scope", "scans:write", "--carrier", "acme", ...args], {
+        cwd,
+        env,
+        stdout: (t) => (out.stdout += t),
+        stderr: (t) => (out.stderr += t),
+      });
+      return { code, ...out };
+    };
+    const keyFile = join(cwd, ".dev-keys", DEV_JWKS_FILE);
+    const day = await run(["--ttl", "1d"]);
+    assert.equal(day.code, 0, day.stderr);
+    const p = await (await createJwtVerifier({ keyFile, issuer: "logistics-dev", audience: "logistics-mesh" })).verify(day.stdout.trim());
+    assert.equal((p.claims.exp ?? 0) - (p.claims.iat ?? 0), 86_400);
+
+    const long = await run(["--ttl", "25h"]);
+    assert.equal(long.code, 2);
+    assert.equal(long.stdout, "");
+    assert.match(long.stderr, /^mint-token: --ttl: 25h \(90000 s\) is longer than the services accept \(JWT_MAX_LIFETIME_SECONDS: 86400 s\)\n/);
+
+    const env = { JWT_MAX_LIFETIME_SECONDS: "1800" };
+    assert.equal((await run(["--ttl", "31m"], env)).code, 2);
+    const half = await run(["--ttl", "30m"], env);
+    assert.equal(half.code, 0, half.stderr);
+    const strict = await createJwtVerifier({ keyFile, issuer: "logistics-dev", audience: "logistics-mesh", maxLifetimeSec: 1800 });
+    assert.equal((await strict.verify(half.stdout.trim())).carrier, "acme");
+
+    const bad = await run([], { JWT_MAX_LIFETIME_SECONDS: "0" });
+    assert.equal(bad.code, 1);
+    assert.equal(bad.stderr, 'mint-token: JWT_MAX_LIFETIME_SECONDS="0": must be >= 60\n');
   });
 
   it("prints usage and exits 0 for --help", async () => {

@@ -4,11 +4,15 @@
  *
  *   node services/shared/dist/cli/mint-token.js --scope scans:write --carrier acme --sub gateway-1
  *
- * Services started for local development verify these tokens against `<keys>/dev-jwks.json`.
+ * Services started for local development verify these tokens against `<keys>/dev-jwks.json`. A
+ * lifetime the services would refuse (over JWT_MAX_LIFETIME_SECONDS, read from the same
+ * environment) is refused here, so a token that prints is one they accept.
  */
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { ensureDevKeys, mintToken, parseTtl } from "../auth/dev-keys.js";
+import { DEFAULT_MAX_TOKEN_LIFETIME_SEC } from "../auth/jwt-verifier.js";
+import { jwtMaxLifetimeSeconds } from "../runtime/base-config.js";
 import { parseCommandLine, UsageError } from "./cli-args.js";
 
 const USAGE = `usage: mint-token --scope <scope> [--scope <scope>...] [options]
@@ -19,15 +23,18 @@ Prints a development JWT on stdout.
   --sub <subject>   sub claim (default: dev)
   --carrier <code>  carrier claim, for a carrier-gateway token
   --customer <id>   customer claim, for a customer (tenant) token
-  --ttl <span>      lifetime: 90s, 30m, 1h, 7d (default: 1h)
+  --ttl <span>      lifetime: 90s, 30m, 1h, 12h (default: 1h); at most JWT_MAX_LIFETIME_SECONDS
+                    (default 86400, one day), the longest the services accept
   --keys <dir>      development key directory, created if missing (default: .dev-keys)
   --iss <issuer>    iss claim (default: logistics-dev)
   --aud <audience>  aud claim (default: logistics-mesh)
   -h, --help        show this help`;
 
-/** Where the CLI writes; injectable so it can be driven in-process. */
+/** Where the CLI reads its environment and writes; injectable so it can be driven in-process. */
 export interface MintTokenCliIo {
   readonly cwd: string;
+  /** JWT_MAX_LIFETIME_SECONDS is read from it, as the services read it. */
+  readonly env: Readonly<Record<string, string | undefined>>;
   stdout(text: string): void;
   stderr(text: string): void;
 }
@@ -53,7 +60,8 @@ function parseCliArgs(argv: readonly string[]) {
 
 /**
  * Runs the CLI with `argv` (without the node and script paths) and returns the exit code:
- * 0 on success or --help, 2 on bad arguments, 1 on other failures.
+ * 0 on success or --help, 2 on bad arguments (a --ttl over the services' maximum among them),
+ * 1 on other failures (a JWT_MAX_LIFETIME_SECONDS the services would not start with among them).
  */
 export async function runMintTokenCli(argv: readonly string[], io: MintTokenCliIo): Promise<number> {
   try {
@@ -77,6 +85,12 @@ export async function runMintTokenCli(argv: readonly string[], io: MintTokenCliI
       ttlSeconds = parseTtl(parsed.ttl);
     } catch (err) {
       throw new UsageError(`--ttl: ${(err as Error).message}`);
+    }
+    const maxSeconds = maxLifetimeSeconds(io.env);
+    if (ttlSeconds > maxSeconds) {
+      throw new UsageError(
+        `--ttl: ${parsed.ttl} (${ttlSeconds} s) is longer than the services accept (JWT_MAX_LIFETIME_SECONDS: ${maxSeconds} s)`,
+      );
     }
 
     const { privateJwkPath } = await ensureDevKeys(resolve(io.cwd, parsed.keys));
@@ -102,10 +116,22 @@ export async function runMintTokenCli(argv: readonly string[], io: MintTokenCliI
   }
 }
 
+/** JWT_MAX_LIFETIME_SECONDS of `env`, parsed as the services parse it. */
+function maxLifetimeSeconds(env: MintTokenCliIo["env"]): number {
+  const raw = env["JWT_MAX_LIFETIME_SECONDS"]?.trim();
+  if (raw === undefined || raw === "") return DEFAULT_MAX_TOKEN_LIFETIME_SEC;
+  try {
+    return jwtMaxLifetimeSeconds.parse(raw);
+  } catch (err) {
+    throw new Error(`JWT_MAX_LIFETIME_SECONDS=${JSON.stringify(raw)}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 const entry = process.argv[1];
 if (entry !== undefined && import.meta.url === pathToFileURL(entry).href) {
   process.exitCode = await runMintTokenCli(process.argv.slice(2), {
     cwd: process.cwd(),
+    env: process.env,
     stdout: (t) => process.stdout.write(t),
     stderr: (t) => process.stderr.write(t),
   });
