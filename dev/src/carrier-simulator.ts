@@ -62,6 +62,12 @@ export type SimulatorEvent =
   | { readonly type: "scan"; readonly trackingNumber: string; readonly code: string; readonly hub: string; readonly outcome: string }
   | { readonly type: "error"; readonly message: string };
 
+/**
+ * A bearer token: fixed, or a function giving one valid now, called before every call and every
+ * stream (re)opened, so a simulator running for days can renew its tokens (`createRenewingToken`).
+ */
+export type TokenSource = string | (() => Promise<string>);
+
 /** Options for {@link startCarrierSimulator}. */
 export interface CarrierSimulatorOptions {
   /** Ingest's base URL, e.g. "http://127.0.0.1:8081" (CreateShipment and StreamScans go there). */
@@ -69,11 +75,11 @@ export interface CarrierSimulatorOptions {
   /** Routing's base URL; without it every shipment follows its lane's fallback hubs. */
   readonly routingUrl?: string;
   /** Token with `scans:write` and the carrier claim. */
-  readonly scansToken: string;
+  readonly scansToken: TokenSource;
   /** Token with `shipments:write`. */
-  readonly shipmentsToken: string;
+  readonly shipmentsToken: TokenSource;
   /** Token with `routes:read` (needed with routingUrl). */
-  readonly routesToken?: string;
+  readonly routesToken?: TokenSource;
   /** Carrier code; it uses the generic status codes (PU, AR, DP, CH, CU, OD, DL). Default "acme". */
   readonly carrierCode?: string;
   /** Shipments moving at once; each delivered one is replaced by a new one. Default 3. */
@@ -131,10 +137,15 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
   const address = new URL(o.ingestUrl).host;
   let stream: ScanStream | undefined;
   let laneIndex = 0;
+  const tokenOf = async (source: TokenSource) => (typeof source === "string" ? source : source());
+  const bearer = async (source: TokenSource) => ({ authorization: `Bearer ${await tokenOf(source)}` });
 
   async function send(scan: ScanInit): Promise<string> {
     for (let attempt = 0; ; attempt++) {
-      if (!stream || stream.closed) stream = openScanStream({ address, token: o.scansToken });
+      // Awaited before the check: an await between the check and the open would let two slots
+      // each open a stream.
+      const token = await tokenOf(o.scansToken);
+      if (!stream || stream.closed) stream = openScanStream({ address, token });
       try {
         const [ack] = await stream.send([scan]);
         return ack ? ScanOutcome[ack.outcome] + (ack.detail ? ` (${ack.detail})` : "") : "NO_ACK";
@@ -159,19 +170,20 @@ export async function startCarrierSimulator(o: CarrierSimulatorOptions): Promise
         parcel: { weightGrams: 500 + Math.floor(Math.random() * 5000), lengthMm: 300, widthMm: 200, heightMm: 150 },
         readyTime: timestampFromDate(new Date(Date.now() - backdateMs)),
       },
-      { headers: { authorization: `Bearer ${o.shipmentsToken}` }, signal: stop.signal },
+      { headers: await bearer(o.shipmentsToken), signal: stop.signal },
     );
     return { trackingNumber: res.trackingNumber, lane, readyAt: Date.now() - backdateMs };
   }
 
   async function plannedRoute(trackingNumber: string, lane: SimulatedLane, readyAt: number): Promise<Plan> {
-    if (routing && o.routesToken) {
+    const routesToken = o.routesToken;
+    if (routing && routesToken) {
       const deadline = Date.now() + (o.routeWaitMs ?? 10_000);
       while (Date.now() < deadline && !stop.signal.aborted) {
         try {
           const res = await routing.getRoute(
             { trackingNumber },
-            { headers: { authorization: `Bearer ${o.routesToken}` }, timeoutMs: 2000, signal: stop.signal },
+            { headers: await bearer(routesToken), timeoutMs: 2000, signal: stop.signal },
           );
           const legs = res.route?.legs ?? [];
           if (legs.length) {

@@ -16,11 +16,12 @@
  */
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
+import { DEFAULT_MAX_TOKEN_LIFETIME_SEC, ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
 import { startCarrierSimulator, type CarrierSimulator } from "./carrier-simulator.js";
 import { listWebHubs } from "./hub-directory.js";
 import { DEV_DATA_DIR, provideMeshServers, type MeshServers } from "./infra.js";
 import { takenPorts, type PlannedPort } from "./ports.js";
+import { createRenewingToken } from "./renewing-token.js";
 import { MESH_SERVICES, serviceEntry, type MeshServiceName } from "./service-entry.js";
 import { Supervisor } from "./supervisor.js";
 import { buildWebPage } from "./web-build.js";
@@ -217,22 +218,29 @@ if (!shuttingDown && webEnabled) {
 if (!shuttingDown && simulatorEnabled) {
   const hubs = new Map(listWebHubs().map((h) => [h.code, h]));
   const carrier = env["SIMULATOR_CARRIER"] ?? "acme";
-  const mint = (scopes: string[], extra: { carrier?: string } = {}) =>
-    mintToken({
-      privateJwkPath: keys.privateJwkPath,
-      issuer: env["JWT_ISSUER"] ?? "logistics-dev",
-      audience: env["JWT_AUDIENCE"] ?? "logistics-mesh",
-      subject: "carrier-simulator",
-      scopes,
-      expiresIn: "30d",
-      ...extra,
+  // The simulator runs as long as the mesh, for days maybe: hour-long tokens (shorter if the
+  // services accept less), renewed at half their life, as a real gateway would do.
+  const lifetimeSeconds = Math.min(3600, Number(env["JWT_MAX_LIFETIME_SECONDS"] || DEFAULT_MAX_TOKEN_LIFETIME_SEC));
+  const renewing = (scopes: string[], extra: { carrier?: string } = {}) =>
+    createRenewingToken({
+      lifetimeSeconds,
+      mint: (expiresIn) =>
+        mintToken({
+          privateJwkPath: keys.privateJwkPath,
+          issuer: env["JWT_ISSUER"] ?? "logistics-dev",
+          audience: env["JWT_AUDIENCE"] ?? "logistics-mesh",
+          subject: "carrier-simulator",
+          scopes,
+          expiresIn,
+          ...extra,
+        }),
     });
   simulator = await startCarrierSimulator({
     ingestUrl: `http://127.0.0.1:${port("ingest")}`,
     routingUrl: `http://127.0.0.1:${port("routing")}`,
-    scansToken: await mint([Scope.ScansWrite], { carrier }),
-    shipmentsToken: await mint([Scope.ShipmentsWrite]),
-    routesToken: await mint([Scope.RoutesRead]),
+    scansToken: renewing([Scope.ScansWrite], { carrier }),
+    shipmentsToken: renewing([Scope.ShipmentsWrite]),
+    routesToken: renewing([Scope.RoutesRead]),
     carrierCode: carrier,
     shipments: Number(env["SIMULATOR_SHIPMENTS"] ?? 3),
     ...(env["SIMULATOR_INTERVAL_MS"] ? { scanIntervalMs: Number(env["SIMULATOR_INTERVAL_MS"]) } : {}),

@@ -31,9 +31,10 @@ describe("the carrier simulator of the local runner", () => {
     sim = await startCarrierSimulator({
       ingestUrl: mesh.get("ingest").url,
       routingUrl: mesh.get("routing").url,
-      scansToken: await mesh.token([Scope.ScansWrite], { carrier: "acme" }),
+      // Both kinds of token source: functions (as npm start renews its tokens) and a fixed token.
+      scansToken: () => mesh.token([Scope.ScansWrite], { carrier: "acme" }),
       shipmentsToken: await mesh.token([Scope.ShipmentsWrite]),
-      routesToken: await mesh.token([Scope.RoutesRead]),
+      routesToken: () => mesh.token([Scope.RoutesRead]),
       shipments: 2,
       scanIntervalMs: 150,
       hubLocation: (code) => hubs.get(code),
