@@ -26,7 +26,7 @@ export interface MeshEnvironment {
    * key prefix, webhook allow-list for loopback receivers), then `overrides`.
    */
   envFor(name: MeshServiceName, overrides?: Readonly<Record<string, string>>): Promise<Record<string, string>>;
-  /** Mints a bearer token signed with this environment's key. */
+  /** Mints a bearer token signed with this environment's key, living `tokenLifetimeSeconds`. */
   token(scopes: readonly string[], extra?: { carrier?: string; customer?: string }): Promise<string>;
   /** Stops nats-server, drops the schemas and removes the keys. Stop the services first. */
   close(): Promise<void>;
@@ -50,6 +50,12 @@ export interface MeshEnvironmentOptions {
    * and leaf node. Default: a private one started here and stopped by `close()`.
    */
   nats?: NatsServerHandle;
+  /**
+   * Lifetime of the tokens `token()` mints, in seconds. Default one hour. A run that holds its
+   * tokens for longer (a perf soak) sets more, up to the services' JWT_MAX_LIFETIME_SECONDS,
+   * beyond which they refuse the tokens.
+   */
+  tokenLifetimeSeconds?: number;
 }
 
 /**
@@ -124,6 +130,7 @@ export async function createMeshEnvironment(o: MeshEnvironmentOptions): Promise<
           audience: "logistics-mesh",
           subject: o.idPrefix,
           scopes,
+          ...(o.tokenLifetimeSeconds === undefined ? {} : { expiresIn: o.tokenLifetimeSeconds }),
           ...extra,
         }),
       close: () => (closing ??= undo()),

@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { DEV_DATA_DIR, provideMeshServers, type MeshServers } from "@logistics/dev";
 import { asLoadResult, runE2e, type E2eResult } from "./e2e/e2e-bench.js";
 import { postToGhzWeb, toGhzReport, type GhzReport } from "./lib/ghz-report.js";
-import { startMeshProcesses, scrapeGauges, type MeshProcesses, type MeshService } from "./lib/mesh-processes.js";
+import { RUN_TOKEN_LIFETIME_SECONDS, startMeshProcesses, scrapeGauges, type MeshProcesses, type MeshService } from "./lib/mesh-processes.js";
 import { childPids, CpuSampler, loadAverage, rssMiB, type ProcessGroup } from "./lib/proc.js";
 import { writeReport, type ScenarioResult } from "./lib/report.js";
 import { SOAK_FLOOR_RULE } from "./lib/floor-verdict.js";
@@ -665,6 +665,11 @@ const HEAP_GAUGES = [
 async function soak(): Promise<void> {
   await mkdir(outDir, { recursive: true });
   const minutes = Number(args["soak-minutes"]);
+  // The run's tokens must outlive the soak, its setup and its settling (an hour left for those).
+  const maxMinutes = (RUN_TOKEN_LIFETIME_SECONDS - 3600) / 60;
+  if (!(minutes > 0) || minutes > maxMinutes) {
+    throw new Error(`--soak-minutes must be more than 0 and at most ${maxMinutes} (the run's tokens live ${RUN_TOKEN_LIFETIME_SECONDS / 3600} h)`);
+  }
   let rate: number;
   let rateWhy: string;
   if (args["soak-rate"]) {

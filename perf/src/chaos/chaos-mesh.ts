@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { RUN_TOKEN_LIFETIME_SECONDS } from "../lib/mesh-processes.js";
 import { canPartition, startPartitionableCluster, type ChaosCluster } from "./netns-cluster.js";
 import { createMeshEnvironment, serviceEntry, MESH_SERVICES, type MeshEnvironment, type MeshServiceName } from "@logistics/dev";
 import { Health, HealthCheckResponse_ServingStatus } from "@logistics/shared/gen/grpc/health/v1/health_pb.js";
@@ -120,6 +121,8 @@ export async function startChaosMesh(o: ChaosMeshOptions): Promise<ChaosMesh> {
       idPrefix: "chaos",
       databaseUrl: postgres.url,
       redisUrl: redis.url,
+      // The checker reads with the run's admin token after every fault has run its course.
+      tokenLifetimeSeconds: RUN_TOKEN_LIFETIME_SECONDS,
       base: {
         // The cluster, not the environment's own single server (which then idles).
         NATS_URL: nats.urls.join(","),

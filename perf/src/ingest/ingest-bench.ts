@@ -58,7 +58,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
+import { DEFAULT_MAX_TOKEN_LIFETIME_SEC, ensureDevKeys, mintToken, Scope } from "@logistics/shared/auth";
 import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ScanRecordedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { ServiceLevel } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
@@ -222,6 +222,8 @@ async function main(): Promise<void> {
       return stored / seconds;
     };
 
+    // Tokens for the whole run (like RUN_TOKEN_LIFETIME_SECONDS of the mesh runs): the longest
+    // the service accepts by default.
     const token = await mintToken({
       privateJwkPath: keys.privateJwkPath,
       issuer: "logistics-dev",
@@ -229,6 +231,7 @@ async function main(): Promise<void> {
       subject: "bench",
       scopes: [Scope.ScansWrite],
       carrier: CARRIER,
+      expiresIn: DEFAULT_MAX_TOKEN_LIFETIME_SEC,
     });
     // The gateway runs in a worker thread, as a separate gateway process would: its encoding
     // work does not share the service's event loop. One warm worker for the run (see the header),
@@ -252,6 +255,7 @@ async function main(): Promise<void> {
         audience: "logistics-mesh",
         subject: "bench-orders",
         scopes: [Scope.ShipmentsWrite],
+        expiresIn: DEFAULT_MAX_TOKEN_LIFETIME_SEC,
       })}`,
     };
     let nextShipment = 0;

@@ -2,10 +2,18 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createMeshEnvironment, serviceEntry, type MeshServiceName } from "@logistics/dev";
+import { DEFAULT_MAX_TOKEN_LIFETIME_SEC } from "@logistics/shared/auth";
 import { Health, HealthCheckResponse_ServingStatus } from "@logistics/shared/gen/grpc/health/v1/health_pb.js";
 import { getFreePort, waitFor } from "@logistics/shared/testing";
 
 export type MeshService = MeshServiceName;
+
+/**
+ * Lifetime of the tokens a perf run mints for its clients: the longest the services accept by
+ * default (JWT_MAX_LIFETIME_SECONDS, which perf runs leave alone). A run holds its tokens from
+ * start to end, and a soak lasts `--soak-minutes`; the default hour of a token would cut it off.
+ */
+export const RUN_TOKEN_LIFETIME_SECONDS = DEFAULT_MAX_TOKEN_LIFETIME_SEC;
 
 /** The mesh as separate processes (as deployed), for load tests that must not share one event loop. */
 export interface MeshProcesses {
@@ -85,6 +93,7 @@ async function startMeshOnce(env: Record<string, string>, stores: MeshStores, o:
     const mesh = await createMeshEnvironment({
       idPrefix: "perf",
       base: { LOG_LEVEL: "warn", SHUTDOWN_GRACE_MS: "5000" },
+      tokenLifetimeSeconds: RUN_TOKEN_LIFETIME_SECONDS,
       ...(stores.databaseUrl ? { databaseUrl: stores.databaseUrl } : {}),
       ...(stores.redisUrl ? { redisUrl: stores.redisUrl } : {}),
     });
