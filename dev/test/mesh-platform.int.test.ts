@@ -62,7 +62,8 @@ describe("the mesh platform (all four services over real sockets)", () => {
     keysDir = await mkdtemp(join(tmpdir(), "mesh-keys-"));
     const keys = await ensureDevKeys(keysDir);
     privateJwkPath = keys.privateJwkPath;
-    mesh = await startE2eMesh({ env: { JWT_PUBLIC_KEY_FILE: keys.jwksPath, SHUTDOWN_GRACE_MS: "5000" } });
+    // A maximum token lifetime other than the default, to see the setting reach the verifier.
+    mesh = await startE2eMesh({ env: { JWT_PUBLIC_KEY_FILE: keys.jwksPath, SHUTDOWN_GRACE_MS: "5000", JWT_MAX_LIFETIME_SECONDS: "7200" } });
     running.push(...mesh.services.values());
   });
   afterAll(async () => {
@@ -177,6 +178,24 @@ describe("the mesh platform (all four services over real sockets)", () => {
     it("rejects an expired token with Unauthenticated", async () => {
       const headers = { authorization: `Bearer ${await token([Scope.RoutesRead], { expiresIn: -3600 })}` };
       assert.equal(await codeOf(routing().getRoute({ trackingNumber: "ABCD12345678" }, { headers })), Code.Unauthenticated);
+    });
+    it("rejects a token living longer than JWT_MAX_LIFETIME_SECONDS with Unauthenticated, and serves one within it", async () => {
+      const getRoute = async (expiresIn: string) => {
+        const headers = { authorization: `Bearer ${await token([Scope.RoutesRead], { expiresIn })}` };
+        return routing()
+          .getRoute({ trackingNumber: "ABCD12345678" }, { headers })
+          .then(
+            () => assert.fail("expected an error: routing knows no such shipment"),
+            (e: unknown) => ConnectError.from(e),
+          );
+      };
+      for (const expiresIn of ["121m", "30d"]) {
+        const refused = await getRoute(expiresIn);
+        assert.equal(refused.code, Code.Unauthenticated, expiresIn);
+        assert.equal(refused.rawMessage, "token lifetime (exp - iat) exceeds the maximum accepted", expiresIn);
+      }
+      // Two hours, the maximum: authenticated and authorized, the call reaches routing.
+      assert.equal((await getRoute("2h")).code, Code.NotFound);
     });
     it("rejects a token signed by another key with Unauthenticated", async () => {
       const otherDir = await mkdtemp(join(tmpdir(), "mesh-other-keys-"));
