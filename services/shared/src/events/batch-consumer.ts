@@ -270,6 +270,8 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
   let stopped = false;
   /** Pulls still open: the current one, and one past its expiry that the server has not ended yet. */
   const openPulls = new Set<ConsumerMessages>();
+  /** The reading of pulls past their expiry, which the loop no longer awaits (close does). */
+  const endingPulls = new Set<Promise<void>>();
   let flushTimer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined;
   let parkTimer: ReturnType<typeof setTimeout> | undefined;
   let roomWaiter: (() => void) | undefined;
@@ -614,7 +616,9 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
         const read = readPull(iter, expiresMs, () => detached);
         if ((await Promise.race([read, expired])) === "expired") {
           detached = true;
-          read.catch(() => {});
+          const ending = read.catch(() => {});
+          endingPulls.add(ending);
+          void ending.finally(() => endingPulls.delete(ending));
         }
       } catch (err) {
         if (stopped) break;
@@ -646,6 +650,7 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
         }
         if (parkTimer !== undefined) clearTimeout(parkTimer);
         await loop;
+        await Promise.allSettled([...endingPulls]);
         for (const h of waiting.splice(0)) h.m.nak();
         while (running.size > 0) await Promise.allSettled([...running]);
         while (sideTasks.size > 0) await Promise.allSettled([...sideTasks]);
