@@ -9,7 +9,7 @@ import {
   WatchUpdateKind,
 } from "../src/gen/logistics/tracking/v1/tracking_pb.js";
 import { createDatabaseUnavailableInterceptor } from "../src/server/database-unavailable.js";
-import { startServer, type ServerHandle } from "../src/server/serve.js";
+import { resetCallKey, startServer, type ServerHandle } from "../src/server/serve.js";
 import { createStreamLimitInterceptor, type StreamLimitInterceptor } from "../src/server/stream-limits.js";
 import { createServerTracingInterceptor } from "../src/telemetry/connect-tracing.js";
 import { createErrorLogInterceptor } from "../src/telemetry/error-log.js";
@@ -22,7 +22,8 @@ const HEARTBEAT = create(WatchShipmentResponseSchema, { kind: WatchUpdateKind.HE
  * A WatchShipment of our own, capped at one open call per connection and caller, behind the
  * interceptors a service stacks around its handlers (in start-service's order), on a real server.
  * The tracking number picks what the stream does: `n:<count>` ends after that many messages,
- * `fail` fails after one with a lost database connection, `open` stays open until the caller goes.
+ * `fail` fails after one with a lost database connection, `open` stays open until the caller goes,
+ * `reset` resets its transport after one (as a handler giving up on a peer that stopped reading).
  */
 async function setup() {
   const limits = createStreamLimitInterceptor([{ method: TrackingService.method.watchShipment, perConnection: 1, perPrincipal: 1 }]);
@@ -50,6 +51,7 @@ async function setup() {
           }
           yield HEARTBEAT;
           if (what === "fail") throw new Error("Connection terminated unexpectedly");
+          if (what === "reset") ctx.values.get(resetCallKey)();
           await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
         },
       }),
@@ -115,5 +117,27 @@ describe("stream limits behind the other interceptors", () => {
     assert.equal(await readAll(client.watch("n:2")), 2);
     await waitFor(async () => (await inFlight()) === 0, { message: "no call in flight" });
     assert.deepEqual(errors, [], "none of these is an internal error");
+  });
+
+  it.each([
+    // RST_STREAM CANCEL (ingest's stream-stall.int.test.ts also reads the code off the wire).
+    ["grpc", Code.Canceled, /error code CANCEL \(0x8\)/],
+    // HTTP/1.1 carries one call per connection: the connection goes.
+    ["connect", Code.Aborted, /socket hang up/],
+  ] as const)("resets a stream the handler gives up on, and every interceptor sees it end (%s)", async (protocol, code, reason) => {
+    const client = clientOf(protocol);
+    const reset = client.watch("reset")[Symbol.asyncIterator]();
+    // The message yielded before the reset may or may not arrive before it.
+    const err = await reset.next().then(
+      (first) => (first.done === true ? undefined : reset.next().then(() => undefined, (e: unknown) => ConnectError.from(e))),
+      (e: unknown) => ConnectError.from(e),
+    );
+    assert.match(err?.rawMessage ?? "the stream ended without an error", reason);
+    assert.equal(err?.code, code);
+    await waitFor(() => limits.held().principals === 0, { message: "the slot of the reset stream" });
+    assert.deepEqual(limits.held(), { connections: 0, principals: 0 });
+    await waitFor(async () => (await inFlight()) === 0, { message: "no call in flight" });
+    assert.equal(await readAll(clientOf(protocol).watch("n:2")), 2, "the next call is served");
+    assert.deepEqual(errors, [], "a reset is not an internal error");
   });
 });

@@ -137,6 +137,20 @@ export const connectionKey = createContextKey<object>({}, { description: "the co
 /** The caller's address: the connection's peer, or the trusted proxies' `x-forwarded-for` entry (see `trustedProxyHops`). */
 export const clientAddressKey = createContextKey<string>("unknown", { description: "the client address of a request" });
 
+/**
+ * Cuts a call's transport at once, without a status, for a peer the server gives up on because it
+ * stopped reading: no message or trailer could reach it, as its flow-control window is full. On
+ * HTTP/2 the call's stream is reset with RST_STREAM CANCEL, which clients report as Canceled: the
+ * gRPC spec (PROTOCOL-HTTP2.md) reserves it for a server that must cancel a call whose response
+ * bytes are incomplete, and Node raises no stream error for it (any other code fails the pending
+ * write, which connect-node logs as an internal error). The connection and its other calls go on.
+ * An HTTP/1.1 connection carries one call at a time, so there the connection is destroyed. Either
+ * way the call's signal aborts, so every interceptor sees the call end and the stream caps give
+ * its slot back. Handlers call `ctx.values.get(resetCallKey)()`; outside a server (router
+ * transports in tests) it does nothing.
+ */
+export const resetCallKey = createContextKey<() => void>(() => {}, { description: "resets the transport of a call" });
+
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 function pem(v: string | Buffer): string | Buffer {
@@ -169,7 +183,8 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
       return values
         .set(drainSignalKey, drain.signal)
         .set(connectionKey, "stream" in req ? req.stream.session ?? req.socket : req.socket)
-        .set(clientAddressKey, clientAddress(req, hops));
+        .set(clientAddressKey, clientAddress(req, hops))
+        .set(resetCallKey, () => resetCall(req));
     },
     readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
     // connect-node's defaults, with gzip at level 1, brotli at quality 4 (not 11: any caller may
@@ -344,6 +359,15 @@ function encodeGrpcMessageBySpec(res: http.ServerResponse | http2.Http2ServerRes
 /** How often Node checks HTTP/1.1 connections for expired header timeouts (its default, 30 s, would let them overstay). */
 function checkingInterval(limits: ConnectionLimits): number {
   return Math.max(50, Math.min(1000, Math.floor(limits.headerTimeoutMs / 4)));
+}
+
+/** See {@link resetCallKey}. */
+function resetCall(req: http.IncomingMessage | http2.Http2ServerRequest): void {
+  if ("stream" in req) {
+    if (!req.stream.destroyed) req.stream.close(http2.constants.NGHTTP2_CANCEL);
+  } else {
+    req.socket.destroy();
+  }
 }
 
 /** The caller's address: the peer, or with trusted proxies the `x-forwarded-for` entry they vouch for. */
