@@ -46,6 +46,13 @@ export const ingestConfig = defineConfig(
       max: 86_400_000,
       default: 300_000,
     }),
+    INGEST_STREAM_STALL_TIMEOUT_MS: int({
+      description:
+        "a StreamScans call whose gateway read no ack for this long (its flow-control window full) is reset (RST_STREAM CANCEL), giving its stream cap slots back (0 = never)",
+      min: 0,
+      max: 86_400_000,
+      default: 60_000,
+    }),
     INGEST_STREAMS_PER_CONNECTION: int({
       description: "StreamScans calls one connection may have open (0 = no cap); beyond it ResourceExhausted",
       min: 0,

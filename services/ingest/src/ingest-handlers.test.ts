@@ -16,9 +16,10 @@ import {
   StreamScansRequestSchema,
   type StreamScansRequest,
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
-import { seededRandom } from "@logistics/shared/testing";
+import { resetCallKey } from "@logistics/shared/server";
+import { seededRandom, waitFor } from "@logistics/shared/testing";
 import { createIngestMetrics } from "./ingest-metrics.js";
-import { createIngestHandlers, pipeline, type IngestHandlersDeps } from "./ingest-handlers.js";
+import { createIngestHandlers, pipeline, STREAM_STALLED_MESSAGE, type IngestHandlersDeps } from "./ingest-handlers.js";
 import type { RateLimiter } from "./redis-rate-limiter.js";
 import type { ScanCaller, ScanIngestor } from "./scan-ingestor.js";
 
@@ -66,6 +67,7 @@ function clientFor(principal: Principal, deps: Partial<IngestHandlersDeps>) {
       throw new ConnectError("not used", Code.Unimplemented);
     },
     metrics: createIngestMetrics(new Registry()),
+    log: { warn: () => {} },
     drainSignal: new AbortController().signal,
     ...deps,
   });
@@ -254,6 +256,57 @@ describe("IngestService handlers", () => {
     const got: string[] = [];
     for await (const res of client.streamScans(steady())) got.push(res.acks[0]?.eventId ?? "");
     assert.deepEqual(got, ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"]);
+  });
+
+  it("resets a stream whose gateway stopped reading acks after the stall timeout: counts it, names the caller, cuts the transport", async () => {
+    const metrics = createIngestMetrics(new Registry());
+    const warnings: Array<{ obj: object; msg?: string }> = [];
+    let resets = 0;
+    const principal = carrierPrincipal("acme");
+    const setContext: Interceptor = (next) => (req) => {
+      req.contextValues.set(principalKey, principal).set(resetCallKey, () => resets++);
+      return next(req);
+    };
+    const handlers = createIngestHandlers({
+      ingestor: echoIngestor(),
+      rateLimiter: allow,
+      createShipment: async () => assert.fail("not used"),
+      handOver: async () => assert.fail("not used"),
+      metrics,
+      log: { warn: (obj, msg) => warnings.push({ obj, ...(msg === undefined ? {} : { msg }) }) },
+      drainSignal: new AbortController().signal,
+      streamStallMs: 100,
+    });
+    const transport = createRouterTransport((r) => r.service(IngestService, handlers), { router: { interceptors: [setContext] } });
+    let sent = 0;
+    async function* endless(): AsyncIterable<StreamScansRequest> {
+      for (;;) yield create(StreamScansRequestSchema, { scans: [scan(`st${++sent}`)] });
+    }
+    const responses = createClient(IngestService, transport).streamScans(endless())[Symbol.asyncIterator]();
+    assert.equal((await responses.next()).value?.acks[0]?.eventId, "st1");
+    // The gateway reads nothing more.
+    await waitFor(() => resets > 0, { message: "the stalled stream's transport is reset", timeoutMs: 5000 });
+    assert.equal(resets, 1);
+    assert.equal((await metrics.streamStalls.get()).values[0]?.value, 1);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!.msg ?? "", /stall timeout/);
+    assert.deepEqual(
+      { ...warnings[0]!.obj, stalledMs: undefined, messages: undefined, unsent: undefined },
+      { subject: "gw-acme", carrier: "acme", address: "unknown", stalledMs: undefined, messages: undefined, unsent: undefined },
+    );
+    assert.ok((warnings[0]!.obj as { stalledMs: number }).stalledMs >= 100);
+    // Where the transport cannot be reset (this in-process one), a reader that comes back learns why.
+    const err = await (async () => {
+      while ((await responses.next()).done !== true);
+    })().then(
+      () => assert.fail("a stalled stream must not end with OK"),
+      (e: unknown) => ConnectError.from(e),
+    );
+    assert.equal(err.code, Code.Canceled);
+    assert.equal(err.rawMessage, STREAM_STALLED_MESSAGE);
+    const read = sent;
+    await new Promise((r) => setImmediate(r));
+    assert.equal(sent, read, "the stalled stream reads no more requests");
   });
 
   it("ends with OK on drain when the gateway had half-closed and every message was answered", async () => {
@@ -464,5 +517,87 @@ describe("the StreamScans pipeline", () => {
     assert.deepEqual(await pending, { done: true, value: undefined });
     assert.equal(closed, true);
     assert.deepEqual(await it.next(), { done: true, value: undefined });
+  });
+
+  /** Requests that never end, each message's id counted in `sent`; `return()` sets `closed`. */
+  function endlessRequests() {
+    const state = { sent: 0, closed: false };
+    const requests: AsyncIterable<StreamScansRequest> = {
+      [Symbol.asyncIterator]: () => ({
+        next: async () => ({ done: false, value: create(StreamScansRequestSchema, { scans: [scan(`e${++state.sent}`)] }) }),
+        return: async () => ((state.closed = true), { done: true, value: undefined }),
+      }),
+    };
+    return { state, requests };
+  }
+
+  it("ends a stream whose reader has not come back for the stall timeout: stops reading, lets go, reports once", async () => {
+    const { state, requests } = endlessRequests();
+    const stalls: Array<{ stalledMs: number; unsent: number }> = [];
+    const it = pipeline(requests, 4, new AbortController().signal, async (req) => req.scans[0]!.eventId, {
+      stallMs: 100,
+      onStall: (s) => stalls.push(s),
+    });
+    assert.deepEqual(await it.next(), { done: false, value: "e1" });
+    const taken = performance.now();
+    // The reader is stuck writing "e1" to a peer that does not read.
+    await waitFor(() => stalls.length > 0, { message: "the stall is reported", timeoutMs: 5000 });
+    assert.ok(performance.now() - taken >= 100, `reported ${Math.round(performance.now() - taken)} ms after the take`);
+    assert.equal(stalls.length, 1);
+    assert.ok(stalls[0]!.stalledMs >= 100);
+    // Answers started before the take may have completed since; none after it (no reader, no progress).
+    assert.ok(stalls[0]!.unsent <= 4, `${stalls[0]!.unsent} unsent`);
+    assert.equal(state.closed, true, "the requests are no longer read");
+    const err = await it.next().then(
+      () => assert.fail("a stalled stream must not go on"),
+      (e: unknown) => ConnectError.from(e),
+    );
+    assert.equal(err.code, Code.Canceled);
+    assert.deepEqual(await it.next(), { done: true, value: undefined });
+  });
+
+  it("never stalls a reader that waits for slow answers, or comes back slowly but within the limit", async () => {
+    const { requests } = endlessRequests();
+    const stalls: unknown[] = [];
+    let n = 0;
+    // Every third answer takes three stall timeouts; the reader waits for it, which is not a stall.
+    const it = pipeline(
+      requests,
+      4,
+      new AbortController().signal,
+      (req) => new Promise<string>((r) => setTimeout(() => r(req.scans[0]!.eventId), ++n % 3 === 0 ? 300 : 0)),
+      { stallMs: 100, onStall: (s) => stalls.push(s) },
+    );
+    const t0 = performance.now();
+    let got = 0;
+    while (performance.now() - t0 < 1000) {
+      assert.equal((await it.next()).done, false);
+      got++;
+      // A reader that takes a quarter of the limit to write each response.
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.deepEqual(stalls, []);
+    assert.ok(got > 5);
+    await it.return!();
+  });
+
+  it("stalls a stream whose reader is away even after the idle timeout stopped its reading", async () => {
+    // One message, then the client is silent and does not read: idle stops reading, but only the
+    // reader could end the stream, and it is stuck writing.
+    let reads = 0;
+    const requests: AsyncIterable<StreamScansRequest> = {
+      [Symbol.asyncIterator]: () => ({
+        next: () => (++reads === 1 ? Promise.resolve({ done: false, value: create(StreamScansRequestSchema, { scans: [scan("one")] }) }) : new Promise(() => {})),
+      }),
+    };
+    const stalls: unknown[] = [];
+    const it = pipeline(requests, 4, new AbortController().signal, async (req) => req.scans[0]!.eventId, {
+      idleMs: 50,
+      stallMs: 300,
+      onStall: (s) => stalls.push(s),
+    });
+    assert.deepEqual(await it.next(), { done: false, value: "one" });
+    await waitFor(() => stalls.length > 0, { message: "the stall is reported", timeoutMs: 5000 });
+    assert.equal(ConnectError.from(await it.next().catch((e: unknown) => e)).code, Code.Canceled);
   });
 });

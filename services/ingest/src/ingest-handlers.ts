@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { principalKey, type Principal } from "@logistics/shared/auth";
-import { drainOf } from "@logistics/shared/server";
+import { clientAddressKey, drainOf, resetCallKey } from "@logistics/shared/server";
 import type { Span } from "@opentelemetry/api";
 import { inMessageTrace } from "@logistics/shared/telemetry";
 import {
@@ -13,7 +13,7 @@ import {
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import type { IngestMetrics } from "./ingest-metrics.js";
 import type { RateLimiter } from "./redis-rate-limiter.js";
-import { countAcks, rejectAck, UNVERIFIED_CARRIER_LABEL, type ScanIngestor } from "./scan-ingestor.js";
+import { countAcks, rejectAck, UNVERIFIED_CARRIER_LABEL, type IngestLog, type ScanIngestor } from "./scan-ingestor.js";
 import type { ShipmentCreator } from "./shipment-creator.js";
 import type { ShipmentHandover } from "./shipment-handover.js";
 
@@ -41,6 +41,19 @@ export interface IngestHandlersDeps {
    */
   streamIdleMs?: number;
   /**
+   * A StreamScans call whose gateway has read no response for this long (the HTTP/2 writer still
+   * waits to hand the previous one to the connection, as the gateway's flow-control window is
+   * full) is reset (INGEST_STREAM_STALL_TIMEOUT_MS; 0 = never; default 0): counted in
+   * `logistics_ingest_stream_stalls_total`, logged at warn with the caller, and its transport reset
+   * (`resetCallKey`: HTTP/2 RST_STREAM CANCEL), which gives its stream cap slots back.
+   * No status could reach a gateway that does not read. Without it such a stream holds its slots,
+   * and the acks waiting for the writer, for as long as the gateway likes: the idle timeout does
+   * not apply while a message is being answered, and the handler reads no more messages.
+   */
+  streamStallMs?: number;
+  /** Where a reset stalled stream is reported (pino satisfies it). */
+  log: IngestLog;
+  /**
    * Aborts when the server drains: open streams stop reading, answer every message they read, then
    * end with Unavailable (the gateway may have sent scans the server never read; see
    * {@link STREAM_DRAINED_MESSAGE}), unless the gateway had already half-closed.
@@ -62,6 +75,15 @@ export const STREAM_DRAINED_MESSAGE = "server is shutting down; reconnect and re
  * it reconnects when it has scans to send, and resends every scan that was not acknowledged.
  */
 export const STREAM_IDLE_MESSAGE = "stream idle: no message within the idle timeout; reconnect and resend every scan that was not acknowledged";
+
+/**
+ * The message of the Canceled status a StreamScans call ends with when its gateway read no
+ * response for the stall timeout (see `streamStallMs`). Such a gateway cannot read it: the server
+ * resets the call's HTTP/2 stream, and the gateway sees the reset. Only a transport that cannot be
+ * reset (an in-process one) hands it to a reader that comes back.
+ */
+export const STREAM_STALLED_MESSAGE =
+  "stream stalled: no response read within the stall timeout; reconnect and resend every scan that was not acknowledged";
 
 /**
  * The span each StreamScans request message is handled in: the root of its own trace (or a child
@@ -136,7 +158,25 @@ export function createIngestHandlers(deps: IngestHandlersDeps): IngestHandlers {
         return create(StreamScansResponseSchema, { acks: await ingestor.ingest(req.scans, caller, ctx.signal, span) });
       };
       const caller = callerOf(principal);
-      return pipeline(requests, window, deps.drainSignal, answer, deps.streamIdleMs ?? 0);
+      return pipeline(requests, window, deps.drainSignal, answer, {
+        idleMs: deps.streamIdleMs ?? 0,
+        stallMs: deps.streamStallMs ?? 0,
+        onStall: ({ stalledMs, unsent }) => {
+          metrics.streamStalls.inc();
+          deps.log.warn(
+            {
+              subject: principal.subject,
+              carrier: principal.carrier,
+              address: ctx.values.get(clientAddressKey),
+              stalledMs: Math.round(stalledMs),
+              messages: received,
+              unsent,
+            },
+            "StreamScans stream reset: the gateway read no ack within the stall timeout",
+          );
+          ctx.values.get(resetCallKey)();
+        },
+      });
     },
 
     async createShipment(req, ctx) {
@@ -155,6 +195,20 @@ export function createIngestHandlers(deps: IngestHandlersDeps): IngestHandlers {
 /** What the ingestor needs to know about the caller. */
 function callerOf(p: Principal): { carrier?: string } {
   return p.carrier === undefined ? {} : { carrier: p.carrier };
+}
+
+/** Time limits of a {@link pipeline}; 0 (the default) turns one off. */
+export interface PipelineTimeouts {
+  /** See {@link pipeline}. */
+  idleMs?: number;
+  /** See {@link pipeline}. */
+  stallMs?: number;
+  /**
+   * Called once when the stall timeout ended the stream (after it stopped reading and let go of
+   * its answers): `stalledMs` since the consumer took the last response, `unsent` responses that
+   * were ready for it. It is for cutting the transport, which the consumer is stuck writing to.
+   */
+  onStall?: (stall: { stalledMs: number; unsent: number }) => void;
 }
 
 /** A request message being answered, in request order. */
@@ -177,6 +231,13 @@ interface Answer<Res> {
  * half-closed before the drain had every message read and answered: its stream ends with OK.
  * With `idleMs` > 0, a stream that sent no message for that long while none of its messages is
  * being answered ends the same way, with {@link STREAM_IDLE_MESSAGE}.
+ *
+ * With `stallMs` > 0, a stream whose consumer has not come back for a response for that long,
+ * since it took the last one, is stalled: a consumer that writes to HTTP/2 comes back as soon as
+ * the previous response is in the stream's buffer, so it is stuck behind a peer that reads nothing.
+ * The stream then stops reading, lets go of its answers and calls `onStall`; a consumer that still
+ * comes back gets {@link STREAM_STALLED_MESSAGE} (Canceled). Both limits share one timer
+ * per stream; per message the stream only stamps the time of a read, an answer and a take.
  * (Exported for its tests.)
  */
 export function pipeline<Res>(
@@ -184,9 +245,9 @@ export function pipeline<Res>(
   window: number,
   drainSignal: AbortSignal,
   handle: (req: StreamScansRequest) => Promise<Res>,
-  idleMs = 0,
+  timeouts: PipelineTimeouts = {},
 ): AsyncIterableIterator<Res> {
-  return new Pipeline(requests, window, drainSignal, handle, idleMs);
+  return new Pipeline(requests, window, drainSignal, handle, timeouts.idleMs ?? 0, timeouts.stallMs ?? 0, timeouts.onStall);
 }
 
 /**
@@ -210,8 +271,12 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
   private drainedOpen: ConnectError | undefined;
   /** When the last read or answer completed, or the stream started (performance.now()). */
   private lastActivity = 0;
-  /** The idle check: armed while the stream lives, re-armed for what is left when it fires early. */
-  private idleTimer: NodeJS.Timeout | undefined;
+  /** When the consumer last took a response, or the stream started (performance.now()). */
+  private lastTaken = 0;
+  /** The idle and stall check: armed while the stream lives, re-armed for what is left when it fires early. */
+  private timer: NodeJS.Timeout | undefined;
+  /** The stall timeout ended the stream: what a consumer that comes back gets, once. */
+  private stalled: ConnectError | undefined;
   private failure: { error: unknown } | undefined;
   private finished = false;
   private leaveDrain: () => void = () => {};
@@ -228,24 +293,47 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
     this.pump();
   }
   /**
-   * Idle: waiting for the client's next message, nothing in progress, for `idleMs` since the last
-   * message was read or answered. One timer per stream, not one per message: reads and answers
-   * only stamp `lastActivity`, and the timer re-arms itself for
-   * the time left when it fires early.
+   * Stalled: the consumer has not come back for a response for `stallMs` since it took the last
+   * one. Idle: waiting for the client's next message, nothing in progress, for `idleMs` since the
+   * last message was read or answered. One timer per stream, not one per message: reads, answers
+   * and takes only stamp `lastActivity` and `lastTaken`, and the timer re-arms itself for the
+   * time left when it fires early.
    */
-  private readonly onIdleCheck = () => {
-    this.idleTimer = undefined;
+  private readonly onCheck = () => {
+    this.timer = undefined;
     if (this.finished) return;
-    const left = this.idleMs - (performance.now() - this.lastActivity);
-    if (left <= 0 && this.reading && this.answers.length === 0) {
-      this.stopReading(new ConnectError(STREAM_IDLE_MESSAGE, Code.Unavailable));
-      return;
+    const now = performance.now();
+    let wait = Infinity;
+    if (this.stallMs > 0) {
+      if (this.waiters.length === 0) {
+        const away = now - this.lastTaken;
+        if (away >= this.stallMs) {
+          this.stall(away);
+          return;
+        }
+        wait = this.stallMs - away;
+      } else {
+        wait = this.stallMs;
+      }
     }
-    this.armIdle(left > 0 ? left : this.idleMs);
+    if (this.idleMs > 0 && !this.readingDone) {
+      const left = this.idleMs - (now - this.lastActivity);
+      // Stopping may end the stream, or (its consumer away) leave only the stall check to run.
+      if (left <= 0 && this.reading && this.answers.length === 0) this.stopReading(new ConnectError(STREAM_IDLE_MESSAGE, Code.Unavailable));
+      else wait = Math.min(wait, left > 0 ? left : this.idleMs);
+    }
+    if (!this.finished && wait !== Infinity) this.arm(wait);
   };
-  private armIdle(ms: number): void {
-    this.idleTimer = setTimeout(this.onIdleCheck, Math.ceil(ms));
-    this.idleTimer.unref();
+  private arm(ms: number): void {
+    this.timer = setTimeout(this.onCheck, Math.ceil(ms));
+    this.timer.unref();
+  }
+  private stall(stalledMs: number): void {
+    let unsent = 0;
+    for (const a of this.answers) if (a.state === "answered") unsent++;
+    this.stalled = new ConnectError(STREAM_STALLED_MESSAGE, Code.Canceled);
+    this.finish(undefined, false);
+    this.onStall?.({ stalledMs, unsent });
   }
   private readonly onRead = (result: IteratorResult<StreamScansRequest>) => this.completeRead({ result });
   private readonly onReadError = (error: unknown) => this.completeRead({ error });
@@ -256,6 +344,8 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
     private readonly drainSignal: AbortSignal,
     private readonly handle: (req: StreamScansRequest) => Promise<Res>,
     private readonly idleMs: number,
+    private readonly stallMs: number,
+    private readonly onStall: PipelineTimeouts["onStall"],
   ) {}
 
   [Symbol.asyncIterator](): AsyncIterableIterator<Res> {
@@ -263,15 +353,19 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
   }
 
   next(): Promise<IteratorResult<Res>> {
-    if (this.finished) return Promise.resolve({ done: true, value: undefined });
+    if (this.finished) {
+      const stalled = this.stalled;
+      this.stalled = undefined;
+      return stalled ? Promise.reject(stalled) : Promise.resolve({ done: true, value: undefined });
+    }
     if (this.it === undefined) {
       this.it = this.requests[Symbol.asyncIterator]();
       // Through `drainOf`: a listener per open stream on the signal itself made opening and
       // closing a stream cost in proportion to the streams open.
       this.leaveDrain = drainOf(this.drainSignal).onDrain(this.onDrain);
-      if (this.idleMs > 0) {
-        this.lastActivity = performance.now();
-        this.armIdle(this.idleMs);
+      if (this.idleMs > 0 || this.stallMs > 0) {
+        this.lastActivity = this.lastTaken = performance.now();
+        this.arm(Math.min(this.idleMs || Infinity, this.stallMs || Infinity));
       }
     }
     return new Promise((resolve, reject) => {
@@ -315,7 +409,10 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
       if (head !== undefined && head.state !== "pending") {
         this.answers.shift();
         if (head.state === "failed") this.finish({ error: head.error }, true);
-        else this.waiters.shift()!.resolve({ done: false, value: head.response as Res });
+        else {
+          if (this.stallMs > 0) this.lastTaken = performance.now();
+          this.waiters.shift()!.resolve({ done: false, value: head.response as Res });
+        }
         continue;
       }
       const read = this.read;
@@ -376,7 +473,7 @@ class Pipeline<Res> implements AsyncIterableIterator<Res> {
     this.read = undefined;
     this.answers.length = 0;
     this.leaveDrain();
-    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    if (this.timer !== undefined) clearTimeout(this.timer);
     if (stopReading) void this.it!.return?.().catch(() => {});
     const waiters = this.waiters.splice(0);
     for (const [i, w] of waiters.entries()) {

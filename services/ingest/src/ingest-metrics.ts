@@ -31,6 +31,11 @@ export interface IngestMetrics {
   /** `logistics_ingest_shipments_total{result}`: CreateShipment outcomes (created, replayed). */
   readonly shipments: Counter<"result">;
   /**
+   * `logistics_ingest_stream_stalls_total`: StreamScans calls reset because their gateway read no
+   * ack for INGEST_STREAM_STALL_TIMEOUT_MS (each is logged at warn with its caller).
+   */
+  readonly streamStalls: Counter;
+  /**
    * Serves `logistics_ingest_shipment_cache_entries`, the shipment directory's in-process cache
    * size (`size` read at each scrape). The cache fills with the shipments scanned within
    * INGEST_SHIPMENT_CACHE_TTL_SECONDS (up to INGEST_SHIPMENT_CACHE_SIZE): a process's heap grows
@@ -104,6 +109,11 @@ export function createIngestMetrics(registry: Registry): IngestMetrics {
       name: "logistics_ingest_shipments_total",
       help: "CreateShipment results",
       labelNames: ["result"],
+      registers,
+    }),
+    streamStalls: new Counter({
+      name: "logistics_ingest_stream_stalls_total",
+      help: "StreamScans calls reset because the gateway read no ack within the stall timeout",
       registers,
     }),
   };

@@ -146,6 +146,8 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
       metrics,
       streamWindow: config.INGEST_STREAM_WINDOW,
       streamIdleMs: config.INGEST_STREAM_IDLE_TIMEOUT_MS,
+      streamStallMs: config.INGEST_STREAM_STALL_TIMEOUT_MS,
+      log,
       drainSignal: ctx.drainSignal,
     });
     return {
