@@ -1089,6 +1089,10 @@ export const IngestService: GenService<{
    * 500), ResourceExhausted (too many concurrent streams for the caller), or Unavailable (the
    * server is shutting down, or the stream sent no message for the server's idle timeout while
    * none of its messages was being answered; reconnect and resend what was not acknowledged).
+   * A gateway that reads no response for the server's stall timeout (about a minute) while the
+   * server has responses to send gets no status at all: its flow-control window is full, so the
+   * server resets the stream (HTTP/2 RST_STREAM CANCEL, seen as Canceled); reconnect and resend
+   * what was not acknowledged, and keep reading responses while sending.
    *
    * @generated from rpc logistics.ingest.v1.IngestService.StreamScans
    */
