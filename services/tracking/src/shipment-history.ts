@@ -75,34 +75,55 @@ export function assertReplayable(from: ShipmentDoc | number, target: ShipmentDoc
  * The steps from `from` (the document at some version, or undefined for version 0) to
  * `target.version`, replaying `target`'s applied events after `from.version`. The last step's
  * document is `target` itself (what its replay gives: {@link applyToDoc} is deterministic), so
- * whatever was rendered from `target` once serves its step too.
+ * whatever was rendered from `target` once serves its step too. All of them at once: for the few
+ * versions of a notice or a gap; a watcher's replay takes them one at a time ({@link replaySteps}).
  */
 export function stepsBetween(
   from: ShipmentDoc | undefined,
   target: ShipmentDoc,
   history: ReadonlyMap<string, StoredEvent>,
 ): VersionStep[] {
+  return [...replaySteps(from, target, history)];
+}
+
+/**
+ * The steps of {@link stepsBetween}, each derived only when the iteration reaches it, from the
+ * step before. Every replayed document copies the arrays of the one before (timeline, event ids),
+ * so a document grows with its version and the steps of a replay from version 1 to N, held at
+ * once, take O(N²) memory (~50 MB at 2,000 versions); taken one at a time, a replay holds one
+ * step's document whatever its length. Checks {@link assertReplayable} at once, before the
+ * iteration; throws {@link HistoryGapError} from the iteration, at the version whose event is missing.
+ */
+export function replaySteps(
+  from: ShipmentDoc | undefined,
+  target: ShipmentDoc,
+  history: ReadonlyMap<string, StoredEvent>,
+): Generator<VersionStep, void, undefined> {
+  assertReplayable(from ?? 0, target);
   return replay(from, target, history, true);
 }
 
-/** The steps to `target.version`; the last one's document is `target` when `endAtTarget`, else replayed too. */
-function replay(from: ShipmentDoc | undefined, target: ShipmentDoc, history: ReadonlyMap<string, StoredEvent>, endAtTarget: boolean): VersionStep[] {
-  const steps: VersionStep[] = [];
+/** The steps to `target.version`, one at a time; the last one's document is `target` when `endAtTarget`, else replayed too. */
+function* replay(
+  from: ShipmentDoc | undefined,
+  target: ShipmentDoc,
+  history: ReadonlyMap<string, StoredEvent>,
+  endAtTarget: boolean,
+): Generator<VersionStep, void, undefined> {
   let cur = from;
   const start = from?.version ?? 0;
-  assertReplayable(from ?? 0, target);
   for (let v = start + 1; v <= target.version; v++) {
     const id = eventIdOfVersion(target, v);
     const cause = id === undefined ? undefined : history.get(id);
     if (id === undefined || !cause) throw new HistoryGapError(target.trackingNumber, id ?? `#${v}`);
     cur = endAtTarget && v === target.version ? target : applyToDoc(cur, cause.event).doc;
-    steps.push({ version: v, doc: cur, cause });
+    yield { version: v, doc: cur, cause };
   }
-  return steps;
 }
 
 /**
- * The document as it was at `version` (1..target.version), rebuilt from the history. Throws
+ * The document as it was at `version` (1..target.version), rebuilt from the history, holding one
+ * replayed document at a time. Throws
  * {@link VersionsTrimmedError} for any older version of a document that dropped event ids: the
  * rebuild starts from version 1.
  */
@@ -110,9 +131,10 @@ export function docAtVersion(target: ShipmentDoc, version: number, history: Read
   if (version === target.version) return target;
   assertReplayable(version, target);
   const partial = { ...target, version, derivation: { ...target.derivation, eventIds: target.derivation.eventIds.slice(0, version) } };
-  // `partial` carries the newest version's fields: every step, the last too, is replayed.
-  const steps = replay(undefined, partial, history, false);
-  const last = steps[steps.length - 1];
+  // `partial` carries the newest version's fields: every step, the last too, is replayed. Only
+  // the newest step is held: the fold to a late version of a long history stays one document.
+  let last: VersionStep | undefined;
+  for (const step of replay(undefined, partial, history, false)) last = step;
   if (!last) throw new RangeError(`version ${version} out of range`);
   return last.doc;
 }

@@ -121,9 +121,11 @@ function decodePageToken(binding: unknown, token: string): string | undefined {
  * The versions after `from` up to `target` from the shipment's feed, or undefined when they can no
  * longer be rebuilt: the document was trimmed to its size limit and no longer lists the events
  * of those versions (shipment-history.ts). The watcher then gets `target` as a SNAPSHOT, which
- * replaces its state, rather than an error it would resume into again.
+ * replaces its state, rather than an error it would resume into again. A replay is lazy
+ * (watch-feed.ts): the stream sends each step before it derives the next, and connect waits for
+ * the client to take what was written, so a resume far behind holds one step, not every version.
  */
-async function changesSince(feed: WatchFeed, from: ShipmentDoc | number, target: ShipmentDoc): Promise<readonly VersionStep[] | undefined> {
+async function changesSince(feed: WatchFeed, from: ShipmentDoc | number, target: ShipmentDoc): Promise<Iterable<VersionStep> | undefined> {
   try {
     return await feed.steps(from, target);
   } catch (err) {

@@ -48,7 +48,7 @@ function fixture(versions: number, maxBytes?: number) {
   };
 }
 
-const versions = (steps: ReadonlyArray<{ version: number }>) => steps.map((s) => s.version);
+const versions = (steps: Iterable<{ version: number }>) => [...steps].map((s) => s.version);
 
 describe("watch feeds", () => {
   it("take in notices that continue the shared copy without reading, and hand every watcher the same steps", async () => {
@@ -62,8 +62,8 @@ describe("watch feeds", () => {
     for (let v = 2; v <= 10; v++) {
       f.commit(v);
       const target = (await a.current(v)) as ShipmentDoc;
-      const fromA = await a.steps(state, target);
-      const fromB = await b.steps(state, target);
+      const fromA = [...(await a.steps(state, target))];
+      const fromB = [...(await b.steps(state, target))];
       assert.deepEqual(versions(fromA), [v]);
       assert.equal(fromA[0], fromB[0], "the same step object for both watchers");
       state = target;
@@ -118,7 +118,7 @@ describe("watch feeds", () => {
     for (let v = 2; v <= 40; v++) {
       f.commit(v);
       const target = (await follower.current(v)) as ShipmentDoc;
-      await follower.steps(state, target);
+      for (const _ of await follower.steps(state, target));
       state = target;
     }
     assert.deepEqual(f.reads, { getShipment: 1, listEvents: 0 });
@@ -127,6 +127,38 @@ describe("watch feeds", () => {
     assert.equal(f.reads.listEvents, 1, "the steps were not all kept");
     behind.leave();
     follower.leave();
+  });
+
+  it("replay a watcher far behind one step at a time, keeping the newest maxSteps for the others", async () => {
+    const f = fixture(300);
+    // Each replayed step derives its document from its event: reading `event` counts the steps derived.
+    let derived = 0;
+    const store = {
+      getShipment: f.store.getShipment,
+      listEvents: async () => ({
+        items: (await f.store.listEvents()).items.map((e) => Object.defineProperty({ ...e }, "event", { get: () => (derived++, e.event) })),
+      }),
+    };
+    const feeds = createWatchFeeds({ store, live: f.live, maxSteps: 8 });
+    const feed = feeds.join(TN);
+    f.commit(300, false);
+    const v300 = (await feed.current(0)) as ShipmentDoc;
+    const replay = (await feed.steps(1, v300))[Symbol.iterator]();
+    assert.equal(derived, 1, "only version 1, the replay's start, before the first step is asked for");
+    const received: number[] = [];
+    for (let r = replay.next(); r.done !== true; r = replay.next()) {
+      received.push(r.value.version);
+      assert.ok(derived <= received.length + 1, `${derived} steps derived for ${received.length} taken`);
+    }
+    assert.deepEqual(received, Array.from({ length: 299 }, (_, i) => i + 2));
+    // The last step is the document read itself: derived from nothing.
+    assert.equal(derived, 299);
+    const other = feeds.join(TN);
+    assert.deepEqual(versions(await other.steps(292, v300)), [293, 294, 295, 296, 297, 298, 299, 300], "the newest 8 were kept");
+    assert.deepEqual(f.reads, { getShipment: 1, listEvents: 1 });
+    assert.equal(derived, 299);
+    feed.leave();
+    other.leave();
   });
 
   it("follow a shipment trimmed to its size limit as any other, and refuse at once the versions its document dropped", async () => {

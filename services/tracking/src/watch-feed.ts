@@ -1,7 +1,7 @@
 import type { LiveNotice } from "./live-notice.js";
 import type { LiveHub } from "./live-updates.js";
 import type { TrackingMetrics } from "./tracking-metrics.js";
-import { assertReplayable, docAtVersion, loadHistory, stepsBetween, type VersionStep } from "./shipment-history.js";
+import { assertReplayable, docAtVersion, loadHistory, replaySteps, stepsBetween, type VersionStep } from "./shipment-history.js";
 import { eventIdOfVersion } from "./store/derive.js";
 import type { ShipmentDoc, ShipmentStore, StoredEvent } from "./store/ports.js";
 
@@ -29,11 +29,15 @@ export interface WatchFeed {
    * The versions after `from` (the watcher's document, or its version, 0 for none) up to
    * `target`, oldest first, as the same step objects for every watcher: from the feed's recent
    * steps when they cover the range, else replayed from the history (loaded once per version for
-   * all watchers). Also tells the feed that this watcher is past `from`, so steps no watcher
-   * needs any more are dropped. Throws VersionsTrimmedError (shipment-history.ts) when the steps
-   * are not kept and `target`, trimmed to its size limit, no longer lists their events.
+   * all watchers). A replay is lazy: each step is derived when the iteration reaches it, so a
+   * watcher that sends each step before it asks for the next (a stream paced by its client)
+   * holds one replayed step at a time, however many versions it is behind; only the newest
+   * `maxSteps` are kept for the other watchers. Iterate it once. Also tells the feed that this
+   * watcher is past `from`, so steps no watcher needs any more are dropped. Throws
+   * VersionsTrimmedError (shipment-history.ts), before any step, when the steps are not kept and
+   * `target`, trimmed to its size limit, no longer lists their events.
    */
-  steps(from: ShipmentDoc | number, target: ShipmentDoc): Promise<readonly VersionStep[]>;
+  steps(from: ShipmentDoc | number, target: ShipmentDoc): Promise<Iterable<VersionStep>>;
   /** Stops sharing (the last watcher leaving drops the shared copy and the subscription). */
   leave(): void;
 }
@@ -170,6 +174,26 @@ export function createWatchFeeds(opts: WatchFeedsOptions): WatchFeeds {
     return true;
   };
 
+  /**
+   * The steps of a replay to version `newest`, as they are derived: the feed's own object for a
+   * version it keeps (another watcher's), and the newest `maxSteps` kept for the others. Nothing
+   * else is held, so a long replay holds one step at a time.
+   */
+  function* shared(e: Entry, replayed: Iterable<VersionStep>, newest: number): Generator<VersionStep, void, undefined> {
+    for (const s of replayed) {
+      const kept = e.steps.get(s.version);
+      if (kept) {
+        yield kept;
+        continue;
+      }
+      if (s.version > newest - maxSteps) {
+        e.steps.set(s.version, s);
+        prune(e);
+      }
+      yield s;
+    }
+  }
+
   const announce = (e: Entry, version: number) => {
     for (const m of e.members) m.onNotice?.(version);
   };
@@ -248,10 +272,8 @@ export function createWatchFeeds(opts: WatchFeedsOptions): WatchFeeds {
           const filled = held(entry, fromVersion, target.version);
           if (filled) return filled;
           const base = typeof from !== "number" ? from : from === 0 ? undefined : docAtVersion(target, from, events);
-          const steps = stepsBetween(base, target, events).map((s) => entry.steps.get(s.version) ?? s);
-          for (const s of steps) if (!entry.steps.has(s.version)) entry.steps.set(s.version, s);
           prune(entry);
-          return steps;
+          return shared(entry, replaySteps(base, target, events), target.version);
         },
         leave() {
           if (left) return;
