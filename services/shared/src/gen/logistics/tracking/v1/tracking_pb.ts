@@ -1029,8 +1029,18 @@ export type WatchShipmentRequest = Message<"logistics.tracking.v1.WatchShipmentR
 
   /**
    * 0: start with a SNAPSHOT of the current state, then stream changes. N > 0: resume after a
-   * disconnect; the server sends every change with sequence > N in order, with no gaps and no
-   * repeats, then continues live (no snapshot). Pass the last sequence received.
+   * disconnect; pass the last sequence received (greater than the current version: OutOfRange).
+   * The server sends every change with sequence N+1 up to the current version, each a CHANGE with
+   * the state after it, in order, with no gaps and no repeats, however far behind N is, then
+   * continues live (no snapshot; N equal to the current version: nothing until the next change).
+   * Missed changes are rebuilt from the shipment's history one at a time as the client reads
+   * them, so a client far behind receives them at the pace it reads. One exception: a shipment
+   * with far more events than a parcel gets (a carrier's scan loop; its document folds its
+   * oldest events, see Shipment.trimmed_event_count) may no longer be able to rebuild the
+   * changes after N; the stream then starts with a SNAPSHOT of the current state instead, which
+   * replaces the client's state, and continues live from it. Clients must accept a SNAPSHOT on a
+   * resume. The same holds while the stream is open: a change it fell behind on arrives as a
+   * CHANGE, or in that case within a SNAPSHOT.
    *
    * @generated from field: uint64 after_sequence = 2;
    */
@@ -1052,8 +1062,18 @@ export type WatchShipmentRequestJson = {
 
   /**
    * 0: start with a SNAPSHOT of the current state, then stream changes. N > 0: resume after a
-   * disconnect; the server sends every change with sequence > N in order, with no gaps and no
-   * repeats, then continues live (no snapshot). Pass the last sequence received.
+   * disconnect; pass the last sequence received (greater than the current version: OutOfRange).
+   * The server sends every change with sequence N+1 up to the current version, each a CHANGE with
+   * the state after it, in order, with no gaps and no repeats, however far behind N is, then
+   * continues live (no snapshot; N equal to the current version: nothing until the next change).
+   * Missed changes are rebuilt from the shipment's history one at a time as the client reads
+   * them, so a client far behind receives them at the pace it reads. One exception: a shipment
+   * with far more events than a parcel gets (a carrier's scan loop; its document folds its
+   * oldest events, see Shipment.trimmed_event_count) may no longer be able to rebuild the
+   * changes after N; the stream then starts with a SNAPSHOT of the current state instead, which
+   * replaces the client's state, and continues live from it. Clients must accept a SNAPSHOT on a
+   * resume. The same holds while the stream is open: a change it fell behind on arrives as a
+   * CHANGE, or in that case within a SNAPSHOT.
    *
    * @generated from field: uint64 after_sequence = 2;
    */
@@ -1235,7 +1255,9 @@ export enum WatchUpdateKind {
   UNSPECIFIED = 0,
 
   /**
-   * The full current state, sent first when after_sequence is 0. Replaces any client state.
+   * The full current state: sent first when after_sequence is 0, and in place of changes the
+   * server can no longer rebuild (see WatchShipmentRequest.after_sequence). Replaces any client
+   * state.
    *
    * @generated from enum value: WATCH_UPDATE_KIND_SNAPSHOT = 1;
    */
@@ -1339,7 +1361,8 @@ export const TrackingService: GenService<{
   },
   /**
    * Streams one shipment's state as it changes: first a snapshot (or, when resuming, every change
-   * missed since after_sequence), then each change as it is applied, with heartbeats while idle.
+   * missed since after_sequence, or a snapshot where those can no longer be rebuilt: see
+   * after_sequence), then each change as it is applied, with heartbeats while idle.
    *
    * Heartbeats (WATCH_UPDATE_KIND_HEARTBEAT) are sent after about 15 seconds without another
    * update so that proxies and load balancers do not close the idle stream; clients may treat a
