@@ -5,9 +5,8 @@ import { Code, ConnectError, createContextValues, type HandlerContext } from "@c
 import { WatchShipmentRequestSchema, WatchUpdateKind } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { drainSignalKey } from "@logistics/shared/server";
 import { Registry } from "prom-client";
-import { commitAll, historyOf, journey, type Commit } from "../test/live-changes.js";
-import { decodeNotice, encodeNotice, noticeChange, type LiveNotice } from "./live-notice.js";
-import type { LiveHub } from "./live-updates.js";
+import { commitAll, historyOf, journey, memoryLiveHub, type Commit } from "../test/live-changes.js";
+import { decodeNotice, encodeNotice, noticeChange } from "./live-notice.js";
 import { HistoryGapError } from "./shipment-history.js";
 import { StoreError } from "./store/errors.js";
 import { createTrackingHandlers, type TrackingHandlersDeps } from "./tracking-handlers.js";
@@ -39,13 +38,7 @@ function setup(opts: Partial<TrackingHandlersDeps> = {}, versions = 8, maxBytes?
     },
     searchShipments: async () => ({ items: [] }),
   };
-  const listeners = new Set<(n: LiveNotice) => void>();
-  const live: LiveHub = {
-    listen: (_tn, l) => (listeners.add(l), () => listeners.delete(l)),
-    deliver: (_tn, n) => listeners.forEach((l) => l(n())),
-    origin: "test",
-    close: () => {},
-  };
+  const live = memoryLiveHub();
   const metrics = createTrackingMetrics(new Registry());
   const feeds = createWatchFeeds({ store, live, metrics });
   const handlers = createTrackingHandlers({ store, reader: { get: async () => undefined } as never, live, metrics, feeds, ...opts });
@@ -53,14 +46,14 @@ function setup(opts: Partial<TrackingHandlersDeps> = {}, versions = 8, maxBytes?
   return {
     feeds,
     drain,
-    listeners,
+    live,
     metrics,
     failReads: (err: unknown) => (fail = err),
     /** Commits up to `version` and delivers its notice (unless `notify` is false). */
     commit(version: number, notify = true) {
       committed = version;
       const c = commits[version - 1] as Commit;
-      if (notify) for (const l of listeners) l(decodeNotice(TN, encodeNotice(c.doc.version, noticeChange(c.doc, c.applied))));
+      if (notify) live.announce(decodeNotice(TN, encodeNotice(c.doc.version, noticeChange(c.doc, c.applied))));
     },
     watch(afterSequence = 0n) {
       const call = new AbortController();
@@ -168,7 +161,7 @@ describe("WatchShipment", () => {
     later.failReads(new HistoryGapError(TN, "e-1"));
     const next = stream.next();
     // A version-only notice: the watcher reads the store for it.
-    for (const l of later.listeners) l(decodeNotice(TN, encodeNotice(3)));
+    later.live.announce(decodeNotice(TN, encodeNotice(3)));
     await assert.rejects(next, (e: unknown) => e instanceof ConnectError && e.code === Code.Internal);
     assert.equal(later.feeds.size(), 0);
   });

@@ -3,6 +3,8 @@ import { appliedResult, applyToDoc } from "../src/store/derive.js";
 import { checkStoredEvent, storedEvent } from "../src/store/events.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc, StoredEvent } from "../src/store/ports.js";
 import { fitDocument } from "../src/store/trim-document.js";
+import type { LiveNotice } from "../src/live-notice.js";
+import type { LiveHub } from "../src/live-updates.js";
 import { created, scan } from "./store/event-builders.js";
 
 /** One committed store call of a shipment: its applied events with their results, and the document after it. */
@@ -58,4 +60,21 @@ export function historyOf(commits: readonly Commit[]): StoredEvent[] {
   return commits.flatMap((c) =>
     c.applied.map(({ event, result }) => storedEvent(event.type, JSON.parse(result.stored!.eventJson), result.late, result.stored!.appliedAt)),
   );
+}
+
+/**
+ * A LiveHub in memory for tests of watchers, whatever the tracking number: `deliver` hands a
+ * notice to every listener as the projector's own process would, `announce` as one from NATS;
+ * `listening` counts the listeners.
+ */
+export function memoryLiveHub(): LiveHub & { announce(notice: LiveNotice): void; listening(): number } {
+  const listeners = new Set<(n: LiveNotice) => void>();
+  return {
+    listen: (_tn, l) => (listeners.add(l), () => listeners.delete(l)),
+    deliver: (_tn, n) => listeners.forEach((l) => l(n())),
+    announce: (n) => listeners.forEach((l) => l(n)),
+    listening: () => listeners.size,
+    origin: "test",
+    close: () => {},
+  };
 }

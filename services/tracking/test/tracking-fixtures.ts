@@ -266,6 +266,18 @@ export function comparable(doc: ShipmentDoc): unknown {
   return { ...doc, derivation: { ...doc.derivation, eventIds: [...doc.derivation.eventIds].sort() } };
 }
 
+/** The context of a WatchShipment call made on the handlers directly, as `principal`. */
+export function watchContext(principal: Principal = ANONYMOUS): HandlerContext & { abort(reason?: unknown): void } {
+  return createHandlerContext({
+    service: TrackingService,
+    method: TrackingService.method.watchShipment,
+    protocolName: "test",
+    requestMethod: "POST",
+    url: "http://test/logistics.tracking.v1.TrackingService/WatchShipment",
+    contextValues: createContextValues().set(principalKey, principal),
+  });
+}
+
 /**
  * `n` WatchShipment calls of `trackingNumber` made on `handlers` directly, as `principal`
  * (anonymous by default), each collecting what it receives; `close()` cancels them and waits for
@@ -276,14 +288,7 @@ export function openWatches(handlers: TrackingHandlers, trackingNumber: string, 
   const received: WatchShipmentResponse[][] = [];
   const runs: Array<Promise<void>> = [];
   for (let w = 0; w < n; w++) {
-    const ctx = createHandlerContext({
-      service: TrackingService,
-      method: TrackingService.method.watchShipment,
-      protocolName: "test",
-      requestMethod: "POST",
-      url: "http://test/logistics.tracking.v1.TrackingService/WatchShipment",
-      contextValues: createContextValues().set(principalKey, principal),
-    });
+    const ctx = watchContext(principal);
     contexts.push(ctx);
     const mine: WatchShipmentResponse[] = [];
     received.push(mine);

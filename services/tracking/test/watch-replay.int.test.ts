@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type HandlerContext } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { principalKey, Scope, type Principal } from "@logistics/shared/auth";
+import { Scope, type Principal } from "@logistics/shared/auth";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import {
   TrackingService,
@@ -17,14 +17,13 @@ import { createTestSchema, uniqueName, waitFor, type TestSchema } from "@logisti
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
-import { decodeNotice, encodeNotice, type LiveNotice } from "../src/live-notice.js";
-import type { LiveHub } from "../src/live-updates.js";
+import { decodeNotice, encodeNotice } from "../src/live-notice.js";
 import { loadHistory, stepsBetween } from "../src/shipment-history.js";
 import { createPostgresShipmentStore, type PostgresShipmentStore } from "../src/store/postgres/postgres-shipment-store.js";
 import type { ShipmentStore } from "../src/store/ports.js";
 import { createTrackingHandlers } from "../src/tracking-handlers.js";
 import { createTrackingMetrics } from "../src/tracking-metrics.js";
-import { journey } from "./live-changes.js";
+import { journey, memoryLiveHub } from "./live-changes.js";
 import {
   connectWatch,
   createdEvent,
@@ -32,6 +31,7 @@ import {
   publishFixture,
   scanEvent,
   trackingNumber,
+  watchContext,
   type TrackingTestEnv,
 } from "./tracking-fixtures.js";
 
@@ -76,13 +76,7 @@ describe("WatchShipment resumed far behind (real PostgreSQL store)", () => {
         };
       },
     };
-    const listeners = new Set<(n: LiveNotice) => void>();
-    const live: LiveHub = {
-      listen: (_tn, l) => (listeners.add(l), () => listeners.delete(l)),
-      deliver: (_tn, n) => listeners.forEach((l) => l(n())),
-      origin: "test",
-      close: () => {},
-    };
+    const live = memoryLiveHub();
     const handlers = createTrackingHandlers({
       store: counting,
       reader: { get: async () => undefined } as never,
@@ -90,14 +84,7 @@ describe("WatchShipment resumed far behind (real PostgreSQL store)", () => {
       metrics: createTrackingMetrics(new Registry()),
       heartbeatMs: 600_000,
     });
-    const ctx = createHandlerContext({
-      service: TrackingService,
-      method: TrackingService.method.watchShipment,
-      protocolName: "test",
-      requestMethod: "POST",
-      url: "http://test/logistics.tracking.v1.TrackingService/WatchShipment",
-      contextValues: createContextValues().set(principalKey, INTERNAL),
-    });
+    const ctx = watchContext(INTERNAL);
     const stream = handlers.watchShipment!(create(WatchShipmentRequestSchema, { trackingNumber: tn, afterSequence: 1n }), ctx as HandlerContext)[
       Symbol.asyncIterator
     ]() as AsyncIterator<WatchShipmentResponse>;
@@ -124,13 +111,13 @@ describe("WatchShipment resumed far behind (real PostgreSQL store)", () => {
     const next = stream.next();
     const [applied] = await store.applyEvents(events.slice(VERSIONS));
     assert.equal(applied?.version, VERSIONS + 1);
-    for (const l of listeners) l(decodeNotice(tn, encodeNotice(VERSIONS + 1)));
+    live.announce(decodeNotice(tn, encodeNotice(VERSIONS + 1)));
     const live1 = (await next).value as WatchShipmentResponse;
     assert.deepEqual([live1.kind, live1.sequence, live1.cause?.eventId], [WatchUpdateKind.CHANGE, BigInt(VERSIONS + 1), `${tn}-${VERSIONS - 1}`]);
 
     ctx.abort(new ConnectError("canceled", Code.Canceled));
     assert.equal((await stream.next()).done, true);
-    assert.equal(listeners.size, 0, "the watcher left its feed");
+    assert.equal(live.listening(), 0, "the watcher left its feed");
   });
 });
 
