@@ -51,6 +51,23 @@ function failedOver(answer: (scans: ScanInit[]) => ScanAck[], opts: Partial<Scan
 const unknown = (scans: ScanInit[]) => scans.map((s) => ack(s, ScanOutcome.REJECTED, RejectReason.UNKNOWN_SHIPMENT));
 
 describe("createScanGateway", () => {
+  it("opens every stream with the token its token function returns then, so a reconnect carries a renewed token", async () => {
+    const ingest = fakeIngest((stream, scans) => (stream === 0 ? unavailable() : scans.map((s) => ack(s, ScanOutcome.ACCEPTED))));
+    const tokens: string[] = [];
+    let current = "token-1";
+    const gw = createScanGateway({
+      addresses: ["a:1"],
+      token: () => current,
+      initialBackoffMs: 1,
+      openStream: (address, token) => (tokens.push(token), ingest.openStream(address)),
+      onStreamError: () => (current = "token-2"),
+    });
+    const acked = await gw.submit(scan(1));
+    assert.equal(acked.outcome, ScanOutcome.ACCEPTED);
+    assert.deepEqual(tokens, ["token-1", "token-2"], "the stream opened after the break asked for the token again");
+    await gw.close();
+  });
+
   it("resends every unacknowledged scan with the same event id on a new stream to the next replica after a broken stream", async () => {
     const ingest = fakeIngest((stream, scans) => (stream === 0 ? unavailable() : scans.map((s) => ack(s, ScanOutcome.DUPLICATE))));
     const errors: string[] = [];

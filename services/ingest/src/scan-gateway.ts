@@ -22,8 +22,14 @@ export interface ScanGatewayOptions {
    * had stored before its ack was lost is applied once everywhere (tracking is idempotent by id).
    */
   readonly addresses: readonly string[];
-  /** Bearer token with `scans:write` (and the carrier claim). */
-  readonly token: string;
+  /**
+   * Bearer token with `scans:write` (and the carrier claim), or a function returning the current
+   * one, called each time a stream is opened. A token is checked when a stream starts, and tokens
+   * live at most JWT_MAX_LIFETIME_SECONDS (a day by default): a gateway that runs longer passes a
+   * function that returns a token it renews in the background (at half its life, say). The
+   * function returns at once and does not throw: the last token it got, while a renewal is under way.
+   */
+  readonly token: string | (() => string);
   /** Most scans in one request message (1 to 500). Default 50. */
   readonly maxBatch?: number;
   /** Most scans sent and not yet acknowledged. Default 1000. */
@@ -239,7 +245,7 @@ export function createScanGateway(o: ScanGatewayOptions): ScanGateway {
         }
         if (!stream) {
           opened++;
-          stream = open(o.addresses[addressIndex]!, o.token);
+          stream = open(o.addresses[addressIndex]!, typeof o.token === "function" ? o.token() : o.token);
         }
         const s = stream;
         const address = o.addresses[addressIndex]!;
