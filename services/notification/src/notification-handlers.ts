@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { requirePrincipal } from "@logistics/shared/auth";
 import type { NotificationService } from "@logistics/shared/gen/logistics/notification/v1/notification_pb.js";
+import { disclosedAttempt } from "./attempt-disclosure.js";
 import { checkSubscriptionScope, idempotencyScope, ownerOf } from "./notification-access.js";
 import { SubscriptionLimitError, type NotificationStore, type SubscriptionLimits } from "./notification-store.js";
 import { resolveWebhookTarget, WebhookUrlError, type WebhookTargetPolicy } from "./webhook-target.js";
@@ -36,7 +37,8 @@ export function generateSigningSecret(): string {
  * validated (protovalidate); they add what the proto rules cannot express: ownership
  * (notification-access.ts: a customer or carrier sees and changes only its own subscriptions,
  * deliveries and dead letters), webhook URL checks (https, public address, port), idempotency
- * replay, pagination tokens and the store.
+ * replay, pagination tokens, what a subscriber is shown of an attempt's duration
+ * (attempt-disclosure.ts; the store keeps it exact) and the store.
  *
  * Idempotency keys are scoped to the caller (the token subject, qualified by its customer or
  * carrier): the same key from another caller creates another subscription. A replay returns the
@@ -115,7 +117,9 @@ export function createNotificationHandlers(deps: NotificationHandlersDeps): Noti
       const pageSize = req.pageSize || DEFAULT_PAGE_SIZE;
       const after = readPageToken(req.pageToken, filter);
       const page = await store.listDeliveries({ ...filter, ...(ownedBy ? { ownedBy } : {}) }, pageSize, after);
-      return { deliveries: page.items, nextPageToken: page.nextSeq ? pageToken(page.nextSeq, filter) : "" };
+      // Attempts as their subscriber may see them: durations coarsened, none without a response.
+      const deliveries = page.items.map((d) => ({ ...d, attempts: d.attempts.map(disclosedAttempt) }));
+      return { deliveries, nextPageToken: page.nextSeq ? pageToken(page.nextSeq, filter) : "" };
     },
 
     async redriveDeadLetters(req, ctx) {

@@ -583,7 +583,11 @@ export type DeliveryAttempt = Message<"logistics.notification.v1.DeliveryAttempt
   error: string;
 
   /**
-   * Time from sending the request to receiving the response headers (or to the failure).
+   * Time from sending the request to receiving the response headers, rounded up to a multiple
+   * of 100 ms (at least 100 ms). Unset when no response arrived: how fast a connection failed
+   * would tell a closed port from a filtered one and time round trips to the host; such an
+   * attempt is recorded, and its retry scheduled, only once the attempt's time limit has passed.
+   * The exact time is in the service's traces and logs.
    *
    * @generated from field: google.protobuf.Duration duration = 4;
    */
@@ -632,7 +636,11 @@ export type DeliveryAttemptJson = {
   error?: string;
 
   /**
-   * Time from sending the request to receiving the response headers (or to the failure).
+   * Time from sending the request to receiving the response headers, rounded up to a multiple
+   * of 100 ms (at least 100 ms). Unset when no response arrived: how fast a connection failed
+   * would tell a closed port from a filtered one and time round trips to the host; such an
+   * attempt is recorded, and its retry scheduled, only once the attempt's time limit has passed.
+   * The exact time is in the service's traces and logs.
    *
    * @generated from field: google.protobuf.Duration duration = 4;
    */
