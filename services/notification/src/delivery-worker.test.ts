@@ -73,6 +73,15 @@ const options = (over: Partial<DeliveryWorkerOptions>): DeliveryWorkerOptions =>
 });
 
 const answer = (status: number): WebhookResult => ({ status, error: "", durationMs: 1, excerpt: "", retryAfter: undefined });
+/** A connection refused within 2 ms. */
+const noResponse: WebhookResult = {
+  status: 0,
+  error: "connection failed",
+  errorDetail: "ECONNREFUSED: connect ECONNREFUSED 93.184.216.34:443",
+  durationMs: 2,
+  excerpt: "",
+  retryAfter: undefined,
+};
 
 describe("startDeliveryWorker", () => {
   it("signs the body and sends the event id, then records the delivery", async () => {
@@ -246,6 +255,58 @@ describe("startDeliveryWorker claims and records", () => {
     }
   });
 
+  it("holds an attempt without a response until its time limit: its slot, its breaker outcome and its record, as a filtered port would", async () => {
+    fakeClock();
+    const refused = delivery({ id: "dlv_refused", trackingNumber: "HOLD00000001" });
+    const slow = delivery({ id: "dlv_answered", trackingNumber: "HOLD00000002", origin: "https://ok.example.com", webhookUrl: "https://ok.example.com/x" });
+    const fake = fakeStore([refused, slow]);
+    const sent: string[] = [];
+    let refusedAt = 0;
+    const worker = startDeliveryWorker(
+      options({
+        store: fake.store,
+        timeoutMs: 1000,
+        tickMs: 0,
+        pollIntervalMs: 60_000,
+        breaker: { failureThreshold: 1, cooldownMs: 60_000 },
+        retry: { baseMs: 1, maxMs: 1, maxAttempts: 1 },
+        send: async (r) => {
+          sent.push(r.target.url.origin);
+          if (r.target.url.host === "ok.example.com") return { ...answer(503), durationMs: 3 };
+          refusedAt = Date.now();
+          return noResponse;
+        },
+      }),
+    );
+    try {
+      await vi.advanceTimersByTimeAsync(1);
+      assert.deepEqual(sent.sort(), ["https://hooks.example.com", "https://ok.example.com"]);
+      assert.deepEqual(fake.recorded.map((r) => r.id), ["dlv_answered"], "an answer is recorded at once");
+      await vi.advanceTimersByTimeAsync(refusedAt + 999 - Date.now());
+      assert.equal(fake.recorded.length, 1, "the refused attempt is not recorded before its time limit");
+      assert.equal(worker.inFlight().get(refused.origin), 1, "its endpoint slot is still taken");
+      assert.equal(worker.breakers.state(refused.origin), "closed", "its failure does not count yet");
+      await vi.advanceTimersByTimeAsync(2);
+      assert.deepEqual(fake.recorded.map((r) => r.id), ["dlv_answered", "dlv_refused"]);
+      assert.equal(worker.inFlight().get(refused.origin), undefined);
+      assert.equal(worker.breakers.state(refused.origin), "open");
+    } finally {
+      let closed = false;
+      void worker.close().then(() => (closed = true));
+      while (!closed) await vi.advanceTimersByTimeAsync(1);
+    }
+  });
+
+  it("stops holding attempts without a response when closed, and records them", async () => {
+    const fake = fakeStore([delivery()]);
+    let sent = 0;
+    const worker = startDeliveryWorker(options({ store: fake.store, timeoutMs: 600_000, send: async () => (sent++, noResponse) }));
+    await waitFor(() => sent === 1);
+    await worker.close();
+    assert.equal(fake.recorded.length, 1);
+    assert.equal(fake.recorded[0]?.attempt.error, "connection failed");
+  });
+
   it("claims again at once when a finished attempt frees a full worker", async () => {
     const fake = fakeStore([delivery({ id: "dlv_a" }), delivery({ id: "dlv_b", trackingNumber: "FULL00000002" })]);
     const worker = startDeliveryWorker(options({ store: fake.store, concurrency: 1, endpointConcurrency: 1, pollIntervalMs: 60_000, send: async () => answer(200) }));
@@ -349,27 +410,33 @@ describe("startDeliveryWorker tracing", () => {
     }
   });
 
-  it("records a transport failure's class for the subscriber and puts its detail on the span only", async () => {
+  it("records a transport failure's class for the subscriber and puts its detail and exact duration on the span and in the log", async () => {
     const exporter = new InMemorySpanExporter();
     const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
     const { store, recorded } = fakeStore([delivery()]);
-    const refused: WebhookResult = {
-      status: 0,
-      error: "connection failed",
-      errorDetail: "ECONNREFUSED: connect ECONNREFUSED 93.184.216.34:443",
-      durationMs: 1,
-      excerpt: "",
-      retryAfter: undefined,
-    };
-    const worker = startDeliveryWorker(options({ store, tracer: provider.getTracer("test"), send: async () => refused }));
+    const debug: Array<{ fields: object; msg: string }> = [];
+    const log = { warn() {}, error() {}, debug: (fields: object, msg: string) => debug.push({ fields, msg }) };
+    const worker = startDeliveryWorker(options({ store, log, timeoutMs: 50, tracer: provider.getTracer("test"), send: async () => noResponse }));
     try {
       // The fake store makes a retry due at once: look at the first attempt.
-      await waitFor(() => recorded.length >= 1 && exporter.getFinishedSpans().length >= 1);
+      await waitFor(() => recorded.length >= 1 && exporter.getFinishedSpans().length >= 1 && debug.length >= 1);
       assert.equal(recorded[0]?.attempt.error, "connection failed");
       assert.equal(recorded[0]?.next.state, DeliveryState.RETRYING);
       const [span] = exporter.getFinishedSpans();
       assert.equal(span?.attributes["error.type"], "ECONNREFUSED");
       assert.equal(span?.status.message, "ECONNREFUSED: connect ECONNREFUSED 93.184.216.34:443");
+      assert.equal(span?.attributes["logistics.attempt_duration_ms"], 2);
+      assert.deepEqual(debug[0], {
+        msg: "webhook attempt failed",
+        fields: {
+          deliveryId: "dlv_1",
+          origin: "https://hooks.example.com",
+          attempts: 1,
+          error: "connection failed",
+          errorDetail: "ECONNREFUSED: connect ECONNREFUSED 93.184.216.34:443",
+          durationMs: 2,
+        },
+      });
     } finally {
       await worker.close();
       await provider.shutdown();

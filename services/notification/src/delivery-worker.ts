@@ -64,7 +64,7 @@ export interface DeliveryWorkerOptions {
   tickMs?: number;
   breaker: CircuitBreakerOptions;
   log: WorkerLog;
-  /** Called after every recorded attempt. */
+  /** Called after every recorded attempt, with its exact duration. */
   onAttempt?: (report: AttemptReport) => void;
   /** HTTP client: {@link WebhookSender.send} of the service's sender, or a fake (must never reject). */
   send: (req: WebhookRequest) => Promise<WebhookResult>;
@@ -103,6 +103,15 @@ export interface DeliveryWorker {
  * when a finished attempt frees a slot that may have kept due work back (the worker or the origin
  * was full) or releases a due successor, and otherwise every `pollIntervalMs` (retries that came
  * due, expired leases of other replicas). Wakes during a claim lead to one more claim, never none.
+ *
+ * A request that got no HTTP response (refused, reset, failed handshake...) takes its full time
+ * limit as seen from outside: its endpoint slot, its circuit-breaker outcome and its record (and
+ * so its retry time) wait until `timeoutMs` after it was sent, as they would for a filtered port.
+ * Otherwise the time a subscriber sees its attempt appear in ListDeliveries, or its retry
+ * scheduled, would tell a closed port from a filtered one and time round trips to hosts of its
+ * choosing (attempt-disclosure.ts hides the duration itself). The cost is that of a filtered
+ * port, bounded by the endpoint's slots and its breaker. The span, logs and `onAttempt` get the
+ * exact duration; {@link DeliveryWorker.close} stops waiting.
  */
 export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker {
   const { send } = opts;
@@ -120,6 +129,8 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
   let wakePending = false;
   /** Scheduled wakes by due time (a multiple of the tick). */
   const wakeTimers = new Map<number, ReturnType<typeof setTimeout>>();
+  /** Releases of the attempts waiting out their time limit (close() releases them at once). */
+  const holds = new Set<() => void>();
 
   const wake = () => {
     wakePending = true;
@@ -137,6 +148,22 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
     timer.unref();
     wakeTimers.set(slot, timer);
   };
+  /** Resolves at `at` (a Date.now() value), or at once when stopped. */
+  const holdUntil = (at: number) =>
+    new Promise<void>((resolve) => {
+      const ms = at - Date.now();
+      if (ms <= 0 || stopped) {
+        resolve();
+        return;
+      }
+      const release = () => {
+        clearTimeout(timer);
+        holds.delete(release);
+        resolve();
+      };
+      const timer = setTimeout(release, ms);
+      holds.add(release);
+    });
   const idle = (ms: number) =>
     new Promise<void>((resolve) => {
       if (wakePending || stopped) {
@@ -180,6 +207,8 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
       const sent = await sendTraced(d, n);
       result = sent.result;
       logContext = sent.context;
+      // No response: everything others can observe waits out the time limit (see above).
+      if (result.status === 0 && sent.requestedAt !== undefined) await holdUntil(sent.requestedAt + opts.timeoutMs);
       breakers.record(d.origin, classifyStatus(result.status) !== "retry");
     }
     sent();
@@ -208,11 +237,18 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
     context.with(logContext, () => {
       if (!recorded.written) {
         opts.log.warn({ deliveryId: d.id }, "delivery lease lost or delivery cancelled; attempt not recorded");
-      } else if (next.state === DeliveryState.DEAD_LETTERED) {
-        opts.log.warn(
-          { deliveryId: d.id, origin: d.origin, attempts: n, error, ...(result.errorDetail ? { errorDetail: result.errorDetail } : {}) },
-          "webhook delivery dead-lettered",
-        );
+      } else if (outcome !== "delivered") {
+        // The exact duration and the system's error text are the operator's (the subscriber sees a class).
+        const fields = {
+          deliveryId: d.id,
+          origin: d.origin,
+          attempts: n,
+          error,
+          ...(result.errorDetail ? { errorDetail: result.errorDetail } : {}),
+          durationMs: result.durationMs,
+        };
+        if (next.state === DeliveryState.DEAD_LETTERED) opts.log.warn(fields, "webhook delivery dead-lettered");
+        else opts.log.debug(fields, "webhook attempt failed");
       }
       opts.onAttempt?.({
         deliveryId: d.id,
@@ -233,9 +269,14 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
    * `http.request.method`, `url.full` (credentials and query values redacted), `server.address`,
    * `server.port`, `http.response.status_code` and, on failure, `error.type` (the status code, or
    * the transport error's code) with the full transport error as the status message (spans are
-   * the operator's; the subscriber sees its class). Resolves with the result and the span's context.
+   * the operator's; the subscriber sees its class) and `logistics.attempt_duration_ms`, the exact
+   * duration (the subscriber sees it coarsened). Resolves with the result, the span's context and,
+   * when a request was made, when (Date.now()).
    */
-  const sendTraced = async (d: ClaimedDelivery, n: number): Promise<{ result: WebhookResult; context: Context }> => {
+  const sendTraced = async (
+    d: ClaimedDelivery,
+    n: number,
+  ): Promise<{ result: WebhookResult; context: Context; requestedAt?: number }> => {
     const parent = propagation.extract(ROOT_CONTEXT, d.traceContext);
     const fullUrl = redactedUrl(d.webhookUrl);
     const span = tracer.startSpan(
@@ -274,14 +315,16 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
         [SIGNATURE_HEADER]: signatureHeader(d.secret, t, d.body),
       };
       propagation.inject(spanContext, headers);
+      const requestedAt = Date.now();
       const result = await send({ target, body: d.body, headers, timeoutMs: opts.timeoutMs });
+      span.setAttribute("logistics.attempt_duration_ms", result.durationMs);
       if (result.status) span.setAttribute(SemConv.HTTP_RESPONSE_STATUS_CODE, result.status);
       if (classifyStatus(result.status) !== "delivered") {
         const detail = result.errorDetail ?? result.error;
         span.setStatus({ code: SpanStatusCode.ERROR, message: detail || `HTTP ${result.status}` });
         span.setAttribute(SemConv.ERROR_TYPE, result.status ? String(result.status) : transportErrorType(detail));
       }
-      return { result, context: spanContext };
+      return { result, context: spanContext, requestedAt };
     } finally {
       span.end();
     }
@@ -360,6 +403,7 @@ export function startDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker
     close() {
       closing ??= (async () => {
         stopped = true;
+        for (const release of [...holds]) release();
         for (const timer of wakeTimers.values()) clearTimeout(timer);
         wakeTimers.clear();
         records.flushNow();

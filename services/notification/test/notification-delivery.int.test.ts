@@ -203,45 +203,6 @@ describe("notification webhook delivery (nats-server, PostgreSQL, node:http rece
     assert.equal(r.connections, 1, "the attempts (a short 503 each) shared one kept-alive connection");
   });
 
-  it("dead-letters the deliveries of a dead receiver, and a redrive delivers them once it is back", async () => {
-    const probe = await startReceiver();
-    const port = probe.port;
-    await probe.close();
-    const url = `http://127.0.0.1:${port}/hooks`;
-    const tn = trackingNumber();
-    const sub = await subscribe({ trackingNumber: tn }, url);
-    const ids = [uniqueName("evt"), uniqueName("evt")];
-    await h.publishStatus({ eventId: ids[0] as string, trackingNumber: tn, version: 1 });
-    await h.publishStatus({ eventId: ids[1] as string, trackingNumber: tn, version: 2 });
-    const dead = await waitFor(
-      async () => {
-        const res = await h.client.listDeliveries({ subscriptionId: sub.id, state: DeliveryState.DEAD_LETTERED });
-        return res.deliveries.length === 2 ? res.deliveries : undefined;
-      },
-      { timeoutMs: 30_000, message: "both deliveries to be dead-lettered" },
-    );
-    for (const d of dead) {
-      assert.equal(d.attemptCount, 7);
-      assert.equal(d.lastError, "connection failed", "a class, not the system's error with the address and port");
-      assert.equal(d.nextAttemptAt, undefined);
-    }
-    const all = await h.client.listDeliveries({ state: DeliveryState.DEAD_LETTERED, pageSize: 500 });
-    assert.ok(all.deliveries.some((d) => d.subscriptionId === sub.id), "listed among all dead letters");
-
-    const back = await receiver(undefined, port);
-    const { redriven } = await h.client.redriveDeadLetters({ subscriptionId: sub.id });
-    assert.equal(redriven, 2);
-    await waitFor(() => back.accepted.length === 2, { timeoutMs: 10_000, message: "redriven deliveries to arrive" });
-    assert.deepEqual(back.accepted.map((a) => a.json.id), ids, "in their original order");
-    assert.equal(back.requests.length, 2, "once each");
-    // Recorded shortly after the receiver answered (attempts finishing together are recorded together).
-    await waitFor(
-      async () => (await h.client.listDeliveries({ subscriptionId: sub.id })).deliveries.every((d) => d.state === DeliveryState.DELIVERED),
-      { message: "both recorded as delivered" },
-    );
-    assert.equal((await h.client.redriveDeadLetters({ subscriptionId: sub.id })).redriven, 0, "nothing left to redrive");
-  });
-
   it("dead-letters at once a delivery the receiver refuses with a 4xx", async () => {
     const r = await receiver(() => ({ status: 410, body: "gone" }));
     const tn = trackingNumber();
