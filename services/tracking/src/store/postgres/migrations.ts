@@ -228,6 +228,25 @@ export const MIGRATIONS: readonly Migration[] = [
          AND jsonb_array_length(e.payload->'partnerCarrierCodes') > 0;
     `,
   },
+  {
+    version: 7,
+    name: "a customer's area search reads that customer's entries only",
+    // An area search with a customer filter (every area search of a customer token) went
+    // through the grid-cell index, which holds every tenant's shipments: per cell, the planner
+    // ANDed a bitmap of all the cell's entries with one of all the customer's shipments (rebuilt
+    // for every cell), or walked the cell's entries in order checking each row's customer. A
+    // small customer's search over a busy area read every entry there, and a large customer's
+    // read its own shipments once per cell (search-sql.ts has the figures). Led by the customer,
+    // then the cell and the searches' order, this index gives each (customer, cell) its own
+    // entries in sort order, with lat/lon for the distance check. Built in the migration
+    // transaction (writes to shipments wait while it builds): on a large live store, create it
+    // CONCURRENTLY by hand first, under this name, and this migration finds it.
+    sql: `
+      CREATE INDEX IF NOT EXISTS shipments_customer_geo_cell8_updated_idx
+        ON shipments (customer_id, shipment_geo_cell(lat, lon, 8), updated_at DESC, tracking_number DESC) INCLUDE (lat, lon)
+        WHERE customer_id IS NOT NULL AND lat IS NOT NULL AND lon IS NOT NULL;
+    `,
+  },
 ];
 
 /**

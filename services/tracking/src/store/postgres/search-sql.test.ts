@@ -97,6 +97,15 @@ describe("buildSearchSql", () => {
     assert.ok(customer.values.some((v) => Array.isArray(v) && v.length === 1), "each status once");
   });
 
+  it("searches a customer's area too wide for the grid status by status, with the area as a filter the GiST index cannot serve", () => {
+    const wide = buildSearchSql(normalizeQuery({ customerId: "c-1", near: { lat: 0, lon: 0, radiusKm: 3000 }, pageSize: 20 }));
+    assert.match(wide.text, /status = k\.v/);
+    assert.match(wide.text, /customer_id = \$\d+/);
+    assert.doesNotMatch(wide.text, /earth_box/);
+    const carrier = buildSearchSql(normalizeQuery({ carrierCode: "acme", near: { lat: 0, lon: 0, radiusKm: 3000 }, pageSize: 20 }));
+    assert.match(carrier.text, /earth_box/, "a carrier's (internal callers only) keeps the GiST box");
+  });
+
   it("searches a continent-sized area and a search without customer, carrier or area in one plain query", () => {
     assert.doesNotMatch(buildSearchSql(normalizeQuery({ near: { lat: 0, lon: 0, radiusKm: 3000 }, pageSize: 20 })).text, /LATERAL/);
     assert.doesNotMatch(buildSearchSql(normalizeQuery({ updatedAfter: "2026-01-01T00:00:00Z", pageSize: 20 })).text, /LATERAL/);
