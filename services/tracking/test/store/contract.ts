@@ -587,6 +587,39 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         assert.deepEqual(tiny.items.map((d) => d.trackingNumber), [ids.get("santiago")]);
       });
 
+      it("returns a customer's area search with that customer's shipments in the area only, however many others are there", async () => {
+        const lima = { latitude: -12.0464, longitude: -77.0428 };
+        const mine = `cust-${uniqueTrackingNumber().toLowerCase()}`;
+        const theirs = `cust-${uniqueTrackingNumber().toLowerCase()}`;
+        const place = async (customer: string, location: { latitude: number; longitude: number }, hours: number) => {
+          const tn = uniqueTrackingNumber();
+          await store.applyEvent(created(tn, `${tn}-c`, now - 3 * HOUR, customer, carrierA));
+          await store.applyEvent(scan(tn, `${tn}-g`, now - hours * HOUR, ScanKind.HUB_ARRIVAL, { location }));
+          return tn;
+        };
+        // The other customer's shipments at the same place, updated before and after each of ours
+        // (own: newest first).
+        const own: string[] = [];
+        for (let i = 0; i < 3; i++) {
+          await place(theirs, lima, 1 + i / 2);
+          own.push(await place(mine, lima, 1.1 + i / 2));
+          await place(theirs, lima, 1.2 + i / 2);
+        }
+        await place(mine, { latitude: -16.409, longitude: -71.5375 }, 1); // Arequipa, ~770 km away
+        for (const radiusKm of [30, 300]) {
+          const found = await store.searchShipments({ customerId: mine, near: { lat: lima.latitude, lon: lima.longitude, radiusKm }, pageSize: 2 });
+          const rest = await store.searchShipments({
+            customerId: mine,
+            near: { lat: lima.latitude, lon: lima.longitude, radiusKm },
+            pageSize: 2,
+            ...(found.nextCursor ? { cursor: found.nextCursor } : {}),
+          });
+          assert.deepEqual([...found.items, ...rest.items].map((d) => d.trackingNumber), own, `${radiusKm} km`);
+          assert.ok([...found.items, ...rest.items].every((d) => d.customerId === mine), `${radiusKm} km: nobody else's`);
+          assert.equal(rest.nextCursor, undefined);
+        }
+      });
+
       it("rejects bad filters with InvalidQueryError", async () => {
         await assert.rejects(store.searchShipments({ statuses: [99 as ShipmentStatus], pageSize: 10 }), InvalidQueryError);
         await assert.rejects(store.searchShipments({ near: { lat: 0, lon: 0, radiusKm: -1 }, pageSize: 10 }), InvalidQueryError);
