@@ -104,6 +104,9 @@ export async function createMongoShipmentStore(options: MongoShipmentStoreOption
       { key: { carrierCode: 1, status: 1 }, name: "carrier_status" },
       { key: { updatedAt: -1, _id: -1 }, name: "updated" },
       { key: { geo: "2dsphere" }, name: "geo" },
+      // A customer's area search (every area search of a customer token) reads that customer's
+      // entries in the area's cells, not every customer's; documents without `geo` are left out.
+      { key: { customerId: 1, geo: "2dsphere" }, name: "customer_geo" },
     ]);
     await events.createIndexes([{ key: { trackingNumber: 1, eventTime: 1, _id: 1 }, name: "tracking_time" }]);
   } catch (err) {
