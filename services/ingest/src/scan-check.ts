@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Validator } from "@bufbuild/protovalidate";
-import { compilePrecheck } from "@logistics/shared/validation";
+import { createPrecheckedValidator } from "@logistics/shared/validation";
 import { ScanSchema, type Scan } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ScanRecordedSchema, type ScanRecorded } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import {
@@ -58,17 +58,17 @@ export type ScanCheck = (scan: Scan, nowMs: number) => ScanVerdict;
  * event, ready to publish. Carrier authorization is not part of it: it is a request-level
  * decision (see the service). Pure apart from the validator's rule cache.
  *
- * The rules are compiled once into plain checks ({@link compilePrecheck}); a scan that passes them
- * is valid without running the interpreted validator, which then only judges the scans that fail
- * them (and names their violations). That is most of the cost of a batch gone: protovalidate
- * spends over ten microseconds per scan on RE2 (the patterns) and CEL (mesh_time).
+ * The rules are compiled once into plain checks ({@link createPrecheckedValidator}); a scan that
+ * passes them is valid without running the interpreted validator, which then only judges the
+ * scans that fail them (and names their violations). That is most of the cost of a batch gone:
+ * protovalidate spends over ten microseconds per scan on RE2 (the patterns) and CEL (mesh_time).
  */
 export function createScanCheck(opts: ScanCheckOptions): ScanCheck {
   const maxAgeMs = opts.maxAgeMs ?? 30 * 24 * 3600_000;
   const maxAheadMs = opts.maxAheadMs ?? 3600_000;
-  const precheck = compilePrecheck(ScanSchema);
+  const validator = createPrecheckedValidator(opts.validator);
   return (scan, nowMs) => {
-    const result = precheck?.(scan) ? VALID : opts.validator.validate(ScanSchema, scan);
+    const result = validator.validate(ScanSchema, scan);
     if (result.kind === "invalid") {
       const violations = result.violations.map((v) =>
         create(ScanFieldViolationSchema, { field: pathToString(v.field), rule: v.ruleId, message: v.message }),
@@ -101,8 +101,6 @@ export function createScanCheck(opts: ScanCheckOptions): ScanCheck {
     };
   };
 }
-
-const VALID = { kind: "valid" } as const;
 
 function describeMs(ms: number): string {
   if (ms % 86_400_000 === 0) return `${ms / 86_400_000} days`;
