@@ -1,7 +1,6 @@
 import { setMaxListeners } from "node:events";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
-import { createValidateInterceptor } from "@connectrpc/validate";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, natsConnectionOptions } from "../nats/connect.js";
@@ -11,6 +10,7 @@ import type { Subjects } from "../nats/subjects.js";
 import { ensureStreams } from "../nats/streams.js";
 import { createDatabaseUnavailableInterceptor } from "../server/database-unavailable.js";
 import { ServingStatus } from "../server/health.js";
+import { createRequestValidationInterceptor } from "../server/request-validation.js";
 import { startServer, type ServerHandle } from "../server/serve.js";
 import { createStreamLimitInterceptor, type StreamLimit } from "../server/stream-limits.js";
 import { createMeshValidator } from "../validation/mesh-validator.js";
@@ -156,7 +156,7 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
       createDatabaseUnavailableInterceptor({ log }),
       createAuthInterceptor({ verifier, policies: def.policies, logger: log }),
       createStreamLimitInterceptor(def.streamLimits?.(config) ?? []),
-      createValidateInterceptor({ validator: createMeshValidator() }),
+      createRequestValidationInterceptor({ validator: createMeshValidator() }),
     ];
     const server: ServerHandle = await startServer({
       host: config.HOST,
