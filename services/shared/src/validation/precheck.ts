@@ -162,6 +162,7 @@ function compileField(f: DescField, compiling: Map<string, Check>): MessageCheck
       if (f.presence !== FeatureSet_FieldPresence.IMPLICIT) throw new Unsupported(`${where}: explicit presence`);
       const check = f.fieldKind === "scalar" ? scalarCheck(f.scalar, f.longAsString, rules, where) : enumCheck(f.enum, rules, where);
       if (!check && !required) return ALWAYS;
+      if (check && !required && !ifSet) return (m) => check(m[name]);
       // Implicit presence: the field is set when it is not its zero value.
       const scalar = f.fieldKind === "scalar" ? f.scalar : undefined;
       const enumZero = f.fieldKind === "enum" ? f.enum.values[0]?.number : undefined;
