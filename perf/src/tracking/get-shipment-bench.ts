@@ -19,7 +19,6 @@ import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Interceptor } from "@connectrpc/connect";
-import { createValidateInterceptor } from "@connectrpc/validate";
 import * as grpc from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import { createAuthInterceptor, createJwtVerifier, ensureDevKeys, policiesForService } from "@logistics/shared/auth";
@@ -32,7 +31,7 @@ import {
   GetShipmentResponseSchema,
   TrackingService,
 } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
-import { startServer } from "@logistics/shared/server";
+import { createRequestValidationInterceptor, startServer } from "@logistics/shared/server";
 import { createMetrics, createMetricsInterceptor, createServerTracingInterceptor } from "@logistics/shared/telemetry";
 import { createTestSchema, testRedisUrl, uniqueName } from "@logistics/shared/testing";
 import { createMeshValidator } from "@logistics/shared/validation";
@@ -175,7 +174,7 @@ async function main(): Promise<void> {
       createServerTracingInterceptor(),
       createMetricsInterceptor(metrics),
       createAuthInterceptor({ verifier, policies }),
-      createValidateInterceptor({ validator: createMeshValidator() }),
+      createRequestValidationInterceptor({ validator: createMeshValidator() }),
     ];
     const handlers = createTrackingHandlers({ store, reader, metrics: tm });
     const server = await startServer({
