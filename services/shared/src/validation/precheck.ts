@@ -148,6 +148,8 @@ function compileField(f: DescField, compiling: Map<string, Check>): MessageCheck
   const where = `${f.parent.typeName}.${f.name}`;
   const rules = getOption(f, fieldRulesOption);
   onlySet(rules, FIELD_RULES, where);
+  // Whether a proto2 `required` field must be set is the validator's option (legacyRequired), whatever its ignore.
+  if (f.presence === FeatureSet_FieldPresence.LEGACY_REQUIRED) throw new Unsupported(`${where}: legacy required`);
   if (rules.ignore === Ignore.ALWAYS) return ALWAYS;
   if (rules.ignore !== Ignore.UNSPECIFIED && rules.ignore !== Ignore.IF_ZERO_VALUE) throw new Unsupported(where);
   if (f.oneof) throw new Unsupported(`${where}: oneof member`);

@@ -10,7 +10,10 @@ import { compilePrecheck, type Precheck } from "./precheck.js";
  * other than `valid` (and every violation, error and message) is always `validator`'s own.
  *
  * Use it wherever a validator judges a hot stream of messages: the request validation of every
- * server, ingest's per-scan check.
+ * server, ingest's per-scan check. The precheck has protovalidate's default semantics: wrap a
+ * validator that knows the mesh's predefined rules and matches patterns with the default RE2
+ * engine (`createMeshValidator()`); `failFast` and `legacyRequired` change no verdict the precheck
+ * gives.
  */
 export function createPrecheckedValidator(validator: Validator): Validator {
   const prechecks = new WeakMap<DescMessage, Precheck<DescMessage> | null>();
