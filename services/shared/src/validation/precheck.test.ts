@@ -1,23 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "vitest";
-import { clearExtension, clone, create, createFileRegistry, hasExtension, type DescFile, type DescMessage } from "@bufbuild/protobuf";
+import { clearExtension, clone, create, createFileRegistry, hasExtension, type DescMessage } from "@bufbuild/protobuf";
 import { DescriptorProtoSchema, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { message as messageRulesExt } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { ScanSchema } from "../gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel } from "../gen/logistics/common/v1/shipment_pb.js";
-import { file_logistics_events_v1_ingest_events } from "../gen/logistics/events/v1/ingest_events_pb.js";
-import { file_logistics_events_v1_routing_events } from "../gen/logistics/events/v1/routing_events_pb.js";
-import { file_logistics_events_v1_tracking_events } from "../gen/logistics/events/v1/tracking_events_pb.js";
 import {
   CreateShipmentRequestSchema,
-  file_logistics_ingest_v1_ingest,
   HandOverShipmentRequestSchema,
   StreamScansRequestSchema,
   SubmitScansRequestSchema,
 } from "../gen/logistics/ingest/v1/ingest_pb.js";
-import { file_logistics_notification_v1_notification } from "../gen/logistics/notification/v1/notification_pb.js";
-import { file_logistics_operations_v1_dead_letters } from "../gen/logistics/operations/v1/dead_letters_pb.js";
-import { file_logistics_routing_v1_routing } from "../gen/logistics/routing/v1/routing_pb.js";
 import {
   file_logistics_tracking_v1_tracking,
   GetShipmentRequestSchema,
@@ -25,6 +18,8 @@ import {
   SearchShipmentsRequestSchema,
   WatchShipmentRequestSchema,
 } from "../gen/logistics/tracking/v1/tracking_pb.js";
+import { allMessages, MESH_FILES, withDependencies } from "../testing/mesh-contracts.js";
+import { isPlainValue } from "../testing/plain-value.js";
 import { seededRandom } from "../testing/seeded-random.js";
 import { createMeshValidator } from "./mesh-validator.js";
 import { compilePrecheck } from "./precheck.js";
@@ -32,22 +27,7 @@ import { compilePrecheck } from "./precheck.js";
 const validator = createMeshValidator();
 
 /** Every file of the mesh's contracts and their imports, by name. */
-const meshFiles = new Map<string, DescFile>();
-const addFile = (f: DescFile): void => {
-  if (meshFiles.has(f.name + ".proto")) return;
-  f.dependencies.forEach(addFile);
-  meshFiles.set(`${f.name}.proto`, f);
-};
-[
-  file_logistics_events_v1_ingest_events,
-  file_logistics_events_v1_routing_events,
-  file_logistics_events_v1_tracking_events,
-  file_logistics_ingest_v1_ingest,
-  file_logistics_notification_v1_notification,
-  file_logistics_operations_v1_dead_letters,
-  file_logistics_routing_v1_routing,
-  file_logistics_tracking_v1_tracking,
-].forEach(addFile);
+const meshFiles = new Map(withDependencies(MESH_FILES).map((f) => [`${f.name}.proto`, f]));
 
 /** Values per field, valid and invalid, at and around every bound of scan.proto's rules. */
 const POOL = {
@@ -105,15 +85,6 @@ function pick<T>(xs: readonly T[], rnd: () => number): T {
   return xs[Math.floor(rnd() * xs.length)] as T;
 }
 
-/** No NaN, and no NUL or surrogate in a string (keys included): values every compiled check must decide. */
-function plain(v: unknown): boolean {
-  if (typeof v === "number") return !Number.isNaN(v);
-  if (typeof v === "string") return !/[\0\uD800-\uDFFF]/.test(v);
-  if (Array.isArray(v)) return v.every(plain);
-  if (v && typeof v === "object") return Object.entries(v).every(([k, x]) => plain(k) && plain(x));
-  return true;
-}
-
 const show = (v: unknown): string => JSON.stringify(v, (_, x: unknown) => (typeof x === "bigint" ? String(x) : x));
 
 /**
@@ -138,7 +109,7 @@ function fuzz(desc: DescMessage, pools: Pools, runs: number, seed: number, pVali
     const verdict = validator.validate(desc, message).kind;
     const quick: boolean = precheck(message);
     if (quick) assert.equal(verdict, "valid", `precheck passed an invalid ${desc.name}: ${show(init)}`);
-    if (verdict === "valid" && plain(init)) assert.equal(quick, true, `precheck failed a valid ${desc.name}: ${show(init)}`);
+    if (verdict === "valid" && isPlainValue(init)) assert.equal(quick, true, `precheck failed a valid ${desc.name}: ${show(init)}`);
     if (verdict === "valid") valid++;
     if (quick) fast++;
   }
@@ -281,7 +252,3 @@ describe("compilePrecheck", () => {
     }
   });
 });
-
-function allMessages(messages: readonly DescMessage[]): DescMessage[] {
-  return messages.flatMap((m) => [m, ...allMessages(m.nestedMessages)]);
-}

@@ -10,7 +10,6 @@ import {
   hasExtension,
   setExtension,
   type DescField,
-  type DescFile,
   type DescMessage,
   type FileRegistry,
 } from "@bufbuild/protobuf";
@@ -25,16 +24,8 @@ import {
   type FieldRules,
   type StringRules,
 } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import { file_logistics_common_v1_route } from "../gen/logistics/common/v1/route_pb.js";
 import { file_logistics_common_v1_validation, mesh_time, text } from "../gen/logistics/common/v1/validation_pb.js";
-import { file_logistics_events_v1_ingest_events } from "../gen/logistics/events/v1/ingest_events_pb.js";
-import { file_logistics_events_v1_routing_events } from "../gen/logistics/events/v1/routing_events_pb.js";
-import { file_logistics_events_v1_tracking_events } from "../gen/logistics/events/v1/tracking_events_pb.js";
-import { file_logistics_ingest_v1_ingest } from "../gen/logistics/ingest/v1/ingest_pb.js";
-import { file_logistics_notification_v1_notification } from "../gen/logistics/notification/v1/notification_pb.js";
-import { file_logistics_operations_v1_dead_letters } from "../gen/logistics/operations/v1/dead_letters_pb.js";
-import { file_logistics_routing_v1_routing } from "../gen/logistics/routing/v1/routing_pb.js";
-import { file_logistics_tracking_v1_tracking } from "../gen/logistics/tracking/v1/tracking_pb.js";
+import { allMessages, MESH_FILES, withDependencies } from "../testing/mesh-contracts.js";
 import { FREE_TEXT_PATTERN, isFreeText } from "./free-text.js";
 import { createMeshValidator } from "./mesh-validator.js";
 
@@ -53,29 +44,6 @@ import { createMeshValidator } from "./mesh-validator.js";
 /** The mesh_time expression before it compared whole seconds first. */
 const OLD_MESH_TIME =
   "!rule ? '' : this < timestamp('2000-01-01T00:00:00Z') || this >= timestamp('2100-01-01T00:00:00Z') ? 'must be from 2000-01-01T00:00:00Z to before 2100-01-01T00:00:00Z' : this != this + duration('0s') ? 'nanos must be from 0 to 999,999,999' : ''";
-
-const MESH_FILES: readonly DescFile[] = [
-  file_logistics_common_v1_route,
-  file_logistics_events_v1_ingest_events,
-  file_logistics_events_v1_routing_events,
-  file_logistics_events_v1_tracking_events,
-  file_logistics_ingest_v1_ingest,
-  file_logistics_notification_v1_notification,
-  file_logistics_operations_v1_dead_letters,
-  file_logistics_routing_v1_routing,
-  file_logistics_tracking_v1_tracking,
-];
-
-function withDependencies(files: readonly DescFile[]): DescFile[] {
-  const out = new Map<string, DescFile>();
-  const add = (f: DescFile): void => {
-    if (out.has(f.name)) return;
-    f.dependencies.forEach(add);
-    out.set(f.name, f);
-  };
-  files.forEach(add);
-  return [...out.values()];
-}
 
 /** Today's contracts with free text as the `text` rule again and the old mesh_time expression. */
 function contractsAsBefore(): FileRegistry {
@@ -297,7 +265,3 @@ describe("free text as a standard pattern and mesh_time by whole seconds", () =>
     assert.ok(cases > 500, `${cases} cases`);
   });
 });
-
-function allMessages(messages: readonly DescMessage[]): DescMessage[] {
-  return messages.flatMap((m) => [m, ...allMessages(m.nestedMessages)]);
-}
