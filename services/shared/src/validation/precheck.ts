@@ -13,29 +13,15 @@ import {
 import { isScalarZeroValue, reflect, scalarEquals, scalarZeroValue } from "@bufbuild/protobuf/reflect";
 import { FeatureSet_FieldPresence, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
-  DoubleRulesSchema,
   EnumRulesSchema,
-  FieldRulesSchema,
   field as fieldRulesOption,
-  Fixed32RulesSchema,
-  Fixed64RulesSchema,
+  file_buf_validate_validate,
   Ignore,
-  Int32RulesSchema,
-  Int64RulesSchema,
   MapRulesSchema,
   message as messageRulesOption,
-  MessageRulesSchema,
   oneof as oneofRulesOption,
-  OneofRulesSchema,
   RepeatedRulesSchema,
-  SFixed32RulesSchema,
-  SFixed64RulesSchema,
-  SInt32RulesSchema,
-  SInt64RulesSchema,
   StringRulesSchema,
-  TimestampRulesSchema,
-  UInt32RulesSchema,
-  UInt64RulesSchema,
   type DoubleRules,
   type EnumRules,
   type FieldRules,
@@ -207,12 +193,7 @@ function compileField(f: DescField, compiling: Map<string, Check>): MessageCheck
           (f.listKind === "scalar" && !f.longAsString && f.scalar !== ScalarType.BYTES && f.scalar !== ScalarType.FLOAT && f.scalar !== ScalarType.DOUBLE);
         if (!comparable) throw new Unsupported(`${where}: unique`);
       }
-      const item =
-        f.listKind === "message"
-          ? elementCheck({ kind: "message", message: f.message }, items, `${where} items`, compiling)
-          : f.listKind === "enum"
-            ? elementCheck({ kind: "enum", enum: f.enum }, items, `${where} items`, compiling)
-            : elementCheck({ kind: "scalar", scalar: f.scalar, longAsString: f.longAsString }, items, `${where} items`, compiling);
+      const item = elementCheck(elementOf(f), items, `${where} items`, compiling);
       if (min === 0 && max === Infinity && !unique && !item && !required) return ALWAYS;
       return (m) => {
         const list = m[name] as unknown[];
@@ -243,12 +224,7 @@ function compileField(f: DescField, compiling: Map<string, Check>): MessageCheck
       // Keys are JavaScript property names: only string keys are the values protovalidate sees.
       if (keyRules && f.mapKey !== ScalarType.STRING) throw new Unsupported(`${where} keys`);
       const key = elementCheck({ kind: "scalar", scalar: ScalarType.STRING, longAsString: false }, keyRules, `${where} keys`, compiling);
-      const value =
-        f.mapKind === "message"
-          ? elementCheck({ kind: "message", message: f.message }, valueRules, `${where} values`, compiling)
-          : f.mapKind === "enum"
-            ? elementCheck({ kind: "enum", enum: f.enum }, valueRules, `${where} values`, compiling)
-            : elementCheck({ kind: "scalar", scalar: f.scalar, longAsString: false }, valueRules, `${where} values`, compiling);
+      const value = elementCheck(elementOf(f), valueRules, `${where} values`, compiling);
       if (min === 0 && max === Infinity && !key && !value && !required) return ALWAYS;
       return (m) => {
         const obj = m[name] as Record<string, unknown>;
@@ -269,6 +245,18 @@ type Element =
   | { kind: "scalar"; scalar: ScalarType; longAsString: boolean }
   | { kind: "enum"; enum: DescEnum }
   | { kind: "message"; message: DescMessage };
+
+/** What a list holds, or a map's values. */
+function elementOf(f: DescField & { fieldKind: "list" | "map" }): Element {
+  if (f.fieldKind === "list") {
+    if (f.listKind === "message") return { kind: "message", message: f.message };
+    if (f.listKind === "enum") return { kind: "enum", enum: f.enum };
+    return { kind: "scalar", scalar: f.scalar, longAsString: f.longAsString };
+  }
+  if (f.mapKind === "message") return { kind: "message", message: f.message };
+  if (f.mapKind === "enum") return { kind: "enum", enum: f.enum };
+  return { kind: "scalar", scalar: f.scalar, longAsString: false };
+}
 
 /**
  * The check of one list item, map key or map value under its rules (`items`, `keys`, `values`),
@@ -334,29 +322,8 @@ function messageDescOf(m: Message): DescMessage {
   return desc;
 }
 
-const RULE_SCHEMAS = new Map<string, DescMessage>(
-  [
-    DoubleRulesSchema,
-    EnumRulesSchema,
-    FieldRulesSchema,
-    Fixed32RulesSchema,
-    Fixed64RulesSchema,
-    Int32RulesSchema,
-    Int64RulesSchema,
-    MapRulesSchema,
-    MessageRulesSchema,
-    OneofRulesSchema,
-    RepeatedRulesSchema,
-    SFixed32RulesSchema,
-    SFixed64RulesSchema,
-    SInt32RulesSchema,
-    SInt64RulesSchema,
-    StringRulesSchema,
-    TimestampRulesSchema,
-    UInt32RulesSchema,
-    UInt64RulesSchema,
-  ].map((s) => [s.typeName, s]),
-);
+/** The rule messages of buf/validate/validate.proto, for reflection by {@link onlySet}. */
+const RULE_SCHEMAS = new Map<string, DescMessage>(file_buf_validate_validate.messages.map((s) => [s.typeName, s]));
 
 /** Characters a compiled pattern may contain literally, in and out of classes. */
 const LITERAL = String.raw`[A-Za-z0-9_:\-]`;
