@@ -10,6 +10,8 @@ export const ingestPolicies = policiesForService(IngestService, {
   createShipment: { scopes: [Scope.ShipmentsWrite] },
   // Carrier tokens only for shipments their carrier carries (checked by the handler).
   handOverShipment: { scopes: [Scope.ScansWrite, Scope.ShipmentsWrite], carrierAllowed: true },
+  // The same callers as a handover: carrier tokens only for their own carrier's shipments.
+  removeShipmentPartner: { scopes: [Scope.ScansWrite, Scope.ShipmentsWrite], carrierAllowed: true },
 });
 
 /** Registers the handlers on a Connect router. */

@@ -107,8 +107,8 @@ export type Scan = Message<"logistics.common.v1.Scan"> & {
   /**
    * Code of the carrier reporting the scan, pattern `^[a-z][a-z0-9-]{1,31}$` (e.g. "dhl-express").
    * Must equal the carrier of the calling credentials and be a carrier of the shipment (its
-   * carrier or a partner it was handed over to), otherwise the scan alone is rejected with
-   * REJECT_REASON_WRONG_CARRIER.
+   * carrier or a partner it was handed over to and has not removed), otherwise the scan alone is
+   * rejected with REJECT_REASON_WRONG_CARRIER.
    *
    * @generated from field: string carrier_code = 3;
    */
@@ -196,8 +196,8 @@ export type ScanJson = {
   /**
    * Code of the carrier reporting the scan, pattern `^[a-z][a-z0-9-]{1,31}$` (e.g. "dhl-express").
    * Must equal the carrier of the calling credentials and be a carrier of the shipment (its
-   * carrier or a partner it was handed over to), otherwise the scan alone is rejected with
-   * REJECT_REASON_WRONG_CARRIER.
+   * carrier or a partner it was handed over to and has not removed), otherwise the scan alone is
+   * rejected with REJECT_REASON_WRONG_CARRIER.
    *
    * @generated from field: string carrier_code = 3;
    */

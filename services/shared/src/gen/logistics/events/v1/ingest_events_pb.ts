@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file logistics/events/v1/ingest_events.proto.
  */
 export const file_logistics_events_v1_ingest_events: GenFile = /*@__PURE__*/
-  fileDesc("Cidsb2dpc3RpY3MvZXZlbnRzL3YxL2luZ2VzdF9ldmVudHMucHJvdG8SE2xvZ2lzdGljcy5ldmVudHMudjEi7AEKDFNjYW5SZWNvcmRlZBIQCghldmVudF9pZBgBIAEoCRInCgRzY2FuGAIgASgLMhkubG9naXN0aWNzLmNvbW1vbi52MS5TY2FuEjMKBnN0YXR1cxgDIAEoDjIjLmxvZ2lzdGljcy5jb21tb24udjEuU2hpcG1lbnRTdGF0dXMSKwoEa2luZBgEIAEoDjIdLmxvZ2lzdGljcy5jb21tb24udjEuU2NhbktpbmQSLwoLcmVjb3JkZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlZ2lvbhgGIAEoCSLEAwoPU2hpcG1lbnRDcmVhdGVkEhAKCGV2ZW50X2lkGAEgASgJEhcKD3RyYWNraW5nX251bWJlchgCIAEoCRITCgtzaGlwbWVudF9pZBgDIAEoCRIUCgxjYXJyaWVyX2NvZGUYBCABKAkSEwoLY3VzdG9tZXJfaWQYBSABKAkSGgoSY3VzdG9tZXJfcmVmZXJlbmNlGAYgASgJEioKBm9yaWdpbhgHIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUGxhY2USLwoLZGVzdGluYXRpb24YCCABKAsyGi5sb2dpc3RpY3MuY29tbW9uLnYxLlBsYWNlEjgKDXNlcnZpY2VfbGV2ZWwYCSABKA4yIS5sb2dpc3RpY3MuY29tbW9uLnYxLlNlcnZpY2VMZXZlbBIuCgpyZWFkeV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgx3ZWlnaHRfZ3JhbXMYDCABKA0SHQoVcGFydG5lcl9jYXJyaWVyX2NvZGVzGA0gAygJIoECChJTaGlwbWVudEhhbmRlZE92ZXISEAoIZXZlbnRfaWQYASABKAkSFwoPdHJhY2tpbmdfbnVtYmVyGAIgASgJEhMKC3NoaXBtZW50X2lkGAMgASgJEhQKDGNhcnJpZXJfY29kZRgEIAEoCRIcChRwYXJ0bmVyX2NhcnJpZXJfY29kZRgFIAEoCRIQCghodWJfY29kZRgGIAEoCRIyCg5oYW5kZWRfb3Zlcl9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoZcmVxdWVzdGVkX2J5X2NhcnJpZXJfY29kZRgIIAEoCRIOCgZyZWdpb24YCSABKAliBnByb3RvMw", [file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_scan, file_logistics_common_v1_shipment]);
+  fileDesc("Cidsb2dpc3RpY3MvZXZlbnRzL3YxL2luZ2VzdF9ldmVudHMucHJvdG8SE2xvZ2lzdGljcy5ldmVudHMudjEi7AEKDFNjYW5SZWNvcmRlZBIQCghldmVudF9pZBgBIAEoCRInCgRzY2FuGAIgASgLMhkubG9naXN0aWNzLmNvbW1vbi52MS5TY2FuEjMKBnN0YXR1cxgDIAEoDjIjLmxvZ2lzdGljcy5jb21tb24udjEuU2hpcG1lbnRTdGF0dXMSKwoEa2luZBgEIAEoDjIdLmxvZ2lzdGljcy5jb21tb24udjEuU2NhbktpbmQSLwoLcmVjb3JkZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlZ2lvbhgGIAEoCSLEAwoPU2hpcG1lbnRDcmVhdGVkEhAKCGV2ZW50X2lkGAEgASgJEhcKD3RyYWNraW5nX251bWJlchgCIAEoCRITCgtzaGlwbWVudF9pZBgDIAEoCRIUCgxjYXJyaWVyX2NvZGUYBCABKAkSEwoLY3VzdG9tZXJfaWQYBSABKAkSGgoSY3VzdG9tZXJfcmVmZXJlbmNlGAYgASgJEioKBm9yaWdpbhgHIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUGxhY2USLwoLZGVzdGluYXRpb24YCCABKAsyGi5sb2dpc3RpY3MuY29tbW9uLnYxLlBsYWNlEjgKDXNlcnZpY2VfbGV2ZWwYCSABKA4yIS5sb2dpc3RpY3MuY29tbW9uLnYxLlNlcnZpY2VMZXZlbBIuCgpyZWFkeV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgx3ZWlnaHRfZ3JhbXMYDCABKA0SHQoVcGFydG5lcl9jYXJyaWVyX2NvZGVzGA0gAygJIpcCChJTaGlwbWVudEhhbmRlZE92ZXISEAoIZXZlbnRfaWQYASABKAkSFwoPdHJhY2tpbmdfbnVtYmVyGAIgASgJEhMKC3NoaXBtZW50X2lkGAMgASgJEhQKDGNhcnJpZXJfY29kZRgEIAEoCRIcChRwYXJ0bmVyX2NhcnJpZXJfY29kZRgFIAEoCRIQCghodWJfY29kZRgGIAEoCRIyCg5oYW5kZWRfb3Zlcl9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoZcmVxdWVzdGVkX2J5X2NhcnJpZXJfY29kZRgIIAEoCRIOCgZyZWdpb24YCSABKAkSFAoMcGFydG5lcl90ZXJtGAogASgNIoUCChZTaGlwbWVudFBhcnRuZXJSZW1vdmVkEhAKCGV2ZW50X2lkGAEgASgJEhcKD3RyYWNraW5nX251bWJlchgCIAEoCRITCgtzaGlwbWVudF9pZBgDIAEoCRIUCgxjYXJyaWVyX2NvZGUYBCABKAkSHAoUcGFydG5lcl9jYXJyaWVyX2NvZGUYBSABKAkSFAoMcGFydG5lcl90ZXJtGAYgASgNEi4KCnJlbW92ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKGXJlcXVlc3RlZF9ieV9jYXJyaWVyX2NvZGUYCCABKAkSDgoGcmVnaW9uGAkgASgJYgZwcm90bzM", [file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_scan, file_logistics_common_v1_shipment]);
 
 /**
  * A carrier scan accepted by ingest. Published by ingest before it acknowledges the scan, as
@@ -362,8 +362,9 @@ export const ShipmentCreatedSchema: GenMessage<ShipmentCreated, {jsonType: Shipm
  */
 export type ShipmentHandedOver = Message<"logistics.events.v1.ShipmentHandedOver"> & {
   /**
-   * Mesh-wide event id: opaque, deterministic from the tracking number and the partner, so a
-   * repeated handover publishes the same event.
+   * Mesh-wide event id: opaque, deterministic from the tracking number, the partner and
+   * partner_term, so a repeated handover publishes the same event, and handing the shipment to a
+   * partner removed before publishes a new one.
    *
    * @generated from field: string event_id = 1;
    */
@@ -425,6 +426,17 @@ export type ShipmentHandedOver = Message<"logistics.events.v1.ShipmentHandedOver
    * @generated from field: string region = 9;
    */
   region: string;
+
+  /**
+   * Which term of the partner on this shipment the handover begins: 0 the first time, n once the
+   * partner was removed n times (ShipmentPartnerRemoved). A partner carries the shipment while
+   * its newest handover's term (a partner named at creation: term 0) is above the term of every
+   * removal of it, so consumers order a partner's handovers and removals by term, not by time or
+   * arrival. Handovers published before terms existed have 0.
+   *
+   * @generated from field: uint32 partner_term = 10;
+   */
+  partnerTerm: number;
 };
 
 /**
@@ -439,8 +451,9 @@ export type ShipmentHandedOver = Message<"logistics.events.v1.ShipmentHandedOver
  */
 export type ShipmentHandedOverJson = {
   /**
-   * Mesh-wide event id: opaque, deterministic from the tracking number and the partner, so a
-   * repeated handover publishes the same event.
+   * Mesh-wide event id: opaque, deterministic from the tracking number, the partner and
+   * partner_term, so a repeated handover publishes the same event, and handing the shipment to a
+   * partner removed before publishes a new one.
    *
    * @generated from field: string event_id = 1;
    */
@@ -502,6 +515,17 @@ export type ShipmentHandedOverJson = {
    * @generated from field: string region = 9;
    */
   region?: string;
+
+  /**
+   * Which term of the partner on this shipment the handover begins: 0 the first time, n once the
+   * partner was removed n times (ShipmentPartnerRemoved). A partner carries the shipment while
+   * its newest handover's term (a partner named at creation: term 0) is above the term of every
+   * removal of it, so consumers order a partner's handovers and removals by term, not by time or
+   * arrival. Handovers published before terms existed have 0.
+   *
+   * @generated from field: uint32 partner_term = 10;
+   */
+  partnerTerm?: number;
 };
 
 /**
@@ -510,4 +534,173 @@ export type ShipmentHandedOverJson = {
  */
 export const ShipmentHandedOverSchema: GenMessage<ShipmentHandedOver, {jsonType: ShipmentHandedOverJson}> = /*@__PURE__*/
   messageDesc(file_logistics_events_v1_ingest_events, 2);
+
+/**
+ * A partner carrier was removed from a shipment (IngestService.RemoveShipmentPartner): from now on
+ * the partner's scans of it are rejected. Published by ingest on the subject family
+ * `logistics.shipment.partner_removed.<region>` (the shipments stream, like the handovers: one
+ * stream keeps a shipment's creation, handovers and removals in order), with event_id as the
+ * JetStream message id, after the shipment directory dropped the partner and before the RPC
+ * answers. Consumer: tracking (a PARTNER_REMOVED event in the shipment's history at removed_at,
+ * and the partner dropped from Shipment.partner_carrier_codes; status and ETA unchanged).
+ *
+ * @generated from message logistics.events.v1.ShipmentPartnerRemoved
+ */
+export type ShipmentPartnerRemoved = Message<"logistics.events.v1.ShipmentPartnerRemoved"> & {
+  /**
+   * Mesh-wide event id: opaque, deterministic from the tracking number, the partner and
+   * partner_term, so a repeated removal publishes the same event.
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * Tracking number of the shipment.
+   *
+   * @generated from field: string tracking_number = 2;
+   */
+  trackingNumber: string;
+
+  /**
+   * Opaque internal shipment id.
+   *
+   * @generated from field: string shipment_id = 3;
+   */
+  shipmentId: string;
+
+  /**
+   * The shipment's carrier.
+   *
+   * @generated from field: string carrier_code = 4;
+   */
+  carrierCode: string;
+
+  /**
+   * The partner carrier removed.
+   *
+   * @generated from field: string partner_carrier_code = 5;
+   */
+  partnerCarrierCode: string;
+
+  /**
+   * The term of the partner this removal ends: the partner_term of the handover that began it (0
+   * for a partner named at creation or handed the shipment for the first time). The removal
+   * outranks every handover of the partner with this term or a lower one, whatever order they
+   * arrive in, and is outranked by a later handover (term + 1).
+   *
+   * @generated from field: uint32 partner_term = 6;
+   */
+  partnerTerm: number;
+
+  /**
+   * When ingest recorded the removal.
+   *
+   * @generated from field: google.protobuf.Timestamp removed_at = 7;
+   */
+  removedAt?: Timestamp | undefined;
+
+  /**
+   * The carrier whose credentials requested the removal: the shipment's carrier (partners may not
+   * remove partners); empty for an internal service.
+   *
+   * @generated from field: string requested_by_carrier_code = 8;
+   */
+  requestedByCarrierCode: string;
+
+  /**
+   * Region of the ingest deployment that recorded it; a subject token.
+   *
+   * @generated from field: string region = 9;
+   */
+  region: string;
+};
+
+/**
+ * A partner carrier was removed from a shipment (IngestService.RemoveShipmentPartner): from now on
+ * the partner's scans of it are rejected. Published by ingest on the subject family
+ * `logistics.shipment.partner_removed.<region>` (the shipments stream, like the handovers: one
+ * stream keeps a shipment's creation, handovers and removals in order), with event_id as the
+ * JetStream message id, after the shipment directory dropped the partner and before the RPC
+ * answers. Consumer: tracking (a PARTNER_REMOVED event in the shipment's history at removed_at,
+ * and the partner dropped from Shipment.partner_carrier_codes; status and ETA unchanged).
+ *
+ * @generated from message logistics.events.v1.ShipmentPartnerRemoved
+ */
+export type ShipmentPartnerRemovedJson = {
+  /**
+   * Mesh-wide event id: opaque, deterministic from the tracking number, the partner and
+   * partner_term, so a repeated removal publishes the same event.
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId?: string;
+
+  /**
+   * Tracking number of the shipment.
+   *
+   * @generated from field: string tracking_number = 2;
+   */
+  trackingNumber?: string;
+
+  /**
+   * Opaque internal shipment id.
+   *
+   * @generated from field: string shipment_id = 3;
+   */
+  shipmentId?: string;
+
+  /**
+   * The shipment's carrier.
+   *
+   * @generated from field: string carrier_code = 4;
+   */
+  carrierCode?: string;
+
+  /**
+   * The partner carrier removed.
+   *
+   * @generated from field: string partner_carrier_code = 5;
+   */
+  partnerCarrierCode?: string;
+
+  /**
+   * The term of the partner this removal ends: the partner_term of the handover that began it (0
+   * for a partner named at creation or handed the shipment for the first time). The removal
+   * outranks every handover of the partner with this term or a lower one, whatever order they
+   * arrive in, and is outranked by a later handover (term + 1).
+   *
+   * @generated from field: uint32 partner_term = 6;
+   */
+  partnerTerm?: number;
+
+  /**
+   * When ingest recorded the removal.
+   *
+   * @generated from field: google.protobuf.Timestamp removed_at = 7;
+   */
+  removedAt?: TimestampJson;
+
+  /**
+   * The carrier whose credentials requested the removal: the shipment's carrier (partners may not
+   * remove partners); empty for an internal service.
+   *
+   * @generated from field: string requested_by_carrier_code = 8;
+   */
+  requestedByCarrierCode?: string;
+
+  /**
+   * Region of the ingest deployment that recorded it; a subject token.
+   *
+   * @generated from field: string region = 9;
+   */
+  region?: string;
+};
+
+/**
+ * Describes the message logistics.events.v1.ShipmentPartnerRemoved.
+ * Use `create(ShipmentPartnerRemovedSchema)` to create a new message.
+ */
+export const ShipmentPartnerRemovedSchema: GenMessage<ShipmentPartnerRemoved, {jsonType: ShipmentPartnerRemovedJson}> = /*@__PURE__*/
+  messageDesc(file_logistics_events_v1_ingest_events, 3);
 

@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file logistics/ingest/v1/ingest.proto.
  */
 export const file_logistics_ingest_v1_ingest: GenFile = /*@__PURE__*/
-  fileDesc("CiBsb2dpc3RpY3MvaW5nZXN0L3YxL2luZ2VzdC5wcm90bxITbG9naXN0aWNzLmluZ2VzdC52MSLHAQoSU3RyZWFtU2NhbnNSZXF1ZXN0EjoKBXNjYW5zGAEgAygLMhkubG9naXN0aWNzLmNvbW1vbi52MS5TY2FuQhC6SA2SAQoIARD0AyID2AEDEjoKC3RyYWNlcGFyZW50GAIgASgJQiW6SCJyIBiAATIbXlteXHgwMFx4e0Q4MDB9LVx4e0RGRkZ9XSokEjkKCnRyYWNlc3RhdGUYAyABKAlCJbpIInIgGIAEMhteW15ceDAwXHh7RDgwMH0tXHh7REZGRn1dKiQiQQoTU3RyZWFtU2NhbnNSZXNwb25zZRIqCgRhY2tzGAEgAygLMhwubG9naXN0aWNzLmluZ2VzdC52MS5TY2FuQWNrIlAKElN1Ym1pdFNjYW5zUmVxdWVzdBI6CgVzY2FucxgBIAMoCzIZLmxvZ2lzdGljcy5jb21tb24udjEuU2NhbkIQukgNkgEKCAEQ6AciA9gBAyJBChNTdWJtaXRTY2Fuc1Jlc3BvbnNlEioKBGFja3MYASADKAsyHC5sb2dpc3RpY3MuaW5nZXN0LnYxLlNjYW5BY2siQgoSU2NhbkZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEgwKBHJ1bGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSKiAgoHU2NhbkFjaxIQCghldmVudF9pZBgBIAEoCRIXCg90cmFja2luZ19udW1iZXIYAiABKAkSMQoHb3V0Y29tZRgDIAEoDjIgLmxvZ2lzdGljcy5pbmdlc3QudjEuU2Nhbk91dGNvbWUSOAoNcmVqZWN0X3JlYXNvbhgEIAEoDjIhLmxvZ2lzdGljcy5pbmdlc3QudjEuUmVqZWN0UmVhc29uEg4KBmRldGFpbBgFIAEoCRI7Cgp2aW9sYXRpb25zGAYgAygLMicubG9naXN0aWNzLmluZ2VzdC52MS5TY2FuRmllbGRWaW9sYXRpb24SGQoRcmVjb3JkZWRfZXZlbnRfaWQYByABKAkSFwoPc3RyZWFtX3NlcXVlbmNlGAggASgEIoEBCgZQYXJjZWwSIQoMd2VpZ2h0X2dyYW1zGAEgASgNQgu6SAgqBhjAhD0oARIbCglsZW5ndGhfbW0YAiABKA1CCLpIBSoDGIgnEhoKCHdpZHRoX21tGAMgASgNQgi6SAUqAxiIJxIbCgloZWlnaHRfbW0YBCABKA1CCLpIBSoDGIgnIqcFChVDcmVhdGVTaGlwbWVudFJlcXVlc3QSQAoPaWRlbXBvdGVuY3lfa2V5GAEgASgJQie6SCRyIhAIGIABMhteW15ceDAwXHh7RDgwMH0tXHh7REZGRn1dKiQSMwoPdHJhY2tpbmdfbnVtYmVyGAIgASgJQhq6SBfYAQFyEjIQXltBLVowLTldezgsMzB9JBIzCgxjYXJyaWVyX2NvZGUYAyABKAlCHbpIGnIYMhZeW2Etel1bYS16MC05LV17MSwzMX0kEjMKC2N1c3RvbWVyX2lkGAQgASgJQh66SBtyGTIXXltBLVphLXowLTkuXzotXXsxLDY0fSQSQQoSY3VzdG9tZXJfcmVmZXJlbmNlGAUgASgJQiW6SCJyIBiAATIbXlteXHgwMFx4e0Q4MDB9LVx4e0RGRkZ9XSokEjIKBm9yaWdpbhgGIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUGxhY2VCBrpIA8gBARI3CgtkZXN0aW5hdGlvbhgHIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUGxhY2VCBrpIA8gBARJFCg1zZXJ2aWNlX2xldmVsGAggASgOMiEubG9naXN0aWNzLmNvbW1vbi52MS5TZXJ2aWNlTGV2ZWxCC7pICMgBAYIBAhABEjMKBnBhcmNlbBgJIAEoCzIbLmxvZ2lzdGljcy5pbmdlc3QudjEuUGFyY2VsQga6SAPIAQESOgoKcmVhZHlfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCrpIB7IBBNDSIwESRQoVcGFydG5lcl9jYXJyaWVyX2NvZGVzGAsgAygJQia6SCOSASAQCBgBIhpyGDIWXlthLXpdW2EtejAtOS1dezEsMzF9JCKIAQoWQ3JlYXRlU2hpcG1lbnRSZXNwb25zZRIXCg90cmFja2luZ19udW1iZXIYASABKAkSEwoLc2hpcG1lbnRfaWQYAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmVwbGF5ZWQYBCABKAgitQEKF0hhbmRPdmVyU2hpcG1lbnRSZXF1ZXN0EjAKD3RyYWNraW5nX251bWJlchgBIAEoCUIXukgUchIyEF5bQS1aMC05XXs4LDMwfSQSOwoUcGFydG5lcl9jYXJyaWVyX2NvZGUYAiABKAlCHbpIGnIYMhZeW2Etel1bYS16MC05LV17MSwzMX0kEisKCGh1Yl9jb2RlGAMgASgJQhm6SBbYAQFyETIPXltBLVowLTldezMsOH0kInkKGEhhbmRPdmVyU2hpcG1lbnRSZXNwb25zZRIXCg90cmFja2luZ19udW1iZXIYASABKAkSFAoMY2Fycmllcl9jb2RlGAIgASgJEh0KFXBhcnRuZXJfY2Fycmllcl9jb2RlcxgDIAMoCRIPCgdjaGFuZ2VkGAQgASgIKn0KC1NjYW5PdXRjb21lEhwKGFNDQU5fT1VUQ09NRV9VTlNQRUNJRklFRBAAEhkKFVNDQU5fT1VUQ09NRV9BQ0NFUFRFRBABEhoKFlNDQU5fT1VUQ09NRV9EVVBMSUNBVEUQAhIZChVTQ0FOX09VVENPTUVfUkVKRUNURUQQAyqJAgoMUmVqZWN0UmVhc29uEh0KGVJFSkVDVF9SRUFTT05fVU5TUEVDSUZJRUQQABIZChVSRUpFQ1RfUkVBU09OX0lOVkFMSUQQARIfChtSRUpFQ1RfUkVBU09OX1dST05HX0NBUlJJRVIQAhIiCh5SRUpFQ1RfUkVBU09OX1VOS05PV05fU0hJUE1FTlQQAxIeChpSRUpFQ1RfUkVBU09OX1JBVEVfTElNSVRFRBAEEh0KGVJFSkVDVF9SRUFTT05fVU5BVkFJTEFCTEUQBRIaChZSRUpFQ1RfUkVBU09OX1RPT19MQVRFEAYSHwobUkVKRUNUX1JFQVNPTl9TSElQTUVOVF9GVUxMEAcyswMKDUluZ2VzdFNlcnZpY2USZAoLU3RyZWFtU2NhbnMSJy5sb2dpc3RpY3MuaW5nZXN0LnYxLlN0cmVhbVNjYW5zUmVxdWVzdBooLmxvZ2lzdGljcy5pbmdlc3QudjEuU3RyZWFtU2NhbnNSZXNwb25zZSgBMAESYAoLU3VibWl0U2NhbnMSJy5sb2dpc3RpY3MuaW5nZXN0LnYxLlN1Ym1pdFNjYW5zUmVxdWVzdBooLmxvZ2lzdGljcy5pbmdlc3QudjEuU3VibWl0U2NhbnNSZXNwb25zZRJpCg5DcmVhdGVTaGlwbWVudBIqLmxvZ2lzdGljcy5pbmdlc3QudjEuQ3JlYXRlU2hpcG1lbnRSZXF1ZXN0GisubG9naXN0aWNzLmluZ2VzdC52MS5DcmVhdGVTaGlwbWVudFJlc3BvbnNlEm8KEEhhbmRPdmVyU2hpcG1lbnQSLC5sb2dpc3RpY3MuaW5nZXN0LnYxLkhhbmRPdmVyU2hpcG1lbnRSZXF1ZXN0Gi0ubG9naXN0aWNzLmluZ2VzdC52MS5IYW5kT3ZlclNoaXBtZW50UmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_scan, file_logistics_common_v1_shipment, file_logistics_common_v1_validation]);
+  fileDesc("CiBsb2dpc3RpY3MvaW5nZXN0L3YxL2luZ2VzdC5wcm90bxITbG9naXN0aWNzLmluZ2VzdC52MSLHAQoSU3RyZWFtU2NhbnNSZXF1ZXN0EjoKBXNjYW5zGAEgAygLMhkubG9naXN0aWNzLmNvbW1vbi52MS5TY2FuQhC6SA2SAQoIARD0AyID2AEDEjoKC3RyYWNlcGFyZW50GAIgASgJQiW6SCJyIBiAATIbXlteXHgwMFx4e0Q4MDB9LVx4e0RGRkZ9XSokEjkKCnRyYWNlc3RhdGUYAyABKAlCJbpIInIgGIAEMhteW15ceDAwXHh7RDgwMH0tXHh7REZGRn1dKiQiQQoTU3RyZWFtU2NhbnNSZXNwb25zZRIqCgRhY2tzGAEgAygLMhwubG9naXN0aWNzLmluZ2VzdC52MS5TY2FuQWNrIlAKElN1Ym1pdFNjYW5zUmVxdWVzdBI6CgVzY2FucxgBIAMoCzIZLmxvZ2lzdGljcy5jb21tb24udjEuU2NhbkIQukgNkgEKCAEQ6AciA9gBAyJBChNTdWJtaXRTY2Fuc1Jlc3BvbnNlEioKBGFja3MYASADKAsyHC5sb2dpc3RpY3MuaW5nZXN0LnYxLlNjYW5BY2siQgoSU2NhbkZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEgwKBHJ1bGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSKiAgoHU2NhbkFjaxIQCghldmVudF9pZBgBIAEoCRIXCg90cmFja2luZ19udW1iZXIYAiABKAkSMQoHb3V0Y29tZRgDIAEoDjIgLmxvZ2lzdGljcy5pbmdlc3QudjEuU2Nhbk91dGNvbWUSOAoNcmVqZWN0X3JlYXNvbhgEIAEoDjIhLmxvZ2lzdGljcy5pbmdlc3QudjEuUmVqZWN0UmVhc29uEg4KBmRldGFpbBgFIAEoCRI7Cgp2aW9sYXRpb25zGAYgAygLMicubG9naXN0aWNzLmluZ2VzdC52MS5TY2FuRmllbGRWaW9sYXRpb24SGQoRcmVjb3JkZWRfZXZlbnRfaWQYByABKAkSFwoPc3RyZWFtX3NlcXVlbmNlGAggASgEIoEBCgZQYXJjZWwSIQoMd2VpZ2h0X2dyYW1zGAEgASgNQgu6SAgqBhjAhD0oARIbCglsZW5ndGhfbW0YAiABKA1CCLpIBSoDGIgnEhoKCHdpZHRoX21tGAMgASgNQgi6SAUqAxiIJxIbCgloZWlnaHRfbW0YBCABKA1CCLpIBSoDGIgnIqcFChVDcmVhdGVTaGlwbWVudFJlcXVlc3QSQAoPaWRlbXBvdGVuY3lfa2V5GAEgASgJQie6SCRyIhAIGIABMhteW15ceDAwXHh7RDgwMH0tXHh7REZGRn1dKiQSMwoPdHJhY2tpbmdfbnVtYmVyGAIgASgJQhq6SBfYAQFyEjIQXltBLVowLTldezgsMzB9JBIzCgxjYXJyaWVyX2NvZGUYAyABKAlCHbpIGnIYMhZeW2Etel1bYS16MC05LV17MSwzMX0kEjMKC2N1c3RvbWVyX2lkGAQgASgJQh66SBtyGTIXXltBLVphLXowLTkuXzotXXsxLDY0fSQSQQoSY3VzdG9tZXJfcmVmZXJlbmNlGAUgASgJQiW6SCJyIBiAATIbXlteXHgwMFx4e0Q4MDB9LVx4e0RGRkZ9XSokEjIKBm9yaWdpbhgGIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUGxhY2VCBrpIA8gBARI3CgtkZXN0aW5hdGlvbhgHIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUGxhY2VCBrpIA8gBARJFCg1zZXJ2aWNlX2xldmVsGAggASgOMiEubG9naXN0aWNzLmNvbW1vbi52MS5TZXJ2aWNlTGV2ZWxCC7pICMgBAYIBAhABEjMKBnBhcmNlbBgJIAEoCzIbLmxvZ2lzdGljcy5pbmdlc3QudjEuUGFyY2VsQga6SAPIAQESOgoKcmVhZHlfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCrpIB7IBBNDSIwESRQoVcGFydG5lcl9jYXJyaWVyX2NvZGVzGAsgAygJQia6SCOSASAQCBgBIhpyGDIWXlthLXpdW2EtejAtOS1dezEsMzF9JCKIAQoWQ3JlYXRlU2hpcG1lbnRSZXNwb25zZRIXCg90cmFja2luZ19udW1iZXIYASABKAkSEwoLc2hpcG1lbnRfaWQYAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmVwbGF5ZWQYBCABKAgitQEKF0hhbmRPdmVyU2hpcG1lbnRSZXF1ZXN0EjAKD3RyYWNraW5nX251bWJlchgBIAEoCUIXukgUchIyEF5bQS1aMC05XXs4LDMwfSQSOwoUcGFydG5lcl9jYXJyaWVyX2NvZGUYAiABKAlCHbpIGnIYMhZeW2Etel1bYS16MC05LV17MSwzMX0kEisKCGh1Yl9jb2RlGAMgASgJQhm6SBbYAQFyETIPXltBLVowLTldezMsOH0kInkKGEhhbmRPdmVyU2hpcG1lbnRSZXNwb25zZRIXCg90cmFja2luZ19udW1iZXIYASABKAkSFAoMY2Fycmllcl9jb2RlGAIgASgJEh0KFXBhcnRuZXJfY2Fycmllcl9jb2RlcxgDIAMoCRIPCgdjaGFuZ2VkGAQgASgIIo0BChxSZW1vdmVTaGlwbWVudFBhcnRuZXJSZXF1ZXN0EjAKD3RyYWNraW5nX251bWJlchgBIAEoCUIXukgUchIyEF5bQS1aMC05XXs4LDMwfSQSOwoUcGFydG5lcl9jYXJyaWVyX2NvZGUYAiABKAlCHbpIGnIYMhZeW2Etel1bYS16MC05LV17MSwzMX0kIn4KHVJlbW92ZVNoaXBtZW50UGFydG5lclJlc3BvbnNlEhcKD3RyYWNraW5nX251bWJlchgBIAEoCRIUCgxjYXJyaWVyX2NvZGUYAiABKAkSHQoVcGFydG5lcl9jYXJyaWVyX2NvZGVzGAMgAygJEg8KB2NoYW5nZWQYBCABKAgqfQoLU2Nhbk91dGNvbWUSHAoYU0NBTl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGQoVU0NBTl9PVVRDT01FX0FDQ0VQVEVEEAESGgoWU0NBTl9PVVRDT01FX0RVUExJQ0FURRACEhkKFVNDQU5fT1VUQ09NRV9SRUpFQ1RFRBADKokCCgxSZWplY3RSZWFzb24SHQoZUkVKRUNUX1JFQVNPTl9VTlNQRUNJRklFRBAAEhkKFVJFSkVDVF9SRUFTT05fSU5WQUxJRBABEh8KG1JFSkVDVF9SRUFTT05fV1JPTkdfQ0FSUklFUhACEiIKHlJFSkVDVF9SRUFTT05fVU5LTk9XTl9TSElQTUVOVBADEh4KGlJFSkVDVF9SRUFTT05fUkFURV9MSU1JVEVEEAQSHQoZUkVKRUNUX1JFQVNPTl9VTkFWQUlMQUJMRRAFEhoKFlJFSkVDVF9SRUFTT05fVE9PX0xBVEUQBhIfChtSRUpFQ1RfUkVBU09OX1NISVBNRU5UX0ZVTEwQBzKzBAoNSW5nZXN0U2VydmljZRJkCgtTdHJlYW1TY2FucxInLmxvZ2lzdGljcy5pbmdlc3QudjEuU3RyZWFtU2NhbnNSZXF1ZXN0GigubG9naXN0aWNzLmluZ2VzdC52MS5TdHJlYW1TY2Fuc1Jlc3BvbnNlKAEwARJgCgtTdWJtaXRTY2FucxInLmxvZ2lzdGljcy5pbmdlc3QudjEuU3VibWl0U2NhbnNSZXF1ZXN0GigubG9naXN0aWNzLmluZ2VzdC52MS5TdWJtaXRTY2Fuc1Jlc3BvbnNlEmkKDkNyZWF0ZVNoaXBtZW50EioubG9naXN0aWNzLmluZ2VzdC52MS5DcmVhdGVTaGlwbWVudFJlcXVlc3QaKy5sb2dpc3RpY3MuaW5nZXN0LnYxLkNyZWF0ZVNoaXBtZW50UmVzcG9uc2USbwoQSGFuZE92ZXJTaGlwbWVudBIsLmxvZ2lzdGljcy5pbmdlc3QudjEuSGFuZE92ZXJTaGlwbWVudFJlcXVlc3QaLS5sb2dpc3RpY3MuaW5nZXN0LnYxLkhhbmRPdmVyU2hpcG1lbnRSZXNwb25zZRJ+ChVSZW1vdmVTaGlwbWVudFBhcnRuZXISMS5sb2dpc3RpY3MuaW5nZXN0LnYxLlJlbW92ZVNoaXBtZW50UGFydG5lclJlcXVlc3QaMi5sb2dpc3RpY3MuaW5nZXN0LnYxLlJlbW92ZVNoaXBtZW50UGFydG5lclJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_scan, file_logistics_common_v1_shipment, file_logistics_common_v1_validation]);
 
 /**
  * One message on a StreamScans request stream: one scan or a batch.
@@ -904,6 +904,134 @@ export const HandOverShipmentResponseSchema: GenMessage<HandOverShipmentResponse
   messageDesc(file_logistics_ingest_v1_ingest, 10);
 
 /**
+ * The removal of a partner carrier from a shipment.
+ *
+ * @generated from message logistics.ingest.v1.RemoveShipmentPartnerRequest
+ */
+export type RemoveShipmentPartnerRequest = Message<"logistics.ingest.v1.RemoveShipmentPartnerRequest"> & {
+  /**
+   * Tracking number of the shipment, pattern `^[A-Z0-9]{8,30}$`. Required.
+   *
+   * @generated from field: string tracking_number = 1;
+   */
+  trackingNumber: string;
+
+  /**
+   * The partner carrier to remove, pattern `^[a-z][a-z0-9-]{1,31}$`. Required. Not the
+   * shipment's own carrier (InvalidArgument).
+   *
+   * @generated from field: string partner_carrier_code = 2;
+   */
+  partnerCarrierCode: string;
+};
+
+/**
+ * The removal of a partner carrier from a shipment.
+ *
+ * @generated from message logistics.ingest.v1.RemoveShipmentPartnerRequest
+ */
+export type RemoveShipmentPartnerRequestJson = {
+  /**
+   * Tracking number of the shipment, pattern `^[A-Z0-9]{8,30}$`. Required.
+   *
+   * @generated from field: string tracking_number = 1;
+   */
+  trackingNumber?: string;
+
+  /**
+   * The partner carrier to remove, pattern `^[a-z][a-z0-9-]{1,31}$`. Required. Not the
+   * shipment's own carrier (InvalidArgument).
+   *
+   * @generated from field: string partner_carrier_code = 2;
+   */
+  partnerCarrierCode?: string;
+};
+
+/**
+ * Describes the message logistics.ingest.v1.RemoveShipmentPartnerRequest.
+ * Use `create(RemoveShipmentPartnerRequestSchema)` to create a new message.
+ */
+export const RemoveShipmentPartnerRequestSchema: GenMessage<RemoveShipmentPartnerRequest, {jsonType: RemoveShipmentPartnerRequestJson}> = /*@__PURE__*/
+  messageDesc(file_logistics_ingest_v1_ingest, 11);
+
+/**
+ * Who carries the shipment after the removal.
+ *
+ * @generated from message logistics.ingest.v1.RemoveShipmentPartnerResponse
+ */
+export type RemoveShipmentPartnerResponse = Message<"logistics.ingest.v1.RemoveShipmentPartnerResponse"> & {
+  /**
+   * Tracking number of the shipment.
+   *
+   * @generated from field: string tracking_number = 1;
+   */
+  trackingNumber: string;
+
+  /**
+   * The shipment's carrier (from CreateShipment; a removal does not change it).
+   *
+   * @generated from field: string carrier_code = 2;
+   */
+  carrierCode: string;
+
+  /**
+   * Every partner carrier the shipment still has, in the order they were added.
+   *
+   * @generated from field: repeated string partner_carrier_codes = 3;
+   */
+  partnerCarrierCodes: string[];
+
+  /**
+   * False when the carrier was not a partner of the shipment (nothing changed).
+   *
+   * @generated from field: bool changed = 4;
+   */
+  changed: boolean;
+};
+
+/**
+ * Who carries the shipment after the removal.
+ *
+ * @generated from message logistics.ingest.v1.RemoveShipmentPartnerResponse
+ */
+export type RemoveShipmentPartnerResponseJson = {
+  /**
+   * Tracking number of the shipment.
+   *
+   * @generated from field: string tracking_number = 1;
+   */
+  trackingNumber?: string;
+
+  /**
+   * The shipment's carrier (from CreateShipment; a removal does not change it).
+   *
+   * @generated from field: string carrier_code = 2;
+   */
+  carrierCode?: string;
+
+  /**
+   * Every partner carrier the shipment still has, in the order they were added.
+   *
+   * @generated from field: repeated string partner_carrier_codes = 3;
+   */
+  partnerCarrierCodes?: string[];
+
+  /**
+   * False when the carrier was not a partner of the shipment (nothing changed).
+   *
+   * @generated from field: bool changed = 4;
+   */
+  changed?: boolean;
+};
+
+/**
+ * Describes the message logistics.ingest.v1.RemoveShipmentPartnerResponse.
+ * Use `create(RemoveShipmentPartnerResponseSchema)` to create a new message.
+ */
+export const RemoveShipmentPartnerResponseSchema: GenMessage<RemoveShipmentPartnerResponse, {jsonType: RemoveShipmentPartnerResponseJson}> = /*@__PURE__*/
+  messageDesc(file_logistics_ingest_v1_ingest, 12);
+
+/**
  * The fate of one submitted scan.
  *
  * @generated from enum logistics.ingest.v1.ScanOutcome
@@ -975,8 +1103,9 @@ export enum RejectReason {
 
   /**
    * The scan's carrier_code is not the carrier of the calling credentials, or not a carrier of the
-   * shipment (neither its carrier nor a partner it was handed over to). Not retryable as is; a
-   * partner's scan is accepted once the shipment was handed over to it (HandOverShipment).
+   * shipment (neither its carrier nor a partner it was handed over to, or a partner removed since
+   * with RemoveShipmentPartner). Not retryable as is; a partner's scan is accepted once the
+   * shipment was handed over to it (HandOverShipment).
    *
    * @generated from enum value: REJECT_REASON_WRONG_CARRIER = 2;
    */
@@ -1049,18 +1178,19 @@ export const RejectReasonSchema: GenEnum<RejectReason, RejectReasonJson> = /*@__
  *
  * Authentication: a bearer token in the `authorization` header. Scan RPCs need the `scans:write`
  * scope; a carrier gateway's token is additionally bound to one carrier code. CreateShipment needs
- * `shipments:write` and is closed to carrier and customer tokens. HandOverShipment needs
- * `scans:write` or `shipments:write`. Missing or invalid tokens fail with Unauthenticated, missing
- * scopes with PermissionDenied.
+ * `shipments:write` and is closed to carrier and customer tokens. HandOverShipment and
+ * RemoveShipmentPartner need `scans:write` or `shipments:write`. Missing or invalid tokens fail
+ * with Unauthenticated, missing scopes with PermissionDenied.
  *
  * Ownership: a scan is accepted only for a shipment the mesh knows (created with CreateShipment)
  * and only from a carrier of that shipment: its carrier, or a partner carrier it was handed over
- * to (CreateShipment's partner_carrier_codes, HandOverShipment). The shipment decides, not the
- * scan: a scan whose carrier_code is not a carrier of the shipment is REJECTED with
- * REJECT_REASON_WRONG_CARRIER, and so is a scan whose carrier_code is not the carrier of the
- * calling credentials. Both are answered scan by scan; they never fail the call. Partners are
- * chosen by the shipment's own carrier (or an internal service) only: a partner scans the
- * shipment but cannot hand it over in turn.
+ * to (CreateShipment's partner_carrier_codes, HandOverShipment) and has not removed since
+ * (RemoveShipmentPartner). The shipment decides, not the scan: a scan whose carrier_code is not a
+ * carrier of the shipment is REJECTED with REJECT_REASON_WRONG_CARRIER, and so is a scan whose
+ * carrier_code is not the carrier of the calling credentials. Both are answered scan by scan;
+ * they never fail the call. Partners are chosen and removed by the shipment's own carrier (or an
+ * internal service) only: a partner scans the shipment but cannot hand it over in turn, nor
+ * remove a partner.
  *
  * @generated from service logistics.ingest.v1.IngestService
  */
@@ -1146,9 +1276,10 @@ export const IngestService: GenService<{
    * Hands a shipment over to a partner carrier (for example a last-mile carrier in the destination
    * country): from the answer on, scans of the partner for this shipment are accepted, besides
    * those of the shipment's carrier and earlier partners (a handover adds a carrier; it never
-   * removes one, so the original carrier can still scan returns and corrections). Publishes a
-   * ShipmentHandedOver event. Idempotent: handing over to a carrier that already carries the
-   * shipment changes nothing and answers the same.
+   * removes one, so the original carrier can still scan returns and corrections; a partner is
+   * removed only with RemoveShipmentPartner). Publishes a ShipmentHandedOver event. Idempotent:
+   * handing over to a carrier that already carries the shipment changes nothing and answers the
+   * same. A partner removed earlier can be handed the shipment again.
    *
    * Callable by a carrier token of the shipment's own carrier (the carrier_code it was created
    * with), or by an internal service with `scans:write` or `shipments:write`. Handovers are not
@@ -1169,6 +1300,36 @@ export const IngestService: GenService<{
     methodKind: "unary";
     input: typeof HandOverShipmentRequestSchema;
     output: typeof HandOverShipmentResponseSchema;
+  },
+  /**
+   * Removes a partner carrier from a shipment (one it was handed over to by mistake, or a partner
+   * the shipment's carrier no longer trusts): from the answer on, scans of that carrier for this
+   * shipment are REJECTED with REJECT_REASON_WRONG_CARRIER on every ingest replica, like those of
+   * any carrier that does not carry it, and its partner slot is free for another handover.
+   * Scans of the partner accepted before stay in the shipment's history. Publishes a
+   * ShipmentPartnerRemoved event, so tracking drops the partner from
+   * Shipment.partner_carrier_codes. Idempotent: removing a carrier that is not a partner of the
+   * shipment (never was, or was removed already) changes nothing and answers with changed false;
+   * a repeat of a removal publishes its event again, so a retry after Unavailable completes it.
+   * The partner can be handed the shipment again later (HandOverShipment).
+   *
+   * Callable exactly like HandOverShipment: by a carrier token of the shipment's own carrier, or
+   * by an internal service with `scans:write` or `shipments:write`. A partner may not remove a
+   * partner, itself included: only the shipment's carrier decides who writes its scans, and a
+   * partner that no longer carries the parcel simply stops scanning it.
+   *
+   * Errors: NotFound (no shipment with this tracking number), PermissionDenied (a carrier token
+   * of a partner carrier of the shipment, whichever partner it names; a carrier token of a
+   * carrier that does not carry the shipment; or a customer token), InvalidArgument (the
+   * shipment's own carrier: it cannot be removed), Unavailable (the shipment directory or the
+   * event stream did not answer in time; safe to retry).
+   *
+   * @generated from rpc logistics.ingest.v1.IngestService.RemoveShipmentPartner
+   */
+  removeShipmentPartner: {
+    methodKind: "unary";
+    input: typeof RemoveShipmentPartnerRequestSchema;
+    output: typeof RemoveShipmentPartnerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_logistics_ingest_v1_ingest, 0);

@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file logistics/tracking/v1/tracking.proto.
  */
 export const file_logistics_tracking_v1_tracking: GenFile = /*@__PURE__*/
-  fileDesc("CiRsb2dpc3RpY3MvdHJhY2tpbmcvdjEvdHJhY2tpbmcucHJvdG8SFWxvZ2lzdGljcy50cmFja2luZy52MSKhBwoIU2hpcG1lbnQSFwoPdHJhY2tpbmdfbnVtYmVyGAEgASgJEhMKC3NoaXBtZW50X2lkGAIgASgJEhQKDGNhcnJpZXJfY29kZRgDIAEoCRITCgtjdXN0b21lcl9pZBgEIAEoCRIaChJjdXN0b21lcl9yZWZlcmVuY2UYBSABKAkSOAoNc2VydmljZV9sZXZlbBgGIAEoDjIhLmxvZ2lzdGljcy5jb21tb24udjEuU2VydmljZUxldmVsEioKBm9yaWdpbhgHIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUGxhY2USLwoLZGVzdGluYXRpb24YCCABKAsyGi5sb2dpc3RpY3MuY29tbW9uLnYxLlBsYWNlEjMKBnN0YXR1cxgJIAEoDjIjLmxvZ2lzdGljcy5jb21tb24udjEuU2hpcG1lbnRTdGF0dXMSPwoTbGFzdF9jYXJyaWVyX3N0YXR1cxgKIAEoCzIiLmxvZ2lzdGljcy5jb21tb24udjEuQ2FycmllclN0YXR1cxIvCgtzdGF0dXNfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQY3VycmVudF9odWJfY29kZRgMIAEoCRI3ChBjdXJyZW50X2xvY2F0aW9uGA0gASgLMh0ubG9naXN0aWNzLmNvbW1vbi52MS5HZW9Qb2ludBIlCgNldGEYDiABKAsyGC5sb2dpc3RpY3MuY29tbW9uLnYxLkV0YRIpCgVyb3V0ZRgPIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUm91dGUSLgoKY3JlYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZGVsaXZlcmVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGBMgASgEEhMKC2V2ZW50X2NvdW50GBQgASgNEkkKEWV0YV9jaGFuZ2VfcmVhc29uGBUgASgOMiQubG9naXN0aWNzLmNvbW1vbi52MS5FdGFDaGFuZ2VSZWFzb25CCLpIBYIBAhABEh0KFXBhcnRuZXJfY2Fycmllcl9jb2RlcxgWIAMoCRIbChN0cmltbWVkX2V2ZW50X2NvdW50GBcgASgNIuEDCg1TaGlwbWVudEV2ZW50EhAKCGV2ZW50X2lkGAEgASgJEjYKBGtpbmQYAiABKA4yKC5sb2dpc3RpY3MudHJhY2tpbmcudjEuU2hpcG1lbnRFdmVudEtpbmQSLgoKZXZlbnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmVjb3JkZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKBnN0YXR1cxgFIAEoDjIjLmxvZ2lzdGljcy5jb21tb24udjEuU2hpcG1lbnRTdGF0dXMSMAoJc2Nhbl9raW5kGAYgASgOMh0ubG9naXN0aWNzLmNvbW1vbi52MS5TY2FuS2luZBI6Cg5jYXJyaWVyX3N0YXR1cxgHIAEoCzIiLmxvZ2lzdGljcy5jb21tb24udjEuQ2FycmllclN0YXR1cxIQCghodWJfY29kZRgIIAEoCRIvCghsb2NhdGlvbhgJIAEoCzIdLmxvZ2lzdGljcy5jb21tb24udjEuR2VvUG9pbnQSDAoEbGF0ZRgKIAEoCBITCgtkZXNjcmlwdGlvbhgLIAEoCRIcChRwYXJ0bmVyX2NhcnJpZXJfY29kZRgMIAEoCSJGChJHZXRTaGlwbWVudFJlcXVlc3QSMAoPdHJhY2tpbmdfbnVtYmVyGAEgASgJQhe6SBRyEjIQXltBLVowLTldezgsMzB9JCJIChNHZXRTaGlwbWVudFJlc3BvbnNlEjEKCHNoaXBtZW50GAEgASgLMh8ubG9naXN0aWNzLnRyYWNraW5nLnYxLlNoaXBtZW50IqUBChlMaXN0U2hpcG1lbnRFdmVudHNSZXF1ZXN0EjAKD3RyYWNraW5nX251bWJlchgBIAEoCUIXukgUchIyEF5bQS1aMC05XXs4LDMwfSQSGwoJcGFnZV9zaXplGAIgASgNQgi6SAUqAxj0AxI5CgpwYWdlX3Rva2VuGAMgASgJQiW6SCJyIBiABDIbXlteXHgwMFx4e0Q4MDB9LVx4e0RGRkZ9XSokImsKGkxpc3RTaGlwbWVudEV2ZW50c1Jlc3BvbnNlEjQKBmV2ZW50cxgBIAMoCzIkLmxvZ2lzdGljcy50cmFja2luZy52MS5TaGlwbWVudEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKPBQoWU2VhcmNoU2hpcG1lbnRzUmVxdWVzdBI2CgtjdXN0b21lcl9pZBgBIAEoCUIhukge2AEBchkyF15bQS1aYS16MC05Ll86LV17MSw2NH0kEkgKCHN0YXR1c2VzGAIgAygOMiMubG9naXN0aWNzLmNvbW1vbi52MS5TaGlwbWVudFN0YXR1c0IRukgOkgELEAoiB4IBBBABIAASNgoMY2Fycmllcl9jb2RlGAMgASgJQiC6SB3YAQFyGDIWXlthLXpdW2EtejAtOS1dezEsMzF9JBI9Cg11cGRhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEE0NIjARI+Cg51cGRhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCrpIB7IBBNDSIwESJwoEbmVhchgGIAEoCzIZLmxvZ2lzdGljcy5jb21tb24udjEuQXJlYRIbCglwYWdlX3NpemUYByABKA1CCLpIBSoDGPQDEjkKCnBhZ2VfdG9rZW4YCCABKAlCJbpIInIgGIAEMhteW15ceDAwXHh7RDgwMH0tXHh7REZGRn1dKiQ6ugG6SLYBGrMBCiJ1cGRhdGVkX2JlZm9yZV9hZnRlcl91cGRhdGVkX2FmdGVyEip1cGRhdGVkX2JlZm9yZSBtdXN0IGJlIGFmdGVyIHVwZGF0ZWRfYWZ0ZXIaYSFoYXModGhpcy51cGRhdGVkX2FmdGVyKSB8fCAhaGFzKHRoaXMudXBkYXRlZF9iZWZvcmUpIHx8IHRoaXMudXBkYXRlZF9iZWZvcmUgPiB0aGlzLnVwZGF0ZWRfYWZ0ZXIiZgoXU2VhcmNoU2hpcG1lbnRzUmVzcG9uc2USMgoJc2hpcG1lbnRzGAEgAygLMh8ubG9naXN0aWNzLnRyYWNraW5nLnYxLlNoaXBtZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJgChRXYXRjaFNoaXBtZW50UmVxdWVzdBIwCg90cmFja2luZ19udW1iZXIYASABKAlCF7pIFHISMhBeW0EtWjAtOV17OCwzMH0kEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIscBChVXYXRjaFNoaXBtZW50UmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAQSNAoEa2luZBgCIAEoDjImLmxvZ2lzdGljcy50cmFja2luZy52MS5XYXRjaFVwZGF0ZUtpbmQSMQoIc2hpcG1lbnQYAyABKAsyHy5sb2dpc3RpY3MudHJhY2tpbmcudjEuU2hpcG1lbnQSMwoFY2F1c2UYBCABKAsyJC5sb2dpc3RpY3MudHJhY2tpbmcudjEuU2hpcG1lbnRFdmVudCqUAgoRU2hpcG1lbnRFdmVudEtpbmQSIwofU0hJUE1FTlRfRVZFTlRfS0lORF9VTlNQRUNJRklFRBAAEh8KG1NISVBNRU5UX0VWRU5UX0tJTkRfQ1JFQVRFRBABEhwKGFNISVBNRU5UX0VWRU5UX0tJTkRfU0NBThACEiUKIVNISVBNRU5UX0VWRU5UX0tJTkRfUk9VVEVfUExBTk5FRBADEiUKIVNISVBNRU5UX0VWRU5UX0tJTkRfUk9VVEVfVVBEQVRFRBAEEigKJFNISVBNRU5UX0VWRU5UX0tJTkRfU1RBVFVTX0NPUlJFQ1RFRBAFEiMKH1NISVBNRU5UX0VWRU5UX0tJTkRfSEFOREVEX09WRVIQBiqTAQoPV2F0Y2hVcGRhdGVLaW5kEiEKHVdBVENIX1VQREFURV9LSU5EX1VOU1BFQ0lGSUVEEAASHgoaV0FUQ0hfVVBEQVRFX0tJTkRfU05BUFNIT1QQARIcChhXQVRDSF9VUERBVEVfS0lORF9DSEFOR0UQAhIfChtXQVRDSF9VUERBVEVfS0lORF9IRUFSVEJFQVQQAzLcAwoPVHJhY2tpbmdTZXJ2aWNlEmkKC0dldFNoaXBtZW50EikubG9naXN0aWNzLnRyYWNraW5nLnYxLkdldFNoaXBtZW50UmVxdWVzdBoqLmxvZ2lzdGljcy50cmFja2luZy52MS5HZXRTaGlwbWVudFJlc3BvbnNlIgOQAgESfgoSTGlzdFNoaXBtZW50RXZlbnRzEjAubG9naXN0aWNzLnRyYWNraW5nLnYxLkxpc3RTaGlwbWVudEV2ZW50c1JlcXVlc3QaMS5sb2dpc3RpY3MudHJhY2tpbmcudjEuTGlzdFNoaXBtZW50RXZlbnRzUmVzcG9uc2UiA5ACARJwCg9TZWFyY2hTaGlwbWVudHMSLS5sb2dpc3RpY3MudHJhY2tpbmcudjEuU2VhcmNoU2hpcG1lbnRzUmVxdWVzdBouLmxvZ2lzdGljcy50cmFja2luZy52MS5TZWFyY2hTaGlwbWVudHNSZXNwb25zZRJsCg1XYXRjaFNoaXBtZW50EisubG9naXN0aWNzLnRyYWNraW5nLnYxLldhdGNoU2hpcG1lbnRSZXF1ZXN0GiwubG9naXN0aWNzLnRyYWNraW5nLnYxLldhdGNoU2hpcG1lbnRSZXNwb25zZTABYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_route, file_logistics_common_v1_scan, file_logistics_common_v1_shipment, file_logistics_common_v1_validation]);
+  fileDesc("CiRsb2dpc3RpY3MvdHJhY2tpbmcvdjEvdHJhY2tpbmcucHJvdG8SFWxvZ2lzdGljcy50cmFja2luZy52MSKhBwoIU2hpcG1lbnQSFwoPdHJhY2tpbmdfbnVtYmVyGAEgASgJEhMKC3NoaXBtZW50X2lkGAIgASgJEhQKDGNhcnJpZXJfY29kZRgDIAEoCRITCgtjdXN0b21lcl9pZBgEIAEoCRIaChJjdXN0b21lcl9yZWZlcmVuY2UYBSABKAkSOAoNc2VydmljZV9sZXZlbBgGIAEoDjIhLmxvZ2lzdGljcy5jb21tb24udjEuU2VydmljZUxldmVsEioKBm9yaWdpbhgHIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUGxhY2USLwoLZGVzdGluYXRpb24YCCABKAsyGi5sb2dpc3RpY3MuY29tbW9uLnYxLlBsYWNlEjMKBnN0YXR1cxgJIAEoDjIjLmxvZ2lzdGljcy5jb21tb24udjEuU2hpcG1lbnRTdGF0dXMSPwoTbGFzdF9jYXJyaWVyX3N0YXR1cxgKIAEoCzIiLmxvZ2lzdGljcy5jb21tb24udjEuQ2FycmllclN0YXR1cxIvCgtzdGF0dXNfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQY3VycmVudF9odWJfY29kZRgMIAEoCRI3ChBjdXJyZW50X2xvY2F0aW9uGA0gASgLMh0ubG9naXN0aWNzLmNvbW1vbi52MS5HZW9Qb2ludBIlCgNldGEYDiABKAsyGC5sb2dpc3RpY3MuY29tbW9uLnYxLkV0YRIpCgVyb3V0ZRgPIAEoCzIaLmxvZ2lzdGljcy5jb21tb24udjEuUm91dGUSLgoKY3JlYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZGVsaXZlcmVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGBMgASgEEhMKC2V2ZW50X2NvdW50GBQgASgNEkkKEWV0YV9jaGFuZ2VfcmVhc29uGBUgASgOMiQubG9naXN0aWNzLmNvbW1vbi52MS5FdGFDaGFuZ2VSZWFzb25CCLpIBYIBAhABEh0KFXBhcnRuZXJfY2Fycmllcl9jb2RlcxgWIAMoCRIbChN0cmltbWVkX2V2ZW50X2NvdW50GBcgASgNIuEDCg1TaGlwbWVudEV2ZW50EhAKCGV2ZW50X2lkGAEgASgJEjYKBGtpbmQYAiABKA4yKC5sb2dpc3RpY3MudHJhY2tpbmcudjEuU2hpcG1lbnRFdmVudEtpbmQSLgoKZXZlbnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmVjb3JkZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKBnN0YXR1cxgFIAEoDjIjLmxvZ2lzdGljcy5jb21tb24udjEuU2hpcG1lbnRTdGF0dXMSMAoJc2Nhbl9raW5kGAYgASgOMh0ubG9naXN0aWNzLmNvbW1vbi52MS5TY2FuS2luZBI6Cg5jYXJyaWVyX3N0YXR1cxgHIAEoCzIiLmxvZ2lzdGljcy5jb21tb24udjEuQ2FycmllclN0YXR1cxIQCghodWJfY29kZRgIIAEoCRIvCghsb2NhdGlvbhgJIAEoCzIdLmxvZ2lzdGljcy5jb21tb24udjEuR2VvUG9pbnQSDAoEbGF0ZRgKIAEoCBITCgtkZXNjcmlwdGlvbhgLIAEoCRIcChRwYXJ0bmVyX2NhcnJpZXJfY29kZRgMIAEoCSJGChJHZXRTaGlwbWVudFJlcXVlc3QSMAoPdHJhY2tpbmdfbnVtYmVyGAEgASgJQhe6SBRyEjIQXltBLVowLTldezgsMzB9JCJIChNHZXRTaGlwbWVudFJlc3BvbnNlEjEKCHNoaXBtZW50GAEgASgLMh8ubG9naXN0aWNzLnRyYWNraW5nLnYxLlNoaXBtZW50IqUBChlMaXN0U2hpcG1lbnRFdmVudHNSZXF1ZXN0EjAKD3RyYWNraW5nX251bWJlchgBIAEoCUIXukgUchIyEF5bQS1aMC05XXs4LDMwfSQSGwoJcGFnZV9zaXplGAIgASgNQgi6SAUqAxj0AxI5CgpwYWdlX3Rva2VuGAMgASgJQiW6SCJyIBiABDIbXlteXHgwMFx4e0Q4MDB9LVx4e0RGRkZ9XSokImsKGkxpc3RTaGlwbWVudEV2ZW50c1Jlc3BvbnNlEjQKBmV2ZW50cxgBIAMoCzIkLmxvZ2lzdGljcy50cmFja2luZy52MS5TaGlwbWVudEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKPBQoWU2VhcmNoU2hpcG1lbnRzUmVxdWVzdBI2CgtjdXN0b21lcl9pZBgBIAEoCUIhukge2AEBchkyF15bQS1aYS16MC05Ll86LV17MSw2NH0kEkgKCHN0YXR1c2VzGAIgAygOMiMubG9naXN0aWNzLmNvbW1vbi52MS5TaGlwbWVudFN0YXR1c0IRukgOkgELEAoiB4IBBBABIAASNgoMY2Fycmllcl9jb2RlGAMgASgJQiC6SB3YAQFyGDIWXlthLXpdW2EtejAtOS1dezEsMzF9JBI9Cg11cGRhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEE0NIjARI+Cg51cGRhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCrpIB7IBBNDSIwESJwoEbmVhchgGIAEoCzIZLmxvZ2lzdGljcy5jb21tb24udjEuQXJlYRIbCglwYWdlX3NpemUYByABKA1CCLpIBSoDGPQDEjkKCnBhZ2VfdG9rZW4YCCABKAlCJbpIInIgGIAEMhteW15ceDAwXHh7RDgwMH0tXHh7REZGRn1dKiQ6ugG6SLYBGrMBCiJ1cGRhdGVkX2JlZm9yZV9hZnRlcl91cGRhdGVkX2FmdGVyEip1cGRhdGVkX2JlZm9yZSBtdXN0IGJlIGFmdGVyIHVwZGF0ZWRfYWZ0ZXIaYSFoYXModGhpcy51cGRhdGVkX2FmdGVyKSB8fCAhaGFzKHRoaXMudXBkYXRlZF9iZWZvcmUpIHx8IHRoaXMudXBkYXRlZF9iZWZvcmUgPiB0aGlzLnVwZGF0ZWRfYWZ0ZXIiZgoXU2VhcmNoU2hpcG1lbnRzUmVzcG9uc2USMgoJc2hpcG1lbnRzGAEgAygLMh8ubG9naXN0aWNzLnRyYWNraW5nLnYxLlNoaXBtZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJgChRXYXRjaFNoaXBtZW50UmVxdWVzdBIwCg90cmFja2luZ19udW1iZXIYASABKAlCF7pIFHISMhBeW0EtWjAtOV17OCwzMH0kEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIscBChVXYXRjaFNoaXBtZW50UmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAQSNAoEa2luZBgCIAEoDjImLmxvZ2lzdGljcy50cmFja2luZy52MS5XYXRjaFVwZGF0ZUtpbmQSMQoIc2hpcG1lbnQYAyABKAsyHy5sb2dpc3RpY3MudHJhY2tpbmcudjEuU2hpcG1lbnQSMwoFY2F1c2UYBCABKAsyJC5sb2dpc3RpY3MudHJhY2tpbmcudjEuU2hpcG1lbnRFdmVudCq9AgoRU2hpcG1lbnRFdmVudEtpbmQSIwofU0hJUE1FTlRfRVZFTlRfS0lORF9VTlNQRUNJRklFRBAAEh8KG1NISVBNRU5UX0VWRU5UX0tJTkRfQ1JFQVRFRBABEhwKGFNISVBNRU5UX0VWRU5UX0tJTkRfU0NBThACEiUKIVNISVBNRU5UX0VWRU5UX0tJTkRfUk9VVEVfUExBTk5FRBADEiUKIVNISVBNRU5UX0VWRU5UX0tJTkRfUk9VVEVfVVBEQVRFRBAEEigKJFNISVBNRU5UX0VWRU5UX0tJTkRfU1RBVFVTX0NPUlJFQ1RFRBAFEiMKH1NISVBNRU5UX0VWRU5UX0tJTkRfSEFOREVEX09WRVIQBhInCiNTSElQTUVOVF9FVkVOVF9LSU5EX1BBUlRORVJfUkVNT1ZFRBAHKpMBCg9XYXRjaFVwZGF0ZUtpbmQSIQodV0FUQ0hfVVBEQVRFX0tJTkRfVU5TUEVDSUZJRUQQABIeChpXQVRDSF9VUERBVEVfS0lORF9TTkFQU0hPVBABEhwKGFdBVENIX1VQREFURV9LSU5EX0NIQU5HRRACEh8KG1dBVENIX1VQREFURV9LSU5EX0hFQVJUQkVBVBADMtwDCg9UcmFja2luZ1NlcnZpY2USaQoLR2V0U2hpcG1lbnQSKS5sb2dpc3RpY3MudHJhY2tpbmcudjEuR2V0U2hpcG1lbnRSZXF1ZXN0GioubG9naXN0aWNzLnRyYWNraW5nLnYxLkdldFNoaXBtZW50UmVzcG9uc2UiA5ACARJ+ChJMaXN0U2hpcG1lbnRFdmVudHMSMC5sb2dpc3RpY3MudHJhY2tpbmcudjEuTGlzdFNoaXBtZW50RXZlbnRzUmVxdWVzdBoxLmxvZ2lzdGljcy50cmFja2luZy52MS5MaXN0U2hpcG1lbnRFdmVudHNSZXNwb25zZSIDkAIBEnAKD1NlYXJjaFNoaXBtZW50cxItLmxvZ2lzdGljcy50cmFja2luZy52MS5TZWFyY2hTaGlwbWVudHNSZXF1ZXN0Gi4ubG9naXN0aWNzLnRyYWNraW5nLnYxLlNlYXJjaFNoaXBtZW50c1Jlc3BvbnNlEmwKDVdhdGNoU2hpcG1lbnQSKy5sb2dpc3RpY3MudHJhY2tpbmcudjEuV2F0Y2hTaGlwbWVudFJlcXVlc3QaLC5sb2dpc3RpY3MudHJhY2tpbmcudjEuV2F0Y2hTaGlwbWVudFJlc3BvbnNlMAFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_logistics_common_v1_geo, file_logistics_common_v1_route, file_logistics_common_v1_scan, file_logistics_common_v1_shipment, file_logistics_common_v1_validation]);
 
 /**
  * The read model of one shipment: everything the mesh knows about it, as one document.
@@ -199,8 +199,9 @@ export type Shipment = Message<"logistics.tracking.v1.Shipment"> & {
    * Partner carriers that carry the shipment besides carrier_code: those named at creation
    * (CreateShipment's partner_carrier_codes) first, then each one it was handed over to
    * (IngestService.HandOverShipment, a HANDED_OVER event in the history) in event-time order;
-   * each carrier once. A handover adds a carrier and never removes one. Internal, like
-   * carrier_code.
+   * each carrier once. A partner removed since (IngestService.RemoveShipmentPartner, a
+   * PARTNER_REMOVED event in the history) is not listed; handed the shipment again, it is listed
+   * at the place of that newer handover. Internal, like carrier_code.
    *
    * @generated from field: repeated string partner_carrier_codes = 22;
    */
@@ -395,8 +396,9 @@ export type ShipmentJson = {
    * Partner carriers that carry the shipment besides carrier_code: those named at creation
    * (CreateShipment's partner_carrier_codes) first, then each one it was handed over to
    * (IngestService.HandOverShipment, a HANDED_OVER event in the history) in event-time order;
-   * each carrier once. A handover adds a carrier and never removes one. Internal, like
-   * carrier_code.
+   * each carrier once. A partner removed since (IngestService.RemoveShipmentPartner, a
+   * PARTNER_REMOVED event in the history) is not listed; handed the shipment again, it is listed
+   * at the place of that newer handover. Internal, like carrier_code.
    *
    * @generated from field: repeated string partner_carrier_codes = 22;
    */
@@ -430,8 +432,10 @@ export const ShipmentSchema: GenMessage<Shipment, {jsonType: ShipmentJson}> = /*
  * carrier_status (text only), hub_code, location (rounded to city level), description. event_id,
  * recorded_at, late, partner_carrier_code and the carrier's raw status code are internal. Route
  * planning events (ROUTE_PLANNED, ROUTE_UPDATED) are internal as a whole: anonymous callers see
- * the shipment's current ETA instead. A HANDED_OVER event is public without its partner: its
- * description then says "Handed over to a partner carrier" instead of naming the partner.
+ * the shipment's current ETA instead. So are PARTNER_REMOVED events: which carriers may scan a
+ * parcel is the carriers' business, not the recipient's. A HANDED_OVER event is public without
+ * its partner: its description then says "Handed over to a partner carrier" instead of naming
+ * the partner.
  *
  * @generated from message logistics.tracking.v1.ShipmentEvent
  */
@@ -517,8 +521,9 @@ export type ShipmentEvent = Message<"logistics.tracking.v1.ShipmentEvent"> & {
   description: string;
 
   /**
-   * For HANDED_OVER events: the partner carrier that took the shipment over, pattern
-   * `^[a-z][a-z0-9-]{1,31}$`. Empty otherwise. Internal, like Shipment.carrier_code.
+   * For HANDED_OVER events: the partner carrier that took the shipment over; for PARTNER_REMOVED
+   * events: the partner carrier removed. Pattern `^[a-z][a-z0-9-]{1,31}$`. Empty otherwise.
+   * Internal, like Shipment.carrier_code.
    *
    * @generated from field: string partner_carrier_code = 12;
    */
@@ -532,8 +537,10 @@ export type ShipmentEvent = Message<"logistics.tracking.v1.ShipmentEvent"> & {
  * carrier_status (text only), hub_code, location (rounded to city level), description. event_id,
  * recorded_at, late, partner_carrier_code and the carrier's raw status code are internal. Route
  * planning events (ROUTE_PLANNED, ROUTE_UPDATED) are internal as a whole: anonymous callers see
- * the shipment's current ETA instead. A HANDED_OVER event is public without its partner: its
- * description then says "Handed over to a partner carrier" instead of naming the partner.
+ * the shipment's current ETA instead. So are PARTNER_REMOVED events: which carriers may scan a
+ * parcel is the carriers' business, not the recipient's. A HANDED_OVER event is public without
+ * its partner: its description then says "Handed over to a partner carrier" instead of naming
+ * the partner.
  *
  * @generated from message logistics.tracking.v1.ShipmentEvent
  */
@@ -619,8 +626,9 @@ export type ShipmentEventJson = {
   description?: string;
 
   /**
-   * For HANDED_OVER events: the partner carrier that took the shipment over, pattern
-   * `^[a-z][a-z0-9-]{1,31}$`. Empty otherwise. Internal, like Shipment.carrier_code.
+   * For HANDED_OVER events: the partner carrier that took the shipment over; for PARTNER_REMOVED
+   * events: the partner carrier removed. Pattern `^[a-z][a-z0-9-]{1,31}$`. Empty otherwise.
+   * Internal, like Shipment.carrier_code.
    *
    * @generated from field: string partner_carrier_code = 12;
    */
@@ -1118,7 +1126,7 @@ export type WatchShipmentResponse = Message<"logistics.tracking.v1.WatchShipment
 
   /**
    * The event that caused this change. Set only for CHANGE; unset for anonymous callers when the
-   * cause is an internal event (route planning: the new ETA is in `shipment`).
+   * cause is an internal event (route planning: the new ETA is in `shipment`; a partner removal).
    *
    * @generated from field: logistics.tracking.v1.ShipmentEvent cause = 4;
    */
@@ -1156,7 +1164,7 @@ export type WatchShipmentResponseJson = {
 
   /**
    * The event that caused this change. Set only for CHANGE; unset for anonymous callers when the
-   * cause is an internal event (route planning: the new ETA is in `shipment`).
+   * cause is an internal event (route planning: the new ETA is in `shipment`; a partner removal).
    *
    * @generated from field: logistics.tracking.v1.ShipmentEvent cause = 4;
    */
@@ -1226,6 +1234,15 @@ export enum ShipmentEventKind {
    * @generated from enum value: SHIPMENT_EVENT_KIND_HANDED_OVER = 6;
    */
   HANDED_OVER = 6,
+
+  /**
+   * A partner carrier was removed from the shipment (IngestService.RemoveShipmentPartner): its
+   * scans are no longer accepted. The status does not change; the partner is dropped from
+   * Shipment.partner_carrier_codes. Internal as a whole, like route planning events.
+   *
+   * @generated from enum value: SHIPMENT_EVENT_KIND_PARTNER_REMOVED = 7;
+   */
+  PARTNER_REMOVED = 7,
 }
 
 /**
@@ -1233,7 +1250,7 @@ export enum ShipmentEventKind {
  *
  * @generated from enum logistics.tracking.v1.ShipmentEventKind
  */
-export type ShipmentEventKindJson = "SHIPMENT_EVENT_KIND_UNSPECIFIED" | "SHIPMENT_EVENT_KIND_CREATED" | "SHIPMENT_EVENT_KIND_SCAN" | "SHIPMENT_EVENT_KIND_ROUTE_PLANNED" | "SHIPMENT_EVENT_KIND_ROUTE_UPDATED" | "SHIPMENT_EVENT_KIND_STATUS_CORRECTED" | "SHIPMENT_EVENT_KIND_HANDED_OVER";
+export type ShipmentEventKindJson = "SHIPMENT_EVENT_KIND_UNSPECIFIED" | "SHIPMENT_EVENT_KIND_CREATED" | "SHIPMENT_EVENT_KIND_SCAN" | "SHIPMENT_EVENT_KIND_ROUTE_PLANNED" | "SHIPMENT_EVENT_KIND_ROUTE_UPDATED" | "SHIPMENT_EVENT_KIND_STATUS_CORRECTED" | "SHIPMENT_EVENT_KIND_HANDED_OVER" | "SHIPMENT_EVENT_KIND_PARTNER_REMOVED";
 
 /**
  * Describes the enum logistics.tracking.v1.ShipmentEventKind.
@@ -1333,8 +1350,9 @@ export const TrackingService: GenService<{
   /**
    * Lists a shipment's history in event-time order (oldest first; events with equal event time in
    * the order they were recorded), paginated. Anonymous callers get the customer-facing events
-   * only (creation, scans, corrections, handovers to partner carriers): route planning events are
-   * left out, so a page can hold fewer events than page_size while next_page_token is set.
+   * only (creation, scans, corrections, handovers to partner carriers): route planning events and
+   * partner removals are left out, so a page can hold fewer events than page_size while
+   * next_page_token is set.
    * Side-effect free and cacheable like GetShipment (the ETag is the shipment version and a digest
    * of the page).
    * Errors: NotFound for an unknown tracking number; InvalidArgument for a malformed or foreign
