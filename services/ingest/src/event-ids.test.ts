@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, it } from "vitest";
-import { assignedTrackingNumber, recordedEventId, shipmentEventId, shipmentIdFor } from "./event-ids.js";
+import { assignedTrackingNumber, handoverEventId, partnerRemovedEventId, recordedEventId, shipmentEventId, shipmentIdFor } from "./event-ids.js";
 
 describe("recordedEventId", () => {
   it("is sc- plus the first 128 bits of sha256(carrier:eventId) in hex", () => {
@@ -29,5 +29,17 @@ describe("shipment ids", () => {
     assert.match(a, /^[A-Z0-9]{8,30}$/);
     assert.equal(a, assignedTrackingNumber("svc-a", "order-1", 0));
     assert.notEqual(a, assignedTrackingNumber("svc-a", "order-1", 1));
+  });
+});
+
+describe("partner event ids", () => {
+  it("keep a first handover's id as it was before partners could be removed, and give every later term its own", () => {
+    const before = createHash("sha256").update("handover\nTN12345678\nlastmile").digest().subarray(0, 16).toString("hex");
+    assert.equal(handoverEventId("TN12345678", "lastmile", 0), `ho-${before}`);
+    const ids = [0, 1, 2].flatMap((term) => [handoverEventId("TN12345678", "lastmile", term), partnerRemovedEventId("TN12345678", "lastmile", term)]);
+    assert.equal(new Set(ids).size, ids.length, "a handover and a removal per term, all distinct");
+    assert.equal(partnerRemovedEventId("TN12345678", "lastmile", 0), partnerRemovedEventId("TN12345678", "lastmile", 0));
+    assert.match(partnerRemovedEventId("TN12345678", "lastmile", 0), /^pr-[0-9a-f]{32}$/);
+    assert.notEqual(partnerRemovedEventId("TN12345678", "lastmile", 0), partnerRemovedEventId("TN12345678", "courier", 0));
   });
 });

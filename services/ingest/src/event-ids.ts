@@ -48,6 +48,27 @@ export function shipmentEventId(callerSubject: string, idempotencyKey: string): 
   return `sh-${sha256Hex128(`${callerSubject}\n${idempotencyKey}`)}`;
 }
 
+/**
+ * The id of the ShipmentHandedOver event that begins `partner`'s term `term` on a shipment: `ho-`
+ * + 32 hex digits of `sha256("handover\n" + trackingNumber + "\n" + partner)`, with `"\n" + term`
+ * appended from term 1 on (term 0 keeps the id handovers had before partners could be removed).
+ * Deterministic, so a repeated handover publishes the same event (JetStream drops it within its
+ * duplicate window, tracking by id), and handing a shipment again to a partner removed before
+ * publishes a new one.
+ */
+export function handoverEventId(trackingNumber: string, partner: string, term: number): string {
+  return `ho-${sha256Hex128(`handover\n${trackingNumber}\n${partner}${term > 0 ? `\n${term}` : ""}`)}`;
+}
+
+/**
+ * The id of the ShipmentPartnerRemoved event that ends `partner`'s term `term` on a shipment:
+ * `pr-` + 32 hex digits of `sha256("partner-removed\n" + trackingNumber + "\n" + partner + "\n" +
+ * term)`. Deterministic, so a repeated removal publishes the same event.
+ */
+export function partnerRemovedEventId(trackingNumber: string, partner: string, term: number): string {
+  return `pr-${sha256Hex128(`partner-removed\n${trackingNumber}\n${partner}\n${term}`)}`;
+}
+
 /** The internal shipment id for one CreateShipment request: `shp_` + 26 base32 characters (130 bits), lower-cased. */
 export function shipmentIdFor(callerSubject: string, idempotencyKey: string): string {
   return `shp_${base32(sha256(`shipment\n${callerSubject}\n${idempotencyKey}`), 26).toLowerCase()}`;

@@ -70,17 +70,18 @@ const parties = (carrier: string, partners: string[] = []): ShipmentParties => (
 
 /**
  * A directory of our own interface: `stored` is the truth, `cached` what a replica still believes
- * (read unless `fresh`); `down` makes every read fail.
+ * (read unless `fresh`); `down` makes every read fail, `freshDown` only the fresh ones.
  */
 function memoryDirectory(stored: Record<string, ShipmentParties> = { ABCD12345678: parties("acme") }) {
   const dir = {
     stored: new Map(Object.entries(stored)),
     cached: new Map<string, ShipmentParties>(),
     down: false,
+    freshDown: false,
     reads: [] as Array<{ tns: string[]; fresh: boolean }>,
     async lookup(tns: readonly string[], fresh = false) {
       dir.reads.push({ tns: [...tns], fresh });
-      if (dir.down) throw new DirectoryUnavailableError("nats down");
+      if (dir.down || (fresh && dir.freshDown)) throw new DirectoryUnavailableError("nats down");
       const found = new Map<string, ShipmentParties>();
       for (const tn of tns) {
         const p = (!fresh ? dir.cached.get(tn) : undefined) ?? dir.stored.get(tn);
@@ -261,6 +262,49 @@ describe("createScanIngestor", () => {
     const [ack] = await ingestor.ingest([scan("p1", { carrierCode: "lastmile" })], { carrier: "lastmile" });
     assert.equal(ack?.outcome, ScanOutcome.ACCEPTED);
     assert.deepEqual(directory.reads.slice(-2).map((r) => r.fresh), [false, true]);
+  });
+
+  it("rejects a removed partner's scan as WRONG_CARRIER although a stale cached entry still lists it", async () => {
+    const directory = memoryDirectory({ ABCD12345678: parties("acme", ["lastmile"]) });
+    const stream = fakeStream();
+    const ingestor = ingestorFor(stream, memoryAdmission(), 2000, directory);
+    const [before] = await ingestor.ingest([scan("p1", { carrierCode: "lastmile" })], { carrier: "lastmile" });
+    assert.equal(before?.outcome, ScanOutcome.ACCEPTED);
+    // Another replica removed the partner; this one's cache still lists it.
+    directory.stored.set("ABCD12345678", parties("acme"));
+    const [after] = await ingestor.ingest([scan("p2", { carrierCode: "lastmile" })], { carrier: "lastmile" });
+    assert.deepEqual([after?.outcome, after?.rejectReason], [ScanOutcome.REJECTED, RejectReason.WRONG_CARRIER]);
+    assert.match(after?.detail ?? "", /not carried by "lastmile"/);
+    assert.deepEqual(directory.reads.slice(-2).map((r) => r.fresh), [false, true]);
+    assert.equal(stream.events.length, 1, "only the scan before the removal was published");
+  });
+
+  it("confirms a partner's scan with one fresh read per batch, and takes the shipment's own carrier from the cache", async () => {
+    const directory = memoryDirectory({ ABCD12345678: parties("acme", ["lastmile"]), EFGH12345678: parties("acme", ["lastmile"]) });
+    const ingestor = ingestorFor(fakeStream(), memoryAdmission(), 2000, directory);
+    const partnerScans = ["ABCD12345678", "EFGH12345678", "ABCD12345678"].map((trackingNumber, i) => scan(`pb${i}`, { carrierCode: "lastmile", trackingNumber }));
+    const acks = await ingestor.ingest(partnerScans, {});
+    assert.deepEqual(acks.map((a) => a.outcome), [ScanOutcome.ACCEPTED, ScanOutcome.ACCEPTED, ScanOutcome.ACCEPTED]);
+    assert.deepEqual(directory.reads.map((r) => [r.tns.sort(), r.fresh]), [
+      [["ABCD12345678", "EFGH12345678"], false],
+      [["ABCD12345678", "EFGH12345678"], true],
+    ]);
+    directory.reads.length = 0;
+    const own = await ingestor.ingest([scan("ob1"), scan("ob2", { trackingNumber: "EFGH12345678" })], { carrier: "acme" });
+    assert.deepEqual(own.map((a) => a.outcome), [ScanOutcome.ACCEPTED, ScanOutcome.ACCEPTED]);
+    assert.deepEqual(directory.reads.map((r) => r.fresh), [false], "the carrier's own scans need no fresh read");
+  });
+
+  it("rejects a partner's scan as UNAVAILABLE, never accepting it from the cache alone, when the confirming read fails", async () => {
+    const directory = memoryDirectory({ ABCD12345678: parties("acme", ["lastmile"]) });
+    const ingestor = ingestorFor(fakeStream(), memoryAdmission(), 2000, directory);
+    await ingestor.ingest([scan("warm")], { carrier: "acme" });
+    directory.freshDown = true;
+    const acks = await ingestor.ingest([scan("c1"), scan("c2", { carrierCode: "lastmile" })], {});
+    assert.deepEqual(acks.map((a) => [a.outcome, a.rejectReason]), [
+      [ScanOutcome.ACCEPTED, RejectReason.UNSPECIFIED],
+      [ScanOutcome.REJECTED, RejectReason.UNAVAILABLE],
+    ]);
   });
 
   it("counts every ack under a carrier the mesh vouches for: the token's, a confirmed carrier_code, or a placeholder", async () => {

@@ -123,8 +123,10 @@ const tracer = () => trace.getTracer("logistics.ingest");
  * Creates the scan pipeline shared by SubmitScans and StreamScans:
  * 1. check every scan (validation, event-time window);
  * 2. ownership (scan-ownership.ts): the caller's carrier claim, then the shipment's carriers from
- *    the directory (one cached lookup per distinct tracking number; a rejection is confirmed
- *    with a fresh read, since a cached entry may predate a handover);
+ *    the directory (one cached lookup per distinct tracking number). A cached entry decides the
+ *    scans of the shipment's own carrier, which never changes; a rejection and a partner's scan
+ *    are confirmed with one fresh read of their shipments, since a cached entry may predate a
+ *    handover (a partner missing) or a partner's removal (a partner still listed);
  * 3. a scan repeated inside the batch is published once; its copies get DUPLICATE;
  * 4. one admission round (ScanAdmission): ids already in the dedupe set get DUPLICATE without
  *    publishing, and each new scan is charged to its shipment's budget (SHIPMENT_FULL past it);
@@ -217,19 +219,27 @@ export function createScanIngestor(opts: ScanIngestorOptions): ScanIngestor {
         for (const tn of tns) lookups.set(tn, "unavailable");
       }
     };
-    const judge = () => {
-      for (const i of pending) {
+    const judge = (indices: readonly number[]) => {
+      for (const i of indices) {
         const a = checked[i] as AcceptableScan;
         verdicts[i] = judgeScanOwnership(a.scan.trackingNumber, a.scan.carrierCode, lookups.get(tnOf(i)) ?? "unknown");
       }
     };
     await read([...new Set(pending.map(tnOf))], false);
-    judge();
-    // A cached entry may predate a handover: confirm every WRONG_CARRIER against the store.
-    const doubtful = new Set(pending.filter((i) => verdicts[i]?.ok === false && verdicts[i]?.reason === RejectReason.WRONG_CARRIER).map(tnOf));
-    if (doubtful.size > 0) {
-      await read([...doubtful], true);
-      judge();
+    judge(pending);
+    // A cached entry may predate a handover or a removal on another replica: confirm every
+    // WRONG_CARRIER, and every scan accepted for a partner rather than the shipment's own
+    // carrier, against the store. The own carrier's scans keep their verdict (it never changes).
+    const doubtful: number[] = [];
+    for (const i of pending) {
+      const v = verdicts[i];
+      const parties = lookups.get(tnOf(i));
+      const partnerScan = v?.ok === true && typeof parties === "object" && parties.carrier !== (checked[i] as AcceptableScan).scan.carrierCode;
+      if (partnerScan || (v?.ok === false && v.reason === RejectReason.WRONG_CARRIER)) doubtful.push(i);
+    }
+    if (doubtful.length > 0) {
+      await read([...new Set(doubtful.map(tnOf))], true);
+      judge(doubtful);
     }
     return verdicts;
   };

@@ -8,6 +8,9 @@ import {
   judgeScanOwnership,
   handOverRight,
   MAX_PARTNER_CARRIERS,
+  partnerRemovalRight,
+  partnerTerm,
+  withoutPartner,
   withPartner,
   type ShipmentParties,
 } from "./scan-ownership.js";
@@ -46,6 +49,50 @@ describe("scan ownership", () => {
     assert.deepEqual(withPartner(acme, "ups"), { ...acme, partners: ["lastmile", "ups"] });
     const full = { ...acme, partners: Array.from({ length: MAX_PARTNER_CARRIERS }, (_, i) => `p${i}x`) };
     assert.equal(withPartner(full, "ups"), "full");
+  });
+
+  it("lets the same callers remove a partner, refuses the shipment's own carrier after them, and never a partner", () => {
+    assert.equal(partnerRemovalRight("acme", acme, "lastmile"), "allowed");
+    assert.equal(partnerRemovalRight(undefined, acme, "never-a-partner"), "allowed");
+    assert.equal(partnerRemovalRight("acme", acme, "acme"), "own_carrier");
+    assert.equal(partnerRemovalRight(undefined, acme, "acme"), "own_carrier");
+    assert.equal(partnerRemovalRight("lastmile", acme, "lastmile"), "partner", "not even itself");
+    assert.equal(partnerRemovalRight("lastmile", acme, "acme"), "partner", "authorization first: a partner learns nothing");
+    assert.equal(partnerRemovalRight("globex", acme, "acme"), "not_carrier");
+  });
+
+  it("drops a removed partner and counts its terms, so its slot can be reused and a new handover begins the next term", () => {
+    const full: ShipmentParties = { ...acme, partners: Array.from({ length: MAX_PARTNER_CARRIERS }, (_, i) => `p${i}x`) };
+    assert.equal(withPartner(full, "lastmile"), "full");
+    const removed = withoutPartner(full, "p3x");
+    assert.ok(removed !== "unchanged");
+    assert.deepEqual(removed.partners, ["p0x", "p1x", "p2x", "p4x", "p5x", "p6x", "p7x"]);
+    assert.equal(partnerTerm(removed, "p3x"), 1);
+    assert.equal(partnerTerm(removed, "p4x"), 0);
+    assert.equal(withoutPartner(removed, "p3x"), "unchanged", "gone already");
+    assert.equal(withoutPartner(removed, "acme"), "unchanged", "the shipment's carrier is no partner");
+    assert.equal(withoutPartner(removed, "never"), "unchanged");
+    const readded = withPartner(removed, "p3x");
+    assert.ok(typeof readded === "object");
+    assert.deepEqual(readded.partners.slice(-1), ["p3x"], "added again at the end");
+    assert.equal(partnerTerm(readded, "p3x"), 1, "its second term");
+    const again = withoutPartner(readded, "p3x");
+    assert.equal(again === "unchanged" ? -1 : partnerTerm(again, "p3x"), 2);
+    assert.equal(partnerTerm(acme, "constructor"), 0, "a carrier code named like an Object property");
+    assert.equal(partnerTerm({ ...acme, removals: { lastmile: 1 } }, "toString"), 0);
+  });
+
+  it("stores removal counts only for shipments that had a removal, and reads them back", () => {
+    assert.doesNotMatch(new TextDecoder().decode(encodeParties(acme)), /removals/, "other entries stay as earlier releases wrote them");
+    const removed = withoutPartner(acme, "lastmile");
+    assert.ok(removed !== "unchanged");
+    assert.deepEqual(decodeParties(encodeParties(removed)), { ...acme, partners: [], removals: { lastmile: 1 } });
+    const bad = (removals: string) =>
+      decodeParties(new TextEncoder().encode(`{"v":1,"shipmentId":"s","carrier":"a","customer":"c","partners":[],"removals":${removals}}`));
+    assert.equal(bad('{"x":0}'), undefined);
+    assert.equal(bad('{"x":1.5}'), undefined);
+    assert.equal(bad('["x"]'), undefined);
+    assert.deepEqual(bad('{"x":2}')?.removals, { x: 2 });
   });
 
   it("stores parties as versioned JSON and refuses anything else", () => {

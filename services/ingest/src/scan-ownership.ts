@@ -8,13 +8,13 @@ import { RejectReason } from "@logistics/shared/gen/logistics/ingest/v1/ingest_p
  * 2. a scan is accepted only for a shipment the mesh knows (CreateShipment registered it in the
  *    shipment directory before answering) — unknown tracking numbers are REJECTED/UNKNOWN_SHIPMENT;
  * 3. and only when its `carrier_code` is a carrier of that shipment: the shipment's carrier or a
- *    partner it was handed over to — otherwise REJECTED/WRONG_CARRIER.
+ *    partner it was handed over to and has not removed since — otherwise REJECTED/WRONG_CARRIER.
  *
  * Rule 1 applies to carrier tokens; rules 2 and 3 to every caller (an internal backfill job
  * writes only scans the shipment's carriers could have written).
  *
- * Who may add partners is decided here too ({@link handOverRight}): the shipment's own carrier and
- * internal callers, never a partner.
+ * Who may add and remove partners is decided here too ({@link handOverRight},
+ * {@link partnerRemovalRight}): the shipment's own carrier and internal callers, never a partner.
  */
 
 /** Most partner carriers one shipment can have. */
@@ -25,10 +25,17 @@ export interface ShipmentParties {
   readonly shipmentId: string;
   /** The carrier named at creation. */
   readonly carrier: string;
-  /** Partner carriers (creation, then handovers), in the order they were added; never removed. */
+  /** Partner carriers (creation, then handovers), in the order they were added; removed ones dropped. */
   readonly partners: readonly string[];
   /** The shipper's customer account. */
   readonly customer: string;
+  /**
+   * Carrier code → how many times it was removed as a partner of the shipment; absent while no
+   * partner was ever removed (nearly every shipment). A partner's count is its current (or next)
+   * term, which its handover and removal event ids derive from ({@link partnerTerm}). Read it
+   * with {@link partnerTerm}: a carrier code such as "constructor" is no key of it unless set.
+   */
+  readonly removals?: Readonly<Record<string, number>>;
 }
 
 /** The decision on one scan: accept, or a per-scan rejection. */
@@ -102,6 +109,29 @@ export function handOverRight(callerCarrier: string | undefined, parties: Shipme
 }
 
 /**
+ * Whether a caller may remove `partner` from the shipment: by {@link handOverRight} (only the
+ * shipment's own carrier and internal callers; a partner may not, not even remove itself), and
+ * then `own_carrier` when `partner` is the shipment's carrier, which is no partner and cannot be
+ * removed. Authorization comes first, so a caller that may not change the partners learns
+ * nothing about who the shipment's carrier is.
+ */
+export function partnerRemovalRight(callerCarrier: string | undefined, parties: ShipmentParties, partner: string): HandOverRight | "own_carrier" {
+  const right = handOverRight(callerCarrier, parties);
+  if (right !== "allowed") return right;
+  return partner === parties.carrier ? "own_carrier" : "allowed";
+}
+
+/**
+ * The term of `partner` on the shipment: how many times it was removed as a partner. A handover
+ * begins term {@link partnerTerm} (0 for a carrier never removed), a removal ends it and the next
+ * handover begins the one after, so a partner's handovers and removals are ordered by term.
+ */
+export function partnerTerm(parties: ShipmentParties, partner: string): number {
+  const r = parties.removals;
+  return r !== undefined && Object.hasOwn(r, partner) ? (r[partner] as number) : 0;
+}
+
+/**
  * The parties with `partner` added: "unchanged" when it already carries the shipment, "full" when
  * {@link MAX_PARTNER_CARRIERS} partners are recorded.
  */
@@ -111,10 +141,35 @@ export function withPartner(parties: ShipmentParties, partner: string): Shipment
   return { ...parties, partners: [...parties.partners, partner] };
 }
 
-/** The stored form of parties (JSON, versioned so the format can evolve). */
+/**
+ * The parties with `partner` removed and its term ended (its removal count one higher):
+ * "unchanged" when it is not a partner (never was, or was removed already; the shipment's own
+ * carrier is no partner either).
+ */
+export function withoutPartner(parties: ShipmentParties, partner: string): ShipmentParties | "unchanged" {
+  if (!parties.partners.includes(partner)) return "unchanged";
+  return {
+    ...parties,
+    partners: parties.partners.filter((p) => p !== partner),
+    removals: { ...parties.removals, [partner]: partnerTerm(parties, partner) + 1 },
+  };
+}
+
+/**
+ * The stored form of parties (JSON, versioned so the format can evolve). `removals` is written
+ * only when a partner was ever removed, so the entries of every other shipment stay byte for byte
+ * what earlier releases wrote and read (an earlier release ignores the field).
+ */
 export function encodeParties(p: ShipmentParties): Uint8Array {
   return new TextEncoder().encode(
-    JSON.stringify({ v: 1, shipmentId: p.shipmentId, carrier: p.carrier, partners: p.partners, customer: p.customer }),
+    JSON.stringify({
+      v: 1,
+      shipmentId: p.shipmentId,
+      carrier: p.carrier,
+      partners: p.partners,
+      customer: p.customer,
+      ...(p.removals && Object.keys(p.removals).length > 0 ? { removals: p.removals } : {}),
+    }),
   );
 }
 
@@ -129,15 +184,28 @@ export function decodeParties(bytes: Uint8Array): ShipmentParties | undefined {
   if (typeof v !== "object" || v === null) return undefined;
   const o = v as Record<string, unknown>;
   const partners = o["partners"];
+  const removals = o["removals"];
   if (
     o["v"] !== 1 ||
     typeof o["shipmentId"] !== "string" ||
     typeof o["carrier"] !== "string" ||
     typeof o["customer"] !== "string" ||
     !Array.isArray(partners) ||
-    !partners.every((x): x is string => typeof x === "string")
+    !partners.every((x): x is string => typeof x === "string") ||
+    (removals !== undefined && !isRemovals(removals))
   ) {
     return undefined;
   }
-  return { shipmentId: o["shipmentId"], carrier: o["carrier"], partners, customer: o["customer"] };
+  const parties = { shipmentId: o["shipmentId"], carrier: o["carrier"], partners, customer: o["customer"] };
+  return removals === undefined ? parties : { ...parties, removals };
+}
+
+/** A stored `removals`: an object of positive integer counts. */
+function isRemovals(v: unknown): v is Record<string, number> {
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    !Array.isArray(v) &&
+    Object.values(v).every((n) => Number.isSafeInteger(n) && (n as number) > 0)
+  );
 }

@@ -1,7 +1,7 @@
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { LRUCache } from "lru-cache";
-import { decodeParties, encodeParties, withPartner, type HandOverRight, type ShipmentParties } from "./scan-ownership.js";
+import { decodeParties, encodeParties, withoutPartner, withPartner, type HandOverRight, type ShipmentParties } from "./scan-ownership.js";
 
 /** The directory could not be read or written (NATS down, timeout); callers answer Unavailable. */
 export class DirectoryUnavailableError extends Error {
@@ -22,15 +22,32 @@ export class HandOverRefusedError extends Error {
   }
 }
 
-/** Outcome of {@link ShipmentDirectory.addPartner}. */
+/** A partner removal the policy refused; the handler maps it to a Connect code. */
+export class PartnerRemovalRefusedError extends Error {
+  override readonly name = "PartnerRemovalRefusedError";
+  constructor(readonly why: Exclude<HandOverRight, "allowed"> | "own_carrier") {
+    super(
+      why === "own_carrier"
+        ? "the shipment's own carrier is not a partner and cannot be removed"
+        : why === "partner"
+          ? "the caller's carrier is a partner of the shipment, not its carrier"
+          : "the caller's carrier does not carry the shipment",
+    );
+  }
+}
+
+/** Outcome of {@link ShipmentDirectory.addPartner} and {@link ShipmentDirectory.removePartner}. */
 export interface HandOverResult {
+  /** The parties as stored now. */
   readonly parties: ShipmentParties;
+  /** False when the entry was left as it was (the partner already there, or already gone). */
   readonly changed: boolean;
 }
 
 /**
  * Tracking number → {@link ShipmentParties}, shared by every ingest replica: the source of truth
- * for scan ownership. Written by CreateShipment (before it answers) and HandOverShipment.
+ * for scan ownership. Written by CreateShipment (before it answers), HandOverShipment and
+ * RemoveShipmentPartner.
  */
 export interface ShipmentDirectory {
   /**
@@ -52,6 +69,13 @@ export interface ShipmentDirectory {
    * @throws HandOverRefusedError, DirectoryUnavailableError
    */
   addPartner(trackingNumber: string, partner: string, authorize: (current: ShipmentParties) => void): Promise<HandOverResult | undefined>;
+  /**
+   * Removes `partner` from the shipment and ends its term, atomically like {@link addPartner};
+   * `authorize` sees the current parties first and throws to refuse. Unchanged when `partner` is
+   * not a partner. Undefined when the tracking number is not registered.
+   * @throws PartnerRemovalRefusedError, DirectoryUnavailableError
+   */
+  removePartner(trackingNumber: string, partner: string, authorize: (current: ShipmentParties) => void): Promise<HandOverResult | undefined>;
 }
 
 /** Options of {@link createKvShipmentDirectory}. */
@@ -85,10 +109,13 @@ const CAS_ATTEMPTS = 8;
  * The directory on a JetStream key-value bucket, with a bounded LRU cache of positive entries in
  * front of reads, so a hot shipment costs no round trip per scan.
  *
- * Staleness: parties only ever grow (a handover adds a carrier, never removes one), so a cached
- * entry can be missing a partner but never holds a carrier the shipment does not have. A stale
- * entry can therefore cause a false rejection, never a false acceptance; the ingestor re-reads
- * with `fresh` before rejecting a scan as WRONG_CARRIER, which also refreshes the cache.
+ * Staleness: another replica may have handed the shipment over (a cached entry lacks a partner)
+ * or removed a partner (a cached entry still lists it) since an entry was cached. The shipment's
+ * own carrier never changes, so a cached entry decides that carrier's scans alone; every other
+ * verdict the cache could get wrong is confirmed with a `fresh` read (which also refreshes the
+ * cache) by the ingestor: a WRONG_CARRIER before it is answered, and a partner's scan before it
+ * is accepted. A stale entry therefore costs a read, never a wrong answer, with no message
+ * between replicas. The replica that changes an entry caches what it wrote.
  * Unregistered numbers are never cached, so a scan right after CreateShipment always finds its
  * shipment; a miss is confirmed with the bucket's leader (`readFromLeader`), because the direct
  * get behind `kv.get` may be answered by a replica that is behind. Entries expire from the cache
@@ -197,24 +224,40 @@ export function createKvShipmentDirectory(opts: KvShipmentDirectoryOptions): KvS
       return existing.parties;
     },
 
-    async addPartner(tn, partner, authorize) {
-      for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-        const current = await readEntry(tn);
-        if (!current) return undefined;
-        authorize(current.parties);
-        const next = withPartner(current.parties, partner);
-        if (next === "unchanged") return { parties: current.parties, changed: false };
+    addPartner: (tn, partner, authorize) =>
+      change(tn, "handover", (current) => {
+        authorize(current);
+        const next = withPartner(current, partner);
         if (next === "full") throw new HandOverRefusedError("full");
-        try {
-          await kv.update(tn, encodeParties(next), current.revision);
-          cache.set(tn, next);
-          return { parties: next, changed: true };
-        } catch (err) {
-          const raced = err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
-          if (!raced) throw unavailable("update", err);
-        }
-      }
-      throw new DirectoryUnavailableError(`shipment directory entry ${tn} kept changing; retry the handover`);
-    },
+        return next;
+      }),
+
+    removePartner: (tn, partner, authorize) =>
+      change(tn, "removal", (current) => {
+        authorize(current);
+        return withoutPartner(current, partner);
+      }),
   };
+
+  /**
+   * Compare-and-set on the entry's revision: reads it, lets `next` decide (or throw to refuse),
+   * writes over exactly the revision read, and starts again when another writer came first.
+   */
+  async function change(tn: string, what: string, next: (current: ShipmentParties) => ShipmentParties | "unchanged"): Promise<HandOverResult | undefined> {
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const current = await readEntry(tn);
+      if (!current) return undefined;
+      const updated = next(current.parties);
+      if (updated === "unchanged") return { parties: current.parties, changed: false };
+      try {
+        await kv.update(tn, encodeParties(updated), current.revision);
+        cache.set(tn, updated);
+        return { parties: updated, changed: true };
+      } catch (err) {
+        const raced = err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
+        if (!raced) throw unavailable("update", err);
+      }
+    }
+    throw new DirectoryUnavailableError(`shipment directory entry ${tn} kept changing; retry the ${what}`);
+  }
 }

@@ -5,45 +5,22 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { derivePrincipal, type Principal } from "@logistics/shared/auth";
 import type { ShipmentHandedOver } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { HandOverShipmentRequestSchema } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
-import type { EventPublisher } from "@logistics/shared/nats";
-import { withPartner, type ShipmentParties } from "./scan-ownership.js";
-import { HandOverRefusedError, type ShipmentDirectory } from "./shipment-directory.js";
+import { memoryPartners, recordingPublisher } from "../test/memory-partners.js";
+import { handoverEventId } from "./event-ids.js";
+import type { ShipmentParties } from "./scan-ownership.js";
 import { createShipmentHandover } from "./shipment-handover.js";
 
 const TN = "ACME00000001";
 const carrierToken = (carrier: string): Principal => derivePrincipal({ sub: `gw-${carrier}`, scope: "scans:write", carrier });
 const internalToken = derivePrincipal({ sub: "order-system", scope: "shipments:write" });
 
-/** A directory of our own: one entry, updated the way the KV directory does it (authorize, then add). */
-function memoryDirectory(parties: ShipmentParties): Pick<ShipmentDirectory, "addPartner"> & { entry: ShipmentParties } {
-  const self = {
-    entry: parties,
-    async addPartner(tn: string, partner: string, authorize: (current: ShipmentParties) => void) {
-      if (tn !== TN) return undefined;
-      authorize(self.entry);
-      const next = withPartner(self.entry, partner);
-      if (next === "unchanged") return { parties: self.entry, changed: false };
-      if (next === "full") throw new HandOverRefusedError("full");
-      self.entry = next;
-      return { parties: next, changed: true };
-    },
-  };
-  return self;
-}
-
 function setup(parties: Partial<ShipmentParties> = {}) {
-  const directory = memoryDirectory({ shipmentId: "shp_1", carrier: "acme", partners: ["lastmile"], customer: "cust-1", ...parties });
-  const published: ShipmentHandedOver[] = [];
-  const publisher: Pick<EventPublisher, "publish"> = {
-    async publish(_subject, _schema, message) {
-      published.push(message as ShipmentHandedOver);
-      return { seq: published.length, duplicate: false, stream: "SHIPMENTS" };
-    },
-  };
+  const directory = memoryPartners(TN, { shipmentId: "shp_1", carrier: "acme", partners: ["lastmile"], customer: "cust-1", ...parties });
+  const publisher = recordingPublisher<ShipmentHandedOver>();
   const handOver = createShipmentHandover({ directory, publisher, handedOverSubject: (r) => `t.shipment.handed_over.${r}`, region: "eu", now: () => 0 });
   const call = (partner: string, caller: Principal, trackingNumber = TN) =>
     handOver(create(HandOverShipmentRequestSchema, { trackingNumber, partnerCarrierCode: partner }), caller).catch((e: unknown) => ConnectError.from(e));
-  return { directory, published, call };
+  return { directory, published: publisher.published, sent: publisher.sent, call };
 }
 
 describe("createShipmentHandover", () => {
@@ -100,5 +77,19 @@ describe("createShipmentHandover", () => {
     assert.equal(repeat.changed, false);
     const full = await call("regional", carrierToken("acme"));
     assert.equal(full instanceof ConnectError ? full.code : undefined, Code.FailedPrecondition);
+  });
+
+  it("begins a new term for a partner removed before: a new event id, the term in the event, the same id on a repeat", async () => {
+    const { published, sent, call } = setup({ partners: [], removals: { lastmile: 2 } });
+    const res = await call("lastmile", carrierToken("acme"));
+    assert.ok(!(res instanceof ConnectError), String(res));
+    assert.deepEqual([res.partnerCarrierCodes, res.changed], [["lastmile"], true]);
+    const repeat = await call("lastmile", carrierToken("acme"));
+    assert.equal(repeat instanceof ConnectError ? repeat.code : repeat.changed, false);
+    assert.deepEqual(published.map((e) => [e.partnerTerm, e.eventId]), [
+      [2, handoverEventId(TN, "lastmile", 2)],
+      [2, handoverEventId(TN, "lastmile", 2)],
+    ]);
+    assert.deepEqual(sent.map((s) => s.msgId), [handoverEventId(TN, "lastmile", 2), handoverEventId(TN, "lastmile", 2)]);
   });
 });

@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createHash } from "node:crypto";
 import type { Principal } from "@logistics/shared/auth";
 import { ShipmentHandedOverSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import {
@@ -10,7 +9,8 @@ import {
   type HandOverShipmentResponse,
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import type { EventPublisher } from "@logistics/shared/nats";
-import { handOverRight } from "./scan-ownership.js";
+import { handoverEventId } from "./event-ids.js";
+import { handOverRight, partnerTerm } from "./scan-ownership.js";
 import { DirectoryUnavailableError, HandOverRefusedError, type ShipmentDirectory } from "./shipment-directory.js";
 
 /** Dependencies of {@link createShipmentHandover}. */
@@ -28,17 +28,13 @@ export interface ShipmentHandoverOptions {
 /** HandOverShipment's logic, for an authenticated caller whose scope the interceptor checked. */
 export type ShipmentHandover = (req: HandOverShipmentRequest, caller: Principal) => Promise<HandOverShipmentResponse>;
 
-/** The handover event id: `ho-` + 32 hex digits of sha256(tracking number, partner); repeats dedupe. */
-export function handoverEventId(trackingNumber: string, partner: string): string {
-  return `ho-${createHash("sha256").update(`handover\n${trackingNumber}\n${partner}`).digest().subarray(0, 16).toString("hex")}`;
-}
-
 /**
  * HandOverShipment: the directory records the partner first (compare-and-set, so concurrent
  * handovers never lose one), then the ShipmentHandedOver event is published, then the call is
  * answered; scans of the partner are accepted from the answer on. A repeat (the partner already
- * carries the shipment) publishes the same event again (same id: JetStream drops it within its
- * window), so a retry after a failed publish completes the handover.
+ * carries the shipment) publishes the same event again (same id, {@link handoverEventId} of the
+ * partner's current term: JetStream drops it within its window), so a retry after a failed
+ * publish completes the handover. A partner removed before begins a new term: a new event.
  *
  * Only the shipment's own carrier and internal callers may hand it over ({@link handOverRight},
  * judged on the entry the compare-and-set writes over): a partner's credentials get
@@ -57,13 +53,13 @@ export function createShipmentHandover(opts: ShipmentHandoverOptions): ShipmentH
       });
     } catch (err) {
       if (err instanceof HandOverRefusedError) throw refusal(err, req.trackingNumber, callerCarrier);
-      if (err instanceof DirectoryUnavailableError) throw new ConnectError(err.message, Code.Unavailable, undefined, undefined, err);
-      throw err;
+      throw directoryFailure(err);
     }
-    if (!result) throw new ConnectError(`no shipment with tracking number ${req.trackingNumber}`, Code.NotFound);
+    if (!result) throw unknownShipment(req.trackingNumber);
     const { parties, changed } = result;
     if (parties.carrier !== req.partnerCarrierCode) {
-      const eventId = handoverEventId(req.trackingNumber, req.partnerCarrierCode);
+      const term = partnerTerm(parties, req.partnerCarrierCode);
+      const eventId = handoverEventId(req.trackingNumber, req.partnerCarrierCode, term);
       const event = create(ShipmentHandedOverSchema, {
         eventId,
         trackingNumber: req.trackingNumber,
@@ -74,6 +70,7 @@ export function createShipmentHandover(opts: ShipmentHandoverOptions): ShipmentH
         handedOverAt: timestampFromMs(now()),
         requestedByCarrierCode: callerCarrier ?? "",
         region: opts.region,
+        partnerTerm: term,
       });
       try {
         await opts.publisher.publish(opts.handedOverSubject(opts.region), ShipmentHandedOverSchema, event, {
@@ -81,7 +78,7 @@ export function createShipmentHandover(opts: ShipmentHandoverOptions): ShipmentH
           timeoutMs: opts.publishDeadlineMs ?? 5000,
         });
       } catch (err) {
-        throw new ConnectError("the event stream did not confirm the handover in time; retry", Code.Unavailable, undefined, undefined, err);
+        throw unpublished("handover", err);
       }
     }
     return create(HandOverShipmentResponseSchema, {
@@ -91,6 +88,21 @@ export function createShipmentHandover(opts: ShipmentHandoverOptions): ShipmentH
       changed,
     });
   };
+}
+
+/** Unavailable for a directory that did not answer; anything else is passed on as it is. */
+export function directoryFailure(err: unknown): unknown {
+  return err instanceof DirectoryUnavailableError ? new ConnectError(err.message, Code.Unavailable, undefined, undefined, err) : err;
+}
+
+/** NotFound for a tracking number the directory does not hold. */
+export function unknownShipment(trackingNumber: string): ConnectError {
+  return new ConnectError(`no shipment with tracking number ${trackingNumber}`, Code.NotFound);
+}
+
+/** Unavailable for an event whose PubAck did not come in time: the call is safe to retry. */
+export function unpublished(what: string, err: unknown): ConnectError {
+  return new ConnectError(`the event stream did not confirm the ${what} in time; retry`, Code.Unavailable, undefined, undefined, err);
 }
 
 /** The Connect error for a refused handover. */
