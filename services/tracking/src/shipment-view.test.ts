@@ -11,7 +11,7 @@ import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { ShipmentEventKind, ShipmentSchema, type Shipment } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { carrierStatusJson, etaJson, iso, legJson, pick, placeJson, planJson, shipmentEvents } from "../test/store/doc-generators.js";
-import { handedOver } from "../test/store/event-builders.js";
+import { handedOver, partnerRemoved } from "../test/store/event-builders.js";
 import { applyToDoc } from "./store/derive.js";
 import { eventKey } from "./store/events.js";
 import type { ProjectedEvent, ShipmentDoc, StoredEvent } from "./store/ports.js";
@@ -189,6 +189,32 @@ describe("handovers to partner carriers", () => {
     const p = publicShipment(s);
     assert.deepEqual(p.partnerCarrierCodes, []);
     assert.equal(p.carrierCode, "");
+  });
+});
+
+describe("partner removals", () => {
+  const removal = partnerRemoved(TN, "r1", Date.UTC(2026, 10, 20, 12), "lastmile");
+  const doc = fold([created, handedOver(TN, "h1", Date.UTC(2026, 10, 20, 11), "lastmile", "CDG"), removal]);
+
+  it("render as a PARTNER_REMOVED event naming the partner, without a status, for internal callers", () => {
+    const e = shipmentEventMessage(stored(removal));
+    assert.equal(e.kind, ShipmentEventKind.PARTNER_REMOVED);
+    assert.equal(e.eventId, "r1");
+    assert.deepEqual(e.eventTime, timestampFromMs(Date.UTC(2026, 10, 20, 12)));
+    assert.equal(e.partnerCarrierCode, "lastmile");
+    assert.equal(e.status, ShipmentStatus.UNSPECIFIED);
+    assert.equal(e.description, "Partner carrier lastmile removed");
+  });
+
+  it("are internal events, left out of the public history like routing's", () => {
+    assert.equal(isPublicEvent(shipmentEventMessage(stored(removal))), false);
+  });
+
+  it("take the partner off the full Shipment, one version later", () => {
+    const s = shipmentMessage(doc);
+    assert.deepEqual(s.partnerCarrierCodes, []);
+    assert.equal(s.carrierCode, "acme");
+    assert.equal(s.version, 3n);
   });
 });
 

@@ -241,6 +241,8 @@ export function describeEvent(e: ProjectedEvent): string {
       return "Shipment information received";
     case "shipment.handed_over":
       return describeHandover(e.message.partnerCarrierCode, e.message.hubCode);
+    case "shipment.partner_removed":
+      return `Partner carrier ${e.message.partnerCarrierCode} removed`;
     case "scan.recorded": {
       const { kind, status } = e.message;
       const hubCode = e.message.scan?.hubCode;
@@ -263,6 +265,8 @@ function eventKind(e: ProjectedEvent): ShipmentEventKind {
       return ShipmentEventKind.CREATED;
     case "shipment.handed_over":
       return ShipmentEventKind.HANDED_OVER;
+    case "shipment.partner_removed":
+      return ShipmentEventKind.PARTNER_REMOVED;
     case "scan.recorded":
       return e.message.kind === ScanKind.CORRECTION ? ShipmentEventKind.STATUS_CORRECTED : ShipmentEventKind.SCAN;
     case "route.planned":
@@ -288,6 +292,7 @@ export function shipmentEventMessage(s: StoredEvent): ShipmentEvent {
   const e = s.event;
   const scanned = e.type === "scan.recorded" ? e.message : undefined;
   const handover = e.type === "shipment.handed_over" ? e.message : undefined;
+  const removal = e.type === "shipment.partner_removed" ? e.message : undefined;
   return create(ShipmentEventSchema, {
     eventId: s.eventId,
     kind: eventKind(e),
@@ -300,16 +305,17 @@ export function shipmentEventMessage(s: StoredEvent): ShipmentEvent {
     location: scanned?.scan?.location,
     late: s.late,
     description: describeEvent(e),
-    partnerCarrierCode: handover?.partnerCarrierCode ?? "",
+    partnerCarrierCode: handover?.partnerCarrierCode ?? removal?.partnerCarrierCode ?? "",
   });
 }
 
 /**
  * True for the events customers see: creation, scans, corrections and handovers. Route planning
- * events are internal (customers see the shipment's current ETA instead of routing's revisions).
+ * events are internal (customers see the shipment's current ETA instead of routing's revisions),
+ * and so are partner removals (which carriers may scan a parcel is the carriers' business).
  */
 export function isPublicEvent(e: Pick<ShipmentEvent, "kind">): boolean {
-  return e.kind !== ShipmentEventKind.ROUTE_PLANNED && e.kind !== ShipmentEventKind.ROUTE_UPDATED;
+  return e.kind !== ShipmentEventKind.ROUTE_PLANNED && e.kind !== ShipmentEventKind.ROUTE_UPDATED && e.kind !== ShipmentEventKind.PARTNER_REMOVED;
 }
 
 /**

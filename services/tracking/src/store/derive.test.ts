@@ -8,6 +8,7 @@ import {
   handedOver,
   idOf,
   jsonTime,
+  partnerRemoved,
   planOf,
   route,
   routeWithLegs,
@@ -206,6 +207,53 @@ describe("applyToDoc", () => {
       const got = fold(order) as ShipmentDoc;
       assert.deepEqual(withSortedIds(got), withSortedIds(expected));
     }
+  });
+
+  it("drops a removed partner, keeps it out for a handover of an ended term, and lists it again, last, after a new handover", () => {
+    const base = fold([created(TN, "c", t(0), "cust-1", "acme", ["air-x"]), handedOver(TN, "h1", t(10), "lastmile")]) as ShipmentDoc;
+    const removed = applyToDoc(base, partnerRemoved(TN, "r1", t(20), "lastmile"));
+    assert.deepEqual(removed.doc.partnerCarrierCodes, ["air-x"]);
+    assert.deepEqual([removed.statusChanged, removed.etaChanged, removed.late, removed.duplicate], [false, false, false, false]);
+    assert.equal(removed.doc.version, base.version + 1);
+    assert.equal(removed.doc.updatedAt, new Date(t(20)).toISOString());
+    assert.deepEqual(removed.doc.derivation.timeline, base.derivation.timeline, "a removal is not a status event");
+    assert.deepEqual(removed.doc.derivation.removals, [{ eventId: "r1", eventTime: new Date(t(20)).toISOString(), carrierCode: "lastmile" }]);
+    assert.deepEqual(base.partnerCarrierCodes, ["air-x", "lastmile"], "the input document is not modified");
+    assert.equal(applyToDoc(removed.doc, partnerRemoved(TN, "r1", t(25), "lastmile")).duplicate, true);
+    const repeatOfTerm0 = applyToDoc(removed.doc, handedOver(TN, "h1-again", t(30), "lastmile"));
+    assert.deepEqual(repeatOfTerm0.doc.partnerCarrierCodes, ["air-x"], "a handover of the ended term does not bring it back");
+    const creationPartner = applyToDoc(removed.doc, partnerRemoved(TN, "r2", t(30), "air-x"));
+    assert.equal(creationPartner.doc.partnerCarrierCodes, undefined, "a partner named at creation is removed like any other");
+    const back = applyToDoc(removed.doc, handedOver(TN, "h2", t(40), "lastmile", "", 1));
+    assert.deepEqual(back.doc.partnerCarrierCodes, ["air-x", "lastmile"]);
+    assert.equal(back.doc.derivation.handovers?.at(-1)?.term, 1);
+    const airAgain = applyToDoc(back.doc, partnerRemoved(TN, "r3", t(45), "air-x"));
+    const airBack = applyToDoc(airAgain.doc, handedOver(TN, "h3", t(50), "air-x", "", 1));
+    assert.deepEqual(airBack.doc.partnerCarrierCodes, ["lastmile", "air-x"], "the creation's partner handed the shipment again: listed at its new handover");
+  });
+
+  it("orders a partner's handovers and removals by term, not by time: a skewed clock changes nothing", () => {
+    const events: ProjectedEvent[] = [
+      created(TN, "c", t(0), "cust-1", "acme", []),
+      handedOver(TN, "h0", t(10), "lastmile"),
+      // Recorded by a replica whose clock runs behind: earlier in time, yet after h0.
+      partnerRemoved(TN, "r0", t(5), "lastmile", 0),
+      handedOver(TN, "h1", t(4), "lastmile", "", 1),
+      handedOver(TN, "g0", t(12), "courier-b"),
+    ];
+    const expected = fold(events) as ShipmentDoc;
+    assert.deepEqual(expected.partnerCarrierCodes, ["lastmile", "courier-b"]);
+    for (const order of permutations(events)) assert.deepEqual(withSortedIds(fold(order) as ShipmentDoc), withSortedIds(expected));
+    const removedAgain = fold([...events, partnerRemoved(TN, "r1", t(3), "lastmile", 1)]) as ShipmentDoc;
+    assert.deepEqual(removedAgain.partnerCarrierCodes, ["courier-b"]);
+  });
+
+  it("flags a removal older than one already applied as late", () => {
+    const first = applyToDoc(undefined, partnerRemoved(TN, "r2", t(20), "courier-b"));
+    assert.deepEqual([first.late, first.doc.partnerCarrierCodes, first.doc.carrierCode], [false, undefined, "acme"]);
+    const older = applyToDoc(first.doc, partnerRemoved(TN, "r1", t(10), "lastmile"));
+    assert.equal(older.late, true);
+    assert.deepEqual(older.doc.derivation.removals?.map((r) => r.eventId), ["r1", "r2"]);
   });
 
   it("converges to the event-time-ordered result for every arrival order", () => {

@@ -24,8 +24,11 @@ import type { ApplyResult, HandoverEntry, ProjectedEvent, ShipmentDoc, StatusFol
  * (eventTime, eventId) wins, for both together (its route, legs and all, replaces the previous
  * plan).
  * Location: the newest scan carrying one. Partner carriers: the newest creation's, then each
- * handover's in (eventTime, eventId) order, each carrier once; a handover changes neither status
- * nor ETA. So any arrival order of the same events converges to
+ * handover's in (eventTime, eventId) order, each carrier once, but for those a partner removal
+ * ended: a partner's handovers and removals are ordered by their `partner_term` (ingest counts
+ * them through its directory's compare-and-set), not by time, so a removal and a later handover
+ * of the same partner mean the same in any arrival order and on any clock. A handover or
+ * removal changes neither status nor ETA. So any arrival order of the same events converges to
  * the document an event-time-ordered apply produces (version = number of distinct events), except
  * `derivation.eventIds`, which records the order the events were applied in: version k is the
  * document after `eventIds[k - 1]`, so replaying the history in that order rebuilds every version.
@@ -185,13 +188,20 @@ export function applyToDoc(current: ShipmentDoc | undefined, event: ProjectedEve
       doc.derivation.timeline = withEntry(doc.derivation.timeline, { eventId, eventTime, kind: ScanKind.INFO, status: ShipmentStatus.INFO_RECEIVED });
       break;
     }
-    case "shipment.handed_over": {
+    case "shipment.handed_over":
+    case "shipment.partner_removed": {
       const m = event.message;
-      const handovers = doc.derivation.handovers ?? [];
-      const newest = handovers[handovers.length - 1];
+      const list = event.type === "shipment.handed_over" ? "handovers" : "removals";
+      const entries = doc.derivation[list] ?? [];
+      const newest = entries[entries.length - 1];
       late = newest !== undefined && compareKeys(eventTime, eventId, newest.eventTime, newest.eventId) < 0;
-      doc.derivation.handovers = withEntry(handovers, { eventId, eventTime, carrierCode: m.partnerCarrierCode });
-      doc.partnerCarrierCodes = partnersOf(doc.derivation);
+      doc.derivation[list] = withEntry(entries, {
+        eventId,
+        eventTime,
+        carrierCode: m.partnerCarrierCode,
+        ...(m.partnerTerm > 0 ? { term: m.partnerTerm } : {}),
+      });
+      setOptional(doc, "partnerCarrierCodes", partnersOf(doc.derivation));
       if (doc.carrierCode === undefined && m.carrierCode) doc.carrierCode = m.carrierCode;
       break;
     }
@@ -289,9 +299,9 @@ export function duplicateResult(doc: ShipmentDoc): ApplyResult {
 /**
  * The copy {@link applyToDoc} changes: new top level and derivation, with `eventId` appended to a
  * copy of the event ids; everything else (places, ETA, route, the timeline and its entries, the
- * handovers) is shared with `current`, because applying an event only ever replaces those, never
- * changes them in place (a new timeline is made by {@link withEntry}). A deep copy per event was
- * the largest CPU cost of a batch apply.
+ * handovers and removals) is shared with `current`, because applying an event only ever replaces
+ * those, never changes them in place (a new list is made by {@link withEntry}). A deep copy per
+ * event was the largest CPU cost of a batch apply.
  */
 function copyForUpdate(current: ShipmentDoc, eventId: string): ShipmentDoc {
   const d = current.derivation;
@@ -320,11 +330,24 @@ function withEntry<T extends { eventTime: string; eventId: string }>(list: reado
   return out;
 }
 
-/** The document's partner carriers: the creation's, then the handovers', each once; undefined for none. */
-function partnersOf(d: { createdPartners?: string[]; handovers?: HandoverEntry[] }): string[] | undefined {
-  const codes = new Set(d.createdPartners);
-  for (const h of d.handovers ?? []) codes.add(h.carrierCode);
-  return codes.size > 0 ? [...codes] : undefined;
+/**
+ * The document's partner carriers, undefined for none: the creation's (each of term 0), then the
+ * handovers' in (eventTime, eventId) order. A carrier is listed once, where its newest term was
+ * first added, and only while no removal ended that term (a removal's term is at least it).
+ */
+function partnersOf(d: { createdPartners?: string[]; handovers?: HandoverEntry[]; removals?: HandoverEntry[] }): string[] | undefined {
+  const added: Array<readonly [string, number]> = (d.createdPartners ?? []).map((code) => [code, 0] as const);
+  for (const h of d.handovers ?? []) added.push([h.carrierCode, h.term ?? 0]);
+  const newest = new Map<string, number>();
+  for (const [code, term] of added) if (term > (newest.get(code) ?? -1)) newest.set(code, term);
+  const ended = new Map<string, number>();
+  for (const r of d.removals ?? []) ended.set(r.carrierCode, Math.max(ended.get(r.carrierCode) ?? -1, r.term ?? 0));
+  const codes: string[] = [];
+  for (const [code, term] of added) {
+    if (term !== newest.get(code) || term <= (ended.get(code) ?? -1) || codes.includes(code)) continue;
+    codes.push(code);
+  }
+  return codes.length > 0 ? codes : undefined;
 }
 
 function setOptional<T extends object, K extends keyof T>(target: T, key: K, value: T[K] | undefined): void {

@@ -1,7 +1,12 @@
 import { clone, fromJson, toJson, type DescMessage, type JsonValue, type Message } from "@bufbuild/protobuf";
 import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { timestampFromDate, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { ScanRecordedSchema, ShipmentCreatedSchema, ShipmentHandedOverSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import {
+  ScanRecordedSchema,
+  ShipmentCreatedSchema,
+  ShipmentHandedOverSchema,
+  ShipmentPartnerRemovedSchema,
+} from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { scanRecordedJson } from "./event-json.js";
 import { assertJsonSize, MAX_DOCUMENT_BYTES } from "./size.js";
@@ -28,6 +33,7 @@ export const EVENT_TYPES: ReadonlyArray<ProjectedEvent["type"]> = [
   "scan.recorded",
   "shipment.created",
   "shipment.handed_over",
+  "shipment.partner_removed",
   "route.planned",
   "route.updated",
 ];
@@ -42,14 +48,15 @@ const TIME_FIELD: Readonly<Record<ProjectedEvent["type"], string>> = {
   "scan.recorded": "scan.event_time",
   "shipment.created": "created_at",
   "shipment.handed_over": "handed_over_at",
+  "shipment.partner_removed": "removed_at",
   "route.planned": "planned_at",
   "route.updated": "updated_at",
 };
 
 /**
  * The event's own time: the scan's event time for a scan, `created_at` (else `ready_time`) for a
- * creation, `handed_over_at` for a handover, `planned_at` / `updated_at` (else the route's
- * `planned_at`) for a route event.
+ * creation, `handed_over_at` for a handover, `removed_at` for a partner removal, `planned_at` /
+ * `updated_at` (else the route's `planned_at`) for a route event.
  */
 export function eventTimestamp(e: ProjectedEvent): Timestamp | undefined {
   switch (e.type) {
@@ -59,6 +66,8 @@ export function eventTimestamp(e: ProjectedEvent): Timestamp | undefined {
       return e.message.createdAt ?? e.message.readyTime;
     case "shipment.handed_over":
       return e.message.handedOverAt;
+    case "shipment.partner_removed":
+      return e.message.removedAt;
     case "route.planned":
       return e.message.plannedAt ?? e.message.route?.plannedAt;
     case "route.updated":
@@ -84,6 +93,7 @@ const SCHEMAS: Readonly<Record<ProjectedEvent["type"], DescMessage>> = {
   "scan.recorded": ScanRecordedSchema,
   "shipment.created": ShipmentCreatedSchema,
   "shipment.handed_over": ShipmentHandedOverSchema,
+  "shipment.partner_removed": ShipmentPartnerRemovedSchema,
   "route.planned": RoutePlannedSchema,
   "route.updated": RouteUpdatedSchema,
 };
@@ -147,6 +157,8 @@ export function eventFromJson(type: string, json: JsonValue): ProjectedEvent {
       return { type, message: fromJson(ShipmentCreatedSchema, json, { ignoreUnknownFields: true }) };
     case "shipment.handed_over":
       return { type, message: fromJson(ShipmentHandedOverSchema, json, { ignoreUnknownFields: true }) };
+    case "shipment.partner_removed":
+      return { type, message: fromJson(ShipmentPartnerRemovedSchema, json, { ignoreUnknownFields: true }) };
     case "route.planned":
       return { type, message: fromJson(RoutePlannedSchema, json, { ignoreUnknownFields: true }) };
     case "route.updated":
@@ -188,9 +200,9 @@ function unstorablePath(v: unknown, path: string): string | undefined {
  * What the store itself must refuse before writing, and the event's stored JSON (serialized once,
  * for the size limit and the write): an event without id, tracking number or a usable event time
  * (the dedupe key, the document key and the partition key); a scan without its scan; a route
- * event without an ETA; a handover without its partner carrier (what the document records); a
- * scan position that is not finite or not on the globe (the geo index would fail on it); text the
- * database cannot hold; an event over `maxBytes`. Throws
+ * event without an ETA; a handover or partner removal without its partner carrier (what the
+ * document records); a scan position that is not finite or not on the globe (the geo index would
+ * fail on it); text the database cannot hold; an event over `maxBytes`. Throws
  * {@link InvalidEventError} naming the field, or DocumentTooLargeError.
  */
 export function checkEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTES): string {
@@ -228,6 +240,7 @@ export function checkStoredEvent(e: ProjectedEvent, maxBytes = MAX_DOCUMENT_BYTE
       break;
     }
     case "shipment.handed_over":
+    case "shipment.partner_removed":
       if (!e.message.partnerCarrierCode) throw new InvalidEventError("partner_carrier_code", "is required");
       break;
     case "shipment.created":

@@ -3,7 +3,12 @@ import type { GeoPoint, PlaceJson } from "@logistics/shared/gen/logistics/common
 import type { EtaChangeReason, EtaJson, RouteJson } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import type { CarrierStatusJson, ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import type { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
-import type { ScanRecorded, ShipmentCreated, ShipmentHandedOver } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import type {
+  ScanRecorded,
+  ShipmentCreated,
+  ShipmentHandedOver,
+  ShipmentPartnerRemoved,
+} from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import type { RoutePlanned, RouteUpdated } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 
 /**
@@ -24,6 +29,7 @@ export type ProjectedEvent =
   | { readonly type: "scan.recorded"; readonly message: ScanRecorded }
   | { readonly type: "shipment.created"; readonly message: ShipmentCreated }
   | { readonly type: "shipment.handed_over"; readonly message: ShipmentHandedOver }
+  | { readonly type: "shipment.partner_removed"; readonly message: ShipmentPartnerRemoved }
   | { readonly type: "route.planned"; readonly message: RoutePlanned }
   | { readonly type: "route.updated"; readonly message: RouteUpdated };
 
@@ -67,12 +73,14 @@ export interface TrimmedHistory {
   hubEntry?: TimelineEntry;
 }
 
-/** A handover the document holds (see {@link ShipmentDoc.derivation}). */
+/** A handover or a partner removal the document holds (see {@link ShipmentDoc.derivation}). */
 export interface HandoverEntry {
   eventId: string;
   eventTime: string;
-  /** The partner carrier that took the shipment over. */
+  /** The partner carrier that took the shipment over (or, in `removals`, was removed). */
   carrierCode: string;
+  /** The event's `partner_term`; absent for 0 (and in entries written before terms existed). */
+  term?: number;
 }
 
 /**
@@ -88,8 +96,8 @@ export interface ShipmentDoc {
   carrierCode?: string;
   /**
    * Partner carriers besides `carrierCode`, each once: the creation's (`derivation.createdPartners`)
-   * first, then the handovers' (`derivation.handovers`) in (eventTime, eventId) order. Absent
-   * while there are none.
+   * first, then the handovers' (`derivation.handovers`) in (eventTime, eventId) order, without
+   * those a removal (`derivation.removals`) ended (derive.ts). Absent while there are none.
    */
   partnerCarrierCodes?: string[];
   serviceLevel?: ServiceLevel;
@@ -135,6 +143,8 @@ export interface ShipmentDoc {
     createdPartners?: string[];
     /** Every applied handover, in (eventTime, eventId) order (absent: none). */
     handovers?: HandoverEntry[];
+    /** Every applied partner removal, in (eventTime, eventId) order (absent: none). */
+    removals?: HandoverEntry[];
     /** What the document dropped to stay within the size limit (absent: nothing, nearly always). */
     trimmed?: TrimmedHistory;
   };

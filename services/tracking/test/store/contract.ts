@@ -8,7 +8,7 @@ import { DocumentTooLargeError, InvalidEventError, InvalidQueryError } from "../
 import { eventKey } from "../../src/store/events.js";
 import type { ApplyResult, ProjectedEvent, ShipmentDoc, ShipmentStore, StoredEvent } from "../../src/store/ports.js";
 import { seededRandom } from "@logistics/shared/testing";
-import { bySortKey, created, handedOver, idOf, jsonTime, planOf, route, routeWithLegs, scan, type RouteEvent } from "./event-builders.js";
+import { bySortKey, created, handedOver, idOf, jsonTime, partnerRemoved, planOf, route, routeWithLegs, scan, type RouteEvent } from "./event-builders.js";
 
 /** Options the contract asks a store factory for. */
 export interface ContractStoreOptions {
@@ -62,8 +62,10 @@ async function allEvents(store: ShipmentStore, tn: string, pageSize = 100): Prom
 }
 
 /**
- * The eleven events of one shipment in the convergence test: the tenth varies, every other
- * creation names a partner carrier, and the last is a handover to another one.
+ * The eleven to thirteen events of one shipment in the convergence test: the tenth varies, every
+ * other creation names a partner carrier, the eleventh is a handover to another one, and every
+ * third shipment then has a partner removed (the creation's, or the handover's, which every
+ * sixth is handed the shipment again).
  */
 function lifecycle(tn: string, i: number, t0: number, customerId: string): ProjectedEvent[] {
   const at = (latitude: number, longitude: number) => ({ latitude, longitude });
@@ -92,6 +94,8 @@ function lifecycle(tn: string, i: number, t0: number, customerId: string): Proje
       e.push(scan(tn, `${tn}-10`, t0 + 22 * HOUR, ScanKind.DELIVERY_ATTEMPT));
   }
   e.push(handedOver(tn, `${tn}-11`, t0 + 9 * HOUR, "lastmile", "HAM1"));
+  if (i % 6 === 3) e.push(partnerRemoved(tn, `${tn}-12`, t0 + 10 * HOUR, "air-x"));
+  if (i % 6 === 0) e.push(partnerRemoved(tn, `${tn}-12`, t0 + 10 * HOUR, "lastmile"), handedOver(tn, `${tn}-13`, t0 + 11 * HOUR, "lastmile", "", 1));
   return e;
 }
 
@@ -272,6 +276,29 @@ export function runShipmentStoreContract(name: string, makeStore: MakeStore): vo
         const history = await allEvents(store, tn);
         assert.deepEqual(history.map((h) => h.eventId), [idOf(creation), idOf(handover)]);
         assert.deepEqual(history[1]?.event, handover, "the history gives the handover back as it was applied");
+      });
+
+      it("drops a removed partner once, in the history, whatever order the creation, handovers and removal arrive in", async () => {
+        const tn = uniqueTrackingNumber();
+        const creation = created(tn, `${tn}-c`, now - 5 * HOUR, "cust-pr", "acme", ["air-x"]);
+        const handover = handedOver(tn, `${tn}-h`, now - 4 * HOUR, "lastmile");
+        const removal = partnerRemoved(tn, `${tn}-r`, now - 3 * HOUR, "lastmile");
+        const again = handedOver(tn, `${tn}-h1`, now - 2 * HOUR, "lastmile", "", 1);
+        const first = await store.applyEvent(removal);
+        assert.deepEqual([first.applied, first.statusChanged, first.etaChanged], [true, false, false]);
+        assert.equal(first.after.partnerCarrierCodes, undefined, "a removal alone lists no partner");
+        const results = await store.applyEvents([handover, creation, removal, handover]);
+        assert.deepEqual(results.map((r) => [r.applied, r.duplicate]), [[true, false], [true, false], [false, true], [false, true]]);
+        assert.deepEqual(results[1]?.after.partnerCarrierCodes, ["air-x"], "the handover the removal ended does not list it");
+        assert.equal((await store.applyEvent(removal)).duplicate, true);
+        const doc = await store.getShipment(tn);
+        assert.deepEqual([doc?.version, doc?.partnerCarrierCodes, doc?.status], [3, ["air-x"], ShipmentStatus.INFO_RECEIVED]);
+        assert.deepEqual(withSortedIds(doc as ShipmentDoc), withSortedIds(sequentialDoc([creation, handover, removal]) as ShipmentDoc));
+        const back = await store.applyEvent(again);
+        assert.deepEqual(back.after.partnerCarrierCodes, ["air-x", "lastmile"], "a new term lists it again");
+        const history = await allEvents(store, tn);
+        assert.deepEqual(history.map((h) => h.eventId), [creation, handover, removal, again].map(idOf));
+        assert.deepEqual(history[2]?.event, removal, "the history gives the removal back as it was applied");
       });
     });
 

@@ -6,7 +6,7 @@ import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/co
 import { ScanRecordedSchema, ShipmentCreatedSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import type { ProjectedEvent } from "../../src/store/ports.js";
-import { handedOver } from "./event-builders.js";
+import { handedOver, partnerRemoved } from "./event-builders.js";
 
 /**
  * Generated data for the tests that pin the hand-written readers and writers of the document's
@@ -162,8 +162,8 @@ const ts = (ms: number, nanos = 0): Timestamp => ({ ...timestampFromMs(ms), nano
 /**
  * A shipment's events as the mesh sends them: a creation, a route plan (legs through some hubs,
  * an ETA with a confidence), scans along the legs (arrivals and departures at the hubs, times
- * with and without sub-millisecond parts), sometimes a handover, a re-plan and a delivery, in an
- * order close to event time with now and then a late one.
+ * with and without sub-millisecond parts), sometimes a handover (and a removal of the partner), a
+ * re-plan and a delivery, in an order close to event time with now and then a late one.
  */
 export function shipmentEvents(random: Random, n: number): ProjectedEvent[] {
   const tn = `TN${String(10_000_000 + n)}`;
@@ -243,7 +243,14 @@ export function shipmentEvents(random: Random, n: number): ProjectedEvent[] {
     if (i < hubs.length - 1 && random() < 0.9) events.push(scan(`${tn}-d${i}`, (at += HOUR), ScanKind.HUB_DEPARTURE, hub));
     if (i === 1 && random() < 0.3) events.push(routeEvent(`${tn}-r2`, at + 5000, 2));
   });
-  if (random() < 0.15) events.push(handedOver(tn, `${tn}-h`, (at += 60_000), "late-mile", hubs[hubs.length - 1]));
+  if (random() < 0.15) {
+    events.push(handedOver(tn, `${tn}-h`, (at += 60_000), "late-mile", hubs[hubs.length - 1]));
+    // Now and then the partner is removed again, and sometimes handed the shipment once more.
+    if (random() < 0.4) {
+      events.push(partnerRemoved(tn, `${tn}-pr`, (at += 60_000), "late-mile"));
+      if (random() < 0.5) events.push(handedOver(tn, `${tn}-h1`, (at += 60_000), "late-mile", "", 1));
+    }
+  }
   if (random() < 0.6) {
     events.push(scan(`${tn}-o`, (at += HOUR), ScanKind.OUT_FOR_DELIVERY));
     events.push(scan(`${tn}-x`, (at += HOUR), random() < 0.8 ? ScanKind.DELIVERED : ScanKind.DELIVERY_ATTEMPT));

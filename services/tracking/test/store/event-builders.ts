@@ -3,7 +3,12 @@ import { timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { EtaChangeReason, RouteSchema, TransportMode } from "@logistics/shared/gen/logistics/common/v1/route_pb.js";
 import { ScanKind, ScanSchema } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ServiceLevel, ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
-import { ScanRecordedSchema, ShipmentCreatedSchema, ShipmentHandedOverSchema } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import {
+  ScanRecordedSchema,
+  ShipmentCreatedSchema,
+  ShipmentHandedOverSchema,
+  ShipmentPartnerRemovedSchema,
+} from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "@logistics/shared/gen/logistics/events/v1/routing_events_pb.js";
 import { compareKeys } from "../../src/store/derive.js";
 import { eventKey } from "../../src/store/events.js";
@@ -11,7 +16,8 @@ import type { ProjectedEvent, ShipmentDoc } from "../../src/store/ports.js";
 
 /**
  * Events for store tests, built as the mesh builds them: the catalog's Protobuf messages (times in
- * epoch ms). One scan, creation, handover or route event per call; ids and tracking numbers as given.
+ * epoch ms). One scan, creation, handover, partner removal or route event per call; ids and
+ * tracking numbers as given.
  */
 
 const HOUR = 3_600_000;
@@ -66,8 +72,8 @@ export function created(tn: string, id: string, ms: number, customerId: string, 
 
 export type HandoverEvent = Extract<ProjectedEvent, { type: "shipment.handed_over" }>;
 
-/** A handover of an "acme" shipment to `partner`, at `hubCode` when given. */
-export function handedOver(tn: string, id: string, ms: number, partner: string, hubCode = ""): HandoverEvent {
+/** A handover of an "acme" shipment to `partner`, at `hubCode` when given, beginning the partner's term `term`. */
+export function handedOver(tn: string, id: string, ms: number, partner: string, hubCode = "", term = 0): HandoverEvent {
   const message = create(ShipmentHandedOverSchema, {
     eventId: id,
     trackingNumber: tn,
@@ -78,8 +84,27 @@ export function handedOver(tn: string, id: string, ms: number, partner: string, 
     handedOverAt: timestampFromMs(ms),
     requestedByCarrierCode: "acme",
     region: "eu-west",
+    partnerTerm: term,
   });
   return { type: "shipment.handed_over", message };
+}
+
+export type PartnerRemovedEvent = Extract<ProjectedEvent, { type: "shipment.partner_removed" }>;
+
+/** The removal of `partner` from an "acme" shipment, ending the partner's term `term`. */
+export function partnerRemoved(tn: string, id: string, ms: number, partner: string, term = 0): PartnerRemovedEvent {
+  const message = create(ShipmentPartnerRemovedSchema, {
+    eventId: id,
+    trackingNumber: tn,
+    shipmentId: `s-${tn}`,
+    carrierCode: "acme",
+    partnerCarrierCode: partner,
+    partnerTerm: term,
+    removedAt: timestampFromMs(ms),
+    requestedByCarrierCode: "acme",
+    region: "eu-west",
+  });
+  return { type: "shipment.partner_removed", message };
 }
 
 /** A route event: its ETA and, with `legs`, a plan. */
