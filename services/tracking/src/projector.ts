@@ -497,8 +497,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
 }
 
 /**
- * The event as the store applies it: the item itself, or, for a creation, handover or route event
- * whose producer left its time out, a copy carrying the stream's time in the message's time field,
+ * The event as the store applies it: the item itself, or, for a creation, handover, partner
+ * removal or route event whose producer left its time out, a copy carrying the stream's time in the message's time field,
  * so the stored event keeps the time it was applied with.
  */
 function withEventTime(item: Item): ProjectedEvent {
@@ -510,6 +510,8 @@ function withEventTime(item: Item): ProjectedEvent {
       return item.message.createdAt || item.message.readyTime ? item : { type: item.type, message: { ...item.message, createdAt: streamTime() } };
     case "shipment.handed_over":
       return item.message.handedOverAt ? item : { type: item.type, message: { ...item.message, handedOverAt: streamTime() } };
+    case "shipment.partner_removed":
+      return item.message.removedAt ? item : { type: item.type, message: { ...item.message, removedAt: streamTime() } };
     case "route.planned":
       return item.message.plannedAt || item.message.route?.plannedAt ? item : { type: item.type, message: { ...item.message, plannedAt: streamTime() } };
     case "route.updated":

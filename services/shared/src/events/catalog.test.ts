@@ -62,7 +62,12 @@ describe("createEventCatalog", () => {
     assert.equal(routes.filterSubject, undefined, "the whole routes stream, decoded by subject");
     assert.deepEqual(routes.events.map((e) => e.name), ["route.planned", "route.updated"]);
     assert.deepEqual(routes.replaces, ["tracking-routes-planned", "tracking-routes-updated"]);
-    assert.deepEqual(catalog.consumer("tracking-shipment-events").replaces, ["tracking-shipments"]);
+    const shipments = catalog.consumer("tracking-shipment-events");
+    assert.deepEqual(shipments.replaces, ["tracking-shipments"]);
+    assert.equal(shipments.filterSubject, undefined, "the whole shipments stream: a shipment's creation, handovers and removals in one order");
+    assert.deepEqual(shipments.events.map((e) => e.name), ["shipment.created", "shipment.handed_over", "shipment.partner_removed"]);
+    assert.equal(events.shipmentPartnerRemoved.subject({ region: "eu" }), "t_ab12.shipment.partner_removed.eu");
+    assert.equal(events.shipmentPartnerRemoved.stream, events.shipmentHandedOver.stream);
     const notification = catalog.consumer("notification-eta");
     assert.equal(notification.filterSubject, "t_ab12.eta.changed.>");
     assert.equal(notification.ackWaitMs, 30_000);

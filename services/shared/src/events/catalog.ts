@@ -3,6 +3,7 @@ import {
   ScanRecordedSchema,
   ShipmentCreatedSchema,
   ShipmentHandedOverSchema,
+  ShipmentPartnerRemovedSchema,
 } from "../gen/logistics/events/v1/ingest_events_pb.js";
 import { RoutePlannedSchema, RouteUpdatedSchema } from "../gen/logistics/events/v1/routing_events_pb.js";
 import { EtaChangedSchema, StatusChangedSchema } from "../gen/logistics/events/v1/tracking_events_pb.js";
@@ -26,6 +27,7 @@ import { createSubjects, DEFAULT_SUBJECT_PREFIX, subjectToken, type StreamSpec, 
  * | `scan.recorded` (ScanRecorded) | `<p>.scan.recorded.<region>.<carrier>` | SCANS | `scan.tracking_number` | `event_id` |
  * | `shipment.created` (ShipmentCreated) | `<p>.shipment.created.<region>` | SHIPMENTS | `tracking_number` | `event_id` |
  * | `shipment.handed_over` (ShipmentHandedOver) | `<p>.shipment.handed_over.<region>` | SHIPMENTS | `tracking_number` | `event_id` |
+ * | `shipment.partner_removed` (ShipmentPartnerRemoved) | `<p>.shipment.partner_removed.<region>` | SHIPMENTS | `tracking_number` | `event_id` |
  * | `route.planned` (RoutePlanned) | `<p>.route.planned.<region>` | ROUTES | `tracking_number` | `event_id` |
  * | `route.updated` (RouteUpdated) | `<p>.route.updated.<region>` | ROUTES | `tracking_number` | `event_id` |
  * | `status.changed` (StatusChanged) | `<p>.status.changed.<region>` | STATUS | `tracking_number` | `event_id` |
@@ -85,6 +87,7 @@ export interface CatalogEvents {
   readonly scanRecorded: EventDef<"scan.recorded", typeof ScanRecordedSchema, ScanTokens>;
   readonly shipmentCreated: EventDef<"shipment.created", typeof ShipmentCreatedSchema>;
   readonly shipmentHandedOver: EventDef<"shipment.handed_over", typeof ShipmentHandedOverSchema>;
+  readonly shipmentPartnerRemoved: EventDef<"shipment.partner_removed", typeof ShipmentPartnerRemovedSchema>;
   readonly routePlanned: EventDef<"route.planned", typeof RoutePlannedSchema>;
   readonly routeUpdated: EventDef<"route.updated", typeof RouteUpdatedSchema>;
   readonly statusChanged: EventDef<"status.changed", typeof StatusChangedSchema>;
@@ -136,8 +139,10 @@ export interface ConsumerOverrides {
 export interface CatalogConsumers {
   /** Tracking projector: every scan. */
   readonly "tracking-scans": ConsumerDef<CatalogEvents["scanRecorded"]>;
-  /** Tracking projector: the whole shipments stream (created and handed over). */
-  readonly "tracking-shipment-events": ConsumerDef<CatalogEvents["shipmentCreated"] | CatalogEvents["shipmentHandedOver"]>;
+  /** Tracking projector: the whole shipments stream (created, handed over, partner removed). */
+  readonly "tracking-shipment-events": ConsumerDef<
+    CatalogEvents["shipmentCreated"] | CatalogEvents["shipmentHandedOver"] | CatalogEvents["shipmentPartnerRemoved"]
+  >;
   /** Tracking projector: the whole routes stream (planned and updated). */
   readonly "tracking-routes": ConsumerDef<CatalogEvents["routePlanned"] | CatalogEvents["routeUpdated"]>;
   /** Routing: plans the first route of each new shipment. */
@@ -228,6 +233,7 @@ export function createEventCatalog(prefix: string = DEFAULT_SUBJECT_PREFIX, opts
     }),
     shipmentCreated: byRegion("shipment.created", ShipmentCreatedSchema, s.shipments, (m) => m.trackingNumber, (m) => m.eventId),
     shipmentHandedOver: byRegion("shipment.handed_over", ShipmentHandedOverSchema, s.shipments, (m) => m.trackingNumber, (m) => m.eventId),
+    shipmentPartnerRemoved: byRegion("shipment.partner_removed", ShipmentPartnerRemovedSchema, s.shipments, (m) => m.trackingNumber, (m) => m.eventId),
     routePlanned: byRegion("route.planned", RoutePlannedSchema, s.routes, (m) => m.trackingNumber, (m) => m.eventId),
     routeUpdated: byRegion("route.updated", RouteUpdatedSchema, s.routes, (m) => m.trackingNumber, (m) => m.eventId),
     statusChanged: byRegion("status.changed", StatusChangedSchema, s.status, (m) => m.trackingNumber, (m) => m.eventId),
@@ -272,9 +278,9 @@ export function createEventCatalog(prefix: string = DEFAULT_SUBJECT_PREFIX, opts
       consumerDef(
         "tracking",
         "shipment-events",
-        "tracking projector: shipments created and handed over",
+        "tracking projector: shipments created, handed over and partners removed",
         s.shipments,
-        [events.shipmentCreated, events.shipmentHandedOver],
+        [events.shipmentCreated, events.shipmentHandedOver, events.shipmentPartnerRemoved],
         { wholeStream: true, replaces: ["shipments"], ...(overrides ? { overrides } : {}) },
       ),
     "tracking-routes": (overrides) =>

@@ -10,6 +10,7 @@
  * | `<p>.scan.recorded.<region>.<carrier>`    | `<P>_SCANS`     |
  * | `<p>.shipment.created.<region>`           | `<P>_SHIPMENTS` |
  * | `<p>.shipment.handed_over.<region>`       | `<P>_SHIPMENTS` |
+ * | `<p>.shipment.partner_removed.<region>`   | `<P>_SHIPMENTS` |
  * | `<p>.route.planned.<region>`              | `<P>_ROUTES`    |
  * | `<p>.route.updated.<region>`              | `<P>_ROUTES`    |
  * | `<p>.status.changed.<region>`             | `<P>_STATUS`    |
@@ -24,7 +25,7 @@
  *
  * | bucket                     | keys → values | written by / read by |
  * |----------------------------|---------------|----------------------|
- * | `<P>_SHIPMENT_PARTIES`     | tracking number → the shipment's carrier, partner carriers and customer | ingest (CreateShipment, HandOverShipment) / ingest (every scan) |
+ * | `<P>_SHIPMENT_PARTIES`     | tracking number → the shipment's carrier, partner carriers and customer | ingest (CreateShipment, HandOverShipment, RemoveShipmentPartner) / ingest (every scan) |
  *
  * With several regions (nats/regions.ts) every region has all of these; the scans, shipments and
  * routes streams also hold the peer regions' own events (sourced under `regionFilter`), and
@@ -101,6 +102,8 @@ export interface Subjects {
   shipmentCreated(region: string): string;
   /** A shipment handed over to a partner carrier: `<p>.shipment.handed_over.<region>`. */
   shipmentHandedOver(region: string): string;
+  /** A partner carrier removed from a shipment: `<p>.shipment.partner_removed.<region>`. */
+  shipmentPartnerRemoved(region: string): string;
   /** A first route plan: `<p>.route.planned.<region>`. */
   routePlanned(region: string): string;
   /** A re-plan (new ETA after a deviation or disruption): `<p>.route.updated.<region>`. */
@@ -124,6 +127,8 @@ export interface Subjects {
   readonly allShipmentsCreated: string;
   /** Every handover event: `<p>.shipment.handed_over.>`. */
   readonly allShipmentsHandedOver: string;
+  /** Every partner-removed event: `<p>.shipment.partner_removed.>`. */
+  readonly allShipmentPartnersRemoved: string;
   /** Every route event (planned and updated): `<p>.route.>`. */
   readonly allRouteEvents: string;
   /** Every route-planned event: `<p>.route.planned.>`. */
@@ -198,6 +203,7 @@ export function createSubjects(prefix: string = DEFAULT_SUBJECT_PREFIX): Subject
       `${p}.scan.recorded.${region(r)}.${subjectToken("carrier", carrier)}`,
     shipmentCreated: (r: string) => `${p}.shipment.created.${region(r)}`,
     shipmentHandedOver: (r: string) => `${p}.shipment.handed_over.${region(r)}`,
+    shipmentPartnerRemoved: (r: string) => `${p}.shipment.partner_removed.${region(r)}`,
     routePlanned: (r: string) => `${p}.route.planned.${region(r)}`,
     routeUpdated: (r: string) => `${p}.route.updated.${region(r)}`,
     statusChanged: (r: string) => `${p}.status.changed.${region(r)}`,
@@ -208,6 +214,7 @@ export function createSubjects(prefix: string = DEFAULT_SUBJECT_PREFIX): Subject
     allScans: `${p}.scan.recorded.>`,
     allShipmentsCreated: `${p}.shipment.created.>`,
     allShipmentsHandedOver: `${p}.shipment.handed_over.>`,
+    allShipmentPartnersRemoved: `${p}.shipment.partner_removed.>`,
     allRouteEvents: `${p}.route.>`,
     allRoutesPlanned: `${p}.route.planned.>`,
     allRoutesUpdated: `${p}.route.updated.>`,
