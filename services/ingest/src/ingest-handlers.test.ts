@@ -66,6 +66,9 @@ function clientFor(principal: Principal, deps: Partial<IngestHandlersDeps>) {
     handOver: async () => {
       throw new ConnectError("not used", Code.Unimplemented);
     },
+    removePartner: async () => {
+      throw new ConnectError("not used", Code.Unimplemented);
+    },
     metrics: createIngestMetrics(new Registry()),
     log: { warn: () => {} },
     drainSignal: new AbortController().signal,
@@ -272,6 +275,7 @@ describe("IngestService handlers", () => {
       rateLimiter: allow,
       createShipment: async () => assert.fail("not used"),
       handOver: async () => assert.fail("not used"),
+      removePartner: async () => assert.fail("not used"),
       metrics,
       log: { warn: (obj, msg) => warnings.push({ obj, ...(msg === undefined ? {} : { msg }) }) },
       drainSignal: new AbortController().signal,

@@ -16,6 +16,7 @@ import type { RateLimiter } from "./redis-rate-limiter.js";
 import { countAcks, rejectAck, UNVERIFIED_CARRIER_LABEL, type IngestLog, type ScanIngestor } from "./scan-ingestor.js";
 import type { ShipmentCreator } from "./shipment-creator.js";
 import type { ShipmentHandover } from "./shipment-handover.js";
+import type { ShipmentPartnerRemoval } from "./shipment-partner-removal.js";
 
 /** The RPC handlers of IngestService. */
 export type IngestHandlers = Partial<ServiceImpl<typeof IngestService>>;
@@ -26,6 +27,7 @@ export interface IngestHandlersDeps {
   rateLimiter: RateLimiter;
   createShipment: ShipmentCreator;
   handOver: ShipmentHandover;
+  removePartner: ShipmentPartnerRemoval;
   metrics: IngestMetrics;
   /**
    * Request messages of one StreamScans call processed at once (INGEST_STREAM_WINDOW). While
@@ -188,6 +190,10 @@ export function createIngestHandlers(deps: IngestHandlersDeps): IngestHandlers {
 
     async handOverShipment(req, ctx) {
       return deps.handOver(req, ctx.values.get(principalKey));
+    },
+
+    async removeShipmentPartner(req, ctx) {
+      return deps.removePartner(req, ctx.values.get(principalKey));
     },
   };
 }

@@ -18,13 +18,14 @@ import { createSemaphore } from "./semaphore.js";
 import { createShipmentCreator } from "./shipment-creator.js";
 import { createKvShipmentDirectory } from "./shipment-directory.js";
 import { createShipmentHandover } from "./shipment-handover.js";
+import { createShipmentPartnerRemoval } from "./shipment-partner-removal.js";
 
 /**
  * The ingest service as the runtime starts it (from main.ts, the dev runner and tests): scan
- * ingest (validation, ownership, dedupe, durable publish), shipment creation and handover, with
- * the shipment directory (a JetStream key-value bucket, created at start with the streams when
- * ENSURE_STREAMS is on) deciding which carriers may scan which shipment, and Redis for the dedupe
- * set, rate limits and idempotency. Redis is optional at run time: every Redis use fails open
+ * ingest (validation, ownership, dedupe, durable publish), shipment creation, handover and
+ * partner removal, with the shipment directory (a JetStream key-value bucket, created at start
+ * with the streams when ENSURE_STREAMS is on) deciding which carriers may scan which shipment,
+ * and Redis for the dedupe set, rate limits and idempotency. Redis is optional at run time: every Redis use fails open
  * (see the adapters), so a Redis outage degrades dedupe and rate limiting but never stops
  * ingest. The directory is not optional: without it scans are REJECTED/UNAVAILABLE, never
  * accepted unchecked.
@@ -140,6 +141,13 @@ export const ingestService: ServiceDefinition<IngestConfig> = {
         directory,
         publisher,
         handedOverSubject: (region) => ctx.subjects.shipmentHandedOver(region),
+        region,
+        publishDeadlineMs: config.INGEST_PUBLISH_DEADLINE_MS,
+      }),
+      removePartner: createShipmentPartnerRemoval({
+        directory,
+        publisher,
+        partnerRemovedSubject: (region) => ctx.subjects.shipmentPartnerRemoved(region),
         region,
         publishDeadlineMs: config.INGEST_PUBLISH_DEADLINE_MS,
       }),
