@@ -33,8 +33,8 @@ export interface IngestHarness {
   readonly redis: RedisServerHandle;
   readonly svc: RunningService;
   readonly subjects: Subjects;
-  /** A bearer token: a carrier gateway's (`carrier` set) or an internal one. */
-  token(opts: { carrier?: string; scopes?: string[]; subject?: string }): Promise<string>;
+  /** A bearer token: a carrier gateway's (`carrier` set), a customer's (`customer` set) or an internal one. */
+  token(opts: { carrier?: string; customer?: string; scopes?: string[]; subject?: string }): Promise<string>;
   /**
    * Creates (once per carrier, through CreateShipment) the shipments {@link validScan} scans of
    * `carrier` refer to, so their scans are owned; resolves with their tracking numbers.
@@ -44,6 +44,11 @@ export interface IngestHarness {
   createShipment(carrier: string, o?: { trackingNumber?: string; customerId?: string; partners?: string[] }): Promise<string>;
   /** A grpc-js client of the service (closed by `close`). */
   grpcClient(): grpc.Client;
+  /**
+   * Starts another ingest replica on the same nats-server, Redis, subject prefix and keys (the
+   * shared shipment directory and streams, its own cache); closed by `close`.
+   */
+  startReplica(): Promise<RunningService>;
   /** Sum of a counter or gauge on the service's /metrics, optionally only samples whose labels include `match`. */
   metric(name: string, match?: string): Promise<number>;
   /** Recorded event ids (`Nats-Msg-Id`) of every message in the scans stream, read with a private connection. */
@@ -59,9 +64,9 @@ export async function startIngestHarness(env: Record<string, string> = {}): Prom
   const prefix = uniqueName("ingest");
   const subjects = createSubjects(prefix);
   const clients: grpc.Client[] = [];
-  let svc: RunningService;
-  try {
-    svc = await startService(
+  const replicas: RunningService[] = [];
+  const start = () =>
+    startService(
       ingestService,
       ingestConfig.parse({
         ...serviceTestEnv({ natsUrl: nats.url, prefix, jwksPath: keys.jwksPath }),
@@ -73,17 +78,21 @@ export async function startIngestHarness(env: Record<string, string> = {}): Prom
         ...env,
       }),
     );
+  let svc: RunningService;
+  try {
+    svc = await start();
   } catch (err) {
     await redis.stop();
     await nats.stop();
     await keys.remove();
     throw err;
   }
-  const token = (o: { carrier?: string; scopes?: string[]; subject?: string }) =>
+  const token = (o: { carrier?: string; customer?: string; scopes?: string[]; subject?: string }) =>
     keys.token({
       subject: o.subject ?? (o.carrier ? `gateway-${o.carrier}` : "order-system"),
       scopes: o.scopes ?? [Scope.ScansWrite],
       ...(o.carrier ? { carrier: o.carrier } : {}),
+      ...(o.customer ? { customer: o.customer } : {}),
     });
   const orders = createClient(IngestService, createGrpcTransport({ baseUrl: svc.url }));
   let orderCount = 0;
@@ -126,6 +135,11 @@ export async function startIngestHarness(env: Record<string, string> = {}): Prom
       clients.push(c);
       return c;
     },
+    async startReplica() {
+      const replica = await start();
+      replicas.push(replica);
+      return replica;
+    },
     async metric(name, match) {
       const text = await (await fetch(svc.metricsUrl)).text();
       let sum = 0;
@@ -157,6 +171,7 @@ export async function startIngestHarness(env: Record<string, string> = {}): Prom
     },
     async close() {
       for (const c of clients) c.close();
+      for (const r of replicas) await r.close();
       await svc.close();
       await redis.stop();
       await nats.stop();
