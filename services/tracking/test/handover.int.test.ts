@@ -9,7 +9,14 @@ import { Scope } from "@logistics/shared/auth";
 import { createCatalogPublisher, createEventCatalog, type CatalogPublisher, type EventCatalog } from "@logistics/shared/events";
 import { ScanKind } from "@logistics/shared/gen/logistics/common/v1/scan_pb.js";
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
-import { ShipmentHandedOverSchema, type ShipmentHandedOver } from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  ShipmentHandedOverSchema,
+  ShipmentPartnerRemovedSchema,
+  type ShipmentHandedOver,
+  type ShipmentPartnerRemoved,
+} from "@logistics/shared/gen/logistics/events/v1/ingest_events_pb.js";
 import { StatusChangedSchema } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
 import { ShipmentEventKind, TrackingService, WatchUpdateKind } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
 import { createEventPublisher } from "@logistics/shared/nats";
@@ -37,6 +44,21 @@ function handover(tn: string, partner: string, when: Date, hubCode = ""): Shipme
   const e = handoverEvent(tn, partner, when, hubCode);
   assert.ok(e.kind === "handover");
   return e.message;
+}
+
+/** A ShipmentPartnerRemoved as ingest's RemoveShipmentPartner publishes it, ending `term`. */
+function removal(tn: string, partner: string, when: Date, term = 0): ShipmentPartnerRemoved {
+  return create(ShipmentPartnerRemovedSchema, {
+    eventId: `pr.${tn}.${partner}.${term}`,
+    trackingNumber: tn,
+    shipmentId: `shp_${tn}`,
+    carrierCode: "acme",
+    partnerCarrierCode: partner,
+    partnerTerm: term,
+    removedAt: timestampFromDate(when),
+    requestedByCarrierCode: "acme",
+    region: REGION,
+  });
 }
 
 describe("handovers to partner carriers in tracking (real nats-server, PostgreSQL and tracking service)", () => {
@@ -68,6 +90,7 @@ describe("handovers to partner carriers in tracking (real nats-server, PostgreSQ
   const publishCreated = (tn: string, when: Date, partners: string[]) =>
     publishFixture(createEventPublisher({ js }), env.subjects, createdEvent(tn, when, "cust-1", partners));
   const publishHandover = (m: ShipmentHandedOver) => publisher.publish(catalog.events.shipmentHandedOver, m, { region: REGION });
+  const publishRemoval = (m: ShipmentPartnerRemoved) => publisher.publish(catalog.events.shipmentPartnerRemoved, m, { region: REGION });
   const version = async (tn: string) => {
     try {
       return (await client.getShipment({ trackingNumber: tn }, { headers: full })).shipment?.version ?? 0n;
@@ -77,6 +100,8 @@ describe("handovers to partner carriers in tracking (real nats-server, PostgreSQ
   };
   const handoverOutcomes = (outcome: "applied" | "duplicate") =>
     readCounter(svc.metricsUrl, "logistics_tracking_projected_events_total", `type="shipment.handed_over",outcome="${outcome}"`);
+  const removalOutcomes = (outcome: "applied" | "duplicate") =>
+    readCounter(svc.metricsUrl, "logistics_tracking_projected_events_total", `type="shipment.partner_removed",outcome="${outcome}"`);
   const changeAt = (w: Watch, sequence: bigint) => w.updates.find((u) => u.kind === WatchUpdateKind.CHANGE && u.sequence === sequence);
 
   it("shows a handover published through the catalog as a HANDED_OVER event and a partner, live to watchers, once however often it comes", async () => {
@@ -175,5 +200,76 @@ describe("handovers to partner carriers in tracking (real nats-server, PostgreSQ
         [ShipmentEventKind.SCAN, false],
       ],
     );
+  });
+
+  it("drops a removed partner, as an internal PARTNER_REMOVED event live to watchers, once however often it comes, and lists it again after a new term", async () => {
+    const tn = trackingNumber(tag, 3);
+    await publishCreated(tn, at(0), ["air-x"]);
+    await publishHandover(handover(tn, "lastmile", at(2), "CDG"));
+    await waitFor(async () => (await version(tn)) === 2n, { message: "created and handed over" });
+    const internal = connectWatch(client, tn, 0n, full);
+    const anonymous = connectWatch(client, tn);
+    await waitFor(() => internal.updates.length >= 1 && anonymous.updates.length >= 1, { message: "snapshots" });
+
+    const removed = removal(tn, "lastmile", at(4));
+    await publishRemoval(removed);
+    await publishRemoval(removed);
+    await createEventPublisher({ js }).publish(catalog.events.shipmentPartnerRemoved.subject({ region: REGION }), ShipmentPartnerRemovedSchema, removed, {
+      msgId: `${removed.eventId}.again`,
+    });
+    await waitFor(async () => (await removalOutcomes("duplicate")) >= 1, { message: "the second delivery found applied" });
+    assert.equal(await removalOutcomes("applied"), 1);
+    assert.equal(await version(tn), 3n, "one version for the removal");
+
+    await waitFor(() => changeAt(internal, 3n) !== undefined && changeAt(anonymous, 3n) !== undefined, { message: "version 3 on both watches" });
+    const inside = changeAt(internal, 3n);
+    assert.equal(inside?.cause?.kind, ShipmentEventKind.PARTNER_REMOVED);
+    assert.equal(inside?.cause?.eventId, removed.eventId);
+    assert.equal(inside?.cause?.partnerCarrierCode, "lastmile");
+    assert.equal(inside?.cause?.description, "Partner carrier lastmile removed");
+    assert.deepEqual(inside?.shipment?.partnerCarrierCodes, ["air-x"]);
+    const outside = changeAt(anonymous, 3n);
+    assert.equal(outside?.cause, undefined, "an internal event: the anonymous watcher gets the new version without its cause");
+    assert.deepEqual(outside?.shipment?.partnerCarrierCodes, []);
+
+    const history = (await client.listShipmentEvents({ trackingNumber: tn }, { headers: full })).events;
+    assert.deepEqual(
+      history.map((e) => [e.kind, e.partnerCarrierCode]),
+      [
+        [ShipmentEventKind.CREATED, ""],
+        [ShipmentEventKind.HANDED_OVER, "lastmile"],
+        [ShipmentEventKind.PARTNER_REMOVED, "lastmile"],
+      ],
+    );
+    const publicHistory = (await client.listShipmentEvents({ trackingNumber: tn })).events;
+    assert.deepEqual(publicHistory.map((e) => e.kind), [ShipmentEventKind.CREATED, ShipmentEventKind.HANDED_OVER]);
+
+    // The partner is handed the shipment again: its second term, a new event.
+    const again = create(ShipmentHandedOverSchema, { ...handover(tn, "lastmile", at(6)), eventId: `ho.${tn}.lastmile.1`, partnerTerm: 1 });
+    await publishHandover(again);
+    await waitFor(() => changeAt(internal, 4n) !== undefined, { message: "version 4 on the watch" });
+    assert.deepEqual(changeAt(internal, 4n)?.shipment?.partnerCarrierCodes, ["air-x", "lastmile"]);
+    internal.cancel();
+    anonymous.cancel();
+    await Promise.all([internal.ended, anonymous.ended]);
+
+    const status = await js.consumers.get(env.subjects.streams.status.name, { filter_subjects: env.subjects.allStatusChanged });
+    const versions: bigint[] = [];
+    for await (const m of await status.fetch({ max_messages: 100, expires: 1000 })) {
+      const c = fromBinary(StatusChangedSchema, m.data);
+      if (c.trackingNumber === tn) versions.push(c.version);
+    }
+    assert.deepEqual(versions, [1n], "StatusChanged for the creation only");
+  });
+
+  it("ends with the same partners when a removal arrives before the handover it ends", async () => {
+    const tn = trackingNumber(tag, 4);
+    await publishRemoval(removal(tn, "lastmile", at(4)));
+    await waitFor(async () => (await version(tn)) === 1n, { message: "the removal alone makes a document" });
+    await publishHandover(handover(tn, "lastmile", at(2)));
+    await publishCreated(tn, at(0), ["air-x"]);
+    await waitFor(async () => (await version(tn)) === 3n, { message: "handover and creation applied" });
+    const got = (await client.getShipment({ trackingNumber: tn }, { headers: full })).shipment;
+    assert.deepEqual(got?.partnerCarrierCodes, ["air-x"], "the late handover of the ended term does not bring the partner back");
   });
 });
