@@ -100,6 +100,15 @@ const EXPECTED: Readonly<Record<string, Row>> = {
     internal: both("ok"),
     operator: both("ok"),
   },
+  // The same callers as a handover (it runs after HandOverShipment's cases, so on the own side
+  // the carrier removes the partner they added, and the others find it gone: unchanged, "ok").
+  "logistics.ingest.v1.IngestService/RemoveShipmentPartner": {
+    anonymous: UNAUTH,
+    carrier: ["ok", "PermissionDenied"],
+    customer: DENIED,
+    internal: both("ok"),
+    operator: both("ok"),
+  },
   "logistics.tracking.v1.TrackingService/GetShipment": PUBLIC_READ,
   "logistics.tracking.v1.TrackingService/ListShipmentEvents": PUBLIC_READ,
   "logistics.tracking.v1.TrackingService/WatchShipment": PUBLIC_READ,
@@ -224,6 +233,10 @@ describe("authorization matrix: every RPC × every role × own/other resource, a
     },
     "logistics.ingest.v1.IngestService/HandOverShipment": async (c) => {
       await c.ingest.handOverShipment({ trackingNumber: c.res.trackingNumber, partnerCarrierCode: "lastmile" });
+      return "ok";
+    },
+    "logistics.ingest.v1.IngestService/RemoveShipmentPartner": async (c) => {
+      await c.ingest.removeShipmentPartner({ trackingNumber: c.res.trackingNumber, partnerCarrierCode: "lastmile" });
       return "ok";
     },
     "logistics.tracking.v1.TrackingService/GetShipment": async (c) =>

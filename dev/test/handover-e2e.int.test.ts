@@ -6,7 +6,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Scope } from "@logistics/shared/auth";
-import { IngestService, ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
+import { IngestService, RejectReason, ScanOutcome } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import {
   ShipmentEventKind,
   TrackingService,
@@ -21,6 +21,8 @@ import { assertMeshSettled, shipmentRequest, startE2eMesh, type E2eMesh } from "
  * A handover from ingest's HandOverShipment to what a customer sees in tracking, over the real
  * services, nats-server and PostgreSQL: the carrier hands the parcel to a last-mile partner, a
  * watcher of the shipment gets the HANDED_OVER change live, and the shipment lists the partner.
+ * Then the partner's removal (RemoveShipmentPartner) the same way: its scans are refused, the
+ * shipment no longer lists it, and handing the parcel to it again lists it again.
  */
 describe("a handover from the carrier edge to the tracking read model", () => {
   let mesh: E2eMesh;
@@ -110,6 +112,67 @@ describe("a handover from the carrier edge to the tracking read model", () => {
     assert.equal(anonymous[1]?.description, "Handed over to a partner carrier at hub CDG");
     assert.equal(anonymous[1]?.partnerCarrierCode, "");
     assert.deepEqual((await tracking.getShipment({ trackingNumber })).shipment?.partnerCarrierCodes, []);
+
+    const jsm = await jetstreamManager(nc);
+    await assertMeshSettled(jsm, createSubjects(mesh.env["SUBJECT_PREFIX"]));
+  });
+
+  it("takes a removed partner's scans no more and drops it from the shipment, and a new handover brings it back", async () => {
+    const { trackingNumber } = await ingest.createShipment(
+      { ...shipmentRequest("acme", "removal-shop"), partnerCarrierCodes: ["air-x"] },
+      await as([Scope.ShipmentsWrite]),
+    );
+    const reader = await as([Scope.ShipmentsRead]);
+    const acme = await as([Scope.ScansWrite], { carrier: "acme" });
+    const partners = async () => (await tracking.getShipment({ trackingNumber }, reader)).shipment?.partnerCarrierCodes;
+    const scanAs = async (carrier: string, id: string) =>
+      (
+        await ingest.submitScans(
+          {
+            scans: [
+              {
+                eventId: uniqueName(id),
+                trackingNumber,
+                carrierCode: carrier,
+                rawStatus: { code: "AR", text: "Arrived at depot" },
+                eventTime: timestampFromDate(new Date()),
+              },
+            ],
+          },
+          await as([Scope.ScansWrite], { carrier }),
+        )
+      ).acks[0];
+
+    await ingest.handOverShipment({ trackingNumber, partnerCarrierCode: "lastmile", hubCode: "CDG" }, acme);
+    assert.equal((await scanAs("lastmile", "rm-before"))?.outcome, ScanOutcome.ACCEPTED);
+    await waitFor(async () => (await partners().catch(() => undefined))?.includes("lastmile"), { timeoutMs: 30_000, message: "tracking lists lastmile" });
+
+    const removed = await ingest.removeShipmentPartner({ trackingNumber, partnerCarrierCode: "lastmile" }, acme);
+    assert.deepEqual([removed.partnerCarrierCodes, removed.changed], [["air-x"], true]);
+    const refused = await scanAs("lastmile", "rm-after");
+    assert.deepEqual([refused?.outcome, refused?.rejectReason], [ScanOutcome.REJECTED, RejectReason.WRONG_CARRIER]);
+    await waitFor(async () => {
+      const p = await partners();
+      return p !== undefined && !p.includes("lastmile") ? p : undefined;
+    }, { timeoutMs: 30_000, message: "tracking drops lastmile" });
+    assert.deepEqual(await partners(), ["air-x"]);
+    const history = (await tracking.listShipmentEvents({ trackingNumber }, reader)).events;
+    assert.deepEqual(
+      history.filter((e) => e.kind === ShipmentEventKind.HANDED_OVER || e.kind === ShipmentEventKind.PARTNER_REMOVED).map((e) => [e.kind, e.partnerCarrierCode]),
+      [
+        [ShipmentEventKind.HANDED_OVER, "lastmile"],
+        [ShipmentEventKind.PARTNER_REMOVED, "lastmile"],
+      ],
+    );
+    const publicKinds = (await tracking.listShipmentEvents({ trackingNumber })).events.map((e) => e.kind);
+    assert.ok(!publicKinds.includes(ShipmentEventKind.PARTNER_REMOVED), "the removal is internal");
+
+    // Handed the parcel again: a new term, so a new event that neither JetStream nor tracking drops as a repeat.
+    const back = await ingest.handOverShipment({ trackingNumber, partnerCarrierCode: "lastmile" }, acme);
+    assert.deepEqual([back.partnerCarrierCodes, back.changed], [["air-x", "lastmile"], true]);
+    assert.equal((await scanAs("lastmile", "rm-again"))?.outcome, ScanOutcome.ACCEPTED);
+    await waitFor(async () => (await partners())?.includes("lastmile"), { timeoutMs: 30_000, message: "tracking lists lastmile again" });
+    assert.deepEqual(await partners(), ["air-x", "lastmile"]);
 
     const jsm = await jetstreamManager(nc);
     await assertMeshSettled(jsm, createSubjects(mesh.env["SUBJECT_PREFIX"]));
