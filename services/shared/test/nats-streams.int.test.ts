@@ -16,6 +16,8 @@ describe("createSubjects", () => {
     assert.equal(s.scanRecorded("eu-west", "DHL"), "t_ab12.scan.recorded.eu-west.DHL");
     assert.equal(s.shipmentCreated("us"), "t_ab12.shipment.created.us");
     assert.equal(s.shipmentHandedOver("us"), "t_ab12.shipment.handed_over.us");
+    assert.equal(s.shipmentPartnerRemoved("us"), "t_ab12.shipment.partner_removed.us");
+    assert.equal(s.allShipmentPartnersRemoved, "t_ab12.shipment.partner_removed.>");
     assert.equal(s.buckets.shipmentParties.name, "T_AB12_SHIPMENT_PARTIES");
     assert.equal(s.routePlanned("us"), "t_ab12.route.planned.us");
     assert.equal(s.routeUpdated("us"), "t_ab12.route.updated.us");
