@@ -15,8 +15,7 @@ import type { IngestMetrics } from "./ingest-metrics.js";
 import type { RateLimiter } from "./redis-rate-limiter.js";
 import { countAcks, rejectAck, UNVERIFIED_CARRIER_LABEL, type IngestLog, type ScanIngestor } from "./scan-ingestor.js";
 import type { ShipmentCreator } from "./shipment-creator.js";
-import type { ShipmentHandover } from "./shipment-handover.js";
-import type { ShipmentPartnerRemoval } from "./shipment-partner-removal.js";
+import type { ShipmentHandover, ShipmentPartnerRemoval } from "./shipment-partners.js";
 
 /** The RPC handlers of IngestService. */
 export type IngestHandlers = Partial<ServiceImpl<typeof IngestService>>;

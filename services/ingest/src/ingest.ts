@@ -17,8 +17,7 @@ import { createScanIngestor } from "./scan-ingestor.js";
 import { createSemaphore } from "./semaphore.js";
 import { createShipmentCreator } from "./shipment-creator.js";
 import { createKvShipmentDirectory } from "./shipment-directory.js";
-import { createShipmentHandover } from "./shipment-handover.js";
-import { createShipmentPartnerRemoval } from "./shipment-partner-removal.js";
+import { createShipmentHandover, createShipmentPartnerRemoval } from "./shipment-partners.js";
 
 /**
  * The ingest service as the runtime starts it (from main.ts, the dev runner and tests): scan

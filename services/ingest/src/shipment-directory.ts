@@ -8,31 +8,21 @@ export class DirectoryUnavailableError extends Error {
   override readonly name = "DirectoryUnavailableError";
 }
 
-/** A handover the policy refused; the handler maps it to a Connect code. */
-export class HandOverRefusedError extends Error {
-  override readonly name = "HandOverRefusedError";
-  constructor(readonly why: Exclude<HandOverRight, "allowed"> | "full") {
-    super(
-      why === "full"
-        ? "the shipment has the maximum number of partner carriers"
-        : why === "partner"
-          ? "the caller's carrier is a partner of the shipment, not its carrier"
-          : "the caller's carrier does not carry the shipment",
-    );
-  }
-}
+/** Why a change of a shipment's partners was refused (see scan-ownership.ts). */
+export type PartnerChangeRefusal = Exclude<HandOverRight, "allowed"> | "full" | "own_carrier";
 
-/** A partner removal the policy refused; the handler maps it to a Connect code. */
-export class PartnerRemovalRefusedError extends Error {
-  override readonly name = "PartnerRemovalRefusedError";
-  constructor(readonly why: Exclude<HandOverRight, "allowed"> | "own_carrier") {
-    super(
-      why === "own_carrier"
-        ? "the shipment's own carrier is not a partner and cannot be removed"
-        : why === "partner"
-          ? "the caller's carrier is a partner of the shipment, not its carrier"
-          : "the caller's carrier does not carry the shipment",
-    );
+const REFUSALS: Readonly<Record<PartnerChangeRefusal, string>> = {
+  full: "the shipment has the maximum number of partner carriers",
+  partner: "the caller's carrier is a partner of the shipment, not its carrier",
+  not_carrier: "the caller's carrier does not carry the shipment",
+  own_carrier: "the shipment's own carrier is not a partner and cannot be removed",
+};
+
+/** A handover or partner removal the policy refused; the handler maps it to a Connect code. */
+export class PartnerChangeRefusedError extends Error {
+  override readonly name = "PartnerChangeRefusedError";
+  constructor(readonly why: PartnerChangeRefusal) {
+    super(REFUSALS[why]);
   }
 }
 
@@ -66,14 +56,14 @@ export interface ShipmentDirectory {
    * Adds `partner` to the shipment, atomically (compare-and-set on the entry's revision);
    * `authorize` sees the current parties first and throws to refuse. Undefined when the tracking
    * number is not registered.
-   * @throws HandOverRefusedError, DirectoryUnavailableError
+   * @throws PartnerChangeRefusedError, DirectoryUnavailableError
    */
   addPartner(trackingNumber: string, partner: string, authorize: (current: ShipmentParties) => void): Promise<HandOverResult | undefined>;
   /**
    * Removes `partner` from the shipment and ends its term, atomically like {@link addPartner};
    * `authorize` sees the current parties first and throws to refuse. Unchanged when `partner` is
    * not a partner. Undefined when the tracking number is not registered.
-   * @throws PartnerRemovalRefusedError, DirectoryUnavailableError
+   * @throws PartnerChangeRefusedError, DirectoryUnavailableError
    */
   removePartner(trackingNumber: string, partner: string, authorize: (current: ShipmentParties) => void): Promise<HandOverResult | undefined>;
 }
@@ -228,7 +218,7 @@ export function createKvShipmentDirectory(opts: KvShipmentDirectoryOptions): KvS
       change(tn, "handover", (current) => {
         authorize(current);
         const next = withPartner(current, partner);
-        if (next === "full") throw new HandOverRefusedError("full");
+        if (next === "full") throw new PartnerChangeRefusedError("full");
         return next;
       }),
 

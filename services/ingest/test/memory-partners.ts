@@ -1,7 +1,7 @@
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import type { EventPublisher } from "@logistics/shared/nats";
 import { withoutPartner, withPartner, type ShipmentParties } from "../src/scan-ownership.js";
-import { HandOverRefusedError, type HandOverResult, type ShipmentDirectory } from "../src/shipment-directory.js";
+import { PartnerChangeRefusedError, type HandOverResult, type ShipmentDirectory } from "../src/shipment-directory.js";
 
 /**
  * A shipment directory of our own holding one entry (`trackingNumber`), changed the way the KV
@@ -32,7 +32,7 @@ export function memoryPartners(
     addPartner: (tn: string, partner: string, authorize: (current: ShipmentParties) => void) =>
       change(tn, authorize, (current) => {
         const next = withPartner(current, partner);
-        if (next === "full") throw new HandOverRefusedError("full");
+        if (next === "full") throw new PartnerChangeRefusedError("full");
         return next;
       }),
     removePartner: (tn: string, partner: string, authorize: (current: ShipmentParties) => void) =>

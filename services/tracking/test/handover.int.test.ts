@@ -102,6 +102,16 @@ describe("handovers to partner carriers in tracking (real nats-server, PostgreSQ
     readCounter(svc.metricsUrl, "logistics_tracking_projected_events_total", `type="shipment.handed_over",outcome="${outcome}"`);
   const removalOutcomes = (outcome: "applied" | "duplicate") =>
     readCounter(svc.metricsUrl, "logistics_tracking_projected_events_total", `type="shipment.partner_removed",outcome="${outcome}"`);
+  /** The versions of `tn` whose StatusChanged is in the status stream. */
+  const statusChanges = async (tn: string) => {
+    const status = await js.consumers.get(env.subjects.streams.status.name, { filter_subjects: env.subjects.allStatusChanged });
+    const versions: bigint[] = [];
+    for await (const m of await status.fetch({ max_messages: 100, expires: 1000 })) {
+      const c = fromBinary(StatusChangedSchema, m.data);
+      if (c.trackingNumber === tn) versions.push(c.version);
+    }
+    return versions;
+  };
   const changeAt = (w: Watch, sequence: bigint) => w.updates.find((u) => u.kind === WatchUpdateKind.CHANGE && u.sequence === sequence);
 
   it("shows a handover published through the catalog as a HANDED_OVER event and a partner, live to watchers, once however often it comes", async () => {
@@ -167,13 +177,7 @@ describe("handovers to partner carriers in tracking (real nats-server, PostgreSQ
     );
 
     // The handover's message was acknowledged after its changes were published: none were.
-    const status = await js.consumers.get(env.subjects.streams.status.name, { filter_subjects: env.subjects.allStatusChanged });
-    const versions: bigint[] = [];
-    for await (const m of await status.fetch({ max_messages: 100, expires: 1000 })) {
-      const c = fromBinary(StatusChangedSchema, m.data);
-      if (c.trackingNumber === tn) versions.push(c.version);
-    }
-    assert.deepEqual(versions, [1n], "StatusChanged for the creation only");
+    assert.deepEqual(await statusChanges(tn), [1n], "StatusChanged for the creation only");
   });
 
   it("ends with the same document when the handover arrives before the creation", async () => {
@@ -253,13 +257,7 @@ describe("handovers to partner carriers in tracking (real nats-server, PostgreSQ
     anonymous.cancel();
     await Promise.all([internal.ended, anonymous.ended]);
 
-    const status = await js.consumers.get(env.subjects.streams.status.name, { filter_subjects: env.subjects.allStatusChanged });
-    const versions: bigint[] = [];
-    for await (const m of await status.fetch({ max_messages: 100, expires: 1000 })) {
-      const c = fromBinary(StatusChangedSchema, m.data);
-      if (c.trackingNumber === tn) versions.push(c.version);
-    }
-    assert.deepEqual(versions, [1n], "StatusChanged for the creation only");
+    assert.deepEqual(await statusChanges(tn), [1n], "StatusChanged for the creation only");
   });
 
   it("ends with the same partners when a removal arrives before the handover it ends", async () => {

@@ -72,20 +72,21 @@ export function created(tn: string, id: string, ms: number, customerId: string, 
 
 export type HandoverEvent = Extract<ProjectedEvent, { type: "shipment.handed_over" }>;
 
+/** What ingest's handover and removal events of an "acme" shipment both carry. */
+const partnerChange = (tn: string, id: string, partner: string, term: number) => ({
+  eventId: id,
+  trackingNumber: tn,
+  shipmentId: `s-${tn}`,
+  carrierCode: "acme",
+  partnerCarrierCode: partner,
+  partnerTerm: term,
+  requestedByCarrierCode: "acme",
+  region: "eu-west",
+});
+
 /** A handover of an "acme" shipment to `partner`, at `hubCode` when given, beginning the partner's term `term`. */
 export function handedOver(tn: string, id: string, ms: number, partner: string, hubCode = "", term = 0): HandoverEvent {
-  const message = create(ShipmentHandedOverSchema, {
-    eventId: id,
-    trackingNumber: tn,
-    shipmentId: `s-${tn}`,
-    carrierCode: "acme",
-    partnerCarrierCode: partner,
-    hubCode,
-    handedOverAt: timestampFromMs(ms),
-    requestedByCarrierCode: "acme",
-    region: "eu-west",
-    partnerTerm: term,
-  });
+  const message = create(ShipmentHandedOverSchema, { ...partnerChange(tn, id, partner, term), hubCode, handedOverAt: timestampFromMs(ms) });
   return { type: "shipment.handed_over", message };
 }
 
@@ -93,17 +94,7 @@ export type PartnerRemovedEvent = Extract<ProjectedEvent, { type: "shipment.part
 
 /** The removal of `partner` from an "acme" shipment, ending the partner's term `term`. */
 export function partnerRemoved(tn: string, id: string, ms: number, partner: string, term = 0): PartnerRemovedEvent {
-  const message = create(ShipmentPartnerRemovedSchema, {
-    eventId: id,
-    trackingNumber: tn,
-    shipmentId: `s-${tn}`,
-    carrierCode: "acme",
-    partnerCarrierCode: partner,
-    partnerTerm: term,
-    removedAt: timestampFromMs(ms),
-    requestedByCarrierCode: "acme",
-    region: "eu-west",
-  });
+  const message = create(ShipmentPartnerRemovedSchema, { ...partnerChange(tn, id, partner, term), removedAt: timestampFromMs(ms) });
   return { type: "shipment.partner_removed", message };
 }
 
