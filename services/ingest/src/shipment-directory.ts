@@ -105,7 +105,9 @@ const CAS_ATTEMPTS = 8;
  * verdict the cache could get wrong is confirmed with a `fresh` read (which also refreshes the
  * cache) by the ingestor: a WRONG_CARRIER before it is answered, and a partner's scan before it
  * is accepted. A stale entry therefore costs a read, never a wrong answer, with no message
- * between replicas. The replica that changes an entry caches what it wrote.
+ * between replicas (a fresh read is a direct get too: with a replicated bucket, a replica behind
+ * the leader may answer it until it catches up). The replica that changes an entry caches what
+ * it wrote.
  * Unregistered numbers are never cached, so a scan right after CreateShipment always finds its
  * shipment; a miss is confirmed with the bucket's leader (`readFromLeader`), because the direct
  * get behind `kv.get` may be answered by a replica that is behind. Entries expire from the cache
