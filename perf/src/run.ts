@@ -7,7 +7,7 @@
  * Usage: see USAGE below (`npm run perf -- --help` prints it).
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
@@ -37,6 +37,7 @@ import {
   type E2eFigures,
 } from "./lib/summary.js";
 import { linePlot } from "./lib/svg-plot.js";
+import { imageNodeMajor, runtimeNote } from "./lib/runtime.js";
 
 const here = dirname(fileURLToPath(import.meta.url)); // perf/dist
 const repoRoot = resolve(here, "..", "..");
@@ -136,6 +137,12 @@ function gitDescribe(): string {
   } catch {
     return "unknown";
   }
+}
+
+/** The runtime line of a report (see {@link runtimeNote}). */
+function runtimeLine(): string {
+  const dockerfile = join(repoRoot, "Dockerfile");
+  return runtimeNote(process.version, existsSync(dockerfile) ? imageNodeMajor(readFileSync(dockerfile, "utf8")) : undefined);
 }
 
 function machineLine(): string {
@@ -546,6 +553,7 @@ async function shortRun(): Promise<void> {
       `The run took ${tookS.toFixed(0)} s (plus the build).`,
     "",
     ...infraNotes.map((n) => `- ${n}`),
+    `- ${runtimeLine()}`,
     ...(serviceNodeArgs.length > 0 ? [`- Services started with the Node.js options \`${serviceNodeArgs.join(" ")}\` (\`--service-node-args\`).`] : []),
     "",
     "## Targets (issue 13)",
@@ -736,6 +744,7 @@ async function soak(): Promise<void> {
       `Load average ${loadAtStart.map((x) => x.toFixed(1)).join(" / ")} at the start, ${loadAverage().map((x) => x.toFixed(1)).join(" / ")} at the end.`,
     "",
     ...infra.notes.map((n) => `- ${n}`),
+    `- ${runtimeLine()}`,
     "",
     `Load: offered ${r.offered.perSec.toFixed(0)}/s, sent ${r.sent.perSec.toFixed(0)}/s, acked ${r.acked.perSec.toFixed(0)}/s; ` +
       `ack → visible p50 ${fmtMs(r.p50.ackToVisibleMs)}, p99 ${fmtMs(r.p99.ackToVisibleMs)} (never visible ${r.visible.missing}); ` +
