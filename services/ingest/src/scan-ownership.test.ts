@@ -8,6 +8,7 @@ import {
   judgeScanOwnership,
   handOverRight,
   MAX_PARTNER_CARRIERS,
+  MAX_PARTNER_HANDOVERS,
   partnerRemovalRight,
   partnerTerm,
   withoutPartner,
@@ -80,6 +81,23 @@ describe("scan ownership", () => {
     assert.equal(again === "unchanged" ? -1 : partnerTerm(again, "p3x"), 2);
     assert.equal(partnerTerm(acme, "constructor"), 0, "a carrier code named like an Object property");
     assert.equal(partnerTerm({ ...acme, removals: { lastmile: 1 } }, "toString"), 0);
+  });
+
+  it("refuses a handover once the shipment took the most handovers of its life, however they were removed", () => {
+    let parties: ShipmentParties = { ...acme, partners: [] };
+    for (let i = 0; i < MAX_PARTNER_HANDOVERS; i++) {
+      const added = withPartner(parties, i % 2 === 0 ? "again" : `code${i}x`);
+      assert.ok(typeof added === "object", `handover ${i + 1} of ${MAX_PARTNER_HANDOVERS}`);
+      const removed = withoutPartner(added, added.partners[0]!);
+      assert.ok(removed !== "unchanged");
+      parties = removed;
+    }
+    assert.equal(parties.partners.length, 0, "no partner now: no slot is taken");
+    assert.equal(withPartner(parties, "again"), "full", "a code removed before");
+    assert.equal(withPartner(parties, "fresh"), "full", "a new code");
+    assert.equal(withPartner(parties, "acme"), "unchanged", "the shipment's own carrier still carries it");
+    const decoded = decodeParties(encodeParties(parties));
+    assert.ok(decoded && Object.keys(decoded.removals ?? {}).length <= MAX_PARTNER_HANDOVERS, "the entry stays bounded");
   });
 
   it("stores removal counts only for shipments that had a removal, and reads them back", () => {

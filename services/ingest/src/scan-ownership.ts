@@ -20,6 +20,14 @@ import { RejectReason } from "@logistics/shared/gen/logistics/ingest/v1/ingest_p
 /** Most partner carriers one shipment can have. */
 export const MAX_PARTNER_CARRIERS = 8;
 
+/**
+ * Most handovers one shipment can take in its life (every partner it has now plus every removal:
+ * each removal ended one handover). Removals free a partner slot, so without this a carrier
+ * looping handovers and removals would grow the shipment's directory entry (one removal count per
+ * code), its events and its history without end.
+ */
+export const MAX_PARTNER_HANDOVERS = 32;
+
 /** Who carries a shipment and whose it is: the shipment directory's value per tracking number. */
 export interface ShipmentParties {
   readonly shipmentId: string;
@@ -133,12 +141,21 @@ export function partnerTerm(parties: ShipmentParties, partner: string): number {
 
 /**
  * The parties with `partner` added: "unchanged" when it already carries the shipment, "full" when
- * {@link MAX_PARTNER_CARRIERS} partners are recorded.
+ * {@link MAX_PARTNER_CARRIERS} partners are recorded, or the shipment took
+ * {@link MAX_PARTNER_HANDOVERS} handovers in all.
  */
 export function withPartner(parties: ShipmentParties, partner: string): ShipmentParties | "unchanged" | "full" {
   if (carriesShipment(parties, partner)) return "unchanged";
   if (parties.partners.length >= MAX_PARTNER_CARRIERS) return "full";
+  if (handoversSoFar(parties) >= MAX_PARTNER_HANDOVERS) return "full";
   return { ...parties, partners: [...parties.partners, partner] };
+}
+
+/** How many handovers the shipment took: its partners now and every removal since creation. */
+function handoversSoFar(parties: ShipmentParties): number {
+  let n = parties.partners.length;
+  for (const k in parties.removals) n += parties.removals[k] as number;
+  return n;
 }
 
 /**

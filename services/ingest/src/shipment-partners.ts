@@ -13,7 +13,7 @@ import {
 } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import type { EventPublisher } from "@logistics/shared/nats";
 import { handoverEventId, partnerRemovedEventId } from "./event-ids.js";
-import { handOverRight, partnerRemovalRight, partnerTerm, type ShipmentParties } from "./scan-ownership.js";
+import { handOverRight, MAX_PARTNER_CARRIERS, MAX_PARTNER_HANDOVERS, partnerRemovalRight, partnerTerm, type ShipmentParties } from "./scan-ownership.js";
 import {
   DirectoryUnavailableError,
   PartnerChangeRefusedError,
@@ -187,7 +187,10 @@ function refusal(why: PartnerChangeRefusal, trackingNumber: string, callerCarrie
   const who = `credentials of carrier ${JSON.stringify(callerCarrier)} may not ${verb} shipment ${trackingNumber}`;
   switch (why) {
     case "full":
-      return new ConnectError(`shipment ${trackingNumber} already has the maximum number of partner carriers`, Code.FailedPrecondition);
+      return new ConnectError(
+        `shipment ${trackingNumber} already has the maximum number of partner carriers (${MAX_PARTNER_CARRIERS} at once, ${MAX_PARTNER_HANDOVERS} handovers in all)`,
+        Code.FailedPrecondition,
+      );
     case "own_carrier":
       return new ConnectError(
         `the shipment's own carrier cannot be removed from shipment ${trackingNumber}: partner_carrier_code must name a partner carrier`,

@@ -1291,8 +1291,9 @@ export const IngestService: GenService<{
    * Errors: NotFound (no shipment with this tracking number), PermissionDenied (a carrier token
    * of a partner carrier of the shipment, even for a handover that would change nothing; a carrier
    * token of a carrier that does not carry the shipment; or a customer token), FailedPrecondition
-   * (the shipment already has the maximum of 8 partner carriers), Unavailable (the shipment
-   * directory or the event stream did not answer in time; safe to retry).
+   * (the shipment already has the maximum of 8 partner carriers, or took 32 handovers in its life:
+   * its partners now plus every removal), Unavailable (the shipment directory or the event stream
+   * did not answer in time; safe to retry).
    *
    * @generated from rpc logistics.ingest.v1.IngestService.HandOverShipment
    */
