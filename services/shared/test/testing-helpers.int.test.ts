@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { strict as assert } from "node:assert";
 import { getEventListeners } from "node:events";
 import * as net from "node:net";
@@ -77,6 +78,13 @@ describe("getFreePort", () => {
       server.listen(port, "127.0.0.1", resolve);
     });
     await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it("picks below the kernel's ephemeral range, so no outbound connection or listen(0) can take it", async () => {
+    const [low] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    const ports = await Promise.all(Array.from({ length: 50 }, () => getFreePort()));
+    for (const port of ports) assert.ok(port >= 15_000 && port < low!, `${port} is below the ephemeral range (from ${low})`);
+    assert.equal(new Set(ports).size, ports.length, "no port handed out twice");
   });
 });
 
