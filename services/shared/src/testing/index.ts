@@ -28,6 +28,7 @@ export { createTestSchema, type TestSchema, type TestSchemaOptions } from "./pos
 export { testDatabaseUrl, testNatsUrl, testRedisUrl } from "./test-servers.js";
 export {
   embeddedPostgresBinaries,
+  postgresBinaries,
   startPostgresServer,
   type PostgresServerHandle,
   type PostgresServerOptions,

