@@ -552,6 +552,47 @@ describe("PostgresShipmentStore", () => {
     });
   });
 
+  describe("migration 8 (documents compressed with lz4)", () => {
+    it("compresses the documents written after it with lz4 when the server has lz4, and leaves pglz otherwise", async () => {
+      const fresh = await createTestSchema({ prefix: "store_lz4" });
+      const pool = new pg.Pool({ connectionString: fresh.connectionString, max: 2 });
+      try {
+        const lz4 = (await pool.query<{ lz4: boolean }>(
+          `SELECT coalesce('lz4' = ANY(enumvals), false) AS lz4 FROM pg_settings WHERE name = 'default_toast_compression'`,
+        )).rows[0]!.lz4;
+        await migrate(pool, MIGRATIONS.filter((m) => m.version <= 7));
+        const store = await createPostgresShipmentStore({ pool, migrate: false });
+        const tn = uniqueTrackingNumber();
+        const t0 = Date.UTC(2026, 10, 1, 8);
+        // Enough events for a document well past the ~2 KB where PostgreSQL compresses it.
+        await store.applyEvents(Array.from({ length: 30 }, (_, i) => scan(tn, `${tn}-a${i}`, new Date(t0 + i * 60_000).toISOString())));
+        const compression = async () =>
+          (await pool.query<{ c: string | null; bytes: number }>(
+            "SELECT pg_column_compression(doc) AS c, octet_length(doc::text) AS bytes FROM shipments WHERE tracking_number = $1",
+            [tn],
+          )).rows[0]!;
+        const before = await compression();
+        assert.ok(before.bytes > 4000, `the document is ${before.bytes} bytes of JSON`);
+        assert.equal(before.c, "pglz", "before the migration: the server's default");
+
+        assert.deepEqual(await migrate(pool, MIGRATIONS.filter((m) => m.version <= 8)), [8]);
+        const attcompression = (await pool.query<{ c: string }>(
+          "SELECT attcompression AS c FROM pg_attribute WHERE attrelid = 'shipments'::regclass AND attname = 'doc'",
+        )).rows[0]!.c;
+        assert.equal(attcompression, lz4 ? "l" : "", lz4 ? "the column is set to lz4" : "a server without lz4 keeps its default");
+        assert.equal((await compression()).c, "pglz", "no document is rewritten by the migration");
+        const next = await store.applyEvent(scan(tn, `${tn}-b`, new Date(t0 + 31 * 60_000).toISOString()));
+        assert.equal(next.version, 31);
+        assert.equal((await compression()).c, lz4 ? "lz4" : "pglz", "the next write compresses the new way");
+        assert.equal((await store.getShipment(tn))?.version, 31, "and the document reads back");
+        await store.close();
+      } finally {
+        await pool.end();
+        await fresh.drop();
+      }
+    });
+  });
+
   describe("partition maintenance", () => {
     let store: PostgresShipmentStore;
     beforeAll(async () => {
