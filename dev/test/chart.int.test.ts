@@ -853,13 +853,26 @@ describe("autoscaling", () => {
 
   it("ties the Node.js heap to the memory limit", () => {
     assert.match(workloadTemplate, /args:\n\s+\{\{- with \$heapMiB \}\}\n\s+- \{\{ printf "--max-old-space-size=%s" \. \| quote \}\}/);
+    assert.match(
+      workloadTemplate,
+      /\{\{- with \$root\.Values\.semiSpaceMiB \}\}\n\s+- \{\{ printf "--max-semi-space-size=%v" \. \| quote \}\}/,
+      "the young generation's size goes to every service",
+    );
     assert.match(helpersTemplate, /define "logistics-mesh\.heapMiB"[\s\S]*?hasSuffix "Gi" \$mem[\s\S]*?mul \$n 1024[\s\S]*?div \(mul \$n \(int \.percent\)\) 100/);
     for (const [, values] of valueSets) {
       for (const [name, svc] of enabledServices(values)) {
         const limit = (isObj(svc["resources"] ?? null) ? at(svc, "resources.limits") : at(values, "resources.limits"))["memory"];
         const heapMiB = Math.floor(((bytesOf(limit) / 2 ** 20) * Number(values["heapPercentOfMemoryLimit"])) / 100);
-        assert.ok(heapMiB >= 128 && heapMiB * 2 ** 20 < bytesOf(limit) * 0.9, `${name}: heap ${heapMiB} MiB for a ${String(limit)} limit`);
+        // The young generation comes on top of the old space: about three semi-spaces.
+        const youngMiB = 3 * Number(values["semiSpaceMiB"] ?? defaults["semiSpaceMiB"]);
+        assert.ok(
+          heapMiB >= 128 && (heapMiB + youngMiB) * 2 ** 20 < bytesOf(limit) * 0.9,
+          `${name}: heap ${heapMiB} MiB and young generation ${youngMiB} MiB for a ${String(limit)} limit`,
+        );
       }
+      // Under a memory limit V8 sizes the young generation from it (~1 MiB semi-spaces at 512Mi),
+      // which cost the services 5-17% more CPU per scan (perf/README.md, "Runtime").
+      assert.ok(Number(values["semiSpaceMiB"] ?? defaults["semiSpaceMiB"]) >= 8, "the young generation is sized");
     }
   });
 
@@ -1088,6 +1101,7 @@ describe("helm", () => {
       assert.match(stdout, /readOnlyRootFilesystem: true/);
       assert.match(stdout, /kind: HorizontalPodAutoscaler/);
       assert.match(stdout, /- "--max-old-space-size=768"/, "the heap flag is 75% of ingest's 1Gi limit");
+      assert.match(stdout, /- "--max-semi-space-size=16"/, "the young generation is sized, not left to the memory limit");
       assert.match(stdout, /terminationGracePeriodSeconds: 40\n/);
       assert.match(stdout, /config\.beta\.linkerd\.io\/proxy-enable-native-sidecar: "true"/);
       assert.match(stdout, /kind: GRPCRoute/);
