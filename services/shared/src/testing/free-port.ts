@@ -9,17 +9,17 @@ const recent = new Set<number>();
 const RECENT_MAX = 4096;
 
 /**
- * The kernel's ephemeral range (`net.ipv4.ip_local_port_range`): the ports it gives outbound
- * connections and `listen(0)`. Linux's default when it cannot be read.
+ * The start of the kernel's ephemeral range (`net.ipv4.ip_local_port_range`): the ports it gives
+ * outbound connections and `listen(0)`. Linux's default when it cannot be read.
  */
-function ephemeralRange(): { low: number; high: number } {
+function ephemeralLow(): number {
   try {
-    const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
-    if (Number.isInteger(low) && Number.isInteger(high)) return { low: low!, high: high! };
+    const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    if (Number.isInteger(low)) return low;
   } catch {
     // not Linux, or no /proc: the default below
   }
-  return { low: 32_768, high: 60_999 };
+  return 32_768;
 }
 
 function tryListen(port: number): Promise<number | undefined> {
@@ -49,8 +49,7 @@ function tryListen(port: number): Promise<number | undefined> {
  * Falls back to the kernel's choice when there is no room below the range.
  */
 export async function getFreePort(): Promise<number> {
-  const { low } = ephemeralRange();
-  const room = low - LOWEST;
+  const room = ephemeralLow() - LOWEST;
   if (room >= 1000) {
     for (let i = 0; i < 64; i++) {
       const port = LOWEST + Math.floor(Math.random() * room);
