@@ -28,6 +28,8 @@ export interface RouteConsumersOptions {
   logger?: NatsLog;
   /** Most events per batch. Default: the batch consumer's (256). */
   maxBatch?: number;
+  /** How long a batch may wait to fill up (the batch consumer's `lingerMs`). Default 0. */
+  lingerMs?: number;
   /** The service's metrics registry, for the consumers' own counters (see `BatchConsumerOptions.registry`). */
   registry?: Registry;
 }
@@ -55,6 +57,7 @@ export async function startRouteConsumers(opts: RouteConsumersOptions): Promise<
     nc: opts.nc,
     catalog,
     ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
+    ...(opts.lingerMs !== undefined ? { lingerMs: opts.lingerMs } : {}),
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(opts.registry ? { registry: opts.registry } : {}),
   };

@@ -69,6 +69,7 @@ export const routingService: ServiceDefinition<RoutingConfig> = {
         jsm: ctx.jsm,
         catalog: ctx.catalog,
         keeper,
+        lingerMs: config.ROUTING_CONSUMER_LINGER_MS,
         logger: log,
         registry: ctx.metrics.registry,
       });
