@@ -159,6 +159,33 @@ describe("event catalog publishing and the batch consumer (real nats-server)", (
     await settled(def.stream.name, def.durable, 1);
   });
 
+  it("with lingerMs, takes a trickle in one batch of what arrived within the linger, and no later than it", async () => {
+    // Ten messages 10 ms apart: without a linger each would be a batch of its own (the "lone
+    // message" case above); with 400 ms they are taken together, the first one waiting at most
+    // the linger (plus scheduling) for the batch to close.
+    const { catalog, def, publishScans } = await setup();
+    const batches: Array<{ at: number; ids: string[] }> = [];
+    await start(catalog, {
+      consumer: def,
+      lingerMs: 400,
+      handler: async (items) => {
+        batches.push({ at: performance.now(), ids: items.map((i) => i.id) });
+        return items.map(() => Outcomes.ack);
+      },
+    });
+    const firstSentAt = performance.now();
+    for (let n = 0; n < 10; n++) {
+      await publishScans([scan("TNLINGER01", n)]);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await waitFor(() => batches.reduce((k, b) => k + b.ids.length, 0) === 10, { message: "all ten messages", timeoutMs: 5_000 });
+    assert.ok(batches.length <= 2, `${batches.length} batches of ${batches.map((b) => b.ids.length).join(", ")}: the linger did not gather them`);
+    assert.deepEqual(batches.flatMap((b) => b.ids), Array.from({ length: 10 }, (_, n) => `TNLINGER01-${n}`), "in stream order");
+    const waited = batches[0]!.at - firstSentAt;
+    assert.ok(waited < 1_500, `the first batch closed ${waited.toFixed(0)} ms after the first message (linger 400 ms)`);
+    await settled(def.stream.name, def.durable, 10);
+  });
+
   it("keeps a pull outstanding across pull expiries: no message of a trickle waits for a heartbeat timeout", async () => {
     // Pulls of up to 64 messages expiring after 2 s, under a trickle of one message per 150 ms:
     // each pull ends part-filled at its expiry. No message may wait for nats.js to miss two 1 s

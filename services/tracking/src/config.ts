@@ -57,7 +57,17 @@ export const trackingConfig = defineConfig(
       description: "most events a projector consumer commits in one transaction (one batch; a shipment's events stay in order)",
       min: 1,
       max: 1024,
-      default: 256,
+      // 256 capped how fast the projector caught up: under a backlog every apply took one full
+      // batch per consumer, and the next pull waited for that batch's publishing and acks. 1,024
+      // keeps the backlog bounded at rates where 256 let it grow (perf/README.md, "Batch size").
+      default: 1024,
+    }),
+    TRACKING_PROJECTOR_LINGER_MS: int({
+      description:
+        "how long a projector batch may wait for more events (fewer, larger batches: one read, one write and one commit per batch); 0: a batch closes as soon as nothing more is waiting",
+      min: 0,
+      max: 1000,
+      default: 0,
     }),
     TRACKING_ACK_WAIT_MS: int({
       description: "redelivery timeout of an event a projector took and did not acknowledge",

@@ -86,6 +86,7 @@ export const trackingService: ServiceDefinition<TrackingConfig> = {
           registry: ctx.metrics.registry,
           durablePrefix: config.TRACKING_CONSUMER_PREFIX,
           maxBatch: config.TRACKING_PROJECTOR_MAX_BATCH,
+          lingerMs: config.TRACKING_PROJECTOR_LINGER_MS,
           // Three consumers with two batches in flight each: six connections at most, the rest of
           // the pool stays with the RPCs.
           maxInFlightBatches: config.TRACKING_DB_POOL_SIZE >= 12 ? 2 : 1,
