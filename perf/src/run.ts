@@ -321,6 +321,7 @@ function figures(r: E2eResult): E2eFigures {
     p50: r.p50,
     p99: r.p99,
     visibleMissing: r.visible.missing,
+    visibleByLaterVersion: r.visible.byLaterVersion,
     webhooks: r.webhooks,
     cost: r.cost,
     load: r.load,
@@ -448,7 +449,7 @@ function e2eScenario(r: E2eResult, best: boolean): ScenarioResult {
       `backlog at the window's end: ${r.backlogAtEnd.clientUnacked} scans unacked at the client; per durable ` +
         `${Object.entries(r.backlogAtEnd.perConsumer).map(([k, v]) => `${durableLabel(k)} ${v}`).join(", ") || "—"}`,
       `send → ack (from the intended send time) p50 ${fmtMs(r.p50.sendToAckMs)}, p99 ${fmtMs(r.p99.sendToAckMs)}`,
-      `ack → visible p50 ${fmtMs(r.p50.ackToVisibleMs)}, p99 ${fmtMs(r.p99.ackToVisibleMs)}; never visible by the end of settling: ${r.visible.missing}`,
+      `ack → visible p50 ${fmtMs(r.p50.ackToVisibleMs)}, p99 ${fmtMs(r.p99.ackToVisibleMs)}; never visible by the end of settling: ${r.visible.missing}; first seen inside a later version of their shipment: ${r.visible.byLaterVersion}`,
       `webhooks implied by the visible status changes: ${r.webhooks.expected}, received ${r.webhooks.received}, missing ${r.webhooks.missing}` +
         `${r.webhooks.unknownForInvisible ? ` (plus unknown for ${r.webhooks.unknownForInvisible} scans never visible)` : ""}; ` +
         `other webhooks (creations) ${r.webhooks.otherReceived}; ack → webhook p50 ${fmtMs(r.p50.ackToWebhookMs)}, p99 ${fmtMs(r.p99.ackToWebhookMs)}`,
@@ -747,7 +748,7 @@ async function soak(): Promise<void> {
     `- ${runtimeLine()}`,
     "",
     `Load: offered ${r.offered.perSec.toFixed(0)}/s, sent ${r.sent.perSec.toFixed(0)}/s, acked ${r.acked.perSec.toFixed(0)}/s; ` +
-      `ack → visible p50 ${fmtMs(r.p50.ackToVisibleMs)}, p99 ${fmtMs(r.p99.ackToVisibleMs)} (never visible ${r.visible.missing}); ` +
+      `ack → visible p50 ${fmtMs(r.p50.ackToVisibleMs)}, p99 ${fmtMs(r.p99.ackToVisibleMs)} (never visible ${r.visible.missing}; first seen inside a later version ${r.visible.byLaterVersion}); ` +
       `ack → webhook p50 ${fmtMs(r.p50.ackToWebhookMs)}, p99 ${fmtMs(r.p99.ackToWebhookMs)} (${r.webhooks.received} of ${r.webhooks.expected}); ` +
       `mesh ${meshTotal(r.cost.perThousandScans).toFixed(0)} ms CPU per 1,000 scans, load generator ${(r.cost.perThousandScans[LOAD_GENERATOR] ?? NaN).toFixed(0)}.`,
     "",

@@ -16,6 +16,8 @@ export interface E2eFigures {
   p50: { sendToAckMs: number; ackToVisibleMs: number; ackToWebhookMs: number };
   p99: { sendToAckMs: number; ackToVisibleMs: number; ackToWebhookMs: number };
   visibleMissing: number;
+  /** Window scans first seen inside a later version of their shipment (e2e-bench.ts; absent in reports before 2026-12-06T16). */
+  visibleByLaterVersion?: number;
   webhooks: { expected: number; received: number; missing: number; unknownForInvisible: number };
   cost: { scans: number; perThousandScans: Record<string, number>; idleMsPerSec: Record<string, number>; machineBusyCores: number; otherCores: number; pg?: { commitsPerScan: number; walBytesPerScan: number; statements?: Array<{ query: string; callsPerScan: number; execMsPerThousandScans: number; planMsPerThousandScans: number; rowsPerCall: number }> } };
   load: { start: number[]; end: number[] };
