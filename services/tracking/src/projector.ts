@@ -191,7 +191,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
    * round trip and a commit for a few events: under load that queue, not the database, set how
    * many events a second the projector applied. Merged, one statement and one commit take
    * everything waiting (at most the consumers' batches in flight: 3 × `maxInFlightBatches` ×
-   * `maxBatch`, 1,536 events by default). An event the store rejects for its data fails only the batch that sent
+   * `maxBatch`, 6,144 events with the service's defaults). An event the store rejects for its data fails only the batch that sent
    * it (at its own `batchIndex`) and the others apply again without it; any other failure fails
    * every batch of the round, each to its own fallback (`applyOneByOne`, whose applies go to the
    * store directly, unmerged).
