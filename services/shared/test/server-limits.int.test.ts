@@ -18,6 +18,8 @@ const LIMITS: ConnectionLimits = {
   maxHeaderBytes: 8 * 1024,
   maxJsonBytes: 256 * 1024,
   maxJsonDepth: 32,
+  streamResetBurst: 10_000,
+  streamResetRate: 1000,
 };
 /** Time past a deadline the server may take to act on it (timer and connection-check granularity, a loaded machine). */
 const SLACK_MS = 4000;
@@ -236,6 +238,156 @@ describe("startServer limits on the shared port (real sockets)", () => {
         break;
       }
     });
+  });
+});
+
+const WATCH_PATH = "/logistics.tracking.v1.TrackingService/WatchShipment";
+
+/** Opens a gRPC WatchShipment on `session` and resolves once its response headers arrived. */
+async function openWatch(session: http2.ClientHttp2Session): Promise<http2.ClientHttp2Stream> {
+  const stream = session.request({ ":method": "POST", ":path": WATCH_PATH, "content-type": "application/grpc", te: "trailers" });
+  stream.on("error", () => {});
+  stream.end(envelope(""));
+  stream.resume();
+  await new Promise((resolve, reject) => {
+    stream.once("response", resolve);
+    stream.once("close", () => reject(new Error(`stream closed before its response (rst ${stream.rstCode})`)));
+  });
+  return stream;
+}
+
+/**
+ * Cancels `n` watches on `session` one after another (each opened, answered, then reset with
+ * CANCEL, as a client closing a call does), then round-trips a PING. The server reads frames in
+ * order, so any GOAWAY those resets earned was sent before the PING's answer: the GOAWAY code, or
+ * undefined when there was none.
+ */
+async function cancelWatches(session: http2.ClientHttp2Session, n: number): Promise<number | undefined> {
+  let goaway: number | undefined;
+  session.on("goaway", (code: number) => (goaway ??= code));
+  for (let i = 0; i < n && goaway === undefined && !session.closed; i++) {
+    const stream = await openWatch(session).catch(() => undefined);
+    stream?.close(http2.constants.NGHTTP2_CANCEL);
+  }
+  if (goaway === undefined && !session.closed) {
+    await new Promise<void>((resolve) => {
+      session.once("goaway", () => resolve());
+      session.once("close", () => resolve());
+      if (!session.ping((err) => (err ? undefined : resolve()))) resolve();
+    });
+  }
+  return goaway;
+}
+
+/**
+ * Whether this runtime applies `streamResetBurst`/`streamResetRate` (Node 24 does, Node 20
+ * ignores them): a server allowing 2 resets answers the fifth with GOAWAY when it does.
+ */
+async function resetLimitHonoured(): Promise<boolean> {
+  const server = http2.createServer({ streamResetBurst: 2, streamResetRate: 1 } as http2.ServerOptions, (_req, res) => {
+    res.writeHead(200);
+    res.write("x");
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const session = http2.connect(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
+  session.on("error", () => {});
+  try {
+    let goaway = false;
+    session.on("goaway", () => (goaway = true));
+    for (let i = 0; i < 5 && !goaway && !session.closed; i++) {
+      const stream = session.request({ ":path": "/" });
+      stream.on("error", () => {});
+      await new Promise((resolve) => {
+        stream.once("response", resolve);
+        stream.once("close", resolve);
+      });
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    }
+    if (!goaway && !session.closed) {
+      await new Promise<void>((resolve) => {
+        session.once("goaway", () => resolve());
+        session.once("close", () => resolve());
+        if (!session.ping(() => resolve())) resolve();
+      });
+    }
+    return goaway;
+  } finally {
+    session.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+describe("startServer and stream resets (rapid-reset defence; real sockets)", async () => {
+  const honoured = await resetLimitHonoured();
+  const servers: ServerHandle[] = [];
+  const serve = async (limits: Partial<ConnectionLimits>) => {
+    const server = await startServer({
+      port: 0,
+      host: "127.0.0.1",
+      services: [TrackingService],
+      limits,
+      routes: (router) => {
+        router.service(TrackingService, {
+          getShipment: () => ({}),
+          async *watchShipment(_req, ctx) {
+            yield { sequence: 1n, kind: WatchUpdateKind.SNAPSHOT };
+            await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
+          },
+        });
+      },
+    });
+    servers.push(server);
+    return server;
+  };
+  afterAll(() => Promise.all(servers.map((s) => s.close({ graceMs: 1000 }))));
+
+  it.runIf(honoured)(
+    "lets one connection cancel 2,500 calls in a burst and keeps its other streams open (Node 24; Node 20 ignores the setting)",
+    async () => {
+      // The defaults: nghttp2's own (1,000, then 33/s) would GOAWAY after about the 1,000th.
+      const server = await serve({});
+      const session = http2.connect(server.url);
+      session.on("error", () => {});
+      try {
+        const long = await openWatch(session);
+        const goaway = await cancelWatches(session, 2500);
+        assert.equal(goaway, undefined, `GOAWAY ${goaway} after cancelled calls`);
+        assert.equal(long.closed, false, "the watch left open was broken");
+        assert.equal(session.closed, false);
+        // The connection still serves new calls.
+        (await openWatch(session)).close(http2.constants.NGHTTP2_CANCEL);
+      } finally {
+        session.destroy();
+      }
+    },
+  );
+
+  it.runIf(honoured)("still answers a reset flood beyond its bucket with GOAWAY (INTERNAL_ERROR), breaking that connection only", async () => {
+    const server = await serve({ streamResetBurst: 100, streamResetRate: 10 });
+    const flood = http2.connect(server.url);
+    const other = http2.connect(server.url);
+    flood.on("error", () => {});
+    other.on("error", () => {});
+    try {
+      const otherWatch = await openWatch(other);
+      const goaway = await cancelWatches(flood, 400);
+      assert.equal(goaway, http2.constants.NGHTTP2_INTERNAL_ERROR);
+      assert.equal(otherWatch.closed, false, "another connection's watch was broken");
+    } finally {
+      flood.destroy();
+      other.destroy();
+    }
+  });
+
+  it.skipIf(honoured)("on a runtime that ignores the setting (Node 20), the library's bucket of 1,000 still ends the connection, as the README says", async () => {
+    const server = await serve({});
+    const session = http2.connect(server.url);
+    session.on("error", () => {});
+    try {
+      assert.equal(await cancelWatches(session, 1500), http2.constants.NGHTTP2_INTERNAL_ERROR);
+    } finally {
+      session.destroy();
+    }
   });
 });
 

@@ -154,6 +154,19 @@ export function baseConfigSpec(d: BaseConfigDefaults) {
       max: 100_000,
       default: 1000,
     }),
+    HTTP2_STREAM_RESET_BURST: int({
+      description:
+        "stream resets (RST_STREAM) one HTTP/2 connection may send before a GOAWAY, refilled at HTTP2_STREAM_RESET_RATE per second (the rapid-reset defence; Node 20 ignores it and keeps 1000 at 33/s)",
+      min: 100,
+      max: 10_000_000,
+      default: 10_000,
+    }),
+    HTTP2_STREAM_RESET_RATE: int({
+      description: "stream resets per second refilled into HTTP2_STREAM_RESET_BURST",
+      min: 1,
+      max: 1_000_000,
+      default: 1000,
+    }),
     HTTP_MAX_HEADER_BYTES: int({
       description: "largest request header block in bytes (HTTP/1.1: 431; HTTP/2: ResourceExhausted)",
       min: 4096,

@@ -171,6 +171,8 @@ export async function startService<C extends BaseConfig>(def: ServiceDefinition<
         headerTimeoutMs: config.HTTP_HEADER_TIMEOUT_MS,
         idleTimeoutMs: config.HTTP_IDLE_TIMEOUT_MS,
         maxConcurrentStreams: config.HTTP2_MAX_CONCURRENT_STREAMS,
+        streamResetBurst: config.HTTP2_STREAM_RESET_BURST,
+        streamResetRate: config.HTTP2_STREAM_RESET_RATE,
         maxHeaderBytes: config.HTTP_MAX_HEADER_BYTES,
         maxJsonBytes: config.RPC_MAX_JSON_BYTES,
         maxJsonDepth: config.RPC_MAX_JSON_DEPTH,

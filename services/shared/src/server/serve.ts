@@ -90,6 +90,19 @@ export interface ConnectionLimits {
   maxJsonBytes: number;
   /** Deepest nesting of JSON objects and arrays in a request message, checked before parsing: beyond it, InvalidArgument. */
   maxJsonDepth: number;
+  /**
+   * Stream resets (RST_STREAM) a client may send on one HTTP/2 connection: a token bucket of this
+   * many, refilled at {@link streamResetRate} per second. A client that runs out gets a GOAWAY
+   * (INTERNAL_ERROR) and every stream of its connection breaks: the defence against "rapid reset"
+   * floods (CVE-2023-44487). nghttp2's own bucket is 1,000 refilled at 33/s, which a legitimate
+   * client outruns by cancelling more than 33 calls a second (watchers closing as their parcels
+   * arrive, deadlines expiring) on one connection, as a gateway or an ingress multiplexing many
+   * callers does. Honoured by the runtimes that expose it (Node 24, the images'); Node 20 keeps
+   * nghttp2's.
+   */
+  streamResetBurst: number;
+  /** Tokens per second refilled into the {@link streamResetBurst} bucket. */
+  streamResetRate: number;
 }
 
 /** The limits a server applies when its options leave them out. */
@@ -100,6 +113,8 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.free
   maxHeaderBytes: 16 * 1024,
   maxJsonBytes: 4 * 1024 * 1024,
   maxJsonDepth: 64,
+  streamResetBurst: 10_000,
+  streamResetRate: 1000,
 });
 
 export interface CloseOptions {
@@ -237,6 +252,8 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   const h2Options = {
     settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
     maxHeaderListSize: limits.maxHeaderBytes,
+    streamResetBurst: limits.streamResetBurst,
+    streamResetRate: limits.streamResetRate,
   };
   if (options.tls) {
     const secure = http2.createSecureServer(
