@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { createRoundTripCoalescer } from "@logistics/shared/batching";
+import { defineScript } from "@logistics/shared/redis";
 
 /** The answer of a {@link RateLimiter}. */
 export interface RateDecision {
@@ -75,6 +76,7 @@ return out
  * the load a process takes on.
  */
 export function createRedisRateLimiter(opts: RedisRateLimiterOptions): RateLimiter {
+  const tokenBuckets = defineScript(opts.redis, TOKEN_BUCKETS);
   const allowAll = (n: number) => new Array<RateDecision>(n).fill({ allowed: true, retryAfterMs: 0 });
   const rounds = createRoundTripCoalescer<{ bucket: string; cost: number }, RateDecision>({
     maxItems: opts.maxRequestsPerCall ?? 1000,
@@ -82,7 +84,7 @@ export function createRedisRateLimiter(opts: RedisRateLimiterOptions): RateLimit
       try {
         const keys = requests.map((r) => `rate:${r.bucket}`);
         const costs = requests.map((r) => r.cost);
-        const reply = (await opts.redis.eval(TOKEN_BUCKETS, keys.length, ...keys, opts.ratePerSec, opts.burst, ...costs)) as unknown;
+        const reply = await tokenBuckets(keys, [opts.ratePerSec, opts.burst, ...costs]);
         if (!Array.isArray(reply) || reply.length !== 2 * requests.length) throw new Error(`unexpected rate limit reply ${JSON.stringify(reply)}`);
         return requests.map((_, i) => ({ allowed: Number(reply[2 * i]) === 1, retryAfterMs: Number(reply[2 * i + 1]) || 0 }));
       } catch (err) {

@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { createRoundTripCoalescer } from "@logistics/shared/batching";
+import { defineScript } from "@logistics/shared/redis";
 import type { Admission, AdmissionItem, ScanAdmission } from "./scan-ingestor.js";
 import type { BudgetCharge } from "./shipment-budget.js";
 
@@ -102,6 +103,7 @@ export function createRedisScanAdmission(opts: RedisScanAdmissionOptions): Redis
   const lingerMs = Math.max(0, opts.settleLingerMs ?? 20);
   const limit = opts.budget?.limitBytes ?? 0;
   const budgetTtl = opts.budget?.ttlSeconds ?? 0;
+  const admitScript = defineScript(opts.redis, ADMIT_SCRIPT);
 
   let stored: string[] = [];
   let refunds: BudgetCharge[] = [];
@@ -141,7 +143,7 @@ export function createRedisScanAdmission(opts: RedisScanAdmissionOptions): Redis
     let a = 6;
     for (const c of back) argv[a++] = c.cost;
     for (const it of items) argv[a++] = opts.budget ? it.cost : 0;
-    const reply = (await opts.redis.eval(ADMIT_SCRIPT, keys.length, ...keys, ...argv)) as unknown;
+    const reply = await admitScript(keys, argv);
     if (!Array.isArray(reply) || reply.length !== n) throw new Error(`unexpected admission reply of ${Array.isArray(reply) ? reply.length : typeof reply} for ${n} items`);
     return reply.map((v) => VERDICTS[Number(v)] ?? "free");
   };

@@ -1,6 +1,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
 import { ShipmentSchema, type Shipment } from "@logistics/shared/gen/logistics/tracking/v1/tracking_pb.js";
+import { defineScript } from "@logistics/shared/redis";
 import { shipmentBinary } from "./shipment-binary.js";
 
 /** The shipment snapshot cache tracking reads through. */
@@ -47,6 +48,7 @@ export function createRedisShipmentCache(opts: RedisShipmentCacheOptions): Shipm
   const { redis } = opts;
   const ttlMs = String(Math.max(1, Math.round(opts.ttlSeconds * 1000)));
   const key = (tn: string) => `shipment:${tn}`;
+  const putIfNewer = defineScript(redis, PUT_IF_NEWER);
   return {
     async get(trackingNumber) {
       const bytes = await redis.hgetBuffer(key(trackingNumber), "d");
@@ -54,7 +56,7 @@ export function createRedisShipmentCache(opts: RedisShipmentCacheOptions): Shipm
     },
     async put(shipment) {
       const bytes = shipmentBinary(shipment);
-      const written = await redis.eval(PUT_IF_NEWER, 1, key(shipment.trackingNumber), shipment.version.toString(), bytes, ttlMs);
+      const written = await putIfNewer([key(shipment.trackingNumber)], [shipment.version.toString(), bytes, ttlMs]);
       return written === 1;
     },
   };
