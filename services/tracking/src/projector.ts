@@ -198,6 +198,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
    */
   const applier = createRoundTripCoalescer<ProjectedEvent, ApplyResult>({
     serial: true,
+    // Everything the consumers can have waiting: one apply takes it all.
+    maxItems: PROJECTOR_CONSUMERS.length * (opts.maxInFlightBatches ?? 2) * (opts.maxBatch ?? 256),
     send: (events) => {
       metrics.storeApplyEvents.observe(events.length);
       return store.applyEvents(events);

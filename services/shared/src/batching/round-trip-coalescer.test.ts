@@ -240,6 +240,18 @@ describe("createRoundTripCoalescer, serial with blame (the tracking projector's 
     assert.equal(maxRunning(), 1);
   });
 
+  it("sends the calls queued behind a round in rounds of at most maxItems, in call order, never splitting a call", async () => {
+    const { c, rounds, drive, flushDue, releaseNext, maxRunning } = gated();
+    const first = c.call([1]);
+    flushDue();
+    const later = [c.call([2, 3, 4]), c.call([5, 6]), c.call([7, 8, 9]), c.call([10])];
+    flushDue();
+    releaseNext();
+    assert.deepEqual(await drive(Promise.all([first, ...later])), [[10], [20, 30, 40], [50, 60], [70, 80, 90], [100]]);
+    assert.deepEqual(rounds, [[1], [2, 3, 4, 5, 6], [7, 8, 9, 10]], "maxItems is 6");
+    assert.equal(maxRunning(), 1);
+  });
+
   it("fails only the call holding the blamed item, at its own position, and sends the others again first", async () => {
     const { c, rounds, drive } = gated(new Set([5]));
     const calls = [c.call([1, 2]), c.call([4, 5, 6]), c.call([7])].map(outcome);

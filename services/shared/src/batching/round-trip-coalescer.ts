@@ -9,7 +9,8 @@ export interface RoundTripCoalescerOptions<T, R> {
   /**
    * Most items one round carries. A call that would take the round past it sends the queued
    * calls at once and starts the next round; a single call larger than this is a round of its
-   * own (calls are never split). Default 1 000.
+   * own (calls are never split). With `serial`, the calls queued while a round runs go out in
+   * rounds of at most this many, one after the other. Default 1 000.
    */
   maxItems?: number;
   /**
@@ -128,14 +129,23 @@ export function createRoundTripCoalescer<T, R>(opts: RoundTripCoalescerOptions<T
       timer = undefined;
     }
     if (waiters.length === 0 || (opts.serial && inFlight)) return;
-    const mine = waiters;
-    waiters = [];
-    queued = 0;
+    // At most `maxItems` (a call larger than that goes alone): calls queued behind a serial round
+    // can add up to more, and the rest wait for the next round.
+    let take = 0;
+    let items = 0;
+    while (take < waiters.length && (take === 0 || items + (waiters[take] as Waiter<T, R>).items.length <= maxItems)) {
+      items += (waiters[take] as Waiter<T, R>).items.length;
+      take++;
+    }
+    const mine = take === waiters.length ? waiters : waiters.slice(0, take);
+    waiters = take === waiters.length ? [] : waiters.slice(take);
+    queued -= items;
     inFlight = true;
     void sendRound(mine).finally(() => {
       inFlight = false;
       if (opts.serial) arm();
     });
+    if (!opts.serial) arm();
   };
 
   /** Schedules the next flush for what is queued. */
