@@ -66,8 +66,7 @@ return out
 /**
  * A token bucket per caller in Redis (a Lua script, atomic across replicas):
  * `ratePerSec` tokens per second up to `burst`, one token per scan. The requests of one
- * event-loop turn (`@logistics/shared/batching`), or made while the previous script call was in
- * flight, from any stream or caller, share one script call and
+ * event-loop turn (`@logistics/shared/batching`), from any stream or caller, share one script call and
  * are taken in call order, exactly as separate calls would be.
  *
  * Fail-open by design: when Redis is unreachable the request is allowed and the failure is
@@ -81,8 +80,6 @@ export function createRedisRateLimiter(opts: RedisRateLimiterOptions): RateLimit
   const allowAll = (n: number) => new Array<RateDecision>(n).fill({ allowed: true, retryAfterMs: 0 });
   const rounds = createRoundTripCoalescer<{ bucket: string; cost: number }, RateDecision>({
     maxItems: opts.maxRequestsPerCall ?? 1000,
-    // One round in flight: the requests made meanwhile share the next (see the admission's).
-    serial: true,
     async send(requests) {
       try {
         const keys = requests.map((r) => `rate:${r.bucket}`);

@@ -84,8 +84,7 @@ export interface RedisScanAdmission extends ScanAdmission {
  * charged to the shipment).
  *
  * Calls are coalesced (`@logistics/shared/batching`): every `admit` of one event-loop turn, from
- * any batch or stream, and every one made while the previous round was in flight, shares one
- * script call, and that call also carries whatever was settled
+ * any batch or stream, shares one script call, and that call also carries whatever was settled
  * (stored ids, refunds) since the last one. A batch used to cost three round trips (the dedupe
  * lookup, the budget charge, the record after the PubAck); on carriers that stream one scan per
  * message, each was a socket write and a read on both ends per scan. A settlement waits at most
@@ -151,11 +150,6 @@ export function createRedisScanAdmission(opts: RedisScanAdmissionOptions): Redis
 
   const rounds = createRoundTripCoalescer<AdmissionItem, Admission>({
     maxItems,
-    // One round in flight at a time (group commit): the admissions asked for while it runs share
-    // the next. Carriers that stream one scan per message send their messages in turns of their
-    // own, so rounds of one event-loop turn held about one scan each under load; without load a
-    // round still goes out after the turn it was asked in.
-    serial: true,
     async send(items) {
       const settle = takeSettlement(Math.max(0, maxItems - items.length));
       try {

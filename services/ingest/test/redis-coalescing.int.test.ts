@@ -105,30 +105,6 @@ describe("ingest's Redis adapters coalesce concurrent calls (private redis-serve
     admission.close();
   });
 
-  it("sends the admissions and rate-limit requests made while a round is in flight, each in a turn of its own, in one next round", async () => {
-    const admission = createRedisScanAdmission({ redis: client.redis, dedupeTtlSeconds: 60, onError: client.reportError });
-    const limiter = createRedisRateLimiter({ redis: client.redis, ratePerSec: 1000, burst: 1000, onError: client.reportError });
-    const bucket = uniqueName("carrier");
-    const turn = () => new Promise((r) => setImmediate(r));
-    const { result, calls } = await counting(admin, ["script"], async () => {
-      // Scripts write, so the first round of each waits out the pause at the server while the
-      // later calls are made, one event-loop turn apart (as one-scan messages arrive).
-      await admin.client("PAUSE", 300, "WRITE");
-      const admitted = [admission.admit(items(["sc-serial-0"]))];
-      const taken = [limiter.take(bucket, 1)];
-      for (let i = 1; i <= 5; i++) {
-        await turn();
-        admitted.push(admission.admit(items([`sc-serial-${i}`])));
-        taken.push(limiter.take(bucket, 1));
-      }
-      return { admitted: await Promise.all(admitted), taken: await Promise.all(taken) };
-    });
-    assert.equal(calls["script"], 4, "a round each for the first calls, one each for the five made while they ran");
-    assert.ok(result.admitted.every((v) => v.length === 1 && v[0] === "free"), "each caller gets its own verdict");
-    assert.ok(result.taken.every((d) => d.allowed));
-    admission.close();
-  });
-
   it("takes the rate-limit tokens of concurrent requests in one script call, in call order, each request getting its own decision", async () => {
     const limiter = createRedisRateLimiter({ redis: client.redis, ratePerSec: 1, burst: 5, onError: client.reportError });
     const bucket = uniqueName("carrier");
