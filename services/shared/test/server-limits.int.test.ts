@@ -3,7 +3,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { EchoService } from "../src/gen/logistics/perf/v1/echo_pb.js";
 import { TrackingService, WatchUpdateKind } from "../src/gen/logistics/tracking/v1/tracking_pb.js";
@@ -20,6 +20,14 @@ const LIMITS: ConnectionLimits = {
   maxJsonDepth: 32,
   streamResetBurst: 10_000,
   streamResetRate: 1000,
+};
+/** A TrackingService whose WatchShipment sends one snapshot and stays open until the call ends. */
+const heldWatch: Partial<ServiceImpl<typeof TrackingService>> = {
+  getShipment: () => ({}),
+  async *watchShipment(_req, ctx) {
+    yield { sequence: 1n, kind: WatchUpdateKind.SNAPSHOT };
+    await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
+  },
 };
 /** Time past a deadline the server may take to act on it (timer and connection-check granularity, a loaded machine). */
 const SLACK_MS = 4000;
@@ -43,13 +51,7 @@ describe("startServer limits on the shared port (real sockets)", () => {
       limits: LIMITS,
       routes: (router) => {
         router.service(EchoService, { echo: (req) => ({ payload: req.payload }) });
-        router.service(TrackingService, {
-          getShipment: () => ({}),
-          async *watchShipment(_req, ctx) {
-            yield { sequence: 1n, kind: WatchUpdateKind.SNAPSHOT };
-            await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
-          },
-        });
+        router.service(TrackingService, heldWatch);
       },
     });
   });
@@ -288,13 +290,7 @@ describe("startServer and stream resets (rapid-reset defence; real sockets)", as
       services: [TrackingService],
       limits,
       routes: (router) => {
-        router.service(TrackingService, {
-          getShipment: () => ({}),
-          async *watchShipment(_req, ctx) {
-            yield { sequence: 1n, kind: WatchUpdateKind.SNAPSHOT };
-            await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
-          },
-        });
+        router.service(TrackingService, heldWatch);
       },
     });
     servers.push(server);
