@@ -14,6 +14,7 @@ import pg from "pg";
 import {
   claimDueSql,
   createNotificationStore,
+  DELIVERIES_FILLFACTOR,
   type ClaimOptions,
   type NotificationStore,
   type SubscriptionOwner,
@@ -389,6 +390,57 @@ describe("createNotificationStore (PostgreSQL)", () => {
     }
   });
 
+  it("claims with HOT updates: a claim adds no index entries (deliveries keep room on their pages)", async () => {
+    /**
+     * Inserts 200 due deliveries as the intake writes them (a webhook body of ~600 bytes: several
+     * pages of them) into a fresh schema, with `fillfactor` set first when given, and claims the 10
+     * due first (the first inserted) in a transaction of its own: how many rows the claim updated
+     * and how many of those were HOT, and the table's settings.
+     */
+    const claimOnFreshTable = async (fillfactor?: number) => {
+      const own = await createTestSchema({ prefix: "nhot" });
+      const s = createNotificationStore({ connectionString: own.connectionString, schema: own.schema });
+      const pool = new pg.Pool({ connectionString: own.connectionString, max: 1 });
+      try {
+        await s.migrate();
+        const o = "http://hot.test:1";
+        const sub = await subscribe(uniqueName("H").toUpperCase().replace(/_/g, ""), undefined, undefined, s, o);
+        const q = `"${own.schema}".deliveries`;
+        if (fillfactor !== undefined) await pool.query(`ALTER TABLE ${q} SET (fillfactor = ${fillfactor})`);
+        await pool.query(
+          `INSERT INTO ${q} (id, subscription_id, event_id, event_type, tracking_number, shipment_version,
+                             event_time, origin, body, state, next_attempt_at)
+           SELECT 'dlv_' || g, $1, 'evt_' || g, ${NotificationEventType.STATUS_CHANGED}, 'TN' || g, 1, now(), $2,
+                  repeat('x', 600), ${DeliveryState.PENDING}, now() - interval '1 minute' + g * interval '1 millisecond'
+           FROM generate_series(1, 200) AS g`,
+          [sub, o],
+        );
+        const client = await pool.connect();
+        try {
+          await client.query("BEGIN");
+          const claimed = await client.query(claimDueSql(own.schema), [uniqueName("lease"), 10, 10, [], [], 60_000, 10]);
+          const { rows } = await client.query<{ updated: string; hot: string; options: string[] | null }>(
+            `SELECT pg_stat_get_xact_tuples_updated($1::regclass) AS updated, pg_stat_get_xact_tuples_hot_updated($1::regclass) AS hot,
+                    (SELECT reloptions FROM pg_class WHERE oid = $1::regclass) AS options`,
+            [q],
+          );
+          await client.query("COMMIT");
+          return { claimed: claimed.rowCount, updated: Number(rows[0]!.updated), hot: Number(rows[0]!.hot), options: rows[0]!.options };
+        } finally {
+          client.release();
+        }
+      } finally {
+        await pool.end();
+        await s.close();
+        await own.drop();
+      }
+    };
+    assert.deepEqual(await claimOnFreshTable(), { claimed: 10, updated: 10, hot: 10, options: [`fillfactor=${DELIVERIES_FILLFACTOR}`] });
+    // Pages filled to the brim (the table before migration 4): no claim fits beside its row, so
+    // each one is a new row version on another page, with an entry in every index.
+    assert.deepEqual(await claimOnFreshTable(100), { claimed: 10, updated: 10, hot: 0, options: ["fillfactor=100"] });
+  });
+
   it("delivers a customer's tracking-number subscription only events of that customer's shipments", async () => {
     const tn = uniqueName("W").toUpperCase().replace(/_/g, "");
     const guessed = await subscribe(tn, [NotificationEventType.STATUS_CHANGED], { customerId: "intruder" });
@@ -469,7 +521,7 @@ describe("notification schema migrations (PostgreSQL)", () => {
       );
       await Promise.all([store.migrate(), store.migrate()]);
       const versions = await pool.query(`SELECT version FROM ${q}.schema_migrations ORDER BY version`);
-      assert.deepEqual(versions.rows.map((r: { version: number }) => r.version), [1, 2, 3]);
+      assert.deepEqual(versions.rows.map((r: { version: number }) => r.version), [1, 2, 3, 4]);
       const [legacy] = (await store.listSubscriptions({ trackingNumber: "LEGACY000001" }, 10, undefined)).items;
       assert.equal(legacy?.subscriptionId, "sub_legacy");
       const owned = (await store.listSubscriptions({ trackingNumber: "LEGACY000001", ownedBy: { customerId: "old-client" } }, 10, undefined)).items;
