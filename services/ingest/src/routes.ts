@@ -14,7 +14,17 @@ export const ingestPolicies = policiesForService(IngestService, {
   removeShipmentPartner: { scopes: [Scope.ScansWrite, Scope.ShipmentsWrite], carrierAllowed: true },
 });
 
+/**
+ * IngestService's responses go uncompressed, whatever the caller accepts (its compressed requests
+ * are still read). They are acks: ~80 bytes a scan, against ~200 for the scan, on links that
+ * carry the scans anyway. Level-1 gzip of a 100-scan ack message cost ingest ~8% of its CPU per
+ * scan, and the gateway as much again to inflate it (perf/README.md, "What limits it now", ninth
+ * sitting): the mesh's CPU is what an operator pays for, the acks' bytes hardly count. Every
+ * other service keeps the server's compression (shipment documents, searches).
+ */
+export const INGEST_RESPONSE_COMPRESS_MIN_BYTES = Number.MAX_SAFE_INTEGER;
+
 /** Registers the handlers on a Connect router. */
 export function registerIngestRoutes(router: ConnectRouter, handlers: IngestHandlers): void {
-  router.service(IngestService, handlers);
+  router.service(IngestService, handlers, { compressMinBytes: INGEST_RESPONSE_COMPRESS_MIN_BYTES });
 }
