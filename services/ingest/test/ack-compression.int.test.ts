@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { ServerReflectionRequestSchema } from "@logistics/shared/gen/grpc/reflection/v1/reflection_pb.js";
 import { ScanOutcome, StreamScansRequestSchema, StreamScansResponseSchema } from "@logistics/shared/gen/logistics/ingest/v1/ingest_pb.js";
 import { startIngestHarness, validScan, type IngestHarness } from "./ingest-harness.js";
@@ -48,7 +48,6 @@ async function grpcCall(
 }
 
 const encode = <D extends DescMessage>(schema: D, init: Parameters<typeof create<D>>[1]): Uint8Array => toBinary(schema, create(schema, init));
-const decode = <D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShape<D> => fromBinary(schema, bytes);
 
 describe("IngestService responses over a real socket: acks uncompressed", () => {
   let h: IngestHarness;
@@ -70,7 +69,7 @@ describe("IngestService responses over a real socket: acks uncompressed", () => 
     // Large enough that the server's default (gzip from 1 KiB) would have compressed it.
     assert.ok(answer!.bytes.length > 1024, `ack message of ${answer!.bytes.length} bytes`);
     assert.equal(answer!.compressed, false);
-    const res = decode(StreamScansResponseSchema, answer!.bytes);
+    const res = fromBinary(StreamScansResponseSchema, answer!.bytes);
     assert.deepEqual(res.acks.map((a) => a.outcome), scans.map(() => ScanOutcome.ACCEPTED));
 
     // The check above can tell: another service of the same server compresses a large answer.
