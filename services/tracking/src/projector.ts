@@ -6,6 +6,8 @@ import { GeoPointSchema } from "@logistics/shared/gen/logistics/common/v1/geo_pb
 import { ShipmentStatus } from "@logistics/shared/gen/logistics/common/v1/shipment_pb.js";
 import { EtaChangedSchema, StatusChangedSchema } from "@logistics/shared/gen/logistics/events/v1/tracking_events_pb.js";
 import {
+  DEFAULT_MAX_BATCH,
+  DEFAULT_MAX_IN_FLIGHT_BATCHES,
   ensureCatalogConsumer,
   Outcomes,
   publication,
@@ -199,7 +201,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
   const applier = createRoundTripCoalescer<ProjectedEvent, ApplyResult>({
     serial: true,
     // Everything the consumers can have waiting: one apply takes it all.
-    maxItems: PROJECTOR_CONSUMERS.length * (opts.maxInFlightBatches ?? 2) * (opts.maxBatch ?? 256),
+    maxItems: PROJECTOR_CONSUMERS.length * (opts.maxInFlightBatches ?? DEFAULT_MAX_IN_FLIGHT_BATCHES) * (opts.maxBatch ?? DEFAULT_MAX_BATCH),
     send: (events) => {
       metrics.storeApplyEvents.observe(events.length);
       return store.applyEvents(events);

@@ -178,6 +178,11 @@ export interface BatchConsumer {
   stats(): BatchConsumerStats;
 }
 
+/** Most messages in one batch when `maxBatch` is unset. */
+export const DEFAULT_MAX_BATCH = 256;
+/** Batches in flight at once when `maxInFlightBatches` is unset. */
+export const DEFAULT_MAX_IN_FLIGHT_BATCHES = 2;
+
 /** Most producer links on one batch span. */
 const MAX_LINKS = 128;
 
@@ -228,8 +233,8 @@ export async function startBatchConsumer<E extends AnyEventDef>(opts: BatchConsu
   const { durable } = def;
   const stream = def.stream.name;
   const log = opts.logger ?? silentNatsLog;
-  const maxBatch = Math.max(1, opts.maxBatch ?? 256);
-  const maxInFlight = Math.max(1, opts.maxInFlightBatches ?? 2);
+  const maxBatch = Math.max(1, opts.maxBatch ?? DEFAULT_MAX_BATCH);
+  const maxInFlight = Math.max(1, opts.maxInFlightBatches ?? DEFAULT_MAX_IN_FLIGHT_BATCHES);
   const capacity = maxBatch * maxInFlight;
   const lingerMs = Math.max(0, opts.lingerMs ?? 0);
   const retryDelayMs = opts.retryDelayMs ?? exponentialRetryDelay(500, 60_000);

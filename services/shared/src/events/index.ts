@@ -30,6 +30,8 @@ export {
   type Publication,
 } from "./catalog-publisher.js";
 export {
+  DEFAULT_MAX_BATCH,
+  DEFAULT_MAX_IN_FLIGHT_BATCHES,
   Outcomes,
   PULL_EXPIRY_MARGIN_MS,
   PULLS_ENDED_BY_CLIENT_METRIC,
